@@ -1,0 +1,139 @@
+"""The `autograd-lint` command line (click), a thin layer over the library API.
+
+Exit codes follow ruff: 0 no findings, 1 findings, 2 usage, configuration, file or internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .api import LintResult, lint_paths
+from .config import Config, ConfigError, find_pyproject, load_config, validate_codes
+from .diagnostic import FileError
+from .engine import INTERNAL_ERROR_CODE, lint_text
+from .module import module_name_for_path
+from .output import FORMATS, render, render_statistics, summary
+from .pages import rule_page
+from .reading import SourceError, decode_source
+from .rules import RULES
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class _LinterGroup(click.Group):
+    """`autograd-lint [OPTIONS] [PATH]...` lints; `autograd-lint rule CODE` is the one subcommand."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands:
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+def _codes_option(value: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(code for item in value for code in item.split(","))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"autograd-lint: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_LinterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """autograd-lint: find silent gradient bugs in custom torch.autograd.Function code."""
+
+
+@main.command("check", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).")
+@click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings (errors still exit 2).")
+@click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
+@click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
+@click.option("--stdin-filename", help="The path to report, and to match config against, when linting `-` (stdin).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(__version__, "--version", prog_name="autograd-lint")
+def check(paths, select, extend_select, ignore, output_format, exit_zero, statistics, quiet, stdin_filename, config_path, verbose) -> None:
+    """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
+    try:
+        config = _config(config_path, select, extend_select, ignore)
+    except ConfigError as error:
+        _fail(str(error))
+    paths = list(paths) or ["."]
+    result = LintResult()
+    if "-" in paths:
+        _lint_stdin(stdin_filename or "-", config, result, verbose)
+        paths = [p for p in paths if p != "-"]
+    if paths:
+        found = lint_paths(paths, config, verbose=verbose)
+        result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
+        result.errors += found.errors
+        result.files_checked += found.files_checked
+    for error in result.errors:
+        click.echo(f"autograd-lint: error: {error}", err=True)
+    rendered = render_statistics(result.diagnostics, output_format) if statistics else render(result.diagnostics, output_format)
+    click.echo(rendered, nl=False)
+    if not quiet and output_format == "text":
+        click.echo(summary(result.diagnostics, result.files_checked), err=True)
+    internal_error = any(d.code == INTERNAL_ERROR_CODE for d in result.diagnostics)
+    if result.errors or internal_error:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FINDINGS if result.diagnostics and not exit_zero else EXIT_CLEAN)
+
+
+def _config(config_path, select, extend_select, ignore) -> Config:
+    pyproject = Path(config_path) if config_path else find_pyproject(os.getcwd())
+    if config_path and not pyproject.is_file():
+        raise ConfigError(f"{config_path}: no such file")
+    config = load_config(pyproject)
+    select = _codes_option(select)
+    extra_select = _codes_option(extend_select)
+    extra_ignore = _codes_option(ignore)
+    return config.with_overrides(
+        select=validate_codes(select, "--select") if select is not None else None,
+        extend_select=config.extend_select + validate_codes(extra_select, "--extend-select") if extra_select else None,
+        ignore=config.ignore + validate_codes(extra_ignore, "--ignore") if extra_ignore else None,
+    )
+
+
+def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool) -> None:
+    try:
+        text = decode_source(sys.stdin.buffer.read())
+    except SourceError as error:
+        result.errors.append(FileError(display_path, str(error)))
+        return
+    module_name = module_name_for_path(display_path) if display_path != "-" else None
+    result.diagnostics += lint_text(text, display_path, config.codes_for(display_path), module_name, verbose=verbose)
+    result.files_checked += 1
+
+
+@main.command("rule", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Print every rule's page.")
+@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True)
+def rule(code, show_all, output_format) -> None:
+    """Explain rule CODE: why it matters, a bad example, the fix, what --confirm runs."""
+    if show_all == bool(code):
+        _fail("give a rule CODE or --all")
+    codes = list(RULES) if show_all else [code.upper()]
+    if codes[0] not in RULES:
+        _fail(f"unknown rule code {code!r} (known: {', '.join(RULES)})")
+    if output_format == "json":
+        entries = [
+            {"code": c, "name": RULES[c].name, "severity": RULES[c].severity.value, "summary": RULES[c].summary, "explanation": rule_page(c)}
+            for c in codes
+        ]
+        click.echo(json.dumps(entries if show_all else entries[0], indent=2))
+    else:
+        click.echo("\n\n".join(rule_page(c).rstrip() for c in codes))

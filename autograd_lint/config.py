@@ -1,0 +1,173 @@
+"""`[tool.autograd-lint]` in pyproject.toml, rule selection, excludes and per-file ignores.
+
+Selection follows ruff: codes, code prefixes or `ALL`; `select` replaces the default (all rules),
+`extend-select` adds, `ignore` removes; a command-line `--select` replaces the configured one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from .rules import RULES
+
+SECTION = "autograd-lint"
+DEFAULT_EXCLUDE = (
+    ".git", ".hg", ".svn", ".bzr", ".venv", "venv", ".tox", ".nox", ".eggs", "*.egg-info",
+    "build", "dist", "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache",
+    ".ruff_cache", ".autograd_lint_cache", "site-packages", "__pypackages__",
+)
+LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude")
+KNOWN_KEYS = LIST_KEYS + ("per-file-ignores",)
+
+
+class ConfigError(Exception):
+    """A bad configuration value or rule code; the message is one line for the user."""
+
+
+def validate_codes(codes: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Upper-cased codes; each must be ALL, a rule code or a prefix of one."""
+    checked = []
+    for raw in codes:
+        code = raw.strip().upper()
+        if not code:
+            continue
+        if code != "ALL" and not any(known.startswith(code) for known in RULES):
+            raise ConfigError(f"{where}: unknown rule code or prefix {raw!r} (known: {', '.join(RULES)})")
+        checked.append(code)
+    return tuple(checked)
+
+
+def _expand(codes: tuple[str, ...]) -> set[str]:
+    if "ALL" in codes:
+        return set(RULES)
+    return {known for known in RULES if any(known.startswith(code) for code in codes)}
+
+
+@dataclass(frozen=True)
+class Config:
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    extend_exclude: tuple[str, ...] = ()
+    per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    root: str = field(default_factory=os.getcwd)
+    source: str | None = None  # the pyproject.toml it came from
+
+    def selected_codes(self) -> list[str]:
+        chosen = _expand(self.select if self.select is not None else ("ALL",))
+        chosen |= _expand(self.extend_select)
+        chosen -= _expand(self.ignore)
+        return sorted(chosen)
+
+    def codes_for(self, path: str) -> list[str]:
+        """Selected codes minus the per-file ignores that match `path`."""
+        ignored: set[str] = set()
+        relative = _relative(path, self.root)
+        for pattern, codes in self.per_file_ignores.items():
+            if path_matches(relative, pattern):
+                ignored |= _expand(codes)
+        return [code for code in self.selected_codes() if code not in ignored]
+
+    def is_excluded(self, path: str) -> bool:
+        """Whether the walk skips `path`: a slash-free pattern matches its name, others its relative path.
+
+        Only the entries a directory walk meets are tested, so the directories above a path given on
+        the command line never exclude it (linting `venv/lib/site-packages/torch` works).
+        """
+        name = os.path.basename(os.path.normpath(path))
+        relative = _relative(path, self.root)
+        for pattern in self.exclude + self.extend_exclude:
+            pattern = pattern.rstrip("/")
+            if fnmatch.fnmatch(name if "/" not in pattern else relative, pattern):
+                return True
+        return False
+
+    def with_overrides(self, **overrides) -> "Config":
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def _relative(path: str, root: str) -> str:
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute, root)
+    except ValueError:
+        return Path(absolute).as_posix()
+    return Path(absolute if relative.startswith("..") else relative).as_posix()
+
+
+def path_matches(relative: str, pattern: str) -> bool:
+    """A glob against the whole relative path, or (without a slash) against any one component."""
+    pattern = pattern.rstrip("/")
+    if "/" in pattern:
+        return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern + "/*")
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.split("/"))
+
+
+def find_pyproject(start: str) -> Path | None:
+    """The nearest pyproject.toml at or above `start` that has a [tool.autograd-lint] table."""
+    directory = Path(start).resolve()
+    for candidate_dir in (directory, *directory.parents):
+        candidate = candidate_dir / "pyproject.toml"
+        if candidate.is_file():
+            if SECTION in _read_toml(candidate).get("tool", {}):
+                return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_config(path: Path | None) -> Config:
+    """The Config from `path`'s [tool.autograd-lint] table (defaults when `path` is None)."""
+    if path is None:
+        return Config()
+    table = _read_toml(path).get("tool", {}).get(SECTION, {})
+    where = f"{path}: [tool.{SECTION}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - set(KNOWN_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(KNOWN_KEYS)})")
+    values: dict = {}
+    for key in LIST_KEYS:
+        if key in table:
+            values[key] = _string_list(table[key], f"{where}.{key}")
+    per_file: dict[str, tuple[str, ...]] = {}
+    raw_per_file = table.get("per-file-ignores", {})
+    if not isinstance(raw_per_file, dict):
+        raise ConfigError(f"{where}.per-file-ignores must be a table of glob = [codes]")
+    for pattern, codes in raw_per_file.items():
+        per_file[pattern] = validate_codes(_string_list(codes, f"{where}.per-file-ignores.{pattern}"), where)
+    return Config(
+        select=validate_codes(values["select"], where) if "select" in values else None,
+        extend_select=validate_codes(values.get("extend-select", ()), where),
+        ignore=validate_codes(values.get("ignore", ()), where),
+        exclude=values.get("exclude", DEFAULT_EXCLUDE),
+        extend_exclude=values.get("extend-exclude", ()),
+        per_file_ignores=per_file,
+        root=str(path.parent),
+        source=str(path),
+    )
+
+
+def _string_list(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)

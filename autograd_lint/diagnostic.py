@@ -1,0 +1,48 @@
+"""The one record every rule, output format and integration speaks: a located finding."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """A finding. Lines and columns are 1-based; the end is exclusive, as in ruff and SARIF."""
+
+    path: str
+    line: int
+    column: int
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    end_line: int
+    end_column: int
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.code, self.message)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        return {key: data[key] for key in JSON_FIELDS}
+
+
+JSON_FIELDS = ("code", "name", "severity", "message", "path", "line", "column", "end_line", "end_column")
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be linted at all (unreadable, undecodable, vanished)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"

@@ -1,0 +1,81 @@
+"""Lint one source text: parse once, run the selected rules on the shared model, apply noqa."""
+
+from __future__ import annotations
+
+import ast
+import traceback
+
+import libcst as cst
+
+from .diagnostic import Diagnostic, Severity
+from .module import ParsedModule
+from .noqa import find_suppressions
+from .rule import Rule
+from .rules import RULES
+
+SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME = "AGL000", "syntax-error"
+INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME = "AGL999", "internal-error"
+# Reported whatever the selection and never silenced by noqa: the file was not (fully) checked.
+UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
+
+
+def lint_text(source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False) -> list[Diagnostic]:
+    try:
+        module = ParsedModule(source, path, module_name)
+    except cst.ParserSyntaxError as error:
+        return [_syntax_error(source, path, error)]
+    except RecursionError:
+        return [_point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "file is nested too deeply to parse")]
+    diagnostics: list[Diagnostic] = []
+    for code in codes:
+        rule: Rule = RULES[code]()
+        try:
+            for finding in rule.check(module):
+                where = module.position(finding.node)
+                diagnostics.append(
+                    Diagnostic(
+                        path=path,
+                        line=where.start.line,
+                        column=where.start.column + 1,
+                        code=rule.code,
+                        name=rule.name,
+                        severity=rule.severity,
+                        message=finding.message,
+                        end_line=where.end.line,
+                        end_column=where.end.column + 1,
+                    )
+                )
+        except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
+            message = f"rule {code} failed on this file: {type(error).__name__}: {error}"
+            if verbose:
+                message += "\n" + traceback.format_exc()
+            diagnostics.append(_point(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, message))
+    return _unsuppressed(source, diagnostics)
+
+
+def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    if not diagnostics:
+        return diagnostics
+    suppressions = find_suppressions(source)
+    kept = {
+        d for d in diagnostics if d.code in UNSUPPRESSIBLE or not suppressions.suppresses(d.code, d.line)
+    }
+    return sorted(kept, key=Diagnostic.sort_key)
+
+
+def _syntax_error(source: str, path: str, error: cst.ParserSyntaxError) -> Diagnostic:
+    # CPython's own parser words syntax errors better and locates them more precisely than libcst's.
+    try:
+        ast.parse(source)
+    except SyntaxError as python_error:
+        line = python_error.lineno or 1
+        column = python_error.offset or 1
+        return _point(path, line, column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {python_error.msg}")
+    except (ValueError, RecursionError, MemoryError) as python_error:
+        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {python_error}")
+    message = error.message.splitlines()[0] if error.message else "invalid syntax"
+    return _point(path, error.raw_line, error.raw_column + 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {message}")
+
+
+def _point(path: str, line: int, column: int, code: str, name: str, message: str) -> Diagnostic:
+    return Diagnostic(path, line, column, code, name, Severity.ERROR, message, line, column)

@@ -1,0 +1,242 @@
+"""The shared model of custom `torch.autograd.Function` subclasses in one module.
+
+Rules ask it what a Function's forward takes, what its backward is, what ctx is called and where
+`.apply(...)` is called, instead of each rediscovering it from the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Iterator
+
+import libcst as cst
+
+from .syntax import assigned_names, decorator_names, function_params
+
+if TYPE_CHECKING:
+    from .module import ParsedModule
+
+TORCH_FUNCTION_BASES = frozenset(
+    {
+        "torch.autograd.Function",
+        "torch.autograd.function.Function",
+        "torch.autograd.function.InplaceFunction",
+    }
+)
+BACKWARD_METHODS = ("backward", "vjp")
+DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
+
+
+@dataclass
+class Method:
+    name: str
+    node: cst.FunctionDef
+    owner: "FunctionClass"
+
+    @cached_property
+    def decorators(self) -> list[str]:
+        return decorator_names(self.node)
+
+    @cached_property
+    def kind(self) -> str:
+        """"static", "class" or "plain" (a plain method still works through `.apply`: self plays ctx)."""
+        tails = {name.rsplit(".", 1)[-1] for name in self.decorators}
+        if "staticmethod" in tails:
+            return "static"
+        if "classmethod" in tails:
+            return "class"
+        return "plain"
+
+    @cached_property
+    def params(self) -> list[cst.Param]:
+        return function_params(self.node)
+
+    @property
+    def cls_name(self) -> str | None:
+        """The name of the `cls` parameter of a classmethod."""
+        if self.kind == "class" and self.params:
+            return self.params[0].name.value
+        return None
+
+    @cached_property
+    def ctx_name(self) -> str | None:
+        """Name of the ctx parameter; None for a setup_context-style forward (it has no ctx)."""
+        if self.name == "forward" and self.owner.uses_setup_context:
+            return None
+        index = 1 if self.kind == "class" else 0
+        return self.params[index].name.value if len(self.params) > index else None
+
+    @cached_property
+    def data_params(self) -> list[cst.Param]:
+        """Positional parameters after cls and ctx."""
+        skip = (1 if self.kind == "class" else 0) + (1 if self.ctx_name is not None else 0)
+        return self.params[skip:]
+
+
+@dataclass(frozen=True)
+class ForwardInputs:
+    """What `.apply(...)` binds: forward's parameters minus ctx (and cls)."""
+
+    names: tuple[str, ...]
+    required: int
+    has_varargs: bool
+    has_keyword_only: bool
+    setup_context_style: bool
+
+    @property
+    def total(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class FunctionClass:
+    name: str
+    node: cst.ClassDef
+    own_methods: dict[str, Method] = field(default_factory=dict)
+    bases: list["FunctionClass"] = field(default_factory=list)
+    # False when a base is something other than torch's Function or a Function of this module,
+    # so methods could be inherited from code we cannot see.
+    bases_known: bool = True
+    apply_calls: list[cst.Call] = field(default_factory=list)
+
+    def method(self, name: str) -> Method | None:
+        if name in self.own_methods:
+            return self.own_methods[name]
+        for base in self.bases:
+            found = base.method(name)
+            if found is not None:
+                return found
+        return None
+
+    @property
+    def forward(self) -> Method | None:
+        return self.method("forward")
+
+    @property
+    def backward(self) -> Method | None:
+        for name in BACKWARD_METHODS:
+            found = self.method(name)
+            if found is not None:
+                return found
+        return None
+
+    @property
+    def uses_setup_context(self) -> bool:
+        return self.method("setup_context") is not None
+
+    @property
+    def hierarchy_known(self) -> bool:
+        return self.bases_known and all(base.hierarchy_known for base in self.bases)
+
+    def forward_inputs(self) -> ForwardInputs | None:
+        forward = self.forward
+        if forward is None:
+            return None
+        params = forward.data_params
+        node_params = forward.node.params
+        return ForwardInputs(
+            names=tuple(p.name.value for p in params),
+            required=sum(1 for p in params if p.default is None),
+            has_varargs=isinstance(node_params.star_arg, cst.Param),
+            has_keyword_only=bool(node_params.kwonly_params) or node_params.star_kwarg is not None,
+            setup_context_style=self.uses_setup_context,
+        )
+
+
+class FunctionModel:
+    """All Function subclasses of a module, in source order."""
+
+    def __init__(self, module: "ParsedModule"):
+        self.module = module
+        self.classes: list[FunctionClass] = []
+        self.by_node: dict[cst.ClassDef, FunctionClass] = {}
+        self._find_classes()
+        if self.classes:
+            self._find_apply_calls()
+
+    def __iter__(self) -> Iterator[FunctionClass]:
+        return iter(self.classes)
+
+    def __bool__(self) -> bool:
+        return bool(self.classes)
+
+    def by_name(self, name: str) -> FunctionClass | None:
+        for function_class in self.classes:
+            if function_class.name == name:
+                return function_class
+        return None
+
+    def enclosing(self, node: cst.CSTNode) -> FunctionClass | None:
+        """The Function class whose body contains `node`, if any."""
+        for ancestor in self.module.ancestors(node):
+            if isinstance(ancestor, cst.ClassDef):
+                return self.by_node.get(ancestor)
+        return None
+
+    def _find_classes(self) -> None:
+        module = self.module
+        local_names: dict[str, FunctionClass] = {}
+        pending = list(module.classes)
+        # Iterate to a fixed point so that subclasses of this module's Functions are found
+        # whatever order the classes are written in.
+        changed = True
+        while changed:
+            changed = False
+            for class_def in list(pending):
+                bases: list[FunctionClass] = []
+                is_function = False
+                all_known = True
+                for arg in class_def.bases:
+                    if arg.keyword is not None:
+                        continue
+                    qualified = module.qualified_name(arg.value)
+                    if qualified in TORCH_FUNCTION_BASES:
+                        is_function = True
+                    elif qualified in local_names:
+                        is_function = True
+                        bases.append(local_names[qualified])
+                    elif qualified != "object":
+                        all_known = False
+                if not is_function:
+                    continue
+                function_class = FunctionClass(class_def.name.value, class_def, bases=bases, bases_known=all_known)
+                for statement in class_def.body.body:
+                    if isinstance(statement, cst.FunctionDef):
+                        name = statement.name.value
+                        function_class.own_methods[name] = Method(name, statement, function_class)
+                local_names[function_class.name] = function_class
+                self.by_node[class_def] = function_class
+                pending.remove(class_def)
+                changed = True
+        self.classes = [self.by_node[c] for c in module.classes if c in self.by_node]
+
+    def _find_apply_calls(self) -> None:
+        by_name = {c.name: c for c in self.classes}
+        aliases: dict[str, FunctionClass] = {}
+        calls: list[cst.Call] = []
+        for node in self.module.parents:
+            if isinstance(node, cst.Call):
+                calls.append(node)
+            elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+                owner = self._apply_owner(node.value, by_name)
+                if owner is not None:
+                    for target in assigned_names(node.targets[0].target):
+                        aliases[target.value] = owner
+        for call in calls:
+            owner = self._apply_owner(call.func, by_name)
+            if owner is None and isinstance(call.func, cst.Name):
+                owner = aliases.get(call.func.value)
+            if owner is not None:
+                owner.apply_calls.append(call)
+
+    def _apply_owner(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> FunctionClass | None:
+        """The Function class for `Cls.apply`, or `cls.apply` inside that class's classmethods."""
+        if not (isinstance(expr, cst.Attribute) and expr.attr.value == "apply" and isinstance(expr.value, cst.Name)):
+            return None
+        target = expr.value.value
+        if target in by_name:
+            return by_name[target]
+        if target in ("cls", "self"):
+            return self.enclosing(expr)
+        return None

@@ -1,0 +1,155 @@
+"""One parsed file: the libcst tree, its parents, its imports, lazily its positions and Function model.
+
+Everything here is computed once per file and shared by every rule, so no rule re-parses or re-walks
+what another already needed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from .syntax import children, dotted_name
+
+if TYPE_CHECKING:
+    from .function_model import FunctionModel
+
+
+class ParsedModule:
+    def __init__(self, source: str, path: str, module_name: str | None = None):
+        self.source = source
+        self.path = path
+        self.module_name = module_name
+        self.tree = cst.parse_module(source)
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self.imports: dict[str, str] = {}
+        self.classes: list[cst.ClassDef] = []
+        self._index(self.tree)
+
+    def _index(self, root: cst.CSTNode) -> None:
+        parents = self.parents
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            found = children(node)
+            for child in found:
+                parents[child] = node
+            stack.extend(reversed(found))
+            if isinstance(node, cst.Import):
+                self._record_import(node)
+            elif isinstance(node, cst.ImportFrom):
+                self._record_import_from(node)
+            elif isinstance(node, cst.ClassDef):
+                self.classes.append(node)
+        self._record_module_aliases()
+
+    def _record_import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = dotted_name(alias.name)
+            if not full:
+                continue
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.imports[alias.asname.name.value] = full
+            else:
+                head = full.split(".")[0]
+                self.imports[head] = head
+
+    def _record_import_from(self, node: cst.ImportFrom) -> None:
+        if isinstance(node.names, cst.ImportStar):
+            return
+        package = self._absolute_package(node)
+        if package is None:
+            return
+        for alias in node.names:
+            name = dotted_name(alias.name)
+            if not name:
+                continue
+            local = name
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            self.imports[local] = f"{package}.{name}" if package else name
+
+    def _absolute_package(self, node: cst.ImportFrom) -> str | None:
+        module = dotted_name(node.module) if node.module is not None else ""
+        level = len(node.relative)
+        if level == 0:
+            return module
+        if not self.module_name:
+            return None
+        parts = self.module_name.split(".")
+        is_package = os.path.basename(self.path) == "__init__.py"
+        base = parts if is_package else parts[:-1]
+        if level - 1 > len(base):
+            return None
+        base = base[: len(base) - (level - 1)]
+        return ".".join(base + ([module] if module else []))
+
+    def _record_module_aliases(self) -> None:
+        """`Function = torch.autograd.Function` at module level is an import in all but syntax."""
+        for statement in self.tree.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if (
+                    isinstance(small, cst.Assign)
+                    and len(small.targets) == 1
+                    and isinstance(small.targets[0].target, cst.Name)
+                    and isinstance(small.value, (cst.Name, cst.Attribute))
+                ):
+                    resolved = self.qualified_name(small.value)
+                    if resolved and resolved != dotted_name(small.value):
+                        self.imports[small.targets[0].target.value] = resolved
+
+    def qualified_name(self, expr: cst.BaseExpression) -> str | None:
+        """The dotted name an expression refers to, with its head resolved through the imports."""
+        dotted = dotted_name(expr)
+        if dotted is None:
+            return None
+        head, _, rest = dotted.partition(".")
+        resolved = self.imports.get(head)
+        if resolved is None:
+            return dotted
+        return f"{resolved}.{rest}" if rest else resolved
+
+    @cached_property
+    def _positions(self):
+        return MetadataWrapper(self.tree, unsafe_skip_copy=True).resolve(PositionProvider)
+
+    def position(self, node: cst.CSTNode) -> CodeRange:
+        return self._positions[node]
+
+    def ancestors(self, node: cst.CSTNode):
+        parent = self.parents.get(node)
+        while parent is not None:
+            yield parent
+            parent = self.parents.get(parent)
+
+    def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, cst.FunctionDef):
+                return ancestor
+        return None
+
+    @cached_property
+    def functions(self) -> "FunctionModel":
+        from .function_model import FunctionModel
+
+        return FunctionModel(self)
+
+
+def module_name_for_path(path: str) -> str | None:
+    """Dotted module name from the package directories (those with `__init__.py`) above `path`."""
+    path = os.path.abspath(path)
+    directory, filename = os.path.split(path)
+    stem = os.path.splitext(filename)[0]
+    parts = [] if stem == "__init__" else [stem]
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, package = os.path.split(directory)
+        parts.insert(0, package)
+        if not package:
+            break
+    return ".".join(parts) or None

@@ -1,0 +1,99 @@
+"""AGL002 backward-arity-mismatch: backward must return one gradient per forward input."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from ..diagnostic import Severity
+from ..function_model import FunctionClass
+from ..gradient_returns import ReturnedValues, returned_values
+from ..module import ParsedModule
+from ..rule import Finding, Rule
+from ..syntax import code_of, is_none
+
+# Decorators that leave forward's signature and backward's return value as written.
+TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
+
+
+class BackwardArityMismatch(Rule):
+    code = "AGL002"
+    name = "backward-arity-mismatch"
+    severity = Severity.ERROR
+    summary = "backward returns a different number of gradients than forward takes inputs"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            yield from self._check_class(module, function_class)
+
+    def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
+        forward, backward = function_class.forward, function_class.backward
+        if forward is None or backward is None or not function_class.hierarchy_known:
+            return
+        if forward.owner is not function_class and backward.owner is not function_class:
+            return  # checked where they are defined
+        if not all(_transparent(name) for name in forward.decorators + backward.decorators):
+            return
+        inputs = function_class.forward_inputs()
+        if inputs is None or inputs.has_varargs or inputs.has_keyword_only:
+            return
+        expected = self._expected_counts(module, function_class)
+        for returned in returned_values(backward):
+            problem = self._mismatch(returned, expected)
+            if problem is not None:
+                yield Finding(returned.node, self._message(function_class, returned, *problem))
+
+    def _expected_counts(self, module: ParsedModule, function_class: FunctionClass) -> list[tuple[int, int, cst.Call | None]]:
+        """(lowest, highest) accepted counts, each with the call site it comes from.
+
+        Without defaults, or with setup_context (which binds defaults first), it is the parameter
+        count. A ctx-style forward with defaults expects what each `.apply(...)` call passes.
+        """
+        inputs = function_class.forward_inputs()
+        if inputs.setup_context_style or inputs.required == inputs.total:
+            return [(inputs.total, inputs.total, None)]
+        counts = []
+        for call in function_class.apply_calls:
+            if any(arg.star for arg in call.args):
+                continue
+            passed = len(call.args)
+            if inputs.required <= passed <= inputs.total:
+                counts.append((passed, passed, call))
+        return counts or [(inputs.required, inputs.total, None)]
+
+    @staticmethod
+    def _mismatch(returned: ReturnedValues, expected) -> tuple[int, cst.Call | None] | None:
+        got = returned.count
+        for lowest, highest, call in expected:
+            if got < lowest:
+                return lowest, call
+            if got > highest and not all(is_none(extra) for extra in returned.elements[highest:]):
+                return highest, call
+        return None
+
+    @staticmethod
+    def _message(function_class: FunctionClass, returned: ReturnedValues, expected: int, call: cst.Call | None) -> str:
+        got = returned.count
+        name = function_class.name
+        text = (
+            f"{name}.backward returns {got} value{'s' if got != 1 else ''} but forward takes "
+            f"{expected} input{'s' if expected != 1 else ''}"
+        )
+        if call is not None:
+            text += f" at the call `{_shorten(code_of(call))}`"
+        text += f": torch raises 'function {name}Backward returned an incorrect number of gradients (expected {expected}, got {got})'"
+        if returned.is_list:
+            text += "; a list counts as one value, return a tuple"
+        else:
+            text += "; return one gradient per input, None for inputs that need none"
+        return text
+
+
+def _transparent(decorator: str) -> bool:
+    return decorator.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
