@@ -116,6 +116,15 @@ class ParsedModule:
         return f"{resolved}.{rest}" if rest else resolved
 
     @cached_property
+    def _source_order(self) -> dict[cst.CSTNode, int]:
+        # `parents` was filled in pre-order, so its insertion order is source order.
+        return {node: index for index, node in enumerate(self.parents)}
+
+    def comes_before(self, first: cst.CSTNode, second: cst.CSTNode) -> bool:
+        order = self._source_order
+        return order.get(first, -1) < order.get(second, -1)
+
+    @cached_property
     def _positions(self):
         return MetadataWrapper(self.tree, unsafe_skip_copy=True).resolve(PositionProvider)
 

@@ -1,0 +1,161 @@
+"""AGL001 shared-state-in-backward: backward reads state that something rewrites while the model runs."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from ..diagnostic import Severity
+from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, Rule
+from ..runtime_writes import RuntimeWrites, Write
+from ..scopes import bindings, declared_nonlocal
+from ..syntax import dotted_name, string_value, walk
+
+ADVICE = (
+    "backward runs after the whole forward pass, so it sees the last value written, not the one "
+    "this application used; pass the value to apply(), keep it on ctx and return None for it"
+)
+
+
+class SharedStateInBackward(Rule):
+    code = "AGL001"
+    name = "shared-state-in-backward"
+    severity = Severity.ERROR
+    summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        if not module.functions:
+            return
+        writes = RuntimeWrites(module)
+        for function_class in module.functions:
+            for name in DERIVATIVE_METHODS:
+                method = function_class.own_methods.get(name)
+                if method is not None:
+                    yield from self._check_method(module, writes, function_class, method)
+
+    def _check_method(self, module, writes: RuntimeWrites, function_class: FunctionClass, method: Method) -> Iterator[Finding]:
+        local = set(bindings(method.node))
+        cls_name = method.cls_name
+        closure = _ClosureWrites(module, function_class)
+        for node in walk(method.node.body):
+            read = _read_chain(module, node, local, cls_name, function_class.name)
+            if read is None:
+                continue
+            chain, shown = read
+            if chain.split(".")[0] in writes.module_names:
+                found = writes.affecting(chain)
+                if found:
+                    yield Finding(node, _message(module, method, shown, found[0]))
+                    continue
+            rebinding = closure.rebinding(chain.split(".")[0])
+            if rebinding is not None:
+                yield Finding(node, _closure_message(module, method, shown, rebinding))
+
+
+def _read_chain(module: ParsedModule, node: cst.CSTNode, local: set[str], cls_name: str | None, class_name: str):
+    """(chain, as written) for a read of outside state rooted at `node`, else None.
+
+    Only the outermost expression of a read counts: `A.b.c` is one read, not three.
+    """
+    parent = module.parents.get(node)
+    if isinstance(node, cst.Call) and dotted_name(node.func) == "getattr" and len(node.args) >= 2:
+        attr = string_value(node.args[1].value)
+        owner = dotted_name(node.args[0].value)
+        if attr and owner and "." not in owner:
+            root = _root(owner, local, cls_name, class_name)
+            return (f"{root}.{attr}", f'getattr({owner}, "{attr}")') if root else None
+        return None
+    if isinstance(node, cst.Attribute):
+        if isinstance(parent, cst.Attribute) and parent.value is node:
+            return None
+        if _is_store(module, node):
+            return None
+    elif isinstance(node, cst.Name):
+        if isinstance(parent, cst.Attribute) or _is_store(module, node) or not _is_load_position(parent, node):
+            return None
+    else:
+        return None
+    dotted = dotted_name(node)
+    if dotted is None:
+        return None
+    head, _, rest = dotted.partition(".")
+    root = _root(head, local, cls_name, class_name)
+    if root is None:
+        return None
+    return (f"{root}.{rest}" if rest else root), dotted
+
+
+def _root(head: str, local: set[str], cls_name: str | None, class_name: str) -> str | None:
+    if cls_name is not None and head == cls_name:
+        return class_name
+    if head in local:
+        return None
+    return head
+
+
+def _is_load_position(parent, node: cst.Name) -> bool:
+    if isinstance(parent, cst.Arg) and parent.keyword is node:
+        return False
+    if isinstance(parent, (cst.FunctionDef, cst.ClassDef, cst.Param, cst.ImportAlias, cst.AsName, cst.Global, cst.Nonlocal, cst.NameItem)):
+        return False
+    return True
+
+
+def _is_store(module: ParsedModule, node: cst.CSTNode) -> bool:
+    parent = module.parents.get(node)
+    if isinstance(parent, cst.AssignTarget) and parent.target is node:
+        return True
+    if isinstance(parent, (cst.AugAssign, cst.AnnAssign)) and parent.target is node:
+        return True
+    return False
+
+
+class _ClosureWrites:
+    """For a Function class defined inside a function: free variables that function rebinds later.
+
+    A binding after the class statement, through `nonlocal`, or inside a loop that also re-creates
+    the class changes the value every existing class's backward will read.
+    """
+
+    def __init__(self, module: ParsedModule, function_class: FunctionClass):
+        self.module = module
+        self.class_node = function_class.node
+        self.enclosing = module.enclosing_function(function_class.node)
+        self._bindings = bindings(self.enclosing) if self.enclosing is not None else {}
+
+    def rebinding(self, name: str) -> cst.CSTNode | None:
+        if self.enclosing is None or name not in self._bindings:
+            return None
+        for node in self._bindings[name]:
+            if isinstance(node, cst.Param):
+                continue
+            if self.module.comes_before(self.class_node, node) or self._in_loop_around_class(node):
+                return node
+        for node in walk(self.enclosing.body):
+            if isinstance(node, cst.FunctionDef) and name in declared_nonlocal(node):
+                return node
+        return None
+
+    def _in_loop_around_class(self, node: cst.CSTNode) -> bool:
+        for ancestor in self.module.ancestors(self.class_node):
+            if ancestor is self.enclosing:
+                return False
+            if isinstance(ancestor, (cst.For, cst.While)) and (node is ancestor or _contains(self.module, ancestor, node)):
+                return True
+        return False
+
+
+def _contains(module: ParsedModule, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
+    return any(ancestor is outer for ancestor in module.ancestors(inner))
+
+
+def _message(module: ParsedModule, method: Method, shown: str, write: Write) -> str:
+    return f"{method.name} reads `{shown}`, which the code {write.how} at run time {write.where(module)}; {ADVICE}"
+
+
+def _closure_message(module: ParsedModule, method: Method, shown: str, rebinding: cst.CSTNode) -> str:
+    line = module.position(rebinding).start.line
+    return f"{method.name} reads closure variable `{shown}`, which the enclosing function rebinds after defining the class (line {line}); {ADVICE}"

@@ -1,0 +1,29 @@
+"""Every fixture module produces exactly the diagnostics its inline markers name: no more, no fewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autograd_lint import lint_source
+
+from fixture_markers import expected_markers
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
+
+
+def test_fixture_corpus_is_present():
+    buggy = [p for p in FIXTURE_FILES if expected_markers(p.read_text())]
+    clean = [p for p in FIXTURE_FILES if p.name.startswith("clean_") or p.name.endswith("_fixed.py")]
+    assert len(buggy) >= 40 and len(clean) >= 30
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_fixture_diagnostics_match_markers(path: Path):
+    source = path.read_text()
+    reported = sorted((d.line, d.code) for d in lint_source(source, str(path)))
+    assert reported == expected_markers(source)
+    if path.name.startswith("clean_"):
+        assert reported == []
