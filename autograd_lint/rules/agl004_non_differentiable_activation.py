@@ -1,0 +1,399 @@
+"""AGL004 non-differentiable-activation: a step, sign, rounding or integer cast in the path to the output.
+
+Such ops have a gradient of exactly zero almost everywhere, or cut the graph, so whatever feeds them
+(the input, a weight) stops training and nothing raises. The rule follows the op's value through the
+function (assignments, containers, arithmetic, layers, F.linear/conv arguments) and reports it when it
+reaches what an `nn.Module.forward` or an activation/quantizer-like function returns.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from ..diagnostic import Severity
+from ..module import ParsedModule
+from ..rule import Finding, Rule
+from ..scopes import bindings
+from ..syntax import assigned_names, code_of, dotted_name, walk
+
+ZERO_GRADIENT_FUNCTIONS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
+ZERO_GRADIENT_METHODS = ZERO_GRADIENT_FUNCTIONS | {name + "_" for name in ZERO_GRADIENT_FUNCTIONS}
+INTEGER_CAST_METHODS = frozenset({"int", "long", "short", "byte", "char", "bool"})
+INTEGER_DTYPES = frozenset(
+    {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool",
+     "IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"}
+)
+COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
+CONSTANT_FACTORIES = frozenset({"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"})
+
+# Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).
+CARRYING_METHODS = frozenset(
+    {"float", "double", "half", "bfloat16", "to", "type_as", "type", "view", "view_as", "reshape", "reshape_as",
+     "flatten", "squeeze", "unsqueeze", "permute", "transpose", "t", "contiguous", "expand", "expand_as", "repeat",
+     "clamp", "clip", "mul", "add", "sub", "div", "matmul", "mm", "bmm", "sum", "mean", "neg", "mul_", "add_",
+     "sub_", "div_", "clamp_", "masked_fill", "cumsum", "flip", "roll", "chunk", "split", "unbind", "narrow",
+     "squeeze_", "unsqueeze_", "sign", "round", "T", "mT"}
+)
+# Methods whose arguments (not just the receiver) are tensors that flow into the result.
+ARGUMENT_CARRYING_METHODS = frozenset({"mul", "add", "sub", "div", "matmul", "mm", "bmm", "mul_", "add_", "sub_", "div_", "type_as", "expand_as", "view_as"})
+# Functions whose positional arguments at these indices are indices, masks or sizes, not values.
+NON_VALUE_POSITIONS = {
+    "gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "take": {1},
+    "take_along_dim": {1, 2}, "where": {0}, "masked_fill": {1}, "masked_select": {1}, "embedding": {0},
+    "interpolate": {1, 2}, "pad": {1}, "one_hot": {1}, "bucketize": {1}, "searchsorted": {0},
+}
+# Calls whose result is a Python number or a fresh tensor that does not carry gradient.
+BLOCKING_CALLS = frozenset({"int", "float", "bool", "len", "range", "str", "round", "math.floor", "math.ceil", "print", "isinstance"})
+BLOCKING_METHODS = frozenset({"detach", "detach_", "item", "tolist", "numpy", "cpu_numpy", "size", "dim", "numel", "nonzero", "argwhere", "data_ptr", "stride"})
+BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad"})
+NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled"})
+ACTIVATION_NAME = re.compile(
+    r"(^|_)(act|activ\w*|\w*quant\w*|binar\w*|ternar\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
+)
+
+
+class NonDifferentiableActivation(Rule):
+    code = "AGL004"
+    name = "non-differentiable-activation"
+    severity = Severity.ERROR
+    summary = "a sign, rounding, step or integer cast feeds the output: its input gets zero or no gradient"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        function_classes = {c.node for c in module.functions}
+        for node in module.parents:
+            if isinstance(node, cst.FunctionDef) and _is_activation_context(module, node, function_classes):
+                yield from _FunctionFlow(module, node).findings()
+
+
+def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
+    if any(_is_no_grad(d.decorator) for d in function.decorators):
+        return False
+    owner = module.parents.get(module.parents.get(function))
+    if isinstance(owner, cst.ClassDef):
+        if owner in function_classes:
+            return False  # a custom Function supplies its own backward
+        if function.name.value == "forward":
+            return True
+    return bool(ACTIVATION_NAME.search(_snake_case(function.name.value)))
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _is_no_grad(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.Call):
+        expr = expr.func
+    name = dotted_name(expr) or ""
+    return name in NO_GRAD_CONTEXTS or name.endswith((".no_grad", ".inference_mode"))
+
+
+class _FunctionFlow:
+    """Data flow inside one function: which non-differentiable values reach a `return`."""
+
+    def __init__(self, module: ParsedModule, function: cst.FunctionDef):
+        self.module = module
+        self.function = function
+        self.nodes = [n for n in walk(function.body, into_functions=False) if not isinstance(n, cst.Lambda)]
+        self.data_names = self._data_names()
+
+    def findings(self) -> Iterator[Finding]:
+        for node in self.nodes:
+            description = self._source(node)
+            if description and not self._under_no_grad(node) and self._reaches_return(node):
+                yield Finding(node, _message(node, description))
+
+    # --- which expressions are non-differentiable sources -------------------------------------
+
+    def _source(self, node: cst.CSTNode) -> str | None:
+        if isinstance(node, cst.Comparison):
+            if len(node.comparisons) == 1 and isinstance(node.comparisons[0].operator, ORDERING):
+                if self._depends_on_data(node) and not self._used_as_mask(node):
+                    return "a comparison has no gradient: the result is cut from the graph"
+            return None
+        if not isinstance(node, cst.Call):
+            return None
+        qualified = self.module.qualified_name(node.func) or ""
+        method = node.func.attr.value if isinstance(node.func, cst.Attribute) else None
+        is_torch = qualified.startswith("torch.")
+        short = qualified.rsplit(".", 1)[-1]
+        operands = [a.value for a in node.args]
+        if is_torch and short in ZERO_GRADIENT_FUNCTIONS or (not is_torch and method in ZERO_GRADIENT_METHODS and not qualified.startswith(("math.", "np.", "numpy."))):
+            subject = operands if is_torch else [node.func.value]
+            if any(self._depends_on_data(s) for s in subject):
+                op = short if is_torch else method
+                if op.rstrip("_") == "heaviside":
+                    return "torch.heaviside has no derivative: backward raises"
+                return f"{op} has a gradient of exactly zero almost everywhere"
+            return None
+        if is_torch and short == "one_hot":
+            if operands and self._depends_on_data(operands[0]):
+                return "one_hot of an index has no gradient: the result is cut from the graph"
+            return None
+        if is_torch and short == "where" and len(operands) == 3:
+            if self._depends_on_data(operands[0]) and all(self._is_constant(b) for b in operands[1:]):
+                return "torch.where with constant branches is a step: no gradient reaches the input"
+            return None
+        if method is not None and not is_torch:
+            receiver = node.func.value
+            if method in INTEGER_CAST_METHODS or (method in ("to", "type") and any(_is_integer_dtype(a) for a in operands)):
+                if self._depends_on_data(receiver):
+                    return f"casting to an integer type (.{method}) cuts the result from the graph"
+            elif method in COMPARISON_METHODS and operands:
+                if self._depends_on_data(receiver) and not self._used_as_mask(node):
+                    return "a comparison has no gradient: the result is cut from the graph"
+        if is_torch and short in COMPARISON_METHODS and len(operands) == 2:
+            if self._depends_on_data(operands[0]) and not self._used_as_mask(node):
+                return "a comparison has no gradient: the result is cut from the graph"
+        return None
+
+    def _is_constant(self, expr: cst.BaseExpression) -> bool:
+        if isinstance(expr, (cst.BaseNumber, cst.UnaryOperation)):
+            return isinstance(expr, cst.BaseNumber) or isinstance(expr.expression, cst.BaseNumber)
+        if isinstance(expr, cst.Call):
+            name = (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
+            return name in CONSTANT_FACTORIES
+        return False
+
+    def _used_as_mask(self, comparison: cst.CSTNode) -> bool:
+        """A comparison (maybe cast) multiplying data is a mask (`h * (ids != pad)`), not an activation."""
+        node = comparison
+        parent = self.module.parents.get(node)
+        while isinstance(parent, cst.Call) and isinstance(parent.func, cst.Attribute) and parent.func.value is node:
+            node = parent.func.value
+            node, parent = parent, self.module.parents.get(parent)
+        if isinstance(parent, cst.Attribute) and parent.value is node:
+            call = self.module.parents.get(parent)
+            if isinstance(call, cst.Call) and parent.attr.value in ("float", "half", "double", "to", "type_as", "type", "unsqueeze", "view", "expand_as"):
+                return self._used_as_mask(call)
+        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply):
+            other = parent.right if parent.left is node else parent.left
+            return self._depends_on_data(other)
+        if isinstance(parent, cst.AugAssign) and isinstance(parent.operator, cst.MultiplyAssign):
+            return self._depends_on_data(parent.target)
+        if isinstance(parent, cst.Assign):
+            return any(
+                self._name_used_as_mask(name.value) for target in parent.targets for name in assigned_names(target.target)
+            )
+        return False
+
+    def _name_used_as_mask(self, name: str) -> bool:
+        uses = self._loads(name)
+        return bool(uses) and all(self._used_as_mask(use) for use in uses)
+
+    # --- data dependence -----------------------------------------------------------------------
+
+    def _data_names(self) -> set[str]:
+        """Parameters (minus self/cls) and locals computed from them, to a fixed point."""
+        params = list(self.function.params.posonly_params) + list(self.function.params.params) + list(self.function.params.kwonly_params)
+        names = {p.name.value for p in params if p.name.value not in ("self", "cls")}
+        assignments = [
+            (name.value, node.value)
+            for node in self.nodes
+            if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)) and node.value is not None
+            for target in (node.targets if isinstance(node, cst.Assign) else [node])
+            for name in assigned_names(target.target)
+        ]
+        assignments += [
+            (name.value, node.iter) for node in self.nodes if isinstance(node, cst.For) for name in assigned_names(node.target)
+        ]
+        changed = True
+        while changed:
+            changed = False
+            for name, value in assignments:
+                if name not in names and self._depends_on(value, names):
+                    names.add(name)
+                    changed = True
+        return names
+
+    def _depends_on_data(self, expr: cst.BaseExpression) -> bool:
+        return self._depends_on(expr, self.data_names)
+
+    def _depends_on(self, expr: cst.CSTNode, names: set[str]) -> bool:
+        """Whether `expr` reads tensor data: a data name or `self.<attr>`, outside shape/size queries."""
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Attribute):
+                if node.attr.value in BLOCKING_ATTRIBUTES:
+                    continue
+                if isinstance(node.value, cst.Name) and node.value.value == "self":
+                    parent = self.module.parents.get(node)
+                    if not (isinstance(parent, cst.Call) and parent.func is node):
+                        return True
+                    continue
+                stack.append(node.value)
+                continue
+            if isinstance(node, cst.Call):
+                name = dotted_name(node.func) or ""
+                if name in BLOCKING_CALLS or (isinstance(node.func, cst.Attribute) and node.func.attr.value in BLOCKING_METHODS):
+                    continue
+            if isinstance(node, cst.Name):
+                if node.value in names:
+                    return True
+                continue
+            if isinstance(node, (cst.Lambda, cst.BaseComp)):
+                continue
+            stack.extend(reversed(_children(node)))
+        return False
+
+    # --- flow to the return --------------------------------------------------------------------
+
+    def _under_no_grad(self, node: cst.CSTNode) -> bool:
+        for ancestor in self.module.ancestors(node):
+            if ancestor is self.function:
+                return False
+            if isinstance(ancestor, cst.With) and any(_is_no_grad(item.item) for item in ancestor.items):
+                return True
+        return False
+
+    def _reaches_return(self, source: cst.CSTNode) -> bool:
+        pending = [source]
+        tainted: set[str] = set()
+        while pending:
+            node = pending.pop()
+            while True:
+                parent = self.module.parents.get(node)
+                if parent is None or parent is self.function:
+                    break
+                if isinstance(parent, cst.Return):
+                    return True
+                names = self._bound_by(parent, node)
+                if names is not None:
+                    for name in names - tainted:
+                        tainted.add(name)
+                        pending.extend(self._loads(name))
+                    break
+                if not self._carries(parent, node):
+                    break
+                node = parent
+        return False
+
+    def _bound_by(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
+        """Names a statement binds from `child`'s value; None if `statement` is not a binding of it."""
+        if isinstance(statement, cst.Assign) and statement.value is child:
+            return {n.value for t in statement.targets for n in assigned_names(t.target)}
+        if isinstance(statement, (cst.AugAssign, cst.AnnAssign)) and statement.value is child:
+            return {n.value for n in assigned_names(statement.target)}
+        if isinstance(statement, cst.For) and statement.iter is child:
+            return {n.value for n in assigned_names(statement.target)}
+        if isinstance(statement, cst.Arg):
+            call = self.module.parents.get(statement)
+            if (
+                isinstance(call, cst.Call)
+                and isinstance(call.func, cst.Attribute)
+                and call.func.attr.value in ("append", "extend", "insert")
+                and isinstance(call.func.value, cst.Name)
+            ):
+                return {call.func.value.value}
+        return None
+
+    def _loads(self, name: str) -> list[cst.Name]:
+        found = []
+        for node in self.nodes:
+            if isinstance(node, cst.Name) and node.value == name:
+                parent = self.module.parents.get(node)
+                if isinstance(parent, cst.Attribute) and parent.attr is node:
+                    continue
+                if isinstance(parent, (cst.AssignTarget,)) or (isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For)) and parent.target is node):
+                    continue
+                if isinstance(parent, cst.Arg) and parent.keyword is node:
+                    continue
+                found.append(node)
+        return found
+
+    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode) -> bool:
+        """Whether `child`'s value flows into `parent`'s value."""
+        if isinstance(parent, cst.BinaryOperation):
+            return not _is_straight_through(self.module, parent)
+        if isinstance(parent, (cst.UnaryOperation, cst.Element, cst.StarredElement, cst.List, cst.Tuple, cst.DictElement, cst.Dict, cst.Comparison, cst.ComparisonTarget)):
+            return not (isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not))
+        if isinstance(parent, cst.IfExp):
+            return child is not parent.test
+        if isinstance(parent, cst.Subscript):
+            return child is parent.value
+        if isinstance(parent, cst.Attribute):
+            if parent.attr.value in BLOCKING_ATTRIBUTES or parent.attr.value in BLOCKING_METHODS:
+                return False
+            call = self.module.parents.get(parent)
+            if isinstance(call, cst.Call) and call.func is parent:
+                return parent.attr.value in CARRYING_METHODS or _is_layer_call(parent)
+            return True
+        if isinstance(parent, cst.Arg):
+            return self._argument_carries(parent)
+        if isinstance(parent, cst.Call):
+            return True  # the method was judged at its Attribute, each argument at its Arg
+        return False
+
+    def _argument_carries(self, arg: cst.CSTNode) -> bool:
+        call = self.module.parents.get(arg)
+        if not isinstance(call, cst.Call) or not isinstance(arg, cst.Arg):
+            return False
+        name = dotted_name(call.func) or ""
+        if name in BLOCKING_CALLS:
+            return False
+        if arg.keyword is not None:
+            return arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x")
+        if isinstance(call.func, cst.Attribute):
+            method = call.func.attr.value
+            qualified = self.module.qualified_name(call.func) or ""
+            if not qualified.startswith("torch.") and not _is_layer_call(call.func):
+                return method in ARGUMENT_CARRYING_METHODS or method in ("append", "extend", "insert")
+        short = name.rsplit(".", 1)[-1]
+        position = list(call.args).index(arg)
+        return position not in NON_VALUE_POSITIONS.get(short, ())
+
+
+def _is_layer_call(func: cst.Attribute) -> bool:
+    """`self.fc(h)`: a submodule call carries its input to its output."""
+    return isinstance(func.value, cst.Name) and func.value.value == "self"
+
+
+def _is_straight_through(module: ParsedModule, operation: cst.BinaryOperation) -> bool:
+    """`x + (q - x).detach()` and `q + p - p.detach()`: the straight-through estimator idiom."""
+    top = operation
+    while isinstance(module.parents.get(top), cst.BinaryOperation) and isinstance(module.parents[top].operator, (cst.Add, cst.Subtract)):
+        top = module.parents[top]
+    terms = list(_signed_terms(top, 1))
+    added = {"".join(code_of(t).split()) for sign, t in terms if sign > 0}
+    for sign, term in terms:
+        if sign < 0 and _is_detach(term) and "".join(code_of(term.func.value).split()) in added:
+            return True
+    return False
+
+
+def _signed_terms(expr: cst.BaseExpression, sign: int):
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Subtract)):
+        yield from _signed_terms(expr.left, sign)
+        yield from _signed_terms(expr.right, sign if isinstance(expr.operator, cst.Add) else -sign)
+    else:
+        yield sign, expr.with_changes(lpar=(), rpar=()) if expr.lpar else expr
+
+
+def _is_detach(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "detach"
+
+
+def _is_integer_dtype(expr: cst.BaseExpression) -> bool:
+    name = dotted_name(expr) or ""
+    return name.rsplit(".", 1)[-1] in INTEGER_DTYPES and name.startswith(("torch.", "int", "long", "bool"))
+
+
+def _children(node: cst.CSTNode):
+    from ..syntax import children
+
+    return children(node)
+
+
+def _message(node: cst.CSTNode, description: str) -> str:
+    text = " ".join(code_of(node).split())
+    if len(text) > 50:
+        text = text[:47] + "..."
+    return (
+        f"`{text}` reaches the output: {description}, so what feeds it never trains; "
+        f"use a straight-through estimator (x + (q - x).detach()) or a custom autograd.Function with a surrogate backward"
+    )
