@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from .syntax import children, dotted_name
+from .syntax import children, dotted_name, walk
 
 if TYPE_CHECKING:
     from .function_model import FunctionModel
@@ -117,8 +117,7 @@ class ParsedModule:
 
     @cached_property
     def _source_order(self) -> dict[cst.CSTNode, int]:
-        # `parents` was filled in pre-order, so its insertion order is source order.
-        return {node: index for index, node in enumerate(self.parents)}
+        return {node: index for index, node in enumerate(walk(self.tree))}
 
     def comes_before(self, first: cst.CSTNode, second: cst.CSTNode) -> bool:
         order = self._source_order

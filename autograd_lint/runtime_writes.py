@@ -52,7 +52,11 @@ def chains_overlap(read: str, written: str) -> bool:
 class RuntimeWrites:
     def __init__(self, module: ParsedModule):
         self.module = module
-        self.module_names = set(bindings(module.tree))
+        module_bindings = bindings(module.tree)
+        self.module_names = set(module_bindings)
+        self.imported_names = {
+            name for name, nodes in module_bindings.items() if all(isinstance(n, (cst.Import, cst.ImportFrom)) for n in nodes)
+        }
         self._locals: dict[cst.FunctionDef, set[str]] = {}
         self._globals: dict[cst.FunctionDef, set[str]] = {}
         self.writes: list[Write] = []
@@ -108,7 +112,8 @@ class RuntimeWrites:
                 return Write(f"{owner}.{attr}", call, function, "reassigns")
         if isinstance(func, cst.Attribute) and func.attr.value in MUTATING_METHODS:
             chain = self._shared_chain(func.value, function)
-            if chain:
+            # `torch.add(a, b)` calls a module's function; it does not mutate a container.
+            if chain and chain.split(".")[0] not in self.imported_names:
                 return Write(chain, call, function, "modifies")
         return None
 

@@ -178,10 +178,12 @@ def test_exclude_pattern_with_slash_is_relative_to_the_config_directory(project,
 
 
 def test_excluded_file_named_explicitly_is_still_linted(project):
-    write_config(project, 'extend-exclude = ["gen"]\n')
-    result = invoke(["-q", "src/gen/generated.py"])
+    write_config(project, 'extend-exclude = ["gen", "generated.py", "a.py"]\n')
+    walked = invoke(["-q", "."])
+    assert paths_of(walked) == ["src/model.py", "tests/test_model.py"]
+    result = invoke(["-q", "src/gen/generated.py", "a.py"])
     assert result.exit_code == 1
-    assert reported(result.stdout) == [("src/gen/generated.py", 11, 9, "AGL002")]
+    assert reported(result.stdout) == [("a.py", 11, 9, "AGL002"), ("src/gen/generated.py", 11, 9, "AGL002")]
 
 
 # --- per-file-ignores ------------------------------------------------------------------------------

@@ -153,6 +153,19 @@ def test_noqa_does_not_silence_syntax_errors():
     assert found("# autograd-lint: noqa\ndef f(:\n    pass\n") == [("AGL000", 2, 7)]
 
 
+def test_noqa_does_not_silence_internal_errors(monkeypatch):
+    from autograd_lint.rules import RULES
+
+    def explode(self, module):
+        raise RuntimeError("rule bug")
+
+    monkeypatch.setattr(RULES["AGL002"], "check", explode)
+    source = "# autograd-lint: noqa\n" + with_comment("# noqa")
+    assert [(d.code, d.line, d.column, d.message) for d in lint_source(source)] == [
+        ("AGL999", 1, 1, "rule AGL002 failed on this file: RuntimeError: rule bug")
+    ]
+
+
 def test_noqa_with_crlf_line_endings():
     source = with_comment("# noqa: AGL002").replace("\n", "\r\n")
     assert found(source) == []

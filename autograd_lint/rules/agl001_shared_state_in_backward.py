@@ -12,7 +12,7 @@ from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..runtime_writes import RuntimeWrites, Write
 from ..scopes import bindings, declared_nonlocal
-from ..syntax import dotted_name, string_value, walk
+from ..syntax import assigned_names, dotted_name, string_value, walk
 
 ADVICE = (
     "backward runs after the whole forward pass, so it sees the last value written, not the one "
@@ -40,7 +40,10 @@ class SharedStateInBackward(Rule):
         local = set(bindings(method.node))
         cls_name = method.cls_name
         closure = _ClosureWrites(module, function_class)
+        gradient_statements = _statements_feeding_return(method)
         for node in walk(method.node.body):
+            if _statement_of(module, node) not in gradient_statements:
+                continue  # a debug switch or assertion in an `if` test does not change the gradient
             read = _read_chain(module, node, local, cls_name, function_class.name)
             if read is None:
                 continue
@@ -53,6 +56,32 @@ class SharedStateInBackward(Rule):
             rebinding = closure.rebinding(chain.split(".")[0])
             if rebinding is not None:
                 yield Finding(node, _closure_message(module, method, shown, rebinding))
+
+
+def _statements_feeding_return(method: Method) -> set[cst.CSTNode]:
+    """The `return`s of a method and the assignments whose names flow into them."""
+    statements = [n for n in walk(method.node.body, into_functions=False) if isinstance(n, (cst.Return, cst.Assign, cst.AugAssign, cst.AnnAssign))]
+    feeding = {n for n in statements if isinstance(n, cst.Return)}
+    names = {name.value for statement in feeding for name in walk(statement) if isinstance(name, cst.Name)}
+    changed = True
+    while changed:
+        changed = False
+        for statement in statements:
+            if statement in feeding:
+                continue
+            targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
+            if any(name.value in names for target in targets for name in assigned_names(target)):
+                feeding.add(statement)
+                names |= {name.value for name in walk(statement) if isinstance(name, cst.Name)}
+                changed = True
+    return feeding
+
+
+def _statement_of(module: ParsedModule, node: cst.CSTNode) -> cst.CSTNode | None:
+    for ancestor in module.ancestors(node):
+        if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+            return ancestor
+    return None
 
 
 def _read_chain(module: ParsedModule, node: cst.CSTNode, local: set[str], cls_name: str | None, class_name: str):
@@ -135,7 +164,9 @@ class _ClosureWrites:
             if self.module.comes_before(self.class_node, node) or self._in_loop_around_class(node):
                 return node
         for node in walk(self.enclosing.body):
-            if isinstance(node, cst.FunctionDef) and name in declared_nonlocal(node):
+            # A `nonlocal` write from the class's own forward happens once per application of a
+            # class made fresh for each enclosing call; a separate setter can run at any time.
+            if isinstance(node, cst.FunctionDef) and name in declared_nonlocal(node) and not _contains(self.module, self.class_node, node):
                 return node
         return None
 

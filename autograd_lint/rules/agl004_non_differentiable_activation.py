@@ -27,6 +27,8 @@ INTEGER_DTYPES = frozenset(
      "IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"}
 )
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+MASK_WRAPPERS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"})
+FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 CONSTANT_FACTORIES = frozenset({"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"})
 
@@ -45,14 +47,20 @@ NON_VALUE_POSITIONS = {
     "gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "take": {1},
     "take_along_dim": {1, 2}, "where": {0}, "masked_fill": {1}, "masked_select": {1}, "embedding": {0},
     "interpolate": {1, 2}, "pad": {1}, "one_hot": {1}, "bucketize": {1}, "searchsorted": {0},
+    "quantize_per_tensor": {1, 2, 3}, "quantize_per_channel": {1, 2, 3, 4},
 }
+# Functions that make a new tensor from a shape, dtype or copied data: nothing flows through them.
+FRESH_TENSOR_FACTORIES = frozenset(
+    {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like", "empty", "zeros",
+     "ones", "full", "arange", "tensor", "as_tensor", "from_numpy"}
+)
 # Calls whose result is a Python number or a fresh tensor that does not carry gradient.
 BLOCKING_CALLS = frozenset({"int", "float", "bool", "len", "range", "str", "round", "math.floor", "math.ceil", "print", "isinstance"})
 BLOCKING_METHODS = frozenset({"detach", "detach_", "item", "tolist", "numpy", "cpu_numpy", "size", "dim", "numel", "nonzero", "argwhere", "data_ptr", "stride"})
 BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad"})
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled"})
 ACTIVATION_NAME = re.compile(
-    r"(^|_)(act|activ\w*|\w*quant\w*|binar\w*|ternar\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
+    r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|bin_?act\w*|ternari[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
 )
 
 
@@ -70,15 +78,67 @@ class NonDifferentiableActivation(Rule):
 
 
 def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
+    """An `nn.Module`-style forward, or a function named like an activation or quantizer."""
     if any(_is_no_grad(d.decorator) for d in function.decorators):
         return False
+    name = _snake_case(function.name.value)
     owner = module.parents.get(module.parents.get(function))
     if isinstance(owner, cst.ClassDef):
         if owner in function_classes:
             return False  # a custom Function supplies its own backward
-        if function.name.value == "forward":
+        if name == "forward":
             return True
-    return bool(ACTIVATION_NAME.search(_snake_case(function.name.value)))
+        # Methods named like ops (`def sign(self)` on a distribution, `round` on an ops handler)
+        # are implementations, not activations, unless the class is a module.
+        if not _is_module_class(module, owner):
+            return False
+    if name.rstrip("_") in ZERO_GRADIENT_FUNCTIONS:
+        return False  # `def round(a): return torch.round(a)` implements the op itself
+    return bool(ACTIVATION_NAME.search(name)) and not _returns_integers(function)
+
+
+def _is_module_class(module: ParsedModule, class_def: cst.ClassDef) -> bool:
+    for base in class_def.bases:
+        qualified = module.qualified_name(base.value) or ""
+        if qualified.startswith("torch.nn.") or qualified.endswith("Module"):
+            return True
+    return False
+
+
+def _returns_integers(function: cst.FunctionDef) -> bool:
+    """A quantizer that returns integer codes (`q = round(x / s).to(torch.int8); return q, s`) is an
+    export or kernel helper whose output is not meant to be differentiated."""
+    dtype_params = {p.name.value for p in function.params.params if "dtype" in p.name.value}
+    last_binding: dict[str, cst.BaseExpression] = {}
+    for node in walk(function.body, into_functions=False):
+        if isinstance(node, cst.Assign):
+            for target in node.targets:
+                if isinstance(target.target, cst.Name):
+                    last_binding[target.target.value] = node.value
+        elif isinstance(node, cst.Return) and node.value is not None:
+            returned = node.value.elements if isinstance(node.value, cst.Tuple) else [node.value]
+            for element in returned:
+                value = element.value if isinstance(element, cst.Element) else element
+                if isinstance(value, cst.Name):
+                    value = last_binding.get(value.value, value)
+                if _produces_integers(value, dtype_params):
+                    return True
+    return False
+
+
+def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool:
+    """Whether a method chain (`x.round().to(torch.int32).reshape(s)`) casts to an integer type."""
+    while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        method = expr.func.attr.value
+        args = [a.value for a in expr.args]
+        if method in INTEGER_CAST_METHODS or method == "astype" or "quantize_per" in method:
+            return True
+        if method in ("to", "type") and any(_is_integer_dtype(a) or (isinstance(a, cst.Name) and a.value in dtype_params) for a in args):
+            return True
+        expr = expr.func.value
+        while isinstance(expr, cst.BinaryOperation):
+            expr = expr.left
+    return False
 
 
 def _snake_case(name: str) -> str:
@@ -110,46 +170,54 @@ class _FunctionFlow:
     # --- which expressions are non-differentiable sources -------------------------------------
 
     def _source(self, node: cst.CSTNode) -> str | None:
-        if isinstance(node, cst.Comparison):
-            if len(node.comparisons) == 1 and isinstance(node.comparisons[0].operator, ORDERING):
-                if self._depends_on_data(node) and not self._used_as_mask(node):
-                    return "a comparison has no gradient: the result is cut from the graph"
-            return None
         if not isinstance(node, cst.Call):
             return None
         qualified = self.module.qualified_name(node.func) or ""
-        method = node.func.attr.value if isinstance(node.func, cst.Attribute) else None
-        is_torch = qualified.startswith("torch.")
-        short = qualified.rsplit(".", 1)[-1]
+        op = _public_torch_op(qualified)
         operands = [a.value for a in node.args]
-        if is_torch and short in ZERO_GRADIENT_FUNCTIONS or (not is_torch and method in ZERO_GRADIENT_METHODS and not qualified.startswith(("math.", "np.", "numpy."))):
-            subject = operands if is_torch else [node.func.value]
-            if any(self._depends_on_data(s) for s in subject):
-                op = short if is_torch else method
-                if op.rstrip("_") == "heaviside":
-                    return "torch.heaviside has no derivative: backward raises"
-                return f"{op} has a gradient of exactly zero almost everywhere"
-            return None
-        if is_torch and short == "one_hot":
+        if op in ZERO_GRADIENT_FUNCTIONS:
+            return self._zero_gradient(op, operands)
+        if op == "one_hot":
             if operands and self._depends_on_data(operands[0]):
                 return "one_hot of an index has no gradient: the result is cut from the graph"
             return None
-        if is_torch and short == "where" and len(operands) == 3:
+        if op == "where" and len(operands) == 3:
             if self._depends_on_data(operands[0]) and all(self._is_constant(b) for b in operands[1:]):
                 return "torch.where with constant branches is a step: no gradient reaches the input"
             return None
-        if method is not None and not is_torch:
-            receiver = node.func.value
-            if method in INTEGER_CAST_METHODS or (method in ("to", "type") and any(_is_integer_dtype(a) for a in operands)):
-                if self._depends_on_data(receiver):
-                    return f"casting to an integer type (.{method}) cuts the result from the graph"
-            elif method in COMPARISON_METHODS and operands:
-                if self._depends_on_data(receiver) and not self._used_as_mask(node):
-                    return "a comparison has no gradient: the result is cut from the graph"
-        if is_torch and short in COMPARISON_METHODS and len(operands) == 2:
-            if self._depends_on_data(operands[0]) and not self._used_as_mask(node):
+        if not isinstance(node.func, cst.Attribute) or self._is_module_function(node.func):
+            return None
+        method, receiver = node.func.attr.value, node.func.value
+        if method in ZERO_GRADIENT_METHODS:
+            return self._zero_gradient(method, [receiver])
+        if method in INTEGER_CAST_METHODS or (method in ("to", "type") and any(_is_integer_dtype(a) for a in operands)):
+            # Only an inline factor counts as a mask here: `q = x.to(torch.int8)` then `q.float() * s`
+            # is quantize-dequantize, the very bug.
+            if self._depends_on_data(receiver) and not self._used_as_mask(node, through_names=False):
+                return f"casting to an integer type (.{method}) cuts the result from the graph"
+            return None
+        if method in FLOAT_CASTS and self._is_comparison(receiver):
+            if self._depends_on_data(receiver) and not self._used_as_mask(node):
                 return "a comparison has no gradient: the result is cut from the graph"
         return None
+
+    def _zero_gradient(self, op: str, subjects: list[cst.BaseExpression]) -> str | None:
+        if not any(self._depends_on_data(s) for s in subjects):
+            return None
+        if op.rstrip("_") == "heaviside":
+            return "torch.heaviside has no derivative: backward raises"
+        return f"{op} has a gradient of exactly zero almost everywhere"
+
+    def _is_comparison(self, expr: cst.BaseExpression) -> bool:
+        if isinstance(expr, cst.Comparison):
+            return len(expr.comparisons) == 1 and isinstance(expr.comparisons[0].operator, ORDERING)
+        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in COMPARISON_METHODS:
+            return _public_torch_op(self.module.qualified_name(expr.func) or "") is not None or not self._is_module_function(expr.func)
+        return False
+
+    def _is_module_function(self, func: cst.Attribute) -> bool:
+        """`ops.round(a)`, `math.floor(x)`: a function reached through an imported name, not a tensor method."""
+        return isinstance(func.value, cst.Name) and func.value.value in self.module.imports
 
     def _is_constant(self, expr: cst.BaseExpression) -> bool:
         if isinstance(expr, (cst.BaseNumber, cst.UnaryOperation)):
@@ -159,23 +227,22 @@ class _FunctionFlow:
             return name in CONSTANT_FACTORIES
         return False
 
-    def _used_as_mask(self, comparison: cst.CSTNode) -> bool:
-        """A comparison (maybe cast) multiplying data is a mask (`h * (ids != pad)`), not an activation."""
-        node = comparison
+    def _used_as_mask(self, expr: cst.CSTNode, through_names: bool = True) -> bool:
+        """A comparison or integer cast multiplying data is a mask or a deliberate sign factor
+        (`h * (ids != pad).float()`, `Q * X.diagonal().int()`), not an activation."""
+        node = expr
         parent = self.module.parents.get(node)
-        while isinstance(parent, cst.Call) and isinstance(parent.func, cst.Attribute) and parent.func.value is node:
-            node = parent.func.value
-            node, parent = parent, self.module.parents.get(parent)
-        if isinstance(parent, cst.Attribute) and parent.value is node:
+        while isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in MASK_WRAPPERS:
             call = self.module.parents.get(parent)
-            if isinstance(call, cst.Call) and parent.attr.value in ("float", "half", "double", "to", "type_as", "type", "unsqueeze", "view", "expand_as"):
-                return self._used_as_mask(call)
+            if not (isinstance(call, cst.Call) and call.func is parent):
+                break
+            node, parent = call, self.module.parents.get(call)
         if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply):
             other = parent.right if parent.left is node else parent.left
             return self._depends_on_data(other)
         if isinstance(parent, cst.AugAssign) and isinstance(parent.operator, cst.MultiplyAssign):
             return self._depends_on_data(parent.target)
-        if isinstance(parent, cst.Assign):
+        if isinstance(parent, cst.Assign) and through_names:
             return any(
                 self._name_used_as_mask(name.value) for target in parent.targets for name in assigned_names(target.target)
             )
@@ -344,8 +411,20 @@ class _FunctionFlow:
             if not qualified.startswith("torch.") and not _is_layer_call(call.func):
                 return method in ARGUMENT_CARRYING_METHODS or method in ("append", "extend", "insert")
         short = name.rsplit(".", 1)[-1]
+        if short in FRESH_TENSOR_FACTORIES:
+            return False
         position = list(call.args).index(arg)
         return position not in NON_VALUE_POSITIONS.get(short, ())
+
+
+def _public_torch_op(qualified: str) -> str | None:
+    """`round` for `torch.round`, `one_hot` for `torch.nn.functional.one_hot`; None for private namespaces."""
+    parts = qualified.split(".")
+    if len(parts) == 2 and parts[0] == "torch":
+        return parts[1]
+    if qualified in ("torch.nn.functional.one_hot", "torch.special.round"):
+        return parts[-1]
+    return None
 
 
 def _is_layer_call(func: cst.Attribute) -> bool:
