@@ -85,7 +85,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, statis
     rendered = render_statistics(result.diagnostics, output_format) if statistics else render(result.diagnostics, output_format)
     click.echo(rendered, nl=False)
     if not quiet and output_format == "text":
-        click.echo(summary(result.diagnostics, result.files_checked), err=True)
+        click.echo(summary(result.diagnostics, result.files_checked, len(result.errors)), err=True)
     internal_error = any(d.code == INTERNAL_ERROR_CODE for d in result.diagnostics)
     if result.errors or internal_error:
         sys.exit(EXIT_ERROR)

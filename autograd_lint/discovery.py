@@ -42,4 +42,4 @@ def _walk(top: str, config: Config) -> Iterator[str]:
         for name in sorted(files):
             path = os.path.join(directory, name)
             if name.endswith(PYTHON_SUFFIXES) and not config.is_excluded(path):
-                yield path
+                yield os.path.normpath(path)  # `x.py`, not `./x.py`, as ruff and flake8 print it

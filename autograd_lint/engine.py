@@ -20,12 +20,18 @@ UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
 
 
 def lint_text(source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False) -> list[Diagnostic]:
+    # CPython is the judge of syntax, and asking it first matters: libcst's native parser crashes
+    # the whole process on nesting that CPython rejects cleanly ("too many nested parentheses").
+    python_error = _python_syntax_error(source, path)
+    if python_error is not None:
+        return [python_error]
     try:
         module = ParsedModule(source, path, module_name)
     except cst.ParserSyntaxError as error:
-        return [_syntax_error(source, path, error)]
+        message = error.message.splitlines()[0] if error.message else "invalid syntax"
+        return [_point(path, error.raw_line, error.raw_column + 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {message}")]
     except RecursionError:
-        return [_point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "file is nested too deeply to parse")]
+        return [_point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")]
     diagnostics: list[Diagnostic] = []
     for code in codes:
         rule: Rule = RULES[code]()
@@ -63,18 +69,15 @@ def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic
     return sorted(kept, key=Diagnostic.sort_key)
 
 
-def _syntax_error(source: str, path: str, error: cst.ParserSyntaxError) -> Diagnostic:
-    # CPython's own parser words syntax errors better and locates them more precisely than libcst's.
+def _python_syntax_error(source: str, path: str) -> Diagnostic | None:
     try:
         ast.parse(source)
-    except SyntaxError as python_error:
-        line = python_error.lineno or 1
-        column = python_error.offset or 1
-        return _point(path, line, column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {python_error.msg}")
-    except (ValueError, RecursionError, MemoryError) as python_error:
-        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {python_error}")
-    message = error.message.splitlines()[0] if error.message else "invalid syntax"
-    return _point(path, error.raw_line, error.raw_column + 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {message}")
+    except SyntaxError as error:
+        return _point(path, error.lineno or 1, max(error.offset or 1, 1), SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {error.msg}")
+    except (ValueError, RecursionError, MemoryError) as error:  # NUL bytes, pathological nesting
+        reason = str(error) or type(error).__name__
+        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {reason}")
+    return None
 
 
 def _point(path: str, line: int, column: int, code: str, name: str, message: str) -> Diagnostic:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from dataclasses import dataclass, field
+from typing import Iterator
 
 _CODES = r"[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*"
 _LINE_NOQA = re.compile(rf"#\s*noqa(?::[\s]?(?P<codes>{_CODES}))?", re.IGNORECASE)
@@ -35,16 +38,25 @@ class Suppressions:
         return line in self.line_codes and _matches(self.line_codes[line], code)
 
 
+def _comments(source: str) -> Iterator[tuple[int, str, bool]]:
+    """(line, comment text, whether the comment is alone on its line) for real comments, not strings."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                alone = not token.line[: token.start[1]].strip()
+                yield token.start[0], token.string, alone
+    except (tokenize.TokenError, SyntaxError):
+        return
+
+
 def find_suppressions(source: str) -> Suppressions:
     found = Suppressions()
-    for number, line in enumerate(source.splitlines(), start=1):
-        if "#" not in line:
-            continue
-        file_match = _FILE_NOQA.match(line)
+    for number, comment, alone in _comments(source):
+        file_match = _FILE_NOQA.match(comment) if alone else None
         if file_match:
             found.file_codes.append(_codes(file_match.group("codes")))
             continue
-        line_match = _LINE_NOQA.search(line)
+        line_match = _LINE_NOQA.search(comment)
         if line_match:
             found.line_codes[number] = _codes(line_match.group("codes"))
     return found

@@ -33,10 +33,12 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def summary(diagnostics: list[Diagnostic], files: int) -> str:
+def summary(diagnostics: list[Diagnostic], files: int, unchecked: int = 0) -> str:
     checked = _plural(files, "file") + " checked"
+    if unchecked:
+        checked += f", {_plural(unchecked, 'file')} could not be read"
     if not diagnostics:
-        return f"All checks passed! ({checked})"
+        return f"No findings ({checked})." if unchecked else f"All checks passed! ({checked})"
     by_severity = Counter(d.severity.value for d in diagnostics)
     parts = ", ".join(_plural(by_severity[s], s) for s in ("error", "warning") if by_severity[s])
     return f"Found {_plural(len(diagnostics), 'diagnostic')} ({parts}) in {checked}."

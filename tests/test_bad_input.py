@@ -67,7 +67,7 @@ def test_syntax_error_among_good_files(project):
     result = invoke(["-q", "."])
     assert result.exit_code == 1
     assert located(result.stdout) == [GOOD[0], ("m_broken.py", 3, 8, "AGL000"), GOOD[1]]
-    assert "./m_broken.py:3:8: AGL000 SyntaxError: expected ':'" in result.stdout.splitlines()
+    assert "m_broken.py:3:8: AGL000 SyntaxError: expected ':'" in result.stdout.splitlines()
     assert result.stderr == ""
 
 
@@ -142,7 +142,7 @@ def test_invalid_utf8_in_first_line_is_a_file_error(project):
     assert located(result.stdout) == GOOD
     errors = error_lines(result.stderr, "m_bytes.py")
     assert len(errors) == 1
-    assert errors[0].startswith("autograd-lint: error: ./m_bytes.py: cannot decode")
+    assert errors[0].startswith("autograd-lint: error: m_bytes.py: cannot decode")
     assert "Traceback" not in result.stderr
 
 
@@ -249,15 +249,17 @@ def test_empty_and_trivial_files(project, content):
 # --- paths that are not readable files -------------------------------------------------------------
 
 
-def test_directory_named_like_a_python_file(project):
+def test_directory_named_like_a_python_file_is_walked_like_any_directory(project):
+    # As with ruff and flake8, a directory is walked whatever its name; what is inside is linted.
     (project / "x.py").mkdir()
+    (project / "x.py" / "inner.py").write_text(SNIPPET)
     result = invoke(["-q", "a_good.py", "x.py"])
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert located(result.stdout) == [GOOD[0]]
-    errors = error_lines(result.stderr, "x.py")
-    assert len(errors) == 1
-    assert errors[0].startswith("autograd-lint: error: x.py")
-    assert "Traceback" not in result.stderr
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert [(path, line, code) for path, line, _, code in located(result.stdout)] == [
+        (GOOD[0][0], GOOD[0][1], GOOD[0][3]),
+        (os.path.join("x.py", "inner.py"), 11, "AGL002"),
+    ]
+    assert result.stderr == ""
 
 
 def test_unreadable_file(project, monkeypatch):
