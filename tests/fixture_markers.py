@@ -1,18 +1,23 @@
-"""Expected diagnostics written inline: a trailing `# AGL001` comment marks a line that must be reported."""
+"""Expected diagnostics written inline, bugbear-style.
+
+A trailing `# AGL001:17` comment says: this line reports AGL001 at column 17 (1-based). Rule pages may
+omit the column (`# AGL001`) to stay readable; fixtures always give it.
+"""
 
 from __future__ import annotations
 
 import re
 
-MARKER = re.compile(r"#\s*(?P<codes>AGL\d{3}(?:[,\s]+AGL\d{3})*)\s*$")
+MARKER = re.compile(r"#\s*(?P<markers>AGL\d{3}(?::\d+)?(?:[,\s]+AGL\d{3}(?::\d+)?)*)\s*$")
 
 
-def expected_markers(source: str) -> list[tuple[int, str]]:
-    """(line, code) for every marker, in order."""
+def expected_markers(source: str) -> list[tuple[int, str, int | None]]:
+    """(line, code, column or None) for every marker, in order."""
     found = []
     for number, line in enumerate(source.splitlines(), start=1):
         match = MARKER.search(line)
         if match:
-            for code in re.split(r"[,\s]+", match.group("codes")):
-                found.append((number, code))
-    return sorted(found)
+            for marker in re.split(r"[,\s]+", match.group("markers")):
+                code, _, column = marker.partition(":")
+                found.append((number, code, int(column) if column else None))
+    return sorted(found, key=lambda m: (m[0], m[1], m[2] or 0))

@@ -23,7 +23,9 @@ def test_fixture_corpus_is_present():
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_fixture_diagnostics_match_markers(path: Path):
     source = path.read_text()
-    reported = sorted((d.line, d.code) for d in lint_source(source, str(path)))
-    assert reported == expected_markers(source)
+    expected = expected_markers(source)
+    assert all(column is not None for _, _, column in expected), "fixture markers give the column"
+    reported = sorted((d.line, d.code, d.column) for d in lint_source(source, str(path)))
+    assert reported == expected
     if path.name.startswith("clean_"):
         assert reported == []
