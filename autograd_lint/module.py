@@ -100,9 +100,9 @@ class ParsedModule:
                     and isinstance(small.targets[0].target, cst.Name)
                     and isinstance(small.value, (cst.Name, cst.Attribute))
                 ):
-                    resolved = self.qualified_name(small.value)
-                    if resolved and resolved != dotted_name(small.value):
-                        self.imports[small.targets[0].target.value] = resolved
+                    head = (dotted_name(small.value) or "").split(".")[0]
+                    if head in self.imports:
+                        self.imports[small.targets[0].target.value] = self.qualified_name(small.value)
 
     def qualified_name(self, expr: cst.BaseExpression) -> str | None:
         """The dotted name an expression refers to, with its head resolved through the imports."""

@@ -1,0 +1,168 @@
+"""The shared Function model: which classes are Functions, what their methods take, where they are applied."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint.module import ParsedModule
+
+
+def model(source: str, path: str = "m.py", module_name: str | None = None):
+    return ParsedModule(textwrap.dedent(source), path, module_name).functions
+
+
+BODY = """
+    @staticmethod
+    def forward(ctx, x, w, scale=1.0):
+        return x * w * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g, None
+"""
+
+
+@pytest.mark.parametrize(
+    "imports, base",
+    [
+        ("import torch", "torch.autograd.Function"),
+        ("from torch.autograd import Function", "Function"),
+        ("import torch.autograd as ag", "ag.Function"),
+        ("from torch import autograd", "autograd.Function"),
+        ("import torch", "torch.autograd.function.Function"),
+        ("from torch.autograd.function import InplaceFunction", "InplaceFunction"),
+        ("from torch.autograd import Function as F_", "F_"),
+        ("import torch\nFunction = torch.autograd.Function", "Function"),
+    ],
+)
+def test_function_base_resolves_however_it_was_imported(imports, base):
+    functions = model(f"{imports}\nclass Mul({base}):{textwrap.indent(BODY, '')}")
+    assert [c.name for c in functions] == ["Mul"]
+    inputs = functions.classes[0].forward_inputs()
+    assert inputs.names == ("x", "w", "scale") and inputs.required == 2 and not inputs.setup_context_style
+
+
+def test_relative_import_inside_a_package_resolves(tmp_path):
+    source = "from ..autograd import Function\nclass Op(Function):\n    pass\n"
+    functions = model(source, path=str(tmp_path / "torch" / "nn" / "op.py"), module_name="torch.nn.op")
+    assert [c.name for c in functions] == ["Op"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "class Function:\n    pass\nclass NotTorch(Function):\n    pass\n",  # a local class named Function
+        "from mylib import Function\nclass Other(Function):\n    pass\n",
+        "import torch\nclass Mod(torch.nn.Module):\n    def forward(self, x):\n        return x\n",
+    ],
+)
+def test_classes_that_only_share_the_name_are_not_functions(source):
+    assert list(model(source)) == []
+
+
+def test_subclasses_in_the_same_module_inherit_methods_in_any_order():
+    functions = model(
+        """
+        import torch
+        class Child(Base):
+            @staticmethod
+            def backward(ctx, g):
+                return g
+        class Base(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x
+        """
+    )
+    child = functions.by_name("Child")
+    assert child.forward.owner.name == "Base" and child.backward.owner.name == "Child"
+    assert child.hierarchy_known
+
+
+def test_unknown_base_marks_the_hierarchy_unknown():
+    functions = model("import torch\nimport mixins\nclass F(mixins.Mixin, torch.autograd.Function):\n    pass\n")
+    assert not functions.classes[0].hierarchy_known
+
+
+def test_method_kinds_and_ctx_names():
+    functions = model(
+        """
+        import torch
+        class A(torch.autograd.Function):
+            @classmethod
+            def forward(cls, context, x, y):
+                return x
+            @staticmethod
+            def backward(c, g):
+                return g, None
+        class Legacy(torch.autograd.Function):
+            def forward(self, x):
+                return x
+        class New(torch.autograd.Function):
+            @staticmethod
+            def forward(x, y=2):
+                return x * y
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                pass
+            @staticmethod
+            def vjp(ctx, g):
+                return g, None
+        """
+    )
+    a, legacy, new = functions.classes
+    assert (a.forward.kind, a.forward.cls_name, a.forward.ctx_name) == ("class", "cls", "context")
+    assert a.forward_inputs().names == ("x", "y")
+    assert (a.backward.kind, a.backward.ctx_name) == ("static", "c")
+    assert (legacy.forward.kind, legacy.forward.ctx_name) == ("plain", "self")
+    assert legacy.forward_inputs().names == ("x",)
+    assert new.forward.ctx_name is None and new.uses_setup_context
+    assert new.forward_inputs().names == ("x", "y") and new.forward_inputs().setup_context_style
+    assert new.backward.name == "vjp"
+
+
+def test_varargs_and_keyword_only_are_reported():
+    functions = model(
+        """
+        import torch
+        class V(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, *args):
+                return args[0]
+        class K(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, *, flag):
+                return x
+        """
+    )
+    assert functions.by_name("V").forward_inputs().has_varargs
+    assert functions.by_name("K").forward_inputs().has_keyword_only
+
+
+def test_apply_call_sites_including_aliases_and_cls_apply():
+    module = ParsedModule(
+        textwrap.dedent(
+            """
+            import torch
+            class Scale(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, s=1.0):
+                    return x * s
+                @staticmethod
+                def backward(ctx, g):
+                    return g, None
+                @classmethod
+                def run(cls, x):
+                    return cls.apply(x, 2.0)
+            scale = Scale.apply
+            def f(x):
+                return Scale.apply(x) + scale(x, 3.0)
+            """
+        ),
+        "m.py",
+    )
+    calls = module.functions.by_name("Scale").apply_calls
+    assert sorted(len(c.args) for c in calls) == [1, 2, 2]
+    assert sorted(module.position(c).start.line for c in calls) == [12, 15, 15]
