@@ -13,43 +13,7 @@ import autograd_lint
 from autograd_lint import Config, Diagnostic, FileError, LintResult, Severity, lint_paths, lint_source
 from autograd_lint.reading import SourceError
 
-SNIPPET = """\
-import torch
-from torch.autograd import Function
-
-class Scale(Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x * scale
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.scale
-"""
-MESSAGE = (
-    "Scale.backward returns 1 value but forward takes 2 inputs: torch raises "
-    "'function ScaleBackward returned an incorrect number of gradients (expected 2, got 1)'; "
-    "return one gradient per input, None for inputs that need none"
-)
-TWO_FINDINGS = """\
-from torch.autograd import Function
-class A(Function):
-    @staticmethod
-    def forward(ctx, x, y):
-        return x
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
-class B(Function):
-    @staticmethod
-    def forward(ctx, x, y, z):
-        return x
-    @staticmethod
-    def backward(ctx, g):
-        return g, None
-"""
+from snippets import SNIPPET, MESSAGE, TWO_FINDINGS
 
 
 def test_lint_source_returns_diagnostic_with_fields():

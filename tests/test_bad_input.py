@@ -15,19 +15,7 @@ from autograd_lint import lint_paths, lint_source
 from autograd_lint.cli import main
 from autograd_lint.reading import SourceError
 
-SNIPPET = """\
-import torch
-from torch.autograd import Function
-
-class Scale(Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x * scale
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.scale
-"""
+from snippets import SNIPPET, parse_text_output as located
 MESSAGE_START = "AGL002 Scale.backward returns 1 value but forward takes 2 inputs"
 
 
@@ -35,13 +23,6 @@ def invoke(args, input=None):
     return CliRunner().invoke(main, args, input=input)
 
 
-def located(stdout: str) -> list[tuple[str, int, int, str]]:
-    found = []
-    for line in stdout.splitlines():
-        location, _, rest = line.partition(": ")
-        path, line_no, column = location.rsplit(":", 2)
-        found.append((os.path.normpath(path), int(line_no), int(column), rest.split(" ", 1)[0]))
-    return found
 
 
 def error_lines(stderr: str, name: str) -> list[str]:

@@ -15,47 +15,10 @@ import autograd_lint
 from autograd_lint.cli import main
 from autograd_lint.rules import RULES
 
-SNIPPET = """\
-import torch
-from torch.autograd import Function
-
-class Scale(Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x * scale
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.scale
-"""
+from snippets import SNIPPET, MESSAGE, TWO_FINDINGS, parse_text_output as codes_and_positions
 CLEAN = "x = 1\n"
 
-# Two findings at lines 8 and 17: a string sort of line numbers would put 17 first.
-TWO_FINDINGS = """\
-from torch.autograd import Function
-class A(Function):
-    @staticmethod
-    def forward(ctx, x, y):
-        return x
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
-
-class B(Function):
-    @staticmethod
-    def forward(ctx, x, y, z):
-        return x
-    @staticmethod
-    def backward(ctx, g):
-        return g, None
-"""
-
-MESSAGE = (
-    "Scale.backward returns 1 value but forward takes 2 inputs: torch raises "
-    "'function ScaleBackward returned an incorrect number of gradients (expected 2, got 1)'; "
-    "return one gradient per input, None for inputs that need none"
-)
 # A registered rule other than AGL002 that does not fire on SNIPPET.
 OTHER = "AGL003"
 SCRIPT = Path(sys.executable).parent / "autograd-lint"
@@ -69,14 +32,6 @@ def lines(text: str) -> list[str]:
     return text.splitlines()
 
 
-def codes_and_positions(stdout: str) -> list[tuple[str, int, int, str]]:
-    """(normalised path, line, column, code) of every text-format diagnostic line."""
-    found = []
-    for line in stdout.splitlines():
-        location, _, rest = line.partition(": ")
-        path, line_no, column = location.rsplit(":", 2)
-        found.append((os.path.normpath(path), int(line_no), int(column), rest.split(" ", 1)[0]))
-    return found
 
 
 @pytest.fixture

@@ -8,19 +8,7 @@ from click.testing import CliRunner
 from autograd_lint import lint_source
 from autograd_lint.cli import main
 
-SNIPPET = """\
-import torch
-from torch.autograd import Function
-
-class Scale(Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x * scale
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.scale
-"""
+from snippets import SNIPPET
 RETURN = "        return g * ctx.scale"
 
 
