@@ -49,6 +49,7 @@ NON_VALUE_POSITIONS = {
     "interpolate": {1, 2}, "pad": {1}, "one_hot": {1}, "bucketize": {1}, "searchsorted": {0},
     "quantize_per_tensor": {1, 2, 3}, "quantize_per_channel": {1, 2, 3, 4},
 }
+REDUCTIONS = frozenset({"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"})
 # Functions that make a new tensor from a shape, dtype or copied data: nothing flows through them.
 FRESH_TENSOR_FACTORIES = frozenset(
     {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like", "empty", "zeros",
@@ -160,6 +161,20 @@ class _FunctionFlow:
         self.function = function
         self.nodes = [n for n in walk(function.body, into_functions=False) if not isinstance(n, cst.Lambda)]
         self.data_names = self._data_names()
+        self.lookup_layers = self._lookup_layers()
+
+    def _lookup_layers(self) -> set[str]:
+        """`self.emb` when the class assigns `self.emb = nn.Embedding(...)`: its input is an index."""
+        owner = self.module.parents.get(self.module.parents.get(self.function))
+        if not isinstance(owner, cst.ClassDef):
+            return set()
+        found = set()
+        for node in walk(owner.body):
+            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+                layer = (self.module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
+                if layer in ("Embedding", "EmbeddingBag"):
+                    found |= {dotted_name(t.target) for t in node.targets} - {None}
+        return found
 
     def findings(self) -> Iterator[Finding]:
         for node in self.nodes:
@@ -204,6 +219,8 @@ class _FunctionFlow:
     def _zero_gradient(self, op: str, subjects: list[cst.BaseExpression]) -> str | None:
         if not any(self._depends_on_data(s) for s in subjects):
             return None
+        if self._scaled_by_own_input(subjects[0]):
+            return None
         if op.rstrip("_") == "heaviside":
             return "torch.heaviside has no derivative: backward raises"
         return f"{op} has a gradient of exactly zero almost everywhere"
@@ -247,6 +264,52 @@ class _FunctionFlow:
                 self._name_used_as_mask(name.value) for target in parent.targets for name in assigned_names(target.target)
             )
         return False
+
+    def _scaled_by_own_input(self, operand: cst.BaseExpression) -> bool:
+        """`torch.sign(x) * torch.log1p(x.abs())` (symlog, signed powers): x keeps an elementwise
+        differentiable path beside the locally constant sign, so the gradient is right.
+        Dequantizing by a scale (`round(x / s) * s`) or XNOR's `alpha = w.abs().mean()` is no such path."""
+        source = self.module.parents.get(operand)
+        while source is not None and not isinstance(source, cst.Call):
+            source = self.module.parents.get(source)
+        roots = _data_roots(operand)
+        return bool(roots) and self._is_factor(source, lambda other: self._transforms_elementwise(other, roots, set()))
+
+    def _is_factor(self, node: cst.CSTNode, other_ok, through_names: bool = True) -> bool:
+        """Whether `node` multiplies (or divides) a co-factor satisfying `other_ok`, directly or
+        through a name all of whose uses do."""
+        parent = self.module.parents.get(node)
+        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Multiply, cst.Divide)):
+            return other_ok(parent.right if parent.left is node else parent.left)
+        if isinstance(parent, cst.Assign) and through_names:
+            uses = [use for t in parent.targets for n in assigned_names(t.target) for use in self._loads(n.value)]
+            return bool(uses) and all(self._is_factor(use, other_ok, through_names=False) for use in uses)
+        return False
+
+    def _transforms_elementwise(self, expr: cst.CSTNode, roots: set[str], seen: set[str], in_call: bool = False) -> bool:
+        """Whether `expr` applies an elementwise function (`x.abs()`, `torch.log1p(x)`) to a root."""
+        if isinstance(expr, cst.Call):
+            callee = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
+            if callee in REDUCTIONS or callee in ZERO_GRADIENT_METHODS or callee in INTEGER_CAST_METHODS:
+                return False  # no elementwise gradient flows back through these
+            return any(self._transforms_elementwise(child, roots, seen, True) for child in _children(expr))
+        text = dotted_name(expr) if isinstance(expr, (cst.Name, cst.Attribute)) else None
+        if text in roots:
+            return in_call
+        if isinstance(expr, cst.Name) and expr.value not in seen:
+            seen.add(expr.value)
+            return any(self._transforms_elementwise(value, roots, seen, in_call) for value in self._assigned_values(expr.value))
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Power):
+            in_call = True
+        return any(self._transforms_elementwise(child, roots, seen, in_call) for child in _children(expr))
+
+    def _assigned_values(self, name: str) -> list[cst.BaseExpression]:
+        return [
+            node.value
+            for node in self.nodes
+            if isinstance(node, cst.Assign)
+            and any(n.value == name for t in node.targets for n in assigned_names(t.target))
+        ]
 
     def _name_used_as_mask(self, name: str) -> bool:
         uses = self._loads(name)
@@ -401,7 +464,7 @@ class _FunctionFlow:
         if not isinstance(call, cst.Call) or not isinstance(arg, cst.Arg):
             return False
         name = dotted_name(call.func) or ""
-        if name in BLOCKING_CALLS:
+        if name in BLOCKING_CALLS or name in self.lookup_layers:
             return False
         if arg.keyword is not None:
             return arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x")
@@ -425,6 +488,17 @@ def _public_torch_op(qualified: str) -> str | None:
     if qualified in ("torch.nn.functional.one_hot", "torch.special.round"):
         return parts[-1]
     return None
+
+
+def _data_roots(expr: cst.BaseExpression) -> set[str]:
+    """The names and `self.<attr>` chains an operand reads (`x`, `self.weight`)."""
+    roots = set()
+    for node in [expr, *walk(expr)]:
+        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+            roots.add(f"self.{node.attr.value}")
+        elif isinstance(node, cst.Name) and node.value != "self":
+            roots.add(node.value)
+    return roots
 
 
 def _is_layer_call(func: cst.Attribute) -> bool:
