@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import TYPE_CHECKING, ClassVar, Iterator
 
 import libcst as cst
 
 from .diagnostic import Severity
 from .module import ParsedModule
 
+if TYPE_CHECKING:
+    from .confirm.harness import Harness
+
 
 @dataclass(frozen=True)
 class Finding:
-    """What a rule reports: the node to point at and the message. The engine adds positions."""
+    """What a rule reports: the node to point at and the message. The engine adds positions.
+
+    `subject` is whatever the rule's confirm recipe needs to rebuild the case (a Function class,
+    the state read), kept out of the message.
+    """
 
     node: cst.CSTNode
     message: str
+    subject: object = None
 
 
 class Rule:
@@ -28,4 +36,11 @@ class Rule:
     summary: ClassVar[str]
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
+        raise NotImplementedError
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> "Harness":
+        """The recipe: what `--confirm` runs under torch to prove this finding.
+
+        Raises CannotBuildHarness with the reason when this finding cannot be run.
+        """
         raise NotImplementedError

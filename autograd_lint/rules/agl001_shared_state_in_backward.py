@@ -6,13 +6,16 @@ from typing import Iterator
 
 import libcst as cst
 
+from dataclasses import dataclass
+
+from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..runtime_writes import RuntimeWrites, Write
 from ..scopes import bindings, declared_nonlocal
-from ..syntax import assigned_names, dotted_name, string_value, walk
+from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
 
 ADVICE = (
     "backward runs after the whole forward pass, so it sees the last value written, not the one "
@@ -51,11 +54,62 @@ class SharedStateInBackward(Rule):
             if chain.split(".")[0] in writes.module_names:
                 found = writes.affecting(chain)
                 if found:
-                    yield Finding(node, _message(module, method, shown, found[0]))
+                    subject = SharedRead(function_class, node, chain, found[0])
+                    yield Finding(node, _message(module, method, shown, found[0]), subject=subject)
                     continue
             rebinding = closure.rebinding(chain.split(".")[0])
             if rebinding is not None:
-                yield Finding(node, _closure_message(module, method, shown, rebinding))
+                subject = SharedRead(function_class, node, chain, None)
+                yield Finding(node, _closure_message(module, method, shown, rebinding), subject=subject)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """The two-apply differential test and the drift test (see probes._agl_shared_state_recipe),
+        with the shared value written directly, as the module's writer would."""
+        read: SharedRead = finding.subject
+        function_class = read.function_class
+        if read.write is None:  # a closure variable: rebuilt as a real cell in a factory
+            required, optional, definition = function_class_code(module, function_class, closure_variable=read.chain)
+            accessors, shown = "", read.chain
+        else:
+            required, optional, definition = function_class_code(module, function_class)
+            get, set_ = _accessors(module, read)
+            required, shown = required | {read.chain.split(".")[0]}, get
+            accessors = f"def _agl_get():\n    return {get}\ndef _agl_set(value):\n    {set_}"
+        main = "\n".join(
+            [
+                definition,
+                accessors,
+                apply_builders(module, function_class),
+                f"_agl_shared_state_recipe({function_class.name}.apply, _agl_builders, _agl_get, _agl_set, {shown!r})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+@dataclass(frozen=True)
+class SharedRead:
+    function_class: FunctionClass
+    node: cst.CSTNode
+    chain: str  # with `cls` resolved to the class name
+    write: Write | None  # None: a closure variable
+
+
+def _accessors(module: ParsedModule, read: SharedRead) -> tuple[str, str]:
+    """Source for reading and for writing the shared value, in the harness's module namespace."""
+    node = read.node
+    if isinstance(node, cst.Call):  # getattr(Cls, "attr")
+        owner, _, attr = read.chain.rpartition(".")
+        return f"getattr({owner}, {attr!r})", f"setattr({owner}, {attr!r}, value)"
+    parent = module.parents.get(node)
+    if isinstance(parent, cst.Subscript) and parent.value is node and len(parent.slice) == 1 and isinstance(parent.slice[0].slice, cst.Index):
+        key = code_of(parent.slice[0].slice.value).strip()
+        appended = isinstance(read.write.node, cst.Call) and code_of(read.write.node.func).strip().endswith((".append", ".insert"))
+        if appended:
+            return f"{read.chain}[{key}]", f"{read.chain}.append(value)"
+        return f"{read.chain}[{key}]", f"{read.chain}[{key}] = value"
+    if "." in read.chain:
+        return read.chain, f"{read.chain} = value"
+    return read.chain, f"globals()[{read.chain!r}] = value"
 
 
 def _statements_feeding_return(method: Method) -> set[cst.CSTNode]:

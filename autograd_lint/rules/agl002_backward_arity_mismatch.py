@@ -6,6 +6,7 @@ from typing import Iterator
 
 import libcst as cst
 
+from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import FunctionClass
 from ..gradient_returns import ReturnedValues, returned_values
@@ -42,7 +43,7 @@ class BackwardArityMismatch(Rule):
         for returned in returned_values(backward):
             problem = self._mismatch(returned, expected)
             if problem is not None:
-                yield Finding(returned.node, self._message(function_class, returned, *problem))
+                yield Finding(returned.node, self._message(function_class, returned, *problem), subject=function_class)
 
     def _expected_counts(self, module: ParsedModule, function_class: FunctionClass) -> list[tuple[int, int, cst.Call | None]]:
         """(lowest, highest) accepted counts, each with the call site it comes from.
@@ -88,6 +89,24 @@ class BackwardArityMismatch(Rule):
         else:
             text += "; return one gradient per input, None for inputs that need none"
         return text
+
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Run forward and backward for each call shape seen at the call sites; torch's own
+        "incorrect number of gradients (expected N, got M)" is the evidence."""
+        function_class = finding.subject
+        required, optional, definition = function_class_code(module, function_class)
+        main = "\n".join(
+            [
+                definition,
+                apply_builders(module, function_class),
+                f"_agl_arity_recipe({function_class.name}.apply, _agl_builders, {TORCH_MESSAGES!r})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")
 
 
 def _transparent(decorator: str) -> bool:

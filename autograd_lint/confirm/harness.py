@@ -1,0 +1,242 @@
+"""Building a confirm harness: the flagged code plus exactly what it depends on, then the rule's recipe.
+
+The user's module is never imported. Its top-level statements that define the names the recipe
+needs are copied (transitively: imports, constants, helpers, classes), in source order; the
+`if __name__ == "__main__":` block and every other top-level statement are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from ..module import ParsedModule
+from ..scopes import bindings
+from ..syntax import assigned_names, code_of, dotted_name, walk
+
+PROBES = (Path(__file__).with_name("probes.py")).read_text(encoding="utf-8")
+
+
+class CannotBuildHarness(Exception):
+    """The recipe cannot run this finding; the message says exactly why (shown as `inconclusive`)."""
+
+
+@dataclass
+class Harness:
+    """What a rule's recipe contributes: the top-level names it uses and the code that tests them."""
+
+    names: set[str]  # must be defined at the module's top level
+    main: str
+    optional_names: set[str] = field(default_factory=set)  # copied when the module defines them
+
+
+def build_script(module: ParsedModule, harness: Harness) -> str:
+    future, user_code = extract_definitions(module, harness.names, harness.optional_names)
+    project_root = _import_root(module.path)
+    parts = [
+        *future,
+        PROBES,
+        f"_agl_sys.path.insert(0, {project_root!r})" if project_root else "",
+        "# ---- the user's definitions (copied, not imported) ----",
+        user_code,
+        "# ---- the recipe ----",
+        harness.main,
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def extract_definitions(module: ParsedModule, names: set[str], optional: set[str] = frozenset()) -> tuple[list[str], str]:
+    """(`from __future__` lines, the top-level statements that define `names`, transitively)."""
+    statements = [s for s in module.tree.body if not _is_main_guard(s)]
+    info = [(s, _binds(s), _uses(s)) for s in statements]
+    needed = set(names) | set(optional)
+    chosen: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for index, (statement, binds, uses) in enumerate(info):
+            if index not in chosen and binds & needed:
+                chosen.add(index)
+                needed |= uses
+                changed = True
+    # Top-level configuration of a needed object (`GradDecay.alpha = 0.25`) belongs to its definition.
+    for index, (statement, binds, uses) in enumerate(info):
+        if index not in chosen and _configures(statement, needed):
+            chosen.add(index)
+    future = [code_of(s).strip() for s in statements if _is_future_import(s)]
+    code = "".join(
+        code_of(statement) for index, (statement, _, _) in enumerate(info) if index in chosen and not _is_future_import(statement)
+    )
+    missing = set(names) - {name for index in chosen for name in info[index][1]}
+    if missing:
+        raise CannotBuildHarness(f"no top-level definition of {', '.join(sorted(missing))} in the module")
+    return future, code
+
+
+def _is_main_guard(statement: cst.CSTNode) -> bool:
+    if not isinstance(statement, cst.If) or not isinstance(statement.test, cst.Comparison):
+        return False
+    text = "".join(code_of(statement.test).split()).replace("'", '"')
+    return text in ('__name__=="__main__"', '"__main__"==__name__')
+
+
+def _is_future_import(statement: cst.CSTNode) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and any(isinstance(s, cst.ImportFrom) and dotted_name(s.module) == "__future__" for s in statement.body if isinstance(s, cst.ImportFrom) and s.module)
+    )
+
+
+def _binds(statement: cst.CSTNode) -> set[str]:
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+        return {statement.name.value}
+    found: set[str] = set()
+    for node in [statement, *walk(statement, into_functions=False)]:
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            found.add(node.name.value)
+        elif isinstance(node, cst.Assign):
+            found |= {n.value for t in node.targets for n in assigned_names(t.target)}
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For)):
+            found |= {n.value for n in assigned_names(node.target)}
+        elif isinstance(node, cst.WithItem) and node.asname is not None:
+            found |= {n.value for n in assigned_names(node.asname.name)}
+        elif isinstance(node, (cst.Import, cst.ImportFrom)) and not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                local = alias.asname.name if alias.asname else alias.name
+                found.add((dotted_name(local) or "").split(".")[0])
+    return found
+
+
+def _uses(statement: cst.CSTNode) -> set[str]:
+    return {node.value for node in walk(statement) if isinstance(node, cst.Name)}
+
+
+def _configures(statement: cst.CSTNode, needed: set[str]) -> bool:
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return False
+    for small in statement.body:
+        if isinstance(small, cst.Assign):
+            for target in small.targets:
+                root = dotted_name(target.target) if isinstance(target.target, cst.Attribute) else None
+                if root and root.split(".")[0] in needed:
+                    return True
+    return False
+
+
+def _import_root(path: str) -> str | None:
+    """The directory from which the module's own package imports resolve (above its packages)."""
+    if path.startswith("<") or path == "-":
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def apply_builders(module: ParsedModule, function_class) -> str:
+    """Code for `_agl_builders`: one (label, build(shape) -> args) per call shape of `Cls.apply`.
+
+    Arguments written as literals at a call site (`2.0`, `None`, `"mean"`) are passed as written;
+    everything else becomes a float64 leaf tensor. Without call sites: parameters' literal defaults,
+    tensors for the rest.
+    """
+    shapes: list[list[str | None]] = []
+    for call in function_class.apply_calls:
+        if any(arg.star or arg.keyword is not None for arg in call.args):
+            continue
+        shapes.append([_literal(module, arg.value) for arg in call.args])
+    if not shapes:
+        forward = function_class.forward
+        params = forward.data_params if forward is not None else []
+        shapes.append([_literal(module, p.default) if p.default is not None else None for p in params])
+    unique: list[list[str | None]] = []
+    for shape in shapes:
+        if shape not in unique:
+            unique.append(shape)
+    lines = ["_agl_builders = []"]
+    # Arguments after the first that are not literals may be tensors or Python numbers (a world
+    # size, a scale): each call shape is tried with tensors, then ints, then floats there.
+    for shape in unique:
+        for variant in ("tensor", "1", "0.5"):
+            if variant != "tensor" and not any(value is None for value in shape[1:]):
+                break
+            values = [
+                value if value is not None else ("tensor" if i == 0 or variant == "tensor" else variant)
+                for i, value in enumerate(shape)
+            ]
+            args = ", ".join(f"_agl_leaf(shape, {i})" if v == "tensor" else v for i, v in enumerate(values))
+            label = f"{function_class.name}.apply(" + ", ".join("<tensor>" if v == "tensor" else v for v in values) + ")"
+            lines.append(f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
+    return "\n".join(lines)
+
+
+def _literal(module: ParsedModule, expr: cst.BaseExpression | None) -> str | None:
+    """Source text of a literal (or of a module-level constant's name), else None for 'a tensor'."""
+    if expr is None:
+        return None
+    text = code_of(expr).strip()
+    try:
+        import ast
+
+        ast.literal_eval(text)
+        return text
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def function_class_code(module: ParsedModule, function_class, closure_variable: str | None = None) -> tuple[set[str], set[str], str]:
+    """(top-level names required, names to copy if defined, code that defines the class in the harness).
+
+    A top-level class is copied with the module's definitions. A class defined inside a function
+    is rebuilt inside a factory whose local variables stand in for the enclosing function's, so its
+    backward reads a real closure cell; `_agl_get`/`_agl_set` read and rebind `closure_variable`.
+    """
+    if module.parents.get(function_class.node) is module.tree:
+        return {function_class.name}, set(), ""
+    enclosing = module.enclosing_function(function_class.node)
+    if enclosing is None or module.parents.get(module.parents.get(function_class.node)) is not enclosing:
+        raise CannotBuildHarness(f"{function_class.name} is nested too deeply for the harness to rebuild it")
+    free = (_free_names(function_class.node) & set(bindings(enclosing))) - {function_class.name}
+    initial = {}
+    for name in sorted(free):
+        value = _literal_binding(enclosing, name)
+        if value is None and name != closure_variable:
+            raise CannotBuildHarness(f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know")
+        initial[name] = value or "None"
+    class_code = textwrap.indent(textwrap.dedent(code_of(function_class.node)), "    ")
+    lines = ["def _agl_factory():"]
+    lines += [f"    {name} = {value}" for name, value in initial.items()]
+    lines.append(class_code.rstrip("\n"))
+    if closure_variable:
+        lines += [
+            "    def _agl_get():",
+            f"        return {closure_variable}",
+            "    def _agl_set(value):",
+            f"        nonlocal {closure_variable}",
+            f"        {closure_variable} = value",
+            f"    return {function_class.name}, _agl_get, _agl_set",
+            f"{function_class.name}, _agl_get, _agl_set = _agl_factory()",
+        ]
+    else:
+        lines += [f"    return {function_class.name}", f"{function_class.name} = _agl_factory()"]
+    module_names = _uses(function_class.node) - free - {function_class.name}
+    return set(), module_names, "\n".join(lines)
+
+
+def _free_names(node: cst.CSTNode) -> set[str]:
+    return {n.value for n in walk(node) if isinstance(n, cst.Name)}
+
+
+def _literal_binding(function: cst.FunctionDef, name: str) -> str | None:
+    """The literal a function binds `name` to first (an assignment or a parameter default)."""
+    for param in (*function.params.params, *function.params.kwonly_params):
+        if param.name.value == name and param.default is not None:
+            return _literal(None, param.default)
+    for node in walk(function.body, into_functions=False):
+        if isinstance(node, cst.Assign) and any(n.value == name for t in node.targets for n in assigned_names(t.target)):
+            return _literal(None, node.value)
+    return None

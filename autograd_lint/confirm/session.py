@@ -1,0 +1,67 @@
+"""A confirm session: a harness per finding, run in parallel, one verdict each."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from ..diagnostic import Diagnostic
+from ..engine import UNSUPPRESSIBLE
+from ..module import ParsedModule, module_name_for_path
+from ..reading import SourceError, read_source
+from ..rules import RULES
+from .harness import CannotBuildHarness, build_script
+from .runner import RunLimits, RunResult, run_harness
+
+def confirm_diagnostics(
+    diagnostics: list[Diagnostic],
+    limits: RunLimits,
+    jobs: int = 1,
+    sources: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[Diagnostic, RunResult]:
+    """A verdict for every diagnostic a recipe covers (all but AGL000/AGL999)."""
+    verdicts: dict[Diagnostic, RunResult] = {}
+    scripts: list[tuple[Diagnostic, str]] = []
+    for path in sorted({d.path for d in diagnostics}):
+        wanted = [d for d in diagnostics if d.path == path and d.code not in UNSUPPRESSIBLE]
+        if not wanted:
+            continue
+        try:
+            text = sources[path] if sources and path in sources else read_source(path)
+            module = ParsedModule(text, path, module_name_for_path(path) if os.path.exists(path) else None)
+        except (SourceError, Exception) as error:  # noqa: BLE001 - the file changed or vanished since linting
+            for diagnostic in wanted:
+                verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: cannot re-read the file: {error}", 0.0)
+            continue
+        for diagnostic in wanted:
+            try:
+                scripts.append((diagnostic, _script_for(module, diagnostic)))
+            except CannotBuildHarness as reason:
+                verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: {reason}", 0.0)
+    done = 0
+
+    def run(item: tuple[Diagnostic, str]) -> tuple[Diagnostic, RunResult]:
+        return item[0], run_harness(item[1], limits)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for diagnostic, result in pool.map(run, scripts):
+            verdicts[diagnostic] = result
+            done += 1
+            if progress is not None:
+                progress(done, len(scripts))
+    return verdicts
+
+
+def _script_for(module: ParsedModule, diagnostic: Diagnostic) -> str:
+    rule = RULES[diagnostic.code]()
+    for finding in rule.check(module):
+        start = module.position(finding.node).start
+        if (start.line, start.column + 1) == (diagnostic.line, diagnostic.column) and finding.message == diagnostic.message:
+            try:
+                harness = rule.confirm_harness(module, finding)
+            except NotImplementedError:
+                raise CannotBuildHarness(f"{diagnostic.code} has no confirm recipe yet") from None
+            return build_script(module, harness)
+    raise CannotBuildHarness("the finding is no longer in the file (it changed since it was linted)")
