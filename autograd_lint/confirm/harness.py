@@ -203,7 +203,7 @@ def function_class_code(module: ParsedModule, function_class, closure_variable: 
     free = (_free_names(function_class.node) & set(bindings(enclosing))) - {function_class.name}
     initial = {}
     for name in sorted(free):
-        value = _literal_binding(enclosing, name)
+        value = literal_binding(enclosing, name)
         if value is None and name != closure_variable:
             raise CannotBuildHarness(f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know")
         initial[name] = value or "None"
@@ -231,7 +231,7 @@ def _free_names(node: cst.CSTNode) -> set[str]:
     return {n.value for n in walk(node) if isinstance(n, cst.Name)}
 
 
-def _literal_binding(function: cst.FunctionDef, name: str) -> str | None:
+def literal_binding(function: cst.FunctionDef, name: str) -> str | None:
     """The literal a function binds `name` to first (an assignment or a parameter default)."""
     for param in (*function.params.params, *function.params.kwonly_params):
         if param.name.value == name and param.default is not None:
@@ -240,3 +240,34 @@ def _literal_binding(function: cst.FunctionDef, name: str) -> str | None:
         if isinstance(node, cst.Assign) and any(n.value == name for t in node.targets for n in assigned_names(t.target)):
             return _literal(None, node.value)
     return None
+
+
+def literal_call_arguments(module: ParsedModule, callee: str) -> str | None:
+    """The argument list of the first `callee(...)` call in the module whose arguments are all
+    literals (`8, 4` from `BinaryLinear(8, 4)`), as source text; None if there is none."""
+    for node in module.parents:
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == callee:
+            parts = []
+            for arg in node.args:
+                value = _literal(module, arg.value)
+                if value is None or arg.star:
+                    break
+                parts.append(f"{arg.keyword.value}={value}" if arg.keyword is not None else value)
+            else:
+                return ", ".join(parts)
+    return None
+
+
+def literal_defaults(function: cst.FunctionDef, skip: int) -> list[str]:
+    """Literal defaults for the positional parameters after the first `skip`; raises if one has none."""
+    values = []
+    for param in list(function.params.posonly_params) + list(function.params.params)[:]:
+        values.append(param)
+    values = values[skip:]
+    found = []
+    for param in values:
+        literal = _literal(None, param.default) if param.default is not None else None
+        if literal is None:
+            raise CannotBuildHarness(f"`{function.name.value}` needs a value for `{param.name.value}`, which has no literal default")
+        found.append(literal)
+    return found

@@ -199,9 +199,9 @@ def _agl_relu_recipe(function, shown):
     signed_zero = [p for p, v, r in zip(probe, y.detach().tolist(), reference.tolist()) if v == 0 and _agl_math.copysign(1, v) < 0 and _agl_math.copysign(1, r) > 0]
     if signed_zero:
         problems.append(f"-0.0 for inputs {signed_zero} (torch.relu gives 0.0)")
-    nan_out = [p for p, v, r in zip(probe, y.detach().tolist(), reference.tolist()) if _agl_math.isnan(v) and not _agl_math.isnan(r)]
+    nan_out = [(p, r) for p, v, r in zip(probe, y.detach().tolist(), reference.tolist()) if _agl_math.isnan(v) and not _agl_math.isnan(r)]
     if nan_out:
-        problems.append(f"NaN output for inputs {nan_out} (torch.relu gives 0.0)")
+        problems.append("NaN output for " + ", ".join(f"input {p} (torch.relu gives {r})" for p, r in nan_out))
     upstream = torch.tensor([1.0, _agl_math.inf, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
     if y.requires_grad:
         y.backward(upstream)

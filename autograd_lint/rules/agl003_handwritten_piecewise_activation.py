@@ -6,13 +6,18 @@ from typing import Iterator
 
 import libcst as cst
 
+import builtins
+
+from ..confirm.harness import CannotBuildHarness, Harness, literal_binding, literal_call_arguments
 from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
+from ..scopes import bindings
 from ..syntax import code_of, normalized_code, walk
 
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+BUILTIN_NAMES = frozenset(dir(builtins))
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 
 
@@ -36,7 +41,54 @@ class HandwrittenPiecewiseActivation(Rule):
             match = _self_mask(module, factors)
             if match is not None:
                 value, mask = match
-                yield Finding(node, _message(value, mask))
+                yield Finding(node, _message(value, mask), subject=value)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
+        -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
+        node = finding.node
+        expression = node if isinstance(node, cst.BinaryOperation) else cst.BinaryOperation(node.target, cst.Multiply(), node.value)
+        probe_name = "_agl_x"
+        rewritten = expression.visit(_Substitute(normalized_code(finding.subject), probe_name))
+        free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
+        module_level = set(bindings(module.tree))
+        function = module.enclosing_function(node)
+        local_values = []
+        required: set[str] = set()
+        if "self" in free and function is not None:
+            owner = module.parents.get(module.parents.get(function))
+            if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
+                arguments = literal_call_arguments(module, owner.name.value) or ""
+                local_values.append(f"    self = {owner.name.value}({arguments})")
+                required.add(owner.name.value)
+                free = free - {"self"}
+        for name in sorted(free - module_level - BUILTIN_NAMES):
+            value = literal_binding(function, name) if function is not None else None
+            if value is None:
+                raise CannotBuildHarness(f"the expression reads `{name}`, whose value is only known at run time")
+            local_values.append(f"    {name} = {value}")
+        shown = " ".join(code_of(expression).split())
+        main = "\n".join(
+            [f"def _agl_expression({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}",
+             f"_agl_relu_recipe(_agl_expression, {shown!r})"]
+        )
+        return Harness(required, main, free & module_level)
+
+
+class _Substitute(cst.CSTTransformer):
+    """Replace every occurrence of one expression (by normalized source) with a name."""
+
+    def __init__(self, target: str, name: str):
+        self.target, self.name = target, name
+
+    def on_leave(self, original, updated):
+        if isinstance(original, cst.BaseExpression) and normalized_code(original) == self.target:
+            return cst.Name(self.name, lpar=original.lpar, rpar=original.rpar)
+        return updated
+
+
+def _is_attribute_name(root: cst.CSTNode, name: cst.Name) -> bool:
+    return any(isinstance(n, cst.Attribute) and n.attr is name for n in walk(root))
 
 
 def _is_multiply(node) -> bool:

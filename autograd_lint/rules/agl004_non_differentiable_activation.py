@@ -13,6 +13,7 @@ from typing import Iterator
 
 import libcst as cst
 
+from ..confirm.harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
 from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
@@ -76,6 +77,37 @@ class NonDifferentiableActivation(Rule):
         for node in module.parents:
             if isinstance(node, cst.FunctionDef) and _is_activation_context(module, node, function_classes):
                 yield from _FunctionFlow(module, node).findings()
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Run the activation (or the module's forward) on a probe and one backward: a graph cut,
+        a gradient of zero almost everywhere for the input or a parameter, or backward raising."""
+        function: cst.FunctionDef = finding.subject
+        owner = module.parents.get(module.parents.get(function))
+        name = function.name.value
+        if module.parents.get(function) is module.tree:
+            defaults = literal_call_arguments(module, name)
+            extra = defaults.split(", ")[1:] if defaults else literal_defaults(function, skip=1)
+            main = "\n".join(
+                [
+                    "import torch as _agl_torch",
+                    "_agl_x = _agl_torch.tensor([-2.0, -0.5, 0.3, 0.5, 2.0], dtype=_agl_torch.float64, requires_grad=True)",
+                    f"_agl_dead_gradient_recipe(lambda _agl_input: {name}(_agl_input, {', '.join(extra)}), [_agl_x], [], {name + '()'!r})",
+                ]
+            )
+            return Harness({name}, main)
+        if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
+            literal_defaults(function, skip=2)  # forward(self, x, ...) must be callable with x alone
+            arguments = literal_call_arguments(module, owner.name.value) or ""
+            shown = f"{owner.name.value}.{name}()"
+            main = "\n".join(
+                [
+                    f"_agl_module = {owner.name.value}({arguments}).double()",
+                    "_agl_x = _agl_module_inputs(_agl_module)",
+                    f"_agl_dead_gradient_recipe(_agl_module.{name}, [_agl_x], list(_agl_module.named_parameters()), {shown!r})",
+                ]
+            )
+            return Harness({owner.name.value}, main)
+        raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
 
 
 def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
@@ -180,7 +212,7 @@ class _FunctionFlow:
         for node in self.nodes:
             description = self._source(node)
             if description and not self._under_no_grad(node) and self._reaches_return(node):
-                yield Finding(node, _message(node, description))
+                yield Finding(node, _message(node, description), subject=self.function)
 
     # --- which expressions are non-differentiable sources -------------------------------------
 
