@@ -258,16 +258,19 @@ def literal_call_arguments(module: ParsedModule, callee: str) -> str | None:
     return None
 
 
-def literal_defaults(function: cst.FunctionDef, skip: int) -> list[str]:
-    """Literal defaults for the positional parameters after the first `skip`; raises if one has none."""
-    values = []
-    for param in list(function.params.posonly_params) + list(function.params.params)[:]:
-        values.append(param)
-    values = values[skip:]
+def literal_defaults(function: cst.FunctionDef, skip: int, required_ok: bool = False) -> list[str]:
+    """Literal defaults for the positional parameters after the first `skip`.
+
+    A parameter without one raises CannotBuildHarness, unless `required_ok`: then the leading
+    required ones are skipped (the harness passes tensors for them) and the rest are returned.
+    """
+    params = (list(function.params.posonly_params) + list(function.params.params))[skip:]
     found = []
-    for param in values:
+    for param in params:
         literal = _literal(None, param.default) if param.default is not None else None
         if literal is None:
+            if required_ok and not found:
+                continue
             raise CannotBuildHarness(f"`{function.name.value}` needs a value for `{param.name.value}`, which has no literal default")
         found.append(literal)
     return found

@@ -79,35 +79,84 @@ class NonDifferentiableActivation(Rule):
                 yield from _FunctionFlow(module, node).findings()
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run the activation (or the module's forward) on a probe and one backward: a graph cut,
-        a gradient of zero almost everywhere for the input or a parameter, or backward raising."""
+        """Run the activation (or the module's forward) on a probe with one backward, then again
+        with a straight-through estimator at the flagged op: a graph cut, backward raising, or
+        gradients that only the estimator lets through prove the op blocks them."""
         function: cst.FunctionDef = finding.subject
         owner = module.parents.get(module.parents.get(function))
         name = function.name.value
-        if module.parents.get(function) is module.tree:
+        top_level = owner if isinstance(owner, cst.ClassDef) else function
+        if module.parents.get(top_level) is not module.tree:
+            raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
+        patched = _straight_through_source(module, top_level, finding.node)
+        if top_level is function:
             defaults = literal_call_arguments(module, name)
             extra = defaults.split(", ")[1:] if defaults else literal_defaults(function, skip=1)
-            main = "\n".join(
-                [
-                    "import torch as _agl_torch",
-                    "_agl_x = _agl_torch.tensor([-2.0, -0.5, 0.3, 0.5, 2.0], dtype=_agl_torch.float64, requires_grad=True)",
-                    f"_agl_dead_gradient_recipe(lambda _agl_input: {name}(_agl_input, {', '.join(extra)}), [_agl_x], [], {name + '()'!r})",
-                ]
+            arguments = ", ".join(["_agl_input", *extra])
+            make = f"lambda namespace: (lambda _agl_input: namespace[{name!r}]({arguments}), None, None)"
+            shown = f"{name}()"
+        else:
+            extra_inputs = len(function.params.params) - 2 - len(literal_defaults(function, skip=2, required_ok=True))
+            arguments = literal_call_arguments(module, owner.name.value)
+            if arguments is None:
+                arguments = _layer_arguments(module, owner)
+            make = (
+                f"lambda namespace: _agl_module_call(namespace[{owner.name.value!r}]({arguments}), {name!r}, {extra_inputs})"
             )
-            return Harness({name}, main)
-        if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
-            literal_defaults(function, skip=2)  # forward(self, x, ...) must be callable with x alone
-            arguments = literal_call_arguments(module, owner.name.value) or ""
             shown = f"{owner.name.value}.{name}()"
-            main = "\n".join(
-                [
-                    f"_agl_module = {owner.name.value}({arguments}).double()",
-                    "_agl_x = _agl_module_inputs(_agl_module)",
-                    f"_agl_dead_gradient_recipe(_agl_module.{name}, [_agl_x], list(_agl_module.named_parameters()), {shown!r})",
-                ]
-            )
-            return Harness({owner.name.value}, main)
-        raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
+        main = "\n".join(
+            [
+                f"_agl_patched_source = {patched!r}",
+                f"_agl_ste_recipe({make}, globals(), _agl_patched_source, {shown!r}, {' '.join(code_of(finding.node).split())[:60]!r})",
+            ]
+        )
+        return Harness({top_level.name.value}, main)
+
+
+def _straight_through_source(module: ParsedModule, statement: cst.CSTNode, source: cst.CSTNode) -> str | None:
+    """`statement`'s code with the flagged op wrapped in a straight-through estimator of its operand."""
+    operand = _operand(source)
+    if operand is None:
+        return None
+    wrapped = cst.parse_expression(f"_agl_ste(__q__, __x__)")
+    replacement = wrapped.with_changes(args=[cst.Arg(source), cst.Arg(operand)])
+
+    class Replace(cst.CSTTransformer):
+        def on_leave(self, original, updated):
+            return replacement if original is source else updated
+
+    return code_of(statement.visit(Replace()))
+
+
+def _operand(source: cst.CSTNode) -> cst.BaseExpression | None:
+    """The differentiable value an op quantizes: `x` in `torch.sign(x)`, `x.round()`, `(x > 0).float()`."""
+    if not isinstance(source, cst.Call):
+        return None
+    func = source.func
+    if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in ("torch", "F"):
+        if func.attr.value in ("one_hot",):
+            return None
+        if func.attr.value == "where":
+            return source.args[0].value.left if isinstance(source.args[0].value, cst.Comparison) else None
+        return source.args[0].value if source.args else None
+    if isinstance(func, cst.Attribute):
+        receiver = func.value
+        if isinstance(receiver, cst.Comparison):
+            return receiver.left
+        return receiver
+    return None
+
+
+def _layer_arguments(module: ParsedModule, owner: cst.ClassDef) -> str:
+    """Constructor arguments for a class built on a torch layer that nothing in the module builds
+    with literals: small sizes that fit `_agl_module_inputs`."""
+    for base in owner.bases:
+        qualified = module.qualified_name(base.value) or ""
+        if qualified.endswith(("Conv1d", "Conv2d", "Conv3d")):
+            return "3, 4, 3"
+        if qualified.endswith("Linear"):
+            return "8, 4"
+    return ""
 
 
 def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
