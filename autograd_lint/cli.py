@@ -15,6 +15,8 @@ import click
 from . import __version__
 from .api import LintResult, lint_paths
 from .config import Config, ConfigError, find_pyproject, load_config, validate_codes
+from .confirm.runner import RunLimits
+from .confirm.session import confirm_diagnostics
 from .diagnostic import FileError
 from .engine import INTERNAL_ERROR_CODE, lint_text
 from .module import module_name_for_path
@@ -63,8 +65,15 @@ def main() -> None:
 @click.option("--stdin-filename", help="The path to report, and to match config against, when linting `-` (stdin).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--confirm", is_flag=True, help="Run each finding under torch in a contained child process and report whether its gradients prove the bug.")
+@click.option("--confirmed-only", is_flag=True, help="Report only findings that --confirm proved (implies --confirm).")
+@click.option("--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs confirm harnesses [default: this one].")
+@click.option("--confirm-timeout", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds one harness may run before it is killed.")
+@click.option("--confirm-memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Address-space limit of one harness, in MB.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: the number of CPUs].")
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
-def check(paths, select, extend_select, ignore, output_format, exit_zero, statistics, quiet, stdin_filename, config_path, verbose) -> None:
+def check(paths, select, extend_select, ignore, output_format, exit_zero, statistics, quiet, stdin_filename, config_path, verbose,
+          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     try:
         config = _config(config_path, select, extend_select, ignore)
@@ -72,8 +81,9 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, statis
         _fail(str(error))
     paths = list(paths) or ["."]
     result = LintResult()
+    stdin_sources: dict[str, str] = {}
     if "-" in paths:
-        _lint_stdin(stdin_filename or "-", config, result, verbose)
+        _lint_stdin(stdin_filename or "-", config, result, verbose, stdin_sources)
         paths = [p for p in paths if p != "-"]
     if paths:
         found = lint_paths(paths, config, verbose=verbose)
@@ -82,7 +92,17 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, statis
         result.files_checked += found.files_checked
     for error in result.errors:
         click.echo(f"autograd-lint: error: {error}", err=True)
-    rendered = render_statistics(result.diagnostics, output_format) if statistics else render(result.diagnostics, output_format)
+    verdicts = {}
+    if confirm or confirmed_only:
+        limits = RunLimits(python_path or sys.executable, confirm_timeout, confirm_memory)
+        verdicts = confirm_diagnostics(
+            result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, _progress_bar() if not quiet else None
+        )
+        if confirmed_only:
+            result.diagnostics = [d for d in result.diagnostics if d in verdicts and verdicts[d].verdict == "confirmed"]
+    rendered = (
+        render_statistics(result.diagnostics, output_format) if statistics else render(result.diagnostics, output_format, verdicts)
+    )
     click.echo(rendered, nl=False)
     if not quiet and output_format == "text":
         click.echo(summary(result.diagnostics, result.files_checked, len(result.errors)), err=True)
@@ -107,12 +127,27 @@ def _config(config_path, select, extend_select, ignore) -> Config:
     )
 
 
-def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool) -> None:
+def _progress_bar():
+    """A one-line counter on stderr while harnesses run, only on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        click.echo(f"\rconfirming findings under torch: {done}/{total}", err=True, nl=False)
+        if end:
+            click.echo("\r" + " " * 50 + "\r", err=True, nl=False)
+
+    return show
+
+
+def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool, sources: dict[str, str]) -> None:
     try:
         text = decode_source(sys.stdin.buffer.read())
     except SourceError as error:
         result.errors.append(FileError(display_path, str(error)))
         return
+    sources[display_path] = text
     module_name = module_name_for_path(display_path) if display_path != "-" else None
     result.diagnostics += lint_text(text, display_path, config.codes_for(display_path), module_name, verbose=verbose)
     result.files_checked += 1

@@ -10,10 +10,25 @@ from .diagnostic import Diagnostic
 FORMATS = ("text", "json")
 
 
-def render(diagnostics: list[Diagnostic], output_format: str) -> str:
+def render(diagnostics: list[Diagnostic], output_format: str, verdicts: dict | None = None) -> str:
+    """Diagnostics as text lines or a JSON array; with confirm verdicts under / inside each."""
+    verdicts = verdicts or {}
     if output_format == "json":
-        return json.dumps([d.to_dict() for d in diagnostics], indent=2) + "\n"
-    return "".join(f"{d.path}:{d.line}:{d.column}: {d.code} {d.message}\n" for d in diagnostics)
+        entries = []
+        for d in diagnostics:
+            entry = d.to_dict()
+            if d in verdicts:
+                result = verdicts[d]
+                entry["confirm"] = {"verdict": result.verdict, "evidence": result.evidence, "seconds": result.seconds}
+            entries.append(entry)
+        return json.dumps(entries, indent=2) + "\n"
+    lines = []
+    for d in diagnostics:
+        lines.append(f"{d.path}:{d.line}:{d.column}: {d.code} {d.message}\n")
+        if d in verdicts:
+            result = verdicts[d]
+            lines.append(f"    {result.verdict} ({result.seconds:g} s): {result.evidence}\n")
+    return "".join(lines)
 
 
 def statistics(diagnostics: list[Diagnostic]) -> list[tuple[str, str, int]]:
