@@ -134,6 +134,8 @@ def _failure_reason(returncode: int | None, stderr: str, limits: RunLimits) -> s
     last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
     if "No module named 'torch'" in stderr:
         return f"no torch in {limits.python} (install autograd-lint[confirm] there, or pass --python)"
+    if "File too large" in stderr:  # Python ignores SIGXFSZ: the write past RLIMIT_FSIZE fails instead
+        return f"output limit: the harness printed more than {OUTPUT_CAP_BYTES // 1024} KiB"
     if "MemoryError" in stderr or "std::bad_alloc" in stderr or "DefaultCPUAllocator: can't allocate memory" in stderr:
         return f"memory limit: the harness needed more than {limits.memory_mb} MB"
     if returncode is not None and returncode < 0:
