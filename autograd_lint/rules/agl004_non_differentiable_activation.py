@@ -49,7 +49,13 @@ NON_VALUE_POSITIONS = {
     "take_along_dim": {1, 2}, "where": {0}, "masked_fill": {1}, "masked_select": {1}, "embedding": {0},
     "interpolate": {1, 2}, "pad": {1}, "one_hot": {1}, "bucketize": {1}, "searchsorted": {0},
     "quantize_per_tensor": {1, 2, 3}, "quantize_per_channel": {1, 2, 3, 4},
+    # Loss functions: the target (and weights) carry no gradient back to the model.
+    "cross_entropy": {1, 2}, "nll_loss": {1, 2}, "binary_cross_entropy": {1, 2}, "binary_cross_entropy_with_logits": {1, 2},
+    "mse_loss": {1}, "l1_loss": {1}, "smooth_l1_loss": {1}, "huber_loss": {1}, "kl_div": {1}, "soft_margin_loss": {1},
+    "margin_ranking_loss": {2}, "hinge_embedding_loss": {1}, "multilabel_soft_margin_loss": {1}, "cosine_embedding_loss": {2},
+    "poisson_nll_loss": {1}, "gaussian_nll_loss": {1}, "ctc_loss": {1, 2, 3}, "multi_margin_loss": {1},
 }
+NON_VALUE_KEYWORDS = frozenset({"target", "weight_target", "labels", "size", "dim", "index", "mask", "num_classes"})
 REDUCTIONS = frozenset({"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"})
 # Functions that make a new tensor from a shape, dtype or copied data: nothing flows through them.
 FRESH_TENSOR_FACTORIES = frozenset(
@@ -61,8 +67,10 @@ BLOCKING_CALLS = frozenset({"int", "float", "bool", "len", "range", "str", "roun
 BLOCKING_METHODS = frozenset({"detach", "detach_", "item", "tolist", "numpy", "cpu_numpy", "size", "dim", "numel", "nonzero", "argwhere", "data_ptr", "stride"})
 BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad"})
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled"})
+# Inputs that never need a gradient: loss targets, labels, sequence lengths, masks, indices.
+NON_DATA_PARAMETER = re.compile(r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|lengths?|lens?|mask\w*|ids?|\w*_ids|index|indices|idx)($|_)")
 ACTIVATION_NAME = re.compile(
-    r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|bin_?act\w*|ternari[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
+    r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|binary|bin_?act\w*|ternari[sz]\w*|ternary|discreti[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
 )
 
 
@@ -170,21 +178,26 @@ def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, func
             return False  # a custom Function supplies its own backward
         if name == "forward":
             return True
-        # Methods named like ops (`def sign(self)` on a distribution, `round` on an ops handler)
-        # are implementations, not activations, unless the class is a module.
-        if not _is_module_class(module, owner):
-            return False
+    elif module.enclosing_function(function) is not None:
+        return False  # a local helper; its caller is what gets judged
     if name.rstrip("_") in ZERO_GRADIENT_FUNCTIONS:
         return False  # `def round(a): return torch.round(a)` implements the op itself
-    return bool(ACTIVATION_NAME.search(name)) and not _returns_integers(function)
+    if not ACTIVATION_NAME.search(name) or _returns_integers(function):
+        return False
+    return not _only_called_from_functions(module, function, function_classes)
 
 
-def _is_module_class(module: ParsedModule, class_def: cst.ClassDef) -> bool:
-    for base in class_def.bases:
-        qualified = module.qualified_name(base.value) or ""
-        if qualified.startswith("torch.nn.") or qualified.endswith("Module"):
-            return True
-    return False
+def _only_called_from_functions(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
+    """A quantizer helper that only custom Functions call: their backward supplies the gradient."""
+    name = function.name.value
+    callers = [
+        node
+        for node in module.parents
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == name
+    ]
+    return bool(callers) and all(
+        any(ancestor in function_classes for ancestor in module.ancestors(call)) for call in callers
+    )
 
 
 def _returns_integers(function: cst.FunctionDef) -> bool:
@@ -253,7 +266,10 @@ class _FunctionFlow:
         for node in walk(owner.body):
             if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
                 layer = (self.module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
-                if layer in ("Embedding", "EmbeddingBag"):
+                lookup = layer in ("Embedding", "EmbeddingBag") or (
+                    layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)
+                )
+                if lookup:
                     found |= {dotted_name(t.target) for t in node.targets} - {None}
         return found
 
@@ -292,23 +308,36 @@ class _FunctionFlow:
             if self._depends_on_data(receiver) and not self._used_as_mask(node, through_names=False):
                 return f"casting to an integer type (.{method}) cuts the result from the graph"
             return None
+        if method in ("scatter", "scatter_") and len(operands) >= 3 and self._is_argmax_value(operands[1]) and self._is_constant(operands[2]):
+            if self._depends_on_data(operands[1]):
+                return "a one-hot scattered at an argmax has no gradient: the result is cut from the graph"
+            return None
         if method in FLOAT_CASTS and self._is_comparison(receiver):
             if self._depends_on_data(receiver) and not self._used_as_mask(node):
                 return "a comparison has no gradient: the result is cut from the graph"
         return None
 
+    def _is_argmax_value(self, expr: cst.BaseExpression) -> bool:
+        if isinstance(expr, cst.Name):
+            values = self._assigned_values(expr.value)
+            return bool(values) and all(_is_argmax(v) for v in values)
+        return _is_argmax(expr)
+
     def _zero_gradient(self, op: str, subjects: list[cst.BaseExpression]) -> str | None:
         if not any(self._depends_on_data(s) for s in subjects):
             return None
-        if self._scaled_by_own_input(subjects[0]):
+        if self._scaled_by_own_input(subjects[0]) or self._signs_another_input(subjects[0]):
             return None
         if op.rstrip("_") == "heaviside":
             return "torch.heaviside has no derivative: backward raises"
         return f"{op} has a gradient of exactly zero almost everywhere"
 
     def _is_comparison(self, expr: cst.BaseExpression) -> bool:
-        if isinstance(expr, cst.Comparison):
-            return len(expr.comparisons) == 1 and isinstance(expr.comparisons[0].operator, ORDERING)
+        if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
+            operator, right = expr.comparisons[0].operator, expr.comparisons[0].comparator
+            if isinstance(operator, cst.Equal):  # `(x == x.max(-1, keepdim=True).values)`: a one-hot
+                return any(_is_max(side) for side in (expr.left, right))
+            return isinstance(operator, ORDERING)
         if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in COMPARISON_METHODS:
             return _public_torch_op(self.module.qualified_name(expr.func) or "") is not None or not self._is_module_function(expr.func)
         return False
@@ -318,8 +347,10 @@ class _FunctionFlow:
         return isinstance(func.value, cst.Name) and func.value.value in self.module.imports
 
     def _is_constant(self, expr: cst.BaseExpression) -> bool:
-        if isinstance(expr, (cst.BaseNumber, cst.UnaryOperation)):
-            return isinstance(expr, cst.BaseNumber) or isinstance(expr.expression, cst.BaseNumber)
+        if isinstance(expr, cst.BaseNumber):
+            return True
+        if isinstance(expr, cst.UnaryOperation):
+            return self._is_constant(expr.expression)  # -1.0, -torch.ones_like(w)
         if isinstance(expr, cst.Call):
             name = (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
             return name in CONSTANT_FACTORIES
@@ -330,7 +361,12 @@ class _FunctionFlow:
         (`h * (ids != pad).float()`, `Q * X.diagonal().int()`), not an activation."""
         node = expr
         parent = self.module.parents.get(node)
-        while isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in MASK_WRAPPERS:
+        while True:
+            if isinstance(parent, cst.Subscript) and parent.value is node:  # mask[..., None]
+                node, parent = parent, self.module.parents.get(parent)
+                continue
+            if not (isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in MASK_WRAPPERS):
+                break
             call = self.module.parents.get(parent)
             if not (isinstance(call, cst.Call) and call.func is parent):
                 break
@@ -354,24 +390,75 @@ class _FunctionFlow:
         while source is not None and not isinstance(source, cst.Call):
             source = self.module.parents.get(source)
         roots = _data_roots(operand)
-        return bool(roots) and self._is_factor(source, lambda other: self._transforms_elementwise(other, roots, set()))
+        if not roots:
+            return False
+        # `d - torch.round(d)`, `w = xs - x0` with `x0 = floor(xs)`: the fractional part, where the
+        # input itself is the other term (gradient 1).
+        if self._is_term(source, lambda other: self._transforms_elementwise(other, roots, set(), in_call=True)):
+            return True
+        return self._is_factor(source, lambda other: self._transforms_elementwise(other, roots, set()))
 
-    def _is_factor(self, node: cst.CSTNode, other_ok, through_names: bool = True) -> bool:
+    def _signs_another_input(self, operand: cst.BaseExpression) -> bool:
+        """`torch.sign(relevance_i - relevance_j) * (score_i - score_j)` in a ranking loss: the sign
+        of one input orients another input, which keeps its gradient. (A learned scale `self.gamma`
+        does not count: `sign(h) * self.gamma` is still a binarized activation.)"""
+        source = self.module.parents.get(operand)
+        while source is not None and not isinstance(source, cst.Call):
+            source = self.module.parents.get(source)
+        # Inputs are the parameters without defaults; `frac_bits=8` is a setting, not an input.
+        inputs = {p.name.value for p in self.function.params.params if p.default is None} - {"self", "cls"}
+        own = {name for name in inputs if _reads_any(operand, self._derived_from(name))}
+
+        def other_input(other: cst.BaseExpression) -> bool:
+            read = {name for name in inputs if _reads_any(other, self._derived_from(name))}
+            return bool(read) and not (read & own)
+
+        return bool(own) and self._is_factor(source, other_input, every_use=False)
+
+    def _derived_from(self, name: str) -> set[str]:
+        """`name` and the locals computed from it."""
+        derived = {name}
+        changed = True
+        while changed:
+            changed = False
+            for node in self.nodes:
+                if isinstance(node, cst.Assign) and _reads_any(node.value, derived):
+                    for target in node.targets:
+                        for bound in assigned_names(target.target):
+                            if bound.value not in derived:
+                                derived.add(bound.value)
+                                changed = True
+        return derived
+
+    def _is_term(self, node: cst.CSTNode, other_ok, through_names: bool = True) -> bool:
+        """Whether `node` is added to or subtracted from a term satisfying `other_ok`, directly or
+        through a name one of whose uses is."""
+        parent = self.module.parents.get(node)
+        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Add, cst.Subtract)):
+            return other_ok(parent.right if parent.left is node else parent.left)
+        if isinstance(parent, cst.Assign) and through_names:
+            uses = [use for t in parent.targets for n in assigned_names(t.target) for use in self._loads(n.value)]
+            return any(self._is_term(use, other_ok, through_names=False) for use in uses)
+        return False
+
+    def _is_factor(self, node: cst.CSTNode, other_ok, through_names: bool = True, every_use: bool = True) -> bool:
         """Whether `node` multiplies (or divides) a co-factor satisfying `other_ok`, directly or
-        through a name all of whose uses do."""
+        through a name every use (or, with `every_use=False`, one use) of which does."""
         parent = self.module.parents.get(node)
         if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Multiply, cst.Divide)):
             return other_ok(parent.right if parent.left is node else parent.left)
         if isinstance(parent, cst.Assign) and through_names:
             uses = [use for t in parent.targets for n in assigned_names(t.target) for use in self._loads(n.value)]
-            return bool(uses) and all(self._is_factor(use, other_ok, through_names=False) for use in uses)
+            verdicts = [self._is_factor(use, other_ok, through_names=False) for use in uses]
+            return bool(uses) and (all(verdicts) if every_use else any(verdicts))
         return False
 
     def _transforms_elementwise(self, expr: cst.CSTNode, roots: set[str], seen: set[str], in_call: bool = False) -> bool:
         """Whether `expr` applies an elementwise function (`x.abs()`, `torch.log1p(x)`) to a root."""
         if isinstance(expr, cst.Call):
             callee = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
-            if callee in REDUCTIONS or callee in ZERO_GRADIENT_METHODS or callee in INTEGER_CAST_METHODS:
+            elementwise_pair = callee in ("max", "min") and sum(1 for a in expr.args if a.keyword is None) >= 2 and not isinstance(expr.args[1].value, cst.Integer)
+            if (callee in REDUCTIONS and not elementwise_pair) or callee in ZERO_GRADIENT_METHODS or callee in INTEGER_CAST_METHODS:
                 return False  # no elementwise gradient flows back through these
             return any(self._transforms_elementwise(child, roots, seen, True) for child in _children(expr))
         text = dotted_name(expr) if isinstance(expr, (cst.Name, cst.Attribute)) else None
@@ -393,15 +480,18 @@ class _FunctionFlow:
         ]
 
     def _name_used_as_mask(self, name: str) -> bool:
+        # A mask also feeds its normaliser (`mask.sum()`) or a log line; one masking use shows the
+        # intent, unless the value is also returned as it is (a spike train is output and mask).
         uses = self._loads(name)
-        return bool(uses) and all(self._used_as_mask(use) for use in uses)
+        returned = any(_directly_returned(self.module, use) for use in uses)
+        return not returned and any(self._used_as_mask(use, through_names=False) for use in uses)
 
     # --- data dependence -----------------------------------------------------------------------
 
     def _data_names(self) -> set[str]:
         """Parameters (minus self/cls) and locals computed from them, to a fixed point."""
         params = list(self.function.params.posonly_params) + list(self.function.params.params) + list(self.function.params.kwonly_params)
-        names = {p.name.value for p in params if p.name.value not in ("self", "cls")}
+        names = {p.name.value for p in params if p.name.value not in ("self", "cls") and not NON_DATA_PARAMETER.search(p.name.value.lower())}
         assignments = [
             (name.value, node.value)
             for node in self.nodes
@@ -472,7 +562,9 @@ class _FunctionFlow:
                 if parent is None or parent is self.function:
                     break
                 if isinstance(parent, cst.Return):
-                    return True
+                    if not self._eval_only(parent):
+                        return True
+                    break
                 names = self._bound_by(parent, node)
                 if names is not None:
                     for name in names - tainted:
@@ -482,6 +574,29 @@ class _FunctionFlow:
                 if not self._carries(parent, node):
                     break
                 node = parent
+        return False
+
+    def _eval_only(self, statement: cst.Return) -> bool:
+        """A return that runs only when `self.training` is False: the hard value of a quantizer whose
+        training branch uses a straight-through estimator."""
+        for ancestor in self.module.ancestors(statement):
+            if ancestor is self.function:
+                break
+            if isinstance(ancestor, cst.If):
+                training = _tests_training(ancestor.test)
+                in_body = any(a is ancestor.body for a in self.module.ancestors(statement))
+                if (training == "training" and not in_body) or (training == "not training" and in_body):
+                    return True
+        # `if self.training: return ...` earlier in the same block
+        block = self.module.parents.get(self.module.parents.get(statement))
+        if isinstance(block, cst.IndentedBlock):
+            for sibling in block.body:
+                if sibling is self.module.parents.get(statement) or sibling is statement:
+                    break
+                if isinstance(sibling, cst.If) and _tests_training(sibling.test) == "training" and any(
+                    isinstance(n, cst.Return) for n in walk(sibling.body, into_functions=False)
+                ):
+                    return True
         return False
 
     def _bound_by(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
@@ -521,7 +636,9 @@ class _FunctionFlow:
         """Whether `child`'s value flows into `parent`'s value."""
         if isinstance(parent, cst.BinaryOperation):
             return not _is_straight_through(self.module, parent)
-        if isinstance(parent, (cst.UnaryOperation, cst.Element, cst.StarredElement, cst.List, cst.Tuple, cst.DictElement, cst.Dict, cst.Comparison, cst.ComparisonTarget)):
+        if isinstance(parent, (cst.Comparison, cst.ComparisonTarget)):
+            return False  # `(q == y).float().mean()`: an accuracy, not the activation
+        if isinstance(parent, (cst.UnaryOperation, cst.Element, cst.StarredElement, cst.List, cst.Tuple, cst.DictElement, cst.Dict)):
             return not (isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not))
         if isinstance(parent, cst.IfExp):
             return child is not parent.test
@@ -544,11 +661,12 @@ class _FunctionFlow:
         call = self.module.parents.get(arg)
         if not isinstance(call, cst.Call) or not isinstance(arg, cst.Arg):
             return False
-        name = dotted_name(call.func) or ""
+        func = call.func.value if isinstance(call.func, cst.Subscript) else call.func  # self.tables[i](idx)
+        name = dotted_name(func) or ""
         if name in BLOCKING_CALLS or name in self.lookup_layers:
             return False
         if arg.keyword is not None:
-            return arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x")
+            return arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x") and arg.keyword.value not in NON_VALUE_KEYWORDS
         if isinstance(call.func, cst.Attribute):
             method = call.func.attr.value
             qualified = self.module.qualified_name(call.func) or ""
@@ -559,6 +677,48 @@ class _FunctionFlow:
             return False
         position = list(call.args).index(arg)
         return position not in NON_VALUE_POSITIONS.get(short, ())
+
+
+def _reads_any(expr: cst.CSTNode, names: set[str]) -> bool:
+    """Whether `expr` mentions one of `names` as a variable (not as an attribute name)."""
+    for node in [expr, *walk(expr)]:
+        if isinstance(node, cst.Attribute):
+            continue
+        if isinstance(node, cst.Name) and node.value in names:
+            return True
+    return False
+
+
+def _directly_returned(module: ParsedModule, node: cst.CSTNode) -> bool:
+    parent = module.parents.get(node)
+    while isinstance(parent, (cst.Element, cst.Tuple, cst.List)):
+        parent = module.parents.get(parent)
+    return isinstance(parent, cst.Return)
+
+
+def _is_argmax(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Call) and isinstance(expr.func, (cst.Attribute, cst.Name)) and (
+        (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in ("argmax", "argmin")
+        or (isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("argmax", "argmin"))
+    )
+
+
+def _is_max(expr: cst.BaseExpression) -> bool:
+    """`x.max(-1, keepdim=True).values`, `x.amax(-1, keepdim=True)`, `torch.max(x, 1, True)[0]`."""
+    if isinstance(expr, cst.Attribute) and expr.attr.value == "values":
+        expr = expr.value
+    if isinstance(expr, cst.Subscript):
+        expr = expr.value
+    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("max", "amax", "min", "amin")
+
+
+def _tests_training(test: cst.BaseExpression) -> str | None:
+    text = "".join(code_of(test).split())
+    if text == "self.training":
+        return "training"
+    if text == "notself.training":
+        return "not training"
+    return None
 
 
 def _public_torch_op(qualified: str) -> str | None:
