@@ -137,7 +137,7 @@ class _Arity:
         func = call.func
         if not isinstance(func, cst.Attribute):
             return _UNKNOWN
-        if func.attr.value in TUPLE_RETURNING:
+        if func.attr.value in TUPLE_RETURNING and not _single_tensor_form(call):
             return _UNKNOWN
         receiver = func.value
         # A tensor method (`g.neg()`) or a torch function (`torch.mul(...)`, `F.pad(...)`).
@@ -159,6 +159,21 @@ class _Arity:
         if self.count(expr) == 1:
             return (expr,)
         return None
+
+
+def _single_tensor_form(call: cst.Call) -> bool:
+    """`torch.where(c, a, b)` / `g.where(c, o)` and `torch.max(a, b)` return one tensor; `torch.where(c)`,
+    `x.max(dim)` and `torch.max(x, 1)` return tuples."""
+    name = call.func.attr.value
+    positional = [a for a in call.args if a.keyword is None]
+    keywords = {a.keyword.value for a in call.args if a.keyword is not None}
+    receiver_is_torch = isinstance(call.func.value, cst.Name) and call.func.value.value == "torch"
+    if name == "where":
+        return len(positional) == (3 if receiver_is_torch else 2)
+    if name in ("max", "min") and "dim" not in keywords:
+        tensors = positional[1:] if receiver_is_torch else positional
+        return len(tensors) == 1 and not isinstance(tensors[0].value, (cst.Integer, cst.UnaryOperation))
+    return False
 
 
 def _root_name(expr: cst.BaseExpression) -> str | None:

@@ -1,8 +1,8 @@
 """Where a module changes shared state while it runs: class attributes, globals, shared containers.
 
 A write is keyed by the dotted chain it changes (`GradDecay.alpha`, `CFG`, `Curriculum.cfg`). Writes
-inside functions happen at run time; a top-level write counts only when the same chain is written
-at top level more than once (the first is its initialisation, like a class-body assignment).
+inside functions happen at run time; a top-level write only inside a loop or after the script has
+started applying Functions (otherwise it is import-time initialisation, like a class-body assignment).
 """
 
 from __future__ import annotations
@@ -79,13 +79,25 @@ class RuntimeWrites:
                 write = self._call_write(node)
                 if write is not None:
                     found.append(write)
-        top_level: dict[str, int] = {}
+        first_apply = self._first_top_level_apply()
         for write in found:
-            if write.function is None:
-                top_level[write.chain] = top_level.get(write.chain, 0) + 1
-                if top_level[write.chain] < 2:
-                    continue
+            if write.function is None and not self._top_level_at_run_time(write.node, first_apply):
+                continue  # import-time initialisation, like a class-body assignment
             self.writes.append(write)
+
+    def _first_top_level_apply(self) -> cst.CSTNode | None:
+        for statement in self.module.tree.body:
+            for node in walk(statement, into_functions=False):
+                if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "apply":
+                    return statement
+        return None
+
+    def _top_level_at_run_time(self, node: cst.CSTNode, first_apply: cst.CSTNode | None) -> bool:
+        """A top-level write runs at import, once, unless a loop repeats it (a notebook-style
+        training loop) or it comes after the script has started applying Functions."""
+        if any(isinstance(a, (cst.For, cst.While)) for a in self.module.ancestors(node)):
+            return True
+        return first_apply is not None and self.module.comes_before(first_apply, node)
 
     def _target_write(self, statement, target: cst.BaseExpression, how: str) -> Write | None:
         function = self.module.enclosing_function(statement)

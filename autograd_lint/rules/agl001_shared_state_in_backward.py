@@ -13,7 +13,7 @@ from ..diagnostic import Severity
 from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, Rule
-from ..runtime_writes import RuntimeWrites, Write
+from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write
 from ..scopes import bindings, declared_nonlocal
 from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
 
@@ -48,8 +48,8 @@ class SharedStateInBackward(Rule):
             if _statement_of(module, node) not in gradient_statements:
                 continue  # a debug switch or assertion in an `if` test does not change the gradient
             read = _read_chain(module, node, local, cls_name, function_class.name)
-            if read is None:
-                continue
+            if read is None or _is_called(module, node):
+                continue  # `_backend.bwd(g)`, `_KERNELS[kind](g)`: code looked up, not a value
             chain, shown = read
             if chain.split(".")[0] in writes.module_names:
                 found = writes.affecting(chain)
@@ -112,27 +112,58 @@ def _accessors(module: ParsedModule, read: SharedRead) -> tuple[str, str]:
     return read.chain, f"globals()[{read.chain!r}] = value"
 
 
+def _is_called(module: ParsedModule, node: cst.CSTNode) -> bool:
+    parent = module.parents.get(node)
+    if isinstance(parent, cst.Subscript) and parent.value is node:
+        node, parent = parent, module.parents.get(parent)
+    return isinstance(parent, cst.Call) and parent.func is node
+
+
 def _statements_feeding_return(method: Method) -> set[cst.CSTNode]:
-    """The `return`s of a method and the assignments whose names flow into them."""
-    statements = [n for n in walk(method.node.body, into_functions=False) if isinstance(n, (cst.Return, cst.Assign, cst.AugAssign, cst.AnnAssign))]
-    feeding = {n for n in statements if isinstance(n, cst.Return)}
-    names = {name.value for statement in feeding for name in walk(statement) if isinstance(name, cst.Name)}
+    """The statements whose values reach what backward returns: the `return`s, the assignments
+    and in-place updates (`g.mul_(s)`) of names that flow into them, and `if` tests that choose
+    between returns (`if MODE == "reverse": return -g`)."""
+    body = [n for n in walk(method.node.body, into_functions=False)]
+    feeding: set[cst.CSTNode] = {n for n in body if isinstance(n, cst.Return)}
+    feeding |= {n for n in body if isinstance(n, cst.If) and any(isinstance(r, cst.Return) for r in walk(n, into_functions=False))}
+    candidates = [n for n in body if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr))]
+    names = {name.value for statement in feeding for name in walk(_own_part(statement)) if isinstance(name, cst.Name)}
     changed = True
     while changed:
         changed = False
-        for statement in statements:
+        for statement in candidates:
             if statement in feeding:
                 continue
-            targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
-            if any(name.value in names for target in targets for name in assigned_names(target)):
+            if any(name in names for name in _updated_names(statement)):
                 feeding.add(statement)
                 names |= {name.value for name in walk(statement) if isinstance(name, cst.Name)}
                 changed = True
     return feeding
 
 
+def _own_part(statement: cst.CSTNode) -> cst.CSTNode:
+    """What a feeding statement itself evaluates: an `if`'s test, not its whole body."""
+    return statement.test if isinstance(statement, cst.If) else statement
+
+
+def _updated_names(statement: cst.CSTNode) -> list[str]:
+    if isinstance(statement, cst.Assign):
+        return [n.value for t in statement.targets for n in assigned_names(t.target)]
+    if isinstance(statement, (cst.AugAssign, cst.AnnAssign)):
+        return [n.value for n in assigned_names(statement.target)]
+    call = statement.value if isinstance(statement, cst.Expr) else None
+    if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value.endswith("_"):
+        receiver = call.func.value
+        if isinstance(receiver, cst.Name):
+            return [receiver.value]  # `grad_input.mul_(Scale.factor)`
+    return []
+
+
 def _statement_of(module: ParsedModule, node: cst.CSTNode) -> cst.CSTNode | None:
+    """The innermost statement evaluating `node` (for a read in an `if` test, the `if`)."""
     for ancestor in module.ancestors(node):
+        if isinstance(ancestor, cst.If):
+            return ancestor if any(a is ancestor.test for a in [node, *module.ancestors(node)]) else None
         if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
             return ancestor
     return None
@@ -218,9 +249,12 @@ class _ClosureWrites:
             if self.module.comes_before(self.class_node, node) or self._in_loop_around_class(node):
                 return node
         for node in walk(self.enclosing.body):
-            # A `nonlocal` write from the class's own forward happens once per application of a
-            # class made fresh for each enclosing call; a separate setter can run at any time.
-            if isinstance(node, cst.FunctionDef) and name in declared_nonlocal(node) and not _contains(self.module, self.class_node, node):
+            if _contains(self.module, self.class_node, node):
+                continue  # the class's own forward writes once per application of a fresh class
+            # A setter rebinding it through `nonlocal`, or anything mutating the container it holds.
+            if isinstance(node, cst.FunctionDef) and name in declared_nonlocal(node):
+                return node
+            if _mutates(node, name):
                 return node
         return None
 
@@ -231,6 +265,16 @@ class _ClosureWrites:
             if isinstance(ancestor, (cst.For, cst.While)) and (node is ancestor or _contains(self.module, ancestor, node)):
                 return True
         return False
+
+
+def _mutates(node: cst.CSTNode, name: str) -> bool:
+    """`state["k"] = v`, `state.k = v`, `state.update(...)` on the variable `name`."""
+    if isinstance(node, (cst.Assign, cst.AugAssign)):
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        return any(isinstance(t, (cst.Subscript, cst.Attribute)) and dotted_name(t.value) == name for t in targets)
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in MUTATING_METHODS:
+        return dotted_name(node.func.value) == name
+    return False
 
 
 def _contains(module: ParsedModule, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:

@@ -13,7 +13,7 @@ from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
-from ..syntax import code_of, normalized_code, walk
+from ..syntax import code_of, dotted_name, normalized_code, walk
 
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
@@ -36,10 +36,14 @@ class HandwrittenPiecewiseActivation(Rule):
                 factors = list(_factors(node))
             elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.MultiplyAssign):
                 factors = [node.target, node.value]
+            elif isinstance(node, cst.Call) and _is_mul_call(module, node):
+                # `x.mul(mask)`, `torch.mul(x, mask)`
+                receiver = [node.func.value] if not (module.qualified_name(node.func) or "").startswith("torch.") else []
+                factors = receiver + [a.value for a in node.args if a.keyword is None]
             else:
                 continue
             match = _self_mask(module, factors)
-            if match is not None:
+            if match is not None and not _integer_valued(module, match[0]):
                 value, mask = match
                 yield Finding(node, _message(value, mask), subject=value)
 
@@ -103,15 +107,35 @@ def _factors(node: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
         yield node
 
 
+def _is_mul_call(module: ParsedModule, call: cst.Call) -> bool:
+    if not (isinstance(call.func, cst.Attribute) and call.func.attr.value in ("mul", "mul_", "multiply")):
+        return False
+    qualified = module.qualified_name(call.func) or ""
+    positional = [a for a in call.args if a.keyword is None]
+    return len(positional) == (2 if qualified.startswith("torch.") else 1)
+
+
 def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
-    """(value, mask) when one factor is a comparison of another factor (optionally cast)."""
+    """(value, mask) when one factor is a comparison of another factor (optionally cast), inline
+    or through a local name assigned once (`mask = (x > 0).float(); x * mask`)."""
     plain = {normalized_code(f): f for f in factors if not isinstance(f, cst.BaseNumber)}
     for factor in factors:
-        for compared in _compared_values(module, factor):
+        for compared in _compared_values(module, _single_assignment(module, factor)):
             key = normalized_code(compared)
             if key in plain and plain[key] is not factor:
                 return plain[key], factor
     return None
+
+
+def _single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
+    """The value a local name is bound to, when the enclosing function binds it exactly once."""
+    function = module.enclosing_function(expr)
+    if not isinstance(expr, cst.Name) or function is None:
+        return expr
+    values = bindings(function).get(expr.value, [])
+    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+        return values[0].value
+    return expr
 
 
 def _compared_values(module: ParsedModule, expr: cst.BaseExpression) -> list[cst.BaseExpression]:
@@ -120,16 +144,46 @@ def _compared_values(module: ParsedModule, expr: cst.BaseExpression) -> list[cst
         expr = expr.func.value
     if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
         if isinstance(expr.comparisons[0].operator, ORDERING):
-            return [expr.left, expr.comparisons[0].comparator]
+            # The activation's input, not its threshold (`self.threshold`, a number).
+            return [side for side in (expr.left, expr.comparisons[0].comparator) if not _is_setting(side)]
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
         if name in COMPARISON_METHODS:
             qualified = module.qualified_name(expr.func)
             if qualified and qualified.startswith("torch.") and len(expr.args) >= 2:
-                return [expr.args[0].value, expr.args[1].value]
+                return [expr.args[0].value]
             if expr.args:
                 return [expr.func.value]
     return []
+
+
+def _is_setting(expr: cst.BaseExpression) -> bool:
+    """A number or a `self.<attr>` threshold."""
+    if isinstance(expr, (cst.BaseNumber, cst.UnaryOperation)):
+        return True
+    name = dotted_name(expr) or ""
+    return name.startswith("self.")
+
+
+INTEGER_PRODUCERS = frozenset({"arange", "randint", "argmax", "argmin", "long", "int", "nonzero", "bucketize", "searchsorted"})
+
+
+def _integer_valued(module: ParsedModule, expr: cst.BaseExpression, depth: int = 3) -> bool:
+    """Whether a value is built from integer producers (`torch.arange(n)[:, None] - ...`):
+    integers have no -0.0 and no NaN, so the pattern is index arithmetic."""
+    if depth == 0:
+        return False
+    for node in [expr, *walk(expr)]:
+        if isinstance(node, cst.Call) and isinstance(node.func, (cst.Attribute, cst.Name)):
+            callee = node.func.attr.value if isinstance(node.func, cst.Attribute) else node.func.value
+            if callee in INTEGER_PRODUCERS:
+                return True
+        if isinstance(node, cst.Name):
+            function = module.enclosing_function(expr)
+            for binding in bindings(function).get(node.value, []) if function is not None else []:
+                if isinstance(binding, cst.Assign) and binding.value is not expr and _integer_valued(module, binding.value, depth - 1):
+                    return True
+    return False
 
 
 def _message(value: cst.BaseExpression, mask: cst.BaseExpression) -> str:
