@@ -188,36 +188,41 @@ def _literal(module: ParsedModule, expr: cst.BaseExpression | None) -> str | Non
         return None
 
 
-def function_class_code(module: ParsedModule, function_class, closure_variable: str | None = None) -> tuple[set[str], set[str], str]:
+def function_class_code(module: ParsedModule, function_class, closure_access: tuple[str, str, str] | None = None) -> tuple[set[str], set[str], str]:
     """(top-level names required, names to copy if defined, code that defines the class in the harness).
 
     A top-level class is copied with the module's definitions. A class defined inside a function
     is rebuilt inside a factory whose local variables stand in for the enclosing function's, so its
-    backward reads a real closure cell; `_agl_get`/`_agl_set` read and rebind `closure_variable`.
+    backward reads a real closure cell; `closure_access` is (variable, get expression, set statement)
+    for the `_agl_get`/`_agl_set` the factory returns.
     """
     if module.parents.get(function_class.node) is module.tree:
         return {function_class.name}, set(), ""
     enclosing = module.enclosing_function(function_class.node)
     if enclosing is None or module.parents.get(module.parents.get(function_class.node)) is not enclosing:
         raise CannotBuildHarness(f"{function_class.name} is nested too deeply for the harness to rebuild it")
+    closure_variable = closure_access[0] if closure_access else None
     free = (_free_names(function_class.node) & set(bindings(enclosing))) - {function_class.name}
     initial = {}
     for name in sorted(free):
         value = literal_binding(enclosing, name)
         if value is None and name != closure_variable:
             raise CannotBuildHarness(f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know")
-        initial[name] = value or "None"
+        if value is None:  # the variable under test: a container if the harness writes into it
+            set_statement = closure_access[2]
+            value = "[]" if ".append(" in set_statement else "{}" if "[" in set_statement else "None"
+        initial[name] = value
     class_code = textwrap.indent(textwrap.dedent(code_of(function_class.node)), "    ")
     lines = ["def _agl_factory():"]
     lines += [f"    {name} = {value}" for name, value in initial.items()]
     lines.append(class_code.rstrip("\n"))
-    if closure_variable:
+    if closure_access:
+        _, get, set_ = closure_access
         lines += [
             "    def _agl_get():",
-            f"        return {closure_variable}",
+            f"        return {get}",
             "    def _agl_set(value):",
-            f"        nonlocal {closure_variable}",
-            f"        {closure_variable} = value",
+            f"        {set_}",
             f"    return {function_class.name}, _agl_get, _agl_set",
             f"{function_class.name}, _agl_get, _agl_set = _agl_factory()",
         ]

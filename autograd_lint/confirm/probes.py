@@ -46,15 +46,16 @@ def _agl_backward(output):
     output requires grad."""
     import torch
 
-    outputs = [t for t in _agl_tensors(output) if t.requires_grad and t.is_floating_point()]
-    if not outputs:
+    # Each output's upstream pattern depends on its position among all outputs, so that a run where
+    # an output starts requiring grad does not shift the others' patterns.
+    indexed = [(i, t) for i, t in enumerate(_agl_tensors(output)) if t.requires_grad and t.is_floating_point()]
+    if not indexed:
         return False
-    def pattern(o):  # -2..2 in steps, never 0, both signs within any 2 neighbouring entries
-        k = torch.arange(o.numel(), dtype=torch.float64)
+    def pattern(o, index):  # -2..2 in steps, never 0, both signs nearby, different per output
+        k = torch.arange(o.numel(), dtype=torch.float64) + 3 * index
         return (((k * 7) % 10 - 4.5) / 2.25).reshape(o.shape).to(o.dtype)
 
-    upstream = [pattern(o) for o in outputs]
-    sum((o * u).sum() for o, u in zip(outputs, upstream)).backward()
+    sum((o * pattern(o, i)).sum() for i, o in indexed).backward()
     return True
 
 
@@ -99,10 +100,15 @@ def _agl_arity_recipe(apply, builders, patterns):
     _agl_report("inconclusive", "backward failed for another reason: " + "; ".join(observed))
 
 
-def _agl_values_like(current):
+def _agl_values_like(current, known=()):
     """Two distinct values of the same kind as the module's own, near it, so that whatever else
-    the code assumes about it (its sign, its order against another bound) still holds."""
+    the code assumes about it (its sign, its order against another bound) still holds. `known` are
+    the literals the module itself compares it with or writes to it (for strings and enums)."""
     import torch
+
+    choices = [v for v in dict.fromkeys([current, *known]) if isinstance(v, type(current))]
+    if isinstance(current, str):
+        return (choices[0], choices[1]) if len(choices) >= 2 else None
 
     if isinstance(current, bool):
         return True, False
@@ -117,7 +123,7 @@ def _agl_values_like(current):
     return None
 
 
-def _agl_shared_state_recipe(apply, builders, get, set_, shown):
+def _agl_shared_state_recipe(apply, builders, get, set_, shown, known=()):
     """Two applications with different values in one graph, and a value changed before backward,
     each compared with an isolated run of the first value."""
     import torch
@@ -126,7 +132,7 @@ def _agl_shared_state_recipe(apply, builders, get, set_, shown):
         current = get()
     except Exception as exc:  # noqa: BLE001
         current = None
-    values = _agl_values_like(current)
+    values = _agl_values_like(current, known)
     if values is None:
         _agl_report("inconclusive", f"{shown} holds a {type(current).__name__}, not a number the harness can vary")
     first, second = values
@@ -252,7 +258,8 @@ def _agl_gradients(make, namespace):
         return None, f"{type(exc).__name__}: {exc}", False
     if not ran:
         return None, None, True
-    named = [("input", t) for t in inputs if getattr(t, "requires_grad", False)] + list(parameters)
+    named = [(f"input{i}" if len(inputs) > 1 else "input", t) for i, t in enumerate(inputs) if getattr(t, "requires_grad", False)]
+    named += list(parameters)
     return {name: (None if t.grad is None else t.grad.detach().clone()) for name, t in named}, None, False
 
 
@@ -320,4 +327,7 @@ def _agl_module_inputs(module):
             return [leaf((4, layer.in_features)), leaf((2, 4, layer.in_features))]
         if isinstance(layer, torch.nn.Embedding):
             return [torch.randint(0, layer.num_embeddings, (4, 5))]
-    return [torch.tensor([-2.0, -0.5, 0.3, 0.5, 2.0], dtype=dtype, requires_grad=True)]
+    return [
+        torch.tensor([-2.0, -0.5, 0.3, 0.5, 2.0], dtype=dtype, requires_grad=True),
+        _agl_leaf((4, 5)).to(dtype).detach().requires_grad_(True),
+    ]

@@ -40,6 +40,10 @@ def confirm_diagnostics(
                 scripts.append((diagnostic, _script_for(module, diagnostic)))
             except CannotBuildHarness as reason:
                 verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: {reason}", 0.0)
+            except Exception as error:  # noqa: BLE001 - a recipe's bug must not cost the other verdicts
+                verdicts[diagnostic] = RunResult(
+                    "inconclusive", f"harness could not be built: internal error {type(error).__name__}: {error}", 0.0
+                )
     done = 0
 
     def run(item: tuple[Diagnostic, str]) -> tuple[Diagnostic, RunResult]:

@@ -51,7 +51,8 @@ class HandwrittenPiecewiseActivation(Rule):
         """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
         -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
         node = finding.node
-        expression = node if isinstance(node, cst.BinaryOperation) else cst.BinaryOperation(node.target, cst.Multiply(), node.value)
+        expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
+        expression = expression.visit(_InlineLocals(module, node))  # `x * mask` -> `x * (x > 0).float()`
         probe_name = "_agl_x"
         rewritten = expression.visit(_Substitute(normalized_code(finding.subject), probe_name))
         free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
@@ -77,6 +78,21 @@ class HandwrittenPiecewiseActivation(Rule):
              f"_agl_relu_recipe(_agl_expression, {shown!r})"]
         )
         return Harness(required, main, free & module_level)
+
+
+class _InlineLocals(cst.CSTTransformer):
+    """Replace names the enclosing function binds exactly once with their (parenthesized) value."""
+
+    def __init__(self, module: ParsedModule, node: cst.CSTNode):
+        self.module, self.node = module, node
+
+    def leave_Name(self, original, updated):
+        if original not in self.module.parents:
+            return updated  # a node this harness built, not the user's
+        value = _single_assignment(self.module, original)
+        if value is original:
+            return updated
+        return value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
 class _Substitute(cst.CSTTransformer):
