@@ -52,9 +52,10 @@ class HandwrittenPiecewiseActivation(Rule):
         -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
         node = finding.node
         expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
-        expression = expression.visit(_InlineLocals(module, node))  # `x * mask` -> `x * (x > 0).float()`
         probe_name = "_agl_x"
         rewritten = expression.visit(_Substitute(normalized_code(finding.subject), probe_name))
+        # `x * mask` -> `x * ((x > 0).float())`, with `x` already the probe
+        rewritten = rewritten.visit(_InlineLocals(module, node)).visit(_Substitute(normalized_code(finding.subject), probe_name))
         free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
         module_level = set(bindings(module.tree))
         function = module.enclosing_function(node)
@@ -84,15 +85,19 @@ class _InlineLocals(cst.CSTTransformer):
     """Replace names the enclosing function binds exactly once with their (parenthesized) value."""
 
     def __init__(self, module: ParsedModule, node: cst.CSTNode):
-        self.module, self.node = module, node
+        self.values: dict[str, cst.BaseExpression] = {}
+        for name in walk(node):
+            if isinstance(name, cst.Name) and name in module.parents:
+                value = _single_assignment(module, name)
+                if value is not name:
+                    self.values[name.value] = value
 
     def leave_Name(self, original, updated):
-        if original not in self.module.parents:
-            return updated  # a node this harness built, not the user's
-        value = _single_assignment(self.module, original)
-        if value is original:
-            return updated
-        return value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        value = self.values.get(original.value)
+        return updated if value is None else value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+    def leave_Attribute(self, original, updated):
+        return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable
 
 
 class _Substitute(cst.CSTTransformer):
