@@ -20,14 +20,17 @@ UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
 
 
 def lint_text(source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False) -> list[Diagnostic]:
-    # CPython is the judge of syntax, and asking it first matters: libcst's native parser crashes
-    # the whole process on nesting that CPython rejects cleanly ("too many nested parentheses").
-    python_error = _python_syntax_error(source, path)
-    if python_error is not None:
+    # Ask CPython first: libcst's native parser crashes the whole process on nesting that CPython
+    # rejects cleanly ("too many nested parentheses"). Other CPython errors may only mean the code
+    # is for a newer Python than this one (PEP 695 generics under 3.11): libcst decides those.
+    python_error, fatal = _python_syntax_error(source, path)
+    if fatal:
         return [python_error]
     try:
         module = ParsedModule(source, path, module_name)
     except cst.ParserSyntaxError as error:
+        if python_error is not None:
+            return [python_error]  # CPython words and locates it better
         message = error.message.splitlines()[0] if error.message else "invalid syntax"
         return [_point(path, error.raw_line, error.raw_column + 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {message}")]
     except RecursionError:
@@ -69,15 +72,18 @@ def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic
     return sorted(kept, key=Diagnostic.sort_key)
 
 
-def _python_syntax_error(source: str, path: str) -> Diagnostic | None:
+def _python_syntax_error(source: str, path: str) -> tuple[Diagnostic | None, bool]:
+    """(CPython's syntax error, whether it is fatal: something libcst must not be asked to parse)."""
     try:
         ast.parse(source)
     except SyntaxError as error:
-        return _point(path, error.lineno or 1, max(error.offset or 1, 1), SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {error.msg}")
+        fatal = "too many nested" in (error.msg or "") or "null bytes" in (error.msg or "")
+        diagnostic = _point(path, error.lineno or 1, max(error.offset or 1, 1), SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {error.msg}")
+        return diagnostic, fatal
     except (ValueError, RecursionError, MemoryError) as error:  # NUL bytes, pathological nesting
         reason = str(error) or type(error).__name__
-        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {reason}")
-    return None
+        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {reason}"), True
+    return None, False
 
 
 def _point(path: str, line: int, column: int, code: str, name: str, message: str) -> Diagnostic:

@@ -291,3 +291,9 @@ def test_file_errors_are_sorted_and_do_not_stop_the_run(project):
     assert result.exit_code == 2
     assert located(result.stdout) == GOOD
     assert [line.split(": ")[2] for line in result.stderr.splitlines()] == ["b_bad.py", "c_bad.py", "nope.py"]
+
+
+def test_syntax_newer_than_the_running_python_is_left_to_libcst():
+    # PEP 695 generics are a SyntaxError for CPython 3.11 but valid Python 3.12: not a finding.
+    source = "def first[T](items: list[T]) -> T:\n    return items[0]\n"
+    assert lint_source(source, "generic.py") == []

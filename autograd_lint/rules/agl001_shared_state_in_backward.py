@@ -147,7 +147,8 @@ def _statements_feeding_return(method: Method) -> set[cst.CSTNode]:
     between returns (`if MODE == "reverse": return -g`)."""
     body = [n for n in walk(method.node.body, into_functions=False)]
     feeding: set[cst.CSTNode] = {n for n in body if isinstance(n, cst.Return)}
-    feeding |= {n for n in body if isinstance(n, cst.If) and any(isinstance(r, cst.Return) for r in walk(n, into_functions=False))}
+    # An `if` whose own body returns chooses the gradient; one that only raises is a guard.
+    feeding |= {n for n in body if isinstance(n, cst.If) and any(isinstance(r, cst.Return) for r in walk(n.body, into_functions=False))}
     candidates = [n for n in body if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr))]
     names = {name.value for statement in feeding for name in walk(_own_part(statement)) if isinstance(name, cst.Name)}
     changed = True

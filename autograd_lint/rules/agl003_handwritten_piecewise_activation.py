@@ -165,8 +165,9 @@ def _compared_values(module: ParsedModule, expr: cst.BaseExpression) -> list[cst
         expr = expr.func.value
     if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
         if isinstance(expr.comparisons[0].operator, ORDERING):
-            # The activation's input, not its threshold (`self.threshold`, a number).
-            return [side for side in (expr.left, expr.comparisons[0].comparator) if not _is_setting(side)]
+            # The activation's input, not its threshold: `x > t` and `0 < x` both compare `x`.
+            left, right = expr.left, expr.comparisons[0].comparator
+            return [right] if _is_setting(left) else [left]
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
         if name in COMPARISON_METHODS:
