@@ -14,13 +14,15 @@ import click
 
 from . import __version__
 from .api import LintResult, lint_paths
-from .config import Config, ConfigError, find_pyproject, load_config, validate_codes
+from .config import Config, ConfigError, find_pyproject, load_config, parse_per_file_ignores, validate_codes
 from .confirm.runner import RunLimits
 from .confirm.session import confirm_diagnostics
 from .diagnostic import FileError
+from .discovery import discover
 from .engine import INTERNAL_ERROR_CODE, lint_text
+from .formats import Sources
 from .module import module_name_for_path
-from .output import FORMATS, render, render_statistics, summary
+from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
 from .pages import rule_page
 from .reading import SourceError, decode_source
 from .rules import RULES
@@ -58,9 +60,15 @@ def main() -> None:
 @click.option("--select", multiple=True, help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).")
 @click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
-@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics.")
+@click.option("--per-file-ignores", multiple=True, metavar="GLOB:CODES", help="Disable CODES (comma-separated) in files matching GLOB; repeatable, added to the configured per-file-ignores.")
+@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics: text (concise), full (with the source), json, json-lines, sarif, github (workflow annotations), gitlab (code quality).")
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report to this file instead of stdout (the summary stays on stderr).")
+@click.option("--color", "color_mode", type=click.Choice(("auto", "always", "never")), default="auto", show_default=True, help="Colour text and full output: auto colours only on a terminal and never with NO_COLOR set.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings (errors still exit 2).")
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
+@click.option("--show-files", is_flag=True, help="Print the files that would be linted, one a line, and exit.")
+@click.option("--force-exclude/--no-force-exclude", default=None, help="Apply exclude to paths named on the command line too (pre-commit names every file).")
+@click.option("--respect-gitignore/--no-respect-gitignore", default=None, help="Skip files that .gitignore files ignore when walking directories [default: respect].")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--stdin-filename", help="The path to report, and to match config against, when linting `-` (stdin).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).")
@@ -72,19 +80,30 @@ def main() -> None:
 @click.option("--confirm-memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Address-space limit of one harness, in MB.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: the number of CPUs].")
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
-def check(paths, select, extend_select, ignore, output_format, exit_zero, statistics, quiet, stdin_filename, config_path, verbose,
+def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
+          show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
           confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
+    if statistics and output_format not in STATISTICS_FORMATS:
+        _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
     try:
-        config = _config(config_path, select, extend_select, ignore)
+        config = _config(config_path, select, extend_select, ignore, per_file_ignores)
     except ConfigError as error:
         _fail(str(error))
+    config = config.with_overrides(force_exclude=force_exclude, respect_gitignore=respect_gitignore)
+    # No PATH means the current directory; PATHs that --force-exclude drops mean nothing to lint.
     paths = list(paths) or ["."]
+    stdin_path = stdin_filename or "-"
+    read_stdin = "-" in paths
+    paths = [p for p in paths if p != "-"]
+    if read_stdin and config.force_exclude and stdin_filename and config.is_force_excluded(stdin_filename):
+        read_stdin = False
+    if show_files:
+        _show_files(paths, config, stdin_path if read_stdin else None)
     result = LintResult()
     stdin_sources: dict[str, str] = {}
-    if "-" in paths:
-        _lint_stdin(stdin_filename or "-", config, result, verbose, stdin_sources)
-        paths = [p for p in paths if p != "-"]
+    if read_stdin:
+        _lint_stdin(stdin_path, config, result, verbose, stdin_sources)
     if paths:
         found = lint_paths(paths, config, verbose=verbose)
         result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
@@ -100,11 +119,18 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, statis
         )
         if confirmed_only:
             result.diagnostics = [d for d in result.diagnostics if d in verdicts and verdicts[d].verdict == "confirmed"]
-    rendered = (
-        render_statistics(result.diagnostics, output_format) if statistics else render(result.diagnostics, output_format, verdicts)
-    )
-    click.echo(rendered, nl=False)
-    if not quiet and output_format == "text":
+    color = not output_file and output_format in HUMAN_FORMATS and _use_color(color_mode)
+    if statistics:
+        rendered = render_statistics(result.diagnostics, output_format)
+    else:
+        rendered = render(
+            result.diagnostics, output_format, verdicts, errors=result.errors, sources=Sources(stdin_sources), color=color
+        )
+    if output_file:
+        _write_report(output_file, rendered)
+    else:
+        click.echo(rendered, nl=False, color=color)
+    if not quiet and (output_format in HUMAN_FORMATS or output_file):
         click.echo(summary(result.diagnostics, result.files_checked, len(result.errors)), err=True)
     internal_error = any(d.code == INTERNAL_ERROR_CODE for d in result.diagnostics)
     if result.errors or internal_error:
@@ -112,7 +138,39 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, statis
     sys.exit(EXIT_FINDINGS if result.diagnostics and not exit_zero else EXIT_CLEAN)
 
 
-def _config(config_path, select, extend_select, ignore) -> Config:
+def _show_files(paths: list[str], config: Config, stdin_path: str | None) -> None:
+    """`--show-files`: the files a run would lint, sorted, then exit 0 (2 if a PATH does not exist)."""
+    errors: list[FileError] = []
+    files = sorted(discover(paths, config, errors)) if paths else []
+    if stdin_path is not None:
+        files = sorted([*files, stdin_path])
+    for error in errors:
+        click.echo(f"autograd-lint: error: {error}", err=True)
+    for file in files:
+        click.echo(file)
+    sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)
+
+
+def _use_color(mode: str) -> bool:
+    """`always` and `never` decide; `auto` colours a terminal unless NO_COLOR is set (https://no-color.org)."""
+    if mode != "auto":
+        return mode == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def _write_report(output_file: str, rendered: str) -> None:
+    try:
+        directory = os.path.dirname(os.path.abspath(output_file))
+        os.makedirs(directory, exist_ok=True)
+        with open(output_file, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(rendered)
+    except OSError as exc:
+        _fail(f"{output_file}: cannot write the report: {exc.strerror or exc}")
+
+
+def _config(config_path, select, extend_select, ignore, per_file_ignores=()) -> Config:
     pyproject = Path(config_path) if config_path else find_pyproject(os.getcwd())
     if config_path and not pyproject.is_file():
         raise ConfigError(f"{config_path}: no such file")
@@ -120,11 +178,14 @@ def _config(config_path, select, extend_select, ignore) -> Config:
     select = _codes_option(select)
     extra_select = _codes_option(extend_select)
     extra_ignore = _codes_option(ignore)
-    return config.with_overrides(
+    config = config.with_overrides(
         select=validate_codes(select, "--select") if select is not None else None,
         extend_select=config.extend_select + validate_codes(extra_select, "--extend-select") if extra_select else None,
         ignore=config.ignore + validate_codes(extra_ignore, "--ignore") if extra_ignore else None,
     )
+    if per_file_ignores:
+        config = config.with_per_file_ignores(parse_per_file_ignores(per_file_ignores, "--per-file-ignores", config.root))
+    return config
 
 
 def _progress_bar():
@@ -156,7 +217,7 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 @main.command("rule", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="Print every rule's page.")
-@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--output-format", type=click.Choice(("text", "json")), default="text", show_default=True)
 def rule(code, show_all, output_format) -> None:
     """Explain rule CODE: why it matters, a bad example, the fix, what --confirm runs."""
     if show_all == bool(code):

@@ -26,7 +26,8 @@ DEFAULT_EXCLUDE = (
     ".ruff_cache", ".autograd_lint_cache", "site-packages", "__pypackages__",
 )
 LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude")
-KNOWN_KEYS = LIST_KEYS + ("per-file-ignores",)
+BOOL_KEYS = ("respect-gitignore", "force-exclude")
+KNOWN_KEYS = LIST_KEYS + BOOL_KEYS + ("per-file-ignores",)
 
 
 class ConfigError(Exception):
@@ -60,6 +61,8 @@ class Config:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     extend_exclude: tuple[str, ...] = ()
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    respect_gitignore: bool = True  # the directory walk skips what .gitignore files ignore
+    force_exclude: bool = False  # exclude also applies to paths named explicitly (pre-commit)
     root: str = field(default_factory=os.getcwd)
     source: str | None = None  # the pyproject.toml it came from
 
@@ -91,6 +94,36 @@ class Config:
             if fnmatch.fnmatch(name if "/" not in pattern else relative, pattern):
                 return True
         return False
+
+    def is_force_excluded(self, path: str) -> bool:
+        """Whether `path` or a directory above it (up to the root) is excluded, or is a virtual environment.
+
+        What `--force-exclude` asks: a path named explicitly is skipped as if the walk had met it.
+        """
+        absolute = os.path.abspath(path)
+        try:
+            relative = os.path.relpath(absolute, self.root)
+        except ValueError:  # another drive on Windows
+            relative = os.pardir
+        if relative == os.curdir:
+            return False
+        if relative.startswith(os.pardir):  # outside the project: only its own name can match
+            return self.is_excluded(absolute)
+        parts = Path(relative).parts
+        for depth in range(1, len(parts) + 1):
+            candidate = os.path.join(self.root, *parts[:depth])
+            if self.is_excluded(candidate):
+                return True
+            if depth < len(parts) and os.path.isfile(os.path.join(candidate, "pyvenv.cfg")):
+                return True
+        return False
+
+    def with_per_file_ignores(self, extra: dict[str, tuple[str, ...]]) -> "Config":
+        """This config with `extra` patterns merged in: codes for a pattern already configured are added."""
+        merged = dict(self.per_file_ignores)
+        for pattern, codes in extra.items():
+            merged[pattern] = tuple(dict.fromkeys(merged.get(pattern, ()) + codes))
+        return replace(self, per_file_ignores=merged)
 
     def with_overrides(self, **overrides) -> "Config":
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
@@ -149,6 +182,9 @@ def load_config(path: Path | None) -> Config:
     for key in LIST_KEYS:
         if key in table:
             values[key] = _string_list(table[key], f"{where}.{key}")
+    for key in BOOL_KEYS:
+        if key in table and not isinstance(table[key], bool):
+            raise ConfigError(f"{where}.{key} must be true or false, got {table[key]!r}")
     per_file: dict[str, tuple[str, ...]] = {}
     raw_per_file = table.get("per-file-ignores", {})
     if not isinstance(raw_per_file, dict):
@@ -162,9 +198,35 @@ def load_config(path: Path | None) -> Config:
         exclude=values.get("exclude", DEFAULT_EXCLUDE),
         extend_exclude=values.get("extend-exclude", ()),
         per_file_ignores=per_file,
+        respect_gitignore=table.get("respect-gitignore", True),
+        force_exclude=table.get("force-exclude", False),
         root=str(path.parent),
         source=str(path),
     )
+
+
+def parse_per_file_ignores(entries: tuple[str, ...], where: str, root: str, cwd: str | None = None) -> dict[str, tuple[str, ...]]:
+    """`GLOB:CODE,CODE` entries (the command line's --per-file-ignores) as a per-file-ignores table.
+
+    A pattern with a slash is relative to the current directory, as a shell user means it; it is
+    re-anchored at `root`, where the configured patterns are matched.
+    """
+    cwd = cwd or os.getcwd()
+    table: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        pattern, separator, codes = entry.rpartition(":")
+        pattern = pattern.strip()
+        if not separator or not pattern or not codes.strip():
+            raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
+        if "/" in pattern.rstrip("/") and not os.path.isabs(pattern):
+            prefix = os.path.relpath(cwd, root)
+            if prefix != os.curdir and not prefix.startswith(os.pardir):
+                pattern = f"{Path(prefix).as_posix()}/{pattern}"
+        checked = validate_codes(tuple(codes.split(",")), where)
+        if not checked:
+            raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
+        table[pattern] = tuple(dict.fromkeys(table.get(pattern, ()) + checked))
+    return table
 
 
 def _string_list(value, where: str) -> tuple[str, ...]:

@@ -1,26 +1,39 @@
-"""Which files a run lints: Python files under the given paths, minus excluded directories.
+"""Which files a run lints: Python files under the given paths, minus excluded and git-ignored ones.
 
-A file named explicitly is always linted; exclusion applies to what the directory walk finds.
+A file named explicitly is linted unless `force_exclude` is set (what pre-commit needs, since it names
+every file); exclusion and `.gitignore` files apply to what the directory walk finds.
+
+`.gitignore` files are read in every walked directory, and, inside a git repository, in the
+directories from the repository's root down to where the walk starts, together with
+`.git/info/exclude`. As in git, a deeper file overrides a shallower one, the last matching pattern of
+a file wins, and nothing inside an ignored directory can be re-included. The global excludes file
+(`core.excludesFile`) is not read.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
+
+import pathspec
 
 from .config import Config
 from .diagnostic import FileError
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 
+# (directory the patterns are relative to, the patterns), outermost first.
+_IgnoreChain = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+
 
 def discover(paths: list[str], config: Config, errors: list[FileError]) -> Iterator[str]:
     seen: set[str] = set()
     for path in paths:
         if os.path.isdir(path):
-            found = _walk(path, config)
+            found = iter(()) if config.force_exclude and config.is_force_excluded(path) else _walk(path, config)
         elif os.path.lexists(path):
-            found = iter([path])
+            found = iter(()) if config.force_exclude and config.is_force_excluded(path) else iter([path])
         else:
             errors.append(FileError(path, "no such file or directory"))
             continue
@@ -32,14 +45,76 @@ def discover(paths: list[str], config: Config, errors: list[FileError]) -> Itera
 
 
 def _walk(top: str, config: Config) -> Iterator[str]:
+    chains: dict[str, _IgnoreChain] = {}
+    top_chain = _enclosing_ignores(top) if config.respect_gitignore else ()
     for directory, subdirectories, files in os.walk(top):
-        subdirectories[:] = sorted(
-            name
-            for name in subdirectories
-            if not config.is_excluded(os.path.join(directory, name))
-            and not os.path.isfile(os.path.join(directory, name, "pyvenv.cfg"))
-        )
+        chain = chains.pop(directory, top_chain)
+        if config.respect_gitignore:
+            chain = chain + _read_ignore_file(directory, os.path.join(directory, ".gitignore"))
+        kept = []
+        for name in sorted(subdirectories):
+            path = os.path.join(directory, name)
+            if (
+                config.is_excluded(path)
+                or os.path.isfile(os.path.join(path, "pyvenv.cfg"))
+                or _ignored(path, True, chain)
+            ):
+                continue
+            kept.append(name)
+            chains[path] = chain
+        subdirectories[:] = kept
         for name in sorted(files):
             path = os.path.join(directory, name)
-            if name.endswith(PYTHON_SUFFIXES) and not config.is_excluded(path):
+            if name.endswith(PYTHON_SUFFIXES) and not config.is_excluded(path) and not _ignored(path, False, chain):
                 yield os.path.normpath(path)  # `x.py`, not `./x.py`, as ruff and flake8 print it
+
+
+def _ignored(path: str, is_directory: bool, chain: _IgnoreChain) -> bool:
+    verdict = None
+    absolute = os.path.abspath(path)
+    for base, spec in chain:
+        relative = os.path.relpath(absolute, base).replace(os.sep, "/")
+        if relative.startswith(".."):
+            continue
+        result = spec.check_file(relative + "/" if is_directory else relative)
+        if result.include is not None:
+            verdict = result.include
+    return bool(verdict)
+
+
+def _read_ignore_file(base: str, file: str) -> _IgnoreChain:
+    try:
+        with open(file, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:  # absent or unreadable: nothing is ignored by it
+        return ()
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    return ((os.path.abspath(base), spec),) if spec.patterns else ()
+
+
+def _enclosing_ignores(top: str) -> _IgnoreChain:
+    """The ignore files above `top` that apply to it: from its git repository's root down to its parent."""
+    top = os.path.abspath(top)
+    root = git_root(top)
+    if root is None:
+        return ()  # not in a git repository: only the walked tree's own .gitignore files count
+    chain = _read_ignore_file(root, os.path.join(root, ".git", "info", "exclude"))
+    if root == top:
+        return chain  # the walk reads top's own .gitignore
+    parts = Path(os.path.relpath(top, root)).parts
+    for depth in range(len(parts)):  # root, root/a, ... up to top's parent
+        directory = os.path.join(root, *parts[:depth])
+        chain += _read_ignore_file(directory, os.path.join(directory, ".gitignore"))
+    return chain
+
+
+def git_root(start: str) -> str | None:
+    """The nearest directory at or above `start` that has a `.git` (directory, or file for worktrees)."""
+    directory = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(directory, ".git")):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent

@@ -26,6 +26,12 @@ def lint_text(source: str, path: str, codes: list[str], module_name: str | None 
     python_error, fatal = _python_syntax_error(source, path)
     if fatal:
         return [python_error]
+    # The cheap text triggers decide which rules can have anything to find; a file no selected rule
+    # is triggered by is not parsed with libcst at all (the expensive step). A file CPython rejects
+    # still is, to tell code for a newer Python from a real syntax error.
+    codes = [code for code in codes if RULES[code].triggered(source)]
+    if not codes and python_error is None:
+        return []
     try:
         module = ParsedModule(source, path, module_name)
     except cst.ParserSyntaxError as error:

@@ -6,6 +6,7 @@ Rules ask it what a Function's forward takes, what its backward is, what ctx is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Iterator
@@ -24,6 +25,9 @@ TORCH_FUNCTION_BASES = frozenset(
         "torch.autograd.function.InplaceFunction",
     }
 )
+# A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
+# through a module-level alias of torch's Function.
+FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b")
 BACKWARD_METHODS = ("backward", "vjp")
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
 

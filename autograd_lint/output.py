@@ -1,34 +1,147 @@
-"""Rendering diagnostics for people (text) and programs (JSON)."""
+"""Rendering diagnostics for people (`text`, `full`) and programs (the formats in `formats.py`)."""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 
-from .diagnostic import Diagnostic
+import click
 
-FORMATS = ("text", "json")
+from .diagnostic import Diagnostic, FileError, Severity
+from .formats import Sources, render_github, render_gitlab, render_json, render_json_lines, render_sarif, repository_root
+
+FORMATS = ("text", "full", "json", "json-lines", "sarif", "github", "gitlab")
+HUMAN_FORMATS = ("text", "full")
+STATISTICS_FORMATS = ("text", "full", "json", "json-lines")
 
 
-def render(diagnostics: list[Diagnostic], output_format: str, verdicts: dict | None = None) -> str:
-    """Diagnostics as text lines or a JSON array; with confirm verdicts under / inside each."""
+def render(
+    diagnostics: list[Diagnostic],
+    output_format: str,
+    verdicts: dict | None = None,
+    *,
+    errors: list[FileError] | None = None,
+    sources: Sources | None = None,
+    color: bool = False,
+    root: str | None = None,
+) -> str:
+    """The report in `output_format`; with confirm verdicts under / inside each finding.
+
+    `sources` supplies the source lines `full` shows and `gitlab` fingerprints (stdin's text among
+    them); `errors` are the files that could not be read (SARIF lists them as notifications); `root`
+    is what CI paths are relative to (default: the enclosing git repository, else the current directory).
+    """
     verdicts = verdicts or {}
+    sources = sources or Sources()
     if output_format == "json":
-        entries = []
-        for d in diagnostics:
-            entry = d.to_dict()
-            if d in verdicts:
-                result = verdicts[d]
-                entry["confirm"] = {"verdict": result.verdict, "evidence": result.evidence, "seconds": result.seconds}
-            entries.append(entry)
-        return json.dumps(entries, indent=2) + "\n"
+        return render_json(diagnostics, verdicts)
+    if output_format == "json-lines":
+        return render_json_lines(diagnostics, verdicts)
+    if output_format in ("sarif", "github", "gitlab"):
+        root = root or repository_root()
+        if output_format == "sarif":
+            return render_sarif(diagnostics, verdicts, errors or [], root)
+        if output_format == "github":
+            return render_github(diagnostics, verdicts, root)
+        return render_gitlab(diagnostics, verdicts, root, sources)
+    if output_format == "full":
+        return "".join(_full(d, verdicts, sources, color) for d in diagnostics)
+    if output_format != "text":
+        raise ValueError(f"unknown output format {output_format!r}")
     lines = []
     for d in diagnostics:
-        lines.append(f"{d.path}:{d.line}:{d.column}: {d.code} {d.message}\n")
+        lines.append(_header(d, color) + "\n")
         if d in verdicts:
-            result = verdicts[d]
-            lines.append(f"    {result.verdict} ({result.seconds:g} s): {result.evidence}\n")
+            lines.append(_verdict(verdicts[d], color))
     return "".join(lines)
+
+
+# --- text and full ---------------------------------------------------------------------------------
+
+
+def _style(text: str, color: bool, **style) -> str:
+    return click.style(text, **style) if color else text
+
+
+def _code_color(d: Diagnostic) -> str:
+    return "yellow" if d.severity is Severity.WARNING else "red"
+
+
+def _header(d: Diagnostic, color: bool) -> str:
+    """`path:line:col: CODE message`, as ruff's concise format (path bold, code coloured on a terminal)."""
+    if not color:
+        return f"{d.path}:{d.line}:{d.column}: {d.code} {d.message}"
+    colon = _style(":", color, fg="cyan")
+    return (
+        f"{_style(d.path, color, bold=True)}{colon}{d.line}{colon}{d.column}{colon} "
+        f"{_style(d.code, color, fg=_code_color(d), bold=True)} {d.message}"
+    )
+
+
+def _verdict(result, color: bool) -> str:
+    colour = {"confirmed": "red", "not-reproduced": "green"}.get(result.verdict, "yellow")
+    return f"    {_style(result.verdict, color, fg=colour, bold=True)} ({result.seconds:g} s): {result.evidence}\n"
+
+
+TAB_WIDTH = 4
+MAX_SNIPPET_LINES = 8
+
+
+def _width(character: str) -> int:
+    if character == "\t":
+        return TAB_WIDTH
+    if unicodedata.combining(character):
+        return 0
+    return 2 if unicodedata.east_asian_width(character) in ("W", "F") else 1
+
+
+def _shown(text: str) -> str:
+    return text.replace("\t", " " * TAB_WIDTH)
+
+
+def _caret_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Display offsets of characters [start, end) of `text` (tabs and wide characters counted)."""
+    before = sum(_width(c) for c in text[:start])
+    return before, max(1, sum(_width(c) for c in text[start:end]))
+
+
+def _full(d: Diagnostic, verdicts: dict, sources: Sources, color: bool) -> str:
+    """The concise header, then the flagged lines with a caret line under the span (ruff's `full`)."""
+    out = [_header(d, color) + "\n"]
+    lines = sources.lines(d.path)
+    if 0 < d.line <= len(lines):
+        last = min(max(d.end_line, d.line), len(lines))
+        numbers = list(range(d.line, last + 1))
+        if len(numbers) > MAX_SNIPPET_LINES:
+            half = MAX_SNIPPET_LINES // 2
+            numbers = numbers[:half] + [None] + numbers[-half:]
+        width = len(str(last))
+        bar = _style(" " * (width + 1) + "|", color, fg="blue", bold=True)
+        out.append(bar + "\n")
+        for number in numbers:
+            if number is None:
+                out.append(_style("...", color, fg="blue", bold=True) + "\n")
+                continue
+            text = lines[number - 1]
+            gutter = _style(f"{number:>{width}} |", color, fg="blue", bold=True)
+            out.append(f"{gutter} {_shown(text)}".rstrip() + "\n")
+            start = d.column - 1 if number == d.line else len(text) - len(text.lstrip())
+            end = d.end_column - 1 if number == d.end_line else len(text.rstrip())
+            if number == d.line and (d.end_line, d.end_column) <= (d.line, d.column):
+                end = start + 1  # a point (syntax error): one caret
+            offset, length = _caret_span(text, start, max(end, start + 1))
+            carets = _style("^" * length, color, fg=_code_color(d), bold=True)
+            label = f" {_style(d.code, color, fg=_code_color(d), bold=True)}" if number == numbers[-1] else ""
+            out.append(f"{bar} {' ' * offset}{carets}{label}\n")
+        out.append(bar + "\n")
+    if d in verdicts:
+        out.append(_verdict(verdicts[d], color))
+    out.append("\n")
+    return "".join(out)
+
+
+# --- statistics and summary ------------------------------------------------------------------------
 
 
 def statistics(diagnostics: list[Diagnostic]) -> list[tuple[str, str, int]]:
@@ -41,6 +154,8 @@ def render_statistics(diagnostics: list[Diagnostic], output_format: str) -> str:
     rows = statistics(diagnostics)
     if output_format == "json":
         return json.dumps([{"code": c, "name": n, "count": k} for c, n, k in rows], indent=2) + "\n"
+    if output_format == "json-lines":
+        return "".join(json.dumps({"code": c, "name": n, "count": k}) + "\n" for c, n, k in rows)
     return "".join(f"{count:>5}\t{code}\t{name}\n" for code, name, count in rows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
@@ -34,6 +35,14 @@ class Rule:
     name: ClassVar[str]
     severity: ClassVar[Severity]
     summary: ClassVar[str]
+
+    # Text a file must contain for the rule to have anything to find; files that match no selected
+    # rule's trigger are never parsed. Each must be a necessary condition of the rule's findings.
+    trigger: ClassVar[re.Pattern[str] | None] = None
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return cls.trigger is None or cls.trigger.search(text) is not None
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         raise NotImplementedError

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
+from ..function_model import FUNCTION_CLASS_TRIGGER, DERIVATIVE_METHODS, FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write
@@ -28,6 +28,7 @@ class SharedStateInBackward(Rule):
     name = "shared-state-in-backward"
     severity = Severity.ERROR
     summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
+    trigger = FUNCTION_CLASS_TRIGGER
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         if not module.functions:

@@ -8,7 +8,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
-from ..function_model import FunctionClass
+from ..function_model import FUNCTION_CLASS_TRIGGER, FunctionClass
 from ..gradient_returns import ReturnedValues, returned_values
 from ..module import ParsedModule
 from ..rule import Finding, Rule
@@ -23,6 +23,7 @@ class BackwardArityMismatch(Rule):
     name = "backward-arity-mismatch"
     severity = Severity.ERROR
     summary = "backward returns a different number of gradients than forward takes inputs"
+    trigger = FUNCTION_CLASS_TRIGGER
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:

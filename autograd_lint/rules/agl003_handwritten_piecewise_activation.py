@@ -7,6 +7,7 @@ from typing import Iterator
 import libcst as cst
 
 import builtins
+import re
 
 from ..confirm.harness import CannotBuildHarness, Harness, literal_binding, literal_call_arguments
 from ..diagnostic import Severity
@@ -18,6 +19,11 @@ from ..syntax import code_of, dotted_name, normalized_code, walk
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
 BUILTIN_NAMES = frozenset(dir(builtins))
+_PARENTHESIZED_COMPARISON = re.compile(
+    r"\([^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*\)|\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+)
+_ASSIGNMENT = re.compile(r"[ \t]*\w+[ \t]*=[^=]")
+_NAMED_BARE_COMPARISON = re.compile(r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+[ \t]*[<>]=?[^<>]", re.MULTILINE)
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 
 
@@ -26,6 +32,19 @@ class HandwrittenPiecewiseActivation(Rule):
     name = "handwritten-piecewise-activation"
     severity = Severity.WARNING
     summary = "a value multiplied by a comparison of itself: -0.0 for negatives, NaN at -inf"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        """A comparison on a line that multiplies or assigns (`x * (x > 0)`, `mask = (x > 0)`), or a
+        bare comparison assigned to a name. The flagged expression is assumed to keep its
+        comparison on one physical line, as formatters write it."""
+        for match in _PARENTHESIZED_COMPARISON.finditer(text):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            line = text[start : end if end != -1 else None]
+            if "*" in line.replace("**", "") or "mul" in line or _ASSIGNMENT.match(line):
+                return True
+        return _NAMED_BARE_COMPARISON.search(text) is not None
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):

@@ -69,6 +69,16 @@ BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled"})
 # Inputs that never need a gradient: loss targets, labels, sequence lengths, masks, indices.
 NON_DATA_PARAMETER = re.compile(r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|lengths?|lens?|mask\w*|ids?|\w*_ids|index|indices|idx)($|_)")
+_ACTIVATION_DEF = re.compile(
+    r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(", re.IGNORECASE
+)
+_SOURCE_OPS = re.compile(
+    r"\b(sign|sgn|round|floor|ceil|trunc|fix|heaviside|one_hot|where|scatter)_?\s*\("
+    r"|\.(int|long|short|byte|char|bool)\(\s*\)"
+    r"|\.(to|type)\([^)\n]*\b(u?int(8|16|32|64)|long|bool|short|\w*Tensor|dtype)\b"
+    r"|([<>]|==)[^\n]*\)\s*\.(float|half|double|bfloat16|to|type_as|type)\("
+    r"|\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+)
 ACTIVATION_NAME = re.compile(
     r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|binary|bin_?act\w*|ternari[sz]\w*|ternary|discreti[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
 )
@@ -79,6 +89,11 @@ class NonDifferentiableActivation(Rule):
     name = "non-differentiable-activation"
     severity = Severity.ERROR
     summary = "a sign, rounding, step or integer cast feeds the output: its input gets zero or no gradient"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        """A forward or an activation-like function, and one of the ops this rule flags."""
+        return _ACTIVATION_DEF.search(text) is not None and _SOURCE_OPS.search(text) is not None
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}

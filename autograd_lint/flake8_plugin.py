@@ -1,0 +1,51 @@
+"""autograd-lint as a flake8 plugin: `flake8 --select AGL` reports what `autograd-lint` reports.
+
+Registered as `AGL = autograd_lint.flake8_plugin:AutogradLintChecker` in the `flake8.extension` entry
+point group. The checker runs the library's `lint_source` with every rule selected and leaves
+selection (`--select`, `--ignore`, `--extend-ignore`), `--per-file-ignores` and `# noqa` to flake8,
+configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read.
+
+flake8 expects 0-based columns and adds 1 when it prints them; autograd-lint's are 1-based, so the
+checker hands over `column - 1` and both tools print the same `path:line:col`.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Iterator
+
+from . import __version__
+from .api import lint_source
+from .config import Config
+from .engine import SYNTAX_ERROR_CODE
+
+_EVERY_RULE = Config(select=("ALL",))
+
+
+class AutogradLintChecker:
+    name = "autograd-lint"
+    version = __version__
+
+    def __init__(self, tree: ast.AST, filename: str, lines: list[str]):
+        # flake8 hands over its own ast; autograd-lint parses with libcst, so it needs the text.
+        self.tree = tree
+        self.filename = filename
+        self.lines = lines
+
+    def run(self) -> Iterator[tuple[int, int, str, type]]:
+        source = "".join(self.lines)
+        for d in lint_source(source, path=self.filename, config=_EVERY_RULE):
+            if d.code == SYNTAX_ERROR_CODE and _cpython_rejects(source):
+                # flake8 reports the same error as E999 (and does not run plugins on such files). An
+                # AGL000 for code CPython accepts (libcst could not parse it) is kept: that file was
+                # not checked, and nothing else would say so.
+                continue
+            yield d.line, d.column - 1, f"{d.code} {d.message}", type(self)
+
+
+def _cpython_rejects(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return False

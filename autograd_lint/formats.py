@@ -1,0 +1,319 @@
+"""Machine-readable reports: JSON, JSON lines, SARIF 2.1.0, GitHub workflow commands, GitLab code quality.
+
+Every format speaks about the same diagnostics; paths in the CI formats (SARIF, GitHub, GitLab) are
+relative to the repository root (the nearest directory with `.git` above the current one), because
+that is what code scanning, workflow annotations and merge-request widgets resolve them against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from . import __version__
+from .diagnostic import Diagnostic, FileError, Severity
+from .discovery import git_root
+from .pages import rule_page
+from .reading import SourceError, read_source
+from .rules import RULES
+
+TOOL_NAME = "autograd-lint"
+INFORMATION_URI = "https://pypi.org/project/autograd-lint/"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+# The two codes without a rule module or page: the file was not (fully) checked.
+SPECIAL_RULES = {
+    "AGL000": (
+        "syntax-error",
+        "the file could not be parsed, so it was not checked",
+        "The file is not valid Python for the parser autograd-lint uses (CPython's own, then libcst's); "
+        "nothing else in it was checked. This code cannot be deselected or silenced with noqa.",
+    ),
+    "AGL999": (
+        "internal-error",
+        "a rule failed on this file: a bug in autograd-lint",
+        "A rule raised an exception on this file, so the file was not fully checked. This is a bug in "
+        "autograd-lint: run with --verbose for the traceback and please report it.",
+    ),
+}
+
+
+@dataclass
+class Sources:
+    """Source lines of reported files, read once; stdin's text is handed in, not re-read."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    _lines: dict[str, list[str]] = field(default_factory=dict)
+
+    def lines(self, path: str) -> list[str]:
+        if path not in self._lines:
+            if path in self.texts:
+                text = self.texts[path]
+            else:
+                try:
+                    text = read_source(path)
+                except SourceError:
+                    text = ""
+            self._lines[path] = text.splitlines()
+        return self._lines[path]
+
+    def line(self, path: str, number: int) -> str:
+        lines = self.lines(path)
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+    def span_text(self, d: Diagnostic) -> str:
+        """The flagged source text (whitespace collapsed), or the whole line for a zero-width point."""
+        lines = self.lines(d.path)
+        if not 0 < d.line <= len(lines):
+            return ""
+        if (d.end_line, d.end_column) <= (d.line, d.column):
+            return " ".join(lines[d.line - 1].split())
+        end_line = min(d.end_line, len(lines))
+        chunk = lines[d.line - 1 : end_line]
+        if len(chunk) == 1:
+            chunk = [chunk[0][d.column - 1 : d.end_column - 1]]
+        else:
+            chunk[0] = chunk[0][d.column - 1 :]
+            if end_line == d.end_line:
+                chunk[-1] = chunk[-1][: d.end_column - 1]
+        return " ".join(" ".join(chunk).split())
+
+
+def confirm_dict(result) -> dict:
+    return {"verdict": result.verdict, "evidence": result.evidence, "seconds": result.seconds}
+
+
+def _entry(d: Diagnostic, verdicts: dict) -> dict:
+    entry = d.to_dict()
+    if d in verdicts:
+        entry["confirm"] = confirm_dict(verdicts[d])
+    return entry
+
+
+def render_json(diagnostics: list[Diagnostic], verdicts: dict) -> str:
+    return json.dumps([_entry(d, verdicts) for d in diagnostics], indent=2) + "\n"
+
+
+def render_json_lines(diagnostics: list[Diagnostic], verdicts: dict) -> str:
+    return "".join(json.dumps(_entry(d, verdicts)) + "\n" for d in diagnostics)
+
+
+# --- paths -----------------------------------------------------------------------------------------
+
+
+def repository_root(cwd: str | None = None) -> str:
+    cwd = os.path.abspath(cwd or os.getcwd())
+    return git_root(cwd) or cwd
+
+
+def repository_path(path: str, root: str) -> str | None:
+    """`path` relative to `root` with forward slashes, or None when it lies outside `root`."""
+    if path == "-":
+        return path
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute, root)
+    except ValueError:
+        return None
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return None
+    return Path(relative).as_posix()
+
+
+def _display_path(path: str, root: str) -> str:
+    relative = repository_path(path, root)
+    return relative if relative is not None else Path(os.path.abspath(path)).as_posix()
+
+
+# --- SARIF 2.1.0 ----------------------------------------------------------------------------------
+
+
+def _page_description(code: str) -> tuple[str, str]:
+    """(first paragraph of the rule's page, the whole page): its full description and its help."""
+    page = rule_page(code)
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", page) if p.strip()]
+    body = [p for p in paragraphs if not p.startswith("#") and not p.startswith("**Severity:**")]
+    first = " ".join(body[0].split()) if body else RULES[code].summary
+    return first, page
+
+
+def _truncate(text: str, limit: int = 1024) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def sarif_rules() -> list[dict]:
+    descriptors = []
+    for code, rule in RULES.items():
+        full, page = _page_description(code)
+        descriptors.append(
+            {
+                "id": code,
+                "name": rule.name,
+                "shortDescription": {"text": _truncate(rule.summary)},
+                "fullDescription": {"text": _truncate(full), "markdown": _truncate(full)},
+                "help": {"text": page, "markdown": page},
+                "defaultConfiguration": {"level": rule.severity.value},
+                "properties": {"tags": ["autograd", "correctness"], "problem.severity": rule.severity.value},
+            }
+        )
+    for code, (name, short, full) in SPECIAL_RULES.items():
+        descriptors.append(
+            {
+                "id": code,
+                "name": name,
+                "shortDescription": {"text": short},
+                "fullDescription": {"text": full},
+                "help": {"text": full},
+                "defaultConfiguration": {"level": "error"},
+                "properties": {"tags": ["autograd-lint"], "problem.severity": "error"},
+            }
+        )
+    return descriptors
+
+
+def _artifact_location(path: str, root: str) -> dict:
+    relative = repository_path(path, root)
+    if relative is None:
+        return {"uri": Path(os.path.abspath(path)).as_uri()}
+    return {"uri": quote(relative, safe="/"), "uriBaseId": "%SRCROOT%"}
+
+
+def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str) -> str:
+    rules = sarif_rules()
+    index = {rule["id"]: position for position, rule in enumerate(rules)}
+    results = []
+    for d in diagnostics:
+        result = {
+            "ruleId": d.code,
+            "ruleIndex": index[d.code],
+            "level": "warning" if d.severity is Severity.WARNING else "error",
+            "message": {"text": d.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": _artifact_location(d.path, root),
+                        "region": {
+                            "startLine": d.line,
+                            "startColumn": d.column,
+                            "endLine": d.end_line,
+                            "endColumn": d.end_column,
+                        },
+                    }
+                }
+            ],
+        }
+        if d in verdicts:
+            result["properties"] = {"confirm": confirm_dict(verdicts[d])}
+        results.append(result)
+    notifications = [
+        {
+            "level": "error",
+            "message": {"text": str(error)},
+            "locations": [{"physicalLocation": {"artifactLocation": _artifact_location(error.path, root)}}],
+        }
+        for error in errors
+    ]
+    internal_error = any(d.code == "AGL999" for d in diagnostics)
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": TOOL_NAME,
+                        "version": __version__,
+                        "semanticVersion": __version__,
+                        "informationUri": INFORMATION_URI,
+                        "rules": rules,
+                    }
+                },
+                "invocations": [
+                    {"executionSuccessful": not errors and not internal_error, "toolExecutionNotifications": notifications}
+                ],
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(root).as_uri().rstrip("/") + "/"}},
+                # libcst columns count code points, not the UTF-16 units SARIF assumes by default.
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2) + "\n"
+
+
+# --- GitHub Actions workflow commands --------------------------------------------------------------
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str) -> str:
+    """`::error file=…,line=…,col=…,endLine=…,endColumn=…,title=…::message`, one per finding."""
+    lines = []
+    for d in diagnostics:
+        command = "warning" if d.severity is Severity.WARNING else "error"
+        properties = {
+            "file": _display_path(d.path, root),
+            "line": d.line,
+            "col": d.column,
+            "endLine": d.end_line,
+            "endColumn": d.end_column,
+            "title": f"{d.code} {d.name}",
+        }
+        message = d.message
+        if d in verdicts:
+            result = verdicts[d]
+            message += f"\n\n--confirm: {result.verdict} ({result.seconds:g} s): {result.evidence}"
+        rendered = ",".join(f"{key}={_escape_property(str(value))}" for key, value in properties.items())
+        lines.append(f"::{command} {rendered}::{_escape_data(message)}\n")
+    return "".join(lines)
+
+
+# --- GitLab code quality ---------------------------------------------------------------------------
+
+
+def _gitlab_severity(d: Diagnostic) -> str:
+    if d.code in SPECIAL_RULES:
+        return "critical"
+    return "minor" if d.severity is Severity.WARNING else "major"
+
+
+def render_gitlab(diagnostics: list[Diagnostic], verdicts: dict, root: str, sources: Sources) -> str:
+    """GitLab's code-quality report: a JSON array of Code Climate issues.
+
+    The fingerprint hashes the path, the code and the flagged source text (not the line number), so a
+    finding keeps its identity when code above it moves; identical findings in one file are told apart
+    by their order.
+    """
+    issues = []
+    seen: dict[str, int] = {}
+    for d in diagnostics:
+        path = _display_path(d.path, root)
+        basis = "\0".join((path, d.code, sources.span_text(d)))
+        occurrence = seen.get(basis, 0)
+        seen[basis] = occurrence + 1
+        fingerprint = hashlib.sha256(f"{basis}\0{occurrence}".encode()).hexdigest()
+        description = f"{d.code}: {d.message}"
+        if d in verdicts:
+            result = verdicts[d]
+            description += f" [--confirm: {result.verdict}: {result.evidence}]"
+        issues.append(
+            {
+                "description": description,
+                "check_name": d.code,
+                "fingerprint": fingerprint,
+                "severity": _gitlab_severity(d),
+                "location": {"path": path, "lines": {"begin": d.line, "end": d.end_line}},
+            }
+        )
+    return json.dumps(issues, indent=2) + "\n"
