@@ -3,16 +3,17 @@
 A file named explicitly is linted unless `force_exclude` is set (what pre-commit needs, since it names
 every file); exclusion and `.gitignore` files apply to what the directory walk finds.
 
-`.gitignore` files are read in every walked directory, and, inside a git repository, in the
-directories from the repository's root down to where the walk starts, together with
-`.git/info/exclude`. As in git, a deeper file overrides a shallower one, the last matching pattern of
-a file wins, and nothing inside an ignored directory can be re-included. The global excludes file
-(`core.excludesFile`) is not read.
+Inside a git repository (a `.git` at or above where the walk starts), the walk honours the
+`.gitignore` files from the repository's root down, and `.git/info/exclude`. As in git, a deeper file
+overrides a shallower one, the last matching pattern of a file wins, and nothing inside an ignored
+directory can be re-included. Outside a repository `.gitignore` files mean nothing, as for git, ruff
+and ripgrep. The global excludes file (`core.excludesFile`) is not read.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from typing import Iterator
 
@@ -46,10 +47,11 @@ def discover(paths: list[str], config: Config, errors: list[FileError]) -> Itera
 
 def _walk(top: str, config: Config) -> Iterator[str]:
     chains: dict[str, _IgnoreChain] = {}
-    top_chain = _enclosing_ignores(top) if config.respect_gitignore else ()
+    gitignore = config.respect_gitignore and git_root(top) is not None
+    top_chain = _enclosing_ignores(top) if gitignore else ()
     for directory, subdirectories, files in os.walk(top):
         chain = chains.pop(directory, top_chain)
-        if config.respect_gitignore:
+        if gitignore:
             chain = chain + _read_ignore_file(directory, os.path.join(directory, ".gitignore"))
         kept = []
         for name in sorted(subdirectories):
@@ -70,6 +72,12 @@ def _walk(top: str, config: Config) -> Iterator[str]:
 
 
 def _ignored(path: str, is_directory: bool, chain: _IgnoreChain) -> bool:
+    """Whether git would ignore this entry of the walk, judged on the entry itself.
+
+    The walk only enters directories that are not ignored, or the one named on the command line.
+    A match that the entry inherits from its parent directory (`generated/` matches everything
+    under it) therefore comes from a directory the user named, and does not count.
+    """
     verdict = None
     absolute = os.path.abspath(path)
     for base, spec in chain:
@@ -77,8 +85,12 @@ def _ignored(path: str, is_directory: bool, chain: _IgnoreChain) -> bool:
         if relative.startswith(".."):
             continue
         result = spec.check_file(relative + "/" if is_directory else relative)
-        if result.include is not None:
-            verdict = result.include
+        if result.include is None:
+            continue
+        parent = posixpath.dirname(relative)
+        if result.include and parent and spec.check_file(parent + "/").index == result.index:
+            continue  # the same pattern matched the parent: inherited
+        verdict = result.include
     return bool(verdict)
 
 
@@ -97,7 +109,7 @@ def _enclosing_ignores(top: str) -> _IgnoreChain:
     top = os.path.abspath(top)
     root = git_root(top)
     if root is None:
-        return ()  # not in a git repository: only the walked tree's own .gitignore files count
+        return ()
     chain = _read_ignore_file(root, os.path.join(root, ".git", "info", "exclude"))
     if root == top:
         return chain  # the walk reads top's own .gitignore

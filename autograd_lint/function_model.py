@@ -220,9 +220,10 @@ class FunctionModel:
         aliases: dict[str, FunctionClass] = {}
         calls: list[cst.Call] = []
         for node in self.module.parents:
-            if isinstance(node, cst.Call):
+            kind = type(node)
+            if kind is cst.Call:
                 calls.append(node)
-            elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+            elif kind is cst.Assign and len(node.targets) == 1:
                 owner = self._apply_owner(node.value, by_name)
                 if owner is not None:
                     for target in assigned_names(node.targets[0].target):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from .syntax import children, dotted_name, walk
+from .syntax import children, dotted_name, remember_children, walk
 
 if TYPE_CHECKING:
     from .function_model import FunctionModel
@@ -32,20 +32,24 @@ class ParsedModule:
 
     def _index(self, root: cst.CSTNode) -> None:
         parents = self.parents
+        table: dict[cst.CSTNode, list[cst.CSTNode]] = {}
+        remember_children({})
         stack = [root]
         while stack:
             node = stack.pop()
-            found = children(node)
+            found = table[node] = children(node)
             for child in found:
                 parents[child] = node
             stack.extend(reversed(found))
-            if isinstance(node, cst.Import):
+            kind = type(node)  # exact types: isinstance against libcst's ABCs is slow here
+            if kind is cst.Import:
                 self._record_import(node)
-            elif isinstance(node, cst.ImportFrom):
+            elif kind is cst.ImportFrom:
                 self._record_import_from(node)
-            elif isinstance(node, cst.ClassDef):
+            elif kind is cst.ClassDef:
                 self.classes.append(node)
         self._record_module_aliases()
+        remember_children(table)
 
     def _record_import(self, node: cst.Import) -> None:
         for alias in node.names:

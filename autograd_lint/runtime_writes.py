@@ -68,6 +68,9 @@ class RuntimeWrites:
     def _collect(self) -> None:
         found: list[Write] = []
         for node in self.module.parents:
+            kind = type(node)
+            if kind not in (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Del, cst.Call):
+                continue
             if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Del)):
                 targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
                 for target in targets:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import libcst as cst
 
 from .syntax import assigned_names, dotted_name, walk
@@ -11,6 +13,7 @@ def _declared(body: cst.CSTNode, kind: type) -> set[str]:
     return {item.name.value for node in walk(body, into_functions=False) if isinstance(node, kind) for item in node.names}
 
 
+@lru_cache(maxsize=2048)  # rules ask about the same scopes again and again; nodes hash by identity
 def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
     """Name -> the nodes that bind it directly in `scope` (a Module or FunctionDef), nested scopes excluded.
 
@@ -65,9 +68,11 @@ def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
     return found
 
 
+@lru_cache(maxsize=2048)
 def declared_global(function: cst.FunctionDef) -> set[str]:
     return _declared(function.body, cst.Global)
 
 
+@lru_cache(maxsize=2048)
 def declared_nonlocal(function: cst.FunctionDef) -> set[str]:
     return _declared(function.body, cst.Nonlocal)

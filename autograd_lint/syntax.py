@@ -64,6 +64,27 @@ def is_none(expr: cst.BaseExpression | None) -> bool:
 
 
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_IS_NODE_TYPE: dict[type, bool] = {}
+_SCOPE_TYPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
+
+
+def _is_node(value) -> bool:
+    # isinstance against libcst's ABCs is slow on this hot path; decide once per type.
+    kind = type(value)
+    known = _IS_NODE_TYPE.get(kind)
+    if known is None:
+        known = _IS_NODE_TYPE[kind] = isinstance(value, cst.CSTNode)
+    return known
+
+
+# Children of the nodes of the module being linted, filled once by ParsedModule and read by every
+# later walk of that module (the rules walk the same tree many times). Reset per module.
+_CHILDREN: dict[cst.CSTNode, list[cst.CSTNode]] = {}
+
+
+def remember_children(table: dict[cst.CSTNode, list[cst.CSTNode]]) -> None:
+    global _CHILDREN
+    _CHILDREN = table
 
 
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
@@ -72,16 +93,19 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     Reads the dataclass fields directly: several times faster than libcst's `children` property,
     which runs a visitor per call, and this is on every file's hot path.
     """
+    known = _CHILDREN.get(node)
+    if known is not None:
+        return known
     names = _CHILD_FIELDS.get(type(node))
     if names is None:
         names = _CHILD_FIELDS[type(node)] = tuple(f.name for f in dataclasses.fields(node))
     found = []
     for name in names:
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        if _is_node(value):
             found.append(value)
-        elif isinstance(value, (tuple, list)):
-            found.extend(item for item in value if isinstance(item, cst.CSTNode))
+        elif type(value) is tuple or type(value) is list:
+            found.extend(item for item in value if _is_node(item))
     return found
 
 
@@ -91,7 +115,7 @@ def walk(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[cst.CSTN
     while stack:
         child = stack.pop()
         yield child
-        if not into_functions and isinstance(child, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+        if not into_functions and type(child) in _SCOPE_TYPES:
             continue
         stack.extend(reversed(children(child)))
 

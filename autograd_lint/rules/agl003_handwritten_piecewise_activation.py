@@ -48,6 +48,9 @@ class HandwrittenPiecewiseActivation(Rule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
+            kind = type(node)
+            if kind not in (cst.BinaryOperation, cst.AugAssign, cst.Call):
+                continue
             if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
                 parent = module.parents.get(node)
                 if _is_multiply(parent) and parent.left is node:

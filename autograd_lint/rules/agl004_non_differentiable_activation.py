@@ -98,7 +98,7 @@ class NonDifferentiableActivation(Rule):
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}
         for node in module.parents:
-            if isinstance(node, cst.FunctionDef) and _is_activation_context(module, node, function_classes):
+            if type(node) is cst.FunctionDef and _is_activation_context(module, node, function_classes):
                 yield from _FunctionFlow(module, node).findings()
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
