@@ -4,7 +4,7 @@ from .api import LintResult, lint_paths, lint_source
 from .config import Config, ConfigError, load_config
 from .diagnostic import Diagnostic, FileError, Severity
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Config",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import Config
 from .diagnostic import Diagnostic, FileError
 from .discovery import discover
-from .engine import lint_text
+from .cache import ResultCache
+from .engine import INTERNAL_ERROR_CODE, lint_text
 from .module import module_name_for_path
-from .reading import SourceError, decode_source, read_source
+from .reading import SourceError, decode_source, read_bytes
 
 
 @dataclass
@@ -30,18 +35,71 @@ def lint_source(source: str | bytes, path: str = "<string>", config: Config | No
     return lint_text(text, path, config.codes_for(path), module_name, verbose=verbose)
 
 
-def lint_paths(paths: list[str], config: Config | None = None, verbose: bool = False) -> LintResult:
-    """Diagnostics for every Python file under `paths`, sorted by path, line, column and code."""
+def lint_paths(
+    paths: list[str],
+    config: Config | None = None,
+    verbose: bool = False,
+    jobs: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+) -> LintResult:
+    """Diagnostics for every Python file under `paths`, sorted by path, line, column and code.
+
+    `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
+    files whose bytes, path, linter version and rule selection are unchanged are not linted again.
+    """
     config = config or Config()
     result = LintResult()
+    cache = ResultCache(cache_dir) if cache_dir is not None else None
+    pending: list[tuple[str, bytes, tuple[str, ...], bool]] = []
+    keys: dict[str, str] = {}
     for path in discover(list(paths), config, result.errors):
         try:
-            text = read_source(path)
+            data = read_bytes(path)
         except SourceError as error:
             result.errors.append(FileError(path, str(error)))
             continue
+        codes = config.codes_for(path)
+        if cache is not None:
+            keys[path] = cache.key(path, data, codes)
+            cached = cache.get(path, keys[path])
+            if cached is not None:
+                result.files_checked += 1
+                result.diagnostics.extend(cached)
+                continue
+        pending.append((path, data, tuple(codes), verbose))
+    for path, diagnostics, error in _run(pending, jobs):
+        if error is not None:
+            result.errors.append(FileError(path, error))
+            continue
         result.files_checked += 1
-        result.diagnostics.extend(lint_text(text, path, config.codes_for(path), module_name_for_path(path), verbose=verbose))
+        result.diagnostics.extend(diagnostics)
+        if cache is not None and not any(d.code == INTERNAL_ERROR_CODE for d in diagnostics):
+            cache.put(path, keys[path], diagnostics)
     result.diagnostics.sort(key=Diagnostic.sort_key)
     result.errors.sort(key=lambda e: e.path)
     return result
+
+
+# Below this many files a process pool costs more than it saves (the pre-commit case).
+_POOL_THRESHOLD = 8
+
+
+def _run(tasks: list, jobs: int):
+    if jobs <= 1 or len(tasks) < _POOL_THRESHOLD:
+        return map(_lint_task, tasks)
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        # Big files first so that no worker is left with a large one at the end.
+        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
+        results = list(pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16))))
+    by_index = dict(zip(order, results))
+    return [by_index[i] for i in range(len(tasks))]
+
+
+def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
+    path, data, codes, verbose = task
+    try:
+        text = decode_source(data)
+    except SourceError as error:
+        return path, [], str(error)
+    return path, lint_text(text, path, list(codes), module_name_for_path(path), verbose=verbose), None

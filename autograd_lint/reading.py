@@ -26,13 +26,16 @@ def decode_source(data: bytes) -> str:
 
 
 def read_source(path: str) -> str:
+    return decode_source(read_bytes(path))
+
+
+def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except FileNotFoundError:
         raise SourceError("file vanished before it could be read") from None
     except IsADirectoryError:
         raise SourceError("is a directory, not a Python file") from None
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}") from None
-    return decode_source(data)

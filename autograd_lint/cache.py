@@ -1,0 +1,69 @@
+"""Per-file result cache: a warm run reads and hashes files and parses nothing.
+
+An entry is keyed by the file's bytes, its path, the linter version and the selected codes. Each
+source file has one entry file, written atomically (temp file + rename), so concurrent runs never
+see half an entry; an unreadable or corrupt entry is a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .version import __version__
+from .diagnostic import Diagnostic, Severity
+
+DEFAULT_DIRECTORY = ".autograd_lint_cache"
+
+
+class ResultCache:
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    @staticmethod
+    def key(path: str, data: bytes, codes: list[str]) -> str:
+        digest = hashlib.blake2b(digest_size=20)
+        for part in (__version__, os.path.abspath(path), ",".join(codes)):
+            digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(data)
+        return digest.hexdigest()
+
+    def _entry(self, path: str) -> Path:
+        name = hashlib.blake2b(os.path.abspath(path).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return self.directory / name[:2] / f"{name}.json"
+
+    def get(self, path: str, key: str) -> list[Diagnostic] | None:
+        try:
+            with open(self._entry(path), encoding="utf-8") as handle:
+                entry = json.load(handle)
+            if entry.get("key") != key:
+                return None
+            return [
+                Diagnostic(**{**item, "severity": Severity(item["severity"])}) for item in entry["diagnostics"]
+            ]
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # missing, corrupt or from another version: lint again
+
+    def put(self, path: str, key: str, diagnostics: list[Diagnostic]) -> None:
+        entry = self._entry(path)
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            self._mark_directory()
+            payload = json.dumps({"key": key, "diagnostics": [d.to_dict() for d in diagnostics]})
+            handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(payload)
+            os.replace(temporary, entry)
+        except OSError:
+            pass  # a read-only tree still lints; it just stays cold
+
+    def _mark_directory(self) -> None:
+        ignore = self.directory / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# Created by autograd-lint\n*\n", encoding="utf-8")
+            (self.directory / "CACHEDIR.TAG").write_text(
+                "Signature: 8a477f597d28d172789f06886806bc55\n# autograd-lint result cache\n", encoding="utf-8"
+            )
