@@ -1,28 +1,48 @@
-"""Rule discovery: every `aglNNN_*.py` module here defines exactly one Rule subclass."""
+"""Rule discovery: every `aglNNN_*.py` module here defines exactly one Rule subclass.
+
+Codes come from the module names, so selecting rules, validating a config or reading cached
+results imports no rule (and so not libcst); a rule module is imported when it is first used.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
+from collections.abc import Iterator, Mapping
 
-from ..rule import Rule
-
-
-def _discover() -> dict[str, type[Rule]]:
-    found: dict[str, type[Rule]] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("agl"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        rules = [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type) and issubclass(value, Rule) and value is not Rule and value.__module__ == module.__name__
-        ]
-        if len(rules) != 1:
-            raise RuntimeError(f"{module.__name__} must define exactly one Rule, found {len(rules)}")
-        found[rules[0].code] = rules[0]
-    return dict(sorted(found.items()))
+_MODULE_NAME = re.compile(r"^agl(\d{3})_\w+$")
 
 
-RULES: dict[str, type[Rule]] = _discover()
+class _Registry(Mapping):
+    def __init__(self) -> None:
+        self._modules = {
+            f"AGL{match.group(1)}": info.name
+            for info in pkgutil.iter_modules(__path__)
+            if (match := _MODULE_NAME.match(info.name))
+        }
+        self._loaded: dict = {}
+
+    def __getitem__(self, code: str):
+        if code not in self._loaded:
+            from ..rule import Rule
+
+            module = importlib.import_module(f"{__name__}.{self._modules[code]}")
+            rules = [
+                value
+                for value in vars(module).values()
+                if isinstance(value, type) and issubclass(value, Rule) and value is not Rule and value.__module__ == module.__name__
+            ]
+            if len(rules) != 1 or rules[0].code != code:
+                raise RuntimeError(f"{module.__name__} must define exactly one Rule, with code {code}")
+            self._loaded[code] = rules[0]
+        return self._loaded[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._modules))
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+RULES = _Registry()
