@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from typing import Iterator
 
-from . import __version__
+from .version import __version__
 from .api import lint_source
 from .config import Config
 from .engine import SYNTAX_ERROR_CODE

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from . import __version__
+from .version import __version__
 from .diagnostic import Diagnostic, FileError, Severity
 from .discovery import git_root
 from .pages import rule_page
