@@ -68,12 +68,23 @@ _IS_NODE_TYPE: dict[type, bool] = {}
 _SCOPE_TYPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 
 
+# Whitespace, punctuation and operator tokens: no rule asks for their parents or walks into them,
+# and they are about half of all nodes.
+_TOKEN_TYPES = (
+    cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
+    cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.LeftParen, cst.RightParen,
+    cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace, cst.RightCurlyBrace,
+    cst.BaseBinaryOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp, cst.BaseBooleanOp,
+    cst.ImportStar,
+)
+
+
 def _is_node(value) -> bool:
     # isinstance against libcst's ABCs is slow on this hot path; decide once per type.
     kind = type(value)
     known = _IS_NODE_TYPE.get(kind)
     if known is None:
-        known = _IS_NODE_TYPE[kind] = isinstance(value, cst.CSTNode)
+        known = _IS_NODE_TYPE[kind] = isinstance(value, cst.CSTNode) and not issubclass(kind, _TOKEN_TYPES)
     return known
 
 

@@ -111,18 +111,25 @@ def test_missing_torch_is_inconclusive_with_the_reason(tmp_path):
     assert result.verdict == "inconclusive" and "no torch in" in result.evidence
 
 
-def hostile(body: str, timeout: float = 4, memory_mb: int = 4096):
-    before = set(os.listdir(tempfile.gettempdir()))
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """A temp root of this test's own, so that other runs' harness directories cannot interfere."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def hostile(body: str, root: Path, timeout: float = 4, memory_mb: int = 4096):
     result = run_harness(textwrap.dedent(body), RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
-    leftovers = {name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("autograd-lint-confirm-")}
-    assert leftovers == set()
+    assert os.listdir(root) == []  # the harness's temp directory is gone
     return result
 
 
-def harness_processes() -> list[str]:
-    """Running processes whose command line names a confirm temp directory."""
+def harness_processes(root: Path) -> list[str]:
+    """Running processes whose command line names a harness under this test's temp root."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "autograd-lint-confirm-" in line]
+    return [line for line in out.splitlines() if str(root) in line]
 
 
 @pytest.mark.parametrize(
@@ -136,29 +143,29 @@ def harness_processes() -> list[str]:
         ("exception", "raise ValueError('boom')\n", "ValueError: boom"),
     ],
 )
-def test_hostile_harness_ends_inconclusive(name, body, reason):
-    result = hostile(body)
+def test_hostile_harness_ends_inconclusive(name, body, reason, private_tmp):
+    result = hostile(body, private_tmp)
     assert result.verdict == "inconclusive"
     assert reason in result.evidence
-    assert harness_processes() == []
+    assert harness_processes(private_tmp) == []
 
 
-def test_forked_children_are_killed_with_the_harness():
+def test_forked_children_are_killed_with_the_harness(private_tmp):
     body = "import os, time\nif os.fork() == 0:\n    while True:\n        time.sleep(0.1)\ntime.sleep(60)\n"
-    result = hostile(body, timeout=2)
+    result = hostile(body, private_tmp, timeout=2)
     assert result.verdict == "inconclusive" and "timeout" in result.evidence
-    assert harness_processes() == []
+    assert harness_processes(private_tmp) == []
 
 
-def test_a_child_that_outlives_a_finished_harness_is_killed():
+def test_a_child_that_outlives_a_finished_harness_is_killed(private_tmp):
     body = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
-    result = hostile(PROBES + body + "_agl_report('not-reproduced', 'parent done')\n", timeout=10)
+    result = hostile(PROBES + body + "_agl_report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
     assert result.verdict == "not-reproduced"
-    assert harness_processes() == []
+    assert harness_processes(private_tmp) == []
 
 
-def test_files_written_in_the_working_directory_do_not_survive():
-    result = hostile("open('left_behind.txt', 'w').write('x')\nraise SystemExit(0)\n")
+def test_files_written_in_the_working_directory_do_not_survive(private_tmp):
+    result = hostile("open('left_behind.txt', 'w').write('x')\nraise SystemExit(0)\n", private_tmp)
     assert result.verdict == "inconclusive"
     assert not Path("left_behind.txt").exists()
 
@@ -185,7 +192,7 @@ def test_hostile_module_does_not_stop_the_other_verdicts(tmp_path):
     )
     good = FIXTURES / "motivating" / "case_c_arity.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "--confirm", "--confirm-timeout", "3", "--output-format", "json", str(hostile_module), str(good)],
+        [sys.executable, "-m", "autograd_lint", "--confirm", "--confirm-timeout", "15", "--output-format", "json", str(hostile_module), str(good)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
@@ -205,7 +212,7 @@ def test_confirmed_only_keeps_confirmed_findings(tmp_path):
     )
     good = FIXTURES / "motivating" / "case_c_arity.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "-q", "--confirmed-only", "--confirm-timeout", "3", str(hostile_module), str(good)],
+        [sys.executable, "-m", "autograd_lint", "-q", "--confirmed-only", "--confirm-timeout", "15", str(hostile_module), str(good)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1

@@ -19,11 +19,21 @@ from ..syntax import code_of, dotted_name, normalized_code, walk
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
 BUILTIN_NAMES = frozenset(dir(builtins))
-_PARENTHESIZED_COMPARISON = re.compile(
-    r"\([^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*\)|\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+_COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
+_CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
+_COMPARISON_METHOD = r"\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+# Separate patterns: one alternation of all of them is several times slower to search.
+_TRIGGERS = tuple(
+    re.compile(pattern, re.MULTILINE)
+    for pattern in (
+        r"\*=?\s*\(" + _COMPARISON + r"\)",
+        r"\(" + _COMPARISON + r"\)" + _CAST + r"\s*\*",
+        _COMPARISON_METHOD + r"[^\n]*\*|\*[^\n]*" + _COMPARISON_METHOD,
+        r"mul_?\([^\n]*(?:[<>]|" + _COMPARISON_METHOD + r")|multiply\(",
+        r"^[ \t]*\w+[ \t]*=[ \t]*\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",
+        r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+" + _COMPARISON_METHOD,
+    )
 )
-_ASSIGNMENT = re.compile(r"[ \t]*\w+[ \t]*=[^=]")
-_NAMED_BARE_COMPARISON = re.compile(r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+[ \t]*[<>]=?[^<>]", re.MULTILINE)
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 
 
@@ -35,16 +45,10 @@ class HandwrittenPiecewiseActivation(Rule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        """A comparison on a line that multiplies or assigns (`x * (x > 0)`, `mask = (x > 0)`), or a
-        bare comparison assigned to a name. The flagged expression is assumed to keep its
-        comparison on one physical line, as formatters write it."""
-        for match in _PARENTHESIZED_COMPARISON.finditer(text):
-            start = text.rfind("\n", 0, match.start()) + 1
-            end = text.find("\n", match.end())
-            line = text[start : end if end != -1 else None]
-            if "*" in line.replace("**", "") or "mul" in line or _ASSIGNMENT.match(line):
-                return True
-        return _NAMED_BARE_COMPARISON.search(text) is not None
+        """A comparison next to a multiplication (`x * (x > 0)`, `(x > 0).float() * x`, `x * x.gt(0)`,
+        `x.mul(x > 0)`) or assigned to a name (`mask = (x > 0).float()`). The flagged expression is
+        assumed to keep each of these on one physical line, as formatters write it."""
+        return any(pattern.search(text) for pattern in _TRIGGERS)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
