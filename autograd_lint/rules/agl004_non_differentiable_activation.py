@@ -72,12 +72,21 @@ NON_DATA_PARAMETER = re.compile(r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|len
 _ACTIVATION_DEF = re.compile(
     r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(", re.IGNORECASE
 )
-_SOURCE_OPS = re.compile(
-    r"\b(sign|sgn|round|floor|ceil|trunc|fix|heaviside|one_hot|where|scatter)_?\s*\("
-    r"|\.(int|long|short|byte|char|bool)\(\s*\)"
-    r"|\.(to|type)\([^)\n]*\b(u?int(8|16|32|64)|long|bool|short|\w*Tensor|dtype)\b"
-    r"|([<>]|==)[^\n]*\)\s*\.(float|half|double|bfloat16|to|type_as|type)\("
-    r"|\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+_ZERO_GRADIENT_OP_NAMES = r"(sign|sgn|round|floor|ceil|trunc|fix|heaviside)"
+# One pattern per kind of source (separate patterns search faster than one alternation).
+_SOURCE_OPS = tuple(
+    re.compile(pattern, re.MULTILINE)
+    for pattern in (
+        r"(?<!math)(?<!np)(?<!numpy)\." + _ZERO_GRADIENT_OP_NAMES + r"_?\s*\(",
+        r"^\s*from\s+torch\s+import[^\n]*\b" + _ZERO_GRADIENT_OP_NAMES + r"\b",
+        r"\bone_hot\s*\(",
+        r"\bwhere\s*\([^\n]*(?:ones|zeros|full|tensor|,\s*-?\d)",
+        r"\bscatter_?\s*\(",
+        r"\.(int|long|short|byte|char|bool)\(\s*\)",
+        r"\.(to|type)\([^)\n]*\b(u?int(8|16|32|64)|long|bool|short|\w*Tensor)\b",
+        r"([<>]|==)[^\n]*\)\s*\.(float|half|double|bfloat16|to|type_as|type)\(",
+        r"\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\(",
+    )
 )
 ACTIVATION_NAME = re.compile(
     r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|binary|bin_?act\w*|ternari[sz]\w*|ternary|discreti[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
@@ -93,7 +102,7 @@ class NonDifferentiableActivation(Rule):
     @classmethod
     def triggered(cls, text: str) -> bool:
         """A forward or an activation-like function, and one of the ops this rule flags."""
-        return _ACTIVATION_DEF.search(text) is not None and _SOURCE_OPS.search(text) is not None
+        return _ACTIVATION_DEF.search(text) is not None and any(op.search(text) for op in _SOURCE_OPS)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}
