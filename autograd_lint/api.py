@@ -41,11 +41,14 @@ def lint_paths(
     verbose: bool = False,
     jobs: int = 1,
     cache_dir: str | os.PathLike | None = None,
+    prefilter: bool = True,
 ) -> LintResult:
     """Diagnostics for every Python file under `paths`, sorted by path, line, column and code.
 
     `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
     files whose bytes, path, linter version and rule selection are unchanged are not linted again.
+    `prefilter=False` parses every file, even those no rule's text trigger matches (for testing
+    that the triggers lose nothing).
     """
     config = config or Config()
     result = LintResult()
@@ -66,7 +69,7 @@ def lint_paths(
                 result.files_checked += 1
                 result.diagnostics.extend(cached)
                 continue
-        pending.append((path, data, tuple(codes), verbose))
+        pending.append((path, data, tuple(codes), verbose, prefilter))
     for path, diagnostics, error in _run(pending, jobs):
         if error is not None:
             result.errors.append(FileError(path, error))
@@ -97,9 +100,9 @@ def _run(tasks: list, jobs: int):
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
-    path, data, codes, verbose = task
+    path, data, codes, verbose, prefilter = task
     try:
         text = decode_source(data)
     except SourceError as error:
         return path, [], str(error)
-    return path, lint_text(text, path, list(codes), module_name_for_path(path), verbose=verbose), None
+    return path, lint_text(text, path, list(codes), module_name_for_path(path), verbose=verbose, prefilter=prefilter), None

@@ -19,7 +19,9 @@ INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME = "AGL999", "internal-error"
 UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
 
 
-def lint_text(source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False) -> list[Diagnostic]:
+def lint_text(
+    source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False, prefilter: bool = True
+) -> list[Diagnostic]:
     # Ask CPython first: libcst's native parser crashes the whole process on nesting that CPython
     # rejects cleanly ("too many nested parentheses"). Other CPython errors may only mean the code
     # is for a newer Python than this one (PEP 695 generics under 3.11): libcst decides those.
@@ -29,7 +31,8 @@ def lint_text(source: str, path: str, codes: list[str], module_name: str | None 
     # The cheap text triggers decide which rules can have anything to find; a file no selected rule
     # is triggered by is not parsed with libcst at all (the expensive step). A file CPython rejects
     # still is, to tell code for a newer Python from a real syntax error.
-    codes = [code for code in codes if RULES[code].triggered(source)]
+    if prefilter:
+        codes = [code for code in codes if RULES[code].triggered(source)]
     if not codes and python_error is None:
         return []
     try:

@@ -1,0 +1,78 @@
+"""What the speed-ups must not change: prefiltered, parallel and cached runs give the same findings.
+
+Speed itself is measured by benchmarks/compare.py, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from autograd_lint import lint_paths
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def torch_source() -> str:
+    import torch
+
+    return os.path.dirname(torch.__file__)
+
+
+def test_prefilter_loses_nothing_on_torchs_source():
+    jobs = os.cpu_count() or 2
+    filtered = lint_paths([torch_source()], jobs=jobs)
+    unfiltered = lint_paths([torch_source()], jobs=jobs, prefilter=False)
+    assert filtered.files_checked == unfiltered.files_checked > 2000
+    assert filtered.diagnostics == unfiltered.diagnostics
+    assert filtered.errors == unfiltered.errors
+
+
+def test_prefilter_loses_nothing_on_the_fixtures():
+    assert lint_paths([str(FIXTURES)]).diagnostics == lint_paths([str(FIXTURES)], prefilter=False).diagnostics
+
+
+def test_parallel_run_equals_serial_run_in_the_same_order():
+    serial = lint_paths([str(FIXTURES)], jobs=1)
+    parallel = lint_paths([str(FIXTURES)], jobs=2)
+    assert serial.diagnostics and parallel.diagnostics == serial.diagnostics
+    assert parallel.files_checked == serial.files_checked
+
+
+def test_cache_gives_the_same_findings_and_follows_edits(tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES, tree)
+    cache = tmp_path / "cache"
+    cold = lint_paths([str(tree)], cache_dir=cache)
+    warm = lint_paths([str(tree)], cache_dir=cache)
+    assert warm.diagnostics == cold.diagnostics and warm.files_checked == cold.files_checked
+    entries = list(cache.rglob("*.json"))
+    assert len(entries) == cold.files_checked
+    # An edit invalidates that file's entry: the new finding appears, the old one goes.
+    target = tree / "motivating" / "case_c_arity.py"
+    target.write_text(target.read_text().replace("return grad_output * ctx.scale", "return grad_output * ctx.scale, None"))
+    edited = lint_paths([str(tree)], cache_dir=cache)
+    assert [d for d in edited.diagnostics if d.path.endswith("case_c_arity.py")] == []
+    assert len(edited.diagnostics) == len(cold.diagnostics) - 1
+
+
+def test_corrupt_cache_entry_is_a_miss(tmp_path):
+    cache = tmp_path / "cache"
+    cold = lint_paths([str(FIXTURES / "motivating")], cache_dir=cache)
+    for entry in cache.rglob("*.json"):
+        entry.write_text("{ not json")
+    again = lint_paths([str(FIXTURES / "motivating")], cache_dir=cache)
+    assert again.diagnostics == cold.diagnostics
+
+
+def test_a_different_selection_does_not_reuse_entries(tmp_path):
+    from autograd_lint import Config
+
+    cache = tmp_path / "cache"
+    everything = lint_paths([str(FIXTURES / "motivating")], cache_dir=cache)
+    only_agl002 = lint_paths([str(FIXTURES / "motivating")], Config(select=("AGL002",)), cache_dir=cache)
+    assert {d.code for d in only_agl002.diagnostics} == {"AGL002"}
+    assert {d.code for d in everything.diagnostics} > {"AGL002"}
