@@ -452,3 +452,17 @@ def test_file_errors_do_not_break_machine_formats(project):
 def test_sources_fall_back_to_nothing_for_an_unreadable_path():
     assert Sources().lines("/nonexistent/dir/x.py") == []
     assert Sources().span_text(diagnostic(path="/nonexistent/dir/x.py")) == ""
+
+
+def test_cli_confirm_verdicts_reach_json_lines_and_sarif(project, monkeypatch):
+    def fake_confirm(diagnostics, limits, jobs, sources, progress):
+        return {d: RunResult("confirmed", f"proved {d.code}", 1.25) for d in diagnostics}
+
+    monkeypatch.setattr("autograd_lint.cli.confirm_diagnostics", fake_confirm)
+    rows = [json.loads(line) for line in invoke(["--confirm", "--output-format", "json-lines", "bad.py"]).stdout.splitlines()]
+    assert [row["confirm"] for row in rows] == [{"verdict": "confirmed", "evidence": "proved AGL002", "seconds": 1.25}]
+    result = invoke(["--confirm", "--output-format", "sarif", "bad.py", "relu.py"])
+    assert result.exit_code == 1
+    log = json.loads(result.stdout)
+    assert list(sarif_validator().iter_errors(log)) == []
+    assert [r["properties"]["confirm"]["evidence"] for r in log["runs"][0]["results"]] == ["proved AGL002", "proved AGL003"]

@@ -38,10 +38,9 @@ def git(*args: str, cwd: Path, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PRE_COMMIT"))}
     env.update(GIT_IDENTITY)
-    env["HOME"] = str(home)  # no user git configuration
+    env["GIT_CONFIG_GLOBAL"] = os.devnull  # no user git configuration (signing, hooks, templates)
     env["PRE_COMMIT_HOME"] = str(tmp_path_factory.mktemp("pre-commit-home"))
     return env
 
