@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from .version import __version__
 from .api import LintResult, lint_paths
 from .config import Config, ConfigError, find_pyproject, load_config, parse_per_file_ignores, validate_codes
 from .confirm.runner import RunLimits
