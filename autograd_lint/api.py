@@ -9,11 +9,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import Config
-from .diagnostic import Diagnostic, FileError
+from .diagnostic import INTERNAL_ERROR_CODE, Diagnostic, FileError
 from .discovery import discover
 from .cache import ResultCache
-from .engine import INTERNAL_ERROR_CODE, lint_text
-from .module import module_name_for_path
+from .module_names import module_name_for_path
 from .reading import SourceError, decode_source, read_bytes
 
 
@@ -29,6 +28,8 @@ def lint_source(source: str | bytes, path: str = "<string>", config: Config | No
 
     Raises SourceError for bytes that cannot be decoded.
     """
+    from .engine import lint_text  # libcst is loaded only when something is parsed
+
     config = config or Config()
     text = decode_source(source) if isinstance(source, bytes) else source
     module_name = module_name_for_path(path) if not path.startswith("<") else None
@@ -100,6 +101,8 @@ def _run(tasks: list, jobs: int):
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
+    from .engine import lint_text  # libcst is loaded only when something is parsed (not on a warm run)
+
     path, data, codes, verbose, prefilter = task
     try:
         text = decode_source(data)

@@ -1,6 +1,6 @@
 """Per-file result cache: a warm run reads and hashes files and parses nothing.
 
-An entry is keyed by the file's bytes, its path, the linter version and the selected codes. Each
+An entry is keyed by the file's bytes, its path, the linter (version and code) and the selected codes. Each
 source file has one entry file, written atomically (temp file + rename), so concurrent runs never
 see half an entry; an unreadable or corrupt entry is a miss.
 """
@@ -11,12 +11,24 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from .version import __version__
 from .diagnostic import Diagnostic, Severity
 
 DEFAULT_DIRECTORY = ".autograd_lint_cache"
+
+
+@lru_cache(maxsize=1)
+def _linter_fingerprint() -> str:
+    """The version and a hash of the linter's own code: an edited rule invalidates the cache even
+    before the version is bumped (a development checkout, an editable install)."""
+    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
+    package = Path(__file__).resolve().parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 class ResultCache:
@@ -26,7 +38,7 @@ class ResultCache:
     @staticmethod
     def key(path: str, data: bytes, codes: list[str]) -> str:
         digest = hashlib.blake2b(digest_size=20)
-        for part in (__version__, os.path.abspath(path), ",".join(codes)):
+        for part in (_linter_fingerprint(), os.path.abspath(path), ",".join(codes)):
             digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(data)
         return digest.hexdigest()

@@ -14,14 +14,12 @@ import click
 
 from .version import __version__
 from .api import LintResult, lint_paths
+from .cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .config import Config, ConfigError, find_pyproject, load_config, parse_per_file_ignores, validate_codes
-from .confirm.runner import RunLimits
-from .confirm.session import confirm_diagnostics
-from .diagnostic import FileError
+from .diagnostic import INTERNAL_ERROR_CODE, FileError
 from .discovery import discover
-from .engine import INTERNAL_ERROR_CODE, lint_text
 from .formats import Sources
-from .module import module_name_for_path
+from .module_names import module_name_for_path
 from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
 from .pages import rule_page
 from .reading import SourceError, decode_source
@@ -78,11 +76,13 @@ def main() -> None:
 @click.option("--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs confirm harnesses [default: this one].")
 @click.option("--confirm-timeout", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds one harness may run before it is killed.")
 @click.option("--confirm-memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Address-space limit of one harness, in MB.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: the number of CPUs].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Files linted (and harnesses run) in parallel [default: the number of CPUs].")
+@click.option("--no-cache", is_flag=True, help="Lint every file again, ignoring and not writing the result cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=f"Where results are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].")
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
 def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
           show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
-          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs) -> None:
+          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs, no_cache, cache_dir) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     if statistics and output_format not in STATISTICS_FORMATS:
         _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
@@ -105,7 +105,8 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
     if read_stdin:
         _lint_stdin(stdin_path, config, result, verbose, stdin_sources)
     if paths:
-        found = lint_paths(paths, config, verbose=verbose)
+        cache = None if no_cache else (cache_dir or os.path.join(config.root, DEFAULT_CACHE))
+        found = lint_paths(paths, config, verbose=verbose, jobs=jobs or os.cpu_count() or 1, cache_dir=cache)
         result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
         result.errors += found.errors
         result.files_checked += found.files_checked
@@ -113,6 +114,9 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         click.echo(f"autograd-lint: error: {error}", err=True)
     verdicts = {}
     if confirm or confirmed_only:
+        from .confirm.runner import RunLimits  # torch-side machinery, loaded only when asked for
+        from .confirm.session import confirm_diagnostics
+
         limits = RunLimits(python_path or sys.executable, confirm_timeout, confirm_memory)
         verdicts = confirm_diagnostics(
             result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, _progress_bar() if not quiet else None
@@ -210,8 +214,27 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
         return
     sources[display_path] = text
     module_name = module_name_for_path(display_path) if display_path != "-" else None
+    from .engine import lint_text
+
     result.diagnostics += lint_text(text, display_path, config.codes_for(display_path), module_name, verbose=verbose)
     result.files_checked += 1
+
+
+@main.command("clean", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="The cache to remove [default: the one `autograd-lint` uses here].")
+def clean(cache_dir) -> None:
+    """Remove the result cache."""
+    import shutil
+
+    if cache_dir is None:
+        try:
+            pyproject = find_pyproject(os.getcwd())
+        except ConfigError as error:
+            _fail(str(error))
+        cache_dir = os.path.join(str(pyproject.parent) if pyproject else os.getcwd(), DEFAULT_CACHE)
+    if os.path.isdir(cache_dir):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        click.echo(f"removed {cache_dir}", err=True)
 
 
 @main.command("rule", context_settings={"help_option_names": ["-h", "--help"]})

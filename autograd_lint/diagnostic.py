@@ -46,3 +46,9 @@ class FileError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME = "AGL000", "syntax-error"
+INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME = "AGL999", "internal-error"
+# Reported whatever the selection and never silenced by noqa: the file was not (fully) checked.
+UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})

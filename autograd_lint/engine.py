@@ -7,16 +7,20 @@ import traceback
 
 import libcst as cst
 
-from .diagnostic import Diagnostic, Severity
+from .diagnostic import (
+    INTERNAL_ERROR_CODE,
+    INTERNAL_ERROR_NAME,
+    SYNTAX_ERROR_CODE,
+    SYNTAX_ERROR_NAME,
+    UNSUPPRESSIBLE,
+    Diagnostic,
+    Severity,
+)
 from .module import ParsedModule
 from .noqa import find_suppressions
 from .rule import Rule
 from .rules import RULES
 
-SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME = "AGL000", "syntax-error"
-INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME = "AGL999", "internal-error"
-# Reported whatever the selection and never silenced by noqa: the file was not (fully) checked.
-UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
 
 
 def lint_text(

@@ -17,7 +17,7 @@ from typing import Iterator
 from .version import __version__
 from .api import lint_source
 from .config import Config
-from .engine import SYNTAX_ERROR_CODE
+from .diagnostic import SYNTAX_ERROR_CODE
 
 _EVERY_RULE = Config(select=("ALL",))
 

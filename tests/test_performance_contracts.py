@@ -76,3 +76,45 @@ def test_a_different_selection_does_not_reuse_entries(tmp_path):
     only_agl002 = lint_paths([str(FIXTURES / "motivating")], Config(select=("AGL002",)), cache_dir=cache)
     assert {d.code for d in only_agl002.diagnostics} == {"AGL002"}
     assert {d.code for d in everything.diagnostics} > {"AGL002"}
+
+
+def test_cli_caches_results_and_clean_removes_them(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from autograd_lint.cli import main
+
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "motivating", tree)
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(main, ["-q", "tree"])
+    assert first.exit_code == 1 and (tmp_path / ".autograd_lint_cache").is_dir()
+    assert (tmp_path / ".autograd_lint_cache" / ".gitignore").read_text().strip().endswith("*")
+    second = CliRunner().invoke(main, ["-q", "tree"])
+    assert second.stdout == first.stdout
+    custom = CliRunner().invoke(main, ["-q", "--cache-dir", "elsewhere", "tree"])
+    assert custom.stdout == first.stdout and (tmp_path / "elsewhere").is_dir()
+    none = CliRunner().invoke(main, ["-q", "--no-cache", "-j", "1", "tree"])
+    assert none.stdout == first.stdout
+    cleaned = CliRunner().invoke(main, ["clean"])
+    assert cleaned.exit_code == 0 and not (tmp_path / ".autograd_lint_cache").exists()
+
+
+def test_a_warm_run_parses_nothing(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    cache = tmp_path / "cache"
+    lint_paths([str(FIXTURES)], cache_dir=cache)
+    # In a fresh interpreter, a fully cached run must not even import libcst.
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from autograd_lint import lint_paths
+        result = lint_paths([{str(FIXTURES)!r}], cache_dir={str(cache)!r})
+        assert result.diagnostics, "cached findings come back"
+        print("libcst" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..diagnostic import Diagnostic
-from ..engine import UNSUPPRESSIBLE
-from ..module import ParsedModule, module_name_for_path
+from ..diagnostic import UNSUPPRESSIBLE
+from ..module import ParsedModule
+from ..module_names import module_name_for_path
 from ..reading import SourceError, read_source
 from ..rules import RULES
 from .harness import CannotBuildHarness, build_script
