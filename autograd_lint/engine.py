@@ -29,7 +29,7 @@ def lint_text(
     # Ask CPython first: libcst's native parser crashes the whole process on nesting that CPython
     # rejects cleanly ("too many nested parentheses"). Other CPython errors may only mean the code
     # is for a newer Python than this one (PEP 695 generics under 3.11): libcst decides those.
-    python_error, fatal = _python_syntax_error(source, path)
+    tree, python_error, fatal = _python_parse(source, path)
     if fatal:
         return [python_error]
     # The cheap text triggers decide which rules can have anything to find; a file no selected rule
@@ -37,6 +37,8 @@ def lint_text(
     # still is, to tell code for a newer Python from a real syntax error.
     if prefilter:
         codes = [code for code in codes if RULES[code].triggered(source)]
+        if tree is not None:
+            codes = [code for code in codes if RULES[code].candidate(tree)]
     if not codes and python_error is None:
         return []
     try:
@@ -85,18 +87,18 @@ def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic
     return sorted(kept, key=Diagnostic.sort_key)
 
 
-def _python_syntax_error(source: str, path: str) -> tuple[Diagnostic | None, bool]:
-    """(CPython's syntax error, whether it is fatal: something libcst must not be asked to parse)."""
+def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | None, bool]:
+    """(CPython's AST, its syntax error, whether that error is fatal: something libcst must not be
+    asked to parse)."""
     try:
-        ast.parse(source)
+        return ast.parse(source), None, False
     except SyntaxError as error:
         fatal = "too many nested" in (error.msg or "") or "null bytes" in (error.msg or "")
         diagnostic = _point(path, error.lineno or 1, max(error.offset or 1, 1), SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {error.msg}")
-        return diagnostic, fatal
+        return None, diagnostic, fatal
     except (ValueError, RecursionError, MemoryError) as error:  # NUL bytes, pathological nesting
         reason = str(error) or type(error).__name__
-        return _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {reason}"), True
-    return None, False
+        return None, _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {reason}"), True
 
 
 def _point(path: str, line: int, column: int, code: str, name: str, message: str) -> Diagnostic:

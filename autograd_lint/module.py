@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from .scopes import forget_scopes
 from .syntax import children, dotted_name, remember_children, walk
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class ParsedModule:
         parents = self.parents
         table: dict[cst.CSTNode, list[cst.CSTNode]] = {}
         remember_children({})
+        forget_scopes()  # the caches hold nodes: keep no earlier module's tree alive
         stack = [root]
         while stack:
             node = stack.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator
@@ -43,6 +44,11 @@ class Rule:
     @classmethod
     def triggered(cls, text: str) -> bool:
         return cls.trigger is None or cls.trigger.search(text) is not None
+
+    @classmethod
+    def candidate(cls, tree: "ast.AST") -> bool:
+        """Second prefilter stage, on CPython's AST: whether any node could be reported."""
+        return True
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         raise NotImplementedError

@@ -76,3 +76,10 @@ def declared_global(function: cst.FunctionDef) -> set[str]:
 @lru_cache(maxsize=2048)
 def declared_nonlocal(function: cst.FunctionDef) -> set[str]:
     return _declared(function.body, cst.Nonlocal)
+
+
+def forget_scopes() -> None:
+    """Drop the cached answers about the previous module's scopes (and with them its nodes)."""
+    bindings.cache_clear()
+    declared_global.cache_clear()
+    declared_nonlocal.cache_clear()

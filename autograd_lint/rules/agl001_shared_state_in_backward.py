@@ -9,6 +9,7 @@ import libcst as cst
 from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..ast_candidates import defines_function_subclass
 from ..diagnostic import Severity
 from ..function_model import FUNCTION_CLASS_TRIGGER, DERIVATIVE_METHODS, FunctionClass, Method
 from ..module import ParsedModule
@@ -29,6 +30,10 @@ class SharedStateInBackward(Rule):
     severity = Severity.ERROR
     summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
     trigger = FUNCTION_CLASS_TRIGGER
+
+    @classmethod
+    def candidate(cls, tree) -> bool:
+        return defines_function_subclass(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         if not module.functions:

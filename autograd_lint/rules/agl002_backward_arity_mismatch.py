@@ -7,6 +7,7 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..ast_candidates import defines_function_subclass
 from ..diagnostic import Severity
 from ..function_model import FUNCTION_CLASS_TRIGGER, FunctionClass
 from ..gradient_returns import ReturnedValues, returned_values
@@ -24,6 +25,10 @@ class BackwardArityMismatch(Rule):
     severity = Severity.ERROR
     summary = "backward returns a different number of gradients than forward takes inputs"
     trigger = FUNCTION_CLASS_TRIGGER
+
+    @classmethod
+    def candidate(cls, tree) -> bool:
+        return defines_function_subclass(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:

@@ -10,6 +10,7 @@ import builtins
 import re
 
 from ..confirm.harness import CannotBuildHarness, Harness, literal_binding, literal_call_arguments
+from ..ast_candidates import multiplies_a_comparison
 from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
@@ -49,6 +50,10 @@ class HandwrittenPiecewiseActivation(Rule):
         `x.mul(x > 0)`) or assigned to a name (`mask = (x > 0).float()`). The flagged expression is
         assumed to keep each of these on one physical line, as formatters write it."""
         return any(pattern.search(text) for pattern in _TRIGGERS)
+
+    @classmethod
+    def candidate(cls, tree) -> bool:
+        return multiplies_a_comparison(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):

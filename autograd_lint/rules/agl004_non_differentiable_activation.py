@@ -14,6 +14,7 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
+from ..ast_candidates import activation_with_a_flagged_op
 from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
@@ -103,6 +104,10 @@ class NonDifferentiableActivation(Rule):
     def triggered(cls, text: str) -> bool:
         """A forward or an activation-like function, and one of the ops this rule flags."""
         return _ACTIVATION_DEF.search(text) is not None and any(op.search(text) for op in _SOURCE_OPS)
+
+    @classmethod
+    def candidate(cls, tree) -> bool:
+        return activation_with_a_flagged_op(tree, ACTIVATION_NAME, _snake_case)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}

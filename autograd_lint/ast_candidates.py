@@ -1,0 +1,108 @@
+"""Second prefilter stage, on CPython's AST (already built for the syntax check, and far cheaper than
+libcst's tree): does the file contain a node a rule could report? Each check is a necessary
+condition of its rule's findings, looser than the rule itself, so skipping libcst when it says no
+loses nothing."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
+COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
+ZERO_GRADIENT_NAMES = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
+INTEGER_CASTS = frozenset({"int", "long", "short", "byte", "char", "bool"})
+INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
+
+
+def _terminal(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+def defines_function_subclass(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any("Function" in (_terminal(base) or "") for base in node.bases):
+            return True
+        if isinstance(node, ast.Assign) and "Function" in (_terminal(node.value) or ""):
+            return True  # `Fn = torch.autograd.Function`, then `class X(Fn)`
+    return False
+
+
+def _unwrap_casts(node: ast.AST) -> ast.AST:
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CASTS:
+        node = node.func.value
+    return node
+
+
+def _is_comparison(node: ast.AST) -> bool:
+    node = _unwrap_casts(node)
+    if isinstance(node, ast.Compare):
+        return any(isinstance(op, ORDERING) for op in node.ops)
+    return isinstance(node, ast.Call) and _terminal(node.func) in COMPARISON_METHODS
+
+
+def _factors(node: ast.AST):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        yield from _factors(node.left)
+        yield from _factors(node.right)
+    else:
+        yield node
+
+
+def multiplies_a_comparison(tree: ast.AST) -> bool:
+    nodes = list(ast.walk(tree))
+    compared_names = {
+        target.id
+        for node in nodes
+        if isinstance(node, ast.Assign) and _is_comparison(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+    def comparison_like(factor: ast.AST) -> bool:
+        factor = _unwrap_casts(factor)
+        return _is_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
+
+    for node in nodes:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            if any(comparison_like(f) for f in _factors(node)):
+                return True
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult):
+            if comparison_like(node.value):
+                return True
+        elif isinstance(node, ast.Call) and _terminal(node.func) in ("mul", "mul_", "multiply"):
+            if any(comparison_like(a) for a in node.args):
+                return True
+    return False
+
+
+def _is_source_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    name = _terminal(node.func)
+    if name is None:
+        return False
+    if name.rstrip("_") in ZERO_GRADIENT_NAMES or name in ("one_hot", "where", "scatter", "scatter_"):
+        return True
+    if name in INTEGER_CASTS and not node.args:
+        return True
+    if name in ("to", "type") and any(INTEGER_DTYPE.match(_terminal(a) or "") for a in [*node.args, *(k.value for k in node.keywords)]):
+        return True
+    return name in CASTS and isinstance(node.func, ast.Attribute) and _is_comparison(node.func.value) or (
+        name in CASTS and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Compare)
+    )
+
+
+def activation_with_a_flagged_op(tree: ast.AST, activation_name: re.Pattern[str], snake_case) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = snake_case(node.name)
+            if name == "forward" or activation_name.search(name):
+                if any(_is_source_call(inner) for inner in ast.walk(node)):
+                    return True
+    return False
