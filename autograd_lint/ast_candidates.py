@@ -98,11 +98,10 @@ def _is_source_call(node: ast.AST) -> bool:
     )
 
 
-def activation_with_a_flagged_op(tree: ast.AST, activation_name: re.Pattern[str], snake_case) -> bool:
+def activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
+    """A function the rule would judge (`activation_like(name)`) that calls one of its ops."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            name = snake_case(node.name)
-            if name == "forward" or activation_name.search(name):
-                if any(_is_source_call(inner) for inner in ast.walk(node)):
-                    return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):
+            if any(_is_source_call(inner) for inner in ast.walk(node)):
+                return True
     return False

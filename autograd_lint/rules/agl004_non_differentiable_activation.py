@@ -107,7 +107,7 @@ class NonDifferentiableActivation(Rule):
 
     @classmethod
     def candidate(cls, tree) -> bool:
-        return activation_with_a_flagged_op(tree, ACTIVATION_NAME, _snake_case)
+        return activation_with_a_flagged_op(tree, _activation_like)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}
@@ -209,9 +209,7 @@ def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, func
             return True
     elif module.enclosing_function(function) is not None:
         return False  # a local helper; its caller is what gets judged
-    if name.rstrip("_") in ZERO_GRADIENT_FUNCTIONS:
-        return False  # `def round(a): return torch.round(a)` implements the op itself
-    if not ACTIVATION_NAME.search(name) or _returns_integers(function):
+    if not _activation_like(function.name.value) or _returns_integers(function):
         return False
     return not _only_called_from_functions(module, function, function_classes)
 
@@ -263,6 +261,20 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
         while isinstance(expr, cst.BinaryOperation):
             expr = expr.left
     return False
+
+
+def _activation_like(name: str) -> bool:
+    """`binarize`, `quantize_weight`, `SignActivation.forward`'s name, not `round` itself (an
+    implementation of the op) nor test, sample-input and reference helpers that mention an op."""
+    name = _snake_case(name)
+    if name == "forward":
+        return True
+    if name.rstrip("_") in ZERO_GRADIENT_FUNCTIONS or name.startswith(NOT_ACTIVATIONS):
+        return False
+    return ACTIVATION_NAME.search(name) is not None
+
+
+NOT_ACTIVATIONS = ("test_", "sample_", "reference_", "ref_", "_ref", "error_inputs", "_test")
 
 
 def _snake_case(name: str) -> str:
