@@ -118,3 +118,20 @@ def test_a_warm_run_parses_nothing(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_concurrent_runs_share_a_cache_safely(tmp_path):
+    import subprocess
+    import sys
+
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES, tree)
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "autograd_lint", "-q", "--exit-zero", "-j", "1", "--cache-dir", str(cache), str(tree)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert outputs[0] and outputs.count(outputs[0]) == 3
+    assert not list(cache.rglob(".tmp-*"))  # no half-written entry left behind
+    warm = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
+    assert warm == outputs[0]
