@@ -53,8 +53,9 @@ class ResultCache:
                 entry = json.load(handle)
             if entry.get("key") != key:
                 return None
+            # The same file may be named differently in this run (`x.py`, `./x.py`, an absolute path).
             return [
-                Diagnostic(**{**item, "severity": Severity(item["severity"])}) for item in entry["diagnostics"]
+                Diagnostic(**{**item, "path": path, "severity": Severity(item["severity"])}) for item in entry["diagnostics"]
             ]
         except (OSError, ValueError, TypeError, KeyError):
             return None  # missing, corrupt or from another version: lint again

@@ -458,7 +458,7 @@ def test_cli_confirm_verdicts_reach_json_lines_and_sarif(project, monkeypatch):
     def fake_confirm(diagnostics, limits, jobs, sources, progress):
         return {d: RunResult("confirmed", f"proved {d.code}", 1.25) for d in diagnostics}
 
-    monkeypatch.setattr("autograd_lint.cli.confirm_diagnostics", fake_confirm)
+    monkeypatch.setattr("autograd_lint.confirm.session.confirm_diagnostics", fake_confirm)
     rows = [json.loads(line) for line in invoke(["--confirm", "--output-format", "json-lines", "bad.py"]).stdout.splitlines()]
     assert [row["confirm"] for row in rows] == [{"verdict": "confirmed", "evidence": "proved AGL002", "seconds": 1.25}]
     result = invoke(["--confirm", "--output-format", "sarif", "bad.py", "relu.py"])

@@ -135,3 +135,13 @@ def test_concurrent_runs_share_a_cache_safely(tmp_path):
     assert not list(cache.rglob(".tmp-*"))  # no half-written entry left behind
     warm = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
     assert warm == outputs[0]
+
+
+def test_cached_findings_carry_the_path_as_named_in_this_run(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "motivating", tree)
+    cache = tmp_path / "cache"
+    monkeypatch.chdir(tmp_path)
+    absolute = lint_paths([str(tree)], cache_dir=cache)
+    relative = lint_paths(["tree"], cache_dir=cache)
+    assert [d.path for d in relative.diagnostics] == [os.path.relpath(d.path, tmp_path) for d in absolute.diagnostics]
