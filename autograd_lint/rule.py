@@ -59,3 +59,19 @@ class Rule:
         Raises CannotBuildHarness with the reason when this finding cannot be run.
         """
         raise NotImplementedError
+
+
+class FunctionRule(Rule):
+    """A rule about custom autograd.Function classes: it needs a file that defines one."""
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        from .function_model import FUNCTION_CLASS_TRIGGER
+
+        return FUNCTION_CLASS_TRIGGER.search(text) is not None
+
+    @classmethod
+    def candidate(cls, tree: "ast.AST") -> bool:
+        from .ast_candidates import defines_function_subclass
+
+        return defines_function_subclass(tree)

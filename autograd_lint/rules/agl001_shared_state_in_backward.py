@@ -9,11 +9,10 @@ import libcst as cst
 from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..ast_candidates import defines_function_subclass
 from ..diagnostic import Severity
-from ..function_model import FUNCTION_CLASS_TRIGGER, DERIVATIVE_METHODS, FunctionClass, Method
+from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
 from ..module import ParsedModule
-from ..rule import Finding, Rule
+from ..rule import Finding, FunctionRule
 from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write
 from ..scopes import bindings, declared_nonlocal
 from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
@@ -24,16 +23,11 @@ ADVICE = (
 )
 
 
-class SharedStateInBackward(Rule):
+class SharedStateInBackward(FunctionRule):
     code = "AGL001"
     name = "shared-state-in-backward"
     severity = Severity.ERROR
     summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
-    trigger = FUNCTION_CLASS_TRIGGER
-
-    @classmethod
-    def candidate(cls, tree) -> bool:
-        return defines_function_subclass(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         if not module.functions:

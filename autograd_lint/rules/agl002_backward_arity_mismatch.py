@@ -7,28 +7,22 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..ast_candidates import defines_function_subclass
 from ..diagnostic import Severity
-from ..function_model import FUNCTION_CLASS_TRIGGER, FunctionClass
+from ..function_model import FunctionClass
 from ..gradient_returns import ReturnedValues, returned_values
 from ..module import ParsedModule
-from ..rule import Finding, Rule
+from ..rule import Finding, FunctionRule
 from ..syntax import code_of, is_none
 
 # Decorators that leave forward's signature and backward's return value as written.
 TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
 
 
-class BackwardArityMismatch(Rule):
+class BackwardArityMismatch(FunctionRule):
     code = "AGL002"
     name = "backward-arity-mismatch"
     severity = Severity.ERROR
     summary = "backward returns a different number of gradients than forward takes inputs"
-    trigger = FUNCTION_CLASS_TRIGGER
-
-    @classmethod
-    def candidate(cls, tree) -> bool:
-        return defines_function_subclass(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
