@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
@@ -37,13 +36,12 @@ class Rule:
     severity: ClassVar[Severity]
     summary: ClassVar[str]
 
-    # Text a file must contain for the rule to have anything to find; files that match no selected
-    # rule's trigger are never parsed. Each must be a necessary condition of the rule's findings.
-    trigger: ClassVar[re.Pattern[str] | None] = None
-
     @classmethod
     def triggered(cls, text: str) -> bool:
-        return cls.trigger is None or cls.trigger.search(text) is not None
+        """First prefilter stage, on the text: whether the file can contain a finding at all. Files
+        no selected rule is triggered by are never parsed with libcst, so this must be a necessary
+        condition of the rule's findings."""
+        return True
 
     @classmethod
     def candidate(cls, tree: "ast.AST") -> bool:

@@ -221,12 +221,6 @@ def _agl_relu_recipe(function, shown):
     _agl_report("not-reproduced", f"{shown} matched torch.relu on {probe}: no -0.0, no NaN")
 
 
-def _agl_zero_fraction(grad):
-    if grad is None:
-        return 1.0
-    return float((grad == 0).sum()) / max(grad.numel(), 1)
-
-
 def _agl_ste(quantized, x):
     """Straight-through estimator: the value of `quantized`, the gradient of `x`."""
     import torch

@@ -19,7 +19,7 @@ from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
-from ..syntax import assigned_names, code_of, dotted_name, walk
+from ..syntax import assigned_names, children, code_of, dotted_name, walk
 
 ZERO_GRADIENT_FUNCTIONS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_FUNCTIONS | {name + "_" for name in ZERO_GRADIENT_FUNCTIONS}
@@ -501,7 +501,7 @@ class _FunctionFlow:
             elementwise_pair = callee in ("max", "min") and sum(1 for a in expr.args if a.keyword is None) >= 2 and not isinstance(expr.args[1].value, cst.Integer)
             if (callee in REDUCTIONS and not elementwise_pair) or callee in ZERO_GRADIENT_METHODS or callee in INTEGER_CAST_METHODS:
                 return False  # no elementwise gradient flows back through these
-            return any(self._transforms_elementwise(child, roots, seen, True) for child in _children(expr))
+            return any(self._transforms_elementwise(child, roots, seen, True) for child in children(expr))
         text = dotted_name(expr) if isinstance(expr, (cst.Name, cst.Attribute)) else None
         if text in roots:
             return in_call
@@ -510,7 +510,7 @@ class _FunctionFlow:
             return any(self._transforms_elementwise(value, roots, seen, in_call) for value in self._assigned_values(expr.value))
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Power):
             in_call = True
-        return any(self._transforms_elementwise(child, roots, seen, in_call) for child in _children(expr))
+        return any(self._transforms_elementwise(child, roots, seen, in_call) for child in children(expr))
 
     def _assigned_values(self, name: str) -> list[cst.BaseExpression]:
         return [
@@ -580,7 +580,7 @@ class _FunctionFlow:
                 continue
             if isinstance(node, (cst.Lambda, cst.BaseComp)):
                 continue
-            stack.extend(reversed(_children(node)))
+            stack.extend(reversed(children(node)))
         return False
 
     # --- flow to the return --------------------------------------------------------------------
@@ -816,12 +816,6 @@ def _is_detach(expr: cst.BaseExpression) -> bool:
 def _is_integer_dtype(expr: cst.BaseExpression) -> bool:
     name = dotted_name(expr) or ""
     return name.rsplit(".", 1)[-1] in INTEGER_DTYPES and name.startswith(("torch.", "int", "long", "bool"))
-
-
-def _children(node: cst.CSTNode):
-    from ..syntax import children
-
-    return children(node)
 
 
 def _message(node: cst.CSTNode, description: str) -> str:
