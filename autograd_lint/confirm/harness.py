@@ -18,7 +18,13 @@ from ..module import ParsedModule
 from ..scopes import bindings
 from ..syntax import assigned_names, code_of, dotted_name, walk
 
-PROBES = (Path(__file__).with_name("probes.py")).read_text(encoding="utf-8")
+# The runtime side of confirm mode: shared helpers (probes.py), then one recipe file per rule
+# (recipes/aglNNN.py), all pasted into every harness. Nothing here is imported by the linter.
+_RUNTIME = Path(__file__).parent
+PROBES = "\n\n".join(
+    path.read_text(encoding="utf-8")
+    for path in [_RUNTIME / "probes.py", *sorted((_RUNTIME / "recipes").glob("agl*.py"))]
+)
 
 
 class CannotBuildHarness(Exception):
