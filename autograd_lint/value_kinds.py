@@ -1,0 +1,494 @@
+"""Whether an expression in a Function's forward (or setup_context) is a tensor, a non-tensor, or unknown.
+
+A heuristic that answers only when the source says so: forward's parameters are classified from their
+annotations, defaults, the `.apply(...)` call sites' arguments and how forward itself uses them; other
+expressions from literals, `torch.*` calls, tensor methods and attributes (`.shape`, `.size()`, `.item()`,
+`.tolist()`, `.dim()`, `len()`...), arithmetic and the local names bound to them. Anything else is
+UNKNOWN, and rules that must be precise treat UNKNOWN as "say nothing".
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import cached_property, lru_cache
+
+import libcst as cst
+
+from .function_model import FunctionClass, Method
+from .gradient_returns import TUPLE_RETURNING
+from .scopes import bindings
+from .syntax import dotted_name, walk
+
+
+class Kind(Enum):
+    TENSOR = "tensor"
+    NON_TENSOR = "non-tensor"  # a Python number, string, bool, shape, dtype, device, list...
+    NONE = "None"
+    UNKNOWN = "unknown"
+
+
+TENSOR, NON_TENSOR, NONE, UNKNOWN = Kind.TENSOR, Kind.NON_TENSOR, Kind.NONE, Kind.UNKNOWN
+
+# Tensor attributes and methods whose value is not a tensor.
+NON_TENSOR_ATTRIBUTES = frozenset(
+    {
+        "shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "is_sparse", "is_quantized", "is_meta",
+        "layout", "is_leaf", "names", "itemsize", "nbytes", "_version", "is_nested", "is_mkldnn",
+    }
+)
+NON_TENSOR_METHODS = frozenset(
+    {
+        "size", "dim", "item", "tolist", "numel", "nelement", "stride", "data_ptr", "element_size",
+        "is_contiguous", "is_floating_point", "is_complex", "storage_offset", "get_device", "ndimension",
+        "untyped_storage", "storage", "__len__", "is_pinned", "is_set_to", "is_shared", "numpy", "dim_order",
+    }
+)
+# Attributes of a tensor that are tensors (views or the tensor itself).
+TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
+# Methods that only a tensor has (beyond those of numpy arrays and Python objects): using a
+# parameter this way tells that forward receives a tensor there.
+TENSOR_ONLY_METHODS = frozenset(
+    {
+        "view_as", "contiguous", "clone", "detach", "expand", "expand_as", "unsqueeze", "permute", "size", "dim",
+        "numel", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor", "masked_fill", "masked_fill_",
+        "index_select", "narrow", "unfold", "type_as", "float", "half", "double", "bfloat16", "is_contiguous",
+        "data_ptr", "element_size", "requires_grad_", "detach_", "zero_", "copy_", "sigmoid", "relu", "softmax",
+        "log_softmax", "mul_", "add_", "sub_", "div_", "clamp", "clamp_", "clamp_min", "clamp_max", "mm", "bmm",
+        "matmul", "is_cuda", "requires_grad", "grad", "grad_fn", "is_leaf", "mT", "new", "stride", "sign",
+    }
+)
+# torch functions whose first argument is not a tensor (sizes, values, seeds).
+TORCH_CONSTRUCTORS = frozenset(
+    {
+        "tensor", "as_tensor", "asarray", "from_numpy", "full", "zeros", "ones", "empty", "arange", "linspace",
+        "logspace", "rand", "randn", "randint", "randperm", "eye", "manual_seed", "device", "Size", "scalar_tensor",
+        "empty_strided", "frombuffer", "is_tensor", "get_default_dtype", "no_grad", "enable_grad", "set_grad_enabled",
+    }
+)
+# Torch functions (one level under `torch`) that return something other than a tensor.
+NON_TENSOR_TORCH_FUNCTIONS = frozenset(
+    {
+        "is_tensor", "is_storage", "is_floating_point", "is_complex", "is_nonzero", "numel", "get_default_dtype",
+        "is_grad_enabled", "is_inference_mode_enabled", "is_autocast_enabled", "get_autocast_dtype",
+        "get_autocast_gpu_dtype", "get_autocast_cpu_dtype", "Size", "device", "dtype", "finfo", "iinfo",
+        "Generator", "Stream", "Event", "set_grad_enabled", "no_grad", "enable_grad", "inference_mode",
+        "promote_types", "result_type", "can_cast", "broadcast_shapes", "compile", "typename", "is_same_size",
+        "get_device", "get_num_threads", "initial_seed", "seed", "manual_seed", "is_deterministic_algorithms_warn_only_enabled",
+        "are_deterministic_algorithms_enabled", "is_anomaly_enabled", "is_warn_always_enabled", "get_device_module",
+        "empty_like_placeholder", "sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "vmap", "cond",
+    }
+)
+TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
+NON_TENSOR_BUILTINS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "isinstance", "abs", "round", "min", "max", "sum", "sorted"})
+# `min`, `max`, `sum`, `abs`, `round` of non-tensors are non-tensors; of tensors, tensors.
+_NUMERIC_BUILTINS = frozenset({"abs", "round", "min", "max", "sum"})
+
+NON_TENSOR_ANNOTATIONS = frozenset(
+    {
+        "int", "float", "bool", "str", "complex", "list", "tuple", "dict", "set", "List", "Tuple", "Dict",
+        "Sequence", "Set", "Callable", "Number", "SymInt", "torch.dtype", "dtype", "torch.device", "device",
+        "torch.Size", "Size", "_size", "typing.List", "typing.Tuple", "typing.Sequence", "typing.Callable",
+    }
+)
+TENSOR_ANNOTATIONS = frozenset({"Tensor", "torch.Tensor", "torch.nn.Parameter", "Parameter", "nn.Parameter"})
+
+
+def literal_kind(expr: cst.BaseExpression) -> Kind:
+    """The kind of a literal, a container display or a comprehension; UNKNOWN for anything else."""
+    if isinstance(expr, cst.Name):
+        if expr.value == "None":
+            return NONE
+        if expr.value in ("True", "False"):
+            return NON_TENSOR
+        return UNKNOWN
+    if isinstance(expr, (cst.BaseNumber, cst.BaseString, cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp, cst.SetComp, cst.DictComp, cst.Lambda)):
+        return NON_TENSOR
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.expression, cst.BaseNumber):
+        return NON_TENSOR
+    return UNKNOWN
+
+
+def annotation_kind(annotation: cst.Annotation | None) -> Kind:
+    """TENSOR for `Tensor` (and `Optional[Tensor]`), NON_TENSOR for `int`, `float`, `List[...]`..."""
+    if annotation is None:
+        return UNKNOWN
+    expr = annotation.annotation
+    if isinstance(expr, cst.SimpleString):  # a string annotation: 'torch.Tensor'
+        text = (expr.evaluated_value or "").strip()
+        return TENSOR if text in TENSOR_ANNOTATIONS else NON_TENSOR if text in NON_TENSOR_ANNOTATIONS else UNKNOWN
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):  # `Tensor | None`
+        sides = {annotation_kind(cst.Annotation(expr.left)), annotation_kind(cst.Annotation(expr.right))} - {NONE}
+        return sides.pop() if len(sides) == 1 else UNKNOWN
+    if isinstance(expr, cst.Name) and expr.value == "None":
+        return NONE
+    if isinstance(expr, cst.Subscript):
+        head = dotted_name(expr.value) or ""
+        if head.rsplit(".", 1)[-1] == "Optional" and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
+            return annotation_kind(cst.Annotation(expr.slice[0].slice.value))
+        return NON_TENSOR if head in NON_TENSOR_ANNOTATIONS else UNKNOWN
+    name = dotted_name(expr) or ""
+    if name in TENSOR_ANNOTATIONS:
+        return TENSOR
+    return NON_TENSOR if name in NON_TENSOR_ANNOTATIONS else UNKNOWN
+
+
+def _combine(kinds) -> Kind:
+    """One kind if all agree (None ignored when something else is known), else UNKNOWN."""
+    found = set(kinds)
+    if len(found) > 1:
+        found.discard(NONE)
+    return found.pop() if len(found) == 1 else UNKNOWN
+
+
+class ValueKinds:
+    """Kinds of expressions inside one method of a Function (forward or setup_context)."""
+
+    def __init__(self, function_class: FunctionClass, method: Method, module=None):
+        self.function_class = function_class
+        self.method = method
+        self.module = module
+        self._local = bindings(method.node)
+        self._params = {p.name.value: p for p in method.data_params}
+        self._visiting: set[str] = set()
+
+    # ---- forward's parameters ----
+
+    @cached_property
+    def parameter_kinds(self) -> dict[str, Kind]:
+        """Each data parameter's kind. For setup_context, names unpacked from `inputs` take the kind of
+        forward's parameter at that position."""
+        forward = self.function_class.forward
+        if self.method.name == "setup_context":
+            return self._setup_context_kinds(forward)
+        return {name: self._parameter_kind(name) for name in self._params}
+
+    def _parameter_kind(self, name: str) -> Kind:
+        return parameter_kind(self.function_class, self.method, name)
+
+    def _setup_context_kinds(self, forward: Method | None) -> dict[str, Kind]:
+        kinds: dict[str, Kind] = {}
+        params = self.method.data_params
+        if forward is None or len(params) < 2:
+            return kinds
+        inputs_name, output_name = params[0].name.value, params[1].name.value
+        forward_kinds = ValueKinds(self.function_class, forward, self.module)
+        forward_params = [p.name.value for p in forward.data_params]
+        kinds[output_name] = forward_kinds.output_kind
+        for node in walk(self.method.node.body, into_functions=False):
+            if not (isinstance(node, cst.Assign) and isinstance(node.value, cst.Name)):
+                continue
+            targets = [t.target for t in node.targets]
+            if node.value.value == inputs_name:
+                for target in targets:
+                    if isinstance(target, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement) for e in target.elements):
+                        for element, param in zip(target.elements, forward_params):
+                            if isinstance(element.value, cst.Name):
+                                kinds[element.value.value] = forward_kinds.parameter_kinds.get(param, UNKNOWN)
+            elif node.value.value == output_name and forward_kinds.output_kind is not TENSOR:
+                outputs = forward_kinds.returned_tuple_kinds
+                for target in targets:
+                    if isinstance(target, (cst.Tuple, cst.List)) and outputs and len(target.elements) == len(outputs):
+                        for element, kind in zip(target.elements, outputs):
+                            if isinstance(element.value, cst.Name):
+                                kinds[element.value.value] = kind
+        return kinds
+
+    # ---- what forward returns ----
+
+    @cached_property
+    def returns(self) -> list[cst.BaseExpression]:
+        return [n.value for n in walk(self.method.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+
+    @cached_property
+    def returned_names(self) -> set[str]:
+        """Names forward returns, alone or as elements of a returned tuple."""
+        found = set()
+        for value in self.returns:
+            elements = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
+            found |= {e.value for e in elements if isinstance(e, cst.Name) and e.value not in ("None", "True", "False")}
+        return found
+
+    @cached_property
+    def output_kind(self) -> Kind:
+        """TENSOR when every return gives one tensor."""
+        kinds = [self.kind(value) for value in self.returns if not isinstance(value, cst.Tuple)]
+        if len(kinds) != len(self.returns) or not kinds:
+            return UNKNOWN
+        return _combine(kinds)
+
+    @cached_property
+    def returned_tuple_kinds(self) -> list[Kind] | None:
+        tuples = [v for v in self.returns if isinstance(v, cst.Tuple)]
+        if len(tuples) != len(self.returns) or not tuples or len({len(t.elements) for t in tuples}) != 1:
+            return None
+        return [_combine(self.kind(t.elements[i].value) for t in tuples) for i in range(len(tuples[0].elements))]
+
+    # ---- expressions ----
+
+    def kind(self, expr: cst.BaseExpression) -> Kind:
+        literal = literal_kind(expr)
+        if literal is not UNKNOWN:
+            return literal
+        if isinstance(expr, cst.Name):
+            return self._name_kind(expr.value)
+        if isinstance(expr, cst.Attribute):
+            return self._attribute_kind(expr)
+        if isinstance(expr, cst.Call):
+            return self._call_kind(expr)
+        if isinstance(expr, cst.Subscript):
+            base = self.kind(expr.value)
+            if base is TENSOR:
+                return TENSOR
+            if self._is_shape(expr.value):
+                return NON_TENSOR  # `x.shape[0]`, `x.size()[-2:]`
+            return UNKNOWN
+        if isinstance(expr, cst.BinaryOperation):
+            return self._arithmetic_kind([expr.left, expr.right])
+        if isinstance(expr, cst.UnaryOperation):
+            if isinstance(expr.operator, cst.Not):
+                return NON_TENSOR
+            return self.kind(expr.expression)
+        if isinstance(expr, cst.Comparison):
+            if any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.In, cst.NotIn)) for c in expr.comparisons):
+                return NON_TENSOR
+            return self._arithmetic_kind([expr.left, *(c.comparator for c in expr.comparisons)])
+        if isinstance(expr, cst.BooleanOperation):
+            return UNKNOWN
+        if isinstance(expr, cst.IfExp):
+            return _combine([self.kind(expr.body), self.kind(expr.orelse)])
+        if isinstance(expr, cst.FormattedString):
+            return NON_TENSOR
+        return UNKNOWN
+
+    def _arithmetic_kind(self, operands) -> Kind:
+        kinds = [self.kind(o) for o in operands]
+        if TENSOR in kinds:
+            return TENSOR
+        if kinds and all(k is NON_TENSOR for k in kinds):
+            return NON_TENSOR
+        return UNKNOWN
+
+    def _is_shape(self, expr: cst.BaseExpression) -> bool:
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "shape":
+            return True
+        return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("size", "stride")
+
+    def _name_kind(self, name: str) -> Kind:
+        if name in self._visiting:
+            return UNKNOWN
+        if name in self.parameter_kinds:
+            return self.parameter_kinds[name]
+        nodes = self._local.get(name)
+        if not nodes:
+            return UNKNOWN
+        self._visiting.add(name)
+        try:
+            return _combine(self._binding_kind(name, node) for node in nodes)
+        finally:
+            self._visiting.discard(name)
+
+    def _binding_kind(self, name: str, node: cst.CSTNode) -> Kind:
+        if isinstance(node, cst.Assign):
+            for target in node.targets:
+                if isinstance(target.target, cst.Name) and target.target.value == name:
+                    return self.kind(node.value)
+                if isinstance(target.target, (cst.Tuple, cst.List)):
+                    return self._unpacked_kind(node.value)
+            return UNKNOWN
+        if isinstance(node, cst.AnnAssign):
+            kind = annotation_kind(node.annotation)
+            if kind is UNKNOWN and node.value is not None:
+                return self.kind(node.value)
+            return kind
+        if isinstance(node, cst.AugAssign):
+            return self.kind(node.value) if self.kind(node.value) is TENSOR else UNKNOWN
+        if isinstance(node, cst.Param):
+            return UNKNOWN  # ctx, cls, *args: not a data parameter
+        return UNKNOWN
+
+    def _unpacked_kind(self, value: cst.BaseExpression) -> Kind:
+        """The kind of each name in `a, b = value`."""
+        if self._is_shape(value):
+            return NON_TENSOR
+        if isinstance(value, cst.Attribute) and value.attr.value == "saved_tensors":
+            return UNKNOWN  # may hold None
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            attr = value.func.attr.value
+            if attr in ("split", "chunk", "unbind", "sort", "topk", "max", "min", "kthvalue", "mode", "median", "tensor_split"):
+                receiver = value.func.value
+                if self._is_torch_module(receiver) or self.kind(receiver) is TENSOR:
+                    return TENSOR
+        return UNKNOWN
+
+    def _attribute_kind(self, expr: cst.Attribute) -> Kind:
+        attr = expr.attr.value
+        owner = self.kind(expr.value)
+        if owner is TENSOR:
+            if attr in NON_TENSOR_ATTRIBUTES:
+                return NON_TENSOR
+            if attr in TENSOR_ATTRIBUTES or attr in ("grad",):
+                return TENSOR
+            return UNKNOWN
+        if attr in ("shape", "dtype", "device", "ndim") and owner is not NON_TENSOR:
+            return NON_TENSOR  # whatever has a shape, the shape is not a tensor
+        return UNKNOWN
+
+    def _call_kind(self, call: cst.Call) -> Kind:
+        func = call.func
+        if isinstance(func, cst.Name):
+            if func.value in _NUMERIC_BUILTINS:
+                return self._arithmetic_kind([a.value for a in call.args if not a.star]) if call.args else UNKNOWN
+            if func.value in NON_TENSOR_BUILTINS:
+                return NON_TENSOR
+            return UNKNOWN
+        if not isinstance(func, cst.Attribute):
+            return UNKNOWN
+        attr = func.attr.value
+        receiver = func.value
+        module_name = self._torch_module(receiver)
+        if module_name is not None:
+            if module_name == "torch" and attr in NON_TENSOR_TORCH_FUNCTIONS:
+                return NON_TENSOR
+            if module_name in TENSOR_FUNCTION_MODULES and attr not in TUPLE_RETURNING and attr[:1].islower() and not attr.startswith("_"):
+                return TENSOR
+            return UNKNOWN
+        owner = self.kind(receiver)
+        if owner is TENSOR:
+            if attr in NON_TENSOR_METHODS:
+                return NON_TENSOR
+            if attr in TUPLE_RETURNING or attr in ("type", "register_hook", "backward", "apply_", "map_", "__array__"):
+                return UNKNOWN
+            return TENSOR
+        if owner is NON_TENSOR and attr in NON_TENSOR_METHODS | {"numel", "index", "count"}:
+            return NON_TENSOR
+        if attr in ("size", "dim", "item", "tolist", "numel", "stride", "data_ptr", "element_size") and owner is not NON_TENSOR:
+            return NON_TENSOR  # whoever answers these, the answer is a number or a shape
+        return UNKNOWN
+
+    def _torch_module(self, expr: cst.BaseExpression) -> str | None:
+        """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose
+        functions are classified (through the module's imports: `F`, `torch.nn.functional as F`)."""
+        dotted = dotted_name(expr)
+        if dotted is None:
+            return None
+        if self.module is not None:
+            qualified = self.module.qualified_name(expr) or dotted
+        else:
+            qualified = {"F": "torch.nn.functional"}.get(dotted, dotted)
+        if qualified in TENSOR_FUNCTION_MODULES:
+            return qualified
+        if self._local.get(dotted.split(".")[0]):
+            return None  # a local variable named like a module
+        return None
+
+    def _is_torch_module(self, expr: cst.BaseExpression) -> bool:
+        return self._torch_module(expr) is not None
+
+
+# ---- forward's parameters, from annotations, defaults, call sites and use ----
+
+
+def parameter_kind(function_class: FunctionClass, method: Method, name: str) -> Kind:
+    """A data parameter's kind. Its annotation decides; else the `.apply(...)` call sites when all of
+    them tell (a site that omits the argument contributes the default); else a non-tensor literal
+    default that no call site contradicts; else how forward uses it (`x.view(...)`, `torch.exp(x)`,
+    `x @ w`: a tensor). NONE only when every call site passes None."""
+    params = method.data_params
+    names = [p.name.value for p in params]
+    if name not in names:
+        return UNKNOWN
+    index = names.index(name)
+    param = params[index]
+    annotated = annotation_kind(param.annotation)
+    if annotated is not UNKNOWN:
+        return annotated
+    used = used_as_tensor(method, name)
+    passed = set(call_site_kinds(function_class, index, name, param))
+    if passed and UNKNOWN not in passed:
+        combined = _combine(passed)
+        if combined is NON_TENSOR and used:
+            return UNKNOWN
+        if combined is not UNKNOWN:
+            return combined
+    if TENSOR in passed and NON_TENSOR not in passed:
+        return TENSOR
+    if param.default is not None and literal_kind(param.default) is NON_TENSOR and TENSOR not in passed and not used:
+        return NON_TENSOR
+    return TENSOR if used and NON_TENSOR not in passed else UNKNOWN
+
+
+def call_site_kinds(function_class: FunctionClass, index: int, name: str, param: cst.Param) -> list[Kind]:
+    """The kind of the argument each `.apply(...)` call passes at this position (UNKNOWN for
+    what cannot be told, the default's kind where a call omits it). Empty when a call uses `*args`."""
+    kinds = []
+    for call in function_class.apply_calls:
+        if any(arg.star for arg in call.args):
+            return []
+        positional = [a for a in call.args if a.keyword is None]
+        keyword = {a.keyword.value: a for a in call.args if a.keyword is not None}
+        if index < len(positional):
+            kinds.append(argument_kind(positional[index].value))
+        elif name in keyword:
+            kinds.append(argument_kind(keyword[name].value))
+        elif param.default is not None:
+            kinds.append(literal_kind(param.default))
+        else:
+            kinds.append(UNKNOWN)
+    return kinds
+
+
+def argument_kind(expr: cst.BaseExpression) -> Kind:
+    """What a call site passes, judged from the expression alone (no knowledge of the caller's names):
+    literals, shapes and sizes, `int(...)`/`len(...)`, and `torch.*` tensor constructors."""
+    literal = literal_kind(expr)
+    if literal is not UNKNOWN:
+        return literal
+    if isinstance(expr, cst.Attribute) and expr.attr.value in ("shape", "dtype", "device", "ndim"):
+        return NON_TENSOR
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        if isinstance(func, cst.Name) and func.value in NON_TENSOR_BUILTINS - _NUMERIC_BUILTINS:
+            return NON_TENSOR
+        if isinstance(func, cst.Attribute) and func.attr.value in ("size", "dim", "item", "tolist", "numel", "stride"):
+            return NON_TENSOR
+    return UNKNOWN
+
+
+def used_as_tensor(method: Method, name: str) -> bool:
+    """Whether forward uses the parameter in a way only a tensor supports (see _tensor_used_names)."""
+    return name in _tensor_used_names(method)
+
+
+def _tensor_used_names(method: Method) -> frozenset[str]:
+    return _tensor_used_in(method.node)
+
+
+@lru_cache(maxsize=256)
+def _tensor_used_in(node: cst.FunctionDef) -> frozenset[str]:
+    """Parameters of `method` used as only a tensor can be: a tensor-only method or attribute
+    (`x.view_as`, `x.contiguous()`, `x.requires_grad`), the first argument of a `torch.*` op, an
+    operand of `@`. Names the function rebinds are left out."""
+    found: set[str] = set()
+    rebound = {n for n, nodes in bindings(node).items() if any(not isinstance(b, cst.Param) for b in nodes)}
+    for child in walk(node.body, into_functions=False):
+        if isinstance(child, cst.Attribute) and isinstance(child.value, cst.Name):
+            if child.attr.value in TENSOR_ONLY_METHODS:
+                found.add(child.value.value)
+        elif isinstance(child, cst.Call) and child.args and isinstance(child.args[0].value, cst.Name) and child.args[0].keyword is None and not child.args[0].star:
+            func = dotted_name(child.func) or ""
+            head, _, attr = func.rpartition(".")
+            if head in ("torch", "F", "torch.nn.functional") and attr not in TORCH_CONSTRUCTORS and attr not in NON_TENSOR_TORCH_FUNCTIONS:
+                found.add(child.args[0].value.value)
+        elif isinstance(child, cst.BinaryOperation) and isinstance(child.operator, cst.MatrixMultiply):
+            found |= {side.value for side in (child.left, child.right) if isinstance(side, cst.Name)}
+    return frozenset(found - rebound)
+
+
+def value_kinds(function_class: FunctionClass, method: Method, module=None) -> ValueKinds:
+    return ValueKinds(function_class, method, module)
+
+
+__all__ = [
+    "Kind", "TENSOR", "NON_TENSOR", "NONE", "UNKNOWN", "ValueKinds", "value_kinds", "literal_kind",
+    "annotation_kind", "argument_kind", "parameter_kind", "call_site_kinds", "used_as_tensor",
+]
