@@ -1,0 +1,399 @@
+"""AGL010 missing-once-differentiable: backward leaves autograd but does not say so.
+
+A backward whose returned gradient is computed through NumPy, `.item()`/`.tolist()`, `.data`,
+`.detach()`, `torch.no_grad()` or a compiled extension gives a gradient that autograd cannot
+differentiate again. Without `@once_differentiable`, a gradient penalty, a Hessian or any double
+backward through it is silently wrong (or fails with a confusing "does not require grad").
+
+Only values that carry gradient count: the backward's grad arguments, its saved tensors and what is
+computed from them. A construct counts only when its value flows into what backward returns (not
+into a shape, an index, a condition or a guard that raises). One finding per backward: the first
+such construct in evaluation order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..diagnostic import Severity
+from ..function_model import BACKWARD_METHODS, FUNCTION_CLASS_TRIGGER, FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import assigned_names, code_of, dotted_name, walk
+
+# What each leaving construct does, for the message.
+LEAVING_METHODS = {
+    "numpy": "`.numpy()` turns the tensor into a NumPy array",
+    "item": "`.item()` turns the tensor into a Python number",
+    "tolist": "`.tolist()` turns the tensor into Python numbers",
+    "detach": "`.detach()` drops the tensor's autograd history",
+}
+SAVED_ATTRIBUTES = ("saved_tensors", "saved_variables")
+# Attributes and methods that read a tensor's metadata, not its values.
+METADATA = frozenset(
+    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "layout", "size", "dim", "numel",
+     "nelement", "stride", "storage_offset", "element_size", "data_ptr", "is_contiguous", "is_floating_point", "type"}
+)
+# Tensor methods whose arguments (not only the receiver) are values that flow into the result.
+VALUE_ARGUMENT_METHODS = frozenset(
+    {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "bmm", "mv", "dot", "outer", "pow", "addcmul",
+     "addcdiv", "addmm", "baddbmm", "lerp", "maximum", "minimum", "where", "masked_fill", "masked_scatter",
+     "mul_", "add_", "sub_", "div_", "copy_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_", "rsub",
+     "clamp", "clamp_", "clip", "index_add", "index_add_", "scatter_add", "scatter_add_", "new_tensor", "append"}
+)
+# Functions whose arguments are shapes, sizes or counts: nothing flows through them into a gradient.
+SHAPE_FUNCTIONS = frozenset(
+    {"zeros", "ones", "empty", "full", "arange", "range", "len", "eye", "linspace", "rand", "randn", "randint",
+     "zeros_like", "ones_like", "empty_like", "new_zeros", "new_ones", "new_empty", "new_full", "Size", "print",
+     "isinstance", "format", "str", "repr", "warn", "assert_", "logspace"}
+)
+# Positional arguments that are indices, masks or dims (by function short name).
+INDEX_POSITIONS = {"gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "where": {0}, "take": {1}, "narrow": {1, 2, 3}, "select": {1, 2}}
+NON_VALUE_KEYWORDS = frozenset({"dim", "dims", "size", "shape", "index", "mask", "out", "dtype", "device", "keepdim", "layout", "memory_format", "start", "length"})
+NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "set_grad_enabled"})
+# A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
+EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|kernels?))$")
+EXTENSION_LOADERS = frozenset({"load", "load_inline", "load_ext"})
+TRIGGER = re.compile(r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\(|_(C|cuda|ext|cpp|cext|kernels?)\b|load")
+
+
+class MissingOnceDifferentiable(FunctionRule):
+    code = "AGL010"
+    name = "missing-once-differentiable"
+    severity = Severity.WARNING
+    summary = "backward leaves autograd (NumPy, .item(), .data, no_grad, detach, extension calls) without @once_differentiable"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return FUNCTION_CLASS_TRIGGER.search(text) is not None and TRIGGER.search(text) is not None
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        extensions = None
+        for function_class in module.functions:
+            for name in BACKWARD_METHODS:
+                method = function_class.own_methods.get(name)
+                if method is None or _once_differentiable(module, method):
+                    continue
+                if extensions is None:
+                    extensions = _ExtensionNames(module)
+                found = _BackwardFlow(module, method, extensions).first_exit()
+                if found is not None:
+                    node, what = found
+                    yield Finding(node, _message(function_class, method, node, what), subject=function_class)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """A gradient penalty through the Function: the second-order gradient autograd computes
+        against central finite differences of the first-order gradient (see recipes/agl010.py)."""
+        function_class: FunctionClass = finding.subject
+        required, optional, definition = function_class_code(module, function_class)
+        main = "\n".join(
+            [definition, apply_builders(module, function_class), f"_agl_double_backward_recipe({function_class.name}.apply, _agl_builders)"]
+        )
+        return Harness(required, main, optional)
+
+
+def _once_differentiable(module: ParsedModule, method: Method) -> bool:
+    for decorator in method.node.decorators:
+        expr = decorator.decorator.func if isinstance(decorator.decorator, cst.Call) else decorator.decorator
+        if (module.qualified_name(expr) or "").rsplit(".", 1)[-1] == "once_differentiable":
+            return True
+    return False
+
+
+class _ExtensionNames:
+    """Module-level names that are compiled extensions: imports named like one (`_C`, `*_cuda`,
+    `*_ext`, `*_cpp`), names bound from `cpp_extension.load(...)`, and Triton kernels (a module that
+    imports triton launches them as `kernel[grid](...)`)."""
+
+    def __init__(self, module: ParsedModule):
+        self.module = module
+        self.names = {local for local, full in module.imports.items() if _is_extension_path(full)}
+        for statement in module.tree.body:
+            for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
+                if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
+                    loader = (dotted_name(small.value.func) or "").rsplit(".", 1)[-1]
+                    if loader in EXTENSION_LOADERS:
+                        self.names |= {n.value for t in small.targets for n in assigned_names(t.target)}
+        self.triton = any(full.split(".")[0] == "triton" for full in module.imports.values())
+
+    def called(self, call: cst.Call) -> str | None:
+        """The extension a call goes into, as written, or None."""
+        func = call.func
+        if isinstance(func, cst.Subscript) and self.triton:
+            return code_of(func.value).strip()  # kernel[grid](...)
+        dotted = dotted_name(func)
+        if dotted is None:
+            return None
+        head = dotted.split(".")[0]
+        if head in self.names:
+            return dotted
+        qualified = self.module.qualified_name(func) or ""
+        if head in self.module.imports and _is_extension_path(qualified.rsplit(".", 1)[0]):
+            return dotted
+        return None
+
+
+def _is_extension_path(full: str) -> bool:
+    parts = full.split(".")
+    return parts[0] != "torch" and any(EXTENSION_MODULE.match(part) for part in parts)
+
+
+class _BackwardFlow:
+    """Which values in one backward carry gradient, and whether a leaving construct reaches the return."""
+
+    def __init__(self, module: ParsedModule, method: Method, extensions: _ExtensionNames):
+        self.module = module
+        self.method = method
+        self.extensions = extensions
+        self.ctx = method.ctx_name
+        self.nodes = list(walk(method.node.body, into_functions=False))
+        self.carrying = self._carrying_names()
+
+    def _carrying_names(self) -> set[str]:
+        """The grad arguments, the saved tensors, and every name computed from them."""
+        names = {p.name.value for p in self.method.data_params}
+        star = self.method.node.params.star_arg
+        if isinstance(star, cst.Param):
+            names.add(star.name.value)
+        bindings = []
+        for node in self.nodes:
+            if isinstance(node, cst.Assign):
+                bindings.append((node.value, [n.value for t in node.targets for n in assigned_names(t.target)]))
+            elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and node.value is not None:
+                bindings.append((node.value, [n.value for n in assigned_names(node.target)]))
+            elif isinstance(node, (cst.For, cst.CompFor)):
+                bindings.append((node.iter, [n.value for n in assigned_names(node.target)]))
+        changed = True
+        while changed:
+            changed = False
+            for value, targets in bindings:
+                if set(targets) - names and self._mentions(value, names):
+                    names |= set(targets)
+                    changed = True
+        return names
+
+    def _mentions(self, expr: cst.CSTNode, names: set[str]) -> bool:
+        for node in [expr, *walk(expr)]:
+            if isinstance(node, cst.Attribute):
+                if self.ctx and node.attr.value in SAVED_ATTRIBUTES and dotted_name(node.value) == self.ctx:
+                    return True
+            elif isinstance(node, cst.Name) and node.value in names:
+                parent = self.module.parents.get(node)
+                if isinstance(parent, cst.Attribute) and parent.attr is node:
+                    continue
+                if isinstance(parent, cst.Arg) and parent.keyword is node:
+                    continue
+                return True
+        return False
+
+    def first_exit(self) -> tuple[cst.CSTNode, str] | None:
+        if not any(isinstance(n, cst.Return) and n.value is not None for n in self.nodes):
+            return None  # backward only raises (or returns nothing)
+        for node in _post_order(self.method.node.body):
+            what = self._leaving(node)
+            if what is not None and not self._under_enable_grad(node):
+                return node, what
+        return None
+
+    # --- leaving constructs ------------------------------------------------------------------
+
+    def _leaving(self, node: cst.CSTNode) -> str | None:
+        if isinstance(node, cst.With):
+            return self._no_grad_block(node)
+        if isinstance(node, cst.Attribute) and node.attr.value == "data":
+            if self._carries_gradient(node.value) and not self._is_target(node) and self._reaches_return(node):
+                return "`.data` is the tensor without its autograd history"
+            return None
+        if not isinstance(node, cst.Call):
+            return None
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in LEAVING_METHODS and not node.args:
+            if func.attr.value == "detach" and self._requires_grad_again(node):
+                return None  # `x.detach().requires_grad_()`: a fresh leaf for a local graph
+            if self._carries_gradient(func.value) and self._reaches_return(node):
+                return LEAVING_METHODS[func.attr.value]
+            return None
+        qualified = self.module.qualified_name(func) or ""
+        if qualified.split(".")[0] == "numpy" and self._any_argument_carries(node) and self._reaches_return(node):
+            return f"`{dotted_name(func)}` computes in NumPy, outside autograd"
+        extension = self.extensions.called(node)
+        if extension is not None and self._any_argument_carries(node):
+            if self._reaches_return(node):
+                return f"the compiled extension `{extension}` has no autograd formula of its own"
+        return None
+
+    def _no_grad_block(self, node: cst.With) -> str | None:
+        for item in node.items:
+            call = item.item
+            name = (self.module.qualified_name(call.func if isinstance(call, cst.Call) else call) or "").rsplit(".", 1)[-1]
+            if name not in NO_GRAD_CONTEXTS:
+                continue
+            if name == "set_grad_enabled" and not (isinstance(call, cst.Call) and call.args and code_of(call.args[0].value).strip() == "False"):
+                continue
+            for statement in walk(node.body, into_functions=False):
+                value = statement.value if isinstance(statement, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return, cst.Expr)) else None
+                if value is not None and self._carries_gradient(value) and self._reaches_return(value):
+                    return f"ops under `{code_of(call).strip()}` record no graph"
+        return None
+
+    def _carries_gradient(self, expr: cst.BaseExpression) -> bool:
+        return self._mentions(expr, self.carrying)
+
+    def _any_argument_carries(self, call: cst.Call) -> bool:
+        return any(self._carries_gradient(arg.value) for arg in call.args)
+
+    def _is_target(self, node: cst.CSTNode) -> bool:
+        parent = self.module.parents.get(node)
+        return isinstance(parent, (cst.AssignTarget, cst.AugAssign)) and getattr(parent, "target", None) is node
+
+    def _requires_grad_again(self, call: cst.Call) -> bool:
+        parent = self.module.parents.get(call)
+        return isinstance(parent, cst.Attribute) and parent.attr.value in ("requires_grad_", "requires_grad")
+
+    def _under_enable_grad(self, node: cst.CSTNode) -> bool:
+        for ancestor in self.module.ancestors(node):
+            if ancestor is self.method.node:
+                return False
+            if isinstance(ancestor, cst.With) and any(
+                (self.module.qualified_name(i.item.func if isinstance(i.item, cst.Call) else i.item) or "").endswith("enable_grad")
+                for i in ancestor.items
+            ):
+                return True
+        return False
+
+    # --- flow to the returned gradient ---------------------------------------------------------
+
+    def _reaches_return(self, node: cst.CSTNode) -> bool:
+        """Whether `node`'s value flows into what backward returns: up through the expressions that
+        carry it, then through the names it is bound to (or written into) and their later uses."""
+        pending, bound = [node], set()
+        while pending:
+            child = pending.pop()
+            while True:
+                parent = self.module.parents.get(child)
+                if parent is None or isinstance(parent, cst.Return):
+                    return parent is not None
+                names = self._bound_names(parent, child)
+                if names is not None:
+                    for name in names - bound:
+                        bound.add(name)
+                        pending.extend(self._loads(name))
+                    break
+                if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)):
+                    break  # an `if`/`while` test, an assert, a raise
+                if not self._carries(parent, child):
+                    break
+                child = parent
+        return False
+
+    def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
+        """Names a statement binds or writes from `child`'s value; None if it is not such a statement."""
+        if isinstance(statement, cst.Assign) and statement.value is child:
+            return {name for t in statement.targets for name in self._written(t.target)}
+        if isinstance(statement, (cst.AugAssign, cst.AnnAssign)) and statement.value is child:
+            return set(self._written(statement.target))
+        if isinstance(statement, (cst.For, cst.CompFor)) and statement.iter is child:
+            return {n.value for n in assigned_names(statement.target)}
+        if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
+            func = child.func
+            written = set()
+            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") or isinstance(func, cst.Attribute) and func.attr.value == "append":
+                written |= set(self._written(func.value))  # `grad_in.copy_(...)`, `grads.append(...)`
+            if self.extensions.called(child) is not None:  # `ext.backward(g, x, grad_in)` fills its arguments
+                written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name)}
+            return written
+        return None
+
+    def _written(self, target: cst.BaseExpression) -> list[str]:
+        """`a, b` -> a, b; `grad[mask]` and `out.real` -> the variable they belong to (not ctx)."""
+        while isinstance(target, (cst.Subscript, cst.Attribute)):
+            target = target.value
+        return [n.value for n in assigned_names(target) if n.value != self.ctx]
+
+    def _loads(self, name: str) -> list[cst.Name]:
+        found = []
+        for node in self.nodes:
+            if type(node) is cst.Name and node.value == name:
+                parent = self.module.parents.get(node)
+                if isinstance(parent, cst.Attribute) and parent.attr is node:
+                    continue
+                if isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.Arg) and parent.keyword is node):
+                    continue
+                if isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor)) and parent.target is node:
+                    continue
+                found.append(node)
+        return found
+
+    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode) -> bool:
+        """Whether `child`'s value flows into `parent`'s value (not as a shape, index or condition)."""
+        if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.Index, cst.Slice, cst.SubscriptElement)):
+            return False
+        if isinstance(parent, cst.UnaryOperation):
+            return not isinstance(parent.operator, cst.Not)
+        if isinstance(parent, cst.IfExp):
+            return child is not parent.test
+        if isinstance(parent, cst.Attribute):
+            return parent.attr.value not in METADATA
+        if isinstance(parent, cst.Arg):
+            return self._argument_carries(parent)
+        if isinstance(parent, (cst.BooleanOperation, cst.FormattedString, cst.FormattedStringExpression, cst.Await)):
+            return False
+        return isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor))
+
+    def _argument_carries(self, arg: cst.Arg) -> bool:
+        call = self.module.parents.get(arg)
+        if not isinstance(call, cst.Call):
+            return False
+        if arg.keyword is not None and arg.keyword.value in NON_VALUE_KEYWORDS:
+            return False
+        name = dotted_name(call.func) or ""
+        short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+        if short in SHAPE_FUNCTIONS:
+            return False
+        if isinstance(call.func, cst.Attribute) and not self._is_module_function(call.func):
+            return short in VALUE_ARGUMENT_METHODS  # a tensor method: `g.view(n, -1)` takes sizes
+        positional = [a for a in call.args if a.keyword is None]
+        return arg.keyword is not None or positional.index(arg) not in INDEX_POSITIONS.get(short, ())
+
+    def _is_module_function(self, func: cst.Attribute) -> bool:
+        """`torch.mul(...)`, `F.pad(...)`, `np.exp(...)`, `ext.backward(...)`: a function, not a tensor method."""
+        head = (dotted_name(func) or "").split(".")[0]
+        return bool(head) and (head in self.module.imports or head in self.extensions.names)
+
+
+def _post_order(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Nodes in evaluation order, roughly: children before their parent (nested functions skipped)."""
+    from ..syntax import children
+
+    stack: list[tuple[cst.CSTNode, bool]] = [(child, False) for child in reversed(children(root))]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            yield node
+            continue
+        if isinstance(node, cst.With):
+            yield node  # a no_grad block leaves autograd before anything inside it runs
+        else:
+            stack.append((node, True))
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        stack.extend((child, False) for child in reversed(children(node)))
+
+
+def _message(function_class: FunctionClass, method: Method, node: cst.CSTNode, what: str) -> str:
+    shown = " ".join(code_of(node).split()) if not isinstance(node, cst.With) else "with " + ", ".join(
+        " ".join(code_of(i.item).split()) for i in node.items
+    )
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return (
+        f"{function_class.name}.{method.name} computes its gradient outside autograd at `{shown}` ({what}) "
+        "and is not marked @once_differentiable: a second derivative through it (gradient penalty, Hessian, "
+        "double backward) is silently wrong or fails with 'element 0 of tensors does not require grad'; compute "
+        "it with differentiable torch ops, or decorate backward with @once_differentiable so that double "
+        "backward raises"
+    )
