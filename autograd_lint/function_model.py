@@ -103,6 +103,9 @@ class FunctionClass:
     # so methods could be inherited from code we cannot see.
     bases_known: bool = True
     apply_calls: list[cst.Call] = field(default_factory=list)
+    # `Cls(...)`: the class instantiated (legacy API), and `Cls.forward(...)` / `Cls.backward(...)`.
+    instantiations: list[cst.Call] = field(default_factory=list)
+    direct_calls: list[cst.Call] = field(default_factory=list)
 
     def method(self, name: str) -> Method | None:
         if name in self.own_methods:
@@ -234,6 +237,17 @@ class FunctionModel:
                 owner = aliases.get(call.func.value)
             if owner is not None:
                 owner.apply_calls.append(call)
+                continue
+            func = call.func
+            if type(func) is cst.Name and func.value in by_name:
+                by_name[func.value].instantiations.append(call)
+            elif (
+                type(func) is cst.Attribute
+                and func.attr.value in ("forward", "backward")
+                and type(func.value) is cst.Name
+                and func.value.value in by_name
+            ):
+                by_name[func.value.value].direct_calls.append(call)
 
     def _apply_owner(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> FunctionClass | None:
         """The Function class for `Cls.apply`, or `cls.apply` inside that class's classmethods."""

@@ -14,7 +14,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from .scopes import forget_scopes
-from .syntax import children, dotted_name, remember_children, walk
+from .syntax import children, disables_grad, dotted_name, remember_children, walk
 
 if TYPE_CHECKING:
     from .function_model import FunctionModel
@@ -147,6 +147,16 @@ class ParsedModule:
             if isinstance(ancestor, cst.FunctionDef):
                 return ancestor
         return None
+
+    def under_no_grad(self, node: cst.CSTNode) -> bool:
+        """Whether `node` runs with gradient recording off: inside `with torch.no_grad():` (or
+        inference_mode, set_grad_enabled(False)) or a function decorated with one."""
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, cst.With) and any(disables_grad(item.item) for item in ancestor.items):
+                return True
+            if isinstance(ancestor, cst.FunctionDef) and any(disables_grad(d.decorator) for d in ancestor.decorators):
+                return True
+        return False
 
     @cached_property
     def functions(self) -> "FunctionModel":

@@ -145,3 +145,24 @@ def assigned_names(target: cst.BaseExpression) -> Iterator[cst.Name]:
 def function_params(func: cst.FunctionDef) -> list[cst.Param]:
     """Positional parameters in order (positional-only first)."""
     return list(func.params.posonly_params) + list(func.params.params)
+
+
+def disables_grad(expr: cst.BaseExpression) -> bool:
+    """`torch.no_grad()`, `torch.inference_mode()`, `torch.set_grad_enabled(False)` (a `with` item or
+    a decorator, called or not)."""
+    args = ()
+    if isinstance(expr, cst.Call):
+        expr, args = expr.func, expr.args
+    name = dotted_name(expr) or ""
+    tail = name.rsplit(".", 1)[-1]
+    if tail == "set_grad_enabled":
+        return len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == "False"
+    return tail in ("no_grad", "inference_mode")
+
+
+def short_code(node: cst.CSTNode, limit: int = 50) -> str:
+    """A node's source on one line, without enclosing parentheses, cut to `limit` characters."""
+    if isinstance(node, cst.BaseExpression) and (node.lpar or node.rpar):
+        node = node.with_changes(lpar=(), rpar=())
+    text = " ".join(code_of(node).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -468,8 +468,14 @@ def _tensor_used_in(node: cst.FunctionDef) -> frozenset[str]:
     """Parameters of `method` used as only a tensor can be: a tensor-only method or attribute
     (`x.view_as`, `x.contiguous()`, `x.requires_grad`), the first argument of a `torch.*` op, an
     operand of `@`. Names the function rebinds are left out."""
-    found: set[str] = set()
     rebound = {n for n, nodes in bindings(node).items() if any(not isinstance(b, cst.Param) for b in nodes)}
+    return frozenset(names_used_as_tensors(node) - rebound)
+
+
+@lru_cache(maxsize=256)
+def names_used_as_tensors(node: cst.FunctionDef) -> frozenset[str]:
+    """Every name (parameter, local or loop variable) the function uses as only a tensor can be used."""
+    found: set[str] = set()
     for child in walk(node.body, into_functions=False):
         if isinstance(child, cst.Attribute) and isinstance(child.value, cst.Name):
             if child.attr.value in TENSOR_ONLY_METHODS:
@@ -481,7 +487,7 @@ def _tensor_used_in(node: cst.FunctionDef) -> frozenset[str]:
                 found.add(child.args[0].value.value)
         elif isinstance(child, cst.BinaryOperation) and isinstance(child.operator, cst.MatrixMultiply):
             found |= {side.value for side in (child.left, child.right) if isinstance(side, cst.Name)}
-    return frozenset(found - rebound)
+    return frozenset(found)
 
 
 def value_kinds(function_class: FunctionClass, method: Method, module=None) -> ValueKinds:
@@ -491,4 +497,5 @@ def value_kinds(function_class: FunctionClass, method: Method, module=None) -> V
 __all__ = [
     "Kind", "TENSOR", "NON_TENSOR", "NONE", "UNKNOWN", "ValueKinds", "value_kinds", "literal_kind",
     "annotation_kind", "argument_kind", "parameter_kind", "call_site_kinds", "used_as_tensor",
+    "names_used_as_tensors",
 ]

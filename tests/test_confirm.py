@@ -34,6 +34,7 @@ EVIDENCE = {
     "AGL002": re.compile(r"incorrect number of gradients \(expected \d+, got \d+\)"),
     "AGL003": re.compile(r"-0\.0 for inputs|NaN output|NaN gradient"),
     "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
+    "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
 }
 
 

@@ -194,6 +194,11 @@ def _literal(module: ParsedModule, expr: cst.BaseExpression | None) -> str | Non
         return None
 
 
+def literal_source(expr: cst.BaseExpression | None) -> str | None:
+    """Source text of a literal argument (`2.0`, `None`, `"mean"`, `(1, 2)`), else None."""
+    return _literal(None, expr)
+
+
 def function_class_code(module: ParsedModule, function_class, closure_access: tuple[str, str, str] | None = None) -> tuple[set[str], set[str], str]:
     """(top-level names required, names to copy if defined, code that defines the class in the harness).
 

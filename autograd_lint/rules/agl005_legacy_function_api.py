@@ -1,0 +1,345 @@
+"""AGL005 legacy-function-api: pre-1.3 Function code that torch 2.13 rejects or silently ignores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_builders, function_class_code, literal_call_arguments
+from ..diagnostic import Severity
+from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import code_of, short_code, walk
+
+# What a ctx (the `<F>Backward` node) offers: reading these on `self` is ctx use, not instance state.
+CTX_API = frozenset(
+    {
+        "save_for_backward", "saved_tensors", "saved_variables", "to_save", "needs_input_grad", "mark_dirty",
+        "mark_non_differentiable", "set_materialize_grads", "materialize_grads", "dirty_tensors",
+        "non_differentiable", "metadata", "next_functions", "register_hook", "register_prehook", "name",
+    }
+)
+FIX = "make forward and backward @staticmethods taking ctx, pass the values to `.apply(...)`, keep them on ctx and return None for them from backward"
+
+
+@dataclass(frozen=True)
+class LegacyUse:
+    """What the confirm recipe replays: `kind` is "instance-call", "instance-apply", "init",
+    "instance-state" or "no-backward"; `init_args` the constructor arguments as written (source)."""
+
+    function_class: FunctionClass
+    kind: str
+    init_args: str | None = None
+    attribute: str | None = None
+
+
+class LegacyFunctionApi(FunctionRule):
+    code = "AGL005"
+    name = "legacy-function-api"
+    severity = Severity.ERROR
+    summary = "legacy autograd.Function usage: instance calls, __init__ state, non-static methods reading instance state, no backward"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            yield from self._init_state(function_class)
+            yield from self._instance_state_reads(function_class)
+            yield from self._instance_uses(module, function_class)
+            yield from self._missing_backward(module, function_class)
+
+    # --- __init__ -------------------------------------------------------------------------------
+
+    def _init_state(self, function_class: FunctionClass) -> Iterator[Finding]:
+        init = function_class.own_methods.get("__init__")
+        if init is None or not (len(init.params) > 1 or isinstance(init.node.params.star_arg, cst.Param) or _self_attributes(init)):
+            return  # a bare `__init__(self): super().__init__()` carries nothing apply could lose
+        name = function_class.name
+        yield Finding(
+            init.node.name,
+            f"{name} defines __init__: Function instances are legacy, calling one raises 'Legacy autograd "
+            f"function with non-static forward method is deprecated' and `.apply` never sees what __init__ "
+            f"stores; {FIX}",
+            subject=LegacyUse(function_class, "init"),
+        )
+
+    # --- non-static forward/backward reading instance state -------------------------------------------
+
+    def _instance_state_reads(self, function_class: FunctionClass) -> Iterator[Finding]:
+        if not function_class.hierarchy_known:
+            return
+        instance_state = _instance_state(function_class)
+        if not instance_state:
+            return
+        ctx_written = _ctx_attributes(function_class)
+        for name in ("forward", "backward"):
+            method = function_class.own_methods.get(name)
+            if method is None or method.kind != "plain" or not method.params:
+                continue
+            read = _first_state_read(method, instance_state - ctx_written)
+            if read is None:
+                continue
+            yield Finding(
+                method.node.name,
+                f"{function_class.name}.{name} is not a @staticmethod and reads `{code_of(read)}`, instance state "
+                f"that ctx never has: through `.apply` torch raises "
+                f"\"'{function_class.name}Backward' object has no attribute '{read.attr.value}'\" and an instance "
+                f"call raises 'Legacy autograd function with non-static forward method is deprecated'; {FIX}",
+                subject=LegacyUse(function_class, "instance-state", attribute=read.attr.value),
+            )
+
+    # --- Fn(...)(x), Fn(a).apply(x) -------------------------------------------------------------------
+
+    def _instance_uses(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
+        name = function_class.name
+        for creation in function_class.instantiations:
+            if module.functions.enclosing(creation) is function_class:
+                continue  # the class building itself (a factory classmethod)
+            parent = module.parents.get(creation)
+            init_args = _constructor_arguments(creation)
+            if isinstance(parent, cst.Call) and parent.func is creation:
+                if not _calls_are_torchs(function_class):
+                    continue
+                yield Finding(
+                    parent,
+                    f"`{short_code(parent)}` calls a {name} instance: torch raises 'Legacy autograd function "
+                    f"with non-static forward method is deprecated. Please use new-style autograd function with "
+                    f"static forward method.'; call `{name}.apply(...)` with every value as an argument",
+                    subject=LegacyUse(function_class, "instance-call", init_args),
+                )
+            elif (
+                isinstance(parent, cst.Attribute)
+                and parent.attr.value == "apply"
+                and isinstance(module.parents.get(parent), cst.Call)
+                and creation.args
+                and not _init_writes_elsewhere(function_class)
+            ):
+                call = module.parents.get(parent)
+                yield Finding(
+                    call,
+                    f"`{short_code(call)}`: apply is a classmethod, so the arguments given to {name}(...) never "
+                    f"reach forward or backward (a backward reading them from ctx raises AttributeError); pass them "
+                    f"to `{name}.apply(...)`, keep them on ctx and return None for them",
+                    subject=LegacyUse(function_class, "instance-apply", init_args),
+                )
+
+    # --- no backward ----------------------------------------------------------------------------------
+
+    def _missing_backward(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
+        if function_class.backward is not None or function_class.forward is None or not function_class.hierarchy_known:
+            return
+        if _derivative_assigned_or_jvp(function_class) or _is_a_base(module, function_class):
+            return
+        if _marks_outputs_non_differentiable(function_class):
+            return  # no output needs a gradient, backward is never called
+        calls = function_class.apply_calls
+        if calls and all(module.under_no_grad(call) for call in calls):
+            return  # only ever applied without gradient recording
+        name = function_class.name
+        yield Finding(
+            function_class.node.name,
+            f"{name} defines no backward (or vjp): backward through it raises 'You must implement either the "
+            f"backward or vjp method for your custom autograd.Function to use it with backward mode AD.'; add a "
+            f"@staticmethod backward(ctx, *grad_outputs) returning one gradient per forward input",
+            subject=LegacyUse(function_class, "no-backward"),
+        )
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Replays the flagged shape with float64 leaf tensors: the instance call, `Fn(a).apply(x)`
+        against `Fn(b).apply(x)`, `.apply` reading the instance's attribute, or backward through a
+        Function without one (see confirm/recipes/agl005.py)."""
+        use: LegacyUse = finding.subject
+        function_class = use.function_class
+        required, optional, definition = function_class_code(module, function_class)
+        init_args = use.init_args
+        if init_args is None:
+            init_args = literal_call_arguments(module, function_class.name)
+        if init_args is None:
+            init_args = _literal_init_defaults(function_class)
+        name = function_class.name
+        alternative = _perturbed(init_args)
+        main = "\n".join(
+            [
+                definition,
+                apply_builders(module, function_class),
+                f"_agl_legacy_recipe({name}, {use.kind!r}, lambda: {name}({init_args}), {init_args!r}, "
+                f"{'lambda: ' + name + '(' + alternative + ')' if alternative else 'None'}, {alternative!r}, "
+                f"{use.attribute!r}, _agl_builders)",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _self_attributes(method: Method) -> set[str]:
+    """Attributes a method assigns on its first parameter (`self.lambd = lambd`)."""
+    if not method.params:
+        return set()
+    first = method.params[0].name.value
+    found = set()
+    for node in walk(method.node.body):
+        targets = []
+        if isinstance(node, cst.Assign):
+            targets = [t.target for t in node.targets]
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            for part in [target, *walk(target)]:
+                if isinstance(part, cst.Attribute) and isinstance(part.value, cst.Name) and part.value.value == first:
+                    found.add(part.attr.value)
+    return found
+
+
+def _instance_state(function_class: FunctionClass) -> set[str]:
+    """Names an instance has but a ctx does not: attributes set by the class's other methods
+    (`__init__`, setters) and the class body's own attributes and methods."""
+    names: set[str] = set()
+    for klass in _hierarchy(function_class):
+        for method in klass.own_methods.values():
+            if method.name not in (*DERIVATIVE_METHODS, "forward", "setup_context") and method.kind == "plain":
+                names |= _self_attributes(method)
+            names.add(method.name)
+        for statement in klass.node.body.body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, (cst.Assign, cst.AnnAssign)):
+                        targets = small.targets if isinstance(small, cst.Assign) else [small]
+                        names |= {t.target.value for t in targets if isinstance(t.target, cst.Name)}
+    return names - CTX_API - set(DERIVATIVE_METHODS) - {"forward", "setup_context", "apply"}
+
+
+def _hierarchy(function_class: FunctionClass) -> list[FunctionClass]:
+    found = [function_class]
+    for base in function_class.bases:
+        found += [k for k in _hierarchy(base) if k not in found]
+    return found
+
+
+def _ctx_attributes(function_class: FunctionClass) -> set[str]:
+    """Attributes forward, setup_context or backward set on their ctx (first) parameter."""
+    written: set[str] = set()
+    for name in ("forward", "setup_context", *DERIVATIVE_METHODS):
+        method = function_class.method(name)
+        if method is not None:
+            written |= _self_attributes(method)
+    return written
+
+
+def _first_state_read(method: Method, state: set[str]) -> cst.Attribute | None:
+    first = method.params[0].name.value
+    for node in walk(method.node.body):
+        if (
+            isinstance(node, cst.Attribute)
+            and isinstance(node.value, cst.Name)
+            and node.value.value == first
+            and node.attr.value in state
+        ):
+            return node
+    return None
+
+
+def _calls_are_torchs(function_class: FunctionClass) -> bool:
+    """Whether calling an instance reaches torch's `Function.__call__` (no `__call__` of our own)."""
+    return function_class.hierarchy_known and function_class.method("__call__") is None and not any(
+        "__call__" in _class_body_names(k) for k in _hierarchy(function_class)
+    )
+
+
+def _class_body_names(function_class: FunctionClass) -> set[str]:
+    names = set()
+    for statement in function_class.node.body.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Assign):
+                    names |= {t.target.value for t in small.targets if isinstance(t.target, cst.Name)}
+    return names
+
+
+def _init_writes_elsewhere(function_class: FunctionClass) -> bool:
+    """`__init__` stores its arguments somewhere apply can see (a class attribute, a global):
+    shared state, AGL001's subject, not a lost argument."""
+    init = function_class.method("__init__")
+    if init is None or not init.params:
+        return False
+    first = init.params[0].name.value
+    for node in walk(init.node.body):
+        if isinstance(node, cst.Global):
+            return True
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target] if isinstance(node, (cst.AugAssign, cst.AnnAssign)) else []
+        for target in targets:
+            if isinstance(target, (cst.Attribute, cst.Subscript)):
+                root = target
+                while isinstance(root, (cst.Attribute, cst.Subscript)):
+                    root = root.value
+                if not (isinstance(root, cst.Name) and root.value == first) or code_of(target).startswith(f"{first}.__class__"):
+                    return True
+    return False
+
+
+def _derivative_assigned_or_jvp(function_class: FunctionClass) -> bool:
+    """`backward = _shared_backward` in the class body, or a forward-mode-only Function (jvp)."""
+    if function_class.method("jvp") is not None:
+        return True
+    return any({"backward", "vjp", "jvp"} & _class_body_names(k) for k in _hierarchy(function_class))
+
+
+def _is_a_base(module: ParsedModule, function_class: FunctionClass) -> bool:
+    return any(function_class in other.bases for other in module.functions)
+
+
+def _marks_outputs_non_differentiable(function_class: FunctionClass) -> bool:
+    for name in ("forward", "setup_context"):
+        method = function_class.method(name)
+        if method is not None and "mark_non_differentiable" in code_of(method.node.body):
+            return True
+    return False
+
+
+def _literal_init_defaults(function_class: FunctionClass) -> str | None:
+    """`__init__`'s parameters as literals: their defaults, 0.5 for the others (a hyperparameter)."""
+    init = function_class.method("__init__")
+    if init is None:
+        return ""
+    values = []
+    for param in init.params[1:]:
+        values.append(code_of(param.default).strip() if param.default is not None else "0.5")
+    return ", ".join(values)
+
+
+def _constructor_arguments(call: cst.Call) -> str:
+    """The arguments of `Fn(...)` as source the harness can evaluate: literals as written, 0.5 (a
+    hyperparameter) for anything that names the caller's variables."""
+    import ast
+
+    parts = []
+    for arg in call.args:
+        text = code_of(arg.value).strip()
+        try:
+            ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            text = "0.5"
+        prefix = "*" * len(arg.star) if arg.star else f"{arg.keyword.value}=" if arg.keyword is not None else ""
+        parts.append(prefix + text)
+    return ", ".join(parts)
+
+
+def _perturbed(arguments: str) -> str | None:
+    """The same arguments with every number changed (x -> 2x + 1); None if none is a number."""
+    import ast
+
+    try:
+        tree = ast.parse(f"f({arguments})", mode="eval")
+    except SyntaxError:
+        return None
+    changed = False
+
+    class Perturb(ast.NodeTransformer):
+        def visit_Constant(self, node):
+            nonlocal changed
+            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                changed = True
+                return ast.copy_location(ast.Constant(node.value * 2 + 1), node)
+            return node
+
+    new = Perturb().visit(tree)
+    return ast.unparse(new)[2:-1] if changed else None

@@ -1,0 +1,85 @@
+"""AGL006 forward-called-directly: `Fn.forward(...)` / `Fn.backward(...)` outside the Function bypass `.apply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, function_class_code
+from ..diagnostic import Severity
+from ..function_model import FunctionClass
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import code_of, short_code
+
+
+@dataclass(frozen=True)
+class DirectCall:
+    function_class: FunctionClass
+    call: cst.Call
+    method: str  # "forward" or "backward"
+
+
+class ForwardCalledDirectly(FunctionRule):
+    code = "AGL006"
+    name = "forward-called-directly"
+    severity = Severity.ERROR
+    summary = "Fn.forward(...) / Fn.backward(...) called outside the Function, bypassing .apply"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            for call in function_class.direct_calls:
+                if module.functions.enclosing(call) is not None:
+                    continue  # delegation inside a Function (Base.forward(ctx, ...) in a subclass, composition)
+                if module.under_no_grad(call):
+                    continue  # nothing is recorded, so nothing is bypassed
+                method = call.func.attr.value
+                yield Finding(call, _message(function_class, call, method), subject=DirectCall(function_class, call, method))
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Runs the call as written (ctx `None` as written, or a stand-in ctx; float64 leaf tensors for
+        the other arguments) next to `Fn.apply` on the same inputs, and compares grad_fn and gradients
+        (see confirm/recipes/agl006.py)."""
+        direct: DirectCall = finding.subject
+        function_class = direct.function_class
+        required, optional, definition = function_class_code(module, function_class)
+        arguments = [_argument(module, arg) for arg in direct.call.args]
+        takes_ctx = direct.method == "backward" or (function_class.forward is not None and function_class.forward.ctx_name is not None)
+        main = "\n".join(
+            [
+                definition,
+                f"_agl_direct_call_recipe({function_class.name}, {direct.method!r}, {arguments!r}, {takes_ctx!r}, "
+                f"{short_code(direct.call)!r})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _message(function_class: FunctionClass, call: cst.Call, method: str) -> str:
+    name = function_class.name
+    if method == "forward":
+        return (
+            f"`{short_code(call)}` calls {name}.forward directly: no {name}Backward node is recorded, so autograd "
+            f"differentiates forward's body (or nothing) and the custom backward never runs; call `{name}.apply(...)` "
+            f"without the ctx argument"
+        )
+    return (
+        f"`{short_code(call)}` calls {name}.backward directly: autograd never calls it that way, so its result "
+        f"reaches no .grad; call `{name}.apply(...)` and let `loss.backward()` run it"
+    )
+
+
+def _argument(module: ParsedModule, arg: cst.Arg) -> str | None:
+    """A literal as written (`None`, `2.0`), or None for 'a tensor'."""
+    import ast
+
+    if arg.star or arg.keyword is not None:
+        return None
+    text = code_of(arg.value).strip()
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return text

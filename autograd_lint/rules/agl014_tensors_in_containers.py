@@ -1,0 +1,314 @@
+"""AGL014 tensors-in-containers: autograd tracks only the tensors that are `.apply`'s arguments and
+forward's top-level outputs; tensors inside lists, dicts or nested tuples are invisible to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import CannotBuildHarness, Harness, apply_builders, function_class_code, literal_source
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..gradient_returns import returned_values
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import assigned_names, code_of, is_none, walk
+from ..value_kinds import (
+    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, UNKNOWN, Kind, ValueKinds,
+    argument_kind, names_used_as_tensors,
+)
+
+DISPLAYS = (cst.List, cst.Tuple, cst.Dict, cst.ListComp, cst.DictComp)
+# torch functions whose first argument is a sequence of tensors.
+SEQUENCE_FUNCTIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "row_stack"})
+TORCH_MODULES = ("torch", "torch.nn.functional")
+GRAD_FN_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
+
+
+@dataclass(frozen=True)
+class ContainerCase:
+    function_class: FunctionClass
+    container: cst.BaseExpression  # the display found (for an input: possibly the one a name is bound to)
+    call: cst.Call | None = None  # set for an input: the `.apply(...)` call
+    position: int | str | None = None  # the container argument's index, or its keyword
+
+
+class TensorsInContainers(FunctionRule):
+    code = "AGL014"
+    name = "tensors-in-containers"
+    severity = Severity.ERROR
+    summary = "forward returns tensors in a list, dict or nested tuple, or .apply receives tensors inside a container"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            forward = function_class.own_methods.get("forward")
+            if forward is not None:
+                yield from self._check_outputs(module, function_class, forward)
+            if function_class.forward is not None and function_class.hierarchy_known:
+                yield from self._check_inputs(module, function_class, function_class.forward)
+
+    # ---- forward's outputs ----
+
+    def _check_outputs(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
+        kinds = _Kinds(function_class, forward, module)
+        for node in walk(forward.node.body, into_functions=False):
+            if not isinstance(node, cst.Return) or node.value is None:
+                continue
+            if isinstance(node.value, cst.Tuple):
+                candidates = [(element.value, True) for element in node.value.elements]
+            else:
+                candidates = [(node.value, False)]
+            for value, nested in candidates:
+                container = kinds.container(value)
+                if container is None or (not nested and isinstance(container, cst.Tuple)):
+                    continue
+                if kinds.holds_tensor(container):
+                    yield Finding(value, _output_message(function_class, container, nested), subject=ContainerCase(function_class, container))
+
+    # ---- .apply's inputs ----
+
+    def _check_inputs(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
+        params = [p.name.value for p in forward.data_params]
+        sequences = _tensor_sequence_params(module, forward)
+        for call in function_class.apply_calls:
+            if any(arg.star for arg in call.args):
+                continue
+            for index, arg in enumerate(call.args):
+                if arg.keyword is None:
+                    position, param = index, (params[index] if index < len(params) else None)
+                else:
+                    position = param = arg.keyword.value
+                container = _caller_container(module, call, arg.value)
+                if container is None or not _display_members(container):
+                    continue
+                if param in sequences or _holds_caller_tensor(module, call, container):
+                    case = ContainerCase(function_class, container, call, position)
+                    yield Finding(arg.value, _input_message(function_class, container, arg.value), subject=case)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Run the Function on leaf tensors that require grad and look at what autograd tracked: the
+        tensors in the returned container (requires_grad, then backward from one of them), or the
+        tensors passed inside the container (the output's requires_grad, then their .grad)."""
+        case: ContainerCase = finding.subject
+        function_class = case.function_class
+        required, optional, definition = function_class_code(module, function_class)
+        apply = f"{function_class.name}.apply"
+        if case.call is None:
+            main = [definition, apply_builders(module, function_class), f"_agl_container_output_recipe({apply}, _agl_builders)"]
+        else:
+            label, count, build = _container_call_builder(case)
+            main = [definition, f"_agl_container_input_recipe({apply}, {label!r}, {count}, {build})"]
+        return Harness(required, "\n".join(main), optional)
+
+
+def _output_message(function_class: FunctionClass, container, nested: bool) -> str:
+    name = function_class.name
+    if nested:
+        what = f"{name}.forward returns {_article(container)} inside its output tuple: autograd tracks only the top-level tensors"
+    else:
+        what = f"{name}.forward returns {_article(container)}: autograd does not look inside it"
+    return (
+        f"{what}, so the tensors in it come out with requires_grad=False and no gradient flows through them "
+        f"(backward from one raises '{GRAD_FN_MESSAGE}'); return a flat tuple of tensors instead"
+    )
+
+
+def _input_message(function_class: FunctionClass, container, written) -> str:
+    name = function_class.name
+    shown = "" if container is written else f" (`{code_of(written).strip()}` is {_article(container)})"
+    return (
+        f"{name}.apply receives tensors inside {_article(container)}{shown}: autograd tracks only tensors passed "
+        f"directly as arguments, so they get no gradient (their .grad stays None) and the output may not require grad; "
+        f"pass them as separate arguments (`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`)"
+    )
+
+
+class _Kinds(ValueKinds):
+    """ValueKinds, plus: a parameter that backward returns a gradient for is a tensor (torch rejects
+    a non-None gradient for anything else), and the containers forward builds in local names."""
+
+    def _parameter_kind(self, name: str) -> Kind:
+        kind = super()._parameter_kind(name)
+        if kind is UNKNOWN and name in _differentiated_params(self.function_class, self.method):
+            return TENSOR
+        return kind
+
+    def container(self, expr: cst.BaseExpression) -> cst.BaseExpression | None:
+        """The display `expr` is, or the one a local name is bound to."""
+        if isinstance(expr, DISPLAYS):
+            return expr
+        if isinstance(expr, cst.Name):
+            return _bound_display(bindings(self.method.node).get(expr.value, []))
+        return None
+
+    def holds_tensor(self, container: cst.BaseExpression) -> bool:
+        for member in self._members(container):
+            inner = member if isinstance(member, DISPLAYS) else None
+            if self.kind(member) is TENSOR or (inner is not None and self.holds_tensor(inner)):
+                return True
+        return False
+
+    def _members(self, container: cst.BaseExpression) -> list[cst.BaseExpression]:
+        """The display's elements, plus what forward appends or assigns into the name bound to it."""
+        members = _display_members(container)
+        names = {name for name, nodes in bindings(self.method.node).items() if any(getattr(n, "value", None) is container for n in nodes)}
+        if not names:
+            return members
+        for node in walk(self.method.node.body, into_functions=False):
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("append", "insert"):
+                if _is_name_in(node.func.value, names) and node.args:
+                    members.append(node.args[-1].value)
+            elif isinstance(node, cst.Assign):
+                members += [node.value for t in node.targets if isinstance(t.target, cst.Subscript) and _is_name_in(t.target.value, names)]
+        return members
+
+
+def _is_name_in(expr: cst.BaseExpression, names: set[str]) -> bool:
+    return isinstance(expr, cst.Name) and expr.value in names
+
+
+def _display_members(container: cst.BaseExpression) -> list[cst.BaseExpression]:
+    if isinstance(container, (cst.List, cst.Tuple)):
+        return [e.value for e in container.elements if not isinstance(e, cst.StarredElement)]
+    if isinstance(container, cst.Dict):
+        return [e.value for e in container.elements if isinstance(e, cst.DictElement)]
+    if isinstance(container, cst.ListComp):
+        return [container.elt]
+    if isinstance(container, cst.DictComp):
+        return [container.value]
+    return []
+
+
+def _bound_display(nodes: list[cst.CSTNode]) -> cst.BaseExpression | None:
+    """The display a name is bound to, when every binding is an assignment of a display of one family."""
+    values = [n.value for n in nodes if isinstance(n, cst.Assign)]
+    if not values or len(values) != len(nodes) or not all(isinstance(v, DISPLAYS) for v in values):
+        return None
+    return values[0] if len({_family(v) for v in values}) == 1 else None
+
+
+def _family(expr) -> str:
+    if isinstance(expr, (cst.Dict, cst.DictComp)):
+        return "dict"
+    return "list" if isinstance(expr, (cst.List, cst.ListComp)) else "tuple"
+
+
+def _article(container) -> str:
+    return {"dict": "a dict", "list": "a list", "tuple": "a tuple"}[_family(container)]
+
+
+def _differentiated_params(function_class: FunctionClass, forward: Method) -> set[str]:
+    """Forward's parameters at positions where some backward return gives a non-None gradient."""
+    backward = function_class.backward
+    if backward is None or forward.name != "forward" or isinstance(forward.node.params.star_arg, cst.Param):
+        return set()
+    names = [p.name.value for p in forward.data_params]
+    found = set()
+    for returned in returned_values(backward):
+        if not returned.is_list:
+            found |= {name for name, element in zip(names, returned.elements) if not is_none(element)}
+    return found
+
+
+def _tensor_sequence_params(module: ParsedModule, forward: Method) -> set[str]:
+    """Forward's parameters used as sequences of tensors: `torch.cat(xs)`, `for t in xs: t.view(...)`,
+    `[t.float() for t in xs]`, `xs[0].contiguous()`."""
+    tensor_names = names_used_as_tensors(forward.node)
+    found = set()
+    for node in walk(forward.node.body):
+        if isinstance(node, cst.Call) and node.args and node.args[0].keyword is None and isinstance(node.args[0].value, cst.Name):
+            head, _, attr = (module.qualified_name(node.func) or "").rpartition(".")
+            if head in TORCH_MODULES and attr in SEQUENCE_FUNCTIONS:
+                found.add(node.args[0].value.value)
+        elif isinstance(node, (cst.For, cst.CompFor)):
+            source = _iterated_name(node.iter)
+            if source is not None and any(n.value in tensor_names for n in assigned_names(node.target)):
+                found.add(source)
+        elif isinstance(node, cst.Attribute) and isinstance(node.value, cst.Subscript) and isinstance(node.value.value, cst.Name):
+            if node.attr.value in TENSOR_ONLY_METHODS:
+                found.add(node.value.value.value)
+    return found & {p.name.value for p in forward.data_params}
+
+
+def _iterated_name(expr: cst.BaseExpression) -> str | None:
+    """`xs` in `for t in xs`, `enumerate(xs)`, `zip(xs, ...)`, `reversed(xs)`."""
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value in ("enumerate", "zip", "reversed") and expr.args:
+        expr = expr.args[0].value
+    return expr.value if isinstance(expr, cst.Name) else None
+
+
+def _caller_container(module: ParsedModule, call: cst.Call, expr: cst.BaseExpression) -> cst.BaseExpression | None:
+    """The display `expr` is, or the one the name `expr` is bound to in the calling scope."""
+    if isinstance(expr, DISPLAYS):
+        return expr
+    if isinstance(expr, cst.Name):
+        return _bound_display(bindings(module.enclosing_function(call) or module.tree).get(expr.value, []))
+    return None
+
+
+def _holds_caller_tensor(module: ParsedModule, call: cst.Call, container: cst.BaseExpression) -> bool:
+    """Whether an element is surely a tensor where the call is written: the result of a torch tensor
+    function (`torch.randn(3)`), or a name bound only to such results."""
+    local = bindings(module.enclosing_function(call) or module.tree)
+    for element in _display_members(container):
+        if argument_kind(element) is NON_TENSOR:
+            continue
+        values = [element]
+        if isinstance(element, cst.Name):
+            nodes = local.get(element.value, [])
+            values = [n.value for n in nodes if isinstance(n, cst.Assign)] if all(isinstance(n, cst.Assign) for n in nodes) else []
+        if values and all(_is_torch_tensor_call(module, v) for v in values):
+            return True
+    return False
+
+
+def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> bool:
+    if not isinstance(expr, cst.Call):
+        return False
+    head, _, attr = (module.qualified_name(expr.func) or "").rpartition(".")
+    return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS
+
+
+def _container_call_builder(case: ContainerCase) -> tuple[str, int, str]:
+    """(label, number of inner tensors, `lambda shape, inner: (args, kwargs)`) for the flagged call:
+    leaf tensors inside the container, the other arguments as written when they are literals, else
+    leaf tensors."""
+    args, kwargs, shown = [], [], []
+    count, container_code, container_shown = _container_code(case.container)
+    for index, arg in enumerate(case.call.args):
+        key = index if arg.keyword is None else arg.keyword.value
+        if key == case.position:
+            code, text = container_code, container_shown
+        else:
+            literal = literal_source(arg.value)
+            code, text = (literal, literal) if literal is not None else (f"_agl_leaf(shape, {index})", "<tensor>")
+        if arg.keyword is None:
+            args.append(code)
+            shown.append(text)
+        else:
+            kwargs.append(f"{arg.keyword.value!r}: {code}")
+            shown.append(f"{arg.keyword.value}={text}")
+    label = f"{case.function_class.name}.apply({', '.join(shown)})"
+    return label, count, f"lambda shape, inner: ([{', '.join(args)}], {{{', '.join(kwargs)}}})"
+
+
+def _container_code(container: cst.BaseExpression) -> tuple[int, str, str]:
+    """(tensor count, code building the container from `inner`, how it is shown)."""
+    if isinstance(container, cst.Dict):
+        keys = [literal_source(e.key) if isinstance(e, cst.DictElement) else None for e in container.elements]
+        if None in keys:
+            raise CannotBuildHarness("the dict passed to apply has keys the harness cannot rebuild")
+        items = ", ".join(f"{k}: inner[{i}]" for i, k in enumerate(keys))
+        return len(keys), "{" + items + "}", "{" + ", ".join(f"{k}: <tensor>" for k in keys) + "}"
+    if isinstance(container, (cst.List, cst.Tuple)) and not any(isinstance(e, cst.StarredElement) for e in container.elements):
+        count = len(container.elements)
+    else:
+        count = 2  # a comprehension: two tensors stand for its elements
+    items = ", ".join(f"inner[{i}]" for i in range(count))
+    shown = ", ".join(["<tensor>"] * count)
+    if isinstance(container, cst.Tuple):
+        return count, f"({items},)", f"({shown})"
+    return count, f"[{items}]", f"[{shown}]"

@@ -1,0 +1,149 @@
+"""AGL014 tensors-in-containers: static cases and the confirm recipes under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def agl014(source: str) -> list[tuple[int, int]]:
+    found = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL014",)))
+    return [(d.line, d.column) for d in found]
+
+
+def function(forward_params: str, forward_body: str, backward_body: str = "return g", after: str = "") -> str:
+    return (
+        "import torch\n\n"
+        "class F(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        f"    def forward(ctx, {forward_params}):\n"
+        + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
+        + "\n\n    @staticmethod\n"
+        "    def backward(ctx, g, *rest):\n"
+        + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
+        + "\n"
+        + textwrap.dedent(after)
+    )
+
+
+@pytest.mark.parametrize(
+    "body, column",
+    [
+        ("return [x * 2, x * 3]", 16),  # x gets a gradient from backward: a tensor
+        ("return {'y': torch.exp(x)}", 16),
+        ("return [torch.relu(t) for t in x.unbind(0)]", 16),
+        ("y = x.clone()\nreturn y, [y * 2]", 19),
+        ("outs = []\nfor k in range(3):\n    outs.append(x.view(-1) * k)\nreturn outs", 16),
+        ("state = {}\nstate['h'] = torch.tanh(x)\nreturn x.clone(), state", 27),
+    ],
+)
+def test_returned_containers_of_tensors_are_flagged(body, column):
+    source = function("x", body)
+    line = source.splitlines().index(next(l for l in source.splitlines() if l.strip().startswith("return") and "def" not in l)) + 1
+    assert agl014(source) == [(line, column)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "return x * 2, x * 3",  # a flat tuple
+        "return tuple(t.contiguous() for t in x.chunk(2))",
+        "return x * 2, (x.shape[0], x.shape[1])",  # shapes are not tensors
+        "return [1, 2]",
+        "return helper(x)",
+        "parts = helper(x)\nreturn parts",
+        "ctx.meta = {'shape': x.shape}\nreturn x.clone()",
+        "return [a for a in helper(x)]",  # elements the linter cannot classify
+    ],
+)
+def test_returns_without_contained_tensors_are_silent(body):
+    assert agl014(function("x", body)) == []
+
+
+@pytest.mark.parametrize(
+    "forward_params, body, call",
+    [
+        ("xs", "return torch.cat(xs)", "F.apply([a, b])"),
+        ("xs", "return torch.stack(xs).sum(0)", "F.apply([a, b])"),
+        ("xs, w", "out = 0\nfor t in xs:\n    out = out + t.float() * w\nreturn out", "F.apply([a, b], w)"),
+        ("xs", "return sum(t.contiguous() for t in xs)", "F.apply([a, b])"),
+        ("xs", "return xs[0].clone()", "F.apply([a, b])"),
+        ("x, scale", "return x * scale", "F.apply([torch.randn(3), torch.randn(3)], 2.0)"),
+    ],
+)
+def test_apply_with_tensors_in_a_container_is_flagged(forward_params, body, call):
+    source = function(forward_params, body, after=f"\ndef use(a, b, w):\n    return {call}\n")
+    line = len(source.splitlines())
+    assert agl014(source) == [(line, 12 + len("F.apply("))]
+
+
+def test_a_tuple_argument_is_reported_at_its_first_element():
+    source = function("xs", "return torch.stack(xs).sum(0)", after="\ndef use(a, b):\n    return F.apply((a, b))\n")
+    assert agl014(source) == [(len(source.splitlines()), 21)]  # libcst positions exclude the parentheses
+
+
+def test_apply_with_a_name_bound_to_a_list_points_at_the_name():
+    source = function("xs", "return torch.cat(xs)", after="\ndef use(a, b):\n    xs = [a, b]\n    return F.apply(xs)\n")
+    (finding,) = lint_source(source, "case.py", Config(select=("AGL014",)))
+    assert (finding.line, finding.column) == (len(source.splitlines()), 20)
+    assert "`xs` is a list" in finding.message
+
+
+@pytest.mark.parametrize(
+    "forward_params, body, call",
+    [
+        ("x, pad", "return torch.nn.functional.pad(x, pad)", "F.apply(a, [1, 1, 2, 2])"),
+        ("x, shape", "return x.reshape(shape)", "F.apply(a, (a.shape[0], -1))"),
+        ("x, sizes", "for s in sizes:\n    x = x.narrow(0, 0, s)\nreturn x", "F.apply(a, [3, 2])"),
+        ("x, flags", "return x * 2 if flags[0] else x", "F.apply(a, [b, True])"),  # unknown elements, no tensor use
+        ("*xs", "return torch.cat(xs)", "F.apply(*[a, b])"),
+        ("fn, *args", "return fn(*args)", "F.apply(torch.relu, a, b)"),
+        ("xs", "return torch.cat(xs)", "F.apply(a)"),
+    ],
+)
+def test_config_containers_and_star_args_are_silent(forward_params, body, call):
+    source = function(forward_params, body, after=f"\ndef use(a, b):\n    return {call}\n")
+    assert agl014(source) == []
+
+
+GATE_FLAT = """
+import torch
+class Gate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2, x * 3
+    @staticmethod
+    def backward(ctx, g1, g2):
+        return g1 * 2 + g2 * 3
+"""
+
+CONCAT_STAR = """
+import torch
+class Concat(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, *xs):
+        ctx.sizes = [x.shape[0] for x in xs]
+        return torch.cat(xs)
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(g.split(ctx.sizes))
+"""
+
+
+def test_recipes_do_not_confirm_flat_outputs_or_star_inputs():
+    builders = "[('Gate.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+    verdict, evidence = run_recipe(GATE_FLAT + f"_agl_container_output_recipe(Gate.apply, {builders})")
+    assert verdict == "not-reproduced", evidence
+    verdict, evidence = run_recipe(CONCAT_STAR + "_agl_container_input_recipe(Concat.apply, 'Concat.apply(a, b)', 2, lambda shape, inner: (inner, {}))")
+    assert verdict == "not-reproduced" and "received a gradient" in evidence
+
+
+def test_input_recipe_confirms_a_list_argument_with_torchs_numbers():
+    code = CONCAT_STAR.replace("*xs", "xs").replace("tuple(g.split(ctx.sizes))", "None")
+    verdict, evidence = run_recipe(code + "_agl_container_input_recipe(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))")
+    assert verdict == "confirmed" and "requires_grad=False" in evidence
