@@ -35,6 +35,7 @@ EVIDENCE = {
     "AGL003": re.compile(r"-0\.0 for inputs|NaN output|NaN gradient"),
     "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
     "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
+    "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
 }
 
 

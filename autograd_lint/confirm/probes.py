@@ -62,12 +62,13 @@ def _agl_backward(output):
 _AGL_SHAPES = [(3, 3), (3,), (2, 3, 3), (2, 3, 8, 8), (4,), (1,)]
 
 
-def _agl_forward(apply, builders):
+def _agl_forward(apply, builders, shapes=None, every_shape=False):
     """Every (label, args, output) for which forward runs: each call variant with the first input
-    shape it accepts. Inconclusive if forward fits no variant at all."""
+    shape it accepts (with `every_shape`, each shape it accepts). Inconclusive if forward fits no
+    variant at all."""
     runs, error = [], None
     for label, build in builders:
-        for shape in _AGL_SHAPES:
+        for shape in shapes or _AGL_SHAPES:
             try:
                 args = build(shape)
                 output = apply(*args)
@@ -75,7 +76,8 @@ def _agl_forward(apply, builders):
                 error = f"{type(exc).__name__}: {exc}"
                 continue
             runs.append((label, build, shape, output))
-            break
+            if not every_shape:
+                break
     if not runs:
         _agl_report("inconclusive", f"forward failed on every synthesized input; last error: {error}")
     return runs
