@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import libcst as cst
 
-from .syntax import assigned_names, decorator_names, function_params
+from .syntax import assigned_names, decorator_names, function_params, walk
 
 if TYPE_CHECKING:
     from .module import ParsedModule
@@ -29,6 +29,7 @@ TORCH_FUNCTION_BASES = frozenset(
 # through a module-level alias of torch's Function.
 FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b")
 BACKWARD_METHODS = ("backward", "vjp")
+SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
 
 
@@ -76,6 +77,25 @@ class Method:
         """Positional parameters after cls and ctx."""
         skip = (1 if self.kind == "class" else 0) + (1 if self.ctx_name is not None else 0)
         return self.params[skip:]
+
+    @cached_property
+    def save_calls(self) -> list[cst.Call]:
+        """The `<ctx>.save_for_backward(...)` calls in this method's own body, in source order."""
+        ctx = self.ctx_name
+        if ctx is None:
+            return []
+        return [node for node in walk(self.node.body, into_functions=False) if is_save_call(node, ctx)]
+
+
+def is_save_call(node: cst.CSTNode, ctx: str) -> bool:
+    """`<ctx>.save_for_backward(...)`."""
+    return (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "save_for_backward"
+        and isinstance(node.func.value, cst.Name)
+        and node.func.value.value == ctx
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,12 @@ class FunctionClass:
             if found is not None:
                 return found
         return None
+
+    def saving_methods(self) -> list[Method]:
+        """This class's own forward and setup_context that take a ctx (a setup_context-style forward
+        has none): where tensors are saved for backward and ctx attributes set."""
+        methods = (self.own_methods.get(name) for name in SAVING_METHODS)
+        return [m for m in methods if m is not None and m.ctx_name is not None]
 
     @property
     def uses_setup_context(self) -> bool:

@@ -55,6 +55,9 @@ TENSOR_ONLY_METHODS = frozenset(
         "data_ptr", "element_size", "requires_grad_", "detach_", "zero_", "copy_", "sigmoid", "relu", "softmax",
         "log_softmax", "mul_", "add_", "sub_", "div_", "clamp", "clamp_", "clamp_min", "clamp_max", "mm", "bmm",
         "matmul", "is_cuda", "requires_grad", "grad", "grad_fn", "is_leaf", "mT", "new", "stride", "sign",
+        "t", "view", "exp", "log", "tanh", "abs", "sqrt", "rsqrt", "pow", "neg", "sin", "cos", "mul", "add", "sub",
+        "div", "numpy", "norm", "gt", "lt", "ge", "le", "eq", "ne", "floor", "ceil", "reciprocal", "erf", "log1p",
+        "expm1", "index_fill", "scatter_", "scatter_add", "masked_scatter", "bernoulli", "sigmoid_", "relu_",
     }
 )
 # torch functions whose first argument is not a tensor (sizes, values, seeds).
@@ -75,9 +78,11 @@ NON_TENSOR_TORCH_FUNCTIONS = frozenset(
         "promote_types", "result_type", "can_cast", "broadcast_shapes", "compile", "typename", "is_same_size",
         "get_device", "get_num_threads", "initial_seed", "seed", "manual_seed", "is_deterministic_algorithms_warn_only_enabled",
         "are_deterministic_algorithms_enabled", "is_anomaly_enabled", "is_warn_always_enabled", "get_device_module",
-        "empty_like_placeholder", "sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "vmap", "cond",
+        "sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "vmap", "cond",
     }
 )
+# Tensors that hold state rather than data (an RNG state): neither kind, so that rules say nothing.
+STATE_TORCH_FUNCTIONS = frozenset({"get_rng_state"})
 TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 NON_TENSOR_BUILTINS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "isinstance", "abs", "round", "min", "max", "sum", "sorted"})
 # `min`, `max`, `sum`, `abs`, `round` of non-tensors are non-tensors; of tensors, tensors.
@@ -132,6 +137,13 @@ def annotation_kind(annotation: cst.Annotation | None) -> Kind:
     return NON_TENSOR if name in NON_TENSOR_ANNOTATIONS else UNKNOWN
 
 
+def _mentions(node: cst.CSTNode, name: str) -> bool:
+    if isinstance(node, cst.AugAssign):
+        return True
+    value = getattr(node, "value", None)
+    return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
+
+
 def _combine(kinds) -> Kind:
     """One kind if all agree (None ignored when something else is known), else UNKNOWN."""
     found = set(kinds)
@@ -150,6 +162,7 @@ class ValueKinds:
         self._local = bindings(method.node)
         self._params = {p.name.value: p for p in method.data_params}
         self._visiting: set[str] = set()
+        self._assumed: dict[str, Kind] = {}
 
     # ---- forward's parameters ----
 
@@ -163,7 +176,7 @@ class ValueKinds:
         return {name: self._parameter_kind(name) for name in self._params}
 
     def _parameter_kind(self, name: str) -> Kind:
-        return parameter_kind(self.function_class, self.method, name)
+        return parameter_kind(self.function_class, self.method, name, self.module)
 
     def _setup_context_kinds(self, forward: Method | None) -> dict[str, Kind]:
         kinds: dict[str, Kind] = {}
@@ -209,6 +222,40 @@ class ValueKinds:
         return found
 
     @cached_property
+    def output_names(self) -> set[str]:
+        """Names that hold forward's output: those forward returns; in setup_context, the `output`
+        parameter and the names unpacked from it."""
+        if self.method.name != "setup_context":
+            return self.returned_names
+        params = self.method.data_params
+        if len(params) < 2:
+            return set()
+        output = params[1].name.value
+        found = {output}
+        for node in walk(self.method.node.body, into_functions=False):
+            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == output:
+                for target in node.targets:
+                    if isinstance(target.target, (cst.Tuple, cst.List)):
+                        found |= {e.value.value for e in target.target.elements if isinstance(e.value, cst.Name)}
+        return found
+
+    def is_whole_output(self, name: str) -> bool:
+        """Whether `name` is everything forward returns (every return is that bare name), or
+        setup_context's `output` parameter: an output of a Function, so a tensor or tensors."""
+        if self.method.name == "setup_context":
+            params = self.method.data_params
+            return len(params) >= 2 and name == params[1].name.value
+        return bool(self.returns) and all(isinstance(v, cst.Name) and v.value == name for v in self.returns)
+
+    def is_unchanged_input(self, name: str) -> bool:
+        """A data parameter (or, in setup_context, a name unpacked from `inputs`) that the method
+        never rebinds: its value is the argument passed to apply."""
+        nodes = self._local.get(name, [])
+        if self.method.name == "setup_context":
+            return len(nodes) == 1
+        return all(isinstance(node, cst.Param) for node in nodes)
+
+    @cached_property
     def output_kind(self) -> Kind:
         """TENSOR when every return gives one tensor."""
         kinds = [self.kind(value) for value in self.returns if not isinstance(value, cst.Tuple)]
@@ -239,7 +286,7 @@ class ValueKinds:
             base = self.kind(expr.value)
             if base is TENSOR:
                 return TENSOR
-            if self._is_shape(expr.value):
+            if self.is_shape(expr.value):
                 return NON_TENSOR  # `x.shape[0]`, `x.size()[-2:]`
             return UNKNOWN
         if isinstance(expr, cst.BinaryOperation):
@@ -268,31 +315,44 @@ class ValueKinds:
             return NON_TENSOR
         return UNKNOWN
 
-    def _is_shape(self, expr: cst.BaseExpression) -> bool:
+    def is_shape(self, expr: cst.BaseExpression) -> bool:
+        """`x.shape`, `x.size()`, `x.stride()`: a torch.Size or tuple of ints."""
         if isinstance(expr, cst.Attribute) and expr.attr.value == "shape":
             return True
         return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("size", "stride")
 
     def _name_kind(self, name: str) -> Kind:
-        if name in self._visiting:
-            return UNKNOWN
-        if name in self.parameter_kinds:
-            return self.parameter_kinds[name]
+        if name in self._assumed:
+            return self._assumed[name]
         nodes = self._local.get(name)
-        if not nodes:
-            return UNKNOWN
+        if not nodes or name in self._visiting:
+            return self.parameter_kinds.get(name, UNKNOWN) if not nodes else UNKNOWN
         self._visiting.add(name)
         try:
-            return _combine(self._binding_kind(name, node) for node in nodes)
+            # `x = x.contiguous()`: the bindings that read the name itself are judged with the
+            # kind the others give it.
+            reading = [n for n in nodes if not isinstance(n, cst.Param) and _mentions(n, name)]
+            direct = [self._binding_kind(name, n) for n in nodes if n not in reading]
+            if not reading:
+                return _combine(direct)
+            self._assumed[name] = _combine(direct)
+            try:
+                return _combine(direct + [self._binding_kind(name, n) for n in reading])
+            finally:
+                del self._assumed[name]
         finally:
             self._visiting.discard(name)
 
     def _binding_kind(self, name: str, node: cst.CSTNode) -> Kind:
+        if isinstance(node, cst.Param):
+            return self.parameter_kinds.get(name, UNKNOWN)  # UNKNOWN for ctx, cls, *args
         if isinstance(node, cst.Assign):
             for target in node.targets:
                 if isinstance(target.target, cst.Name) and target.target.value == name:
                     return self.kind(node.value)
                 if isinstance(target.target, (cst.Tuple, cst.List)):
+                    if name in self.parameter_kinds:  # setup_context: `x, k = inputs`
+                        return self.parameter_kinds[name]
                     return self._unpacked_kind(node.value)
             return UNKNOWN
         if isinstance(node, cst.AnnAssign):
@@ -300,15 +360,13 @@ class ValueKinds:
             if kind is UNKNOWN and node.value is not None:
                 return self.kind(node.value)
             return kind
-        if isinstance(node, cst.AugAssign):
-            return self.kind(node.value) if self.kind(node.value) is TENSOR else UNKNOWN
-        if isinstance(node, cst.Param):
-            return UNKNOWN  # ctx, cls, *args: not a data parameter
+        if isinstance(node, cst.AugAssign):  # `n += 1`: arithmetic on the name's other bindings
+            return self._arithmetic_kind([node.target, node.value])
         return UNKNOWN
 
     def _unpacked_kind(self, value: cst.BaseExpression) -> Kind:
         """The kind of each name in `a, b = value`."""
-        if self._is_shape(value):
+        if self.is_shape(value):
             return NON_TENSOR
         if isinstance(value, cst.Attribute) and value.attr.value == "saved_tensors":
             return UNKNOWN  # may hold None
@@ -349,6 +407,8 @@ class ValueKinds:
         if module_name is not None:
             if module_name == "torch" and attr in NON_TENSOR_TORCH_FUNCTIONS:
                 return NON_TENSOR
+            if attr in STATE_TORCH_FUNCTIONS:
+                return UNKNOWN
             if module_name in TENSOR_FUNCTION_MODULES and attr not in TUPLE_RETURNING and attr[:1].islower() and not attr.startswith("_"):
                 return TENSOR
             return UNKNOWN
@@ -388,7 +448,7 @@ class ValueKinds:
 # ---- forward's parameters, from annotations, defaults, call sites and use ----
 
 
-def parameter_kind(function_class: FunctionClass, method: Method, name: str) -> Kind:
+def parameter_kind(function_class: FunctionClass, method: Method, name: str, module=None) -> Kind:
     """A data parameter's kind. Its annotation decides; else the `.apply(...)` call sites when all of
     them tell (a site that omits the argument contributes the default); else a non-tensor literal
     default that no call site contradicts; else how forward uses it (`x.view(...)`, `torch.exp(x)`,
@@ -403,7 +463,7 @@ def parameter_kind(function_class: FunctionClass, method: Method, name: str) -> 
     if annotated is not UNKNOWN:
         return annotated
     used = used_as_tensor(method, name)
-    passed = set(call_site_kinds(function_class, index, name, param))
+    passed = set(call_site_kinds(function_class, index, name, param, module))
     if passed and UNKNOWN not in passed:
         combined = _combine(passed)
         if combined is NON_TENSOR and used:
@@ -417,9 +477,10 @@ def parameter_kind(function_class: FunctionClass, method: Method, name: str) -> 
     return TENSOR if used and NON_TENSOR not in passed else UNKNOWN
 
 
-def call_site_kinds(function_class: FunctionClass, index: int, name: str, param: cst.Param) -> list[Kind]:
+def call_site_kinds(function_class: FunctionClass, index: int, name: str, param: cst.Param, module=None) -> list[Kind]:
     """The kind of the argument each `.apply(...)` call passes at this position (UNKNOWN for
-    what cannot be told, the default's kind where a call omits it). Empty when a call uses `*args`."""
+    what cannot be told, the default's kind where a call omits it). Empty when a call uses `*args`.
+    With the module, a name passed is looked up in the caller's scope (`x = torch.randn(...)`)."""
     kinds = []
     for call in function_class.apply_calls:
         if any(arg.star for arg in call.args):
@@ -427,9 +488,9 @@ def call_site_kinds(function_class: FunctionClass, index: int, name: str, param:
         positional = [a for a in call.args if a.keyword is None]
         keyword = {a.keyword.value: a for a in call.args if a.keyword is not None}
         if index < len(positional):
-            kinds.append(argument_kind(positional[index].value))
+            kinds.append(argument_kind(positional[index].value, _caller_scope(module, call)))
         elif name in keyword:
-            kinds.append(argument_kind(keyword[name].value))
+            kinds.append(argument_kind(keyword[name].value, _caller_scope(module, call)))
         elif param.default is not None:
             kinds.append(literal_kind(param.default))
         else:
@@ -437,9 +498,16 @@ def call_site_kinds(function_class: FunctionClass, index: int, name: str, param:
     return kinds
 
 
-def argument_kind(expr: cst.BaseExpression) -> Kind:
-    """What a call site passes, judged from the expression alone (no knowledge of the caller's names):
-    literals, shapes and sizes, `int(...)`/`len(...)`, and `torch.*` tensor constructors."""
+def _caller_scope(module, call: cst.Call) -> cst.CSTNode | None:
+    if module is None:
+        return None
+    return module.enclosing_function(call) or module.tree
+
+
+def argument_kind(expr: cst.BaseExpression, scope: cst.CSTNode | None = None) -> Kind:
+    """What a call site passes, judged from the expression: literals, shapes and sizes,
+    `int(...)`/`len(...)`, `torch.*` calls (tensors); with the caller's scope, a name bound there
+    only by such expressions."""
     literal = literal_kind(expr)
     if literal is not UNKNOWN:
         return literal
@@ -451,6 +519,16 @@ def argument_kind(expr: cst.BaseExpression) -> Kind:
             return NON_TENSOR
         if isinstance(func, cst.Attribute) and func.attr.value in ("size", "dim", "item", "tolist", "numel", "stride"):
             return NON_TENSOR
+        head, _, attr = (dotted_name(func) or "").rpartition(".")
+        if head == "torch" and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in STATE_TORCH_FUNCTIONS and attr[:1].islower() and attr not in TUPLE_RETURNING:
+            return TENSOR
+        if attr == "Parameter" and head in ("nn", "torch.nn"):
+            return TENSOR
+    if isinstance(expr, cst.Name) and scope is not None:
+        nodes = bindings(scope).get(expr.value, [])
+        values = [n.value for n in nodes if isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name)]
+        if nodes and len(values) == len(nodes):
+            return _combine(argument_kind(value) for value in values)
     return UNKNOWN
 
 

@@ -243,6 +243,14 @@ def function_class_code(module: ParsedModule, function_class, closure_access: tu
     return set(), module_names, "\n".join(lines)
 
 
+def recipe_harness(module: ParsedModule, function_class, recipe_call: str) -> Harness:
+    """The harness most Function recipes need: the class, `_agl_builders` for its call shapes, then
+    `recipe_call` (which names `<Class>.apply` and `_agl_builders`)."""
+    required, optional, definition = function_class_code(module, function_class)
+    main = "\n".join([definition, apply_builders(module, function_class), recipe_call])
+    return Harness(required, main, optional)
+
+
 def _free_names(node: cst.CSTNode) -> set[str]:
     return {n.value for n in walk(node) if isinstance(n, cst.Name)}
 
