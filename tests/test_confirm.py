@@ -34,6 +34,8 @@ EVIDENCE = {
     "AGL002": re.compile(r"incorrect number of gradients \(expected \d+, got \d+\)"),
     "AGL003": re.compile(r"-0\.0 for inputs|NaN output|NaN gradient"),
     "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
+    "AGL005": re.compile(r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"),
+    "AGL006": re.compile(r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"),
     "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
 }

@@ -1,0 +1,305 @@
+"""AGL005 legacy-function-api and AGL006 forward-called-directly: tricky shapes, and recipes that
+say `not-reproduced` on correct code (real torch, no mocks)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+from test_confirm import run_recipe
+
+HEADER = "import torch\nfrom torch.autograd import Function\n"
+
+
+def findings(body: str, codes=("AGL005", "AGL006"), prefix: str = "") -> list[tuple[int, str, int]]:
+    source = (prefix or HEADER) + textwrap.dedent(body)
+    return [(d.line, d.code, d.column) for d in lint_source(source, "m.py", Config(select=codes))]
+
+
+STATIC = HEADER + """
+class Scale(Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.alpha = alpha
+        return x * alpha
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.alpha, None
+"""
+
+
+def test_plain_methods_reading_what_forward_wrote_are_tolerated():
+    assert findings(
+        """
+        class Clamp(Function):
+            def forward(self, x, low):
+                self.save_for_backward(x)
+                self.low = low
+                return x.clamp(min=low)
+
+            def backward(self, g):
+                (x,) = self.saved_tensors
+                return g * (x >= self.low), None
+
+        y = Clamp.apply(torch.ones(2), 0.0)
+        """
+    ) == []
+
+
+def test_plain_method_reading_a_method_or_init_state_is_flagged_at_its_def():
+    assert findings(
+        """
+        class Legacy(Function):
+            def __init__(self, k=2):
+                self.k = k
+
+            def helper(self, x):
+                return x
+
+            def forward(self, x):
+                return self.helper(x)
+
+            def backward(self, g):
+                return g * self.k
+        """
+    ) == [(5, "AGL005", 9), (11, "AGL005", 9), (14, "AGL005", 9)]
+
+
+def test_instance_uses():
+    assert findings(
+        """
+        class Bare(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+        x = torch.ones(2, requires_grad=True)
+        a = Bare()(x)
+        b = Bare().apply(x)
+        c = Bare(0.5).apply(x)
+        d = Scale.apply(x, 2.0)
+        """,
+        prefix=STATIC,
+    ) == [(24, "AGL005", 5), (26, "AGL005", 5)]
+
+
+def test_init_writing_a_class_attribute_leaves_apply_to_agl001():
+    assert findings(
+        """
+        class Decay(Function):
+            def __init__(self, rate):
+                Decay.rate = rate
+
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * Decay.rate
+
+        y = Decay(0.5).apply(torch.ones(2))
+        """
+    ) == [(5, "AGL005", 9)]
+
+
+def test_own_call_and_unknown_bases_keep_instance_calls_silent():
+    assert findings(
+        """
+        from lib import Base
+
+        class Callable(Function):
+            def __call__(self, x):
+                return Callable.apply(x)
+
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+        class Mixed(Function, Base):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+        y = Callable()(torch.ones(2)) + Mixed()(torch.ones(2))
+        """
+    ) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "@staticmethod\ndef jvp(ctx, t):\n    return t * 2\n",
+        "backward = staticmethod(lambda ctx, g: g * 2)\n",
+        "@staticmethod\ndef vjp(ctx, g):\n    return g * 2\n",
+    ],
+)
+def test_missing_backward_stays_silent_with_jvp_vjp_or_assigned_backward(body):
+    source = "class Double(Function):\n    @staticmethod\n    def forward(ctx, x):\n        return x * 2\n" + textwrap.indent(body, "    ")
+    assert findings(source) == []
+
+
+def test_missing_backward_is_flagged_only_where_backward_can_run():
+    assert findings(
+        """
+        class Base(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+        class Child(Base):
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+        class Indices(Function):
+            @staticmethod
+            def forward(ctx, x):
+                out = x.argmax(-1)
+                ctx.mark_non_differentiable(out)
+                return out
+
+        class Inference(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+        class Training(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+        with torch.no_grad():
+            y = Inference.apply(torch.ones(2))
+        z = Training.apply(torch.ones(2))
+        """
+    ) == [(26, "AGL005", 7)]
+
+
+def test_direct_calls_outside_functions_and_outside_no_grad():
+    assert findings(
+        """
+        class Shifted(Scale):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                return Scale.forward(ctx, x, alpha) + 1
+
+        class Twice(Function):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                return Scale.forward(ctx, Scale.forward(ctx, x, alpha), alpha)
+
+            @staticmethod
+            def backward(ctx, g):
+                return Scale.backward(ctx, Scale.backward(ctx, g)[0])[0], None
+
+        @torch.no_grad()
+        def infer(x):
+            return Scale.forward(None, x, 2.0)
+
+        def train(x, g):
+            with torch.set_grad_enabled(False):
+                Scale.forward(None, x, 2.0)
+            with torch.set_grad_enabled(True):
+                y = Scale.forward(None, x, 2.0)
+            return y, Scale.backward(None, g)
+        """,
+        prefix=STATIC,
+    ) == [(36, "AGL006", 13), (37, "AGL006", 15)]
+
+
+# --- recipes on correct code ------------------------------------------------------------------
+
+
+def legacy(kind, make="None", init="None", other="None", other_args="None", attribute=None, cls="Scale", args="[_agl_leaf(s), 2.0]"):
+    return run_recipe(
+        STATIC
+        + f"_agl_legacy_recipe({cls}, {kind!r}, {make}, {init}, {other}, {other_args}, {attribute!r},"
+        + f" [('{cls}.apply(x, 2.0)', lambda s: {args})])"
+    )
+
+
+def test_legacy_recipe_does_not_confirm_correct_code():
+    assert legacy("no-backward")[0] == "not-reproduced"
+    assert legacy("instance-state", attribute="alpha")[0] == "not-reproduced"
+
+
+def test_legacy_recipe_sees_constructor_arguments_that_are_used():
+    code = """
+    class Decay(Function):
+        rate = 1.0
+        def __init__(self, rate):
+            Decay.rate = rate
+        @staticmethod
+        def forward(ctx, x):
+            return x * Decay.rate
+        @staticmethod
+        def backward(ctx, g):
+            return g * Decay.rate
+    _agl_legacy_recipe(Decay, 'instance-apply', lambda: Decay(0.5), '0.5', lambda: Decay(2.0), '2.0', None,
+                       [('Decay.apply(x)', lambda s: [_agl_leaf(s)])])
+    """
+    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
+    assert verdict == "not-reproduced" and "constructor arguments are used" in evidence
+
+
+def test_legacy_recipe_confirms_ignored_constructor_arguments():
+    code = """
+    class Ignored(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 3
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+    _agl_legacy_recipe(Ignored, 'instance-apply', lambda: Ignored(0.5), '0.5', lambda: Ignored(2.0), '2.0', None,
+                       [('Ignored.apply(x)', lambda s: [_agl_leaf(s)])])
+    """
+    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
+    assert verdict == "confirmed" and "constructor arguments are ignored" in evidence
+
+
+def test_direct_call_recipe_does_not_confirm_a_call_that_records_the_custom_node():
+    code = """
+    class Wrapped(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return Wrapped.apply(x) if ctx is None else x * 2
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+    _agl_direct_call_recipe(Wrapped, 'forward', ['None', None], True, 'Wrapped.forward(None, x)')
+    """
+    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
+    assert verdict == "not-reproduced" and "WrappedBackward" in evidence
+
+
+def test_direct_backward_call_that_runs_is_inconclusive():
+    code = STATIC + "_agl_direct_call_recipe(Scale, 'backward', ['None', None], True, 'Scale.backward(None, g)')\n"
+    verdict, evidence = run_recipe(code)
+    # Scale.backward reads ctx.alpha from None: the call as written crashes.
+    assert verdict == "confirmed" and "'NoneType' object has no attribute 'alpha'" in evidence
+    code = HEADER + textwrap.dedent(
+        """
+        class Neg(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return -x
+            @staticmethod
+            def backward(ctx, g):
+                return -g
+        _agl_direct_call_recipe(Neg, 'backward', ['None', None], True, 'Neg.backward(None, g)')
+        """
+    )
+    assert run_recipe(code)[0] == "inconclusive"
