@@ -1,0 +1,53 @@
+# Confirm recipe for AGL009 inplace-input-without-mark-dirty: compare every input before and after apply.
+# Runtime code with only torch available, copied into every harness after probes.py (see harness.PROBES).
+
+
+def _agl_input_inplace_recipe(apply, builders, names):
+    """Snapshot each tensor input's values and `_version`, apply, compare. ctx.mark_dirty is watched:
+    only a change to an input forward did not declare counts."""
+    import torch
+    from torch.autograd.function import FunctionCtx
+
+    marked = []
+    declare = FunctionCtx.mark_dirty
+
+    def _agl_spy(self, *args, **kwargs):
+        marked.extend(args)
+        return declare(self, *args, **kwargs)
+
+    FunctionCtx.mark_dirty = _agl_spy
+    observed, error = [], None
+    for label, build in builders:
+        for shape in _AGL_SHAPES:
+            try:
+                args = build(shape)
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            inputs = [(i, a) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+            before = {i: (a.detach().clone(), a._version) for i, a in inputs}
+            del marked[:]
+            try:
+                apply(*args)
+            except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            for i, now in inputs:
+                if any(now is m for m in marked):
+                    continue
+                was, version = before[i]
+                current = now.detach()
+                changed = current.shape != was.shape or bool(((current != was) & ~(current.isnan() & was.isnan())).any())
+                if changed or now._version != version:
+                    name = names[i] if i < len(names) else f"input {i}"
+                    _agl_report(
+                        "confirmed",
+                        f"{label}: input `{name}` (a leaf requiring grad) went from {_agl_fmt(was)} to "
+                        f"{_agl_fmt(current)}, _version {version} -> {now._version}, and forward never called "
+                        f"ctx.mark_dirty on it",
+                    )
+            observed.append(f"{label}: every input unchanged")
+            break
+    if observed:
+        _agl_report("not-reproduced", "; ".join(observed))
+    _agl_report("inconclusive", f"forward failed on every synthesized input; last error: {error}")

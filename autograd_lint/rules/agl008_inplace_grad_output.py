@@ -1,0 +1,74 @@
+"""AGL008 inplace-grad-output: backward must not write into the gradients it is given."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..diagnostic import Severity
+from ..function_model import BACKWARD_METHODS, Method
+from ..inplace import TENSOR, TENSORS, Alias, AliasFlow
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+
+TORCH_MESSAGE = (
+    "unsupported operation: more than one element of the written-to tensor refers to a single memory "
+    "location. Please clone() the tensor before performing the operation."
+)
+
+
+class InplaceGradOutput(FunctionRule):
+    code = "AGL008"
+    name = "inplace-grad-output"
+    severity = Severity.ERROR
+    summary = "backward modifies an incoming gradient in place without a prior clone"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            for name in BACKWARD_METHODS:
+                method = function_class.own_methods.get(name)
+                if method is not None:
+                    yield from self._check_method(module, method)
+
+    def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:
+        roots = {param.name.value: Alias(param.name.value, TENSOR) for param in method.data_params}
+        star = method.node.params.star_arg
+        if isinstance(star, cst.Param):
+            roots[star.name.value] = Alias(star.name.value, TENSORS)
+        if not roots:
+            return
+        reported: set[str] = set()
+        for write, alias in AliasFlow(method.node, roots, module.qualified_name).found:
+            if alias.root in reported:
+                continue  # the first write is the one to fix
+            reported.add(alias.root)
+            yield Finding(write.node, _message(method, write.text, alias), subject=method.owner)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
+        then from `.sum()` (does torch refuse to write into the expanded gradient?)."""
+        function_class = finding.subject
+        required, optional, definition = function_class_code(module, function_class)
+        main = "\n".join(
+            [
+                definition,
+                apply_builders(module, function_class),
+                f"_agl_grad_output_inplace_recipe({function_class.name}.apply, _agl_builders)",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _message(method: Method, text: str, alias: Alias) -> str:
+    star = method.node.params.star_arg
+    if isinstance(star, cst.Param) and star.name.value == alias.root:
+        gradient = f"an incoming gradient (from `*{alias.root}`)"
+    else:
+        gradient = f"the incoming gradient `{alias.root}`"
+    return (
+        f"{method.owner.name}.{method.name} writes into {gradient} in place (`{text}`): that tensor belongs to "
+        f"the caller (`y.backward(g)` sees `g` overwritten), and after `.sum()` or `.mean()` torch raises "
+        f"'{TORCH_MESSAGE}'; compute out of place (`g * s`) or clone it first"
+    )

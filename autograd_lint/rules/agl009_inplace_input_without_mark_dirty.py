@@ -1,0 +1,147 @@
+"""AGL009 inplace-input-without-mark-dirty: forward writes into an input without telling autograd."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, InplaceWrite
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import code_of, dotted_name, normalized_code, walk
+
+# Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
+TENSOR_EVIDENCE = ALIAS_METHODS | ALIAS_ATTRIBUTES | frozenset(
+    {
+        "size", "dim", "ndim", "numel", "nelement", "shape", "dtype", "device", "is_contiguous", "stride",
+        "new_empty", "new_zeros", "new_ones", "new_full", "new_tensor", "clone", "requires_grad", "grad",
+        "is_cuda", "data_ptr", "element_size", "numpy", "item", "tolist", "masked_fill", "index_select",
+        "gather", "mm", "matmul", "bmm", "sum", "mean", "norm", "abs", "exp", "log", "sigmoid", "tanh", "relu",
+    }
+)
+
+
+class InplaceInputWithoutMarkDirty(FunctionRule):
+    code = "AGL009"
+    name = "inplace-input-without-mark-dirty"
+    severity = Severity.ERROR
+    summary = "forward modifies an input in place and does not call ctx.mark_dirty on it"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            forward = function_class.own_methods.get("forward")
+            if forward is not None:
+                yield from self._check_forward(module, function_class, forward)
+
+    def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
+        marked = _marked_dirty(function_class, forward)
+        if marked is None:
+            return  # mark_dirty is called on something this rule cannot follow
+        roots = {p.name.value: Alias(p.name.value, TENSOR) for p in forward.data_params if p.name.value not in marked}
+        star = forward.node.params.star_arg
+        if isinstance(star, cst.Param) and star.name.value not in marked:
+            roots[star.name.value] = Alias(star.name.value, TENSORS)
+        if not roots:
+            return
+        evidence = _tensor_evidence(module, forward)
+        reported: set[str] = set()
+        for write, alias in AliasFlow(forward.node, roots, module.qualified_name).found:
+            if alias.root in reported or _self_copy(write):
+                continue
+            needs_evidence = write.needs_array or isinstance(write.node, cst.Subscript) or alias.indexed
+            if needs_evidence and roots[alias.root].kind == TENSOR and alias.root not in evidence:
+                continue  # `k += 1` on an int, `cache[key] = v` on a dict
+            reported.add(alias.root)
+            yield Finding(write.node, _message(function_class, forward, write, alias), subject=function_class)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Snapshot every input's values and `_version`, apply, compare; ctx.mark_dirty is watched so
+        that only an undeclared change counts."""
+        function_class = finding.subject
+        required, optional, definition = function_class_code(module, function_class)
+        names = [p.name.value for p in function_class.forward.data_params]
+        main = "\n".join(
+            [
+                definition,
+                apply_builders(module, function_class),
+                f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _marked_dirty(function_class: FunctionClass, forward: Method) -> set[str] | None:
+    """Names forward passes to `ctx.mark_dirty`; None when that cannot be known (starred or computed
+    arguments, ctx handed to a helper, mark_dirty in setup_context)."""
+    setup = function_class.method("setup_context")
+    if setup is not None and "mark_dirty" in code_of(setup.node):
+        return None
+    ctx = forward.ctx_name
+    if ctx is None:
+        return set()
+    marked: set[str] = set()
+    for node in walk(forward.node.body, into_functions=False):
+        if not isinstance(node, cst.Call):
+            continue
+        if dotted_name(node.func) == f"{ctx}.mark_dirty":
+            for arg in node.args:
+                root = _root_name(arg.value)
+                if arg.star or root is None:
+                    return None
+                marked.add(root)
+        elif any(isinstance(arg.value, cst.Name) and arg.value.value == ctx for arg in node.args):
+            return None  # a helper given ctx may mark inputs dirty
+    return marked
+
+
+def _root_name(expr: cst.BaseExpression) -> str | None:
+    while isinstance(expr, (cst.Attribute, cst.Subscript)):
+        expr = expr.value
+    return expr.value if isinstance(expr, cst.Name) else None
+
+
+def _tensor_evidence(module: ParsedModule, forward: Method) -> set[str]:
+    """Parameters that visibly hold tensors: annotated so, used with a tensor-only attribute, saved for
+    backward, or passed to a torch function."""
+    params = {p.name.value: p for p in forward.data_params}
+    found = {name for name, p in params.items() if p.annotation is not None and "Tensor" in code_of(p.annotation.annotation)}
+    for node in walk(forward.node.body, into_functions=False):
+        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value in params:
+            if node.attr.value in TENSOR_EVIDENCE or node.attr.value.endswith("_"):
+                found.add(node.value.value)
+        elif isinstance(node, cst.Call):
+            qualified = module.qualified_name(node.func) or ""
+            if qualified.startswith("torch.") or qualified.endswith(".save_for_backward"):
+                found |= {arg.value.value for arg in node.args if isinstance(arg.value, cst.Name) and arg.value.value in params}
+    return found
+
+
+def _self_copy(write: InplaceWrite) -> bool:
+    """`t.copy_(t)`: writes the values it already holds."""
+    call = write.node
+    return (
+        isinstance(call, cst.Call)
+        and isinstance(call.func, cst.Attribute)
+        and call.func.attr.value == "copy_"
+        and len(call.args) >= 1
+        and normalized_code(call.args[0].value) == normalized_code(call.func.value)
+    )
+
+
+def _message(function_class: FunctionClass, forward: Method, write: InplaceWrite, alias: Alias) -> str:
+    ctx = forward.ctx_name or "ctx"
+    star = forward.node.params.star_arg
+    if isinstance(star, cst.Param) and star.name.value == alias.root:
+        which, fix = f"an input (from `*{alias.root}`)", f"clone that input first, or pass it to `{ctx}.mark_dirty` and return it"
+    else:
+        name = alias.root
+        which, fix = f"its input `{name}`", f"work on a copy (`{name} = {name}.clone()`) or call `{ctx}.mark_dirty({name})` and return `{name}`"
+    return (
+        f"{function_class.name}.forward writes into {which} in place (`{write.text}`) without "
+        f"`{ctx}.mark_dirty`: forward runs without grad recording, so the caller's tensor (even a leaf "
+        f"Parameter) changes silently and a later backward through it fails or is wrong; {fix}"
+    )
