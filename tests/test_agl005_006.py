@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from autograd_lint import Config, lint_source
-from test_confirm import run_recipe
+from test_confirm import CORRECT_FUNCTION, run_recipe
 
 HEADER = "import torch\nfrom torch.autograd import Function\n"
 
@@ -18,17 +18,7 @@ def findings(body: str, codes=("AGL005", "AGL006"), prefix: str = "") -> list[tu
     return [(d.line, d.code, d.column) for d in lint_source(source, "m.py", Config(select=codes))]
 
 
-STATIC = HEADER + """
-class Scale(Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.alpha = alpha
-        return x * alpha
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.alpha, None
-"""
+STATIC = "from torch.autograd import Function\n" + CORRECT_FUNCTION  # Scale(x, alpha), ctx.alpha
 
 
 def test_plain_methods_reading_what_forward_wrote_are_tolerated():
@@ -87,7 +77,7 @@ def test_instance_uses():
         d = Scale.apply(x, 2.0)
         """,
         prefix=STATIC,
-    ) == [(24, "AGL005", 5), (26, "AGL005", 5)]
+    ) == [(23, "AGL005", 5), (25, "AGL005", 5)]
 
 
 def test_init_writing_a_class_attribute_leaves_apply_to_agl001():
@@ -216,7 +206,7 @@ def test_direct_calls_outside_functions_and_outside_no_grad():
             return y, Scale.backward(None, g)
         """,
         prefix=STATIC,
-    ) == [(36, "AGL006", 13), (37, "AGL006", 15)]
+    ) == [(35, "AGL006", 13), (36, "AGL006", 15)]
 
 
 # --- recipes on correct code ------------------------------------------------------------------
@@ -235,12 +225,19 @@ def test_legacy_recipe_does_not_confirm_correct_code():
     assert legacy("instance-state", attribute="alpha")[0] == "not-reproduced"
 
 
-def test_legacy_recipe_sees_constructor_arguments_that_are_used():
-    code = """
+@pytest.mark.parametrize(
+    "init, verdict, says",
+    [
+        ("Decay.rate = rate", "not-reproduced", "constructor arguments are used"),  # shared state: AGL001's
+        ("self.rate = rate", "confirmed", "constructor arguments are ignored"),
+    ],
+)
+def test_legacy_recipe_compares_constructor_arguments(init, verdict, says):
+    code = f"""
     class Decay(Function):
         rate = 1.0
         def __init__(self, rate):
-            Decay.rate = rate
+            {init}
         @staticmethod
         def forward(ctx, x):
             return x * Decay.rate
@@ -250,24 +247,8 @@ def test_legacy_recipe_sees_constructor_arguments_that_are_used():
     _agl_legacy_recipe(Decay, 'instance-apply', lambda: Decay(0.5), '0.5', lambda: Decay(2.0), '2.0', None,
                        [('Decay.apply(x)', lambda s: [_agl_leaf(s)])])
     """
-    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
-    assert verdict == "not-reproduced" and "constructor arguments are used" in evidence
-
-
-def test_legacy_recipe_confirms_ignored_constructor_arguments():
-    code = """
-    class Ignored(Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 3
-        @staticmethod
-        def backward(ctx, g):
-            return g * 3
-    _agl_legacy_recipe(Ignored, 'instance-apply', lambda: Ignored(0.5), '0.5', lambda: Ignored(2.0), '2.0', None,
-                       [('Ignored.apply(x)', lambda s: [_agl_leaf(s)])])
-    """
-    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
-    assert verdict == "confirmed" and "constructor arguments are ignored" in evidence
+    result = run_recipe(HEADER + textwrap.dedent(code))
+    assert result[0] == verdict and says in result[1]
 
 
 def test_direct_call_recipe_does_not_confirm_a_call_that_records_the_custom_node():
