@@ -164,6 +164,11 @@ class ValueKinds:
         self._visiting: set[str] = set()
         self._assumed: dict[str, Kind] = {}
 
+    @property
+    def bindings(self) -> dict[str, list[cst.CSTNode]]:
+        """The method's local bindings (scopes.bindings)."""
+        return self._local
+
     # ---- forward's parameters ----
 
     @cached_property

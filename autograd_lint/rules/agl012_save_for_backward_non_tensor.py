@@ -75,7 +75,15 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression) -> str:
         func = expr.func
         method = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
         return {"item": "float", "tolist": "list", "dim": "int", "numel": "int", "len": "int", "int": "int", "float": "float"}.get(method, "a non-tensor")
+    if isinstance(expr, cst.BinaryOperation):
+        sides = {_type_of(kinds, expr.left), _type_of(kinds, expr.right)}
+        if isinstance(expr.operator, cst.Divide) or "float" in sides:
+            return "float"
+        return "int" if sides == {"int"} else "a non-tensor"
     if isinstance(expr, cst.Name):
+        bound = kinds.bindings.get(expr.value, [])
+        if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, cst.Name):
+            return _type_of(kinds, bound[0].value)
         params = [p.name.value for p in kinds.method.data_params]
         if expr.value in params:
             param = kinds.method.data_params[params.index(expr.value)]

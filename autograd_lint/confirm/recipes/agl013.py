@@ -46,6 +46,8 @@ def _agl_save_twice_recipe(apply, builders):
         lost = f"{label}: forward called save_for_backward {len(counts)} times ({calls} tensors) and grad_fn.saved_tensors holds {saved}"
         if isinstance(written, str) and not isinstance(fixed, str):
             _agl_report("confirmed", f"{lost}; backward raised {written} (with all tensors saved in one call it runs)")
+        if isinstance(written, str) and saved is not None and saved < sum(counts) and ("unpack" in written or "index out of range" in written):
+            _agl_report("confirmed", f"{lost}; backward raised {written}")
         if isinstance(written, str) or isinstance(fixed, str):
             observed.append(f"{lost}; backward fails either way: {written if isinstance(written, str) else fixed}")
             continue
