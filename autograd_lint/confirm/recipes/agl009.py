@@ -37,14 +37,17 @@ def _agl_input_inplace_recipe(apply, builders, names):
                     continue
                 was, version = before[i]
                 current = now.detach()
-                changed = current.shape != was.shape or bool(((current != was) & ~(current.isnan() & was.isnan())).any())
-                if changed or now._version != version:
-                    name = names[i] if i < len(names) else f"input {i}"
+                if current.shape != was.shape:
+                    change = f"changed shape from {list(was.shape)} to {list(current.shape)}"
+                else:
+                    differs = (current != was) & ~(current.isnan() & was.isnan())
+                    change = f"went from {_agl_fmt(was[differs])} to {_agl_fmt(current[differs])} where it changed" if bool(differs.any()) else ""
+                if change or now._version != version:
+                    name = f"`{names[i]}`" if i < len(names) else str(i)
                     _agl_report(
                         "confirmed",
-                        f"{label}: input `{name}` (a leaf requiring grad) went from {_agl_fmt(was)} to "
-                        f"{_agl_fmt(current)}, _version {version} -> {now._version}, and forward never called "
-                        f"ctx.mark_dirty on it",
+                        f"{label}: input {name} (a leaf requiring grad) {change or 'kept its values'}, "
+                        f"_version {version} -> {now._version}, and forward never called ctx.mark_dirty on it",
                     )
             observed.append(f"{label}: every input unchanged")
             break
