@@ -194,6 +194,14 @@ class FunctionModel:
     def __bool__(self) -> bool:
         return bool(self.classes)
 
+    def methods_named(self, *names: str) -> Iterator[Method]:
+        """Every class's own methods with one of these names (inherited ones are checked where defined)."""
+        for function_class in self.classes:
+            for name in names:
+                method = function_class.own_methods.get(name)
+                if method is not None:
+                    yield method
+
     def by_name(self, name: str) -> FunctionClass | None:
         for function_class in self.classes:
             if function_class.name == name:

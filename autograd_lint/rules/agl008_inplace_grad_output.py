@@ -6,7 +6,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import BACKWARD_METHODS, Method
 from ..inplace import TENSOR, TENSORS, Alias, AliasFlow
@@ -26,11 +26,8 @@ class InplaceGradOutput(FunctionRule):
     summary = "backward modifies an incoming gradient in place without a prior clone"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
-            for name in BACKWARD_METHODS:
-                method = function_class.own_methods.get(name)
-                if method is not None:
-                    yield from self._check_method(module, method)
+        for method in module.functions.methods_named(*BACKWARD_METHODS):
+            yield from self._check_method(module, method)
 
     def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:
         roots = {param.name.value: Alias(param.name.value, TENSOR) for param in method.data_params}
@@ -49,16 +46,8 @@ class InplaceGradOutput(FunctionRule):
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
         then from `.sum()` (does torch refuse to write into the expanded gradient?)."""
-        function_class = finding.subject
-        required, optional, definition = function_class_code(module, function_class)
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, function_class),
-                f"_agl_grad_output_inplace_recipe({function_class.name}.apply, _agl_builders)",
-            ]
-        )
-        return Harness(required, main, optional)
+        name = finding.subject.name
+        return recipe_harness(module, finding.subject, f"_agl_grad_output_inplace_recipe({name}.apply, _agl_builders)")
 
 
 def _message(method: Method, text: str, alias: Alias) -> str:

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, InplaceWrite
@@ -32,10 +32,8 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
     summary = "forward modifies an input in place and does not call ctx.mark_dirty on it"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
-            forward = function_class.own_methods.get("forward")
-            if forward is not None:
-                yield from self._check_forward(module, function_class, forward)
+        for forward in module.functions.methods_named("forward"):
+            yield from self._check_forward(module, forward.owner, forward)
 
     def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
         marked = _marked_dirty(function_class, forward)
@@ -62,16 +60,9 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
         """Snapshot every input's values and `_version`, apply, compare; ctx.mark_dirty is watched so
         that only an undeclared change counts."""
         function_class = finding.subject
-        required, optional, definition = function_class_code(module, function_class)
         names = [p.name.value for p in function_class.forward.data_params]
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, function_class),
-                f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})",
-            ]
-        )
-        return Harness(required, main, optional)
+        call = f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})"
+        return recipe_harness(module, function_class, call)
 
 
 def _marked_dirty(function_class: FunctionClass, forward: Method) -> set[str] | None:
