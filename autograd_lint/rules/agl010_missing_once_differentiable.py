@@ -21,9 +21,10 @@ import libcst as cst
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import BACKWARD_METHODS, FUNCTION_CLASS_TRIGGER, FunctionClass, Method
+from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import assigned_names, code_of, dotted_name, walk
+from ..syntax import assigned_names, code_of, dotted_name, is_none, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -55,10 +56,29 @@ SHAPE_FUNCTIONS = frozenset(
 INDEX_POSITIONS = {"gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "where": {0}, "take": {1}, "narrow": {1, 2, 3}, "select": {1, 2}}
 NON_VALUE_KEYWORDS = frozenset({"dim", "dims", "size", "shape", "index", "mask", "out", "dtype", "device", "keepdim", "layout", "memory_format", "start", "length"})
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "set_grad_enabled"})
+# Ops whose result carries no gradient back to their operands (so a saved tensor built with them is
+# a constant for double backward anyway): comparisons, indices, integer casts, steps, metadata.
+NON_DIFFERENTIABLE_OPS = frozenset(
+    {"detach", "argmax", "argmin", "argsort", "sign", "sgn", "round", "floor", "ceil", "trunc", "long", "int", "bool",
+     "byte", "short", "char", "eq", "ne", "gt", "ge", "lt", "le", "isnan", "isinf", "isfinite", "nonzero",
+     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "bernoulli",
+     "float", "len", "item", "tolist", "numpy", "heaviside", "logical_not", "logical_and", "logical_or", "bucketize",
+     "searchsorted", "one_hot", "new_zeros", "new_ones", "new_empty", "new_full", "multinomial", "get_device"}
+)
+# A module that takes second derivatives (where a saved intermediate's missing dependence matters):
+# `create_graph=<not False>` or one of these names in the code.
+HIGHER_ORDER_TEXT = re.compile(r"create_graph|hessian|hvp|vhp|gradgradcheck")
+HIGHER_ORDER_NAMES = frozenset({"hessian", "hvp", "vhp", "gradgradcheck"})
+# Attributes of a tensor that are tensors computed from it (everything else is metadata or not a tensor).
+TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 # A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
 EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|kernels?))$")
 EXTENSION_LOADERS = frozenset({"load", "load_inline", "load_ext"})
-TRIGGER = re.compile(r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\(|_(C|cuda|ext|cpp|cext|kernels?)\b|load")
+TRIGGER = re.compile(
+    r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\(|_(C|cuda|ext|cpp|cext|kernels?)\b"
+    r"|load|save_for_backward|^\s*\w+\.\w+\s*=[^=]",
+    re.MULTILINE,
+)
 
 
 class MissingOnceDifferentiable(FunctionRule):
@@ -72,15 +92,15 @@ class MissingOnceDifferentiable(FunctionRule):
         return FUNCTION_CLASS_TRIGGER.search(text) is not None and TRIGGER.search(text) is not None
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        extensions = None
+        extensions = second_derivatives = None
         for function_class in module.functions:
             for name in BACKWARD_METHODS:
                 method = function_class.own_methods.get(name)
                 if method is None or _once_differentiable(module, method):
                     continue
                 if extensions is None:
-                    extensions = _ExtensionNames(module)
-                found = _BackwardFlow(module, method, extensions).first_exit()
+                    extensions, second_derivatives = _ExtensionNames(module), _second_derivative_use(module)
+                found = _BackwardFlow(module, method, extensions, second_derivatives).first_exit()
                 if found is not None:
                     node, what = found
                     yield Finding(node, _message(function_class, method, node, what), subject=function_class)
@@ -145,13 +165,16 @@ def _is_extension_path(full: str) -> bool:
 class _BackwardFlow:
     """Which values in one backward carry gradient, and whether a leaving construct reaches the return."""
 
-    def __init__(self, module: ParsedModule, method: Method, extensions: _ExtensionNames):
+    def __init__(self, module: ParsedModule, method: Method, extensions: _ExtensionNames, second_derivatives: cst.CSTNode | None):
         self.module = module
         self.method = method
         self.extensions = extensions
         self.ctx = method.ctx_name
         self.nodes = list(walk(method.node.body, into_functions=False))
         self.carrying = self._carrying_names()
+        self.buffers = self._allocated_buffers()
+        self.higher_order = second_derivatives
+        self.intermediates = _SavedIntermediates(module, method.owner, method) if self.higher_order else None
 
     def _carrying_names(self) -> set[str]:
         """The grad arguments, the saved tensors, and every name computed from them."""
@@ -175,6 +198,18 @@ class _BackwardFlow:
                     names |= set(targets)
                     changed = True
         return names
+
+    def _allocated_buffers(self) -> set[str]:
+        """Names bound to freshly allocated tensors (`torch.empty_like(x)`, `g.new_zeros(n)`): what an
+        extension call or a kernel launch writes its result into."""
+        found = set()
+        for node in self.nodes:
+            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+                func = node.value.func
+                short = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "")
+                if short in SHAPE_FUNCTIONS:
+                    found |= {n.value for t in node.targets for n in assigned_names(t.target)}
+        return found
 
     def _mentions(self, expr: cst.CSTNode, names: set[str]) -> bool:
         for node in [expr, *walk(expr)]:
@@ -204,6 +239,14 @@ class _BackwardFlow:
     def _leaving(self, node: cst.CSTNode) -> str | None:
         if isinstance(node, cst.With):
             return self._no_grad_block(node)
+        if self.intermediates is not None and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+            computed = self.intermediates.read_by(node)
+            if computed is not None and self._reaches_return(node):
+                line = self.module.position(self.higher_order).start.line
+                return (
+                    f"forward computed `{computed}` and saved it: to autograd it is a constant, not a function of the "
+                    f"input, and this module takes second derivatives (`{code_of(self.higher_order).strip()}` on line {line})"
+                )
         if isinstance(node, cst.Attribute) and node.attr.value == "data":
             if self._carries_gradient(node.value) and not self._is_target(node) and self._reaches_return(node):
                 return "`.data` is the tensor without its autograd history"
@@ -303,8 +346,8 @@ class _BackwardFlow:
             written = set()
             if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") or isinstance(func, cst.Attribute) and func.attr.value == "append":
                 written |= set(self._written(func.value))  # `grad_in.copy_(...)`, `grads.append(...)`
-            if self.extensions.called(child) is not None:  # `ext.backward(g, x, grad_in)` fills its arguments
-                written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name)}
+            if self.extensions.called(child) is not None:  # `ext.backward(g, x, grad_in)` fills its output buffers
+                written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
             return written
         return None
 
@@ -354,6 +397,8 @@ class _BackwardFlow:
         short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
         if short in SHAPE_FUNCTIONS:
             return False
+        if "backward" in short and (self.module.qualified_name(call.func) or "").startswith("torch."):
+            return False  # torch's own backward kernel: whether it differentiates again is torch's to say (it raises if not)
         if isinstance(call.func, cst.Attribute) and not self._is_module_function(call.func):
             return short in VALUE_ARGUMENT_METHODS  # a tensor method: `g.view(n, -1)` takes sizes
         positional = [a for a in call.args if a.keyword is None]
@@ -363,6 +408,172 @@ class _BackwardFlow:
         """`torch.mul(...)`, `F.pad(...)`, `np.exp(...)`, `ext.backward(...)`: a function, not a tensor method."""
         head = (dotted_name(func) or "").split(".")[0]
         return bool(head) and (head in self.module.imports or head in self.extensions.names)
+
+
+class _SavedIntermediates:
+    """Tensors forward saves (with save_for_backward or on ctx) that are neither its inputs nor its
+    outputs but are computed from an input that backward returns a gradient for: in backward they are
+    constants, so the returned gradient misses their dependence on that input.
+
+    Saved inputs and outputs are fine (torch hands backward the originals, with their history); so
+    are masks, indices and other values computed through non-differentiable ops. Only ctx-style
+    forwards (no setup_context) are read.
+    """
+
+    def __init__(self, module: ParsedModule, function_class: FunctionClass, backward: Method):
+        self.module = module
+        self.backward = backward
+        self.by_position: dict[int, str] = {}  # save_for_backward position -> forward expression
+        self.by_attribute: dict[str, str] = {}  # ctx attribute -> forward expression
+        self.names: dict[str, str] = {}  # backward's names for saved intermediates -> forward expression
+        forward = function_class.forward
+        if forward is None or forward.ctx_name is None:
+            return
+        self.forward = forward
+        self.params = [p.name.value for p in forward.data_params]
+        self.differentiable = self._differentiable_inputs(function_class, backward)
+        if not self.differentiable:
+            return
+        self.bindings: dict[str, list[cst.BaseExpression]] = {}
+        outputs: set[str] = set()
+        body = list(walk(forward.node.body, into_functions=False))
+        for node in body:
+            if isinstance(node, cst.Assign):
+                for target in node.targets:
+                    for name in assigned_names(target.target):
+                        self.bindings.setdefault(name.value, []).append(node.value)
+            elif isinstance(node, cst.Return) and node.value is not None:
+                value = node.value
+                elements = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
+                outputs |= {e.value for e in elements if isinstance(e, cst.Name)}
+        ctx = forward.ctx_name
+        for node in body:
+            if isinstance(node, cst.Call) and dotted_name(node.func) == f"{ctx}.save_for_backward":
+                if any(arg.star for arg in node.args):
+                    continue
+                for position, arg in enumerate(node.args):
+                    if self._intermediate(arg.value, outputs):
+                        self.by_position[position] = self._shown(arg.value)
+            elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+                target = node.targets[0].target
+                if isinstance(target, cst.Attribute) and dotted_name(target.value) == ctx and self._intermediate(node.value, outputs):
+                    self.by_attribute[target.attr.value] = self._shown(node.value)
+        self.names = self._unpacked_names() if self.by_position else {}
+
+    def _shown(self, expr: cst.BaseExpression) -> str:
+        """`sq = x * x` for a name bound once, else the expression."""
+        text = " ".join(code_of(expr).split())
+        values = self.bindings.get(expr.value, []) if isinstance(expr, cst.Name) else []
+        if len(values) == 1:
+            value = " ".join(code_of(values[0]).split())
+            text = f"{text} = {value if len(value) <= 40 else value[:37] + '...'}"
+        return text
+
+    @staticmethod
+    def _differentiable_inputs(function_class: FunctionClass, backward: Method) -> set[str]:
+        """Inputs that some `return` of backward gives a non-None gradient."""
+        inputs = function_class.forward_inputs()
+        if inputs is None or inputs.has_varargs:
+            return set()
+        found = set()
+        for returned in returned_values(backward):
+            for name, element in zip(inputs.names, returned.elements):
+                if not is_none(element) and not returned.is_list:
+                    found.add(name)
+        return found
+
+    def _intermediate(self, expr: cst.BaseExpression, outputs: set[str]) -> bool:
+        if isinstance(expr, cst.Name) and (expr.value in self.params or expr.value in outputs):
+            return False
+        return self._depends(expr, frozenset())
+
+    def _depends(self, expr: cst.CSTNode, visiting: frozenset[str]) -> bool:
+        """Whether `expr` is computed from a differentiable input through differentiable ops."""
+        if isinstance(expr, cst.Name):
+            if expr.value in self.differentiable:
+                return True
+            if expr.value in visiting or expr.value in self.params:
+                return False
+            return any(self._depends(value, visiting | {expr.value}) for value in self.bindings.get(expr.value, ()))
+        if isinstance(expr, (cst.Comparison, cst.BooleanOperation)):
+            return False
+        if isinstance(expr, cst.UnaryOperation):
+            return not isinstance(expr.operator, cst.Not) and self._depends(expr.expression, visiting)
+        if isinstance(expr, cst.BinaryOperation):
+            return self._depends(expr.left, visiting) or self._depends(expr.right, visiting)
+        if isinstance(expr, cst.IfExp):
+            return self._depends(expr.body, visiting) or self._depends(expr.orelse, visiting)
+        if isinstance(expr, cst.Subscript):
+            return self._depends(expr.value, visiting)
+        if isinstance(expr, cst.Attribute):
+            return expr.attr.value in TENSOR_ATTRIBUTES and self._depends(expr.value, visiting)
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "").rsplit(".", 1)[-1]
+            if name in NON_DIFFERENTIABLE_OPS or name in METADATA or name in SHAPE_FUNCTIONS:
+                return False
+            receiver = func.value if isinstance(func, cst.Attribute) else None
+            if receiver is not None and self.module.qualified_name(receiver) is not None and (dotted_name(receiver) or "").split(".")[0] in self.module.imports:
+                receiver = None  # `torch.exp(x)`: a function of its arguments
+            operands = [a.value for a in expr.args if a.keyword is None or a.keyword.value not in NON_VALUE_KEYWORDS]
+            return any(self._depends(o, visiting) for o in ([receiver] if receiver is not None else []) + operands)
+        return False
+
+    def _unpacked_names(self) -> dict[str, str]:
+        """Backward's names for the saved intermediates: `x, sq = ctx.saved_tensors`."""
+        ctx = self.backward.ctx_name
+        found = {}
+        for node in walk(self.backward.node.body, into_functions=False):
+            if not (isinstance(node, cst.Assign) and dotted_name(node.value) in (f"{ctx}.{a}" for a in SAVED_ATTRIBUTES)):
+                continue
+            for target in node.targets:
+                if isinstance(target.target, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement) for e in target.target.elements):
+                    for position, element in enumerate(target.target.elements):
+                        if position in self.by_position and isinstance(element.value, cst.Name):
+                            found[element.value.value] = self.by_position[position]
+        return found
+
+    def read_by(self, node: cst.CSTNode) -> str | None:
+        """The forward expression a backward read stands for, if it is a saved intermediate."""
+        ctx = self.backward.ctx_name
+        parent = self.module.parents.get(node)
+        if isinstance(node, cst.Name):
+            if node.value not in self.names or isinstance(parent, (cst.Attribute, cst.AssignTarget, cst.Element, cst.Arg)) and not _is_load(parent, node):
+                return None
+            return self.names[node.value]
+        if isinstance(node, cst.Attribute) and dotted_name(node.value) == ctx and node.attr.value in self.by_attribute:
+            if isinstance(parent, cst.AssignTarget):
+                return None
+            return self.by_attribute[node.attr.value]
+        if isinstance(node, cst.Subscript) and dotted_name(node.value) in (f"{ctx}.{a}" for a in SAVED_ATTRIBUTES):
+            index = node.slice[0].slice if len(node.slice) == 1 else None
+            if isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
+                return self.by_position.get(int(index.value.value))
+        return None
+
+
+def _is_load(parent: cst.CSTNode, node: cst.Name) -> bool:
+    if isinstance(parent, cst.Attribute):
+        return parent.value is node
+    if isinstance(parent, cst.Arg):
+        return parent.keyword is not node
+    return not isinstance(parent, (cst.AssignTarget, cst.Element))
+
+
+def _second_derivative_use(module: ParsedModule) -> cst.CSTNode | None:
+    """The first `create_graph=True` (anything but False/None) or hessian/hvp/vhp/gradgradcheck in the code."""
+    if not HIGHER_ORDER_TEXT.search(module.source):
+        return None
+    for node in module.parents:
+        kind = type(node)
+        if kind is cst.Arg and node.keyword is not None and node.keyword.value == "create_graph":
+            if not (isinstance(node.value, cst.Name) and node.value.value in ("False", "None")):
+                return node
+        elif kind is cst.Name and node.value in HIGHER_ORDER_NAMES:
+            parent = module.parents.get(node)
+            if not isinstance(parent, (cst.FunctionDef, cst.ImportAlias, cst.Param)):
+                return parent if isinstance(parent, cst.Attribute) else node
+    return None
 
 
 def _post_order(root: cst.CSTNode) -> Iterator[cst.CSTNode]:

@@ -4,13 +4,18 @@
 
 
 def _agl_penalty(apply, args, leaves, create_graph):
-    """sum(grad(L, x)**2) over the inputs, with L = sum(out**2) (so that the upstream gradient depends on x)."""
+    """sum(grad(L, x)**2) over the inputs, with L = sum(out**2 / 2 + w * out) for a fixed pattern w (so that
+    the upstream gradient out + w depends on x without being special, like a unit-norm output's)."""
     import torch
 
     outputs = [o for o in _agl_tensors(apply(*args)) if o.requires_grad and o.is_floating_point()]
     if not outputs:
         return None
-    loss = sum((o * o).sum() for o in outputs)
+    def weights(o, index):
+        k = torch.arange(o.numel(), dtype=o.dtype) + 3 * index
+        return (((k * 7) % 10 - 4.5) / 2.25).reshape(o.shape)
+
+    loss = sum((o * o / 2 + weights(o, i) * o).sum() for i, o in enumerate(outputs))
     grads = torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
     terms = [(g * g).sum() for g in grads if g is not None]
     return sum(terms) if terms else None
@@ -75,7 +80,7 @@ def _agl_double_backward_recipe(apply, builders):
             if error > 1e-4 * scale:
                 _agl_report(
                     "confirmed",
-                    f"{label}: gradient penalty sum(grad(sum(out**2), x)**2): second-order gradient for input {index} "
+                    f"{label}: gradient penalty sum(grad(L, x)**2) with L = sum(out**2 / 2 + w * out): second-order gradient for input {index} "
                     f"{_agl_fmt(got)} where central finite differences of the first-order gradient give {_agl_fmt(want)} "
                     f"(max error {error:.3g}), no error raised",
                 )
