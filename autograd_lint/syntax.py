@@ -160,6 +160,18 @@ def disables_grad(expr: cst.BaseExpression) -> bool:
     return tail in ("no_grad", "inference_mode")
 
 
+def enables_grad(expr: cst.BaseExpression) -> bool:
+    """`torch.enable_grad()`, `torch.set_grad_enabled(True)` or `set_grad_enabled(<not a literal False>)`
+    (a `with` item, a decorator or a statement, called or not)."""
+    args = ()
+    if isinstance(expr, cst.Call):
+        expr, args = expr.func, expr.args
+    tail = (dotted_name(expr) or "").rsplit(".", 1)[-1]
+    if tail == "set_grad_enabled":
+        return not disables_grad(cst.Call(func=expr, args=args))
+    return tail == "enable_grad"
+
+
 def short_code(node: cst.CSTNode, limit: int = 50) -> str:
     """A node's source on one line, without enclosing parentheses, cut to `limit` characters."""
     if isinstance(node, cst.BaseExpression) and (node.lpar or node.rpar):

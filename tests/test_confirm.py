@@ -38,6 +38,7 @@ EVIDENCE = {
     "AGL006": re.compile(r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"),
     "AGL010": re.compile(r"second-order gradient for input \d+ \[[^\]]*\] where central finite differences of the first-order gradient give \[[^\]]*\]|cannot be differentiated again, so a gradient penalty gets no gradient: torch raises RuntimeError: element 0 of tensors does not require grad"),
     "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
+    "AGL015": re.compile(r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"),
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
 }
 

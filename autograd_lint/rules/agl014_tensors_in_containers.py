@@ -8,7 +8,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import CannotBuildHarness, Harness, apply_builders, function_class_code, literal_source
+from ..confirm.harness import CannotBuildHarness, Harness, apply_recipe_harness, function_class_code, literal_source
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..gradient_returns import returned_values
@@ -94,14 +94,12 @@ class TensorsInContainers(FunctionRule):
         tensors passed inside the container (the output's requires_grad, then their .grad)."""
         case: ContainerCase = finding.subject
         function_class = case.function_class
-        required, optional, definition = function_class_code(module, function_class)
-        apply = f"{function_class.name}.apply"
         if case.call is None:
-            main = [definition, apply_builders(module, function_class), f"_agl_container_output_recipe({apply}, _agl_builders)"]
-        else:
-            label, count, build = _container_call_builder(case)
-            main = [definition, f"_agl_container_input_recipe({apply}, {label!r}, {count}, {build})"]
-        return Harness(required, "\n".join(main), optional)
+            return apply_recipe_harness(module, function_class, "_agl_container_output_recipe")
+        required, optional, definition = function_class_code(module, function_class)
+        label, count, build = _container_call_builder(case)
+        main = f"_agl_container_input_recipe({function_class.name}.apply, {label!r}, {count}, {build})"
+        return Harness(required, definition + "\n" + main, optional)
 
 
 def _output_message(function_class: FunctionClass, container, nested: bool) -> str:
