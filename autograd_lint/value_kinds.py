@@ -9,6 +9,7 @@ UNKNOWN, and rules that must be precise treat UNKNOWN as "say nothing".
 
 from __future__ import annotations
 
+import ast
 from enum import Enum
 from functools import cached_property, lru_cache
 
@@ -17,7 +18,7 @@ import libcst as cst
 from .function_model import FunctionClass, Method
 from .gradient_returns import TUPLE_RETURNING
 from .scopes import bindings
-from .syntax import dotted_name, walk
+from .syntax import code_of, dotted_name, string_value, walk
 
 
 class Kind(Enum):
@@ -250,7 +251,11 @@ class ValueKinds:
         if self.method.name == "setup_context":
             params = self.method.data_params
             return len(params) >= 2 and name == params[1].name.value
-        return bool(self.returns) and all(isinstance(v, cst.Name) and v.value == name for v in self.returns)
+        if not self.returns or not all(isinstance(v, cst.Name) and v.value == name for v in self.returns):
+            return False
+        # No binding of it may be something else (`out = x.shape; ...; return out`).
+        others = [n for n in self._local.get(name, []) if not isinstance(n, cst.Param)]
+        return all(self._binding_kind(name, n) not in (NON_TENSOR, NONE) for n in others)
 
     def is_unchanged_input(self, name: str) -> bool:
         """A data parameter (or, in setup_context, a name unpacked from `inputs`) that the method
@@ -455,8 +460,8 @@ class ValueKinds:
 
 def parameter_kind(function_class: FunctionClass, method: Method, name: str, module=None) -> Kind:
     """A data parameter's kind. Its annotation decides; else the `.apply(...)` call sites when all of
-    them tell (a site that omits the argument contributes the default); else a non-tensor literal
-    default that no call site contradicts; else how forward uses it (`x.view(...)`, `torch.exp(x)`,
+    them tell (a site that omits the argument contributes the default); else, when the module has
+    no call site, a non-tensor literal default; else how forward uses it (`x.view(...)`, `torch.exp(x)`,
     `x @ w`: a tensor). NONE only when every call site passes None."""
     params = method.data_params
     names = [p.name.value for p in params]
@@ -477,8 +482,8 @@ def parameter_kind(function_class: FunctionClass, method: Method, name: str, mod
             return combined
     if TENSOR in passed and NON_TENSOR not in passed:
         return TENSOR
-    if param.default is not None and literal_kind(param.default) is NON_TENSOR and TENSOR not in passed and not used:
-        return NON_TENSOR
+    if not passed and param.default is not None and literal_kind(param.default) is NON_TENSOR and not used:
+        return NON_TENSOR  # no call site in the module passes anything else
     return TENSOR if used and NON_TENSOR not in passed else UNKNOWN
 
 
@@ -577,8 +582,213 @@ def value_kinds(function_class: FunctionClass, method: Method, module=None) -> V
     return ValueKinds(function_class, method, module)
 
 
+# ---- what an `.apply(...)` call passes, read in the caller's scope ----
+
+# Calls that build a tensor whatever their arguments (qualified names).
+TENSOR_CONSTRUCTOR_NAMES = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.Tensor"})
+
+
+class CallerKinds:
+    """The kind of what an `.apply(...)` call passes, read in the caller's own scope: literals and
+    what folds to one (`dim ** 0.5` with `dim=16`), local and module-level names bound to non-tensors,
+    the caller's parameters with a scalar annotation or a literal default, and `self.<attr>` set in the
+    caller's class (`self.scale = scale` in `__init__` is a number; `self.weight = nn.Parameter(...)`
+    or `register_buffer("weight", ...)` a tensor). UNKNOWN for anything the source does not settle."""
+
+    MAX_DEPTH = 6
+
+    def __init__(self, module):  # a ParsedModule
+        self.module = module
+
+    def kind(self, expr: cst.BaseExpression, at: cst.CSTNode) -> Kind:
+        return self._kind(expr, self.module.enclosing_function(at), 0)
+
+    def literal(self, expr: cst.BaseExpression, at: cst.CSTNode) -> str | None:
+        """Source text of the literal `expr` evaluates to, when the module spells it out."""
+        return self._fold(expr, self.module.enclosing_function(at), 0, defaults=True)
+
+    def _kind(self, expr: cst.BaseExpression, scope: cst.FunctionDef | None, depth: int) -> Kind:
+        kind = argument_kind(expr)
+        if kind is not UNKNOWN or depth > self.MAX_DEPTH:
+            return kind
+        folded = self._fold(expr, scope, depth, defaults=False)
+        if folded is not None:
+            return NONE if folded == "None" else NON_TENSOR
+        if isinstance(expr, cst.Name):
+            nodes, where = self._bindings(expr.value, scope)
+            return _combine([self._binding_kind(node, expr.value, where, depth + 1) for node in nodes]) if nodes else UNKNOWN
+        if isinstance(expr, cst.Attribute):
+            found = self._attribute_values(expr, scope)
+            if not found:
+                return UNKNOWN
+            return _combine([value if isinstance(value, Kind) else self._kind(value, where, depth + 1) for value, where in found])
+        if isinstance(expr, cst.BinaryOperation):
+            kinds = [self._kind(side, scope, depth + 1) for side in (expr.left, expr.right)]
+            return TENSOR if TENSOR in kinds else NON_TENSOR if all(k is NON_TENSOR for k in kinds) else UNKNOWN
+        if isinstance(expr, cst.UnaryOperation):
+            return self._kind(expr.expression, scope, depth + 1)
+        if isinstance(expr, cst.IfExp):
+            return _combine([self._kind(expr.body, scope, depth + 1), self._kind(expr.orelse, scope, depth + 1)])
+        if isinstance(expr, cst.Call):
+            name = self.module.qualified_name(expr.func) or ""
+            if name in TENSOR_CONSTRUCTOR_NAMES:
+                return TENSOR
+            head, _, attr = name.rpartition(".")
+            if head == "math":
+                return NON_TENSOR
+            if head in TENSOR_FUNCTION_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in TUPLE_RETURNING:
+                return TENSOR
+        return UNKNOWN
+
+    def _bindings(self, name: str, scope: cst.FunctionDef | None) -> tuple[list[cst.CSTNode], cst.FunctionDef | None]:
+        if scope is not None and name in bindings(scope):
+            return bindings(scope)[name], scope
+        return bindings(self.module.tree).get(name, []), None
+
+    def _binding_kind(self, node: cst.CSTNode, name: str, scope, depth: int) -> Kind:
+        if isinstance(node, cst.Param):
+            annotated = annotation_kind(node.annotation)
+            if annotated is not UNKNOWN:
+                return annotated
+            return NON_TENSOR if node.default is not None and literal_kind(node.default) is NON_TENSOR else UNKNOWN
+        if isinstance(node, cst.Assign) and all(isinstance(t.target, cst.Name) for t in node.targets):
+            return self._kind(node.value, scope, depth)
+        if isinstance(node, cst.AnnAssign):
+            annotated = annotation_kind(node.annotation)
+            return annotated if annotated is not UNKNOWN or node.value is None else self._kind(node.value, scope, depth)
+        if isinstance(node, cst.AugAssign):
+            kind = self._kind(node.value, scope, depth)
+            return kind if kind is NON_TENSOR else UNKNOWN
+        return UNKNOWN
+
+    def _attribute_values(self, expr: cst.Attribute, scope: cst.FunctionDef | None) -> list[tuple[object, cst.FunctionDef | None]]:
+        """Every value the caller's class gives `self.<attr>`, each with the method it is written in
+        (a Kind stands for `register_buffer`/`register_parameter`); empty when it is not `self.<attr>`
+        of a method, or the class never sets it (inherited, a property, set from outside)."""
+        if scope is None or not isinstance(expr.value, cst.Name) or not scope.params.params:
+            return []
+        if scope.params.params[0].name.value != expr.value.value:
+            return []
+        block = self.module.parents.get(scope)
+        class_def = self.module.parents.get(block) if block is not None else None
+        if not isinstance(class_def, cst.ClassDef):
+            return []
+        attr = expr.attr.value
+        found: list[tuple[object, cst.FunctionDef | None]] = []
+        for statement in class_def.body.body:
+            if isinstance(statement, cst.FunctionDef):
+                if statement.name.value == attr:
+                    return []  # a method or property
+                found += self._self_writes(statement, attr)
+            elif isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == attr for t in small.targets):
+                        found.append((small.value, None))
+        return found
+
+    @staticmethod
+    def _self_writes(method: cst.FunctionDef, attr: str) -> list[tuple[object, cst.FunctionDef | None]]:
+        params = method.params.params
+        if not params:
+            return []
+        self_name = params[0].name.value
+        found: list[tuple[object, cst.FunctionDef | None]] = []
+        for node in walk(method.body, into_functions=False):
+            targets = []
+            if isinstance(node, cst.Assign):
+                targets = [(t.target, node.value) for t in node.targets]
+            elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and node.value is not None:
+                targets = [(node.target, node.value)]
+            elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("register_buffer", "register_parameter"):
+                if node.args and string_value(node.args[0].value) == attr:
+                    found.append((TENSOR, None))
+            for target, value in targets:
+                if isinstance(target, cst.Attribute) and target.attr.value == attr and isinstance(target.value, cst.Name) and target.value.value == self_name:
+                    found.append((value, method))
+                elif isinstance(target, cst.Tuple):
+                    if any(isinstance(e.value, cst.Attribute) and e.value.attr.value == attr for e in target.elements):
+                        found.append((UNKNOWN, None))
+        return found
+
+    def _fold(self, expr: cst.BaseExpression, scope: cst.FunctionDef | None, depth: int, defaults: bool) -> str | None:
+        """The constant `expr` evaluates to; with `defaults`, parameters stand for their default (a
+        value the harness may pass; not what every caller passes)."""
+        if depth > self.MAX_DEPTH:
+            return None
+        text = code_of(expr).strip()
+        if _evaluate(text) is not _NOT_CONSTANT:
+            return text
+        if isinstance(expr, cst.Name):
+            nodes, where = self._bindings(expr.value, scope)
+            if len(nodes) != 1:
+                return None
+            node = nodes[0]
+            if isinstance(node, cst.Param):
+                return self._fold(node.default, where, depth + 1, defaults) if defaults and node.default is not None else None
+            if isinstance(node, cst.Assign) and all(isinstance(t.target, cst.Name) for t in node.targets):
+                return self._fold(node.value, where, depth + 1, defaults)
+            return None
+        if isinstance(expr, cst.Attribute):
+            found = self._attribute_values(expr, scope)
+            if len(found) != 1 or isinstance(found[0][0], Kind):
+                return None
+            return self._fold(found[0][0], found[0][1], depth + 1, defaults)
+        parts: list[cst.BaseExpression]
+        if isinstance(expr, cst.BinaryOperation):
+            parts = [expr.left, expr.right]
+        elif isinstance(expr, cst.UnaryOperation):
+            parts = [expr.expression]
+        elif isinstance(expr, cst.Subscript) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
+            parts = [expr.value, expr.slice[0].slice.value]
+        elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value in _FOLDABLE_CALLS and len(expr.args) == 1:
+            parts = [expr.args[0].value]
+        else:
+            return None
+        folded = [self._fold(part, scope, depth + 1, defaults) for part in parts]
+        if any(f is None for f in folded):
+            return None
+        if isinstance(expr, cst.BinaryOperation):
+            text = f"({folded[0]}) {code_of(expr.operator).strip()} ({folded[1]})"
+        elif isinstance(expr, cst.UnaryOperation):
+            text = f"{code_of(expr.operator).strip()} ({folded[0]})"
+        elif isinstance(expr, cst.Subscript):
+            text = f"({folded[0]})[{folded[1]}]"
+        else:
+            text = f"{expr.func.value}({folded[0]})"
+        value = _evaluate(text)
+        return repr(value) if value is not _NOT_CONSTANT else None
+
+
+_FOLDABLE_CALLS = {"float": float, "int": int, "bool": bool, "str": str, "abs": abs, "round": round}
+_CONSTANT_NODES = (
+    ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.BinOp, ast.UnaryOp, ast.Subscript, ast.Call, ast.Name,
+    ast.Load, ast.operator, ast.unaryop, ast.Slice,
+)
+_NOT_CONSTANT = object()
+
+
+def _evaluate(text: str):
+    """The value of a constant expression (literals, arithmetic, subscripts, `float(...)`), else _NOT_CONSTANT."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return _NOT_CONSTANT
+    for node in ast.walk(tree):
+        if not isinstance(node, _CONSTANT_NODES) or (isinstance(node, ast.Name) and node.id not in _FOLDABLE_CALLS):
+            return _NOT_CONSTANT
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            exponent = node.right.value if isinstance(node.right, ast.Constant) else None
+            if not isinstance(exponent, (int, float)) or abs(exponent) > 64:
+                return _NOT_CONSTANT
+    try:
+        value = eval(compile(tree, "<constant>", "eval"), {"__builtins__": {}}, dict(_FOLDABLE_CALLS))  # noqa: S307 - only constants, checked above
+    except Exception:  # noqa: BLE001 - 1 / 0, "a" * "b": not a constant we can use
+        return _NOT_CONSTANT
+    return value if value is None or isinstance(value, (int, float, str, bool, tuple, list)) else _NOT_CONSTANT
+
+
 __all__ = [
     "Kind", "TENSOR", "NON_TENSOR", "NONE", "UNKNOWN", "ValueKinds", "value_kinds", "literal_kind",
     "annotation_kind", "argument_kind", "parameter_kind", "call_site_kinds", "used_as_tensor",
-    "names_used_as_tensors",
+    "names_used_as_tensors", "CallerKinds",
 ]

@@ -1,0 +1,318 @@
+"""AGL007 tensor-on-ctx, AGL012 save-for-backward-non-tensor, AGL013 save-for-backward-twice:
+static cases (with the value_kinds heuristic they share) and the confirm recipes under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def found(code: str, source: str) -> list[tuple[int, int]]:
+    return [(d.line, d.column) for d in lint_source(textwrap.dedent(source), "case.py", Config(select=(code,)))]
+
+
+def function(forward_body: str, params: str = "x", call: str = "", backward: str = "return g") -> str:
+    """A Function whose forward body starts at line 7 (column 9)."""
+    return (
+        "import torch\nimport torch.nn.functional as F\n\n"
+        "class Fn(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        f"    def forward(ctx, {params}):\n"
+        + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
+        + "\n\n    @staticmethod\n    def backward(ctx, g):\n        "
+        + backward
+        + "\n"
+        + (f"\n\ny = {call}\n" if call else "")
+    )
+
+
+# ---- AGL007 ----
+
+
+@pytest.mark.parametrize(
+    "body, params, call",
+    [
+        ("ctx.x = x\nreturn x.clamp(min=0)", "x", ""),  # a tensor-only method tells
+        ("ctx.w = w\nreturn x @ w", "x, w", ""),  # an operand of @
+        ("ctx.x = x\nreturn x * 2", "x", "Fn.apply(torch.randn(3))"),  # the call site passes a tensor
+        ("ctx.x = x\nreturn x * 2", "x: torch.Tensor", ""),  # the annotation
+        ("y = torch.exp(x)\nctx.y = y\nreturn y", "x", ""),  # the output
+        ("out = x * 2\nctx.out = out\nreturn out", "x", ""),  # returned alone: an output
+        ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", ""),  # an intermediate
+        ("ctx.cache = (torch.sigmoid(x), 2)\nreturn x * 2", "x", ""),  # a tuple with a tensor
+        ("ctx.a, ctx.n = torch.tanh(x), 2\nreturn x * 2", "x", ""),  # element-wise tuple targets
+    ],
+)
+def test_tensor_on_ctx_is_flagged(body, params, call):
+    line = 7 + next(i for i, text in enumerate(body.splitlines()) if text.startswith("ctx."))
+    assert found("AGL007", function(body, params, call)) == [(line, 9)]
+
+
+@pytest.mark.parametrize(
+    "body, params",
+    [
+        ("ctx.shape = x.shape\nctx.n = x.size(0)\nctx.d = x.dim()\nreturn x.clone()", "x"),
+        ("ctx.dtype = x.dtype\nctx.device = x.device\nctx.peak = x.abs().max().item()\nreturn x.clone()", "x"),
+        ("ctx.k = k\nreturn x.clone() * k", "x, k: float"),
+        ("ctx.eps = eps\nreturn x.clone()", "x, eps=1e-5"),
+        ("ctx.group = group\nctx.fn = fn\nreturn x.clone()", "x, group, fn"),
+        ("ctx.x = None\nreturn x.clone()", "x"),
+        ("ctx.flag = ctx.needs_input_grad[0]\nreturn x.clone()", "x"),
+        ("ctx.state = torch.get_rng_state()\nreturn x.clone()", "x"),
+        ("ctx.x = x\nreturn x * 2", "x"),  # nothing tells that x is a tensor
+        ("ctx.parts = helper(x)\nreturn x.clone()", "x"),
+        ("ctx.rest = rest\nreturn x.clone()", "x, *rest"),
+        ("x = x.shape\nctx.x = x\nreturn x", "x"),  # rebound to a shape
+    ],
+)
+def test_non_tensors_and_unknowns_on_ctx_are_silent(body, params):
+    assert found("AGL007", function(body, params)) == []
+
+
+def test_setup_context_inputs_and_output():
+    source = """\
+    import torch
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(x, k):
+            return x.exp() * k
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            x, k = inputs
+            ctx.k = k
+            ctx.out = output
+            ctx.x = x
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * ctx.out, None
+
+    y = Fn.apply(torch.ones(2), 3)
+    """
+    assert found("AGL007", source) == [(12, 9), (13, 9)]
+
+
+# ---- AGL012 ----
+
+
+@pytest.mark.parametrize(
+    "args, column",
+    [
+        ("x, 3", 34),
+        ("x, 0.5", 34),
+        ("x.shape", 31),
+        ("x.size()", 31),
+        ("x, x.item()", 34),
+        ("x.tolist()", 31),
+        ("[x, x]", 31),
+        ("(x, x)", 32),
+        ("x, len(x)", 34),
+        ("x, x.dim()", 34),
+        ("*x.shape", 32),
+        ("x, 'mean'", 34),
+    ],
+)
+def test_non_tensor_argument_is_flagged(args, column):
+    source = function(f"ctx.save_for_backward({args})\nreturn x.clone()")
+    assert found("AGL012", source) == [(7, column)]
+
+
+@pytest.mark.parametrize(
+    "params, args, call",
+    [
+        ("x, k: int", "x, k", ""),
+        ("x, k", "x, k", "Fn.apply(torch.ones(2), 3)"),
+        ("x, eps=1e-5", "x, eps", "Fn.apply(torch.ones(2))"),
+        ("x, eps=1e-5", "x, eps", ""),
+    ],
+)
+def test_non_tensor_parameter_is_flagged(params, args, call):
+    source = function(f"ctx.save_for_backward({args})\nreturn x.clone()", params, call)
+    assert found("AGL012", source) == [(7, 34)]
+
+
+@pytest.mark.parametrize(
+    "params, body, call",
+    [
+        ("x, bias=None", "ctx.save_for_backward(x, bias)", ""),
+        ("x", "ctx.save_for_backward(x, None)", ""),
+        ("*tensors", "ctx.save_for_backward(*tensors)", ""),
+        ("x", "ctx.save_for_backward(*[x, x])", ""),
+        ("x, tau=1.0", "ctx.save_for_backward(x, tau)", "Fn.apply(torch.ones(2), torch.tensor(2.0))"),
+        ("x, tau=1.0", "ctx.save_for_backward(x, tau)", "Fn.apply(torch.ones(2), t)"),  # unknown at the call
+        ("x, k", "ctx.save_for_backward(x, k)", "Fn.apply(torch.ones(2), 3 if a else w)"),
+        ("x, eps=1e-5", "ctx.save_for_backward(x, eps)\ny = eps.view(-1)", ""),  # used as a tensor
+        ("x", "y = torch.exp(x)\nctx.save_for_backward(x, y, y.sum())", ""),
+    ],
+)
+def test_tensors_none_and_unknowns_are_silent(params, body, call):
+    assert found("AGL012", function(body + "\nreturn x.clone()", params, call)) == []
+
+
+# ---- AGL013 ----
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("ctx.save_for_backward(x)\nctx.save_for_backward(w)", [(8, 9)]),
+        ("ctx.save_for_backward(x, w)\nif w.dim() > 1:\n    ctx.save_for_backward(w)", [(9, 13)]),
+        ("for t in (x, w):\n    ctx.save_for_backward(t)", [(8, 13)]),
+        ("while x.sum() > 0:\n    x = x - 1\n    ctx.save_for_backward(x)", [(9, 13)]),
+        ("with torch.no_grad():\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)", [(9, 9)]),
+        ("try:\n    ctx.save_for_backward(x)\nexcept RuntimeError:\n    ctx.save_for_backward(w)", [(10, 13)]),
+        ("ctx.save_for_backward(x)\nctx.save_for_backward(w)\nctx.save_for_backward(x, w)", [(8, 9), (9, 9)]),
+    ],
+)
+def test_second_save_on_one_path_is_flagged(body, expected):
+    source = function(body + "\nreturn x * w", "x, w", backward="return g, g")
+    assert found("AGL013", source) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "ctx.save_for_backward(x, w)",
+        "if w is None:\n    ctx.save_for_backward(x)\nelse:\n    ctx.save_for_backward(x, w)",
+        "if x.dim() == 1:\n    ctx.save_for_backward(x)\nelif x.dim() == 2:\n    ctx.save_for_backward(w)\nelse:\n    ctx.save_for_backward(x, w)",
+        "if w is None:\n    ctx.save_for_backward(x)\n    return x * 2\nctx.save_for_backward(x, w)",
+        "if w is None:\n    raise ValueError('w')\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)",
+        "ctx.save_for_backward()\nctx.save_for_backward(x, w)",
+        "ctx.save_for_backward(None)\nctx.save_for_backward(x, w)",
+        "for t in (x, w):\n    if t.requires_grad:\n        ctx.save_for_backward(t)\n        break",
+        "def later():\n    ctx.save_for_backward(w)\nctx.save_for_backward(x)",
+        "match x.dim():\n    case 1:\n        ctx.save_for_backward(x)\n    case _:\n        ctx.save_for_backward(w)",
+    ],
+)
+def test_one_save_per_path_is_silent(body):
+    source = function(body + "\nreturn x * w", "x, w", backward="return g, g")
+    assert found("AGL013", source) == []
+
+
+def test_torch_source_patterns_stay_silent():
+    """Shapes from torch's own Functions: a checkpoint stores its callable and RNG state, a
+    collective its process group; saved tensors go through one call."""
+    source = """\
+    import torch
+
+    class CheckpointLike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, run_function, preserve_rng_state, *args):
+            ctx.run_function = run_function
+            ctx.preserve_rng_state = preserve_rng_state
+            if preserve_rng_state:
+                ctx.fwd_cpu_state = torch.get_rng_state()
+            ctx.inputs = []
+            tensor_inputs = []
+            for arg in args:
+                if torch.is_tensor(arg):
+                    tensor_inputs.append(arg)
+                    ctx.inputs.append(None)
+                else:
+                    ctx.inputs.append(arg)
+            ctx.save_for_backward(*tensor_inputs)
+            with torch.no_grad():
+                return run_function(*args)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return (None, None) + grads
+    """
+    assert found("AGL007", source) + found("AGL012", source) + found("AGL013", source) == []
+
+
+# ---- the recipes on correct code ----
+
+CORRECT = """
+import torch
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        ctx.shape = x.shape
+        return x * x * k
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g * ctx.k, None
+BUILDERS = [("Square.apply(<tensor>, 2.0)", lambda s: [_agl_leaf(s), 2.0])]
+"""
+
+
+def test_recipes_do_not_confirm_correct_code():
+    assert run_recipe(CORRECT + "_agl_save_non_tensor_recipe(Square.apply, BUILDERS)")[0] == "not-reproduced"
+    assert run_recipe(CORRECT + "_agl_save_twice_recipe(Square.apply, BUILDERS)")[0] == "not-reproduced"
+    for attribute in ("k", "shape", "missing"):
+        verdict, evidence = run_recipe(CORRECT + f"_agl_ctx_tensor_recipe(Square.apply, BUILDERS, {attribute!r}, 'input')")
+        assert verdict == "not-reproduced" and f"stored no tensor as ctx.{attribute}" in evidence
+
+
+def test_save_twice_with_lost_duplicate_is_not_reproduced():
+    """The second call saves again what the first saved: nothing the gradients need is lost."""
+    code = """
+import torch
+class Twice(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.save_for_backward(x)
+        return x * x
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+_agl_save_twice_recipe(Twice.apply, [("Twice.apply(<tensor>)", lambda s: [_agl_leaf(s)])])
+"""
+    verdict, evidence = run_recipe(code)
+    assert verdict == "not-reproduced" and "saved_tensors holds 1" in evidence
+
+
+def test_ctx_tensor_recipe_names_the_harm_of_each_role():
+    code = """
+import torch
+class Leaky(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = x * x
+        ctx.x = x
+        ctx.y = y
+        ctx.m = x.exp()
+        return y
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * ctx.x * g
+_agl_ctx_tensor_recipe(Leaky.apply, [("Leaky.apply(<tensor>)", lambda s: [_agl_leaf(s)])], {attribute!r}, "x")
+"""
+    cycle = run_recipe(code.replace("{attribute!r}", "'y'"))
+    assert cycle[0] == "confirmed" and "survived `del out`" in cycle[1]
+    stale = run_recipe(code.replace("{attribute!r}", "'x'"))
+    assert stale[0] == "confirmed" and "raised no error but changed input 0's gradient" in stale[1]
+    held = run_recipe(code.replace("{attribute!r}", "'m'"))
+    assert held[0] == "confirmed" and "after backward, grad_fn still holds ctx.m (torch.float64 [3, 3], 72 bytes)" in held[1]
+
+
+def test_non_tensor_save_is_quiet_without_grad():
+    """The TypeError needs a recorded graph: the recipe's evidence says the no_grad call passes."""
+    code = """
+import torch
+class Pow(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x, k)
+        return x ** k
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+_agl_save_non_tensor_recipe(Pow.apply, [("Pow.apply(<tensor>, 3)", lambda s: [_agl_leaf(s), 3])])
+"""
+    verdict, evidence = run_recipe(code)
+    assert verdict == "confirmed"
+    assert "argument 1 is of type int (under torch.no_grad() the same call runs without error)" in evidence
