@@ -20,7 +20,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
-from ..function_model import BACKWARD_METHODS, FUNCTION_CLASS_TRIGGER, FunctionClass, Method
+from ..function_model import BACKWARD_METHODS, FunctionClass, Method
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
@@ -76,8 +76,7 @@ EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|ke
 EXTENSION_LOADERS = frozenset({"load", "load_inline", "load_ext"})
 TRIGGER = re.compile(
     r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\(|_(C|cuda|ext|cpp|cext|kernels?)\b"
-    r"|load|save_for_backward|^\s*\w+\.\w+\s*=[^=]",
-    re.MULTILINE,
+    r"|load|save_for_backward|\w\.\w+\s*=[^=]"
 )
 
 
@@ -89,7 +88,8 @@ class MissingOnceDifferentiable(FunctionRule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        return FUNCTION_CLASS_TRIGGER.search(text) is not None and TRIGGER.search(text) is not None
+        """A Function class and one of the constructs (or a save, or a ctx attribute written) somewhere in the file."""
+        return super().triggered(text) and TRIGGER.search(text) is not None
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         extensions = second_derivatives = None
