@@ -77,6 +77,8 @@ class InplaceWrite:
     text: str  # the write as written, shortened, for messages
     # `t += v` / `t[i] = v` on a bare name: an in-place write only if the name holds a tensor or array.
     needs_array: bool = False
+    # `xs[i] += v`: writes the element in place, also when `xs` is a list of tensors.
+    augmented: bool = False
 
 
 def is_inplace_method(name: str) -> bool:
@@ -121,7 +123,7 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
 
 def _target_writes(target: cst.BaseExpression, text: str, augmented: bool) -> Iterator[InplaceWrite]:
     if isinstance(target, cst.Subscript):
-        yield InplaceWrite(target, target.value, text)
+        yield InplaceWrite(target, target.value, text, augmented=augmented)
     elif isinstance(target, cst.Attribute) and target.attr.value == "data":
         yield InplaceWrite(target, target.value, text)
     elif isinstance(target, cst.Name) and augmented:
@@ -203,17 +205,20 @@ class AliasFlow:
                 current = _merge(current, after) or dict(entry)
             exit_env = _merge(entry, current)
             return _merge(exit_env, self._orelse(statement.orelse, dict(exit_env))) if statement.orelse else exit_env
-        if isinstance(statement, cst.Try) or type(statement).__name__ == "TryStar":
+        if isinstance(statement, (cst.Try, cst.TryStar)):
             after_body = self._block(statement.body, dict(env))
+            # A handler may start anywhere in the body: with what held before it or after it.
             handlers_entry = _merge(dict(env), after_body)
-            outcome = self._orelse(statement.orelse, after_body) if statement.orelse else after_body
+            outcome = self._orelse(statement.orelse, after_body) if statement.orelse and after_body is not None else after_body
             for handler in statement.handlers:
+                entry = dict(handlers_entry)
                 if handler.name is not None:
                     for name in _names(handler.name.name):
-                        handlers_entry.pop(name, None)
-                outcome = _merge(outcome, self._block(handler.body, dict(handlers_entry)))
+                        entry.pop(name, None)
+                outcome = _merge(outcome, self._block(handler.body, entry))
             if statement.finalbody is not None:
-                outcome = self._block(statement.finalbody.body, outcome if outcome is not None else dict(handlers_entry)) if outcome is not None else None
+                final = self._block(statement.finalbody.body, dict(outcome if outcome is not None else handlers_entry))
+                outcome = final if outcome is not None else None
             return outcome
         if isinstance(statement, cst.With):
             for item in statement.items:
@@ -293,6 +298,8 @@ class AliasFlow:
 
     def _record(self, write: InplaceWrite, env: Env) -> None:
         alias = self.resolve(write.target, env)
+        if alias is not None and alias.kind == TENSORS and write.augmented:
+            alias = Alias(alias.root, TENSOR, indexed=True)  # `grads[0] *= 2` on a list of gradients
         if alias is None or alias.kind == TENSORS or id(write.node) in self._seen:
             return
         self._seen.add(id(write.node))

@@ -207,3 +207,16 @@ def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
         + "_agl_input_inplace_recipe(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_leaf(s) * 1])], ['x'])"
     )
     assert marked[0] == "not-reproduced", marked
+
+
+def test_agl008_augmented_element_of_a_gradient_list():
+    body = "grads = list(grads)\ngrads[0] *= 2\nreturn tuple(grads)\n"
+    assert findings(backward_of(body, "ctx, *grads"), "AGL008") == [(8, 9)]
+
+
+def test_agl008_follows_try_and_with_blocks():
+    body = (
+        "try:\n    g = g.clone()\nexcept RuntimeError:\n    pass\n"
+        "with torch.no_grad():\n    g.mul_(2)\nreturn g\n"
+    )
+    assert findings(backward_of(body), "AGL008") == [(12, 13)]
