@@ -31,6 +31,8 @@ FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Fu
 BACKWARD_METHODS = ("backward", "vjp")
 SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
+# Decorators that leave forward's signature and backward's return value as written.
+TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
 
 
 @dataclass
@@ -175,6 +177,23 @@ class FunctionClass:
             has_keyword_only=bool(node_params.kwonly_params) or node_params.star_kwarg is not None,
             setup_context_style=self.uses_setup_context,
         )
+
+    def gradient_contract(self) -> tuple[Method, Method, ForwardInputs] | None:
+        """(forward, backward, inputs) when what `.apply` binds and what backward returns can be read
+        as written: both methods present, one of them defined in this class (a subclass inheriting
+        both is judged where they are), every base known, no decorator that may change forward's
+        signature or backward's result, and no `*args` or keyword-only inputs. None otherwise."""
+        forward, backward = self.forward, self.backward
+        if forward is None or backward is None or not self.hierarchy_known:
+            return None
+        if forward.owner is not self and backward.owner is not self:
+            return None
+        if not all(name.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS for name in forward.decorators + backward.decorators):
+            return None
+        inputs = self.forward_inputs()
+        if inputs is None or inputs.has_varargs or inputs.has_keyword_only:
+            return None
+        return forward, backward, inputs
 
 
 class FunctionModel:

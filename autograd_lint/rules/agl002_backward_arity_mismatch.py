@@ -14,9 +14,6 @@ from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..syntax import code_of, is_none
 
-# Decorators that leave forward's signature and backward's return value as written.
-TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
-
 
 class BackwardArityMismatch(FunctionRule):
     code = "AGL002"
@@ -29,16 +26,10 @@ class BackwardArityMismatch(FunctionRule):
             yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
-        forward, backward = function_class.forward, function_class.backward
-        if forward is None or backward is None or not function_class.hierarchy_known:
+        contract = function_class.gradient_contract()
+        if contract is None:
             return
-        if forward.owner is not function_class and backward.owner is not function_class:
-            return  # checked where they are defined
-        if not all(_transparent(name) for name in forward.decorators + backward.decorators):
-            return
-        inputs = function_class.forward_inputs()
-        if inputs is None or inputs.has_varargs or inputs.has_keyword_only:
-            return
+        backward = contract[1]
         expected = self._expected_counts(module, function_class)
         for returned in returned_values(backward):
             problem = self._mismatch(returned, expected)
@@ -107,10 +98,6 @@ class BackwardArityMismatch(FunctionRule):
 
 
 TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")
-
-
-def _transparent(decorator: str) -> bool:
-    return decorator.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -1,0 +1,392 @@
+"""AGL011 grad-for-non-tensor-input: backward returns a gradient where forward received a number, string, flag or None.
+
+The division of labour with AGL002: torch checks the number of gradients first and the kind of each
+input second. So for every (return, call shape) pair whose count torch would reject, AGL002 speaks and
+this rule is silent; only where the count is accepted does this rule look at the positions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import CannotBuildHarness, Harness, function_class_code
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..gradient_returns import ReturnedValues, returned_values
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import code_of, is_none, short_code, walk
+from ..value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, used_as_tensor
+
+NOT_A_TENSOR = (NONE, NON_TENSOR)
+# What the harness passes for a non-tensor whose value the source does not spell out, by annotation.
+STAND_INS = {"int": ("1", "2"), "float": ("0.5", "1.0"), "bool": ("True", "False")}
+DEFAULT_STAND_INS = ("1", "0.5", "2")
+GUARD_WORDS = ("needs_input_grad", "isinstance", "is_tensor", "requires_grad")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What torch binds to one forward input at one call shape."""
+
+    kind: Kind
+    shown: str  # for the message: "`0.5`", "None", "`self.scale`"
+    values: tuple[str, ...]  # source text the harness may pass for a non-tensor
+    spelled: bool = False  # the values are what the source says, not stand-ins
+    omitted: bool = False  # the call leaves it out and torch binds the default (setup_context)
+
+
+@dataclass(frozen=True)
+class CallShape:
+    call: cst.Call | None  # None: no call site in the module, the signature's own word
+    inputs: tuple[Bound, ...]  # one per input torch sees at this call
+
+
+@dataclass(frozen=True)
+class NonTensorGradient:
+    function_class: FunctionClass
+    position: int  # 0-based index among forward's inputs
+    shapes: tuple[CallShape, ...]  # the call shapes at which the input is not a tensor
+    reported_before: tuple[int, ...]  # earlier positions of the same return reported too (0-based)
+
+
+class GradForNonTensorInput(FunctionRule):
+    code = "AGL011"
+    name = "grad-for-non-tensor-input"
+    severity = Severity.ERROR
+    summary = "backward returns a gradient for an input that is a Python number, string, flag or None at the call sites"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            yield from self._check_class(module, function_class)
+
+    def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
+        contract = function_class.gradient_contract()
+        if contract is None:
+            return
+        forward, backward, inputs = contract
+        shapes = _call_shapes(module, function_class, forward)
+        if not any(bound.kind in NOT_A_TENSOR for shape in shapes for bound in shape.inputs):
+            return
+        facts = _Backward(module, function_class, backward)
+        names = inputs.names
+        for returned in returned_values(backward):
+            if returned.is_list:
+                continue  # one object, whatever it holds: AGL002's
+            reported: list[int] = []
+            for position, element in enumerate(returned.elements):
+                hits = sorted(
+                    (
+                        shape
+                        for shape in shapes
+                        if position < len(shape.inputs)
+                        and shape.inputs[position].kind in NOT_A_TENSOR
+                        and _count_accepted(returned, len(shape.inputs))
+                    ),
+                    key=lambda shape: not shape.inputs[position].spelled,  # show and run spelled-out values first
+                )
+                if not hits or not facts.surely_not_none(element) or facts.guarded(returned.node, element, position, names[position]):
+                    continue
+                subject = NonTensorGradient(function_class, position, tuple(hits), tuple(reported))
+                yield Finding(element, _message(function_class, names[position], position, hits[0]), subject=subject)
+                reported.append(position)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Apply with the non-tensor exactly as a call site passes it, run backward; torch's own
+        "returned a gradient different than None at position p" with the reported p is the proof."""
+        subject: NonTensorGradient = finding.subject
+        function_class = subject.function_class
+        required, optional, definition = function_class_code(module, function_class)
+        main = "\n".join(
+            [
+                definition,
+                _builders(function_class, subject),
+                f"_agl_non_tensor_grad_recipe({function_class.name}, _agl_builders, {subject.position + 1}, "
+                f"{[p + 1 for p in subject.reported_before]!r})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _count_accepted(returned: ReturnedValues, count: int) -> bool:
+    """Whether torch accepts this many gradients for `count` inputs (extra trailing Nones are fine);
+    when it does not, the count is what fails first, and that is AGL002's finding."""
+    if returned.count < count:
+        return False
+    return all(is_none(extra) for extra in returned.elements[count:])
+
+
+# ---- what each call site binds to each input ----
+
+
+def _call_shapes(module: ParsedModule, function_class: FunctionClass, forward: Method) -> list[CallShape]:
+    params = forward.data_params
+    names = [p.name.value for p in params]
+    caller = CallerKinds(module)
+    sites = []  # (call, what it binds to each input torch sees, with its kind)
+    for call in function_class.apply_calls:
+        if any(arg.star for arg in call.args):
+            continue
+        positional = [arg.value for arg in call.args if arg.keyword is None]
+        keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
+        if len(positional) > len(names) or not set(keywords) <= set(names):
+            continue
+        passed = [positional[i] if i < len(positional) else keywords.get(name) for i, name in enumerate(names)]
+        if any(value is None and param.default is None for value, param in zip(passed, params)):
+            continue  # forward itself raises TypeError
+        if function_class.uses_setup_context:
+            count = len(names)  # defaults are bound before torch counts
+        else:
+            count = len(call.args)
+            if any(value is None for value in passed[:count]):
+                continue  # a keyword skipping an optional argument: how torch counts it is not known here
+        sites.append((call, [(value, caller.kind(value, call) if value is not None else None) for value in passed[:count]]))
+    tensor_somewhere = {i for _, bound in sites for i, (_, kind) in enumerate(bound) if kind is TENSOR}
+    signature = [_bound_by_signature(forward, param, i in tensor_somewhere) for i, param in enumerate(params)]
+    shapes = [
+        CallShape(call, tuple(_bound_at_call(caller, call, forward, params[i], value, kind, signature[i]) for i, (value, kind) in enumerate(bound)))
+        for call, bound in sites
+    ]
+    if not function_class.apply_calls:
+        shapes.append(CallShape(None, tuple(signature)))
+    return shapes
+
+
+def _bound_at_call(caller: CallerKinds, call: cst.Call, forward: Method, param: cst.Param, value, kind: Kind | None, signature: Bound) -> Bound:
+    if value is None:  # omitted: setup_context binds the default
+        kind = literal_kind(param.default)
+        if kind not in NOT_A_TENSOR:
+            return Bound(UNKNOWN, "", ())
+        return Bound(kind, _shown_default(param), (code_of(param.default).strip(),), spelled=True, omitted=True)
+    if kind is NON_TENSOR and used_as_tensor(forward, param.name.value):
+        return Bound(UNKNOWN, "", ())  # forward would fail on it before backward runs (None is usually tested first)
+    if kind is UNKNOWN:
+        if signature.kind is NON_TENSOR:
+            return Bound(NON_TENSOR, f"`{short_code(value, 60)}` ({signature.shown})", signature.values)
+        return Bound(UNKNOWN, "", ())
+    if kind is NONE:
+        return Bound(NONE, "None", ("None",), spelled=True)
+    if kind is NON_TENSOR:
+        folded = caller.literal(value, call)
+        values = (folded,) if folded is not None else _stand_ins(param)
+        shown = f"`{short_code(value, 60)}`" + (f" (= {folded})" if folded is not None and folded != code_of(value).strip() else "")
+        return Bound(NON_TENSOR, shown, values, spelled=folded is not None)
+    return Bound(kind, "", ())
+
+
+def _bound_by_signature(forward: Method, param: cst.Param, tensor_passed: bool) -> Bound:
+    """A non-tensor by forward's own word: a scalar annotation, or a literal default (not None) that
+    no call site contradicts by passing a tensor and that forward does not use as a tensor."""
+    name = param.name.value
+    annotated = annotation_kind(param.annotation)
+    if annotated is NON_TENSOR:
+        return Bound(NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param))
+    if annotated is UNKNOWN and param.default is not None and literal_kind(param.default) is NON_TENSOR:
+        if not tensor_passed and not used_as_tensor(forward, name):
+            return Bound(NON_TENSOR, _shown_default(param), _stand_ins(param))
+    return Bound(TENSOR if annotated is TENSOR else UNKNOWN, "", ())
+
+
+def _shown_default(param: cst.Param) -> str:
+    return f"`{param.name.value}` defaults to `{code_of(param.default).strip()}`"
+
+
+def _stand_ins(param: cst.Param) -> tuple[str, ...]:
+    if param.default is not None and literal_kind(param.default) is NON_TENSOR:
+        return (code_of(param.default).strip(),)
+    if param.annotation is not None:
+        return STAND_INS.get(code_of(param.annotation.annotation).strip(), DEFAULT_STAND_INS)
+    return DEFAULT_STAND_INS
+
+
+# ---- what backward returns ----
+
+
+class _Backward:
+    """Whether a returned element is surely not None, and whether it is guarded for its input."""
+
+    def __init__(self, module: ParsedModule, function_class: FunctionClass, backward: Method):
+        self.module = module
+        self.method = backward
+        self.bound = bindings(backward.node)
+        self.ctx = backward.ctx_name
+        self.cls = backward.cls_name
+        # With set_materialize_grads(False) an unused output's gradient arrives as None.
+        self.materialized = "set_materialize_grads" not in code_of(function_class.node)
+        body = list(walk(backward.node.body, into_functions=False))
+        self.ifs = [node for node in body if isinstance(node, cst.If)]
+        # `needs_x, needs_w = ctx.needs_input_grad` and `need_w = ctx.needs_input_grad[1]`
+        self.need_names = {
+            name
+            for node in body
+            if isinstance(node, cst.Assign) and "needs_input_grad" in code_of(node.value)
+            for target in node.targets
+            for name in _names_in(target.target)
+        }
+
+    def surely_not_none(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> bool:
+        if isinstance(expr, cst.Name):
+            if expr.value in ("True", "False"):
+                return True
+            nodes = self.bound.get(expr.value)
+            if expr.value == "None" or not nodes or expr.value in seen:
+                return False
+            return all(self._binding_not_none(expr.value, node, seen | {expr.value}) for node in nodes)
+        if isinstance(expr, (cst.BaseNumber, cst.BaseString, cst.BinaryOperation, cst.UnaryOperation, cst.Comparison)):
+            return True
+        if isinstance(expr, (cst.List, cst.Tuple, cst.Dict, cst.Set, cst.Lambda, cst.ListComp)):
+            return True
+        if isinstance(expr, cst.BooleanOperation):
+            return self.surely_not_none(expr.left, seen) and self.surely_not_none(expr.right, seen)
+        if isinstance(expr, cst.IfExp):
+            return self.surely_not_none(expr.body, seen) and self.surely_not_none(expr.orelse, seen)
+        if isinstance(expr, cst.Subscript):
+            return self._is_gradient_param(expr.value)
+        if isinstance(expr, cst.Call):
+            return self._call_not_none(expr, seen)
+        return False  # attributes (`ctx.grad_w` may be None), and the rest
+
+    def _binding_not_none(self, name: str, node: cst.CSTNode, seen: frozenset[str]) -> bool:
+        if isinstance(node, cst.Param):
+            return self._is_gradient_param(cst.Name(name))
+        if isinstance(node, cst.Assign):
+            if all(isinstance(t.target, cst.Name) for t in node.targets):
+                return self.surely_not_none(node.value, seen)
+            return False  # unpacked: `x, w = ctx.saved_tensors` may hold None
+        if isinstance(node, cst.AugAssign):
+            return True  # arithmetic never gives None
+        if isinstance(node, cst.AnnAssign):
+            return node.value is not None and self.surely_not_none(node.value, seen)
+        return False
+
+    def _is_gradient_param(self, expr: cst.BaseExpression) -> bool:
+        if not (isinstance(expr, cst.Name) and self.materialized):
+            return False
+        if expr.value in (self.ctx, self.cls):
+            return False
+        return any(p.name.value == expr.value for p in self.method.params)
+
+    def _call_not_none(self, call: cst.Call, seen: frozenset[str]) -> bool:
+        func = call.func
+        if isinstance(func, cst.Name):
+            return func.value in ("float", "int", "abs", "len", "bool")
+        if not isinstance(func, cst.Attribute) or func.attr.value in ("get", "pop", "setdefault"):
+            return False
+        if (self.module.qualified_name(func.value) or "").split(".")[0] == "torch":
+            return True
+        receiver = func.value
+        if isinstance(receiver, cst.Name) and receiver.value in (self.ctx, self.cls):
+            return False
+        return self.surely_not_none(receiver, seen)
+
+    def guarded(self, returned: cst.Return, element: cst.BaseExpression, position: int, name: str) -> bool:
+        """Whether a test on this input (`ctx.needs_input_grad[i]`, `bias is not None`, `ctx.has_bias`,
+        `isinstance`) decides this return or this element's value: then the author handled the case."""
+        if any(self._guard_test(node.test, name) for node in self._enclosing_ifs(returned)):
+            return True
+        for node in self.ifs:  # `if not ctx.needs_input_grad[2]: return gx, gw, None` before it
+            if self.module.comes_before(node, returned) and self._guard_test(node.test, name):
+                if any(isinstance(n, (cst.Return, cst.Raise)) for n in walk(node.body, into_functions=False)):
+                    return True
+        if isinstance(element, cst.Name):
+            for binding in self.bound.get(element.value, []):
+                if any(self._guard_test(node.test, name) for node in self._enclosing_ifs(binding)):
+                    return True
+        return False
+
+    def _enclosing_ifs(self, node: cst.CSTNode) -> Iterator[cst.If]:
+        for ancestor in self.module.ancestors(node):
+            if ancestor is self.method.node:
+                return
+            if isinstance(ancestor, cst.If):
+                yield ancestor
+
+    def _guard_test(self, test: cst.BaseExpression, name: str) -> bool:
+        text = code_of(test)
+        if any(word in text for word in GUARD_WORDS):
+            return True
+        word = re.compile(rf"(^|_){re.escape(name)}(_|$)")
+        for node in [test, *walk(test)]:
+            if isinstance(node, cst.Name) and (node.value in self.need_names or word.search(node.value)):
+                return True
+            if isinstance(node, cst.Attribute) and word.search(node.attr.value):
+                return True
+            if isinstance(node, cst.Comparison) and any(
+                isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator) for c in node.comparisons
+            ):
+                return True
+        return False
+
+
+def _names_in(target: cst.BaseExpression) -> Iterator[str]:
+    if isinstance(target, cst.Name):
+        yield target.value
+    elif isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            yield from _names_in(element.value)
+
+
+# ---- message and harness ----
+
+
+def _message(function_class: FunctionClass, name: str, position: int, shape: CallShape) -> str:
+    cls = function_class.name
+    p = position + 1
+    bound = shape.inputs[position]
+    if shape.call is not None and bound.kind is NONE:
+        where = f"the call `{short_code(shape.call, 60)}` passes None for `{name}`"
+    elif shape.call is not None:
+        where = f"the call `{short_code(shape.call, 60)}` passes {bound.shown} for `{name}`, not a tensor"
+    else:
+        where = f"{bound.shown}, not a tensor"
+    fix = (
+        f"return None there, or guard it with `if ctx.needs_input_grad[{position}]`"
+        if bound.kind is NONE
+        else "return None at that position"
+    )
+    return (
+        f"{cls}.backward returns a gradient at position {p} but {where}: torch raises 'function {cls}Backward "
+        f"returned a gradient different than None at position {p}, but the corresponding forward input was not "
+        f"a Variable'; {fix}"
+    )
+
+
+MAX_BUILDERS = 8
+
+
+def _builders(function_class: FunctionClass, subject: NonTensorGradient) -> str:
+    """`_agl_builders` for the call shapes at which the input is not a tensor: non-tensors as the call
+    passes them (or a stand-in when only their kind is known), tensors as float64 leaves; inputs of
+    unknown kind are tried as tensors, then as ints and floats."""
+    rows: list[tuple[str, str]] = []
+    for shape in subject.shapes:
+        for candidate in shape.inputs[subject.position].values:
+            for variant in ("tensor", "1", "0.5"):
+                unknown = [i for i, b in enumerate(shape.inputs) if b.kind is UNKNOWN and i > 0]
+                if variant != "tensor" and not unknown:
+                    break
+                values = []
+                for index, bound in enumerate(shape.inputs):
+                    if index == subject.position:
+                        values.append(candidate)
+                    elif bound.kind in NOT_A_TENSOR:
+                        values.append(bound.values[0])
+                    elif bound.kind is UNKNOWN and index in unknown and variant != "tensor":
+                        values.append(variant)
+                    else:
+                        values.append(None)
+                while values and shape.inputs[len(values) - 1].omitted:
+                    values.pop()  # left out as at the call: torch binds the default itself
+                args = ", ".join(f"_agl_leaf(shape, {i})" if v is None else v for i, v in enumerate(values))
+                label = f"{function_class.name}.apply(" + ", ".join("<tensor>" if v is None else v for v in values) + ")"
+                row = (label, f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
+                if row not in rows:
+                    rows.append(row)
+    if not rows:
+        raise CannotBuildHarness(f"no call shape of {function_class.name} to run")
+    return "\n".join(["_agl_builders = []", *(line for _, line in rows[:MAX_BUILDERS])])
