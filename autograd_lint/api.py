@@ -6,10 +6,11 @@ import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from .config import Config
-from .diagnostic import INTERNAL_ERROR_CODE, Diagnostic, FileError
+from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Diagnostic, FileError, Severity
 from .discovery import discover
 from .cache import ResultCache
 from .module_names import module_name_for_path
@@ -92,12 +93,36 @@ def _run(tasks: list, jobs: int):
     if jobs <= 1 or len(tasks) < _POOL_THRESHOLD:
         return map(_lint_task, tasks)
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        # Big files first so that no worker is left with a large one at the end.
-        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
-        results = list(pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16))))
-    by_index = dict(zip(order, results))
+    # Big files first so that no worker is left with a large one at the end.
+    order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
+    by_index: dict[int, tuple] = {}
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            results = pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16)))
+            for index, result in zip(order, results):
+                by_index[index] = result
+    except BrokenProcessPool:
+        # A worker died (a crash in native code, the OOM killer): the files it had not reported are
+        # linted again one by one, each in a process of its own, so that one file's crash costs
+        # only that file.
+        for index in order:
+            if index not in by_index:
+                by_index[index] = _lint_task_isolated(tasks[index], context)
     return [by_index[i] for i in range(len(tasks))]
+
+
+def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | None]:
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(_lint_task, task).result()
+    except BrokenProcessPool:
+        path = task[0]
+        return path, [_crash_diagnostic(path)], None
+
+
+def _crash_diagnostic(path: str) -> Diagnostic:
+    message = "the process linting this file died (a crash in native code, or killed); it was not checked"
+    return Diagnostic(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Severity.ERROR, message, 1, 1)
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
@@ -108,4 +133,8 @@ def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
         text = decode_source(data)
     except SourceError as error:
         return path, [], str(error)
-    return path, lint_text(text, path, list(codes), module_name_for_path(path), verbose=verbose, prefilter=prefilter), None
+    try:
+        module_name = module_name_for_path(path)
+    except (OSError, ValueError):
+        module_name = None
+    return path, lint_text(text, path, list(codes), module_name, verbose=verbose, prefilter=prefilter), None

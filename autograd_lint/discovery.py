@@ -32,7 +32,7 @@ def discover(paths: list[str], config: Config, errors: list[FileError]) -> Itera
     seen: set[str] = set()
     for path in paths:
         if os.path.isdir(path):
-            found = iter(()) if config.force_exclude and config.is_force_excluded(path) else _walk(path, config)
+            found = iter(()) if config.force_exclude and config.is_force_excluded(path) else _walk(path, config, errors)
         elif os.path.lexists(path):
             found = iter(()) if config.force_exclude and config.is_force_excluded(path) else iter([path])
         else:
@@ -45,11 +45,15 @@ def discover(paths: list[str], config: Config, errors: list[FileError]) -> Itera
                 yield file
 
 
-def _walk(top: str, config: Config) -> Iterator[str]:
+def _walk(top: str, config: Config, errors: list[FileError]) -> Iterator[str]:
     chains: dict[str, _IgnoreChain] = {}
     gitignore = config.respect_gitignore and git_root(top) is not None
     top_chain = _enclosing_ignores(top) if gitignore else ()
-    for directory, subdirectories, files in os.walk(top):
+
+    def unlistable(error: OSError) -> None:  # a directory that cannot be listed is said, not skipped silently
+        errors.append(FileError(os.path.normpath(error.filename or top), f"cannot list directory: {error.strerror or error}"))
+
+    for directory, subdirectories, files in os.walk(top, onerror=unlistable):
         chain = chains.pop(directory, top_chain)
         if gitignore:
             chain = chain + _read_ignore_file(directory, os.path.join(directory, ".gitignore"))

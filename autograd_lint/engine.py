@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import sys
+import threading
 import traceback
 
 import libcst as cst
@@ -26,37 +28,70 @@ from .rules import RULES
 def lint_text(
     source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False, prefilter: bool = True
 ) -> list[Diagnostic]:
-    # Ask CPython first: libcst's native parser crashes the whole process on nesting that CPython
-    # rejects cleanly ("too many nested parentheses"). Other CPython errors may only mean the code
-    # is for a newer Python than this one (PEP 695 generics under 3.11): libcst decides those.
+    """The diagnostics of one source text. Never raises: whatever goes wrong inside the linter becomes
+    an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs."""
+    try:
+        return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter)
+    except Exception as error:  # noqa: BLE001 - a linter bug must cost this file's check, never the run
+        return [_internal_error(path, "linting this file failed", error, verbose)]
+
+
+def _lint(source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool) -> list[Diagnostic]:
+    # Ask CPython first, at the interpreter's own recursion limit and from a fresh stack (the same
+    # verdict wherever lint_text is called from): libcst's native parser crashes the whole process
+    # on nesting that CPython rejects cleanly ("too many nested parentheses"), and what CPython
+    # cannot compile is code nobody runs. Other CPython errors may only mean the code is for a newer
+    # Python than this one (PEP 695 generics under 3.11): libcst decides those.
     tree, python_error, fatal = _python_parse(source, path)
     if fatal:
         return [python_error]
-    # The cheap text triggers decide which rules can have anything to find; a file no selected rule
-    # is triggered by is not parsed with libcst at all (the expensive step). A file CPython rejects
-    # still is, to tell code for a newer Python from a real syntax error.
-    if prefilter:
-        codes = [code for code in codes if RULES[code].triggered(source)]
-        if tree is not None:
-            codes = [code for code in codes if RULES[code].candidate(tree)]
-    if not codes and python_error is None:
-        return []
+    # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
+    # operators) is deeper than the default limit allows them: this thread's stack is large, and
+    # the caller restores the limit.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
+    return _lint_parsed(source, path, codes, module_name, verbose, prefilter, tree, python_error)
+
+
+def _lint_parsed(
+    source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool,
+    tree: ast.AST | None, python_error: Diagnostic | None,
+) -> list[Diagnostic]:
+    diagnostics: list[Diagnostic] = []
+    rules: list[Rule] = []
+    for code in codes:
+        # A rule that cannot be loaded, or whose prefilter raises, is one AGL999; the others run.
+        try:
+            rule_class = RULES[code]
+            # The cheap text triggers decide which rules can have anything to find; a file no selected
+            # rule is triggered by is not parsed with libcst at all (the expensive step). A file
+            # CPython rejects still is, to tell code for a newer Python from a real syntax error.
+            if prefilter and not (rule_class.triggered(source) and (tree is None or rule_class.candidate(tree))):
+                continue
+            rules.append(rule_class())
+        except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
+            diagnostics.append(_internal_error(path, f"rule {code} failed on this file", error, verbose))
+    if not rules and python_error is None:
+        return diagnostics
     try:
         module = ParsedModule(source, path, module_name)
     except cst.ParserSyntaxError as error:
         if python_error is not None:
             return [python_error]  # CPython words and locates it better
-        message = error.message.splitlines()[0] if error.message else "invalid syntax"
-        return [_point(path, error.raw_line, error.raw_column + 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {message}")]
+        # CPython accepts it, libcst does not (a libcst limit): the file is not checked, and saying
+        # "syntax error" about valid code would be wrong.
+        reason = (error.message.splitlines()[0] if error.message else "invalid syntax")
+        return diagnostics + [
+            _point(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME,
+                   f"libcst cannot parse this file, which Python accepts ({reason} at line {error.raw_line}); it was not checked")
+        ]
     except RecursionError:
         return [_point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")]
-    diagnostics: list[Diagnostic] = []
-    for code in codes:
-        rule: Rule = RULES[code]()
+    for rule in rules:
+        found: list[Diagnostic] = []
         try:
             for finding in rule.check(module):
                 where = module.position(finding.node)
-                diagnostics.append(
+                found.append(
                     Diagnostic(
                         path=path,
                         line=where.start.line,
@@ -70,11 +105,55 @@ def lint_text(
                     )
                 )
         except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
-            message = f"rule {code} failed on this file: {type(error).__name__}: {error}"
-            if verbose:
-                message += "\n" + traceback.format_exc()
-            diagnostics.append(_point(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, message))
-    return _unsuppressed(source, diagnostics)
+            # What the rule found before it failed is kept: its findings are real, and the AGL999
+            # says the rest of the file was not checked by it.
+            found.append(_internal_error(path, f"rule {rule.code} failed on this file", error, verbose))
+        diagnostics.extend(found)
+    try:
+        return _unsuppressed(source, diagnostics)
+    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
+        return sorted(diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)], key=Diagnostic.sort_key)
+
+
+def _internal_error(path: str, what: str, error: BaseException, verbose: bool) -> Diagnostic:
+    message = f"{what}: {type(error).__name__}: {error}".splitlines()[0]
+    if verbose:
+        message += "\n" + "".join(traceback.format_exception(error)).rstrip()
+    return _point(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, message)
+
+
+# libcst and the rules walk trees recursively. A thread with a 256 MiB stack (reserved, not used)
+# and a recursion limit of 30,000 handles the deepest trees CPython's own parser accepts. The limit
+# is raised by the thread once CPython has parsed, and restored when it ends.
+_DEEP_STACK_BYTES = 256 * 1024 * 1024
+_DEEP_RECURSION_LIMIT = 30_000
+_deep_lock = threading.Lock()
+
+
+def _on_deep_stack(function, *args):
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="autograd-lint-deep", daemon=True)
+    with _deep_lock:  # the stack size and the recursion limit are per process: one deep call at a time
+        previous_limit = sys.getrecursionlimit()
+        try:
+            previous_stack = threading.stack_size(_DEEP_STACK_BYTES)  # applies to threads started from now
+            try:
+                worker.start()
+            finally:
+                threading.stack_size(previous_stack)
+            worker.join()
+        finally:
+            sys.setrecursionlimit(previous_limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:

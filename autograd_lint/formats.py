@@ -180,7 +180,8 @@ def _artifact_location(path: str, root: str) -> dict:
     relative = repository_path(path, root)
     if relative is None:
         return {"uri": Path(os.path.abspath(path)).as_uri()}
-    return {"uri": quote(relative, safe="/"), "uriBaseId": "%SRCROOT%"}
+    # A file name that is not valid UTF-8 keeps its bytes (%FF), as Path.as_uri does.
+    return {"uri": quote(relative, safe="/", errors="surrogateescape"), "uriBaseId": "%SRCROOT%"}
 
 
 def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str) -> str:
@@ -302,7 +303,7 @@ def render_gitlab(diagnostics: list[Diagnostic], verdicts: dict, root: str, sour
         basis = "\0".join((path, d.code, sources.span_text(d)))
         occurrence = seen.get(basis, 0)
         seen[basis] = occurrence + 1
-        fingerprint = hashlib.sha256(f"{basis}\0{occurrence}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{basis}\0{occurrence}".encode("utf-8", "surrogateescape")).hexdigest()
         description = f"{d.code}: {d.message}"
         if d in verdicts:
             result = verdicts[d]

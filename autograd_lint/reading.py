@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import tokenize
 
 
@@ -23,6 +25,8 @@ def decode_source(data: bytes) -> str:
         ) from None
     except LookupError:
         raise SourceError(f"unknown encoding {encoding!r} in coding declaration") from None
+    except (UnicodeError, ValueError) as exc:  # codecs that fail otherwise (`# coding: undefined`)
+        raise SourceError(f"cannot decode as {encoding}: {exc}") from None
 
 
 def read_source(path: str) -> str:
@@ -30,12 +34,39 @@ def read_source(path: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
+    """The file's bytes. Only regular files are read: a FIFO would block the run forever and a device
+    such as /dev/zero never ends, so they are refused (opening without blocking, then checking)."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise SourceError("file vanished before it could be read") from None
     except IsADirectoryError:
         raise SourceError("is a directory, not a Python file") from None
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise SourceError("is a directory, not a Python file")
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"cannot read: not a regular file ({_file_kind(mode)})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb") as handle:
+            descriptor = -1  # the file object owns it now
+            return handle.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"

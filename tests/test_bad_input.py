@@ -250,14 +250,14 @@ def test_unreadable_file(project, monkeypatch):
     try:
         if os.access(locked, os.R_OK):
             # Running as root: permissions do not stop reads, so make `open` fail the way it would.
-            real_open = open
+            real_open = os.open
 
             def denying_open(file, *args, **kwargs):
                 if os.path.basename(os.fspath(file)) == "m_locked.py":
                     raise PermissionError(13, "Permission denied", os.fspath(file))
                 return real_open(file, *args, **kwargs)
 
-            monkeypatch.setattr(autograd_lint.reading, "open", denying_open, raising=False)
+            monkeypatch.setattr(autograd_lint.reading.os, "open", denying_open)
         result = invoke(["-q", "a_good.py", "m_locked.py", "z_good.py"])
     finally:
         locked.chmod(0o644)
