@@ -45,6 +45,7 @@ EVIDENCE = {
     "AGL013": re.compile(r"forward called save_for_backward \d+ times \([\d + ]+ tensors\) and grad_fn\.saved_tensors holds \d+; backward (raised \w+Error|ran but input \d+'s gradient is)"),
     "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
     "AGL015": re.compile(r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"),
+    "AGL016": re.compile(r"two backward passes over the same forward \(seeds 1 and 2\) gave different gradients for input \d+: \d+ of \d+ elements differ"),
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
 }
 

@@ -1,0 +1,115 @@
+"""AGL016 rng-in-backward: backward draws new random numbers where it should reuse forward's.
+
+When forward draws a random mask or noise and backward draws again (to save memory, or by copying
+forward's code), the two draws differ: the gradient is masked differently from the output, silently.
+Reported only when forward draws randomness too and backward does not restore a saved RNG state or
+seed a generator (`fork_rng` + `set_rng_state`, `manual_seed`, `generator=`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_recipe_harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import short_code, walk
+
+RANDOM_FUNCTIONS = frozenset(
+    {
+        "rand", "rand_like", "randn", "randn_like", "randint", "randint_like", "randperm", "bernoulli",
+        "multinomial", "normal", "poisson", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+        "feature_alpha_dropout", "gumbel_softmax", "rrelu", "native_dropout",
+    }
+)
+RANDOM_MODULES = ("torch", "torch.nn.functional", "torch.random", "numpy.random", "random")
+PYTHON_RANDOM = frozenset({"random", "uniform", "gauss", "normalvariate", "choice", "choices", "shuffle", "sample", "randint", "randrange", "getrandbits"})
+NUMPY_RANDOM = frozenset({"rand", "randn", "randint", "random", "uniform", "normal", "binomial", "choice", "permutation", "shuffle", "random_sample", "standard_normal"})
+# In-place samplers on a tensor (`torch.empty_like(g).uniform_()`, `mask.bernoulli_(p)`).
+RANDOM_METHODS = frozenset({"uniform_", "normal_", "bernoulli_", "bernoulli", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_"})
+# Calls that make the following draws reproducible: restoring or seeding a generator.
+RNG_CONTROL = frozenset(
+    {"fork_rng", "set_rng_state", "set_rng_state_all", "manual_seed", "manual_seed_all", "seed", "set_state", "default_rng", "RandomState"}
+)
+
+
+class RngInBackward(FunctionRule):
+    code = "AGL016"
+    name = "rng-in-backward"
+    severity = Severity.ERROR
+    summary = "backward draws fresh randomness instead of reusing forward's mask or RNG state"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
+            if backward is None or _controls_rng(module, backward.node):
+                continue
+            draws = [node for node in walk(backward.node.body) if _random_call(module, node)]
+            if not draws or not _forward_draws(module, function_class):
+                continue
+            for call in draws:
+                yield Finding(call, _message(function_class, backward, call), subject=(function_class, call))
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Forward once, then two backward passes over the same graph under different seeds: a backward
+        that reuses forward's draw gives the same gradient both times; the mask mismatch is measured too."""
+        function_class, call = finding.subject
+        return apply_recipe_harness(module, function_class, "_agl_rng_backward_recipe", short_code(call))
+
+
+def _message(function_class: FunctionClass, backward: Method, call: cst.Call) -> str:
+    return (
+        f"{function_class.name}.{backward.name} draws new random numbers with `{short_code(call)}` although forward "
+        f"drew its own: the two draws differ, so the gradient is masked or scaled differently from the output "
+        f"(silently wrong gradients); save forward's mask with ctx.save_for_backward (or its RNG state, restored "
+        f"under torch.random.fork_rng) and reuse it"
+    )
+
+
+def _random_call(module: ParsedModule, node: cst.CSTNode) -> bool:
+    """A call that draws from the global RNG (not one given an explicit generator)."""
+    if not isinstance(node, cst.Call):
+        return False
+    if any(arg.keyword is not None and arg.keyword.value in ("generator", "random_state") for arg in node.args):
+        return False
+    if any(arg.keyword is not None and arg.keyword.value == "training" and _is_false(arg.value) for arg in node.args):
+        return False
+    func = node.func
+    head = (module.qualified_name(func.value) or "") if isinstance(func, cst.Attribute) else ""
+    attr = func.attr.value if isinstance(func, cst.Attribute) else (module.qualified_name(func) or "").rpartition(".")[2]
+    if isinstance(func, cst.Name):
+        head = (module.qualified_name(func) or "").rpartition(".")[0]
+    if head in ("torch", "torch.nn.functional", "torch.random") and attr in RANDOM_FUNCTIONS:
+        return True
+    if head == "numpy.random" and attr in NUMPY_RANDOM:
+        return True
+    if head == "random" and attr in PYTHON_RANDOM and module.imports.get("random") == "random":
+        return True
+    if isinstance(func, cst.Attribute) and attr in RANDOM_METHODS:
+        return head not in ("torch", "numpy.random", "random") and not head.startswith(("torch.distributions", "numpy"))
+    return False
+
+
+def _is_false(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "False"
+
+
+def _controls_rng(module: ParsedModule, function: cst.FunctionDef) -> bool:
+    for node in walk(function.body):
+        if isinstance(node, cst.Call):
+            name = module.qualified_name(node.func) or ""
+            if name.rsplit(".", 1)[-1] in RNG_CONTROL:
+                return True
+    return False
+
+
+def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
+    for name in ("forward", "setup_context"):
+        method = function_class.method(name)
+        if method is not None and any(_random_call(module, node) for node in walk(method.node.body)):
+            return True
+    return False

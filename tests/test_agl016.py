@@ -1,0 +1,135 @@
+"""AGL016 rng-in-backward: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+HEADER = "import random\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\n\n"
+
+
+def agl016(source: str) -> list[tuple[int, int]]:
+    found = lint_source(source, "case.py", Config(select=("AGL016",)))
+    return [(d.line, d.column) for d in found]
+
+
+def function(forward_body: str, backward_body: str) -> str:
+    return (
+        HEADER
+        + "class F2(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
+        + "\n\n    @staticmethod\n    def backward(ctx, g):\n"
+        + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
+        + "\n"
+    )
+
+
+FORWARD_MASK = "return x * (torch.rand_like(x) > 0.5)"
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        "torch.rand_like(g)",
+        "torch.randn(g.shape)",
+        "torch.randint(0, 2, g.shape)",
+        "torch.bernoulli(torch.full_like(g, 0.5))",
+        "F.dropout(g, 0.5)",
+        "F.dropout(g, p=0.5, training=True)",
+        "torch.nn.functional.dropout2d(g)",
+        "torch.empty_like(g).uniform_()",
+        "g.new_empty(g.shape).normal_(0, 1)",
+        "torch.zeros_like(g).bernoulli_(0.5)",
+        "torch.multinomial(g.abs().flatten(), 1)",
+        "np.random.rand(3)",
+        "random.random()",
+    ],
+)
+def test_draws_in_backward_are_flagged_when_forward_draws_too(draw):
+    source = function(FORWARD_MASK, f"noise = {draw}\nreturn g * noise")
+    line = source.splitlines().index(f"        noise = {draw}") + 1
+    assert agl016(source) == [(line, 17)]
+
+
+@pytest.mark.parametrize(
+    "forward, backward",
+    [
+        ("return x * 2", "return g + 0.01 * torch.randn_like(g)"),  # gradient noise on purpose
+        (FORWARD_MASK, "return g * torch.rand(g.shape, generator=ctx.gen)"),
+        ("ctx.state = torch.get_rng_state()\n" + FORWARD_MASK, "with torch.random.fork_rng():\n    torch.set_rng_state(ctx.state)\n    return g * (torch.rand_like(g) > 0.5)"),
+        (FORWARD_MASK, "torch.manual_seed(ctx.seed)\nreturn g * (torch.rand_like(g) > 0.5)"),
+        (FORWARD_MASK, "return F.dropout(g, 0.5, training=False)"),
+        ("mask = torch.rand_like(x) > 0.5\nctx.save_for_backward(mask)\nreturn x * mask", "(mask,) = ctx.saved_tensors\nreturn g * mask"),
+        (FORWARD_MASK, "return g * ctx.dist.sample()"),
+    ],
+)
+def test_reused_or_controlled_randomness_is_silent(forward, backward):
+    assert agl016(function(forward, backward)) == []
+
+
+def test_forward_draw_through_setup_context_counts():
+    source = HEADER + textwrap.dedent(
+        """\
+        class Noise(torch.autograd.Function):
+            @staticmethod
+            def forward(x, noise):
+                return x * noise
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.extra = torch.randn(3)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * torch.randn_like(g), None
+        """
+    )
+    assert agl016(source) == [(17, 20)]
+
+
+CORRECT = """
+import torch
+class SavedMask(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        keep = torch.rand_like(x) > 0.5
+        ctx.save_for_backward(keep)
+        return x * keep
+    @staticmethod
+    def backward(ctx, g):
+        (keep,) = ctx.saved_tensors
+        return g * keep
+
+class Replayed(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.state = torch.get_rng_state()
+        return x * (torch.rand_like(x) > 0.5)
+    @staticmethod
+    def backward(ctx, g):
+        with torch.random.fork_rng():
+            torch.set_rng_state(ctx.state)
+            return g * (torch.rand_like(g) > 0.5)
+"""
+
+
+@pytest.mark.parametrize("name", ["SavedMask", "Replayed"])
+def test_recipe_does_not_confirm_reused_randomness(name):
+    builders = f"[('{name}.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+    verdict, evidence = run_recipe(CORRECT + f"_agl_rng_backward_recipe({name}.apply, {builders}, 'torch.rand_like(g)')")
+    assert verdict == "not-reproduced" and "identical gradients" in evidence
+
+
+def test_recipe_measures_the_mask_mismatch():
+    redrawn = CORRECT.replace("            torch.set_rng_state(ctx.state)\n", "")
+    builders = "[('Replayed.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+    verdict, evidence = run_recipe(redrawn + f"_agl_rng_backward_recipe(Replayed.apply, {builders}, 'torch.rand_like(g)')")
+    assert verdict == "confirmed"
+    assert "gave different gradients for input 0" in evidence and "forward's output is zero at" in evidence
