@@ -6,10 +6,10 @@ from typing import Iterator
 
 import libcst as cst
 
-import builtins
 import re
 
-from ..confirm.harness import CannotBuildHarness, Harness, literal_binding, literal_call_arguments
+from ..confirm.expression import expression_function, single_assignment
+from ..confirm.harness import Harness
 from ..ast_candidates import multiplies_a_comparison
 from ..diagnostic import Severity
 from ..module import ParsedModule
@@ -19,7 +19,6 @@ from ..syntax import code_of, dotted_name, normalized_code, walk
 
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
-BUILTIN_NAMES = frozenset(dir(builtins))
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
 _COMPARISON_METHOD = r"\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
@@ -83,68 +82,9 @@ class HandwrittenPiecewiseActivation(Rule):
         -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
         node = finding.node
         expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
-        probe_name = "_agl_x"
-        rewritten = expression.visit(_Substitute(normalized_code(finding.subject), probe_name))
-        # `x * mask` -> `x * ((x > 0).float())`, with `x` already the probe
-        rewritten = rewritten.visit(_InlineLocals(module, node)).visit(_Substitute(normalized_code(finding.subject), probe_name))
-        free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
-        module_level = set(bindings(module.tree))
-        function = module.enclosing_function(node)
-        local_values = []
-        required: set[str] = set()
-        if "self" in free and function is not None:
-            owner = module.parents.get(module.parents.get(function))
-            if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
-                arguments = literal_call_arguments(module, owner.name.value) or ""
-                local_values.append(f"    self = {owner.name.value}({arguments})")
-                required.add(owner.name.value)
-                free = free - {"self"}
-        for name in sorted(free - module_level - BUILTIN_NAMES):
-            value = literal_binding(function, name) if function is not None else None
-            if value is None:
-                raise CannotBuildHarness(f"the expression reads `{name}`, whose value is only known at run time")
-            local_values.append(f"    {name} = {value}")
+        code, required, optional = expression_function(module, node, expression, finding.subject, "_agl_expression")
         shown = " ".join(code_of(expression).split())
-        main = "\n".join(
-            [f"def _agl_expression({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}",
-             f"_agl_relu_recipe(_agl_expression, {shown!r})"]
-        )
-        return Harness(required, main, free & module_level)
-
-
-class _InlineLocals(cst.CSTTransformer):
-    """Replace names the enclosing function binds exactly once with their (parenthesized) value."""
-
-    def __init__(self, module: ParsedModule, node: cst.CSTNode):
-        self.values: dict[str, cst.BaseExpression] = {}
-        for name in walk(node):
-            if isinstance(name, cst.Name) and name in module.parents:
-                value = _single_assignment(module, name)
-                if value is not name:
-                    self.values[name.value] = value
-
-    def leave_Name(self, original, updated):
-        value = self.values.get(original.value)
-        return updated if value is None else value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-
-    def leave_Attribute(self, original, updated):
-        return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable
-
-
-class _Substitute(cst.CSTTransformer):
-    """Replace every occurrence of one expression (by normalized source) with a name."""
-
-    def __init__(self, target: str, name: str):
-        self.target, self.name = target, name
-
-    def on_leave(self, original, updated):
-        if isinstance(original, cst.BaseExpression) and normalized_code(original) == self.target:
-            return cst.Name(self.name, lpar=original.lpar, rpar=original.rpar)
-        return updated
-
-
-def _is_attribute_name(root: cst.CSTNode, name: cst.Name) -> bool:
-    return any(isinstance(n, cst.Attribute) and n.attr is name for n in walk(root))
+        return Harness(required, f"{code}\n_agl_relu_recipe(_agl_expression, {shown!r})", optional)
 
 
 def _is_multiply(node) -> bool:
@@ -172,22 +112,11 @@ def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
     or through a local name assigned once (`mask = (x > 0).float(); x * mask`)."""
     plain = {normalized_code(f): f for f in factors if not isinstance(f, cst.BaseNumber)}
     for factor in factors:
-        for compared in _compared_values(module, _single_assignment(module, factor)):
+        for compared in _compared_values(module, single_assignment(module, factor)):
             key = normalized_code(compared)
             if key in plain and plain[key] is not factor:
                 return plain[key], factor
     return None
-
-
-def _single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
-    """The value a local name is bound to, when the enclosing function binds it exactly once."""
-    function = module.enclosing_function(expr)
-    if not isinstance(expr, cst.Name) or function is None:
-        return expr
-    values = bindings(function).get(expr.value, [])
-    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
-        return values[0].value
-    return expr
 
 
 def _compared_values(module: ParsedModule, expr: cst.BaseExpression) -> list[cst.BaseExpression]:

@@ -1,0 +1,107 @@
+"""Rebuilding one flagged expression as a function of a probe tensor, for the expression rules' recipes
+(AGL003's hand-written activations, AGL023's `torch.where`s).
+
+The subject (the activation's input, the guarded variable) becomes the function's parameter; local
+names the enclosing function binds once are inlined; `self` becomes an instance built from the
+module's literal constructor call; other locals take their literal value, or a stand-in.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import libcst as cst
+
+from ..module import ParsedModule
+from ..scopes import bindings
+from ..syntax import code_of, normalized_code, walk
+from .harness import CannotBuildHarness, literal_binding, literal_call_arguments
+
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def expression_function(
+    module: ParsedModule,
+    anchor: cst.CSTNode,
+    expression: cst.BaseExpression,
+    subject: cst.BaseExpression,
+    function_name: str,
+    probe_name: str = "_agl_x",
+    stand_in: str | None = None,
+) -> tuple[str, set[str], set[str]]:
+    """(code of `def function_name(probe_name): return <expression>`, required names, optional names).
+
+    `anchor` is the flagged node in the module (its scope gives the local values); `expression` is
+    built from it. A local whose value is only known at run time raises CannotBuildHarness, unless
+    `stand_in` gives the code that replaces it (a tensor shaped like the probe).
+    """
+    target = normalized_code(subject)
+    rewritten = expression.visit(_Substitute(target, probe_name))
+    # `x * mask` -> `x * ((x > 0).float())`, with `x` already the probe
+    rewritten = rewritten.visit(_InlineLocals(module, expression, target)).visit(_Substitute(target, probe_name))
+    free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
+    module_level = set(bindings(module.tree))
+    function = module.enclosing_function(anchor)
+    local_values = []
+    required: set[str] = set()
+    if "self" in free and function is not None:
+        owner = module.parents.get(module.parents.get(function))
+        if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
+            arguments = literal_call_arguments(module, owner.name.value) or ""
+            local_values.append(f"    self = {owner.name.value}({arguments})")
+            required.add(owner.name.value)
+            free = free - {"self"}
+    for name in sorted(free - module_level - BUILTIN_NAMES):
+        value = literal_binding(function, name) if function is not None else None
+        if value is None and stand_in is None:
+            raise CannotBuildHarness(f"the expression reads `{name}`, whose value is only known at run time")
+        local_values.append(f"    {name} = {value if value is not None else stand_in}")
+    code = "\n".join([f"def {function_name}({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}"])
+    return code, required, free & module_level
+
+
+def single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
+    """The value a local name is bound to, when the enclosing function binds it exactly once."""
+    function = module.enclosing_function(expr)
+    if not isinstance(expr, cst.Name) or function is None:
+        return expr
+    values = bindings(function).get(expr.value, [])
+    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+        return values[0].value
+    return expr
+
+
+class _InlineLocals(cst.CSTTransformer):
+    """Replace names the enclosing function binds exactly once, to a value computed from the subject
+    (`mask = (x > 0).float()`), with that (parenthesized) value. Other locals stay names."""
+
+    def __init__(self, module: ParsedModule, node: cst.CSTNode, subject: str):
+        self.values: dict[str, cst.BaseExpression] = {}
+        for name in [node, *walk(node)]:
+            if isinstance(name, cst.Name) and name in module.parents:
+                value = single_assignment(module, name)
+                if value is not name and any(normalized_code(n) == subject for n in [value, *walk(value)] if isinstance(n, cst.BaseExpression)):
+                    self.values[name.value] = value
+
+    def leave_Name(self, original, updated):
+        value = self.values.get(original.value)
+        return updated if value is None else value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+    def leave_Attribute(self, original, updated):
+        return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable
+
+
+class _Substitute(cst.CSTTransformer):
+    """Replace every occurrence of one expression (by normalized source) with a name."""
+
+    def __init__(self, target: str, name: str):
+        self.target, self.name = target, name
+
+    def on_leave(self, original, updated):
+        if isinstance(original, cst.BaseExpression) and normalized_code(original) == self.target:
+            return cst.Name(self.name, lpar=original.lpar, rpar=original.rpar)
+        return updated
+
+
+def _is_attribute_name(root: cst.CSTNode, name: cst.Name) -> bool:
+    return any(isinstance(n, cst.Attribute) and n.attr is name for n in walk(root))

@@ -1,0 +1,103 @@
+"""AGL023 where-nan-gradient: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def agl023(body: str) -> list[tuple[int, int]]:
+    source = "import torch\nimport torch.nn.functional as F\nEPS = 1e-8\n\n\ndef f(x, y, mask):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+    return [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))]
+
+
+@pytest.mark.parametrize(
+    "body, column",
+    [
+        ("return torch.where(x > 0, torch.log(x), 0.0)", 31),
+        ("return torch.where(x <= 0, 0.0, x.log())", 37),
+        ("return torch.where(x != 0, 1 / x, 0.0)", 32),
+        ("return torch.where(x == 0, 0.0, y / x)", 37),
+        ("return torch.where(x > EPS, torch.log(x), 0.0)", 33),
+        ("return torch.where(x >= 0, torch.sqrt(x), 0.0)", 32),
+        ("return torch.where(x > 0, x ** 0.5, 0.0)", 31),
+        ("return torch.where(x > 0, torch.pow(x, -1), 0.0)", 31),
+        ("return torch.where(x > 0, x.rsqrt(), 0.0)", 31),
+        ("return torch.where(x.abs() < 1, torch.acos(x), 0.0)", 37),
+        ("return torch.where(torch.abs(x) < 1e-6, 1.0, torch.sin(x) / x)", 50),
+        ("return torch.where(x > 0, x, torch.exp(x) - 1)", 34),
+        ("return torch.where(x < 0, torch.expm1(x), x)", 31),
+        ("return torch.where(x > 20, x, torch.log1p(torch.exp(x)))", 47),
+        ("return torch.where(x > 0, torch.exp(-x), 1.0)", 31),  # exp(-x) overflows for the very negative x it does not select
+        ("return torch.where(x.gt(0), torch.log(x), 0.0)", 33),
+        ("return torch.where(~(x > 0), 0.0, torch.log(x))", 39),
+        ("m = x > 0\nreturn torch.where(m, torch.log(x), 0.0)", 27),
+        ("logx = torch.log(x)\nreturn torch.where(x > 0, logx, 0.0)", 12),
+        ("return torch.log(x).where(x > 0, 0.0)", 12),
+        ("return torch.where(x > 0, torch.sqrt(x.clamp(min=0)), 0.0)", 31),
+    ],
+)
+def test_unsafe_branches_are_flagged_at_the_op(body, column):
+    lines = body.splitlines()
+    # the op's line: the last one, unless an earlier assignment computes it (`logx = torch.log(x)`)
+    line = 7 + next((i for i, text in enumerate(lines) if "=" in text and "torch.log(" in text and "where" not in text), len(lines) - 1)
+    assert agl023(body) == [(line, column)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "return torch.where(x > 0, torch.log(torch.where(x > 0, x, 1.0)), 0.0)",
+        "return torch.where(x > 0, torch.log(x.clamp(min=1e-6)), 0.0)",
+        "return torch.where(x > 0, torch.sqrt(x.clamp_min(EPS)), 0.0)",
+        "return torch.where(x > 0, torch.log(torch.maximum(x, y)), 0.0)",
+        "return torch.where(mask, torch.log(x), 0.0)",  # the condition guards another tensor
+        "return torch.where(x > 1, torch.log(x), x - 1)",  # regime switch away from log's singular point
+        "return torch.where(x < 3.75, x, torch.log(x))",
+        "return torch.where(x > 0, torch.log1p(x), x)",
+        "return torch.where(x > 0, torch.exp(x), 0.0)",  # exp only overflows where it is selected
+        "return torch.where(x < 0, torch.exp(-x), 1.0)",
+        "return torch.where(x > 0, x, 0.01 * x)",
+        "return torch.where(x > 0, x ** 2, 0.0)",
+        "return torch.where(x > 0, torch.log(x + 1), 0.0)",  # not the guarded variable itself
+        "return torch.where((x > 0) & (x < 1), torch.log(x), 0.0)",  # compound conditions are not judged
+        "return torch.where(x > y, torch.log(x), 0.0)",  # the threshold is another tensor
+        "return F.elu(x) + F.softplus(x) + torch.xlogy(x, x)",
+        "return x * (x > 0)",  # AGL003's shape, never this rule's
+    ],
+)
+def test_look_alikes_are_silent(body):
+    assert agl023(body) == []
+
+
+def test_numpy_where_is_not_torch():
+    source = "import numpy as np\n\ndef f(x):\n    return np.where(x > 0, np.log(x), 0.0)\n"
+    assert lint_source(source, "case.py", Config(select=("AGL023",))) == []
+
+
+def recipe(expression: str) -> tuple[str, str]:
+    return run_recipe(
+        "import torch\n"
+        f"def parts(x):\n    cond = x > 0\n    return torch.where(cond, {expression}, 0.0), cond, {expression}, 0.0\n"
+        f"_agl_where_recipe(parts, [-2.0, -0.5, 0.0, 0.5, 2.0], {expression!r})"
+    )
+
+
+def test_recipe_confirms_nan_where_the_selected_branch_is_finite():
+    verdict, evidence = recipe("torch.log(x)")
+    assert verdict == "confirmed"
+    assert "x=0: NaN (selected branch: 0)" in evidence
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["torch.log(torch.where(x > 0, x, 1.0))", "torch.log(x.clamp(min=1e-6))", "x * 2"],
+)
+def test_recipe_does_not_confirm_safe_branches(expression):
+    verdict, evidence = recipe(expression)
+    assert verdict == "not-reproduced", evidence
