@@ -207,6 +207,8 @@ def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
         + "_agl_input_inplace_recipe(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_leaf(s) * 1])], ['x'])"
     )
     assert marked[0] == "not-reproduced", marked
+    leaf = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
+    assert leaf[0] == "not-reproduced" and "torch refused the leaf" in leaf[1], leaf
 
 
 def test_agl008_augmented_element_of_a_gradient_list():

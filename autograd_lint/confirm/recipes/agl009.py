@@ -31,6 +31,9 @@ def _agl_input_inplace_recipe(apply, builders, names):
                 apply(*args)
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
+                if marked and "a leaf Variable that requires grad has been used in an in-place operation" in error:
+                    observed.append(f"{label}: forward marked its input dirty and torch refused the leaf ({error})")
+                    break
                 continue
             for i, now in inputs:
                 if any(now is m for m in marked):
