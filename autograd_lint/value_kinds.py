@@ -629,6 +629,8 @@ class CallerKinds:
             return self._kind(expr.expression, scope, depth + 1)
         if isinstance(expr, cst.IfExp):
             return _combine([self._kind(expr.body, scope, depth + 1), self._kind(expr.orelse, scope, depth + 1)])
+        if isinstance(expr, cst.Subscript) and argument_kind(expr.value) is NON_TENSOR and _is_size(expr.value):
+            return NON_TENSOR  # `x.shape[0]`, `x.size()[-1]`
         if isinstance(expr, cst.Call):
             name = self.module.qualified_name(expr.func) or ""
             if name in TENSOR_CONSTRUCTOR_NAMES:
@@ -757,6 +759,13 @@ class CallerKinds:
             text = f"{expr.func.value}({folded[0]})"
         value = _evaluate(text)
         return repr(value) if value is not _NOT_CONSTANT else None
+
+
+def _is_size(expr: cst.BaseExpression) -> bool:
+    """`x.shape`, `x.size()`, `x.stride()`: a tuple of ints, whatever `x` is."""
+    if isinstance(expr, cst.Attribute):
+        return expr.attr.value == "shape"
+    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("size", "stride")
 
 
 _FOLDABLE_CALLS = {"float": float, "int": int, "bool": bool, "str": str, "abs": abs, "round": round}

@@ -41,6 +41,7 @@ EVIDENCE = {
     "AGL008": re.compile(r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"),
     "AGL009": re.compile(r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"),
     "AGL010": re.compile(r"second-order gradient for input \d+ \[[^\]]*\] where central finite differences of the first-order gradient give \[[^\]]*\]|cannot be differentiated again, so a gradient penalty gets no gradient: torch raises RuntimeError: element 0 of tensors does not require grad"),
+    "AGL011": re.compile(r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"),
     "AGL012": re.compile(r"raised TypeError: save_for_backward can only save variables, but argument \d+ is of type [\w.]+"),
     "AGL013": re.compile(r"forward called save_for_backward \d+ times \([\d + ]+ tensors\) and grad_fn\.saved_tensors holds \d+; backward (raised \w+Error|ran but input \d+'s gradient is)"),
     "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
