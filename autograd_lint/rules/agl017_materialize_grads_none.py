@@ -1,0 +1,179 @@
+"""AGL017 materialize-grads-none: with `ctx.set_materialize_grads(False)`, backward receives None for
+every output that did not reach the loss, and arithmetic or a method call on it raises.
+
+Reported for Functions whose backward takes two or more gradients (with one output, backward only
+runs when its gradient exists), at the first use of each gradient that cannot take None: an operand,
+a method or attribute, a subscript, an argument of a torch function. A gradient that backward checks
+against None anywhere (`is None`, `is not None`, `if g:`, `isinstance`) is trusted, as are uses after
+backward rebinds it (`g = _maybe_zero(g)`) and uses inside helpers that may handle None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_recipe_harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import is_none, short_code, walk
+
+TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
+OPERATOR_SYMBOLS = {
+    cst.Multiply: "*", cst.Add: "+", cst.Subtract: "-", cst.Divide: "/", cst.MatrixMultiply: "@",
+    cst.Power: "** or pow()", cst.FloorDivide: "//", cst.Modulo: "%",
+}
+
+
+@dataclass(frozen=True)
+class NoneGradUse:
+    function_class: FunctionClass
+    grad: str
+    position: int  # the gradient's index among backward's grad parameters (= forward's output index)
+    use: cst.CSTNode
+
+
+class MaterializeGradsNone(FunctionRule):
+    code = "AGL017"
+    name = "materialize-grads-none"
+    severity = Severity.ERROR
+    summary = "set_materialize_grads(False) and backward uses a gradient that can be None without checking"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return "set_materialize_grads" in text and super().triggered(text)
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            backward = function_class.own_methods.get("backward")
+            if backward is None or not _disables_materialization(function_class):
+                continue
+            grads = [p.name.value for p in backward.data_params]
+            if len(grads) < 2 and not isinstance(backward.node.params.star_arg, cst.Param):
+                continue  # one output: backward only runs when its gradient exists
+            checked = _none_checked(backward.node)
+            for position, grad in enumerate(grads):
+                if grad in checked:
+                    continue
+                use = _first_unsafe_use(module, backward.node, grad)
+                if use is not None:
+                    subject = NoneGradUse(function_class, grad, position, use)
+                    yield Finding(use, _message(function_class, backward, grad, use), subject=subject)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Backward from one output at a time (the others unused, so their gradients are None), as
+        written and with materialization left on; torch's TypeError/AttributeError on NoneType is the proof."""
+        use: NoneGradUse = finding.subject
+        return apply_recipe_harness(module, use.function_class, "_agl_materialize_recipe", use.grad, use.position)
+
+
+def _message(function_class: FunctionClass, backward: Method, grad: str, use: cst.CSTNode) -> str:
+    return (
+        f"{function_class.name}.{backward.name} uses `{grad}` in `{short_code(use)}` without checking it for None, but "
+        f"the Function calls ctx.set_materialize_grads(False): when that output does not reach the loss, torch passes "
+        f"None and backward fails with {_error_of(use)}; handle it (`if {grad} is not None:`) or drop "
+        f"set_materialize_grads(False) so that torch passes zeros"
+    )
+
+
+def _error_of(use: cst.CSTNode) -> str:
+    if isinstance(use, cst.BinaryOperation):
+        symbol = OPERATOR_SYMBOLS.get(type(use.operator), "the operator")
+        return f"TypeError: unsupported operand type(s) for {symbol}: 'NoneType' and ..."
+    if isinstance(use, cst.Attribute):
+        return f"AttributeError: 'NoneType' object has no attribute '{use.attr.value}'"
+    return "a TypeError on 'NoneType'"
+
+
+def _disables_materialization(function_class: FunctionClass) -> bool:
+    for name in ("forward", "setup_context"):
+        method = function_class.method(name)
+        if method is None:
+            continue
+        for node in walk(method.node.body, into_functions=False):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "set_materialize_grads"
+                and len(node.args) == 1
+                and isinstance(node.args[0].value, cst.Name)
+                and node.args[0].value.value == "False"
+            ):
+                return True
+    return False
+
+
+def _none_checked(function: cst.FunctionDef) -> set[str]:
+    """Names backward tests for None or truthiness: `g is None`, `g is not None`, `if g:`, `not g`,
+    `g or ...`, `isinstance(g, ...)`, `any(... g ...)`-style checks on a name."""
+    found: set[str] = set()
+    for node in walk(function.body):
+        if isinstance(node, cst.Comparison):
+            operands = [node.left, *(c.comparator for c in node.comparisons)]
+            if any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.Equal, cst.NotEqual)) for c in node.comparisons) and any(is_none(o) for o in operands):
+                found |= {o.value for o in operands if isinstance(o, cst.Name)}
+        elif isinstance(node, (cst.If, cst.While, cst.IfExp)) and isinstance(node.test, cst.Name):
+            found.add(node.test.value)
+        elif isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not) and isinstance(node.expression, cst.Name):
+            found.add(node.expression.value)
+        elif isinstance(node, cst.BooleanOperation):
+            found |= {side.value for side in (node.left, node.right) if isinstance(side, cst.Name)}
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "isinstance" and node.args:
+            if isinstance(node.args[0].value, cst.Name):
+                found.add(node.args[0].value.value)
+    return found
+
+
+def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str) -> cst.CSTNode | None:
+    """The first use of `grad` that fails on None, before backward first rebinds it."""
+    rebinding = next((n for n in bindings(function).get(grad, []) if not isinstance(n, cst.Param)), None)
+    for node in walk(function.body, into_functions=False):
+        if node is rebinding:
+            if isinstance(node, cst.AugAssign):
+                return node  # `g *= 2` on None raises
+            # uses inside the rebinding's value still see the parameter
+            value = getattr(node, "value", None)
+            return _first_unsafe_use_in(module, value, grad) if value is not None else None
+        use = _unsafe_use(module, node, grad)
+        if use is not None:
+            return use
+    return None
+
+
+def _first_unsafe_use_in(module: ParsedModule, root: cst.CSTNode, grad: str) -> cst.CSTNode | None:
+    for node in [root, *walk(root)]:
+        use = _unsafe_use(module, node, grad)
+        if use is not None:
+            return use
+    return None
+
+
+def _is_grad(expr: cst.CSTNode, grad: str) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == grad
+
+
+def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNode | None:
+    """`node` itself when it is an operation on `grad` that raises for None."""
+    if isinstance(node, cst.BinaryOperation) and (_is_grad(node.left, grad) or _is_grad(node.right, grad)):
+        return node
+    if isinstance(node, cst.UnaryOperation) and _is_grad(node.expression, grad) and not isinstance(node.operator, cst.Not):
+        return node
+    if isinstance(node, cst.AugAssign) and (_is_grad(node.target, grad) or _is_grad(node.value, grad)):
+        return node
+    if isinstance(node, cst.Attribute) and _is_grad(node.value, grad):
+        return node
+    if isinstance(node, cst.Subscript) and _is_grad(node.value, grad):
+        return node
+    if isinstance(node, cst.Comparison) and _is_grad(node.left, grad):
+        if all(isinstance(c.operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)) for c in node.comparisons):
+            return node
+    if isinstance(node, cst.Call) and any(_is_grad(a.value, grad) and a.keyword is None and not a.star for a in node.args):
+        head = (module.qualified_name(node.func) or "").rpartition(".")[0]
+        if head in TORCH_MODULES:
+            return node
+    return None

@@ -1,0 +1,115 @@
+"""AGL017 materialize-grads-none: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def agl017(source: str) -> list[tuple[int, int]]:
+    found = lint_source(source, "case.py", Config(select=("AGL017",)))
+    return [(d.line, d.column) for d in found]
+
+
+def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.set_materialize_grads(False)") -> str:
+    return (
+        "import torch\nimport torch.nn.functional as F\n\n"
+        "class TwoOut(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        f"        {materialize}\n"
+        "        return x * 2, x * 3\n\n"
+        "    @staticmethod\n"
+        f"    def backward(ctx, {grads}):\n"
+        + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
+        + "\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("return g1 * 2 + g2 * 3", [(12, 16), (12, 25)]),
+        ("return -g1 + g2", [(12, 16), (12, 16)]),
+        ("g2 *= 3\nreturn g1 + g2", [(12, 9), (13, 16)]),
+        ("out = g1.clone()\nreturn out + g2.sum()", [(12, 15), (13, 22)]),
+        ("return torch.add(g1, 1) + g2[0]", [(12, 16), (12, 35)]),
+        ("return F.relu(g1) + g2.shape[0]", [(12, 16), (12, 29)]),
+        ("if g1 is None:\n    return g2 * 3\nreturn g1 * 2 + g2 * 3", [(13, 20)]),  # g1 checked, g2 not
+        ("if g1 > 0:\n    pass\nreturn g1", [(12, 12)]),
+    ],
+)
+def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
+    assert sorted(agl017(function(body))) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "body, grads, materialize",
+    [
+        ("return g1 * 2 + g2 * 3", "g1, g2", "pass"),  # the default: zeros
+        ("return g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(True)"),
+        ("return g * 2", "g", "ctx.set_materialize_grads(False)"),  # one output
+        ("out = 0\nif g1 is not None:\n    out = out + g1 * 2\nif g2 is not None:\n    out = out + g2 * 3\nreturn out", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("g1 = torch.zeros(3) if g1 is None else g1\ng2 = fill(g2)\nreturn g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("return helper(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("return (g1 or 0) * 2", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("return sum(g for g in grads if g is not None)", "*grads", "ctx.set_materialize_grads(False)"),
+        ("return g1 if isinstance(g1, torch.Tensor) else None", "g1, g2", "ctx.set_materialize_grads(False)"),
+    ],
+)
+def test_checked_default_and_single_output_are_silent(body, grads, materialize):
+    assert agl017(function(body, grads, materialize)) == []
+
+
+def test_setup_context_disabling_counts():
+    source = textwrap.dedent(
+        """\
+        import torch
+
+        class TwoOut(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x * 2, x * 3
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.set_materialize_grads(False)
+
+            @staticmethod
+            def backward(ctx, g1, g2):
+                return g1 * 2 + g2 * 3
+        """
+    )
+    assert agl017(source) == [(14, 16), (14, 25)]
+
+
+TWO_OUT = """
+import torch
+class TwoOut(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        return x * 2, x * 3
+    @staticmethod
+    def backward(ctx, g1, g2):
+        return BODY
+"""
+BUILDERS = "[('TwoOut.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+
+
+def test_recipe_confirms_with_torchs_message_and_the_materialized_contrast():
+    code = TWO_OUT.replace("BODY", "g1 * 2 + g2 * 3")
+    verdict, evidence = run_recipe(code + f"_agl_materialize_recipe(TwoOut.apply, {BUILDERS}, 'g2', 1)")
+    assert verdict == "confirmed"
+    assert "unsupported operand type(s) for *: 'NoneType' and 'int'" in evidence and "materialized (torch's default) the same backward runs" in evidence
+
+
+def test_recipe_does_not_confirm_a_backward_that_handles_none():
+    code = TWO_OUT.replace("BODY", "(0 if g1 is None else g1 * 2) + (0 if g2 is None else g2 * 3)")
+    verdict, evidence = run_recipe(code + f"_agl_materialize_recipe(TwoOut.apply, {BUILDERS}, 'g2', 1)")
+    assert verdict == "not-reproduced", evidence
