@@ -31,6 +31,8 @@ FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Fu
 BACKWARD_METHODS = ("backward", "vjp")
 SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
+# The methods torch itself calls on a Function (the others are the author's helpers).
+FUNCTION_PROTOCOL = frozenset({"forward", "backward", "setup_context", "vjp", "jvp", "vmap", "apply"})
 # Decorators that leave forward's signature and backward's return value as written.
 TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
 
@@ -226,6 +228,35 @@ class FunctionModel:
             if function_class.name == name:
                 return function_class
         return None
+
+    @cached_property
+    def module_functions(self) -> dict[str, cst.FunctionDef]:
+        """The module's top-level functions by name."""
+        return {s.name.value: s for s in self.module.tree.body if isinstance(s, cst.FunctionDef)}
+
+    def called_functions(self, method: Method) -> Iterator[tuple[cst.Call, cst.FunctionDef]]:
+        """(call, definition) for each call in `method` (not in its nested functions) of a function
+        whose code this module shows, one level deep: a function defined in `method` itself, a
+        module-level function, or the Function's own helper method called as `Cls.m(...)`/`cls.m(...)`."""
+        from .scopes import bindings
+
+        local = bindings(method.node)
+        for node in walk(method.node.body, into_functions=False):
+            if not isinstance(node, cst.Call):
+                continue
+            func, found = node.func, None
+            if isinstance(func, cst.Name):
+                nested = local.get(func.value)
+                if nested:
+                    found = nested[0] if len(nested) == 1 and isinstance(nested[0], cst.FunctionDef) else None
+                else:
+                    found = self.module_functions.get(func.value)
+            elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in (method.owner.name, "cls"):
+                helper = method.owner.own_methods.get(func.attr.value)
+                if helper is not None and helper.name not in FUNCTION_PROTOCOL:
+                    found = helper.node
+            if found is not None and found is not method.node:
+                yield node, found
 
     def enclosing(self, node: cst.CSTNode) -> FunctionClass | None:
         """The Function class whose body contains `node`, if any."""

@@ -73,6 +73,7 @@ def test_returns_without_contained_tensors_are_silent(body):
         ("xs, w", "out = 0\nfor t in xs:\n    out = out + t.float() * w\nreturn out", "F.apply([a, b], w)"),
         ("xs", "return sum(t.contiguous() for t in xs)", "F.apply([a, b])"),
         ("xs", "return xs[0].clone()", "F.apply([a, b])"),
+        ("qk", "return qk['q'] @ qk['k']", "F.apply({'q': a, 'k': b})"),
         ("x, scale", "return x * scale", "F.apply([torch.randn(3), torch.randn(3)], 2.0)"),
     ],
 )
@@ -104,6 +105,8 @@ def test_apply_with_a_name_bound_to_a_list_points_at_the_name():
         ("*xs", "return torch.cat(xs)", "F.apply(*[a, b])"),
         ("fn, *args", "return fn(*args)", "F.apply(torch.relu, a, b)"),
         ("xs", "return torch.cat(xs)", "F.apply(a)"),
+        ("x, sizes", "return x.view(sizes[0], -1)", "F.apply(a, [3, 4])"),  # an element used as a size
+        ("x, idx", "return torch.zeros(idx[0]) + x", "F.apply(a, [b, 2])"),  # an element as a constructor's size
     ],
 )
 def test_config_containers_and_star_args_are_silent(forward_params, body, call):

@@ -71,6 +71,7 @@ def test_autograd_calls_in_forward_are_flagged(body):
         ("return F.backward(ctx, x)", ""),
         ("return super().backward(x)", ""),
         ("def inner(t):\n    t.sum().backward()\nreturn x * 2", ""),  # a nested function, maybe never called here
+        ("return torch.autograd.functional.jacobian(lambda t: t.sin(), x).diagonal()", ""),  # enables grad itself
     ],
 )
 def test_grad_enabled_and_look_alikes_are_silent(body, decorators):
@@ -147,3 +148,10 @@ def test_recipe_confirms_the_unguarded_version_and_not_the_guarded_one():
     unguarded = GUARDED.replace("        with torch.enable_grad():\n", "        if True:\n")
     verdict, evidence = run_recipe(unguarded + f"_agl_autograd_in_forward_recipe(Slope.apply, {builders}, 'torch.autograd.grad')")
     assert verdict == "confirmed" and "element 0 of tensors does not require grad and does not have a grad_fn" in evidence
+
+
+def test_a_function_defined_in_forward_and_called_there_is_followed():
+    body = "def score(z):\n    z = z.detach().requires_grad_()\n    return torch.autograd.grad(z.pow(2).sum(), z)[0]\nreturn x + score(x)"
+    source = function(body)
+    line = source.splitlines().index("        return x + score(x)") + 1
+    assert agl015(source) == [(line, 20)]

@@ -66,6 +66,7 @@ def test_draws_in_backward_are_flagged_when_forward_draws_too(draw):
         ("ctx.state = torch.get_rng_state()\n" + FORWARD_MASK, "with torch.random.fork_rng():\n    torch.set_rng_state(ctx.state)\n    return g * (torch.rand_like(g) > 0.5)"),
         (FORWARD_MASK, "torch.manual_seed(ctx.seed)\nreturn g * (torch.rand_like(g) > 0.5)"),
         (FORWARD_MASK, "return F.dropout(g, 0.5, training=False)"),
+        (FORWARD_MASK, "return F.dropout(g, 0.5, False)"),
         ("mask = torch.rand_like(x) > 0.5\nctx.save_for_backward(mask)\nreturn x * mask", "(mask,) = ctx.saved_tensors\nreturn g * mask"),
         (FORWARD_MASK, "return g * ctx.dist.sample()"),
     ],
@@ -133,3 +134,12 @@ def test_recipe_measures_the_mask_mismatch():
     verdict, evidence = run_recipe(redrawn + f"_agl_rng_backward_recipe(Replayed.apply, {builders}, 'torch.rand_like(g)')")
     assert verdict == "confirmed"
     assert "gave different gradients for input 0" in evidence and "forward's output is zero at" in evidence
+
+
+def test_a_mask_helper_called_by_forward_and_backward_is_followed():
+    helper = "def keep_mask(t):\n    return (torch.rand(t.shape) > 0.5).to(t.dtype)\n\n"
+    source = function("return x * keep_mask(x)", "return g * keep_mask(g)").replace("class F2", helper + "class F2")
+    line = source.splitlines().index("        return g * keep_mask(g)") + 1
+    assert agl016(source) == [(line, 20)]
+    seeded = source.replace("    return (torch.rand(t.shape)", "    torch.manual_seed(0)\n    return (torch.rand(t.shape)")
+    assert agl016(seeded) == []  # the helper seeds the RNG before drawing

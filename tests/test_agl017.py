@@ -42,6 +42,7 @@ def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.
         ("return F.relu(g1) + g2.shape[0]", [(12, 16), (12, 29)]),
         ("if g1 is None:\n    return g2 * 3\nreturn g1 * 2 + g2 * 3", [(13, 20)]),  # g1 checked, g2 not
         ("if g1 > 0:\n    pass\nreturn g1", [(12, 12)]),
+        ("return torch.cat([g1, g2]).sum()", [(12, 16), (12, 16)]),
     ],
 )
 def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):

@@ -17,7 +17,7 @@ from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import assigned_names, code_of, is_none, walk
 from ..value_kinds import (
-    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, UNKNOWN, Kind, ValueKinds,
+    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, Kind, ValueKinds,
     argument_kind, names_used_as_tensors,
 )
 
@@ -225,10 +225,24 @@ def _tensor_sequence_params(module: ParsedModule, forward: Method) -> set[str]:
             source = _iterated_name(node.iter)
             if source is not None and any(n.value in tensor_names for n in assigned_names(node.target)):
                 found.add(source)
-        elif isinstance(node, cst.Attribute) and isinstance(node.value, cst.Subscript) and isinstance(node.value.value, cst.Name):
-            if node.attr.value in TENSOR_ONLY_METHODS:
-                found.add(node.value.value.value)
+        elif isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and _element_used_as_tensor(module, forward, node):
+            found.add(node.value.value)
     return found & {p.name.value for p in forward.data_params}
+
+
+def _element_used_as_tensor(module: ParsedModule, forward: Method, element: cst.Subscript) -> bool:
+    """`xs[0].contiguous()`, `xs["q"] @ xs["k"]`, `torch.exp(xs[1])`: an element used as only a tensor can be."""
+    parent = module.parents.get(element)
+    if isinstance(parent, cst.Attribute) and parent.value is element:
+        return parent.attr.value in TENSOR_ONLY_METHODS
+    if isinstance(parent, cst.BinaryOperation):
+        return isinstance(parent.operator, cst.MatrixMultiply)
+    if isinstance(parent, cst.Arg) and parent.keyword is None:
+        call = module.parents.get(parent)
+        if isinstance(call, cst.Call) and call.args and call.args[0] is parent:
+            head, _, attr = (module.qualified_name(call.func) or "").rpartition(".")
+            return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in TORCH_CONSTRUCTORS
+    return False
 
 
 def _iterated_name(expr: cst.BaseExpression) -> str | None:

@@ -3,7 +3,8 @@
 `Function.apply` runs forward under no-grad: nothing computed there has a grad_fn, so
 `torch.autograd.grad(...)` or `y.backward()` on it raises unless the inner computation is wrapped in
 `torch.enable_grad()`. The rule looks at forward's own body and, one level deep, at the helpers it
-calls by name (module functions, the Function's own methods), reported at forward's call.
+calls by name (functions defined in forward, module functions, the Function's own methods), reported
+at forward's call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, apply_recipe_harness
 from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
+from ..function_model import FunctionClass
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..syntax import enables_grad, short_code, walk
@@ -38,16 +39,15 @@ class AutogradInsideForward(FunctionRule):
     summary = "forward calls torch.autograd.grad or .backward() without torch.enable_grad()"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        helpers = _Helpers(module)
         for function_class in module.functions:
             forward = function_class.own_methods.get("forward")
             if forward is None or _grad_enabled_throughout(forward.node):
                 continue
             for call in _unguarded_autograd_calls(module, forward.node):
                 yield Finding(call, _message(function_class, call, None), subject=AutogradCall(function_class, call, None))
-            for helper_call, helper in helpers.called_from(function_class, forward):
+            for helper_call, helper in module.functions.called_functions(forward):
                 inner = _unguarded_autograd_calls(module, helper)
-                if inner:
+                if inner and not _under_enable_grad(module, helper_call, forward.node):
                     subject = AutogradCall(function_class, inner[0], helper)
                     yield Finding(helper_call, _message(function_class, inner[0], helper), subject=subject)
 
@@ -110,28 +110,3 @@ def _under_enable_grad(module: ParsedModule, node: cst.CSTNode, function: cst.Fu
         if isinstance(ancestor, cst.With) and any(enables_grad(item.item) for item in ancestor.items):
             return True
     return False
-
-
-class _Helpers:
-    """Functions that a forward calls by name: module-level functions and the Function's own
-    methods called as `Cls.m(...)` / `cls.m(...)`."""
-
-    def __init__(self, module: ParsedModule):
-        self.module = module
-        self._top_level = {s.name.value: s for s in module.tree.body if isinstance(s, cst.FunctionDef)}
-
-    def called_from(self, function_class: FunctionClass, forward: Method) -> Iterator[tuple[cst.Call, cst.FunctionDef]]:
-        for node in walk(forward.node.body, into_functions=False):
-            if isinstance(node, cst.Call) and not _under_enable_grad(self.module, node, forward.node):
-                helper = self._resolve(function_class, node.func)
-                if helper is not None and helper is not forward.node:
-                    yield node, helper
-
-    def _resolve(self, function_class: FunctionClass, func: cst.BaseExpression) -> cst.FunctionDef | None:
-        if isinstance(func, cst.Name):
-            return self._top_level.get(func.value)
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in (function_class.name, "cls"):
-            method = function_class.own_methods.get(func.attr.value)
-            if method is not None and method.name not in ("forward", "backward", "setup_context", "jvp", "vjp", "vmap"):
-                return method.node
-        return None

@@ -17,7 +17,7 @@ from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import short_code, walk
+from ..syntax import dotted_name, short_code, walk
 
 RANDOM_FUNCTIONS = frozenset(
     {
@@ -48,11 +48,12 @@ class RngInBackward(FunctionRule):
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
-            draws = [node for node in walk(backward.node.body) if _random_call(module, node)]
+            draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node)]
+            draws += [(call, drawn) for call, helper in module.functions.called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
-            for call in draws:
-                yield Finding(call, _message(function_class, backward, call), subject=(function_class, call))
+            for call, drawn in draws:
+                yield Finding(call, _message(function_class, backward, call, drawn), subject=(function_class, drawn))
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Forward once, then two backward passes over the same graph under different seeds: a backward
@@ -61,9 +62,10 @@ class RngInBackward(FunctionRule):
         return apply_recipe_harness(module, function_class, "_agl_rng_backward_recipe", short_code(call))
 
 
-def _message(function_class: FunctionClass, backward: Method, call: cst.Call) -> str:
+def _message(function_class: FunctionClass, backward: Method, call: cst.Call, drawn: cst.Call) -> str:
+    how = f"`{short_code(call)}`" + (f" (which calls `{short_code(drawn)}`)" if drawn is not call else "")
     return (
-        f"{function_class.name}.{backward.name} draws new random numbers with `{short_code(call)}` although forward "
+        f"{function_class.name}.{backward.name} draws new random numbers with {how} although forward "
         f"drew its own: the two draws differ, so the gradient is masked or scaled differently from the output "
         f"(silently wrong gradients); save forward's mask with ctx.save_for_backward (or its RNG state, restored "
         f"under torch.random.fork_rng) and reuse it"
@@ -78,6 +80,9 @@ def _random_call(module: ParsedModule, node: cst.CSTNode) -> bool:
         return False
     if any(arg.keyword is not None and arg.keyword.value == "training" and _is_false(arg.value) for arg in node.args):
         return False
+    positional = [arg.value for arg in node.args if arg.keyword is None]
+    if "dropout" in (dotted_name(node.func) or "") and len(positional) >= 3 and _is_false(positional[2]):
+        return False  # F.dropout(x, p, False)
     func = node.func
     head = (module.qualified_name(func.value) or "") if isinstance(func, cst.Attribute) else ""
     attr = func.attr.value if isinstance(func, cst.Attribute) else (module.qualified_name(func) or "").rpartition(".")[2]
@@ -87,7 +92,7 @@ def _random_call(module: ParsedModule, node: cst.CSTNode) -> bool:
         return True
     if head == "numpy.random" and attr in NUMPY_RANDOM:
         return True
-    if head == "random" and attr in PYTHON_RANDOM and module.imports.get("random") == "random":
+    if head == "random" and attr in PYTHON_RANDOM:
         return True
     if isinstance(func, cst.Attribute) and attr in RANDOM_METHODS:
         return head not in ("torch", "numpy.random", "random") and not head.startswith(("torch.distributions", "numpy"))
@@ -107,9 +112,21 @@ def _controls_rng(module: ParsedModule, function: cst.FunctionDef) -> bool:
     return False
 
 
+def _draw_in(module: ParsedModule, function: cst.FunctionDef) -> cst.Call | None:
+    """The first draw from the global RNG in `function`, unless it seeds or restores the RNG."""
+    if _controls_rng(module, function):
+        return None
+    return next((node for node in walk(function.body) if _random_call(module, node)), None)
+
+
 def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
+    """Forward (or setup_context) draws randomness, itself or in a helper it calls."""
     for name in ("forward", "setup_context"):
         method = function_class.method(name)
-        if method is not None and any(_random_call(module, node) for node in walk(method.node.body)):
+        if method is None:
+            continue
+        if any(_random_call(module, node) for node in walk(method.node.body)):
+            return True
+        if any(_draw_in(module, helper) for _, helper in module.functions.called_functions(method)):
             return True
     return False

@@ -172,8 +172,17 @@ def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNo
     if isinstance(node, cst.Comparison) and _is_grad(node.left, grad):
         if all(isinstance(c.operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)) for c in node.comparisons):
             return node
-    if isinstance(node, cst.Call) and any(_is_grad(a.value, grad) and a.keyword is None and not a.star for a in node.args):
+    if isinstance(node, cst.Call) and any(_passes_grad(a, grad) for a in node.args):
         head = (module.qualified_name(node.func) or "").rpartition(".")[0]
         if head in TORCH_MODULES:
             return node
     return None
+
+
+def _passes_grad(arg: cst.Arg, grad: str) -> bool:
+    """`f(g)` or `torch.cat([g, h])`: the gradient itself, or an element of a list or tuple argument."""
+    if arg.keyword is not None or arg.star:
+        return False
+    if isinstance(arg.value, (cst.List, cst.Tuple)):
+        return any(_is_grad(e.value, grad) for e in arg.value.elements)
+    return _is_grad(arg.value, grad)
