@@ -167,8 +167,8 @@ def enables_grad(expr: cst.BaseExpression) -> bool:
     if isinstance(expr, cst.Call):
         expr, args = expr.func, expr.args
     tail = (dotted_name(expr) or "").rsplit(".", 1)[-1]
-    if tail == "set_grad_enabled":
-        return not disables_grad(cst.Call(func=expr, args=args))
+    if tail in ("set_grad_enabled", "_set_grad_enabled"):  # torch._C._set_grad_enabled(True) too
+        return not (len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == "False")
     return tail == "enable_grad"
 
 

@@ -67,6 +67,7 @@ def test_autograd_calls_in_forward_are_flagged(body):
         ("with torch.set_grad_enabled(ctx.needs_input_grad[0]):\n    z = x.detach().requires_grad_()\n    z.sum().backward()\nreturn x", ""),
         ("z = x.detach().requires_grad_()\ng = torch.autograd.grad(z.sum(), z)[0]\nreturn g", "@torch.enable_grad()"),
         ("torch.set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]", ""),
+        ("torch._C._set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]", ""),
         ("return torch.func.grad(lambda t: t.sin().sum())(x)", ""),
         ("return F.backward(ctx, x)", ""),
         ("return super().backward(x)", ""),

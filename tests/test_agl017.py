@@ -61,6 +61,7 @@ def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
         ("return (g1 or 0) * 2", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("return sum(g for g in grads if g is not None)", "*grads", "ctx.set_materialize_grads(False)"),
         ("return g1 if isinstance(g1, torch.Tensor) else None", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("if any(g is None for g in (g1, g2)):\n    return None\nreturn g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(False)"),
     ],
 )
 def test_checked_default_and_single_output_are_silent(body, grads, materialize):

@@ -126,6 +126,11 @@ def _none_checked(function: cst.FunctionDef) -> set[str]:
         elif isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "isinstance" and node.args:
             if isinstance(node.args[0].value, cst.Name):
                 found.add(node.args[0].value.value)
+    # `for g in (g1, g2): if g is None: ...`, `any(g is None for g in (g1, g2))`: the loop checks them all
+    for node in walk(function.body):
+        if isinstance(node, (cst.For, cst.CompFor)) and isinstance(node.target, cst.Name) and node.target.value in found:
+            if isinstance(node.iter, (cst.List, cst.Tuple)):
+                found |= {e.value.value for e in node.iter.elements if isinstance(e.value, cst.Name)}
     return found
 
 
