@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -97,10 +98,18 @@ def _run(tasks: list, jobs: int):
     order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
     by_index: dict[int, tuple] = {}
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            results = pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16)))
-            for index, result in zip(order, results):
-                by_index[index] = result
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
+            try:
+                results = pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16)))
+                for index, result in zip(order, results):
+                    by_index[index] = result
+            except KeyboardInterrupt:
+                # Stop now, not after the queued files: end the workers (they ignore SIGINT, so that
+                # only this process reports the interrupt).
+                for process in list((pool._processes or {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     except BrokenProcessPool:
         # A worker died (a crash in native code, the OOM killer): the files it had not reported are
         # linted again one by one, each in a process of its own, so that one file's crash costs
@@ -109,6 +118,10 @@ def _run(tasks: list, jobs: int):
             if index not in by_index:
                 by_index[index] = _lint_task_isolated(tasks[index], context)
     return [by_index[i] for i in range(len(tasks))]
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | None]:

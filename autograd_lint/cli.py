@@ -26,6 +26,7 @@ from .reading import SourceError, decode_source
 from .rules import RULES
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class _LinterGroup(click.Group):
@@ -35,6 +36,15 @@ class _LinterGroup(click.Group):
         if not args or args[0] not in self.commands:
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        # Ctrl-C (SIGTERM too, during --confirm): what was started is already killed and its temp
+        # directories removed; one line, and 130 (143 for SIGTERM) as shells report a signal.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            click.echo("autograd-lint: error: interrupted", err=True)
+            sys.exit(getattr(interrupt, "exit_code", EXIT_INTERRUPTED))
 
 
 def _codes_option(value: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,8 +34,36 @@ class RunResult:
     seconds: float
 
 
+# The harness processes running now, so that an interrupted run (Ctrl-C, SIGTERM) can kill them all;
+# once cancelled, no new harness starts.
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_cancelled = threading.Event()
+
+
+def cancel_all() -> None:
+    """Kill every running harness's process group, and start no new one until `allow_runs`."""
+    with _live_lock:
+        _cancelled.set()
+        running = list(_live)
+    for process in running:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def allow_runs() -> None:
+    _cancelled.clear()
+
+
+CANCELLED = RunResult("inconclusive", "cancelled: the run was interrupted", 0.0)
+
+
 def run_harness(script: str, limits: RunLimits) -> RunResult:
     started = time.monotonic()
+    if _cancelled.is_set():
+        return CANCELLED
     workdir = tempfile.mkdtemp(prefix="autograd-lint-confirm-")
     try:
         return _run_in(workdir, script, limits, started)
@@ -62,13 +91,21 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
             )
         except OSError as error:
             return RunResult("inconclusive", f"cannot start {limits.python}: {error.strerror or error}", 0.0)
+        with _live_lock:
+            _live.add(process)
         timed_out = False
         try:
+            if _cancelled.is_set():  # cancelled while it was starting: cancel_all did not see it
+                return CANCELLED
             process.wait(timeout=limits.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
             _kill_group(process)
+            with _live_lock:
+                _live.discard(process)
+        if _cancelled.is_set():
+            return CANCELLED
     seconds = round(time.monotonic() - started, 2)
     stdout = _tail(stdout_path)
     stderr = _tail(stderr_path)
@@ -80,13 +117,15 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     return RunResult("inconclusive", _failure_reason(process.returncode, stderr, limits), seconds)
 
 
+# The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
 # The child limits itself before any harness code runs (a preexec_fn is unsafe with the
 # parent's worker threads). `-I` keeps the user's site-packages out of sys.path and PYTHON* out.
 _BOOTSTRAP = """
 import resource, runpy, sys
 path, memory, cpu, size = sys.argv[1], *map(int, sys.argv[2:5])
-for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, size), (resource.RLIMIT_CORE, 0)):
-    resource.setrlimit(limit, (value, value))
+for limit, soft, hard in ((resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
+                          (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
+    resource.setrlimit(limit, (soft, hard))
 sys.argv = [path]
 runpy.run_path(path, run_name="__autograd_lint_harness__")
 """

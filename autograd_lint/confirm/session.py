@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable
 
 from ..diagnostic import Diagnostic
@@ -13,7 +16,7 @@ from ..module_names import module_name_for_path
 from ..reading import SourceError, read_source
 from ..rules import RULES
 from .harness import CannotBuildHarness, build_script
-from .runner import RunLimits, RunResult, run_harness
+from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
 
 def confirm_diagnostics(
     diagnostics: list[Diagnostic],
@@ -50,13 +53,45 @@ def confirm_diagnostics(
     def run(item: tuple[Diagnostic, str]) -> tuple[Diagnostic, RunResult]:
         return item[0], run_harness(item[1], limits)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for diagnostic, result in pool.map(run, scripts):
-            verdicts[diagnostic] = result
-            done += 1
-            if progress is not None:
-                progress(done, len(scripts))
+    allow_runs()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        with _terminate_as_interrupt():
+            for diagnostic, result in pool.map(run, scripts):
+                verdicts[diagnostic] = result
+                done += 1
+                if progress is not None:
+                    progress(done, len(scripts))
+    except BaseException:
+        # Ctrl-C (or SIGTERM, or anything else): kill every harness now rather than wait for them, run
+        # no queued one, and let each worker thread remove its harness's temp directory before leaving.
+        cancel_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return verdicts
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled) during confirm: handled like Ctrl-C, so the harnesses are killed."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _script_for(module: ParsedModule, diagnostic: Diagnostic) -> str:
