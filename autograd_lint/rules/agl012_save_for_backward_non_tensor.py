@@ -70,7 +70,7 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression) -> str:
     if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
         return "bool"
     if kinds.is_shape(expr):
-        return "torch.Size"
+        return "int" if isinstance(expr, cst.Call) and expr.args else "torch.Size"  # `x.size(0)`
     if isinstance(expr, cst.Call):
         func = expr.func
         method = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
