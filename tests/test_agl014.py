@@ -104,7 +104,6 @@ def test_apply_with_a_name_bound_to_a_list_points_at_the_name():
         ("x, flags", "return x * 2 if flags[0] else x", "F.apply(a, [b, True])"),  # unknown elements, no tensor use
         ("*xs", "return torch.cat(xs)", "F.apply(*[a, b])"),
         ("fn, *args", "return fn(*args)", "F.apply(torch.relu, a, b)"),
-        ("xs", "return torch.cat(xs)", "F.apply(a)"),
         ("x, sizes", "return x.view(sizes[0], -1)", "F.apply(a, [3, 4])"),  # an element used as a size
         ("x, idx", "return torch.zeros(idx[0]) + x", "F.apply(a, [b, 2])"),  # an element as a constructor's size
     ],
@@ -150,3 +149,13 @@ def test_input_recipe_confirms_a_list_argument_with_torchs_numbers():
     code = CONCAT_STAR.replace("*xs", "xs").replace("tuple(g.split(ctx.sizes))", "None")
     verdict, evidence = run_recipe(code + "_agl_container_input_recipe(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))")
     assert verdict == "confirmed" and "requires_grad=False" in evidence
+
+
+def test_a_name_passed_where_forward_concatenates_is_flagged():
+    source = function("xs, dim", "return torch.cat(xs, dim)", after="\ndef use(levels):\n    return F.apply(levels, 0)\n")
+    (finding,) = lint_source(source, "case.py", Config(select=("AGL014",)))
+    assert (finding.line, finding.column) == (len(source.splitlines()), 20)
+    assert "receives `levels` as `xs`, which forward passes to torch.cat/stack" in finding.message
+    # a single tensor from a torch call, or a literal, is left alone (torch raises for it anyway)
+    assert agl014(source.replace("F.apply(levels, 0)", "F.apply(torch.randn(3), 0)")) == []
+    assert agl014(source.replace("F.apply(levels, 0)", "F.apply(None, 0)")) == []

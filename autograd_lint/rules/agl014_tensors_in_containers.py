@@ -8,7 +8,9 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import CannotBuildHarness, Harness, apply_recipe_harness, function_class_code, literal_source
+from ..confirm.harness import (
+    CannotBuildHarness, Harness, apply_recipe_harness, function_class_code, literal_binding, literal_source,
+)
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..gradient_returns import returned_values
@@ -73,6 +75,7 @@ class TensorsInContainers(FunctionRule):
     def _check_inputs(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
         params = [p.name.value for p in forward.data_params]
         sequences = _tensor_sequence_params(module, forward)
+        concatenated = _concatenated_params(module, forward)
         for call in function_class.apply_calls:
             if any(arg.star for arg in call.args):
                 continue
@@ -82,6 +85,11 @@ class TensorsInContainers(FunctionRule):
                 else:
                     position = param = arg.keyword.value
                 container = _caller_container(module, call, arg.value)
+                if container is None and param in concatenated and not _literal_or_tensor_call(module, arg.value):
+                    # whatever the caller passes, forward's torch.cat(param) needs a sequence of tensors
+                    case = ContainerCase(function_class, arg.value, call, position)
+                    yield Finding(arg.value, _concatenated_message(function_class, param, arg.value), subject=case)
+                    continue
                 if container is None or not _display_members(container):
                     continue
                 if param in sequences or _holds_caller_tensor(module, call, container):
@@ -97,7 +105,7 @@ class TensorsInContainers(FunctionRule):
         if case.call is None:
             return apply_recipe_harness(module, function_class, "_agl_container_output_recipe")
         required, optional, definition = function_class_code(module, function_class)
-        label, count, build = _container_call_builder(case)
+        label, count, build = _container_call_builder(module, case)
         main = f"_agl_container_input_recipe({function_class.name}.apply, {label!r}, {count}, {build})"
         return Harness(required, definition + "\n" + main, optional)
 
@@ -211,17 +219,40 @@ def _differentiated_params(function_class: FunctionClass, forward: Method) -> se
     return found
 
 
-def _tensor_sequence_params(module: ParsedModule, forward: Method) -> set[str]:
-    """Forward's parameters used as sequences of tensors: `torch.cat(xs)`, `for t in xs: t.view(...)`,
-    `[t.float() for t in xs]`, `xs[0].contiguous()`."""
-    tensor_names = names_used_as_tensors(forward.node)
+def _concatenated_params(module: ParsedModule, forward: Method) -> set[str]:
+    """Forward's (non-varargs) parameters passed whole to `torch.cat`/`torch.stack`...: sequences of tensors."""
     found = set()
     for node in walk(forward.node.body):
         if isinstance(node, cst.Call) and node.args and node.args[0].keyword is None and isinstance(node.args[0].value, cst.Name):
             head, _, attr = (module.qualified_name(node.func) or "").rpartition(".")
             if head in TORCH_MODULES and attr in SEQUENCE_FUNCTIONS:
                 found.add(node.args[0].value.value)
-        elif isinstance(node, (cst.For, cst.CompFor)):
+    return found & {p.name.value for p in forward.data_params}
+
+
+def _literal_or_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> bool:
+    """A literal (the user passes something odd on purpose) or a single tensor from a torch call."""
+    return argument_kind(expr) is not UNKNOWN or _is_torch_tensor_call(module, expr)
+
+
+def _concatenated_message(function_class: FunctionClass, param: str, written) -> str:
+    name, passed = function_class.name, code_of(written).strip()
+    shown = f"`{passed}`" if passed == param else f"`{passed}` as `{param}`"
+    return (
+        f"{name}.apply receives {shown}, which forward passes to torch.cat/stack, so it "
+        f"holds tensors inside a container: autograd tracks only tensors passed directly as arguments, so they get no "
+        f"gradient (their .grad stays None) and the output may not require grad; pass them as separate arguments "
+        f"(`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`)"
+    )
+
+
+def _tensor_sequence_params(module: ParsedModule, forward: Method) -> set[str]:
+    """Forward's parameters used as sequences of tensors: `torch.cat(xs)`, `for t in xs: t.view(...)`,
+    `[t.float() for t in xs]`, `xs[0].contiguous()`."""
+    tensor_names = names_used_as_tensors(forward.node)
+    found = set(_concatenated_params(module, forward))
+    for node in walk(forward.node.body):
+        if isinstance(node, (cst.For, cst.CompFor)):
             source = _iterated_name(node.iter)
             if source is not None and any(n.value in tensor_names for n in assigned_names(node.target)):
                 found.add(source)
@@ -284,7 +315,21 @@ def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> boo
     return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS
 
 
-def _container_call_builder(case: ContainerCase) -> tuple[str, int, str]:
+def _argument_literal(module: ParsedModule, case: ContainerCase, index: int, arg: cst.Arg) -> str | None:
+    """The literal an argument stands for: as written, the caller's literal binding of the name
+    (`def fuse(levels, dim=1)`), or forward's default for that parameter."""
+    literal = literal_source(arg.value)
+    caller = module.enclosing_function(case.call)
+    if literal is None and isinstance(arg.value, cst.Name) and caller is not None:
+        literal = literal_binding(caller, arg.value.value)
+    if literal is None and arg.keyword is None:
+        params = case.function_class.forward.data_params
+        if index < len(params) and params[index].default is not None:
+            literal = literal_source(params[index].default)
+    return literal
+
+
+def _container_call_builder(module: ParsedModule, case: ContainerCase) -> tuple[str, int, str]:
     """(label, number of inner tensors, `lambda shape, inner: (args, kwargs)`) for the flagged call:
     leaf tensors inside the container, the other arguments as written when they are literals, else
     leaf tensors."""
@@ -295,7 +340,7 @@ def _container_call_builder(case: ContainerCase) -> tuple[str, int, str]:
         if key == case.position:
             code, text = container_code, container_shown
         else:
-            literal = literal_source(arg.value)
+            literal = _argument_literal(module, case, index, arg)
             code, text = (literal, literal) if literal is not None else (f"_agl_leaf(shape, {index})", "<tensor>")
         if arg.keyword is None:
             args.append(code)
