@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from enum import Enum
 from functools import cached_property, lru_cache
+from typing import Iterator
 
 import libcst as cst
 
@@ -599,6 +600,7 @@ class CallerKinds:
 
     def __init__(self, module):  # a ParsedModule
         self.module = module
+        self._classes: dict[cst.ClassDef, dict] = {}
 
     def kind(self, expr: cst.BaseExpression, at: cst.CSTNode) -> Kind:
         return self._kind(expr, self.module.enclosing_function(at), 0)
@@ -675,26 +677,42 @@ class CallerKinds:
         class_def = self.module.parents.get(block) if block is not None else None
         if not isinstance(class_def, cst.ClassDef):
             return []
-        attr = expr.attr.value
-        found: list[tuple[object, cst.FunctionDef | None]] = []
+        return self._class_attributes(class_def).get(expr.attr.value) or []
+
+    def _class_attributes(self, class_def: cst.ClassDef) -> dict[str, list[tuple[object, cst.FunctionDef | None]] | None]:
+        """attr -> what the class's methods and body assign to `self.<attr>` (None for a method or
+        property of that name), read once per class."""
+        known = self._classes.get(class_def)
+        if known is not None:
+            return known
+        found: dict[str, list[tuple[object, cst.FunctionDef | None]] | None] = {}
+
+        def add(attr: str, value: object, method: cst.FunctionDef | None) -> None:
+            if attr not in found or found[attr] is not None:
+                found.setdefault(attr, []).append((value, method))
+
         for statement in class_def.body.body:
             if isinstance(statement, cst.FunctionDef):
-                if statement.name.value == attr:
-                    return []  # a method or property
-                found += self._self_writes(statement, attr)
+                found[statement.name.value] = None  # a method or property
+                for attr, value, method in self._self_writes(statement):
+                    add(attr, value, method)
             elif isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
-                    if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == attr for t in small.targets):
-                        found.append((small.value, None))
+                    if isinstance(small, cst.Assign):
+                        for target in small.targets:
+                            if isinstance(target.target, cst.Name):
+                                add(target.target.value, small.value, None)
+        self._classes[class_def] = found
         return found
 
     @staticmethod
-    def _self_writes(method: cst.FunctionDef, attr: str) -> list[tuple[object, cst.FunctionDef | None]]:
+    def _self_writes(method: cst.FunctionDef) -> Iterator[tuple[str, object, cst.FunctionDef | None]]:
+        """(attr, value, method) for each `self.<attr> = value` in the method; value is TENSOR for
+        `register_buffer`/`register_parameter` and UNKNOWN for a tuple unpacking."""
         params = method.params.params
         if not params:
-            return []
+            return
         self_name = params[0].name.value
-        found: list[tuple[object, cst.FunctionDef | None]] = []
         for node in walk(method.body, into_functions=False):
             targets = []
             if isinstance(node, cst.Assign):
@@ -702,24 +720,26 @@ class CallerKinds:
             elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and node.value is not None:
                 targets = [(node.target, node.value)]
             elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("register_buffer", "register_parameter"):
-                if node.args and string_value(node.args[0].value) == attr:
-                    found.append((TENSOR, None))
+                name = string_value(node.args[0].value) if node.args else None
+                if name:
+                    yield name, TENSOR, None
             for target, value in targets:
-                if isinstance(target, cst.Attribute) and target.attr.value == attr and isinstance(target.value, cst.Name) and target.value.value == self_name:
-                    found.append((value, method))
+                if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == self_name:
+                    yield target.attr.value, value, method
                 elif isinstance(target, cst.Tuple):
-                    if any(isinstance(e.value, cst.Attribute) and e.value.attr.value == attr for e in target.elements):
-                        found.append((UNKNOWN, None))
-        return found
+                    for element in target.elements:
+                        if isinstance(element.value, cst.Attribute):
+                            yield element.value.attr.value, UNKNOWN, None
 
     def _fold(self, expr: cst.BaseExpression, scope: cst.FunctionDef | None, depth: int, defaults: bool) -> str | None:
         """The constant `expr` evaluates to; with `defaults`, parameters stand for their default (a
         value the harness may pass; not what every caller passes)."""
         if depth > self.MAX_DEPTH:
             return None
-        text = code_of(expr).strip()
-        if _evaluate(text) is not _NOT_CONSTANT:
-            return text
+        if isinstance(expr, _LITERAL_NODES) or (isinstance(expr, cst.Name) and expr.value in ("None", "True", "False")):
+            text = code_of(expr).strip()
+            if _evaluate(text) is not _NOT_CONSTANT:
+                return text
         if isinstance(expr, cst.Name):
             nodes, where = self._bindings(expr.value, scope)
             if len(nodes) != 1:
@@ -774,6 +794,8 @@ _CONSTANT_NODES = (
     ast.Load, ast.operator, ast.unaryop, ast.Slice,
 )
 _NOT_CONSTANT = object()
+# Nodes that may be a literal as written (the rest are folded from their parts).
+_LITERAL_NODES = (cst.BaseNumber, cst.BaseString, cst.UnaryOperation, cst.Tuple, cst.List)
 
 
 def _evaluate(text: str):

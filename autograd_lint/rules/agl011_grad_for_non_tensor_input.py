@@ -217,7 +217,7 @@ class _Backward:
         self.ctx = backward.ctx_name
         self.cls = backward.cls_name
         # With set_materialize_grads(False) an unused output's gradient arrives as None.
-        self.materialized = "set_materialize_grads" not in code_of(function_class.node)
+        self.materialized = "set_materialize_grads" not in module.source
         body = list(walk(backward.node.body, into_functions=False))
         self.ifs = [node for node in body if isinstance(node, cst.If)]
         # `needs_x, needs_w = ctx.needs_input_grad` and `need_w = ctx.needs_input_grad[1]`
