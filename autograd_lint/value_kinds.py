@@ -299,7 +299,7 @@ class ValueKinds:
                 return TENSOR
             if self.is_shape(expr.value):
                 return NON_TENSOR  # `x.shape[0]`, `x.size()[-2:]`
-            return UNKNOWN
+            return self._input_kind(expr)
         if isinstance(expr, cst.BinaryOperation):
             return self._arithmetic_kind([expr.left, expr.right])
         if isinstance(expr, cst.UnaryOperation):
@@ -317,6 +317,26 @@ class ValueKinds:
         if isinstance(expr, cst.FormattedString):
             return NON_TENSOR
         return UNKNOWN
+
+    def input_index(self, expr: cst.BaseExpression) -> int | None:
+        """i for `inputs[i]` in setup_context (a literal, non-negative index)."""
+        params = self.method.data_params
+        if self.method.name != "setup_context" or not params or not isinstance(expr, cst.Subscript):
+            return None
+        if not (isinstance(expr.value, cst.Name) and expr.value.value == params[0].name.value and len(expr.slice) == 1):
+            return None
+        index = expr.slice[0].slice
+        if isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
+            return int(index.value.value)
+        return None
+
+    def _input_kind(self, expr: cst.Subscript) -> Kind:
+        """setup_context's `inputs[i]`: the kind of forward's i-th parameter."""
+        index = self.input_index(expr)
+        forward = self.function_class.forward
+        if index is None or forward is None or index >= len(forward.data_params):
+            return UNKNOWN
+        return ValueKinds(self.function_class, forward, self.module).parameter_kinds.get(forward.data_params[index].name.value, UNKNOWN)
 
     def _arithmetic_kind(self, operands) -> Kind:
         kinds = [self.kind(o) for o in operands]

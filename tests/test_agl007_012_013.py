@@ -99,6 +99,33 @@ def test_setup_context_inputs_and_output():
     assert found("AGL007", source) == [(12, 9), (13, 9)]
 
 
+def test_setup_context_inputs_by_index():
+    source = """\
+    import torch
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(x, k):
+            return x.exp() * k
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.x = inputs[0]
+            ctx.k = inputs[1]
+            ctx.save_for_backward(inputs[0], inputs[1])
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None
+
+    y = Fn.apply(torch.ones(2), 3)
+    """
+    assert found("AGL007", source) == [(10, 9)]
+    assert found("AGL012", source) == [(12, 42)]
+    (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
+    assert "`inputs[1]`, which is an int" in diagnostic.message
+
+
 # ---- AGL012 ----
 
 

@@ -91,6 +91,8 @@ def _role(kinds: ValueKinds, method: Method, value: cst.BaseExpression) -> str |
             return OUTPUT
         if name in kinds.parameter_kinds and kinds.is_unchanged_input(name):
             return INPUT if kind is TENSOR else None
+    if kinds.input_index(value) is not None:  # setup_context's `inputs[i]`
+        return INPUT if kind is TENSOR else None
     return INTERMEDIATE if kind is TENSOR else None
 
 

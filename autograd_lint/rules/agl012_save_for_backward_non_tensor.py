@@ -80,6 +80,11 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression) -> str:
         if isinstance(expr.operator, cst.Divide) or "float" in sides:
             return "float"
         return "int" if sides == {"int"} else "a non-tensor"
+    index = kinds.input_index(expr)
+    forward = kinds.function_class.forward
+    if index is not None and forward is not None and index < len(forward.data_params):  # setup_context's `inputs[i]`
+        passed = {_type_of(kinds, value) for value in _passed(kinds.function_class, index, forward.data_params[index])}
+        return passed.pop() if len(passed) == 1 else "a non-tensor"
     if isinstance(expr, cst.Name):
         bound = kinds.bindings.get(expr.value, [])
         if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, cst.Name):
