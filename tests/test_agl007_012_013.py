@@ -74,55 +74,28 @@ def test_non_tensors_and_unknowns_on_ctx_are_silent(body, params):
     assert found("AGL007", function(body, params)) == []
 
 
+def setup_context_function(body: str) -> str:
+    """forward(x, k) with a setup_context whose body starts at line 10 (column 9)."""
+    return (
+        "import torch\n\nclass Fn(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(x, k):\n        return x.exp() * k\n\n"
+        "    @staticmethod\n    def setup_context(ctx, inputs, output):\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), " " * 8)
+        + "\n\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n\n"
+        "y = Fn.apply(torch.ones(2), 3)\n"
+    )
+
+
 def test_setup_context_inputs_and_output():
-    source = """\
-    import torch
-
-    class Fn(torch.autograd.Function):
-        @staticmethod
-        def forward(x, k):
-            return x.exp() * k
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            x, k = inputs
-            ctx.k = k
-            ctx.out = output
-            ctx.x = x
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * ctx.out, None
-
-    y = Fn.apply(torch.ones(2), 3)
-    """
+    source = setup_context_function("x, k = inputs\nctx.k = k\nctx.out = output\nctx.x = x")
     assert found("AGL007", source) == [(12, 9), (13, 9)]
 
 
 def test_setup_context_inputs_by_index():
-    source = """\
-    import torch
-
-    class Fn(torch.autograd.Function):
-        @staticmethod
-        def forward(x, k):
-            return x.exp() * k
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.x = inputs[0]
-            ctx.k = inputs[1]
-            ctx.save_for_backward(inputs[0], inputs[1])
-
-        @staticmethod
-        def backward(ctx, g):
-            return g, None
-
-    y = Fn.apply(torch.ones(2), 3)
-    """
+    source = setup_context_function("ctx.x = inputs[0]\nctx.k = inputs[1]\nctx.save_for_backward(inputs[0], inputs[1])")
     assert found("AGL007", source) == [(10, 9)]
     assert found("AGL012", source) == [(12, 42)]
-    (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
+    (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL012",)))
     assert "`inputs[1]`, which is an int" in diagnostic.message
 
 
