@@ -48,6 +48,7 @@ EVIDENCE = {
     "AGL015": re.compile(r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"),
     "AGL016": re.compile(r"two backward passes over the same forward \(seeds 1 and 2\) gave different gradients for input \d+: \d+ of \d+ elements differ"),
     "AGL017": re.compile(r"backward from output \d+ only \(so `\w+` is None\) raised (TypeError: unsupported operand type\(s\) for .*: 'NoneType'|TypeError: .*NoneType|AttributeError: 'NoneType' object has no attribute)"),
+    "AGL018": re.compile(r"output \d+ \(.*\) has dtype torch\.\w+ and requires_grad=True"),
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
     "AGL023": re.compile(r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "),
 }

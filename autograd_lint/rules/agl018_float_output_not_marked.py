@@ -1,0 +1,200 @@
+"""AGL018 float-output-not-marked: forward returns a float mask or index next to its real output,
+without `ctx.mark_non_differentiable`, and backward ignores the gradient it gets for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import code_of, dotted_name, normalized_code, walk
+
+FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16"})
+DTYPE_CASTS = frozenset({"to", "type", "type_as"})
+INTEGER_DTYPES = frozenset({"long", "int", "int8", "int16", "int32", "int64", "uint8", "short", "bool", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor"})
+COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "greater", "greater_equal", "less", "less_equal", "isnan", "isinf", "isfinite", "isclose", "logical_and", "logical_or", "logical_not", "logical_xor"})
+INDEX_METHODS = frozenset({"argmax", "argmin", "argsort", "bucketize", "searchsorted", "nonzero", "argwhere"})
+
+
+@dataclass(frozen=True)
+class UnmarkedOutput:
+    function_class: FunctionClass
+    index: int
+    total: int
+    element: cst.BaseExpression
+    origin: str  # "mask" or "index"
+
+
+class FloatOutputNotMarked(FunctionRule):
+    code = "AGL018"
+    name = "float-output-not-marked"
+    severity = Severity.WARNING
+    summary = "forward returns a float mask or index without ctx.mark_non_differentiable, and backward ignores its gradient"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        for function_class in module.functions:
+            forward, backward = function_class.forward, function_class.backward
+            if forward is None or backward is None or not function_class.hierarchy_known:
+                continue
+            if forward.owner is not function_class or function_class.uses_setup_context:
+                continue
+            if isinstance(backward.node.params.star_arg, cst.Param):
+                continue  # `backward(ctx, *grads)`: which grads it reads is not known
+            yield from self._check_forward(function_class, forward, backward)
+
+    def _check_forward(self, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
+        marked = _marked(forward)
+        if marked is None:
+            return
+        scope = bindings(forward.node)
+        grads = [p.name.value for p in backward.data_params]
+        used = _used_names(backward)
+        for node in walk(forward.node.body, into_functions=False):
+            if not isinstance(node, cst.Return) or node.value is None:
+                continue
+            value = _resolve(scope, node.value)
+            if not isinstance(value, cst.Tuple) or len(value.elements) < 2 or any(isinstance(e, cst.StarredElement) for e in value.elements):
+                continue
+            for index, element in enumerate(e.value for e in value.elements):
+                if normalized_code(element) in marked or index >= len(grads) or grads[index] in used:
+                    continue  # marked, or backward uses its gradient (a straight-through mask)
+                origin = _float_constant_origin(scope, element)
+                if origin is not None:
+                    subject = UnmarkedOutput(function_class, index, len(value.elements), element, origin)
+                    yield Finding(element, _message(subject, forward.ctx_name or "ctx", grads[index]), subject=subject)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Apply it: the output requires grad although it is a mask or index, a loss that uses it
+        sends a gradient into backward, and backward drops it (the inputs' gradients do not change)."""
+        unmarked: UnmarkedOutput = finding.subject
+        function_class = unmarked.function_class
+        required, optional, definition = function_class_code(module, function_class)
+        main = "\n".join(
+            [
+                definition,
+                apply_builders(module, function_class),
+                f"_agl_unmarked_output_recipe({function_class.name}, _agl_builders, {unmarked.index})",
+            ]
+        )
+        return Harness(required, main, optional)
+
+
+def _marked(forward: Method) -> set[str] | None:
+    """Normalized source of everything forward passes to `ctx.mark_non_differentiable`; None when
+    that cannot be known (`*outputs`, a helper given ctx)."""
+    ctx = forward.ctx_name
+    if ctx is None:
+        return None
+    found: set[str] = set()
+    for node in walk(forward.node.body, into_functions=False):
+        if not isinstance(node, cst.Call):
+            continue
+        name = dotted_name(node.func) or ""
+        if name == f"{ctx}.mark_non_differentiable":
+            for arg in node.args:
+                if arg.star:
+                    return None
+                found.add(normalized_code(arg.value))
+        elif any(isinstance(arg.value, cst.Name) and arg.value.value == ctx for arg in node.args):
+            return None  # `helper(ctx, ...)` may mark outputs itself
+    return found
+
+
+def _used_names(method: Method) -> set[str]:
+    """Names a method's body reads, leaving out those only ever tested against None."""
+    total: dict[str, int] = {}
+    none_checks: dict[str, int] = {}
+    for node in walk(method.node.body):
+        if isinstance(node, cst.Name):
+            total[node.value] = total.get(node.value, 0) + 1
+        elif isinstance(node, cst.Comparison) and isinstance(node.left, cst.Name):
+            if all(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in node.comparisons):
+                none_checks[node.left.value] = none_checks.get(node.left.value, 0) + 1
+    return {name for name, count in total.items() if count > none_checks.get(name, 0)}
+
+
+def _resolve(scope, expr: cst.BaseExpression) -> cst.BaseExpression:
+    if isinstance(expr, cst.Name):
+        values = scope.get(expr.value, [])
+        if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+            return values[0].value
+    return expr
+
+
+def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3) -> str | None:
+    """"mask" or "index" for a floating tensor built from a comparison or an index op by a cast:
+    `(x > 0).float()`, `x.argmax(-1).to(x.dtype)`, `torch.where(m, 1.0, 0.0)`, through local names."""
+    if isinstance(expr, cst.Name):
+        values = scope.get(expr.value, [])
+        if depth == 0 or len(values) != 1 or not isinstance(values[0], cst.Assign) or len(values[0].targets) != 1:
+            return None
+        if not isinstance(values[0].targets[0].target, cst.Name):
+            return None
+        return _float_constant_origin(scope, values[0].value, depth - 1)
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        name = expr.func.attr.value
+        if name == "where" and _is_torch(expr.func.value):
+            args = [a.value for a in expr.args]
+            if len(args) == 3 and all(isinstance(a, cst.Float) for a in args[1:]):
+                return "mask"
+            return None
+        if name in FLOAT_CASTS and not expr.args or name in DTYPE_CASTS and _to_float(expr):
+            return _constant_source(scope, expr.func.value, depth)
+    return None
+
+
+def _to_float(call: cst.Call) -> bool:
+    """`.to(torch.float32)`, `.to(x.dtype)`, `.to(x)`, `.type_as(x)`: a cast that is not to an integer dtype."""
+    if not call.args:
+        return False
+    target = code_of(call.args[0].value).strip()
+    last = target.rsplit(".", 1)[-1]
+    return last not in INTEGER_DTYPES and not target.startswith(("'", '"')) and "device" not in target
+
+
+def _constant_source(scope, expr: cst.BaseExpression, depth: int) -> str | None:
+    """What a cast is applied to: a comparison ("mask") or an index op ("index")."""
+    if isinstance(expr, cst.Comparison):
+        return "mask"
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.BitInvert):
+        return _constant_source(scope, expr.expression, depth)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.BitAnd, cst.BitOr, cst.BitXor)):
+        left, right = _constant_source(scope, expr.left, depth), _constant_source(scope, expr.right, depth)
+        return "mask" if left == right == "mask" else None
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        name = expr.func.attr.value
+        if name in COMPARISON_METHODS:
+            return "mask"
+        if name in INDEX_METHODS:
+            return "index"
+    if isinstance(expr, cst.Name) and depth > 0:
+        values = scope.get(expr.value, [])
+        if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+            return _constant_source(scope, values[0].value, depth - 1)
+    return None
+
+
+def _is_torch(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "torch"
+
+
+def _message(unmarked: UnmarkedOutput, ctx: str, grad: str) -> str:
+    name = unmarked.function_class.name
+    shown = " ".join(code_of(unmarked.element).split())
+    what = "a 0/1 mask" if unmarked.origin == "mask" else "an index"
+    if isinstance(unmarked.element, cst.Name):
+        fix = f"call `{ctx}.mark_non_differentiable({shown})` in forward"
+    else:
+        fix = f"bind it to a name, pass that to `{ctx}.mark_non_differentiable(...)` in forward and return it"
+    return (
+        f"{name}.forward returns `{shown}` (output {unmarked.index}), {what} cast to a float dtype, without "
+        f"`{ctx}.mark_non_differentiable`: torch marks it requires_grad=True, a loss that uses it sends "
+        f"`{grad}` into backward, and backward drops it, so the dependence is silently ignored; {fix}"
+    )

@@ -1,0 +1,106 @@
+"""AGL018 float-output-not-marked: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def function(forward_body: str, backward_body: str = "return grad_out", backward_params: str = "grad_out, grad_mask") -> str:
+    return (
+        "import torch\nfrom torch.autograd import Function\n\n"
+        "class F(Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
+        + "\n\n    @staticmethod\n"
+        f"    def backward(ctx, {backward_params}):\n"
+        + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
+        + "\n"
+    )
+
+
+def agl018(source: str) -> list[tuple[int, int]]:
+    return [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL018",)))]
+
+
+@pytest.mark.parametrize(
+    "forward, column",
+    [
+        ("mask = (x > 0).float()\nreturn x * 2, mask", 23),
+        ("return x * 2, (x > 0).float()", 23),
+        ("return x * 2, x.gt(0).to(x.dtype)", 23),
+        ("return x * 2, (x > 0).type_as(x)", 23),
+        ("m = x.isfinite()\nreturn x * 2, m.double()", 23),
+        ("return x * 2, torch.where(x > 0, 1.0, 0.0)", 23),
+        ("return x * 2, x.argmax(dim=-1).float()", 23),
+        ("idx = x.argsort(dim=-1)\nreturn x * 2, idx.to(torch.float32)", 23),
+        ("m = (x > 0) & (x < 1)\nreturn x * 2, m.half()", 23),
+    ],
+)
+def test_float_masks_and_indices_are_flagged(forward, column):
+    source = function(forward)
+    line = 6 + len(forward.splitlines())
+    assert agl018(source) == [(line, column)]
+
+
+@pytest.mark.parametrize(
+    "forward, backward",
+    [
+        ("mask = (x > 0).float()\nctx.mark_non_differentiable(mask)\nreturn x * 2, mask", "return grad_out"),
+        ("return x * 2, x > 0", "return grad_out"),  # bool: torch marks it
+        ("return x * 2, x.argmax(dim=-1)", "return grad_out"),  # int64: torch marks it
+        ("return x * 2, x.argmax(dim=-1).long()", "return grad_out"),
+        ("return x * 2, (x > 0).to(torch.int64)", "return grad_out"),
+        ("return x * 2, (x > 0).float()", "return grad_out + grad_mask"),  # straight-through: backward uses it
+        ("return x * 2, torch.sigmoid(x)", "return grad_out"),  # a soft mask is differentiable
+        ("return (x > 0).float()", "return grad_out"),  # a single output: not this rule's
+        ("mask = (x > 0).float()\nhelper(ctx, mask)\nreturn x * 2, mask", "return grad_out"),  # a helper may mark it
+        ("outs = (x * 2, (x > 0).float())\nctx.mark_non_differentiable(*outs[1:])\nreturn outs", "return grad_out"),
+    ],
+)
+def test_look_alikes_are_silent(forward, backward):
+    assert agl018(function(forward, backward)) == []
+
+
+def test_a_gradient_only_tested_against_none_is_still_ignored():
+    source = function("return x * 2, (x > 0).float()", "assert grad_mask is not None\nreturn grad_out")
+    assert agl018(source) == [(7, 23)]
+
+
+RECIPE = """
+import torch
+from torch.autograd import Function
+
+class F(Function):
+    @staticmethod
+    def forward(ctx, x):
+        mask = (x > 0).float()
+        {mark}
+        return x * 2, mask
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_mask):
+        return grad_out * 2
+
+_agl_builders = [("F.apply(<tensor>)", lambda shape: [_agl_leaf(shape)])]
+_agl_unmarked_output_recipe(F, _agl_builders, 1)
+"""
+
+
+def test_recipe_shows_the_dropped_gradient():
+    verdict, evidence = run_recipe(RECIPE.format(mark="pass"))
+    assert verdict == "confirmed"
+    assert "output 1" in evidence and "requires_grad=True" in evidence
+    assert "backward received a gradient [3, 3" in evidence and "the gradient is dropped" in evidence
+
+
+def test_recipe_does_not_confirm_a_marked_output():
+    verdict, evidence = run_recipe(RECIPE.format(mark="ctx.mark_non_differentiable(mask)"))
+    assert verdict == "not-reproduced", evidence
+    assert "requires_grad=False" in evidence
