@@ -176,11 +176,18 @@ class ValueKinds:
     @cached_property
     def parameter_kinds(self) -> dict[str, Kind]:
         """Each data parameter's kind. For setup_context, names unpacked from `inputs` take the kind of
-        forward's parameter at that position."""
+        forward's parameter at that position. A Function is differentiable only through a tensor
+        input, so when every other input is known not to be one (and forward takes no `*args`), the
+        one left is a tensor."""
         forward = self.function_class.forward
         if self.method.name == "setup_context":
             return self._setup_context_kinds(forward)
-        return {name: self._parameter_kind(name) for name in self._params}
+        kinds = {name: self._parameter_kind(name) for name in self._params}
+        undecided = [name for name, kind in kinds.items() if kind is UNKNOWN]
+        has_tensor = any(kind is TENSOR for kind in kinds.values())
+        if len(undecided) == 1 and not has_tensor and not isinstance(self.method.node.params.star_arg, cst.Param):
+            kinds[undecided[0]] = TENSOR
+        return kinds
 
     def _parameter_kind(self, name: str) -> Kind:
         return parameter_kind(self.function_class, self.method, name, self.module)

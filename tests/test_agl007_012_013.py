@@ -41,6 +41,8 @@ def function(forward_body: str, params: str = "x", call: str = "", backward: str
         ("ctx.w = w\nreturn x @ w", "x, w", ""),  # an operand of @
         ("ctx.x = x\nreturn x * 2", "x", "Fn.apply(torch.randn(3))"),  # the call site passes a tensor
         ("ctx.x = x\nreturn x * 2", "x: torch.Tensor", ""),  # the annotation
+        ("ctx.x = x\nreturn x * 2", "x", ""),  # the only input: a differentiable Function needs a tensor
+        ("ctx.x = x\nreturn x * k", "x, k: float", ""),  # the only input that is not a number
         ("y = torch.exp(x)\nctx.y = y\nreturn y", "x", ""),  # the output
         ("out = x * 2\nctx.out = out\nreturn out", "x", ""),  # returned alone: an output
         ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", ""),  # an intermediate
@@ -64,7 +66,7 @@ def test_tensor_on_ctx_is_flagged(body, params, call):
         ("ctx.x = None\nreturn x.clone()", "x"),
         ("ctx.flag = ctx.needs_input_grad[0]\nreturn x.clone()", "x"),
         ("ctx.state = torch.get_rng_state()\nreturn x.clone()", "x"),
-        ("ctx.x = x\nreturn x * 2", "x"),  # nothing tells that x is a tensor
+        ("ctx.x = x\nreturn x * w", "x, w"),  # nothing tells which input is the tensor
         ("ctx.parts = helper(x)\nreturn x.clone()", "x"),
         ("ctx.rest = rest\nreturn x.clone()", "x, *rest"),
         ("x = x.shape\nctx.x = x\nreturn x", "x"),  # rebound to a shape
