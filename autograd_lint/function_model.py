@@ -166,6 +166,16 @@ class FunctionClass:
     def hierarchy_known(self) -> bool:
         return self.bases_known and all(base.hierarchy_known for base in self.bases)
 
+    def checked_pair(self) -> tuple[Method, Method] | None:
+        """(forward, backward) when both are known and at least one is defined in this class (a
+        subclass that inherits both is judged where they are defined)."""
+        forward, backward = self.forward, self.backward
+        if forward is None or backward is None or not self.hierarchy_known:
+            return None
+        if forward.owner is not self and backward.owner is not self:
+            return None
+        return forward, backward
+
     def forward_inputs(self) -> ForwardInputs | None:
         forward = self.forward
         if forward is None:

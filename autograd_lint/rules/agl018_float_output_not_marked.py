@@ -8,7 +8,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
@@ -40,10 +40,11 @@ class FloatOutputNotMarked(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
-            forward, backward = function_class.forward, function_class.backward
-            if forward is None or backward is None or not function_class.hierarchy_known:
+            pair = function_class.checked_pair()
+            if pair is None or function_class.uses_setup_context:
                 continue
-            if forward.owner is not function_class or function_class.uses_setup_context:
+            forward, backward = pair
+            if forward.owner is not function_class:
                 continue
             if isinstance(backward.node.params.star_arg, cst.Param):
                 continue  # `backward(ctx, *grads)`: which grads it reads is not known
@@ -74,16 +75,8 @@ class FloatOutputNotMarked(FunctionRule):
         """Apply it: the output requires grad although it is a mask or index, a loss that uses it
         sends a gradient into backward, and backward drops it (the inputs' gradients do not change)."""
         unmarked: UnmarkedOutput = finding.subject
-        function_class = unmarked.function_class
-        required, optional, definition = function_class_code(module, function_class)
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, function_class),
-                f"_agl_unmarked_output_recipe({function_class.name}, _agl_builders, {unmarked.index})",
-            ]
-        )
-        return Harness(required, main, optional)
+        name = unmarked.function_class.name
+        return recipe_harness(module, unmarked.function_class, f"_agl_unmarked_output_recipe({name}, _agl_builders, {unmarked.index})")
 
 
 def _marked(forward: Method) -> set[str] | None:

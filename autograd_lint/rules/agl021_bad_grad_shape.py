@@ -7,7 +7,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..gradient_returns import returned_values
@@ -55,12 +55,9 @@ class BadGradShape(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
-            forward, backward = function_class.forward, function_class.backward
-            if forward is None or backward is None or not function_class.hierarchy_known:
-                continue
-            if forward.owner is not function_class and backward.owner is not function_class:
-                continue  # judged where they are defined
-            yield from self._check_class(function_class, forward, backward)
+            pair = function_class.checked_pair()
+            if pair is not None:
+                yield from self._check_class(function_class, *pair)
 
     def _check_class(self, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
         if isinstance(backward.node.params.star_arg, cst.Param):
@@ -89,15 +86,8 @@ class BadGradShape(FunctionRule):
         """Forward and backward on non-square inputs of several ranks; torch's own "returned an invalid
         gradient at index <i>" for the flagged input is the proof."""
         bad: BadGradient = finding.subject
-        required, optional, definition = function_class_code(module, bad.function_class)
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, bad.function_class),
-                f"_agl_grad_shape_recipe({bad.function_class.name}.apply, _agl_builders, {bad.input_index})",
-            ]
-        )
-        return Harness(required, main, optional)
+        name = bad.function_class.name
+        return recipe_harness(module, bad.function_class, f"_agl_grad_shape_recipe({name}.apply, _agl_builders, {bad.input_index})")
 
 
 def _output_shape_changes(forward: Method, inputs: set[str]) -> dict[int, ShapeChange]:
