@@ -74,11 +74,16 @@ class Alias:
 class InplaceWrite:
     node: cst.CSTNode  # what a finding points at: the call, the assigned target, the `out=` argument
     target: cst.BaseExpression  # the expression whose memory is written
-    text: str  # the write as written, shortened, for messages
+    statement: cst.CSTNode  # the call, argument or statement to quote in messages
     # `t += v` / `t[i] = v` on a bare name: an in-place write only if the name holds a tensor or array.
     needs_array: bool = False
     # `xs[i] += v`: writes the element in place, also when `xs` is a list of tensors.
     augmented: bool = False
+
+    @property
+    def text(self) -> str:
+        """The write as written, shortened, for messages."""
+        return shorten(code_of(self.statement))
 
 
 def is_inplace_method(name: str) -> bool:
@@ -107,41 +112,41 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
             first = positional[0].value if positional else None
             last = qualified.rsplit(".", 1)[-1]
             if first is not None and (qualified in WRITING_FUNCTIONS or (is_inplace_method(last) and not last.startswith("__"))):
-                yield InplaceWrite(call, first, shorten(code_of(call)))
+                yield InplaceWrite(call, first, call)
         elif is_inplace_method(name) or name in NUMPY_WRITE_METHODS:
-            yield InplaceWrite(call, func.value, shorten(code_of(call)))
+            yield InplaceWrite(call, func.value, call)
     for arg in call.args:
         if arg.keyword is None:
             continue
         keyword = arg.keyword.value
         if keyword == "out":
             for element in arg.value.elements if isinstance(arg.value, (cst.Tuple, cst.List)) else [arg]:
-                yield InplaceWrite(element, element.value, shorten(code_of(arg)))
+                yield InplaceWrite(element, element.value, arg)
         elif keyword == "inplace" and isinstance(arg.value, cst.Name) and arg.value.value == "True" and positional:
-            yield InplaceWrite(call, positional[0].value, shorten(code_of(call)))
+            yield InplaceWrite(call, positional[0].value, call)
 
 
-def _target_writes(target: cst.BaseExpression, text: str, augmented: bool) -> Iterator[InplaceWrite]:
+def _target_writes(target: cst.BaseExpression, statement: cst.CSTNode, augmented: bool) -> Iterator[InplaceWrite]:
     if isinstance(target, cst.Subscript):
-        yield InplaceWrite(target, target.value, text, augmented=augmented)
+        yield InplaceWrite(target, target.value, statement, augmented=augmented)
     elif isinstance(target, cst.Attribute) and target.attr.value == "data":
-        yield InplaceWrite(target, target.value, text)
+        yield InplaceWrite(target, target.value, statement)
     elif isinstance(target, cst.Name) and augmented:
-        yield InplaceWrite(target, target, text, needs_array=True)
+        yield InplaceWrite(target, target, statement, needs_array=True)
     elif isinstance(target, (cst.Tuple, cst.List)) and not augmented:
         for element in target.elements:
-            yield from _target_writes(element.value, text, augmented)
+            yield from _target_writes(element.value, statement, augmented)
 
 
 def statement_writes(statement: cst.BaseSmallStatement) -> Iterator[InplaceWrite]:
     """Writes made by the statement itself (assignment targets); calls inside it come from `call_writes`."""
     if isinstance(statement, cst.AugAssign):
-        yield from _target_writes(statement.target, shorten(code_of(statement)), augmented=True)
+        yield from _target_writes(statement.target, statement, augmented=True)
     elif isinstance(statement, cst.Assign):
         for target in statement.targets:
-            yield from _target_writes(target.target, shorten(code_of(statement)), augmented=False)
+            yield from _target_writes(target.target, statement, augmented=False)
     elif isinstance(statement, cst.AnnAssign) and statement.value is not None:
-        yield from _target_writes(statement.target, shorten(code_of(statement)), augmented=False)
+        yield from _target_writes(statement.target, statement, augmented=False)
 
 
 Env = dict[str, Alias]

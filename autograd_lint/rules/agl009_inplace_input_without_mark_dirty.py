@@ -69,7 +69,7 @@ def _marked_dirty(function_class: FunctionClass, forward: Method) -> set[str] | 
     """Names forward passes to `ctx.mark_dirty`; None when that cannot be known (starred or computed
     arguments, ctx handed to a helper, mark_dirty in setup_context)."""
     setup = function_class.method("setup_context")
-    if setup is not None and "mark_dirty" in code_of(setup.node):
+    if setup is not None and any(isinstance(n, cst.Attribute) and n.attr.value == "mark_dirty" for n in walk(setup.node.body)):
         return None
     ctx = forward.ctx_name
     if ctx is None:
