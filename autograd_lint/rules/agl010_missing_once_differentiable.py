@@ -24,7 +24,7 @@ from ..function_model import BACKWARD_METHODS, FunctionClass, Method
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import assigned_names, code_of, dotted_name, is_none, walk
+from ..syntax import assigned_names, children, code_of, dotted_name, is_none, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -578,8 +578,6 @@ def _second_derivative_use(module: ParsedModule) -> cst.CSTNode | None:
 
 def _post_order(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Nodes in evaluation order, roughly: children before their parent (nested functions skipped)."""
-    from ..syntax import children
-
     stack: list[tuple[cst.CSTNode, bool]] = [(child, False) for child in reversed(children(root))]
     while stack:
         node, expanded = stack.pop()

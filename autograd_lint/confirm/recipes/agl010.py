@@ -11,6 +11,7 @@ def _agl_penalty(apply, args, leaves, create_graph):
     outputs = [o for o in _agl_tensors(apply(*args)) if o.requires_grad and o.is_floating_point()]
     if not outputs:
         return None
+
     def weights(o, index):
         k = torch.arange(o.numel(), dtype=o.dtype) + 3 * index
         return (((k * 7) % 10 - 4.5) / 2.25).reshape(o.shape)
