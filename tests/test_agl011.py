@@ -233,3 +233,12 @@ def test_confirmed_positions_match_the_findings():
         assert f"different than None at position {position}," in result.evidence
     masked = [r.evidence for r in verdicts.values() if "replaced by None" in r.evidence]
     assert len(masked) == 1 and "position 3," in masked[0]
+
+
+def test_one_call_site_with_a_number_is_enough_and_is_named():
+    """A Function called with a tensor at one site and a float at another crashes at the second:
+    the message names that call."""
+    source = function("x, w", "g * w, (g * x).sum()", extra="F.apply(x, torch.ones(()))\nF.apply(x, 0.5)\n")
+    found = lint_source(HEADER + source, "case.py", Config(select=("AGL011",)))
+    assert [(d.line - HEADER.count("\n"), d.column) for d in found] == [(8, 23)]
+    assert "the call `F.apply(x, 0.5)` passes `0.5` for `w`" in found[0].message
