@@ -135,6 +135,7 @@ def test_self_attributes_that_may_be_tensors_are_not_flagged(init):
         ("x, s", "g, g.sum()", "", "F.apply(x, torch.tensor(0.5))\n"),
         ("x, s", "g, g.sum()", "", "def f(x, s):\n    return F.apply(x, s)\n"),
         ("x, eps=1e-5", "g, g.sum()", "", "F.apply(x, torch.full((), 1e-5))\n"),
+        ("x, eps=1e-5", "g, g.sum()", "", "def f(x, e):\n    return F.apply(x, e)\n"),  # a default speaks only without call sites
         ("x, bias=None", "g, g.sum(0)", "", ""),  # no call site says it is None
         # forward uses the argument as a tensor: forward would fail first
         ("x, s", "g, g.sum()", "", "F.apply(x, 0.5)\n"),

@@ -146,8 +146,8 @@ def _call_shapes(module: ParsedModule, function_class: FunctionClass, forward: M
             if any(value is None for value in passed[:count]):
                 continue  # a keyword skipping an optional argument: how torch counts it is not known here
         sites.append((call, [(value, caller.kind(value, call) if value is not None else None) for value in passed[:count]]))
-    tensor_somewhere = {i for _, bound in sites for i, (_, kind) in enumerate(bound) if kind is TENSOR}
-    signature = [_bound_by_signature(forward, param, i in tensor_somewhere) for i, param in enumerate(params)]
+    # A literal default speaks only when no call site does; an annotation always.
+    signature = [_bound_by_signature(forward, param, use_default=not function_class.apply_calls) for param in params]
     shapes = [
         CallShape(call, tuple(_bound_at_call(caller, call, forward, params[i], value, kind, signature[i]) for i, (value, kind) in enumerate(bound)))
         for call, bound in sites
@@ -179,15 +179,15 @@ def _bound_at_call(caller: CallerKinds, call: cst.Call, forward: Method, param: 
     return Bound(kind, "", ())
 
 
-def _bound_by_signature(forward: Method, param: cst.Param, tensor_passed: bool) -> Bound:
-    """A non-tensor by forward's own word: a scalar annotation, or a literal default (not None) that
-    no call site contradicts by passing a tensor and that forward does not use as a tensor."""
+def _bound_by_signature(forward: Method, param: cst.Param, use_default: bool) -> Bound:
+    """A non-tensor by forward's own word: a scalar annotation; or, with `use_default` (the module
+    has no call site), a literal default other than None that forward does not use as a tensor."""
     name = param.name.value
     annotated = annotation_kind(param.annotation)
     if annotated is NON_TENSOR:
         return Bound(NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param))
     if annotated is UNKNOWN and param.default is not None and literal_kind(param.default) is NON_TENSOR:
-        if not tensor_passed and not used_as_tensor(forward, name):
+        if use_default and not used_as_tensor(forward, name):
             return Bound(NON_TENSOR, _shown_default(param), _stand_ins(param))
     return Bound(TENSOR if annotated is TENSOR else UNKNOWN, "", ())
 
