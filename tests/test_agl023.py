@@ -55,6 +55,7 @@ def test_unsafe_branches_are_flagged_at_the_op(body, column):
         "return torch.where(x > 0, torch.log(torch.where(x > 0, x, 1.0)), 0.0)",
         "return torch.where(x > 0, torch.log(x.clamp(min=1e-6)), 0.0)",
         "return torch.where(x > 0, torch.sqrt(x.clamp_min(EPS)), 0.0)",
+        "return torch.where(x > 0, x, torch.expm1(x.clamp(max=0)))",  # exp kept at or below 1
         "return torch.where(x > 0, torch.log(torch.maximum(x, y)), 0.0)",
         "return torch.where(mask, torch.log(x), 0.0)",  # the condition guards another tensor
         "return torch.where(x > 1, torch.log(x), x - 1)",  # regime switch away from log's singular point

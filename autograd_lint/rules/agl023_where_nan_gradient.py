@@ -148,19 +148,28 @@ class WhereNanGradient(Rule):
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
-        has_where = has_unsafe = False
+        """A `where` call, and an unsafe op whose argument (up to `-`, `.neg()` and a clamp) is also
+        compared somewhere in the file (up to `abs`): the rule's guarded variable."""
+        compared: set[str] = set()
+        arguments: set[str] = set()
+        has_where = False
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id if isinstance(node.func, ast.Name) else None
+            if isinstance(node, ast.Compare):
+                compared.update(_ast_operand_texts([node.left, *node.comparators]))
+            elif isinstance(node, ast.Call):
+                name = _ast_terminal(node.func)
+                operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
                 if name == "where":
                     has_where = True
+                elif name in COMPARISON_METHODS:
+                    compared.update(_ast_operand_texts(operands))
                 elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                    has_unsafe = True
-            elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.Pow)):
-                has_unsafe = True
-            if has_where and has_unsafe:
-                return True
-        return False
+                    arguments.update(_ast_argument_texts(operands))
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                arguments.update(_ast_argument_texts([node.right]))
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+                arguments.update(_ast_argument_texts([node.left]))
+        return has_where and not compared.isdisjoint(arguments)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
@@ -187,6 +196,32 @@ class WhereNanGradient(Rule):
         shown = " ".join(code_of(found.where).split())
         main = "\n".join(["import torch", code, f"_agl_where_recipe(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
         return Harness(required, main, optional | {"torch"})
+
+
+def _ast_terminal(func: ast.AST) -> str | None:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+
+
+def _ast_operand_texts(nodes: list[ast.AST]) -> set[str]:
+    """Source of compared operands, and of `x` for `x.abs()` / `torch.abs(x)`."""
+    texts = set()
+    for node in nodes:
+        texts.add(ast.unparse(node))
+        if isinstance(node, ast.Call) and _ast_terminal(node.func) == "abs":
+            texts.update(ast.unparse(n) for n in [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])])
+    return texts
+
+
+def _ast_argument_texts(nodes: list[ast.AST]) -> set[str]:
+    """Source of unsafe ops' arguments, and of `x` for `-x`, `x.neg()`, `x.clamp(...)`."""
+    texts = set()
+    for node in nodes:
+        texts.add(ast.unparse(node))
+        if isinstance(node, ast.UnaryOp):
+            texts.add(ast.unparse(node.operand))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (node.func.attr == "neg" or node.func.attr in CLAMPS):
+            texts.add(ast.unparse(node.func.value))
+    return texts
 
 
 def _where_parts(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
@@ -325,10 +360,19 @@ def _sanitizes(node: cst.CSTNode) -> bool:
     name = node.func.attr.value
     if name in ("where", "masked_fill", "nan_to_num", "maximum", "minimum", "fmax", "fmin"):
         return True
-    if name in CLAMPS:
-        # `x.clamp(min=0)` still puts 0 under a log or sqrt; any other bound keeps it away.
-        bounds = [a for a in node.args if a.keyword is None or a.keyword.value in ("min", "max")]
-        return not any(_number(a.value) == 0.0 for a in bounds)
+    # `x.clamp(min=0)` still puts 0 under a log or sqrt; any other bound keeps it away.
+    return name in CLAMPS and not _zero_lower_bound(node)
+
+
+def _zero_lower_bound(clamp: cst.Call) -> bool:
+    """`x.clamp(min=0)`, `x.clamp(0, 1)`, `x.clamp_min(0.)`, `x.clip(0)`: the lower bound is 0."""
+    name = clamp.func.attr.value
+    if name.startswith("clamp_max"):
+        return False
+    for index, arg in enumerate(clamp.args):
+        is_lower = arg.keyword.value == "min" if arg.keyword is not None else index == 0
+        if is_lower and _number(arg.value) == 0.0:
+            return True
     return False
 
 
@@ -375,7 +419,7 @@ def _sign_of(argument: cst.BaseExpression, target: str) -> int | None:
         return 1
     if isinstance(argument, cst.Call) and isinstance(argument.func, cst.Attribute) and argument.func.attr.value in CLAMPS:
         # `x.clamp(min=0)`: 0 stays under the op, exactly where its derivative is infinite
-        if any(_number(a.value) == 0.0 for a in argument.args) and normalized_code(argument.func.value) == target:
+        if _zero_lower_bound(argument) and normalized_code(argument.func.value) == target:
             return 1
     if isinstance(argument, cst.UnaryOperation) and isinstance(argument.operator, cst.Minus) and normalized_code(argument.expression) == target:
         return -1
