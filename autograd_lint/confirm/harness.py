@@ -194,14 +194,6 @@ def _literal(module: ParsedModule, expr: cst.BaseExpression | None) -> str | Non
         return None
 
 
-def apply_recipe_harness(module: ParsedModule, function_class, recipe: str, *arguments: object) -> Harness:
-    """The usual harness: the Function's definition, `_agl_builders` for its call shapes, then
-    `recipe(<Fn>.apply, _agl_builders, *arguments)` (arguments given as Python values, passed by repr)."""
-    required, optional, definition = function_class_code(module, function_class)
-    call = ", ".join([f"{function_class.name}.apply", "_agl_builders", *(repr(a) for a in arguments)])
-    return Harness(required, "\n".join([definition, apply_builders(module, function_class), f"{recipe}({call})"]), optional)
-
-
 def literal_source(expr: cst.BaseExpression | None) -> str | None:
     """Source text of a literal argument (`2.0`, `None`, `"mean"`, `(1, 2)`), else None."""
     return _literal(None, expr)

@@ -9,7 +9,7 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import (
-    CannotBuildHarness, Harness, apply_recipe_harness, function_class_code, literal_binding, literal_source,
+    CannotBuildHarness, Harness, recipe_harness, function_class_code, literal_binding, literal_source,
 )
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
@@ -103,7 +103,7 @@ class TensorsInContainers(FunctionRule):
         case: ContainerCase = finding.subject
         function_class = case.function_class
         if case.call is None:
-            return apply_recipe_harness(module, function_class, "_agl_container_output_recipe")
+            return recipe_harness(module, function_class, f"_agl_container_output_recipe({function_class.name}.apply, _agl_builders)")
         required, optional, definition = function_class_code(module, function_class)
         label, count, build = _container_call_builder(module, case)
         main = f"_agl_container_input_recipe({function_class.name}.apply, {label!r}, {count}, {build})"

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_recipe_harness
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass
 from ..module import ParsedModule
@@ -55,7 +55,7 @@ class AutogradInsideForward(FunctionRule):
         """Apply the Function to float64 leaf tensors that require grad; torch's own error from inside
         forward is the proof."""
         found: AutogradCall = finding.subject
-        return apply_recipe_harness(module, found.function_class, "_agl_autograd_in_forward_recipe", short_code(found.call))
+        return recipe_harness(module, found.function_class, f"_agl_autograd_in_forward_recipe({found.function_class.name}.apply, _agl_builders, {short_code(found.call)!r})")
 
 
 def _message(function_class: FunctionClass, call: cst.Call, helper: cst.FunctionDef | None) -> str:

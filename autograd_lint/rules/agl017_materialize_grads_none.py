@@ -15,7 +15,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_recipe_harness
+from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
@@ -69,7 +69,7 @@ class MaterializeGradsNone(FunctionRule):
         """Backward from one output at a time (the others unused, so their gradients are None), as
         written and with materialization left on; torch's TypeError/AttributeError on NoneType is the proof."""
         use: NoneGradUse = finding.subject
-        return apply_recipe_harness(module, use.function_class, "_agl_materialize_recipe", use.grad, use.position)
+        return recipe_harness(module, use.function_class, f"_agl_materialize_recipe({use.function_class.name}.apply, _agl_builders, {use.grad!r}, {use.position})")
 
 
 def _message(function_class: FunctionClass, backward: Method, grad: str, use: cst.CSTNode) -> str:
