@@ -268,11 +268,7 @@ class AliasFlow:
                     self._bind(target.target, small.value, env)
             elif isinstance(small, cst.AnnAssign) and small.value is not None:
                 self._bind(small.target, small.value, env)
-            elif isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Name):
-                name = small.target.value
-                alias = env.get(name)
-                if alias is not None and alias.kind == TENSORS and not isinstance(small.value, (cst.Tuple, cst.List)):
-                    env.pop(name, None)  # `grads += (None,)` is a new tuple of mixed content; stop tracking it
+            # `t += v` keeps `t` the same tensor; `grads += (None,)` still holds the same gradients.
         elif isinstance(small, cst.Del):
             for name in _names(small.target):
                 env.pop(name, None)
