@@ -63,7 +63,7 @@ class SharedStateInBackward(FunctionRule):
                 yield Finding(node, _closure_message(module, method, shown, rebinding), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """The two-apply differential test and the drift test (see probes._agl_shared_state_recipe),
+        """The two-apply differential test and the drift test (see confirm/recipes/agl001.py),
         with the shared value written directly, as the module's writer would."""
         read: SharedRead = finding.subject
         function_class = read.function_class
