@@ -152,7 +152,8 @@ def find_pyproject(start: str) -> Path | None:
     for candidate_dir in (directory, *directory.parents):
         candidate = candidate_dir / "pyproject.toml"
         if candidate.is_file():
-            if SECTION in _read_toml(candidate).get("tool", {}):
+            tool = _read_toml(candidate).get("tool")
+            if isinstance(tool, dict) and SECTION in tool:  # `tool = 5` is someone else's odd file, not ours
                 return candidate
     return None
 
@@ -163,6 +164,8 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -171,7 +174,10 @@ def load_config(path: Path | None) -> Config:
     """The Config from `path`'s [tool.autograd-lint] table (defaults when `path` is None)."""
     if path is None:
         return Config()
-    table = _read_toml(path).get("tool", {}).get(SECTION, {})
+    tool = _read_toml(path).get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: [tool] must be a table")
+    table = tool.get(SECTION, {})
     where = f"{path}: [tool.{SECTION}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
