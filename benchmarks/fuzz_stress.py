@@ -109,7 +109,6 @@ def main() -> int:
     chunks, results = context.Queue(), context.Queue()
     next_chunk = 0
     workers: dict[int, multiprocessing.Process] = {}
-    running: dict[int, int] = {}  # worker -> the chunk it is on (for crash attribution)
     totals = {"programs": 0, "internal": 0, "crashes": 0}
     by_kind: dict[str, int] = {}
     started = time.monotonic()

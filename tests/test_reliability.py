@@ -22,13 +22,11 @@ import libcst
 import pytest
 import _pytest
 import torch
-from click.testing import CliRunner
 
 import autograd_lint.api
 import autograd_lint.reading
 from autograd_lint import lint_paths, lint_source
-from autograd_lint.cli import main
-from autograd_lint.rule import Finding, Rule
+from autograd_lint.rule import Rule
 from autograd_lint.diagnostic import Severity
 from autograd_lint.rules import RULES
 
@@ -38,24 +36,12 @@ MESSAGE_START = "Scale.backward returns 1 value but forward takes 2 inputs"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
-def invoke(args, input=None):
-    return CliRunner().invoke(main, args, input=input)
-
-
 def run_linter(args, cwd, timeout=300, **kwargs):
     return subprocess.run([sys.executable, "-m", "autograd_lint", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "a_good.py").write_text(SNIPPET)
-    (tmp_path / "z_good.py").write_text(SNIPPET)
-    return tmp_path
-
-
-GOOD = [("a_good.py", 11, 9, "AGL002"), ("z_good.py", 11, 9, "AGL002")]
+from test_bad_input import GOOD, invoke, project  # noqa: E402,F401 - the same two good files; `project` is a fixture
 
 
 # --- line endings and whitespace -------------------------------------------------------------------
