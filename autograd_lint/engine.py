@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import threading
 import traceback
@@ -73,7 +74,15 @@ def _lint_parsed(
     if not rules and python_error is None:
         return diagnostics
     try:
-        module = ParsedModule(source, path, module_name)
+        try:
+            module = ParsedModule(source, path, module_name)
+        except cst.ParserSyntaxError:
+            if python_error is not None or not _BLANK_CONTINUATION.search(source):
+                raise
+            # A blank line that ends in a backslash: CPython joins it to the next line, libcst's
+            # tokenizer rejects it. Without the backslash the line is blank and the code the same,
+            # with every other line and column where it was.
+            module = ParsedModule(_BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name)
     except cst.ParserSyntaxError as error:
         if python_error is not None:
             return [python_error]  # CPython words and locates it better
@@ -113,6 +122,9 @@ def _lint_parsed(
         return _unsuppressed(source, diagnostics)
     except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
         return sorted(diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)], key=Diagnostic.sort_key)
+
+
+_BLANK_CONTINUATION = re.compile(r"^([ \t\f]*)\\(?=\r\n|\r|\n|\Z)", re.MULTILINE)
 
 
 def _internal_error(path: str, what: str, error: BaseException, verbose: bool) -> Diagnostic:
