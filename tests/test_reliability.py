@@ -146,7 +146,6 @@ def test_blank_line_ending_in_a_backslash(ending):
     # Found by the fuzzer: CPython joins it to the next line, libcst's tokenizer rejected the file.
     source = SNIPPET.replace("        return g", "\t \t  \\\n        return g").replace("\n", ending)
     assert [(d.code, d.line, d.column) for d in lint_source(source)] == [("AGL002", 12, 9)]
-    assert lint_source("\t \\" + ending) == []  # alone, at the end of the file
 
 
 # --- Python 2 --------------------------------------------------------------------------------------
