@@ -1,0 +1,280 @@
+"""AGL022 amp-missing-custom-fwd: a matmul-type Function applied in a module that runs autocast,
+without `torch.amp.custom_fwd`/`custom_bwd`.
+
+Under autocast, forward's matmul/linear/conv runs in low precision, so the output and the incoming
+gradient are bfloat16/float16, while the inputs backward saved stay float32. Backward runs after the
+`with autocast` block (as training loops do), where autocast is off: its own matmul then mixes dtypes
+and torch raises. `custom_fwd(cast_inputs=...)` runs forward in the given dtype with autocast off;
+`custom_fwd` plus `custom_bwd` runs backward under forward's autocast state. `custom_bwd` without
+`custom_fwd` fails on every backward (it reads what `custom_fwd` stores on ctx).
+
+The linter sees one file: the Function counts as used under autocast when the module that applies it
+also enters an enabled autocast region (`with torch.autocast(...)`, `torch.amp`/`torch.cuda.amp`/
+`torch.cpu.amp` `autocast(...)`, or a function decorated with one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, recipe_harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method, TRANSPARENT_DECORATORS
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import code_of, dotted_name, is_none, method_name, short_code, walk
+
+# Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
+# makes the incoming gradient low precision, and in backward they refuse mixed dtypes.
+LOW_PRECISION_OPS = frozenset(
+    {
+        "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "mv", "addmv", "einsum", "tensordot",
+        "chain_matmul", "multi_dot", "linear", "bilinear", "conv1d", "conv2d", "conv3d",
+        "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv_input", "conv1d_input",
+        "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight", "conv3d_weight",
+        "scaled_dot_product_attention",
+    }
+)
+CASTS = frozenset({"float", "half", "double", "bfloat16", "type_as"})
+TORCH_MESSAGE = "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != float"
+
+
+@dataclass(frozen=True)
+class AmpCase:
+    function_class: FunctionClass
+    kind: str  # "no-decorators", "fwd-without-bwd", "bwd-without-fwd"
+
+
+class AmpMissingCustomFwd(FunctionRule):
+    code = "AGL022"
+    name = "amp-missing-custom-fwd"
+    severity = Severity.WARNING
+    summary = "a matmul/conv Function applied under autocast without torch.amp.custom_fwd/custom_bwd"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return ("autocast" in text or "custom_bwd" in text) and super().triggered(text)
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        regions = None
+        for function_class in module.functions:
+            pair = function_class.checked_pair()
+            if pair is None:
+                continue
+            forward, backward = pair
+            fwd, bwd = _amp_decorator(module, forward, "custom_fwd"), _amp_decorator(module, backward, "custom_bwd")
+            if not _transparent(forward) or not _transparent(backward):
+                continue
+            if bwd is not None:
+                if fwd is None and forward.owner is function_class:
+                    yield Finding(forward.node.name, _message(function_class, "bwd-without-fwd", None), AmpCase(function_class, "bwd-without-fwd"))
+                continue
+            if fwd is not None and _casts_inputs(fwd):
+                continue
+            if not (function_class.apply_calls or _apply_referenced(module, function_class)):
+                continue
+            if regions is None:
+                regions = autocast_regions(module)
+            if not regions:
+                continue
+            if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
+                continue
+            if _disables_autocast(module, forward) or _casts_dtype(backward):
+                continue
+            region = _region_of(module, function_class, regions)
+            if fwd is None:
+                if forward.owner is function_class:
+                    yield Finding(forward.node.name, _message(function_class, "no-decorators", region), AmpCase(function_class, "no-decorators"))
+            elif backward.owner is function_class:
+                yield Finding(backward.node.name, _message(function_class, "fwd-without-bwd", region), AmpCase(function_class, "fwd-without-bwd"))
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Forward under `torch.autocast("cpu", dtype=torch.bfloat16)` on float32 inputs, backward
+        after the block, as a training loop does; the same Function without autocast must run."""
+        case: AmpCase = finding.subject
+        name = case.function_class.name
+        return recipe_harness(module, case.function_class, f"_agl_amp_recipe({name}.apply, _agl_builders)")
+
+
+def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> str:
+    name = function_class.name
+    if kind == "bwd-without-fwd":
+        return (
+            f"{name}.backward has `custom_bwd` but forward has no `custom_fwd`: custom_bwd reads the autocast state "
+            f"custom_fwd stores on ctx, so every backward raises AttributeError '{name}Backward' object has no attribute "
+            f"'_fwd_used_autocast'; decorate forward with `@torch.amp.custom_fwd(device_type=...)`"
+        )
+    where = f"this module runs `{short_code(region, 40)}`" if region is not None else "this module runs autocast"
+    if kind == "fwd-without-bwd":
+        return (
+            f"{name}.backward lacks `@torch.amp.custom_bwd(device_type=...)` while forward has `custom_fwd` without "
+            f"`cast_inputs` and {where}: forward's matmul/conv output is low precision, backward runs after the autocast "
+            f"block with autocast off and mixes it with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'); "
+            f"add `custom_bwd` to backward"
+        )
+    return (
+        f"{name} runs matmul/conv ops in forward and backward without `torch.amp.custom_fwd`/`custom_bwd` and {where}: "
+        f"under autocast forward's output and gradient are low precision while backward, run after the block with "
+        f"autocast off, mixes them with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'); decorate forward with "
+        f"`@torch.amp.custom_fwd(device_type=...)` and backward with `@torch.amp.custom_bwd(device_type=...)`, "
+        f"or use `custom_fwd(..., cast_inputs=torch.float32)`"
+    )
+
+
+def _transparent(method: Method) -> bool:
+    return all(name.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS for name in method.decorators)
+
+
+def _amp_decorator(module: ParsedModule, method: Method, tail: str) -> cst.Decorator | None:
+    for decorator in method.node.decorators:
+        expr = decorator.decorator.func if isinstance(decorator.decorator, cst.Call) else decorator.decorator
+        if (module.qualified_name(expr) or "").rsplit(".", 1)[-1] == tail:
+            return decorator
+    return None
+
+
+def _casts_inputs(decorator: cst.Decorator) -> bool:
+    """`custom_fwd(..., cast_inputs=<not None>)`: forward runs in that dtype with autocast off."""
+    expr = decorator.decorator
+    return isinstance(expr, cst.Call) and any(
+        arg.keyword is not None and arg.keyword.value == "cast_inputs" and not is_none(arg.value) for arg in expr.args
+    )
+
+
+def is_autocast(module: ParsedModule, expr: cst.BaseExpression) -> bool:
+    """An enabled autocast context or decorator: `torch.autocast(...)`, `torch.amp.autocast(...)`,
+    `torch.cuda.amp.autocast()`, `autocast(...)` imported from torch (not `enabled=False`)."""
+    args = ()
+    if isinstance(expr, cst.Call):
+        expr, args = expr.func, expr.args
+    qualified = module.qualified_name(expr) or ""
+    if qualified.rsplit(".", 1)[-1] != "autocast" or not qualified.startswith("torch."):
+        return False
+    for arg in args:
+        if arg.keyword is not None and arg.keyword.value == "enabled":
+            return not (isinstance(arg.value, cst.Name) and arg.value.value == "False")
+    return True
+
+
+def autocast_regions(module: ParsedModule) -> list[cst.CSTNode]:
+    """The module's `with` items and function decorators that turn autocast on, in source order."""
+    found = []
+    for node in module.parents:
+        if type(node) is cst.WithItem and is_autocast(module, node.item):
+            found.append(node.item)
+        elif type(node) is cst.Decorator and is_autocast(module, node.decorator):
+            found.append(node.decorator)
+    return found
+
+
+def _region_of(module: ParsedModule, function_class: FunctionClass, regions: list[cst.CSTNode]) -> cst.CSTNode:
+    """The autocast region an apply call sits in, else the module's first one."""
+    inside = set(regions)
+    for call in function_class.apply_calls:
+        for ancestor in module.ancestors(call):
+            if isinstance(ancestor, cst.With):
+                for item in ancestor.items:
+                    if item.item in inside:
+                        return item.item
+            elif isinstance(ancestor, cst.FunctionDef):
+                for decorator in ancestor.decorators:
+                    if decorator.decorator in inside:
+                        return decorator.decorator
+    return regions[0]
+
+
+def _apply_referenced(module: ParsedModule, function_class: FunctionClass) -> bool:
+    """`Cls.apply` used without calling it here (`vmap(Cls.apply)`, `fn = Cls.apply`)."""
+    for node in module.parents:
+        if type(node) is cst.Attribute and node.attr.value == "apply" and isinstance(node.value, cst.Name) and node.value.value == function_class.name:
+            return True
+    return False
+
+
+def _low_precision_op(module: ParsedModule, method: Method) -> bool:
+    """The method, or a helper it calls (one level), runs a matmul/conv-type op."""
+    return _has_low_precision_op(method.node) or any(_has_low_precision_op(helper) for _, helper in module.functions.called_functions(method))
+
+
+VIEWS = frozenset({"view", "reshape", "contiguous", "transpose", "permute", "squeeze", "unsqueeze", "flatten", "t", "clone", "view_as", "reshape_as", "mul", "div"})
+
+
+def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """`expr` is a low-precision op's result: `x @ w`, `torch.bmm(...)`, `F.linear(...)` (or a forward
+    helper doing one), through views and arithmetic with number literals, or a name forward assigns so.
+    Adding a float32 tensor (`x @ w + bias`) promotes the output back to float32, so it does not count."""
+    if depth > 4:
+        return False
+    while True:
+        if type(expr) is cst.Call and method_name(expr) in VIEWS and isinstance(expr.func, cst.Attribute):
+            if method_name(expr) in ("mul", "div") and not all(type(a.value) in (cst.Integer, cst.Float) for a in expr.args):
+                return False
+            expr = expr.func.value
+        elif type(expr) is cst.BinaryOperation and type(expr.operator) is not cst.MatrixMultiply:
+            numbers = [side for side in (expr.left, expr.right) if type(side) in (cst.Integer, cst.Float)]
+            if not numbers:
+                return False
+            expr = expr.right if numbers[0] is expr.left else expr.left
+        else:
+            break
+    if type(expr) is cst.BinaryOperation:
+        return True
+    if type(expr) is cst.Call:
+        if (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS:
+            return True
+        return any(call is expr and _has_low_precision_op(helper) for call, helper in module.functions.called_functions(forward))
+    if type(expr) is cst.Name:
+        for node in walk(forward.node.body, into_functions=False):
+            if type(node) is cst.Assign and any(type(t.target) is cst.Name and t.target.value == expr.value for t in node.targets):
+                if _is_low_precision(module, forward, node.value, depth + 1):
+                    return True
+    return False
+
+
+def _returns_low_precision(module: ParsedModule, forward: Method) -> bool:
+    """forward returns (one of its outputs being) a low-precision op's result: under autocast that
+    output, and so the gradient backward receives, is bfloat16/float16."""
+    for node in walk(forward.node.body, into_functions=False):
+        if type(node) is cst.Return and node.value is not None:
+            values = [e.value for e in node.value.elements] if isinstance(node.value, cst.Tuple) else [node.value]
+            if any(_is_low_precision(module, forward, value) for value in values):
+                return True
+    return False
+
+
+def _has_low_precision_op(function: cst.FunctionDef) -> bool:
+    for node in walk(function.body, into_functions=False):
+        if type(node) is cst.BinaryOperation and type(node.operator) is cst.MatrixMultiply:
+            return True
+        if type(node) is cst.Call and (dotted_name(node.func) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS:
+            return True
+    return False
+
+
+def _disables_autocast(module: ParsedModule, method: Method) -> bool:
+    """forward runs (part of) its work in `with torch.autocast(..., enabled=False)`."""
+    for node in walk(method.node.body, into_functions=False):
+        if type(node) is cst.WithItem:
+            expr = node.item.func if isinstance(node.item, cst.Call) else node.item
+            if (module.qualified_name(expr) or "").rsplit(".", 1)[-1] == "autocast" and not is_autocast(module, node.item):
+                return True
+    return False
+
+
+def _is_cast(node: cst.CSTNode) -> bool:
+    if type(node) is not cst.Call:
+        return False
+    name = method_name(node)
+    if name in CASTS:
+        return True
+    return name == "to" and "dtype" in code_of(node) or name == "to" and any(
+        (dotted_name(arg.value) or "").startswith("torch.") for arg in node.args
+    )
+
+
+def _casts_dtype(method: Method) -> bool:
+    """backward converts dtypes itself (`g.float()`, `w.to(g.dtype)`): the author handles mixed precision."""
+    return any(_is_cast(node) for node in walk(method.node.body, into_functions=False))

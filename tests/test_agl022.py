@@ -1,0 +1,152 @@
+"""AGL022 amp-missing-custom-fwd: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+
+def agl022(source: str) -> list[tuple[int, int]]:
+    found = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL022",)))
+    return [(d.line, d.column) for d in found]
+
+
+def linear(forward_decorators: str = "", backward_decorators: str = "", returned: str = "x @ w.t()", backward_body: str = "return g @ w, g.t() @ x", imports: str = "", use: str = 'with torch.autocast("cpu", dtype=torch.bfloat16):\n    y = Lin.apply(x, w)') -> str:
+    return (
+        "import torch\n" + imports + "\n\nclass Lin(torch.autograd.Function):\n    @staticmethod\n"
+        + "".join(f"    {d}\n" for d in forward_decorators.split(";") if d)
+        + "    def forward(ctx, x, w):\n        ctx.save_for_backward(x, w)\n"
+        + f"        return {returned}\n\n    @staticmethod\n"
+        + "".join(f"    {d}\n" for d in backward_decorators.split(";") if d)
+        + "    def backward(ctx, g):\n        x, w = ctx.saved_tensors\n"
+        + textwrap.indent(backward_body, " " * 8) + "\n\n\ndef step(x, w):\n" + textwrap.indent(use, "    ") + "\n    y.float().sum().backward()\n"
+    )
+
+
+def forward_line(source: str) -> int:
+    return source.splitlines().index("    def forward(ctx, x, w):") + 1
+
+
+@pytest.mark.parametrize(
+    "imports, use",
+    [
+        ("", 'with torch.autocast("cpu", dtype=torch.bfloat16):\n    y = Lin.apply(x, w)'),
+        ("", "with torch.cuda.amp.autocast():\n    y = Lin.apply(x, w)"),
+        ("from torch import autocast", 'with autocast("cuda"):\n    y = Lin.apply(x, w)'),
+        ("from torch.amp import autocast", 'with autocast("cuda", enabled=True):\n    y = Lin.apply(x, w)'),
+        ("", "y = Lin.apply(x, w)\n\n@torch.autocast('cpu')\ndef other(x):\n    return x"),  # the module runs autocast elsewhere
+        ("", "fn = Lin.apply\ny = fn(x, w)\nwith torch.autocast('cpu'):\n    pass"),
+    ],
+)
+def test_matmul_function_in_a_module_running_autocast_is_flagged(imports, use):
+    source = linear(imports=imports, use=use)
+    assert agl022(source) == [(forward_line(source), 9)]
+
+
+@pytest.mark.parametrize(
+    "returned",
+    ["x @ w.t()", "torch.mm(x, w.t()) * 0.5", "torch.nn.functional.linear(x, w).view(-1)", "(x.matmul(w.t())).transpose(0, 1)", "torch.einsum('ij,kj->ik', x, w)"],
+)
+def test_returned_low_precision_results_are_flagged(returned):
+    assert len(agl022(linear(returned=returned))) == 1
+
+
+def test_returned_name_assigned_from_a_matmul_is_flagged():
+    source = linear(returned="out")
+    source = source.replace("        return out", "        out = x @ w.t()\n        return out")
+    assert len(agl022(source)) == 1
+
+
+def test_custom_fwd_without_custom_bwd_is_flagged_at_backward():
+    source = linear(forward_decorators='@torch.amp.custom_fwd(device_type="cpu")')
+    line = source.splitlines().index("    def backward(ctx, g):") + 1
+    (finding,) = lint_source(source, "case.py", Config(select=("AGL022",)))
+    assert (finding.line, finding.column) == (line, 9)
+    assert "lacks `@torch.amp.custom_bwd" in finding.message
+
+
+def test_custom_bwd_without_custom_fwd_is_flagged_even_without_autocast():
+    source = linear(backward_decorators='@torch.amp.custom_bwd(device_type="cuda")', use="y = Lin.apply(x, w)")
+    (finding,) = lint_source(source, "case.py", Config(select=("AGL022",)))
+    assert (finding.line, finding.column) == (forward_line(source), 9)
+    assert "_fwd_used_autocast" in finding.message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(forward_decorators='@torch.amp.custom_fwd(device_type="cpu")', backward_decorators='@torch.amp.custom_bwd(device_type="cpu")'),
+        dict(forward_decorators="@torch.cuda.amp.custom_fwd;", backward_decorators="@torch.cuda.amp.custom_bwd"),
+        dict(forward_decorators="@custom_fwd(cast_inputs=torch.float32)", imports="from torch.cuda.amp import custom_fwd"),
+        dict(forward_decorators='@amp.custom_fwd(device_type="cuda", cast_inputs=torch.float16)', imports="from torch import amp"),
+        dict(returned="x @ w.t() + w[0]"),  # float32 tensor added: output promoted
+        dict(returned="x * w"),  # elementwise
+        dict(returned="(x @ w.t()).float()"),
+        dict(backward_body="g = g.to(w.dtype)\nreturn g @ w, g.t() @ x"),
+        dict(backward_body="return g.float() @ w, g.t().float() @ x"),
+        dict(backward_body="return g * w.sum(), g * x.sum()"),  # no matmul in backward
+        dict(use="y = Lin.apply(x, w)"),  # no autocast in the module
+        dict(use="with torch.autocast('cuda', enabled=False):\n    y = Lin.apply(x, w)"),
+    ],
+)
+def test_safe_shapes_are_silent(kwargs):
+    assert agl022(linear(**kwargs)) == []
+
+
+def test_forward_turning_autocast_off_is_silent():
+    source = linear().replace("        return x @ w.t()", "        with torch.autocast('cpu', enabled=False):\n            return x @ w.t()")
+    assert agl022(source) == []
+
+
+def test_function_never_applied_here_is_silent():
+    source = linear(use="with torch.autocast('cpu'):\n    y = x @ w")
+    assert agl022(source) == []
+
+
+DECORATED = """
+import torch
+class Lin(torch.autograd.Function):
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w.t()
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w, g.t() @ x
+"""
+BUILDERS = "[('Lin.apply(<tensor>, <tensor>)', lambda s: [_agl_leaf(s, 0), _agl_leaf(s, 1)])]"
+
+
+def test_recipe_confirms_the_undecorated_version_and_not_the_decorated_one():
+    verdict, evidence = run_recipe(DECORATED + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    assert verdict == "not-reproduced", evidence
+    assert "output bfloat16" in evidence and "input grads float32" in evidence
+    undecorated = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
+    verdict, evidence = run_recipe(undecorated + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    assert verdict == "confirmed", evidence
+    assert "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != float" in evidence
+
+
+def test_recipe_on_cast_inputs_and_on_a_promoting_bias_is_not_reproduced():
+    cast = DECORATED.replace('@torch.amp.custom_fwd(device_type="cpu")', '@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)')
+    cast = cast.replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
+    verdict, evidence = run_recipe(cast + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    assert verdict == "not-reproduced" and "output float32" in evidence, evidence
+    biased = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
+    biased = biased.replace("return x @ w.t()", "return x @ w.t() + w[0]").replace("return g @ w, g.t() @ x", "return g @ w, g.t() @ x + g.sum(0)")
+    verdict, evidence = run_recipe(biased + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    assert verdict == "not-reproduced" and "output float32" in evidence, evidence
+
+
+def test_recipe_confirms_custom_bwd_without_custom_fwd():
+    half = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "")
+    verdict, evidence = run_recipe(half + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    assert verdict == "confirmed" and "'LinBackward' object has no attribute '_fwd_used_autocast'" in evidence, evidence
