@@ -10,6 +10,10 @@ a tracked tensor.
 
 Calls that may return their receiver unchanged (`contiguous`, `to`, `float`, `reshape`, `cpu`) count as
 aliases: when they do, a later write reaches the original.
+
+`CallTracking` lets a caller-side rule start tracking at a call (the result and the arguments of
+`Fn.apply(...)`, AGL019/AGL020), add writes this module cannot see from syntax (a module built with
+`inplace=True`) and stop at a call (`loss.backward()`).
 """
 
 from __future__ import annotations
@@ -150,6 +154,29 @@ def statement_writes(statement: cst.BaseSmallStatement) -> Iterator[InplaceWrite
 
 
 Env = dict[str, Alias]
+
+
+class CallTracking:
+    """Hooks for following tensors that calls produce, in the function that makes them. The base class
+    tracks nothing; rules override what they need."""
+
+    def result(self, call: cst.Call) -> Alias | None:
+        """What the call's value refers to, when it starts tracking (`Fn.apply(x)` -> its output)."""
+        return None
+
+    def tracked_after(self, call: cst.Call) -> Env:
+        """Names that refer to tracked tensors once the call has run (the arguments passed to it)."""
+        return {}
+
+    def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
+        """In-place writes made by the call beyond those `call_writes` reads from its syntax."""
+        return iter(())
+
+    def stops(self, call: cst.Call) -> bool:
+        """Whether nothing tracked matters once the call has run (a backward that consumed the graph)."""
+        return False
+
+
 _TERMINATING = (cst.Return, cst.Raise, cst.Continue, cst.Break)
 _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
 
@@ -162,11 +189,13 @@ class AliasFlow:
     tracked tensor as (write, alias), in the order met.
     """
 
-    def __init__(self, function: cst.FunctionDef, roots: Env, qualify: Qualify):
+    def __init__(self, function: cst.FunctionDef | cst.Module, roots: Env, qualify: Qualify, tracking: CallTracking | None = None):
         self.qualify = qualify
+        self.tracking = tracking
         self.found: list[tuple[InplaceWrite, Alias]] = []
         self._seen: set[int] = set()
-        self._block(function.body, dict(roots))
+        body = cst.IndentedBlock(body=function.body) if isinstance(function, cst.Module) else function.body
+        self._block(body, dict(roots))
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -278,6 +307,7 @@ class AliasFlow:
     def _expression(self, expr: cst.CSTNode, env: Env) -> None:
         """Record the writes of every call in `expr` (comprehension variables bound as they iterate)."""
         stack = [(expr, env)]
+        tracking, started, stopped = self.tracking, {}, False
         while stack:
             node, scope = stack.pop()
             kind = type(node)
@@ -293,9 +323,17 @@ class AliasFlow:
             elif kind is cst.Call:
                 for write in call_writes(node, self.qualify):
                     self._record(write, scope)
+                if tracking is not None:
+                    for write in tracking.writes(node):
+                        self._record(write, scope)
+                    started.update(tracking.tracked_after(node))
+                    stopped = stopped or tracking.stops(node)
             elif kind is cst.NamedExpr:
                 self._bind(node.target, node.value, scope)
             stack.extend((child, scope) for child in reversed(children(node)) if child is not getattr(node, "for_in", None))
+        if stopped:
+            env.clear()
+        env.update(started)
 
     def _record(self, write: InplaceWrite, env: Env) -> None:
         alias = self.resolve(write.target, env)
@@ -340,6 +378,10 @@ class AliasFlow:
         return None
 
     def _resolve_call(self, call: cst.Call, env: Env) -> Alias | None:
+        if self.tracking is not None:
+            started = self.tracking.result(call)
+            if started is not None:
+                return started
         func = call.func
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
         if isinstance(func, cst.Attribute):

@@ -1,0 +1,161 @@
+"""What callers do with `Fn.apply(...)`: in-place writes to its result, or to its arguments, after the call.
+
+Shared by AGL019 (a tensor forward saved for backward is changed before backward uses it) and AGL020
+(an output that is an input or a view of one is changed in place). Each function of the module that
+calls `.apply` of a same-module Function is followed once with `inplace.AliasFlow`: the result of the
+call and the chosen arguments become tracked tensors from that call on, an `nn` module built with
+`inplace=True` (`self.act = nn.ReLU(inplace=True)`, then `self.act(y)`) writes into its input, and a
+backward (`loss.backward()`, `torch.autograd.grad/backward`) ends the tracking: the graph is consumed.
+Calls under `torch.no_grad()` record no graph and are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import libcst as cst
+
+from .function_model import FunctionClass
+from .inplace import TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite
+from .module import ParsedModule
+from .syntax import dotted_name, walk
+
+BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """One tensor followed after an apply call: its output (`position` None) or the argument at `position`."""
+
+    function_class: FunctionClass
+    call: cst.Call
+    position: int | None
+    name: str  # the caller's name for it at the call (`y` in `y = Fn.apply(x)`, or the argument's name)
+
+    @property
+    def is_output(self) -> bool:
+        return self.position is None
+
+
+@dataclass(frozen=True)
+class CallerWrite:
+    tracked: Tracked
+    write: InplaceWrite
+
+
+# For one apply call: whether its output is followed, and the argument positions to follow.
+Selection = Callable[[FunctionClass, cst.Call], "tuple[bool, list[int]]"]
+
+
+def caller_writes(module: ParsedModule, classes: list[FunctionClass], select: Selection) -> Iterator[CallerWrite]:
+    """The first in-place write to each followed tensor, per apply call, in the functions that call."""
+    by_scope: dict[cst.CSTNode, list[tuple[FunctionClass, cst.Call]]] = {}
+    for function_class in classes:
+        for call in function_class.apply_calls:
+            scope = module.enclosing_function(call) or module.tree
+            if module.functions.enclosing(call) is not None or module.under_no_grad(call):
+                continue  # inside a Function (forward records nothing) or with grad recording off
+            by_scope.setdefault(scope, []).append((function_class, call))
+    for scope, calls in by_scope.items():
+        tracking = _ApplyTracking(module, calls, select)
+        if not tracking.roots:
+            continue
+        reported: set[str] = set()
+        for write, alias in AliasFlow(scope, {}, module.qualified_name, tracking).found:
+            if alias.root in reported or alias.root not in tracking.roots:
+                continue
+            reported.add(alias.root)
+            yield CallerWrite(tracking.roots[alias.root], write)
+
+
+class _ApplyTracking(CallTracking):
+    def __init__(self, module: ParsedModule, calls: list[tuple[FunctionClass, cst.Call]], select: Selection):
+        self.module = module
+        self.roots: dict[str, Tracked] = {}
+        self._results: dict[cst.Call, Alias] = {}
+        self._arguments: dict[cst.Call, Env] = {}
+        self._inplace_attributes: dict[cst.ClassDef, frozenset[str]] = {}
+        for function_class, call in calls:
+            output, positions = select(function_class, call)
+            if output:
+                key = f"{id(call)}:out"
+                self.roots[key] = Tracked(function_class, call, None, _result_name(module, call))
+                self._results[call] = Alias(key, TENSOR)
+            arguments = _positional_names(call)
+            for position in positions:
+                name = arguments.get(position)
+                if name is not None:
+                    key = f"{id(call)}:{position}"
+                    self.roots[key] = Tracked(function_class, call, position, name)
+                    self._arguments.setdefault(call, {})[name] = Alias(key, TENSOR)
+
+    def result(self, call: cst.Call) -> Alias | None:
+        return self._results.get(call)
+
+    def tracked_after(self, call: cst.Call) -> Env:
+        return self._arguments.get(call, {})
+
+    def stops(self, call: cst.Call) -> bool:
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "backward":
+            return True
+        return (self.module.qualified_name(func) or "") in BACKWARD_CALLS
+
+    def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
+        """`nn.ReLU(inplace=True)(y)`, and `self.act(y)` where the class sets `self.act = nn.ReLU(inplace=True)`."""
+        positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if not positional:
+            return
+        func = call.func
+        if isinstance(func, cst.Call) and self._inplace_module(func):
+            yield InplaceWrite(call, positional[0], call)
+        elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            owner = next((a for a in self.module.ancestors(call) if isinstance(a, cst.ClassDef)), None)
+            if owner is not None and func.attr.value in self._attributes_of(owner):
+                yield InplaceWrite(call, positional[0], call)
+
+    def _inplace_module(self, construction: cst.BaseExpression) -> bool:
+        """`nn.ReLU(inplace=True)` and other `torch.nn` modules built with `inplace=True`."""
+        if not isinstance(construction, cst.Call):
+            return False
+        if not (self.module.qualified_name(construction.func) or "").startswith("torch.nn."):
+            return False
+        return any(
+            arg.keyword is not None and arg.keyword.value == "inplace" and isinstance(arg.value, cst.Name) and arg.value.value == "True"
+            for arg in construction.args
+        )
+
+    def _attributes_of(self, owner: cst.ClassDef) -> frozenset[str]:
+        """The `self.<attr>` a class assigns only `torch.nn` modules built with `inplace=True`."""
+        found = self._inplace_attributes.get(owner)
+        if found is None:
+            values: dict[str, list[cst.BaseExpression]] = {}
+            for node in walk(owner.body):
+                if isinstance(node, cst.Assign):
+                    for target in node.targets:
+                        name = dotted_name(target.target) or ""
+                        if name.startswith("self.") and name.count(".") == 1:
+                            values.setdefault(name[5:], []).append(node.value)
+            found = frozenset(attr for attr, assigned in values.items() if all(self._inplace_module(v) for v in assigned))
+            self._inplace_attributes[owner] = found
+        return found
+
+
+def _positional_names(call: cst.Call) -> dict[int, str]:
+    """Position -> name for the arguments passed as bare names (positionally)."""
+    found = {}
+    for position, arg in enumerate(call.args):
+        if arg.star or arg.keyword is not None:
+            break
+        if isinstance(arg.value, cst.Name):
+            found[position] = arg.value.value
+    return found
+
+
+def _result_name(module: ParsedModule, call: cst.Call) -> str:
+    """The name the call's result is assigned to (`y = Fn.apply(x)`), else the call's own text."""
+    parent = module.parents.get(call)
+    if isinstance(parent, cst.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0].target, cst.Name):
+        return parent.targets[0].target.value
+    return f"{dotted_name(call.func) or 'Fn.apply'}(...)"

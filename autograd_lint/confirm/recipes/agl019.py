@@ -1,0 +1,85 @@
+# Confirm recipe for AGL019 saved-tensor-mutated: apply, the caller's in-place write, backward.
+# Runtime code with only torch available, copied into every harness after probes.py (see harness.PROBES).
+
+
+def _agl_inplace_write(target, name, replay, namespace):
+    """Write into `target` in place: the user's own statement (`replay`, with `name` bound to target) when
+    it runs on its own, else `target.mul_(1)` (same values, one more version). Returns what ran."""
+    if replay is not None:
+        scope = dict(namespace)
+        scope[name] = target
+        try:
+            exec(replay, scope)  # noqa: S102 - the user's own statement, in the confirm sandbox
+            return f"`{replay}`"
+        except NameError:
+            pass
+    target.mul_(1)
+    return f"`{name}.mul_(1)` (standing in for the flagged write)"
+
+
+def _agl_saved_inplace_recipe(apply, builders, position, name, replay, namespace):
+    """`position` None: write into the output; else into the argument at that position (a non-leaf, as
+    a caller's activation is). Backward must then fail on the saved tensor's version; with a clone()
+    at the call the same sequence must run."""
+    import torch
+
+    observed, error = [], None
+    role = "its output" if position is None else f"argument {position}"
+    for label, build in builders:
+        for shape in _AGL_SHAPES:
+
+            def run(clone):
+                args = list(build(shape))
+                if position is not None:
+                    if position >= len(args) or not isinstance(args[position], torch.Tensor):
+                        raise LookupError(f"argument {position} is not a tensor in {label}")
+                    args[position] = args[position] * 1
+                    target = args[position]
+                    passed = [a.clone() if clone and i == position else a for i, a in enumerate(args)]
+                    output = apply(*passed)
+                else:
+                    output = apply(*args)
+                    if clone:
+                        output = output.clone()
+                    target = output
+                return output, target
+
+            try:
+                output, target = run(False)
+            except Exception as exc:  # noqa: BLE001 - forward rejecting this input shape
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            if not isinstance(target, torch.Tensor):
+                observed.append(f"{label}: {role} is not a tensor")
+                break
+            try:
+                how = _agl_inplace_write(target, name, replay, namespace)
+            except Exception as exc:  # noqa: BLE001
+                observed.append(f"{label}: the in-place write on {role} raised {type(exc).__name__}: {exc}")
+                break
+            try:
+                _agl_backward(output)
+            except Exception as exc:  # noqa: BLE001
+                message = f"{type(exc).__name__}: {exc}"
+                if "modified by an inplace operation" not in message:
+                    observed.append(f"{label}: backward raised {message}")
+                    break
+                fixed = ""
+                try:
+                    output, target = run(True)
+                    _agl_inplace_write(target, name, replay, namespace)
+                    _agl_backward(output)
+                    fixed = "; with a .clone() at the call the same sequence runs"
+                except Exception as again:  # noqa: BLE001
+                    fixed = f"; with a .clone() at the call it still raised {type(again).__name__}"
+                _agl_report(
+                    "confirmed",
+                    f"{label}, then {how} on {role}, then backward raised {message}{fixed}",
+                )
+            observed.append(f"{label}: {how} on {role}, then backward ran")
+            break
+    if not observed:
+        _agl_report("inconclusive", f"forward failed on every synthesized input; last error: {error}")
+    if any(o.endswith("backward ran") for o in observed):
+        _agl_report("not-reproduced", "; ".join(observed))
+    _agl_report("inconclusive", "; ".join(observed))

@@ -1,0 +1,173 @@
+"""AGL019 saved-tensor-mutated: a tensor forward saved for backward is changed in place after `.apply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..apply_flow import CallerWrite, Tracked, caller_writes
+from ..confirm.harness import Harness, recipe_harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..syntax import code_of, walk
+from ..value_kinds import ValueKinds
+
+TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+@dataclass(frozen=True)
+class SavedTensors:
+    """What forward (or setup_context) passes to save_for_backward as written: the output, inputs by position."""
+
+    output: bool
+    inputs: dict[int, str]  # position of the apply argument -> forward's parameter name
+
+
+@dataclass(frozen=True)
+class MutatedSaved:
+    caller: CallerWrite
+    saved_as: str  # the forward-side name saved
+
+
+class SavedTensorMutated(FunctionRule):
+    code = "AGL019"
+    name = "saved-tensor-mutated"
+    severity = Severity.ERROR
+    summary = "an .apply argument or result that forward saved for backward is modified in place before backward"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        saved: dict[str, SavedTensors] = {}
+        for function_class in module.functions:
+            if function_class.apply_calls:
+                found = saved_tensors(module, function_class)
+                if found is not None and (found.output or found.inputs):
+                    saved[function_class.name] = found
+
+        def select(function_class: FunctionClass, call: cst.Call) -> tuple[bool, list[int]]:
+            found = saved[function_class.name]
+            return found.output, sorted(found.inputs)
+
+        classes = [c for c in module.functions if c.name in saved]
+        for caller in caller_writes(module, classes, select):
+            found = saved[caller.tracked.function_class.name]
+            tracked = caller.tracked
+            saved_as = "its output" if tracked.is_output else found.inputs[tracked.position]
+            subject = MutatedSaved(caller, saved_as)
+            yield Finding(caller.write.node, _message(tracked, caller.write.text, saved_as), subject=subject)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Apply, the same in-place write on the same tensor (the user's own statement when it names
+        nothing else), backward: torch's version-counter error is the proof; then the same sequence
+        with a `.clone()` must run."""
+        subject: MutatedSaved = finding.subject
+        tracked = subject.caller.tracked
+        replay = _replay_text(module, subject.caller)
+        call = (
+            f"_agl_saved_inplace_recipe({tracked.function_class.name}.apply, _agl_builders, "
+            f"{tracked.position!r}, {tracked.name!r}, {replay!r}, globals())"
+        )
+        harness = recipe_harness(module, tracked.function_class, call)
+        if replay is not None:
+            harness.optional_names |= {n.value for n in walk(cst.parse_statement(replay)) if isinstance(n, cst.Name)}
+        return harness
+
+
+def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedTensors | None:
+    """Which of forward's inputs, and whether its output, reach save_for_backward unchanged (bare names
+    only: a parameter never rebound, the name every return gives back, setup_context's `output` or names
+    unpacked from `inputs`). None when forward's inputs cannot be lined up with apply's arguments."""
+    forward = function_class.forward
+    inputs = function_class.forward_inputs()
+    if forward is None or inputs is None or inputs.has_varargs or not function_class.hierarchy_known:
+        return None
+    output, saved = False, {}
+    for method in function_class.saving_methods():
+        kinds = ValueKinds(function_class, method, module)
+        positions = _input_positions(method, inputs.names)
+        for call in method.save_calls:
+            for arg in call.args:
+                value = arg.value
+                if arg.star:
+                    continue
+                position = kinds.input_index(value)
+                if isinstance(value, cst.Name):
+                    name = value.value
+                    if name in positions and kinds.is_unchanged_input(name):
+                        position = positions[name]
+                    elif name in kinds.output_names and _single_output(module, function_class, method, kinds, name):
+                        output = True
+                if position is not None and position < len(inputs.names):
+                    saved[position] = inputs.names[position]
+    return SavedTensors(output, saved)
+
+
+def _input_positions(method: Method, names: tuple[str, ...]) -> dict[str, int]:
+    """Forward's parameters by position; in setup_context, the names unpacked from `inputs`."""
+    if method.name != "setup_context":
+        return {name: index for index, name in enumerate(names)}
+    params = method.data_params
+    if not params:
+        return {}
+    inputs_name = params[0].name.value
+    found: dict[str, int] = {}
+    for node in walk(method.node.body, into_functions=False):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == inputs_name:
+            for target in node.targets:
+                elements = target.target.elements if isinstance(target.target, (cst.Tuple, cst.List)) else []
+                if not any(isinstance(e, cst.StarredElement) for e in elements):
+                    for index, element in enumerate(elements):
+                        if isinstance(element.value, cst.Name):
+                            found[element.value.value] = index
+    return found
+
+
+def _single_output(module: ParsedModule, function_class: FunctionClass, method: Method, kinds: ValueKinds, name: str) -> bool:
+    """`name` is the whole output, and the output is one tensor (so `y = Fn.apply(...)` is it)."""
+    if not kinds.is_whole_output(name):
+        return False
+    if method.name == "setup_context":
+        forward = function_class.forward
+        returns = ValueKinds(function_class, forward, module).returns if forward is not None else []
+        return bool(returns) and not any(isinstance(r, (cst.Tuple, cst.List)) for r in returns)
+    return True
+
+
+def _replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
+    """The user's statement that writes, when it is one simple statement on the tracked name that reads
+    nothing else of the caller's locals (`torch.relu_(y)`, `y.add_(1)`, `y *= 2`), else None."""
+    tracked, write = caller.tracked, caller.write
+    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
+        return None
+    statement = write.node
+    while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
+        statement = module.parents.get(statement)
+    if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):
+        return None
+    scope = module.enclosing_function(statement)
+    if scope is not None:
+        from ..scopes import bindings
+
+        local = set(bindings(scope)) - {tracked.name}
+        if any(isinstance(n, cst.Name) and n.value in local for n in walk(statement)):
+            return None
+    if any(isinstance(n, cst.Name) and n.value == "self" for n in walk(statement)):
+        return None
+    return " ".join(code_of(statement).split())
+
+
+def _message(tracked: Tracked, text: str, saved_as: str) -> str:
+    cls = tracked.function_class.name
+    if tracked.is_output:
+        what = f"`{tracked.name}`, the output of `{cls}.apply` that {cls}.forward saves for backward"
+        fix = f"use the out-of-place op, or clone the output first (`{cls}.apply(...).clone()`)"
+    else:
+        what = f"`{tracked.name}` after passing it to `{cls}.apply`, whose forward saves it (as `{saved_as}`) for backward"
+        fix = f"use the out-of-place op, or pass a copy (`{tracked.name}.clone()`) to `{cls}.apply`"
+    return (
+        f"`{text}` changes {what}, before backward has used it: backward then raises '{TORCH_MESSAGE}' "
+        f"(the tensor's version moved past the one saved); {fix}"
+    )

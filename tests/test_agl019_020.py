@@ -1,0 +1,158 @@
+"""AGL019 saved-tensor-mutated and AGL020 output-view-inplace: the caller-side flow and the recipes.
+
+Both follow what a function does with `Fn.apply(...)` after the call (autograd_lint/apply_flow.py).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
+
+SAVES = """
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.exp()
+        ctx.save_for_backward(out)
+        return out
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x)
+        return x * w
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return None, g * x
+"""
+
+
+def caller_findings(body: str, rule: str = "AGL019", functions: str = SAVES, params: str = "x, w") -> list[tuple[int, int]]:
+    """(line in `body`, 1-based, column) of each finding in `def caller(params): body`."""
+    prefix = HEADER + functions + f"\ndef caller({params}):\n"
+    source = prefix + textwrap.indent(textwrap.dedent(body), "    ")
+    return [(d.line - prefix.count("\n"), d.column) for d in lint_source(source, "t.py", Config(select=(rule,)))]
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("y = Exp.apply(x)\ny.add_(1)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\ny *= 2\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\ny[y > 3] = 3\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\ntorch.relu_(y)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\nF.relu(y, inplace=True)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\nnn.ReLU(inplace=True)(y)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\nh = y.view(-1)\nh.zero_()\nreturn y\n", [(3, 5)]),
+        ("y = Exp.apply(x)\ntorch.exp(x, out=y)\nreturn y\n", [(2, 18)]),
+        ("Exp.apply(x).add_(1)\n", [(1, 5)]),
+        ("y = Exp.apply(x)\nif w is None:\n    y = y.clone()\ny.add_(1)\nreturn y\n", [(4, 5)]),
+        ("y = Exp.apply(x)\ny.add_(1)\ny.mul_(2)\nreturn y\n", [(2, 5)]),  # the first write only
+        ("x = x * 1\ny = Mul.apply(x, w)\nx.sub_(1)\nreturn y\n", [(3, 5)]),
+        ("y = Mul.apply(x, w)\nwith torch.no_grad():\n    x.clamp_(-1, 1)\nreturn y\n", [(3, 9)]),
+        ("for _ in range(3):\n    x += Mul.apply(x, w)\nreturn x\n", [(2, 9)]),
+        # Silent: not saved, rebound, cloned, after backward, no graph recorded.
+        ("y = Mul.apply(x, w)\nw.add_(1)\ny.add_(1)\nreturn y\n", []),
+        ("y = Exp.apply(x)\nx.add_(1)\nreturn y\n", []),
+        ("y = Exp.apply(x).clone()\ny.add_(1)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ny = y * 2\ny.add_(1)\nreturn y\n", []),
+        ("y = Mul.apply(x.clone(), w)\nx.add_(1)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ny.sum().backward()\ny.add_(1)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ntorch.autograd.grad(y.sum(), x)\ny.add_(1)\nreturn y\n", []),
+        ("with torch.no_grad():\n    y = Exp.apply(x)\n    y.add_(1)\nreturn y\n", []),
+        ("x.add_(1)\ny = Mul.apply(x, w)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ny.requires_grad_(False)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ndef later():\n    y.add_(1)\nreturn later\n", []),
+    ],
+)
+def test_agl019_caller_shapes(body, expected):
+    assert caller_findings(body) == expected
+
+
+def test_agl019_inplace_module_attribute():
+    source = HEADER + SAVES + textwrap.dedent(
+        """
+        class Block(nn.Module):
+            def __init__(self, inplace=True):
+                super().__init__()
+                self.act = nn.ReLU(inplace=True)
+                self.plain = nn.ReLU()
+            def forward(self, x):
+                y = Exp.apply(x)
+                y = self.plain(y)
+                z = Exp.apply(x)
+                z = self.act(z)
+                return y + z
+        """
+    )
+    reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
+    assert reported == [(source.splitlines().index("        z = self.act(z)") + 1, 13)]
+
+
+def test_agl019_setup_context_and_saved_input_by_unpacking():
+    functions = textwrap.dedent(
+        """
+        class Scale(Function):
+            @staticmethod
+            def forward(x, w):
+                return x * w
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                x, w = inputs
+                ctx.save_for_backward(w)
+            @staticmethod
+            def backward(ctx, g):
+                (w,) = ctx.saved_tensors
+                return g * w, None
+        """
+    )
+    body = "y = Scale.apply(x, w)\nx.add_(1)\nw.add_(1)\nreturn y\n"
+    assert caller_findings(body, functions=functions) == [(3, 5)]
+
+
+def test_agl019_message_names_the_function_and_the_saved_parameter():
+    source = HEADER + SAVES + "\ndef caller(x, w):\n    y = Mul.apply(x, w)\n    x.add_(1)\n    return y\n"
+    (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL019",)))
+    assert "`x.add_(1)` changes `x` after passing it to `Mul.apply`, whose forward saves it" in diagnostic.message
+    assert "modified by an inplace operation" in diagnostic.message
+
+
+CORRECT_019 = HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_leaf(shape)])]\n"
+
+
+def test_agl019_recipe_not_reproduced_when_forward_saves_nothing_written():
+    # Mul saves x only: writing into w (argument 1) leaves backward intact.
+    code = HEADER + SAVES + (
+        "_agl_builders = [('Mul.apply(<tensor>, <tensor>)', lambda shape: [_agl_leaf(shape, 0), _agl_leaf(shape, 1)])]\n"
+        "_agl_saved_inplace_recipe(Mul.apply, _agl_builders, 1, 'w', None, globals())\n"
+    )
+    verdict, evidence = run_recipe(code)
+    assert verdict == "not-reproduced", evidence
+    assert "then backward ran" in evidence
+
+
+def test_agl019_recipe_confirms_and_shows_the_clone_runs():
+    recipe = "_agl_saved_inplace_recipe(Exp.apply, _agl_builders, None, 'y', 'torch.relu_(y)', globals())\n"
+    verdict, evidence = run_recipe(CORRECT_019 + recipe)
+    assert verdict == "confirmed", evidence
+    assert "then `torch.relu_(y)` on its output, then backward raised RuntimeError: one of the variables needed" in evidence
+    assert "which is output 0 of Exp" in evidence
+    assert "with a .clone() at the call the same sequence runs" in evidence
+
+
+def test_agl019_recipe_stands_in_for_a_write_it_cannot_replay():
+    verdict, evidence = run_recipe(CORRECT_019 + "_agl_saved_inplace_recipe(Exp.apply, _agl_builders, None, 'y', 'y[mask] = 0', globals())\n")
+    assert verdict == "confirmed", evidence
+    assert "`y.mul_(1)` (standing in for the flagged write)" in evidence
