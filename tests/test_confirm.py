@@ -53,6 +53,7 @@ EVIDENCE = {
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
     "AGL022": re.compile(r"inside torch\.autocast\('cpu', dtype=torch\.bfloat16\) \(output bfloat16\) backward after the block raised RuntimeError: .*(dtype|scalar type)|backward raised AttributeError: '\w+Backward' object has no attribute '_fwd_used_autocast'"),
     "AGL023": re.compile(r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "),
+    "AGL024": re.compile(r"runs plainly, but under torch\.func\.\w+ raised (RuntimeError: In order to use an autograd\.Function with functorch transforms .* it must override the setup_context staticmethod|RuntimeError: You tried to vmap over \w+, but it does not have vmap support|NotImplementedError: You must implement the jvp function for custom autograd\.Function)"),
 }
 
 

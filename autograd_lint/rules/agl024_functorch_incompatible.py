@@ -1,0 +1,244 @@
+"""AGL024 functorch-incompatible: a Function reached by a `torch.func` transform it cannot run under.
+
+Every torch.func transform (vmap, grad, grad_and_value, vjp, jacrev, jacfwd, hessian, jvp, linearize)
+needs the Function to separate `setup_context` from a ctx-less forward; vmap (and jacfwd/hessian,
+which vmap inside) also needs a `vmap` staticmethod or `generate_vmap_rule = True`; the forward-mode
+ones (jvp, linearize, jacfwd, hessian) need a `jvp` staticmethod.
+
+The linter sees one file: a transform counts when its function argument is `Cls.apply`, a lambda or
+`functools.partial` over it, or a function of this module (or one defined in the enclosing function)
+whose body applies the Function directly or through a function it calls by name (one level), also
+through nested transforms (`vmap(grad(f))`) and `@vmap`-style decorators.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..confirm.harness import Harness, recipe_harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import dotted_name, short_code, walk
+
+# What each transform needs from a Function besides setup_context.
+TRANSFORMS = {
+    "vmap": ("vmap",),
+    "grad": (),
+    "grad_and_value": (),
+    "vjp": (),
+    "jacrev": (),
+    "jvp": ("jvp",),
+    "linearize": ("jvp",),
+    "jacfwd": ("vmap", "jvp"),
+    "hessian": ("vmap", "jvp"),
+}
+TRANSFORM_MODULES = ("torch.func.", "functorch.", "torch._functorch.apis.", "torch._functorch.eager_transforms.")
+TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|from\s+torch\s+import[^\n]*\bfunc\b")
+SETUP_CONTEXT_MESSAGE = (
+    "In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, ...), it must override "
+    "the setup_context staticmethod"
+)
+
+
+@dataclass(frozen=True)
+class TransformedFunction:
+    function_class: FunctionClass
+    transform: str  # the outermost transform's name, what the recipe runs
+    missing: str  # "setup_context", "vmap" or "jvp"
+
+
+class FunctorchIncompatible(FunctionRule):
+    code = "AGL024"
+    name = "functorch-incompatible"
+    severity = Severity.WARNING
+    summary = "a Function used under torch.func/vmap without setup_context, a vmap rule or a jvp"
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return TRANSFORM_TRIGGER.search(text) is not None and super().triggered(text)
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        model = module.functions
+        if not model:
+            return
+        owners = {call: c for c in model for call in c.apply_calls}
+        for node in module.parents:
+            kind = type(node)
+            if kind is cst.Call:
+                transforms, target = _transform_chain(module, node)
+                report = node
+            elif kind is cst.Decorator:
+                transforms, target = _transform_chain(module, node.decorator, decorated=module.parents.get(node))
+                report = node.decorator
+            else:
+                continue
+            if not transforms or target is None or _is_inner(module, node):
+                continue
+            needs = {need for name in transforms for need in TRANSFORMS[name]}
+            seen = set()
+            for function_class in _reached(module, target, owners):
+                if function_class.name in seen or not function_class.hierarchy_known:
+                    continue
+                seen.add(function_class.name)
+                missing = _missing(function_class, needs)
+                if missing is not None:
+                    subject = TransformedFunction(function_class, transforms[0], missing)
+                    yield Finding(report, _message(function_class, transforms[0], missing, report), subject)
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Run the module's transform over `.apply` on float64 inputs (vmap over a leading batch
+        dimension); torch's own refusal is the proof, and the plain call must run."""
+        found: TransformedFunction = finding.subject
+        name = found.function_class.name
+        return recipe_harness(module, found.function_class, f"_agl_functorch_recipe({name}.apply, _agl_builders, {found.transform!r})")
+
+
+def _transform_name(module: ParsedModule, expr: cst.BaseExpression) -> str | None:
+    qualified = module.qualified_name(expr) or ""
+    tail = qualified.rsplit(".", 1)[-1]
+    if tail not in TRANSFORMS:
+        return None
+    if qualified == "torch.vmap" or qualified.startswith(TRANSFORM_MODULES):
+        return tail
+    return None
+
+
+def _transform_chain(module: ParsedModule, expr: cst.BaseExpression, decorated: cst.CSTNode | None = None) -> tuple[list[str], cst.CSTNode | None]:
+    """(["vmap", "grad"], f) for `vmap(grad(f))`; for a decorator, the decorated function is the target."""
+    transforms: list[str] = []
+    while True:
+        if isinstance(expr, cst.Call) and decorated is None:
+            name = _transform_name(module, expr.func)
+            if name is None:
+                break
+            transforms.append(name)
+            expr = _function_argument(expr)
+            if expr is None:
+                return transforms, None
+            continue
+        if decorated is not None:
+            name = _transform_name(module, expr.func if isinstance(expr, cst.Call) else expr)
+            if name is not None:
+                transforms.append(name)
+            return transforms, decorated if isinstance(decorated, cst.FunctionDef) else None
+        break
+    return transforms, expr
+
+
+def _function_argument(call: cst.Call) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "func":
+            return arg.value
+    if call.args and call.args[0].keyword is None and not call.args[0].star:
+        return call.args[0].value
+    return None
+
+
+def _is_inner(module: ParsedModule, call: cst.CSTNode) -> bool:
+    """`grad(f)` inside `vmap(grad(f))`: judged with the outer call."""
+    parent = module.parents.get(module.parents.get(call))
+    return isinstance(parent, cst.Call) and module.parents.get(call) is not None and _transform_name(module, parent.func) is not None
+
+
+def _reached(module: ParsedModule, target: cst.CSTNode, owners: dict[cst.Call, FunctionClass]) -> Iterator[FunctionClass]:
+    """The Functions applied by the transformed callable: `Cls.apply`, `partial(...)` over it, a
+    lambda or a function whose body applies them, directly or one call deep."""
+    if isinstance(target, cst.Call) and (dotted_name(target.func) or "").rsplit(".", 1)[-1] == "partial" and target.args:
+        target = target.args[0].value
+    direct = _apply_reference(module, target)
+    if direct is not None:
+        yield direct
+        return
+    function = _definition(module, target) if isinstance(target, cst.Name) else target
+    if isinstance(function, cst.Assign):  # `f = Cls.apply`
+        found = _apply_reference(module, function.value)
+        if found is not None:
+            yield found
+        return
+    if not isinstance(function, (cst.FunctionDef, cst.Lambda)):
+        return
+    yield from _applied_in(module, function, owners, depth=1)
+
+
+def _applied_in(module: ParsedModule, function: cst.FunctionDef | cst.Lambda, owners, depth: int) -> Iterator[FunctionClass]:
+    nodes = walk(function.body, into_functions=False)
+    for node in [function.body, *nodes] if isinstance(function, cst.Lambda) else nodes:
+        if type(node) is cst.Call:
+            if node in owners:
+                yield owners[node]
+            elif depth > 0 and type(node.func) is cst.Name:
+                helper = _definition(module, node.func)
+                if isinstance(helper, cst.FunctionDef) and helper is not function:
+                    yield from _applied_in(module, helper, owners, depth - 1)
+        elif type(node) is cst.Attribute:
+            found = _apply_reference(module, node)
+            if found is not None:
+                yield found
+
+
+def _apply_reference(module: ParsedModule, expr: cst.CSTNode) -> FunctionClass | None:
+    if type(expr) is cst.Attribute and expr.attr.value == "apply" and type(expr.value) is cst.Name:
+        return module.functions.by_name(expr.value.value)
+    return None
+
+
+def _definition(module: ParsedModule, name: cst.Name) -> cst.CSTNode | None:
+    """What `name` refers to: the single binding in the nearest enclosing function, else a module-level one."""
+    scopes = [a for a in module.ancestors(name) if isinstance(a, cst.FunctionDef)] + [module.tree]
+    for scope in scopes:
+        bound = bindings(scope).get(name.value)
+        if bound:
+            return bound[0] if len(bound) == 1 else None
+    return None
+
+
+def _has_generate_vmap_rule(function_class: FunctionClass) -> bool:
+    for statement in function_class.node.body.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, (cst.Assign, cst.AnnAssign)):
+                    targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                    if any(isinstance(t, cst.Name) and t.value == "generate_vmap_rule" for t in targets):
+                        return not (isinstance(small.value, cst.Name) and small.value.value == "False")
+    return any(_has_generate_vmap_rule(base) for base in function_class.bases)
+
+
+def _missing(function_class: FunctionClass, needs: set[str]) -> str | None:
+    if function_class.forward is None:
+        return None
+    if not function_class.uses_setup_context:
+        return "setup_context"
+    if "vmap" in needs and function_class.method("vmap") is None and not _has_generate_vmap_rule(function_class):
+        return "vmap"
+    if "jvp" in needs and function_class.method("jvp") is None:
+        return "jvp"
+    return None
+
+
+def _message(function_class: FunctionClass, transform: str, missing: str, report: cst.CSTNode) -> str:
+    name = function_class.name
+    shown = short_code(report, 40)
+    if missing == "setup_context":
+        return (
+            f"`{shown}` runs {name}.apply under torch.func.{transform}, but {name}.forward takes ctx and there is no "
+            f"setup_context: torch raises '{SETUP_CONTEXT_MESSAGE}'; make forward take only the inputs and move the ctx "
+            f"work into `@staticmethod def setup_context(ctx, inputs, output)`"
+        )
+    if missing == "vmap":
+        return (
+            f"`{shown}` vmaps over {name}.apply, which has no `vmap` staticmethod and no `generate_vmap_rule = True`: "
+            f"torch raises 'You tried to vmap over {name}, but it does not have vmap support'; set "
+            f"`generate_vmap_rule = True` on the class (forward written in torch ops) or implement `vmap`"
+        )
+    return (
+        f"`{shown}` runs {name}.apply under forward-mode AD (torch.func.{transform}), and {name} has no `jvp` staticmethod: "
+        f"torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward mode AD'; "
+        f"implement `jvp(ctx, *tangents)`"
+    )

@@ -1,0 +1,138 @@
+"""AGL024 functorch-incompatible: static cases and the confirm recipe under real torch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+from test_confirm import run_recipe
+
+OLD = """
+import functools
+import torch
+import torch.func
+from torch.func import grad, jacfwd, jacrev, vmap
+
+class Sin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sin()
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x.cos()
+"""
+NEW = """
+import functools
+import torch
+import torch.func
+from torch.func import grad, jacfwd, jacrev, vmap
+
+class Sin(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x.sin()
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x.cos()
+"""
+
+
+def agl024(source: str) -> list[tuple[int, int, str]]:
+    found = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL024",)))
+    return [(d.line, d.column, d.message) for d in found]
+
+
+def last_line(source: str) -> int:
+    return len(textwrap.dedent(source).rstrip("\n").splitlines())
+
+
+@pytest.mark.parametrize(
+    "use, column",
+    [
+        ("y = vmap(Sin.apply)(x)", 5),
+        ("y = torch.vmap(Sin.apply)(x)", 5),
+        ("y = torch.func.grad(lambda t: Sin.apply(t).sum())(x)", 5),
+        ("y = jacrev(Sin.apply)(x)", 5),
+        ("y = vmap(functools.partial(Sin.apply))(x)", 5),
+        ("y = torch.func.jvp(Sin.apply, (x,), (x,))", 5),
+        ("fn = Sin.apply\ny = vmap(fn)(x)", 5),
+        ("def f(t):\n    return Sin.apply(t).sum()\ny = vmap(grad(f))(x)", 5),
+        ("def f(t):\n    return Sin.apply(t).sum()\ndef g(t):\n    return f(t) * 2\ny = grad(g)(x)", 5),  # one call deep
+        ("def run(x):\n    def inner(t):\n        return Sin.apply(t)\n    return vmap(inner)(x)", 12),
+        ("@vmap\ndef f(t):\n    return Sin.apply(t)", 2),
+    ],
+)
+def test_old_style_under_any_transform_is_flagged(use, column):
+    source = OLD + use + "\n"
+    (finding,) = agl024(source)
+    line = next(i for i, text in enumerate(textwrap.dedent(source).splitlines(), 1) if "vmap(" in text or "grad(" in text or "jacrev(" in text or "jvp(" in text or text.startswith("@vmap"))
+    assert finding[:2] == (line, column)
+    assert "must override the setup_context staticmethod" in finding[2]
+
+
+@pytest.mark.parametrize(
+    "use, missing",
+    [
+        ("y = vmap(Sin.apply)(x)", "does not have vmap support"),
+        ("y = jacfwd(Sin.apply)(x)", "does not have vmap support"),
+        ("y = torch.func.jvp(Sin.apply, (x,), (x,))", "You must implement the jvp function"),
+    ],
+)
+def test_new_style_without_vmap_or_jvp_is_flagged(use, missing):
+    (finding,) = agl024(NEW + use + "\n")
+    assert missing in finding[2]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        NEW + "y = grad(lambda t: Sin.apply(t).sum())(x)\nz = jacrev(Sin.apply)(x)\nw = torch.func.vjp(Sin.apply, x)\n",
+        NEW.replace("class Sin(torch.autograd.Function):\n", "class Sin(torch.autograd.Function):\n    generate_vmap_rule = True\n") + "y = vmap(Sin.apply)(x)\n",
+        NEW + "    @staticmethod\n    def vmap(info, in_dims, x):\n        return x.sin(), in_dims[0]\ny = vmap(Sin.apply)(x)\n",
+        NEW + "    @staticmethod\n    def jvp(ctx, t):\n        return t\ny = torch.func.jvp(Sin.apply, (x,), (x,))\n",
+        OLD + "y = Sin.apply(x)\nz = vmap(torch.sin)(x)\n",
+        OLD + "from torch.autograd.functional import jacobian\ny = jacobian(Sin.apply, x)\n",
+        OLD + "y = torch.func.functional_call(model, params, (Sin.apply(x),))\n",
+        OLD + "def f(t):\n    return t.sin()\ny = vmap(f)(Sin.apply(x))\n",  # applied outside the transform
+        OLD + "def f(t):\n    return h(t)\ndef h(t):\n    return k(t)\ndef k(t):\n    return Sin.apply(t)\ny = vmap(f)(x)\n",  # two calls deep
+        OLD + "y = vmap(model)(x)\n",
+        OLD.replace("from torch.func import grad, jacfwd, jacrev, vmap", "from mylib import vmap") + "y = vmap(Sin.apply)(x)\n",
+    ],
+)
+def test_supported_or_unreached_functions_are_silent(source):
+    assert agl024(source) == []
+
+
+def test_subclass_inherits_generate_vmap_rule_from_a_base_in_the_module():
+    source = NEW.replace("class Sin(torch.autograd.Function):\n", "class Base(torch.autograd.Function):\n    generate_vmap_rule = True\n\nclass Sin(Base):\n") + "y = vmap(Sin.apply)(x)\n"
+    assert agl024(source) == []
+
+
+BUILDERS = "[('Sin.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+
+
+@pytest.mark.parametrize("transform", ["vmap", "grad", "jacrev"])
+def test_recipe_confirms_old_style_and_not_a_func_ready_version(transform):
+    verdict, evidence = run_recipe(OLD + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, {transform!r})")
+    assert verdict == "confirmed" and "must override the setup_context staticmethod" in evidence, evidence
+    ready = NEW.replace("class Sin(torch.autograd.Function):\n", "class Sin(torch.autograd.Function):\n    generate_vmap_rule = True\n")
+    verdict, evidence = run_recipe(ready + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, {transform!r})")
+    assert verdict == "not-reproduced", evidence
+
+
+def test_recipe_confirms_missing_vmap_rule_and_missing_jvp():
+    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'vmap')")
+    assert verdict == "confirmed" and "You tried to vmap over Sin, but it does not have vmap support" in evidence, evidence
+    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'jvp')")
+    assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence
+    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'grad')")
+    assert verdict == "not-reproduced", evidence
