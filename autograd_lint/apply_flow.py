@@ -12,14 +12,18 @@ Calls under `torch.no_grad()` record no graph and are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import libcst as cst
 
 from .function_model import FunctionClass
 from .inplace import TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite
 from .module import ParsedModule
-from .syntax import dotted_name, walk
+from .scopes import bindings
+from .syntax import code_of, dotted_name, walk
+
+if TYPE_CHECKING:
+    from .confirm.harness import Harness
 
 BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
@@ -48,8 +52,15 @@ class CallerWrite:
 Selection = Callable[[FunctionClass, cst.Call], "tuple[bool, list[int]]"]
 
 
-def caller_writes(module: ParsedModule, classes: list[FunctionClass], select: Selection) -> Iterator[CallerWrite]:
-    """The first in-place write to each followed tensor, per apply call, in the functions that call."""
+def caller_writes(
+    module: ParsedModule,
+    classes: list[FunctionClass],
+    select: Selection,
+    until_backward: bool = True,
+    counts: Callable[[InplaceWrite], bool] = lambda write: True,
+) -> Iterator[CallerWrite]:
+    """The first in-place write to each followed tensor that `counts`, per apply call, in the functions
+    that call; with `until_backward`, writes after a backward are not followed."""
     by_scope: dict[cst.CSTNode, list[tuple[FunctionClass, cst.Call]]] = {}
     for function_class in classes:
         for call in function_class.apply_calls:
@@ -58,20 +69,21 @@ def caller_writes(module: ParsedModule, classes: list[FunctionClass], select: Se
                 continue  # inside a Function (forward records nothing) or with grad recording off
             by_scope.setdefault(scope, []).append((function_class, call))
     for scope, calls in by_scope.items():
-        tracking = _ApplyTracking(module, calls, select)
+        tracking = _ApplyTracking(module, calls, select, until_backward)
         if not tracking.roots:
             continue
         reported: set[str] = set()
         for write, alias in AliasFlow(scope, {}, module.qualified_name, tracking).found:
-            if alias.root in reported or alias.root not in tracking.roots:
+            if alias.root in reported or alias.root not in tracking.roots or not counts(write):
                 continue
             reported.add(alias.root)
             yield CallerWrite(tracking.roots[alias.root], write)
 
 
 class _ApplyTracking(CallTracking):
-    def __init__(self, module: ParsedModule, calls: list[tuple[FunctionClass, cst.Call]], select: Selection):
+    def __init__(self, module: ParsedModule, calls: list[tuple[FunctionClass, cst.Call]], select: Selection, until_backward: bool):
         self.module = module
+        self.until_backward = until_backward
         self.roots: dict[str, Tracked] = {}
         self._results: dict[cst.Call, Alias] = {}
         self._arguments: dict[cst.Call, Env] = {}
@@ -97,6 +109,8 @@ class _ApplyTracking(CallTracking):
         return self._arguments.get(call, {})
 
     def stops(self, call: cst.Call) -> bool:
+        if not self.until_backward:
+            return False
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value == "backward":
             return True
@@ -159,3 +173,36 @@ def _result_name(module: ParsedModule, call: cst.Call) -> str:
     if isinstance(parent, cst.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0].target, cst.Name):
         return parent.targets[0].target.value
     return f"{dotted_name(call.func) or 'Fn.apply'}(...)"
+
+
+def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
+    """For a confirm recipe to replay: the user's statement that writes, when it is one simple statement on
+    the tracked name that reads nothing else of the caller's locals (`torch.relu_(y)`, `y *= 2`), else None."""
+    tracked, write = caller.tracked, caller.write
+    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
+        return None
+    statement = write.node
+    while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
+        statement = module.parents.get(statement)
+    if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):
+        return None
+    scope = module.enclosing_function(statement)
+    if scope is not None:
+        local = set(bindings(scope)) - {tracked.name}
+        if any(isinstance(n, cst.Name) and n.value in local for n in walk(statement)):
+            return None
+    if any(isinstance(n, cst.Name) and n.value == "self" for n in walk(statement)):
+        return None
+    return " ".join(code_of(statement).split())
+
+
+def caller_harness(module: ParsedModule, caller: CallerWrite, recipe: str) -> "Harness":
+    """The usual Function harness for a caller-side finding; `recipe(replay)` gives the recipe call, with
+    the statement to replay (or None); the module-level names that statement reads are copied too."""
+    from .confirm.harness import recipe_harness
+
+    replay = replay_text(module, caller)
+    harness = recipe_harness(module, caller.tracked.function_class, recipe.format(replay=repr(replay)))
+    if replay is not None:
+        harness.optional_names |= {n.value for n in walk(cst.parse_statement(replay)) if isinstance(n, cst.Name)}
+    return harness

@@ -494,6 +494,9 @@ def _basic_index(index: cst.BaseSlice) -> bool:
     return isinstance(value, (cst.Integer, cst.Ellipsis)) or (isinstance(value, cst.Name) and value.value == "None")
 
 
+basic_index = _basic_index
+
+
 def _names(target: cst.CSTNode) -> list[str]:
     if isinstance(target, cst.Name):
         return [target.value]

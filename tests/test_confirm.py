@@ -50,6 +50,7 @@ EVIDENCE = {
     "AGL017": re.compile(r"backward from output \d+ only \(so `\w+` is None\) raised (TypeError: unsupported operand type\(s\) for .*: 'NoneType'|TypeError: .*NoneType|AttributeError: 'NoneType' object has no attribute)"),
     "AGL018": re.compile(r"output \d+ \(.*\) has dtype torch\.\w+ and requires_grad=True"),
     "AGL019": re.compile(r"then `[^`]+`( \(standing in for the flagged write\))? on (its output|argument \d+), then backward raised RuntimeError: one of the variables needed for gradient computation has been modified by an inplace operation: \[[^\]]+\], which is output 0 of \w+, is at version \d+; expected version \d+ instead"),
+    "AGL020": re.compile(r"\(the output is a view of an input\), then `[^`]+`( \(standing in for the flagged write\))? on the output raised RuntimeError: Output 0 of \w+ is a view and is being modified inplace\. This view was created inside a custom Function"),
     "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
     "AGL022": re.compile(r"inside torch\.autocast\('cpu', dtype=torch\.bfloat16\) \(output bfloat16\) backward after the block raised RuntimeError: .*(dtype|scalar type)|backward raised AttributeError: '\w+Backward' object has no attribute '_fwd_used_autocast'"),
     "AGL023": re.compile(r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "),

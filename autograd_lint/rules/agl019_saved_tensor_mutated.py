@@ -7,13 +7,13 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..apply_flow import CallerWrite, Tracked, caller_writes
-from ..confirm.harness import Harness, recipe_harness
+from ..apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
+from ..confirm.harness import Harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import code_of, walk
+from ..syntax import walk
 from ..value_kinds import ValueKinds
 
 TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
@@ -65,15 +65,9 @@ class SavedTensorMutated(FunctionRule):
         with a `.clone()` must run."""
         subject: MutatedSaved = finding.subject
         tracked = subject.caller.tracked
-        replay = _replay_text(module, subject.caller)
-        call = (
-            f"_agl_saved_inplace_recipe({tracked.function_class.name}.apply, _agl_builders, "
-            f"{tracked.position!r}, {tracked.name!r}, {replay!r}, globals())"
-        )
-        harness = recipe_harness(module, tracked.function_class, call)
-        if replay is not None:
-            harness.optional_names |= {n.value for n in walk(cst.parse_statement(replay)) if isinstance(n, cst.Name)}
-        return harness
+        name = tracked.function_class.name
+        recipe = f"_agl_saved_inplace_recipe({name}.apply, _agl_builders, {tracked.position!r}, {tracked.name!r}, {{replay}}, globals())"
+        return caller_harness(module, subject.caller, recipe)
 
 
 def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedTensors | None:
@@ -134,29 +128,6 @@ def _single_output(module: ParsedModule, function_class: FunctionClass, method: 
         returns = ValueKinds(function_class, forward, module).returns if forward is not None else []
         return bool(returns) and not any(isinstance(r, (cst.Tuple, cst.List)) for r in returns)
     return True
-
-
-def _replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
-    """The user's statement that writes, when it is one simple statement on the tracked name that reads
-    nothing else of the caller's locals (`torch.relu_(y)`, `y.add_(1)`, `y *= 2`), else None."""
-    tracked, write = caller.tracked, caller.write
-    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
-        return None
-    statement = write.node
-    while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
-        statement = module.parents.get(statement)
-    if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):
-        return None
-    scope = module.enclosing_function(statement)
-    if scope is not None:
-        from ..scopes import bindings
-
-        local = set(bindings(scope)) - {tracked.name}
-        if any(isinstance(n, cst.Name) and n.value in local for n in walk(statement)):
-            return None
-    if any(isinstance(n, cst.Name) and n.value == "self" for n in walk(statement)):
-        return None
-    return " ".join(code_of(statement).split())
 
 
 def _message(tracked: Tracked, text: str, saved_as: str) -> str:

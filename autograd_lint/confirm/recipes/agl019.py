@@ -4,17 +4,26 @@
 
 def _agl_inplace_write(target, name, replay, namespace):
     """Write into `target` in place: the user's own statement (`replay`, with `name` bound to target) when
-    it runs on its own, else `target.mul_(1)` (same values, one more version). Returns what ran."""
-    if replay is not None:
-        scope = dict(namespace)
-        scope[name] = target
-        try:
-            exec(replay, scope)  # noqa: S102 - the user's own statement, in the confirm sandbox
-            return f"`{replay}`"
-        except NameError:
-            pass
-    target.mul_(1)
-    return f"`{name}.mul_(1)` (standing in for the flagged write)"
+    it runs on its own, else `target.mul_(1)` (same values, one more version). Returns what ran; an
+    exception from the write carries it as `_agl_write`."""
+    how = f"`{name}.mul_(1)` (standing in for the flagged write)"
+    try:
+        if replay is not None:
+            scope = dict(namespace)
+            scope[name] = target
+            try:
+                exec(replay, scope)  # noqa: S102 - the user's own statement, in the confirm sandbox
+                return f"`{replay}`"
+            except NameError:
+                pass
+            except Exception:
+                how = f"`{replay}`"
+                raise
+        target.mul_(1)
+        return how
+    except Exception as exc:
+        exc._agl_write = how
+        raise
 
 
 def _agl_saved_inplace_recipe(apply, builders, position, name, replay, namespace):

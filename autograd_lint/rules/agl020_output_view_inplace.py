@@ -1,0 +1,146 @@
+"""AGL020 output-view-inplace: forward returns an input (or a view of it) and the caller writes into the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from ..apply_flow import CallerWrite, caller_harness, caller_writes
+from ..confirm.harness import Harness
+from ..diagnostic import Severity
+from ..function_model import FunctionClass, Method
+from ..inplace import basic_index
+from ..module import ParsedModule
+from ..rule import Finding, FunctionRule
+from ..scopes import bindings
+from ..syntax import code_of, dotted_name, walk
+from ..value_kinds import ValueKinds
+
+TORCH_MESSAGE = (
+    "Output 0 of {cls} is a view and is being modified inplace. This view was created inside a custom Function "
+    "(or because an input was returned as-is) and the autograd logic to handle view+inplace would override the "
+    "custom backward associated with the custom Function, leading to incorrect gradients"
+)
+# Methods and attributes whose result is always the tensor itself or a view of it (verified on torch 2.13:
+# each, returned from forward and then written in place, raises). `detach`, `.data`, `float()`/`to()`
+# (a copy when the dtype changes) are not among them.
+VIEW_METHODS = frozenset(
+    {
+        "view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "t", "transpose", "permute",
+        "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "diagonal", "as_strided", "movedim",
+        "moveaxis", "swapaxes", "swapdims", "unfold", "requires_grad_",
+    }
+)
+VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real"})
+
+
+@dataclass(frozen=True)
+class ReturnedView:
+    parameter: str
+    returned: str  # the return statement's value, as written
+
+
+@dataclass(frozen=True)
+class ViewWritten:
+    caller: CallerWrite
+    view: ReturnedView
+
+
+class OutputViewInplace(FunctionRule):
+    code = "AGL020"
+    name = "output-view-inplace"
+    severity = Severity.WARNING
+    summary = "forward returns an input or a view of it and the caller modifies the .apply result in place"
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        views: dict[str, ReturnedView] = {}
+        for function_class in module.functions:
+            if function_class.apply_calls:
+                found = returned_input_view(module, function_class)
+                if found is not None:
+                    views[function_class.name] = found
+        if not views:
+            return
+        classes = [c for c in module.functions if c.name in views]
+        # The view check runs at the write itself, after backward too; with grad mode off it does not.
+        counts = lambda write: not module.under_no_grad(write.node)  # noqa: E731
+        for caller in caller_writes(module, classes, lambda c, call: (True, []), until_backward=False, counts=counts):
+            view = views[caller.tracked.function_class.name]
+            yield Finding(caller.write.node, _message(caller, view), subject=ViewWritten(caller, view))
+
+    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
+        """Apply on non-leaf inputs, then the caller's write on the result: torch's view+inplace error is
+        the proof; the same write on `.clone()` of the result must run."""
+        subject: ViewWritten = finding.subject
+        tracked = subject.caller.tracked
+        recipe = f"_agl_output_view_recipe({tracked.function_class.name}.apply, _agl_builders, {tracked.name!r}, {{replay}}, globals())"
+        return caller_harness(module, subject.caller, recipe)
+
+
+def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> ReturnedView | None:
+    """When every `return` of forward gives back one input unchanged or a view of it (`x`, `x.view_as(x)`,
+    `x[:, 0]`, `x.transpose(0, 1)`, through locals bound once), and forward does not mark it dirty."""
+    forward = function_class.forward
+    if forward is None or not function_class.hierarchy_known or _calls_mark_dirty(function_class):
+        return None
+    kinds = ValueKinds(function_class, forward, module)
+    returns = kinds.returns
+    if not returns or len(returns) != sum(1 for n in walk(forward.node.body, into_functions=False) if isinstance(n, cst.Return)):
+        return None  # a bare `return` gives None
+    local = bindings(forward.node)
+    found: set[str] = set()
+    for value in returns:
+        name = _viewed_input(value, forward, kinds, local, depth=0)
+        if name is None:
+            return None
+        found.add(name)
+    if len(found) != 1:
+        return None
+    return ReturnedView(found.pop(), " ".join(code_of(returns[0]).split()))
+
+
+def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, local, depth: int) -> str | None:
+    """The input parameter `expr` is, or is a view of."""
+    while True:
+        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS:
+            expr = expr.func.value
+        elif isinstance(expr, cst.Attribute) and expr.attr.value in VIEW_ATTRIBUTES:
+            expr = expr.value
+        elif isinstance(expr, cst.Subscript) and all(basic_index(e.slice) for e in expr.slice):
+            expr = expr.value
+        else:
+            break
+    if not isinstance(expr, cst.Name):
+        return None
+    name = expr.value
+    if name in kinds.parameter_kinds:
+        return name if kinds.is_unchanged_input(name) else None
+    bound = local.get(name, [])
+    if depth < 3 and len(bound) == 1 and isinstance(bound[0], cst.Assign) and len(bound[0].targets) == 1:
+        if isinstance(bound[0].targets[0].target, cst.Name):
+            return _viewed_input(bound[0].value, forward, kinds, local, depth + 1)
+    return None
+
+
+def _calls_mark_dirty(function_class: FunctionClass) -> bool:
+    for name in ("forward", "setup_context"):
+        method = function_class.method(name)
+        if method is not None and any(
+            isinstance(n, cst.Call) and (dotted_name(n.func) or "").endswith(".mark_dirty") for n in walk(method.node.body)
+        ):
+            return True
+    return False
+
+
+def _message(caller: CallerWrite, view: ReturnedView) -> str:
+    tracked, write = caller.tracked, caller.write
+    cls = tracked.function_class.name
+    returned = "returns its input `{0}` as-is".format(view.parameter) if view.returned == view.parameter else (
+        f"returns a view of its input `{view.parameter}` (`return {view.returned}`)"
+    )
+    return (
+        f"`{write.text}` writes in place into `{tracked.name}`, the output of `{cls}.apply`, and {cls}.forward {returned}: "
+        f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'; return `{view.parameter}.clone()` from forward, or make this op out of place"
+    )
