@@ -148,28 +148,12 @@ class WhereNanGradient(Rule):
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
-        """A `where` call, and an unsafe op whose argument (up to `-`, `.neg()` and a clamp) is also
-        compared somewhere in the file (up to `abs`): the rule's guarded variable."""
-        compared: set[str] = set()
-        arguments: set[str] = set()
-        has_where = False
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Compare):
-                compared.update(_ast_operand_texts([node.left, *node.comparators]))
-            elif isinstance(node, ast.Call):
-                name = _ast_terminal(node.func)
-                operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
-                if name == "where":
-                    has_where = True
-                elif name in COMPARISON_METHODS:
-                    compared.update(_ast_operand_texts(operands))
-                elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                    arguments.update(_ast_argument_texts(operands))
-            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-                arguments.update(_ast_argument_texts([node.right]))
-            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-                arguments.update(_ast_argument_texts([node.left]))
-        return has_where and not compared.isdisjoint(arguments)
+        """In one scope (a function with what it contains, or the module outside functions): a
+        `where` call, and an unsafe op whose argument (up to `-`, `.neg()` and a clamp) is also
+        compared there (up to `abs`). The rule follows guards and branches through one function's
+        locals only, so a file whose `where`s and unsafe ops live in different functions (the big
+        test and codegen modules) is never parsed with libcst for this rule."""
+        return any(_scope_candidate(nodes) for nodes in _ast_scopes(tree))
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
@@ -197,6 +181,50 @@ class WhereNanGradient(Rule):
         main = "\n".join(["import torch", code, f"_agl_where_recipe(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
         return Harness(required, main, optional | {"torch"})
 
+
+
+def _ast_scopes(tree: ast.AST) -> Iterator[Iterator[ast.AST]]:
+    """Each function's and lambda's nodes (nested ones included), and the module's nodes outside them."""
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+    def outside_functions(node: ast.AST) -> Iterator[ast.AST]:
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, functions):
+                yield child
+                yield from outside_functions(child)
+
+    yield outside_functions(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, functions):
+            yield ast.walk(node)
+
+
+def _scope_candidate(nodes: Iterator[ast.AST]) -> bool:
+    compared: set[str] = set()
+    arguments: set[str] = set()
+    has_where = False
+    for node in nodes:
+        if isinstance(node, ast.Compare):
+            compared.update(_ast_operand_texts([node.left, *node.comparators]))
+        elif isinstance(node, ast.Call):
+            name = _ast_terminal(node.func)
+            operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
+            if name == "where":
+                has_where = has_where or not _is_array_library_call(node.func)
+            elif name in COMPARISON_METHODS:
+                compared.update(_ast_operand_texts(operands))
+            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
+                arguments.update(_ast_argument_texts(operands))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            arguments.update(_ast_argument_texts([node.right]))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            arguments.update(_ast_argument_texts([node.left]))
+    return has_where and not compared.isdisjoint(arguments)
+
+
+def _is_array_library_call(func: ast.expr) -> bool:
+    """`np.where(...)`, `numpy.where(...)`: not torch, no autograd (the rule skips them too)."""
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("np", "numpy", "jnp", "jax")
 
 def _ast_terminal(func: ast.AST) -> str | None:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
