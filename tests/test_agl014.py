@@ -159,3 +159,13 @@ def test_a_name_passed_where_forward_concatenates_is_flagged():
     # a single tensor from a torch call, or a literal, is left alone (torch raises for it anyway)
     assert agl014(source.replace("F.apply(levels, 0)", "F.apply(torch.randn(3), 0)")) == []
     assert agl014(source.replace("F.apply(levels, 0)", "F.apply(None, 0)")) == []
+
+
+def test_names_bound_by_tuple_unpacking_are_elements_not_tuples():
+    source = function(
+        "a, b",
+        "return a * b",
+        "return g, g",
+        after="\ndef use():\n    a, b = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)\n    return F.apply(a, b)\n",
+    )
+    assert agl014(source) == []

@@ -147,7 +147,7 @@ class _Kinds(ValueKinds):
         if isinstance(expr, DISPLAYS):
             return expr
         if isinstance(expr, cst.Name):
-            return _bound_display(bindings(self.method.node).get(expr.value, []))
+            return _bound_display(expr.value, bindings(self.method.node).get(expr.value, []))
         return None
 
     def holds_tensor(self, container: cst.BaseExpression) -> bool:
@@ -188,9 +188,13 @@ def _display_members(container: cst.BaseExpression) -> list[cst.BaseExpression]:
     return []
 
 
-def _bound_display(nodes: list[cst.CSTNode]) -> cst.BaseExpression | None:
-    """The display a name is bound to, when every binding is an assignment of a display of one family."""
-    values = [n.value for n in nodes if isinstance(n, cst.Assign)]
+def _bound_display(name: str, nodes: list[cst.CSTNode]) -> cst.BaseExpression | None:
+    """The display a name is bound to, when every binding is an assignment of a display of one family
+    to the name itself (`xs = [a, b]`; in `a, b = x, y` the name gets an element, not the tuple)."""
+    values = [
+        n.value for n in nodes
+        if isinstance(n, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name for t in n.targets)
+    ]
     if not values or len(values) != len(nodes) or not all(isinstance(v, DISPLAYS) for v in values):
         return None
     return values[0] if len({_family(v) for v in values}) == 1 else None
@@ -288,7 +292,7 @@ def _caller_container(module: ParsedModule, call: cst.Call, expr: cst.BaseExpres
     if isinstance(expr, DISPLAYS):
         return expr
     if isinstance(expr, cst.Name):
-        return _bound_display(bindings(module.enclosing_function(call) or module.tree).get(expr.value, []))
+        return _bound_display(expr.value, bindings(module.enclosing_function(call) or module.tree).get(expr.value, []))
     return None
 
 
