@@ -36,6 +36,13 @@ class Tracked:
     call: cst.Call
     position: int | None
     name: str  # the caller's name for it at the call (`y` in `y = Fn.apply(x)`, or the argument's name)
+    via: str | None = None  # the module's function that returns `Fn.apply(...)`, when `call` calls it
+
+    @property
+    def applied(self) -> str:
+        """`Fn.apply`, or `Fn.apply` (through `wrapper()`), for messages."""
+        text = f"`{self.function_class.name}.apply`"
+        return text if self.via is None else f"{text} (through `{self.via}()`)"
 
     @property
     def is_output(self) -> bool:
@@ -61,45 +68,96 @@ def caller_writes(
 ) -> Iterator[CallerWrite]:
     """The first in-place write to each followed tensor that `counts`, per apply call, in the functions
     that call; with `until_backward`, writes after a backward are not followed."""
-    by_scope: dict[cst.CSTNode, list[tuple[FunctionClass, cst.Call]]] = {}
+    by_scope: dict[cst.CSTNode, list[_Applied]] = {}
     for function_class in classes:
-        for call in function_class.apply_calls:
+        applied = [_Applied(function_class, call) for call in function_class.apply_calls]
+        for applied_call in applied + list(_wrapper_calls(module, function_class)):
+            call = applied_call.call
             scope = module.enclosing_function(call) or module.tree
             if module.functions.enclosing(call) is not None or module.under_no_grad(call):
                 continue  # inside a Function (forward records nothing) or with grad recording off
-            by_scope.setdefault(scope, []).append((function_class, call))
+            by_scope.setdefault(scope, []).append(applied_call)
     for scope, calls in by_scope.items():
         tracking = _ApplyTracking(module, calls, select, until_backward)
         if not tracking.roots:
             continue
         reported: set[str] = set()
         for write, alias in AliasFlow(scope, {}, module.qualified_name, tracking).found:
-            if alias.root in reported or alias.root not in tracking.roots or not counts(write):
+            if alias.root in reported or alias.root not in tracking.roots or _through_data(write) or not counts(write):
                 continue
             reported.add(alias.root)
             yield CallerWrite(tracking.roots[alias.root], write)
 
 
+@dataclass(frozen=True)
+class _Applied:
+    """A call that applies a Function: `Fn.apply(...)` itself, or a call of a module-level function whose
+    only return is `Fn.apply(...)` of its own parameters (`positions` maps apply's argument positions
+    to the wrapper call's)."""
+
+    function_class: FunctionClass
+    call: cst.Call
+    via: str | None = None
+    positions: tuple[tuple[int, int], ...] | None = None
+
+    def argument_position(self, position: int) -> int | None:
+        if self.positions is None:
+            return position
+        return dict(self.positions).get(position)
+
+
+def _wrapper_calls(module: ParsedModule, function_class: FunctionClass) -> Iterator[_Applied]:
+    """Calls of the module's top-level functions that only return `Fn.apply(...)` (`def exp(x): return Exp.apply(x)`)."""
+    wrappers: dict[str, tuple[tuple[int, int], ...]] = {}
+    for statement in module.tree.body:
+        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT):
+            continue
+        returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
+        if len(returns) != 1 or returns[0].value not in function_class.apply_calls:
+            continue
+        params = [p.name.value for p in statement.params.params]
+        local = bindings(statement)
+        unchanged = {name for name in params if len(local.get(name, [])) == 1}
+        positions = []
+        for position, name in _positional_names(returns[0].value).items():
+            if name in unchanged:
+                positions.append((position, params.index(name)))
+        wrappers[statement.name.value] = tuple(positions)
+    if not wrappers:
+        return
+    for node in module.parents:
+        if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in wrappers:
+            yield _Applied(function_class, node, node.func.value, wrappers[node.func.value])
+
+
+def _through_data(write: InplaceWrite) -> bool:
+    """`y.data.add_(1)`: `.data` has its own version counter and no autograd view, so torch checks nothing
+    (the silent twin of both rules, not reported by them)."""
+    return any(isinstance(n, cst.Attribute) and n.attr.value == "data" for n in [write.target, *walk(write.target)])
+
+
 class _ApplyTracking(CallTracking):
-    def __init__(self, module: ParsedModule, calls: list[tuple[FunctionClass, cst.Call]], select: Selection, until_backward: bool):
+    def __init__(self, module: ParsedModule, calls: list[_Applied], select: Selection, until_backward: bool):
         self.module = module
         self.until_backward = until_backward
         self.roots: dict[str, Tracked] = {}
         self._results: dict[cst.Call, Alias] = {}
         self._arguments: dict[cst.Call, Env] = {}
         self._inplace_attributes: dict[cst.ClassDef, frozenset[str]] = {}
-        for function_class, call in calls:
+        for applied in calls:
+            function_class, call = applied.function_class, applied.call
             output, positions = select(function_class, call)
             if output:
                 key = f"{id(call)}:out"
-                self.roots[key] = Tracked(function_class, call, None, _result_name(module, call))
+                self.roots[key] = Tracked(function_class, call, None, _result_name(module, call), applied.via)
                 self._results[call] = Alias(key, TENSOR)
             arguments = _positional_names(call)
             for position in positions:
-                name = arguments.get(position)
+                at = applied.argument_position(position)
+                name = arguments.get(at) if at is not None else None
                 if name is not None:
                     key = f"{id(call)}:{position}"
-                    self.roots[key] = Tracked(function_class, call, position, name)
+                    self.roots[key] = Tracked(function_class, call, position, name, applied.via)
                     self._arguments.setdefault(call, {})[name] = Alias(key, TENSOR)
 
     def result(self, call: cst.Call) -> Alias | None:

@@ -74,6 +74,7 @@ def caller_findings(body: str, rule: str = "AGL019", functions: str = SAVES, par
         ("with torch.no_grad():\n    y = Exp.apply(x)\n    y.add_(1)\nreturn y\n", []),
         ("x.add_(1)\ny = Mul.apply(x, w)\nreturn y\n", []),
         ("y = Exp.apply(x)\ny.requires_grad_(False)\nreturn y\n", []),
+        ("y = Exp.apply(x)\ny.data.add_(1)\nreturn y\n", []),  # .data: no version check (silently wrong instead)
         ("y = Exp.apply(x)\ndef later():\n    y.add_(1)\nreturn later\n", []),
     ],
 )
@@ -99,6 +100,15 @@ def test_agl019_inplace_module_attribute():
     )
     reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     assert reported == [(source.splitlines().index("        z = self.act(z)") + 1, 13)]
+
+
+def test_agl019_and_agl020_follow_a_functional_wrapper():
+    wrapped = SAVES + "\ndef exp(x):\n    return Exp.apply(x)\n\ndef mul(w, x):\n    return Mul.apply(x, w)\n"
+    body = "y = exp(x)\ny.add_(1)\nh = x * 2\nz = mul(w, h)\nh.add_(1)\nw.add_(1)\nreturn y + z\n"
+    assert caller_findings(body, functions=wrapped) == [(2, 5), (5, 5)]
+    source = HEADER + VIEWS + "\ndef grl(x):\n    return GRL.apply(x, 1.0)\n\ndef caller(x):\n    y = grl(x)\n    y.mul_(2)\n"
+    (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
+    assert "the output of `GRL.apply` (through `grl()`)" in diagnostic.message
 
 
 def test_agl019_setup_context_and_saved_input_by_unpacking():
@@ -196,6 +206,7 @@ class Same(Function):
         ("y = Same.apply(x)\nwith torch.no_grad():\n    y.clamp_(0, 1)\nreturn y\n", []),
         ("with torch.no_grad():\n    y = Same.apply(x)\ny.add_(1)\nreturn y\n", []),
         ("y = Same.apply(x)\nx.add_(1)\nreturn y\n", []),
+        ("y = GRL.apply(x, 1.0)\ny.data.mul_(2)\nreturn y\n", []),
     ],
 )
 def test_agl020_caller_shapes(body, expected):

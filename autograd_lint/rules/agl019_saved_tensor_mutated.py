@@ -133,10 +133,10 @@ def _single_output(module: ParsedModule, function_class: FunctionClass, method: 
 def _message(tracked: Tracked, text: str, saved_as: str) -> str:
     cls = tracked.function_class.name
     if tracked.is_output:
-        what = f"`{tracked.name}`, the output of `{cls}.apply` that {cls}.forward saves for backward"
+        what = f"`{tracked.name}`, the output of {tracked.applied} that {cls}.forward saves for backward"
         fix = f"use the out-of-place op, or clone the output first (`{cls}.apply(...).clone()`)"
     else:
-        what = f"`{tracked.name}` after passing it to `{cls}.apply`, whose forward saves it (as `{saved_as}`) for backward"
+        what = f"`{tracked.name}` after passing it to {tracked.applied}, whose forward saves it (as `{saved_as}`) for backward"
         fix = f"use the out-of-place op, or pass a copy (`{tracked.name}.clone()`) to `{cls}.apply`"
     return (
         f"`{text}` changes {what}, before backward has used it: backward then raises '{TORCH_MESSAGE}' "

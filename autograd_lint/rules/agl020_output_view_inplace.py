@@ -141,6 +141,6 @@ def _message(caller: CallerWrite, view: ReturnedView) -> str:
         f"returns a view of its input `{view.parameter}` (`return {view.returned}`)"
     )
     return (
-        f"`{write.text}` writes in place into `{tracked.name}`, the output of `{cls}.apply`, and {cls}.forward {returned}: "
+        f"`{write.text}` writes in place into `{tracked.name}`, the output of {tracked.applied}, and {cls}.forward {returned}: "
         f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'; return `{view.parameter}.clone()` from forward, or make this op out of place"
     )
