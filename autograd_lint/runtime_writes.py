@@ -8,7 +8,6 @@ started applying Functions (otherwise it is import-time initialisation, like a c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import libcst as cst
 

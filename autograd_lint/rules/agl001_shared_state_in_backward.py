@@ -100,7 +100,6 @@ def _known_values(module: ParsedModule, function_class: FunctionClass, read: Sha
     import ast
 
     found = []
-    backward = function_class.backward
     statement = _statement_of(module, read.node)
     candidates = list(walk(statement)) if statement is not None else []
     if read.write is not None and isinstance(read.write.node, cst.Assign):

@@ -18,8 +18,7 @@ from ..ast_candidates import activation_with_a_flagged_op
 from ..diagnostic import Severity
 from ..module import ParsedModule
 from ..rule import Finding, Rule
-from ..scopes import bindings
-from ..syntax import assigned_names, children, code_of, dotted_name, walk
+from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, walk
 
 ZERO_GRADIENT_FUNCTIONS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_FUNCTIONS | {name + "_" for name in ZERO_GRADIENT_FUNCTIONS}
@@ -67,7 +66,6 @@ FRESH_TENSOR_FACTORIES = frozenset(
 BLOCKING_CALLS = frozenset({"int", "float", "bool", "len", "range", "str", "round", "math.floor", "math.ceil", "print", "isinstance"})
 BLOCKING_METHODS = frozenset({"detach", "detach_", "item", "tolist", "numpy", "cpu_numpy", "size", "dim", "numel", "nonzero", "argwhere", "data_ptr", "stride"})
 BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad"})
-NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "torch.no_grad", "torch.inference_mode", "torch.set_grad_enabled"})
 # Inputs that never need a gradient: loss targets, labels, sequence lengths, masks, indices.
 NON_DATA_PARAMETER = re.compile(r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|lengths?|lens?|mask\w*|ids?|\w*_ids|index|indices|idx)($|_)")
 _ACTIVATION_DEF = re.compile(
@@ -155,7 +153,7 @@ def _straight_through_source(module: ParsedModule, statement: cst.CSTNode, sourc
     operand = _operand(source)
     if operand is None:
         return None
-    wrapped = cst.parse_expression(f"_agl_ste(__q__, __x__)")
+    wrapped = cst.parse_expression("_agl_ste(__q__, __x__)")
     replacement = wrapped.with_changes(args=[cst.Arg(source), cst.Arg(operand)])
 
     class Replace(cst.CSTTransformer):
@@ -198,7 +196,7 @@ def _layer_arguments(module: ParsedModule, owner: cst.ClassDef) -> str:
 
 def _is_activation_context(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
     """An `nn.Module`-style forward, or a function named like an activation or quantizer."""
-    if any(_is_no_grad(d.decorator) for d in function.decorators):
+    if any(disables_grad(d.decorator) for d in function.decorators):
         return False
     name = _snake_case(function.name.value)
     owner = module.parents.get(module.parents.get(function))
@@ -279,13 +277,6 @@ NOT_ACTIVATIONS = ("test_", "sample_", "reference_", "ref_", "_ref", "error_inpu
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def _is_no_grad(expr: cst.BaseExpression) -> bool:
-    if isinstance(expr, cst.Call):
-        expr = expr.func
-    name = dotted_name(expr) or ""
-    return name in NO_GRAD_CONTEXTS or name.endswith((".no_grad", ".inference_mode"))
 
 
 class _FunctionFlow:
@@ -589,7 +580,7 @@ class _FunctionFlow:
         for ancestor in self.module.ancestors(node):
             if ancestor is self.function:
                 return False
-            if isinstance(ancestor, cst.With) and any(_is_no_grad(item.item) for item in ancestor.items):
+            if isinstance(ancestor, cst.With) and any(disables_grad(item.item) for item in ancestor.items):
                 return True
         return False
 

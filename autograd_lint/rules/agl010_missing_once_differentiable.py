@@ -24,7 +24,7 @@ from ..function_model import BACKWARD_METHODS, FunctionClass, Method
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import assigned_names, children, code_of, dotted_name, is_none, walk
+from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -55,7 +55,6 @@ SHAPE_FUNCTIONS = frozenset(
 # Positional arguments that are indices, masks or dims (by function short name).
 INDEX_POSITIONS = {"gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "where": {0}, "take": {1}, "narrow": {1, 2, 3}, "select": {1, 2}}
 NON_VALUE_KEYWORDS = frozenset({"dim", "dims", "size", "shape", "index", "mask", "out", "dtype", "device", "keepdim", "layout", "memory_format", "start", "length"})
-NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode", "set_grad_enabled"})
 # Ops whose result carries no gradient back to their operands (so a saved tensor built with them is
 # a constant for double backward anyway): comparisons, indices, integer casts, steps, metadata.
 NON_DIFFERENTIABLE_OPS = frozenset(
@@ -272,10 +271,7 @@ class _BackwardFlow:
     def _no_grad_block(self, node: cst.With) -> str | None:
         for item in node.items:
             call = item.item
-            name = (self.module.qualified_name(call.func if isinstance(call, cst.Call) else call) or "").rsplit(".", 1)[-1]
-            if name not in NO_GRAD_CONTEXTS:
-                continue
-            if name == "set_grad_enabled" and not (isinstance(call, cst.Call) and call.args and code_of(call.args[0].value).strip() == "False"):
+            if not disables_grad(call):
                 continue
             for statement in walk(node.body, into_functions=False):
                 value = statement.value if isinstance(statement, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return, cst.Expr)) else None
