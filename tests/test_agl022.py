@@ -150,3 +150,29 @@ def test_recipe_confirms_custom_bwd_without_custom_fwd():
     half = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "")
     verdict, evidence = run_recipe(half + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
     assert verdict == "confirmed" and "'LinBackward' object has no attribute '_fwd_used_autocast'" in evidence, evidence
+
+
+def test_function_managing_autocast_itself_is_silent():
+    restoring = linear(backward_body='with torch.autocast("cpu", **ctx.autocast_kwargs):\n    return g @ w, g.t() @ x')
+    assert agl022(restoring) == []
+    checking = linear().replace("        return x @ w.t()", "        if torch.is_autocast_enabled():\n            w = w.to(torch.get_autocast_dtype('cpu'))\n        return x @ w.t()")
+    assert "is_autocast_enabled" in checking and agl022(checking) == []
+
+
+def test_autocast_only_inside_another_functions_backward_does_not_count():
+    source = linear(use="y = Lin.apply(x, w)") + textwrap.dedent(
+        """\
+
+        class Recompute(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.autocast_kwargs = {"dtype": torch.get_autocast_dtype("cpu")}
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                with torch.autocast("cpu", **ctx.autocast_kwargs):
+                    return g.clone()
+        """
+    )
+    assert agl022(source) == []

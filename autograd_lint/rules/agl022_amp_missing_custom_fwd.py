@@ -82,7 +82,7 @@ class AmpMissingCustomFwd(FunctionRule):
                 continue
             if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
                 continue
-            if _disables_autocast(module, forward) or _casts_dtype(backward):
+            if _handles_autocast(forward) or _handles_autocast(backward) or _casts_dtype(backward):
                 continue
             region = _region_of(module, function_class, regions)
             if fwd is None:
@@ -160,14 +160,16 @@ def is_autocast(module: ParsedModule, expr: cst.BaseExpression) -> bool:
 
 
 def autocast_regions(module: ParsedModule) -> list[cst.CSTNode]:
-    """The module's `with` items and function decorators that turn autocast on, in source order."""
+    """The module's `with` items and function decorators that turn autocast on, in source order,
+    outside Function classes."""
     found = []
     for node in module.parents:
         if type(node) is cst.WithItem and is_autocast(module, node.item):
             found.append(node.item)
         elif type(node) is cst.Decorator and is_autocast(module, node.decorator):
             found.append(node.decorator)
-    return found
+    # A Function restoring autocast state in its own methods (checkpoint-style) is not training code.
+    return [region for region in found if module.functions.enclosing(region) is None]
 
 
 def _region_of(module: ParsedModule, function_class: FunctionClass, regions: list[cst.CSTNode]) -> cst.CSTNode:
@@ -254,13 +256,13 @@ def _has_low_precision_op(function: cst.FunctionDef) -> bool:
     return False
 
 
-def _disables_autocast(module: ParsedModule, method: Method) -> bool:
-    """forward runs (part of) its work in `with torch.autocast(..., enabled=False)`."""
+def _handles_autocast(method: Method) -> bool:
+    """The method manages autocast itself: `with torch.autocast(..., enabled=False)` around its
+    matmul, backward re-entering forward's state (`with torch.autocast(**ctx.autocast_kwargs)`),
+    `torch.is_autocast_enabled()`/`get_autocast_dtype()` checks."""
     for node in walk(method.node.body, into_functions=False):
-        if type(node) is cst.WithItem:
-            expr = node.item.func if isinstance(node.item, cst.Call) else node.item
-            if (module.qualified_name(expr) or "").rsplit(".", 1)[-1] == "autocast" and not is_autocast(module, node.item):
-                return True
+        if (type(node) is cst.Name and "autocast" in node.value) or (type(node) is cst.Attribute and "autocast" in node.attr.value):
+            return True
     return False
 
 

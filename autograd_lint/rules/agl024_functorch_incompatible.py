@@ -40,7 +40,7 @@ TRANSFORMS = {
     "hessian": ("vmap", "jvp"),
 }
 TRANSFORM_MODULES = ("torch.func.", "functorch.", "torch._functorch.apis.", "torch._functorch.eager_transforms.")
-TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|from\s+torch\s+import[^\n]*\bfunc\b")
+TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|from\s+torch\s+import[^)]*?\bfunc\b")  # also `from torch import (\n    func,\n)`
 SETUP_CONTEXT_MESSAGE = (
     "In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, ...), it must override "
     "the setup_context staticmethod"
