@@ -77,7 +77,8 @@ class _Arity:
             for name in assigned_names(node.target):
                 self.bindings.setdefault(name.value, []).append(_UNKNOWN)
         elif isinstance(node, (cst.WithItem, cst.ExceptHandler)):
-            target = node.asname.name if node.asname else None
+            alias = node.asname if isinstance(node, cst.WithItem) else node.name  # ExceptHandler's `as` is `.name`
+            target = alias.name if alias else None
             for name in assigned_names(target) if isinstance(target, cst.BaseExpression) else ():
                 self.bindings.setdefault(name.value, []).append(_UNKNOWN)
         elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):

@@ -148,6 +148,12 @@ def test_blank_line_ending_in_a_backslash(ending):
     assert [(d.code, d.line, d.column) for d in lint_source(source)] == [("AGL002", 12, 9)]
 
 
+def test_except_as_in_backward():
+    # Found by the fuzzer: `except ... as name` in backward made AGL002 and AGL011 fail (AGL999).
+    source = SNIPPET.replace("        return g * ctx.scale", "        try:\n            pass\n        except ValueError as error:\n            pass\n        return g * ctx.scale")
+    assert [(d.code, d.line) for d in lint_source(source)] == [("AGL002", 15)]
+
+
 # --- Python 2 --------------------------------------------------------------------------------------
 
 
