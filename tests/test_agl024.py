@@ -136,3 +136,9 @@ def test_recipe_confirms_missing_vmap_rule_and_missing_jvp():
     assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence
     verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'grad')")
     assert verdict == "not-reproduced", evidence
+
+
+def test_parenthesized_import_of_torch_func_is_seen():
+    source = OLD.replace("import torch.func\n", "from torch import (\n    func,\n)\n") + "y = func.grad(lambda t: Sin.apply(t).sum())(x)\n"
+    (finding,) = agl024(source)
+    assert "under torch.func.grad" in finding[2]
