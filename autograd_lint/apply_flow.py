@@ -37,6 +37,7 @@ class Tracked:
     position: int | None
     name: str  # the caller's name for it at the call (`y` in `y = Fn.apply(x)`, or the argument's name)
     via: str | None = None  # the module's function that returns `Fn.apply(...)`, when `call` calls it
+    output_index: int | None = None  # for an output unpacked from a tuple (`out, idx = Fn.apply(x)`)
 
     @property
     def applied(self) -> str:
@@ -55,7 +56,8 @@ class CallerWrite:
     write: InplaceWrite
 
 
-# For one apply call: whether its output is followed, and the argument positions to follow.
+# For one apply call: whether its output is followed (True for a single output, or the positions to
+# follow in a returned tuple, when the caller unpacks it), and the argument positions to follow.
 Selection = Callable[[FunctionClass, cst.Call], "tuple[bool, list[int]]"]
 
 
@@ -143,14 +145,17 @@ class _ApplyTracking(CallTracking):
         self.roots: dict[str, Tracked] = {}
         self._results: dict[cst.Call, Alias] = {}
         self._arguments: dict[cst.Call, Env] = {}
+        self._unpacked: dict[cst.Call, list[Alias | None]] = {}
         self._inplace_attributes: dict[cst.ClassDef, frozenset[str]] = {}
         for applied in calls:
             function_class, call = applied.function_class, applied.call
             output, positions = select(function_class, call)
-            if output:
+            if output is True:
                 key = f"{id(call)}:out"
                 self.roots[key] = Tracked(function_class, call, None, _result_name(module, call), applied.via)
                 self._results[call] = Alias(key, TENSOR)
+            elif output:
+                self._track_unpacked(applied, output)
             arguments = _positional_names(call)
             for position in positions:
                 at = applied.argument_position(position)
@@ -160,8 +165,30 @@ class _ApplyTracking(CallTracking):
                     self.roots[key] = Tracked(function_class, call, position, name, applied.via)
                     self._arguments.setdefault(call, {})[name] = Alias(key, TENSOR)
 
+    def _track_unpacked(self, applied: _Applied, indices) -> None:
+        """`out, idx = Fn.apply(x)`: the unpacked names at `indices` become tracked outputs."""
+        call = applied.call
+        parent = self.module.parents.get(call)
+        if not (isinstance(parent, cst.Assign) and len(parent.targets) == 1):
+            return
+        target = parent.targets[0].target
+        if not isinstance(target, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in target.elements):
+            return
+        elements = [e.value for e in target.elements]
+        parts: list[Alias | None] = [None] * len(elements)
+        for index in indices:
+            if index < len(elements) and isinstance(elements[index], cst.Name):
+                key = f"{id(call)}:out{index}"
+                self.roots[key] = Tracked(applied.function_class, call, None, elements[index].value, applied.via, index)
+                parts[index] = Alias(key, TENSOR)
+        self._unpacked[call] = parts
+
     def result(self, call: cst.Call) -> Alias | None:
         return self._results.get(call)
+
+    def unpacked(self, call: cst.Call, count: int) -> list[Alias | None] | None:
+        parts = self._unpacked.get(call)
+        return parts if parts is not None and len(parts) == count else None
 
     def tracked_after(self, call: cst.Call) -> Env:
         return self._arguments.get(call, {})

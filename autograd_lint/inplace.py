@@ -168,6 +168,10 @@ class CallTracking:
         """Names that refer to tracked tensors once the call has run (the arguments passed to it)."""
         return {}
 
+    def unpacked(self, call: cst.Call, count: int) -> list[Alias | None] | None:
+        """For `a, b = call(...)`: what each unpacked name refers to, when the call starts tracking."""
+        return None
+
     def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
         """In-place writes made by the call beyond those `call_writes` reads from its syntax."""
         return iter(())
@@ -433,6 +437,14 @@ class AliasFlow:
                 isinstance(e, cst.StarredElement) for e in value.elements
             ):
                 values = [e.value for e in value.elements]
+            parts = self.tracking.unpacked(value, len(elements)) if self.tracking is not None and isinstance(value, cst.Call) else None
+            if parts is not None:
+                for element, alias in zip(elements, parts):
+                    for name in _names(element):
+                        env.pop(name, None)
+                    if alias is not None and isinstance(element, cst.Name):
+                        env[element.value] = alias
+                return
             container = self.resolve(value, env) if value is not None and values is None else None
             for index, element in enumerate(elements):
                 if values is not None:

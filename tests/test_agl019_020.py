@@ -111,6 +111,16 @@ def test_agl019_and_agl020_follow_a_functional_wrapper():
     assert "the output of `GRL.apply` (through `grl()`)" in diagnostic.message
 
 
+def test_agl019_unpacked_tuple_output():
+    functions = SAVES + (
+        "\nclass Pair(Function):\n    @staticmethod\n    def forward(ctx, x):\n        y = x.exp()\n        z = x * 2\n"
+        "        ctx.save_for_backward(y)\n        return y, z\n    @staticmethod\n    def backward(ctx, gy, gz):\n"
+        "        (y,) = ctx.saved_tensors\n        return gy * y + gz * 2\n"
+    )
+    assert caller_findings("a, b = Pair.apply(x)\nb.add_(1)\na.add_(1)\n", functions=functions) == [(3, 5)]
+    assert caller_findings("a, b = Pair.apply(x)\na = a * 2\na.add_(1)\n", functions=functions) == []
+
+
 def test_agl019_setup_context_and_saved_input_by_unpacking():
     functions = textwrap.dedent(
         """

@@ -25,6 +25,7 @@ class SavedTensors:
 
     output: bool
     inputs: dict[int, str]  # position of the apply argument -> forward's parameter name
+    output_indices: tuple[int, ...] = ()  # saved elements of a returned tuple (`return out, idx`)
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,12 @@ class SavedTensorMutated(FunctionRule):
         for function_class in module.functions:
             if function_class.apply_calls:
                 found = saved_tensors(module, function_class)
-                if found is not None and (found.output or found.inputs):
+                if found is not None and (found.output or found.inputs or found.output_indices):
                     saved[function_class.name] = found
 
-        def select(function_class: FunctionClass, call: cst.Call) -> tuple[bool, list[int]]:
+        def select(function_class: FunctionClass, call: cst.Call) -> tuple[bool | tuple[int, ...], list[int]]:
             found = saved[function_class.name]
-            return found.output, sorted(found.inputs)
+            return found.output or found.output_indices, sorted(found.inputs)
 
         classes = [c for c in module.functions if c.name in saved]
         for caller in caller_writes(module, classes, select):
@@ -66,7 +67,8 @@ class SavedTensorMutated(FunctionRule):
         subject: MutatedSaved = finding.subject
         tracked = subject.caller.tracked
         name = tracked.function_class.name
-        recipe = f"_agl_saved_inplace_recipe({name}.apply, _agl_builders, {tracked.position!r}, {tracked.name!r}, {{replay}}, globals())"
+        where = tracked.position if not tracked.is_output else ("output", tracked.output_index)
+        recipe = f"_agl_saved_inplace_recipe({name}.apply, _agl_builders, {where!r}, {tracked.name!r}, {{replay}}, globals())"
         return caller_harness(module, subject.caller, recipe)
 
 
@@ -78,9 +80,10 @@ def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedT
     inputs = function_class.forward_inputs()
     if forward is None or inputs is None or inputs.has_varargs or not function_class.hierarchy_known:
         return None
-    output, saved = False, {}
+    output, saved, indices = False, {}, set()
     for method in function_class.saving_methods():
         kinds = ValueKinds(function_class, method, module)
+        elements = _returned_tuple_names(kinds) if method.name == "forward" else {}
         positions = _input_positions(method, inputs.names)
         for call in method.save_calls:
             for arg in call.args:
@@ -94,9 +97,25 @@ def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedT
                         position = positions[name]
                     elif name in kinds.output_names and _single_output(module, function_class, method, kinds, name):
                         output = True
+                    elif name in elements and len(kinds.bindings.get(name, [])) == 1:
+                        indices.add(elements[name])
                 if position is not None and position < len(inputs.names):
                     saved[position] = inputs.names[position]
-    return SavedTensors(output, saved)
+    return SavedTensors(output, saved, tuple(sorted(indices)))
+
+
+def _returned_tuple_names(kinds: ValueKinds) -> dict[str, int]:
+    """name -> index for names every `return` of forward puts at the same place of a tuple."""
+    returns = kinds.returns
+    if not returns or not all(isinstance(r, cst.Tuple) for r in returns) or len({len(r.elements) for r in returns}) != 1:
+        return {}
+    found = {}
+    for index, element in enumerate(returns[0].elements):
+        value = element.value
+        same = [r.elements[index].value for r in returns]
+        if isinstance(value, cst.Name) and all(isinstance(v, cst.Name) and v.value == value.value for v in same):
+            found[value.value] = index
+    return found
 
 
 def _input_positions(method: Method, names: tuple[str, ...]) -> dict[str, int]:
@@ -133,7 +152,8 @@ def _single_output(module: ParsedModule, function_class: FunctionClass, method: 
 def _message(tracked: Tracked, text: str, saved_as: str) -> str:
     cls = tracked.function_class.name
     if tracked.is_output:
-        what = f"`{tracked.name}`, the output of {tracked.applied} that {cls}.forward saves for backward"
+        output = "the output" if tracked.output_index is None else f"output {tracked.output_index}"
+        what = f"`{tracked.name}`, {output} of {tracked.applied} that {cls}.forward saves for backward"
         fix = f"use the out-of-place op, or clone the output first (`{cls}.apply(...).clone()`)"
     else:
         what = f"`{tracked.name}` after passing it to {tracked.applied}, whose forward saves it (as `{saved_as}`) for backward"

@@ -27,13 +27,18 @@ def _agl_inplace_write(target, name, replay, namespace):
 
 
 def _agl_saved_inplace_recipe(apply, builders, position, name, replay, namespace):
-    """`position` None: write into the output; else into the argument at that position (a non-leaf, as
-    a caller's activation is). Backward must then fail on the saved tensor's version; with a clone()
-    at the call the same sequence must run."""
+    """`position` None or ("output", None): write into the output; ("output", i): into element i of the
+    returned tuple; an int: into the argument at that position (a non-leaf, as a caller's activation is).
+    Backward must then fail on the saved tensor's version; with a clone() at the call it must run."""
     import torch
 
     observed, error = [], None
-    role = "its output" if position is None else f"argument {position}"
+    output_index = position[1] if isinstance(position, tuple) else None
+    if isinstance(position, tuple):
+        position = None
+    role = f"argument {position}" if position is not None else "its output"
+    if output_index is not None:
+        role = f"output {output_index}"
     for label, build in builders:
         for shape in _AGL_SHAPES:
 
@@ -48,9 +53,15 @@ def _agl_saved_inplace_recipe(apply, builders, position, name, replay, namespace
                     output = apply(*passed)
                 else:
                     output = apply(*args)
-                    if clone:
-                        output = output.clone()
-                    target = output
+                    if output_index is not None:
+                        outputs = list(output)
+                        if clone:
+                            outputs[output_index] = outputs[output_index].clone()
+                        output, target = tuple(outputs), outputs[output_index]
+                    else:
+                        if clone:
+                            output = output.clone()
+                        target = output
                 return output, target
 
             try:
