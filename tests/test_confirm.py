@@ -36,7 +36,6 @@ EVIDENCE = {
     "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
     "AGL005": re.compile(r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"),
     "AGL006": re.compile(r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"),
-    "AGL010": re.compile(r"second-order gradient for input \d+ \[[^\]]*\] where central finite differences of the first-order gradient give \[[^\]]*\]|cannot be differentiated again, so a gradient penalty gets no gradient: torch raises RuntimeError: element 0 of tensors does not require grad"),
     "AGL007": re.compile(r"survived `del out` and only gc\.collect\(\) freed it|raised no error but changed input \d+'s gradient from|after backward, grad_fn still holds ctx\.\w+ \(torch\.\w+ \["),
     "AGL008": re.compile(r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"),
     "AGL009": re.compile(r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"),
