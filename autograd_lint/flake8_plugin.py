@@ -36,9 +36,7 @@ class AutogradLintChecker:
         source = "".join(self.lines)
         for d in lint_source(source, path=self.filename, config=_EVERY_RULE):
             if d.code == SYNTAX_ERROR_CODE and _cpython_rejects(source):
-                # flake8 reports the same error as E999 (and does not run plugins on such files). An
-                # AGL000 for code CPython accepts (libcst could not parse it) is kept: that file was
-                # not checked, and nothing else would say so.
+                # flake8 reports the same error as E999 (and does not run plugins on such files).
                 continue
             yield d.line, d.column - 1, f"{d.code} {d.message}", type(self)
 

@@ -155,15 +155,17 @@ def test_syntax_error_is_flake8s_e999_not_agl000(project):
     assert list(checker.run()) == []
 
 
-def test_code_only_libcst_rejects_is_still_reported_as_agl000(monkeypatch):
-    """A file CPython accepts but libcst cannot parse was not checked: flake8 has no E999 for it, so say so."""
+def test_code_only_libcst_rejects_is_reported_as_agl999(monkeypatch):
+    """A file CPython accepts but libcst cannot parse was not checked: flake8 has no E999 for it, so say so
+    (as an internal limit, not as a syntax error in valid code)."""
 
     def reject(source, *args, **kwargs):
         raise libcst.ParserSyntaxError("unsupported syntax", lines=source.splitlines(True), raw_line=11, raw_column=8)
 
     monkeypatch.setattr(libcst, "parse_module", reject)
     checker = AutogradLintChecker(ast.parse(SNIPPET), "bad.py", SNIPPET.splitlines(keepends=True))
-    assert list(checker.run()) == [(11, 8, "AGL000 SyntaxError: unsupported syntax", AutogradLintChecker)]
+    message = "AGL999 libcst cannot parse this file, which Python accepts (unsupported syntax at line 11); it was not checked"
+    assert list(checker.run()) == [(1, 0, message, AutogradLintChecker)]
 
 
 def test_stdin_display_name(project):
