@@ -24,7 +24,21 @@ def _terminal(node: ast.AST) -> str | None:
     return None
 
 
+# Every Function rule asks the same question of the same file, so the last answer is kept, with the
+# tree it is about (an identity check, so a new tree with a reused id() is never mistaken for it).
+_last_function_answer: tuple[ast.AST | None, bool] = (None, False)
+
+
 def defines_function_subclass(tree: ast.AST) -> bool:
+    global _last_function_answer
+    last_tree, answer = _last_function_answer
+    if last_tree is not tree:
+        answer = _defines_function_subclass(tree)
+        _last_function_answer = (tree, answer)
+    return answer
+
+
+def _defines_function_subclass(tree: ast.AST) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and any("Function" in (_terminal(base) or "") for base in node.bases):
             return True

@@ -28,6 +28,18 @@ TORCH_FUNCTION_BASES = frozenset(
 # A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
 # through a module-level alias of torch's Function.
 FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b")
+_last_trigger_answer: tuple[str | None, bool] = (None, False)
+
+
+def may_define_function_class(text: str) -> bool:
+    """FUNCTION_CLASS_TRIGGER on the file's text; every Function rule asks it of the same text, so the
+    last answer is kept with the very string it is about."""
+    global _last_trigger_answer
+    last_text, answer = _last_trigger_answer
+    if last_text is not text:
+        answer = FUNCTION_CLASS_TRIGGER.search(text) is not None
+        _last_trigger_answer = (text, answer)
+    return answer
 BACKWARD_METHODS = ("backward", "vjp")
 SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")

@@ -64,9 +64,9 @@ class FunctionRule(Rule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        from .function_model import FUNCTION_CLASS_TRIGGER
+        from .function_model import may_define_function_class
 
-        return FUNCTION_CLASS_TRIGGER.search(text) is not None
+        return may_define_function_class(text)
 
     @classmethod
     def candidate(cls, tree: "ast.AST") -> bool:

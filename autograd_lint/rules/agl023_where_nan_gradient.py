@@ -153,7 +153,7 @@ class WhereNanGradient(Rule):
         compared there (up to `abs`). The rule follows guards and branches through one function's
         locals only, so a file whose `where`s and unsafe ops live in different functions (the big
         test and codegen modules) is never parsed with libcst for this rule."""
-        return any(_scope_candidate(nodes) for nodes in _ast_scopes(tree))
+        return _any_scope_may_report(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
@@ -183,43 +183,62 @@ class WhereNanGradient(Rule):
 
 
 
-def _ast_scopes(tree: ast.AST) -> Iterator[Iterator[ast.AST]]:
-    """Each function's and lambda's nodes (nested ones included), and the module's nodes outside them."""
-    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+class _ScopeFacts:
+    """What the prefilter needs from one scope: a torch `where` call, compared texts, unsafe-op arguments."""
 
-    def outside_functions(node: ast.AST) -> Iterator[ast.AST]:
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(child, functions):
-                yield child
-                yield from outside_functions(child)
+    def __init__(self) -> None:
+        self.has_where = False
+        self.compared: set[str] = set()
+        self.arguments: set[str] = set()
 
-    yield outside_functions(tree)
-    for node in ast.walk(tree):
-        if isinstance(node, functions):
-            yield ast.walk(node)
+    def merge(self, other: "_ScopeFacts") -> None:
+        self.has_where |= other.has_where
+        self.compared |= other.compared
+        self.arguments |= other.arguments
 
+    def may_report(self) -> bool:
+        return self.has_where and not self.compared.isdisjoint(self.arguments)
 
-def _scope_candidate(nodes: Iterator[ast.AST]) -> bool:
-    compared: set[str] = set()
-    arguments: set[str] = set()
-    has_where = False
-    for node in nodes:
+    def add(self, node: ast.AST) -> None:
         if isinstance(node, ast.Compare):
-            compared.update(_ast_operand_texts([node.left, *node.comparators]))
+            self.compared.update(_ast_operand_texts([node.left, *node.comparators]))
         elif isinstance(node, ast.Call):
             name = _ast_terminal(node.func)
             operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
             if name == "where":
-                has_where = has_where or not _is_array_library_call(node.func)
+                self.has_where = self.has_where or not _is_array_library_call(node.func)
             elif name in COMPARISON_METHODS:
-                compared.update(_ast_operand_texts(operands))
+                self.compared.update(_ast_operand_texts(operands))
             elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                arguments.update(_ast_argument_texts(operands))
+                self.arguments.update(_ast_argument_texts(operands))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            arguments.update(_ast_argument_texts([node.right]))
+            self.arguments.update(_ast_argument_texts([node.right]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            arguments.update(_ast_argument_texts([node.left]))
-    return has_where and not compared.isdisjoint(arguments)
+            self.arguments.update(_ast_argument_texts([node.left]))
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def _any_scope_may_report(tree: ast.AST) -> bool:
+    """One pass over the tree. A function's (or lambda's) facts include those of the functions nested
+    in it; the module's scope is what lies outside every function."""
+    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts()}
+    outer: dict[ast.AST, ast.AST] = {}
+    order: list[ast.AST] = []
+    stack = [(tree, tree)]
+    while stack:
+        node, scope = stack.pop()
+        if node is not scope and isinstance(node, _SCOPES):
+            facts[node], outer[node] = _ScopeFacts(), scope
+            order.append(node)
+            scope = node
+        facts[scope].add(node)
+        stack.extend((child, scope) for child in ast.iter_child_nodes(node))
+    for function in reversed(order):  # inner functions come after the ones containing them
+        if outer[function] is not tree:
+            facts[outer[function]].merge(facts[function])
+    return any(f.may_report() for f in facts.values())
 
 
 def _is_array_library_call(func: ast.expr) -> bool:
