@@ -12,7 +12,7 @@ from ..function_model import FunctionClass
 from ..gradient_returns import ReturnedValues, returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import code_of, is_none
+from ..syntax import is_none, short_code
 
 
 class BackwardArityMismatch(FunctionRule):
@@ -73,7 +73,7 @@ class BackwardArityMismatch(FunctionRule):
             f"{expected} input{'s' if expected != 1 else ''}"
         )
         if call is not None:
-            text += f" at the call `{_shorten(code_of(call))}`"
+            text += f" at the call `{short_code(call, 60)}`"
         text += f": torch raises 'function {name}Backward returned an incorrect number of gradients (expected {expected}, got {got})'"
         if returned.is_list:
             text += "; a list counts as one value, return a tuple"
@@ -99,7 +99,3 @@ class BackwardArityMismatch(FunctionRule):
 
 TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")
 
-
-def _shorten(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -12,7 +12,7 @@ from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method, is_save_call
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import code_of, is_none, walk
+from ..syntax import is_none, short_code, walk
 
 
 def _saves_something(call: cst.Call) -> bool:
@@ -68,17 +68,13 @@ def _message(module: ParsedModule, replacement: Replacement) -> str:
         where = "runs in a loop, so each iteration replaces what the previous one saved"
     else:
         line = module.position(previous).start.line
-        where = f"replaces what `{_shorten(code_of(previous))}` on line {line} saved on the same path"
+        where = f"replaces what `{short_code(previous)}` on line {line} saved on the same path"
     return (
         f"this save_for_backward in {owner} {where}: torch keeps only the last call's tensors, so "
         "backward unpacks too few (ValueError) or indexes the wrong ones (silently wrong gradients); "
         "save every tensor in one call"
     )
 
-
-def _shorten(text: str, limit: int = 50) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Paths:
