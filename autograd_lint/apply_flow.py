@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import libcst as cst
 
 from .function_model import FunctionClass
-from .inplace import TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite
+from .inplace import ALIAS_ATTRIBUTES, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite
 from .module import ParsedModule
 from .scopes import bindings
 from .syntax import code_of, dotted_name, walk
@@ -147,6 +147,7 @@ class _ApplyTracking(CallTracking):
         self._arguments: dict[cst.Call, Env] = {}
         self._unpacked: dict[cst.Call, list[Alias | None]] = {}
         self._inplace_attributes: dict[cst.ClassDef, frozenset[str]] = {}
+        self._written: dict[cst.FunctionDef, frozenset[int]] = {}
         for applied in calls:
             function_class, call = applied.function_class, applied.call
             output, positions = select(function_class, call)
@@ -202,11 +203,20 @@ class _ApplyTracking(CallTracking):
         return (self.module.qualified_name(func) or "") in BACKWARD_CALLS
 
     def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
-        """`nn.ReLU(inplace=True)(y)`, and `self.act(y)` where the class sets `self.act = nn.ReLU(inplace=True)`."""
+        """`nn.ReLU(inplace=True)(y)`, `self.act(y)` where the class sets `self.act = nn.ReLU(inplace=True)`,
+        and a call of this module's top-level function that writes its parameter in place (`clip_(w)`)."""
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
         if not positional:
             return
         func = call.func
+        if isinstance(func, cst.Name) and func.value in self.module.functions.module_functions:
+            helper = self.module.functions.module_functions[func.value]
+            if helper not in self._written:
+                self._written[helper] = written_parameters(self.module, helper)
+            for position in sorted(self._written[helper]):
+                if position < len(positional):
+                    yield InplaceWrite(call, positional[position], call)
+            return
         if isinstance(func, cst.Call) and self._inplace_module(func):
             yield InplaceWrite(call, positional[0], call)
         elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
@@ -242,14 +252,27 @@ class _ApplyTracking(CallTracking):
 
 
 def _positional_names(call: cst.Call) -> dict[int, str]:
-    """Position -> name for the arguments passed as bare names (positionally)."""
+    """Position -> name for the arguments passed positionally as bare names or attributes (`self.weight`,
+    followed until the attribute is assigned again; `x.T`/`x.data` are views, not names)."""
     found = {}
     for position, arg in enumerate(call.args):
         if arg.star or arg.keyword is not None:
             break
         if isinstance(arg.value, cst.Name):
             found[position] = arg.value.value
+        elif isinstance(arg.value, cst.Attribute) and arg.value.attr.value not in ALIAS_ATTRIBUTES:
+            name = dotted_name(arg.value)
+            if name is not None:
+                found[position] = name
     return found
+
+
+def written_parameters(module: ParsedModule, function: cst.FunctionDef) -> frozenset[int]:
+    """Positions of a function's parameters that its body writes in place (`def renorm_(w): w.div_(...)`),
+    not through `.data` (no version check there); a parameter rebound first is a new tensor."""
+    params = [p.name.value for p in function.params.params]
+    flow = AliasFlow(function, {name: Alias(name, TENSOR) for name in params}, module.qualified_name)
+    return frozenset(params.index(alias.root) for write, alias in flow.found if not _through_data(write))
 
 
 def _result_name(module: ParsedModule, call: cst.Call) -> str:

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import libcst as cst
 
-from .syntax import children, code_of
+from .syntax import children, code_of, dotted_name
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
 NOT_DATA_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "rename_", "retain_grad_"})
@@ -57,8 +57,13 @@ WRITING_FUNCTIONS = frozenset(
         "torch.distributed.recv", "numpy.copyto", "numpy.put", "numpy.place", "numpy.putmask",
     }
 )
-# ndarray methods that write in place.
+# ndarray methods that write in place (on a tensor, `t.sort()` and `t.put(...)` return new tensors).
 NUMPY_WRITE_METHODS = frozenset({"fill", "sort", "put", "itemset", "partition", "resize"})
+# Collective communication calls write the tensor they are given (its first argument) in place,
+# whatever wraps torch.distributed (`deepspeed.comm`, a project's `dist` module): named by the collective.
+COLLECTIVE_WRITES = frozenset({"all_reduce", "inference_all_reduce", "all_reduce_coalesced", "allreduce", "broadcast", "recv", "irecv"})
+# Module names a collective is called through: its qualified name has one of these parts.
+COMMUNICATION_MODULES = frozenset({"distributed", "dist", "comm", "communication", "collectives", "mpu", "parallel_state"})
 
 TENSOR, NUMPY, TENSORS = "tensor", "numpy", "tensors"
 
@@ -83,6 +88,8 @@ class InplaceWrite:
     needs_array: bool = False
     # `xs[i] += v`: writes the element in place, also when `xs` is a list of tensors.
     augmented: bool = False
+    # `a.sort()`, `a.fill(v)`: in place only on a numpy array (the tensor methods return new tensors).
+    numpy_only: bool = False
 
     @property
     def text(self) -> str:
@@ -95,6 +102,14 @@ def is_inplace_method(name: str) -> bool:
     if name.startswith("__"):
         return name == "__setitem__" or (name.startswith("__i") and name.endswith("__") and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__"))
     return name.endswith("_") and not name.startswith("_") and name not in NOT_DATA_WRITES
+
+
+def is_collective_write(name: str, qualified: str) -> bool:
+    """`dist.all_reduce(t)`, `comm.broadcast(t, src)`: a collective through a communication module."""
+    if name not in COLLECTIVE_WRITES:
+        return False
+    modules = qualified.split(".")[:-1]
+    return any(part in COMMUNICATION_MODULES or part.endswith(("_comm", "_dist")) for part in modules)
 
 
 def shorten(text: str, limit: int = 50) -> str:
@@ -117,8 +132,13 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
             last = qualified.rsplit(".", 1)[-1]
             if first is not None and (qualified in WRITING_FUNCTIONS or (is_inplace_method(last) and not last.startswith("__"))):
                 yield InplaceWrite(call, first, call)
-        elif is_inplace_method(name) or name in NUMPY_WRITE_METHODS:
+        elif is_collective_write(name, qualified):
+            if positional:
+                yield InplaceWrite(call, positional[0].value, call)
+        elif is_inplace_method(name):
             yield InplaceWrite(call, func.value, call)
+        elif name in NUMPY_WRITE_METHODS:
+            yield InplaceWrite(call, func.value, call, numpy_only=True)
     for arg in call.args:
         if arg.keyword is None:
             continue
@@ -345,6 +365,8 @@ class AliasFlow:
             alias = Alias(alias.root, TENSOR, indexed=True)  # `grads[0] *= 2` on a list of gradients
         if alias is None or alias.kind == TENSORS or id(write.node) in self._seen:
             return
+        if write.numpy_only and alias.kind != NUMPY:
+            return
         self._seen.add(id(write.node))
         self.found.append((write, alias))
 
@@ -353,6 +375,9 @@ class AliasFlow:
         if isinstance(expr, cst.Name):
             return env.get(expr.value)
         if isinstance(expr, cst.Attribute):
+            tracked = env.get(dotted_name(expr) or "")
+            if tracked is not None:
+                return tracked  # a root that is an attribute (`self.weight` passed to a call)
             if expr.attr.value in ALIAS_ATTRIBUTES:
                 return _as_tensor(self.resolve(expr.value, env))
             return None
@@ -457,7 +482,9 @@ class AliasFlow:
                     for name in _names(element):
                         env[name] = alias
             return
-        # Attribute or subscript targets bind no name.
+        # Attribute or subscript targets bind no name; assigning a tracked attribute root rebinds it.
+        if isinstance(target, cst.Attribute):
+            env.pop(dotted_name(target) or "", None)
 
     def _iterated(self, value, env: Env) -> list[Alias | None] | None:
         """For `for a, b in zip(xs, ys)` / `enumerate(xs)`: what each element of one item refers to."""

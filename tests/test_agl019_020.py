@@ -111,6 +111,33 @@ def test_agl019_and_agl020_follow_a_functional_wrapper():
     assert "the output of `GRL.apply` (through `grl()`)" in diagnostic.message
 
 
+def test_agl019_attribute_argument_written_before_backward():
+    source = HEADER + SAVES + textwrap.dedent(
+        """
+        class Layer(nn.Module):
+            def forward(self, w):
+                y = Mul.apply(self.weight, w)
+                with torch.no_grad():
+                    self.weight.clamp_(-1, 1)
+                z = Mul.apply(self.scale, w)
+                self.scale.data.mul_(2)
+                self.scale = nn.Parameter(torch.ones(3))
+                self.scale.mul_(2)
+                return y + z
+        """
+    )
+    reported = [(d.line, d.column, d.message[:55]) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
+    line = source.splitlines().index("            self.weight.clamp_(-1, 1)") + 1
+    assert reported == [(line, 13, "`self.weight.clamp_(-1, 1)` changes `self.weight` after")]
+
+
+def test_agl019_and_agl020_see_writes_made_by_a_module_function():
+    helpers = "\ndef clip_(t):\n    t.clamp_(-1, 1)\n\ndef clip(t):\n    t = t.clamp(-1, 1)\n    t.add_(1)\n    return t\n\ndef touch(t):\n    t.data.zero_()\n"
+    assert caller_findings("y = Mul.apply(x, w)\nclip_(x)\nreturn y\n", functions=SAVES + helpers) == [(2, 5)]
+    assert caller_findings("y = Mul.apply(x, w)\nclip(x)\ntouch(x)\nclip_(w)\nreturn y\n", functions=SAVES + helpers) == []
+    assert caller_findings("y = Same.apply(x)\nclip_(y)\nreturn y\n", rule="AGL020", functions=VIEWS + helpers) == [(2, 5)]
+
+
 def test_agl019_unpacked_tuple_output():
     functions = SAVES + (
         "\nclass Pair(Function):\n    @staticmethod\n    def forward(ctx, x):\n        y = x.exp()\n        z = x * 2\n"
