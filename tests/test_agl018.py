@@ -104,3 +104,57 @@ def test_recipe_does_not_confirm_a_marked_output():
     verdict, evidence = run_recipe(RECIPE.format(mark="ctx.mark_non_differentiable(mask)"))
     assert verdict == "not-reproduced", evidence
     assert "requires_grad=False" in evidence
+
+
+HELPERS = """
+import torch
+from torch.autograd import Function
+
+def in_range(x):
+    return ((x > -1) & (x < 1)).to(x.dtype)
+
+def smooth(x):
+    return torch.sigmoid(x)
+
+class F(Function):
+    @staticmethod
+    def forward(ctx, x):
+        mask = {made}
+        return x * mask, mask
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_mask):
+        return grad_out
+"""
+
+
+def test_a_mask_made_by_a_module_function_is_flagged():
+    assert agl018(HELPERS.format(made="in_range(x)")) == [(15, 26)]
+    assert agl018(HELPERS.format(made="smooth(x)")) == []
+
+
+SETUP_CONTEXT = """
+import torch
+from torch.autograd import Function
+
+class F(Function):
+    @staticmethod
+    def forward(x):
+        mask = x.gt(0).float()
+        return x * mask, mask
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        {mark}
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_mask):
+        return grad_out
+"""
+
+
+def test_setup_context_style_is_judged_with_its_marks():
+    (diagnostic,) = lint_source(SETUP_CONTEXT.format(mark="pass"), "case.py", Config(select=("AGL018",)))
+    assert (diagnostic.line, diagnostic.column) == (9, 26)
+    assert diagnostic.message.endswith("call `ctx.mark_non_differentiable(output[1])` in setup_context")
+    assert agl018(SETUP_CONTEXT.format(mark="ctx.mark_non_differentiable(output[1])")) == []

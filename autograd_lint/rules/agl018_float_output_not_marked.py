@@ -41,20 +41,21 @@ class FloatOutputNotMarked(FunctionRule):
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
             pair = function_class.checked_pair()
-            if pair is None or function_class.uses_setup_context:
+            if pair is None:
                 continue
             forward, backward = pair
             if forward.owner is not function_class:
                 continue
             if isinstance(backward.node.params.star_arg, cst.Param):
                 continue  # `backward(ctx, *grads)`: which grads it reads is not known
-            yield from self._check_forward(function_class, forward, backward)
+            yield from self._check_forward(module, function_class, forward, backward)
 
-    def _check_forward(self, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
-        marked = _marked(forward)
+    def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
+        marked = _marked(function_class, forward)
         if marked is None:
             return
         scope = bindings(forward.node)
+        helpers = dict(module.functions.called_functions(forward))
         grads = [p.name.value for p in backward.data_params]
         used = _used_names(backward)
         for node in walk(forward.node.body, into_functions=False):
@@ -66,10 +67,10 @@ class FloatOutputNotMarked(FunctionRule):
             for index, element in enumerate(e.value for e in value.elements):
                 if normalized_code(element) in marked or index >= len(grads) or grads[index] in used:
                     continue  # marked, or backward uses its gradient (a straight-through mask)
-                origin = _float_constant_origin(scope, element)
+                origin = _float_constant_origin(scope, element, helpers=helpers)
                 if origin is not None:
                     subject = UnmarkedOutput(function_class, index, len(value.elements), element, origin)
-                    yield Finding(element, _message(subject, forward.ctx_name or "ctx", grads[index]), subject=subject)
+                    yield Finding(element, _message(subject, _marking_ctx(function_class), grads[index]), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply it: the output requires grad although it is a mask or index, a loss that uses it
@@ -79,12 +80,26 @@ class FloatOutputNotMarked(FunctionRule):
         return recipe_harness(module, unmarked.function_class, f"_agl_unmarked_output_recipe({name}, _agl_builders, {unmarked.index})")
 
 
-def _marked(forward: Method) -> set[str] | None:
+def _marking_ctx(function_class: FunctionClass) -> str:
+    """The ctx name of the method where outputs are marked: forward's, or setup_context's."""
+    method = function_class.method("setup_context" if function_class.uses_setup_context else "forward")
+    return (method.ctx_name if method is not None else None) or "ctx"
+
+
+def _marked(function_class: FunctionClass, forward: Method) -> set[str] | None:
     """Normalized source of everything forward passes to `ctx.mark_non_differentiable`; None when
-    that cannot be known (`*outputs`, a helper given ctx)."""
+    that cannot be known (`*outputs`, a helper given ctx, or a setup_context that marks outputs: it
+    names them through `output`, not as forward wrote them)."""
     ctx = forward.ctx_name
     if ctx is None:
-        return None
+        setup = function_class.method("setup_context")
+        if setup is None or setup.owner is not function_class or setup.ctx_name is None:
+            return None
+        if any(isinstance(node, cst.Name) and node.value == "mark_non_differentiable" for node in walk(setup.node.body)):
+            return None
+        if any(isinstance(arg.value, cst.Name) and arg.value.value == setup.ctx_name for node in walk(setup.node.body) if isinstance(node, cst.Call) for arg in node.args):
+            return None  # `helper(ctx, ...)` may mark outputs itself
+        return set()
     found: set[str] = set()
     for node in walk(forward.node.body, into_functions=False):
         if not isinstance(node, cst.Call):
@@ -121,16 +136,19 @@ def _resolve(scope, expr: cst.BaseExpression) -> cst.BaseExpression:
     return expr
 
 
-def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3) -> str | None:
+def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3, helpers=None) -> str | None:
     """"mask" or "index" for a floating tensor built from a comparison or an index op by a cast:
-    `(x > 0).float()`, `x.argmax(-1).to(x.dtype)`, `torch.where(m, 1.0, 0.0)`, through local names."""
+    `(x > 0).float()`, `x.argmax(-1).to(x.dtype)`, `torch.where(m, 1.0, 0.0)`, through local names and
+    through a call of a function of this module (`helpers`: call -> definition) whose every return is one."""
     if isinstance(expr, cst.Name):
         values = scope.get(expr.value, [])
         if depth == 0 or len(values) != 1 or not isinstance(values[0], cst.Assign) or len(values[0].targets) != 1:
             return None
         if not isinstance(values[0].targets[0].target, cst.Name):
             return None
-        return _float_constant_origin(scope, values[0].value, depth - 1)
+        return _float_constant_origin(scope, values[0].value, depth - 1, helpers)
+    if helpers and isinstance(expr, cst.Call) and expr in helpers:
+        return _returned_origin(helpers[expr])
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
         if name == "where" and _is_torch(expr.func.value):
@@ -141,6 +159,14 @@ def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3) -> s
         if name in FLOAT_CASTS and not expr.args or name in DTYPE_CASTS and _to_float(expr):
             return _constant_source(scope, expr.func.value, depth)
     return None
+
+
+def _returned_origin(function: cst.FunctionDef) -> str | None:
+    """The origin shared by every value a helper returns (`return (x > lo).to(x.dtype)`), else None."""
+    scope = bindings(function)
+    returns = [n for n in walk(function.body, into_functions=False) if isinstance(n, cst.Return)]
+    origins = {_float_constant_origin(scope, r.value) if r.value is not None else None for r in returns}
+    return origins.pop() if len(origins) == 1 else None
 
 
 def _to_float(call: cst.Call) -> bool:
@@ -182,7 +208,9 @@ def _message(unmarked: UnmarkedOutput, ctx: str, grad: str) -> str:
     name = unmarked.function_class.name
     shown = " ".join(code_of(unmarked.element).split())
     what = "a 0/1 mask" if unmarked.origin == "mask" else "an index"
-    if isinstance(unmarked.element, cst.Name):
+    if unmarked.function_class.uses_setup_context:
+        fix = f"call `{ctx}.mark_non_differentiable(output[{unmarked.index}])` in setup_context"
+    elif isinstance(unmarked.element, cst.Name):
         fix = f"call `{ctx}.mark_non_differentiable({shown})` in forward"
     else:
         fix = f"bind it to a name, pass that to `{ctx}.mark_non_differentiable(...)` in forward and return it"
