@@ -16,6 +16,12 @@ def agl017(source: str) -> list[tuple[int, int]]:
     return [(d.line, d.column) for d in found]
 
 
+HELPERS = (
+    "def combine(a, b):\n    return 2 * a + 3 * b\n\n"
+    "def combine_checked(a, b):\n    return (0 if a is None else 2 * a) + (0 if b is None else 3 * b)\n\n"
+)
+
+
 def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.set_materialize_grads(False)") -> str:
     return (
         "import torch\nimport torch.nn.functional as F\n\n"
@@ -27,7 +33,7 @@ def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.
         "    @staticmethod\n"
         f"    def backward(ctx, {grads}):\n"
         + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
-        + "\n"
+        + "\n\n\n" + HELPERS
     )
 
 
@@ -43,10 +49,13 @@ def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.
         ("if g1 is None:\n    return g2 * 3\nreturn g1 * 2 + g2 * 3", [(13, 20)]),  # g1 checked, g2 not
         ("if g1 > 0:\n    pass\nreturn g1", [(12, 12)]),
         ("return torch.cat([g1, g2]).sum()", [(12, 16), (12, 16)]),
+        ("return combine(g1, g2)", [(12, 16)]),  # this module's helper does arithmetic on both: one finding at the call
+        ("a, b = grads\nreturn a * 2 + b.sum()", [(13, 16), (13, 24)]),
     ],
 )
 def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
-    assert sorted(agl017(function(body))) == sorted(expected)
+    grads = "*grads" if body.startswith("a, b = grads") else "g1, g2"
+    assert sorted(agl017(function(body, grads))) == sorted(expected)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +66,9 @@ def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
         ("return g * 2", "g", "ctx.set_materialize_grads(False)"),  # one output
         ("out = 0\nif g1 is not None:\n    out = out + g1 * 2\nif g2 is not None:\n    out = out + g2 * 3\nreturn out", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("g1 = torch.zeros(3) if g1 is None else g1\ng2 = fill(g2)\nreturn g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(False)"),
-        ("return helper(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("return helper(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),  # not this module's: may handle None
+        ("return combine_checked(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),
+        ("a, b = grads\nif a is None or b is None:\n    return None\nreturn a * 2 + b * 3", "*grads", "ctx.set_materialize_grads(False)"),
         ("return (g1 or 0) * 2", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("return sum(g for g in grads if g is not None)", "*grads", "ctx.set_materialize_grads(False)"),
         ("return g1 if isinstance(g1, torch.Tensor) else None", "g1, g2", "ctx.set_materialize_grads(False)"),

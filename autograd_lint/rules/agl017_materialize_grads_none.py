@@ -5,7 +5,9 @@ Reported for Functions whose backward takes two or more gradients (with one outp
 runs when its gradient exists), at the first use of each gradient that cannot take None: an operand,
 a method or attribute, a subscript, an argument of a torch function. A gradient that backward checks
 against None anywhere (`is None`, `is not None`, `if g:`, `isinstance`) is trusted, as are uses after
-backward rebinds it (`g = _maybe_zero(g)`) and uses inside helpers that may handle None.
+backward rebinds it (`g = _maybe_zero(g)`). A call of a function of this module counts as a use when that
+function uses the parameter so without a None check (one call deep); `backward(ctx, *grads)` is judged
+when its body unpacks `grads` once by name.
 """
 
 from __future__ import annotations
@@ -53,15 +55,19 @@ class MaterializeGradsNone(FunctionRule):
             backward = function_class.own_methods.get("backward")
             if backward is None or not _disables_materialization(function_class):
                 continue
-            grads = [p.name.value for p in backward.data_params]
-            if len(grads) < 2 and not isinstance(backward.node.params.star_arg, cst.Param):
+            grads = [p.name.value for p in backward.data_params] or _unpacked_star_grads(backward)
+            if len(grads) < 2:
                 continue  # one output: backward only runs when its gradient exists
             checked = _none_checked(backward.node)
+            helpers = dict(module.functions.called_functions(backward))
+            reported: set[cst.CSTNode] = set()
             for position, grad in enumerate(grads):
                 if grad in checked:
                     continue
-                use = _first_unsafe_use(module, backward.node, grad)
-                if use is not None:
+                use = _first_unsafe_use(module, backward.node, grad, helpers)
+                if use is not None and use not in reported:
+                    if use in helpers:
+                        reported.add(use)  # a helper given two gradients: one finding at its call
                     subject = NoneGradUse(function_class, grad, position, use)
                     yield Finding(use, _message(function_class, backward, grad, use), subject=subject)
 
@@ -134,25 +140,62 @@ def _none_checked(function: cst.FunctionDef) -> set[str]:
     return found
 
 
-def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str) -> cst.CSTNode | None:
-    """The first use of `grad` that fails on None, before backward first rebinds it."""
-    rebinding = next((n for n in bindings(function).get(grad, []) if not isinstance(n, cst.Param)), None)
+def _unpacked_star_grads(backward: Method) -> list[str]:
+    """`def backward(ctx, *grads)` whose body unpacks them once by name (`g_out, g_lse = grads`): those names."""
+    star = backward.node.params.star_arg
+    if not isinstance(star, cst.Param):
+        return []
+    unpackings = [
+        node.targets[0].target for node in walk(backward.node.body, into_functions=False)
+        if isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(node.value, cst.Name) and node.value.value == star.name.value
+    ]
+    if len(unpackings) != 1 or not isinstance(unpackings[0], (cst.Tuple, cst.List)):
+        return []
+    elements = [e.value for e in unpackings[0].elements]
+    return [e.value for e in elements] if all(isinstance(e, cst.Name) for e in elements) else []
+
+
+def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str, helpers=None) -> cst.CSTNode | None:
+    """The first use of `grad` that fails on None, before backward first rebinds it; a call of a function
+    of this module (`helpers`: call -> definition) counts when the function uses that parameter so."""
+    rebinding = next((n for n in bindings(function).get(grad, []) if not isinstance(n, cst.Param) and not _unpacks_star(n, function)), None)
     for node in walk(function.body, into_functions=False):
         if node is rebinding:
             if isinstance(node, cst.AugAssign):
                 return node  # `g *= 2` on None raises
             # uses inside the rebinding's value still see the parameter
             value = getattr(node, "value", None)
-            return _first_unsafe_use_in(module, value, grad) if value is not None else None
-        use = _unsafe_use(module, node, grad)
+            return _first_unsafe_use_in(module, value, grad, helpers) if value is not None else None
+        use = _unsafe_use(module, node, grad) or _unsafe_in_helper(module, node, grad, helpers)
         if use is not None:
             return use
     return None
 
 
-def _first_unsafe_use_in(module: ParsedModule, root: cst.CSTNode, grad: str) -> cst.CSTNode | None:
+def _unpacks_star(node: cst.CSTNode, function: cst.FunctionDef) -> bool:
+    """`g_out, g_lse = grads` unpacking backward's `*grads`: binds the gradients, not a new value."""
+    star = function.params.star_arg
+    return isinstance(star, cst.Param) and isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == star.name.value
+
+
+def _unsafe_in_helper(module: ParsedModule, node: cst.CSTNode, grad: str, helpers) -> cst.CSTNode | None:
+    """`_combine(g_a, g_b)` where `_combine` does arithmetic on that parameter without a None check."""
+    if not helpers or not isinstance(node, cst.Call) or node not in helpers:
+        return None
+    helper = helpers[node]
+    params = [p.name.value for p in helper.params.params]
+    for position, arg in enumerate(node.args):
+        if arg.star or arg.keyword is not None or not _is_grad(arg.value, grad) or position >= len(params):
+            continue
+        name = params[position]
+        if name not in _none_checked(helper) and _first_unsafe_use(module, helper, name) is not None:
+            return node
+    return None
+
+
+def _first_unsafe_use_in(module: ParsedModule, root: cst.CSTNode, grad: str, helpers=None) -> cst.CSTNode | None:
     for node in [root, *walk(root)]:
-        use = _unsafe_use(module, node, grad)
+        use = _unsafe_use(module, node, grad) or _unsafe_in_helper(module, node, grad, helpers)
         if use is not None:
             return use
     return None
