@@ -16,6 +16,7 @@ from .discovery import discover
 from .cache import ResultCache
 from .module_names import module_name_for_path
 from .reading import SourceError, decode_source, read_bytes
+from .second_derivatives import SecondDerivativeScope, takes_second_derivatives
 
 
 @dataclass
@@ -35,7 +36,8 @@ def lint_source(source: str | bytes, path: str = "<string>", config: Config | No
     config = config or Config()
     text = decode_source(source) if isinstance(source, bytes) else source
     module_name = module_name_for_path(path) if not path.startswith("<") else None
-    return lint_text(text, path, config.codes_for(path), module_name, verbose=verbose)
+    second_derivatives = takes_second_derivatives(text)
+    return lint_text(text, path, config.codes_for(path, second_derivatives), module_name, verbose=verbose)
 
 
 def lint_paths(
@@ -58,13 +60,14 @@ def lint_paths(
     cache = ResultCache(cache_dir) if cache_dir is not None else None
     pending: list[tuple[str, bytes, tuple[str, ...], bool]] = []
     keys: dict[str, str] = {}
+    second_derivatives = SecondDerivativeScope()
     for path in discover(list(paths), config, result.errors):
         try:
             data = read_bytes(path)
         except SourceError as error:
             result.errors.append(FileError(path, str(error)))
             continue
-        codes = config.codes_for(path)
+        codes = config.codes_for(path, second_derivatives.covers(path, data))
         if cache is not None:
             keys[path] = cache.key(path, data, codes)
             cached = cache.get(path, keys[path])

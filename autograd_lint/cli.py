@@ -226,7 +226,10 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     module_name = module_name_for_path(display_path) if display_path != "-" else None
     from .engine import lint_text
 
-    result.diagnostics += lint_text(text, display_path, config.codes_for(display_path), module_name, verbose=verbose)
+    from .second_derivatives import SecondDerivativeScope
+
+    second_derivatives = SecondDerivativeScope().covers(display_path, text)
+    result.diagnostics += lint_text(text, display_path, config.codes_for(display_path, second_derivatives), module_name, verbose=verbose)
     result.files_checked += 1
 
 

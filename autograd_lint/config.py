@@ -1,7 +1,8 @@
 """`[tool.autograd-lint]` in pyproject.toml, rule selection, excludes and per-file ignores.
 
-Selection follows ruff: codes, code prefixes or `ALL`; `select` replaces the default (all rules),
-`extend-select` adds, `ignore` removes; a command-line `--select` replaces the configured one.
+Selection follows ruff: codes, code prefixes or `ALL`; `select` replaces the default selection (every
+rule but the opt-in ones, `rules.OPT_IN`), `extend-select` adds, `ignore` removes; a command-line
+`--select` replaces the configured one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .rules import RULES
+from .rules import DEFAULT_SELECTION, RULES, SECOND_DERIVATIVE_RULES
 
 SECTION = "autograd-lint"
 DEFAULT_EXCLUDE = (
@@ -66,20 +67,24 @@ class Config:
     root: str = field(default_factory=os.getcwd)
     source: str | None = None  # the pyproject.toml it came from
 
-    def selected_codes(self) -> list[str]:
-        chosen = _expand(self.select if self.select is not None else ("ALL",))
+    def selected_codes(self, second_derivatives: bool = False) -> list[str]:
+        """The codes to run. `second_derivatives`: the module's package takes second derivatives, so
+        the default selection also runs the rules that matter only there (`SECOND_DERIVATIVE_RULES`)."""
+        chosen = _expand(self.select) if self.select is not None else set(DEFAULT_SELECTION)
+        if self.select is None and second_derivatives:
+            chosen |= SECOND_DERIVATIVE_RULES
         chosen |= _expand(self.extend_select)
         chosen -= _expand(self.ignore)
         return sorted(chosen)
 
-    def codes_for(self, path: str) -> list[str]:
+    def codes_for(self, path: str, second_derivatives: bool = False) -> list[str]:
         """Selected codes minus the per-file ignores that match `path`."""
         ignored: set[str] = set()
         relative = _relative(path, self.root)
         for pattern, codes in self.per_file_ignores.items():
             if path_matches(relative, pattern):
                 ignored |= _expand(codes)
-        return [code for code in self.selected_codes() if code not in ignored]
+        return [code for code in self.selected_codes(second_derivatives) if code not in ignored]
 
     def is_excluded(self, path: str) -> bool:
         """Whether the walk skips `path`: a slash-free pattern matches its name, others its relative path.

@@ -3,7 +3,10 @@
 Registered as `AGL = autograd_lint.flake8_plugin:AutogradLintChecker` in the `flake8.extension` entry
 point group. The checker runs the library's `lint_source` with every rule selected and leaves
 selection (`--select`, `--ignore`, `--extend-ignore`), `--per-file-ignores` and `# noqa` to flake8,
-configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read.
+configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read. The opt-in rules
+(`rules.OPT_IN`) are in flake8's default ignore list, as they are outside autograd-lint's default
+selection: `--extend-select AGL004` (or `--select`) turns one on, AGL010 included (flake8 cannot see
+whether the package takes second derivatives).
 
 flake8 expects 0-based columns and adds 1 when it prints them; autograd-lint's are 1-based, so the
 checker hands over `column - 1` and both tools print the same `path:line:col`.
@@ -18,6 +21,7 @@ from .version import __version__
 from .api import lint_source
 from .config import Config
 from .diagnostic import SYNTAX_ERROR_CODE
+from .rules import OPT_IN
 
 _EVERY_RULE = Config(select=("ALL",))
 
@@ -31,6 +35,10 @@ class AutogradLintChecker:
         self.tree = tree
         self.filename = filename
         self.lines = lines
+
+    @classmethod
+    def add_options(cls, option_manager) -> None:
+        option_manager.extend_default_ignore(sorted(OPT_IN))
 
     def run(self) -> Iterator[tuple[int, int, str, type]]:
         source = "".join(self.lines)

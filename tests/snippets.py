@@ -2,6 +2,11 @@
 
 import os
 
+from autograd_lint.config import Config
+
+# Tests of what a rule finds select every rule: the opt-in ones are outside the default selection.
+EVERY_RULE = Config(select=("ALL",))
+
 # One AGL002 finding at line 11, column 9 (the `return`).
 SNIPPET = """\
 import torch

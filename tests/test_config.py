@@ -417,8 +417,10 @@ def test_lint_paths_honours_config(project):
     assert result.errors == []
 
 
-def test_default_config_selects_every_rule():
-    from autograd_lint.rules import RULES
+def test_default_config_selects_every_rule_but_the_opt_in_ones():
+    from autograd_lint.rules import OPT_IN, RULES
 
-    assert Config().selected_codes() == sorted(RULES)
-    assert Config(ignore=("AGL002",)).selected_codes() == [c for c in sorted(RULES) if c != "AGL002"]
+    default = [c for c in sorted(RULES) if c not in OPT_IN]
+    assert Config().selected_codes() == default
+    assert Config(ignore=("AGL002",)).selected_codes() == [c for c in default if c != "AGL002"]
+    assert Config(select=("ALL",)).selected_codes() == sorted(RULES)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
+from snippets import EVERY_RULE
 
 from fixture_markers import expected_markers
 
@@ -25,7 +26,7 @@ def test_fixture_diagnostics_match_markers(path: Path):
     source = path.read_text()
     expected = expected_markers(source)
     assert all(column is not None for _, _, column in expected), "fixture markers give the column"
-    reported = sorted((d.line, d.code, d.column) for d in lint_source(source, str(path)))
+    reported = sorted((d.line, d.code, d.column) for d in lint_source(source, str(path), EVERY_RULE))
     assert reported == expected
     if path.name.startswith("clean_"):
         assert reported == []

@@ -13,7 +13,7 @@ import libcst
 import pytest
 
 from autograd_lint.flake8_plugin import AutogradLintChecker
-from autograd_lint.rules import RULES
+from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES
 
 from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
 
@@ -54,7 +54,7 @@ def test_checker_yields_0_based_columns_and_code_first_messages():
 def test_flake8_over_the_fixtures_matches_autograd_lint_line_for_line():
     """The issue's acceptance test: real flake8 and the CLI agree on path, line, column, code and message."""
     f8 = flake8("--select", "AGL", "fixtures/", cwd=REPO)
-    cli = autograd_lint("--output-format", "json", "fixtures/", cwd=REPO)
+    cli = autograd_lint("--select", "ALL", "--output-format", "json", "fixtures/", cwd=REPO)
     assert cli.returncode == 1, cli.stderr
     assert f8.returncode == 1, f8.stderr
     entries = json.loads(cli.stdout)
@@ -63,8 +63,20 @@ def test_flake8_over_the_fixtures_matches_autograd_lint_line_for_line():
     assert {d["code"] for d in entries} == set(RULES)  # every rule has a buggy fixture
     assert len(expected) > 40
     # flake8's default line format is the CLI's text format.
-    text = autograd_lint("-q", "fixtures/", cwd=REPO)
+    text = autograd_lint("-q", "--select", "ALL", "fixtures/", cwd=REPO)
     assert sorted(text.stdout.splitlines()) == expected
+
+
+def test_flake8_leaves_the_opt_in_rules_off_unless_selected():
+    """flake8's default selection is autograd-lint's: the opt-in rules are in its default ignore list."""
+    default = [line for line in flake8("fixtures/", cwd=REPO).stdout.splitlines() if ": AGL" in line]
+    codes = {line.split(": ", 1)[1].split()[0] for line in default}
+    assert codes == set(RULES) - OPT_IN
+    cli = autograd_lint("-q", "fixtures/", cwd=REPO).stdout.splitlines()
+    # AGL010 joins the CLI's default run in modules that take second derivatives; flake8 cannot tell.
+    assert sorted(default) == sorted(line for line in cli if not any(f": {c} " in line for c in SECOND_DERIVATIVE_RULES))
+    extended = flake8("--extend-select", "AGL004", "fixtures/agl004/", cwd=REPO).stdout
+    assert ": AGL004 " in extended
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from autograd_lint import lint_source
+from snippets import EVERY_RULE
 from autograd_lint.pages import page_path, rule_page
 from autograd_lint.rules import RULES
 
@@ -36,11 +37,11 @@ def test_bad_example_reports_exactly_its_markers(code):
     bad = python_block_after(rule_page(code), "## Bad")
     markers = [(line, marked) for line, marked, _ in expected_markers(bad)]
     assert markers and {c for _, c in markers} == {code}
-    reported = sorted((d.line, d.code) for d in lint_source(bad, str(page_path(code))))
+    reported = sorted((d.line, d.code) for d in lint_source(bad, str(page_path(code)), EVERY_RULE))
     assert reported == markers
 
 
 @pytest.mark.parametrize("code", list(RULES))
 def test_fix_example_is_silent(code):
     fix = python_block_after(rule_page(code), "## Fix")
-    assert lint_source(fix, str(page_path(code))) == []
+    assert lint_source(fix, str(page_path(code)), EVERY_RULE) == []

@@ -1,0 +1,66 @@
+"""Whether code takes second derivatives: where the default selection runs `SECOND_DERIVATIVE_RULES`.
+
+A backward computed outside autograd (AGL010) is wrong only under a second derivative, so that rule is
+opt-in except in a package that takes one somewhere: a `create_graph=True` backward or grad, a gradient
+penalty, `gradgradcheck`, a Hessian or a nested transform. The package is the top-level one (the highest
+folder reached through `__init__.py` files); a module outside any package counts alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+_SECOND_DERIVATIVE = re.compile(
+    r"create_graph\s*=\s*True|\bgradgradcheck\b|\bhessian\s*\(|\b[hv]vp\s*\(|\bvhp\s*\("
+    r"|\b(?:jacrev|jacfwd|grad)\s*\(\s*(?:torch\.func\.|func\.|functorch\.)?(?:jacrev|jacfwd|grad)\s*\("
+)
+
+
+def takes_second_derivatives(source: str | bytes) -> bool:
+    text = source.decode("latin-1") if isinstance(source, bytes) else source
+    return _SECOND_DERIVATIVE.search(text) is not None
+
+
+def package_root(path: str) -> str | None:
+    """The top-level package folder `path` belongs to, or None for a module outside a package."""
+    folder = os.path.dirname(os.path.abspath(path))
+    root = None
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        root = folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return root
+
+
+class SecondDerivativeScope:
+    """Whether a module's package takes second derivatives anywhere, read from the package's files on
+    disk (once per package and run), so a file linted alone (pre-commit) gets the same rules as in a
+    run over the whole tree."""
+
+    def __init__(self) -> None:
+        self._packages: dict[str, bool] = {}
+
+    def covers(self, path: str, source: str | bytes) -> bool:
+        root = package_root(path)
+        if root is None:
+            return takes_second_derivatives(source)
+        if root not in self._packages:
+            self._packages[root] = takes_second_derivatives(source) or _any_module_takes_them(root)
+        return self._packages[root]
+
+
+def _any_module_takes_them(root: str) -> bool:
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and name != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                try:
+                    with open(os.path.join(folder, name), "rb") as handle:
+                        if takes_second_derivatives(handle.read()):
+                            return True
+                except OSError:  # unreadable here; the linter reports it where it lints the file
+                    continue
+    return False
