@@ -50,6 +50,9 @@ FORWARD_MASK = "return x * (torch.rand_like(x) > 0.5)"
         "torch.multinomial(g.abs().flatten(), 1)",
         "np.random.rand(3)",
         "random.random()",
+        "torch.nn.Dropout(0.5)(g)",
+        "torch.nn.RReLU()(g)",
+        "torch.distributions.Bernoulli(probs=torch.full_like(g, 0.5)).sample()",
     ],
 )
 def test_draws_in_backward_are_flagged_when_forward_draws_too(draw):
@@ -143,3 +146,13 @@ def test_a_mask_helper_called_by_forward_and_backward_is_followed():
     assert agl016(source) == [(line, 20)]
     seeded = source.replace("    return (torch.rand(t.shape)", "    torch.manual_seed(0)\n    return (torch.rand(t.shape)")
     assert agl016(seeded) == []  # the helper seeds the RNG before drawing
+
+
+def test_module_and_distribution_draws_through_a_local_name():
+    forward = "drop = torch.nn.Dropout(0.2)\nreturn drop(x)"
+    backward = "sampler = torch.distributions.Normal(g, 1.0)\nnoise = sampler.rsample()\nreturn g + noise"
+    source = function(forward, backward)
+    assert agl016(source) == [(source.splitlines().index("        noise = sampler.rsample()") + 1, 17)]
+    # No draw: a module that does not sample, a distribution's deterministic attributes.
+    quiet = "sampler = torch.distributions.Normal(g, 1.0)\nact = torch.nn.ReLU()\nreturn act(g) * sampler.stddev"
+    assert agl016(function(forward, quiet)) == []

@@ -17,6 +17,7 @@ from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
+from ..scopes import bindings
 from ..syntax import dotted_name, short_code, walk
 
 RANDOM_FUNCTIONS = frozenset(
@@ -31,6 +32,10 @@ PYTHON_RANDOM = frozenset({"random", "uniform", "gauss", "normalvariate", "choic
 NUMPY_RANDOM = frozenset({"rand", "randn", "randint", "random", "uniform", "normal", "binomial", "choice", "permutation", "shuffle", "random_sample", "standard_normal"})
 # In-place samplers on a tensor (`torch.empty_like(g).uniform_()`, `mask.bernoulli_(p)`).
 RANDOM_METHODS = frozenset({"uniform_", "normal_", "bernoulli_", "bernoulli", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_"})
+# `torch.nn` modules that draw on every call in training mode (a module built in forward or backward is).
+RANDOM_MODULES_CLASSES = frozenset({"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "RReLU"})
+# Sampling methods of a `torch.distributions` object.
+DISTRIBUTION_SAMPLES = frozenset({"sample", "rsample", "sample_n"})
 # Calls that make the following draws reproducible: restoring or seeding a generator.
 RNG_CONTROL = frozenset(
     {"fork_rng", "set_rng_state", "set_rng_state_all", "manual_seed", "manual_seed_all", "seed", "set_state", "default_rng", "RandomState"}
@@ -48,7 +53,7 @@ class RngInBackward(FunctionRule):
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
-            draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node)]
+            draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node, backward.node)]
             draws += [(call, drawn) for call, helper in module.functions.called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
@@ -72,10 +77,19 @@ def _message(function_class: FunctionClass, backward: Method, call: cst.Call, dr
     )
 
 
-def _random_call(module: ParsedModule, node: cst.CSTNode) -> bool:
-    """A call that draws from the global RNG (not one given an explicit generator)."""
+def _random_call(module: ParsedModule, node: cst.CSTNode, function: cst.FunctionDef | None = None) -> bool:
+    """A call that draws from the global RNG (not one given an explicit generator): a torch/numpy/random
+    sampler, a dropout-type `torch.nn` module called (`nn.Dropout(p)(x)`, or `drop(x)` with `drop` bound
+    to one in `function`), a `torch.distributions` object's `.sample()`."""
     if not isinstance(node, cst.Call):
         return False
+    constructed = _constructed(node.func, function)
+    if constructed is not None and _is_torch_class(module, constructed, "torch.nn.", RANDOM_MODULES_CLASSES):
+        return True
+    if isinstance(node.func, cst.Attribute) and node.func.attr.value in DISTRIBUTION_SAMPLES:
+        source = _constructed(node.func.value, function)
+        if source is not None and (module.qualified_name(source.func) or "").startswith("torch.distributions."):
+            return True
     if any(arg.keyword is not None and arg.keyword.value in ("generator", "random_state") for arg in node.args):
         return False
     if any(arg.keyword is not None and arg.keyword.value == "training" and _is_false(arg.value) for arg in node.args):
@@ -99,6 +113,23 @@ def _random_call(module: ParsedModule, node: cst.CSTNode) -> bool:
     return False
 
 
+def _constructed(expr: cst.BaseExpression, function: cst.FunctionDef | None) -> cst.Call | None:
+    """The call `expr` is (`nn.Dropout(p)` in `nn.Dropout(p)(x)`), or the one call a local name of
+    `function` is bound to (`drop = nn.Dropout(p)`)."""
+    if isinstance(expr, cst.Call):
+        return expr
+    if isinstance(expr, cst.Name) and function is not None:
+        nodes = bindings(function).get(expr.value, [])
+        if len(nodes) == 1 and isinstance(nodes[0], cst.Assign) and isinstance(nodes[0].value, cst.Call):
+            return nodes[0].value
+    return None
+
+
+def _is_torch_class(module: ParsedModule, call: cst.Call, prefix: str, names: frozenset[str]) -> bool:
+    qualified = module.qualified_name(call.func) or ""
+    return qualified.startswith(prefix) and qualified.rsplit(".", 1)[-1] in names
+
+
 def _is_false(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, cst.Name) and expr.value == "False"
 
@@ -116,7 +147,7 @@ def _draw_in(module: ParsedModule, function: cst.FunctionDef) -> cst.Call | None
     """The first draw from the global RNG in `function`, unless it seeds or restores the RNG."""
     if _controls_rng(module, function):
         return None
-    return next((node for node in walk(function.body) if _random_call(module, node)), None)
+    return next((node for node in walk(function.body) if _random_call(module, node, function)), None)
 
 
 def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
@@ -125,7 +156,7 @@ def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
         method = function_class.method(name)
         if method is None:
             continue
-        if any(_random_call(module, node) for node in walk(method.node.body)):
+        if any(_random_call(module, node, method.node) for node in walk(method.node.body)):
             return True
         if any(_draw_in(module, helper) for _, helper in module.functions.called_functions(method)):
             return True
