@@ -1,7 +1,7 @@
 """The ecosystem check, after ruff's: autograd-lint over real repositories, held against judged verdicts.
 
     python benchmarks/ecosystem.py CORPUS [--select CODES] [--repos NAME,NAME] [--jobs N]
-                                          [--verdicts FILE] [--save DIR] [--load DIR]
+                                          [--verdicts FILE] [--save DIR] [--load DIR] [--publish]
 
 CORPUS holds one unpacked repository per folder, named after the part of `owner/name` after the slash
 (benchmarks/ecosystem_repos.txt lists them with their commits; the README's Development section says how
@@ -14,6 +14,11 @@ precision (true over judged), then the totals of the default selection and of AL
 every new diagnostic with its message (judge it and add a line to the verdict file) and every judged one
 that is no longer reported (a fixed false positive, or a lost true finding). Exits 0; it measures, it
 does not gate. Not part of the test suite: it needs the repositories.
+
+`--publish` (a run of every rule over every repository, all judged) records the figures in
+benchmarks/ecosystem_results.json and writes each rule's default status and measured precision into
+its page (rules/AGLNNN.md) and the README's rules table; tests/test_rule_pages.py checks that the three
+agree with each other and with `rules.OPT_IN`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -30,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from autograd_lint.rules import OPT_IN, RULES  # noqa: E402 - after the path set-up above
+from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES  # noqa: E402 - after the path set-up above
 
 VERDICTS = ("TP", "FP", "DEBATABLE")
 
@@ -115,6 +121,52 @@ def outputs(args, folder: Path, select: str | None, suffix: str) -> list[dict]:
     return diagnostics
 
 
+RESULTS = HERE / "ecosystem_results.json"
+STATUS_LINE = re.compile(r"^\*\*Default:\*\*.*$", re.MULTILINE)
+
+
+def measured(counts: dict) -> str:
+    """How a rule's precision reads in its page and the README."""
+    if not counts.get("diagnostics"):
+        return "no diagnostics"
+    text = f"{counts.get('TP', 0)}/{counts['diagnostics']} true ({precision(Counter(counts))})"
+    if counts.get("DEBATABLE"):
+        text += f", {counts['DEBATABLE']} debatable"
+    return text
+
+
+def status_line(code: str, results: dict) -> str:
+    """The line under a rule page's title that states its default status and measured precision."""
+    default = "opt-in (`--select`/`extend-select`/`ALL`)" if code in OPT_IN else "yes"
+    if code in SECOND_DERIVATIVE_RULES:
+        default += "; in the default run where the package takes second derivatives"
+    repositories = len(results["repositories"])
+    return (f"**Default:** {default} · **Measured on {repositories} real repositories:** "
+            f"{measured(results['rules'].get(code, {}))} (benchmarks/ecosystem.py)")
+
+
+def publish(per_rule: dict[str, Counter], repositories: list[str]) -> None:
+    results = {"repositories": repositories, "rules": {code: dict(per_rule[code]) for code in RULES}}
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    pages = HERE.parent / "rules"
+    for code in RULES:
+        page = pages / f"{code}.md"
+        text = page.read_text(encoding="utf-8")
+        line = status_line(code, results)
+        text = STATUS_LINE.sub(line, text, count=1) if STATUS_LINE.search(text) else text.replace("\n\n", f"\n\n{line}\n\n", 1)
+        page.write_text(text, encoding="utf-8")
+    readme = HERE.parent / "README.md"
+    lines = readme.read_text(encoding="utf-8").split("\n")
+    for index, row in enumerate(lines):
+        cells = row.split(" | ")
+        if row.startswith("| AGL") and len(cells) >= 6:
+            code = cells[0][2:]
+            cells[3] = "opt-in" if code in OPT_IN else "yes"
+            cells[4] = measured(results["rules"].get(code, {}))
+            lines[index] = " | ".join(cells)
+    readme.write_text("\n".join(lines), encoding="utf-8")
+
+
 def precision(counts: Counter) -> str:
     judged = counts["TP"] + counts["FP"] + counts["DEBATABLE"]
     return f"{100 * counts['TP'] / judged:.0f}%" if judged else "-"
@@ -129,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verdicts", type=Path, default=HERE / "ecosystem_verdicts.txt")
     parser.add_argument("--save", type=Path, help="keep each repository's JSON output in this folder")
     parser.add_argument("--load", type=Path, help="read the JSON outputs saved by --save instead of linting")
+    parser.add_argument("--publish", action="store_true", help="write the figures into ecosystem_results.json, the rule pages and the README")
     args = parser.parse_args(argv)
 
     verdicts = read_verdicts(args.verdicts)
@@ -189,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\njudged, no longer reported ({len(gone)}):")
         for v in sorted(gone, key=lambda v: (v.verdict != "TP", v.repo, v.path, v.line)):
             print(f"  {v.verdict:9} {v.repo}\t{v.where}\t{v.code}\t{v.reason}")
+    if args.publish:
+        if new or not measure_default or wanted:
+            raise SystemExit("--publish needs every rule over every repository, with every diagnostic judged")
+        publish(per_rule, sorted(repo_of_folder.get(f.name, f.name) for f in folders))
+        print("\npublished: benchmarks/ecosystem_results.json, rules/*.md, README.md")
     return 0
 
 

@@ -9,7 +9,7 @@ import pytest
 from autograd_lint import lint_source
 from snippets import EVERY_RULE
 from autograd_lint.pages import page_path, rule_page
-from autograd_lint.rules import RULES
+from autograd_lint.rules import OPT_IN, RULES
 
 from fixture_markers import expected_markers
 
@@ -45,3 +45,33 @@ def test_bad_example_reports_exactly_its_markers(code):
 def test_fix_example_is_silent(code):
     fix = python_block_after(rule_page(code), "## Fix")
     assert lint_source(fix, str(page_path(code)), EVERY_RULE) == []
+
+
+def _published_status():
+    """benchmarks/ecosystem.py's status-line builder and the figures it last published."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("ecosystem", root / "benchmarks" / "ecosystem.py")
+    ecosystem = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ecosystem)
+    return ecosystem, json.loads((root / "benchmarks" / "ecosystem_results.json").read_text()), root
+
+
+@pytest.mark.parametrize("code", list(RULES))
+def test_page_states_its_default_status_and_measured_precision(code):
+    ecosystem, results, _ = _published_status()
+    line = ecosystem.status_line(code, results)
+    assert line in rule_page(code).splitlines()
+    assert ("**Default:** yes" in line) is (code not in OPT_IN)
+
+
+def test_readme_rules_table_agrees_with_the_pages():
+    ecosystem, results, root = _published_status()
+    rows = {row.split(" | ")[0][2:]: row.split(" | ") for row in (root / "README.md").read_text().splitlines() if row.startswith("| AGL")}
+    assert sorted(rows) == sorted(RULES)
+    for code, cells in rows.items():
+        assert cells[1:5] == [RULES[code].name, RULES[code].severity.value, "opt-in" if code in OPT_IN else "yes",
+                              ecosystem.measured(results["rules"].get(code, {}))]
