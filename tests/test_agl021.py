@@ -141,3 +141,22 @@ def test_recipe_confirms_a_transpose_that_a_square_input_would_hide():
 def test_recipe_does_not_confirm_correct_functions(forward, backward):
     verdict, evidence = run_recipe(RECIPE.format(forward=forward, backward=backward))
     assert verdict == "not-reproduced", evidence
+
+
+@pytest.mark.parametrize(
+    "helper, flagged",
+    [
+        ("def pool(t, dim=1):\n    return t.mean(dim=dim)\n", True),
+        ("def pool(t, dim=1):\n    out = t.flatten(1)\n    return out\n", True),
+        ("def pool(t, dim=1):\n    return t * 2\n", False),  # shape kept
+        ("def pool(t, dim=1):\n    if dim is None:\n        return t\n    return t.sum(dim)\n", False),  # not on every return
+    ],
+)
+def test_a_module_function_that_changes_the_shape_is_followed(helper, flagged):
+    source = helper + "\n\n" + function("return pool(x)", "return g")
+    assert bool(agl021(source)) is flagged
+
+
+def test_torch_linalg_reduction():
+    source = function("return torch.linalg.vector_norm(x, dim=-1)", "return g")
+    assert agl021(source) == [last_line(source)]

@@ -14,12 +14,17 @@ from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, walk
+from ..syntax import code_of, dotted_name, walk
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(
-    {"sum", "mean", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "norm", "std", "var", "max", "min", "median", "nanmedian"}
+    {
+        "sum", "mean", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "norm", "std", "var", "max", "min", "median",
+        "nanmedian", "vector_norm",
+    }
 )
+# Namespaces whose functions take the tensor first (`torch.sum(x, 1)`, `torch.linalg.vector_norm(x, dim=-1)`).
+TORCH_NAMESPACES = frozenset({"torch", "torch.linalg", "torch.special"})
 # Reductions that also accept a second tensor and are then elementwise (`torch.max(a, b)`).
 ALSO_ELEMENTWISE = frozenset({"max", "min"})
 # Reductions that return (values, indices) when given a dim.
@@ -57,13 +62,13 @@ class BadGradShape(FunctionRule):
         for function_class in module.functions:
             pair = function_class.checked_pair()
             if pair is not None:
-                yield from self._check_class(function_class, *pair)
+                yield from self._check_class(module, function_class, *pair)
 
-    def _check_class(self, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
+    def _check_class(self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
         if isinstance(backward.node.params.star_arg, cst.Param):
             return
         inputs = [p.name.value for p in forward.data_params]
-        changes = _output_shape_changes(forward, set(inputs))
+        changes = _output_shape_changes(forward, set(inputs), dict(module.functions.called_functions(forward)))
         if not changes:
             return
         grad_names = [p.name.value for p in backward.data_params]
@@ -90,8 +95,9 @@ class BadGradShape(FunctionRule):
         return recipe_harness(module, bad.function_class, f"_agl_grad_shape_recipe({name}.apply, _agl_builders, {bad.input_index})")
 
 
-def _output_shape_changes(forward: Method, inputs: set[str]) -> dict[int, ShapeChange]:
-    """Output index -> how it changes an input's shape, for outputs that are that on every return."""
+def _output_shape_changes(forward: Method, inputs: set[str], helpers=None) -> dict[int, ShapeChange]:
+    """Output index -> how it changes an input's shape, for outputs that are that on every return
+    (`helpers`: forward's calls of this module's functions -> their definitions, read one call deep)."""
     found: dict[int, ShapeChange] = {}
     conflicting: set[int] = set()
     scope = bindings(forward.node)
@@ -101,7 +107,7 @@ def _output_shape_changes(forward: Method, inputs: set[str]) -> dict[int, ShapeC
         value = _resolve(scope, node.value)
         elements = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
         for index, element in enumerate(elements):
-            change = _shape_change(scope, element, inputs)
+            change = _shape_change(scope, element, inputs, helpers)
             if change is None or (index in found and found[index].input_name != change.input_name):
                 conflicting.add(index)
             else:
@@ -128,9 +134,11 @@ def _is_name(expr: cst.BaseExpression, name: str) -> bool:
     return isinstance(expr, cst.Name) and expr.value == name
 
 
-def _shape_change(scope, expr: cst.BaseExpression, inputs: set[str]) -> ShapeChange | None:
+def _shape_change(scope, expr: cst.BaseExpression, inputs: set[str], helpers=None) -> ShapeChange | None:
     expr = _resolve(scope, expr)
     expr = _strip_shape_keeping(expr)
+    if helpers and isinstance(expr, cst.Call) and expr in helpers:
+        return _helper_shape_change(scope, expr, helpers[expr], inputs)
     # `x.max(dim)[0]`, `x.max(dim).values`
     if isinstance(expr, cst.Subscript) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
         index = expr.slice[0].slice.value
@@ -160,10 +168,28 @@ def _shape_change(scope, expr: cst.BaseExpression, inputs: set[str]) -> ShapeCha
     return ShapeChange(kind, source, expr) if source else None
 
 
+def _helper_shape_change(scope, call: cst.Call, helper: cst.FunctionDef, inputs: set[str]) -> ShapeChange | None:
+    """`_pool(x)` where every `return` of `_pool(t)` changes the shape of its parameter `t` the same way:
+    that change, of the forward input passed as `t`."""
+    params = [p.name.value for p in helper.params.params]
+    returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)]
+    helper_scope = bindings(helper)
+    changes = {(c.kind, c.input_name) if c else None for c in (_shape_change(helper_scope, r.value, set(params)) for r in returns if r.value is not None)}
+    if len(returns) == 0 or len(changes) != 1 or None in changes:
+        return None
+    ((kind, param),) = changes
+    position = params.index(param)
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    if position >= len(positional) or any(a.star for a in call.args):
+        return None
+    source = _source_input(scope, positional[position].value, inputs)
+    return ShapeChange(kind, source, call) if source else None
+
+
 def _receiver_and_args(call: cst.Call) -> tuple[cst.BaseExpression | None, list[cst.Arg]]:
     """`x.sum(1)` -> (x, [1]); `torch.sum(x, 1)` -> (x, [1])."""
     func = call.func
-    if isinstance(func.value, cst.Name) and func.value.value == "torch":
+    if dotted_name(func.value) in TORCH_NAMESPACES:
         positional = [a for a in call.args if a.keyword is None and not a.star]
         if not positional:
             return None, []
