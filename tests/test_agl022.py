@@ -41,6 +41,9 @@ def forward_line(source: str) -> int:
         ("from torch.amp import autocast", 'with autocast("cuda", enabled=True):\n    y = Lin.apply(x, w)'),
         ("", "y = Lin.apply(x, w)\n\n@torch.autocast('cpu')\ndef other(x):\n    return x"),  # the module runs autocast elsewhere
         ("", "fn = Lin.apply\ny = fn(x, w)\nwith torch.autocast('cpu'):\n    pass"),
+        # An autocast built once and entered by name, or entered through an ExitStack.
+        ("import contextlib", "amp = torch.autocast('cpu') if x.is_cuda else contextlib.nullcontext()\nwith amp:\n    y = Lin.apply(x, w)"),
+        ("import contextlib", "with contextlib.ExitStack() as stack:\n    stack.enter_context(torch.autocast('cpu'))\n    y = Lin.apply(x, w)"),
     ],
 )
 def test_matmul_function_in_a_module_running_autocast_is_flagged(imports, use):
@@ -176,3 +179,8 @@ def test_autocast_only_inside_another_functions_backward_does_not_count():
         """
     )
     assert agl022(source) == []
+
+
+def test_an_autocast_built_disabled_does_not_count():
+    use = "off = torch.autocast('cpu', enabled=False)\nwith off:\n    y = Lin.apply(x, w)"
+    assert agl022(linear(use=use)) == []

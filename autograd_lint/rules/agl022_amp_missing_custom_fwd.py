@@ -9,8 +9,8 @@ and torch raises. `custom_fwd(cast_inputs=...)` runs forward in the given dtype 
 `custom_fwd` fails on every backward (it reads what `custom_fwd` stores on ctx).
 
 The linter sees one file: the Function counts as used under autocast when the module that applies it
-also enters an enabled autocast region (`with torch.autocast(...)`, `torch.amp`/`torch.cuda.amp`/
-`torch.cpu.amp` `autocast(...)`, or a function decorated with one).
+also builds an enabled autocast (`with torch.autocast(...)`, `torch.amp`/`torch.cuda.amp`/`torch.cpu.amp`
+`autocast(...)`, a function decorated with one, or one kept in a name and entered later).
 """
 
 from __future__ import annotations
@@ -160,14 +160,21 @@ def is_autocast(module: ParsedModule, expr: cst.BaseExpression) -> bool:
 
 
 def autocast_regions(module: ParsedModule) -> list[cst.CSTNode]:
-    """The module's `with` items and function decorators that turn autocast on, in source order,
-    outside Function classes."""
-    found = []
+    """The module's `with` items and function decorators that turn autocast on, then every other enabled
+    autocast built in the module (`self.amp = torch.autocast("cuda") if amp else nullcontext()`, later
+    entered as `with self.amp:`; `stack.enter_context(torch.autocast(...))`), outside Function classes."""
+    found, built = [], []
+    entered: set[cst.CSTNode] = set()
     for node in module.parents:
         if type(node) is cst.WithItem and is_autocast(module, node.item):
             found.append(node.item)
+            entered.add(node.item)
         elif type(node) is cst.Decorator and is_autocast(module, node.decorator):
             found.append(node.decorator)
+            entered.add(node.decorator)
+        elif type(node) is cst.Call and is_autocast(module, node):
+            built.append(node)
+    found += [call for call in built if call not in entered and module.parents.get(call) not in entered]
     # A Function restoring autocast state in its own methods (checkpoint-style) is not training code.
     return [region for region in found if module.functions.enclosing(region) is None]
 
