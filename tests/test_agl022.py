@@ -53,7 +53,10 @@ def test_matmul_function_in_a_module_running_autocast_is_flagged(imports, use):
 
 @pytest.mark.parametrize(
     "returned",
-    ["x @ w.t()", "torch.mm(x, w.t()) * 0.5", "torch.nn.functional.linear(x, w).view(-1)", "(x.matmul(w.t())).transpose(0, 1)", "torch.einsum('ij,kj->ik', x, w)"],
+    [
+        "x @ w.t()", "torch.mm(x, w.t()) * 0.5", "torch.nn.functional.linear(x, w).view(-1)", "(x.matmul(w.t())).transpose(0, 1)",
+        "torch.einsum('ij,kj->ik', x, w)", "torch.nn.functional.gelu(x @ w.t())", "(x @ w.t()).relu()", "torch.sigmoid(torch.mm(x, w.t()))",
+    ],
 )
 def test_returned_low_precision_results_are_flagged(returned):
     assert len(agl022(linear(returned=returned))) == 1
@@ -184,3 +187,8 @@ def test_autocast_only_inside_another_functions_backward_does_not_count():
 def test_an_autocast_built_disabled_does_not_count():
     use = "off = torch.autocast('cpu', enabled=False)\nwith off:\n    y = Lin.apply(x, w)"
     assert agl022(linear(use=use)) == []
+
+
+def test_an_activation_autocast_runs_in_float32_promotes_the_output():
+    assert agl022(linear(returned="torch.exp(x @ w.t())")) == []
+    assert agl022(linear(returned="torch.nn.functional.softplus(x @ w.t())")) == []

@@ -209,6 +209,9 @@ def _low_precision_op(module: ParsedModule, method: Method) -> bool:
 
 
 VIEWS = frozenset({"view", "reshape", "contiguous", "transpose", "permute", "squeeze", "unsqueeze", "flatten", "t", "clone", "view_as", "reshape_as", "mul", "div"})
+# Elementwise activations autocast runs in their input's dtype (not on its float32 list): a low-precision
+# matmul result stays low precision through them (`F.gelu(x @ w)`, `(x @ w).relu()`).
+DTYPE_KEEPING = frozenset({"relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "hardtanh", "relu6", "dropout", "mish", "hardswish"})
 
 
 def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpression, depth: int = 0) -> bool:
@@ -218,7 +221,16 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
     if depth > 4:
         return False
     while True:
-        if type(expr) is cst.Call and method_name(expr) in VIEWS and isinstance(expr.func, cst.Attribute):
+        if type(expr) is cst.Call and (method_name(expr) or dotted_name(expr.func) or "") in DTYPE_KEEPING:
+            receiver = expr.func.value if isinstance(expr.func, cst.Attribute) else None
+            positional = [arg.value for arg in expr.args if arg.keyword is None and not arg.star]
+            if receiver is not None and not (module.qualified_name(receiver) or "").startswith("torch"):
+                expr = receiver  # `(x @ w).relu()`
+            elif positional:
+                expr = positional[0]  # `F.gelu(x @ w)`, `torch.relu(x @ w)`
+            else:
+                return False
+        elif type(expr) is cst.Call and method_name(expr) in VIEWS and isinstance(expr.func, cst.Attribute):
             if method_name(expr) in ("mul", "div") and not all(type(a.value) in (cst.Integer, cst.Float) for a in expr.args):
                 return False
             expr = expr.func.value
