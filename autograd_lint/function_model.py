@@ -142,6 +142,16 @@ class FunctionClass:
     # `Cls(...)`: the class instantiated (legacy API), and `Cls.forward(...)` / `Cls.backward(...)`.
     instantiations: list[cst.Call] = field(default_factory=list)
     direct_calls: list[cst.Call] = field(default_factory=list)
+    # `functools.partial(Cls.apply, a)(x)`: (the call, the positional arguments apply receives).
+    partial_applies: list[tuple[cst.Call, tuple[cst.Arg, ...]]] = field(default_factory=list)
+    # Every `Cls.apply` / `cls.apply` in the module, called or handed on (`checkpoint(Cls.apply, x)`).
+    apply_references: list[cst.Attribute] = field(default_factory=list)
+    # `Cls.forward` (and `__class__.forward` / `cls.forward` inside the class) not reached through apply.
+    forward_references: list[cst.Attribute] = field(default_factory=list)
+    # `Cls(...)(x)`: an instance called (the legacy API).
+    instance_calls: list[cst.Call] = field(default_factory=list)
+    # A subclass in this module is applied, so this class's backward may run through it.
+    subclass_applied: bool = False
 
     def method(self, name: str) -> Method | None:
         if name in self.own_methods:
@@ -188,6 +198,42 @@ class FunctionClass:
             return None
         return forward, backward
 
+    def apply_sites(self) -> list[tuple[cst.Call, tuple[cst.Arg, ...]]]:
+        """(call, positional arguments forward receives) for every application seen in this module:
+        `Cls.apply(...)`, its aliases, and `functools.partial(Cls.apply, a)(...)` (a first)."""
+        return [(call, tuple(call.args)) for call in self.apply_calls] + list(self.partial_applies)
+
+    @property
+    def export_only(self) -> bool:
+        """An ONNX-export shim: a `symbolic` staticmethod and no backward; torch never differentiates it."""
+        return self.method("symbolic") is not None and self.backward is None
+
+    @property
+    def used_as_namespace(self) -> bool:
+        """forward is called as a plain static function (`Cls.forward(a, b)`, `matmul = Cls.forward`)
+        and the module never applies the class or calls an instance: autograd never sees it."""
+        return bool(self.forward_references) and not (self.applied_here or self.subclass_applied)
+
+    @property
+    def applied_here(self) -> bool:
+        """This module applies the class (`.apply`, an alias, a partial) or calls an instance of it."""
+        return bool(self.apply_references or self.partial_applies or self.instance_calls)
+
+    @cached_property
+    def outputs_non_differentiable(self) -> bool:
+        """Every output is an integer/bool tensor or marked with `ctx.mark_non_differentiable`."""
+        from .reachability import outputs_non_differentiable
+
+        return outputs_non_differentiable(self)
+
+    @property
+    def backward_reachable(self) -> bool:
+        """Whether autograd can ever call this Function's backward. False when no output can require
+        grad (all integer/bool or marked non-differentiable), for an export-only Function and for a
+        class used as a namespace. Rules about backward (its arity, its absence, what it does to its
+        gradients) have nothing to say when it is False."""
+        return not (self.export_only or self.used_as_namespace or self.outputs_non_differentiable)
+
     def forward_inputs(self) -> ForwardInputs | None:
         forward = self.forward
         if forward is None:
@@ -220,6 +266,17 @@ class FunctionClass:
         return forward, backward, inputs
 
 
+def _ancestors(function_class: FunctionClass) -> list[FunctionClass]:
+    found: list[FunctionClass] = []
+    stack = list(function_class.bases)
+    while stack:
+        base = stack.pop()
+        if all(base is not seen for seen in found):
+            found.append(base)
+            stack.extend(base.bases)
+    return found
+
+
 class FunctionModel:
     """All Function subclasses of a module, in source order."""
 
@@ -230,6 +287,10 @@ class FunctionModel:
         self._find_classes()
         if self.classes:
             self._find_apply_calls()
+            for function_class in self.classes:
+                if function_class.applied_here:
+                    for base in _ancestors(function_class):
+                        base.subclass_applied = True
 
     def __iter__(self) -> Iterator[FunctionClass]:
         return iter(self.classes)
@@ -327,16 +388,25 @@ class FunctionModel:
     def _find_apply_calls(self) -> None:
         by_name = {c.name: c for c in self.classes}
         aliases: dict[str, FunctionClass] = {}
+        partials: dict[str, tuple[FunctionClass, tuple[cst.Arg, ...]]] = {}
         calls: list[cst.Call] = []
         for node in self.module.parents:
             kind = type(node)
             if kind is cst.Call:
                 calls.append(node)
-            elif kind is cst.Assign and len(node.targets) == 1:
+            elif kind is cst.Attribute:
+                self._record_reference(node, by_name)
+            elif kind in (cst.Assign, cst.AnnAssign) and node.value is not None:
+                targets = [t.target for t in node.targets] if kind is cst.Assign else [node.target]
+                if len(targets) != 1:
+                    continue
                 owner = self._apply_owner(node.value, by_name)
-                if owner is not None:
-                    for target in assigned_names(node.targets[0].target):
+                bound = self._partial_apply(node.value, by_name)
+                for target in assigned_names(targets[0]) if isinstance(targets[0], cst.Name) else ():
+                    if owner is not None:
                         aliases[target.value] = owner
+                    elif bound is not None:
+                        partials[target.value] = bound
         for call in calls:
             owner = self._apply_owner(call.func, by_name)
             if owner is None and isinstance(call.func, cst.Name):
@@ -344,9 +414,20 @@ class FunctionModel:
             if owner is not None:
                 owner.apply_calls.append(call)
                 continue
+            bound = self._partial_apply(call.func, by_name)  # partial(Cls.apply, a)(x)
+            if bound is None and isinstance(call.func, cst.Name):
+                bound = partials.get(call.func.value)
+            if bound is not None:
+                owner, first = bound
+                owner.partial_applies.append((call, first + tuple(call.args)))
+                continue
             func = call.func
             if type(func) is cst.Name and func.value in by_name:
-                by_name[func.value].instantiations.append(call)
+                function_class = by_name[func.value]
+                function_class.instantiations.append(call)
+                parent = self.module.parents.get(call)
+                if isinstance(parent, cst.Call) and parent.func is call:
+                    function_class.instance_calls.append(parent)
             elif (
                 type(func) is cst.Attribute
                 and func.attr.value in ("forward", "backward")
@@ -354,6 +435,35 @@ class FunctionModel:
                 and func.value.value in by_name
             ):
                 by_name[func.value.value].direct_calls.append(call)
+
+    def _record_reference(self, attribute: cst.Attribute, by_name: dict[str, FunctionClass]) -> None:
+        """`Cls.apply` anywhere; `Cls.forward` outside a call through apply (also `__class__.forward`
+        and `cls.forward` in the class's own methods)."""
+        name = attribute.attr.value
+        if name not in ("apply", "forward") or not isinstance(attribute.value, cst.Name):
+            return
+        target = attribute.value.value
+        owner = by_name.get(target)
+        if owner is None and target in ("cls", "__class__", "self"):
+            owner = self.enclosing(attribute)
+            if owner is not None and target == "self" and name == "forward":
+                return  # a legacy `self.forward` inside its own methods says nothing about use
+        if owner is None:
+            return
+        if name == "apply":
+            owner.apply_references.append(attribute)
+        else:
+            owner.forward_references.append(attribute)
+
+    def _partial_apply(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> tuple[FunctionClass, tuple[cst.Arg, ...]] | None:
+        """`functools.partial(Cls.apply, a, b)`: the class and the arguments it binds first."""
+        if not (isinstance(expr, cst.Call) and expr.args and (self.module.qualified_name(expr.func) or "") in ("functools.partial", "partial")):
+            return None
+        owner = self._apply_owner(expr.args[0].value, by_name)
+        rest = expr.args[1:]
+        if owner is None or any(arg.star or arg.keyword is not None for arg in rest):
+            return None
+        return owner, tuple(rest)
 
     def _apply_owner(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> FunctionClass | None:
         """The Function class for `Cls.apply`, or `cls.apply` inside that class's classmethods."""

@@ -168,9 +168,10 @@ def test_tensors_none_and_unknowns_are_silent(params, body, call):
         ("ctx.save_for_backward(x, w)\nif w.dim() > 1:\n    ctx.save_for_backward(w)", [(9, 13)]),
         ("for t in (x, w):\n    ctx.save_for_backward(t)", [(8, 13)]),
         ("while x.sum() > 0:\n    x = x - 1\n    ctx.save_for_backward(x)", [(9, 13)]),
-        ("with torch.no_grad():\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)", [(9, 9)]),
+        ("with torch.no_grad():\n    ctx.save_for_backward(x, w)\nctx.save_for_backward(x)", [(9, 9)]),
         ("try:\n    ctx.save_for_backward(x)\nexcept RuntimeError:\n    ctx.save_for_backward(w)", [(10, 13)]),
-        ("ctx.save_for_backward(x)\nctx.save_for_backward(w)\nctx.save_for_backward(x, w)", [(8, 9), (9, 9)]),
+        ("ctx.save_for_backward(x)\nctx.save_for_backward(w)\nctx.save_for_backward(x * 2)", [(8, 9), (9, 9)]),
+        ("ctx.save_for_backward(x, w)\nctx.save_for_backward(x * w, x)", [(8, 9)]),  # w is lost
     ],
 )
 def test_second_save_on_one_path_is_flagged(body, expected):
@@ -209,6 +210,8 @@ def test_torch_source_patterns_stay_silent():
         def forward(ctx, run_function, preserve_rng_state, *args):
             ctx.run_function = run_function
             ctx.preserve_rng_state = preserve_rng_state
+        "ctx.save_for_backward(x)\ny = x * w\nctx.save_for_backward(x, w, y)",  # a superset: the first is only redundant
+        "with torch.no_grad():\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)",
             if preserve_rng_state:
                 ctx.fwd_cpu_state = torch.get_rng_state()
             ctx.inputs = []

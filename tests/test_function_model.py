@@ -166,3 +166,104 @@ def test_apply_call_sites_including_aliases_and_cls_apply():
     calls = module.functions.by_name("Scale").apply_calls
     assert sorted(len(c.args) for c in calls) == [1, 2, 2]
     assert sorted(module.position(c).start.line for c in calls) == [12, 15, 15]
+
+
+def _reachable(source: str) -> dict[str, bool]:
+    return {c.name: c.backward_reachable for c in model(source)}
+
+
+@pytest.mark.parametrize(
+    "forward_body, reachable",
+    [
+        ("idx = x.argsort(dim=-1)\n        return idx", False),  # an index-producing op
+        ("idx = x.new_zeros(x.shape, dtype=torch.int32)\n        return idx.transpose(0, 1).contiguous()", False),
+        ("return (x > 0).nonzero()[:, 0], x.long()", False),
+        ("y = x * 2\n        ctx.mark_non_differentiable(y)\n        return y", False),
+        ("keep = kernels.nms(x)\n        keep = keep[:10]\n        return order[keep]", False),  # used to index: integer
+        ("return x.topk(3).values, x.topk(3).indices", True),  # the values output is float
+        ("idx = x.argmax(-1)\n        return idx, x * 2", True),
+        ("return kernels.nms(x)", True),  # nothing says the extension's result is an integer tensor
+        ("return x.to(torch.float16)", True),
+    ],
+)
+def test_backward_is_unreachable_when_no_output_can_require_grad(forward_body, reachable):
+    body = "\n".join("        " + line.strip() for line in forward_body.splitlines())
+    source = (
+        "import torch\n"
+        "class Op(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        order = x.argsort()\n"
+        f"{body}\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, *grads):\n"
+        "        return None\n"
+    )
+    assert _reachable(source) == {"Op": reachable}
+
+
+def test_export_only_and_namespace_classes_have_no_reachable_backward():
+    functions = model(
+        """
+        import torch
+        from torch.autograd import Function
+        class Export(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+            @staticmethod
+            def symbolic(g, x):
+                return g.op("custom::Double", x)
+        class Kernels(Function):
+            @staticmethod
+            def forward(a, b):
+                return a @ b
+        class Base(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+        class Child(Base):
+            @staticmethod
+            def forward(ctx, x):
+                return Base.forward(ctx, x) + 1
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+        matmul = Kernels.forward
+        def run(x):
+            return Export.apply(x) + Child.apply(x)
+        """
+    )
+    export, kernels, base, child = functions.classes
+    assert export.export_only and not export.backward_reachable
+    assert kernels.used_as_namespace and not kernels.backward_reachable
+    assert not base.used_as_namespace and base.backward_reachable  # applied through its subclass
+    assert child.backward_reachable
+
+
+def test_partial_and_local_aliases_of_apply_are_application_sites():
+    module = ParsedModule(
+        textwrap.dedent(
+            """
+            import functools
+            import torch.autograd as ag
+            class Quant(ag.Function):
+                @staticmethod
+                def forward(ctx, bits, x, scale=None):
+                    return x
+                @staticmethod
+                def backward(ctx, g):
+                    return None, g, None
+            int8 = functools.partial(Quant.apply, 8)
+            def f(x, s):
+                apply = Quant.apply
+                return int8(x, s) + apply(4, x) + functools.partial(Quant.apply, 2)(x)
+            """
+        ),
+        "m.py",
+    )
+    quant = module.functions.by_name("Quant")
+    sites = sorted(len(args) for _, args in quant.apply_sites())
+    assert sites == [2, 2, 3]
+    assert [len(call.args) for call in quant.apply_calls] == [2]
+    assert quant.backward_reachable and not quant.used_as_namespace

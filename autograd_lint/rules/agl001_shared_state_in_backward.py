@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
+from ..function_model import DERIVATIVE_METHODS, FUNCTION_PROTOCOL, SAVING_METHODS, FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write
+from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
 from ..scopes import bindings, declared_nonlocal
 from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
 
@@ -44,19 +44,38 @@ class SharedStateInBackward(FunctionRule):
         cls_name = method.cls_name
         closure = _ClosureWrites(module, function_class)
         gradient_statements = _statements_feeding_return(method)
+        computing_statements = gradient_statements | _statements_choosing_values(method)
+        forward_chains = _forward_reads(module, function_class)
         for node in walk(method.node.body):
-            if _statement_of(module, node) not in gradient_statements:
-                continue  # a debug switch or assertion in an `if` test does not change the gradient
             read = _read_chain(module, node, local, cls_name, function_class.name)
             if read is None or _is_called(module, node):
                 continue  # `_backend.bwd(g)`, `_KERNELS[kind](g)`: code looked up, not a value
             chain, shown = read
+            statement = _statement_of(module, node)
             if chain.split(".")[0] in writes.module_names:
-                found = writes.affecting(chain)
-                if found:
-                    subject = SharedRead(function_class, node, chain, found[0])
-                    yield Finding(node, _message(module, method, shown, found[0]), subject=subject)
+                forward_reads = any(chains_overlap(chain, c) or chains_overlap(c, chain) for c in forward_chains)
+                # A value forward also read matters wherever backward uses it (which inputs it rebuilds,
+                # how): the two can disagree. A value only backward reads matters where it shapes the gradient.
+                if statement not in (computing_statements if forward_reads else gradient_statements):
+                    continue  # a debug switch or assertion in an `if` test does not change the gradient
+                found = _run_time_writes(module, function_class, writes.affecting(chain))
+                found.sort(key=_private_last)  # name the public setter a user calls in the message
+                if not found:
                     continue
+                applying = [w for w in found if _sets_per_application(module, function_class, w)]
+                if applying:
+                    message = _per_application_message(module, method, shown, applying[0], function_class)
+                elif forward_reads:
+                    message = _disagreement_message(module, method, shown, found[0])
+                elif _backward_time_setting(module, function_class, chain, found, writes):
+                    continue
+                else:
+                    message = _message(module, method, shown, found[0])
+                subject = SharedRead(function_class, node, chain, (applying or found)[0])
+                yield Finding(node, message, subject=subject)
+                continue
+            if statement not in gradient_statements:
+                continue
             rebinding = closure.rebinding(chain.split(".")[0])
             if rebinding is not None:
                 subject = SharedRead(function_class, node, chain, None)
@@ -303,6 +322,127 @@ def _contains(module: ParsedModule, outer: cst.CSTNode, inner: cst.CSTNode) -> b
     return any(ancestor is outer for ancestor in module.ancestors(inner))
 
 
+# --- which writes make backward's view of the value stale -------------------------------------------
+
+
+def _run_time_writes(module: ParsedModule, function_class: FunctionClass, writes: list[Write]) -> list[Write]:
+    """The writes that can change the value between a forward and its backward: not a one-time
+    initialisation (`if X is None: X = load()`, a lazily loaded extension or default) and not the
+    Function's own derivative methods keeping their state."""
+    own_derivatives = {m.node for name, m in function_class.own_methods.items() if name in DERIVATIVE_METHODS}
+    return [w for w in writes if w.function not in own_derivatives and not _initialises_once(module, w)]
+
+
+def _private_last(write: Write) -> bool:
+    return write.function is not None and write.function.name.value.startswith("_")
+
+
+def _initialises_once(module: ParsedModule, write: Write) -> bool:
+    """The write sits in the body of an `if` that tests the same value for None (`if X is None`,
+    `if not X`): it fills the value once, later runs leave it alone."""
+    attribute = write.chain.rsplit(".", 1)[-1]
+    inner: cst.CSTNode = write.node
+    for ancestor in module.ancestors(write.node):
+        if ancestor is write.function:
+            break
+        if isinstance(ancestor, cst.If) and inner is ancestor.body:
+            for test in [ancestor.test, *walk(ancestor.test)]:
+                if isinstance(test, cst.Comparison) and any(
+                    isinstance(c.operator, (cst.Is, cst.Equal)) and _is_none_literal(c.comparator) for c in test.comparisons
+                ):
+                    if (dotted_name(test.left) or "").rsplit(".", 1)[-1] == attribute:
+                        return True
+                if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+                    if (dotted_name(test.expression) or "").rsplit(".", 1)[-1] == attribute:
+                        return True
+        inner = ancestor
+    return False
+
+
+def _is_none_literal(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _applying_functions(module: ParsedModule, function_class: FunctionClass) -> set[cst.FunctionDef]:
+    """The functions that apply this Function (directly, through an alias or a partial)."""
+    found = set()
+    for call, _ in function_class.apply_sites():
+        enclosing = module.enclosing_function(call)
+        if enclosing is not None:
+            found.add(enclosing)
+    return found
+
+
+def _sets_per_application(module: ParsedModule, function_class: FunctionClass, write: Write) -> bool:
+    """The value is written once per application: by forward itself, by the function that then
+    applies the Function (`GradReverse.lambd = l; return GradReverse.apply(x)`), or by a helper that
+    such a function calls first (`configure(v); return Fn.apply(x)`)."""
+    function = write.function
+    if function is None:
+        return False
+    saving = {m.node for name, m in function_class.own_methods.items() if name in SAVING_METHODS}
+    if function in saving:
+        return True
+    applying = _applying_functions(module, function_class)
+    if function in applying:
+        return True
+    name = function.name.value
+    for caller in applying:
+        for node in walk(caller.body, into_functions=False):
+            if isinstance(node, cst.Call) and (dotted_name(node.func) or "").rsplit(".", 1)[-1] == name:
+                return True
+    return False
+
+
+def _backward_time_setting(module: ParsedModule, function_class: FunctionClass, chain: str, found: list[Write], writes: RuntimeWrites) -> bool:
+    """A value only backward reads, meant to be read when backward runs: every write is a setter the
+    Function itself offers (`Scaler.set_loss_scale(s)`, called between forward and backward on purpose),
+    or the value belongs to an object backward itself updates (a phase flag of a scheduler whose other
+    fields backward writes): backward takes part in that state's protocol, it does not replay forward."""
+    setters = {
+        m.node
+        for name, m in function_class.own_methods.items()
+        if name not in FUNCTION_PROTOCOL and name != "__init__" and m.kind in ("static", "class")
+    }
+    applying = _applying_functions(module, function_class)
+    if all(w.function in setters and w.function not in applying for w in found):
+        return True
+    if "." not in chain:
+        return False
+    root = chain.split(".")[0]
+    derivatives = {m.node for name, m in function_class.own_methods.items() if name in DERIVATIVE_METHODS}
+    return any(w.function in derivatives and w.chain.split(".")[0] == root for w in writes.writes)
+
+
+def _forward_reads(module: ParsedModule, function_class: FunctionClass) -> set[str]:
+    """The outside chains forward (and setup_context) read."""
+    chains: set[str] = set()
+    for name in SAVING_METHODS:
+        method = function_class.method(name)
+        if method is None:
+            continue
+        local = set(bindings(method.node))
+        for node in walk(method.node.body, into_functions=False):
+            read = _read_chain(module, node, local, method.cls_name, function_class.name)
+            if read is not None:
+                chains.add(read[0])
+    return chains
+
+
+def _statements_choosing_values(method: Method) -> set[cst.CSTNode]:
+    """Assignments, and `if` tests choosing between assignments or returns: where a value changes what
+    backward computes, though maybe not through its return (inputs rebuilt, then differentiated)."""
+    found: set[cst.CSTNode] = set()
+    for node in walk(method.node.body, into_functions=False):
+        if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+            found.add(node)
+        elif isinstance(node, cst.If) and any(
+            isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return)) for n in walk(node.body, into_functions=False)
+        ):
+            found.add(node)
+    return found
+
+
 def _message(module: ParsedModule, method: Method, shown: str, write: Write) -> str:
     return f"{method.name} reads `{shown}`, which the code {write.how} at run time {write.where(module)}; {ADVICE}"
 
@@ -310,3 +450,21 @@ def _message(module: ParsedModule, method: Method, shown: str, write: Write) -> 
 def _closure_message(module: ParsedModule, method: Method, shown: str, rebinding: cst.CSTNode) -> str:
     line = module.position(rebinding).start.line
     return f"{method.name} reads closure variable `{shown}`, which the enclosing function rebinds after defining the class (line {line}); {ADVICE}"
+
+
+def _per_application_message(module: ParsedModule, method: Method, shown: str, write: Write, function_class: FunctionClass) -> str:
+    line = module.position(write.node).start.line
+    where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
+    return (
+        f"{method.name} reads `{shown}`, which {where} sets for each application of {function_class.name} (line {line}): "
+        f"backward runs after the whole forward pass, so every application made before it gets the last value set, "
+        f"not its own; pass the value to apply(), keep it on ctx and return None for it"
+    )
+
+
+def _disagreement_message(module: ParsedModule, method: Method, shown: str, write: Write) -> str:
+    return (
+        f"{method.name} reads `{shown}`, which forward also reads and the code {write.how} at run time {write.where(module)}: "
+        f"if it changes between a forward and its backward, backward undoes what forward did under the other setting; "
+        f"read it once in forward, keep it on ctx and use the ctx copy in backward"
+    )

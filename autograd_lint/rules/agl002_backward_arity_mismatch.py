@@ -27,8 +27,8 @@ class BackwardArityMismatch(FunctionRule):
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
         contract = function_class.gradient_contract()
-        if contract is None:
-            return
+        if contract is None or not function_class.backward_reachable:
+            return  # no output can require grad (or nothing applies it): torch never counts the gradients
         backward = contract[1]
         expected = self._expected_counts(module, function_class)
         for returned in returned_values(backward):
@@ -46,10 +46,10 @@ class BackwardArityMismatch(FunctionRule):
         if inputs.setup_context_style or inputs.required == inputs.total:
             return [(inputs.total, inputs.total, None)]
         counts = []
-        for call in function_class.apply_calls:
-            if any(arg.star for arg in call.args):
+        for call, args in function_class.apply_sites():
+            if any(arg.star for arg in args):
                 continue
-            passed = len(call.args)
+            passed = len(args)
             if inputs.required <= passed <= inputs.total:
                 counts.append((passed, passed, call))
         return counts or [(inputs.required, inputs.total, None)]

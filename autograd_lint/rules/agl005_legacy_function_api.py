@@ -44,6 +44,8 @@ class LegacyFunctionApi(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
+            if function_class.used_as_namespace:
+                continue  # its methods are plain static functions: no ctx, no instance, no backward
             yield from self._init_state(function_class)
             yield from self._instance_state_reads(function_class)
             yield from self._instance_uses(module, function_class)
@@ -131,8 +133,8 @@ class LegacyFunctionApi(FunctionRule):
             return
         if _derivative_assigned_or_jvp(function_class) or _is_a_base(module, function_class):
             return
-        if _marks_outputs_non_differentiable(function_class):
-            return  # no output needs a gradient, backward is never called
+        if not function_class.backward_reachable:
+            return  # no output can require grad, or autograd never applies it: backward is never called
         calls = function_class.apply_calls
         if calls and all(module.under_no_grad(call) for call in calls):
             return  # only ever applied without gradient recording
@@ -285,14 +287,6 @@ def _derivative_assigned_or_jvp(function_class: FunctionClass) -> bool:
 
 def _is_a_base(module: ParsedModule, function_class: FunctionClass) -> bool:
     return any(function_class in other.bases for other in module.functions)
-
-
-def _marks_outputs_non_differentiable(function_class: FunctionClass) -> bool:
-    for name in ("forward", "setup_context"):
-        method = function_class.method(name)
-        if method is not None and "mark_non_differentiable" in code_of(method.node.body):
-            return True
-    return False
 
 
 def _literal_init_defaults(function_class: FunctionClass) -> str | None:

@@ -12,7 +12,7 @@ from ..function_model import FunctionClass, Method
 from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, InplaceWrite
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import code_of, dotted_name, normalized_code, walk
+from ..syntax import code_of, dotted_name, is_none, normalized_code, walk
 
 # Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
 TENSOR_EVIDENCE = ALIAS_METHODS | ALIAS_ATTRIBUTES | frozenset(
@@ -39,7 +39,11 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
         marked = _marked_dirty(function_class, forward)
         if marked is None:
             return  # mark_dirty is called on something this rule cannot follow
-        roots = {p.name.value: Alias(p.name.value, TENSOR) for p in forward.data_params if p.name.value not in marked}
+        roots = {
+            p.name.value: Alias(p.name.value, TENSOR)
+            for p in forward.data_params
+            if p.name.value not in marked and not _is_output_buffer(p)
+        }
         star = forward.node.params.star_arg
         if isinstance(star, cst.Param) and star.name.value not in marked:
             roots[star.name.value] = Alias(star.name.value, TENSORS)
@@ -63,6 +67,14 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
         names = [p.name.value for p in function_class.forward.data_params]
         call = f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})"
         return recipe_harness(module, function_class, call)
+
+
+def _is_output_buffer(param: cst.Param) -> bool:
+    """`out=None`, `residual_out=None`: an optional buffer the caller hands in for forward to fill, as
+    torch's own `out=` arguments. Writing it is the contract, and it is not a differentiable input."""
+    name = param.name.value.lower()
+    named_as_output = name in ("out", "output", "buf", "buffer") or name.startswith("out_") or name.endswith(("_out", "_output", "_buf", "_buffer"))
+    return named_as_output and param.default is not None and is_none(param.default)
 
 
 def _marked_dirty(function_class: FunctionClass, forward: Method) -> set[str] | None:

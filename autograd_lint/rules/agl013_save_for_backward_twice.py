@@ -12,7 +12,7 @@ from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method, is_save_call
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import is_none, short_code, walk
+from ..syntax import is_none, normalized_code, short_code, walk
 
 
 def _saves_something(call: cst.Call) -> bool:
@@ -42,6 +42,8 @@ class SaveForBackwardTwice(FunctionRule):
                 paths = _Paths(method.ctx_name)
                 paths.block(method.node.body.body, {None})
                 for call, previous in paths.replacing.items():
+                    if previous is not call and _keeps_everything(call, previous):
+                        continue  # the first call is only redundant: the last one saves all it saved
                     subject = Replacement(function_class, method, call, previous)
                     yield Finding(call, _message(module, subject), subject=subject)
 
@@ -50,6 +52,15 @@ class SaveForBackwardTwice(FunctionRule):
         torch's `saved_tensors` count, the error backward raises, or the gradients differ."""
         function_class = finding.subject.function_class
         return recipe_harness(module, function_class, f"_agl_save_twice_recipe({function_class.name}.apply, _agl_builders)")
+
+
+def _keeps_everything(call: cst.Call, previous: cst.Call) -> bool:
+    """`save_for_backward(x, w)` then `save_for_backward(x, w, h)`: every tensor the first call saved
+    is saved again by the last one, so nothing is lost and backward unpacks what the last one kept."""
+    if any(arg.star for arg in (*call.args, *previous.args)):
+        return False
+    kept = {normalized_code(arg.value) for arg in call.args}
+    return all(is_none(arg.value) or normalized_code(arg.value) in kept for arg in previous.args)
 
 
 def _in_loop(module: ParsedModule, node: cst.CSTNode, method: Method) -> bool:

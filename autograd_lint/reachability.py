@@ -1,0 +1,212 @@
+"""Whether torch can ever call a Function's backward.
+
+Autograd calls backward only for an output that requires grad. No output does when every output of
+forward is an integer or bool tensor (torch never gives those a grad_fn) or is passed to
+`ctx.mark_non_differentiable`; and nothing calls backward of a Function that is never applied: an
+ONNX-export-only Function (a `symbolic` staticmethod and no backward) or a class used as a namespace
+whose forward is called as a plain static function. Rules about backward stay silent for these.
+
+The integer answer is syntactic and answers only when the source says so: a cast (`.long()`,
+`.int()`, `.to(torch.int32)`), a `dtype=torch.int64` constructor, an index-producing op (`argmax`,
+`nonzero`, `argsort`), a comparison (a bool mask), a view or slice of one of those, or a name that
+forward also uses to index another tensor (a float tensor cannot index).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from .syntax import dotted_name, is_none, walk
+
+if TYPE_CHECKING:
+    from .function_model import FunctionClass, Method
+
+INTEGER_DTYPES = frozenset({"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool"})
+# Tensor methods (and `torch.` functions) whose result is an integer or bool tensor.
+INTEGER_CASTS = frozenset({"int", "long", "short", "bool", "byte", "char"})
+INDEX_PRODUCERS = frozenset(
+    {"argmax", "argmin", "argsort", "nonzero", "searchsorted", "bucketize", "multinomial", "randperm", "isnan",
+     "isinf", "isfinite", "logical_and", "logical_or", "logical_not", "logical_xor", "eq", "ne", "gt", "ge", "lt",
+     "le", "randint", "unique_consecutive", "bincount", "count_nonzero", "isin", "signbit"}
+)
+# Calls that keep the dtype of their receiver (or first argument): views, copies, device moves.
+DTYPE_PRESERVING = frozenset(
+    {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "detach", "t", "transpose",
+     "permute", "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "clone", "cpu", "cuda",
+     "flip", "roll", "repeat", "repeat_interleave", "index_select", "gather", "masked_select", "take", "cat",
+     "stack", "concat", "npu", "to", "type", "__getitem__"}
+)
+
+
+def _is_integer_dtype(expr: cst.BaseExpression) -> bool:
+    name = dotted_name(expr) or ""
+    return name.rsplit(".", 1)[-1] in INTEGER_DTYPES and (name.startswith("torch.") or name in ("int", "bool"))
+
+
+def _dtype_argument(call: cst.Call) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "dtype":
+            return arg.value
+    return None
+
+
+class _OutputKinds:
+    """Integer-ness of forward's values, name by name."""
+
+    def __init__(self, forward: "Method"):
+        self.forward = forward
+        self.bindings: dict[str, list[cst.BaseExpression | None]] = {}
+        self.index_names: set[str] = set()
+        for node in walk(forward.node.body, into_functions=False):
+            if isinstance(node, cst.Assign):
+                for target in node.targets:
+                    self._bind(target.target, node.value)
+            elif isinstance(node, cst.AnnAssign) and node.value is not None:
+                self._bind(node.target, node.value)
+            elif isinstance(node, cst.AugAssign):
+                self._bind(node.target, None)
+            elif isinstance(node, (cst.For, cst.CompFor)):
+                self._bind(node.target, None)
+            elif isinstance(node, cst.WithItem) and node.asname is not None:
+                self._bind(node.asname.name, None)
+            elif isinstance(node, cst.NamedExpr):
+                self._bind(node.target, node.value)
+            elif isinstance(node, cst.Subscript):
+                for element in node.slice:
+                    if isinstance(element.slice, cst.Index) and isinstance(element.slice.value, cst.Name):
+                        self.index_names.add(element.slice.value.value)
+        for param in forward.params:
+            self.bindings.setdefault(param.name.value, []).append(None)
+
+    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression | None) -> None:
+        if isinstance(target, cst.Name):
+            self.bindings.setdefault(target.value, []).append(value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._bind(element.value, None)  # an element of an unpacked call result: unknown
+        elif isinstance(target, cst.StarredElement):
+            self._bind(target.value, None)
+
+    def is_integer(self, expr: cst.BaseExpression, visiting: frozenset[str] = frozenset()) -> bool:
+        if isinstance(expr, cst.Comparison):
+            return True  # a bool mask
+        if isinstance(expr, cst.Name):
+            return self._name_is_integer(expr.value, visiting)
+        if isinstance(expr, cst.Subscript):
+            return self.is_integer(expr.value, visiting)
+        if isinstance(expr, cst.Call):
+            return self._call_is_integer(expr, visiting)
+        return False
+
+    def _name_is_integer(self, name: str, visiting: frozenset[str]) -> bool:
+        if name in visiting:
+            return True  # `idx = idx[:k]`: as integer as its other bindings
+        values = self.bindings.get(name)
+        if not values:
+            return False
+        visiting = visiting | {name}
+        for value in values:
+            if value is not None and self.is_integer(value, visiting):
+                continue
+            if value is not None and name in self.index_names and _opaque(value):
+                continue  # an extension's result that forward indexes with
+            return False
+        return True
+
+    def _call_is_integer(self, call: cst.Call, visiting: frozenset[str]) -> bool:
+        dtype = _dtype_argument(call)
+        if dtype is not None:
+            return _is_integer_dtype(dtype)
+        func = call.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        if name is None:
+            return False
+        positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if name in ("to", "type") and positional and (dotted_name(positional[0]) or "").startswith("torch."):
+            return _is_integer_dtype(positional[0])
+        if name in INTEGER_CASTS and not positional and isinstance(func, cst.Attribute):
+            return True
+        if name in INDEX_PRODUCERS:
+            return True
+        if name in DTYPE_PRESERVING:
+            if isinstance(func, cst.Attribute) and not _is_module(func.value):
+                return self.is_integer(func.value, visiting)  # `idx.transpose(1, 2).contiguous()`
+            if name in ("cat", "stack", "concat") and positional and isinstance(positional[0], (cst.List, cst.Tuple)):
+                elements = positional[0].elements
+                return bool(elements) and all(self.is_integer(e.value, visiting) for e in elements)
+            return bool(positional) and self.is_integer(positional[0], visiting)
+        return False
+
+
+def _is_module(expr: cst.BaseExpression) -> bool:
+    return (dotted_name(expr) or "").split(".")[0] in ("torch", "F", "np", "numpy")
+
+
+def _opaque(value: cst.BaseExpression) -> bool:
+    """A call or subscript whose dtype the source does not say (an extension op's result)."""
+    return isinstance(value, (cst.Call, cst.Subscript))
+
+
+def _marked_names(function_class: "FunctionClass") -> tuple[set[str], bool]:
+    """Names forward passes to `ctx.mark_non_differentiable`, and whether setup_context marks the
+    whole output."""
+    names: set[str] = set()
+    whole_output = False
+    for method_name in ("forward", "setup_context"):
+        method = function_class.method(method_name)
+        if method is None:
+            continue
+        output_param = method.params[-1].name.value if method_name == "setup_context" and method.params else None
+        for node in walk(method.node.body, into_functions=False):
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "mark_non_differentiable":
+                for arg in node.args:
+                    value = arg.value
+                    if isinstance(value, cst.Name):
+                        if value.value == output_param:
+                            whole_output = True
+                        names.add(value.value)
+    return names, whole_output
+
+
+def _returned_elements(forward: "Method") -> list[cst.BaseExpression] | None:
+    """Every value forward can return, tuples split into elements; None if one cannot be listed."""
+    found: list[cst.BaseExpression] = []
+    for node in walk(forward.node.body, into_functions=False):
+        if isinstance(node, cst.Return):
+            if node.value is None:
+                return None
+            if isinstance(node.value, (cst.Tuple, cst.List)):
+                for element in node.value.elements:
+                    if isinstance(element, cst.StarredElement):
+                        return None
+                    found.append(element.value)
+            else:
+                found.append(node.value)
+        elif isinstance(node, (cst.Yield, cst.Lambda)):
+            return None
+    return found or None
+
+
+def outputs_non_differentiable(function_class: "FunctionClass") -> bool:
+    """Every output forward returns is an integer/bool tensor, a non-tensor literal, or marked
+    with `ctx.mark_non_differentiable`: no output can require grad."""
+    forward = function_class.forward
+    if forward is None or not function_class.hierarchy_known:
+        return False
+    marked, whole_output = _marked_names(function_class)
+    if whole_output:
+        return True
+    returned = _returned_elements(forward)
+    if returned is None:
+        return False
+    kinds = _OutputKinds(forward)
+    for value in returned:
+        if is_none(value) or isinstance(value, (cst.BaseNumber, cst.BaseString)):
+            continue
+        if isinstance(value, cst.Name) and value.value in marked:
+            continue
+        if not kinds.is_integer(value):
+            return False
+    return True
