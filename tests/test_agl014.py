@@ -75,6 +75,9 @@ def test_returns_without_contained_tensors_are_silent(body):
         ("xs", "return xs[0].clone()", "F.apply([a, b])"),
         ("qk", "return qk['q'] @ qk['k']", "F.apply({'q': a, 'k': b})"),
         ("x, scale", "return x * scale", "F.apply([torch.randn(3), torch.randn(3)], 2.0)"),
+        # Elements the caller makes with methods only tensors have: whatever forward does with them.
+        ("xs, w", "return sum(t * w for t in xs)", "F.apply([a.float(), b.float()], w)"),
+        ("xs, w", "return xs['a'] * w", "F.apply({'a': a.contiguous(), 'b': b.detach()}, w)"),
     ],
 )
 def test_apply_with_tensors_in_a_container_is_flagged(forward_params, body, call):
@@ -169,3 +172,24 @@ def test_names_bound_by_tuple_unpacking_are_elements_not_tuples():
         after="\ndef use():\n    a, b = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)\n    return F.apply(a, b)\n",
     )
     assert agl014(source) == []
+
+
+PACK = """
+def pack(out, aux):
+    return {"out": out, "aux": aux}
+
+def pack_shape(out, aux):
+    return {"shape": out.shape, "n": 3}
+
+def flat(out, aux):
+    return out, aux
+"""
+
+
+@pytest.mark.parametrize(
+    "returned, flagged",
+    [("pack(x * 2, x.sum())", True), ("pack_shape(x * 2, x.sum())", False), ("flat(x * 2, x.sum())", False), ("pack(1, 2)", False)],
+)
+def test_a_container_built_by_a_module_function_is_followed(returned, flagged):
+    source = function("x", f"return {returned}", after=PACK)
+    assert bool(agl014(source)) is flagged

@@ -19,7 +19,7 @@ from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import assigned_names, code_of, is_none, walk
 from ..value_kinds import (
-    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, Kind, ValueKinds,
+    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, CallerKinds, Kind, ValueKinds,
     argument_kind, names_used_as_tensors,
 )
 
@@ -56,6 +56,7 @@ class TensorsInContainers(FunctionRule):
 
     def _check_outputs(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
         kinds = _Kinds(function_class, forward, module)
+        helpers = dict(module.functions.called_functions(forward))
         for node in walk(forward.node.body, into_functions=False):
             if not isinstance(node, cst.Return) or node.value is None:
                 continue
@@ -65,6 +66,8 @@ class TensorsInContainers(FunctionRule):
                 candidates = [(node.value, False)]
             for value, nested in candidates:
                 container = kinds.container(value)
+                if container is None and isinstance(value, cst.Call) and value in helpers:
+                    container = _packed_by_helper(kinds, value, helpers[value])
                 if container is None or (not nested and isinstance(container, cst.Tuple)):
                     continue
                 if kinds.holds_tensor(container):
@@ -170,6 +173,26 @@ class _Kinds(ValueKinds):
             elif isinstance(node, cst.Assign):
                 members += [node.value for t in node.targets if isinstance(t.target, cst.Subscript) and _is_name_in(t.target.value, names)]
         return members
+
+
+def _packed_by_helper(kinds: _Kinds, call: cst.Call, helper: cst.FunctionDef) -> cst.BaseExpression | None:
+    """`return _pack(out, lse)` where `_pack` returns a list or dict display of its parameters on every
+    `return` (`return {"out": a, "lse": b}`): that display with the call's arguments put in place of
+    the parameters, so forward's kinds judge them."""
+    returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)]
+    local = bindings(helper)
+    displays = [r.value if isinstance(r.value, DISPLAYS) else _bound_display(r.value.value, local.get(r.value.value, [])) if isinstance(r.value, cst.Name) else None for r in returns]
+    if not displays or any(d is None or isinstance(d, cst.Tuple) for d in displays) or any(a.star or a.keyword is not None for a in call.args):
+        return None
+    params = [p.name.value for p in helper.params.params]
+    passed = {name: arg.value for name, arg in zip(params, call.args)}
+    unchanged = {name for name in passed if len(local.get(name, [])) == 1}
+
+    class _Substitute(cst.CSTTransformer):
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+            return passed[original.value] if original.value in unchanged else updated
+
+    return displays[0].visit(_Substitute())
 
 
 def _is_name_in(expr: cst.BaseExpression, names: set[str]) -> bool:
@@ -298,18 +321,36 @@ def _caller_container(module: ParsedModule, call: cst.Call, expr: cst.BaseExpres
 
 def _holds_caller_tensor(module: ParsedModule, call: cst.Call, container: cst.BaseExpression) -> bool:
     """Whether an element is surely a tensor where the call is written: the result of a torch tensor
-    function (`torch.randn(3)`), or a name bound only to such results."""
+    function (`torch.randn(3)`) or of a method only tensors have (`a.float()`, `h.contiguous()`), a
+    tensor attribute of the caller's class (`self.weight`, an nn.Parameter), or a name bound only to such."""
     local = bindings(module.enclosing_function(call) or module.tree)
+    caller = CallerKinds(module)
     for element in _display_members(container):
         if argument_kind(element) is NON_TENSOR:
             continue
+        if caller.kind(element, call) is TENSOR:
+            return True
         values = [element]
         if isinstance(element, cst.Name):
             nodes = local.get(element.value, [])
             values = [n.value for n in nodes if isinstance(n, cst.Assign)] if all(isinstance(n, cst.Assign) for n in nodes) else []
-        if values and all(_is_torch_tensor_call(module, v) for v in values):
+        if values and all(_is_torch_tensor_call(module, v) or _is_tensor_method_call(v) for v in values):
             return True
     return False
+
+
+# Methods only a tensor has that give a tensor back (`a.float()`); not `size`, `dim`, `numel`... (numbers).
+TENSOR_RESULT_METHODS = frozenset(
+    {
+        "float", "half", "double", "bfloat16", "contiguous", "detach", "view", "view_as", "type_as", "unsqueeze",
+        "permute", "expand", "expand_as", "masked_fill", "index_select", "narrow", "new_zeros", "new_ones", "new_empty",
+        "new_full", "new_tensor", "requires_grad_", "softmax", "log_softmax", "sigmoid", "relu",
+    }
+)
+
+
+def _is_tensor_method_call(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in TENSOR_RESULT_METHODS
 
 
 def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> bool:
