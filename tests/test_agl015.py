@@ -79,7 +79,7 @@ def test_grad_enabled_and_look_alikes_are_silent(body, decorators):
     assert agl015(function(body, decorators)) == []
 
 
-def test_helpers_are_followed_one_level_and_reported_at_forwards_call():
+def test_helpers_are_followed_and_reported_at_forwards_call():
     helpers = """\
         def input_grad(fn, x):
             x = x.detach().requires_grad_()
@@ -100,7 +100,28 @@ def test_helpers_are_followed_one_level_and_reported_at_forwards_call():
     body = "a = input_grad(torch.tanh, x)\nb = guarded_grad(torch.tanh, x)\nc = calls_input_grad(x)\nwith torch.enable_grad():\n    d = input_grad(torch.cos, x)\nreturn a + b + c + d"
     source = function(body, before=helpers)
     line = source.splitlines().index("        a = input_grad(torch.tanh, x)") + 1
-    assert agl015(source) == [(line, 13)]
+    assert agl015(source) == [(line, 13), (line + 2, 13)]  # `calls_input_grad` reaches it one call further
+    (_, deeper) = lint_source(source, "case.py", Config(select=("AGL015",)))
+    assert "calls `calls_input_grad()`, which (through `input_grad()`) calls `torch.autograd.grad(" in deeper.message
+
+
+def test_a_function_of_a_namespace_class_is_followed():
+    helpers = """        class Physics:
+            @staticmethod
+            def force(x):
+                x = x.detach().requires_grad_()
+                return -grad(x.pow(2).sum(), x)[0]
+
+            @staticmethod
+            def safe_force(x):
+                with torch.enable_grad():
+                    return Physics.force(x)
+
+
+        """
+    source = function("return x + Physics.force(x) + Physics.safe_force(x)", before=helpers)
+    line = source.splitlines().index("        return x + Physics.force(x) + Physics.safe_force(x)") + 1
+    assert agl015(source) == [(line, 20)]
 
 
 def test_a_static_helper_of_the_function_is_followed():

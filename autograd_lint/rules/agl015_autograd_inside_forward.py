@@ -2,9 +2,9 @@
 
 `Function.apply` runs forward under no-grad: nothing computed there has a grad_fn, so
 `torch.autograd.grad(...)` or `y.backward()` on it raises unless the inner computation is wrapped in
-`torch.enable_grad()`. The rule looks at forward's own body and, one level deep, at the helpers it
-calls by name (functions defined in forward, module functions, the Function's own methods), reported
-at forward's call.
+`torch.enable_grad()`. The rule looks at forward's own body and, up to three calls deep, at the helpers
+it calls by name (functions defined in forward or a helper, module functions, the Function's own methods,
+functions of a module-level class used as a namespace), reported at forward's call.
 """
 
 from __future__ import annotations
@@ -45,11 +45,16 @@ class AutogradInsideForward(FunctionRule):
                 continue
             for call in _unguarded_autograd_calls(module, forward.node):
                 yield Finding(call, _message(function_class, call, None), subject=AutogradCall(function_class, call, None))
-            for helper_call, helper in module.functions.called_functions(forward):
-                inner = _unguarded_autograd_calls(module, helper)
-                if inner and not _under_enable_grad(module, helper_call, forward.node):
-                    subject = AutogradCall(function_class, inner[0], helper)
-                    yield Finding(helper_call, _message(function_class, inner[0], helper), subject=subject)
+            helpers = dict(module.functions.called_functions(forward))
+            for helper_call in _calls_in(forward.node):
+                helper = helpers.get(helper_call) or _class_function(module, helper_call)
+                if helper is None or helper is forward.node or _under_enable_grad(module, helper_call, forward.node):
+                    continue
+                found = _reachable_autograd_call(module, helper, {forward.node, helper}, HELPER_DEPTH)
+                if found is not None:
+                    inner, where = found
+                    subject = AutogradCall(function_class, inner, helper)
+                    yield Finding(helper_call, _message(function_class, inner, helper, where), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply the Function to float64 leaf tensors that require grad; torch's own error from inside
@@ -58,8 +63,9 @@ class AutogradInsideForward(FunctionRule):
         return recipe_harness(module, found.function_class, f"_agl_autograd_in_forward_recipe({found.function_class.name}.apply, _agl_builders, {short_code(found.call)!r})")
 
 
-def _message(function_class: FunctionClass, call: cst.Call, helper: cst.FunctionDef | None) -> str:
-    where = f"{function_class.name}.forward" + (f" calls `{helper.name.value}()`, which" if helper is not None else "")
+def _message(function_class: FunctionClass, call: cst.Call, helper: cst.FunctionDef | None, where: cst.FunctionDef | None = None) -> str:
+    through = f" (through `{where.name.value}()`)" if where is not None and where is not helper else ""
+    where = f"{function_class.name}.forward" + (f" calls `{helper.name.value}()`, which{through}" if helper is not None else "")
     return (
         f"{where} calls `{short_code(call)}` outside `torch.enable_grad()`: apply runs forward with grad mode off, "
         f"so nothing computed there has a grad_fn and torch raises '{TORCH_MESSAGE}'; "
@@ -84,6 +90,57 @@ def _autograd_call(module: ParsedModule, node: cst.CSTNode) -> bool:
             return False
         return module.qualified_name(func) not in ("torch.autograd.grad", "torch.autograd")
     return False
+
+
+# How many calls deep the helpers forward calls are read (`forward -> _refine -> _grad_of`).
+HELPER_DEPTH = 3
+
+
+def _calls_in(function: cst.FunctionDef) -> list[cst.Call]:
+    return [node for node in walk(function.body, into_functions=False) if isinstance(node, cst.Call)]
+
+
+def _class_function(module: ParsedModule, call: cst.Call) -> cst.FunctionDef | None:
+    """`Energy.force(x)`: a function defined in the body of a module-level class of this module (a
+    staticmethod or classmethod used as a namespace)."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
+        return None
+    for statement in module.tree.body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value == func.value.value:
+            for item in statement.body.body:
+                if isinstance(item, cst.FunctionDef) and item.name.value == func.attr.value:
+                    return item
+    return None
+
+
+def _called_function(module: ParsedModule, call: cst.Call, caller: cst.FunctionDef) -> cst.FunctionDef | None:
+    """The function a call in a helper runs, when this module shows it: a function defined in the helper,
+    a module-level function, or a function of a module-level class (`Energy.force`)."""
+    if isinstance(call.func, cst.Name):
+        for node in walk(caller.body, into_functions=False):
+            if isinstance(node, cst.FunctionDef) and node.name.value == call.func.value:
+                return node
+        return module.functions.module_functions.get(call.func.value)
+    return _class_function(module, call)
+
+
+def _reachable_autograd_call(module: ParsedModule, function: cst.FunctionDef, seen: set, depth: int) -> tuple[cst.Call, cst.FunctionDef] | None:
+    """(call, the function it is in) for the first autograd call `function` makes outside enable_grad,
+    itself or through the helpers it calls outside enable_grad (up to `depth` calls deep)."""
+    inner = _unguarded_autograd_calls(module, function)
+    if inner:
+        return inner[0], function
+    if depth <= 1 or _grad_enabled_throughout(function):
+        return None
+    for call in _calls_in(function):
+        callee = _called_function(module, call, function)
+        if callee is None or callee in seen or _under_enable_grad(module, call, function):
+            continue
+        found = _reachable_autograd_call(module, callee, seen | {callee}, depth - 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _unguarded_autograd_calls(module: ParsedModule, function: cst.FunctionDef) -> list[cst.Call]:
