@@ -69,6 +69,11 @@ def last_line(source: str) -> int:
         ("def f(t):\n    return Sin.apply(t).sum()\ndef g(t):\n    return f(t) * 2\ny = grad(g)(x)", 5),  # one call deep
         ("def run(x):\n    def inner(t):\n        return Sin.apply(t)\n    return vmap(inner)(x)", 12),
         ("@vmap\ndef f(t):\n    return Sin.apply(t)", 2),
+        # Reached through a name bound to a partial, a method of the enclosing class, a model instance.
+        ("sin = functools.partial(Sin.apply)\ny = vmap(sin)(x)", 5),
+        ("sin = functools.partial(Sin.apply)\ndef f(t):\n    return sin(t).sum()\ny = grad(f)(x)", 5),
+        ("class Probe:\n    def loss(self, t):\n        return Sin.apply(t).sum()\n    def run(self, x):\n        return grad(self.loss)(x)", 16),
+        ("class Net(torch.nn.Module):\n    def forward(self, t):\n        return Sin.apply(t).sum()\nnet = Net()\ny = grad(net)(x)", 5),
     ],
 )
 def test_old_style_under_any_transform_is_flagged(use, column):

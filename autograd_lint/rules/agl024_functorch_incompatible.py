@@ -6,9 +6,10 @@ which vmap inside) also needs a `vmap` staticmethod or `generate_vmap_rule = Tru
 ones (jvp, linearize, jacfwd, hessian) need a `jvp` staticmethod.
 
 The linter sees one file: a transform counts when its function argument is `Cls.apply`, a lambda or
-`functools.partial` over it, or a function of this module (or one defined in the enclosing function)
-whose body applies the Function directly or through a function it calls by name (one level), also
-through nested transforms (`vmap(grad(f))`) and `@vmap`-style decorators.
+`functools.partial` over it (or a name bound to one), a function of this module (or one defined in the
+enclosing function), a method of the enclosing class (`grad(self.loss)`) or a local instance of a module
+class (its `forward`), whose body applies the Function directly or through a function it calls by name
+(one level), also through nested transforms (`vmap(grad(f))`) and `@vmap`-style decorators.
 """
 
 from __future__ import annotations
@@ -150,21 +151,54 @@ def _is_inner(module: ParsedModule, call: cst.CSTNode) -> bool:
 def _reached(module: ParsedModule, target: cst.CSTNode, owners: dict[cst.Call, FunctionClass]) -> Iterator[FunctionClass]:
     """The Functions applied by the transformed callable: `Cls.apply`, `partial(...)` over it, a
     lambda or a function whose body applies them, directly or one call deep."""
-    if isinstance(target, cst.Call) and (dotted_name(target.func) or "").rsplit(".", 1)[-1] == "partial" and target.args:
-        target = target.args[0].value
+    target = _unwrap_partial(target)
     direct = _apply_reference(module, target)
     if direct is not None:
         yield direct
         return
-    function = _definition(module, target) if isinstance(target, cst.Name) else target
-    if isinstance(function, cst.Assign):  # `f = Cls.apply`
-        found = _apply_reference(module, function.value)
+    if isinstance(target, cst.Name):
+        function = _definition(module, target)
+    elif isinstance(target, cst.Attribute):
+        function = _method_of_self(module, target)
+    else:
+        function = target
+    if isinstance(function, cst.Assign):  # `f = Cls.apply`, `f = partial(Cls.apply, ...)`, `model = Net()`
+        value = _unwrap_partial(function.value)
+        found = _apply_reference(module, value)
         if found is not None:
             yield found
-        return
+            return
+        function = _module_forward(module, value)
     if not isinstance(function, (cst.FunctionDef, cst.Lambda)):
         return
     yield from _applied_in(module, function, owners, depth=1)
+
+
+def _unwrap_partial(expr: cst.CSTNode) -> cst.CSTNode:
+    """`f` for `partial(f, ...)` / `functools.partial(f, ...)`, else the expression itself."""
+    if isinstance(expr, cst.Call) and (dotted_name(expr.func) or "").rsplit(".", 1)[-1] == "partial" and expr.args:
+        return expr.args[0].value
+    return expr
+
+
+def _method_of_self(module: ParsedModule, target: cst.Attribute) -> cst.FunctionDef | None:
+    """`self.loss_fn` inside a method: the method of that name in the enclosing class."""
+    if not (isinstance(target.value, cst.Name) and target.value.value == "self"):
+        return None
+    owner = next((a for a in module.ancestors(target) if isinstance(a, cst.ClassDef)), None)
+    if owner is None:
+        return None
+    return next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == target.attr.value), None)
+
+
+def _module_forward(module: ParsedModule, value: cst.CSTNode) -> cst.FunctionDef | None:
+    """`Net(...)` of a class defined in this module: its `forward` (what calling the instance runs)."""
+    if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)):
+        return None
+    for statement in module.tree.body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value == value.func.value:
+            return next((s for s in statement.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None)
+    return None
 
 
 def _applied_in(module: ParsedModule, function: cst.FunctionDef | cst.Lambda, owners, depth: int) -> Iterator[FunctionClass]:
@@ -173,9 +207,13 @@ def _applied_in(module: ParsedModule, function: cst.FunctionDef | cst.Lambda, ow
         if type(node) is cst.Call:
             if node in owners:
                 yield owners[node]
-            elif depth > 0 and type(node.func) is cst.Name:
+            elif type(node.func) is cst.Name:
                 helper = _definition(module, node.func)
-                if isinstance(helper, cst.FunctionDef) and helper is not function:
+                if isinstance(helper, cst.Assign):  # `soft = partial(Cls.apply, ...)`, then `soft(x)`
+                    found = _apply_reference(module, _unwrap_partial(helper.value))
+                    if found is not None:
+                        yield found
+                elif depth > 0 and isinstance(helper, cst.FunctionDef) and helper is not function:
                     yield from _applied_in(module, helper, owners, depth - 1)
         elif type(node) is cst.Attribute:
             found = _apply_reference(module, node)
