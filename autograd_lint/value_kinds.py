@@ -95,8 +95,15 @@ NON_TENSOR_ANNOTATIONS = frozenset(
         "int", "float", "bool", "str", "complex", "list", "tuple", "dict", "set", "List", "Tuple", "Dict",
         "Sequence", "Set", "Callable", "Number", "SymInt", "torch.dtype", "dtype", "torch.device", "device",
         "torch.Size", "Size", "_size", "typing.List", "typing.Tuple", "typing.Sequence", "typing.Callable",
+        "ProcessGroup", "dist.ProcessGroup", "torch.distributed.ProcessGroup", "torch.distributed.distributed_c10d.ProcessGroup",
     }
 )
+# Keywords under which torch.distributed (and the code built on it) takes a process group.
+PROCESS_GROUP_KEYWORDS = frozenset({"group", "process_group", "pg"})
+# torch.distributed functions whose first argument is a process group.
+GROUP_QUERIES = frozenset({"get_world_size", "get_rank", "get_process_group_ranks", "get_global_rank", "get_group_rank", "get_backend"})
+# Methods of a process group (a tensor has none of them).
+PROCESS_GROUP_METHODS = frozenset({"rank", "allreduce", "allgather", "broadcast", "barrier", "_get_backend_name"})
 TENSOR_ANNOTATIONS = frozenset({"Tensor", "torch.Tensor", "torch.nn.Parameter", "Parameter", "nn.Parameter"})
 
 
@@ -156,6 +163,8 @@ def _combine(kinds) -> Kind:
 
 class ValueKinds:
     """Kinds of expressions inside one method of a Function (forward or setup_context)."""
+
+    _follows_helpers = True
 
     def __init__(self, function_class: FunctionClass, method: Method, module=None):
         self.function_class = function_class
@@ -436,7 +445,11 @@ class ValueKinds:
                 return self._arithmetic_kind([a.value for a in call.args if not a.star]) if call.args else UNKNOWN
             if func.value in NON_TENSOR_BUILTINS:
                 return NON_TENSOR
-            return UNKNOWN
+            if func.value in _plain_classes_of(self.module) and func.value not in self._local:
+                return NON_TENSOR  # an instance of one of the module's own (non-tensor) classes
+            return self._helper_kind(call)
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in (self.function_class.name, "cls"):
+            return self._helper_kind(call)
         if not isinstance(func, cst.Attribute):
             return UNKNOWN
         attr = func.attr.value
@@ -463,6 +476,20 @@ class ValueKinds:
             return NON_TENSOR  # whoever answers these, the answer is a number or a shape
         return UNKNOWN
 
+    def _helper_kind(self, call: cst.Call) -> Kind:
+        """What a function of this module returns (one level deep, not what it calls in turn): the
+        kinds its return statements agree on, read with its parameters' annotations only."""
+        if self.module is None or self._follows_helpers is False:
+            return UNKNOWN
+        helper = next((found for site, found in self.module.functions.called_functions(self.method) if site is call), None)
+        if helper is None:
+            return UNKNOWN
+        kinds = _HelperKinds(self.function_class, Method(helper.name.value, helper, self.function_class), self.module)
+        returned = kinds.returns
+        if not returned or any(isinstance(n, (cst.Yield, cst.Await)) for n in walk(helper.body, into_functions=False)):
+            return UNKNOWN
+        return _combine([kinds.kind(value) for value in returned])
+
     def _torch_module(self, expr: cst.BaseExpression) -> str | None:
         """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose
         functions are classified (through the module's imports: `F`, `torch.nn.functional as F`)."""
@@ -483,23 +510,38 @@ class ValueKinds:
         return self._torch_module(expr) is not None
 
 
+class _HelperKinds(ValueKinds):
+    """Kinds inside a module function forward calls: its parameters are known only by their
+    annotations, and the functions it calls are not followed."""
+
+    _follows_helpers = False
+
+    @cached_property
+    def parameter_kinds(self) -> dict[str, Kind]:
+        return {p.name.value: annotation_kind(p.annotation) for p in self.method.params}
+
+
+@lru_cache(maxsize=4)
+def _plain_classes_of(module) -> frozenset[str]:
+    return _plain_classes(module) if module is not None else frozenset()
+
+
 # ---- forward's parameters, from annotations, defaults, call sites and use ----
 
 
 def parameter_kind(function_class: FunctionClass, method: Method, name: str, module=None) -> Kind:
-    """A data parameter's kind. Its annotation decides; else the `.apply(...)` call sites when all of
-    them tell (a site that omits the argument contributes the default); else, when the module has
-    no call site, a non-tensor literal default; else how forward uses it (`x.view(...)`, `torch.exp(x)`,
-    `x @ w`: a tensor). NONE only when every call site passes None."""
+    """A data parameter's kind. The `.apply(...)` call sites decide when all of them tell (a site that
+    omits the argument contributes the default); then forward's own use: a process group or another
+    object forward treats as one (`group=pg`, `pg.rank()`) is not a tensor; then the annotation (a
+    last resort: `im2col_step: torch.Tensor` that every call passes an int is an int); else, when the
+    module has no call site, a non-tensor literal default; else a tensor-only use (`x.view(...)`,
+    `torch.exp(x)`, `x @ w`). NONE only when every call site passes None."""
     params = method.data_params
     names = [p.name.value for p in params]
     if name not in names:
         return UNKNOWN
     index = names.index(name)
     param = params[index]
-    annotated = annotation_kind(param.annotation)
-    if annotated is not UNKNOWN:
-        return annotated
     used = used_as_tensor(method, name)
     passed = set(call_site_kinds(function_class, index, name, param, module))
     if passed and UNKNOWN not in passed:
@@ -508,6 +550,13 @@ def parameter_kind(function_class: FunctionClass, method: Method, name: str, mod
             return UNKNOWN
         if combined is not UNKNOWN:
             return combined
+    if name in names_used_as_objects(method.node):
+        return NON_TENSOR
+    annotated = annotation_kind(param.annotation)
+    if annotated is UNKNOWN and module is not None:
+        annotated = _module_class_annotation_kind(param.annotation, module)
+    if annotated is not UNKNOWN:
+        return annotated
     if TENSOR in passed and NON_TENSOR not in passed:
         return TENSOR
     if not passed and param.default is not None and literal_kind(param.default) is NON_TENSOR and not used:
@@ -515,20 +564,64 @@ def parameter_kind(function_class: FunctionClass, method: Method, name: str, mod
     return TENSOR if used and NON_TENSOR not in passed else UNKNOWN
 
 
+def _module_class_annotation_kind(annotation: cst.Annotation | None, module) -> Kind:
+    """NON_TENSOR for a parameter annotated with a class the module defines that is not a tensor
+    subclass (an extension's state object: `state: Optional[MatmulState]`)."""
+    if annotation is None:
+        return UNKNOWN
+    expr = annotation.annotation
+    if isinstance(expr, cst.Subscript) and (dotted_name(expr.value) or "").rsplit(".", 1)[-1] == "Optional" and len(expr.slice) == 1:
+        inner = expr.slice[0].slice
+        expr = inner.value if isinstance(inner, cst.Index) else expr
+    name = dotted_name(expr) or ""
+    return NON_TENSOR if name in _plain_classes_of(module) else UNKNOWN
+
+
+def _plain_classes(module) -> frozenset[str]:
+    """Names of the module's classes that are not tensors (no `Tensor`/`Parameter` base)."""
+    found = set()
+    for class_def in module.classes:
+        bases = {(dotted_name(arg.value) or "").rsplit(".", 1)[-1] for arg in class_def.bases}
+        if not bases & {"Tensor", "Parameter"}:
+            found.add(class_def.name.value)
+    return frozenset(found)
+
+
+@lru_cache(maxsize=256)
+def names_used_as_objects(node: cst.FunctionDef) -> frozenset[str]:
+    """Names the function uses as a process group: passed as `group=`, to `dist.get_world_size(...)`
+    and the like, or asked `.rank()`. A tensor is never used so, though a group has `.size()` too."""
+    found: set[str] = set()
+    for child in walk(node.body, into_functions=False):
+        if isinstance(child, cst.Call):
+            for arg in child.args:
+                if arg.keyword is not None and arg.keyword.value in PROCESS_GROUP_KEYWORDS and isinstance(arg.value, cst.Name):
+                    found.add(arg.value.value)
+            func = dotted_name(child.func) or ""
+            if func.rsplit(".", 1)[-1] in GROUP_QUERIES and ("dist" in func or "distributed" in func):
+                if child.args and child.args[0].keyword is None and isinstance(child.args[0].value, cst.Name):
+                    found.add(child.args[0].value.value)
+        elif isinstance(child, cst.Attribute) and child.attr.value in PROCESS_GROUP_METHODS and isinstance(child.value, cst.Name):
+            found.add(child.value.value)
+    return frozenset(found)
+
+
 def call_site_kinds(function_class: FunctionClass, index: int, name: str, param: cst.Param, module=None) -> list[Kind]:
     """The kind of the argument each `.apply(...)` call passes at this position (UNKNOWN for
-    what cannot be told, the default's kind where a call omits it). Empty when a call uses `*args`.
-    With the module, a name passed is looked up in the caller's scope (`x = torch.randn(...)`)."""
+    what cannot be told, the default's kind where a call omits it). Empty when a call's `*args`
+    may cover the position. With the module, what is passed is read in the caller's own scope
+    (CallerKinds: `x = torch.randn(...)`, `self.scale` set in `__init__`, the caller's defaults)."""
     kinds = []
+    caller = _caller_kinds(module) if module is not None else None
     for call in function_class.apply_calls:
-        if any(arg.star for arg in call.args):
+        starred = next((i for i, arg in enumerate(call.args) if arg.star), None)
+        positional = [a for a in call.args[:starred] if a.keyword is None]
+        if starred is not None and index >= len(positional):
             return []
-        positional = [a for a in call.args if a.keyword is None]
         keyword = {a.keyword.value: a for a in call.args if a.keyword is not None}
-        if index < len(positional):
-            kinds.append(argument_kind(positional[index].value, _caller_scope(module, call)))
-        elif name in keyword:
-            kinds.append(argument_kind(keyword[name].value, _caller_scope(module, call)))
+        passed = positional[index] if index < len(positional) else keyword.get(name)
+        if passed is not None:
+            kinds.append(caller.kind(passed.value, call) if caller is not None else argument_kind(passed.value))
         elif param.default is not None:
             kinds.append(literal_kind(param.default))
         else:
@@ -536,10 +629,9 @@ def call_site_kinds(function_class: FunctionClass, index: int, name: str, param:
     return kinds
 
 
-def _caller_scope(module, call: cst.Call) -> cst.CSTNode | None:
-    if module is None:
-        return None
-    return module.enclosing_function(call) or module.tree
+@lru_cache(maxsize=4)
+def _caller_kinds(module) -> "CallerKinds":
+    return CallerKinds(module)
 
 
 def argument_kind(expr: cst.BaseExpression, scope: cst.CSTNode | None = None) -> Kind:
@@ -681,6 +773,8 @@ class CallerKinds:
             annotated = annotation_kind(node.annotation)
             if annotated is not UNKNOWN:
                 return annotated
+            if node.annotation is not None and "Tensor" in code_of(node.annotation.annotation):
+                return UNKNOWN  # `offsets: Union[int, Tensor] = 0`: the default is one of two kinds
             return NON_TENSOR if node.default is not None and literal_kind(node.default) is NON_TENSOR else UNKNOWN
         if isinstance(node, cst.Assign) and all(isinstance(t.target, cst.Name) for t in node.targets):
             return self._kind(node.value, scope, depth)

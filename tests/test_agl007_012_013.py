@@ -35,55 +35,82 @@ def function(forward_body: str, params: str = "x", call: str = "", backward: str
 
 
 @pytest.mark.parametrize(
-    "body, params, call",
+    "body, params, call, backward",
     [
-        ("ctx.x = x\nreturn x.clamp(min=0)", "x", ""),  # a tensor-only method tells
-        ("ctx.w = w\nreturn x @ w", "x, w", ""),  # an operand of @
-        ("ctx.x = x\nreturn x * 2", "x", "Fn.apply(torch.randn(3))"),  # the call site passes a tensor
-        ("ctx.x = x\nreturn x * 2", "x: torch.Tensor", ""),  # the annotation
-        ("ctx.x = x\nreturn x * 2", "x", ""),  # the only input: a differentiable Function needs a tensor
-        ("ctx.x = x\nreturn x * k", "x, k: float", ""),  # the only input that is not a number
-        ("y = torch.exp(x)\nctx.y = y\nreturn y", "x", ""),  # the output
-        ("out = x * 2\nctx.out = out\nreturn out", "x", ""),  # returned alone: an output
-        ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", ""),  # an intermediate
-        ("ctx.cache = (torch.sigmoid(x), 2)\nreturn x * 2", "x", ""),  # a tuple with a tensor
-        ("ctx.a, ctx.n = torch.tanh(x), 2\nreturn x * 2", "x", ""),  # element-wise tuple targets
+        ("ctx.x = x\nreturn x.clamp(min=0)", "x", "", "return g * ctx.x"),  # a tensor-only method tells
+        ("ctx.w = w\nreturn x @ w", "x, w", "", "return g @ ctx.w.t(), g"),  # an operand of @
+        ("ctx.x = x\nreturn x * 2", "x", "Fn.apply(torch.randn(3))", "return g * ctx.x"),  # the call site passes a tensor
+        ("ctx.x = x\nreturn x * 2", "x: torch.Tensor", "", "return g * ctx.x"),  # the annotation
+        ("ctx.x = x\nreturn x * 2", "x", "", "x = ctx.x\n        return g * x"),  # read through a local
+        ("ctx.x = x\nreturn x * k", "x, k: float", "", "return g * ctx.x, None"),  # the only input that is not a number
+        ("x = x.contiguous()\nctx.x = x\nreturn x * 2", "x", "", "return g * ctx.x"),  # a view/alias of the input
+        ("ctx.xt = x.t()\nreturn x * 2", "x", "", "return g * ctx.xt.t()"),  # a transposed view
+        ("ctx.saved = (x, 2)\nreturn x * 2", "x", "", "x, n = ctx.saved\n        return g * x * n"),  # a tuple element
+        ("y = torch.exp(x)\nctx.y = y\nreturn y", "x", "", "return g"),  # the output: a cycle, even unread
+        ("out = x * 2\nctx.out = out\nreturn out", "x", "", "return g * 2"),  # returned alone: an output
+        ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", "", "return g"),  # an intermediate backward never reads
+        ("ctx.cache = (torch.sigmoid(x), 2)\nreturn x * 2", "x", "", "return g"),  # unread, in a tuple
+        ("ctx.a, ctx.n = torch.tanh(x), 2\nreturn x * 2", "x", "", "return g * ctx.n"),  # element-wise tuple targets
     ],
 )
-def test_tensor_on_ctx_is_flagged(body, params, call):
+def test_tensor_on_ctx_is_flagged(body, params, call, backward):
     line = 7 + next(i for i, text in enumerate(body.splitlines()) if text.startswith("ctx."))
-    assert found("AGL007", function(body, params, call)) == [(line, 9)]
+    assert found("AGL007", function(body, params, call, backward)) == [(line, 9)]
 
 
 @pytest.mark.parametrize(
-    "body, params",
+    "body, params, backward",
     [
-        ("ctx.shape = x.shape\nctx.n = x.size(0)\nctx.d = x.dim()\nreturn x.clone()", "x"),
-        ("ctx.dtype = x.dtype\nctx.device = x.device\nctx.peak = x.abs().max().item()\nreturn x.clone()", "x"),
-        ("ctx.k = k\nreturn x.clone() * k", "x, k: float"),
-        ("ctx.eps = eps\nreturn x.clone()", "x, eps=1e-5"),
-        ("ctx.group = group\nctx.fn = fn\nreturn x.clone()", "x, group, fn"),
-        ("ctx.x = None\nreturn x.clone()", "x"),
-        ("ctx.flag = ctx.needs_input_grad[0]\nreturn x.clone()", "x"),
-        ("ctx.state = torch.get_rng_state()\nreturn x.clone()", "x"),
-        ("ctx.x = x\nreturn x * w", "x, w"),  # nothing tells which input is the tensor
-        ("ctx.parts = helper(x)\nreturn x.clone()", "x"),
-        ("ctx.rest = rest\nreturn x.clone()", "x, *rest"),
-        ("x = x.shape\nctx.x = x\nreturn x", "x"),  # rebound to a shape
+        ("ctx.shape = x.shape\nctx.n = x.size(0)\nctx.d = x.dim()\nreturn x.clone()", "x", "return g"),
+        ("ctx.dtype = x.dtype\nctx.device = x.device\nctx.peak = x.abs().max().item()\nreturn x.clone()", "x", "return g"),
+        ("ctx.k = k\nreturn x.clone() * k", "x, k: float", "return g * ctx.k, None"),
+        ("ctx.eps = eps\nreturn x.clone()", "x, eps=1e-5", "return g, None"),
+        ("ctx.group = group\nctx.fn = fn\nreturn x.clone()", "x, group, fn", "return g, None, None"),
+        ("ctx.x = None\nreturn x.clone()", "x", "return g"),
+        ("ctx.flag = ctx.needs_input_grad[0]\nreturn x.clone()", "x", "return g"),
+        ("ctx.state = torch.get_rng_state()\nreturn x.clone()", "x", "return g"),
+        ("ctx.x = x\nreturn x * w", "x, w", "return g * ctx.x, None"),  # nothing tells which input is the tensor
+        ("ctx.parts = helper(x)\nreturn x.clone()", "x", "return g"),
+        ("ctx.rest = rest\nreturn x.clone()", "x, *rest", "return g"),
+        ("x = x.shape\nctx.x = x\nreturn x", "x", "return g"),  # rebound to a shape
+        # a process group has .size() too; passed as group= it is no tensor
+        ("ctx.pg = pg\nn = pg.size()\nreturn x.clone() * n", "x, pg", "return g * ctx.pg.size(), None"),
+        # backward reads it only for its shape, dtype or device
+        ("ctx.x = x\nreturn x.clone()", "x", "return torch.zeros_like(ctx.x)"),
+        ("ctx.x = x\nreturn x.clone()", "x", "return g.new_zeros(ctx.x.shape)"),
+        ("ctx.x = x\nreturn x.clone()", "x", "return g.view(ctx.x.size())"),
+        # an input that receives no gradient (frozen weight, index tensor)
+        ("ctx.w = w\nreturn x.mm(w.t())", "x, w: torch.Tensor", "return g.mm(ctx.w), None"),
+        # an intermediate backward uses: nothing outside forward can change it
+        ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", "return g * ctx.m"),
+        ("t = torch.tanh(x)\nctx.cache = (t, 2)\nreturn t * 2", "x", "t, k = ctx.cache\n        return g * (1 - t * t) * k"),
+        # an input backward never reads: it stays alive with its caller anyway
+        ("ctx.x = x\nreturn x.clone()", "x", "return g"),
+        # ctx handed to a helper: what it reads is not known, and an intermediate is not reported
+        ("ctx.m = x > 0\nreturn x.clone()", "x", "return _grad(ctx, g)"),
     ],
 )
-def test_non_tensors_and_unknowns_on_ctx_are_silent(body, params):
-    assert found("AGL007", function(body, params)) == []
+def test_non_tensors_and_harmless_tensors_on_ctx_are_silent(body, params, backward):
+    assert found("AGL007", function(body, params, backward=backward)) == []
 
 
-def setup_context_function(body: str) -> str:
+def test_process_group_passed_as_group_keyword_is_not_a_tensor():
+    source = function(
+        "ctx.group = group\nworld = group.size()\ntorch.distributed.all_reduce(x, group=group)\nreturn x * world",
+        "x, group",
+        backward="torch.distributed.all_reduce(g, group=ctx.group)\n        return g, None",
+    )
+    assert found("AGL007", source) == []
+
+
+def setup_context_function(body: str, backward: str = "return g * ctx.x, None") -> str:
     """forward(x, k) with a setup_context whose body starts at line 10 (column 9)."""
     return (
         "import torch\n\nclass Fn(torch.autograd.Function):\n"
         "    @staticmethod\n    def forward(x, k):\n        return x.exp() * k\n\n"
         "    @staticmethod\n    def setup_context(ctx, inputs, output):\n"
         + textwrap.indent(textwrap.dedent(body).strip(), " " * 8)
-        + "\n\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n\n"
+        + f"\n\n    @staticmethod\n    def backward(ctx, g):\n        {backward}\n\n"
         "y = Fn.apply(torch.ones(2), 3)\n"
     )
 
@@ -158,6 +185,79 @@ def test_tensors_none_and_unknowns_are_silent(params, body, call):
     assert found("AGL012", function(body + "\nreturn x.clone()", params, call)) == []
 
 
+HELPER_LEVELS = """
+import torch
+
+def _levels(bits):
+    return int(2 ** (bits - 1)) - 1
+
+class Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bits):
+        {body}
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+"""
+
+
+@pytest.mark.parametrize(
+    "body, position",
+    [
+        ("n = _levels(bits)\n        ctx.save_for_backward(x, n)", (11, 34)),  # a module function's int
+        ("n = int(2 ** (bits - 1))\n        ctx.save_for_backward(x, n)", (11, 34)),  # a call's value through a name
+        ("s = x.size()\n        ctx.save_for_backward(x, s)", (11, 34)),
+        ("saved = (x, x.dim())\n        ctx.save_for_backward(*saved)", (10, 21)),  # `*` of a local tuple
+        ("ctx.save_for_backward(*[x, x.numel()])", (10, 36)),  # `*` of a display
+        ("save = ctx.save_for_backward\n        save(x, x.item())", (11, 17)),  # through an alias
+    ],
+)
+def test_non_tensor_reached_through_names_calls_and_stars_is_flagged(body, position):
+    assert found("AGL012", HELPER_LEVELS.format(body=body)) == [position]
+
+
+def test_save_in_a_helper_forward_hands_ctx_to_is_flagged_at_forwards_argument():
+    source = """
+import torch
+
+def _stash(ctx, *tensors):
+    ctx.save_for_backward(*tensors)
+
+class Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, threshold):
+        _stash(ctx, x, threshold)
+        return (x > threshold).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+def spike(x):
+    return Fn.apply(x, 1.0)
+"""
+    assert found("AGL012", source) == [(10, 24)]
+    (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
+    assert "`threshold`, which is a float" in diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "test",
+    ["isinstance(k, int)", "k is None", "not torch.is_tensor(k)"],
+)
+def test_save_under_a_test_of_the_arguments_kind_is_silent(test):
+    body = f"if {test}:\n    ctx.k = k\n    ctx.save_for_backward(x)\nelse:\n    ctx.save_for_backward(x, k)\nreturn x.clone()"
+    assert found("AGL012", function(body, "x, k: int")) == []
+
+
+def test_call_sites_outrank_the_annotation():
+    """`k: torch.Tensor` that every call passes an int: the call sites say what k is."""
+    source = function("ctx.save_for_backward(x, k)\nreturn x.clone()", "x, k: torch.Tensor", "Fn.apply(torch.ones(2), 64)")
+    assert found("AGL012", source) == [(7, 34)]
+
+
 # ---- AGL013 ----
 
 
@@ -179,10 +279,20 @@ def test_second_save_on_one_path_is_flagged(body, expected):
     assert found("AGL013", source) == expected
 
 
+def test_superset_resave_is_flagged_when_backward_unpacks_the_first_calls_tensors():
+    body = "ctx.save_for_backward(x, w)\ny = x * w\nctx.save_for_backward(x, w, y)\nreturn y"
+    unpacks_two = function(body, "x, w", backward="x, w = ctx.saved_tensors\n        return g * w, g * x")
+    unpacks_three = function(body, "x, w", backward="x, w, y = ctx.saved_tensors\n        return g * w, g * x")
+    assert found("AGL013", unpacks_two) == [(9, 9)]
+    assert found("AGL013", unpacks_three) == []
+
+
 @pytest.mark.parametrize(
     "body",
     [
         "ctx.save_for_backward(x, w)",
+        "ctx.save_for_backward(x)\ny = x * w\nctx.save_for_backward(x, w, y)",  # a superset: the first is only redundant
+        "with torch.no_grad():\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)",
         "if w is None:\n    ctx.save_for_backward(x)\nelse:\n    ctx.save_for_backward(x, w)",
         "if x.dim() == 1:\n    ctx.save_for_backward(x)\nelif x.dim() == 2:\n    ctx.save_for_backward(w)\nelse:\n    ctx.save_for_backward(x, w)",
         "if w is None:\n    ctx.save_for_backward(x)\n    return x * 2\nctx.save_for_backward(x, w)",
@@ -210,8 +320,6 @@ def test_torch_source_patterns_stay_silent():
         def forward(ctx, run_function, preserve_rng_state, *args):
             ctx.run_function = run_function
             ctx.preserve_rng_state = preserve_rng_state
-        "ctx.save_for_backward(x)\ny = x * w\nctx.save_for_backward(x, w, y)",  # a superset: the first is only redundant
-        "with torch.no_grad():\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)",
             if preserve_rng_state:
                 ctx.fwd_cpu_state = torch.get_rng_state()
             ctx.inputs = []

@@ -225,7 +225,7 @@ def test_recipe_requires_the_reported_position():
 
 def test_confirmed_positions_match_the_findings():
     path = FIXTURES / "agl011" / "buggy_pact_float_alpha.py"
-    diagnostics = [d for d in lint_source(path.read_text(), str(path)) if d.code == "AGL011"]
+    diagnostics = lint_source(path.read_text(), str(path), Config(select=("AGL011",)))
     verdicts = confirm_diagnostics(diagnostics, RunLimits(sys.executable, timeout=60), jobs=2)
     assert len(verdicts) == 2
     for diagnostic, result in verdicts.items():
@@ -243,3 +243,64 @@ def test_one_call_site_with_a_number_is_enough_and_is_named():
     found = lint_source(HEADER + source, "case.py", Config(select=("AGL011",)))
     assert [(d.line - HEADER.count("\n"), d.column) for d in found] == [(8, 23)]
     assert "the call `F.apply(x, 0.5)` passes `0.5` for `w`" in found[0].message
+
+
+FLAGGED_RETURN = """
+class F(Function):
+    @staticmethod
+    def forward(ctx, x, scale, learn):
+        ctx.learn = learn
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        if {test}:
+            return g, g.sum(), None
+        return g, None, None
+
+{calls}
+"""
+
+
+@pytest.mark.parametrize(
+    "test, calls, expected",
+    [
+        ("ctx.learn", "y = F.apply(torch.ones(2), 0.5, True)", [("AGL011", 11, 23)]),  # the call takes the branch
+        ("not ctx.learn", "y = F.apply(torch.ones(2), 0.5, False)", [("AGL011", 11, 23)]),
+        ("ctx.learn", "y = F.apply(torch.ones(2), 0.5, False)", []),  # every call takes the other path
+        ("not ctx.learn", "y = F.apply(torch.ones(2), 0.5, True)", []),
+        ("ctx.learn", "def f(x, learn):\n    return F.apply(x, 0.5, learn)", []),  # the caller's choice
+    ],
+)
+def test_gradient_selected_by_a_stored_flag_follows_the_call_sites(test, calls, expected):
+    assert lint(FLAGGED_RETURN.format(test=test, calls=calls)) == expected
+
+
+def test_flag_forward_computes_from_the_input_guards_it():
+    source = """
+class F(Function):
+    @staticmethod
+    def forward(ctx, x, scale=None):
+        ctx.has_scale = scale is not None
+        ctx.save_for_backward(x, scale)
+        return x.clone() if scale is None else x * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        if not ctx.has_scale:
+            return g, None
+        return g * s, (g * x).sum()
+
+y = F.apply(torch.ones(2), None)
+"""
+    assert lint(source) == []
+
+
+def test_scalar_annotation_of_an_input_forward_uses_as_a_tensor_is_not_trusted():
+    source = function(
+        "x, threshold: float, sigmoid: bool",
+        "g, g.sum().view(-1), None",
+        backward_body="",
+    ).replace("        return x * 2\n", "        if sigmoid:\n            threshold = torch.sigmoid(threshold).item()\n        return x * threshold\n", 1)
+    assert lint(source) == []

@@ -1,4 +1,14 @@
-"""AGL007 tensor-on-ctx: tensors kept as `ctx.name = tensor` instead of `ctx.save_for_backward`."""
+"""AGL007 tensor-on-ctx: tensors kept as `ctx.name = tensor` instead of `ctx.save_for_backward`.
+
+Reported only where keeping the tensor on ctx can do harm in this code:
+- forward's output (or a tuple holding it): output -> grad_fn -> ctx -> output is a reference cycle;
+- a differentiable input (backward returns a gradient for it), or a view/alias of one, that backward
+  reads as a value: an in-place change after apply goes unnoticed (save_for_backward would raise);
+- a tensor computed in forward that backward never reads: memory held for nothing until the graph dies.
+Silent for what backward reads only for its shape, dtype or device (`zeros_like(ctx.x)`), inputs that
+receive no gradient (frozen weights, index tensors), intermediates backward uses (nothing outside
+forward can change them), and whatever is not surely a tensor (value_kinds).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +20,34 @@ import libcst as cst
 from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
+from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import code_of, walk
+from ..syntax import code_of, dotted_name, is_none, walk
 from ..value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
 
 INPUT, OUTPUT, INTERMEDIATE = "input", "output", "intermediate"
+VALUE, METADATA = "value", "metadata"
+
+# Methods that return the tensor itself or a view of it (or may: `.contiguous()`, `.to(dtype)`),
+# so that an in-place change to the input shows through.
+ALIASING_METHODS = frozenset(
+    {
+        "view", "view_as", "reshape", "reshape_as", "t", "transpose", "permute", "contiguous", "expand", "expand_as",
+        "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "detach", "float", "half", "bfloat16",
+        "double", "to", "type_as", "as_strided", "movedim", "swapaxes", "requires_grad_",
+    }
+)
+ALIASING_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data"})
+# What reads only a tensor's metadata, never its values.
+METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse"})
+METADATA_METHODS = frozenset(
+    {
+        "size", "dim", "numel", "stride", "new_zeros", "new_empty", "new_ones", "new_full", "is_contiguous",
+        "element_size", "get_device", "is_floating_point", "nelement", "ndimension",
+    }
+)
+LIKE_FUNCTIONS = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"})
 
 
 @dataclass(frozen=True)
@@ -24,26 +56,29 @@ class CtxTensor:
     method: Method
     attribute: str
     role: str  # INPUT, OUTPUT or INTERMEDIATE
-    value: str  # the stored expression's source
+    value: str  # the stored tensor's source
+    unread: bool = False  # backward never reads it
+    source: str = ""  # for an input's view or alias: the input it shows
 
 
 class TensorOnCtx(FunctionRule):
     code = "AGL007"
     name = "tensor-on-ctx"
     severity = Severity.WARNING
-    summary = "a tensor is stored as ctx.name = ... instead of with save_for_backward"
+    summary = "a tensor backward needs is stored as ctx.name = ... instead of with save_for_backward"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
+            reads: _BackwardReads | None = None
             for method in function_class.saving_methods():
                 kinds: ValueKinds | None = None
                 for target, value in _ctx_assignments(method):
                     if kinds is None:
                         kinds = ValueKinds(function_class, method, module)
-                    role = _role(kinds, method, value)
-                    if role is not None:
-                        subject = CtxTensor(function_class, method, target.attr.value, role, " ".join(code_of(value).split()))
-                        yield Finding(target, _message(method, subject), subject=subject)
+                        reads = reads or _BackwardReads(module, function_class)
+                    subject = _harmful(kinds, reads, target.attr.value, value)
+                    if subject is not None:
+                        yield Finding(target, _message(subject), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Three measurements, the first that shows the harm wins: the output on ctx keeps grad_fn alive
@@ -72,16 +107,34 @@ def _ctx_assignments(method: Method) -> Iterator[tuple[cst.Attribute, cst.BaseEx
                 yield target, value
 
 
-def _role(kinds: ValueKinds, method: Method, value: cst.BaseExpression) -> str | None:
-    """INPUT, OUTPUT or INTERMEDIATE when the stored value is surely a tensor, else None. A tuple
-    or list takes the role of its first tensor element."""
+def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: cst.BaseExpression) -> CtxTensor | None:
+    """The stored tensor (an element, for a tuple or list) whose place on ctx does harm, most
+    harmful first: an output, a differentiable input backward computes with, an unread intermediate."""
     if isinstance(value, (cst.Tuple, cst.List)):
-        for element in value.elements:
-            if not isinstance(element, cst.StarredElement):
-                role = _role(kinds, method, element.value)
-                if role is not None:
-                    return role
-        return None
+        elements = [(i, e.value) for i, e in enumerate(value.elements) if not isinstance(e, cst.StarredElement)]
+        if any(isinstance(e, cst.StarredElement) for e in value.elements):
+            elements = [(None, v) for _, v in elements]  # positions after a `*rest` are not known
+    else:
+        elements = [(None, value)]
+    found = []
+    for index, element in elements:
+        role = _role(kinds, element)
+        if role is None:
+            continue
+        uses = reads.uses(attribute, index)
+        shown = " ".join(code_of(element).split())
+        if role == OUTPUT:
+            found.append((0, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown)))
+        elif role == INPUT and VALUE in uses and reads.differentiable(_input_position(kinds, element)):
+            source = _root_name(kinds, _aliased_input(kinds, element)) or ""
+            found.append((1, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, source=source)))
+        elif role == INTERMEDIATE and uses is not None and not uses:
+            found.append((2, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, unread=True)))
+    return min(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def _role(kinds: ValueKinds, value: cst.BaseExpression) -> str | None:
+    """OUTPUT, INPUT (an input or a view/alias of one) or INTERMEDIATE when the value is surely a tensor."""
     kind = kinds.kind(value)
     if kind in (NON_TENSOR, NONE):
         return None
@@ -89,31 +142,233 @@ def _role(kinds: ValueKinds, method: Method, value: cst.BaseExpression) -> str |
         name = value.value
         if name in kinds.output_names and (kind is TENSOR or kinds.is_whole_output(name)):
             return OUTPUT
-        if name in kinds.parameter_kinds and kinds.is_unchanged_input(name):
-            return INPUT if kind is TENSOR else None
-    if kinds.input_index(value) is not None:  # setup_context's `inputs[i]`
+    if _aliased_input(kinds, value) is not None:
         return INPUT if kind is TENSOR else None
     return INTERMEDIATE if kind is TENSOR else None
 
 
-def _message(method: Method, stored: CtxTensor) -> str:
-    ctx = method.ctx_name
+def _aliased_input(kinds: ValueKinds, value: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> cst.BaseExpression | None:
+    """The input expression (a parameter name, or setup_context's `inputs[i]`) whose tensor `value`
+    is or views: `x`, `x.t()`, `w.contiguous()`, a local bound only to such views of one input."""
+    if kinds.input_index(value) is not None:
+        return value
+    if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ALIASING_METHODS:
+        return _aliased_input(kinds, value.func.value, seen)
+    if isinstance(value, cst.Attribute) and value.attr.value in ALIASING_ATTRIBUTES:
+        return _aliased_input(kinds, value.value, seen)
+    if not isinstance(value, cst.Name):
+        return None
+    name = value.value
+    if name in seen:  # `x = x.contiguous()`: the name's other bindings say what it aliases
+        return value
+    if name in kinds.parameter_kinds and kinds.is_unchanged_input(name):
+        return value
+    sources: dict[str, cst.BaseExpression] = {}
+    for node in kinds.bindings.get(name, []):
+        if isinstance(node, cst.Param):
+            if name not in kinds.parameter_kinds:
+                return None
+            sources[name] = value
+        elif isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+            source = _aliased_input(kinds, node.value, seen | {name})
+            if source is None:
+                return None
+            sources[code_of(source).strip()] = source
+        else:
+            return None
+    return next(iter(sources.values())) if len(sources) == 1 else None
+
+
+def _input_position(kinds: ValueKinds, value: cst.BaseExpression) -> int | None:
+    """The position among forward's inputs of the input `value` aliases, when known."""
+    source = _aliased_input(kinds, value)
+    if source is None:
+        return None
+    index = kinds.input_index(source)
+    if index is not None:
+        return index
+    forward = kinds.function_class.forward
+    names = [p.name.value for p in forward.data_params] if forward is not None else []
+    root = _root_name(kinds, source)
+    return names.index(root) if root in names else None
+
+
+def _root_name(kinds: ValueKinds, expr: cst.BaseExpression) -> str | None:
+    """The parameter a name aliases (setup_context: the name unpacked from `inputs` is forward's)."""
+    if not isinstance(expr, cst.Name):
+        return None
+    if kinds.method.name != "setup_context":
+        return expr.value
+    forward = kinds.function_class.forward
+    params = kinds.method.data_params
+    if forward is None or not params:
+        return None
+    for node in kinds.bindings.get(expr.value, []):  # `x, w = inputs`
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == params[0].name.value:
+            target = node.targets[0].target
+            if isinstance(target, (cst.Tuple, cst.List)):
+                names = [e.value.value if isinstance(e.value, cst.Name) else None for e in target.elements]
+                if expr.value in names and names.index(expr.value) < len(forward.data_params):
+                    return forward.data_params[names.index(expr.value)].name.value
+    return None
+
+
+class _BackwardReads:
+    """How backward reads each ctx attribute: as a value, only for metadata, or not at all."""
+
+    def __init__(self, module: ParsedModule, function_class: FunctionClass):
+        self.module = module
+        self.backward = function_class.backward
+        self._uses: dict[tuple[str, int | None], set[str]] | None = None
+        self.escapes = False
+        if self.backward is not None and self.backward.ctx_name is not None:
+            self._read()
+
+    def uses(self, attribute: str, index: int | None) -> set[str] | None:
+        """VALUE/METADATA for the attribute (or its element `index`); None when unknowable (no
+        backward here, or ctx passed on to other code)."""
+        if self._uses is None or self.escapes:
+            return None if self._uses is None else {VALUE}
+        found = set(self._uses.get((attribute, None), set()))
+        if index is not None:
+            found |= self._uses.get((attribute, index), set())
+        else:
+            for (name, _), kinds in self._uses.items():
+                if name == attribute:
+                    found |= kinds
+        return found
+
+    def differentiable(self, position: int | None) -> bool:
+        """Whether backward may return a gradient at this input position (not a literal None on every return)."""
+        if self.backward is None or position is None:
+            return True
+        returns = [n for n in walk(self.backward.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+        known = returned_values(self.backward)
+        if not returns or len(known) != len(returns) or any(r.is_list for r in known):
+            return True
+        return any(position < r.count and not self._is_none(r.elements[position]) for r in known)
+
+    def _is_none(self, expr: cst.BaseExpression) -> bool:
+        if is_none(expr):
+            return True
+        if isinstance(expr, cst.Name):
+            from ..scopes import bindings
+
+            nodes = bindings(self.backward.node).get(expr.value, [])
+            return bool(nodes) and all(
+                isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and is_none(n.value)
+                for n in nodes
+            )
+        return False
+
+    def _read(self) -> None:
+        ctx = self.backward.ctx_name
+        self._uses = {}
+        for node in walk(self.backward.node.body):
+            if not (isinstance(node, cst.Name) and node.value == ctx):
+                continue
+            parent = self.module.parents.get(node)
+            if isinstance(parent, cst.Attribute) and parent.value is node:
+                if self._is_target(parent):
+                    continue
+                for index, kind in self._use(parent, 0):
+                    self._uses.setdefault((parent.attr.value, index), set()).add(kind)
+            elif not (isinstance(parent, cst.Attribute) and parent.attr is node) and not isinstance(parent, cst.Param):
+                self.escapes = True  # ctx handed to other code: any attribute may be read there
+
+    def _is_target(self, node: cst.CSTNode) -> bool:
+        parent = self.module.parents.get(node)
+        return isinstance(parent, (cst.AssignTarget, cst.Del)) or (isinstance(parent, cst.AnnAssign) and parent.target is node)
+
+    def _use(self, node: cst.CSTNode, depth: int, index: int | None = None) -> Iterator[tuple[int | None, str]]:
+        """(element index or None, VALUE/METADATA) for the expression `node` (a read of the attribute)."""
+        parent = self.module.parents.get(node)
+        if depth > 4:
+            yield index, VALUE
+            return
+        if isinstance(parent, cst.Attribute) and parent.value is node:
+            grand = self.module.parents.get(parent)
+            if parent.attr.value in METADATA_ATTRIBUTES or (
+                parent.attr.value in METADATA_METHODS and isinstance(grand, cst.Call) and grand.func is parent
+            ):
+                yield index, METADATA
+                return
+        if isinstance(parent, cst.Arg) and parent.keyword is None:
+            call = self.module.parents.get(parent)
+            if isinstance(call, cst.Call) and call.args and call.args[0] is parent:
+                if (dotted_name(call.func) or "").rsplit(".", 1)[-1] in LIKE_FUNCTIONS:
+                    yield index, METADATA
+                    return
+        if isinstance(parent, cst.Comparison) and all(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in parent.comparisons):
+            yield index, METADATA
+            return
+        if isinstance(parent, cst.Subscript) and index is None and len(parent.slice) == 1:
+            element = parent.slice[0].slice
+            if isinstance(element, cst.Index) and isinstance(element.value, cst.Integer):
+                yield from self._use(parent, depth + 1, int(element.value.value))
+                return
+        if isinstance(parent, cst.Assign) and parent.value is node and len(parent.targets) == 1:
+            target = parent.targets[0].target
+            if isinstance(target, cst.Name):
+                yield from self._name_uses(target.value, parent, depth, index)
+                return
+            if isinstance(target, (cst.Tuple, cst.List)) and index is None and not any(isinstance(e, cst.StarredElement) for e in target.elements):
+                for position, element in enumerate(target.elements):
+                    if isinstance(element.value, cst.Name):
+                        yield from self._name_uses(element.value.value, parent, depth, position)
+                    else:
+                        yield position, VALUE
+                return
+        yield index, VALUE
+
+    def _name_uses(self, name: str, binding: cst.CSTNode, depth: int, index: int | None) -> Iterator[tuple[int | None, str]]:
+        """The uses of a local bound from the attribute, as uses of the attribute."""
+        for read in self._reads_of(name, binding):
+            yield from self._use(read, depth + 1, index)
+
+    def _reads_of(self, name: str, binding: cst.CSTNode) -> Iterator[cst.Name]:
+        for node in walk(self.backward.node.body):
+            if not (isinstance(node, cst.Name) and node.value == name):
+                continue
+            parent = self.module.parents.get(node)
+            if isinstance(parent, cst.Attribute) and parent.attr is node:
+                continue
+            if isinstance(parent, (cst.Arg,)) and parent.keyword is node:
+                continue
+            if isinstance(parent, (cst.AssignTarget, cst.Param)) or any(
+                isinstance(a, cst.AssignTarget) for a in self._ancestors_until(node, binding)
+            ):
+                continue
+            yield node
+
+    def _ancestors_until(self, node: cst.CSTNode, stop: cst.CSTNode) -> Iterator[cst.CSTNode]:
+        current = self.module.parents.get(node)
+        while current is not None and not isinstance(current, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+            yield current
+            current = self.module.parents.get(current)
+
+
+def _message(stored: CtxTensor) -> str:
+    ctx = stored.method.ctx_name
     target = f"{ctx}.{stored.attribute}"
     fix = f"use {ctx}.save_for_backward(...) and read it back from {ctx}.saved_tensors"
     if stored.role == OUTPUT:
         return (
             f"`{target}` keeps forward's output on ctx: output -> grad_fn -> ctx -> output is a reference "
-            f"cycle that only Python's cyclic garbage collector frees, so memory grows between collections, "
+            f"cycle that only Python's cyclic garbage collector frees, so (GPU) memory grows between collections, "
             f"and in-place changes to the output go unchecked; {fix}"
         )
     if stored.role == INPUT:
+        what = f"the input `{stored.value}`"
+        if stored.source and stored.source != stored.value:
+            what = f"`{stored.value}`, a view of the input `{stored.source}`,"
         return (
-            f"`{target}` keeps the input tensor `{stored.value}` on ctx: if the caller changes it in place after "
-            f"apply, backward silently uses the new values where save_for_backward would raise, and the tensor "
-            f"outlives backward; {fix}"
+            f"`{target}` keeps {what} on ctx and backward computes gradients with it: if the "
+            f"caller changes it in place before backward runs (an optimizer step between micro-batches, an in-place "
+            f"op on the activation), the gradients are silently computed from the new values where "
+            f"save_for_backward would raise, and saved-tensor hooks (activation offloading, checkpointing) skip it; {fix}"
         )
     return (
-        f"`{target}` keeps a tensor computed in forward on ctx: it stays alive with the graph even after "
-        f"backward, is not version-checked (a view of an input changes with it) and bypasses saved-tensor "
-        f"hooks; {fix}, or recompute it in backward"
+        f"`{target}` keeps a tensor computed in forward (`{stored.value}`) that backward never reads: it holds "
+        f"that memory until the whole graph is freed; delete the assignment (or save_for_backward it if backward needs it)"
     )

@@ -7,6 +7,7 @@ this rule is silent; only where the count is accepted does this rule look at the
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -21,7 +22,7 @@ from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import code_of, is_none, short_code, walk
-from ..value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, used_as_tensor
+from ..value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, names_used_as_tensors, used_as_tensor
 
 NOT_A_TENSOR = (NONE, NON_TENSOR)
 # What the harness passes for a non-tensor whose value the source does not spell out, by annotation.
@@ -75,9 +76,12 @@ class GradForNonTensorInput(FunctionRule):
             return
         facts = _Backward(module, function_class, backward)
         names = inputs.names
+        flags, facts.derived = _ctx_flags(function_class, forward)
+        facts.flags = flags
         for returned in returned_values(backward):
             if returned.is_list:
                 continue  # one object, whatever it holds: AGL002's
+            conditions = facts.flag_conditions(returned.node, flags)
             reported: list[int] = []
             for position, element in enumerate(returned.elements):
                 hits = sorted(
@@ -87,13 +91,14 @@ class GradForNonTensorInput(FunctionRule):
                         if position < len(shape.inputs)
                         and shape.inputs[position].kind in NOT_A_TENSOR
                         and _count_accepted(returned, len(shape.inputs))
+                        and _takes_branch(shape, conditions)
                     ),
                     key=lambda shape: not shape.inputs[position].spelled,  # show and run spelled-out values first
                 )
                 if not hits or not facts.surely_not_none(element) or facts.guarded(returned.node, element, position, names[position]):
                     continue
                 subject = NonTensorGradient(function_class, position, tuple(hits), tuple(reported))
-                yield Finding(element, _message(function_class, names[position], position, hits[0]), subject=subject)
+                yield Finding(element, _message(function_class, names[position], position, hits[0], _branch(names, conditions)), subject=subject)
                 reported.append(position)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
@@ -111,6 +116,69 @@ class GradForNonTensorInput(FunctionRule):
             ]
         )
         return Harness(required, main, optional)
+
+
+def _ctx_flags(function_class: FunctionClass, forward: Method) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """(flags, derived): ctx attribute -> the forward input it holds as passed (`ctx.sigmoid = sigmoid`,
+    a caller's choice backward may branch on); ctx attribute -> the inputs a value computed from them
+    tells about (`ctx.has_scale = scale is not None`: a test of it is a test of `scale`)."""
+    flags: dict[str, int] = {}
+    derived: dict[str, set[int]] = {}
+    names = [p.name.value for p in forward.data_params]
+    for method in function_class.saving_methods():
+        ctx = method.ctx_name
+        positions = dict(zip(names, range(len(names)))) if method.name == "forward" else _unpacked_inputs(method, len(names))
+        for node in walk(method.node.body, into_functions=False):
+            if not isinstance(node, cst.Assign):
+                continue
+            for target in node.targets:
+                attr = target.target
+                if not (isinstance(attr, cst.Attribute) and isinstance(attr.value, cst.Name) and attr.value.value == ctx):
+                    continue
+                if isinstance(node.value, cst.Name) and node.value.value in positions:
+                    flags[attr.attr.value] = positions[node.value.value]
+                else:
+                    mentioned = {positions[n.value] for n in walk(node.value) if isinstance(n, cst.Name) and n.value in positions}
+                    if mentioned:
+                        derived.setdefault(attr.attr.value, set()).update(mentioned)
+    return flags, derived
+
+
+def _unpacked_inputs(method: Method, count: int) -> dict[str, int]:
+    """setup_context: name -> input position for `a, b = inputs`."""
+    params = method.data_params
+    found: dict[str, int] = {}
+    if not params:
+        return found
+    for node in walk(method.node.body, into_functions=False):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == params[0].name.value:
+            target = node.targets[0].target
+            if isinstance(target, (cst.Tuple, cst.List)):
+                for index, element in enumerate(target.elements[:count]):
+                    if isinstance(element.value, cst.Name):
+                        found[element.value.value] = index
+    return found
+
+
+def _takes_branch(shape: CallShape, conditions: list[tuple[int, bool]]) -> bool:
+    """Whether the call shape surely takes the branches a return sits in (`if ctx.sigmoid:` with the
+    call's `sigmoid` spelled out); a flag the source does not spell out is the caller's choice."""
+    for position, wanted in conditions:
+        if position >= len(shape.inputs):
+            return False
+        bound = shape.inputs[position]
+        if bound.kind is NONE:
+            truth = False
+        elif bound.spelled and bound.values:
+            try:
+                truth = bool(ast.literal_eval(bound.values[0]))
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return False
+        else:
+            return False
+        if truth is not wanted:
+            return False
+    return True
 
 
 def _count_accepted(returned: ReturnedValues, count: int) -> bool:
@@ -184,6 +252,8 @@ def _bound_by_signature(forward: Method, param: cst.Param, use_default: bool) ->
     has no call site), a literal default other than None that forward does not use as a tensor."""
     name = param.name.value
     annotated = annotation_kind(param.annotation)
+    if annotated is NON_TENSOR and name in names_used_as_tensors(forward.node):
+        return Bound(UNKNOWN, "", ())  # `threshold: float` that forward passes to torch.sigmoid: the annotation is wrong
     if annotated is NON_TENSOR:
         return Bound(NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param))
     if annotated is UNKNOWN and param.default is not None and literal_kind(param.default) is NON_TENSOR:
@@ -220,6 +290,8 @@ class _Backward:
         self.materialized = "set_materialize_grads" not in module.source
         body = list(walk(backward.node.body, into_functions=False))
         self.ifs = [node for node in body if isinstance(node, cst.If)]
+        self.derived: dict[str, set[int]] = {}  # ctx attribute -> inputs it was computed from (_ctx_flags)
+        self.flags: dict[str, int] = {}  # ctx attribute -> the input it holds as passed (_ctx_flags)
         # `needs_x, needs_w = ctx.needs_input_grad` and `need_w = ctx.needs_input_grad[1]`
         self.need_names = {
             name
@@ -287,17 +359,39 @@ class _Backward:
     def guarded(self, returned: cst.Return, element: cst.BaseExpression, position: int, name: str) -> bool:
         """Whether a test on this input (`ctx.needs_input_grad[i]`, `bias is not None`, `ctx.has_bias`,
         `isinstance`) decides this return or this element's value: then the author handled the case."""
-        if any(self._guard_test(node.test, name) for node in self._enclosing_ifs(returned)):
+        if any(self._guard_test(node.test, name, position) for node in self._enclosing_ifs(returned)):
             return True
         for node in self.ifs:  # `if not ctx.needs_input_grad[2]: return gx, gw, None` before it
-            if self.module.comes_before(node, returned) and self._guard_test(node.test, name):
+            if self.module.comes_before(node, returned) and self._guard_test(node.test, name, position):
                 if any(isinstance(n, (cst.Return, cst.Raise)) for n in walk(node.body, into_functions=False)):
                     return True
         if isinstance(element, cst.Name):
             for binding in self.bound.get(element.value, []):
-                if any(self._guard_test(node.test, name) for node in self._enclosing_ifs(binding)):
+                if any(self._guard_test(node.test, name, position) for node in self._enclosing_ifs(binding)):
                     return True
         return False
+
+    def flag_conditions(self, returned: cst.Return, flags: dict[str, int]) -> list[tuple[int, bool]]:
+        """(input position, truth wanted) for each enclosing `if ctx.flag:` / `if not ctx.flag:` (or
+        its else) whose flag forward stored from an input."""
+        found = []
+        child: cst.CSTNode = returned
+        for ancestor in self.module.ancestors(returned):
+            if ancestor is self.method.node:
+                break
+            if isinstance(ancestor, cst.If):
+                test, wanted = ancestor.test, ancestor.body is child
+                if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+                    test, wanted = test.expression, not wanted
+                if isinstance(test, cst.Attribute) and isinstance(test.value, cst.Name) and test.value.value == self.ctx and test.attr.value in flags:
+                    found.append((flags[test.attr.value], wanted))
+            child = ancestor
+        return found
+
+    def _is_flag(self, node: cst.Attribute) -> bool:
+        """`ctx.learn_step` holding an input as passed: which calls take its branch is decided by
+        the call sites (flag_conditions), not by its name."""
+        return isinstance(node.value, cst.Name) and node.value.value == self.ctx and node.attr.value in self.flags
 
     def _enclosing_ifs(self, node: cst.CSTNode) -> Iterator[cst.If]:
         for ancestor in self.module.ancestors(node):
@@ -306,15 +400,22 @@ class _Backward:
             if isinstance(ancestor, cst.If):
                 yield ancestor
 
-    def _guard_test(self, test: cst.BaseExpression, name: str) -> bool:
+    def _guard_test(self, test: cst.BaseExpression, name: str, position: int | None = None) -> bool:
+        if position is not None and any(
+            isinstance(n, cst.Attribute) and isinstance(n.value, cst.Name) and n.value.value == self.ctx and position in self.derived.get(n.attr.value, ())
+            for n in [test, *walk(test)]
+        ):
+            return True  # `if not ctx.has_scale:` with `ctx.has_scale = scale is not None`
         text = code_of(test)
         if any(word in text for word in GUARD_WORDS):
             return True
         word = re.compile(rf"(^|_){re.escape(name)}(_|$)")
-        for node in [test, *walk(test)]:
-            if isinstance(node, cst.Name) and (node.value in self.need_names or word.search(node.value)):
+        nodes = [test, *walk(test)]
+        flag_names = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute) and self._is_flag(n)}
+        for node in nodes:
+            if isinstance(node, cst.Name) and id(node) not in flag_names and (node.value in self.need_names or word.search(node.value)):
                 return True
-            if isinstance(node, cst.Attribute) and word.search(node.attr.value):
+            if isinstance(node, cst.Attribute) and word.search(node.attr.value) and id(node.attr) not in flag_names:
                 return True
             if isinstance(node, cst.Comparison) and any(
                 isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator) for c in node.comparisons
@@ -334,14 +435,20 @@ def _names_in(target: cst.BaseExpression) -> Iterator[str]:
 # ---- message and harness ----
 
 
-def _message(function_class: FunctionClass, name: str, position: int, shape: CallShape) -> str:
+def _branch(names: tuple[str, ...], conditions: list[tuple[int, bool]]) -> str:
+    """` with `learn=True`, which takes this branch`: the flags the call passes that lead to the return."""
+    shown = ", ".join(f"`{names[i]}` {'true' if wanted else 'false'}" for i, wanted in conditions if i < len(names))
+    return f" with {shown}, which selects this return" if shown else ""
+
+
+def _message(function_class: FunctionClass, name: str, position: int, shape: CallShape, branch: str = "") -> str:
     cls = function_class.name
     p = position + 1
     bound = shape.inputs[position]
     if shape.call is not None and bound.kind is NONE:
-        where = f"the call `{short_code(shape.call, 60)}` passes None for `{name}`"
+        where = f"the call `{short_code(shape.call, 60)}` passes None for `{name}`{branch}"
     elif shape.call is not None:
-        where = f"the call `{short_code(shape.call, 60)}` passes {bound.shown} for `{name}`, not a tensor"
+        where = f"the call `{short_code(shape.call, 60)}` passes {bound.shown} for `{name}`, not a tensor{',' + branch if branch else ''}"
     else:
         where = f"{bound.shown}, not a tensor"
     fix = (
