@@ -42,7 +42,7 @@ class SaveForBackwardTwice(FunctionRule):
                 paths = _Paths(method.ctx_name)
                 paths.block(method.node.body.body, {None})
                 for call, previous in paths.replacing.items():
-                    if previous is not call and _keeps_everything(call, previous):
+                    if previous is not call and _keeps_everything(call, previous) and _unpacked_count(function_class) in (None, len(call.args)):
                         continue  # the first call is only redundant: the last one saves all it saved
                     subject = Replacement(function_class, method, call, previous)
                     yield Finding(call, _message(module, subject), subject=subject)
@@ -61,6 +61,24 @@ def _keeps_everything(call: cst.Call, previous: cst.Call) -> bool:
         return False
     kept = {normalized_code(arg.value) for arg in call.args}
     return all(is_none(arg.value) or normalized_code(arg.value) in kept for arg in previous.args)
+
+
+def _unpacked_count(function_class: FunctionClass) -> int | None:
+    """How many names backward unpacks `ctx.saved_tensors` into (`x, w, h = ctx.saved_tensors`)."""
+    backward = function_class.backward
+    if backward is None:
+        return None
+    for node in walk(backward.node.body, into_functions=False):
+        if (
+            isinstance(node, cst.Assign)
+            and isinstance(node.value, cst.Attribute)
+            and node.value.attr.value in ("saved_tensors", "saved_variables")
+            and isinstance(node.targets[0].target, (cst.Tuple, cst.List))
+        ):
+            elements = node.targets[0].target.elements
+            if not any(isinstance(e, cst.StarredElement) for e in elements):
+                return len(elements)
+    return None
 
 
 def _in_loop(module: ParsedModule, node: cst.CSTNode, method: Method) -> bool:
