@@ -300,3 +300,19 @@ def test_agl020_recipe_not_reproduced_when_forward_copies():
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced", evidence
     assert "the output is not a view" in evidence
+
+
+@pytest.mark.parametrize(
+    "helper, flagged",
+    [
+        ("def passthrough(t, scale):\n    return t.view_as(t)\n", True),
+        ("def passthrough(t, scale):\n    out = t * scale\n    return out\n", False),
+        ("def passthrough(t, scale):\n    if scale:\n        return t\n    return t.clone()\n", False),
+    ],
+)
+def test_agl020_forward_returning_a_view_made_by_a_module_function(helper, flagged):
+    functions = (
+        "\n" + helper + "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x, scale):\n"
+        "        return passthrough(x, scale)\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
+    )
+    assert bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged

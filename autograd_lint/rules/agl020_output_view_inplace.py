@@ -90,9 +90,10 @@ def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> 
     if not returns or len(returns) != sum(1 for n in walk(forward.node.body, into_functions=False) if isinstance(n, cst.Return)):
         return None  # a bare `return` gives None
     local = bindings(forward.node)
+    helpers = dict(module.functions.called_functions(forward))
     found: set[str] = set()
     for value in returns:
-        name = _viewed_input(value, forward, kinds, local, depth=0)
+        name = _viewed_input(value, forward, kinds, local, depth=0, helpers=helpers)
         if name is None:
             return None
         found.add(name)
@@ -101,8 +102,8 @@ def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> 
     return ReturnedView(found.pop(), " ".join(code_of(returns[0]).split()))
 
 
-def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, local, depth: int) -> str | None:
-    """The input parameter `expr` is, or is a view of."""
+def _strip_views(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """`x` for `x.view_as(x)`, `x[:, 0].T`, `x.transpose(0, 1)`: what a chain of views is a view of."""
     while True:
         if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS:
             expr = expr.func.value
@@ -111,7 +112,34 @@ def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, 
         elif isinstance(expr, cst.Subscript) and all(basic_index(e.slice) for e in expr.slice):
             expr = expr.value
         else:
-            break
+            return expr
+
+
+def _viewed_parameter(function: cst.FunctionDef) -> int | None:
+    """The position of the parameter every `return` of a helper gives back unchanged or as a view
+    (`def passthrough(t): return t.view_as(t)`), else None."""
+    params = [p.name.value for p in function.params.params]
+    local = bindings(function)
+    returns = [n for n in walk(function.body, into_functions=False) if isinstance(n, cst.Return)]
+    found = set()
+    for statement in returns:
+        base = _strip_views(statement.value) if statement.value is not None else None
+        if not (isinstance(base, cst.Name) and base.value in params and len(local.get(base.value, [])) == 1):
+            return None
+        found.add(params.index(base.value))
+    return found.pop() if len(found) == 1 else None
+
+
+def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, local, depth: int, helpers=None) -> str | None:
+    """The input parameter `expr` is, or is a view of; through a call of a module function that returns its
+    parameter or a view of it (`helpers`: forward's calls -> definitions)."""
+    expr = _strip_views(expr)
+    if helpers and isinstance(expr, cst.Call) and expr in helpers and depth < 3:
+        position = _viewed_parameter(helpers[expr])
+        positional = [a for a in expr.args if a.keyword is None and not a.star]
+        if position is None or position >= len(positional) or any(a.star for a in expr.args):
+            return None
+        return _viewed_input(positional[position].value, forward, kinds, local, depth + 1, helpers)
     if not isinstance(expr, cst.Name):
         return None
     name = expr.value
@@ -120,7 +148,7 @@ def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, 
     bound = local.get(name, [])
     if depth < 3 and len(bound) == 1 and isinstance(bound[0], cst.Assign) and len(bound[0].targets) == 1:
         if isinstance(bound[0].targets[0].target, cst.Name):
-            return _viewed_input(bound[0].value, forward, kinds, local, depth + 1)
+            return _viewed_input(bound[0].value, forward, kinds, local, depth + 1, helpers)
     return None
 
 
