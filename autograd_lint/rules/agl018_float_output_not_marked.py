@@ -153,7 +153,7 @@ def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3, help
         name = expr.func.attr.value
         if name == "where" and _is_torch(expr.func.value):
             args = [a.value for a in expr.args]
-            if len(args) == 3 and all(isinstance(a, cst.Float) for a in args[1:]):
+            if len(args) == 3 and all(_float_constant(a) for a in args[1:]):
                 return "mask"
             return None
         if name in FLOAT_CASTS and not expr.args or name in DTYPE_CASTS and _to_float(expr):
@@ -169,11 +169,25 @@ def _returned_origin(function: cst.FunctionDef) -> str | None:
     return origins.pop() if len(origins) == 1 else None
 
 
+def _float_constant(expr: cst.BaseExpression) -> bool:
+    """`1.0`, `torch.ones_like(x)`, `torch.zeros_like(x)` (a floating input's dtype): a constant of a where-mask."""
+    if isinstance(expr, cst.Float):
+        return True
+    return (
+        isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and _is_torch(expr.func.value)
+        and expr.func.attr.value in ("ones_like", "zeros_like") and not any(a.keyword is not None and a.keyword.value == "dtype" for a in expr.args)
+    )
+
+
 def _to_float(call: cst.Call) -> bool:
-    """`.to(torch.float32)`, `.to(x.dtype)`, `.to(x)`, `.type_as(x)`: a cast that is not to an integer dtype."""
-    if not call.args:
+    """`.to(torch.float32)`, `.to(x.dtype)`, `.to(x)`, `.to(device=d, dtype=x.dtype)`, `.type_as(x)`: a cast
+    that is not to an integer dtype."""
+    dtype = next((a for a in call.args if a.keyword is not None and a.keyword.value == "dtype"), None)
+    positional = [a for a in call.args if a.keyword is None]
+    chosen = dtype or (positional[0] if positional else None)
+    if chosen is None:
         return False
-    target = code_of(call.args[0].value).strip()
+    target = code_of(chosen.value).strip()
     last = target.rsplit(".", 1)[-1]
     return last not in INTEGER_DTYPES and not target.startswith(("'", '"')) and "device" not in target
 
