@@ -129,6 +129,41 @@ class ForwardInputs:
         return len(self.names)
 
 
+@dataclass(frozen=True)
+class WrapperCall:
+    """A call of a function that applies the Function with its own parameters, such as
+    `def knn(k, xyz, center=None): return KNN.apply(k, xyz, center)` called as
+    `knn(16, points, center=c)`: what reaches each position of the inner `.apply(...)`."""
+
+    call: cst.Call  # `knn(16, points, center=c)`
+    wrapper: cst.FunctionDef
+    apply_call: cst.Call  # the `.apply(...)` inside the wrapper
+
+    def argument(self, position: int) -> cst.BaseExpression | None:
+        """The expression that reaches `apply`'s argument `position`: the caller's value for a
+        wrapper parameter passed straight through (positional, keyword or the default), the inner
+        argument itself otherwise. None when it cannot be told (`*args`, a missing argument)."""
+        inner = [arg for arg in self.apply_call.args if arg.keyword is None]
+        if position >= len(inner) or any(arg.star for arg in self.apply_call.args[: position + 1]):
+            return None
+        value = inner[position].value
+        params = function_params(self.wrapper)
+        names = [p.name.value for p in params]
+        if not (isinstance(value, cst.Name) and value.value in names):
+            return value
+        name = value.value
+        index = names.index(name)
+        if any(arg.star for arg in self.call.args):
+            return None
+        positional = [arg for arg in self.call.args if arg.keyword is None]
+        if index < len(positional):
+            return positional[index].value
+        keyword = next((arg for arg in self.call.args if arg.keyword is not None and arg.keyword.value == name), None)
+        if keyword is not None:
+            return keyword.value
+        return params[index].default
+
+
 @dataclass
 class FunctionClass:
     name: str
@@ -152,6 +187,8 @@ class FunctionClass:
     instance_calls: list[cst.Call] = field(default_factory=list)
     # A subclass in this module is applied, so this class's backward may run through it.
     subclass_applied: bool = False
+    # Calls of module-level functions that apply this class with their own parameters.
+    wrapper_calls: list[WrapperCall] = field(default_factory=list)
 
     def method(self, name: str) -> Method | None:
         if name in self.own_methods:
@@ -287,6 +324,7 @@ class FunctionModel:
         self._find_classes()
         if self.classes:
             self._find_apply_calls()
+            self._find_wrapper_calls()
             for function_class in self.classes:
                 if function_class.applied_here:
                     for base in _ancestors(function_class):
@@ -435,6 +473,28 @@ class FunctionModel:
                 and func.value.value in by_name
             ):
                 by_name[func.value.value].direct_calls.append(call)
+
+    def _find_wrapper_calls(self) -> None:
+        """Module-level functions whose body applies a Function once, and the module's calls of them."""
+        wrappers: dict[str, tuple[FunctionClass, cst.FunctionDef, cst.Call]] = {}
+        for function_class in self.classes:
+            for call in function_class.apply_calls:
+                enclosing = self.module.enclosing_function(call)
+                if enclosing is None or self.module.parents.get(enclosing) is not self.module.tree:
+                    continue
+                name = enclosing.name.value
+                if name in wrappers and wrappers[name][2] is not call:
+                    wrappers[name] = (function_class, enclosing, None)  # applied twice: positions differ
+                else:
+                    wrappers[name] = (function_class, enclosing, call)
+        wrappers = {name: found for name, found in wrappers.items() if found[2] is not None}
+        if not wrappers:
+            return
+        for node in self.module.parents:
+            if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in wrappers:
+                function_class, wrapper, apply_call = wrappers[node.func.value]
+                if self.module.enclosing_function(node) is not wrapper:
+                    function_class.wrapper_calls.append(WrapperCall(node, wrapper, apply_call))
 
     def _record_reference(self, attribute: cst.Attribute, by_name: dict[str, FunctionClass]) -> None:
         """`Cls.apply` anywhere; `Cls.forward` outside a call through apply (also `__class__.forward`

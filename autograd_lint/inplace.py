@@ -139,6 +139,16 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
             yield InplaceWrite(call, func.value, call)
         elif name in NUMPY_WRITE_METHODS:
             yield InplaceWrite(call, func.value, call, numpy_only=True)
+    elif isinstance(func, cst.Name) and positional:
+        # `from torch.distributed import all_reduce`, `from torch import relu_`: an imported function.
+        qualified = qualify(func) or ""
+        last = qualified.rsplit(".", 1)[-1]
+        if "." in qualified and (
+            qualified in WRITING_FUNCTIONS
+            or is_collective_write(last, qualified)
+            or (qualified.startswith("torch.") and is_inplace_method(last) and not last.startswith("__"))
+        ):
+            yield InplaceWrite(call, positional[0].value, call)
     for arg in call.args:
         if arg.keyword is None:
             continue

@@ -98,6 +98,11 @@ def test_agl008_ignores_forward_and_non_functions():
         ("torch.nn.init.zeros_(w)\nreturn x * w\n", "ctx, x, w", [(4, 9)]),
         ("for t in xs:\n    t.div_(2)\nreturn xs[0] * 1\n", "ctx, *xs", [(5, 13)]),
         ("if ctx.inplace:\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x", [(8, 9)]),
+        # Collectives write the tensor they are given, however torch.distributed (or a wrapper) is reached.
+        ("torch.distributed.all_reduce(x)\nreturn x\n", "ctx, x", [(4, 9)]),
+        ("from torch.distributed import all_reduce\nall_reduce(x)\nreturn x\n", "ctx, x", [(5, 9)]),
+        ("from deepspeed import comm as dist\ndist.all_reduce(x.contiguous(), group=g)\nreturn x\n", "ctx, x, g", [(5, 9)]),
+        ("from trainkit import comm\ncomm.broadcast(x, 0)\nreturn x\n", "ctx, x", [(5, 9)]),
         # Silent: marked dirty (even conditionally), rebound, non-tensor arguments, unknown marking.
         ("x.add_(1)\nctx.mark_dirty(x)\nreturn x\n", "ctx, x", []),
         ("if inplace:\n    ctx.mark_dirty(x)\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x, inplace=False", []),
@@ -107,6 +112,9 @@ def test_agl008_ignores_forward_and_non_functions():
         ("helper(ctx, x)\nx.mul_(2)\nreturn x\n", "ctx, x", []),
         ("ctx.mark_dirty(*ctx.dirty)\nx.mul_(2)\nreturn x\n", "ctx, x", []),
         ("out = torch.empty_like(x)\ntorch.mul(x, 2, out=out)\nout += 1\nreturn out\n", "ctx, x", []),
+        ("torch.mul(x, 2, out=out)\nreturn out\n", "ctx, x, out=None", []),  # a caller's output buffer
+        ("_, order = x.flatten().sort(descending=True)\nm = x.clone()\nm.view(-1)[order[:2]] = 1\nreturn m\n", "ctx, x", []),
+        ("from functools import reduce\nreturn reduce(lambda a, b: a + b, [x, x])\n", "ctx, x", []),
     ],
 )
 def test_agl009_shapes(body, params, expected):

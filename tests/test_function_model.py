@@ -267,3 +267,27 @@ def test_partial_and_local_aliases_of_apply_are_application_sites():
     assert sites == [2, 2, 3]
     assert [len(call.args) for call in quant.apply_calls] == [2]
     assert quant.backward_reachable and not quant.used_as_namespace
+
+
+def test_wrapper_calls_map_keyword_and_default_arguments_to_apply_positions():
+    module = ParsedModule(
+        textwrap.dedent(
+            """
+            import torch
+            class Query(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, k, xyz, center=None, transposed=False):
+                    return xyz
+            def knn(k, xyz, center=None, transposed=False):
+                return Query.apply(k, xyz, center, transposed)
+            def group(points, centers):
+                return knn(16, points, transposed=True), knn(8, points, centers)
+            """
+        ),
+        "m.py",
+    )
+    first, second = module.functions.by_name("Query").wrapper_calls
+    code = lambda expr: None if expr is None else module.tree.code_for_node(expr)
+    assert [code(first.argument(i)) for i in range(4)] == ["16", "points", "None", "True"]
+    assert [code(second.argument(i)) for i in range(4)] == ["8", "points", "centers", "False"]
+    assert first.argument(4) is None
