@@ -148,6 +148,7 @@ class _ApplyTracking(CallTracking):
         self._unpacked: dict[cst.Call, list[Alias | None]] = {}
         self._inplace_attributes: dict[cst.ClassDef, frozenset[str]] = {}
         self._written: dict[cst.FunctionDef, frozenset[int]] = {}
+        self._written_attributes: dict[cst.FunctionDef, frozenset[str]] = {}
         for applied in calls:
             function_class, call = applied.function_class, applied.call
             output, positions = select(function_class, call)
@@ -204,11 +205,15 @@ class _ApplyTracking(CallTracking):
 
     def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
         """`nn.ReLU(inplace=True)(y)`, `self.act(y)` where the class sets `self.act = nn.ReLU(inplace=True)`,
-        and a call of this module's top-level function that writes its parameter in place (`clip_(w)`)."""
+        a call of this module's top-level function that writes its parameter in place (`clip_(w)`), and a
+        call of the caller's own method that writes an attribute in place (`self._clip_weights()`)."""
+        func = call.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            for attribute in self._method_writes(call, func.attr.value):
+                yield InplaceWrite(call, cst.Attribute(cst.Name("self"), cst.Name(attribute)), call)
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
         if not positional:
             return
-        func = call.func
         if isinstance(func, cst.Name) and func.value in self.module.functions.module_functions:
             helper = self.module.functions.module_functions[func.value]
             if helper not in self._written:
@@ -223,6 +228,22 @@ class _ApplyTracking(CallTracking):
             owner = next((a for a in self.module.ancestors(call) if isinstance(a, cst.ClassDef)), None)
             if owner is not None and func.attr.value in self._attributes_of(owner):
                 yield InplaceWrite(call, positional[0], call)
+
+    def _method_writes(self, call: cst.Call, name: str) -> frozenset[str]:
+        """The `self.<attr>` that the method `name` of the calling class writes in place (not through `.data`)."""
+        owner = next((a for a in self.module.ancestors(call) if isinstance(a, cst.ClassDef)), None)
+        method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None) if owner else None
+        if method is None or not method.params.params or method.params.params[0].name.value != "self":
+            return frozenset()
+        if method not in self._written_attributes:
+            attributes = {
+                n.attr.value for n in walk(method.body)
+                if isinstance(n, cst.Attribute) and isinstance(n.value, cst.Name) and n.value.value == "self"
+            }
+            roots = {f"self.{attr}": Alias(attr, TENSOR) for attr in attributes}
+            flow = AliasFlow(method, roots, self.module.qualified_name)
+            self._written_attributes[method] = frozenset(alias.root for write, alias in flow.found if not _through_data(write))
+        return self._written_attributes[method]
 
     def _inplace_module(self, construction: cst.BaseExpression) -> bool:
         """`nn.ReLU(inplace=True)` and other `torch.nn` modules built with `inplace=True`."""

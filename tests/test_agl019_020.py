@@ -316,3 +316,29 @@ def test_agl020_forward_returning_a_view_made_by_a_module_function(helper, flagg
         "        return passthrough(x, scale)\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
     )
     assert bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+
+
+def test_agl019_a_method_of_the_caller_writing_the_saved_attribute():
+    source = HEADER + SAVES + textwrap.dedent(
+        """
+        class Layer(nn.Module):
+            def _clip(self):
+                with torch.no_grad():
+                    self.weight.clamp_(-1, 1)
+
+            def _clip_data(self):
+                self.weight.data.clamp_(-1, 1)
+
+            def _reset_other(self):
+                self.other.zero_()
+
+            def forward(self, w):
+                y = Mul.apply(self.weight, w)
+                self._clip_data()
+                self._reset_other()
+                self._clip()
+                return y
+        """
+    )
+    reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
+    assert reported == [(source.splitlines().index("        self._clip()") + 1, 9)]
