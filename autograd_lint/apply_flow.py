@@ -73,6 +73,9 @@ def caller_writes(
     by_scope: dict[cst.CSTNode, list[_Applied]] = {}
     for function_class in classes:
         applied = [_Applied(function_class, call) for call in function_class.apply_calls]
+        for call, arguments in function_class.partial_applies:  # `partial(Fn.apply, a)(x)`: x is apply's argument 1
+            bound = len(arguments) - len(call.args)
+            applied.append(_Applied(function_class, call, None, tuple((p, p - bound) for p in range(bound, len(arguments)))))
         for applied_call in applied + list(_wrapper_calls(module, function_class)):
             call = applied_call.call
             scope = module.enclosing_function(call) or module.tree

@@ -342,3 +342,11 @@ def test_agl019_a_method_of_the_caller_writing_the_saved_attribute():
     )
     reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     assert reported == [(source.splitlines().index("        self._clip()") + 1, 9)]
+
+
+def test_agl019_partial_of_apply_shifts_the_argument_positions():
+    functions = SAVES + "\nimport functools\nby_two = functools.partial(Mul.apply)\nscaled = functools.partial(Mul.apply, 2.0)\n"
+    # Mul saves its first argument: `scaled(x)` binds 2.0 there, so x (apply's argument 1) is not saved.
+    assert caller_findings("y = by_two(x, w)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
+    assert caller_findings("y = scaled(x)\nx.add_(1)\nreturn y\n", functions=functions) == []
+    assert caller_findings("y = functools.partial(Exp.apply)(x)\ny.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]

@@ -43,7 +43,7 @@ class SavedTensorMutated(FunctionRule):
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         saved: dict[str, SavedTensors] = {}
         for function_class in module.functions:
-            if function_class.apply_calls:
+            if function_class.apply_calls or function_class.partial_applies:
                 found = saved_tensors(module, function_class)
                 if found is not None and (found.output or found.inputs or found.output_indices):
                     saved[function_class.name] = found

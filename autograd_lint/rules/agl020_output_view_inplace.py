@@ -57,7 +57,7 @@ class OutputViewInplace(FunctionRule):
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         views: dict[str, ReturnedView] = {}
         for function_class in module.functions:
-            if function_class.apply_calls:
+            if function_class.apply_calls or function_class.partial_applies:
                 found = returned_input_view(module, function_class)
                 if found is not None:
                     views[function_class.name] = found
