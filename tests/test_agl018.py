@@ -42,6 +42,7 @@ def agl018(source: str) -> list[tuple[int, int]]:
         ("idx = x.argsort(dim=-1)\nreturn x * 2, idx.to(torch.float32)", 23),
         ("m = (x > 0) & (x < 1)\nreturn x * 2, m.half()", 23),
         ("return x * 2, (x > 0).to(device=x.device, dtype=x.dtype)", 23),
+        ("keep = (x.abs() > 1) * 1.0\nreturn x * keep, keep", 26),
         ("return x * 2, torch.where(x > 0, torch.ones_like(x), torch.zeros_like(x))", 23),
     ],
 )
@@ -62,6 +63,8 @@ def test_float_masks_and_indices_are_flagged(forward, column):
         ("return x * 2, (x > 0).float()", "return grad_out + grad_mask"),  # straight-through: backward uses it
         ("return x * 2, torch.sigmoid(x)", "return grad_out"),  # a soft mask is differentiable
         ("return x * 2, (x > 0).to(device=x.device)", "return grad_out"),  # still bool
+        ("return x * 2, (x > 0) * x", "return grad_out"),  # carries x: differentiable
+        ("return x * 2, (x > 0) * 1", "return grad_out"),  # int64: torch marks it
         ("return x * 2, torch.where(x > 0, x, torch.zeros_like(x))", "return grad_out"),  # carries x: differentiable
         ("return (x > 0).float()", "return grad_out"),  # a single output: not this rule's
         ("mask = (x > 0).float()\nhelper(ctx, mask)\nreturn x * 2, mask", "return grad_out"),  # a helper may mark it

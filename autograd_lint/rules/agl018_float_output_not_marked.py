@@ -149,6 +149,11 @@ def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3, help
         return _float_constant_origin(scope, values[0].value, depth - 1, helpers)
     if helpers and isinstance(expr, cst.Call) and expr in helpers:
         return _returned_origin(helpers[expr])
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        # `(x > 0) * 1.0`: a bool mask times a float literal is a float 0/1 mask
+        for mask, number in ((expr.left, expr.right), (expr.right, expr.left)):
+            if isinstance(number, cst.Float) and _constant_source(scope, mask, depth) == "mask":
+                return "mask"
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
         if name == "where" and _is_torch(expr.func.value):
