@@ -147,3 +147,32 @@ def test_parenthesized_import_of_torch_func_is_seen():
     source = OLD.replace("import torch.func\n", "from torch import (\n    func,\n)\n") + "y = func.grad(lambda t: Sin.apply(t).sum())(x)\n"
     (finding,) = agl024(source)
     assert "under torch.func.grad" in finding[2]
+
+
+FORWARD_AD = """
+import torch.autograd.forward_ad as fwAD
+
+def sin(t):
+    return Sin.apply(t)
+
+def tangent(x, v):
+    with fwAD.dual_level():
+        before = Sin.apply(x)
+        dual = fwAD.make_dual(x, v)
+        out = {call}
+        return fwAD.unpack_dual(out).tangent
+"""
+
+
+@pytest.mark.parametrize("call", ["Sin.apply(dual)", "sin(dual)"])
+def test_forward_ad_dual_tensors_need_jvp_even_old_style(call):
+    ((line, column, message),) = agl024(OLD + FORWARD_AD.format(call=call))
+    assert message.startswith(f"`{call}` runs Sin.apply under forward-mode AD (torch.autograd.forward_ad dual tensors)")
+    assert "You must implement the jvp function" in message
+    with_jvp = OLD.replace("    @staticmethod\n    def backward", "    @staticmethod\n    def jvp(ctx, t):\n        return t\n    @staticmethod\n    def backward")
+    assert agl024(with_jvp + FORWARD_AD.format(call=call)) == []
+
+
+def test_recipe_confirms_forward_ad_without_jvp():
+    verdict, evidence = run_recipe(OLD + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'forward_ad')")
+    assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence

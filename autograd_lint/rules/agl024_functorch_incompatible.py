@@ -3,7 +3,8 @@
 Every torch.func transform (vmap, grad, grad_and_value, vjp, jacrev, jacfwd, hessian, jvp, linearize)
 needs the Function to separate `setup_context` from a ctx-less forward; vmap (and jacfwd/hessian,
 which vmap inside) also needs a `vmap` staticmethod or `generate_vmap_rule = True`; the forward-mode
-ones (jvp, linearize, jacfwd, hessian) need a `jvp` staticmethod.
+ones (jvp, linearize, jacfwd, hessian) need a `jvp` staticmethod, as does a Function applied to a dual
+tensor of `torch.autograd.forward_ad` (there old-style Functions work otherwise).
 
 The linter sees one file: a transform counts when its function argument is `Cls.apply`, a lambda or
 `functools.partial` over it (or a name bound to one), a function of this module (or one defined in the
@@ -41,7 +42,8 @@ TRANSFORMS = {
     "hessian": ("vmap", "jvp"),
 }
 TRANSFORM_MODULES = ("torch.func.", "functorch.", "torch._functorch.apis.", "torch._functorch.eager_transforms.")
-TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|from\s+torch\s+import[^)]*?\bfunc\b")  # also `from torch import (\n    func,\n)`
+TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|make_dual|from\s+torch\s+import[^)]*?\bfunc\b")  # also `from torch import (\n    func,\n)`
+FORWARD_AD = "torch.autograd.forward_ad."
 SETUP_CONTEXT_MESSAGE = (
     "In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, ...), it must override "
     "the setup_context staticmethod"
@@ -80,6 +82,9 @@ class FunctorchIncompatible(FunctionRule):
                 report = node.decorator
             else:
                 continue
+            if kind is cst.Call and _is_forward_ad(module, node, "make_dual"):
+                yield from _forward_ad_findings(module, node, owners)
+                continue
             if not transforms or target is None or _is_inner(module, node):
                 continue
             needs = {need for name in transforms for need in TRANSFORMS[name]}
@@ -99,6 +104,31 @@ class FunctorchIncompatible(FunctionRule):
         found: TransformedFunction = finding.subject
         name = found.function_class.name
         return recipe_harness(module, found.function_class, f"_agl_functorch_recipe({name}.apply, _agl_builders, {found.transform!r})")
+
+
+def _is_forward_ad(module: ParsedModule, call: cst.Call, name: str) -> bool:
+    return (module.qualified_name(call.func) or "") == FORWARD_AD + name
+
+
+def _forward_ad_findings(module: ParsedModule, make_dual: cst.Call, owners) -> Iterator[Finding]:
+    """`with fwAD.dual_level(): d = fwAD.make_dual(x, t); y = Fn.apply(d)`: a Function applied after a
+    dual tensor is made in a `dual_level` block runs under forward-mode AD and needs a `jvp` staticmethod
+    (setup_context is not required there)."""
+    block = next((a for a in module.ancestors(make_dual) if isinstance(a, cst.With)), None)
+    if block is None or not any(isinstance(i.item, cst.Call) and _is_forward_ad(module, i.item, "dual_level") for i in block.items):
+        return
+    seen = set()
+    for node in walk(block.body, into_functions=False):
+        if type(node) is not cst.Call or not module.comes_before(make_dual, node):
+            continue
+        reached = [owners[node]] if node in owners else list(_reached(module, node.func, owners)) if isinstance(node.func, cst.Name) else []
+        for function_class in reached:
+            if function_class.name in seen or not function_class.hierarchy_known or function_class.forward is None:
+                continue
+            seen.add(function_class.name)
+            if function_class.method("jvp") is None:
+                subject = TransformedFunction(function_class, "forward_ad", "jvp")
+                yield Finding(node, _message(function_class, "forward_ad", "jvp", node), subject)
 
 
 def _transform_name(module: ParsedModule, expr: cst.BaseExpression) -> str | None:
@@ -275,8 +305,9 @@ def _message(function_class: FunctionClass, transform: str, missing: str, report
             f"torch raises 'You tried to vmap over {name}, but it does not have vmap support'; set "
             f"`generate_vmap_rule = True` on the class (forward written in torch ops) or implement `vmap`"
         )
+    mode = "torch.autograd.forward_ad dual tensors" if transform == "forward_ad" else f"torch.func.{transform}"
     return (
-        f"`{shown}` runs {name}.apply under forward-mode AD (torch.func.{transform}), and {name} has no `jvp` staticmethod: "
+        f"`{shown}` runs {name}.apply under forward-mode AD ({mode}), and {name} has no `jvp` staticmethod: "
         f"torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward mode AD'; "
         f"implement `jvp(ctx, *tangents)`"
     )

@@ -39,6 +39,11 @@ def _agl_functorch_call(apply, args, transform):
         return tf.jvp(first_output, (x,), (torch.ones_like(x),))
     if transform == "linearize":
         return tf.linearize(first_output, x)[1](torch.ones_like(x))
+    if transform == "forward_ad":
+        import torch.autograd.forward_ad as fwAD
+
+        with fwAD.dual_level():
+            return fwAD.unpack_dual(first_output(fwAD.make_dual(x, torch.ones_like(x)))).tangent
     raise ValueError(transform)
 
 
