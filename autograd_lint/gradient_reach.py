@@ -634,7 +634,9 @@ CONSTANT_FACTORIES = FRESH_TENSOR_FACTORIES | frozenset(
      "kaiser_window", "tril_indices", "triu_indices", "meshgrid", "cartesian_prod", "full", "empty_strided"}
 )
 # Positions (of torch functions, counted without the receiver) that take indices, not values.
-INDEX_POSITIONS = {**NON_VALUE_POSITIONS, "sparse_coo_tensor": {0}, "sparse_csr_tensor": {0, 1}, "index_add": {1}, "index_put": {1}}
+INDEX_POSITIONS = {**NON_VALUE_POSITIONS, "sparse_coo_tensor": {0, 2}, "sparse_csr_tensor": {0, 1, 3}, "index_add": {1}, "index_put": {1}}
+# Ops whose result is integer indices (no gradient), as functions or methods.
+INDEX_RESULTS = frozenset({"argmax", "argmin", "argsort", "argwhere", "nonzero", "bucketize", "searchsorted", "topk_indices"})
 # Methods whose argument is written into the receiver: the receiver holds the value afterwards.
 WRITING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "copy_", "index_put_", "put_", "set_"})
 FOLLOWED_CALLS = 2  # into a helper or constructor of this module, how many calls deep
@@ -681,7 +683,7 @@ def _call_constant(module: ParsedModule, call: cst.Call, depth: int, seen: set) 
     qualified = module.qualified_name(call.func) or ""
     short = qualified.rsplit(".", 1)[-1] if qualified else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
     is_method = isinstance(call.func, cst.Attribute) and not (dotted_name(call.func.value) or "").split(".")[0] in module.imports
-    if qualified in BLOCKING_CALLS or (is_method and (short in BLOCKING_METHODS or is_integer_cast(call))):
+    if qualified in BLOCKING_CALLS or short in INDEX_RESULTS or (is_method and (short in BLOCKING_METHODS or is_integer_cast(call))):
         return True
     if not is_method and qualified.startswith("torch.") and short in CONSTANT_FACTORIES:
         return True
@@ -819,7 +821,7 @@ def _use_step(module: ParsedModule, parent: cst.CSTNode | None, node: cst.CSTNod
         call = module.parents.get(parent)
         if isinstance(call, cst.Call) and call.func is parent:
             method = parent.attr.value
-            if method in BLOCKING_METHODS or is_integer_cast(call):
+            if method in BLOCKING_METHODS or method in INDEX_RESULTS or is_integer_cast(call):
                 return True
             if method in ("backward", "register_hook"):
                 return False
@@ -869,7 +871,7 @@ def _argument_step(module: ParsedModule, arg: cst.Arg, depth: int, seen: set):
         return False
     qualified = module.qualified_name(call.func) or ""
     short = qualified.rsplit(".", 1)[-1] if qualified else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
-    if qualified in BLOCKING_CALLS or qualified in ("type", "repr", "id") or short in ("argmax", "argmin", "argsort"):
+    if qualified in BLOCKING_CALLS or qualified in ("type", "repr", "id") or short in INDEX_RESULTS:
         return True
     if short == "Parameter":
         return True  # a new leaf tensor: the gradient stops at it
@@ -881,8 +883,11 @@ def _argument_step(module: ParsedModule, arg: cst.Arg, depth: int, seen: set):
         if index in INDEX_POSITIONS.get(short, ()):
             return True
     if is_method and short in WRITING_METHODS or (is_method and short.endswith("_") and short not in CARRYING_METHODS):
-        receiver = call.func.value
-        return _loads_of(module, call, [receiver], seen) if isinstance(receiver, cst.Name) else False
+        receiver = call.func.value  # followed when it is a local of this function, not a caller's tensor
+        function = module.enclosing_function(call)
+        binders = bindings(function).get(receiver.value, []) if isinstance(receiver, cst.Name) and function is not None else []
+        local = binders and not any(isinstance(b, cst.Param) for b in binders)
+        return _loads_of(module, call, [receiver], seen) if local else False
     if isinstance(call.func, cst.Name) and depth > 0:
         target = _defined_callable(module, call.func.value) if call.func.value != "cls" else _enclosing_class(module, call)
         if isinstance(target, cst.ClassDef):
@@ -948,3 +953,26 @@ def _tests_tensor_type(test: cst.BaseExpression, name: str) -> bool:
     subject, types = test.args[0].value, test.args[1].value
     type_names = [dotted_name(e.value) for e in types.elements] if isinstance(types, cst.Tuple) else [dotted_name(types)]
     return isinstance(subject, cst.Name) and subject.value == name and any((t or "").endswith("Tensor") for t in type_names)
+
+
+# Decorators that register a function as an operator's implementation: autograd applies the
+# operator's own derivative formula (or the one registered with it) and never records the body.
+OPERATOR_REGISTRATIONS = frozenset(
+    {"custom_op", "register_fake", "register_kernel", "impl_abstract", "register_decomposition", "register_meta", "register_autograd"}
+)
+
+
+def in_operator_implementation(module: ParsedModule, node: cst.CSTNode) -> bool:
+    """Inside a function decorated as an operator's implementation (`@torch.library.custom_op`,
+    `@torch.library.impl`, `@register_fake`, `@register_decomposition(aten.elu)`): its gradient is
+    the operator's registered formula, so no gradient flows through the code of the body."""
+    for ancestor in module.ancestors(node):
+        if not isinstance(ancestor, cst.FunctionDef):
+            continue
+        for decorator in ancestor.decorators:
+            expression = decorator.decorator.func if isinstance(decorator.decorator, cst.Call) else decorator.decorator
+            qualified = module.qualified_name(expression) or ""
+            short = qualified.rsplit(".", 1)[-1]
+            if short in OPERATOR_REGISTRATIONS or qualified.startswith("torch.library."):
+                return True
+    return False

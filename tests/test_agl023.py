@@ -12,7 +12,7 @@ from test_confirm import run_recipe
 
 
 def agl023(body: str) -> list[tuple[int, int]]:
-    source = "import torch\nimport torch.nn.functional as F\nEPS = 1e-8\n\n\ndef f(x, y, mask):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+    source = "import torch\nimport torch.nn.functional as F\nEPS = 1e-8\n\n\ndef f(x, y, mask, alpha=1.0):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
     return [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))]
 
 
@@ -66,7 +66,12 @@ def test_unsafe_branches_are_flagged_at_the_op(body, column):
         "return torch.where(x > 0, x, 0.01 * x)",
         "return torch.where(x > 0, x ** 2, 0.0)",
         "return torch.where(x > 0, torch.log(x + 1), 0.0)",  # not the guarded variable itself
-        "return torch.where((x > 0) & (x < 1), torch.log(x), 0.0)",  # compound conditions are not judged
+        "return torch.where((x > 0) | mask, torch.log(x), 0.0)",  # `mask` may select log(x) at 0: a forward -inf, not this bug
+        "return torch.where(x > 0, torch.log(x.detach()), 0.0)",  # no gradient flows into the op
+        "return torch.where(x > 0, torch.log(torch.clamp(x, min=EPS)), 0.0)",
+        "return torch.where(x > 0, x, torch.exp(x.clamp(max=0)) - 1)",
+        "return torch.log(x).masked_fill(mask, 0.0)",  # the mask guards another tensor
+        "return (y / x).masked_fill(x > 0, 0.0)",  # the division is selected where x <= 0: a forward inf, not this bug
         "return torch.where(x > y, torch.log(x), 0.0)",  # the threshold is another tensor
         "return F.elu(x) + F.softplus(x) + torch.xlogy(x, x)",
         "return x * (x > 0)",  # AGL003's shape, never this rule's
@@ -74,6 +79,60 @@ def test_unsafe_branches_are_flagged_at_the_op(body, column):
 )
 def test_look_alikes_are_silent(body):
     assert agl023(body) == []
+
+
+@pytest.mark.parametrize(
+    "body, line, column",
+    [
+        ("return torch.where((x > 0) & (x < 1), torch.log(x), 0.0)", 7, 43),  # x == 0 fails the first conjunct
+        ("return torch.where(torch.logical_and(x > 0, mask), torch.log(x), 0.0)", 7, 56),
+        ("return torch.where(~((x > 0) & mask), 0.0, torch.log(x))", 7, 48),
+        ("d = torch.sqrt(x)\nscaled = 2 * d\nreturn torch.where(x > 0, scaled, 0.0)", 7, 9),
+        ("valid = x.abs() > EPS\nreturn torch.where(valid, y / x, torch.zeros_like(y))", 8, 31),
+        ("return (y / x).masked_fill(x == 0, 0.0)", 7, 13),
+        ("ratio = y / x\nreturn ratio.masked_fill_(x.abs() < 1e-9, 0.0)", 7, 13),
+        ("return torch.masked_fill(torch.log(x), x <= 0, 0.0)", 7, 30),
+        ("return torch.where(x > 20, x, torch.log1p(torch.exp(2.0 * x)) / 2.0)", 7, 47),
+        ("return torch.where(x > 0, x, alpha * torch.expm1(x))", 7, 42),
+        ("return torch.where(x > 0, y / x[..., None], 0.0)", 7, 31),
+        ("return torch.where(x > 0, torch.sqrt(torch.clamp(x, 0)), 0.0)", 7, 31),
+    ],
+)
+def test_shapes_real_code_uses(body, line, column):
+    assert agl023(body) == [(line, column)]
+
+
+def test_message_names_the_input_the_value_and_the_fix():
+    source = "import torch\n\n\ndef distance(d2):\n    return torch.where(d2 > 0, torch.sqrt(d2), 0.0)\n"
+    [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
+    assert diagnostic.message == (
+        "`torch.sqrt(d2)` is evaluated on every element, also where torch.where does not select it: at `d2 <= 0` "
+        "its derivative is infinite or NaN, and torch.where's zero gradient times it is NaN, so `d2` gets a NaN "
+        "gradient although the output is finite (whenever a gradient flows to `d2`); compute the op on a safe "
+        "input, `torch.where(d2 > 0, d2, 1.0)` (the double-where), or clamp it away from the singular point"
+    )
+
+
+def test_message_names_the_numerator_of_a_division():
+    source = "import torch\n\n\ndef normalize(v, n):\n    return torch.where(n == 0, 0.0, v / n)\n"
+    [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
+    assert "at `n == 0`" in diagnostic.message and "`n` and the numerator `v` get a NaN gradient" in diagnostic.message
+    assert "`torch.where(n == 0, 1.0, n)` (the double-where)" in diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # no gradient can reach the op or leave the where
+        "@torch.no_grad()\ndef f(x):\n    return torch.where(x > 0, torch.log(x), 0.0)\n",
+        "def f(n):\n    t = torch.linspace(-3, 3, n)\n    return torch.where(t == 0, 1.0, torch.sin(t) / t)\n",
+        "def f(x):\n    m = torch.where(x > 0, torch.log(x), 0.0)\n    return m.argmax(-1)\n",
+        "def f(x):\n    s = torch.where(x > 0, 1 / x, 0.0)\n    return nn.Parameter(s)\n",
+        '@torch.library.custom_op("mylib::safe_log", mutates_args=())\ndef f(x: torch.Tensor) -> torch.Tensor:\n    return torch.where(x > 0, torch.log(x), 0.0)\n',
+    ],
+)
+def test_no_gradient_through_the_where_is_silent(source):
+    assert lint_source("import torch\nimport torch.nn as nn\n\n" + source, "case.py", Config(select=("AGL023",))) == []
 
 
 def test_numpy_where_is_not_torch():

@@ -73,19 +73,37 @@ def single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.Bas
 
 class _InlineLocals(cst.CSTTransformer):
     """Replace names the enclosing function binds exactly once, to a value computed from the subject
-    (`mask = (x > 0).float()`), with that (parenthesized) value. Other locals stay names."""
+    (`mask = (x > 0).float()`), with that (parenthesized) value, a few assignments deep
+    (`scaled = 0.5 * length; length = torch.sqrt(d2)`). Other locals stay names."""
+
+    DEPTH = 3
 
     def __init__(self, module: ParsedModule, node: cst.CSTNode, subject: str):
+        self.module, self.subject = module, subject
         self.values: dict[str, cst.BaseExpression] = {}
-        for name in [node, *walk(node)]:
-            if isinstance(name, cst.Name) and name in module.parents:
-                value = single_assignment(module, name)
-                if value is not name and any(normalized_code(n) == subject for n in [value, *walk(value)] if isinstance(n, cst.BaseExpression)):
+        self._collect(node, self.DEPTH)
+
+    def _collect(self, root: cst.CSTNode, depth: int) -> None:
+        for name in [root, *walk(root)]:
+            if isinstance(name, cst.Name) and name in self.module.parents and name.value not in self.values:
+                value = single_assignment(self.module, name)
+                if value is not name and self._mentions_subject(value, depth):
                     self.values[name.value] = value
+                    self._collect(value, depth - 1)
+
+    def _mentions_subject(self, value: cst.BaseExpression, depth: int) -> bool:
+        for node in [value, *walk(value)]:
+            if isinstance(node, cst.BaseExpression) and normalized_code(node) == self.subject:
+                return True
+            if depth > 1 and isinstance(node, cst.Name) and node in self.module.parents:
+                inner = single_assignment(self.module, node)
+                if inner is not node and self._mentions_subject(inner, depth - 1):
+                    return True
+        return False
 
     def leave_Name(self, original, updated):
         value = self.values.get(original.value)
-        return updated if value is None else value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated if value is None else value.visit(self).with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
     def leave_Attribute(self, original, updated):
         return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable

@@ -12,10 +12,11 @@ from ..confirm.expression import expression_function, single_assignment
 from ..confirm.harness import Harness
 from ..ast_candidates import multiplies_a_comparison
 from ..diagnostic import Severity
+from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, normalized_code, walk
+from ..syntax import code_of, dotted_name, normalized_code, short_code, walk
 
 CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
@@ -73,16 +74,20 @@ class HandwrittenPiecewiseActivation(Rule):
             else:
                 continue
             match = _self_mask(module, factors)
-            if match is not None and not _integer_valued(module, match[0]):
-                value, mask = match
-                yield Finding(node, _message(value, mask), subject=value)
+            if match is None:
+                continue
+            value, mask, comparison = match
+            if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
+                continue
+            yield Finding(node, _message(node, value, comparison), subject=value)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
         -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
         node = finding.node
         expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
-        code, required, optional = expression_function(module, node, expression, finding.subject, "_agl_expression")
+        # A threshold known only at run time (a learned one) stands at 0, relu's own.
+        code, required, optional = expression_function(module, node, expression, finding.subject, "_agl_expression", stand_in="0.0")
         shown = " ".join(code_of(expression).split())
         return Harness(required, f"{code}\n_agl_relu_recipe(_agl_expression, {shown!r})", optional)
 
@@ -108,35 +113,80 @@ def _is_mul_call(module: ParsedModule, call: cst.Call) -> bool:
 
 
 def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
-    """(value, mask) when one factor is a comparison of another factor (optionally cast), inline
-    or through a local name assigned once (`mask = (x > 0).float(); x * mask`)."""
+    """(value, mask, comparison) when one factor is a comparison of another factor with a constant
+    threshold (optionally cast), inline or through a local name assigned once
+    (`mask = (x > 0).float(); x * mask`)."""
     plain = {normalized_code(f): f for f in factors if not isinstance(f, cst.BaseNumber)}
     for factor in factors:
-        for compared in _compared_values(module, single_assignment(module, factor)):
-            key = normalized_code(compared)
-            if key in plain and plain[key] is not factor:
-                return plain[key], factor
+        found = _compared_value(module, single_assignment(module, factor))
+        if found is None:
+            continue
+        compared, threshold, comparison = found
+        key = normalized_code(compared)
+        if key in plain and plain[key] is not factor and _constant_threshold(module, threshold, compared):
+            return plain[key], factor, comparison
     return None
 
 
-def _compared_values(module: ParsedModule, expr: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """The operands of a (possibly cast) ordering comparison: `(x > 0).float()` -> [x, 0]."""
+def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
+    """(compared value, threshold, the comparison) of a (possibly cast) ordering comparison:
+    `(x > 0).float()` -> (x, 0, x > 0); `0 < x` and `x.gt(0)` compare x too."""
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in CASTS:
         expr = expr.func.value
     if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
         if isinstance(expr.comparisons[0].operator, ORDERING):
             # The activation's input, not its threshold: `x > t` and `0 < x` both compare `x`.
             left, right = expr.left, expr.comparisons[0].comparator
-            return [right] if _is_setting(left) else [left]
+            return (right, left, expr) if _is_setting(left) else (left, right, expr)
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
+        args = [a.value for a in expr.args if a.keyword is None]
         if name in COMPARISON_METHODS:
             qualified = module.qualified_name(expr.func)
-            if qualified and qualified.startswith("torch.") and len(expr.args) >= 2:
-                return [expr.args[0].value]
-            if expr.args:
-                return [expr.func.value]
-    return []
+            if qualified and qualified.startswith("torch.") and len(args) >= 2:
+                return args[0], args[1], expr
+            if len(args) == 1:
+                return expr.func.value, args[0], expr
+    return None
+
+
+def _constant_threshold(module: ParsedModule, threshold: cst.BaseExpression, compared: cst.BaseExpression) -> bool:
+    """An activation's threshold is a setting: a number, an attribute (`self.threshold`), a
+    parameter, or a value computed from the module's state (a learned `self.log_threshold.exp()`).
+    A threshold computed in this function from the compared value or from what that value is
+    computed from (Otsu's level from the image's histogram, a quantile, a mean) makes the product
+    a data-dependent selection, not an activation."""
+    if _is_setting(threshold):
+        return True
+    return _names_read(module, threshold).isdisjoint(_names_read(module, compared) - {"self", "cls"})
+
+
+def _names_read(module: ParsedModule, expr: cst.BaseExpression, depth: int = 6) -> set[str]:
+    """The names `expr` reads, and those the locals it reads are computed from (a few
+    assignments deep); `.shape`, `.dtype` and `.device` read no value."""
+    function = module.enclosing_function(expr)
+    scope = bindings(function) if function is not None else {}
+    found: set[str] = set()
+    pending = [(expr, depth)]
+    while pending:
+        node, left = pending.pop()
+        if isinstance(node, cst.Attribute) and node.attr.value in ("shape", "dtype", "device", "ndim"):
+            continue
+        if isinstance(node, cst.Attribute):
+            pending.append((node.value, left))
+            continue
+        if isinstance(node, cst.Name):
+            if node.value in found:
+                continue
+            found.add(node.value)
+            if left > 0:
+                for binder in scope.get(node.value, []):
+                    value = binder.iter if isinstance(binder, cst.For) else getattr(binder, "value", None)
+                    if isinstance(value, cst.BaseExpression):
+                        pending.append((value, left - 1))
+            continue
+        pending.extend((child, left) for child in walk(node) if isinstance(child, (cst.Name, cst.Attribute)) and module.parents.get(child) is not None and not isinstance(module.parents.get(child), cst.Attribute))
+    return found
 
 
 def _is_setting(expr: cst.BaseExpression) -> bool:
@@ -168,10 +218,51 @@ def _integer_valued(module: ParsedModule, expr: cst.BaseExpression, depth: int =
     return False
 
 
-def _message(value: cst.BaseExpression, mask: cst.BaseExpression) -> str:
-    x = " ".join(code_of(value).split())
+def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.CSTNode, value: cst.BaseExpression) -> bool:
+    """The pitfall is the activation's: its output keeps -0.0 and NaN, its input's gradient takes NaN.
+    Not when the code runs with recording off, in an optimizer step or in a registered operator's
+    implementation, when the input can hold no
+    gradient (noise, a grid, counts), when the product only feeds non-differentiable uses, or when it
+    is one term of a sum (`a * (a > 0) + b`, a leaky ReLU built from two masked terms): adding
+    another term turns -0.0 into that term, and the gradient of `x * (x > 0)` is ReLU's."""
+    if gradient_disabled(module, node) or in_operator_implementation(module, node) or holds_no_gradient(module, value):
+        return False
+    if isinstance(node, cst.AugAssign):
+        return True
+    return not _only_summed(module, node) and not feeds_only_non_differentiable(module, node)
+
+
+def _only_summed(module: ParsedModule, node: cst.CSTNode) -> bool:
+    """`node` is an operand of `+`/`-`, directly or through a local name all of whose uses are."""
+    parent = module.parents.get(node)
+    if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Add, cst.Subtract)):
+        return True
+    if isinstance(parent, cst.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0].target, cst.Name):
+        function = module.enclosing_function(node)
+        name = parent.targets[0].target.value
+        if function is None or len(bindings(function).get(name, [])) != 1:
+            return False
+        uses = [n for n in walk(function.body) if isinstance(n, cst.Name) and n.value == name and n is not parent.targets[0].target]
+        return bool(uses) and all(_only_summed(module, use) for use in uses)
+    return False
+
+
+def _message(node: cst.CSTNode, value: cst.BaseExpression, comparison: cst.BaseExpression) -> str:
+    x = short_code(value)
+    expression = short_code(cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node)
+    condition = short_code(comparison)
+    relu = f"torch.relu({x}) or " if _is_relu_mask(comparison, value) else ""
     return (
-        f"`{x}` multiplied by a comparison of itself is a hand-written piecewise activation: "
-        f"negative inputs give -0.0, -inf gives NaN, and an inf upstream gradient gives NaN; "
-        f"use torch.relu({x}), {x}.clamp(min=0), F.threshold or torch.where(cond, {x}, 0.0)"
+        f"`{expression}` is a hand-written activation of `{x}`: where the mask is 0 it returns `{x} * 0`, which is "
+        f"-0.0 for a negative `{x}` (the library op gives +0.0) and NaN for an infinite one, and an inf gradient "
+        f"arriving there becomes a NaN gradient for `{x}` (the library op passes 0); for finite values the "
+        f"gradients agree; "
+        f"use {relu}torch.where({condition}, {x}, 0.0)"
     )
+
+
+def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> bool:
+    """`x > 0`, `0 < x`, `x.gt(0)`: the mask of torch.relu."""
+    text = "".join(code_of(comparison).split())
+    x = "".join(code_of(value).split())
+    return text in (f"{x}>0", f"0<{x}", f"({x}>0)", f"{x}.gt(0)", f"torch.gt({x},0)")

@@ -14,9 +14,10 @@ import libcst as cst
 from ..confirm.expression import expression_function, single_assignment
 from ..confirm.harness import Harness
 from ..diagnostic import Severity
+from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
 from ..module import ParsedModule
 from ..rule import Finding, Rule
-from ..syntax import children, code_of, normalized_code, walk
+from ..syntax import children, code_of, normalized_code, short_code, walk
 
 INF = math.inf
 
@@ -29,10 +30,8 @@ UNSAFE_CALLS = {
     "exp": "large", "expm1": "large", "exp2": "large",
     "acos": "unit", "asin": "unit", "arccos": "unit", "arcsin": "unit", "atanh": "unit", "arctanh": "unit",
 }
-WHAT = {
-    "zero": "infinite at 0", "nonpositive": "infinite or NaN at and below 0", "negative": "NaN below 0",
-    "minus_one": "infinite at -1", "unit": "infinite or NaN where |x| >= 1", "large": "infinite once the op overflows for large inputs",
-}
+# The op's derivative at those points.
+DERIVATIVE = {"zero": "infinite", "nonpositive": "infinite or NaN", "negative": "NaN", "minus_one": "infinite", "unit": "infinite or NaN", "large": "infinite"}
 COMPARISON_METHODS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "eq": "==", "ne": "!="}
 OPERATORS = {cst.GreaterThan: ">", cst.GreaterThanEqual: ">=", cst.LessThan: "<", cst.LessThanEqual: "<=", cst.Equal: "==", cst.NotEqual: "!="}
 FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
@@ -45,7 +44,8 @@ SINGULAR_POINTS = {"zero": (0.0,), "nonpositive": (0.0,), "negative": (0.0,), "m
 NEAR = 1e-3  # `x.abs() < 1e-6` guards 0
 CLAMPS = frozenset({"clamp", "clip", "clamp_min", "clamp_max", "clamp_", "clamp_min_"})
 _UNSAFE_WORDS = "|".join(sorted(UNSAFE_CALLS))
-_TRIGGER_WHERE = re.compile(r"\bwhere\s*\(")
+SELECTIONS = frozenset({"where", "masked_fill", "masked_fill_"})
+_TRIGGER_WHERE = re.compile(r"\b(?:where|masked_fill_?)\s*\(")
 _TRIGGER_UNSAFE = re.compile(r"\b(?:" + _UNSAFE_WORDS + r"|pow)\s*\(|/|\*\*")
 
 
@@ -116,23 +116,36 @@ def _negated(region: list[Interval]) -> list[Interval]:
 
 @dataclass(frozen=True)
 class Guard:
-    """`cond` is a comparison of `variable` (or of its absolute value) with a threshold."""
+    """`comparison` (negated or not) compares `variable` (or its absolute value) with a threshold."""
 
     variable: cst.BaseExpression
     true_region: list[Interval]
     threshold: float
+    comparison: cst.BaseExpression
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Selection:
+    """`torch.where(condition, when_true, when_false)`, `when_true.where(condition, when_false)` or
+    `when_false.masked_fill(condition, when_true)`: each selects `when_true` where `condition` holds
+    and gives the other side a zero gradient there."""
+
+    call: cst.Call
+    condition: cst.BaseExpression
+    when_true: cst.BaseExpression
+    when_false: cst.BaseExpression
 
 
 @dataclass(frozen=True)
 class UnsafeWhere:
-    where: cst.Call
-    condition: cst.BaseExpression
-    selected: cst.BaseExpression  # the branch where cond is True
-    other: cst.BaseExpression
+    selection: Selection
     variable: cst.BaseExpression
     operation: cst.BaseExpression  # the unsafe call, division or power
     kind: str
-    threshold: float
+    sign: int  # 1: the op's argument is the variable (or a positive multiple of it); -1: its negation
+    guard: Guard
+    in_true_branch: bool  # whether the op sits in `when_true`
 
 
 class WhereNanGradient(Rule):
@@ -143,44 +156,65 @@ class WhereNanGradient(Rule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        """A `where(` call and one of the unsafe ops, a division or a power somewhere in the file."""
+        """A `where(` or `masked_fill(` call and one of the unsafe ops, a division or a power somewhere in the file."""
         return _TRIGGER_WHERE.search(text) is not None and _TRIGGER_UNSAFE.search(text) is not None
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
         """In one scope (a function with what it contains, or the module outside functions): a
-        `where` call, and an unsafe op whose argument (up to `-`, `.neg()` and a clamp) is also
-        compared there (up to `abs`). The rule follows guards and branches through one function's
-        locals only, so a file whose `where`s and unsafe ops live in different functions (the big
-        test and codegen modules) is never parsed with libcst for this rule."""
+        selection call (`where`, `masked_fill`), and an unsafe op whose argument (up to `-`, a
+        scale, a shape op and a clamp) is also compared there (up to `abs`). The rule follows guards
+        and branches through one function's locals only, so a file whose `where`s and unsafe ops
+        live in different functions (the big test and codegen modules) is never parsed with libcst
+        for this rule."""
         return _any_scope_may_report(tree)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
-            if type(node) is not cst.Call or not isinstance(node.func, cst.Attribute) or node.func.attr.value != "where":
+            if type(node) is not cst.Call or not isinstance(node.func, cst.Attribute) or node.func.attr.value not in SELECTIONS:
                 continue
-            parts = _where_parts(module, node)
-            if parts is None:
+            selection = _selection(module, node)
+            if selection is None:
                 continue
-            found = _unsafe_where(module, node, *parts)
-            if found is not None:
+            found = _unsafe_where(module, selection)
+            if found is not None and not _no_gradient_reaches(module, found):
                 yield Finding(found.operation, _message(found), subject=found)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Evaluate the `where` on a probe that takes both branches and hits the unsafe op's singular
-        points on the unselected side; compare where's gradient with the selected branch's own."""
+        """Evaluate the selection on a probe that takes both branches and hits the unsafe op's singular
+        points on the unselected side; compare its gradient with the selected branch's own."""
         found: UnsafeWhere = finding.subject
-        expression = cst.Tuple([cst.Element(e) for e in (found.where, found.condition, found.selected, found.other)])
+        selection = found.selection
+        # The condition is the guarding comparison alone: the other parts of `(d2 > 0) & edge_mask`
+        # are only known at run time, and where the comparison fails the whole condition does.
+        guard = found.guard
+        condition = guard.comparison.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        condition = cst.UnaryOperation(cst.BitInvert(), condition) if guard.negated else condition
+        call = selection.call.deep_replace(selection.condition, condition)
+        expression = cst.Tuple([cst.Element(e) for e in (call, condition, selection.when_true, selection.when_false)])
         code, required, optional = expression_function(
-            module, found.where, expression, found.variable, "_agl_where_parts", stand_in="torch.full_like(_agl_x, 0.75)"
+            module, selection.call, expression, found.variable, "_agl_where_parts", stand_in="torch.full_like(_agl_x, 0.75)"
         )
         probe = [-1000.0, -100.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 100.0, 1000.0]
-        if found.threshold != UNKNOWN_THRESHOLD:
-            probe += [found.threshold - 0.5, found.threshold, found.threshold + 0.5]
-        shown = " ".join(code_of(found.where).split())
+        if guard.threshold != UNKNOWN_THRESHOLD:
+            probe += [guard.threshold - 0.5, guard.threshold, guard.threshold + 0.5]
+        shown = " ".join(code_of(call).split())
         main = "\n".join(["import torch", code, f"_agl_where_recipe(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
         return Harness(required, main, optional | {"torch"})
 
+
+def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
+    """The NaN is made in backward, when a gradient (even a zero one) flows through the selection
+    into the op: not when the code runs with recording off, in an optimizer step or in a registered
+    operator's implementation (autograd uses the operator's formula), when nothing
+    the op reads can require grad (counts from integer indices, a grid from `linspace`), or when
+    the selection's result only feeds non-differentiable uses (an argmax, a comparison, a new
+    `nn.Parameter`). An in-place `masked_fill_` result lives on in its receiver, whose uses are
+    not followed."""
+    call = found.selection.call
+    if gradient_disabled(module, call) or in_operator_implementation(module, call) or holds_no_gradient(module, found.operation):
+        return True
+    return not call.func.attr.value.endswith("_") and feeds_only_non_differentiable(module, call)
 
 
 class _ScopeFacts:
@@ -205,7 +239,7 @@ class _ScopeFacts:
         elif isinstance(node, ast.Call):
             name = _ast_terminal(node.func)
             operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
-            if name == "where":
+            if name in SELECTIONS:
                 self.has_where = self.has_where or not _is_array_library_call(node.func)
             elif name in COMPARISON_METHODS:
                 self.compared.update(_ast_operand_texts(operands))
@@ -260,44 +294,61 @@ def _ast_operand_texts(nodes: list[ast.AST]) -> set[str]:
 
 
 def _ast_argument_texts(nodes: list[ast.AST]) -> set[str]:
-    """Source of unsafe ops' arguments, and of `x` for `-x`, `x.neg()`, `x.clamp(...)`."""
+    """Source of unsafe ops' arguments, and of `x` for what `_guarded_sign` sees through: `-x`,
+    `x.neg()`, `x.clamp(...)`, `beta * x`, `x / 2`, `x.unsqueeze(-1)`, `x[..., None]`."""
     texts = set()
-    for node in nodes:
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
         texts.add(ast.unparse(node))
         if isinstance(node, ast.UnaryOp):
-            texts.add(ast.unparse(node.operand))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (node.func.attr == "neg" or node.func.attr in CLAMPS):
-            texts.add(ast.unparse(node.func.value))
+            stack.append(node.operand)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+            stack.extend([node.left, node.right])
+        elif isinstance(node, ast.Subscript):
+            stack.append(node.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (node.func.attr in VALUE_PRESERVING or node.func.attr in CLAMPS or node.func.attr == "neg"):
+            stack.extend([node.func.value, *node.args[:1]])  # `x.clamp(0)`, `torch.clamp(x, 0)`
     return texts
 
 
-def _where_parts(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
-    """(cond, value where true, value where false) of `torch.where(c, a, b)` or `a.where(c, b)`."""
+def _selection(module: ParsedModule, call: cst.Call) -> Selection | None:
+    """`torch.where(c, a, b)` and `a.where(c, b)` select `a` where `c` holds; `b.masked_fill(c, a)`
+    and `torch.masked_fill(b, c, a)` (also in place) do the same."""
     args = [a for a in call.args if a.keyword is None and not a.star]
     if len(args) != len(call.args):
         return None
     qualified = module.qualified_name(call.func) or ""
-    if qualified == "torch.where":
-        return (args[0].value, args[1].value, args[2].value) if len(args) == 3 else None
-    if qualified.startswith(("np.", "numpy.", "jnp.", "jax.")) or len(args) != 2:
+    if qualified.startswith(("np.", "numpy.", "jnp.", "jax.")):
         return None
-    return args[0].value, call.func.value, args[1].value
+    values = [a.value for a in args]
+    if qualified in ("torch.where", "torch.masked_fill"):
+        if len(values) != 3:
+            return None
+        if qualified == "torch.where":
+            return Selection(call, values[0], values[1], values[2])
+        return Selection(call, values[1], values[2], values[0])
+    if qualified.startswith("torch.") or len(values) != 2:
+        return None
+    if call.func.attr.value == "where":
+        return Selection(call, values[0], call.func.value, values[1])
+    return Selection(call, values[0], values[1], call.func.value)
 
 
-def _unsafe_where(module: ParsedModule, call: cst.Call, condition, when_true, when_false) -> UnsafeWhere | None:
-    guard = _guard(module, condition)
-    if guard is None:
-        return None
-    target = normalized_code(guard.variable)
-    for branch, unselected in ((when_true, _complement(guard.true_region)), (when_false, guard.true_region)):
-        branch_value = single_assignment(module, branch) if isinstance(branch, cst.Name) else branch
-        for operation, argument, kind in _unsafe_operations(branch_value):
-            sign = _sign_of(argument, target)
-            if sign is None:
-                continue
-            region = unselected if sign > 0 else _negated(unselected)
-            if _bad(kind, region) and _guards_the_singular_point(kind, sign * guard.threshold):
-                return UnsafeWhere(call, condition, when_true, when_false, guard.variable, operation, kind, guard.threshold)
+def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | None:
+    for guard, judged_branches in _guards(module, selection.condition, negate=False):
+        # `bx = beta * x; torch.where(bx > t, x, torch.exp(beta * x))`: the local or its value
+        targets = {normalized_code(v): v for v in (guard.variable, single_assignment(module, guard.variable))}
+        branches = {True: (selection.when_true, _complement(guard.true_region)), False: (selection.when_false, guard.true_region)}
+        for in_true_branch in judged_branches:
+            branch, unselected = branches[in_true_branch]
+            for operation, argument, kind in _unsafe_operations(module, branch):
+                sign, variable = next(((sign, v) for target, v in targets.items() if (sign := _guarded_sign(argument, target)) is not None), (None, None))
+                if sign is None:
+                    continue
+                region = unselected if sign > 0 else _negated(unselected)
+                if _bad(kind, region) and _guards_the_singular_point(kind, sign * guard.threshold):
+                    return UnsafeWhere(selection, variable, operation, kind, sign, guard, in_true_branch)
     return None
 
 
@@ -306,12 +357,46 @@ def _guards_the_singular_point(kind: str, threshold: float) -> bool:
     return points is None or any(abs(abs(threshold) - abs(point)) <= NEAR and (point == 0 or threshold * point > 0) for point in points)
 
 
-def _guard(module: ParsedModule, condition: cst.BaseExpression) -> Guard | None:
+BOTH = (True, False)
+
+
+def _guards(module: ParsedModule, condition: cst.BaseExpression, negate: bool, depth: int = 3) -> Iterator[tuple[Guard, tuple[bool, ...]]]:
+    """Each comparison in the condition that guards a variable, with the branches it tells about.
+    A comparison alone tells about both. In `a & b` a false `a` makes the whole condition false, so
+    where `a` fails the true branch is unselected: `a` tells about the true branch only (and in
+    `a | b` about the false branch only). A negation swaps them."""
     condition = single_assignment(module, condition)
-    negate = False
     while isinstance(condition, cst.UnaryOperation) and isinstance(condition.operator, (cst.BitInvert, cst.Not)):
         negate = not negate
-        condition = condition.expression
+        condition = single_assignment(module, condition.expression)
+    operands = _logical_operands(module, condition)
+    if operands is not None and depth > 0:
+        is_and, parts = operands
+        branch = (True,) if is_and != negate else (False,)
+        for part in parts:
+            for guard, judged in _guards(module, part, negate, depth - 1):
+                yield guard, tuple(b for b in judged if b in branch)
+        return
+    guard = _guard(module, condition, negate)
+    if guard is not None:
+        yield guard, BOTH
+
+
+def _logical_operands(module: ParsedModule, expr: cst.BaseExpression) -> tuple[bool, list[cst.BaseExpression]] | None:
+    """(is a conjunction, operands) of `a & b`, `a | b`, `torch.logical_and(a, b)`, `a.logical_or(b)`."""
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.BitAnd, cst.BitOr)):
+        return isinstance(expr.operator, cst.BitAnd), [expr.left, expr.right]
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("logical_and", "logical_or"):
+        args = [a.value for a in expr.args if a.keyword is None]
+        if (module.qualified_name(expr.func) or "").startswith("torch."):
+            parts = args if len(args) == 2 else None
+        else:
+            parts = [expr.func.value, *args] if len(args) == 1 else None
+        return (expr.func.attr.value == "logical_and", parts) if parts else None
+    return None
+
+
+def _guard(module: ParsedModule, condition: cst.BaseExpression, negate: bool) -> Guard | None:
     compared = _comparison(module, condition)
     if compared is None:
         return None
@@ -329,7 +414,7 @@ def _guard(module: ParsedModule, condition: cst.BaseExpression) -> Guard | None:
         region = _absolute_region(region)
     if negate:
         region = _complement(region)
-    return Guard(variable, region, threshold)
+    return Guard(variable, region, threshold, condition, negate)
 
 
 def _absolute_region(region: list[Interval]) -> list[Interval]:
@@ -372,7 +457,7 @@ def _number(expr: cst.BaseExpression) -> float | None:
 def _threshold_like(expr: cst.BaseExpression) -> bool:
     """A name or attribute that reads as a small constant: `eps`, `self.threshold`, `EPS`, `tol`."""
     text = normalized_code(expr).lower()
-    last = re.split(r"[.\[]", text)[-1]
+    last = re.split(r"[.\\[]", text)[-1]
     return any(word in last for word in ("eps", "tol", "thresh", "tiny", "min_value", "epsilon"))
 
 
@@ -387,18 +472,29 @@ def _absolute_of(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.Ba
     return expr, False
 
 
-def _unsafe_operations(branch: cst.BaseExpression) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str]]:
-    """(operation, its argument, kind) for each unsafe op in a branch, not looking inside sanitizers
+FOLLOWED_LOCALS = 3  # `d = torch.sqrt(d2); scaled = 2 * d; torch.where(d2 > 0, scaled, 0)`
+
+
+def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str]]:
+    """(operation, its argument, kind) for each unsafe op in a branch or in the locals it is computed
+    from (names the function binds once, a few assignments deep), not looking inside sanitizers
     (`clamp(min=eps)`, a nested `where`, `nan_to_num`)."""
-    stack = [branch]
+    stack = [(branch, 0)]
+    seen: set[cst.CSTNode] = set()
     while stack:
-        node = stack.pop()
-        if _sanitizes(node):
+        node, depth = stack.pop()
+        if node in seen or _sanitizes(node):
+            continue
+        seen.add(node)
+        if isinstance(node, cst.Name):
+            value = single_assignment(module, node)
+            if value is not node and depth < FOLLOWED_LOCALS:
+                stack.append((value, depth + 1))
             continue
         found = _unsafe(node)
         if found is not None:
             yield (node, *found)
-        stack.extend(child for child in children(node) if not isinstance(child, (cst.Lambda, cst.FunctionDef)))
+        stack.extend((child, depth) for child in children(node) if not isinstance(child, (cst.Lambda, cst.FunctionDef)))
 
 
 def _sanitizes(node: cst.CSTNode) -> bool:
@@ -411,12 +507,25 @@ def _sanitizes(node: cst.CSTNode) -> bool:
     return name in CLAMPS and not _zero_lower_bound(node)
 
 
+def _clamp_operands(clamp: cst.Call) -> list[cst.Arg]:
+    """The bound arguments of `x.clamp(lo, hi)` or `torch.clamp(x, lo, hi)`."""
+    receiver = normalized_code(clamp.func.value)
+    return list(clamp.args[1:]) if receiver in ("torch", "th") else list(clamp.args)
+
+
+def _clamped_value(clamp: cst.Call) -> cst.BaseExpression | None:
+    receiver = normalized_code(clamp.func.value)
+    if receiver in ("torch", "th"):
+        return clamp.args[0].value if clamp.args else None
+    return clamp.func.value
+
+
 def _zero_lower_bound(clamp: cst.Call) -> bool:
-    """`x.clamp(min=0)`, `x.clamp(0, 1)`, `x.clamp_min(0.)`, `x.clip(0)`: the lower bound is 0."""
+    """`x.clamp(min=0)`, `x.clamp(0, 1)`, `x.clamp_min(0.)`, `x.clip(0)`, `torch.clamp(x, 0)`: the lower bound is 0."""
     name = clamp.func.attr.value
     if name.startswith("clamp_max"):
         return False
-    for index, arg in enumerate(clamp.args):
+    for index, arg in enumerate(_clamp_operands(clamp)):
         is_lower = arg.keyword.value == "min" if arg.keyword is not None else index == 0
         if is_lower and _number(arg.value) == 0.0:
             return True
@@ -427,7 +536,7 @@ def _unsafe(node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
         name = node.func.attr.value
         args = [a.value for a in node.args if a.keyword is None]
-        receiver_is_module = isinstance(node.func.value, (cst.Name, cst.Attribute)) and normalized_code(node.func.value) in ("torch", "torch.special", "math")
+        receiver_is_module = isinstance(node.func.value, (cst.Name, cst.Attribute)) and normalized_code(node.func.value) in ("torch", "th", "torch.special", "math")
         operand = args[0] if receiver_is_module and args else node.func.value if not receiver_is_module else None
         if operand is None:
             return None
@@ -460,28 +569,94 @@ def _power_kind(exponent: cst.BaseExpression) -> str | None:
     return "nonpositive" if value < 1 else "negative"
 
 
-def _sign_of(argument: cst.BaseExpression, target: str) -> int | None:
-    """1 when the op's argument is the guarded variable itself, -1 when it is its negation."""
+# Methods that keep every element's value (and sign): the op still sees the guarded variable.
+VALUE_PRESERVING = frozenset(
+    {"unsqueeze", "squeeze", "view", "reshape", "expand", "expand_as", "view_as", "reshape_as", "flatten", "contiguous", "float", "double", "half", "bfloat16", "to", "type_as"}
+)
+
+
+def _guarded_sign(argument: cst.BaseExpression, target: str, depth: int = 4) -> int | None:
+    """1 when the op's argument is the guarded variable, up to value-preserving reshapes and casts
+    and a scale (`beta * x`, `x / 2`: the singular point stays at 0, overflow stays on the same
+    side for a positive scale; a scale that is not a literal is taken as positive, as `beta` and
+    `alpha` are); -1 when it is its negation; None otherwise."""
     if normalized_code(argument) == target:
         return 1
-    if isinstance(argument, cst.Call) and isinstance(argument.func, cst.Attribute) and argument.func.attr.value in CLAMPS:
-        # `x.clamp(min=0)`: 0 stays under the op, exactly where its derivative is infinite
-        if _zero_lower_bound(argument) and normalized_code(argument.func.value) == target:
-            return 1
-    if isinstance(argument, cst.UnaryOperation) and isinstance(argument.operator, cst.Minus) and normalized_code(argument.expression) == target:
-        return -1
-    if isinstance(argument, cst.Call) and isinstance(argument.func, cst.Attribute) and argument.func.attr.value == "neg" and not argument.args:
-        return -1 if normalized_code(argument.func.value) == target else None
+    if depth == 0:
+        return None
+    if isinstance(argument, cst.Call) and isinstance(argument.func, cst.Attribute):
+        name = argument.func.attr.value
+        if name in CLAMPS:
+            # `x.clamp(min=0)`: 0 stays under the op, exactly where its derivative is infinite
+            clamped = _clamped_value(argument)
+            return _guarded_sign(clamped, target, depth - 1) if clamped is not None and _zero_lower_bound(argument) else None
+        if name == "neg" and not argument.args:
+            inner = _guarded_sign(argument.func.value, target, depth - 1)
+            return -inner if inner else None
+        if name in VALUE_PRESERVING and normalized_code(argument.func.value) not in ("torch", "th"):
+            return _guarded_sign(argument.func.value, target, depth - 1)
+        return None
+    if isinstance(argument, cst.Subscript) and all(_keeps_elements(element.slice) for element in argument.slice):
+        return _guarded_sign(argument.value, target, depth - 1)
+    if isinstance(argument, cst.UnaryOperation) and isinstance(argument.operator, cst.Minus):
+        inner = _guarded_sign(argument.expression, target, depth - 1)
+        return -inner if inner else None
+    if isinstance(argument, cst.BinaryOperation) and isinstance(argument.operator, (cst.Multiply, cst.Divide)):
+        operands = [(argument.left, argument.right)] + ([(argument.right, argument.left)] if isinstance(argument.operator, cst.Multiply) else [])
+        for scale, value in ((right, left) for left, right in operands):
+            inner = _guarded_sign(value, target, depth - 1)
+            factor = _scale_sign(scale)
+            if inner and factor:
+                return inner * factor
     return None
 
 
+def _keeps_elements(index: cst.BaseSlice) -> bool:
+    """`[..., None]`, `[:, None]`: a new axis or a full slice, every element kept."""
+    if isinstance(index, cst.Slice):
+        return index.lower is None and index.upper is None and index.step is None
+    value = index.value
+    return isinstance(value, cst.Ellipsis) or (isinstance(value, cst.Name) and value.value == "None")
+
+
+def _scale_sign(scale: cst.BaseExpression) -> int | None:
+    value = _number(scale)
+    if value is not None:
+        return None if value == 0 else (1 if value > 0 else -1)
+    return 1 if isinstance(scale, (cst.Name, cst.Attribute)) else None
+
+
+# Where the gradient turns NaN, for the message: the variable's values, by kind and by the sign of
+# the op's argument.
+NAN_AT = {
+    ("zero", 1): "`{v} == 0`", ("zero", -1): "`{v} == 0`",
+    ("nonpositive", 1): "`{v} <= 0`", ("nonpositive", -1): "`{v} >= 0`",
+    ("negative", 1): "`{v} < 0`", ("negative", -1): "`{v} > 0`",
+    ("minus_one", 1): "`{v} == -1`", ("minus_one", -1): "`{v} == 1`",
+    ("unit", 1): "`|{v}| >= 1`", ("unit", -1): "`|{v}| >= 1`",
+    ("large", 1): "large `{v}` (exp overflows above 88 in float32, 11 in float16)",
+    ("large", -1): "very negative `{v}` (exp overflows below -88 in float32, -11 in float16)",
+}
+# What to put in the unselected elements before the op so that its derivative there is finite.
+SAFE_VALUE = {"zero": "1.0", "nonpositive": "1.0", "negative": "1.0", "minus_one": "0.0", "unit": "0.0", "large": "0.0"}
+
+
 def _message(found: UnsafeWhere) -> str:
-    op = " ".join(code_of(found.operation).split())
-    v = " ".join(code_of(found.variable).split())
+    selection = found.selection
+    op = short_code(found.operation)
+    v = short_code(found.variable)
+    condition = short_code(selection.condition)
+    at = NAN_AT[(found.kind, found.sign)].format(v=v)
+    what = "masked_fill" if selection.call.func.attr.value.startswith("masked_fill") else "torch.where"
+    safe = SAFE_VALUE[found.kind]
+    safe_input = f"torch.where({condition}, {v}, {safe})" if found.in_true_branch else f"torch.where({condition}, {safe}, {v})"
+    inputs = f"`{v}` gets"
+    if isinstance(found.operation, cst.BinaryOperation) and isinstance(found.operation.operator, cst.Divide) and normalized_code(found.operation.left) != normalized_code(found.variable):
+        inputs = f"`{v}` and the numerator `{short_code(found.operation.left)}` get"
+    library = " or F.elu/F.softplus" if found.kind == "large" else ""
     return (
-        f"`{op}` is evaluated for every element, selected or not, and its derivative is {WHAT[found.kind]}: "
-        f"where the condition does not select it, torch.where's zero gradient times that inf gives a NaN "
-        f"gradient for `{v}` although the output is finite; sanitize the input first (the double-where idiom: "
-        f"the op on `torch.where(cond, {v}, <a safe value>)`), clamp it away from the singular point, or use "
-        f"a library op (F.elu, F.softplus, torch.xlogy)"
+        f"`{op}` is evaluated on every element, also where {what} does not select it: at {at} its derivative "
+        f"is {DERIVATIVE[found.kind]}, and {what}'s zero gradient times it is NaN, so {inputs} "
+        f"a NaN gradient although the output is finite (whenever a gradient flows to `{v}`); compute the op on "
+        f"a safe input, `{safe_input}` (the double-where), or clamp it away from the singular point{library}"
     )

@@ -1,0 +1,110 @@
+"""AGL003 handwritten-piecewise-activation: reported only as an activation on a gradient path."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+
+def agl003(source: str) -> list[tuple[int, int]]:
+    return [(d.line, d.column) for d in lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL003",)))]
+
+
+@pytest.mark.parametrize(
+    "body, column",
+    [
+        ("return x * (x > 0).float()", 12),
+        ("return (x > 0) * x", 12),
+        ("return x * x.gt(0)", 12),
+        ("return torch.mul(x, x > 0)", 12),
+        ("return x * (x > threshold)", 12),  # a parameter: a setting
+        ("keep = (x > 0).to(x.dtype)\n    return x * keep", 12),
+        ("return torch.square(x * (x >= 0).double())", 25),
+    ],
+)
+def test_activations_on_a_gradient_path_are_reported(body, column):
+    source = f"import torch\n\n\ndef act(x, threshold=0.5):\n    {body}\n"
+    assert agl003(source) == [(len(body.splitlines()) + 4, column)]
+
+
+def test_learned_threshold_from_module_state_is_an_activation():
+    source = """
+        import torch.nn as nn
+
+
+        class JumpReLU(nn.Module):
+            def forward(self, pre):
+                threshold = self.log_threshold.exp()
+                return pre * (pre > threshold)
+    """
+    assert agl003(source) == [(8, 16)]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a threshold computed from the compared value: a data-dependent selection
+        "def segment(image):\n    level = image.mean()\n    return (image > level) * image\n",
+        "def segment(image):\n    hist = torch.histc(image)\n    level = hist.argmax() / 64\n    return image * (image > level)\n",
+        # a sum absorbs the -0.0 and the gradient is the library op's
+        "def gate(x, h):\n    return x + h * (h > 0)\n",
+        "def leaky(x, slope=0.1):\n    pos = x * (x > 0)\n    neg = slope * x * (x <= 0)\n    return pos + neg\n",
+        # no gradient reaches the product
+        "def noise(shape):\n    r = torch.randn(shape)\n    return r * (r > 0)\n",
+        "@torch.no_grad()\ndef sparsity(h):\n    return (h * (h > 0)).count_nonzero()\n",
+        "def count_active(h):\n    return (h * (h > 0)).argmax()\n",
+        "def positions(n):\n    offsets = torch.arange(n) - n // 2\n    return offsets * (offsets > 0)\n",
+        # a mask of another tensor
+        "def masked(scores, mask):\n    return scores * (mask > 0)\n",
+    ],
+)
+def test_not_an_activation_on_a_gradient_path(source):
+    assert agl003("import torch\n\n\n" + source) == []
+
+
+def test_clipping_coefficient_in_an_optimizer_step_is_silent():
+    source = """
+        import torch
+
+
+        class Clipped(torch.optim.Optimizer):
+            def step(self):
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        coeff = 1.0 / (p.grad.norm() + 1e-6)
+                        p.grad.mul_(coeff * (coeff < 1))
+    """
+    assert agl003(source) == []
+
+
+def test_demo_call_on_a_constant_is_no_evidence_that_no_gradient_reaches():
+    source = """
+        import torch
+
+
+        def relu(x):
+            return x * (x > 0).float()
+
+
+        if __name__ == "__main__":
+            print(relu(torch.tensor([-1.0, 1.0])))
+    """
+    assert agl003(source) == [(6, 12)]
+
+
+def test_message_states_the_consequences_and_the_fix():
+    [diagnostic] = lint_source("def relu(x):\n    return x * (x > 0).float()\n", "case.py", Config(select=("AGL003",)))
+    assert diagnostic.message == (
+        "`x * (x > 0).float()` is a hand-written activation of `x`: where the mask is 0 it returns `x * 0`, which "
+        "is -0.0 for a negative `x` (the library op gives +0.0) and NaN for an infinite one, and an inf gradient "
+        "arriving there becomes a NaN gradient for `x` (the library op passes 0); for finite values the gradients "
+        "agree; use torch.relu(x) or torch.where(x > 0, x, 0.0)"
+    )
+
+
+def test_message_for_a_threshold_suggests_where():
+    [diagnostic] = lint_source("def act(x, t=1.0):\n    return x * (x > t)\n", "case.py", Config(select=("AGL003",)))
+    assert diagnostic.message.endswith("use torch.where(x > t, x, 0.0)")
