@@ -321,14 +321,15 @@ def _caller_container(module: ParsedModule, call: cst.Call, expr: cst.BaseExpres
 
 def _holds_caller_tensor(module: ParsedModule, call: cst.Call, container: cst.BaseExpression) -> bool:
     """Whether an element is surely a tensor where the call is written: the result of a torch tensor
-    function (`torch.randn(3)`) or of a method only tensors have (`a.float()`, `h.contiguous()`), a
-    tensor attribute of the caller's class (`self.weight`, an nn.Parameter), or a name bound only to such."""
+    function (`torch.randn(3)`) or of a method only tensors have (`a.float()`, `h.contiguous()`), or a
+    name the caller binds only to such (value_kinds.CallerKinds)."""
     local = bindings(module.enclosing_function(call) or module.tree)
     caller = CallerKinds(module)
     for element in _display_members(container):
         if argument_kind(element) is NON_TENSOR:
             continue
-        if caller.kind(element, call) is TENSOR:
+        # An attribute may be a buffer that needs no gradient (`self.running_mean`): not enough on its own.
+        if not isinstance(element, cst.Attribute) and caller.kind(element, call) is TENSOR:
             return True
         values = [element]
         if isinstance(element, cst.Name):
