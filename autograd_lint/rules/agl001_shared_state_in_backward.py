@@ -46,19 +46,33 @@ class SharedStateInBackward(FunctionRule):
         gradient_statements = _statements_feeding_return(method)
         computing_statements = gradient_statements | _statements_choosing_values(method)
         forward_chains = _forward_reads(module, function_class)
-        for node in walk(method.node.body):
-            read = _read_chain(module, node, local, cls_name, function_class.name)
+        # (where to report, the read, the names local there, the helper it is in or None)
+        reads = [(node, node, local, None) for node in walk(method.node.body)]
+        # A value read through a module-level helper backward calls (`return g / _current_scale()`).
+        for call, definition in module.functions.called_functions(method):
+            if module.parents.get(definition) is module.tree:
+                helper_locals = set(bindings(definition))
+                reads += [(call, node, helper_locals, definition) for node in walk(definition.body, into_functions=False)]
+        reported: set[tuple[cst.CSTNode, str]] = set()
+        for at, node, names, helper in reads:
+            read = _read_chain(module, node, names, None if helper else cls_name, function_class.name)
             if read is None or _is_called(module, node):
                 continue  # `_backend.bwd(g)`, `_KERNELS[kind](g)`: code looked up, not a value
             chain, shown = read
-            statement = _statement_of(module, node)
+            if (at, chain) in reported:
+                continue
+            if at is not node:
+                shown = f"{shown}` through `{code_of(at.func).strip()}()"  # quoted by the message: `X` through `f()`
+            statement = _statement_of(module, at)
             if chain.split(".")[0] in writes.module_names:
-                forward_reads = any(chains_overlap(chain, c) or chains_overlap(c, chain) for c in forward_chains)
+                # `Cls.cfg` read in forward and `Cls.cfg["k"]` in backward overlap; naming the class alone does not.
+                forward_reads = any(chains_overlap(c, chain) or ("." in c and chains_overlap(chain, c)) for c in forward_chains)
                 # A value forward also read matters wherever backward uses it (which inputs it rebuilds,
                 # how): the two can disagree. A value only backward reads matters where it shapes the gradient.
                 if statement not in (computing_statements if forward_reads else gradient_statements):
                     continue  # a debug switch or assertion in an `if` test does not change the gradient
                 found = _run_time_writes(module, function_class, writes.affecting(chain))
+                found = [w for w in found if helper is None or w.function is not helper]  # a cache the helper fills
                 found.sort(key=_private_last)  # name the public setter a user calls in the message
                 if not found:
                     continue
@@ -71,10 +85,11 @@ class SharedStateInBackward(FunctionRule):
                     continue
                 else:
                     message = _message(module, method, shown, found[0])
+                reported.add((at, chain))
                 subject = SharedRead(function_class, node, chain, (applying or found)[0])
-                yield Finding(node, message, subject=subject)
+                yield Finding(at, message, subject=subject)
                 continue
-            if statement not in gradient_statements:
+            if at is not node or statement not in gradient_statements:
                 continue
             rebinding = closure.rebinding(chain.split(".")[0])
             if rebinding is not None:
