@@ -153,6 +153,18 @@ def _mentions(node: cst.CSTNode, name: str) -> bool:
     return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
 
 
+def _position_in(target: cst.BaseExpression, name: str) -> int | None:
+    """The index of `name` in a flat unpacking target `a, b, c` (None when starred or nested)."""
+    if not isinstance(target, (cst.Tuple, cst.List)):
+        return None
+    for index, element in enumerate(target.elements):
+        if isinstance(element, cst.StarredElement):
+            return None
+        if isinstance(element.value, cst.Name) and element.value.value == name:
+            return index
+    return None
+
+
 def _combine(kinds) -> Kind:
     """One kind if all agree (None ignored when something else is known), else UNKNOWN."""
     found = set(kinds)
@@ -400,6 +412,11 @@ class ValueKinds:
                 if isinstance(target.target, (cst.Tuple, cst.List)):
                     if name in self.parameter_kinds:  # setup_context: `x, k = inputs`
                         return self.parameter_kinds[name]
+                    position = _position_in(target.target, name)
+                    if position is not None:
+                        element = self._element_kind(node.value, position, len(target.target.elements))
+                        if element is not UNKNOWN:
+                            return element
                     return self._unpacked_kind(node.value)
             return UNKNOWN
         if isinstance(node, cst.AnnAssign):
@@ -409,6 +426,25 @@ class ValueKinds:
             return kind
         if isinstance(node, cst.AugAssign):  # `n += 1`: arithmetic on the name's other bindings
             return self._arithmetic_kind([node.target, node.value])
+        return UNKNOWN
+
+    def _element_kind(self, value: cst.BaseExpression, position: int, count: int) -> Kind:
+        """The kind of element `position` of `a, b = value`: of a display (`n, s = x.size(0), x.item()`),
+        of a shape's slice (`n, c = x.shape[:2]`), of what a module function returns as a tuple display."""
+        if isinstance(value, (cst.Tuple, cst.List)):
+            elements = value.elements
+            if len(elements) == count and not any(isinstance(e, cst.StarredElement) for e in elements):
+                return self.kind(elements[position].value)
+            return UNKNOWN
+        if isinstance(value, cst.Subscript) and self.is_shape(value.value):
+            return NON_TENSOR
+        if isinstance(value, cst.Call):
+            helper = self._helper(value)
+            if helper is not None:
+                kinds = self._helper_kinds(value, helper)
+                returned = kinds.returns
+                if returned and all(isinstance(r, cst.Tuple) and len(r.elements) == count for r in returned):
+                    return _combine([kinds.kind(r.elements[position].value) for r in returned])
         return UNKNOWN
 
     def _unpacked_kind(self, value: cst.BaseExpression) -> Kind:
@@ -479,16 +515,36 @@ class ValueKinds:
     def _helper_kind(self, call: cst.Call) -> Kind:
         """What a function of this module returns (one level deep, not what it calls in turn): the
         kinds its return statements agree on, read with its parameters' annotations only."""
-        if self.module is None or self._follows_helpers is False:
-            return UNKNOWN
-        helper = next((found for site, found in self.module.functions.called_functions(self.method) if site is call), None)
+        helper = self._helper(call)
         if helper is None:
             return UNKNOWN
-        kinds = _HelperKinds(self.function_class, Method(helper.name.value, helper, self.function_class), self.module)
+        kinds = self._helper_kinds(call, helper)
         returned = kinds.returns
         if not returned or any(isinstance(n, (cst.Yield, cst.Await)) for n in walk(helper.body, into_functions=False)):
             return UNKNOWN
         return _combine([kinds.kind(value) for value in returned])
+
+    def _helper_kinds(self, call: cst.Call, helper: cst.FunctionDef) -> "_HelperKinds":
+        """Kinds inside `helper`, its parameters bound to the kinds of what `call` passes."""
+        params = [p.name.value for p in helper.params.params]
+        if params and params[0] in ("self", "cls") and isinstance(call.func, cst.Attribute):
+            params = params[1:]
+        passed: dict[str, Kind] = {}
+        positional = [a for a in call.args if a.keyword is None]
+        if not any(a.star for a in call.args):
+            for name, arg in zip(params, positional):
+                passed[name] = self.kind(arg.value)
+            for arg in call.args:
+                if arg.keyword is not None:
+                    passed[arg.keyword.value] = self.kind(arg.value)
+        passed = {name: kind for name, kind in passed.items() if kind is not UNKNOWN}
+        return _HelperKinds(self.function_class, Method(helper.name.value, helper, self.function_class), self.module, passed)
+
+    def _helper(self, call: cst.Call) -> cst.FunctionDef | None:
+        """The module function (or the Function's own helper method) `call` calls, when followed."""
+        if self.module is None or not self._follows_helpers:
+            return None
+        return next((found for site, found in self.module.functions.called_functions(self.method) if site is call), None)
 
     def _torch_module(self, expr: cst.BaseExpression) -> str | None:
         """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose
@@ -511,14 +567,18 @@ class ValueKinds:
 
 
 class _HelperKinds(ValueKinds):
-    """Kinds inside a module function forward calls: its parameters are known only by their
-    annotations, and the functions it calls are not followed."""
+    """Kinds inside a module function forward calls: its parameters take the kinds of the call's
+    arguments (else their annotations), and the functions it calls are not followed."""
 
     _follows_helpers = False
 
+    def __init__(self, function_class: FunctionClass, method: Method, module, passed: dict[str, Kind] | None = None):
+        super().__init__(function_class, method, module)
+        self._passed = passed or {}
+
     @cached_property
     def parameter_kinds(self) -> dict[str, Kind]:
-        return {p.name.value: annotation_kind(p.annotation) for p in self.method.params}
+        return {p.name.value: self._passed.get(p.name.value) or annotation_kind(p.annotation) for p in self.method.params}
 
 
 @lru_cache(maxsize=4)

@@ -46,6 +46,8 @@ def function(forward_body: str, params: str = "x", call: str = "", backward: str
         ("x = x.contiguous()\nctx.x = x\nreturn x * 2", "x", "", "return g * ctx.x"),  # a view/alias of the input
         ("ctx.xt = x.t()\nreturn x * 2", "x", "", "return g * ctx.xt.t()"),  # a transposed view
         ("ctx.saved = (x, 2)\nreturn x * 2", "x", "", "x, n = ctx.saved\n        return g * x * n"),  # a tuple element
+        # backward always returns a gradient for x: torch accepts one only for a tensor
+        ("ctx.x = x\nreturn x * w", "x, w", "", "gx = g * ctx.x\n        return gx, None"),
         ("y = torch.exp(x)\nctx.y = y\nreturn y", "x", "", "return g"),  # the output: a cycle, even unread
         ("out = x * 2\nctx.out = out\nreturn out", "x", "", "return g * 2"),  # returned alone: an output
         ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", "", "return g"),  # an intermediate backward never reads
@@ -69,7 +71,8 @@ def test_tensor_on_ctx_is_flagged(body, params, call, backward):
         ("ctx.x = None\nreturn x.clone()", "x", "return g"),
         ("ctx.flag = ctx.needs_input_grad[0]\nreturn x.clone()", "x", "return g"),
         ("ctx.state = torch.get_rng_state()\nreturn x.clone()", "x", "return g"),
-        ("ctx.x = x\nreturn x * w", "x, w", "return g * ctx.x, None"),  # nothing tells which input is the tensor
+        # nothing tells which input is the tensor (x's gradient may be None)
+        ("ctx.x = x\nreturn x * w", "x, w", "return (g * ctx.x if ctx.needs_input_grad[0] else None), None"),
         ("ctx.parts = helper(x)\nreturn x.clone()", "x", "return g"),
         ("ctx.rest = rest\nreturn x.clone()", "x, *rest", "return g"),
         ("x = x.shape\nctx.x = x\nreturn x", "x", "return g"),  # rebound to a shape
@@ -200,6 +203,9 @@ class Fn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g, None
+
+def _stats(x):
+    return x.abs().max(), x.numel()
 """
 
 
@@ -212,6 +218,9 @@ class Fn(torch.autograd.Function):
         ("saved = (x, x.dim())\n        ctx.save_for_backward(*saved)", (10, 21)),  # `*` of a local tuple
         ("ctx.save_for_backward(*[x, x.numel()])", (10, 36)),  # `*` of a display
         ("save = ctx.save_for_backward\n        save(x, x.item())", (11, 17)),  # through an alias
+        ("n, c = x.shape[:2]\n        ctx.save_for_backward(x, c)", (11, 34)),  # unpacked from a shape slice
+        ("p, k = x.abs().max(), x.numel()\n        ctx.save_for_backward(p, k)", (11, 34)),  # element of a display
+        ("p, k = _stats(x)\n        ctx.save_for_backward(p, k)", (11, 34)),  # element of a helper's returned tuple
     ],
 )
 def test_non_tensor_reached_through_names_calls_and_stars_is_flagged(body, position):

@@ -23,6 +23,7 @@ from ..function_model import FunctionClass, Method
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
+from ..scopes import bindings
 from ..syntax import code_of, dotted_name, is_none, walk
 from ..value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
 
@@ -118,7 +119,7 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
         elements = [(None, value)]
     found = []
     for index, element in elements:
-        role = _role(kinds, element)
+        role = _role(kinds, reads, element)
         if role is None:
             continue
         uses = reads.uses(attribute, index)
@@ -133,8 +134,9 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
     return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
-def _role(kinds: ValueKinds, value: cst.BaseExpression) -> str | None:
-    """OUTPUT, INPUT (an input or a view/alias of one) or INTERMEDIATE when the value is surely a tensor."""
+def _role(kinds: ValueKinds, reads: "_BackwardReads", value: cst.BaseExpression) -> str | None:
+    """OUTPUT, INPUT (an input or a view/alias of one) or INTERMEDIATE when the value is surely a tensor.
+    An input backward always returns a gradient for is one: torch accepts a gradient only for a tensor."""
     kind = kinds.kind(value)
     if kind in (NON_TENSOR, NONE):
         return None
@@ -143,7 +145,7 @@ def _role(kinds: ValueKinds, value: cst.BaseExpression) -> str | None:
         if name in kinds.output_names and (kind is TENSOR or kinds.is_whole_output(name)):
             return OUTPUT
     if _aliased_input(kinds, value) is not None:
-        return INPUT if kind is TENSOR else None
+        return INPUT if kind is TENSOR or reads.always_differentiable(_input_position(kinds, value)) else None
     return INTERMEDIATE if kind is TENSOR else None
 
 
@@ -248,12 +250,37 @@ class _BackwardReads:
             return True
         return any(position < r.count and not self._is_none(r.elements[position]) for r in known)
 
+    def always_differentiable(self, position: int | None) -> bool:
+        """Whether every return of backward gives this input a gradient that is surely not None."""
+        if self.backward is None or position is None:
+            return False
+        returns = [n for n in walk(self.backward.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+        known = returned_values(self.backward)
+        if not returns or len(known) != len(returns) or any(r.is_list for r in known):
+            return False
+        return all(position < r.count and self._surely_gradient(r.elements[position]) for r in known)
+
+    def _surely_gradient(self, expr: cst.BaseExpression, depth: int = 0) -> bool:
+        """Arithmetic, a method call on something other than ctx (`g.mm(w)`, `torch.mm(g, w)`), or a
+        local bound only to such values: never None."""
+        if isinstance(expr, (cst.BinaryOperation, cst.UnaryOperation)):
+            return True
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            return isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and func.value.value == self.backward.ctx_name)
+        if isinstance(expr, cst.Name) and depth < 4:
+            nodes = bindings(self.backward.node).get(expr.value, [])
+            return bool(nodes) and all(
+                isinstance(n, cst.AugAssign)
+                or (isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and self._surely_gradient(n.value, depth + 1))
+                for n in nodes
+            )
+        return False
+
     def _is_none(self, expr: cst.BaseExpression) -> bool:
         if is_none(expr):
             return True
         if isinstance(expr, cst.Name):
-            from ..scopes import bindings
-
             nodes = bindings(self.backward.node).get(expr.value, [])
             return bool(nodes) and all(
                 isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and is_none(n.value)

@@ -217,6 +217,8 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
         bound = kinds.bindings.get(expr.value, [])
         if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, cst.Name):
             return _type_of(kinds, bound[0].value, depth + 1)
+        if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, (cst.Tuple, cst.List)):
+            return _element_type(kinds, bound[0].targets[0].target, expr.value, bound[0].value, depth)
         params = [p.name.value for p in kinds.method.data_params]
         if expr.value in params:
             param = kinds.method.data_params[params.index(expr.value)]
@@ -225,6 +227,24 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
                 return code_of(param.annotation.annotation).strip()
             return passed
     return "a non-tensor"
+
+
+def _element_type(kinds: ValueKinds, target: cst.BaseExpression, name: str, value: cst.BaseExpression, depth: int) -> str:
+    """The type of `name` in `a, b = value`: an element of a display, of a shape slice, or of the
+    tuples a module function returns."""
+    names = [e.value.value if isinstance(e, cst.Element) and isinstance(e.value, cst.Name) else None for e in target.elements]
+    if name not in names:
+        return "a non-tensor"
+    position = names.index(name)
+    if isinstance(value, cst.Subscript) and kinds.is_shape(value.value):
+        return "int"
+    candidates = [value] if isinstance(value, (cst.Tuple, cst.List)) else _helper_returns(kinds, value) if isinstance(value, cst.Call) else []
+    types = {
+        _type_of(kinds, c.elements[position].value, depth + 1)
+        for c in candidates
+        if isinstance(c, (cst.Tuple, cst.List)) and len(c.elements) == len(names)
+    }
+    return types.pop() if len(types) == 1 and len(candidates) > 0 else "a non-tensor"
 
 
 def _helper_returns(kinds: ValueKinds, call: cst.Call) -> list[cst.BaseExpression]:
