@@ -34,6 +34,8 @@ class SharedStateInBackward(FunctionRule):
             return
         writes = RuntimeWrites(module)
         for function_class in module.functions:
+            if not function_class.backward_reachable:
+                continue  # torch never calls backward: whatever it reads cannot be stale
             for name in DERIVATIVE_METHODS:
                 method = function_class.own_methods.get(name)
                 if method is not None:

@@ -35,6 +35,8 @@ class SaveForBackwardTwice(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
+            if not function_class.backward_reachable:
+                continue  # torch never calls backward: nothing reads what was saved
             for method in function_class.saving_methods():
                 calls = method.save_calls
                 if len(calls) < 2 and not any(_in_loop(module, call, method) for call in calls):
