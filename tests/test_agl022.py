@@ -192,3 +192,40 @@ def test_an_autocast_built_disabled_does_not_count():
 def test_an_activation_autocast_runs_in_float32_promotes_the_output():
     assert agl022(linear(returned="torch.exp(x @ w.t())")) == []
     assert agl022(linear(returned="torch.nn.functional.softplus(x @ w.t())")) == []
+
+
+SETUP_CONTEXT_MM = """
+import torch
+
+class MM(torch.autograd.Function):
+    @staticmethod
+    {fwd}
+    def forward(a, b):
+        return a @ b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    {bwd}
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g @ b.t(), a.t() @ g
+"""
+
+
+def test_custom_bwd_on_a_setup_context_function_is_flagged_even_with_custom_fwd():
+    source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
+    (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL022",)))
+    assert (diagnostic.line, diagnostic.column) == (7, 9)
+    assert "takes no ctx (setup_context style)" in diagnostic.message and "cast_inputs=torch.float32" in diagnostic.message
+    casting = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)', bwd="")
+    assert agl022(casting) == []
+
+
+def test_recipe_confirms_custom_bwd_on_a_setup_context_function():
+    source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
+    builders = "[('MM.apply(<tensor>, <tensor>)', lambda s: [_agl_leaf((3, 3)), _agl_leaf((3, 3))])]"
+    verdict, evidence = run_recipe(source + f"\n_agl_amp_recipe(MM.apply, {builders})\n")
+    assert verdict == "confirmed" and "_fwd_used_autocast" in evidence, evidence

@@ -45,7 +45,7 @@ TORCH_MESSAGE = "expected m1 and m2 to have the same dtype, but got: c10::BFloat
 @dataclass(frozen=True)
 class AmpCase:
     function_class: FunctionClass
-    kind: str  # "no-decorators", "fwd-without-bwd", "bwd-without-fwd"
+    kind: str  # "no-decorators", "fwd-without-bwd", "bwd-without-fwd", "bwd-with-ctxless-fwd"
 
 
 class AmpMissingCustomFwd(FunctionRule):
@@ -69,8 +69,10 @@ class AmpMissingCustomFwd(FunctionRule):
             if not _transparent(forward) or not _transparent(backward):
                 continue
             if bwd is not None:
-                if fwd is None and forward.owner is function_class:
-                    yield Finding(forward.node.name, _message(function_class, "bwd-without-fwd", None), AmpCase(function_class, "bwd-without-fwd"))
+                # custom_fwd on a setup_context-style forward (no ctx) stores its state on the first input, not on ctx
+                if (fwd is None or function_class.uses_setup_context) and forward.owner is function_class:
+                    kind = "bwd-without-fwd" if fwd is None else "bwd-with-ctxless-fwd"
+                    yield Finding(forward.node.name, _message(function_class, kind, None), AmpCase(function_class, kind))
                 continue
             if fwd is not None and _casts_inputs(fwd):
                 continue
@@ -101,6 +103,13 @@ class AmpMissingCustomFwd(FunctionRule):
 
 def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> str:
     name = function_class.name
+    if kind == "bwd-with-ctxless-fwd":
+        return (
+            f"{name}.backward has `custom_bwd`, but {name}.forward takes no ctx (setup_context style), so its `custom_fwd` "
+            f"stores the autocast state on the first input instead of ctx: every backward raises AttributeError "
+            f"'{name}Backward' object has no attribute '_fwd_used_autocast'; drop `custom_bwd` and use "
+            f"`@torch.amp.custom_fwd(device_type=..., cast_inputs=torch.float32)` on forward"
+        )
     if kind == "bwd-without-fwd":
         return (
             f"{name}.backward has `custom_bwd` but forward has no `custom_fwd`: custom_bwd reads the autocast state "
@@ -108,6 +117,14 @@ def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | Non
             f"'_fwd_used_autocast'; decorate forward with `@torch.amp.custom_fwd(device_type=...)`"
         )
     where = f"this module runs `{short_code(region, 40)}`" if region is not None else "this module runs autocast"
+    if function_class.uses_setup_context:
+        # custom_bwd cannot work with a ctx-less forward (see "bwd-with-ctxless-fwd"): only cast_inputs does
+        return (
+            f"{name} runs matmul/conv ops in forward and backward and {where}: under autocast forward's output and gradient "
+            f"are low precision while backward, run after the block with autocast off, mixes them with float32 saved tensors "
+            f"(CPU bf16: '{TORCH_MESSAGE}'); decorate forward with `@torch.amp.custom_fwd(device_type=..., "
+            f"cast_inputs=torch.float32)` (with a setup_context-style forward, custom_bwd cannot restore the state)"
+        )
     if kind == "fwd-without-bwd":
         return (
             f"{name}.backward lacks `@torch.amp.custom_bwd(device_type=...)` while forward has `custom_fwd` without "
