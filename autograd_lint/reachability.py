@@ -84,14 +84,18 @@ class _OutputKinds:
         if isinstance(target, cst.Name):
             self.bindings.setdefault(target.value, []).append(value)
         elif isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                self._bind(element.value, None)  # an element of an unpacked call result: unknown
+            pair = _values_and_indices(value) and len(target.elements) == 2
+            for position, element in enumerate(target.elements):
+                # `values, idx = x.topk(k)`: the second element is an index tensor; others unknown.
+                self._bind(element.value, _INDICES if pair and position == 1 else None)
         elif isinstance(target, cst.StarredElement):
             self._bind(target.value, None)
 
     def is_integer(self, expr: cst.BaseExpression, visiting: frozenset[str] = frozenset()) -> bool:
-        if isinstance(expr, cst.Comparison):
-            return True  # a bool mask
+        if expr is _INDICES or isinstance(expr, cst.Comparison):
+            return True  # the indices of a (values, indices) pair; a bool mask
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "indices":
+            return True  # `x.topk(k).indices`
         if isinstance(expr, cst.Name):
             return self._name_is_integer(expr.value, visiting)
         if isinstance(expr, cst.Subscript):
@@ -138,6 +142,24 @@ class _OutputKinds:
                 return bool(elements) and all(self.is_integer(e.value, visiting) for e in elements)
             return bool(positional) and self.is_integer(positional[0], visiting)
         return False
+
+
+# Ops returning a (values, indices) pair; `max`/`min`/`median`/`mode` only with a dimension.
+PAIR_PRODUCERS = frozenset({"topk", "sort", "kthvalue", "max", "min", "median", "mode", "cummax", "cummin"})
+_INDICES = cst.Name("indices")  # stands for the index half of such a pair in the bindings
+
+
+def _values_and_indices(value: cst.BaseExpression | None) -> bool:
+    if not isinstance(value, cst.Call):
+        return False
+    func = value.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+    if name not in PAIR_PRODUCERS:
+        return False
+    if name in ("max", "min", "median", "mode"):
+        on_module = isinstance(func, cst.Attribute) and _is_module(func.value)
+        return len(value.args) >= (2 if on_module else 1) or any(a.keyword is not None and a.keyword.value == "dim" for a in value.args)
+    return True
 
 
 def _is_module(expr: cst.BaseExpression) -> bool:

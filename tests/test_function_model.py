@@ -181,6 +181,9 @@ def _reachable(source: str) -> dict[str, bool]:
         ("y = x * 2\n        ctx.mark_non_differentiable(y)\n        return y", False),
         ("keep = kernels.nms(x)\n        keep = keep[:10]\n        return order[keep]", False),  # used to index: integer
         ("return x.topk(3).values, x.topk(3).indices", True),  # the values output is float
+        ("_, idx = x.topk(3)\n        return idx", False),  # the index half of a (values, indices) pair
+        ("values, idx = torch.max(x, 1)\n        return values, idx", True),
+        ("return x.sort(dim=-1).indices[..., :2]", False),
         ("idx = x.argmax(-1)\n        return idx, x * 2", True),
         ("return kernels.nms(x)", True),  # nothing says the extension's result is an integer tensor
         ("return x.to(torch.float16)", True),
