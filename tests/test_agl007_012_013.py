@@ -131,6 +131,13 @@ def test_setup_context_inputs_by_index():
     assert "`inputs[1]`, which is an int" in diagnostic.message
 
 
+def test_setup_context_unpacked_input_is_named_by_its_call_site_type():
+    source = setup_context_function("x, k = inputs\nctx.save_for_backward(x, k)")
+    (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL012",)))
+    assert (diagnostic.line, diagnostic.column) == (11, 34)
+    assert "`k`, which is an int" in diagnostic.message
+
+
 # ---- AGL012 ----
 
 

@@ -304,3 +304,11 @@ def test_scalar_annotation_of_an_input_forward_uses_as_a_tensor_is_not_trusted()
         backward_body="",
     ).replace("        return x * 2\n", "        if sigmoid:\n            threshold = torch.sigmoid(threshold).item()\n        return x * threshold\n", 1)
     assert lint(source) == []
+
+
+def test_flag_read_into_a_local_is_followed():
+    source = FLAGGED_RETURN.format(test="learn", calls="y = F.apply(torch.ones(2), 0.5, {flag})").replace(
+        "    def backward(ctx, g):\n", "    def backward(ctx, g):\n        learn = ctx.learn\n"
+    )
+    assert lint(source.format(flag="False")) == []
+    assert lint(source.format(flag="True")) == [("AGL011", 12, 23)]

@@ -216,11 +216,14 @@ def _root_name(kinds: ValueKinds, expr: cst.BaseExpression) -> str | None:
 
 
 class _BackwardReads:
-    """How backward reads each ctx attribute: as a value, only for metadata, or not at all."""
+    """How backward (and jvp) read each ctx attribute: as a value, only for metadata, or not at all."""
 
     def __init__(self, module: ParsedModule, function_class: FunctionClass):
         self.module = module
         self.backward = function_class.backward
+        # Where ctx is read after forward: backward (or vjp) and jvp.
+        self.readers = [m for m in (self.backward, function_class.method("jvp")) if m is not None and m.ctx_name is not None]
+        self._reader: Method | None = None
         self._uses: dict[tuple[str, int | None], set[str]] | None = None
         self.escapes = False
         if self.backward is not None and self.backward.ctx_name is not None:
@@ -289,9 +292,14 @@ class _BackwardReads:
         return False
 
     def _read(self) -> None:
-        ctx = self.backward.ctx_name
         self._uses = {}
-        for node in walk(self.backward.node.body):
+        for reader in self.readers:
+            self._reader = reader
+            self._read_method(reader)
+
+    def _read_method(self, reader: Method) -> None:
+        ctx = reader.ctx_name
+        for node in walk(reader.node.body):
             if not (isinstance(node, cst.Name) and node.value == ctx):
                 continue
             parent = self.module.parents.get(node)
@@ -354,7 +362,7 @@ class _BackwardReads:
             yield from self._use(read, depth + 1, index)
 
     def _reads_of(self, name: str, binding: cst.CSTNode) -> Iterator[cst.Name]:
-        for node in walk(self.backward.node.body):
+        for node in walk(self._reader.node.body):
             if not (isinstance(node, cst.Name) and node.value == name):
                 continue
             parent = self.module.parents.get(node)

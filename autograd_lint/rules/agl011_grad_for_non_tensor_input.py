@@ -383,10 +383,20 @@ class _Backward:
                 test, wanted = ancestor.test, ancestor.body is child
                 if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
                     test, wanted = test.expression, not wanted
+                test = self._flag_local(test)
                 if isinstance(test, cst.Attribute) and isinstance(test.value, cst.Name) and test.value.value == self.ctx and test.attr.value in flags:
                     found.append((flags[test.attr.value], wanted))
             child = ancestor
         return found
+
+    def _flag_local(self, test: cst.BaseExpression) -> cst.BaseExpression:
+        """`use_sigmoid` bound once to `ctx.sigmoid` stands for it."""
+        if isinstance(test, cst.Name):
+            nodes = self.bound.get(test.value, [])
+            if len(nodes) == 1 and isinstance(nodes[0], cst.Assign) and isinstance(nodes[0].value, cst.Attribute):
+                if len(nodes[0].targets) == 1 and isinstance(nodes[0].targets[0].target, cst.Name):
+                    return nodes[0].value
+        return test
 
     def _is_flag(self, node: cst.Attribute) -> bool:
         """`ctx.learn_step` holding an input as passed: which calls take its branch is decided by

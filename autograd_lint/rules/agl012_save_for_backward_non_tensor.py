@@ -238,6 +238,11 @@ def _element_type(kinds: ValueKinds, target: cst.BaseExpression, name: str, valu
     position = names.index(name)
     if isinstance(value, cst.Subscript) and kinds.is_shape(value.value):
         return "int"
+    forward = kinds.function_class.forward
+    params = kinds.method.data_params
+    if kinds.method.name == "setup_context" and params and isinstance(value, cst.Name) and value.value == params[0].name.value:
+        if forward is not None and position < len(forward.data_params):  # `x, bits = inputs`
+            return _passed_type(kinds, position, forward.data_params[position])
     candidates = [value] if isinstance(value, (cst.Tuple, cst.List)) else _helper_returns(kinds, value) if isinstance(value, cst.Call) else []
     types = {
         _type_of(kinds, c.elements[position].value, depth + 1)
