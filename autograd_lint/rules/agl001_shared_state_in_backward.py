@@ -474,8 +474,9 @@ def _per_application_message(module: ParsedModule, method: Method, shown: str, w
     where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
     return (
         f"{method.name} reads `{shown}`, which {where} sets for each application of {function_class.name} (line {line}): "
-        f"backward runs after the whole forward pass, so every application made before it gets the last value set, "
-        f"not its own; pass the value to apply(), keep it on ctx and return None for it"
+        f"backward runs after the whole forward pass, so when applications with different values share one backward "
+        f"(two heads, a loop over layers) every one of them gets the last value set, not its own; pass the value to "
+        f"apply(), keep it on ctx and return None for it"
     )
 
 
