@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import libcst as cst
 
 from .function_model import FunctionClass
-from .inplace import ALIAS_ATTRIBUTES, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite
+from .inplace import ALIAS_ATTRIBUTES, MODULE_INPLACE_POSITION, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite, inplace_by_position
 from .module import ParsedModule
 from .scopes import bindings
 from .syntax import code_of, dotted_name, walk
@@ -249,11 +249,14 @@ class _ApplyTracking(CallTracking):
         return self._written_attributes[method]
 
     def _inplace_module(self, construction: cst.BaseExpression) -> bool:
-        """`nn.ReLU(inplace=True)` and other `torch.nn` modules built with `inplace=True`."""
+        """`nn.ReLU(inplace=True)`, `nn.ReLU(True)` and other `torch.nn` modules built with `inplace=True`."""
         if not isinstance(construction, cst.Call):
             return False
-        if not (self.module.qualified_name(construction.func) or "").startswith("torch.nn."):
+        qualified = self.module.qualified_name(construction.func) or ""
+        if not qualified.startswith("torch.nn."):
             return False
+        if inplace_by_position(construction, MODULE_INPLACE_POSITION.get(qualified.rsplit(".", 1)[-1])):
+            return True
         return any(
             arg.keyword is not None and arg.keyword.value == "inplace" and isinstance(arg.value, cst.Name) and arg.value.value == "True"
             for arg in construction.args

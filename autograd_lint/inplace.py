@@ -158,6 +158,32 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
                 yield InplaceWrite(element, element.value, arg)
         elif keyword == "inplace" and isinstance(arg.value, cst.Name) and arg.value.value == "True" and positional:
             yield InplaceWrite(call, positional[0].value, call)
+    # `F.relu(t, True)`, `F.leaky_relu(t, 0.2, True)`: `inplace` passed by position.
+    qualified = qualify(func) or ""
+    if qualified.startswith("torch.nn.functional.") and inplace_by_position(call, FUNCTIONAL_INPLACE_POSITION.get(qualified[20:])):
+        yield InplaceWrite(call, positional[0].value, call)
+
+
+# Where `inplace` sits among the positional parameters of torch.nn.functional's activations and dropouts
+# (after `input`), and of the `torch.nn` modules' constructors (checked against torch 2.13's signatures).
+FUNCTIONAL_INPLACE_POSITION = {
+    "relu": 1, "relu6": 1, "selu": 1, "silu": 1, "mish": 1, "hardsigmoid": 1, "hardswish": 1, "elu": 2, "celu": 2,
+    "leaky_relu": 2, "hardtanh": 3, "threshold": 3, "rrelu": 4, "dropout": 3, "alpha_dropout": 3, "dropout1d": 3,
+    "dropout2d": 3, "dropout3d": 3, "feature_alpha_dropout": 3,
+}
+MODULE_INPLACE_POSITION = {
+    "ReLU": 0, "ReLU6": 0, "SELU": 0, "SiLU": 0, "Mish": 0, "Hardsigmoid": 0, "Hardswish": 0, "ELU": 1, "CELU": 1,
+    "LeakyReLU": 1, "Hardtanh": 2, "Threshold": 2, "RReLU": 2, "Dropout": 1, "AlphaDropout": 1, "Dropout1d": 1,
+    "Dropout2d": 1, "Dropout3d": 1, "FeatureAlphaDropout": 1,
+}
+
+
+def inplace_by_position(call: cst.Call, position: int | None) -> bool:
+    """The literal `True` passed as the call's positional argument `position` (where `inplace` sits)."""
+    if position is None or any(arg.star for arg in call.args):
+        return False
+    positional = [arg.value for arg in call.args if arg.keyword is None]
+    return position < len(positional) and isinstance(positional[position], cst.Name) and positional[position].value == "True"
 
 
 def _target_writes(target: cst.BaseExpression, statement: cst.CSTNode, augmented: bool) -> Iterator[InplaceWrite]:

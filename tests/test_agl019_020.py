@@ -55,6 +55,9 @@ def caller_findings(body: str, rule: str = "AGL019", functions: str = SAVES, par
         ("y = Exp.apply(x)\ntorch.relu_(y)\nreturn y\n", [(2, 5)]),
         ("y = Exp.apply(x)\nF.relu(y, inplace=True)\nreturn y\n", [(2, 5)]),
         ("y = Exp.apply(x)\nnn.ReLU(inplace=True)(y)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\nnn.ReLU(True)(y)\nreturn y\n", [(2, 5)]),  # inplace by position
+        ("y = Exp.apply(x)\nF.leaky_relu(y, 0.2, True)\nreturn y\n", [(2, 5)]),
+        ("y = Exp.apply(x)\nF.dropout(y, 0.1, True, True)\nreturn y\n", [(2, 5)]),
         ("y = Exp.apply(x)\nh = y.view(-1)\nh.zero_()\nreturn y\n", [(3, 5)]),
         ("y = Exp.apply(x)\ntorch.exp(x, out=y)\nreturn y\n", [(2, 18)]),
         ("Exp.apply(x).add_(1)\n", [(1, 5)]),
@@ -75,6 +78,7 @@ def caller_findings(body: str, rule: str = "AGL019", functions: str = SAVES, par
         ("x.add_(1)\ny = Mul.apply(x, w)\nreturn y\n", []),
         ("y = Exp.apply(x)\ny.requires_grad_(False)\nreturn y\n", []),
         ("y = Exp.apply(x)\ny.data.add_(1)\nreturn y\n", []),  # .data: no version check (silently wrong instead)
+        ("y = Exp.apply(x)\nz = F.leaky_relu(y, 0.2, False)\nz = nn.Dropout(0.1, False)(y)\nreturn z\n", []),
         ("y = Exp.apply(x)\ndef later():\n    y.add_(1)\nreturn later\n", []),
     ],
 )
