@@ -135,6 +135,29 @@ def test_no_gradient_through_the_where_is_silent(source):
     assert lint_source("import torch\nimport torch.nn as nn\n\n" + source, "case.py", Config(select=("AGL023",))) == []
 
 
+@pytest.mark.parametrize(
+    "source, position",
+    [
+        ("from torch import where, log\n\ndef f(x):\n    return where(x > 0, log(x), 0.0)\n", (4, 25)),
+        ("import torch as th\n\ndef f(x):\n    return th.where(x > 0, th.sqrt(x), 0.0)\n", (4, 28)),
+        ("import torch\n\ndef f(x):\n    return torch.where(condition=x > 0, input=torch.log(x), other=torch.zeros_like(x))\n", (4, 47)),
+        ("import torch\n\ndef f(x, y):\n    return (y / x).masked_fill(value=0.0, mask=x == 0)\n", (4, 13)),
+        ("import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n", (7, 31)),
+        ("import torch\n\ndef _inv(v, eps=0.0):\n    return 1.0 / (v + eps)\n\ndef f(x):\n    return torch.where(x != 0, _inv(x), 0.0)\n", None),
+        ("import torch\n\ndef _log(v):\n    return torch.log(v.clamp(min=1e-6))\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n", None),
+    ],
+)
+def test_aliases_keywords_and_helpers(source, position):
+    found = [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))]
+    assert found == ([position] if position else [])
+
+
+def test_message_through_a_helper_names_the_helpers_op():
+    source = "import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n"
+    [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
+    assert diagnostic.message.startswith("`_log(x)` (which computes `torch.log(v)`) is evaluated on every element")
+
+
 def test_numpy_where_is_not_torch():
     source = "import numpy as np\n\ndef f(x):\n    return np.where(x > 0, np.log(x), 0.0)\n"
     assert lint_source(source, "case.py", Config(select=("AGL023",))) == []

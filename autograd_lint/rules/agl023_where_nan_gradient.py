@@ -146,6 +146,7 @@ class UnsafeWhere:
     sign: int  # 1: the op's argument is the variable (or a positive multiple of it); -1: its negation
     guard: Guard
     in_true_branch: bool  # whether the op sits in `when_true`
+    inner: cst.BaseExpression | None  # the op inside a helper function that `operation` calls
 
 
 class WhereNanGradient(Rule):
@@ -171,7 +172,7 @@ class WhereNanGradient(Rule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for node in walk(module.tree):
-            if type(node) is not cst.Call or not isinstance(node.func, cst.Attribute) or node.func.attr.value not in SELECTIONS:
+            if type(node) is not cst.Call or _terminal_name(node.func) not in SELECTIONS:
                 continue
             selection = _selection(module, node)
             if selection is None:
@@ -203,6 +204,10 @@ class WhereNanGradient(Rule):
         return Harness(required, main, optional | {"torch"})
 
 
+def _terminal_name(func: cst.BaseExpression) -> str | None:
+    return func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+
+
 def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
     """The NaN is made in backward, when a gradient (even a zero one) flows through the selection
     into the op: not when the code runs with recording off, in an optimizer step or in a registered
@@ -214,13 +219,14 @@ def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
     call = found.selection.call
     if gradient_disabled(module, call) or in_operator_implementation(module, call) or holds_no_gradient(module, found.operation):
         return True
-    return not call.func.attr.value.endswith("_") and feeds_only_non_differentiable(module, call)
+    return not _terminal_name(call.func).endswith("_") and feeds_only_non_differentiable(module, call)
 
 
 class _ScopeFacts:
     """What the prefilter needs from one scope: a torch `where` call, compared texts, unsafe-op arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, helpers: frozenset[str] = frozenset()) -> None:
+        self.helpers = helpers  # the module's own functions: an unsafe op may sit in one
         self.has_where = False
         self.compared: set[str] = set()
         self.arguments: set[str] = set()
@@ -243,8 +249,8 @@ class _ScopeFacts:
                 self.has_where = self.has_where or not _is_array_library_call(node.func)
             elif name in COMPARISON_METHODS:
                 self.compared.update(_ast_operand_texts(operands))
-            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                self.arguments.update(_ast_argument_texts(operands))
+            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide") or (isinstance(node.func, ast.Name) and name in self.helpers):
+                self.arguments.update(_ast_argument_texts(operands + [k.value for k in node.keywords]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             self.arguments.update(_ast_argument_texts([node.right]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -257,14 +263,15 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 def _any_scope_may_report(tree: ast.AST) -> bool:
     """One pass over the tree. A function's (or lambda's) facts include those of the functions nested
     in it; the module's scope is what lies outside every function."""
-    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts()}
+    helpers = frozenset(n.name for n in getattr(tree, "body", []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts(helpers)}
     outer: dict[ast.AST, ast.AST] = {}
     order: list[ast.AST] = []
     stack = [(tree, tree)]
     while stack:
         node, scope = stack.pop()
         if node is not scope and isinstance(node, _SCOPES):
-            facts[node], outer[node] = _ScopeFacts(), scope
+            facts[node], outer[node] = _ScopeFacts(helpers), scope
             order.append(node)
             scope = node
         facts[scope].add(node)
@@ -312,27 +319,52 @@ def _ast_argument_texts(nodes: list[ast.AST]) -> set[str]:
     return texts
 
 
+# The parameters of each selection, in order; a method's receiver is its `input`.
+SELECTION_PARAMETERS = {
+    "torch.where": ("condition", "input", "other"),
+    "torch.masked_fill": ("input", "mask", "value"),
+    "where": ("condition", "other"),
+    "masked_fill": ("mask", "value"),
+    "masked_fill_": ("mask", "value"),
+}
+
+
 def _selection(module: ParsedModule, call: cst.Call) -> Selection | None:
     """`torch.where(c, a, b)` and `a.where(c, b)` select `a` where `c` holds; `b.masked_fill(c, a)`
-    and `torch.masked_fill(b, c, a)` (also in place) do the same."""
-    args = [a for a in call.args if a.keyword is None and not a.star]
-    if len(args) != len(call.args):
-        return None
+    and `torch.masked_fill(b, c, a)` (also in place) do the same. Arguments may be keywords, and
+    `where` may be imported from torch by name."""
     qualified = module.qualified_name(call.func) or ""
-    if qualified.startswith(("np.", "numpy.", "jnp.", "jax.")):
-        return None
-    values = [a.value for a in args]
     if qualified in ("torch.where", "torch.masked_fill"):
-        if len(values) != 3:
-            return None
-        if qualified == "torch.where":
-            return Selection(call, values[0], values[1], values[2])
-        return Selection(call, values[1], values[2], values[0])
-    if qualified.startswith("torch.") or len(values) != 2:
+        bound = _bind(call, SELECTION_PARAMETERS[qualified])
+    elif isinstance(call.func, cst.Attribute) and not qualified.startswith(("torch.", "np.", "numpy.", "jnp.", "jax.")):
+        bound = _bind(call, SELECTION_PARAMETERS[call.func.attr.value])
+        if bound is not None:
+            bound["input"] = call.func.value
+    else:
         return None
-    if call.func.attr.value == "where":
-        return Selection(call, values[0], call.func.value, values[1])
-    return Selection(call, values[0], values[1], call.func.value)
+    if bound is None:
+        return None
+    if "condition" in bound:
+        return Selection(call, bound["condition"], bound["input"], bound["other"])
+    return Selection(call, bound["mask"], bound["value"], bound["input"])
+
+
+def _bind(call: cst.Call, parameters: tuple[str, ...]) -> dict[str, cst.BaseExpression] | None:
+    """Parameter name -> argument, when every parameter is given once and nothing is starred."""
+    if any(a.star for a in call.args):
+        return None
+    bound = {name: a.value for name, a in zip(parameters, (a for a in call.args if a.keyword is None))}
+    for arg in call.args:
+        if arg.keyword is not None:
+            if arg.keyword.value in bound or arg.keyword.value not in parameters:
+                return None
+            bound[arg.keyword.value] = arg.value
+    return bound if len(bound) == len(parameters) and len(call.args) == len(parameters) else None
+
+
+def _selection_name(call: cst.Call) -> str:
+    name = call.func.attr.value if isinstance(call.func, cst.Attribute) else call.func.value
+    return "masked_fill" if name.startswith("masked_fill") else "torch.where"
 
 
 def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | None:
@@ -342,13 +374,13 @@ def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | N
         branches = {True: (selection.when_true, _complement(guard.true_region)), False: (selection.when_false, guard.true_region)}
         for in_true_branch in judged_branches:
             branch, unselected = branches[in_true_branch]
-            for operation, argument, kind in _unsafe_operations(module, branch):
+            for operation, argument, kind, inner in _unsafe_operations(module, branch):
                 sign, variable = next(((sign, v) for target, v in targets.items() if (sign := _guarded_sign(argument, target)) is not None), (None, None))
                 if sign is None:
                     continue
                 region = unselected if sign > 0 else _negated(unselected)
                 if _bad(kind, region) and _guards_the_singular_point(kind, sign * guard.threshold):
-                    return UnsafeWhere(selection, variable, operation, kind, sign, guard, in_true_branch)
+                    return UnsafeWhere(selection, variable, operation, kind, sign, guard, in_true_branch, inner)
     return None
 
 
@@ -475,26 +507,30 @@ def _absolute_of(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.Ba
 FOLLOWED_LOCALS = 3  # `d = torch.sqrt(d2); scaled = 2 * d; torch.where(d2 > 0, scaled, 0)`
 
 
-def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str]]:
-    """(operation, its argument, kind) for each unsafe op in a branch or in the locals it is computed
-    from (names the function binds once, a few assignments deep), not looking inside sanitizers
+def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression, depth: int = 0) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str, cst.BaseExpression | None]]:
+    """(operation, its argument, kind, the op inside a helper or None) for each unsafe op in a
+    branch, in the locals it is computed from (names the function binds once, a few assignments
+    deep) or in a helper function of this module that it calls, not looking inside sanitizers
     (`clamp(min=eps)`, a nested `where`, `nan_to_num`)."""
-    stack = [(branch, 0)]
+    stack = [(branch, depth)]
     seen: set[cst.CSTNode] = set()
     while stack:
-        node, depth = stack.pop()
+        node, level = stack.pop()
         if node in seen or _sanitizes(node):
             continue
         seen.add(node)
         if isinstance(node, cst.Name):
             value = single_assignment(module, node)
-            if value is not node and depth < FOLLOWED_LOCALS:
-                stack.append((value, depth + 1))
+            if value is not node and level < FOLLOWED_LOCALS:
+                stack.append((value, level + 1))
             continue
-        found = _unsafe(node)
+        found = _unsafe(module, node)
         if found is not None:
-            yield (node, *found)
-        stack.extend((child, depth) for child in children(node) if not isinstance(child, (cst.Lambda, cst.FunctionDef)))
+            yield (node, *found, None)
+        elif isinstance(node, cst.Call):
+            for argument, kind, inner in _helper_unsafe(module, node, level):
+                yield node, argument, kind, inner
+        stack.extend((child, level) for child in children(node) if not isinstance(child, (cst.Lambda, cst.FunctionDef)))
 
 
 def _sanitizes(node: cst.CSTNode) -> bool:
@@ -532,23 +568,29 @@ def _zero_lower_bound(clamp: cst.Call) -> bool:
     return False
 
 
-def _unsafe(node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-        name = node.func.attr.value
+# Where unsafe functions live: `torch.log(x)`, `th.sqrt(x)` (an alias), `from torch import log`.
+FUNCTION_NAMESPACES = frozenset({"torch", "torch.special", "math"})
+DIVISIONS = frozenset({"div", "true_divide", "divide"})
+
+
+def _unsafe(module: ParsedModule, node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
+    """(the argument whose singular point matters, kind) of an unsafe op: a call, a method, `/`, `**`."""
+    if isinstance(node, cst.Call):
         args = [a.value for a in node.args if a.keyword is None]
-        receiver_is_module = isinstance(node.func.value, (cst.Name, cst.Attribute)) and normalized_code(node.func.value) in ("torch", "th", "torch.special", "math")
-        operand = args[0] if receiver_is_module and args else node.func.value if not receiver_is_module else None
-        if operand is None:
+        qualified = module.qualified_name(node.func) or ""
+        namespace, _, name = qualified.rpartition(".")
+        if namespace in FUNCTION_NAMESPACES and args:
+            operand, rest = args[0], args[1:]  # `torch.log(x)`, `log(x)` imported from torch
+        elif isinstance(node.func, cst.Attribute) and (module.qualified_name(node.func.value) or "") not in FUNCTION_NAMESPACES:
+            name, operand, rest = node.func.attr.value, node.func.value, args  # `x.log()`
+        else:
             return None
-        rest = args[1:] if receiver_is_module else args
         if name in UNSAFE_CALLS and not rest:
             return operand, UNSAFE_CALLS[name]
         if name == "pow" and len(rest) == 1:
             kind = _power_kind(rest[0])
             return (operand, kind) if kind else None
-        if name in ("div", "true_divide", "divide") and receiver_is_module and len(args) >= 2:
-            return args[1], "zero"
-        if name in ("div", "true_divide", "divide") and not receiver_is_module and rest:
+        if name in DIVISIONS and rest:
             return rest[0], "zero"
         return None
     if isinstance(node, cst.BinaryOperation):
@@ -558,6 +600,27 @@ def _unsafe(node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
             kind = _power_kind(node.right)
             return (node.left, kind) if kind else None
     return None
+
+
+def _helper_unsafe(module: ParsedModule, call: cst.Call, depth: int) -> Iterator[tuple[cst.BaseExpression, str, cst.BaseExpression]]:
+    """(the call's argument, kind, the helper's op) for each unsafe op that a function of this
+    module (`def safe_log(x): return torch.log(x)`) applies to one of its parameters and returns."""
+    if not isinstance(call.func, cst.Name) or depth >= FOLLOWED_LOCALS or any(a.star for a in call.args):
+        return
+    helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == call.func.value), None)
+    if helper is None:
+        return
+    positional = [p.name.value for p in (*helper.params.posonly_params, *helper.params.params)]
+    arguments = {name: a.value for name, a in zip(positional, (a for a in call.args if a.keyword is None))}
+    arguments.update({a.keyword.value: a.value for a in call.args if a.keyword is not None})
+    for statement in walk(helper.body, into_functions=False):
+        if not isinstance(statement, cst.Return) or statement.value is None:
+            continue
+        for operation, argument, kind, _ in _unsafe_operations(module, statement.value, depth + 1):
+            for name, value in arguments.items():
+                sign = _guarded_sign(argument, name)
+                if sign:
+                    yield (value if sign > 0 else cst.UnaryOperation(cst.Minus(), value)), kind, operation
 
 
 def _power_kind(exponent: cst.BaseExpression) -> str | None:
@@ -643,11 +706,13 @@ SAFE_VALUE = {"zero": "1.0", "nonpositive": "1.0", "negative": "1.0", "minus_one
 
 def _message(found: UnsafeWhere) -> str:
     selection = found.selection
-    op = short_code(found.operation)
+    op = f"`{short_code(found.operation)}`"
+    if found.inner is not None:
+        op += f" (which computes `{short_code(found.inner)}`)"
     v = short_code(found.variable)
     condition = short_code(selection.condition)
     at = NAN_AT[(found.kind, found.sign)].format(v=v)
-    what = "masked_fill" if selection.call.func.attr.value.startswith("masked_fill") else "torch.where"
+    what = _selection_name(selection.call)
     safe = SAFE_VALUE[found.kind]
     safe_input = f"torch.where({condition}, {v}, {safe})" if found.in_true_branch else f"torch.where({condition}, {safe}, {v})"
     inputs = f"`{v}` gets"
@@ -655,7 +720,7 @@ def _message(found: UnsafeWhere) -> str:
         inputs = f"`{v}` and the numerator `{short_code(found.operation.left)}` get"
     library = " or F.elu/F.softplus" if found.kind == "large" else ""
     return (
-        f"`{op}` is evaluated on every element, also where {what} does not select it: at {at} its derivative "
+        f"{op} is evaluated on every element, also where {what} does not select it: at {at} its derivative "
         f"is {DERIVATIVE[found.kind]}, and {what}'s zero gradient times it is NaN, so {inputs} "
         f"a NaN gradient although the output is finite (whenever a gradient flows to `{v}`); compute the op on "
         f"a safe input, `{safe_input}` (the double-where), or clamp it away from the singular point{library}"
