@@ -43,6 +43,7 @@ def function(forward_body: str, backward_body: str, forward_params: str = "x", b
         "return x.mean(dim=-1, keepdim=True)",
         "return x.max(1)[0]",
         "return torch.max(x, dim=1).values",
+        "return torch.mean(input=x, dim=1)",
         "values, indices = x.min(-1)\nreturn values",
         "return x.flatten(1)",
         "return x.reshape(-1)",

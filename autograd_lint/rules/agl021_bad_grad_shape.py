@@ -187,14 +187,15 @@ def _helper_shape_change(scope, call: cst.Call, helper: cst.FunctionDef, inputs:
 
 
 def _receiver_and_args(call: cst.Call) -> tuple[cst.BaseExpression | None, list[cst.Arg]]:
-    """`x.sum(1)` -> (x, [1]); `torch.sum(x, 1)` -> (x, [1])."""
+    """`x.sum(1)` -> (x, [1]); `torch.sum(x, 1)` and `torch.sum(input=x, dim=1)` -> (x, [1])."""
     func = call.func
     if dotted_name(func.value) in TORCH_NAMESPACES:
         positional = [a for a in call.args if a.keyword is None and not a.star]
-        if not positional:
+        first = positional[0] if positional else next((a for a in call.args if a.keyword is not None and a.keyword.value == "input"), None)
+        if first is None:
             return None, []
-        rest = [a for a in call.args if a is not positional[0]]
-        return positional[0].value, rest
+        rest = [a for a in call.args if a is not first]
+        return first.value, rest
     return func.value, list(call.args)
 
 
