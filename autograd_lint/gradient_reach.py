@@ -16,6 +16,14 @@ the structure of the code rather than from names:
   a random sample, a detached or no-grad value); `reaches_output(node)` whether a value flows into a
   `return` as a differentiable value, not only as an index, a size, a comparison, a Python number,
   an integer result, a mask or sign factor of another differentiable term, or through an STE.
+- `holds_no_gradient(module, expr)`: nothing the value is computed from can require grad (numbers,
+  shapes, factories and grids, integer indices, detached values; a helper's parameter when this
+  module's functions only pass such values).
+- `feeds_only_non_differentiable(module, expr)`: every use of the value ends where no gradient flows
+  back (argmax, a comparison, an index, a new `nn.Parameter`, also through a constructor of this
+  module). Unlike `reaches_output`, a product with a differentiable term keeps the flow going.
+- `in_operator_implementation(module, node)`: the body of a registered operator (`custom_op`,
+  `register_decomposition`), which autograd never records.
 """
 
 from __future__ import annotations
