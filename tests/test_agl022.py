@@ -229,3 +229,10 @@ def test_recipe_confirms_custom_bwd_on_a_setup_context_function():
     builders = "[('MM.apply(<tensor>, <tensor>)', lambda s: [_agl_leaf((3, 3)), _agl_leaf((3, 3))])]"
     verdict, evidence = run_recipe(source + f"\n_agl_amp_recipe(MM.apply, {builders})\n")
     assert verdict == "confirmed" and "_fwd_used_autocast" in evidence, evidence
+
+
+def test_casting_only_the_returned_gradients_comes_too_late():
+    late = linear(backward_body="gx = g @ w\ngw = g.t() @ x\nreturn gx.to(x.dtype), gw.to(w.dtype)")
+    assert agl022(late) == [(forward_line(late), 9)]
+    inside = linear(backward_body="return g @ w.to(g.dtype), g.t() @ x.to(g.dtype)")
+    assert agl022(inside) == []

@@ -314,5 +314,16 @@ def _is_cast(node: cst.CSTNode) -> bool:
 
 
 def _casts_dtype(method: Method) -> bool:
-    """backward converts dtypes itself (`g.float()`, `w.to(g.dtype)`): the author handles mixed precision."""
-    return any(_is_cast(node) for node in walk(method.node.body, into_functions=False))
+    """backward converts dtypes itself before or inside its matmuls (`g = g.float()`, `g @ w.to(g.dtype)`):
+    the author handles mixed precision. Casting only the results (`return gx.to(x.dtype)`) comes too late:
+    the matmul has already mixed dtypes."""
+    nodes = list(walk(method.node.body, into_functions=False))
+    first_op = next((i for i, node in enumerate(nodes) if _is_low_precision_op_node(node)), len(nodes))
+    operands = {id(inner) for node in nodes if _is_low_precision_op_node(node) for inner in walk(node)}
+    return any(_is_cast(node) and (index < first_op or id(node) in operands) for index, node in enumerate(nodes))
+
+
+def _is_low_precision_op_node(node: cst.CSTNode) -> bool:
+    if type(node) is cst.BinaryOperation and type(node.operator) is cst.MatrixMultiply:
+        return True
+    return type(node) is cst.Call and (dotted_name(node.func) or method_name(node) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS
