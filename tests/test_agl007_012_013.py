@@ -445,3 +445,30 @@ _agl_save_non_tensor_recipe(Pow.apply, [("Pow.apply(<tensor>, 3)", lambda s: [_a
     verdict, evidence = run_recipe(code)
     assert verdict == "confirmed"
     assert "argument 1 is of type int (under torch.no_grad() the same call runs without error)" in evidence
+
+
+def test_forward_varargs_saved_with_a_number_from_a_call_site_is_flagged():
+    source = """
+import torch
+
+class Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, *args):
+        ctx.save_for_backward(x, *args)
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g * 2,) + (None,) * (len(ctx.saved_tensors) - 1)
+
+def with_tensor(x, w):
+    return Fn.apply(x, w)
+
+def with_number(x, w):
+    return Fn.apply(x, w, 0.5)
+"""
+    (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
+    assert (diagnostic.line, diagnostic.column) == (7, 35)
+    assert "holds `0.5` from the call `Fn.apply(x, w, 0.5)`" in diagnostic.message
+    assert "argument 2 is of type float" in diagnostic.message
+    assert found("AGL012", source.replace("Fn.apply(x, w, 0.5)", "Fn.apply(x, w, w)")) == []

@@ -15,7 +15,7 @@ from ..function_model import FunctionClass, Method, is_save_call
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, walk
+from ..syntax import code_of, dotted_name, short_code, walk
 from ..value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
 
 
@@ -40,13 +40,15 @@ class SaveForBackwardNonTensor(FunctionRule):
                 for call, arguments in _saved_arguments(module, method):
                     kinds = kinds or ValueKinds(function_class, method, module)
                     for position, arg, star in arguments:
+                        extra = None
                         if star:
-                            if not kinds.is_shape(arg):
+                            extra = _varargs_non_tensor(module, method, arg)
+                            if not kinds.is_shape(arg) and extra is None:
                                 continue  # `*tensors`: whatever the sequence holds
                         elif kinds.kind(arg) is not NON_TENSOR or _kind_tested(module, method, call, arg):
                             continue
                         subject = NonTensorSave(function_class, call, arg, position)
-                        yield Finding(arg, _message(kinds, arg, star, subject), subject=subject)
+                        yield Finding(arg, _message(kinds, arg, star, subject, extra), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply with float64 inputs that require grad, grad mode on: torch's own TypeError."""
@@ -75,6 +77,23 @@ def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst
         for node in walk(helper.body, into_functions=False):
             if isinstance(node, cst.Call) and (is_save_call(node, helper_ctx) or (isinstance(node.func, cst.Name) and node.func.value in helper_aliases)):
                 yield call, _expand(method, node.args, passed)
+
+
+def _varargs_non_tensor(module: ParsedModule, method: Method, arg: cst.BaseExpression) -> tuple[cst.Call, cst.BaseExpression, int] | None:
+    """For `*args` of forward's own `*args` parameter: a call site and the non-tensor it passes there
+    (`Fn.apply(x, 3)` to `forward(ctx, x, *args)`)."""
+    star = method.node.params.star_arg
+    if method.name != "forward" or not isinstance(star, cst.Param) or not isinstance(arg, cst.Name) or arg.value != star.name.value:
+        return None
+    caller = CallerKinds(module)
+    count = len(method.data_params)
+    for call in method.owner.apply_calls:
+        if any(a.star for a in call.args):
+            continue
+        for index, extra in enumerate([a.value for a in call.args if a.keyword is None][count:]):
+            if caller.kind(extra, call) is NON_TENSOR:
+                return call, extra, index
+    return None
 
 
 def _save_aliases(function: cst.FunctionDef, ctx: str | None) -> set[str]:
@@ -121,7 +140,7 @@ def _expand(method: Method, args, passed: dict[str, object]) -> list[Saved]:
         if arg.star == "*":
             elements = _display_elements(value, local, passed)
             if elements is None:
-                found.append((None, _substitute(value, passed), True))
+                found.append((position, _substitute(value, passed), True))  # where its first element lands
                 position = None
                 continue
             for element in elements:
@@ -290,11 +309,16 @@ def _literal_type(text: str | None) -> str:
     return type(value).__name__ if isinstance(value, (int, float, bool, str, list, tuple)) else "a non-tensor"
 
 
-def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave) -> str:
+def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None) -> str:
     shown = " ".join(code_of(arg).split())
     type_name = "int" if star else _type_of(kinds, arg)
     given = f"`*{shown}`, whose elements are ints" if star else f"`{shown}`, which is {_article(type_name)}"
     position = subject.position if subject.position is not None else "i"
+    if extra is not None:
+        call, value, index = extra
+        position = position + index if isinstance(position, int) else position
+        type_name = _literal_type(CallerKinds(kinds.module).literal(value, call)) if kinds.module is not None else "a non-tensor"
+        given = f"`*{shown}`, which holds `{short_code(value, 40)}` from the call `{short_code(call, 60)}`"
     torch_type = type_name if type_name in ("int", "float", "list", "tuple", "str", "bool", "torch.Size") else "<type>"
     return (
         f"save_for_backward is given {given}, not a tensor: "
