@@ -103,6 +103,9 @@ def test_agl008_ignores_forward_and_non_functions():
         ("from torch.distributed import all_reduce\nall_reduce(x)\nreturn x\n", "ctx, x", [(5, 9)]),
         ("from deepspeed import comm as dist\ndist.all_reduce(x.contiguous(), group=g)\nreturn x\n", "ctx, x, g", [(5, 9)]),
         ("from trainkit import comm\ncomm.broadcast(x, 0)\nreturn x\n", "ctx, x", [(5, 9)]),
+        # Through this module's own helper that writes its parameter with a tensor operation.
+        ("return _round_(x, 0.1)\n", "ctx, x", [(4, 16)]),
+        ("_track(x, handles)\nreturn x * 2\n", "ctx, x, handles", []),  # the helper fills a dict
         # Silent: marked dirty (even conditionally), rebound, non-tensor arguments, unknown marking.
         ("x.add_(1)\nctx.mark_dirty(x)\nreturn x\n", "ctx, x", []),
         ("if inplace:\n    ctx.mark_dirty(x)\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x, inplace=False", []),
@@ -118,7 +121,11 @@ def test_agl008_ignores_forward_and_non_functions():
     ],
 )
 def test_agl009_shapes(body, params, expected):
-    assert findings(forward_of(body, params), "AGL009") == expected
+    helpers = (
+        "\n\ndef _round_(t, step):\n    t.div_(step).round_().mul_(step)\n    return t\n"
+        "\n\ndef _track(t, handles):\n    handles['last'] = t\n"
+    )
+    assert findings(forward_of(body, params) + helpers, "AGL009") == expected
 
 
 def test_agl009_silent_when_setup_context_marks_dirty():

@@ -9,7 +9,7 @@ import libcst as cst
 from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
-from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, InplaceWrite
+from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..syntax import code_of, dotted_name, is_none, normalized_code, walk
@@ -51,7 +51,7 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
             return
         evidence = _tensor_evidence(module, forward)
         reported: set[str] = set()
-        for write, alias in AliasFlow(forward.node, roots, module.qualified_name).found:
+        for write, alias in AliasFlow(forward.node, roots, module.qualified_name, _HelperWrites(module)).found:
             if alias.root in reported or _self_copy(write):
                 continue
             needs_evidence = write.needs_array or isinstance(write.node, cst.Subscript) or alias.indexed
@@ -67,6 +67,34 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
         names = [p.name.value for p in function_class.forward.data_params]
         call = f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})"
         return recipe_harness(module, function_class, call)
+
+
+class _HelperWrites(CallTracking):
+    """`_quantize_(x, bits)` where this module's own function writes that parameter in place."""
+
+    def __init__(self, module: ParsedModule):
+        self.module = module
+        self._written: dict[cst.FunctionDef, frozenset[int]] = {}
+
+    def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
+        func = call.func
+        if not (isinstance(func, cst.Name) and func.value in self.module.functions.module_functions):
+            return
+        helper = self.module.functions.module_functions[func.value]
+        if helper not in self._written:
+            self._written[helper] = _tensor_written_parameters(self.module, helper)
+        positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        for position in sorted(self._written[helper]):
+            if position < len(positional) and not any(arg.star for arg in call.args):
+                yield InplaceWrite(call, positional[position], call)
+
+
+def _tensor_written_parameters(module: ParsedModule, helper: cst.FunctionDef) -> frozenset[int]:
+    """Positions of the helper's parameters it writes through a tensor operation (`t.mul_()`, a collective,
+    `out=t`): `handles[key] = work` on a dict parameter is not a tensor write."""
+    params = [p.name.value for p in helper.params.params]
+    flow = AliasFlow(helper, {name: Alias(name, TENSOR) for name in params}, module.qualified_name)
+    return frozenset(params.index(alias.root) for write, alias in flow.found if isinstance(write.node, (cst.Call, cst.Arg)) and not alias.indexed)
 
 
 def _is_output_buffer(param: cst.Param) -> bool:
