@@ -96,6 +96,8 @@ def test_look_alikes_are_silent(body):
         ("return torch.where(x > 0, x, alpha * torch.expm1(x))", 7, 42),
         ("return torch.where(x > 0, y / x[..., None], 0.0)", 7, 31),
         ("return torch.where(x > 0, torch.sqrt(torch.clamp(x, 0)), 0.0)", 7, 31),
+        ("nonempty = (x > 0).unsqueeze(-1)\nreturn torch.where(nonempty, y / x.unsqueeze(-1), 0.0)", 8, 34),
+        ("n = x.norm(dim=-1, keepdim=True)\nreturn torch.where(n.squeeze(-1)[..., None] > 0, y / n, 0.0)", 8, 54),
     ],
 )
 def test_shapes_real_code_uses(body, line, column):

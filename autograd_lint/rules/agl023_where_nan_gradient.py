@@ -291,12 +291,19 @@ def _ast_terminal(func: ast.AST) -> str | None:
 
 
 def _ast_operand_texts(nodes: list[ast.AST]) -> set[str]:
-    """Source of compared operands, and of `x` for `x.abs()` / `torch.abs(x)`."""
+    """Source of compared operands, and of `x` for `x.abs()` / `torch.abs(x)` and for what
+    `_unwrapping` sees through (`n.unsqueeze(-1)`, `n[..., None]`, `n.float()`)."""
     texts = set()
-    for node in nodes:
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
         texts.add(ast.unparse(node))
         if isinstance(node, ast.Call) and _ast_terminal(node.func) == "abs":
-            texts.update(ast.unparse(n) for n in [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])])
+            stack.extend([*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])])
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in VALUE_PRESERVING:
+            stack.append(node.func.value)
+        elif isinstance(node, ast.Subscript):
+            stack.append(node.value)
     return texts
 
 
@@ -369,8 +376,9 @@ def _selection_name(call: cst.Call) -> str:
 
 def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | None:
     for guard, judged_branches in _guards(module, selection.condition, negate=False):
-        # `bx = beta * x; torch.where(bx > t, x, torch.exp(beta * x))`: the local or its value
-        targets = {normalized_code(v): v for v in (guard.variable, single_assignment(module, guard.variable))}
+        # `bx = beta * x; torch.where(bx > t, x, torch.exp(beta * x))`: the local or its value;
+        # `n.squeeze(-1) > 0` guards `n`
+        targets = {normalized_code(v): v for v in _unwrapping(module, guard.variable)}
         branches = {True: (selection.when_true, _complement(guard.true_region)), False: (selection.when_false, guard.true_region)}
         for in_true_branch in judged_branches:
             branch, unselected = branches[in_true_branch]
@@ -397,10 +405,10 @@ def _guards(module: ParsedModule, condition: cst.BaseExpression, negate: bool, d
     A comparison alone tells about both. In `a & b` a false `a` makes the whole condition false, so
     where `a` fails the true branch is unselected: `a` tells about the true branch only (and in
     `a | b` about the false branch only). A negation swaps them."""
-    condition = single_assignment(module, condition)
+    condition = _unwrapped(module, condition)
     while isinstance(condition, cst.UnaryOperation) and isinstance(condition.operator, (cst.BitInvert, cst.Not)):
         negate = not negate
-        condition = single_assignment(module, condition.expression)
+        condition = _unwrapped(module, condition.expression)
     operands = _logical_operands(module, condition)
     if operands is not None and depth > 0:
         is_and, parts = operands
@@ -412,6 +420,27 @@ def _guards(module: ParsedModule, condition: cst.BaseExpression, negate: bool, d
     guard = _guard(module, condition, negate)
     if guard is not None:
         yield guard, BOTH
+
+
+def _unwrapped(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
+    return _unwrapping(module, expr)[-1]
+
+
+def _unwrapping(module: ParsedModule, expr: cst.BaseExpression, depth: int = 6) -> list[cst.BaseExpression]:
+    """`expr`, then the values behind it: through a local name bound once and through reshapes and
+    casts that keep every element (`(n > 0).unsqueeze(-1)`, `mask[..., None]`, `keep.bool()`)."""
+    chain = [expr]
+    for _ in range(depth):
+        inner = single_assignment(module, expr)
+        if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and (inner.func.attr.value in VALUE_PRESERVING or inner.func.attr.value == "bool"):
+            inner = inner.func.value
+        elif isinstance(inner, cst.Subscript) and all(_keeps_elements(element.slice) for element in inner.slice):
+            inner = inner.value
+        if inner is expr:
+            break
+        chain.append(inner)
+        expr = inner
+    return chain
 
 
 def _logical_operands(module: ParsedModule, expr: cst.BaseExpression) -> tuple[bool, list[cst.BaseExpression]] | None:
