@@ -544,7 +544,12 @@ class ValueKinds:
         """The module function (or the Function's own helper method) `call` calls, when followed."""
         if self.module is None or not self._follows_helpers:
             return None
-        return next((found for site, found in self.module.functions.called_functions(self.method) if site is call), None)
+        return self._helpers.get(id(call))
+
+    @cached_property
+    def _helpers(self) -> dict[int, cst.FunctionDef]:
+        """id(call) -> the module function it calls, for the method's calls (read once)."""
+        return {id(site): found for site, found in self.module.functions.called_functions(self.method)}
 
     def _torch_module(self, expr: cst.BaseExpression) -> str | None:
         """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose
