@@ -23,6 +23,7 @@ def agl003(source: str) -> list[tuple[int, int]]:
         ("return x * (x > threshold)", 12),  # a parameter: a setting
         ("keep = (x > 0).to(x.dtype)\n    return x * keep", 12),
         ("return torch.square(x * (x >= 0).double())", 25),
+        ("return x * (x < -1.0)", 12),  # zeroes -1 < x < 0 too: -0.0 there
     ],
 )
 def test_activations_on_a_gradient_path_are_reported(body, column):
@@ -59,6 +60,10 @@ def test_learned_threshold_from_module_state_is_an_activation():
         "def positions(n):\n    offsets = torch.arange(n) - n // 2\n    return offsets * (offsets > 0)\n",
         # a mask of another tensor
         "def masked(scores, mask):\n    return scores * (mask > 0)\n",
+        # the mask zeroes only values >= 0: x * 0 is +0.0 there
+        "def keep_negative(x):\n    return x * (x < 0)\n",
+        "def clip_high(x):\n    return x * x.le(1.0)\n",
+        "def clip_high(x):\n    return x * (2 >= x)\n",
     ],
 )
 def test_not_an_activation_on_a_gradient_path(source):

@@ -123,7 +123,7 @@ def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
             continue
         compared, threshold, comparison = found
         key = normalized_code(compared)
-        if key in plain and plain[key] is not factor and _constant_threshold(module, threshold, compared):
+        if key in plain and plain[key] is not factor and _constant_threshold(module, threshold, compared) and not _zeroes_only_non_negatives(comparison, compared, threshold):
             return plain[key], factor, comparison
     return None
 
@@ -147,6 +147,34 @@ def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst
                 return args[0], args[1], expr
             if len(args) == 1:
                 return expr.func.value, args[0], expr
+    return None
+
+
+KEEP_BELOW = frozenset({"lt", "le", "less", "less_equal"})
+
+
+def _zeroes_only_non_negatives(comparison: cst.BaseExpression, compared: cst.BaseExpression, threshold: cst.BaseExpression) -> bool:
+    """`x * (x < 0)`, `x * (x <= 1.0)`: the mask keeps the values below a threshold that is not
+    negative, so the elements it zeroes are >= 0 and `x * 0` is +0.0 there; the product differs
+    from the library op only for an infinite input, as any mask multiplication does."""
+    value = _literal_number(threshold)
+    if value is None or value < 0:
+        return False
+    if isinstance(comparison, cst.Comparison):
+        operator = comparison.comparisons[0].operator
+        below = isinstance(operator, (cst.LessThan, cst.LessThanEqual))
+        return below if comparison.left is compared else not below
+    name = comparison.func.attr.value if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) else ""
+    return name in KEEP_BELOW
+
+
+def _literal_number(expr: cst.BaseExpression) -> float | None:
+    negative = False
+    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+        negative ^= isinstance(expr.operator, cst.Minus)
+        expr = expr.expression
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        return -float(expr.evaluated_value) if negative else float(expr.evaluated_value)
     return None
 
 
