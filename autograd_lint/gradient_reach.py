@@ -153,23 +153,34 @@ def callers(module: ParsedModule, function: cst.FunctionDef) -> list[cst.Call]:
     `cls.f(...)` or `Owner.f(...)` for a method of class `Owner`."""
     name = function.name.value
     owner = module.parents.get(module.parents.get(function))
-    owner_name = owner.name.value if isinstance(owner, cst.ClassDef) else None
-    found = []
-    for node in module.parents:
-        if not isinstance(node, cst.Call):
-            continue
-        func = node.func
-        if owner_name is None and isinstance(func, cst.Name) and func.value == name:
-            found.append(node)
-        elif (
-            owner_name is not None
-            and isinstance(func, cst.Attribute)
-            and func.attr.value == name
-            and isinstance(func.value, cst.Name)
-            and func.value.value in ("self", "cls", owner_name)
-        ):
-            found.append(node)
-    return found
+    if not isinstance(owner, cst.ClassDef):
+        return [call for call in _calls_by_name(module).get(name, []) if isinstance(call.func, cst.Name)]
+    return [
+        call
+        for call in _calls_by_name(module).get(name, [])
+        if isinstance(call.func, cst.Attribute)
+        and isinstance(call.func.value, cst.Name)
+        and call.func.value.value in ("self", "cls", owner.name.value)
+    ]
+
+
+_CALL_INDEX: tuple[ParsedModule | None, dict[str, list[cst.Call]]] = (None, {})
+
+
+def _calls_by_name(module: ParsedModule) -> dict[str, list[cst.Call]]:
+    """The module's calls by the last name of their callee (`f` for `f(...)` and `self.f(...)`),
+    built once per module (an identity check, so a new module is never mistaken for the last)."""
+    global _CALL_INDEX
+    if _CALL_INDEX[0] is not module:
+        index: dict[str, list[cst.Call]] = {}
+        for node in module.parents:
+            if isinstance(node, cst.Call):
+                func = node.func
+                name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
+                if name is not None:
+                    index.setdefault(name, []).append(node)
+        _CALL_INDEX = (module, index)
+    return _CALL_INDEX[1]
 
 
 def is_integer_dtype(expr: cst.BaseExpression) -> bool:
@@ -404,7 +415,8 @@ class ValueFlow:
         design. The scale and offset the operand is divided or shifted by (`s` in `round(x / s) * s`)
         are no such other term: multiplying by them dequantizes."""
         scale_names = scale_names_of(self, operand) if operand is not None else frozenset()
-        operand_roots = (_read_names(operand) - scale_names) if operand is not None else frozenset()
+        operand_roots = _read_names(operand) if operand is not None else frozenset()
+        primary = primary_names_of(self, operand) if operand is not None else frozenset()
         pending = [(source, integer)]
         tainted: set[tuple[str, bool]] = set()
         while pending:
@@ -419,7 +431,7 @@ class ValueFlow:
                     break
                 if isinstance(parent, cst.AugAssign) and parent.value is node and not integer and isinstance(
                     parent.operator, (cst.MultiplyAssign, cst.AddAssign, cst.SubtractAssign)
-                ) and (isinstance(parent.operator, cst.MultiplyAssign) or _read_names(parent.target) & operand_roots) and self.carries_elementwise(parent.target, scale_names, reduced=operand_roots):
+                ) and (isinstance(parent.operator, cst.MultiplyAssign) or _read_names(parent.target) & primary) and self.carries_elementwise(parent.target, scale_names, reduced=operand_roots):
                     break  # `h *= mask`: a factor or offset of a differentiable term
                 names = self._bound_by(parent, node)
                 if names is not None:
@@ -428,13 +440,13 @@ class ValueFlow:
                             tainted.add((name, integer))
                             pending.extend((use, integer) for use in self._loads(name))
                     break
-                step = self._carries(parent, node, integer, scale_names, operand_roots)
+                step = self._carries(parent, node, integer, scale_names, operand_roots, primary)
                 if step is None:
                     break
                 node, integer = parent, step
         return None
 
-    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, integer: bool, scale_names: frozenset[str], operand_roots) -> bool | None:
+    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, integer: bool, scale_names: frozenset[str], operand_roots, primary) -> bool | None:
         """Whether `child`'s value flows into `parent`'s value: None if not, else whether the
         result is still integer-typed."""
         if isinstance(parent, cst.BinaryOperation):
@@ -443,9 +455,9 @@ class ValueFlow:
             other = parent.right if parent.left is child else parent.left
             if not integer and isinstance(parent.operator, cst.Multiply) and self.carries_elementwise(other, scale_names, reduced=operand_roots):
                 return None  # a mask or sign factor of a differentiable term: that term keeps its gradient
-            if not integer and isinstance(parent.operator, (cst.Add, cst.Subtract)) and _read_names(other) & operand_roots:
-                if self.carries_elementwise(other, scale_names, reduced=operand_roots):
-                    return None  # the operand itself beside its rounded part: the wrap or fraction keeps gradient 1
+            if isinstance(parent.operator, (cst.Add, cst.Subtract)) and _read_names(other) & primary:
+                if normalized_code(other) in primary or self.carries_elementwise(other, scale_names, reduced=operand_roots):
+                    return None  # the operand itself beside its rounded part (`x - 2*pi*floor(x/2*pi)`, `pos - pos.floor().long()`): slope 1
             if isinstance(parent.operator, cst.Divide):
                 return False
             if isinstance(parent.operator, cst.Multiply) and integer and self.carries_gradient(other):
@@ -571,19 +583,56 @@ class ValueFlow:
 
 
 def scale_names_of(flow: ValueFlow, operand: cst.CSTNode) -> frozenset[str]:
-    """The names a quantizer divides or shifts its input by before the op (`s` and `z` in
-    `round((x - z) / s)`, also through locals): its scale and offset, not the quantized data."""
+    """The names a quantizer scales or shifts its input by before the op (`s` and `z` in
+    `round(x / s + z)`, `round(clamp(h, lo, hi))` with `h = (x - z) / s`): the right-hand operands
+    of its arithmetic, not the quantized data on the left. Only the operand's elementwise
+    arithmetic is read, not what a reduction (`torch.norm(a - b)`) computes inside."""
     names: set[str] = set()
     pending, seen = [operand], set()
     while pending:
         expr = pending.pop()
-        for node in [expr, *walk(expr)]:
-            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.Subtract)):
-                names |= _read_names(node.right)
-            elif isinstance(node, cst.Name) and node.value not in seen:
-                seen.add(node.value)
-                pending.extend(flow.assigned_values(node.value))
+        if isinstance(expr, cst.BinaryOperation):
+            names |= _read_names(expr.right) - primary_names_of(flow, expr)
+            pending.extend([expr.left, expr.right])
+        elif isinstance(expr, cst.UnaryOperation):
+            pending.append(expr.expression)
+        elif isinstance(expr, cst.Call):
+            callee = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else (dotted_name(expr.func) or "").rsplit(".", 1)[-1]
+            if callee not in REDUCTIONS:
+                pending.extend(a.value for a in expr.args if a.keyword is None)
+                if isinstance(expr.func, cst.Attribute):
+                    pending.append(expr.func.value)
+        elif isinstance(expr, cst.Name) and expr.value not in seen:
+            seen.add(expr.value)
+            pending.extend(flow.assigned_values(expr.value))
     return frozenset(names)
+
+
+def primary_names_of(flow: ValueFlow, operand: cst.CSTNode) -> frozenset[str]:
+    """The data an op quantizes: the leftmost name of its operand's arithmetic (`x` in
+    `floor(x / (2 * pi))`, `mem` in `mem - threshold`, `h` in `clamp(h / s, 0, 255)`)."""
+    expr = operand
+    while True:
+        if isinstance(expr, cst.BinaryOperation):
+            expr = expr.left
+        elif isinstance(expr, cst.UnaryOperation):
+            expr = expr.expression
+        elif isinstance(expr, cst.Subscript):
+            expr = expr.value
+        elif isinstance(expr, cst.Call):
+            positional = [a.value for a in expr.args if a.keyword is None]
+            if isinstance(expr.func, cst.Attribute) and not (flow.module.qualified_name(expr.func) or "").startswith("torch."):
+                expr = expr.func.value  # `x.clamp(...)`, `(x / s).round()`
+            elif positional:
+                expr = positional[0]  # `torch.clamp(x / s, ...)`
+            else:
+                return frozenset()
+        elif isinstance(expr, cst.Attribute):
+            return frozenset(_read_names(expr))
+        elif isinstance(expr, cst.Name):
+            return frozenset({expr.value})
+        else:
+            return frozenset()
 
 
 def _read_names(expr: cst.CSTNode) -> frozenset[str]:

@@ -13,6 +13,7 @@ the module calls (their caller decides).
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Iterator
 
@@ -33,6 +34,7 @@ COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equa
 MASK_WRAPPERS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"})
 FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
+VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
 CONSTANT_FACTORIES = frozenset({"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"})
 # How far a helper's result is followed up through the helpers that call it, to a forward.
 CALLER_DEPTH = 3
@@ -74,7 +76,10 @@ class NonDifferentiableActivation(Rule):
 
     @classmethod
     def candidate(cls, tree) -> bool:
-        return activation_with_a_flagged_op(tree, _activation_like)
+        """With a forward in the file, any helper it may call is judged; without one, only
+        activation- or quantizer-like functions."""
+        has_forward = any(isinstance(node, ast.FunctionDef) and node.name == "forward" for node in ast.walk(tree))
+        return activation_with_a_flagged_op(tree, (lambda name: True) if has_forward else _activation_like)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         function_classes = {c.node for c in module.functions}
@@ -164,9 +169,10 @@ def _layer_arguments(module: ParsedModule, owner: cst.ClassDef) -> str:
 
 
 def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
-    """An `nn.Module`-style forward, or a function or method named like an activation or quantizer;
-    not a custom Function's method (its backward supplies the gradient), not a nested helper (its
-    caller is judged), not code that runs with gradients off, not an integer-by-design quantizer."""
+    """An `nn.Module`-style forward, or a module-level function or method a forward may call (it
+    is reported only through such a call, see `_training_use`); not a custom Function's method
+    (its backward supplies the gradient), not a nested helper (its caller is judged), not code that
+    runs with gradients off, not a quantizer that returns integer codes on purpose."""
     if gradient_disabled(module, function.body):
         return False
     owner = module.parents.get(module.parents.get(function))
@@ -177,7 +183,7 @@ def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes
             return True
     elif module.enclosing_function(function) is not None:
         return False
-    return _activation_like(function.name.value) and not _returns_integers(function)
+    return not _returns_integers(function)
 
 
 def _is_forward(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
@@ -249,7 +255,9 @@ class _Judge:
         if op in ZERO_GRADIENT_FUNCTIONS:
             return self._zero_gradient(op, operands[:1])
         if op == "one_hot":
-            if operands and self.flow.carries_gradient(operands[0]):
+            # A hard selection (`one_hot(scores.argmax(-1))`); a one-hot of ids, positions or
+            # counts encodes data that never had a gradient.
+            if operands and self._is_argmax_value(operands[0]) and self.flow.carries_gradient(operands[0]):
                 return "one_hot of an index has no gradient: the result is cut from the graph", True
             return None
         if op == "where" and len(operands) == 3:
@@ -294,6 +302,9 @@ class _Judge:
         return any(self.flow.carries_gradient(side) for side in sides)
 
     def _is_argmax_value(self, expr: cst.BaseExpression) -> bool:
+        """`x.argmax(-1)`, a local assigned one, or a view of either (`index.unsqueeze(-1)`)."""
+        while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS:
+            expr = expr.func.value
         if isinstance(expr, cst.Name):
             values = self.flow.assigned_values(expr.value)
             return bool(values) and all(_is_argmax(v) for v in values)
@@ -359,6 +370,8 @@ class _Judge:
 
 def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use) -> str:
     operand = _operand(node)
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("scatter", "scatter_"):
+        operand = node.args[1].value  # the argmax index, not the zeros it is scattered into
     fed = f"`{short_code(operand, 40)}`" if operand is not None else "its input"
     owner = module.parents.get(module.parents.get(function))
     name = f"{owner.name.value}.{function.name.value}" if isinstance(owner, cst.ClassDef) else function.name.value
