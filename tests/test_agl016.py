@@ -156,3 +156,21 @@ def test_module_and_distribution_draws_through_a_local_name():
     # No draw: a module that does not sample, a distribution's deterministic attributes.
     quiet = "sampler = torch.distributions.Normal(g, 1.0)\nact = torch.nn.ReLU()\nreturn act(g) * sampler.stddev"
     assert agl016(function(forward, quiet)) == []
+
+
+def test_a_dropout_module_kept_on_ctx_draws_in_both_passes():
+    source = HEADER + textwrap.dedent(
+        """\
+        class Drop(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, p):
+                ctx.drop = torch.nn.Dropout(p)
+                ctx.act = torch.nn.ReLU()
+                return ctx.drop(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return ctx.act(g) * ctx.drop(g), None
+        """
+    )
+    assert agl016(source) == [(len(source.splitlines()), 29)]

@@ -83,7 +83,7 @@ def _random_call(module: ParsedModule, node: cst.CSTNode, function: cst.Function
     to one in `function`), a `torch.distributions` object's `.sample()`."""
     if not isinstance(node, cst.Call):
         return False
-    constructed = _constructed(node.func, function)
+    constructed = _constructed(node.func, function) or _stored_on_ctx(module, node.func, function)
     if constructed is not None and _is_torch_class(module, constructed, "torch.nn.", RANDOM_MODULES_CLASSES):
         return True
     if isinstance(node.func, cst.Attribute) and node.func.attr.value in DISTRIBUTION_SAMPLES:
@@ -123,6 +123,24 @@ def _constructed(expr: cst.BaseExpression, function: cst.FunctionDef | None) -> 
         if len(nodes) == 1 and isinstance(nodes[0], cst.Assign) and isinstance(nodes[0].value, cst.Call):
             return nodes[0].value
     return None
+
+
+def _stored_on_ctx(module: ParsedModule, expr: cst.BaseExpression, function: cst.FunctionDef | None) -> cst.Call | None:
+    """`ctx.drop(g)` where a method of the same class set `ctx.drop = nn.Dropout(p)` (the only value it gets)."""
+    if function is None or not (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and function.params.params):
+        return None
+    if expr.value.value != function.params.params[0].name.value:
+        return None  # not the method's ctx (its first parameter)
+    owner = next((a for a in module.ancestors(function) if isinstance(a, cst.ClassDef)), None)
+    if owner is None:
+        return None
+    values = [
+        node.value for method in owner.body.body if isinstance(method, cst.FunctionDef)
+        for node in walk(method.body) if isinstance(node, cst.Assign)
+        for target in node.targets if isinstance(target.target, cst.Attribute) and target.target.attr.value == expr.attr.value
+        and isinstance(target.target.value, cst.Name) and method.params.params and target.target.value.value == method.params.params[0].name.value
+    ]
+    return values[0] if len(values) == 1 and isinstance(values[0], cst.Call) else None
 
 
 def _is_torch_class(module: ParsedModule, call: cst.Call, prefix: str, names: frozenset[str]) -> bool:
