@@ -472,3 +472,19 @@ def with_number(x, w):
     assert "holds `0.5` from the call `Fn.apply(x, w, 0.5)`" in diagnostic.message
     assert "argument 2 is of type float" in diagnostic.message
     assert found("AGL012", source.replace("Fn.apply(x, w, 0.5)", "Fn.apply(x, w, w)")) == []
+
+
+def test_function_without_a_backward_here_reports_only_its_output():
+    source = """
+import torch
+
+class Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor):
+        ctx.x = x
+        ctx.y = torch.exp(x)
+        out = x * 2
+        ctx.out = out
+        return out
+"""
+    assert found("AGL007", source) == [(10, 9)]

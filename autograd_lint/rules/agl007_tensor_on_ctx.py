@@ -126,7 +126,7 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
         shown = " ".join(code_of(element).split())
         if role == OUTPUT:
             found.append((0, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown)))
-        elif role == INPUT and VALUE in uses and reads.differentiable(_input_position(kinds, element)):
+        elif role == INPUT and uses is not None and VALUE in uses and reads.differentiable(_input_position(kinds, element)):
             source = _root_name(kinds, _aliased_input(kinds, element)) or ""
             found.append((1, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, source=source)))
         elif role == INTERMEDIATE and uses is not None and not uses:
