@@ -153,6 +153,24 @@ def _mentions(node: cst.CSTNode, name: str) -> bool:
     return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
 
 
+# Tensor methods and torch functions whose result is an integer or bool tensor.
+INTEGER_RESULTS = frozenset(
+    {
+        "long", "int", "short", "byte", "char", "bool", "argmax", "argmin", "argsort", "nonzero", "searchsorted",
+        "bucketize", "randint", "randperm", "isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not",
+        "logical_xor", "eq", "ne", "gt", "ge", "lt", "le", "signbit", "isclose",
+    }
+)
+INTEGER_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "int", "short", "bool"})
+
+
+def _integer_dtype(expr: cst.BaseExpression) -> bool:
+    """`torch.int32`, `torch.long`, `torch.bool`..."""
+    name = dotted_name(expr) or ""
+    head, _, attr = name.rpartition(".")
+    return head == "torch" and attr in INTEGER_DTYPES
+
+
 def _position_in(target: cst.BaseExpression, name: str) -> int | None:
     """The index of `name` in a flat unpacking target `a, b, c` (None when starred or nested)."""
     if not isinstance(target, (cst.Tuple, cst.List)):
@@ -345,6 +363,37 @@ class ValueKinds:
         if isinstance(expr, cst.FormattedString):
             return NON_TENSOR
         return UNKNOWN
+
+    def is_integer(self, expr: cst.BaseExpression, depth: int = 0) -> bool:
+        """Whether `expr` is an integer or bool tensor (no gradient, no grad_fn): an index from
+        `argmax`/`argsort`/`nonzero`, a `.long()`/`.int()`/`.bool()` cast, a `dtype=torch.int32`
+        constructor, a comparison mask, or a local bound only to such values."""
+        if depth > 4:
+            return False
+        if isinstance(expr, cst.Comparison):
+            return not any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.In, cst.NotIn)) for c in expr.comparisons)
+        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.BitInvert):
+            return self.is_integer(expr.expression, depth + 1)
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.BitAnd, cst.BitOr, cst.BitXor)):
+            return self.is_integer(expr.left, depth + 1) and self.is_integer(expr.right, depth + 1)
+        if isinstance(expr, cst.Name):
+            nodes = self._local.get(expr.value, [])
+            return bool(nodes) and all(
+                isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and self.is_integer(n.value, depth + 1)
+                for n in nodes
+            )
+        if not isinstance(expr, cst.Call):
+            return False
+        for arg in expr.args:
+            if arg.keyword is not None and arg.keyword.value == "dtype":
+                return _integer_dtype(arg.value)
+        func = expr.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        if name in INTEGER_RESULTS:
+            return isinstance(func, cst.Attribute)
+        if name in ("to", "type") and expr.args and expr.args[0].keyword is None:
+            return _integer_dtype(expr.args[0].value)
+        return False
 
     def input_index(self, expr: cst.BaseExpression) -> int | None:
         """i for `inputs[i]` in setup_context (a literal, non-negative index)."""

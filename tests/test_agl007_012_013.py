@@ -89,6 +89,9 @@ def test_tensor_on_ctx_is_flagged(body, params, call, backward):
         ("t = torch.tanh(x)\nctx.cache = (t, 2)\nreturn t * 2", "x", "t, k = ctx.cache\n        return g * (1 - t * t) * k"),
         # an input backward never reads: it stays alive with its caller anyway
         ("ctx.x = x\nreturn x.clone()", "x", "return g"),
+        # outputs without grad_fn: integer results and outputs marked non-differentiable (no cycle)
+        ("idx = x.argmax(-1)\nctx.idx = idx\nreturn x.clone(), idx", "x", "return g.scatter(-1, ctx.idx, g)"),
+        ("y = x * 2\nctx.mark_non_differentiable(y)\nctx.y = y\nreturn y", "x", "return g * ctx.y"),
         # ctx handed to a helper: what it reads is not known, and an intermediate is not reported
         ("ctx.m = x > 0\nreturn x.clone()", "x", "return _grad(ctx, g)"),
     ],

@@ -143,10 +143,23 @@ def _role(kinds: ValueKinds, reads: "_BackwardReads", value: cst.BaseExpression)
     if isinstance(value, cst.Name):
         name = value.value
         if name in kinds.output_names and (kind is TENSOR or kinds.is_whole_output(name)):
+            if kinds.is_integer(value) or name in _non_differentiable(kinds.method):
+                return None  # an output without grad_fn (indices, masks): no cycle, nothing to check
             return OUTPUT
     if _aliased_input(kinds, value) is not None:
         return INPUT if kind is TENSOR or reads.always_differentiable(_input_position(kinds, value)) else None
     return INTERMEDIATE if kind is TENSOR else None
+
+
+def _non_differentiable(method: Method) -> set[str]:
+    """Names passed to `ctx.mark_non_differentiable(...)` in the method."""
+    ctx = method.ctx_name
+    found = set()
+    for node in walk(method.node.body, into_functions=False):
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "mark_non_differentiable":
+            if isinstance(node.func.value, cst.Name) and node.func.value.value == ctx:
+                found |= {a.value.value for a in node.args if isinstance(a.value, cst.Name)}
+    return found
 
 
 def _aliased_input(kinds: ValueKinds, value: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> cst.BaseExpression | None:
