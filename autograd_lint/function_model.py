@@ -185,6 +185,8 @@ class FunctionClass:
     forward_references: list[cst.Attribute] = field(default_factory=list)
     # `Cls(...)(x)`: an instance called (the legacy API).
     instance_calls: list[cst.Call] = field(default_factory=list)
+    # `self.quant = Cls()` ... `self.quant(x)`, `grl = Cls(0.5)` ... `grl(x)`: (the call, the creation).
+    stored_instance_calls: list[tuple[cst.Call, cst.Call]] = field(default_factory=list)
     # A subclass in this module is applied, so this class's backward may run through it.
     subclass_applied: bool = False
     # Calls of module-level functions that apply this class with their own parameters.
@@ -254,7 +256,7 @@ class FunctionClass:
     @property
     def applied_here(self) -> bool:
         """This module applies the class (`.apply`, an alias, a partial) or calls an instance of it."""
-        return bool(self.apply_references or self.partial_applies or self.instance_calls)
+        return bool(self.apply_references or self.partial_applies or self.instance_calls or self.stored_instance_calls)
 
     @cached_property
     def outputs_non_differentiable(self) -> bool:
@@ -325,6 +327,7 @@ class FunctionModel:
         if self.classes:
             self._find_apply_calls()
             self._find_wrapper_calls()
+            self._find_stored_instance_calls()
             for function_class in self.classes:
                 if function_class.applied_here:
                     for base in _ancestors(function_class):
@@ -343,6 +346,16 @@ class FunctionModel:
                 method = function_class.own_methods.get(name)
                 if method is not None:
                     yield method
+
+    def reachable_backwards(self) -> Iterator[Method]:
+        """Every class's own backward/vjp that autograd can call (`FunctionClass.backward_reachable`):
+        what rules about backward's body judge."""
+        for function_class in self.classes:
+            if function_class.backward_reachable:
+                for name in BACKWARD_METHODS:
+                    method = function_class.own_methods.get(name)
+                    if method is not None:
+                        yield method
 
     def by_name(self, name: str) -> FunctionClass | None:
         for function_class in self.classes:
@@ -473,6 +486,35 @@ class FunctionModel:
                 and func.value.value in by_name
             ):
                 by_name[func.value.value].direct_calls.append(call)
+
+    def _find_stored_instance_calls(self) -> None:
+        """Instances kept in a name or on `self` and called later (the legacy `self.grl = GRL(l)` then
+        `self.grl(x)`): a name is matched in its own function (or the module), `self.<attr>` in its class."""
+        stored: dict[tuple[cst.CSTNode | None, str], tuple[FunctionClass, cst.Call]] = {}
+        for function_class in self.classes:
+            for creation in function_class.instantiations:
+                parent = self.module.parents.get(creation)
+                if not (isinstance(parent, cst.Assign) and len(parent.targets) == 1 and parent.value is creation):
+                    continue
+                key = self._instance_key(parent.targets[0].target)
+                if key is not None:
+                    stored[key] = (function_class, creation)
+        if not stored:
+            return
+        for node in self.module.parents:
+            if type(node) is cst.Call:
+                key = self._instance_key(node.func)
+                if key in stored:
+                    function_class, creation = stored[key]
+                    function_class.stored_instance_calls.append((node, creation))
+
+    def _instance_key(self, target: cst.BaseExpression) -> tuple[cst.CSTNode | None, str] | None:
+        if isinstance(target, cst.Name):
+            return self.module.enclosing_function(target), target.value
+        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == "self":
+            owner = next((a for a in self.module.ancestors(target) if isinstance(a, cst.ClassDef)), None)
+            return owner, f"self.{target.attr.value}"
+        return None
 
     def _find_wrapper_calls(self) -> None:
         """Module-level functions whose body applies a Function once, and the module's calls of them."""

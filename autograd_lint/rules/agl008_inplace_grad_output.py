@@ -8,7 +8,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
-from ..function_model import BACKWARD_METHODS, Method
+from ..function_model import Method
 from ..inplace import TENSOR, TENSORS, Alias, AliasFlow
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
@@ -26,7 +26,7 @@ class InplaceGradOutput(FunctionRule):
     summary = "backward modifies an incoming gradient in place without a prior clone"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for method in module.functions.methods_named(*BACKWARD_METHODS):
+        for method in module.functions.reachable_backwards():
             yield from self._check_method(module, method)
 
     def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:

@@ -20,7 +20,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
-from ..function_model import BACKWARD_METHODS, FunctionClass, Method
+from ..function_model import FunctionClass, Method
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
@@ -92,17 +92,15 @@ class MissingOnceDifferentiable(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         extensions = second_derivatives = None
-        for function_class in module.functions:
-            for name in BACKWARD_METHODS:
-                method = function_class.own_methods.get(name)
-                if method is None or _once_differentiable(module, method):
-                    continue
-                if extensions is None:
-                    extensions, second_derivatives = _ExtensionNames(module), _second_derivative_use(module)
-                found = _BackwardFlow(module, method, extensions, second_derivatives).first_exit()
-                if found is not None:
-                    node, what = found
-                    yield Finding(node, _message(function_class, method, node, what), subject=function_class)
+        for method in module.functions.reachable_backwards():
+            if _once_differentiable(module, method):
+                continue
+            if extensions is None:
+                extensions, second_derivatives = _ExtensionNames(module), _second_derivative_use(module)
+            found = _BackwardFlow(module, method, extensions, second_derivatives).first_exit()
+            if found is not None:
+                node, what = found
+                yield Finding(node, _message(method.owner, method, node, what), subject=method.owner)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """A gradient penalty through the Function: the second-order gradient autograd computes
