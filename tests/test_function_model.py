@@ -294,3 +294,34 @@ def test_wrapper_calls_map_keyword_and_default_arguments_to_apply_positions():
     assert [code(first.argument(i)) for i in range(4)] == ["16", "points", "None", "True"]
     assert [code(second.argument(i)) for i in range(4)] == ["8", "points", "centers", "False"]
     assert first.argument(4) is None
+
+
+def test_stored_instances_called_later_are_instance_calls():
+    functions = model(
+        """
+        import torch
+        class Sign(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.sign()
+        class Layer(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.binarize = Sign()
+            def forward(self, x):
+                return self.binarize(x)
+        class Other(torch.nn.Module):
+            def forward(self, x):
+                return self.binarize(x)  # another class's attribute of the same name
+        def run(x):
+            op = Sign()
+            return op(x)
+        """
+    )
+    sign = functions.by_name("Sign")
+    assert [code_line(functions, call) for call, _ in sign.stored_instance_calls] == [12, 18]
+    assert sign.applied_here and not sign.used_as_namespace
+
+
+def code_line(functions, node) -> int:
+    return functions.module.position(node).start.line

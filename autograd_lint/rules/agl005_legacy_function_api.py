@@ -95,6 +95,15 @@ class LegacyFunctionApi(FunctionRule):
 
     def _instance_uses(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
         name = function_class.name
+        if _calls_are_torchs(function_class):
+            for call, creation in function_class.stored_instance_calls:
+                yield Finding(
+                    call,
+                    f"`{short_code(call)}` calls a {name} instance created by `{short_code(creation)}`: torch raises "
+                    f"'Legacy autograd function with non-static forward method is deprecated. Please use new-style "
+                    f"autograd function with static forward method.'; call `{name}.apply(...)` with every value as an argument",
+                    subject=LegacyUse(function_class, "instance-call", _constructor_arguments(creation)),
+                )
         for creation in function_class.instantiations:
             if module.functions.enclosing(creation) is function_class:
                 continue  # the class building itself (a factory classmethod)
