@@ -205,7 +205,8 @@ def _training_use(module: ParsedModule, function: cst.FunctionDef, function_clas
         if owner in function_classes:
             continue
         flow = ValueFlow(module, caller)
-        if not any(flow.carries_gradient(arg.value) for arg in call.args):
+        # `quantize_weight(self)`: the module itself carries its parameters
+        if not any(flow.carries_gradient(arg.value) or dotted_name(arg.value) == "self" for arg in call.args):
             continue
         if flow.reaches_output(call, operand=call) is None:
             continue

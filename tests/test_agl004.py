@@ -1,0 +1,91 @@
+"""AGL004 non-differentiable-activation: which helper uses are reported, and what the message says."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from autograd_lint import Config, lint_source
+
+HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
+
+QUANTIZE = """
+def quantize(w, scale):
+    return torch.round(w / scale) * scale
+"""
+
+
+def agl004(source: str):
+    return lint_source(HEADER + textwrap.dedent(source), "case.py", Config(select=("AGL004",)))
+
+
+def layer(forward_body: str) -> str:
+    return QUANTIZE + "\n\nclass QLinear(nn.Linear):\n    def forward(self, x):\n" + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8) + "\n"
+
+
+def test_helper_used_as_a_value_by_a_forward_is_reported_with_the_consequence_and_the_fix():
+    found = agl004(layer("return F.linear(x, quantize(self.weight, 0.1), self.bias)"))
+    assert [(d.line, d.column) for d in found] == [(7, 12)]
+    message = found[0].message
+    assert "reaches what `quantize` returns, which `QLinear.forward` uses as a value" in message
+    assert "`w / scale` and every weight before it get no gradient" in message
+    assert "matters if they are learnable" in message
+    assert "x + (q - x).detach()" in message and "autograd.Function" in message
+
+
+@pytest.mark.parametrize(
+    "forward_body",
+    [
+        # a straight-through estimator in the caller, in three spellings
+        "w = self.weight\nreturn F.linear(x, w + (quantize(w, 0.1) - w).detach(), self.bias)",
+        "q = quantize(self.weight, 0.1)\nreturn F.linear(x, q + self.weight - self.weight.detach(), self.bias)",
+        "q = quantize(self.weight, 0.1)\nreturn F.linear(x, (q - self.weight).detach() + self.weight, self.bias)",
+        # the helper only sees values without a gradient
+        "return F.linear(x, quantize(self.weight.detach(), 0.1), self.bias)",
+        "with torch.no_grad():\n    w = quantize(self.weight, 0.1)\nreturn F.linear(x, w, self.bias)",
+        # its result is only an index or a Python number
+        "step = int(quantize(self.weight, 0.1).abs().max())\nreturn F.linear(x, self.weight, self.bias) * step",
+    ],
+)
+def test_helper_results_that_lose_no_gradient_are_silent(forward_body):
+    assert agl004(layer(forward_body)) == []
+
+
+def test_a_helper_nothing_in_the_file_calls_is_silent():
+    assert agl004(QUANTIZE) == []
+
+
+def test_helper_reached_through_another_helper_is_reported_naming_the_forward():
+    source = QUANTIZE + textwrap.dedent(
+        """
+
+        def quantize_weight(layer):
+            return quantize(layer.weight, 0.05)
+
+
+        class QConv(nn.Conv2d):
+            def forward(self, x):
+                return F.conv2d(x, quantize_weight(self), self.bias)
+        """
+    )
+    found = agl004(source)
+    assert [(d.line, d.column) for d in found] == [(7, 12)]
+    assert "which `QConv.forward` uses as a value" in found[0].message
+
+
+def test_integer_output_of_a_forward_is_silent_until_made_float_again():
+    source = """
+    class Bucketize(nn.Module):
+        def forward(self, x):
+            return (x * 10).long()
+
+
+    class Posterize(nn.Module):
+        def forward(self, x):
+            levels = (x * 10).long()
+            return levels.float() / 10
+    """
+    found = agl004(source)
+    assert [(d.line, d.column) for d in found] == [(13, 18)]
+    assert "reaches what `Posterize.forward` returns" in found[0].message
