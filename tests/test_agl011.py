@@ -312,3 +312,34 @@ def test_flag_read_into_a_local_is_followed():
     )
     assert lint(source.format(flag="False")) == []
     assert lint(source.format(flag="True")) == [("AGL011", 12, 23)]
+
+
+STORED_OPTIONAL = """
+class F(Function):
+    @staticmethod
+    def forward(ctx, x, scale=None):
+        ctx.scale = scale
+        ctx.save_for_backward(x)
+        return x if scale is None else x * scale
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if ctx.scale is None:
+            return g, None
+        return g * ctx.scale, (g * x).sum()
+
+{calls}
+"""
+
+
+@pytest.mark.parametrize(
+    "calls, expected",
+    [
+        ("y = F.apply(torch.ones(2), None)", []),  # the None path returns None
+        ("y = F.apply(torch.ones(2), torch.ones(()))", []),  # a tensor: its gradient is fine
+        ("y = F.apply(torch.ones(2), 0.5)", [("AGL011", 14, 31)]),  # a number takes the gradient path
+    ],
+)
+def test_return_past_an_is_none_test_of_a_stored_input_follows_the_call_sites(calls, expected):
+    assert lint(STORED_OPTIONAL.format(calls=calls)) == expected

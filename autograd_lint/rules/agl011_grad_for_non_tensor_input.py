@@ -160,23 +160,32 @@ def _unpacked_inputs(method: Method, count: int) -> dict[str, int]:
     return found
 
 
-def _takes_branch(shape: CallShape, conditions: list[tuple[int, bool]]) -> bool:
-    """Whether the call shape surely takes the branches a return sits in (`if ctx.sigmoid:` with the
-    call's `sigmoid` spelled out); a flag the source does not spell out is the caller's choice."""
-    for position, wanted in conditions:
+TRUTH, IS_NONE = "truth", "is None"
+Condition = tuple[int, str, bool]  # (input position, TRUTH or IS_NONE, the answer the path needs)
+
+
+def _takes_branch(shape: CallShape, conditions: list[Condition]) -> bool:
+    """Whether the call shape surely takes the path to a return (`if ctx.sigmoid:` with the call's
+    `sigmoid` spelled out, past `if ctx.scale is None: return ..., None` with a number passed); a flag
+    the source does not spell out is the caller's choice."""
+    for position, test, wanted in conditions:
         if position >= len(shape.inputs):
             return False
         bound = shape.inputs[position]
-        if bound.kind is NONE:
-            truth = False
+        if test == IS_NONE:
+            if bound.kind is UNKNOWN:
+                return False
+            answer = bound.kind is NONE
+        elif bound.kind is NONE:
+            answer = False
         elif bound.spelled and bound.values:
             try:
-                truth = bool(ast.literal_eval(bound.values[0]))
+                answer = bool(ast.literal_eval(bound.values[0]))
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 return False
         else:
             return False
-        if truth is not wanted:
+        if answer is not wanted:
             return False
     return True
 
@@ -367,27 +376,57 @@ class _Backward:
                     return True
         if isinstance(element, cst.Name):
             for binding in self.bound.get(element.value, []):
-                if any(self._guard_test(node.test, name, position) for node in self._enclosing_ifs(binding)):
+                around_return = set(self._enclosing_ifs(returned))
+                if any(
+                    self._guard_test(node.test, name, position)
+                    or (node not in around_return and self._flag_test(node.test, self.flags, True) is not None)
+                    for node in self._enclosing_ifs(binding)
+                ):  # a value computed only under a test of the input, or of a flag the return is not under
                     return True
         return False
 
-    def flag_conditions(self, returned: cst.Return, flags: dict[str, int]) -> list[tuple[int, bool]]:
-        """(input position, truth wanted) for each enclosing `if ctx.flag:` / `if not ctx.flag:` (or
-        its else) whose flag forward stored from an input."""
+    def flag_conditions(self, returned: cst.Return, flags: dict[str, int]) -> list[Condition]:
+        """The tests of stored flags (`ctx.flag = flag` in forward) on the path to `returned`: each
+        enclosing `if ctx.flag:` / `if not ctx.flag:` / `if ctx.flag is None:` (or its else), and each
+        earlier such `if` whose body returns (the path goes on only when its test fails)."""
         found = []
         child: cst.CSTNode = returned
+        ancestors = []
         for ancestor in self.module.ancestors(returned):
             if ancestor is self.method.node:
                 break
+            ancestors.append(ancestor)
             if isinstance(ancestor, cst.If):
-                test, wanted = ancestor.test, ancestor.body is child
-                if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-                    test, wanted = test.expression, not wanted
-                test = self._flag_local(test)
-                if isinstance(test, cst.Attribute) and isinstance(test.value, cst.Name) and test.value.value == self.ctx and test.attr.value in flags:
-                    found.append((flags[test.attr.value], wanted))
+                condition = self._flag_test(ancestor.test, flags, ancestor.body is child)
+                if condition is not None:
+                    found.append(condition)
             child = ancestor
+        for node in self.ifs:
+            if node in ancestors or not self.module.comes_before(node, returned) or self.module.parents.get(node) not in ancestors:
+                continue
+            if any(isinstance(n, (cst.Return, cst.Raise)) for n in walk(node.body, into_functions=False)):
+                condition = self._flag_test(node.test, flags, False)
+                if condition is not None:
+                    found.append(condition)
         return found
+
+    def _flag_test(self, test: cst.BaseExpression, flags: dict[str, int], wanted: bool) -> Condition | None:
+        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            test, wanted = test.expression, not wanted
+        kind = TRUTH
+        if isinstance(test, cst.Comparison) and len(test.comparisons) == 1 and is_none(test.comparisons[0].comparator):
+            operator = test.comparisons[0].operator
+            if not isinstance(operator, (cst.Is, cst.IsNot)):
+                return None
+            test, kind, wanted = test.left, IS_NONE, wanted if isinstance(operator, cst.Is) else not wanted
+        attribute = self._flag_attribute(test)
+        return (flags[attribute.attr.value], kind, wanted) if attribute is not None else None
+
+    def _flag_attribute(self, test: cst.BaseExpression) -> cst.Attribute | None:
+        test = self._flag_local(test)
+        if isinstance(test, cst.Attribute) and self._is_flag(test):
+            return test
+        return None
 
     def _flag_local(self, test: cst.BaseExpression) -> cst.BaseExpression:
         """`use_sigmoid` bound once to `ctx.sigmoid` stands for it."""
@@ -427,7 +466,7 @@ class _Backward:
                 return True
             if isinstance(node, cst.Attribute) and word.search(node.attr.value) and id(node.attr) not in flag_names:
                 return True
-            if isinstance(node, cst.Comparison) and any(
+            if isinstance(node, cst.Comparison) and self._flag_attribute(node.left) is None and any(
                 isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator) for c in node.comparisons
             ):
                 return True
@@ -445,9 +484,13 @@ def _names_in(target: cst.BaseExpression) -> Iterator[str]:
 # ---- message and harness ----
 
 
-def _branch(names: tuple[str, ...], conditions: list[tuple[int, bool]]) -> str:
-    """` with `learn=True`, which takes this branch`: the flags the call passes that lead to the return."""
-    shown = ", ".join(f"`{names[i]}` {'true' if wanted else 'false'}" for i, wanted in conditions if i < len(names))
+def _branch(names: tuple[str, ...], conditions: list[Condition]) -> str:
+    """` with `learn` true, which selects this return`: the flags the call passes that lead to the return."""
+    shown = ", ".join(
+        f"`{names[i]}` {('None' if wanted else 'not None') if test == IS_NONE else ('true' if wanted else 'false')}"
+        for i, test, wanted in conditions
+        if i < len(names)
+    )
     return f" with {shown}, which selects this return" if shown else ""
 
 
