@@ -225,16 +225,18 @@ def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
 class _ScopeFacts:
     """What the prefilter needs from one scope: a torch `where` call, compared texts, unsafe-op arguments."""
 
-    def __init__(self, helpers: frozenset[str] = frozenset()) -> None:
-        self.helpers = helpers  # the module's own functions: an unsafe op may sit in one
+    def __init__(self) -> None:
         self.has_where = False
         self.compared: set[str] = set()
         self.arguments: set[str] = set()
+        self.called: dict[str, set[str]] = {}  # `f(x)` -> {"x"}: arguments of calls by a plain name
 
     def merge(self, other: "_ScopeFacts") -> None:
         self.has_where |= other.has_where
         self.compared |= other.compared
         self.arguments |= other.arguments
+        for name, texts in other.called.items():
+            self.called.setdefault(name, set()).update(texts)
 
     def may_report(self) -> bool:
         return self.has_where and not self.compared.isdisjoint(self.arguments)
@@ -249,8 +251,10 @@ class _ScopeFacts:
                 self.has_where = self.has_where or not _is_array_library_call(node.func)
             elif name in COMPARISON_METHODS:
                 self.compared.update(_ast_operand_texts(operands))
-            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide") or (isinstance(node.func, ast.Name) and name in self.helpers):
-                self.arguments.update(_ast_argument_texts(operands + [k.value for k in node.keywords]))
+            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
+                self.arguments.update(_ast_argument_texts(operands))
+            elif isinstance(node.func, ast.Name):
+                self.called.setdefault(name, set()).update(_ast_argument_texts([*node.args, *(k.value for k in node.keywords)]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             self.arguments.update(_ast_argument_texts([node.right]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -263,15 +267,14 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 def _any_scope_may_report(tree: ast.AST) -> bool:
     """One pass over the tree. A function's (or lambda's) facts include those of the functions nested
     in it; the module's scope is what lies outside every function."""
-    helpers = frozenset(n.name for n in getattr(tree, "body", []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts(helpers)}
+    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts()}
     outer: dict[ast.AST, ast.AST] = {}
     order: list[ast.AST] = []
     stack = [(tree, tree)]
     while stack:
         node, scope = stack.pop()
         if node is not scope and isinstance(node, _SCOPES):
-            facts[node], outer[node] = _ScopeFacts(helpers), scope
+            facts[node], outer[node] = _ScopeFacts(), scope
             order.append(node)
             scope = node
         facts[scope].add(node)
@@ -279,6 +282,12 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
     for function in reversed(order):  # inner functions come after the ones containing them
         if outer[function] is not tree:
             facts[outer[function]].merge(facts[function])
+    # A call of one of the module's functions that contains an unsafe op (`safe_log(x)`) passes its
+    # arguments to that op, for all the prefilter can tell.
+    unsafe_helpers = {f.name for f in order if outer[f] is tree and not isinstance(f, ast.Lambda) and facts[f].arguments}
+    for scope in facts.values():
+        for name in unsafe_helpers & scope.called.keys():
+            scope.arguments |= scope.called[name]
     return any(f.may_report() for f in facts.values())
 
 
