@@ -45,6 +45,8 @@ SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
 # The methods torch itself calls on a Function (the others are the author's helpers).
 FUNCTION_PROTOCOL = frozenset({"forward", "backward", "setup_context", "vjp", "jvp", "vmap", "apply"})
+# checkpoint()'s own keyword arguments: not passed on to the checkpointed function.
+CHECKPOINT_OPTIONS = frozenset({"use_reentrant", "preserve_rng_state", "determinism_check", "debug", "context_fn"})
 # Decorators that leave forward's signature and backward's return value as written.
 TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differentiable", "custom_fwd", "custom_bwd"})
 
@@ -177,7 +179,7 @@ class FunctionClass:
     # `Cls(...)`: the class instantiated (legacy API), and `Cls.forward(...)` / `Cls.backward(...)`.
     instantiations: list[cst.Call] = field(default_factory=list)
     direct_calls: list[cst.Call] = field(default_factory=list)
-    # `functools.partial(Cls.apply, a)(x)`: (the call, the positional arguments apply receives).
+    # `functools.partial(Cls.apply, a)(x)`, `checkpoint(Cls.apply, x, w)`: (the call, the arguments apply receives).
     partial_applies: list[tuple[cst.Call, tuple[cst.Arg, ...]]] = field(default_factory=list)
     # Every `Cls.apply` / `cls.apply` in the module, called or handed on (`checkpoint(Cls.apply, x)`).
     apply_references: list[cst.Attribute] = field(default_factory=list)
@@ -440,6 +442,7 @@ class FunctionModel:
         by_name = {c.name: c for c in self.classes}
         aliases: dict[str, FunctionClass] = {}
         partials: dict[str, tuple[FunctionClass, tuple[cst.Arg, ...]]] = {}
+        attribute_aliases: dict[tuple[cst.CSTNode | None, str], FunctionClass] = {}
         calls: list[cst.Call] = []
         for node in self.module.parents:
             kind = type(node)
@@ -453,6 +456,10 @@ class FunctionModel:
                     continue
                 owner = self._apply_owner(node.value, by_name)
                 bound = self._partial_apply(node.value, by_name)
+                if owner is not None and isinstance(targets[0], cst.Attribute):
+                    key = self._instance_key(targets[0])  # `self.fn = Fn.apply` in __init__
+                    if key is not None:
+                        attribute_aliases[key] = owner
                 for target in assigned_names(targets[0]) if isinstance(targets[0], cst.Name) else ():
                     if owner is not None:
                         aliases[target.value] = owner
@@ -462,8 +469,14 @@ class FunctionModel:
             owner = self._apply_owner(call.func, by_name)
             if owner is None and isinstance(call.func, cst.Name):
                 owner = aliases.get(call.func.value)
+            if owner is None and attribute_aliases and isinstance(call.func, cst.Attribute):
+                owner = attribute_aliases.get(self._instance_key(call.func))
             if owner is not None:
                 owner.apply_calls.append(call)
+                continue
+            applied = self._checkpointed_apply(call, by_name)  # checkpoint(Cls.apply, x, w)
+            if applied is not None:
+                applied.partial_applies.append((call, tuple(arg for arg in call.args[1:] if arg.keyword is None)))
                 continue
             bound = self._partial_apply(call.func, by_name)  # partial(Cls.apply, a)(x)
             if bound is None and isinstance(call.func, cst.Name):
@@ -556,6 +569,15 @@ class FunctionModel:
             owner.apply_references.append(attribute)
         else:
             owner.forward_references.append(attribute)
+
+    def _checkpointed_apply(self, call: cst.Call, by_name: dict[str, FunctionClass]) -> FunctionClass | None:
+        """`checkpoint(Cls.apply, x, w)` (torch.utils.checkpoint and look-alikes): apply receives the rest."""
+        if not call.args or (self.module.qualified_name(call.func) or "").rsplit(".", 1)[-1] != "checkpoint":
+            return None
+        owner = self._apply_owner(call.args[0].value, by_name)
+        if owner is None or any(arg.star or (arg.keyword is not None and arg.keyword.value not in CHECKPOINT_OPTIONS) for arg in call.args[1:]):
+            return None  # a keyword the checkpoint passes on to apply: positions unknown
+        return owner
 
     def _partial_apply(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> tuple[FunctionClass, tuple[cst.Arg, ...]] | None:
         """`functools.partial(Cls.apply, a, b)`: the class and the arguments it binds first."""

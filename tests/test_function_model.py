@@ -325,3 +325,24 @@ def test_stored_instances_called_later_are_instance_calls():
 
 def code_line(functions, node) -> int:
     return functions.module.position(node).start.line
+
+
+def test_attribute_aliases_and_checkpointed_apply_are_application_sites():
+    functions = model(
+        """
+        import torch
+        from torch.utils.checkpoint import checkpoint
+        class Mul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w, scale=1.0):
+                return x * w * scale
+        class Block(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.mul = Mul.apply
+            def forward(self, x, w):
+                return self.mul(x, w) + checkpoint(Mul.apply, x, w, 2.0, use_reentrant=False)
+        """
+    )
+    mul = functions.by_name("Mul")
+    assert [len(args) for _, args in mul.apply_sites()] == [2, 3]

@@ -75,7 +75,7 @@ class BackwardArityMismatch(FunctionRule):
         if call is not None:
             text += f" at the call `{short_code(call, 60)}`"
             bound = next((len(args) - len(call.args) for site, args in function_class.partial_applies if site is call), 0)
-            if bound:
+            if bound > 0:
                 text += f" (after the {bound} argument{'s' if bound != 1 else ''} functools.partial binds first)"
         text += f": torch raises 'function {name}Backward returned an incorrect number of gradients (expected {expected}, got {got})'"
         if returned.is_list:
