@@ -424,9 +424,9 @@ def _backward_time_setting(module: ParsedModule, function_class: FunctionClass, 
     applying = _applying_functions(module, function_class)
     if all(w.function in setters and w.function not in applying for w in found):
         return True
-    if "." not in chain:
-        return False
     root = chain.split(".")[0]
+    if "." not in chain or root == function_class.name:
+        return False  # the Function's own class: a counter backward keeps there says nothing of its settings
     derivatives = {m.node for name, m in function_class.own_methods.items() if name in DERIVATIVE_METHODS}
     return any(w.function in derivatives and w.chain.split(".")[0] == root for w in writes.writes)
 
