@@ -29,7 +29,7 @@ INTEGER_CASTS = frozenset({"int", "long", "short", "bool", "byte", "char"})
 INDEX_PRODUCERS = frozenset(
     {"argmax", "argmin", "argsort", "nonzero", "searchsorted", "bucketize", "multinomial", "randperm", "isnan",
      "isinf", "isfinite", "logical_and", "logical_or", "logical_not", "logical_xor", "eq", "ne", "gt", "ge", "lt",
-     "le", "randint", "unique_consecutive", "bincount", "count_nonzero", "isin", "signbit"}
+     "le", "randint", "count_nonzero", "isin", "signbit"}
 )
 # Calls that keep the dtype of their receiver (or first argument): views, copies, device moves.
 DTYPE_PRESERVING = frozenset(
