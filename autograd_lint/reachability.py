@@ -128,8 +128,12 @@ class _OutputKinds:
         if name is None:
             return False
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
-        if name in ("to", "type") and positional and (dotted_name(positional[0]) or "").startswith("torch."):
-            return _is_integer_dtype(positional[0])
+        if name in ("to", "type") and isinstance(func, cst.Attribute):
+            dtypes = [p for p in positional if (dotted_name(p) or "").startswith("torch.")]
+            if dtypes:
+                return _is_integer_dtype(dtypes[-1])
+            if not all(_is_device(p) for p in positional):
+                return False  # `.to(other)` takes other's dtype
         if name in INTEGER_CASTS and not positional and isinstance(func, cst.Attribute):
             return True
         if name in INDEX_PRODUCERS:
@@ -160,6 +164,15 @@ def _values_and_indices(value: cst.BaseExpression | None) -> bool:
         on_module = isinstance(func, cst.Attribute) and _is_module(func.value)
         return len(value.args) >= (2 if on_module else 1) or any(a.keyword is not None and a.keyword.value == "dim" for a in value.args)
     return True
+
+
+def _is_device(expr: cst.BaseExpression) -> bool:
+    """`"cuda"`, `x.device`, `device`, `torch.device(...)`: a device, not a dtype."""
+    if isinstance(expr, cst.BaseString):
+        return True
+    if isinstance(expr, cst.Call):
+        return (dotted_name(expr.func) or "").endswith("device")
+    return "device" in (dotted_name(expr) or "").rsplit(".", 1)[-1]
 
 
 def _is_module(expr: cst.BaseExpression) -> bool:

@@ -187,6 +187,9 @@ def _reachable(source: str) -> dict[str, bool]:
         ("idx = x.argmax(-1)\n        return idx, x * 2", True),
         ("return kernels.nms(x)", True),  # nothing says the extension's result is an integer tensor
         ("return x.to(torch.float16)", True),
+        ("idx = x.argmax(-1)\n        return idx.to(x.device)", False),
+        ("idx = x.argmax(-1)\n        return idx.to(x.device, torch.float32)", True),
+        ("idx = x.argmax(-1)\n        return idx.to(x)", True),  # takes x's dtype
     ],
 )
 def test_backward_is_unreachable_when_no_output_can_require_grad(forward_body, reachable):
