@@ -160,6 +160,12 @@ def test_message_through_a_helper_names_the_helpers_op():
     assert diagnostic.message.startswith("`_log(x)` (which computes `torch.log(v)`) is evaluated on every element")
 
 
+def test_guard_on_a_local_holding_a_scaled_input_alone_in_its_file():
+    # nothing else in the file passes the prefilter: it must follow `bx` to `beta * x` itself
+    source = "import torch\n\ndef f(x, beta=2.0):\n    bx = beta * x\n    return torch.where(bx > 20, x, torch.log1p(torch.exp(beta * x)) / beta)\n"
+    assert [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))] == [(5, 48)]
+
+
 def test_numpy_where_is_not_torch():
     source = "import numpy as np\n\ndef f(x):\n    return np.where(x > 0, np.log(x), 0.0)\n"
     assert lint_source(source, "case.py", Config(select=("AGL023",))) == []

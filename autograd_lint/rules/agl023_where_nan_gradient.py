@@ -230,6 +230,7 @@ class _ScopeFacts:
         self.compared: set[str] = set()
         self.arguments: set[str] = set()
         self.called: dict[str, set[str]] = {}  # `f(x)` -> {"x"}: arguments of calls by a plain name
+        self.assigned: dict[str, set[str]] = {}  # `bx = beta * x` -> {"beta * x", ...}: what a guarded local holds
 
     def merge(self, other: "_ScopeFacts") -> None:
         self.has_where |= other.has_where
@@ -237,12 +238,24 @@ class _ScopeFacts:
         self.arguments |= other.arguments
         for name, texts in other.called.items():
             self.called.setdefault(name, set()).update(texts)
+        for name, texts in other.assigned.items():
+            self.assigned.setdefault(name, set()).update(texts)
 
     def may_report(self) -> bool:
-        return self.has_where and not self.compared.isdisjoint(self.arguments)
+        if not self.has_where:
+            return False
+        compared, pending = set(self.compared), list(self.compared)
+        while pending:  # the rule follows a guarded local to its value (`_unwrapping`)
+            for text in self.assigned.get(pending.pop(), ()):
+                if text not in compared:
+                    compared.add(text)
+                    pending.append(text)
+        return not compared.isdisjoint(self.arguments)
 
     def add(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Compare):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            self.assigned.setdefault(node.targets[0].id, set()).update(_ast_operand_texts([node.value]))
+        elif isinstance(node, ast.Compare):
             self.compared.update(_ast_operand_texts([node.left, *node.comparators]))
         elif isinstance(node, ast.Call):
             name = _ast_terminal(node.func)
