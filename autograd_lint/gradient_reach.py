@@ -1033,3 +1033,15 @@ def in_operator_implementation(module: ParsedModule, node: cst.CSTNode) -> bool:
             if short in OPERATOR_REGISTRATIONS or qualified.startswith("torch.library."):
                 return True
     return False
+
+
+def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
+    """Inside `forward` (or `setup_context`) of a custom `torch.autograd.Function`: forward runs with
+    recording off, so none of its ops is differentiated; the gradient is what backward returns."""
+    function = module.enclosing_function(node)
+    while function is not None:
+        owner = module.parents.get(module.parents.get(function))
+        if function.name.value in ("forward", "setup_context") and isinstance(owner, cst.ClassDef) and owner in module.functions.by_node:
+            return True
+        function = module.enclosing_function(function)
+    return False

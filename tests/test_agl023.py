@@ -131,6 +131,9 @@ def test_message_names_the_numerator_of_a_division():
         "def f(x):\n    m = torch.where(x > 0, torch.log(x), 0.0)\n    return m.argmax(-1)\n",
         "def f(x):\n    s = torch.where(x > 0, 1 / x, 0.0)\n    return nn.Parameter(s)\n",
         '@torch.library.custom_op("mylib::safe_log", mutates_args=())\ndef f(x: torch.Tensor) -> torch.Tensor:\n    return torch.where(x > 0, torch.log(x), 0.0)\n',
+        "class SafeLog(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n"
+        "        return torch.where(x > 0, torch.log(x), 0.0)\n\n    @staticmethod\n    def backward(ctx, g):\n"
+        "        (x,) = ctx.saved_tensors\n        return g * (x > 0) / x.clamp(min=1e-12)\n",
     ],
 )
 def test_no_gradient_through_the_where_is_silent(source):

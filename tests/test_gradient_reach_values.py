@@ -7,7 +7,7 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.gradient_reach import feeds_only_non_differentiable, holds_no_gradient, in_operator_implementation
+from autograd_lint.gradient_reach import feeds_only_non_differentiable, holds_no_gradient, in_function_forward, in_operator_implementation
 from autograd_lint.module import ParsedModule
 from autograd_lint.syntax import walk
 
@@ -94,3 +94,15 @@ def test_in_operator_implementation(decorator, expected):
     module = ParsedModule(source, "case.py")
     where = next(n for n in walk(module.tree) if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "where")
     assert in_operator_implementation(module, where) is expected
+
+
+def test_in_function_forward():
+    source = (
+        "import torch\n\n\nclass Fn(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
+        "        return torch.where(x > 0, x, 0.0)\n\n    @staticmethod\n    def backward(ctx, g):\n"
+        "        return torch.where(g > 0, g, 0.0)\n\n\nclass Layer(torch.nn.Module):\n    def forward(self, x):\n"
+        "        return torch.where(x > 0, x, 0.0)\n"
+    )
+    module = ParsedModule(source, "case.py")
+    wheres = [n for n in walk(module.tree) if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "where"]
+    assert [in_function_forward(module, w) for w in wheres] == [True, False, False]

@@ -14,7 +14,7 @@ import libcst as cst
 from ..confirm.expression import expression_function, single_assignment
 from ..confirm.harness import Harness
 from ..diagnostic import Severity
-from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
+from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..syntax import children, code_of, normalized_code, short_code, walk
@@ -210,14 +210,16 @@ def _terminal_name(func: cst.BaseExpression) -> str | None:
 
 def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
     """The NaN is made in backward, when a gradient (even a zero one) flows through the selection
-    into the op: not when the code runs with recording off, in an optimizer step or in a registered
-    operator's implementation (autograd uses the operator's formula), when nothing
-    the op reads can require grad (counts from integer indices, a grid from `linspace`), or when
-    the selection's result only feeds non-differentiable uses (an argmax, a comparison, a new
-    `nn.Parameter`). An in-place `masked_fill_` result lives on in its receiver, whose uses are
-    not followed."""
+    into the op: not when the code runs with recording off, in an optimizer step, in a registered
+    operator's implementation or in a custom Function's forward (autograd applies their own
+    gradient formula), when nothing the op reads can require grad (counts from integer indices, a
+    grid from `linspace`), or when the selection's result only feeds non-differentiable uses (an
+    argmax, a comparison, a new `nn.Parameter`). An in-place `masked_fill_` result lives on in its
+    receiver, whose uses are not followed."""
     call = found.selection.call
-    if gradient_disabled(module, call) or in_operator_implementation(module, call) or holds_no_gradient(module, found.operation):
+    if gradient_disabled(module, call) or in_operator_implementation(module, call) or in_function_forward(module, call):
+        return True
+    if holds_no_gradient(module, found.operation):
         return True
     return not _terminal_name(call.func).endswith("_") and feeds_only_non_differentiable(module, call)
 
