@@ -51,12 +51,15 @@ def _published_status():
     """benchmarks/ecosystem.py's status-line builder and the figures it last published."""
     import importlib.util
     import json
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     spec = importlib.util.spec_from_file_location("ecosystem", root / "benchmarks" / "ecosystem.py")
     ecosystem = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ecosystem)
+    sys.modules.setdefault("ecosystem", ecosystem)  # its dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["ecosystem"])
+    ecosystem = sys.modules["ecosystem"]
     return ecosystem, json.loads((root / "benchmarks" / "ecosystem_results.json").read_text()), root
 
 
