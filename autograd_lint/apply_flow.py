@@ -73,9 +73,11 @@ def caller_writes(
     by_scope: dict[cst.CSTNode, list[_Applied]] = {}
     for function_class in classes:
         applied = [_Applied(function_class, call) for call in function_class.apply_calls]
-        for call, arguments in function_class.partial_applies:  # `partial(Fn.apply, a)(x)`: x is apply's argument 1
-            bound = len(arguments) - len(call.args)
-            applied.append(_Applied(function_class, call, None, tuple((p, p - bound) for p in range(bound, len(arguments)))))
+        # `partial(Fn.apply, a)(x)`: x is apply's argument 1; `checkpoint(Fn.apply, x)`: x is its argument 0.
+        for call, arguments in function_class.partial_applies:
+            shift = _positional_count(arguments) - _positional_count(call.args)
+            positions = tuple((p, p - shift) for p in range(max(shift, 0), _positional_count(arguments)))
+            applied.append(_Applied(function_class, call, None, positions))
         for applied_call in applied + list(_wrapper_calls(module, function_class)):
             call = applied_call.call
             scope = module.enclosing_function(call) or module.tree
@@ -276,6 +278,10 @@ class _ApplyTracking(CallTracking):
             found = frozenset(attr for attr, assigned in values.items() if all(self._inplace_module(v) for v in assigned))
             self._inplace_attributes[owner] = found
         return found
+
+
+def _positional_count(args) -> int:
+    return sum(1 for arg in args if arg.keyword is None and not arg.star)
 
 
 def _positional_names(call: cst.Call) -> dict[int, str]:

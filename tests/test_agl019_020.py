@@ -354,3 +354,9 @@ def test_agl019_partial_of_apply_shifts_the_argument_positions():
     assert caller_findings("y = by_two(x, w)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
     assert caller_findings("y = scaled(x)\nx.add_(1)\nreturn y\n", functions=functions) == []
     assert caller_findings("y = functools.partial(Exp.apply)(x)\ny.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
+
+
+def test_agl019_checkpointed_apply_maps_the_arguments_after_the_function():
+    functions = SAVES + "\nfrom torch.utils.checkpoint import checkpoint\n"
+    assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
+    assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nw.add_(1)\nreturn y\n", functions=functions) == []
