@@ -44,6 +44,8 @@ def _defines_function_subclass(tree: ast.AST) -> bool:
             return True
         if isinstance(node, ast.Assign) and "Function" in (_terminal(node.value) or ""):
             return True  # `Fn = torch.autograd.Function`, then `class X(Fn)`
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "Function" and alias.asname for alias in node.names):
+            return True  # `from torch.autograd import Function as AutogradFn`, then `class X(AutogradFn)`
     return False
 
 

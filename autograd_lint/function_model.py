@@ -26,8 +26,8 @@ TORCH_FUNCTION_BASES = frozenset(
     }
 )
 # A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
-# through a module-level alias of torch's Function.
-FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b")
+# through a module-level alias of torch's Function (`Fn = Function`, `from torch.autograd import Function as Fn`).
+FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w")
 _last_trigger_answer: tuple[str | None, bool] = (None, False)
 
 

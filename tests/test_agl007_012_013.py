@@ -491,3 +491,24 @@ class Fn(torch.autograd.Function):
         return out
 """
     assert found("AGL007", source) == [(10, 9)]
+
+
+def test_function_imported_under_another_name_is_checked():
+    source = """
+import torch
+from torch.autograd import Function as AutogradFn
+
+class Quant(AutogradFn):
+    @staticmethod
+    def forward(ctx, x, bits):
+        ctx.save_for_backward(x, bits)
+        return torch.round(x * 2 ** bits)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+def quantize(x):
+    return Quant.apply(x, bits=4)
+"""
+    assert found("AGL012", source) == [(8, 34)]
