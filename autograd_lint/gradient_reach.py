@@ -891,17 +891,23 @@ def _use_step(module: ParsedModule, parent: cst.CSTNode | None, node: cst.CSTNod
     return False
 
 
-def _loads_of(module: ParsedModule, statement: cst.CSTNode, names: list[cst.Name], seen: set) -> list[cst.Name]:
+def _loads_of(module: ParsedModule, statement: cst.CSTNode, names: list[cst.Name], seen: set) -> list[cst.Name] | bool:
+    """Where the function reads these names; False when a nested function or lambda reads one
+    (a closure: what it does with the value is not followed)."""
     function = module.enclosing_function(statement)
     scope = function if function is not None else module.tree
+    body = scope.body if function is not None else scope
     loads = []
     for name in names:
         if (scope, name.value) in seen:
             continue
         seen.add((scope, name.value))
-        for node in walk(scope.body if function is not None else scope, into_functions=False):
+        for node in walk(body, into_functions=False):
             if isinstance(node, cst.Name) and node.value == name.value and _is_load(module, node):
                 loads.append(node)
+        nested = [n for n in walk(body, into_functions=False) if isinstance(n, (cst.FunctionDef, cst.Lambda))]
+        if any(isinstance(n, cst.Name) and n.value == name.value for inner in nested for n in walk(inner)):
+            return False
     return loads
 
 

@@ -60,6 +60,7 @@ def test_holds_no_gradient(source, expected):
         ("def f(x):\n    subject = x / 2\n    return nn.Parameter(subject)\n", True),
         ("def f(x, out):\n    subject = x / 2\n    out.copy_(subject)\n", False),
         ("def f(x):\n    subject = x / 2\n    return x[subject.long()]\n", True),
+        ("def f(x):\n    subject = x / 2\n    scale = lambda y: y * subject\n    return scale(x).argmax()\n", False),  # a closure reads it
         # a constructor of this module that wraps its argument in nn.Parameter detaches it
         (
             "class Line(nn.Module):\n    def __init__(self, slope):\n        super().__init__()\n"
