@@ -74,6 +74,7 @@ def last_line(source: str) -> int:
         ("sin = functools.partial(Sin.apply)\ndef f(t):\n    return sin(t).sum()\ny = grad(f)(x)", 5),
         ("class Probe:\n    def loss(self, t):\n        return Sin.apply(t).sum()\n    def run(self, x):\n        return grad(self.loss)(x)", 16),
         ("class Net(torch.nn.Module):\n    def forward(self, t):\n        return Sin.apply(t).sum()\nnet = Net()\ny = grad(net)(x)", 5),
+        ("class Probe:\n    def __init__(self):\n        self.fn = Sin.apply\n    def run(self, x):\n        return vmap(self.fn)(x)", 16),
     ],
 )
 def test_old_style_under_any_transform_is_flagged(use, column):

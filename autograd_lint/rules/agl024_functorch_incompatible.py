@@ -211,14 +211,23 @@ def _unwrap_partial(expr: cst.CSTNode) -> cst.CSTNode:
     return expr
 
 
-def _method_of_self(module: ParsedModule, target: cst.Attribute) -> cst.FunctionDef | None:
-    """`self.loss_fn` inside a method: the method of that name in the enclosing class."""
+def _method_of_self(module: ParsedModule, target: cst.Attribute) -> cst.FunctionDef | cst.Assign | None:
+    """`self.loss_fn` inside a method: the method of that name in the enclosing class, or the one
+    assignment the class makes to it (`self.quant = Quant.apply` in `__init__`)."""
     if not (isinstance(target.value, cst.Name) and target.value.value == "self"):
         return None
     owner = next((a for a in module.ancestors(target) if isinstance(a, cst.ClassDef)), None)
     if owner is None:
         return None
-    return next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == target.attr.value), None)
+    method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == target.attr.value), None)
+    if method is not None:
+        return method
+    assigned = [
+        node for node in walk(owner.body) if isinstance(node, cst.Assign) and len(node.targets) == 1
+        and isinstance(node.targets[0].target, cst.Attribute) and node.targets[0].target.attr.value == target.attr.value
+        and isinstance(node.targets[0].target.value, cst.Name) and node.targets[0].target.value.value == "self"
+    ]
+    return assigned[0] if len(assigned) == 1 else None
 
 
 def _module_forward(module: ParsedModule, value: cst.CSTNode) -> cst.FunctionDef | None:
