@@ -31,6 +31,11 @@ def test_activations_on_a_gradient_path_are_reported(body, column):
     assert agl003(source) == [(len(body.splitlines()) + 4, column)]
 
 
+def test_in_place_mask_multiplication_is_reported():
+    # the statement's own value is discarded, but the product lives on in `x`
+    assert agl003("def act(x):\n    x.mul_(x > 0)\n    return x\n") == [(2, 5)]
+
+
 def test_learned_threshold_from_module_state_is_an_activation():
     source = """
         import torch.nn as nn

@@ -76,7 +76,7 @@ class HandwrittenPiecewiseActivation(Rule):
             match = _self_mask(module, factors)
             if match is None:
                 continue
-            value, mask, comparison = match
+            value, _, comparison = match
             if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
                 continue
             yield Finding(node, _message(node, value, comparison), subject=value)
@@ -113,9 +113,9 @@ def _is_mul_call(module: ParsedModule, call: cst.Call) -> bool:
 
 
 def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
-    """(value, mask, comparison) when one factor is a comparison of another factor with a constant
-    threshold (optionally cast), inline or through a local name assigned once
-    (`mask = (x > 0).float(); x * mask`)."""
+    """(value, mask, comparison) when one factor is a comparison of another factor with a threshold
+    that is a setting (optionally cast), inline or through a local name assigned once
+    (`mask = (x > 0).float(); x * mask`), and the mask zeroes negative values."""
     plain = {normalized_code(f): f for f in factors if not isinstance(f, cst.BaseNumber)}
     for factor in factors:
         found = _compared_value(module, single_assignment(module, factor))
@@ -255,8 +255,8 @@ def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.CSTNode
     another term turns -0.0 into that term, and the gradient of `x * (x > 0)` is ReLU's."""
     if gradient_disabled(module, node) or in_operator_implementation(module, node) or holds_no_gradient(module, value):
         return False
-    if isinstance(node, cst.AugAssign):
-        return True
+    if isinstance(node, cst.AugAssign) or (isinstance(node, cst.Call) and node.func.attr.value.endswith("_")):
+        return True  # in place: the product lives on in the multiplied tensor
     return not _only_summed(module, node) and not feeds_only_non_differentiable(module, node)
 
 
