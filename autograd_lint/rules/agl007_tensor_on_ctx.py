@@ -56,9 +56,8 @@ class CtxTensor:
     function_class: FunctionClass
     method: Method
     attribute: str
-    role: str  # INPUT, OUTPUT or INTERMEDIATE
+    role: str  # INPUT, OUTPUT or INTERMEDIATE (an intermediate is reported only when backward never reads it)
     value: str  # the stored tensor's source
-    unread: bool = False  # backward never reads it
     source: str = ""  # for an input's view or alias: the input it shows
 
 
@@ -66,7 +65,7 @@ class TensorOnCtx(FunctionRule):
     code = "AGL007"
     name = "tensor-on-ctx"
     severity = Severity.WARNING
-    summary = "a tensor backward needs is stored as ctx.name = ... instead of with save_for_backward"
+    summary = "a tensor is stored as ctx.name = ... instead of with save_for_backward"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in module.functions:
@@ -130,7 +129,7 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
             source = _root_name(kinds, _aliased_input(kinds, element)) or ""
             found.append((1, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, source=source)))
         elif role == INTERMEDIATE and uses is not None and not uses:
-            found.append((2, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, unread=True)))
+            found.append((2, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown)))
     return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
