@@ -37,7 +37,7 @@ class SaveForBackwardNonTensor(FunctionRule):
         for function_class in module.functions:
             for method in function_class.saving_methods():
                 kinds: ValueKinds | None = None
-                for call, arguments in _saved_arguments(module, method):
+                for call, arguments, helper in _saved_arguments(module, method):
                     kinds = kinds or ValueKinds(function_class, method, module)
                     for position, arg, star in arguments:
                         extra = None
@@ -48,7 +48,7 @@ class SaveForBackwardNonTensor(FunctionRule):
                         elif kinds.kind(arg) is not NON_TENSOR or _kind_tested(module, method, call, arg):
                             continue
                         subject = NonTensorSave(function_class, call, arg, position)
-                        yield Finding(arg, _message(kinds, arg, star, subject, extra), subject=subject)
+                        yield Finding(arg, _message(kinds, arg, star, subject, extra, helper), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply with float64 inputs that require grad, grad mode on: torch's own TypeError."""
@@ -59,15 +59,15 @@ class SaveForBackwardNonTensor(FunctionRule):
 Saved = tuple[int | None, cst.BaseExpression, bool]  # (position among the saved, forward's expression, starred)
 
 
-def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst.Call, list[Saved]]]:
-    """Each save in `method` with what it saves, as forward's own expressions: `ctx.save_for_backward(...)`,
+def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst.Call, list[Saved], str | None]]:
+    """Each save in `method` with what it saves, as forward's own expressions, and the helper it is in: `ctx.save_for_backward(...)`,
     through a local alias (`save = ctx.save_for_backward`), or in a function of the module that forward
     hands ctx to (one level deep: `_save(ctx, x, n)`, its parameters mapped to forward's arguments)."""
     ctx = method.ctx_name
     aliases = _save_aliases(method.node, ctx)
     for node in walk(method.node.body, into_functions=False):
         if isinstance(node, cst.Call) and (is_save_call(node, ctx) or (isinstance(node.func, cst.Name) and node.func.value in aliases)):
-            yield node, _expand(method, node.args, {})
+            yield node, _expand(method, node.args, {}), None
     for call, helper in module.functions.called_functions(method):
         passed = _bind(call, helper)
         helper_ctx = next((name for name, value in passed.items() if isinstance(value, cst.Name) and value.value == ctx), None)
@@ -76,7 +76,7 @@ def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst
         helper_aliases = _save_aliases(helper, helper_ctx)
         for node in walk(helper.body, into_functions=False):
             if isinstance(node, cst.Call) and (is_save_call(node, helper_ctx) or (isinstance(node.func, cst.Name) and node.func.value in helper_aliases)):
-                yield call, _expand(method, node.args, passed)
+                yield call, _expand(method, node.args, passed), helper.name.value
 
 
 def _varargs_non_tensor(module: ParsedModule, method: Method, arg: cst.BaseExpression) -> tuple[cst.Call, cst.BaseExpression, int] | None:
@@ -309,7 +309,7 @@ def _literal_type(text: str | None) -> str:
     return type(value).__name__ if isinstance(value, (int, float, bool, str, list, tuple)) else "a non-tensor"
 
 
-def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None) -> str:
+def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None, helper: str | None = None) -> str:
     shown = " ".join(code_of(arg).split())
     type_name = "int" if star else _type_of(kinds, arg)
     given = f"`*{shown}`, whose elements are ints" if star else f"`{shown}`, which is {_article(type_name)}"
@@ -320,8 +320,9 @@ def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: No
         type_name = _literal_type(CallerKinds(kinds.module).literal(value, call)) if kinds.module is not None else "a non-tensor"
         given = f"`*{shown}`, which holds `{short_code(value, 40)}` from the call `{short_code(call, 60)}`"
     torch_type = type_name if type_name in ("int", "float", "list", "tuple", "str", "bool", "torch.Size") else "<type>"
+    through = f" (through `{helper}(...)`)" if helper else ""
     return (
-        f"save_for_backward is given {given}, not a tensor: "
+        f"save_for_backward{through} is given {given}, not a tensor: "
         f"as soon as an input requires grad torch raises 'save_for_backward can only save variables, but argument "
         f"{position} is of type {torch_type}' (inference with no_grad hides it); keep non-tensors on ctx "
         "(`ctx.k = k`) and save only tensors"
