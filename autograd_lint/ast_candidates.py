@@ -80,8 +80,18 @@ def multiplies_a_comparison(tree: ast.AST) -> bool:
         if isinstance(target, ast.Name)
     }
 
+    # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask.
+    mask_helpers = {
+        node.name
+        for node in getattr(tree, "body", [])
+        if isinstance(node, ast.FunctionDef)
+        and any(isinstance(r, ast.Return) and r.value is not None and _is_comparison(_unwrap_casts(r.value)) for r in ast.walk(node))
+    }
+
     def comparison_like(factor: ast.AST) -> bool:
         factor = _unwrap_casts(factor)
+        if isinstance(factor, ast.Call) and isinstance(factor.func, ast.Name) and factor.func.id in mask_helpers:
+            return True
         return _is_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
 
     for node in nodes:
@@ -97,13 +107,13 @@ def multiplies_a_comparison(tree: ast.AST) -> bool:
     return False
 
 
-def _is_source_call(node: ast.AST) -> bool:
+def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
     if not isinstance(node, ast.Call):
         return False
     name = _terminal(node.func)
     if name is None:
         return False
-    if name.rstrip("_") in ZERO_GRADIENT_NAMES or name in ("one_hot", "where", "scatter", "scatter_"):
+    if name in aliases or name.rstrip("_") in ZERO_GRADIENT_NAMES or name in ("one_hot", "where", "scatter", "scatter_"):
         return True
     if name in INTEGER_CASTS and not node.args:
         return True
@@ -115,9 +125,17 @@ def _is_source_call(node: ast.AST) -> bool:
 
 
 def activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
-    """A function the rule would judge (`activation_like(name)`) that calls one of its ops."""
+    """A function the rule would judge (`activation_like(name)`) that calls one of its ops, also
+    under an alias (`from torch import sign as hard_sign`)."""
+    aliases = frozenset(
+        alias.asname
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
+        for alias in node.names
+        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_NAMES or alias.name == "one_hot")
+    )
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):
-            if any(_is_source_call(inner) for inner in ast.walk(node)):
+            if any(_is_source_call(inner, aliases) for inner in ast.walk(node)):
                 return True
     return False

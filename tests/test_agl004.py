@@ -89,3 +89,17 @@ def test_integer_output_of_a_forward_is_silent_until_made_float_again():
     found = agl004(source)
     assert [(d.line, d.column) for d in found] == [(13, 18)]
     assert "reaches what `Posterize.forward` returns" in found[0].message
+
+
+def test_an_op_imported_under_an_alias_is_found():
+    source = """
+    from torch import sign as hard_sign
+
+
+    class BinaryAct(nn.Module):
+        def forward(self, x):
+            return hard_sign(x)
+    """
+    found = agl004(source)
+    assert [(d.line, d.column) for d in found] == [(11, 16)]
+    assert "sign has a gradient of exactly zero" in found[0].message

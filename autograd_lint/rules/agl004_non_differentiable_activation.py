@@ -226,12 +226,15 @@ class _Judge:
         self.module = module
         self.function = function
         self.function_classes = function_classes
-        self.flow = ValueFlow(module, function)
 
     def findings(self) -> Iterator[Finding]:
+        calls = [n for n in walk(self.function.body, into_functions=False) if _may_be_source(self.module, n)]
+        if not calls:
+            return  # most functions: no data flow to build
+        self.flow = ValueFlow(self.module, self.function)
         forward = _is_forward(self.module, self.function, self.function_classes)
         use = None
-        for node in self.flow.nodes:
+        for node in calls:
             found = self._source(node)
             if found is None:
                 continue
@@ -367,6 +370,20 @@ class _Judge:
         uses = self.flow.loads(name)
         returned = any(_directly_returned(self.module, use) for use in uses)
         return not returned and any(self._used_as_mask(use, through_names=False) for use in uses)
+
+
+_SOURCE_CALL_NAMES = ZERO_GRADIENT_METHODS | INTEGER_CAST_METHODS | FLOAT_CASTS | {"one_hot", "where", "scatter", "scatter_"}
+
+
+def _may_be_source(module: ParsedModule, node: cst.CSTNode) -> bool:
+    """A call named like one of the ops `_Judge._source` judges (a cheap first filter; an imported
+    alias such as `from torch import sign as sgn_` is resolved)."""
+    if not isinstance(node, cst.Call):
+        return False
+    func = node.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value in _SOURCE_CALL_NAMES
+    return isinstance(func, cst.Name) and (module.qualified_name(func) or "").rsplit(".", 1)[-1] in _SOURCE_CALL_NAMES
 
 
 def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use) -> str:
