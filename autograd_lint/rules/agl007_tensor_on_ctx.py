@@ -130,7 +130,17 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
             found.append((1, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, source=source)))
         elif role == INTERMEDIATE and uses is not None and not uses:
             found.append((2, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown)))
-    return min(found, key=lambda pair: pair[0])[1] if found else None
+    if not found:
+        return None
+    first = min(priority for priority, _ in found)
+    same = [stored for priority, stored in found if priority == first]
+    if len(same) == 1:
+        return same[0]
+    # Several elements of one tuple do the same harm: name them all.
+    return CtxTensor(
+        same[0].function_class, same[0].method, attribute, same[0].role, "`, `".join(stored.value for stored in same),
+        source="`, `".join(stored.source or stored.value for stored in same),
+    )
 
 
 def _role(kinds: ValueKinds, reads: "_BackwardReads", value: cst.BaseExpression) -> str | None:
@@ -406,14 +416,15 @@ def _message(stored: CtxTensor) -> str:
             f"and in-place changes to the output go unchecked; {fix}"
         )
     if stored.role == INPUT:
-        what = f"the input `{stored.value}`"
+        several = "`, `" in stored.value
+        what = f"the input{'s' if several else ''} `{stored.value}`"
         if stored.source and stored.source != stored.value:
-            what = f"`{stored.value}`, a view of the input `{stored.source}`,"
+            what = f"`{stored.value}`, {'views' if several else 'a view'} of the input{'s' if several else ''} `{stored.source}`,"
         return (
-            f"`{target}` keeps {what} on ctx and backward computes gradients with it: if the "
-            f"caller changes it in place before backward runs (an optimizer step between micro-batches, an in-place "
+            f"`{target}` keeps {what} on ctx and backward computes gradients with {'them' if several else 'it'}: if the "
+            f"caller changes {'one' if several else 'it'} in place before backward runs (an optimizer step between micro-batches, an in-place "
             f"op on the activation), the gradients are silently computed from the new values where "
-            f"save_for_backward would raise, and saved-tensor hooks (activation offloading, checkpointing) skip it; {fix}"
+            f"save_for_backward would raise, and saved-tensor hooks (activation offloading, checkpointing) skip {'them' if several else 'it'}; {fix}"
         )
     return (
         f"`{target}` keeps a tensor computed in forward (`{stored.value}`) that backward never reads: it holds "
