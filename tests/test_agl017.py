@@ -51,10 +51,11 @@ def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.
         ("return torch.cat([g1, g2]).sum()", [(12, 16), (12, 16)]),
         ("return combine(g1, g2)", [(12, 16)]),  # this module's helper does arithmetic on both: one finding at the call
         ("a, b = grads\nreturn a * 2 + b.sum()", [(13, 16), (13, 24)]),
+        ("a = grads[0]\nb = grads[1]\nreturn a * 2 + b.sum()", [(14, 16), (14, 24)]),
     ],
 )
 def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
-    grads = "*grads" if body.startswith("a, b = grads") else "g1, g2"
+    grads = "*grads" if body.startswith(("a, b = grads", "a = grads[0]")) else "g1, g2"
     assert sorted(agl017(function(body, grads))) == sorted(expected)
 
 
@@ -69,6 +70,7 @@ def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
         ("return helper(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),  # not this module's: may handle None
         ("return combine_checked(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("a, b = grads\nif a is None or b is None:\n    return None\nreturn a * 2 + b * 3", "*grads", "ctx.set_materialize_grads(False)"),
+        ("a = grads[0]\nreturn a * 2", "*grads", "ctx.set_materialize_grads(False)"),  # which outputs exist is unknown
         ("return (g1 or 0) * 2", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("return sum(g for g in grads if g is not None)", "*grads", "ctx.set_materialize_grads(False)"),
         ("return g1 if isinstance(g1, torch.Tensor) else None", "g1, g2", "ctx.set_materialize_grads(False)"),

@@ -7,7 +7,7 @@ a method or attribute, a subscript, an argument of a torch function. A gradient 
 against None anywhere (`is None`, `is not None`, `if g:`, `isinstance`) is trusted, as are uses after
 backward rebinds it (`g = _maybe_zero(g)`). A call of a function of this module counts as a use when that
 function uses the parameter so without a None check (one call deep); `backward(ctx, *grads)` is judged
-when its body unpacks `grads` once by name.
+when its body names two or more of them (`g_out, g_aux = grads`, `g_out = grads[0]`).
 """
 
 from __future__ import annotations
@@ -143,18 +143,29 @@ def _none_checked(function: cst.FunctionDef) -> set[str]:
 
 
 def _unpacked_star_grads(backward: Method) -> list[str]:
-    """`def backward(ctx, *grads)` whose body unpacks them once by name (`g_out, g_lse = grads`): those names."""
+    """`def backward(ctx, *grads)` whose body names the gradients: unpacks them once (`g_out, g_lse = grads`),
+    or binds names to elements (`g_out = grads[0]`, `g_lse = grads[1]`). Those names, in gradient order."""
     star = backward.node.params.star_arg
     if not isinstance(star, cst.Param):
         return []
-    unpackings = [
-        node.targets[0].target for node in walk(backward.node.body, into_functions=False)
-        if isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(node.value, cst.Name) and node.value.value == star.name.value
-    ]
-    if len(unpackings) != 1 or not isinstance(unpackings[0], (cst.Tuple, cst.List)):
-        return []
-    elements = [e.value for e in unpackings[0].elements]
-    return [e.value for e in elements] if all(isinstance(e, cst.Name) for e in elements) else []
+    tuple_name = star.name.value
+    unpackings, elements = [], {}
+    for node in walk(backward.node.body, into_functions=False):
+        if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+            continue
+        target, value = node.targets[0].target, node.value
+        if isinstance(value, cst.Name) and value.value == tuple_name:
+            unpackings.append(target)
+        elif isinstance(target, cst.Name) and isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name) and value.value.value == tuple_name:
+            index = value.slice[0].slice.value if len(value.slice) == 1 and isinstance(value.slice[0].slice, cst.Index) else None
+            if isinstance(index, cst.Integer):
+                elements.setdefault(int(index.value), []).append(target.value)
+    if len(unpackings) == 1 and isinstance(unpackings[0], (cst.Tuple, cst.List)):
+        names = [e.value for e in unpackings[0].elements]
+        return [e.value for e in names] if all(isinstance(e, cst.Name) for e in names) else []
+    if not unpackings and len(elements) >= 2 and sorted(elements) == list(range(len(elements))) and all(len(v) == 1 for v in elements.values()):
+        return [elements[i][0] for i in range(len(elements))]
+    return []
 
 
 def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str, helpers=None) -> cst.CSTNode | None:
@@ -175,9 +186,12 @@ def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str
 
 
 def _unpacks_star(node: cst.CSTNode, function: cst.FunctionDef) -> bool:
-    """`g_out, g_lse = grads` unpacking backward's `*grads`: binds the gradients, not a new value."""
+    """`g_out, g_lse = grads` or `g_out = grads[0]` on backward's `*grads`: binds the gradients, not a new value."""
     star = function.params.star_arg
-    return isinstance(star, cst.Param) and isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == star.name.value
+    if not (isinstance(star, cst.Param) and isinstance(node, cst.Assign)):
+        return False
+    value = node.value.value if isinstance(node.value, cst.Subscript) else node.value
+    return isinstance(value, cst.Name) and value.value == star.name.value
 
 
 def _unsafe_in_helper(module: ParsedModule, node: cst.CSTNode, grad: str, helpers) -> cst.CSTNode | None:
