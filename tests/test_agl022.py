@@ -236,3 +236,8 @@ def test_casting_only_the_returned_gradients_comes_too_late():
     assert agl022(late) == [(forward_line(late), 9)]
     inside = linear(backward_body="return g @ w.to(g.dtype), g.t() @ x.to(g.dtype)")
     assert agl022(inside) == []
+
+
+def test_a_forward_that_picks_its_own_dtype_is_silent():
+    source = linear(returned="x.half() @ w.t().half()", backward_body="gx = g @ w.half()\nreturn gx.float(), (g.t() @ x.half()).float()")
+    assert agl022(source) == []

@@ -84,7 +84,7 @@ class AmpMissingCustomFwd(FunctionRule):
                 continue
             if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
                 continue
-            if _handles_autocast(forward) or _handles_autocast(backward) or _casts_dtype(backward):
+            if _handles_autocast(forward) or _handles_autocast(backward) or _casts_dtype(backward) or _casts_anywhere(forward):
                 continue
             region = _region_of(module, function_class, regions)
             if fwd is None:
@@ -321,6 +321,12 @@ def _casts_dtype(method: Method) -> bool:
     first_op = next((i for i, node in enumerate(nodes) if _is_low_precision_op_node(node)), len(nodes))
     operands = {id(inner) for node in nodes if _is_low_precision_op_node(node) for inner in walk(node)}
     return any(_is_cast(node) and (index < first_op or id(node) in operands) for index, node in enumerate(nodes))
+
+
+def _casts_anywhere(method: Method) -> bool:
+    """forward sets dtypes itself (`x16 = x.half()`, `w.to(torch.bfloat16)`): what it saves and returns
+    is then of the dtype it chose, not autocast's."""
+    return any(_is_cast(node) for node in walk(method.node.body, into_functions=False))
 
 
 def _is_low_precision_op_node(node: cst.CSTNode) -> bool:
