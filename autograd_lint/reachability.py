@@ -19,18 +19,11 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from .syntax import dotted_name, is_none, walk
+from .torch_vocabulary import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, INTEGER_DTYPES
 
 if TYPE_CHECKING:
     from .function_model import FunctionClass, Method
 
-INTEGER_DTYPES = frozenset({"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool"})
-# Tensor methods (and `torch.` functions) whose result is an integer or bool tensor.
-INTEGER_CASTS = frozenset({"int", "long", "short", "bool", "byte", "char"})
-INDEX_PRODUCERS = frozenset(
-    {"argmax", "argmin", "argsort", "nonzero", "searchsorted", "bucketize", "multinomial", "randperm", "isnan",
-     "isinf", "isfinite", "logical_and", "logical_or", "logical_not", "logical_xor", "eq", "ne", "gt", "ge", "lt",
-     "le", "randint", "count_nonzero", "isin", "signbit"}
-)
 # Calls that keep the dtype of their receiver (or first argument): views, copies, device moves.
 DTYPE_PRESERVING = frozenset(
     {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "detach", "t", "transpose",
@@ -136,7 +129,7 @@ class _OutputKinds:
                 return False  # `.to(other)` takes other's dtype
         if name in INTEGER_CASTS and not positional and isinstance(func, cst.Attribute):
             return True
-        if name in INDEX_PRODUCERS:
+        if name in INDEX_RESULT_OPS or name in BOOL_RESULT_OPS:
             return True
         if name in DTYPE_PRESERVING:
             if isinstance(func, cst.Attribute) and not _is_module(func.value):

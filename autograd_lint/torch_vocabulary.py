@@ -1,0 +1,43 @@
+"""The torch vocabulary every rule reasons with: ops, methods, casts and dtypes, each named once.
+
+A rule that needs "a cast to an integer type" or "an op whose result is an index" imports it from here,
+so that adding `torch.uint16` or `argwhere` teaches every rule at once. Names are bare (a method name,
+or the last part of `torch.<name>`); where a set holds both spellings it says so.
+"""
+
+from __future__ import annotations
+
+# Ops whose derivative is zero almost everywhere (or undefined): what they feed stops training.
+ZERO_GRADIENT_OPS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
+
+# Tensor methods that cast to an integer or bool dtype (`x.long()`): the result has no gradient.
+INTEGER_CASTS = frozenset({"int", "long", "short", "byte", "char", "bool"})
+# Tensor methods that cast to a float dtype, and those whose target dtype is an argument.
+FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16"})
+DTYPE_CASTS = frozenset({"to", "type", "type_as"})
+
+# `torch.<dtype>` names of integer and bool dtypes, and the legacy integer tensor types.
+INTEGER_DTYPES = frozenset(
+    {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool"}
+)
+INTEGER_TENSOR_TYPES = frozenset({"IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"})
+
+# Ordering comparisons as methods/functions (`x.gt(0)`, `torch.lt(x, y)`); they give a bool mask.
+ORDERING_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+# Other ops giving a bool tensor.
+BOOL_RESULT_OPS = ORDERING_METHODS | frozenset(
+    {"eq", "ne", "isclose", "isnan", "isinf", "isfinite", "isin", "signbit", "logical_and", "logical_or",
+     "logical_not", "logical_xor"}
+)
+# Ops whose result is integer indices or counts.
+INDEX_RESULT_OPS = frozenset(
+    {"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted", "bucketize", "multinomial", "randperm",
+     "randint", "bincount", "count_nonzero", "unique_consecutive"}
+)
+# Every method or torch function whose result is an integer or bool tensor.
+INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
+
+# Tensor attributes that describe a tensor rather than hold its values.
+METADATA_ATTRIBUTES = frozenset(
+    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse", "is_quantized"}
+)
