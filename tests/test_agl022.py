@@ -241,3 +241,5 @@ def test_casting_only_the_returned_gradients_comes_too_late():
 def test_a_forward_that_picks_its_own_dtype_is_silent():
     source = linear(returned="x.half() @ w.t().half()", backward_body="gx = g @ w.half()\nreturn gx.float(), (g.t() @ x.half()).float()")
     assert agl022(source) == []
+    matching = linear(returned="torch.nn.functional.linear(x, w.to(x.dtype))")  # same dtype as the input: autocast still decides
+    assert agl022(matching) == [(forward_line(matching), 9)]

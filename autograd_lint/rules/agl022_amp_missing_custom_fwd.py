@@ -323,10 +323,20 @@ def _casts_dtype(method: Method) -> bool:
     return any(_is_cast(node) and (index < first_op or id(node) in operands) for index, node in enumerate(nodes))
 
 
+LOW_PRECISION_DTYPES = ("float16", "half", "bfloat16")
+
+
 def _casts_anywhere(method: Method) -> bool:
-    """forward sets dtypes itself (`x16 = x.half()`, `w.to(torch.bfloat16)`): what it saves and returns
-    is then of the dtype it chose, not autocast's."""
-    return any(_is_cast(node) for node in walk(method.node.body, into_functions=False))
+    """forward casts to a low-precision dtype itself (`x16 = x.half()`, `w.to(torch.bfloat16)`): what it
+    saves and returns is then of the dtype it chose, not autocast's. (`w.to(x.dtype)` does not count.)"""
+    for node in walk(method.node.body, into_functions=False):
+        if type(node) is cst.Call and method_name(node) in ("half", "bfloat16"):
+            return True
+        if type(node) is cst.Call and method_name(node) in ("to", "type") and any(
+            (dotted_name(arg.value) or "").rsplit(".", 1)[-1] in LOW_PRECISION_DTYPES for arg in node.args
+        ):
+            return True
+    return False
 
 
 def _is_low_precision_op_node(node: cst.CSTNode) -> bool:
