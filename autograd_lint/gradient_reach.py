@@ -449,6 +449,8 @@ class ValueFlow:
     def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, integer: bool, scale_names: frozenset[str], operand_roots, primary) -> bool | None:
         """Whether `child`'s value flows into `parent`'s value: None if not, else whether the
         result is still integer-typed."""
+        if non_value_use(self.module, parent, child):
+            return None  # a shape, an index, a condition, metadata: the one vocabulary the rules share
         if isinstance(parent, cst.BinaryOperation):
             if is_straight_through(self.module, parent):
                 return None
@@ -1051,3 +1053,136 @@ def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
             return True
         function = module.enclosing_function(function)
     return False
+
+
+# --- one def-use walk, one vocabulary of non-value uses -----------------------------------------
+#
+# "Does this value flow into what the function returns, as a value?" is asked by several rules with
+# their own sources (what starts the flow) and blockers (where their concern ends: a `.detach()` for a
+# lost gradient, torch's own backward kernel for a missing once_differentiable). What is not a use of
+# the value at all (a shape, an index, a condition, a message, metadata) and how a value travels
+# through a function (assignments, tuples, containers, in-place writes, later reads) is one answer,
+# here: `non_value_use` and `reaches_return`.
+
+# Attributes and methods that read a tensor's metadata, not its values (`type` only without arguments:
+# `x.type(torch.half)` is a cast).
+METADATA = frozenset(
+    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "layout", "size", "dim", "numel",
+     "nelement", "stride", "storage_offset", "element_size", "data_ptr", "is_contiguous", "is_floating_point",
+     "is_complex", "get_device", "type"}
+)
+# Functions whose arguments are read for a shape, a dtype, a count or a message: no value flows through them.
+STRUCTURE_FUNCTIONS = frozenset(
+    {"zeros", "ones", "empty", "full", "arange", "range", "len", "eye", "linspace", "logspace", "rand", "randn",
+     "randint", "zeros_like", "ones_like", "empty_like", "new_zeros", "new_ones", "new_empty", "new_full", "Size",
+     "print", "isinstance", "format", "str", "repr", "warn", "assert_"}
+)
+# Keywords that take a shape, a dim, an index, a mask, a target, a dtype or a device, never a value.
+STRUCTURE_KEYWORDS = NON_VALUE_KEYWORDS | frozenset(
+    {"dims", "shape", "out", "dtype", "device", "keepdim", "layout", "memory_format", "start", "length"}
+)
+# Positional arguments (of functions, not methods) that are indices, masks, sizes or dims.
+STRUCTURE_POSITIONS = {**INDEX_POSITIONS, "narrow": {1, 2, 3}, "select": {1, 2}}
+
+
+def non_value_use(module: ParsedModule, parent: cst.CSTNode, child: cst.CSTNode) -> bool:
+    """Whether `parent` reads `child` only for its structure, not its values: a comparison, a truth
+    test (`not`, `and`/`or`, a conditional's test, an `if`/`while`/`assert`), a subscript index or
+    slice, a message (f-string), metadata (`.shape`, `.size()`, `.dtype`), or an argument that is a
+    shape, dim, index, mask, target, dtype or device (by keyword, by position of a torch function, or
+    of a function that reads only shapes: `zeros_like`, `len`, `print`)."""
+    if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.Index, cst.Slice, cst.SubscriptElement, cst.BooleanOperation,
+                           cst.FormattedString, cst.FormattedStringExpression, cst.Assert)):
+        return True
+    if isinstance(parent, cst.UnaryOperation):
+        return isinstance(parent.operator, cst.Not)
+    if isinstance(parent, (cst.IfExp, cst.If, cst.While)):
+        return child is parent.test
+    if isinstance(parent, cst.Attribute):
+        if parent.value is not child or parent.attr.value not in METADATA:
+            return False
+        call = module.parents.get(parent)
+        return parent.attr.value != "type" or (isinstance(call, cst.Call) and call.func is parent and not call.args)
+    if isinstance(parent, cst.Arg):
+        return _structure_argument(module, parent)
+    return False
+
+
+def _structure_argument(module: ParsedModule, arg: cst.Arg) -> bool:
+    call = module.parents.get(arg)
+    if not isinstance(call, cst.Call) or arg.star:
+        return False
+    if arg.keyword is not None:
+        return arg.keyword.value in STRUCTURE_KEYWORDS
+    name = dotted_name(call.func) or ""
+    short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+    if short in STRUCTURE_FUNCTIONS:
+        return True
+    function_form = not isinstance(call.func, cst.Attribute) or name.split(".")[0] in module.imports
+    positional = [a for a in call.args if a.keyword is None]
+    return function_form and positional.index(arg) in STRUCTURE_POSITIONS.get(short, ())
+
+
+def written_names(module: ParsedModule, statement: cst.CSTNode, child: cst.CSTNode, exclude: frozenset[str] = frozenset()) -> set[str] | None:
+    """The local names a statement makes hold `child`'s value, or None if it is no such statement:
+    an assignment of it (`a, b = v`; `g[mask] = v` and `out.real = v` write into `g` and `out`), a
+    `for` over it, an element added to a list (`grads.append(v)`) or an in-place method whose result
+    is discarded (`buf.copy_(v)`, `g.mul_(s)` write into the receiver). Names in `exclude` (a ctx
+    object) are not followed."""
+    def names(target: cst.BaseExpression) -> set[str]:
+        while isinstance(target, (cst.Subscript, cst.Attribute)):
+            target = target.value
+        return {n.value for n in assigned_names(target)} - exclude
+
+    if isinstance(statement, cst.Assign) and statement.value is child:
+        return {name for t in statement.targets for name in names(t.target)}
+    if isinstance(statement, (cst.AugAssign, cst.AnnAssign)) and statement.value is child:
+        return names(statement.target)
+    if isinstance(statement, (cst.For, cst.CompFor)) and statement.iter is child:
+        return {n.value for n in assigned_names(statement.target)} - exclude
+    if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
+        method = child.func.attr.value if isinstance(child.func, cst.Attribute) else ""
+        if method.endswith("_") or method in ("append", "extend", "insert"):
+            return names(child.func.value)
+        return set()  # a call for its effect: what it writes is the rule's to say (an extension's buffers)
+    return None
+
+
+def reads_of(module: ParsedModule, function: cst.FunctionDef, name: str) -> list[cst.Name]:
+    """Where `function` (not its nested functions) reads the local `name`."""
+    return [
+        node
+        for node in walk(function.body, into_functions=False)
+        if isinstance(node, cst.Name) and node.value == name and _is_load(module, node)
+        and not (isinstance(module.parents.get(node), cst.CompFor) and module.parents[node].target is node)
+    ]
+
+
+def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None) -> cst.Return | None:
+    """The `return` of `function` that `source`'s value reaches as a value, or None.
+
+    The value climbs through the expressions that contain it while the rule's `carries(parent, child)`
+    lets it (never through a `non_value_use`), and through the names a statement makes hold it
+    (`binds(statement, child)`, by default `written_names`) on to every later read of those names."""
+    binds = binds or (lambda statement, child: written_names(module, statement, child))
+    pending, bound = [source], set()
+    while pending:
+        child = pending.pop()
+        while True:
+            parent = module.parents.get(child)
+            if parent is None or parent is function:
+                break
+            if isinstance(parent, cst.Return):
+                return parent
+            names = binds(parent, child)
+            if names is not None:
+                for name in names - bound:
+                    bound.add(name)
+                    pending.extend(reads_of(module, function, name))
+                break
+            if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)) or non_value_use(module, parent, child):
+                break  # a raise, a `del`, a nested function, a shape, an index, a condition
+            if not carries(parent, child):
+                break
+            child = parent
+    return None

@@ -12,7 +12,7 @@ import os
 import re
 
 _SECOND_DERIVATIVE = re.compile(
-    r"create_graph\s*=\s*True|\bgradgradcheck\b|\bhessian\s*\(|\b[hv]vp\s*\(|\bvhp\s*\("
+    r"create_graph\s*=\s*True|\bgradgradcheck\b|(?<!def )\b(?:hessian|[hv]vp|vhp)\s*\("
     r"|\b(?:jacrev|jacfwd|grad)\s*\(\s*(?:torch\.func\.|func\.|functorch\.)?(?:jacrev|jacfwd|grad)\s*\("
 )
 
@@ -20,6 +20,14 @@ _SECOND_DERIVATIVE = re.compile(
 def takes_second_derivatives(source: str | bytes) -> bool:
     text = source.decode("latin-1") if isinstance(source, bytes) else source
     return _SECOND_DERIVATIVE.search(text) is not None
+
+
+def second_derivative_uses(source: str):
+    """Where a module's text takes second derivatives, by the same definition: the offset of each match
+    (`create_graph=True`, `gradgradcheck`, `hessian(`, nested `jacrev(jacrev(`), in order. Only the
+    literal `create_graph=True` counts: `create_graph=create_graph` passes a caller's choice on, and
+    that caller (in the package, if it takes second derivatives) writes True."""
+    return [match.start() for match in _SECOND_DERIVATIVE.finditer(source)]
 
 
 def package_root(path: str) -> str | None:

@@ -181,6 +181,53 @@ def test_saved_intermediates_are_flagged_only_where_the_module_takes_second_deri
     assert agl010(first_order) == []
 
 
+@pytest.mark.parametrize(
+    "use, counts, in_text",
+    [
+        ("torch.autograd.gradgradcheck(Cube.apply, (torch.ones(3, dtype=torch.double, requires_grad=True),))", True, True),
+        ("J = torch.func.jacrev(torch.func.jacrev(Cube.apply))(torch.ones(3))", True, True),
+        # a caller's flag passed on: the caller that sets it to True is the second derivative
+        ("def grads(y, x, create_graph=False):\n    return torch.autograd.grad(y, x, create_graph=create_graph)", False, False),
+        ("def hessian(f):\n    return f", False, False),
+        # the package-level text test also counts comments and strings; the rule reads code only
+        ("# call torch.autograd.grad(..., create_graph=True) for a gradient penalty", False, True),
+        ('NOTE = "hessian(f) is not supported"', False, True),
+    ],
+)
+def test_second_derivatives_are_the_default_selections_definition(use, counts, in_text):
+    """AGL010 reads saved intermediates where `second_derivatives` (which puts the rule in a package's
+    default run) finds a second derivative, at a match that is code."""
+    from autograd_lint.second_derivatives import takes_second_derivatives
+
+    source = INTERMEDIATE.format(returned="3 * sq * g") + "\n\n" + use + "\n"
+    assert agl010(source) == ([(16, 20)] if counts else [])
+    assert takes_second_derivatives(textwrap.dedent(source)) == in_text
+
+
+def test_message_quotes_where_the_module_takes_second_derivatives():
+    source = INTERMEDIATE.format(returned="3 * sq * g") + "\n\n# create_graph=True in a comment\nP = torch.autograd.grad(Cube.apply(torch.ones(3)).sum(), x, create_graph=True)\n"
+    (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL010",)))
+    assert "`create_graph=True` on line 20" in diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "body, found",
+    [
+        # the value reaches the gradient through a write into a buffer, then the buffer is returned
+        ("grad_in = torch.zeros_like(g)\ngrad_in[x > 0] = g[x > 0].detach()\nreturn grad_in", [(15, 26)]),
+        ("out = torch.empty_like(g)\nout.copy_(g.detach() * 2)\nreturn out", [(15, 19)]),
+        ("grads = []\ngrads.append(g.data * x)\nreturn tuple(grads)", [(15, 22)]),
+        # read only for its structure: a dtype, a device, metadata, a torch function's dim/start/length
+        ("s = torch.ones(3, dtype=g.detach().dtype)\nreturn g * s", []),
+        ("n = torch.narrow(g, 0, int(x.sum().item()), 1)\nreturn n", []),
+        ("kind = g.detach().type()\nreturn g * 2 if kind else g", []),
+        ("ok = bool(g.detach().abs().max().item()) and x.numel() > 0\nreturn g * ok", []),
+    ],
+)
+def test_flow_into_the_returned_gradient(body, found):
+    assert agl010(backward(body)) == found
+
+
 def test_saved_intermediate_of_an_input_without_gradient_is_silent():
     source = """\
     import torch

@@ -21,9 +21,11 @@ import libcst as cst
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
+from ..gradient_reach import METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, reaches_return, written_names
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
+from ..second_derivatives import second_derivative_uses
 from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, walk
 
 # What each leaving construct does, for the message.
@@ -34,11 +36,6 @@ LEAVING_METHODS = {
     "detach": "`.detach()` drops the tensor's autograd history",
 }
 SAVED_ATTRIBUTES = ("saved_tensors", "saved_variables")
-# Attributes and methods that read a tensor's metadata, not its values.
-METADATA = frozenset(
-    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "layout", "size", "dim", "numel",
-     "nelement", "stride", "storage_offset", "element_size", "data_ptr", "is_contiguous", "is_floating_point", "type"}
-)
 # Tensor methods whose arguments (not only the receiver) are values that flow into the result.
 VALUE_ARGUMENT_METHODS = frozenset(
     {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "bmm", "mv", "dot", "outer", "pow", "addcmul",
@@ -46,15 +43,6 @@ VALUE_ARGUMENT_METHODS = frozenset(
      "mul_", "add_", "sub_", "div_", "copy_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_", "rsub",
      "clamp", "clamp_", "clip", "index_add", "index_add_", "scatter_add", "scatter_add_", "new_tensor", "append"}
 )
-# Functions whose arguments are shapes, sizes or counts: nothing flows through them into a gradient.
-SHAPE_FUNCTIONS = frozenset(
-    {"zeros", "ones", "empty", "full", "arange", "range", "len", "eye", "linspace", "rand", "randn", "randint",
-     "zeros_like", "ones_like", "empty_like", "new_zeros", "new_ones", "new_empty", "new_full", "Size", "print",
-     "isinstance", "format", "str", "repr", "warn", "assert_", "logspace"}
-)
-# Positional arguments that are indices, masks or dims (by function short name).
-INDEX_POSITIONS = {"gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "where": {0}, "take": {1}, "narrow": {1, 2, 3}, "select": {1, 2}}
-NON_VALUE_KEYWORDS = frozenset({"dim", "dims", "size", "shape", "index", "mask", "out", "dtype", "device", "keepdim", "layout", "memory_format", "start", "length"})
 # Ops whose result carries no gradient back to their operands (so a saved tensor built with them is
 # a constant for double backward anyway): comparisons, indices, integer casts, steps, metadata.
 NON_DIFFERENTIABLE_OPS = frozenset(
@@ -64,10 +52,6 @@ NON_DIFFERENTIABLE_OPS = frozenset(
      "float", "len", "item", "tolist", "numpy", "heaviside", "logical_not", "logical_and", "logical_or", "bucketize",
      "searchsorted", "one_hot", "new_zeros", "new_ones", "new_empty", "new_full", "multinomial", "get_device"}
 )
-# A module that takes second derivatives (where a saved intermediate's missing dependence matters):
-# `create_graph=<not False>` or one of these names in the code.
-HIGHER_ORDER_TEXT = re.compile(r"create_graph|hessian|hvp|vhp|gradgradcheck")
-HIGHER_ORDER_NAMES = frozenset({"hessian", "hvp", "vhp", "gradgradcheck"})
 # Attributes of a tensor that are tensors computed from it (everything else is metadata or not a tensor).
 TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 # A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
@@ -204,7 +188,7 @@ class _BackwardFlow:
             if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
                 func = node.value.func
                 short = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "")
-                if short in SHAPE_FUNCTIONS:
+                if short in STRUCTURE_FUNCTIONS:
                     found |= {n.value for t in node.targets for n in assigned_names(t.target)}
         return found
 
@@ -302,101 +286,41 @@ class _BackwardFlow:
                 return True
         return False
 
-    # --- flow to the returned gradient ---------------------------------------------------------
+    # --- flow to the returned gradient (the shared def-use walk, with this rule's carriers) -------
 
     def _reaches_return(self, node: cst.CSTNode) -> bool:
-        """Whether `node`'s value flows into what backward returns: up through the expressions that
-        carry it, then through the names it is bound to (or written into) and their later uses."""
-        pending, bound = [node], set()
-        while pending:
-            child = pending.pop()
-            while True:
-                parent = self.module.parents.get(child)
-                if parent is None or isinstance(parent, cst.Return):
-                    return parent is not None
-                names = self._bound_names(parent, child)
-                if names is not None:
-                    for name in names - bound:
-                        bound.add(name)
-                        pending.extend(self._loads(name))
-                    break
-                if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)):
-                    break  # an `if`/`while` test, an assert, a raise
-                if not self._carries(parent, child):
-                    break
-                child = parent
-        return False
+        """Whether `node`'s value flows into what backward returns (`gradient_reach.reaches_return`):
+        not into a shape, an index, a condition or a guard that raises."""
+        return reaches_return(self.module, self.method.node, node, self._carries, self._bound_names) is not None
 
     def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
-        """Names a statement binds or writes from `child`'s value; None if it is not such a statement."""
-        if isinstance(statement, cst.Assign) and statement.value is child:
-            return {name for t in statement.targets for name in self._written(t.target)}
-        if isinstance(statement, (cst.AugAssign, cst.AnnAssign)) and statement.value is child:
-            return set(self._written(statement.target))
-        if isinstance(statement, (cst.For, cst.CompFor)) and statement.iter is child:
-            return {n.value for n in assigned_names(statement.target)}
-        if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
-            func = child.func
-            written = set()
-            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") or isinstance(func, cst.Attribute) and func.attr.value == "append":
-                written |= set(self._written(func.value))  # `grad_in.copy_(...)`, `grads.append(...)`
-            if self.extensions.called(child) is not None:  # `ext.backward(g, x, grad_in)` fills its output buffers
-                written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
-            return written
-        return None
-
-    def _written(self, target: cst.BaseExpression) -> list[str]:
-        """`a, b` -> a, b; `grad[mask]` and `out.real` -> the variable they belong to (not ctx)."""
-        while isinstance(target, (cst.Subscript, cst.Attribute)):
-            target = target.value
-        return [n.value for n in assigned_names(target) if n.value != self.ctx]
-
-    def _loads(self, name: str) -> list[cst.Name]:
-        found = []
-        for node in self.nodes:
-            if type(node) is cst.Name and node.value == name:
-                parent = self.module.parents.get(node)
-                if isinstance(parent, cst.Attribute) and parent.attr is node:
-                    continue
-                if isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.Arg) and parent.keyword is node):
-                    continue
-                if isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor)) and parent.target is node:
-                    continue
-                found.append(node)
-        return found
+        """The names a statement makes hold `child`'s value (not ctx), and the output buffers an
+        extension call fills (`ext.backward(g, x, grad_in)` with `grad_in = torch.empty_like(x)`)."""
+        written = written_names(self.module, statement, child, exclude=frozenset({self.ctx} - {None}))
+        if written is not None and isinstance(statement, cst.Expr) and isinstance(child, cst.Call) and self.extensions.called(child) is not None:
+            written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
+        return written
 
     def _carries(self, parent: cst.CSTNode, child: cst.CSTNode) -> bool:
-        """Whether `child`'s value flows into `parent`'s value (not as a shape, index or condition)."""
-        if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.Index, cst.Slice, cst.SubscriptElement)):
-            return False
-        if isinstance(parent, cst.UnaryOperation):
-            return not isinstance(parent.operator, cst.Not)
-        if isinstance(parent, cst.IfExp):
-            return child is not parent.test
-        if isinstance(parent, cst.Attribute):
-            return parent.attr.value not in METADATA
+        """Whether `child`'s value flows into `parent`'s value (past the shared non-value uses): any
+        expression or container does; a tensor method's arguments only for value methods (`g.mul(s)`,
+        not `g.view(n, -1)`); torch's own backward kernels end the flow (whether they differentiate
+        again is torch's to say: they raise if not)."""
         if isinstance(parent, cst.Arg):
             return self._argument_carries(parent)
-        if isinstance(parent, (cst.BooleanOperation, cst.FormattedString, cst.FormattedStringExpression, cst.Await)):
-            return False
         return isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor))
 
     def _argument_carries(self, arg: cst.Arg) -> bool:
         call = self.module.parents.get(arg)
         if not isinstance(call, cst.Call):
             return False
-        if arg.keyword is not None and arg.keyword.value in NON_VALUE_KEYWORDS:
-            return False
         name = dotted_name(call.func) or ""
         short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
-        if short in SHAPE_FUNCTIONS:
-            return False
         if "backward" in short and (self.module.qualified_name(call.func) or "").startswith("torch."):
-            return False  # torch's own backward kernel: whether it differentiates again is torch's to say (it raises if not)
+            return False
         if isinstance(call.func, cst.Attribute) and not self._is_module_function(call.func):
-            return short in VALUE_ARGUMENT_METHODS  # a tensor method: `g.view(n, -1)` takes sizes
-        positional = [a for a in call.args if a.keyword is None]
-        return arg.keyword is not None or positional.index(arg) not in INDEX_POSITIONS.get(short, ())
+            return short in VALUE_ARGUMENT_METHODS
+        return True
 
     def _is_module_function(self, func: cst.Attribute) -> bool:
         """`torch.mul(...)`, `F.pad(...)`, `np.exp(...)`, `ext.backward(...)`: a function, not a tensor method."""
@@ -504,12 +428,12 @@ class _SavedIntermediates:
         if isinstance(expr, cst.Call):
             func = expr.func
             name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "").rsplit(".", 1)[-1]
-            if name in NON_DIFFERENTIABLE_OPS or name in METADATA or name in SHAPE_FUNCTIONS:
+            if name in NON_DIFFERENTIABLE_OPS or name in METADATA or name in STRUCTURE_FUNCTIONS:
                 return False
             receiver = func.value if isinstance(func, cst.Attribute) else None
             if receiver is not None and self.module.qualified_name(receiver) is not None and (dotted_name(receiver) or "").split(".")[0] in self.module.imports:
                 receiver = None  # `torch.exp(x)`: a function of its arguments
-            operands = [a.value for a in expr.args if a.keyword is None or a.keyword.value not in NON_VALUE_KEYWORDS]
+            operands = [a.value for a in expr.args if a.keyword is None or a.keyword.value not in STRUCTURE_KEYWORDS]
             return any(self._depends(o, visiting) for o in ([receiver] if receiver is not None else []) + operands)
         return False
 
@@ -554,19 +478,29 @@ def _is_load(parent: cst.CSTNode, node: cst.Name) -> bool:
     return not isinstance(parent, (cst.AssignTarget, cst.Element))
 
 
+# The first names of the constructs `second_derivatives` matches: the node a match starts at.
+SECOND_DERIVATIVE_NAMES = frozenset({"create_graph", "gradgradcheck", "hessian", "hvp", "vvp", "vhp", "jacrev", "jacfwd", "grad"})
+
+
 def _second_derivative_use(module: ParsedModule) -> cst.CSTNode | None:
-    """The first `create_graph=True` (anything but False/None) or hessian/hvp/vhp/gradgradcheck in the code."""
-    if not HIGHER_ORDER_TEXT.search(module.source):
+    """Where this module takes second derivatives, by `second_derivatives`' one definition (the one
+    the default selection uses): the first match that is code, not a comment or a string, as the node
+    the message quotes (`create_graph=True`, `torch.autograd.gradgradcheck`, `hessian`)."""
+    offsets = second_derivative_uses(module.source)
+    if not offsets:
         return None
+    starts = {}
     for node in module.parents:
-        kind = type(node)
-        if kind is cst.Arg and node.keyword is not None and node.keyword.value == "create_graph":
-            if not (isinstance(node.value, cst.Name) and node.value.value in ("False", "None")):
-                return node
-        elif kind is cst.Name and node.value in HIGHER_ORDER_NAMES:
-            parent = module.parents.get(node)
-            if not isinstance(parent, (cst.FunctionDef, cst.ImportAlias, cst.Param)):
-                return parent if isinstance(parent, cst.Attribute) else node
+        if type(node) is cst.Name and node.value in SECOND_DERIVATIVE_NAMES:
+            position = module.position(node).start
+            starts[(position.line, position.column)] = node
+    for offset in offsets:
+        line_start = module.source.rfind("\n", 0, offset) + 1
+        name = starts.get((module.source.count("\n", 0, offset) + 1, offset - line_start))
+        if name is None:
+            continue
+        parent = module.parents.get(name)
+        return parent if isinstance(parent, (cst.Arg, cst.Attribute)) else name
     return None
 
 
