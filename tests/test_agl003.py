@@ -118,3 +118,29 @@ def test_message_states_the_consequences_and_the_fix():
 def test_message_for_a_threshold_suggests_where():
     [diagnostic] = lint_source("def act(x, t=1.0):\n    return x * (x > t)\n", "case.py", Config(select=("AGL003",)))
     assert diagnostic.message.endswith("use torch.where(x > t, x, 0.0)")
+
+
+def test_mask_from_a_helper_of_the_module():
+    source = """
+        import torch
+
+
+        def above(t, threshold=0.0):
+            return (t > threshold).float()
+
+
+        def level_mask(t):
+            level = t.mean()
+            return (t > level).float()
+
+
+        def act(h):
+            return h * above(h)
+
+
+        def select(h):
+            return h * level_mask(h)
+    """
+    [diagnostic] = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL003",)))
+    assert (diagnostic.line, diagnostic.column) == (15, 12)
+    assert diagnostic.message.endswith("use torch.relu(h) or torch.where(h > 0.0, h, 0.0)")

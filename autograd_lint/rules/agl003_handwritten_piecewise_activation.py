@@ -33,6 +33,7 @@ _TRIGGERS = tuple(
         r"mul_?\([^\n]*(?:[<>]|" + _COMPARISON_METHOD + r")|multiply\(",
         r"^[ \t]*\w+[ \t]*=[ \t]*\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",
         r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+" + _COMPARISON_METHOD,
+        r"^[ \t]*return[ \t]+\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",  # a helper returning a mask
     )
 )
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
@@ -147,7 +148,46 @@ def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst
                 return args[0], args[1], expr
             if len(args) == 1:
                 return expr.func.value, args[0], expr
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name):
+        return _helper_mask(module, expr)
     return None
+
+
+def _helper_mask(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
+    """`positive_mask(x)` with `def positive_mask(t, threshold=0.0): return (t > threshold).float()`
+    in this module: the mask compares the call's argument. The threshold and the comparison are
+    returned in the caller's terms (the helper's parameters replaced by the arguments or defaults)."""
+    helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == call.func.value), None)
+    returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)] if helper is not None else []
+    if len(returns) != 1 or returns[0].value is None or any(a.star for a in call.args):
+        return None
+    found = _compared_value(module, returns[0].value)
+    if found is None or not isinstance(found[0], cst.Name):
+        return None
+    params = list(helper.params.params)
+    values = {p.name.value: p.default for p in params if p.default is not None}
+    values.update({p.name.value: a.value for p, a in zip(params, (a for a in call.args if a.keyword is None))})
+    values.update({a.keyword.value: a.value for a in call.args if a.keyword is not None})
+    compared, threshold, comparison = found
+    local = {name for name, binders in bindings(helper).items() if not all(isinstance(b, cst.Param) for b in binders)}
+    if compared.value not in values or any(isinstance(n, cst.Name) and n.value in local for n in [threshold, *walk(threshold)]):
+        return None  # a threshold the helper computes (from the data, maybe): not judged here
+    in_caller = _InCaller(values)
+    return values[compared.value], threshold.visit(in_caller), comparison.visit(in_caller)
+
+
+class _InCaller(cst.CSTTransformer):
+    """A helper's expression with its parameters replaced by what the caller passes."""
+
+    def __init__(self, values: dict[str, cst.BaseExpression]):
+        self.values = values
+
+    def leave_Name(self, original, updated):
+        value = self.values.get(original.value)
+        return updated if value is None else value
+
+    def leave_Attribute(self, original, updated):
+        return updated.with_changes(attr=original.attr)
 
 
 KEEP_BELOW = frozenset({"lt", "le", "less", "less_equal"})
@@ -290,7 +330,14 @@ def _message(node: cst.CSTNode, value: cst.BaseExpression, comparison: cst.BaseE
 
 
 def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> bool:
-    """`x > 0`, `0 < x`, `x.gt(0)`: the mask of torch.relu."""
-    text = "".join(code_of(comparison).split())
-    x = "".join(code_of(value).split())
-    return text in (f"{x}>0", f"0<{x}", f"({x}>0)", f"{x}.gt(0)", f"torch.gt({x},0)")
+    """`x > 0`, `0 < x`, `x.gt(0.0)`: the mask of torch.relu."""
+    if isinstance(comparison, cst.Comparison):
+        left, operator, right = comparison.left, comparison.comparisons[0].operator, comparison.comparisons[0].comparator
+        if normalized_code(right) == normalized_code(value):
+            left, right, operator = right, left, {cst.LessThan: cst.GreaterThan()}.get(type(operator), operator)
+        return isinstance(operator, cst.GreaterThan) and normalized_code(left) == normalized_code(value) and _literal_number(right) == 0
+    if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) and comparison.func.attr.value in ("gt", "greater"):
+        args = [a.value for a in comparison.args]
+        compared, threshold = (args[0], args[1]) if len(args) == 2 else (comparison.func.value, args[0] if args else None)
+        return threshold is not None and normalized_code(compared) == normalized_code(value) and _literal_number(threshold) == 0
+    return False
