@@ -209,6 +209,57 @@ def _is_float_cast(call: cst.CSTNode) -> bool:
     ))
 
 
+_CLASS_FACTS: tuple[ParsedModule | None, dict] = (None, {})
+
+
+def _class_facts(module: ParsedModule, function: cst.FunctionDef) -> tuple[set[str], set[str], set[str], set[str]]:
+    """For the class that owns `function` (empty sets for a module-level function): attributes
+    assigned an nn.Parameter, attributes built by another call, all assigned attributes, and the
+    lookup layers (`self.emb = nn.Embedding(...)`: their input is an index). Read once per class."""
+    global _CLASS_FACTS
+    owner = module.parents.get(module.parents.get(function))
+    if not isinstance(owner, cst.ClassDef):
+        return set(), set(), set(), set()
+    if _CLASS_FACTS[0] is not module:
+        _CLASS_FACTS = (module, {})
+    known = _CLASS_FACTS[1].get(owner)
+    if known is None:
+        known = _CLASS_FACTS[1][owner] = _read_class(module, owner)
+    return known
+
+
+def _read_class(module: ParsedModule, owner: cst.ClassDef) -> tuple[set[str], set[str], set[str], set[str]]:
+    parameters: set[str] = set()
+    built: set[str] = set()
+    assigned: set[str] = set()
+    lookups: set[str] = set()
+    for node in walk(owner.body):
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "register_buffer" and node.args:
+            name = node.args[0].value
+            if isinstance(name, cst.SimpleString) and isinstance(name.evaluated_value, str):
+                assigned.add(name.evaluated_value)
+            continue
+        if not isinstance(node, (cst.Assign, cst.AnnAssign)) or node.value is None:
+            continue
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        if isinstance(node.value, cst.Call):
+            layer = (module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
+            if layer in ("Embedding", "EmbeddingBag") or (layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)):
+                lookups |= {dotted_name(t) for t in targets} - {None}
+        for target in targets:
+            if isinstance(target, cst.Attribute) and dotted_name(target.value) == "self":
+                assigned.add(target.attr.value)
+                if isinstance(node.value, cst.Call) and not _is_factory_call(module, node.value):
+                    name = dotted_name(node.value.func) or ""
+                    (parameters if name.rsplit(".", 1)[-1] == "Parameter" else built).add(target.attr.value)
+    return parameters, built, assigned, lookups
+
+
+def _is_factory_call(module: ParsedModule, call: cst.Call) -> bool:
+    qualified = module.qualified_name(call.func) or ""
+    return qualified.startswith("torch.") and qualified.rsplit(".", 1)[-1] in FRESH_TENSOR_FACTORIES
+
+
 class ValueFlow:
     """Data flow inside one function: what carries a gradient and which values reach a `return`."""
 
@@ -216,10 +267,9 @@ class ValueFlow:
         self.module = module
         self.function = function
         self.nodes = [n for n in walk(function.body, into_functions=False) if not isinstance(n, cst.Lambda)]
-        self._parameter_attributes, self._built_attributes, self._assigned_attributes = self._class_attributes()
+        self._parameter_attributes, self._built_attributes, self._assigned_attributes, self.lookup_layers = _class_facts(module, function)
         self.params = {p.name.value for p in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params)}
         self.data_names = self._data_names()
-        self.lookup_layers = self._lookup_layers()
 
     # --- what carries a gradient ----------------------------------------------------------------
 
@@ -306,35 +356,8 @@ class ValueFlow:
         parent = self.module.parents.get(attribute)
         return isinstance(parent, cst.Attribute) and parent.value is attribute and attr in self._built_attributes
 
-    def _class_attributes(self) -> tuple[set[str], set[str], set[str]]:
-        """(attributes assigned an nn.Parameter, attributes built by some other call, all assigned
-        attributes) in the class that owns this function."""
-        owner = self.module.parents.get(self.module.parents.get(self.function))
-        parameters: set[str] = set()
-        built: set[str] = set()
-        assigned: set[str] = set()
-        if not isinstance(owner, cst.ClassDef):
-            return parameters, built, assigned
-        for node in walk(owner.body):
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "register_buffer" and node.args:
-                name = node.args[0].value
-                if isinstance(name, cst.SimpleString) and isinstance(name.evaluated_value, str):
-                    assigned.add(name.evaluated_value)
-                continue
-            if not isinstance(node, (cst.Assign, cst.AnnAssign)) or node.value is None:
-                continue
-            targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, cst.Attribute) and dotted_name(target.value) == "self":
-                    assigned.add(target.attr.value)
-                    if isinstance(node.value, cst.Call) and not self._is_torch_factory(node.value):
-                        name = dotted_name(node.value.func) or ""
-                        (parameters if name.rsplit(".", 1)[-1] == "Parameter" else built).add(target.attr.value)
-        return parameters, built, assigned
-
     def _is_torch_factory(self, call: cst.Call) -> bool:
-        qualified = self.module.qualified_name(call.func) or ""
-        return qualified.startswith("torch.") and qualified.rsplit(".", 1)[-1] in FRESH_TENSOR_FACTORIES
+        return _is_factory_call(self.module, call)
 
     def carries_elementwise(
         self, expr: cst.CSTNode, excluded: frozenset[str] = frozenset(), seen: set[str] | None = None, reduced: frozenset[str] = frozenset()
@@ -384,22 +407,6 @@ class ValueFlow:
                 found.append(node.value)
         return found
 
-    def _lookup_layers(self) -> set[str]:
-        """`self.emb` when the class assigns `self.emb = nn.Embedding(...)`: its input is an index."""
-        owner = self.module.parents.get(self.module.parents.get(self.function))
-        if not isinstance(owner, cst.ClassDef):
-            return set()
-        found = set()
-        for node in walk(owner.body):
-            if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
-                layer = (self.module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
-                lookup = layer in ("Embedding", "EmbeddingBag") or (
-                    layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)
-                )
-                if lookup:
-                    found |= {dotted_name(t.target) for t in node.targets} - {None}
-        return found
-
     # --- flow to the return ---------------------------------------------------------------------
 
     def reaches_output(self, source: cst.CSTNode, integer: bool = False, operand: cst.CSTNode | None = None) -> cst.Return | None:
@@ -417,34 +424,23 @@ class ValueFlow:
         scale_names = scale_names_of(self, operand) if operand is not None else frozenset()
         operand_roots = _read_names(operand) if operand is not None else frozenset()
         primary = primary_names_of(self, operand) if operand is not None else frozenset()
-        pending = [(source, integer)]
-        tainted: set[tuple[str, bool]] = set()
-        while pending:
-            node, integer = pending.pop()
-            while True:
-                parent = self.module.parents.get(node)
-                if parent is None or parent is self.function:
-                    break
-                if isinstance(parent, cst.Return):
-                    if not integer and not self._eval_only(parent):
-                        return parent
-                    break
-                if isinstance(parent, cst.AugAssign) and parent.value is node and not integer and isinstance(
-                    parent.operator, (cst.MultiplyAssign, cst.AddAssign, cst.SubtractAssign)
-                ) and (isinstance(parent.operator, cst.MultiplyAssign) or _read_names(parent.target) & primary) and self.carries_elementwise(parent.target, scale_names, reduced=operand_roots):
-                    break  # `h *= mask`: a factor or offset of a differentiable term
-                names = self._bound_by(parent, node)
-                if names is not None:
-                    for name in names:
-                        if (name, integer) not in tainted:
-                            tainted.add((name, integer))
-                            pending.extend((use, integer) for use in self._loads(name))
-                    break
-                step = self._carries(parent, node, integer, scale_names, operand_roots, primary)
-                if step is None:
-                    break
-                node, integer = parent, step
-        return None
+
+        def binds(statement: cst.CSTNode, child: cst.CSTNode, integer: bool) -> set[str] | None:
+            if isinstance(statement, cst.AugAssign) and statement.value is child and not integer and isinstance(
+                statement.operator, (cst.MultiplyAssign, cst.AddAssign, cst.SubtractAssign)
+            ) and (isinstance(statement.operator, cst.MultiplyAssign) or _read_names(statement.target) & primary) and self.carries_elementwise(statement.target, scale_names, reduced=operand_roots):
+                return set()  # `h *= mask`: a factor or offset of a differentiable term
+            # Values written into objects are not followed: a dict of metrics, an index buffer of
+            # pixel steps returned beside the output would read as the output itself.
+            return written_names(self.module, statement, child, into_objects=False)
+
+        def carries(parent: cst.CSTNode, child: cst.CSTNode, integer: bool) -> bool | None:
+            return self._carries(parent, child, integer, scale_names, operand_roots, primary)
+
+        def accepts(statement: cst.Return, integer: bool) -> bool:
+            return not integer and not self._eval_only(statement)
+
+        return reaches_return(self.module, self.function, source, carries, binds, state=integer, accepts=accepts)
 
     def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, integer: bool, scale_names: frozenset[str], operand_roots, primary) -> bool | None:
         """Whether `child`'s value flows into `parent`'s value: None if not, else whether the
@@ -546,42 +542,9 @@ class ValueFlow:
                     return True
         return False
 
-    def _bound_by(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
-        """Names a statement binds from `child`'s value; None if `statement` is not a binding of it."""
-        if isinstance(statement, cst.Assign) and statement.value is child:
-            return {n.value for t in statement.targets for n in assigned_names(t.target)}
-        if isinstance(statement, (cst.AugAssign, cst.AnnAssign)) and statement.value is child:
-            return {n.value for n in assigned_names(statement.target)}
-        if isinstance(statement, cst.For) and statement.iter is child:
-            return {n.value for n in assigned_names(statement.target)}
-        if isinstance(statement, cst.Arg):
-            call = self.module.parents.get(statement)
-            if (
-                isinstance(call, cst.Call)
-                and isinstance(call.func, cst.Attribute)
-                and call.func.attr.value in ("append", "extend", "insert")
-                and isinstance(call.func.value, cst.Name)
-            ):
-                return {call.func.value.value}
-        return None
-
     def loads(self, name: str) -> list[cst.Name]:
         """Where this function reads the local `name`."""
-        return self._loads(name)
-
-    def _loads(self, name: str) -> list[cst.Name]:
-        found = []
-        for node in self.nodes:
-            if isinstance(node, cst.Name) and node.value == name:
-                parent = self.module.parents.get(node)
-                if isinstance(parent, cst.Attribute) and parent.attr is node:
-                    continue
-                if isinstance(parent, (cst.AssignTarget,)) or (isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For)) and parent.target is node):
-                    continue
-                if isinstance(parent, cst.Arg) and parent.keyword is node:
-                    continue
-                found.append(node)
-        return found
+        return reads_of(self.module, self.function, name)
 
 
 def scale_names_of(flow: ValueFlow, operand: cst.CSTNode) -> frozenset[str]:
@@ -1123,13 +1086,17 @@ def _structure_argument(module: ParsedModule, arg: cst.Arg) -> bool:
     return function_form and positional.index(arg) in STRUCTURE_POSITIONS.get(short, ())
 
 
-def written_names(module: ParsedModule, statement: cst.CSTNode, child: cst.CSTNode, exclude: frozenset[str] = frozenset()) -> set[str] | None:
+def written_names(
+    module: ParsedModule, statement: cst.CSTNode, child: cst.CSTNode, exclude: frozenset[str] = frozenset(), into_objects: bool = True
+) -> set[str] | None:
     """The local names a statement makes hold `child`'s value, or None if it is no such statement:
-    an assignment of it (`a, b = v`; `g[mask] = v` and `out.real = v` write into `g` and `out`), a
-    `for` over it, an element added to a list (`grads.append(v)`) or an in-place method whose result
-    is discarded (`buf.copy_(v)`, `g.mul_(s)` write into the receiver). Names in `exclude` (a ctx
-    object) are not followed."""
+    an assignment of it (`a, b = v`), a `for` over it, an element added to a list (`grads.append(v)`)
+    and, with `into_objects`, a write into an object (`g[mask] = v` and `out.real = v` write into `g`
+    and `out`; `buf.copy_(v)`, `g.mul_(s)` into the receiver). Names in `exclude` (a ctx object) are
+    not followed."""
     def names(target: cst.BaseExpression) -> set[str]:
+        if isinstance(target, (cst.Subscript, cst.Attribute)) and not into_objects:
+            return set()
         while isinstance(target, (cst.Subscript, cst.Attribute)):
             target = target.value
         return {n.value for n in assigned_names(target)} - exclude
@@ -1142,7 +1109,7 @@ def written_names(module: ParsedModule, statement: cst.CSTNode, child: cst.CSTNo
         return {n.value for n in assigned_names(statement.target)} - exclude
     if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
         method = child.func.attr.value if isinstance(child.func, cst.Attribute) else ""
-        if method.endswith("_") or method in ("append", "extend", "insert"):
+        if method in ("append", "extend", "insert") or (method.endswith("_") and into_objects):
             return names(child.func.value)
         return set()  # a call for its effect: what it writes is the rule's to say (an extension's buffers)
     return None
@@ -1158,31 +1125,38 @@ def reads_of(module: ParsedModule, function: cst.FunctionDef, name: str) -> list
     ]
 
 
-def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None) -> cst.Return | None:
+def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None, state=True, accepts=None) -> cst.Return | None:
     """The `return` of `function` that `source`'s value reaches as a value, or None.
 
-    The value climbs through the expressions that contain it while the rule's `carries(parent, child)`
-    lets it (never through a `non_value_use`), and through the names a statement makes hold it
-    (`binds(statement, child)`, by default `written_names`) on to every later read of those names."""
-    binds = binds or (lambda statement, child: written_names(module, statement, child))
-    pending, bound = [source], set()
+    The value climbs through the expressions that contain it while the rule's `carries(parent, child,
+    state)` lets it (never through a `non_value_use`), and through the names a statement makes hold
+    it (`binds(statement, child, state)`, by default `written_names`) on to every later read of those
+    names. `state` travels with the value (ValueFlow: whether it is still integer-typed): `carries`
+    returns the state after `parent`, or None where the flow stops; `accepts(return, state)` says
+    whether reaching that `return` counts (by default every one does)."""
+    binds = binds or (lambda statement, child, state: written_names(module, statement, child))
+    pending, bound = [(source, state)], set()
     while pending:
-        child = pending.pop()
+        child, state = pending.pop()
         while True:
             parent = module.parents.get(child)
             if parent is None or parent is function:
                 break
             if isinstance(parent, cst.Return):
-                return parent
-            names = binds(parent, child)
+                if accepts is None or accepts(parent, state):
+                    return parent
+                break
+            names = binds(parent, child, state)
             if names is not None:
-                for name in names - bound:
-                    bound.add(name)
-                    pending.extend(reads_of(module, function, name))
+                for name in names:
+                    if (name, state) not in bound:
+                        bound.add((name, state))
+                        pending.extend((read, state) for read in reads_of(module, function, name))
                 break
             if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)) or non_value_use(module, parent, child):
                 break  # a raise, a `del`, a nested function, a shape, an index, a condition
-            if not carries(parent, child):
+            state = carries(parent, child, state)
+            if state is None:
                 break
             child = parent
     return None

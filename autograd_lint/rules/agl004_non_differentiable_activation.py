@@ -172,7 +172,7 @@ def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes
     """An `nn.Module`-style forward, or a module-level function or method a forward may call (it
     is reported only through such a call, see `_training_use`); not a custom Function's method
     (its backward supplies the gradient), not a nested helper (its caller is judged), not code that
-    runs with gradients off, not a quantizer that returns integer codes on purpose."""
+    runs with gradients off."""
     if gradient_disabled(module, function.body):
         return False
     owner = module.parents.get(module.parents.get(function))
@@ -181,9 +181,7 @@ def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes
             return False
         if function.name.value == "forward":
             return True
-    elif module.enclosing_function(function) is not None:
-        return False
-    return not _returns_integers(function)
+    return module.enclosing_function(function) is None
 
 
 def _is_forward(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
@@ -231,8 +229,10 @@ class _Judge:
         calls = [n for n in walk(self.function.body, into_functions=False) if _may_be_source(self.module, n)]
         if not calls:
             return  # most functions: no data flow to build
-        self.flow = ValueFlow(self.module, self.function)
         forward = _is_forward(self.module, self.function, self.function_classes)
+        if not forward and _returns_integers(self.function):
+            return  # a quantizer that returns integer codes on purpose
+        self.flow = ValueFlow(self.module, self.function)
         use = None
         for node in calls:
             found = self._source(node)
