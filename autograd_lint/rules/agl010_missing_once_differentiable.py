@@ -293,7 +293,7 @@ class _BackwardFlow:
         not into a shape, an index, a condition or a guard that raises."""
         return reaches_return(self.module, self.method.node, node, self._carries, self._bound_names) is not None
 
-    def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode) -> set[str] | None:
+    def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> set[str] | None:
         """The names a statement makes hold `child`'s value (not ctx), and the output buffers an
         extension call fills (`ext.backward(g, x, grad_in)` with `grad_in = torch.empty_like(x)`)."""
         written = written_names(self.module, statement, child, exclude=frozenset({self.ctx} - {None}))
@@ -301,14 +301,16 @@ class _BackwardFlow:
             written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
         return written
 
-    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode) -> bool:
-        """Whether `child`'s value flows into `parent`'s value (past the shared non-value uses): any
-        expression or container does; a tensor method's arguments only for value methods (`g.mul(s)`,
-        not `g.view(n, -1)`); torch's own backward kernels end the flow (whether they differentiate
-        again is torch's to say: they raise if not)."""
+    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> bool | None:
+        """`state` (AGL010 tracks none) if `child`'s value flows into `parent`'s value past the shared
+        non-value uses, else None. Any expression or container carries it; a tensor method's arguments
+        only for value methods (`g.mul(s)`, not `g.view(n, -1)`); torch's own backward kernels end the
+        flow (whether they differentiate again is torch's to say: they raise if not)."""
         if isinstance(parent, cst.Arg):
-            return self._argument_carries(parent)
-        return isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor))
+            carried = self._argument_carries(parent)
+        else:
+            carried = isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor))
+        return state if carried else None
 
     def _argument_carries(self, arg: cst.Arg) -> bool:
         call = self.module.parents.get(arg)

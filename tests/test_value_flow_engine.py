@@ -1,0 +1,106 @@
+"""The one value-flow engine (gradient_reach): the non-value vocabulary and the def-use walk that
+AGL010 (`reaches_return` with its carriers) and ValueFlow (AGL004's `reaches_output`) share."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from autograd_lint.gradient_reach import ValueFlow, non_value_use, reaches_return
+from autograd_lint.module import ParsedModule
+
+
+def parsed(source: str) -> ParsedModule:
+    return ParsedModule(textwrap.dedent(source), "case.py")
+
+
+def marked(module: ParsedModule) -> cst.Name:
+    """The first read of the name `v`, the value being followed."""
+    return next(n for n in module.parents if isinstance(n, cst.Name) and n.value == "v" and not isinstance(module.parents.get(n), cst.Param))
+
+
+def function(module: ParsedModule) -> cst.FunctionDef:
+    return next(n for n in module.tree.body if isinstance(n, cst.FunctionDef))
+
+
+@pytest.mark.parametrize(
+    "expression, structure",
+    [
+        ("v.shape", True),
+        ("v.size(0)", True),
+        ("v.type()", True),
+        ("v.type(torch.half)", False),  # a cast
+        ("torch.ones(3, dtype=v)", True),
+        ("torch.narrow(x, 0, v, 1)", True),
+        ("torch.narrow(v, 0, 1, 1)", False),
+        ("torch.gather(x, 1, v)", True),
+        ("torch.zeros_like(v)", True),
+        ("len(v)", True),
+        ("x[v]", True),
+        ("v[0]", False),
+        ("x if v else y", True),
+        ("v if c else y", False),
+        ("not v", True),
+        ("-v", False),
+        ("v and x", True),
+        ("v > 0", True),
+        ('f"{v}"', True),
+        ("x.mul(v)", False),
+    ],
+)
+def test_non_value_uses_are_one_vocabulary(expression, structure):
+    module = parsed(f"import torch\n\ndef f(x, y, c, v):\n    return {expression}\n")
+    name = marked(module)
+    assert non_value_use(module, module.parents[name], name) is structure
+
+
+def agl010_style_carries(parent, child, state):
+    return state if isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Arg, cst.Element)) else None
+
+
+@pytest.mark.parametrize(
+    "body, reaches",
+    [
+        ("out = torch.zeros_like(x)\nout[x > 0] = v\nreturn out", True),  # a write into a buffer
+        ("out = torch.empty_like(x)\nout.copy_(v)\nreturn out", True),  # an in-place method
+        ("parts = []\nparts.append(v)\nreturn tuple(parts)", True),
+        ("a, b = v, x\nreturn b * a", True),
+        ("for t in v:\n    x = x + t\nreturn x", True),
+        ("if v.sum() > 0:\n    raise ValueError('negative')\nreturn x", False),  # a guard
+        ("n = int(v.numel())\nreturn x.view(n, -1)", False),  # a size
+        ("k = v\nreturn x[k]", False),  # an index
+    ],
+)
+def test_the_def_use_walk_follows_the_value_into_the_return(body, reaches):
+    source = "import torch\n\ndef f(x, v):\n" + textwrap.indent(body, "    ") + "\n"
+    module = parsed(source)
+    found = reaches_return(module, function(module), marked(module), agl010_style_carries)
+    assert (found is not None) is reaches
+
+
+def test_value_flow_walks_the_same_def_use():
+    """ValueFlow (AGL004) walks the same def-use: through tuples and appends into the return, not
+    into a size; writes into objects (a metrics dict, an index buffer) are left unfollowed there."""
+    module = parsed(
+        """\
+        import torch
+
+        def quantize(x, s):
+            parts = []
+            q, scale = torch.round(x / s), s
+            parts.append(q * scale)
+            return torch.cat(parts)
+        """
+    )
+    rounded = rounding(module)
+    assert ValueFlow(module, function(module)).reaches_output(rounded, operand=rounded.args[0].value) is not None  # `* s` dequantizes
+    size_only = parsed("import torch\n\ndef f(x, s):\n    k = torch.round(x.sum())\n    return torch.narrow(x, 0, k, 1)\n")
+    assert ValueFlow(size_only, function(size_only)).reaches_output(rounding(size_only)) is None
+    written = parsed("import torch\n\ndef f(x, stats):\n    stats['q'] = torch.round(x)\n    return stats\n")
+    assert ValueFlow(written, function(written)).reaches_output(rounding(written)) is None
+
+
+def rounding(module: ParsedModule) -> cst.Call:
+    return next(n for n in module.parents if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "round")
