@@ -819,6 +819,8 @@ def _use_step(module: ParsedModule, parent: cst.CSTNode | None, node: cst.CSTNod
         return False
     if isinstance(parent, cst.Expr):
         return True  # a discarded value: a check, a print
+    if non_value_use(module, parent, node):
+        return True  # a shape, an index, a condition, metadata: the vocabulary the value-flow rules share
     if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.If, cst.While, cst.Assert, cst.Raise, cst.FormattedStringExpression)):
         return True  # a truth value, a message
     if isinstance(parent, cst.IfExp):
