@@ -15,7 +15,12 @@ the structure of the code rather than from names:
   whether an expression reads the function's differentiable inputs (not a shape, a label, a count,
   a random sample, a detached or no-grad value); `reaches_output(node)` whether a value flows into a
   `return` as a differentiable value, not only as an index, a size, a comparison, a Python number,
-  an integer result, a mask or sign factor of another differentiable term, or through an STE.
+  an integer result, a mask or sign factor of another differentiable term, beside its own operand
+  (a wrap, a fraction), or through an STE; `carries_elementwise(expr)` whether a term holds a
+  differentiable tensor rather than a scale or a reduction.
+- `scale_names_of` / `primary_names_of`: in an op's operand (`round((x - z) / s)`), the scale and
+  offset (`s`, `z`) versus the quantized data (`x`).
+- `is_integer_cast(call)`, `is_integer_dtype(expr)`: `.long()`, `.to(torch.int8)`, `torch.bool`.
 - `holds_no_gradient(module, expr)`: nothing the value is computed from can require grad (numbers,
   shapes, factories and grids, integer indices, detached values; a helper's parameter when this
   module's functions only pass such values).
