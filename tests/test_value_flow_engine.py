@@ -104,3 +104,21 @@ def test_value_flow_walks_the_same_def_use():
 
 def rounding(module: ParsedModule) -> cst.Call:
     return next(n for n in module.parents if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "round")
+
+
+@pytest.mark.parametrize(
+    "body, only_non_differentiable",
+    [
+        ("return torch.zeros_like(v) + x", True),  # read for its shape
+        ("return torch.narrow(x, 0, v, 1)", True),  # a start index
+        ("return x * 2 if v.any() and x.numel() else x", True),  # a truth test
+        ("return torch.narrow(v, 0, 1, 1)", False),
+    ],
+)
+def test_feeds_only_non_differentiable_shares_the_vocabulary(body, only_non_differentiable):
+    """AGL023/AGL003's sink test reads non-value uses from the same place as the def-use walk."""
+    from autograd_lint.gradient_reach import feeds_only_non_differentiable
+
+    module = parsed("import torch\n\ndef f(x, w):\n    v = torch.sqrt(w)\n    " + body + "\n")
+    value = next(n for n in module.parents if isinstance(n, cst.Call) and (n.func.attr.value if isinstance(n.func, cst.Attribute) else "") == "sqrt")
+    assert feeds_only_non_differentiable(module, value) is only_non_differentiable
