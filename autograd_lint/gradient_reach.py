@@ -296,25 +296,7 @@ class ValueFlow:
             and annotation_kind(p.annotation) is not NON_TENSOR
             and not (p.default is not None and _is_literal(p.default))  # `bits=8`: a setting, not an input
         }
-        assignments = [
-            (name.value, node.value)
-            for node in self.nodes
-            if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)) and node.value is not None
-            and not self.module.under_no_grad(node)
-            for target in (node.targets if isinstance(node, cst.Assign) else [node])
-            for name in assigned_names(target.target)
-        ]
-        assignments += [
-            (name.value, node.iter) for node in self.nodes if isinstance(node, cst.For) for name in assigned_names(node.target)
-        ]
-        changed = True
-        while changed:
-            changed = False
-            for name, value in assignments:
-                if name not in names and self._depends_on(value, names):
-                    names.add(name)
-                    changed = True
-        return names
+        return names_computed_from(self.module, self.function, names, self._depends_on, skip=self.module.under_no_grad)
 
     def _depends_on(self, expr: cst.CSTNode, names: set[str]) -> bool:
         stack = [expr]
@@ -1130,6 +1112,31 @@ def reads_of(module: ParsedModule, function: cst.FunctionDef, name: str) -> list
         if isinstance(node, cst.Name) and node.value == name and _is_load(module, node)
         and not (isinstance(module.parents.get(node), cst.CompFor) and module.parents[node].target is node)
     ]
+
+
+def names_computed_from(module: ParsedModule, function: cst.FunctionDef, seeds: set[str], depends, skip=None) -> set[str]:
+    """The rule's `seeds` (its sources: a backward's grad arguments, a layer's data parameters) and
+    every local of `function` bound from a value for which `depends(value, names)` holds: by `=`,
+    an augmented or annotated assignment, a `for` or a comprehension over it, to a fixed point.
+    `skip(statement)`: bindings that do not count (one under no_grad)."""
+    bindings = []
+    for node in walk(function.body, into_functions=False):
+        if isinstance(node, cst.Assign):
+            bindings.append((node, node.value, [n.value for t in node.targets for n in assigned_names(t.target)]))
+        elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and node.value is not None:
+            bindings.append((node, node.value, [n.value for n in assigned_names(node.target)]))
+        elif isinstance(node, (cst.For, cst.CompFor)):
+            bindings.append((node, node.iter, [n.value for n in assigned_names(node.target)]))
+    bindings = [(value, targets) for statement, value, targets in bindings if targets and (skip is None or not skip(statement))]
+    names = set(seeds)
+    changed = True
+    while changed:
+        changed = False
+        for value, targets in bindings:
+            if not names.issuperset(targets) and depends(value, names):
+                names.update(targets)
+                changed = True
+    return names
 
 
 def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None, state=True, accepts=None) -> cst.Return | None:

@@ -122,3 +122,34 @@ def test_feeds_only_non_differentiable_shares_the_vocabulary(body, only_non_diff
     module = parsed("import torch\n\ndef f(x, w):\n    v = torch.sqrt(w)\n    " + body + "\n")
     value = next(n for n in module.parents if isinstance(n, cst.Call) and (n.func.attr.value if isinstance(n.func, cst.Attribute) else "") == "sqrt")
     assert feeds_only_non_differentiable(module, value) is only_non_differentiable
+
+
+def test_names_computed_from_follows_every_binding_kind():
+    """The source side: each rule's seeds and the locals computed from them, one fixed point."""
+    from autograd_lint.gradient_reach import names_computed_from
+    from autograd_lint.syntax import walk
+
+    module = parsed(
+        """\
+        import torch
+
+        def f(x, n):
+            a = x * 2
+            b: torch.Tensor = a
+            c = torch.zeros(3)
+            c += b
+            for t in c:
+                pass
+            ys = [u for u in t]
+            k = n + 1
+            with torch.no_grad():
+                d = a.abs()
+            return ys, k, d
+        """
+    )
+
+    def reads(expr, names):
+        return any(isinstance(node, cst.Name) and node.value in names for node in [expr, *walk(expr)])
+
+    assert names_computed_from(module, function(module), {"x"}, reads) == {"x", "a", "b", "c", "t", "u", "ys", "d"}
+    assert "d" not in names_computed_from(module, function(module), {"x"}, reads, skip=module.under_no_grad)

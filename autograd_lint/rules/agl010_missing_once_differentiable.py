@@ -21,7 +21,7 @@ import libcst as cst
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
-from ..gradient_reach import METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, reaches_return, written_names
+from ..gradient_reach import METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
@@ -163,22 +163,7 @@ class _BackwardFlow:
         star = self.method.node.params.star_arg
         if isinstance(star, cst.Param):
             names.add(star.name.value)
-        bindings = []
-        for node in self.nodes:
-            if isinstance(node, cst.Assign):
-                bindings.append((node.value, [n.value for t in node.targets for n in assigned_names(t.target)]))
-            elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and node.value is not None:
-                bindings.append((node.value, [n.value for n in assigned_names(node.target)]))
-            elif isinstance(node, (cst.For, cst.CompFor)):
-                bindings.append((node.iter, [n.value for n in assigned_names(node.target)]))
-        changed = True
-        while changed:
-            changed = False
-            for value, targets in bindings:
-                if set(targets) - names and self._mentions(value, names):
-                    names |= set(targets)
-                    changed = True
-        return names
+        return names_computed_from(self.module, self.method.node, names, self._mentions)
 
     def _allocated_buffers(self) -> set[str]:
         """Names bound to freshly allocated tensors (`torch.empty_like(x)`, `g.new_zeros(n)`): what an
