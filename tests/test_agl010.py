@@ -293,3 +293,56 @@ def test_recipe_quotes_torch_when_the_gradient_cannot_be_differentiated():
     verdict, evidence = recipe("return (3 * x * x * g).detach()")
     assert verdict == "confirmed", evidence
     assert "element 0 of tensors does not require grad and does not have a grad_fn" in evidence
+
+
+HELPERS = """\
+import numpy as np
+import torch
+
+
+def _np_slope(grad, x):
+    return grad * torch.from_numpy(np.cos(x.cpu().numpy()))
+
+
+def _torch_slope(grad, x):
+    return grad * torch.cos(x)
+
+
+def _rows(t):
+    return t.detach().shape[0]
+
+
+def _via_np(grad, x):
+    return _np_slope(grad, x)
+
+
+class Sine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return {returned}
+"""
+
+
+@pytest.mark.parametrize(
+    "returned, found",
+    [
+        ("_np_slope(grad_out, x)", [(30, 16)]),  # the helper's `.numpy()` reaches what it returns
+        ("_np_slope(x=x, grad=grad_out)", [(30, 16)]),  # by keyword
+        ("_torch_slope(grad_out, x)", []),
+        ("grad_out * torch.cos(x)[: _rows(x)]", []),  # the helper's detach only gives a size
+        ("_np_slope(grad_out, x).sum() * 0 + _torch_slope(grad_out, x) if _rows(x) else grad_out", [(30, 16)]),
+        ("_via_np(grad_out, x)", []),  # one call deep: a helper's own helpers are not followed
+    ],
+)
+def test_module_helpers_backward_calls_are_followed_one_call_deep(returned, found):
+    source = HELPERS.format(returned=returned)
+    assert agl010(source) == found
+    if found:
+        (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL010",)))
+        assert "`.numpy()` turns the tensor into a NumPy array, in `_np_slope` on line 6" in diagnostic.message

@@ -7,8 +7,10 @@ backward through it is silently wrong (or fails with a confusing "does not requi
 
 Only values that carry gradient count: the backward's grad arguments, its saved tensors and what is
 computed from them. A construct counts only when its value flows into what backward returns (not
-into a shape, an index, a condition or a guard that raises). One finding per backward: the first
-such construct in evaluation order.
+into a shape, an index, a condition or a guard that raises): the value-flow engine of
+`gradient_reach` (`names_computed_from`, `reaches_return`, `non_value_use`), with this rule's carriers.
+A module function backward passes a gradient to is read the same way, one call deep. One finding per
+backward: the first such construct in evaluation order.
 """
 
 from __future__ import annotations
@@ -147,23 +149,33 @@ class _BackwardFlow:
     """Which values in one backward carry gradient, and whether a leaving construct reaches the return."""
 
     def __init__(self, module: ParsedModule, method: Method, extensions: _ExtensionNames, second_derivatives: cst.CSTNode | None):
-        self.module = module
-        self.method = method
-        self.extensions = extensions
-        self.ctx = method.ctx_name
-        self.nodes = list(walk(method.node.body, into_functions=False))
-        self.carrying = self._carrying_names()
-        self.buffers = self._allocated_buffers()
+        seeds = {p.name.value for p in method.data_params}
+        star = method.node.params.star_arg
+        if isinstance(star, cst.Param):
+            seeds.add(star.name.value)
+        self._setup(module, method.node, seeds, method.ctx_name, extensions)
         self.higher_order = second_derivatives
         self.intermediates = _SavedIntermediates(module, method.owner, method) if self.higher_order else None
+        self.follows_helpers = True
 
-    def _carrying_names(self) -> set[str]:
-        """The grad arguments, the saved tensors, and every name computed from them."""
-        names = {p.name.value for p in self.method.data_params}
-        star = self.method.node.params.star_arg
-        if isinstance(star, cst.Param):
-            names.add(star.name.value)
-        return names_computed_from(self.module, self.method.node, names, self._mentions)
+    @classmethod
+    def of_helper(cls, module: ParsedModule, helper: cst.FunctionDef, seeds: set[str], extensions: _ExtensionNames) -> "_BackwardFlow":
+        """The flow inside a module function backward calls, from the parameters it passes gradients
+        to (one call deep: the helper's own helpers are not followed)."""
+        flow = cls.__new__(cls)
+        flow._setup(module, helper, seeds, None, extensions)
+        flow.higher_order = flow.intermediates = None
+        flow.follows_helpers = False
+        return flow
+
+    def _setup(self, module: ParsedModule, function: cst.FunctionDef, seeds: set[str], ctx: str | None, extensions: _ExtensionNames) -> None:
+        self.module = module
+        self.function = function
+        self.extensions = extensions
+        self.ctx = ctx
+        self.nodes = list(walk(function.body, into_functions=False))
+        self.carrying = names_computed_from(module, function, seeds, self._mentions)
+        self.buffers = self._allocated_buffers()
 
     def _allocated_buffers(self) -> set[str]:
         """Names bound to freshly allocated tensors (`torch.empty_like(x)`, `g.new_zeros(n)`): what an
@@ -194,7 +206,7 @@ class _BackwardFlow:
     def first_exit(self) -> tuple[cst.CSTNode, str] | None:
         if not any(isinstance(n, cst.Return) and n.value is not None for n in self.nodes):
             return None  # backward only raises (or returns nothing)
-        for node in _post_order(self.method.node.body):
+        for node in _post_order(self.function.body):
             what = self._leaving(node)
             if what is not None and not self._under_enable_grad(node):
                 return node, what
@@ -233,7 +245,21 @@ class _BackwardFlow:
         if extension is not None and self._any_argument_carries(node):
             if self._reaches_return(node):
                 return f"the compiled extension `{extension}` has no autograd formula of its own"
-        return None
+            return None
+        return self._leaving_in_helper(node) if self.follows_helpers else None
+
+    def _leaving_in_helper(self, call: cst.Call) -> str | None:
+        """A module function backward passes a gradient to and whose result it returns, when the
+        helper leaves autograd on the way (`return _grad_np(g, x)` with `def _grad_np(g, x): ...numpy()`)."""
+        helper = _module_function(self.module, call.func)
+        if helper is None:
+            return None
+        seeds = {param for param, arg in _parameters_bound(helper, call) if self._carries_gradient(arg.value)}
+        found = _BackwardFlow.of_helper(self.module, helper, seeds, self.extensions).first_exit() if seeds else None
+        if found is None or not self._reaches_return(call):
+            return None
+        inner, what = found
+        return f"{what}, in `{helper.name.value}` on line {self.module.position(inner).start.line}"
 
     def _no_grad_block(self, node: cst.With) -> str | None:
         for item in node.items:
@@ -262,7 +288,7 @@ class _BackwardFlow:
 
     def _under_enable_grad(self, node: cst.CSTNode) -> bool:
         for ancestor in self.module.ancestors(node):
-            if ancestor is self.method.node:
+            if ancestor is self.function:
                 return False
             if isinstance(ancestor, cst.With) and any(
                 (self.module.qualified_name(i.item.func if isinstance(i.item, cst.Call) else i.item) or "").endswith("enable_grad")
@@ -276,7 +302,7 @@ class _BackwardFlow:
     def _reaches_return(self, node: cst.CSTNode) -> bool:
         """Whether `node`'s value flows into what backward returns (`gradient_reach.reaches_return`):
         not into a shape, an index, a condition or a guard that raises."""
-        return reaches_return(self.module, self.method.node, node, self._carries, self._bound_names) is not None
+        return reaches_return(self.module, self.function, node, self._carries, self._bound_names) is not None
 
     def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> set[str] | None:
         """The names a statement makes hold `child`'s value (not ctx), and the output buffers an
@@ -313,6 +339,25 @@ class _BackwardFlow:
         """`torch.mul(...)`, `F.pad(...)`, `np.exp(...)`, `ext.backward(...)`: a function, not a tensor method."""
         head = (dotted_name(func) or "").split(".")[0]
         return bool(head) and (head in self.module.imports or head in self.extensions.names)
+
+
+def _module_function(module: ParsedModule, func: cst.BaseExpression) -> cst.FunctionDef | None:
+    """The module-level function `func` names (`_grad_np` for `_grad_np(...)`), if this module defines it."""
+    if not isinstance(func, cst.Name):
+        return None
+    return next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
+
+
+def _parameters_bound(function: cst.FunctionDef, call: cst.Call) -> list[tuple[str, cst.Arg]]:
+    """(parameter, argument) pairs of a call, positional and by keyword; none past a `*args`/`**kw`."""
+    positional = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
+    pairs = []
+    for index, arg in enumerate(a for a in call.args if a.keyword is None):
+        if arg.star or index >= len(positional):
+            break
+        pairs.append((positional[index], arg))
+    pairs += [(arg.keyword.value, arg) for arg in call.args if arg.keyword is not None]
+    return pairs
 
 
 class _SavedIntermediates:
