@@ -346,3 +346,8 @@ def test_module_helpers_backward_calls_are_followed_one_call_deep(returned, foun
     if found:
         (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL010",)))
         assert "`.numpy()` turns the tensor into a NumPy array, in `_np_slope` on line 6" in diagnostic.message
+
+
+def test_a_static_method_of_a_kernels_class_is_a_helper_too():
+    source = HELPERS.replace("def _via_np(grad, x):", "class _Kernels:\n    @staticmethod\n    def slope(grad, x):\n        return _np_slope(grad.detach(), x)\n\n\ndef _via_np(grad, x):")
+    assert agl010(source.format(returned="_Kernels.slope(grad_out, x)")) == [(36, 16)]

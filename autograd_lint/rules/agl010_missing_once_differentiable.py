@@ -342,10 +342,18 @@ class _BackwardFlow:
 
 
 def _module_function(module: ParsedModule, func: cst.BaseExpression) -> cst.FunctionDef | None:
-    """The module-level function `func` names (`_grad_np` for `_grad_np(...)`), if this module defines it."""
-    if not isinstance(func, cst.Name):
+    """The function of this module `func` names: a module-level function (`_grad_np(...)`) or a
+    static method called through its class (`_Kernels.backward_dx(...)`)."""
+    if isinstance(func, cst.Name):
+        return next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
+    if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
         return None
-    return next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
+    owner = next((s for s in module.tree.body if isinstance(s, cst.ClassDef) and s.name.value == func.value.value), None)
+    if owner is None:
+        return None
+    method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == func.attr.value), None)
+    static = method is not None and any((dotted_name(d.decorator) or "") == "staticmethod" for d in method.decorators)
+    return method if static else None
 
 
 def _parameters_bound(function: cst.FunctionDef, call: cst.Call) -> list[tuple[str, cst.Arg]]:
