@@ -351,3 +351,9 @@ def test_module_helpers_backward_calls_are_followed_one_call_deep(returned, foun
 def test_a_static_method_of_a_kernels_class_is_a_helper_too():
     source = HELPERS.replace("def _via_np(grad, x):", "class _Kernels:\n    @staticmethod\n    def slope(grad, x):\n        return _np_slope(grad.detach(), x)\n\n\ndef _via_np(grad, x):")
     assert agl010(source.format(returned="_Kernels.slope(grad_out, x)")) == [(36, 16)]
+
+
+def test_a_function_defined_inside_backward_is_a_helper_too():
+    body = "def to_host(t):\n    return torch.from_numpy(t.cpu().numpy())\n\nreturn to_host(g) * 2 * x"
+    assert agl010(backward(body)) == [(17, 16)]
+    assert agl010(backward("def rows(t):\n    return t.detach().shape[0]\n\nreturn g[: rows(x)] * 2 * x")) == []

@@ -251,7 +251,7 @@ class _BackwardFlow:
     def _leaving_in_helper(self, call: cst.Call) -> str | None:
         """A module function backward passes a gradient to and whose result it returns, when the
         helper leaves autograd on the way (`return _grad_np(g, x)` with `def _grad_np(g, x): ...numpy()`)."""
-        helper = _module_function(self.module, call.func)
+        helper = _module_function(self.module, call.func, self.function)
         if helper is None:
             return None
         seeds = {param for param, arg in _parameters_bound(helper, call) if self._carries_gradient(arg.value)}
@@ -341,11 +341,12 @@ class _BackwardFlow:
         return bool(head) and (head in self.module.imports or head in self.extensions.names)
 
 
-def _module_function(module: ParsedModule, func: cst.BaseExpression) -> cst.FunctionDef | None:
-    """The function of this module `func` names: a module-level function (`_grad_np(...)`) or a
-    static method called through its class (`_Kernels.backward_dx(...)`)."""
+def _module_function(module: ParsedModule, func: cst.BaseExpression, caller: cst.FunctionDef) -> cst.FunctionDef | None:
+    """The function of this module `func` names: one defined in the calling function, a module-level
+    function (`_grad_np(...)`) or a static method called through its class (`_Kernels.backward_dx(...)`)."""
     if isinstance(func, cst.Name):
-        return next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
+        local = [n for n in walk(caller.body, into_functions=False) if isinstance(n, cst.FunctionDef) and n.name.value == func.value]
+        return local[-1] if local else next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
     if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
         return None
     owner = next((s for s in module.tree.body if isinstance(s, cst.ClassDef) and s.name.value == func.value.value), None)
