@@ -8,11 +8,10 @@ from __future__ import annotations
 import ast
 import re
 
-CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
-COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+from .torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+
+CASTS = FLOAT_CASTS | DTYPE_CASTS
 ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
-ZERO_GRADIENT_NAMES = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
-INTEGER_CASTS = frozenset({"int", "long", "short", "byte", "char", "bool"})
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
 
 
@@ -59,7 +58,7 @@ def _is_comparison(node: ast.AST) -> bool:
     node = _unwrap_casts(node)
     if isinstance(node, ast.Compare):
         return any(isinstance(op, ORDERING) for op in node.ops)
-    return isinstance(node, ast.Call) and _terminal(node.func) in COMPARISON_METHODS
+    return isinstance(node, ast.Call) and _terminal(node.func) in ORDERING_METHODS
 
 
 def _factors(node: ast.AST):
@@ -113,7 +112,7 @@ def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> boo
     name = _terminal(node.func)
     if name is None:
         return False
-    if name in aliases or name.rstrip("_") in ZERO_GRADIENT_NAMES or name in ("one_hot", "where", "scatter", "scatter_"):
+    if name in aliases or name.rstrip("_") in ZERO_GRADIENT_OPS or name in ("one_hot", "where", "scatter", "scatter_"):
         return True
     if name in INTEGER_CASTS and not node.args:
         return True
@@ -132,7 +131,7 @@ def activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
         for alias in node.names
-        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_NAMES or alias.name == "one_hot")
+        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
     )
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .rules import DEFAULT_SELECTION, RULES, SECOND_DERIVATIVE_RULES
+from .rules import RULES, SECOND_DERIVATIVE_RULES, default_selection
 
 SECTION = "autograd-lint"
 DEFAULT_EXCLUDE = (
@@ -70,7 +70,7 @@ class Config:
     def selected_codes(self, second_derivatives: bool = False) -> list[str]:
         """The codes to run. `second_derivatives`: the module's package takes second derivatives, so
         the default selection also runs the rules that matter only there (`SECOND_DERIVATIVE_RULES`)."""
-        chosen = _expand(self.select) if self.select is not None else set(DEFAULT_SELECTION)
+        chosen = _expand(self.select) if self.select is not None else set(default_selection())
         if self.select is None and second_derivatives:
             chosen |= SECOND_DERIVATIVE_RULES
         chosen |= _expand(self.extend_select)

@@ -20,6 +20,7 @@ from .function_model import FunctionClass, Method
 from .gradient_returns import TUPLE_RETURNING
 from .scopes import bindings
 from .syntax import code_of, dotted_name, string_value, walk
+from .torch_vocabulary import INTEGER_DTYPES, INTEGER_RESULT_OPS
 
 
 class Kind(Enum):
@@ -151,17 +152,6 @@ def _mentions(node: cst.CSTNode, name: str) -> bool:
         return True
     value = getattr(node, "value", None)
     return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
-
-
-# Tensor methods and torch functions whose result is an integer or bool tensor.
-INTEGER_RESULTS = frozenset(
-    {
-        "long", "int", "short", "byte", "char", "bool", "argmax", "argmin", "argsort", "nonzero", "searchsorted",
-        "bucketize", "randint", "randperm", "isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not",
-        "logical_xor", "eq", "ne", "gt", "ge", "lt", "le", "signbit", "isclose",
-    }
-)
-INTEGER_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "int", "short", "bool"})
 
 
 def _integer_dtype(expr: cst.BaseExpression) -> bool:
@@ -389,7 +379,7 @@ class ValueKinds:
                 return _integer_dtype(arg.value)
         func = expr.func
         name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
-        if name in INTEGER_RESULTS:
+        if name in INTEGER_RESULT_OPS:
             return isinstance(func, cst.Attribute)
         if name in ("to", "type") and expr.args and expr.args[0].keyword is None:
             return _integer_dtype(expr.args[0].value)

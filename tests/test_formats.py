@@ -40,8 +40,10 @@ def invoke(args, input=None, env=None):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A git checkout (a `.git` marks its root) with the buggy snippet; cwd is its root."""
+    """A git checkout (a `.git` marks its root) with the buggy snippet; cwd is its root. The project
+    opts in to AGL003, the warning these tests print next to AGL002's error."""
     (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.autograd-lint]\nextend-select = ["AGL003"]\n')
     (tmp_path / "bad.py").write_text(SNIPPET)
     (tmp_path / "relu.py").write_text(RELU)
     (tmp_path / "clean.py").write_text("x = 1\n")
@@ -316,7 +318,7 @@ def test_github_annotations(project):
         "file": "relu.py", "line": "4", "col": "12", "endLine": "4", "endColumn": "31",
         "title": "AGL003 handwritten-piecewise-activation",
     }
-    assert message.startswith("`x` multiplied by a comparison of itself")
+    assert message.startswith("`x * (x > 0).float()` is a hand-written activation of `x`")
 
 
 def test_github_escapes_properties_and_message():

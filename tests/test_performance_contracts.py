@@ -71,7 +71,7 @@ def test_a_different_selection_does_not_reuse_entries(tmp_path):
     from autograd_lint import Config
 
     cache = tmp_path / "cache"
-    everything = lint_paths([str(FIXTURES / "motivating")], cache_dir=cache)
+    everything = lint_paths([str(FIXTURES / "motivating")], Config(select=("ALL",)), cache_dir=cache)
     only_agl002 = lint_paths([str(FIXTURES / "motivating")], Config(select=("AGL002",)), cache_dir=cache)
     assert {d.code for d in only_agl002.diagnostics} == {"AGL002"}
     assert {d.code for d in everything.diagnostics} > {"AGL002"}

@@ -17,9 +17,10 @@ from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, normalized_code, short_code, walk
+from ..torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, ORDERING_METHODS
 
-CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
-COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+CASTS = FLOAT_CASTS | DTYPE_CASTS
+
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
 _COMPARISON_METHOD = r"\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
@@ -142,7 +143,7 @@ def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
         args = [a.value for a in expr.args if a.keyword is None]
-        if name in COMPARISON_METHODS:
+        if name in ORDERING_METHODS:
             qualified = module.qualified_name(expr.func)
             if qualified and qualified.startswith("torch.") and len(args) >= 2:
                 return args[0], args[1], expr

@@ -26,13 +26,12 @@ from ..gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_c
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..syntax import assigned_names, code_of, dotted_name, short_code, walk
+from ..torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
-ZERO_GRADIENT_FUNCTIONS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
-ZERO_GRADIENT_METHODS = ZERO_GRADIENT_FUNCTIONS | {name + "_" for name in ZERO_GRADIENT_FUNCTIONS}
-INTEGER_CAST_METHODS = frozenset({"int", "long", "short", "byte", "char", "bool"})
-COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
+CASTS = FLOAT_CASTS | DTYPE_CASTS
+
+ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}
 MASK_WRAPPERS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"})
-FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
 CONSTANT_FACTORIES = frozenset({"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"})
@@ -256,7 +255,7 @@ class _Judge:
         qualified = self.module.qualified_name(node.func) or ""
         op = _public_torch_op(qualified)
         operands = [a.value for a in node.args]
-        if op in ZERO_GRADIENT_FUNCTIONS:
+        if op in ZERO_GRADIENT_OPS:
             return self._zero_gradient(op, operands[:1])
         if op == "one_hot":
             # A hard selection (`one_hot(scores.argmax(-1))`); a one-hot of ids, positions or
@@ -283,7 +282,7 @@ class _Judge:
             if self.flow.carries_gradient(operands[1]):
                 return "a one-hot scattered at an argmax has no gradient: the result is cut from the graph", False
             return None
-        if method in FLOAT_CASTS and self._is_comparison(receiver):
+        if method in CASTS and self._is_comparison(receiver):
             if self._compares_data(receiver) and not self._used_as_mask(node):
                 return "a comparison has no gradient: the result is cut from the graph", False
         return None
@@ -320,7 +319,7 @@ class _Judge:
             if isinstance(operator, cst.Equal):  # `(x == x.max(-1, keepdim=True).values)`: a one-hot
                 return any(_is_max(side) for side in (expr.left, right))
             return isinstance(operator, ORDERING)
-        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in COMPARISON_METHODS:
+        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ORDERING_METHODS:
             return _public_torch_op(self.module.qualified_name(expr.func) or "") is not None or not self._is_module_function(expr.func)
         return False
 
@@ -372,7 +371,7 @@ class _Judge:
         return not returned and any(self._used_as_mask(use, through_names=False) for use in uses)
 
 
-_SOURCE_CALL_NAMES = ZERO_GRADIENT_METHODS | INTEGER_CAST_METHODS | FLOAT_CASTS | {"one_hot", "where", "scatter", "scatter_"}
+_SOURCE_CALL_NAMES = ZERO_GRADIENT_METHODS | INTEGER_CASTS | CASTS | {"one_hot", "where", "scatter", "scatter_"}
 
 
 def _may_be_source(module: ParsedModule, node: cst.CSTNode) -> bool:
@@ -464,7 +463,7 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         method = expr.func.attr.value
         args = [a.value for a in expr.args]
-        if method in INTEGER_CAST_METHODS or method == "astype" or "quantize_per" in method:
+        if method in INTEGER_CASTS or method == "astype" or "quantize_per" in method:
             return True
         if method in ("to", "type") and any(is_integer_dtype(a) or (isinstance(a, cst.Name) and a.value in dtype_params) for a in args):
             return True
@@ -480,7 +479,7 @@ def _activation_like(name: str) -> bool:
     name = _snake_case(name)
     if name == "forward":
         return True
-    if name.rstrip("_") in ZERO_GRADIENT_FUNCTIONS or name.startswith(NOT_ACTIVATIONS):
+    if name.rstrip("_") in ZERO_GRADIENT_OPS or name.startswith(NOT_ACTIVATIONS):
         return False
     return ACTIVATION_NAME.search(name) is not None
 

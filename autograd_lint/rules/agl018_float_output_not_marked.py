@@ -15,12 +15,10 @@ from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, normalized_code, walk
+from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPES, INTEGER_TENSOR_TYPES
 
-FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16"})
-DTYPE_CASTS = frozenset({"to", "type", "type_as"})
-INTEGER_DTYPES = frozenset({"long", "int", "int8", "int16", "int32", "int64", "uint8", "short", "bool", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor"})
-COMPARISON_METHODS = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "greater", "greater_equal", "less", "less_equal", "isnan", "isinf", "isfinite", "isclose", "logical_and", "logical_or", "logical_not", "logical_xor"})
-INDEX_METHODS = frozenset({"argmax", "argmin", "argsort", "bucketize", "searchsorted", "nonzero", "argwhere"})
+INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
+
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ def _to_float(call: cst.Call) -> bool:
         return False
     target = code_of(chosen.value).strip()
     last = target.rsplit(".", 1)[-1]
-    return last not in INTEGER_DTYPES and not target.startswith(("'", '"')) and "device" not in target
+    return last not in INTEGER_DTYPE_NAMES and not target.startswith(("'", '"')) and "device" not in target
 
 
 def _constant_source(scope, expr: cst.BaseExpression, depth: int) -> str | None:
@@ -208,9 +206,9 @@ def _constant_source(scope, expr: cst.BaseExpression, depth: int) -> str | None:
         return "mask" if left == right == "mask" else None
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         name = expr.func.attr.value
-        if name in COMPARISON_METHODS:
+        if name in BOOL_RESULT_OPS:
             return "mask"
-        if name in INDEX_METHODS:
+        if name in INDEX_RESULT_OPS:
             return "index"
     if isinstance(expr, cst.Name) and depth > 0:
         values = scope.get(expr.value, [])
