@@ -51,7 +51,15 @@ CARRYING_METHODS = frozenset(
      "squeeze_", "unsqueeze_", "sign", "round", "T", "mT"}
 )
 # Methods whose arguments (not just the receiver) are tensors that flow into the result.
-ARGUMENT_CARRYING_METHODS = frozenset({"mul", "add", "sub", "div", "matmul", "mm", "bmm", "mul_", "add_", "sub_", "div_", "type_as", "expand_as", "view_as"})
+# (`x.view_as(y)`, `x.type_as(y)` read only y's shape or dtype: a non-value use, see `non_value_use`.)
+ARGUMENT_CARRYING_METHODS = frozenset(
+    {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "bmm", "mv", "dot", "outer", "pow", "addcmul",
+     "addcdiv", "addmm", "baddbmm", "lerp", "maximum", "minimum", "where", "masked_fill", "masked_scatter",
+     "mul_", "add_", "sub_", "div_", "copy_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_", "rsub",
+     "clamp", "clamp_", "clip", "index_add", "index_add_", "scatter_add", "scatter_add_", "new_tensor", "append"}
+)
+# Methods whose tensor argument is read only for its shape or dtype.
+SHAPE_ARGUMENT_METHODS = frozenset({"type_as", "expand_as", "view_as", "reshape_as"})
 FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
 INTEGER_CAST_METHODS = frozenset({"int", "long", "short", "byte", "char", "bool"})
 INTEGER_DTYPES = frozenset(
@@ -1068,7 +1076,7 @@ def _structure_argument(module: ParsedModule, arg: cst.Arg) -> bool:
         return arg.keyword.value in STRUCTURE_KEYWORDS
     name = dotted_name(call.func) or ""
     short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
-    if short in STRUCTURE_FUNCTIONS:
+    if short in STRUCTURE_FUNCTIONS or (isinstance(call.func, cst.Attribute) and short in SHAPE_ARGUMENT_METHODS):
         return True
     function_form = not isinstance(call.func, cst.Attribute) or name.split(".")[0] in module.imports
     positional = [a for a in call.args if a.keyword is None]

@@ -153,3 +153,10 @@ def test_names_computed_from_follows_every_binding_kind():
 
     assert names_computed_from(module, function(module), {"x"}, reads) == {"x", "a", "b", "c", "t", "u", "ys", "d"}
     assert "d" not in names_computed_from(module, function(module), {"x"}, reads, skip=module.under_no_grad)
+
+
+@pytest.mark.parametrize("method", ["view_as", "type_as", "expand_as", "reshape_as"])
+def test_a_tensor_read_for_its_shape_or_dtype_by_a_method_is_a_non_value_use(method):
+    module = parsed(f"import torch\n\ndef f(x, v):\n    return x.{method}(v)\n")
+    name = marked(module)
+    assert non_value_use(module, module.parents[name], name)

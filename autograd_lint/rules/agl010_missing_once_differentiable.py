@@ -23,7 +23,7 @@ import libcst as cst
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
-from ..gradient_reach import METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
+from ..gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
 from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
@@ -38,13 +38,6 @@ LEAVING_METHODS = {
     "detach": "`.detach()` drops the tensor's autograd history",
 }
 SAVED_ATTRIBUTES = ("saved_tensors", "saved_variables")
-# Tensor methods whose arguments (not only the receiver) are values that flow into the result.
-VALUE_ARGUMENT_METHODS = frozenset(
-    {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "bmm", "mv", "dot", "outer", "pow", "addcmul",
-     "addcdiv", "addmm", "baddbmm", "lerp", "maximum", "minimum", "where", "masked_fill", "masked_scatter",
-     "mul_", "add_", "sub_", "div_", "copy_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_", "rsub",
-     "clamp", "clamp_", "clip", "index_add", "index_add_", "scatter_add", "scatter_add_", "new_tensor", "append"}
-)
 # Ops whose result carries no gradient back to their operands (so a saved tensor built with them is
 # a constant for double backward anyway): comparisons, indices, integer casts, steps, metadata.
 NON_DIFFERENTIABLE_OPS = frozenset(
@@ -332,7 +325,7 @@ class _BackwardFlow:
         if "backward" in short and (self.module.qualified_name(call.func) or "").startswith("torch."):
             return False
         if isinstance(call.func, cst.Attribute) and not self._is_module_function(call.func):
-            return short in VALUE_ARGUMENT_METHODS
+            return short in ARGUMENT_CARRYING_METHODS
         return True
 
     def _is_module_function(self, func: cst.Attribute) -> bool:
