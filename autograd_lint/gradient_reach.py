@@ -29,6 +29,11 @@ the structure of the code rather than from names:
   module). Unlike `reaches_output`, a product with a differentiable term keeps the flow going.
 - `in_operator_implementation(module, node)`: the body of a registered operator (`custom_op`,
   `register_decomposition`), which autograd never records.
+- The value-flow engine under `ValueFlow`, AGL010 and `feeds_only_non_differentiable`, with each
+  rule's sources, carriers and blockers: `non_value_use(module, parent, child)` (one vocabulary of
+  shape, index, condition, metadata and message uses), `names_computed_from` (a rule's seeds and the
+  locals computed from them), `written_names` / `reads_of` (def-use through assignments, tuples,
+  appends, writes into objects) and `reaches_return` (the walk to a `return`, with a rule state).
 """
 
 from __future__ import annotations
