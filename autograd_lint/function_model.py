@@ -349,15 +349,18 @@ class FunctionModel:
                 if method is not None:
                     yield method
 
+    def with_reachable_backward(self) -> Iterator[FunctionClass]:
+        """The classes whose backward autograd can call (`FunctionClass.backward_reachable`): the ones
+        rules about backward's body, its gradients and its dtypes judge."""
+        return (function_class for function_class in self.classes if function_class.backward_reachable)
+
     def reachable_backwards(self) -> Iterator[Method]:
-        """Every class's own backward/vjp that autograd can call (`FunctionClass.backward_reachable`):
-        what rules about backward's body judge."""
-        for function_class in self.classes:
-            if function_class.backward_reachable:
-                for name in BACKWARD_METHODS:
-                    method = function_class.own_methods.get(name)
-                    if method is not None:
-                        yield method
+        """Every own backward/vjp of the classes `with_reachable_backward` yields."""
+        for function_class in self.with_reachable_backward():
+            for name in BACKWARD_METHODS:
+                method = function_class.own_methods.get(name)
+                if method is not None:
+                    yield method
 
     def by_name(self, name: str) -> FunctionClass | None:
         for function_class in self.classes:

@@ -45,3 +45,30 @@ def test_a_float_output_makes_backward_reachable_and_reported():
 ])
 def test_an_output_that_cannot_require_grad_silences_the_backward_rules(returned):
     assert reported(returned) == []
+
+
+RANDOM_BACKWARD = textwrap.dedent("""\
+    import torch
+
+    class NoisyRound(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, k):
+            noise = torch.rand_like(x)
+            {returned}
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * torch.rand_like(grad), grad
+
+
+    def noisy_round(x):
+        return NoisyRound.apply(x, 3)
+    """)
+
+
+def test_rules_on_gradients_and_randomness_follow_reachability_too():
+    def found(returned):
+        source = RANDOM_BACKWARD.format(returned=returned)
+        return sorted((d.line, d.code) for d in lint_source(source, "noisy.py", EVERY_RULE))
+
+    assert found("return x + noise") == [(10, "AGL011"), (10, "AGL016")]
+    assert found("return (x + noise).round().long()") == []

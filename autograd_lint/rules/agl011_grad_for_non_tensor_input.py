@@ -63,7 +63,7 @@ class GradForNonTensorInput(FunctionRule):
     summary = "backward returns a gradient for an input that is a Python number, string, flag or None at the call sites"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in module.functions.with_reachable_backward():
             yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:

@@ -49,7 +49,7 @@ class RngInBackward(FunctionRule):
     summary = "backward draws fresh randomness instead of reusing forward's mask or RNG state"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in module.functions.with_reachable_backward():
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue

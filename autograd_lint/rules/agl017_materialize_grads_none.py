@@ -51,7 +51,7 @@ class MaterializeGradsNone(FunctionRule):
         return "set_materialize_grads" in text and super().triggered(text)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in module.functions.with_reachable_backward():
             backward = function_class.own_methods.get("backward")
             if backward is None or not _disables_materialization(function_class):
                 continue

@@ -59,7 +59,7 @@ class BadGradShape(FunctionRule):
     summary = "forward reduces or reshapes an input but backward returns the output's gradient unchanged"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in module.functions.with_reachable_backward():
             pair = function_class.checked_pair()
             if pair is not None:
                 yield from self._check_class(module, function_class, *pair)

@@ -60,7 +60,7 @@ class AmpMissingCustomFwd(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         regions = None
-        for function_class in module.functions:
+        for function_class in module.functions.with_reachable_backward():
             pair = function_class.checked_pair()
             if pair is None:
                 continue
