@@ -20,7 +20,7 @@ from .diagnostic import Diagnostic, FileError, Severity
 from .discovery import git_root
 from .pages import rule_page
 from .reading import SourceError, read_source
-from .rules import RULES
+from .rules import OPT_IN, RULES
 
 TOOL_NAME = "autograd-lint"
 INFORMATION_URI = "https://pypi.org/project/autograd-lint/"
@@ -137,7 +137,7 @@ def _page_description(code: str) -> tuple[str, str]:
     """(first paragraph of the rule's page, the whole page): its full description and its help."""
     page = rule_page(code)
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", page) if p.strip()]
-    body = [p for p in paragraphs if not p.startswith("#") and not p.startswith("**Severity:**")]
+    body = [p for p in paragraphs if not p.startswith(("#", "**"))]  # headings, the status and severity lines
     first = " ".join(body[0].split()) if body else RULES[code].summary
     return first, page
 
@@ -157,7 +157,7 @@ def sarif_rules() -> list[dict]:
                 "shortDescription": {"text": _truncate(rule.summary)},
                 "fullDescription": {"text": _truncate(full), "markdown": _truncate(full)},
                 "help": {"text": page, "markdown": page},
-                "defaultConfiguration": {"level": rule.severity.value},
+                "defaultConfiguration": {"level": rule.severity.value, "enabled": code not in OPT_IN},
                 "properties": {"tags": ["autograd", "correctness"], "problem.severity": rule.severity.value},
             }
         )

@@ -59,6 +59,18 @@ def string_value(expr: cst.BaseExpression) -> str | None:
     return None
 
 
+def literal_number(expr: cst.BaseExpression) -> float | None:
+    """The value of a number literal, signs included (`-1`, `+0.5`, `- -2`); None for anything else."""
+    negative = False
+    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+        negative ^= isinstance(expr.operator, cst.Minus)
+        expr = expr.expression
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        value = float(expr.evaluated_value)
+        return -value if negative else value
+    return None
+
+
 def is_none(expr: cst.BaseExpression | None) -> bool:
     return isinstance(expr, cst.Name) and expr.value == "None"
 

@@ -381,10 +381,11 @@ def test_color_always_colours_text(project):
 
 def test_color_always_colours_full_and_warnings_yellow(project):
     (project / "relu.py").write_text("def relu(x):\n    return x * (x > 0).float()\n")
-    result = invoke(["-q", "--color", "always", "--output-format", "full", "relu.py"])
+    # AGL003 (a warning) is opt-in.
+    result = invoke(["-q", "--extend-select", "AGL003", "--color", "always", "--output-format", "full", "relu.py"])
     assert click.style("AGL003", fg="yellow", bold=True) in result.stdout
     assert click.style("^" * 19, fg="yellow", bold=True) in result.stdout
-    plain = invoke(["-q", "--output-format", "full", "relu.py"]).stdout
+    plain = invoke(["-q", "--extend-select", "AGL003", "--output-format", "full", "relu.py"]).stdout
     assert ANSI.sub("", result.stdout) == plain
 
 

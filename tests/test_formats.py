@@ -17,7 +17,7 @@ from autograd_lint.diagnostic import Diagnostic, Severity
 from autograd_lint.formats import Sources
 from autograd_lint.output import FORMATS, render
 from autograd_lint.pages import rule_page
-from autograd_lint.rules import RULES
+from autograd_lint.rules import OPT_IN, RULES
 
 from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
 
@@ -217,6 +217,7 @@ def test_sarif_driver_and_rules_come_from_the_rule_pages(project):
         assert not rule["fullDescription"]["text"].startswith(("#", "**"))
         assert rule["help"]["text"] == page and rule["help"]["markdown"] == page
         assert rule["defaultConfiguration"]["level"] == rule_class.severity.value
+        assert rule["defaultConfiguration"]["enabled"] is (code not in OPT_IN)  # the opt-in rules are off by default
     for rule in driver["rules"]:  # GitHub: non-empty, at most 1024 characters
         for key in ("shortDescription", "fullDescription"):
             assert 0 < len(rule[key]["text"]) <= 1024

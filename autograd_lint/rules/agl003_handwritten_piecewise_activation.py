@@ -16,7 +16,7 @@ from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, h
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, normalized_code, short_code, walk
+from ..syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
 from ..torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, ORDERING_METHODS
 
 CASTS = FLOAT_CASTS | DTYPE_CASTS
@@ -198,7 +198,7 @@ def _zeroes_only_non_negatives(comparison: cst.BaseExpression, compared: cst.Bas
     """`x * (x < 0)`, `x * (x <= 1.0)`: the mask keeps the values below a threshold that is not
     negative, so the elements it zeroes are >= 0 and `x * 0` is +0.0 there; the product differs
     from the library op only for an infinite input, as any mask multiplication does."""
-    value = _literal_number(threshold)
+    value = literal_number(threshold)
     if value is None or value < 0:
         return False
     if isinstance(comparison, cst.Comparison):
@@ -207,16 +207,6 @@ def _zeroes_only_non_negatives(comparison: cst.BaseExpression, compared: cst.Bas
         return below if comparison.left is compared else not below
     name = comparison.func.attr.value if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) else ""
     return name in KEEP_BELOW
-
-
-def _literal_number(expr: cst.BaseExpression) -> float | None:
-    negative = False
-    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
-        negative ^= isinstance(expr.operator, cst.Minus)
-        expr = expr.expression
-    if isinstance(expr, (cst.Integer, cst.Float)):
-        return -float(expr.evaluated_value) if negative else float(expr.evaluated_value)
-    return None
 
 
 def _constant_threshold(module: ParsedModule, threshold: cst.BaseExpression, compared: cst.BaseExpression) -> bool:
@@ -336,9 +326,9 @@ def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> 
         left, operator, right = comparison.left, comparison.comparisons[0].operator, comparison.comparisons[0].comparator
         if normalized_code(right) == normalized_code(value):
             left, right, operator = right, left, {cst.LessThan: cst.GreaterThan()}.get(type(operator), operator)
-        return isinstance(operator, cst.GreaterThan) and normalized_code(left) == normalized_code(value) and _literal_number(right) == 0
+        return isinstance(operator, cst.GreaterThan) and normalized_code(left) == normalized_code(value) and literal_number(right) == 0
     if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) and comparison.func.attr.value in ("gt", "greater"):
         args = [a.value for a in comparison.args]
         compared, threshold = (args[0], args[1]) if len(args) == 2 else (comparison.func.value, args[0] if args else None)
-        return threshold is not None and normalized_code(compared) == normalized_code(value) and _literal_number(threshold) == 0
+        return threshold is not None and normalized_code(compared) == normalized_code(value) and literal_number(threshold) == 0
     return False

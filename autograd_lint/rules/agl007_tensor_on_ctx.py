@@ -265,23 +265,27 @@ class _BackwardReads:
                     found |= kinds
         return found
 
-    def differentiable(self, position: int | None) -> bool:
-        """Whether backward may return a gradient at this input position (not a literal None on every return)."""
-        if self.backward is None or position is None:
-            return True
+    def _readable_returns(self) -> list | None:
+        """backward's returned values, one per `return`, or None when one of them cannot be read."""
+        if self.backward is None:
+            return None
         returns = [n for n in walk(self.backward.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
         known = returned_values(self.backward)
         if not returns or len(known) != len(returns) or any(r.is_list for r in known):
+            return None
+        return known
+
+    def differentiable(self, position: int | None) -> bool:
+        """Whether backward may return a gradient at this input position (not a literal None on every return)."""
+        known = self._readable_returns() if position is not None else None
+        if known is None:
             return True
         return any(position < r.count and not self._is_none(r.elements[position]) for r in known)
 
     def always_differentiable(self, position: int | None) -> bool:
         """Whether every return of backward gives this input a gradient that is surely not None."""
-        if self.backward is None or position is None:
-            return False
-        returns = [n for n in walk(self.backward.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
-        known = returned_values(self.backward)
-        if not returns or len(known) != len(returns) or any(r.is_list for r in known):
+        known = self._readable_returns() if position is not None else None
+        if known is None:
             return False
         return all(position < r.count and self._surely_gradient(r.elements[position]) for r in known)
 

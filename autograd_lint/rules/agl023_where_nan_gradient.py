@@ -17,7 +17,7 @@ from ..diagnostic import Severity
 from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
 from ..module import ParsedModule
 from ..rule import Finding, Rule
-from ..syntax import children, code_of, normalized_code, short_code, walk
+from ..syntax import children, code_of, literal_number, normalized_code, short_code, walk
 
 INF = math.inf
 
@@ -486,9 +486,9 @@ def _guard(module: ParsedModule, condition: cst.BaseExpression, negate: bool) ->
     if compared is None:
         return None
     left, operator, right = compared
-    if _number(right) is None and _number(left) is not None:
+    if literal_number(right) is None and literal_number(left) is not None:
         left, operator, right = right, FLIPPED[operator], left
-    threshold = _number(right)
+    threshold = literal_number(right)
     if threshold is None:
         if not _threshold_like(right):
             return None
@@ -525,17 +525,6 @@ def _comparison(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.Bas
             return args[0], operator, args[1]
         if len(args) == 1:
             return expr.func.value, operator, args[0]
-    return None
-
-
-def _number(expr: cst.BaseExpression) -> float | None:
-    negative = False
-    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
-        negative ^= isinstance(expr.operator, cst.Minus)
-        expr = expr.expression
-    if isinstance(expr, (cst.Integer, cst.Float)):
-        value = float(expr.evaluated_value)
-        return -value if negative else value
     return None
 
 
@@ -616,7 +605,7 @@ def _zero_lower_bound(clamp: cst.Call) -> bool:
         return False
     for index, arg in enumerate(_clamp_operands(clamp)):
         is_lower = arg.keyword.value == "min" if arg.keyword is not None else index == 0
-        if is_lower and _number(arg.value) == 0.0:
+        if is_lower and literal_number(arg.value) == 0.0:
             return True
     return False
 
@@ -677,7 +666,7 @@ def _helper_unsafe(module: ParsedModule, call: cst.Call, depth: int) -> Iterator
 
 
 def _power_kind(exponent: cst.BaseExpression) -> str | None:
-    value = _number(exponent)
+    value = literal_number(exponent)
     if value is None or (value >= 0 and value == int(value)):
         return None
     if value < 0:
@@ -736,7 +725,7 @@ def _keeps_elements(index: cst.BaseSlice) -> bool:
 
 
 def _scale_sign(scale: cst.BaseExpression) -> int | None:
-    value = _number(scale)
+    value = literal_number(scale)
     if value is not None:
         return None if value == 0 else (1 if value > 0 else -1)
     return 1 if isinstance(scale, (cst.Name, cst.Attribute)) else None
