@@ -8,9 +8,8 @@ from __future__ import annotations
 import ast
 import re
 
-from .torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from .torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
-CASTS = FLOAT_CASTS | DTYPE_CASTS
 ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
 

@@ -45,6 +45,7 @@ import libcst as cst
 from .module import ParsedModule
 from .scopes import bindings
 from .syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
+from .torch_vocabulary import CASTS, INTEGER_CASTS, INTEGER_DTYPE_NAMES, ZERO_GRADIENT_OPS
 from .value_kinds import NON_TENSOR, annotation_kind
 
 # Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).
@@ -65,12 +66,6 @@ ARGUMENT_CARRYING_METHODS = frozenset(
 )
 # Methods whose tensor argument is read only for its shape or dtype.
 SHAPE_ARGUMENT_METHODS = frozenset({"type_as", "expand_as", "view_as", "reshape_as"})
-FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type"})
-INTEGER_CAST_METHODS = frozenset({"int", "long", "short", "byte", "char", "bool"})
-INTEGER_DTYPES = frozenset(
-    {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool",
-     "IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"}
-)
 # Functions whose positional arguments at these indices are indices, masks or sizes, not values.
 NON_VALUE_POSITIONS = {
     "gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "take": {1},
@@ -86,7 +81,6 @@ NON_VALUE_POSITIONS = {
 }
 NON_VALUE_KEYWORDS = frozenset({"target", "weight_target", "labels", "size", "dim", "index", "mask", "num_classes", "lengths"})
 REDUCTIONS = frozenset({"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"})
-ZERO_GRADIENT_OPS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
 # Functions that make a new tensor from a shape, dtype, copied data or a random draw: nothing flows through them.
 FRESH_TENSOR_FACTORIES = frozenset(
     {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like", "empty", "zeros",
@@ -204,7 +198,7 @@ def _calls_by_name(module: ParsedModule) -> dict[str, list[cst.Call]]:
 def is_integer_dtype(expr: cst.BaseExpression) -> bool:
     """`torch.int8`, `torch.long`, `torch.bool`, `torch.LongTensor`."""
     name = dotted_name(expr) or ""
-    return name.rsplit(".", 1)[-1] in INTEGER_DTYPES and name.startswith(("torch.", "int", "long", "bool"))
+    return name.rsplit(".", 1)[-1] in INTEGER_DTYPE_NAMES and name.startswith(("torch.", "int", "long", "bool"))
 
 
 def is_integer_cast(call: cst.CSTNode) -> bool:
@@ -212,7 +206,7 @@ def is_integer_cast(call: cst.CSTNode) -> bool:
     if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
         return False
     method = call.func.attr.value
-    if method in INTEGER_CAST_METHODS:
+    if method in INTEGER_CASTS:
         return not call.args
     return method in ("to", "type") and any(is_integer_dtype(a.value) for a in call.args)
 
@@ -222,7 +216,7 @@ def _is_float_cast(call: cst.CSTNode) -> bool:
     if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
         return False
     method = call.func.attr.value
-    return method in FLOAT_CASTS and not is_integer_cast(call) and not (method == "to" and all(
+    return method in CASTS and not is_integer_cast(call) and not (method == "to" and all(
         isinstance(a.value, cst.SimpleString) or (dotted_name(a.value) or "").endswith("device") for a in call.args
     ))
 
@@ -374,7 +368,7 @@ class ValueFlow:
                 return False
             if callee in ZERO_GRADIENT_OPS or callee.rstrip("_") in ZERO_GRADIENT_OPS:
                 return False
-            if callee in INTEGER_CAST_METHODS or callee in BLOCKING_METHODS or callee in BLOCKING_CALLS or self._is_torch_factory(expr):
+            if callee in INTEGER_CASTS or callee in BLOCKING_METHODS or callee in BLOCKING_CALLS or self._is_torch_factory(expr):
                 return False
             parts = [a.value for a in expr.args] + ([expr.func.value] if isinstance(expr.func, cst.Attribute) else [])
             return any(self.carries_elementwise(part, excluded, seen, reduced) for part in parts)

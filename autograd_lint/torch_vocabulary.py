@@ -15,12 +15,16 @@ INTEGER_CASTS = frozenset({"int", "long", "short", "byte", "char", "bool"})
 # Tensor methods that cast to a float dtype, and those whose target dtype is an argument.
 FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16"})
 DTYPE_CASTS = frozenset({"to", "type", "type_as"})
+# Every cast that may keep a float value (the dtype argument of `.to`/`.type` decides).
+CASTS = FLOAT_CASTS | DTYPE_CASTS
 
 # `torch.<dtype>` names of integer and bool dtypes, and the legacy integer tensor types.
 INTEGER_DTYPES = frozenset(
     {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool"}
 )
 INTEGER_TENSOR_TYPES = frozenset({"IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"})
+# What `.to(X)`/`.type(X)` names when it makes an integer tensor.
+INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
 
 # Ordering comparisons as methods/functions (`x.gt(0)`, `torch.lt(x, y)`); they give a bool mask.
 ORDERING_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})

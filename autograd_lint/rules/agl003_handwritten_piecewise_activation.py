@@ -17,9 +17,8 @@ from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
-from ..torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, ORDERING_METHODS
+from ..torch_vocabulary import CASTS, ORDERING_METHODS
 
-CASTS = FLOAT_CASTS | DTYPE_CASTS
 
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"

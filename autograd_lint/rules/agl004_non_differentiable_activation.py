@@ -26,9 +26,8 @@ from ..gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_c
 from ..module import ParsedModule
 from ..rule import Finding, Rule
 from ..syntax import assigned_names, code_of, dotted_name, short_code, walk
-from ..torch_vocabulary import DTYPE_CASTS, FLOAT_CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from ..torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
-CASTS = FLOAT_CASTS | DTYPE_CASTS
 
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}
 MASK_WRAPPERS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"})

@@ -15,10 +15,7 @@ from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, normalized_code, walk
-from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPES, INTEGER_TENSOR_TYPES
-
-INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
-
+from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
 
 
 @dataclass(frozen=True)
