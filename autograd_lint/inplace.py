@@ -24,21 +24,11 @@ from typing import Callable, Iterator
 import libcst as cst
 
 from .syntax import children, code_of, dotted_name
+from .torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
 NOT_DATA_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "rename_", "retain_grad_"})
 # Tensor methods and attributes whose result is the tensor itself or a view of its memory (or may be).
-ALIAS_METHODS = frozenset(
-    {
-        "view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "detach", "t",
-        "transpose", "permute", "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select",
-        "as_strided", "to", "type", "type_as", "float", "double", "half", "bfloat16", "cpu", "cuda",
-        "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal", "unfold", "view_as_real",
-        "view_as_complex", "requires_grad_", "align_as", "align_to", "rename", "refine_names", "resolve_conj",
-        "resolve_neg", "conj", "adjoint", "positive", "__getitem__",
-    }
-)
-ALIAS_ATTRIBUTES = frozenset({"data", "T", "mT", "H", "mH", "real", "imag"})
 # Methods returning a tuple of views.
 SPLIT_METHODS = frozenset({"chunk", "split", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes"})
 # `torch.<fn>(t, ...)` forms of the above (the first argument is the tensor).

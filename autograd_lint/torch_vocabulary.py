@@ -41,6 +41,22 @@ INDEX_RESULT_OPS = frozenset(
 # Every method or torch function whose result is an integer or bool tensor.
 INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
 
+# Methods that return their receiver or a view of it (writing into the result writes the receiver).
+VIEW_METHODS = frozenset(
+    {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "t", "transpose", "permute",
+     "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "diagonal", "as_strided", "movedim",
+     "moveaxis", "swapaxes", "swapdims", "unfold", "requires_grad_"}
+)
+VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
+# Methods whose result may share the receiver's storage: the views, and the casts, moves and
+# metadata changes that return the receiver itself when there is nothing to do.
+ALIAS_METHODS = VIEW_METHODS | frozenset(
+    {"detach", "to", "type", "type_as", "float", "double", "half", "bfloat16", "cpu", "cuda", "view_as_real",
+     "view_as_complex", "align_as", "align_to", "rename", "refine_names", "resolve_conj", "resolve_neg", "conj",
+     "adjoint", "positive", "__getitem__"}
+)
+ALIAS_ATTRIBUTES = VIEW_ATTRIBUTES | {"data"}
+
 # Tensor attributes that describe a tensor rather than hold its values.
 METADATA_ATTRIBUTES = frozenset(
     {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse", "is_quantized"}

@@ -26,20 +26,13 @@ from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, is_none, walk
 from ..value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
+from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 INPUT, OUTPUT, INTERMEDIATE = "input", "output", "intermediate"
 VALUE, METADATA = "value", "metadata"
 
 # Methods that return the tensor itself or a view of it (or may: `.contiguous()`, `.to(dtype)`),
 # so that an in-place change to the input shows through.
-ALIASING_METHODS = frozenset(
-    {
-        "view", "view_as", "reshape", "reshape_as", "t", "transpose", "permute", "contiguous", "expand", "expand_as",
-        "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "detach", "float", "half", "bfloat16",
-        "double", "to", "type_as", "as_strided", "movedim", "swapaxes", "requires_grad_",
-    }
-)
-ALIASING_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data"})
 # What reads only a tensor's metadata, never its values.
 METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse"})
 METADATA_METHODS = frozenset(
@@ -176,9 +169,9 @@ def _aliased_input(kinds: ValueKinds, value: cst.BaseExpression, seen: frozenset
     is or views: `x`, `x.t()`, `w.contiguous()`, a local bound only to such views of one input."""
     if kinds.input_index(value) is not None:
         return value
-    if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ALIASING_METHODS:
+    if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ALIAS_METHODS:
         return _aliased_input(kinds, value.func.value, seen)
-    if isinstance(value, cst.Attribute) and value.attr.value in ALIASING_ATTRIBUTES:
+    if isinstance(value, cst.Attribute) and value.attr.value in ALIAS_ATTRIBUTES:
         return _aliased_input(kinds, value.value, seen)
     if not isinstance(value, cst.Name):
         return None

@@ -9,7 +9,8 @@ import libcst as cst
 from ..confirm.harness import Harness, recipe_harness
 from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
-from ..inplace import ALIAS_ATTRIBUTES, ALIAS_METHODS, TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
+from ..inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
+from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..syntax import code_of, dotted_name, is_none, normalized_code, walk

@@ -17,6 +17,7 @@ from ..rule import Finding, FunctionRule
 from ..scopes import bindings
 from ..syntax import code_of, dotted_name, walk
 from ..value_kinds import ValueKinds
+from ..torch_vocabulary import VIEW_ATTRIBUTES, VIEW_METHODS
 
 TORCH_MESSAGE = (
     "Output 0 of {cls} is a view and is being modified inplace. This view was created inside a custom Function "
@@ -26,14 +27,6 @@ TORCH_MESSAGE = (
 # Methods and attributes whose result is always the tensor itself or a view of it (verified on torch 2.13:
 # each, returned from forward and then written in place, raises). `detach`, `.data`, `float()`/`to()`
 # (a copy when the dtype changes) are not among them.
-VIEW_METHODS = frozenset(
-    {
-        "view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "t", "transpose", "permute",
-        "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "diagonal", "as_strided", "movedim",
-        "moveaxis", "swapaxes", "swapdims", "unfold", "requires_grad_",
-    }
-)
-VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real"})
 
 
 @dataclass(frozen=True)
