@@ -6,7 +6,8 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -109,6 +110,7 @@ def _run(tasks: list, jobs: int):
             except KeyboardInterrupt:
                 # Stop now, not after the queued files: end the workers (they ignore SIGINT, so that
                 # only this process reports the interrupt).
+                _quiet_pool_manager_on_interrupt()
                 for process in list((pool._processes or {}).values()):
                     process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -121,6 +123,19 @@ def _run(tasks: list, jobs: int):
             if index not in by_index:
                 by_index[index] = _lint_task_isolated(tasks[index], context)
     return [by_index[i] for i in range(len(tasks))]
+
+
+def _quiet_pool_manager_on_interrupt() -> None:
+    """The pool's manager thread fails the futures of the workers just terminated, and on a future that
+    `map` already cancelled CPython 3.11 raises InvalidStateError there, printed as a thread traceback
+    after our one-line message. The run is ending with the interrupt, so that error is dropped."""
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if not isinstance(args.exc_value, InvalidStateError):
+            previous(args)
+
+    threading.excepthook = hook
 
 
 def _ignore_interrupts() -> None:
