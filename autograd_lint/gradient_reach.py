@@ -45,7 +45,7 @@ import libcst as cst
 from .module import ParsedModule
 from .scopes import bindings
 from .syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
-from .torch_vocabulary import CASTS, INTEGER_CASTS, INTEGER_DTYPE_NAMES, ZERO_GRADIENT_OPS
+from .torch_vocabulary import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
 from .value_kinds import NON_TENSOR, annotation_kind
 
 # Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).
@@ -193,12 +193,6 @@ def _calls_by_name(module: ParsedModule) -> dict[str, list[cst.Call]]:
                     index.setdefault(name, []).append(node)
         _CALL_INDEX = (module, index)
     return _CALL_INDEX[1]
-
-
-def is_integer_dtype(expr: cst.BaseExpression) -> bool:
-    """`torch.int8`, `torch.long`, `torch.bool`, `torch.LongTensor`."""
-    name = dotted_name(expr) or ""
-    return name.rsplit(".", 1)[-1] in INTEGER_DTYPE_NAMES and name.startswith(("torch.", "int", "long", "bool"))
 
 
 def is_integer_cast(call: cst.CSTNode) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from .syntax import dotted_name, is_none, walk
-from .torch_vocabulary import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, INTEGER_DTYPES
+from .torch_vocabulary import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
 
 if TYPE_CHECKING:
     from .function_model import FunctionClass, Method
@@ -31,11 +31,6 @@ DTYPE_PRESERVING = frozenset(
      "flip", "roll", "repeat", "repeat_interleave", "index_select", "gather", "masked_select", "take", "cat",
      "stack", "concat", "npu", "to", "type", "__getitem__"}
 )
-
-
-def _is_integer_dtype(expr: cst.BaseExpression) -> bool:
-    name = dotted_name(expr) or ""
-    return name.rsplit(".", 1)[-1] in INTEGER_DTYPES and (name.startswith("torch.") or name in ("int", "bool"))
 
 
 def _dtype_argument(call: cst.Call) -> cst.BaseExpression | None:
@@ -115,7 +110,7 @@ class _OutputKinds:
     def _call_is_integer(self, call: cst.Call, visiting: frozenset[str]) -> bool:
         dtype = _dtype_argument(call)
         if dtype is not None:
-            return _is_integer_dtype(dtype)
+            return is_integer_dtype(dtype)
         func = call.func
         name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
         if name is None:
@@ -124,7 +119,7 @@ class _OutputKinds:
         if name in ("to", "type") and isinstance(func, cst.Attribute):
             dtypes = [p for p in positional if (dotted_name(p) or "").startswith("torch.")]
             if dtypes:
-                return _is_integer_dtype(dtypes[-1])
+                return is_integer_dtype(dtypes[-1])
             if not all(_is_device(p) for p in positional):
                 return False  # `.to(other)` takes other's dtype
         if name in INTEGER_CASTS and not positional and isinstance(func, cst.Attribute):

@@ -7,6 +7,10 @@ or the last part of `torch.<name>`); where a set holds both spellings it says so
 
 from __future__ import annotations
 
+import libcst as cst
+
+from .syntax import dotted_name
+
 # Ops whose derivative is zero almost everywhere (or undefined): what they feed stops training.
 ZERO_GRADIENT_OPS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
 
@@ -61,3 +65,11 @@ ALIAS_ATTRIBUTES = VIEW_ATTRIBUTES | {"data"}
 METADATA_ATTRIBUTES = frozenset(
     {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse", "is_quantized"}
 )
+
+
+def is_integer_dtype(expr: cst.BaseExpression) -> bool:
+    """A dtype argument that makes an integer or bool tensor: `torch.int32`, `torch.long`,
+    `torch.bool`, `torch.LongTensor`, and Python's `int`/`bool` as torch reads them (`dtype=int`)."""
+    name = dotted_name(expr) or ""
+    head, _, last = name.rpartition(".")
+    return (head == "torch" and last in INTEGER_DTYPE_NAMES) or name in ("int", "bool")

@@ -20,7 +20,7 @@ from .function_model import FunctionClass, Method
 from .gradient_returns import TUPLE_RETURNING
 from .scopes import bindings
 from .syntax import code_of, dotted_name, string_value, walk
-from .torch_vocabulary import INTEGER_DTYPES, INTEGER_RESULT_OPS
+from .torch_vocabulary import INTEGER_RESULT_OPS, is_integer_dtype
 
 
 class Kind(Enum):
@@ -152,13 +152,6 @@ def _mentions(node: cst.CSTNode, name: str) -> bool:
         return True
     value = getattr(node, "value", None)
     return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
-
-
-def _integer_dtype(expr: cst.BaseExpression) -> bool:
-    """`torch.int32`, `torch.long`, `torch.bool`..."""
-    name = dotted_name(expr) or ""
-    head, _, attr = name.rpartition(".")
-    return head == "torch" and attr in INTEGER_DTYPES
 
 
 def _position_in(target: cst.BaseExpression, name: str) -> int | None:
@@ -376,13 +369,13 @@ class ValueKinds:
             return False
         for arg in expr.args:
             if arg.keyword is not None and arg.keyword.value == "dtype":
-                return _integer_dtype(arg.value)
+                return is_integer_dtype(arg.value)
         func = expr.func
         name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
         if name in INTEGER_RESULT_OPS:
             return isinstance(func, cst.Attribute)
         if name in ("to", "type") and expr.args and expr.args[0].keyword is None:
-            return _integer_dtype(expr.args[0].value)
+            return is_integer_dtype(expr.args[0].value)
         return False
 
     def input_index(self, expr: cst.BaseExpression) -> int | None:
