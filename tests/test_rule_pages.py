@@ -32,6 +32,15 @@ def test_page_names_the_rule_and_has_every_section(code):
     assert positions == sorted(positions)
 
 
+# What a reader of an installed page cannot open: the development catalog and the review beside the repository.
+OUTSIDE_REFERENCES = re.compile(r"catalog|\.\./|shared/|pitfalls\.md|dev-corpus|\bP\d\d\b")
+
+
+@pytest.mark.parametrize("code", list(RULES))
+def test_page_stands_alone(code):
+    assert OUTSIDE_REFERENCES.findall(rule_page(code)) == []
+
+
 @pytest.mark.parametrize("code", list(RULES))
 def test_bad_example_reports_exactly_its_markers(code):
     bad = python_block_after(rule_page(code), "## Bad")
