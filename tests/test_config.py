@@ -448,7 +448,7 @@ def test_more_specific_ignore_wins_over_a_prefix_select(project):
     (Config(select=("AGL002",), ignore=("AGL002",)), []),  # equal specificity: the ignore wins
     (Config(select=("ALL",), ignore=("ALL",)), []),
     (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007"]),  # an extend-select beats a shorter ignore
-    (Config(ignore=("AGL0",), extend_select=("AGL",)), []),  # a longer ignore beats a shorter selector
+    (Config(ignore=("AGL0",), extend_select=("AGL",)), ["AGL100", "AGL101"]),  # a longer ignore beats a shorter selector
 ])
 def test_selector_specificity(config, expected):
     assert config.selected_codes() == expected
