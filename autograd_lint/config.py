@@ -280,15 +280,22 @@ def parse_per_file_ignores(entries: tuple[str, ...], where: str, root: str, cwd:
         pattern = pattern.strip()
         if not separator or not pattern or not codes.strip():
             raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
-        if "/" in pattern.rstrip("/") and not os.path.isabs(pattern):
-            prefix = os.path.relpath(cwd, root)
-            if prefix != os.curdir and not prefix.startswith(os.pardir):
-                pattern = f"{Path(prefix).as_posix()}/{pattern}"
+        pattern = anchor_pattern(pattern, root, cwd)
         checked = validate_codes(tuple(codes.split(",")), where)
         if not checked:
             raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
         table[pattern] = tuple(dict.fromkeys(table.get(pattern, ()) + checked))
     return table
+
+
+def anchor_pattern(pattern: str, root: str, cwd: str | None = None) -> str:
+    """A command-line glob with a slash, meant relative to the current directory as a shell user means it,
+    re-anchored at `root`, where configured patterns are matched. Slash-free patterns match any name."""
+    if "/" in pattern.rstrip("/") and not os.path.isabs(pattern):
+        prefix = os.path.relpath(cwd or os.getcwd(), root)
+        if prefix != os.curdir and not prefix.startswith(os.pardir):
+            return f"{Path(prefix).as_posix()}/{pattern}"
+    return pattern
 
 
 def _string_list(value, where: str) -> tuple[str, ...]:
