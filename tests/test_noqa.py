@@ -270,3 +270,19 @@ def test_noqa_checks_through_the_cli_and_a_subprocess(tmp_path, monkeypatch):
                           capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.splitlines() == expected
+
+
+def test_confirm_says_there_is_nothing_to_run_for_a_noqa_finding(tmp_path):
+    import sys
+
+    from autograd_lint import Config
+    from autograd_lint.confirm.runner import RunLimits
+    from autograd_lint.confirm.session import confirm_diagnostics
+
+    path = tmp_path / "m.py"
+    path.write_text("x = 1  # noqa\n")
+    (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL101"))
+    verdict = confirm_diagnostics([finding], RunLimits(sys.executable))[finding]
+    assert (verdict.verdict, verdict.evidence) == (
+        "inconclusive", "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",
+    )
