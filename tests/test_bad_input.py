@@ -299,3 +299,10 @@ def test_syntax_newer_than_the_running_python_is_left_to_libcst():
     # PEP 695 generics are a SyntaxError for CPython 3.11 but valid Python 3.12: not a finding.
     source = "def first[T](items: list[T]) -> T:\n    return items[0]\n"
     assert lint_source(source, "generic.py") == []
+
+
+def test_missing_path_is_an_error_not_a_finding_even_with_exit_zero(project):
+    # Deliberately unlike ruff (E902, exit 1, which --exit-zero hides): nothing in that path was checked.
+    result = invoke(["--exit-zero", "a_good.py", "nope.py"])
+    assert result.exit_code == 2
+    assert error_lines(result.stderr, "nope.py") == ["autograd-lint: error: nope.py: no such file or directory"]

@@ -570,6 +570,8 @@ def test_rule_explains_the_reserved_codes(code, name):
     data = json.loads(invoke(["rule", "--output-format", "json", code]).stdout)
     assert (data["code"], data["name"], data["severity"]) == (code.upper(), name, "error")
     assert data["explanation"] == result.stdout
+    proc = run_process([sys.executable, "-m", "autograd_lint", "rule", code], Path.cwd())
+    assert (proc.returncode, proc.stdout) == (0, result.stdout)
 
 
 # --- --exclude / --extend-exclude ------------------------------------------------------------------
@@ -661,24 +663,28 @@ def test_show_settings_without_configuration_in_a_subprocess(tmp_path):
 def test_add_noqa_then_the_run_is_clean_and_a_second_run_adds_nothing(project):
     (project / "two.py").write_text(TWO_FINDINGS.replace("        return g\n", "        return g  # noqa: E501\n", 1))
     (project / "dotted.py").write_text(SNIPPET.replace("return g * ctx.scale", "return g * \\\n            ctx.scale"))
+    (project / "string.py").write_text(SNIPPET.replace("return g * ctx.scale", 'return g * ctx.scale if """\nx""" else g'))
     before = invoke(["--output-format", "json", "."])
     assert before.exit_code == 1
     assert [(d["path"], d["line"]) for d in json.loads(before.stdout)] == [
-        ("bad.py", 11), ("dotted.py", 11), ("two.py", 8), ("two.py", 17),
+        ("bad.py", 11), ("dotted.py", 11), ("string.py", 11), ("two.py", 8), ("two.py", 17),
     ]
     result = invoke(["--add-noqa", "."])
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert result.stderr == "Added 4 noqa directives.\n"
+    assert result.stderr == "Added 5 noqa directives.\n"
     assert (project / "bad.py").read_text() == SNIPPET.replace("return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002")
     assert (project / "two.py").read_text().splitlines()[7] == "        return g  # noqa: E501, AGL002"  # merged
     assert (project / "dotted.py").read_text().splitlines()[10:12] == [
         "        return g * \\", "            ctx.scale  # noqa: AGL002",  # where noqa is read for a continued line
     ]
+    assert (project / "string.py").read_text().splitlines()[10:12] == [
+        '        return g * ctx.scale if """', 'x""" else g  # noqa: AGL002',  # the end of the multi-line string
+    ]
     assert (project / "clean.py").read_text() == CLEAN
     after = invoke(["."])
     assert after.exit_code == 0, after.stdout
-    assert after.stderr == "All checks passed! (4 files checked)\n"
+    assert after.stderr == "All checks passed! (5 files checked)\n"
     again = invoke(["--add-noqa", "."])
     assert (again.exit_code, again.stderr) == (0, "Added 0 noqa directives.\n")
 
