@@ -11,7 +11,7 @@ from concurrent.futures import InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from .config import Config
+from .config import Config, find_pyproject, load_config
 from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Diagnostic, FileError, Severity
 from .discovery import discover
 from .cache import ResultCache
@@ -51,12 +51,15 @@ def lint_paths(
 ) -> LintResult:
     """Diagnostics for every Python file under `paths`, sorted by path, line, column and code.
 
-    `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
+    `config=None` uses the project's configuration as the command line does: `[tool.autograd-lint]` of
+    the nearest pyproject.toml at or above the current directory (raises ConfigError for a bad one);
+    `Config()` is the built-in defaults whatever is configured. `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
     files whose bytes, path, linter version and rule selection are unchanged are not linted again.
     `prefilter=False` parses every file, even those no rule's text trigger matches (for testing
     that the triggers lose nothing).
     """
-    config = config or Config()
+    if config is None:
+        config = project_config()
     result = LintResult()
     cache = ResultCache(cache_dir) if cache_dir is not None else None
     pending: list[tuple[str, bytes, tuple[str, ...], bool]] = []
@@ -88,6 +91,12 @@ def lint_paths(
     result.diagnostics.sort(key=Diagnostic.sort_key)
     result.errors.sort(key=lambda e: e.path)
     return result
+
+
+def project_config(start: str | os.PathLike | None = None) -> Config:
+    """The configuration a run from `start` (default: the current directory) uses: the nearest pyproject.toml
+    with a `[tool.autograd-lint]` table at or above it, else the defaults."""
+    return load_config(find_pyproject(os.fspath(start) if start is not None else os.getcwd()))
 
 
 # Below this many files a process pool costs more than it saves (the pre-commit case).

@@ -15,14 +15,14 @@ import click
 from .version import __version__
 from .api import LintResult, lint_paths
 from .cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
-from .config import Config, ConfigError, find_pyproject, load_config, parse_per_file_ignores, validate_codes
-from .diagnostic import INTERNAL_ERROR_CODE, FileError
+from .config import Config, ConfigError, anchor_pattern, find_pyproject, load_config, parse_per_file_ignores, validate_codes
+from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
 from .discovery import discover
 from .formats import Sources
 from .module_names import module_name_for_path
 from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
 from .pages import rule_page
-from .reading import SourceError, decode_source
+from .reading import SourceError, decode_source, read_bytes, source_encoding
 from .rules import RULES
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -30,10 +30,16 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class _LinterGroup(click.Group):
-    """`autograd-lint [OPTIONS] [PATH]...` lints; `autograd-lint rule CODE` is the one subcommand."""
+    """`autograd-lint [OPTIONS] [PATH]...` lints (`check`, the default command); `rule`, `clean` and `help` are
+    the other commands, so a directory with one of those names is given as `./rule`."""
 
     def parse_args(self, ctx, args):
-        if not args or args[0] not in self.commands:
+        if args[:1] == ["help"]:
+            topic = args[1:2] or ["check"]
+            if topic[0] not in self.commands:
+                _fail(f"help: unknown command {topic[0]!r} (commands: {', '.join([*self.commands, 'help'])})")
+            args = [topic[0], "--help"]
+        elif not args or args[0] not in self.commands:
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
@@ -63,7 +69,20 @@ def main() -> None:
     """autograd-lint: find silent gradient bugs in custom torch.autograd.Function code."""
 
 
-@main.command("check", context_settings={"help_option_names": ["-h", "--help"]})
+class _CheckCommand(click.Command):
+    """The default command; its help (`autograd-lint --help`) also lists the other commands."""
+
+    def format_epilog(self, ctx, formatter):
+        group = ctx.parent.command if ctx.parent is not None else None
+        if isinstance(group, click.Group):
+            rows = [(name, group.commands[name].get_short_help_str(limit=90)) for name in group.list_commands(ctx) if name != "check"]
+            rows.append(("help [COMMAND]", "Show this help, or a command's."))
+            with formatter.section("Commands (autograd-lint COMMAND --help for one)"):
+                formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
+
+
+@main.command("check", cls=_CheckCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--select", multiple=True, help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).")
 @click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
@@ -75,6 +94,10 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings (errors still exit 2).")
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
 @click.option("--show-files", is_flag=True, help="Print the files that would be linted, one a line, and exit.")
+@click.option("--show-settings", is_flag=True, help="Print the settings used for the first PATH (config file, rules, excludes...) and exit.")
+@click.option("--add-noqa", is_flag=True, help="Add `# noqa: CODE` to every line with a finding (merged into an existing noqa comment) and exit 0.")
+@click.option("--exclude", "exclude_patterns", multiple=True, metavar="PATTERNS", help="Globs of files and directories to skip, comma-separated; replaces the configured and default exclude.")
+@click.option("--extend-exclude", "extend_exclude_patterns", multiple=True, metavar="PATTERNS", help="Globs to skip on top of exclude, comma-separated; added to the configured extend-exclude.")
 @click.option("--force-exclude/--no-force-exclude", default=None, help="Apply exclude to paths named on the command line too (pre-commit names every file).")
 @click.option("--respect-gitignore/--no-respect-gitignore", default=None, help="Skip files that .gitignore files ignore when walking directories [default: respect].")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
@@ -92,12 +115,14 @@ def main() -> None:
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
 def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
           show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
-          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs, no_cache, cache_dir) -> None:
+          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs, no_cache, cache_dir,
+          show_settings, add_noqa, exclude_patterns, extend_exclude_patterns) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     if statistics and output_format not in STATISTICS_FORMATS:
         _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
     try:
         config = _config(config_path, select, extend_select, ignore, per_file_ignores)
+        config = _with_excludes(config, exclude_patterns, extend_exclude_patterns)
     except ConfigError as error:
         _fail(str(error))
     config = config.with_overrides(force_exclude=force_exclude, respect_gitignore=respect_gitignore)
@@ -110,12 +135,18 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         read_stdin = False
     if show_files:
         _show_files(paths, config, stdin_path if read_stdin else None)
+    cache = None if no_cache else (cache_dir or os.path.join(config.root, DEFAULT_CACHE))
+    if show_settings:
+        _show_settings(paths[0] if paths else stdin_path, config, cache, output_format)
+    if add_noqa:
+        if read_stdin:
+            _fail("--add-noqa rewrites files: it cannot take stdin (-)")
+        _add_noqa(paths, config, verbose, jobs or os.cpu_count() or 1, cache, quiet)
     result = LintResult()
     stdin_sources: dict[str, str] = {}
     if read_stdin:
         _lint_stdin(stdin_path, config, result, verbose, stdin_sources)
     if paths:
-        cache = None if no_cache else (cache_dir or os.path.join(config.root, DEFAULT_CACHE))
         found = lint_paths(paths, config, verbose=verbose, jobs=jobs or os.cpu_count() or 1, cache_dir=cache)
         result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
         result.errors += found.errors
@@ -163,6 +194,103 @@ def _show_files(paths: list[str], config: Config, stdin_path: str | None) -> Non
     for file in files:
         click.echo(file)
     sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)
+
+
+def _show_settings(path: str, config: Config, cache: str | None, output_format: str) -> None:
+    """`--show-settings`: what a run uses for `path`, one `key = value` line each (TOML values), then exit 0."""
+    from .second_derivatives import SecondDerivativeScope
+
+    def toml(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{json.dumps(key)} = {toml(codes)}" for key, codes in value.items()) + "}"
+        return json.dumps(list(value)) if isinstance(value, tuple | list) else json.dumps(value)
+
+    second_derivatives = False
+    if os.path.isfile(path):
+        try:
+            second_derivatives = SecondDerivativeScope().covers(path, read_bytes(path))
+        except SourceError:
+            pass
+    rules = config.codes_for(path, second_derivatives) if path != "-" else config.selected_codes()
+    settings = [
+        ("path", path),
+        ("config-file", config.source or "none (built-in defaults)"),
+        ("project-root", config.root),
+        ("select", toml(config.select) if config.select is not None else "default (every rule but the opt-in ones)"),
+        ("extend-select", toml(config.extend_select)),
+        ("ignore", toml(config.ignore)),
+        ("per-file-ignores", toml(config.per_file_ignores)),
+        ("exclude", toml(config.exclude)),
+        ("extend-exclude", toml(config.extend_exclude)),
+        ("respect-gitignore", toml(config.respect_gitignore)),
+        ("force-exclude", toml(config.force_exclude)),
+        ("cache-dir", cache or "none (--no-cache)"),
+        ("output-format", output_format),
+        ("rules", toml(rules)),
+    ]
+    click.echo("".join(f"{key} = {value}\n" for key, value in settings), nl=False)
+    sys.exit(EXIT_CLEAN)
+
+
+def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache: str | None, quiet: bool) -> None:
+    """`--add-noqa`: `# noqa: CODE` on every line with a finding, so that a codebase adopts the linter with
+    zero findings; only files with something to add are written, never one with a syntax error."""
+    import ast
+
+    from .noqa import add_noqa
+
+    result = lint_paths(paths, config, verbose=verbose, jobs=jobs, cache_dir=cache)
+    errors = [str(error) for error in result.errors]
+    by_path: dict[str, list] = {}
+    for diagnostic in result.diagnostics:
+        by_path.setdefault(diagnostic.path, []).append(diagnostic)
+    added = 0
+    for path, diagnostics in by_path.items():
+        syntax_error = next((d for d in diagnostics if d.code == SYNTAX_ERROR_CODE), None)
+        if syntax_error is not None:
+            click.echo(f"autograd-lint: warning: {path}: not changed: syntax error at {syntax_error.line}:{syntax_error.column}", err=True)
+            continue
+        try:
+            data = read_bytes(path)
+            text = decode_source(data)
+            changed, count = add_noqa(text, diagnostics)
+            if not count:
+                continue
+            try:
+                ast.parse(text)
+            except (SyntaxError, ValueError):
+                pass  # code for a newer Python than this one: nothing to compare with
+            else:
+                ast.parse(changed)  # a comment can only break a file if it landed in the wrong place: a bug
+            encoded = changed.encode(source_encoding(data))
+            with open(path, "wb") as handle:
+                handle.write(encoded)
+            added += count
+        except SourceError as error:
+            errors.append(f"{path}: {error}")
+        except (SyntaxError, ValueError, UnicodeEncodeError) as error:
+            errors.append(f"{path}: not changed: adding noqa comments would break it ({type(error).__name__}), please report it")
+        except OSError as error:
+            errors.append(f"{path}: cannot write: {error.strerror or error}")
+    for error in sorted(errors):
+        click.echo(f"autograd-lint: error: {error}", err=True)
+    if not quiet:
+        click.echo(f"Added {added} noqa directive{'' if added == 1 else 's'}.", err=True)
+    sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)
+
+
+def _with_excludes(config: Config, exclude: tuple[str, ...], extend_exclude: tuple[str, ...]) -> Config:
+    """`--exclude` replaces the configured (and default) exclude, `--extend-exclude` adds to the configured one,
+    as in ruff; a pattern with a slash is relative to the current directory, like `--per-file-ignores`."""
+    def patterns(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(anchor_pattern(p.strip(), config.root) for value in values for p in value.split(",") if p.strip())
+
+    return config.with_overrides(
+        exclude=patterns(exclude) if exclude else None,
+        extend_exclude=config.extend_exclude + patterns(extend_exclude) if extend_exclude else None,
+    )
 
 
 def _use_color(mode: str) -> bool:
@@ -259,13 +387,27 @@ def rule(code, show_all, output_format) -> None:
     if show_all == bool(code):
         _fail("give a rule CODE or --all")
     codes = list(RULES) if show_all else [code.upper()]
-    if codes[0] not in RULES:
-        _fail(f"unknown rule code {code!r} (known: {', '.join(RULES)})")
+    if codes[0] not in RULES and codes[0] not in RESERVED_CODES:
+        _fail(f"unknown rule code {code!r} (known: {', '.join([*RULES, *RESERVED_CODES])})")
     if output_format == "json":
         entries = [
-            {"code": c, "name": RULES[c].name, "severity": RULES[c].severity.value, "summary": RULES[c].summary, "explanation": rule_page(c)}
+            {"code": c, **_rule_summary(c), "explanation": rule_page(c)}
             for c in codes
         ]
         click.echo(json.dumps(entries if show_all else entries[0], indent=2))
     else:
         click.echo("\n\n".join(rule_page(c).rstrip() for c in codes))
+
+
+# Codes that are not rules: reported whatever the selection, never silenced; `rule` explains them too.
+RESERVED_CODES = {
+    SYNTAX_ERROR_CODE: (SYNTAX_ERROR_NAME, "the file is not valid Python (or nests too deeply to parse): it was not checked"),
+    INTERNAL_ERROR_CODE: (INTERNAL_ERROR_NAME, "autograd-lint failed on this file (a bug): the file, or one rule on it, was not checked"),
+}
+
+
+def _rule_summary(code: str) -> dict:
+    if code in RESERVED_CODES:
+        name, summary = RESERVED_CODES[code]
+        return {"name": name, "severity": "error", "summary": summary}
+    return {"name": RULES[code].name, "severity": RULES[code].severity.value, "summary": RULES[code].summary}

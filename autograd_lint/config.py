@@ -54,6 +54,23 @@ def _expand(codes: tuple[str, ...]) -> set[str]:
     return {known for known in RULES if any(known.startswith(code) for code in codes)}
 
 
+def _specificity(code: str) -> int:
+    """How specific a selector is (ruff: the longer prefix wins; `ALL` is the least specific)."""
+    return -1 if code == "ALL" else len(code)
+
+
+def _strings(value, where: str, allow_none: bool = False) -> tuple[str, ...] | None:
+    """A sequence of strings as a tuple. A lone string is read as the command line reads a value, comma-separated:
+    `Config(select="AGL001")` means what `--select AGL001` means, not the characters A, G, L..."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ConfigError(f"{where} must be a sequence of strings, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     select: tuple[str, ...] | None = None
@@ -67,14 +84,48 @@ class Config:
     root: str = field(default_factory=os.getcwd)
     source: str | None = None  # the pyproject.toml it came from
 
+    def __post_init__(self) -> None:
+        # Validated like the command line and the pyproject table, with the same one-line errors, so that
+        # `Config(select=("AGL5",))` fails instead of silently selecting nothing.
+        normalized = {
+            "select": validate_codes(_strings(self.select, "Config.select", allow_none=True), "Config.select")
+            if self.select is not None else None,
+            "extend_select": validate_codes(_strings(self.extend_select, "Config.extend_select"), "Config.extend_select"),
+            "ignore": validate_codes(_strings(self.ignore, "Config.ignore"), "Config.ignore"),
+            "exclude": _strings(self.exclude, "Config.exclude"),
+            "extend_exclude": _strings(self.extend_exclude, "Config.extend_exclude"),
+        }
+        if not isinstance(self.per_file_ignores, dict) or not all(isinstance(key, str) for key in self.per_file_ignores):
+            raise ConfigError(f"Config.per_file_ignores must be a dict of glob: codes, got {self.per_file_ignores!r}")
+        normalized["per_file_ignores"] = {
+            pattern: validate_codes(_strings(codes, f"Config.per_file_ignores[{pattern!r}]"), f"Config.per_file_ignores[{pattern!r}]")
+            for pattern, codes in self.per_file_ignores.items()
+        }
+        for name in ("respect_gitignore", "force_exclude"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Config.{name} must be True or False, got {getattr(self, name)!r}")
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)
+
     def selected_codes(self, second_derivatives: bool = False) -> list[str]:
         """The codes to run. `second_derivatives`: the module's package takes second derivatives, so
-        the default selection also runs the rules that matter only there (`SECOND_DERIVATIVE_RULES`)."""
-        chosen = _expand(self.select) if self.select is not None else set(default_selection())
+        the default selection also runs the rules that matter only there (`SECOND_DERIVATIVE_RULES`).
+
+        As in ruff, where a selector and an ignore both match a rule the more specific one wins
+        (`--select AGL001 --ignore AGL00` keeps AGL001); at equal specificity the ignore wins.
+        """
+        base = set(default_selection()) if self.select is None else set()
         if self.select is None and second_derivatives:
-            chosen |= SECOND_DERIVATIVE_RULES
-        chosen |= _expand(self.extend_select)
-        chosen -= _expand(self.ignore)
+            base |= SECOND_DERIVATIVE_RULES
+        selectors = (self.select or ()) + self.extend_select
+        chosen = set()
+        for code in RULES:
+            selected = max((_specificity(s) for s in selectors if s == "ALL" or code.startswith(s)), default=None)
+            if selected is None and code in base:
+                selected = -2  # the default selection is less specific than any selector
+            ignored = max((_specificity(s) for s in self.ignore if s == "ALL" or code.startswith(s)), default=None)
+            if selected is not None and (ignored is None or selected > ignored):
+                chosen.add(code)
         return sorted(chosen)
 
     def codes_for(self, path: str, second_derivatives: bool = False) -> list[str]:
@@ -229,15 +280,22 @@ def parse_per_file_ignores(entries: tuple[str, ...], where: str, root: str, cwd:
         pattern = pattern.strip()
         if not separator or not pattern or not codes.strip():
             raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
-        if "/" in pattern.rstrip("/") and not os.path.isabs(pattern):
-            prefix = os.path.relpath(cwd, root)
-            if prefix != os.curdir and not prefix.startswith(os.pardir):
-                pattern = f"{Path(prefix).as_posix()}/{pattern}"
+        pattern = anchor_pattern(pattern, root, cwd)
         checked = validate_codes(tuple(codes.split(",")), where)
         if not checked:
             raise ConfigError(f"{where}: expected GLOB:CODE[,CODE...], got {entry!r}")
         table[pattern] = tuple(dict.fromkeys(table.get(pattern, ()) + checked))
     return table
+
+
+def anchor_pattern(pattern: str, root: str, cwd: str | None = None) -> str:
+    """A command-line glob with a slash, meant relative to the current directory as a shell user means it,
+    re-anchored at `root`, where configured patterns are matched. Slash-free patterns match any name."""
+    if "/" in pattern.rstrip("/") and not os.path.isabs(pattern):
+        prefix = os.path.relpath(cwd or os.getcwd(), root)
+        if prefix != os.curdir and not prefix.startswith(os.pardir):
+            return f"{Path(prefix).as_posix()}/{pattern}"
+    return pattern
 
 
 def _string_list(value, where: str) -> tuple[str, ...]:

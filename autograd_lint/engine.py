@@ -15,12 +15,11 @@ from .diagnostic import (
     INTERNAL_ERROR_NAME,
     SYNTAX_ERROR_CODE,
     SYNTAX_ERROR_NAME,
-    UNSUPPRESSIBLE,
     Diagnostic,
     Severity,
 )
 from .module import ParsedModule
-from .noqa import find_suppressions
+from .noqa import NOQA_RULES, apply_noqa
 from .rule import Rule
 from .rules import RULES
 
@@ -50,7 +49,13 @@ def _lint(source: str, path: str, codes: list[str], module_name: str | None, ver
     # operators) is deeper than the default limit allows them: this thread's stack is large, and
     # the caller restores the limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
-    return _lint_parsed(source, path, codes, module_name, verbose, prefilter, tree, python_error)
+    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
+    rule_codes = [code for code in codes if code not in NOQA_RULES]
+    diagnostics = _lint_parsed(source, path, rule_codes, module_name, verbose, prefilter, tree, python_error)
+    try:
+        return apply_noqa(source, path, diagnostics, codes)
+    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
+        return sorted(diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)], key=Diagnostic.sort_key)
 
 
 def _lint_parsed(
@@ -118,10 +123,7 @@ def _lint_parsed(
             # says the rest of the file was not checked by it.
             found.append(_internal_error(path, f"rule {rule.code} failed on this file", error, verbose))
         diagnostics.extend(found)
-    try:
-        return _unsuppressed(source, diagnostics)
-    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
-        return sorted(diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)], key=Diagnostic.sort_key)
+    return diagnostics
 
 
 _BLANK_CONTINUATION = re.compile(r"^([ \t\f]*)\\(?=\r\n|\r|\n|\Z)", re.MULTILINE)
@@ -166,16 +168,6 @@ def _on_deep_stack(function, *args):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
-
-
-def _unsuppressed(source: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    if not diagnostics:
-        return diagnostics
-    suppressions = find_suppressions(source)
-    kept = {
-        d for d in diagnostics if d.code in UNSUPPRESSIBLE or not suppressions.suppresses(d.code, d.line)
-    }
-    return sorted(kept, key=Diagnostic.sort_key)
 
 
 def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | None, bool]:

@@ -10,6 +10,10 @@ whether the package takes second derivatives).
 
 flake8 expects 0-based columns and adds 1 when it prints them; autograd-lint's are 1-based, so the
 checker hands over `column - 1` and both tools print the same `path:line:col`.
+
+The noqa checks (AGL100 unused-noqa, AGL101 blanket-noqa) never run under flake8: flake8 applies `# noqa`
+itself, after the plugin, and only it knows which comments silenced something (the flake8-noqa plugin
+checks them there).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from .version import __version__
 from .api import lint_source
 from .config import Config
 from .diagnostic import SYNTAX_ERROR_CODE
+from .noqa import NOQA_RULES
 from .rules import OPT_IN
 
-_EVERY_RULE = Config(select=("ALL",))
+_EVERY_RULE = Config(select=("ALL",), ignore=tuple(sorted(NOQA_RULES)))
 
 
 class AutogradLintChecker:
@@ -38,7 +43,7 @@ class AutogradLintChecker:
 
     @classmethod
     def add_options(cls, option_manager) -> None:
-        option_manager.extend_default_ignore(sorted(OPT_IN))
+        option_manager.extend_default_ignore(sorted(OPT_IN - NOQA_RULES))
 
     def run(self) -> Iterator[tuple[int, int, str, type]]:
         source = "".join(self.lines)

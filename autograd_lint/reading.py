@@ -29,6 +29,14 @@ def decode_source(data: bytes) -> str:
         raise SourceError(f"cannot decode as {encoding}: {exc}") from None
 
 
+def source_encoding(data: bytes) -> str:
+    """The encoding Python reads `data` with (`utf-8-sig` with a BOM), to write a changed file back the same way."""
+    try:
+        return tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError as exc:
+        raise SourceError(f"cannot decode: {exc.msg}") from None
+
+
 def read_source(path: str) -> str:
     return decode_source(read_bytes(path))
 
@@ -39,6 +47,8 @@ def read_bytes(path: str) -> bytes:
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise SourceError(f"broken symbolic link (its target {os.readlink(path)!r} does not exist)") from None
         raise SourceError("file vanished before it could be read") from None
     except IsADirectoryError:
         raise SourceError("is a directory, not a Python file") from None

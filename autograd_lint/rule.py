@@ -73,3 +73,18 @@ class FunctionRule(Rule):
         from .ast_candidates import defines_function_subclass
 
         return defines_function_subclass(tree)
+
+
+class NoqaRule(Rule):
+    """A check of the noqa comments themselves. It needs no tree: `noqa.apply_noqa` computes it after the
+    other rules ran, from their findings, so the engine never asks it to check a module."""
+
+    @classmethod
+    def triggered(cls, text: str) -> bool:
+        return False
+
+    def check(self, module: ParsedModule) -> Iterator[Finding]:
+        # Only `--confirm` asks, to rebuild a finding for its harness: say why there is none.
+        from .confirm.harness import CannotBuildHarness
+
+        raise CannotBuildHarness(f"{self.code} is about a noqa comment: there is nothing to run under torch")

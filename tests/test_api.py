@@ -218,7 +218,7 @@ def test_cli_works_with_a_broken_torch(tmp_path):
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text("raise RuntimeError('broken torch install')\n")
     (tmp_path / "bad.py").write_text(SNIPPET)
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
         [sys.executable, "-m", "autograd_lint", "-q", "bad.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=120,

@@ -271,16 +271,18 @@ def test_dangling_symlink_named_explicitly(project):
     result = invoke(["-q", "a_good.py", "m_link.py", "z_good.py"])
     assert result.exit_code == 2
     assert located(result.stdout) == GOOD
-    errors = error_lines(result.stderr, "m_link.py")
-    assert len(errors) == 1
-    assert errors[0].startswith("autograd-lint: error: m_link.py: ")
+    assert error_lines(result.stderr, "m_link.py") == [
+        f"autograd-lint: error: m_link.py: broken symbolic link (its target {str(project / 'gone.py')!r} does not exist)"
+    ]
 
 
 def test_dangling_symlink_found_by_the_walk(project):
     os.symlink(project / "gone.py", project / "m_link.py")
     result = lint_paths(["."])
     assert [(os.path.normpath(d.path), d.line) for d in result.diagnostics] == [("a_good.py", 11), ("z_good.py", 11)]
-    assert [os.path.normpath(e.path) for e in result.errors] == ["m_link.py"]
+    assert [(os.path.normpath(e.path), e.message) for e in result.errors] == [
+        ("m_link.py", f"broken symbolic link (its target {str(project / 'gone.py')!r} does not exist)")
+    ]
     assert result.files_checked == 2
 
 
@@ -297,3 +299,10 @@ def test_syntax_newer_than_the_running_python_is_left_to_libcst():
     # PEP 695 generics are a SyntaxError for CPython 3.11 but valid Python 3.12: not a finding.
     source = "def first[T](items: list[T]) -> T:\n    return items[0]\n"
     assert lint_source(source, "generic.py") == []
+
+
+def test_missing_path_is_an_error_not_a_finding_even_with_exit_zero(project):
+    # Deliberately unlike ruff (E902, exit 1, which --exit-zero hides): nothing in that path was checked.
+    result = invoke(["--exit-zero", "a_good.py", "nope.py"])
+    assert result.exit_code == 2
+    assert error_lines(result.stderr, "nope.py") == ["autograd-lint: error: nope.py: no such file or directory"]

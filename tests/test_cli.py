@@ -525,3 +525,219 @@ def test_no_traceback_for_user_mistakes(tmp_path, mistake):
     assert "Traceback" not in proc.stdout
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip(), "a user mistake must be explained on stderr"
+
+
+# --- commands and help -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["help"]])
+def test_help_lists_the_options_and_the_other_commands(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(args)
+    assert result.exit_code == 0
+    assert "--select TEXT" in result.stdout
+    commands = result.stdout.split("Commands (autograd-lint COMMAND --help for one):\n", 1)[1]
+    assert [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and not line.startswith("   ")] == [
+        "clean", "rule", "help",
+    ]
+
+
+def test_help_for_a_command_and_an_unknown_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rule_help = invoke(["help", "rule"])
+    assert rule_help.exit_code == 0
+    assert rule_help.stdout == invoke(["rule", "--help"]).stdout
+    unknown = invoke(["help", "nope"])
+    assert unknown.exit_code == 2
+    assert unknown.stderr == "autograd-lint: error: help: unknown command 'nope' (commands: check, clean, rule, help)\n"
+
+
+def test_a_directory_named_help_is_linted_as_dot_slash_help(tmp_path):
+    (tmp_path / "help").mkdir()
+    (tmp_path / "help" / "bad.py").write_text(SNIPPET)
+    proc = run_process([sys.executable, "-m", "autograd_lint", "./help"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == f"help/bad.py:11:9: AGL002 {MESSAGE}\n"
+    shown = run_process([sys.executable, "-m", "autograd_lint", "help"], tmp_path)
+    assert shown.returncode == 0 and "Commands (autograd-lint COMMAND --help for one):" in shown.stdout
+
+
+@pytest.mark.parametrize("code, name", [("AGL000", "syntax-error"), ("agl999", "internal-error")])
+def test_rule_explains_the_reserved_codes(code, name):
+    result = invoke(["rule", code])
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"# {code.upper()} {name}\n")
+    data = json.loads(invoke(["rule", "--output-format", "json", code]).stdout)
+    assert (data["code"], data["name"], data["severity"]) == (code.upper(), name, "error")
+    assert data["explanation"] == result.stdout
+    proc = run_process([sys.executable, "-m", "autograd_lint", "rule", code], Path.cwd())
+    assert (proc.returncode, proc.stdout) == (0, result.stdout)
+
+
+# --- --exclude / --extend-exclude ------------------------------------------------------------------
+
+
+@pytest.fixture
+def excludes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for relative in ("a.py", "gen/g.py", "src/gen/h.py", "src/m.py", "build/b.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(CLEAN)
+    (tmp_path / "pyproject.toml").write_text('[tool.autograd-lint]\nextend-exclude = ["a.py"]\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, shown", [
+    ([], ["gen/g.py", "src/gen/h.py", "src/m.py"]),
+    (["--exclude", "gen"], ["build/b.py", "src/m.py"]),  # replaces the defaults (build), keeps extend-exclude
+    (["--exclude", "gen,build", "--exclude", "m.py"], []),
+    (["--extend-exclude", "gen"], ["src/m.py"]),  # adds to the configured a.py and the defaults
+    (["--extend-exclude", "src/gen"], ["gen/g.py", "src/m.py"]),  # a slash: relative to the project root
+])
+def test_exclude_and_extend_exclude_on_the_command_line(excludes, args, shown):
+    result = invoke(["--show-files", *args, "."])
+    assert result.exit_code == 0
+    assert [Path(line).as_posix() for line in lines(result.stdout)] == shown
+
+
+def test_extend_exclude_with_a_slash_is_relative_to_the_current_directory(excludes, monkeypatch):
+    monkeypatch.chdir(excludes / "src")
+    result = invoke(["--show-files", "--extend-exclude", "gen/*.py", "."])
+    assert [Path(line).as_posix() for line in lines(result.stdout)] == ["m.py"]
+
+
+def test_exclude_in_a_subprocess(excludes):
+    proc = run_process([sys.executable, "-m", "autograd_lint", "--show-files", "--exclude", "gen", "--extend-exclude", "build", "."],
+                       excludes)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["src/m.py"]
+
+
+# --- --show-settings --------------------------------------------------------------------------------
+
+
+def test_show_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.autograd-lint]\nselect = ["AGL00"]\nignore = ["AGL003"]\nextend-exclude = ["gen"]\n'
+        '[tool.autograd-lint.per-file-ignores]\n"tests/*" = ["AGL002"]\n'
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.py").write_text(SNIPPET)
+    result = invoke(["--show-settings", "--extend-select", "AGL100", "--exclude", "build", "--no-cache", "tests/t.py"])
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "path = tests/t.py\n"
+        f"config-file = {tmp_path / 'pyproject.toml'}\n"
+        f"project-root = {tmp_path}\n"
+        'select = ["AGL00"]\n'
+        'extend-select = ["AGL100"]\n'
+        'ignore = ["AGL003"]\n'
+        'per-file-ignores = {"tests/*" = ["AGL002"]}\n'
+        'exclude = ["build"]\n'
+        'extend-exclude = ["gen"]\n'
+        "respect-gitignore = true\n"
+        "force-exclude = false\n"
+        "cache-dir = none (--no-cache)\n"
+        "output-format = text\n"
+        'rules = ["AGL001", "AGL004", "AGL005", "AGL006", "AGL007", "AGL008", "AGL009", "AGL100"]\n'
+    )
+    assert result.stderr == ""
+
+
+def test_show_settings_without_configuration_in_a_subprocess(tmp_path):
+    proc = run_process([sys.executable, "-m", "autograd_lint", "--show-settings", "--output-format", "json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    settings = dict(line.split(" = ", 1) for line in proc.stdout.splitlines())
+    assert settings["path"] == "."
+    assert settings["config-file"] == "none (built-in defaults)"
+    assert settings["select"] == "default (every rule but the opt-in ones)"
+    assert settings["cache-dir"] == str(tmp_path / ".autograd_lint_cache")
+    assert settings["output-format"] == "json"
+    assert json.loads(settings["rules"]) == [code for code in RULES if code not in autograd_lint.rules.OPT_IN]
+
+
+# --- --add-noqa ---------------------------------------------------------------------------------------
+
+
+def test_add_noqa_then_the_run_is_clean_and_a_second_run_adds_nothing(project):
+    (project / "two.py").write_text(TWO_FINDINGS.replace("        return g\n", "        return g  # noqa: E501\n", 1))
+    (project / "dotted.py").write_text(SNIPPET.replace("return g * ctx.scale", "return g * \\\n            ctx.scale"))
+    (project / "string.py").write_text(SNIPPET.replace("return g * ctx.scale", 'return g * ctx.scale if """\nx""" else g'))
+    before = invoke(["--output-format", "json", "."])
+    assert before.exit_code == 1
+    assert [(d["path"], d["line"]) for d in json.loads(before.stdout)] == [
+        ("bad.py", 11), ("dotted.py", 11), ("string.py", 11), ("two.py", 8), ("two.py", 17),
+    ]
+    result = invoke(["--add-noqa", "."])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == "Added 5 noqa directives.\n"
+    assert (project / "bad.py").read_text() == SNIPPET.replace("return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002")
+    assert (project / "two.py").read_text().splitlines()[7] == "        return g  # noqa: E501, AGL002"  # merged
+    assert (project / "dotted.py").read_text().splitlines()[10:12] == [
+        "        return g * \\", "            ctx.scale  # noqa: AGL002",  # where noqa is read for a continued line
+    ]
+    assert (project / "string.py").read_text().splitlines()[10:12] == [
+        '        return g * ctx.scale if """', 'x""" else g  # noqa: AGL002',  # the end of the multi-line string
+    ]
+    assert (project / "clean.py").read_text() == CLEAN
+    after = invoke(["."])
+    assert after.exit_code == 0, after.stdout
+    assert after.stderr == "All checks passed! (5 files checked)\n"
+    again = invoke(["--add-noqa", "."])
+    assert (again.exit_code, again.stderr) == (0, "Added 0 noqa directives.\n")
+
+
+def test_add_noqa_keeps_line_endings_and_encoding(project):
+    latin = "# -*- coding: latin-1 -*-\n# café\n" + SNIPPET
+    (project / "latin.py").write_bytes(latin.replace("\n", "\r\n").encode("latin-1"))
+    (project / "bom.py").write_bytes(b"\xef\xbb\xbf" + SNIPPET.encode())
+    result = invoke(["--add-noqa", "latin.py", "bom.py"])
+    assert (result.exit_code, result.stderr) == (0, "Added 2 noqa directives.\n")
+    fixed = latin.replace("return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002")
+    assert (project / "latin.py").read_bytes() == fixed.replace("\n", "\r\n").encode("latin-1")
+    assert (project / "bom.py").read_bytes() == b"\xef\xbb\xbf" + SNIPPET.replace(
+        "return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002").encode()
+
+
+def test_add_noqa_never_touches_a_file_with_a_syntax_error(project):
+    broken = SNIPPET + "def f(:\n"
+    (project / "broken.py").write_text(broken)
+    result = invoke(["--add-noqa", "broken.py", "bad.py"])
+    assert result.exit_code == 0
+    assert lines(result.stderr) == [
+        "autograd-lint: warning: broken.py: not changed: syntax error at 12:7", "Added 1 noqa directive.",
+    ]
+    assert (project / "broken.py").read_text() == broken
+
+
+def test_add_noqa_refuses_stdin_and_reports_unreadable_paths(project):
+    refused = invoke(["--add-noqa", "-"], input=SNIPPET)
+    assert (refused.exit_code, refused.stderr) == (2, "autograd-lint: error: --add-noqa rewrites files: it cannot take stdin (-)\n")
+    missing = invoke(["--add-noqa", "bad.py", "missing.py"])
+    assert missing.exit_code == 2
+    assert lines(missing.stderr) == ["autograd-lint: error: missing.py: no such file or directory", "Added 1 noqa directive."]
+
+
+def test_add_noqa_in_a_subprocess_respects_the_selection(tmp_path):
+    (tmp_path / "bad.py").write_text(SNIPPET + "x = 1  # noqa\n")
+    proc = run_process([sys.executable, "-m", "autograd_lint", "--add-noqa", "--select", "ALL", "."], tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "Added 1 noqa directive.\n")
+    # AGL101 on the bare noqa is left for a person to resolve: only the rules' findings get a comment.
+    assert (tmp_path / "bad.py").read_text().splitlines()[10:] == ["        return g * ctx.scale  # noqa: AGL002", "x = 1  # noqa"]
+    relint = run_process([sys.executable, "-m", "autograd_lint", "-q", "--select", "ALL", "."], tmp_path)
+    assert relint.stdout == "bad.py:12:8: AGL101 `# noqa` without codes silences every rule on this line; name the codes it is for\n"
+
+
+# --- --statistics order ------------------------------------------------------------------------------
+
+
+def test_statistics_most_frequent_first_then_by_code(project):
+    from autograd_lint.pages import rule_page
+
+    twice = rule_page("AGL013").split("## Bad\n```python\n", 1)[1].split("```", 1)[0]
+    (project / "s1.py").write_text(twice)
+    (project / "s2.py").write_text(twice)
+    result = invoke(["--statistics", "bad.py", "s1.py", "s2.py"])
+    assert result.stdout == "    2\tAGL013\tsave-for-backward-twice\n    1\tAGL002\tbackward-arity-mismatch\n"

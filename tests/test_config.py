@@ -424,3 +424,89 @@ def test_default_config_selects_every_rule_but_the_opt_in_ones():
     assert Config().selected_codes() == default
     assert Config(ignore=("AGL002",)).selected_codes() == [c for c in default if c != "AGL002"]
     assert Config(select=("ALL",)).selected_codes() == sorted(RULES)
+
+
+# --- ruff's selector precedence --------------------------------------------------------------------
+
+
+def test_more_specific_select_wins_over_a_prefix_ignore(project):
+    # ruff: `--select F401 --ignore F4` keeps F401; the longer selector decides.
+    result = invoke(["-q", "--select", "AGL002", "--ignore", "AGL00", "a.py"])
+    assert result.exit_code == 1
+    assert reported(result.stdout) == [("a.py", 11, 9, "AGL002")]
+
+
+def test_more_specific_ignore_wins_over_a_prefix_select(project):
+    result = invoke(["-q", "--select", "AGL00", "--ignore", "AGL002", "a.py"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("config, expected", [
+    (Config(select=("AGL001",), ignore=("AGL00",)), ["AGL001"]),
+    (Config(select=("AGL00",), ignore=("AGL001",)), [f"AGL00{n}" for n in range(2, 10)]),
+    (Config(select=("AGL002",), ignore=("AGL002",)), []),  # equal specificity: the ignore wins
+    (Config(select=("ALL",), ignore=("ALL",)), []),
+    (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007"]),  # an extend-select beats a shorter ignore
+    (Config(ignore=("AGL0",), extend_select=("AGL",)), ["AGL100", "AGL101"]),  # a longer ignore beats a shorter selector
+])
+def test_selector_specificity(config, expected):
+    assert config.selected_codes() == expected
+
+
+# --- the Config object validates like the command line ---------------------------------------------
+
+
+@pytest.mark.parametrize("field, where", [("select", "Config.select"), ("extend_select", "Config.extend_select"),
+                                         ("ignore", "Config.ignore")])
+def test_config_rejects_an_unknown_code_with_the_cli_message(field, where):
+    from autograd_lint.rules import RULES
+
+    with pytest.raises(ConfigError) as raised:
+        Config(**{field: ("AGL5",)})
+    assert str(raised.value) == f"{where}: unknown rule code or prefix 'AGL5' (known: {', '.join(RULES)})"
+
+
+def test_config_rejects_an_unknown_code_in_per_file_ignores():
+    with pytest.raises(ConfigError, match=r"^Config.per_file_ignores\['tests/\*'\]: unknown rule code or prefix 'XYZ1'"):
+        Config(per_file_ignores={"tests/*": ("XYZ1",)})
+
+
+def test_config_takes_a_string_as_one_comma_separated_value():
+    # What `--select AGL001,AGL002` means; before, a str was iterated character by character and selected every rule.
+    assert Config(select="AGL002").select == ("AGL002",)
+    assert Config(select="agl002, AGL013").selected_codes() == ["AGL002", "AGL013"]
+    assert Config(ignore="AGL002").ignore == ("AGL002",)
+    assert Config(per_file_ignores={"tests/*": "AGL002"}).per_file_ignores == {"tests/*": ("AGL002",)}
+    assert Config(extend_exclude="gen").extend_exclude == ("gen",)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"select": 5}, "Config.select must be a sequence of strings, got 5"),
+    ({"ignore": ["AGL002", 3]}, "Config.ignore must be a sequence of strings, got ['AGL002', 3]"),
+    ({"exclude": None}, "Config.exclude must be a sequence of strings, got None"),
+    ({"per_file_ignores": ["tests/*"]}, "Config.per_file_ignores must be a dict of glob: codes, got ['tests/*']"),
+    ({"respect_gitignore": "no"}, "Config.respect_gitignore must be True or False, got 'no'"),
+])
+def test_config_rejects_wrong_types(kwargs, message):
+    with pytest.raises(ConfigError) as raised:
+        Config(**kwargs)
+    assert str(raised.value) == message
+
+
+def test_lint_paths_without_config_reads_the_project_configuration(project):
+    # Like the command line: the nearest pyproject.toml with [tool.autograd-lint], from the current directory.
+    write_config(project, 'extend-exclude = ["gen"]\n[tool.autograd-lint.per-file-ignores]\n"tests/*" = ["AGL002"]\n')
+    (project / "src").joinpath("pyproject.toml").write_text("[project]\nname = 'inner'\n")  # no table: not ours
+    result = lint_paths(["."])
+    assert [(os.path.normpath(d.path), d.line, d.code) for d in result.diagnostics] == [
+        ("a.py", 11, "AGL002"), (os.path.join("src", "model.py"), 11, "AGL002"),
+    ]
+    # Config() is the built-in defaults, whatever the project configures.
+    assert len(lint_paths(["."], Config()).diagnostics) == 4
+
+
+def test_lint_paths_without_config_raises_for_a_bad_project_configuration(project):
+    write_config(project, 'select = ["AGL5"]\n')
+    with pytest.raises(ConfigError, match="unknown rule code or prefix 'AGL5'"):
+        lint_paths(["."])

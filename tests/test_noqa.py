@@ -169,3 +169,120 @@ def test_noqa_through_the_cli(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["kept.py:11:9"]
     assert "Found 1 diagnostic (1 error) in 3 files checked." in result.stderr
+
+
+# --- where a noqa goes when the reported line cannot end in a comment (ruff's mapping) ---------------
+
+
+def test_noqa_at_the_end_of_a_multiline_string_covers_the_lines_it_spans():
+    source = SNIPPET.replace(RETURN, '        return g * ctx.scale if """\n""" else 1  # noqa: AGL002')
+    assert found(source) == []
+    assert found(source.replace("  # noqa: AGL002", "")) == REPORTED
+
+
+def test_noqa_after_a_backslash_continuation_covers_the_continued_lines():
+    source = SNIPPET.replace(RETURN, "        return g * \\\n            ctx.scale  # noqa: AGL002")
+    assert found(source) == []
+    assert found(source.replace("  # noqa: AGL002", "")) == REPORTED
+
+
+# --- AGL100 unused-noqa and AGL101 blanket-noqa ------------------------------------------------------
+
+
+def checked(source: str, path: str = "m.py", **config) -> list[tuple[str, int, int, int, str]]:
+    from autograd_lint import Config
+
+    return [(d.code, d.line, d.column, d.end_column, d.message) for d in lint_source(source, path, Config(**config))]
+
+
+def test_unused_noqa_reports_the_directive_with_its_unused_and_unknown_codes():
+    source = with_comment("# noqa: AGL002, AGL001, F401, AGL555")
+    assert checked(source, select="ALL") == [
+        ("AGL100", 11, 31, 67, "unused `noqa` directive (unused: `AGL001`; unknown: `AGL555`)"),
+    ]
+
+
+def test_unused_noqa_on_a_line_without_findings():
+    assert checked("x = 1\ny = 2  # noqa: AGL002 - kept from an old version\n", select="AGL0,AGL100") == [
+        ("AGL100", 2, 8, 22, "unused `noqa` directive (unused: `AGL002`)"),
+    ]
+
+
+def test_a_used_noqa_is_not_reported():
+    assert checked(with_comment("# noqa: AGL002"), select="ALL") == []
+    assert checked(with_comment("# noqa: AGL00"), select="ALL") == []  # a prefix that matched
+
+
+@pytest.mark.parametrize("config", [
+    {"extend_select": "AGL100"},  # AGL001 is opt-in: not selected, so the comment may be for another run
+    {"select": "ALL", "ignore": "AGL001"},
+    {"select": "ALL", "per_file_ignores": {"*.py": "AGL001"}},
+])
+def test_noqa_for_a_rule_that_did_not_run_is_not_judged(config):
+    assert checked(with_comment("# noqa: AGL002, AGL001"), **config) == []
+
+
+def test_other_tools_codes_and_unsuppressible_codes_are_not_judged():
+    assert checked("x = 1  # noqa: F401, E501, BLE001\ny = 2  # noqa: AGL000, AGL999\n", select="ALL") == []
+
+
+def test_unused_noqa_is_silenced_by_its_own_code_or_a_file_level_noqa():
+    assert checked("x = 1  # noqa: AGL002, AGL100\n", select="ALL") == []
+    assert checked("# autograd-lint: noqa: AGL100\nx = 1  # noqa: AGL002\n", select="ALL") == []
+
+
+def test_unused_noqa_is_not_computed_for_a_file_with_a_syntax_error():
+    assert checked("x = 1  # noqa: AGL002\ndef f(:\n", select="ALL") == [
+        ("AGL000", 2, 7, 7, "SyntaxError: invalid syntax"),
+    ]
+
+
+def test_blanket_noqa_is_reported_and_not_silenced_by_itself():
+    assert checked(with_comment("# noqa"), select="ALL") == [
+        ("AGL101", 11, 31, 37, "`# noqa` without codes silences every rule on this line; name the codes it is for"),
+    ]
+    assert checked("import os  # type: ignore  # NOQA\n", extend_select="AGL101") == [
+        ("AGL101", 1, 28, 34, "`# noqa` without codes silences every rule on this line; name the codes it is for"),
+    ]
+    assert checked("# autograd-lint: noqa: AGL101\nimport os  # noqa\n", select="ALL") == []
+
+
+def test_noqa_checks_are_off_by_default():
+    assert checked(with_comment("# noqa")) == []
+    assert checked("x = 1  # noqa: AGL002\n") == []
+
+
+def test_noqa_checks_through_the_cli_and_a_subprocess(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(with_comment("# noqa: AGL002, AGL013") + "import os  # noqa\n")
+    result = CliRunner().invoke(main, ["--extend-select", "AGL100,AGL101", "m.py"])
+    expected = [
+        "m.py:11:31: AGL100 unused `noqa` directive (unused: `AGL013`)",
+        "m.py:12:12: AGL101 `# noqa` without codes silences every rule on this line; name the codes it is for",
+    ]
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == expected
+    proc = subprocess.run([sys.executable, "-m", "autograd_lint", "-q", "--extend-select", "AGL1", "m.py"],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines() == expected
+
+
+def test_confirm_says_there_is_nothing_to_run_for_a_noqa_finding(tmp_path):
+    import sys
+
+    from autograd_lint import Config
+    from autograd_lint.confirm.runner import RunLimits
+    from autograd_lint.confirm.session import confirm_diagnostics
+
+    path = tmp_path / "m.py"
+    path.write_text("x = 1  # noqa\n")
+    (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL101"))
+    verdict = confirm_diagnostics([finding], RunLimits(sys.executable))[finding]
+    assert (verdict.verdict, verdict.evidence) == (
+        "inconclusive", "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",
+    )
