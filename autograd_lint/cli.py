@@ -232,13 +232,14 @@ class _ConfirmProgress:
 
     PROGRESS_LINE_SECONDS = 10.0
 
-    def __init__(self, terminal: bool):
+    def __init__(self, terminal: bool, clock=time.monotonic):
         self.terminal = terminal
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.last_line: float | None = None
 
     def __call__(self, done: int, total: int, cached: int) -> None:
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         text = f"confirm: {done}/{total} harnesses run" + (f" ({cached} cached)" if cached else "") + f", {elapsed:.0f} s"
         if self.terminal:
             click.echo(f"\r{text}", err=True, nl=False)

@@ -10,7 +10,7 @@ import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..diagnostic import Diagnostic
@@ -25,6 +25,7 @@ from .verdict_cache import VerdictCache
 
 # How often a long run calls `progress` while no harness finishes.
 PROGRESS_TICK_SECONDS = 2.0
+PREFLIGHT_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
         raise fail("not an executable file")
     allow_runs()
     with _terminate_as_interrupt():
-        result = run_harness(_PREFLIGHT, limits)
+        # A cold `import torch` can take longer than a short --confirm-timeout that warm harnesses meet.
+        result = run_harness(_PREFLIGHT, replace(limits, timeout=max(limits.timeout, PREFLIGHT_TIMEOUT_SECONDS)))
     if result.verdict != "confirmed":
         if result.evidence.startswith("`import torch`"):
             raise fail(result.evidence)
