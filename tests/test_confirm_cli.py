@@ -207,14 +207,16 @@ def test_a_python_that_cannot_confirm_is_one_error_line_and_exit_2(case, project
         assert result.stdout == ""
 
 
-def test_the_issues_command_with_a_missing_python_fails_in_a_real_process():
-    proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "--confirmed-only", "--python", "/nonexistent/python", "fixtures/motivating/"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr == "autograd-lint: error: confirm cannot run with --python /nonexistent/python: no such file\n"
-    assert proc.stdout == ""
+def test_the_issues_command_with_a_broken_python_fails_in_a_real_process(tmp_path):
+    no_torch, reason = BROKEN_PYTHONS["no torch"][0](tmp_path), BROKEN_PYTHONS["no torch"][1]
+    for python, expected in (("/nonexistent/python", "no such file"), (no_torch, reason)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "autograd_lint", "--confirmed-only", "--python", python, "fixtures/motivating/"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+        assert proc.returncode == 2
+        assert proc.stderr == f"autograd-lint: error: confirm cannot run with --python {python}: {expected}\n"
+        assert proc.stdout == ""
 
 
 def test_a_relative_python_is_relative_to_the_current_directory(project):
