@@ -21,7 +21,7 @@ from .diagnostic import INTERNAL_ERROR_CODE, FileError
 from .discovery import discover
 from .formats import Sources
 from .module_names import module_name_for_path
-from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
+from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
 from .pages import rule_page
 from .reading import SourceError, decode_source
 from .rules import RULES
@@ -154,7 +154,8 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         click.echo(rendered, nl=False, color=color)
     # With --confirm the summary (and its verdict counts) goes to stderr whatever the format.
     if not quiet and (output_format in HUMAN_FORMATS or output_file or verdicts is not None):
-        click.echo(summary(result.diagnostics, result.files_checked, len(result.errors), verdicts, left_out), err=True)
+        line = summary(result.diagnostics, result.files_checked, len(result.errors))
+        click.echo(line if verdicts is None else f"{line} {confirm_summary(verdicts, left_out)}", err=True)
     internal_error = any(d.code == INTERNAL_ERROR_CODE for d in result.diagnostics)
     if result.errors or internal_error:
         sys.exit(EXIT_ERROR)
