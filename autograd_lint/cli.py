@@ -95,8 +95,8 @@ def main() -> None:
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
 def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
           show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
-          confirm, confirmed_only, drop_inconclusive, show_progress, python_path, confirm_timeout, confirm_memory, jobs, no_cache,
-          cache_dir) -> None:
+          confirm, confirmed_only, drop_inconclusive, show_progress, python_path, confirm_timeout, confirm_memory, jobs,
+          no_cache, cache_dir) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     if statistics and output_format not in STATISTICS_FORMATS:
         _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
@@ -129,7 +129,8 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
     verdicts = None
     left_out: tuple[str, ...] = ()
     if confirm or confirmed_only or drop_inconclusive:
-        progress = _ConfirmProgress(terminal=sys.stderr.isatty()) if show_progress or (sys.stderr.isatty() and not quiet) else None
+        terminal = sys.stderr.isatty()
+        progress = _ConfirmProgress(terminal) if show_progress or (terminal and not quiet) else None
         from .confirm.runner import RunLimits  # torch-side machinery, loaded only when asked for
 
         # A relative --python is relative to here, not to the harness's temp directory.
@@ -140,7 +141,9 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         # not run or ended abnormally may be real, so it stays (marked) unless asked for explicitly.
         if confirmed_only or drop_inconclusive:
             left_out = ("not-reproduced", "inconclusive") if drop_inconclusive else ("not-reproduced",)
-            result.diagnostics = [d for d in result.diagnostics if d not in verdicts or verdicts[d].verdict not in left_out]
+            result.diagnostics = [
+                d for d in result.diagnostics if d not in verdicts or verdicts[d].verdict not in left_out
+            ]
     color = not output_file and output_format in HUMAN_FORMATS and _use_color(color_mode)
     if statistics:
         rendered = render_statistics(result.diagnostics, output_format, verdicts)
@@ -241,7 +244,8 @@ class _ConfirmProgress:
 
     def __call__(self, done: int, total: int, cached: int) -> None:
         elapsed = self.clock() - self.started
-        text = f"confirm: {done}/{total} harnesses run" + (f" ({cached} cached)" if cached else "") + f", {elapsed:.0f} s"
+        cached_part = f" ({cached} cached)" if cached else ""
+        text = f"confirm: {done}/{total} harnesses run{cached_part}, {elapsed:.0f} s"
         if self.terminal:
             click.echo(f"\r{text}", err=True, nl=False)
             if done == total:

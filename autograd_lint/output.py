@@ -164,16 +164,24 @@ def render_statistics(diagnostics: list[Diagnostic], output_format: str, verdict
 VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 
 
-def _verdict_statistics(diagnostics: list[Diagnostic], rows: list[tuple[str, str, int]], output_format: str, verdicts: dict) -> str:
+def _verdict_statistics(
+    diagnostics: list[Diagnostic], rows: list[tuple[str, str, int]], output_format: str, verdicts: dict
+) -> str:
     """--confirm --statistics: each rule's count, then how many of its findings got each verdict."""
-    per_rule = {code: Counter(verdicts[d].verdict for d in diagnostics if d.code == code and d in verdicts) for code, _, _ in rows}
+    per_rule = {code: Counter() for code, _, _ in rows}
+    for d in diagnostics:
+        if d in verdicts:
+            per_rule[d.code][verdicts[d].verdict] += 1
     if output_format in ("json", "json-lines"):
-        entries = [{"code": c, "name": n, "count": k, "confirm": {v: per_rule[c][v] for v in VERDICTS}} for c, n, k in rows]
+        entries = [
+            {"code": c, "name": n, "count": k, "confirm": {v: per_rule[c][v] for v in VERDICTS}} for c, n, k in rows
+        ]
         if output_format == "json":
             return json.dumps(entries, indent=2) + "\n"
         return "".join(json.dumps(entry) + "\n" for entry in entries)
     return "".join(
-        f"{count:>5}\t{code}\t{name}\t" + "\t".join(f"{per_rule[code][v]} {v.replace('-', ' ')}" for v in VERDICTS) + "\n"
+        f"{count:>5}\t{code}\t{name}\t" + "\t".join(f"{per_rule[code][v]} {v.replace('-', ' ')}" for v in VERDICTS)
+        + "\n"
         for code, name, count in rows
     )
 

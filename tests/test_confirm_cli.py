@@ -224,7 +224,8 @@ def test_a_relative_python_is_relative_to_the_current_directory(project):
     executable(project / "bin" / "python", f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     result = invoke(["--confirm", "--no-cache", "--python", "bin/python", "--show-progress", MASK])
     assert result.exit_code == 1, result.stderr
-    assert result.stderr.splitlines()[0] == f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {project / 'bin' / 'python'}"
+    python = project / "bin" / "python"
+    assert result.stderr.splitlines()[0] == f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {python}"
 
 
 # --- --confirmed-only, the summary and JSON, in a real process ------------------------------------------
@@ -241,17 +242,20 @@ def test_confirmed_only_keeps_what_could_not_be_confirmed_with_its_reason(projec
     entries = {(e["path"], e["code"]): e["confirm"] for e in json.loads(proc.stdout)}
     assert set(entries) == {(LAYERS, "AGL002"), (ATTENTION, "AGL002"), (LAZY, "AGL002"), (HANG, "AGL002")}
     assert entries[(LAYERS, "AGL002")]["verdict"] == "confirmed"
-    assert "ScaleGradBackward returned an incorrect number of gradients (expected 2, got 1)" in entries[(LAYERS, "AGL002")]["evidence"]
+    torch_says = "ScaleGradBackward returned an incorrect number of gradients (expected 2, got 1)"
+    assert torch_says in entries[(LAYERS, "AGL002")]["evidence"]
     assert entries[(ATTENTION, "AGL002")]["verdict"] == "inconclusive"
     # Files are named as Python names modules: from the project root on sys.path (src/, above the package).
     assert entries[(ATTENTION, "AGL002")]["evidence"] == f"{MISSING} (imported by mylib/nn/attention_helpers.py)"
     assert entries[(LAZY, "AGL002")]["verdict"] == "inconclusive"
     assert entries[(LAZY, "AGL002")]["evidence"] == f"{MISSING} (imported by mylib/nn/lazy.py)"
-    assert entries[(HANG, "AGL002")] == {
-        "verdict": "inconclusive", "evidence": "timeout: the harness ran longer than 8 s and was killed", "seconds": entries[(HANG, "AGL002")]["seconds"],
-    }
+    assert entries[(HANG, "AGL002")]["verdict"] == "inconclusive"
+    assert entries[(HANG, "AGL002")]["evidence"] == "timeout: the harness ran longer than 8 s and was killed"
     # The summary on stderr counts every verdict, the refuted finding's as not shown; no progress there.
-    assert proc.stderr == "Found 4 diagnostics (4 errors) in 10 files checked. Confirm: 1 confirmed, 1 not reproduced (not shown), 3 inconclusive.\n"
+    assert proc.stderr == (
+        "Found 4 diagnostics (4 errors) in 10 files checked. "
+        "Confirm: 1 confirmed, 1 not reproduced (not shown), 3 inconclusive.\n"
+    )
     assert not (project / "marker").exists()  # layers.py's __main__ block never ran
 
 
@@ -262,11 +266,17 @@ def test_confirmed_only_exits_1_for_an_inconclusive_finding_and_drop_inconclusiv
     assert first.stdout.splitlines()[1].startswith("    inconclusive (")
     assert first.stdout.splitlines()[1].endswith("): timeout: the harness ran longer than 6 s and was killed")
     assert len(first.stdout.splitlines()) == 2
-    assert first.stderr == "Found 1 diagnostic (1 error) in 2 files checked. Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive.\n"
+    assert first.stderr == (
+        "Found 1 diagnostic (1 error) in 2 files checked. "
+        "Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive.\n"
+    )
     dropped = invoke(["--drop-inconclusive", "--no-cache", "--confirm-timeout", "6", HANG, MASK])
     assert dropped.exit_code == 0
     assert dropped.stdout == ""
-    assert dropped.stderr == "All checks passed! (2 files checked) Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive (not shown).\n"
+    assert dropped.stderr == (
+        "All checks passed! (2 files checked) "
+        "Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive (not shown).\n"
+    )
 
 
 # --- the verdict cache and --statistics -------------------------------------------------------------------
@@ -277,7 +287,10 @@ def test_verdicts_are_cached_until_the_finding_or_its_package_changes(project, h
     first = invoke(["--confirm", *paths])
     assert first.exit_code == 1
     assert len(harness_runs) == 3
-    assert first.stderr == "Found 3 diagnostics (2 errors, 1 warning) in 3 files checked. Confirm: 1 confirmed, 1 not reproduced, 1 inconclusive.\n"
+    assert first.stderr == (
+        "Found 3 diagnostics (2 errors, 1 warning) in 3 files checked. "
+        "Confirm: 1 confirmed, 1 not reproduced, 1 inconclusive.\n"
+    )
     verdict_lines = [line for line in first.stdout.splitlines() if line.startswith("    ")]
 
     # Unchanged: confirmed and not-reproduced come from the cache; inconclusive runs again (its cause may be gone).
@@ -304,7 +317,10 @@ def test_verdicts_are_cached_until_the_finding_or_its_package_changes(project, h
     )
     as_json = invoke(["--confirm", "--statistics", "--output-format", "json", "--drop-inconclusive", *paths])
     assert json.loads(as_json.stdout) == [
-        {"code": "AGL002", "name": "backward-arity-mismatch", "count": 1, "confirm": {"confirmed": 1, "not-reproduced": 0, "inconclusive": 0}},
+        {
+            "code": "AGL002", "name": "backward-arity-mismatch", "count": 1,
+            "confirm": {"confirmed": 1, "not-reproduced": 0, "inconclusive": 0},
+        },
     ]
 
     harness_runs.clear()
@@ -347,7 +363,8 @@ def test_the_harness_runs_the_copy_in_its_package_with_the_project_root_first_on
     from autograd_lint.module import ParsedModule
     from autograd_lint.module_names import module_name_for_path
 
-    for path, root, package_line in ((LAYERS, project / "src", "__package__ = 'mylib.nn'"), (HANG, project / "scripts", None)):
+    cases = ((LAYERS, project / "src", "__package__ = 'mylib.nn'"), (HANG, project / "scripts", None))
+    for path, root, package_line in cases:
         source = (project / path).read_text()
         (diagnostic,) = lint_source(source, path)
         script = _script_for(ParsedModule(source, path, module_name_for_path(path)), diagnostic).splitlines()

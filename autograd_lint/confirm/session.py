@@ -136,7 +136,9 @@ def confirm_diagnostics(
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         with _terminate_as_interrupt():
-            running = {pool.submit(run_harness, script, limits): (diagnostic, key) for diagnostic, script, key in to_run}
+            running = {
+                pool.submit(run_harness, script, limits): (diagnostic, key) for diagnostic, script, key in to_run
+            }
             if progress is not None:
                 progress(0, len(to_run), cached_count)
             while running:
