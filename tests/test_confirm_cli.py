@@ -279,6 +279,14 @@ def test_confirmed_only_exits_1_for_an_inconclusive_finding_and_drop_inconclusiv
     )
 
 
+def test_confirmed_only_keeps_findings_no_harness_covers(project, harness_runs):
+    (project / "broken.py").write_text("def f(:\n    pass\n")
+    result = invoke(["--confirmed-only", "--no-cache", "broken.py"])
+    assert result.exit_code == 1
+    assert result.stdout == "broken.py:1:7: AGL000 SyntaxError: invalid syntax\n"
+    assert harness_runs == []
+
+
 # --- the verdict cache and --statistics -------------------------------------------------------------------
 
 
