@@ -32,7 +32,7 @@ PREFLIGHT_TIMEOUT_SECONDS = 60.0
 class ConfirmEnvironment:
     """The interpreter harnesses run in, as the preflight found it."""
 
-    python: str
+    python: str  # its path (a bare --python name as found on PATH)
     torch_version: str
     cuda: bool
 
@@ -82,7 +82,7 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
         raise fail("running `import torch` there: " + result.evidence.replace("the harness", "the interpreter", 1))
     try:
         found = json.loads(result.evidence)
-        return ConfirmEnvironment(python, str(found["torch"]), bool(found["cuda"]))
+        return ConfirmEnvironment(shutil.which(python) or python, str(found["torch"]), bool(found["cuda"]))
     except (ValueError, TypeError, KeyError):
         raise fail(f"unexpected answer to `import torch`: {result.evidence[:200]}") from None
 
