@@ -1,11 +1,12 @@
 """Building a confirm harness: the flagged code plus exactly what it depends on, then the rule's recipe.
 
-The user's module is never imported. Its top-level statements that define the names the recipe
-needs are copied (transitively: imports, constants, helpers, classes), in source order; the
+The harness does not import the user's module. Its top-level statements that define the names the
+recipe needs are copied (transitively: imports, constants, helpers, classes), in source order; the
 `if __name__ == "__main__":` block and every other top-level statement are left out. The copy runs
 as part of the module's package, with the project root (the folder above the top package, as
 pytest's rootdir insertion) first on `sys.path`, so its relative and absolute imports of the
-project resolve as they do for the project's own tests.
+project resolve as they do for the project's own tests (importing the package runs its
+`__init__.py`, which may import the module itself, as it does for the tests).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Harness:
 
 def build_script(module: ParsedModule, harness: Harness) -> str:
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
-    project_root = import_root(module.path)
+    project_root = _import_root(module.path)
     package = _package_of(module)
     relative_path = os.path.relpath(os.path.abspath(module.path), project_root) if project_root else module.path
     # The copy is compiled apart so that a missing third-party import in it (or in a project module it
@@ -153,7 +154,7 @@ def _configures(statement: cst.CSTNode, needed: set[str]) -> bool:
     return False
 
 
-def import_root(path: str) -> str | None:
+def _import_root(path: str) -> str | None:
     """The directory from which the module's own package imports resolve (above its top package)."""
     if path.startswith("<") or path == "-":
         return None
