@@ -21,7 +21,7 @@ DEFAULT_DIRECTORY = ".autograd_lint_cache"
 
 
 @lru_cache(maxsize=1)
-def _linter_fingerprint() -> str:
+def linter_fingerprint() -> str:
     """The version and a hash of the linter's own code: an edited rule invalidates the cache even
     before the version is bumped (a development checkout, an editable install)."""
     digest = hashlib.blake2b(__version__.encode(), digest_size=16)
@@ -38,7 +38,7 @@ class ResultCache:
     @staticmethod
     def key(path: str, data: bytes, codes: list[str]) -> str:
         digest = hashlib.blake2b(digest_size=20)
-        for part in (_linter_fingerprint(), os.path.abspath(path), ",".join(codes)):
+        for part in (linter_fingerprint(), os.path.abspath(path), ",".join(codes)):
             digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(data)
         return digest.hexdigest()
@@ -61,22 +61,26 @@ class ResultCache:
             return None  # missing, corrupt or from another version: lint again
 
     def put(self, path: str, key: str, diagnostics: list[Diagnostic]) -> None:
-        entry = self._entry(path)
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            self._mark_directory()
-            payload = json.dumps({"key": key, "diagnostics": [d.to_dict() for d in diagnostics]})
-            handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(payload)
-            os.replace(temporary, entry)
-        except OSError:
-            pass  # a read-only tree still lints; it just stays cold
+        write_entry(self.directory, self._entry(path), {"key": key, "diagnostics": [d.to_dict() for d in diagnostics]})
 
-    def _mark_directory(self) -> None:
-        ignore = self.directory / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# Created by autograd-lint\n*\n", encoding="utf-8")
-            (self.directory / "CACHEDIR.TAG").write_text(
-                "Signature: 8a477f597d28d172789f06886806bc55\n# autograd-lint result cache\n", encoding="utf-8"
-            )
+
+def write_entry(directory: Path, entry: Path, content: dict) -> None:
+    """Write one entry of the cache in `directory` atomically (temp file + rename); never fails."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        _mark_directory(directory)
+        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(content))
+        os.replace(temporary, entry)
+    except OSError:
+        pass  # a read-only tree still lints; it just stays cold
+
+
+def _mark_directory(directory: Path) -> None:
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Created by autograd-lint\n*\n", encoding="utf-8")
+        (directory / "CACHEDIR.TAG").write_text(
+            "Signature: 8a477f597d28d172789f06886806bc55\n# autograd-lint result cache\n", encoding="utf-8"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_C
 from .discovery import discover
 from .formats import Sources
 from .module_names import module_name_for_path
-from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
+from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
 from .pages import rule_page
 from .reading import SourceError, decode_source, read_bytes, source_encoding
 from .rules import RULES
@@ -105,18 +106,20 @@ class _CheckCommand(click.Command):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of internal errors.")
 @click.option("--confirm", is_flag=True, help="Run each finding under torch in a contained child process and report whether its gradients prove the bug.")
-@click.option("--confirmed-only", is_flag=True, help="Report only findings that --confirm proved (implies --confirm).")
+@click.option("--confirmed-only", is_flag=True, help="Leave out findings that --confirm ran and did not reproduce; inconclusive ones stay, marked (implies --confirm).")
+@click.option("--drop-inconclusive", is_flag=True, help="With --confirmed-only, leave out inconclusive findings too: report only what torch proved (implies --confirmed-only).")
+@click.option("--show-progress", is_flag=True, help="Print confirm's interpreter and progress on stderr even when it is not a terminal (or with -q).")
 @click.option("--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs confirm harnesses [default: this one].")
 @click.option("--confirm-timeout", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds one harness may run before it is killed.")
 @click.option("--confirm-memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Address-space limit of one harness, in MB.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Files linted (and harnesses run) in parallel [default: the number of CPUs].")
-@click.option("--no-cache", is_flag=True, help="Lint every file again, ignoring and not writing the result cache.")
+@click.option("--no-cache", is_flag=True, help="Lint every file (and run every confirm harness) again, ignoring and not writing the result cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=f"Where results are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].")
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
 def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
           show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
-          confirm, confirmed_only, python_path, confirm_timeout, confirm_memory, jobs, no_cache, cache_dir,
-          show_settings, add_noqa, exclude_patterns, extend_exclude_patterns) -> None:
+          confirm, confirmed_only, drop_inconclusive, show_progress, python_path, confirm_timeout, confirm_memory, jobs,
+          no_cache, cache_dir, show_settings, add_noqa, exclude_patterns, extend_exclude_patterns) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     if statistics and output_format not in STATISTICS_FORMATS:
         _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
@@ -146,6 +149,7 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
     stdin_sources: dict[str, str] = {}
     if read_stdin:
         _lint_stdin(stdin_path, config, result, verbose, stdin_sources)
+    cache = None if no_cache else (cache_dir or os.path.join(config.root, DEFAULT_CACHE))
     if paths:
         found = lint_paths(paths, config, verbose=verbose, jobs=jobs or os.cpu_count() or 1, cache_dir=cache)
         result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
@@ -153,20 +157,27 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         result.files_checked += found.files_checked
     for error in result.errors:
         click.echo(f"autograd-lint: error: {error}", err=True)
-    verdicts = {}
-    if confirm or confirmed_only:
+    verdicts = None
+    left_out: tuple[str, ...] = ()
+    if confirm or confirmed_only or drop_inconclusive:
+        terminal = sys.stderr.isatty()
+        progress = _ConfirmProgress(terminal) if show_progress or (terminal and not quiet) else None
         from .confirm.runner import RunLimits  # torch-side machinery, loaded only when asked for
-        from .confirm.session import confirm_diagnostics
 
-        limits = RunLimits(python_path or sys.executable, confirm_timeout, confirm_memory)
-        verdicts = confirm_diagnostics(
-            result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, _progress_bar() if not quiet else None
-        )
-        if confirmed_only:
-            result.diagnostics = [d for d in result.diagnostics if d in verdicts and verdicts[d].verdict == "confirmed"]
+        # A relative --python is relative to here, not to the harness's temp directory.
+        python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
+        limits = RunLimits(python or sys.executable, confirm_timeout, confirm_memory)
+        verdicts = _confirm(result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, cache, progress)
+        # Only a finding torch ran and did not reproduce is left out by default: one whose harness could
+        # not run or ended abnormally may be real, so it stays (marked) unless asked for explicitly.
+        if confirmed_only or drop_inconclusive:
+            left_out = ("not-reproduced", "inconclusive") if drop_inconclusive else ("not-reproduced",)
+            result.diagnostics = [
+                d for d in result.diagnostics if d not in verdicts or verdicts[d].verdict not in left_out
+            ]
     color = not output_file and output_format in HUMAN_FORMATS and _use_color(color_mode)
     if statistics:
-        rendered = render_statistics(result.diagnostics, output_format)
+        rendered = render_statistics(result.diagnostics, output_format, verdicts)
     else:
         rendered = render(
             result.diagnostics, output_format, verdicts, errors=result.errors, sources=Sources(stdin_sources), color=color
@@ -175,8 +186,10 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         _write_report(output_file, rendered)
     else:
         click.echo(rendered, nl=False, color=color)
-    if not quiet and (output_format in HUMAN_FORMATS or output_file):
-        click.echo(summary(result.diagnostics, result.files_checked, len(result.errors)), err=True)
+    # With --confirm the summary (and its verdict counts) goes to stderr whatever the format.
+    if not quiet and (output_format in HUMAN_FORMATS or output_file or verdicts is not None):
+        line = summary(result.diagnostics, result.files_checked, len(result.errors))
+        click.echo(line if verdicts is None else f"{line} {confirm_summary(verdicts, left_out)}", err=True)
     internal_error = any(d.code == INTERNAL_ERROR_CODE for d in result.diagnostics)
     if result.errors or internal_error:
         sys.exit(EXIT_ERROR)
@@ -330,18 +343,44 @@ def _config(config_path, select, extend_select, ignore, per_file_ignores=()) -> 
     return config
 
 
-def _progress_bar():
-    """A one-line counter on stderr while harnesses run, only on a terminal."""
-    if not sys.stderr.isatty():
-        return None
+def _confirm(diagnostics, limits, jobs: int, sources: dict[str, str], cache_dir: str | None, progress) -> dict:
+    """Check the interpreter (one error line and exit 2 if it cannot run harnesses), then a verdict per finding."""
+    from .confirm.session import ConfirmEnvironmentError, check_environment, confirm_diagnostics
+    from .confirm.verdict_cache import VerdictCache
 
-    def show(done: int, total: int) -> None:
-        end = "\n" if done == total else ""
-        click.echo(f"\rconfirming findings under torch: {done}/{total}", err=True, nl=False)
-        if end:
-            click.echo("\r" + " " * 50 + "\r", err=True, nl=False)
+    try:
+        environment = check_environment(limits)
+    except ConfirmEnvironmentError as error:
+        _fail(str(error))
+    if progress is not None:
+        click.echo(f"confirm: {environment.describe()}", err=True)
+    cache = VerdictCache(cache_dir, environment.python, environment.torch_version, limits) if cache_dir else None
+    return confirm_diagnostics(diagnostics, limits, jobs, sources, progress, cache=cache)
 
-    return show
+
+class _ConfirmProgress:
+    """Confirm's progress on stderr: a `\r` counter on a terminal; elsewhere (--show-progress) a line at
+    the start, at most one every PROGRESS_LINE_SECONDS, and one at the end."""
+
+    PROGRESS_LINE_SECONDS = 10.0
+
+    def __init__(self, terminal: bool, clock=time.monotonic):
+        self.terminal = terminal
+        self.clock = clock
+        self.started = clock()
+        self.last_line: float | None = None
+
+    def __call__(self, done: int, total: int, cached: int) -> None:
+        elapsed = self.clock() - self.started
+        cached_part = f" ({cached} cached)" if cached else ""
+        text = f"confirm: {done}/{total} harnesses run{cached_part}, {elapsed:.0f} s"
+        if self.terminal:
+            click.echo(f"\r{text}", err=True, nl=False)
+            if done == total:
+                click.echo("\r" + " " * len(text) + "\r", err=True, nl=False)
+        elif self.last_line is None or done == total or elapsed - self.last_line >= self.PROGRESS_LINE_SECONDS:
+            click.echo(text, err=True)
+            self.last_line = elapsed
 
 
 def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool, sources: dict[str, str]) -> None:

@@ -150,13 +150,40 @@ def statistics(diagnostics: list[Diagnostic]) -> list[tuple[str, str, int]]:
     return sorted(((code, name, n) for (code, name), n in counts.items()), key=lambda row: (-row[2], row[0]))
 
 
-def render_statistics(diagnostics: list[Diagnostic], output_format: str) -> str:
+def render_statistics(diagnostics: list[Diagnostic], output_format: str, verdicts: dict | None = None) -> str:
     rows = statistics(diagnostics)
+    if verdicts is not None:
+        return _verdict_statistics(diagnostics, rows, output_format, verdicts)
     if output_format == "json":
         return json.dumps([{"code": c, "name": n, "count": k} for c, n, k in rows], indent=2) + "\n"
     if output_format == "json-lines":
         return "".join(json.dumps({"code": c, "name": n, "count": k}) + "\n" for c, n, k in rows)
     return "".join(f"{count:>5}\t{code}\t{name}\n" for code, name, count in rows)
+
+
+VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
+
+
+def _verdict_statistics(
+    diagnostics: list[Diagnostic], rows: list[tuple[str, str, int]], output_format: str, verdicts: dict
+) -> str:
+    """--confirm --statistics: each rule's count, then how many of its findings got each verdict."""
+    per_rule = {code: Counter() for code, _, _ in rows}
+    for d in diagnostics:
+        if d in verdicts:
+            per_rule[d.code][verdicts[d].verdict] += 1
+    if output_format in ("json", "json-lines"):
+        entries = [
+            {"code": c, "name": n, "count": k, "confirm": {v: per_rule[c][v] for v in VERDICTS}} for c, n, k in rows
+        ]
+        if output_format == "json":
+            return json.dumps(entries, indent=2) + "\n"
+        return "".join(json.dumps(entry) + "\n" for entry in entries)
+    return "".join(
+        f"{count:>5}\t{code}\t{name}\t" + "\t".join(f"{per_rule[code][v]} {v.replace('-', ' ')}" for v in VERDICTS)
+        + "\n"
+        for code, name, count in rows
+    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -172,3 +199,13 @@ def summary(diagnostics: list[Diagnostic], files: int, unchecked: int = 0) -> st
     by_severity = Counter(d.severity.value for d in diagnostics)
     parts = ", ".join(_plural(by_severity[s], s) for s in ("error", "warning") if by_severity[s])
     return f"Found {_plural(len(diagnostics), 'diagnostic')} ({parts}) in {checked}."
+
+
+def confirm_summary(verdicts: dict, left_out: tuple[str, ...] = ()) -> str:
+    """What follows the summary with --confirm: every verdict counted, those whose findings
+    --confirmed-only or --drop-inconclusive left out (`left_out`) marked `not shown`."""
+    counts = Counter(result.verdict for result in verdicts.values())
+    shown = ", ".join(
+        f"{counts[v]} {v.replace('-', ' ')}" + (" (not shown)" if v in left_out and counts[v] else "") for v in VERDICTS
+    )
+    return f"Confirm: {shown}."

@@ -244,25 +244,6 @@ def test_hostile_module_does_not_stop_the_other_verdicts(tmp_path):
     assert set(verdicts["case_c_arity.py"]) == {"verdict", "evidence", "seconds"}
 
 
-def test_confirmed_only_keeps_confirmed_findings(tmp_path):
-    hostile_module = tmp_path / "hostile.py"
-    hostile_module.write_text(
-        "import torch\nfrom torch.autograd import Function\n\nclass Hang(Function):\n"
-        "    @staticmethod\n    def forward(ctx, x, scale):\n        while True:\n            pass\n\n"
-        "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
-    )
-    good = FIXTURES / "motivating" / "case_c_arity.py"
-    proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "-q", "--confirmed-only", "--confirm-timeout", "15", str(hostile_module), str(good)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 1
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"{good}:21:9: AGL002 ")
-    assert lines[1].startswith("    confirmed (")
-    assert "hostile.py" not in proc.stdout
-
-
 def test_harness_never_contains_the_main_block():
     from autograd_lint.confirm.session import _script_for
     from autograd_lint.module import ParsedModule

@@ -459,7 +459,7 @@ def test_sources_fall_back_to_nothing_for_an_unreadable_path():
 
 
 def test_cli_confirm_verdicts_reach_json_lines_and_sarif(project, monkeypatch):
-    def fake_confirm(diagnostics, limits, jobs, sources, progress):
+    def fake_confirm(diagnostics, limits, jobs, sources, progress, **options):
         return {d: RunResult("confirmed", f"proved {d.code}", 1.25) for d in diagnostics}
 
     monkeypatch.setattr("autograd_lint.confirm.session.confirm_diagnostics", fake_confirm)

@@ -1,8 +1,12 @@
 """Building a confirm harness: the flagged code plus exactly what it depends on, then the rule's recipe.
 
-The user's module is never imported. Its top-level statements that define the names the recipe
-needs are copied (transitively: imports, constants, helpers, classes), in source order; the
-`if __name__ == "__main__":` block and every other top-level statement are left out.
+The harness does not import the user's module. Its top-level statements that define the names the
+recipe needs are copied (transitively: imports, constants, helpers, classes), in source order; the
+`if __name__ == "__main__":` block and every other top-level statement are left out. The copy runs
+as part of the module's package, with the project root (the folder above the top package, as
+pytest's rootdir insertion) first on `sys.path`, so its relative and absolute imports of the
+project resolve as they do for the project's own tests (importing the package runs its
+`__init__.py`, which may import the module itself, as it does for the tests).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import libcst as cst
 
 from ..module import ParsedModule
 from ..scopes import bindings
+from ..second_derivatives import package_root
 from ..syntax import assigned_names, code_of, dotted_name, walk
 
 # The runtime side of confirm mode: shared helpers (probes.py), then one recipe file per rule
@@ -43,16 +48,32 @@ class Harness:
 def build_script(module: ParsedModule, harness: Harness) -> str:
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
     project_root = _import_root(module.path)
+    package = _package_of(module)
+    relative_path = os.path.relpath(os.path.abspath(module.path), project_root) if project_root else module.path
+    # The copy is compiled apart so that a missing third-party import in it (or in a project module it
+    # imports) is reported as such; linecache keeps its source readable for inspect (torch.jit.script).
+    definitions = "\n".join([*future, user_code])
     parts = [
         *future,
         PROBES,
         f"_agl_sys.path.insert(0, {project_root!r})" if project_root else "",
+        f"_agl_project_root = {project_root!r}",
+        f"__package__ = {package!r}" if package else "",
         "# ---- the user's definitions (copied, not imported) ----",
-        user_code,
+        f"_agl_run_definitions({definitions!r}, {relative_path!r}, globals())",
         "# ---- the recipe ----",
         harness.main,
     ]
     return "\n".join(part for part in parts if part) + "\n"
+
+
+def _package_of(module: ParsedModule) -> str | None:
+    """The package the module's relative imports are relative to (`pkg` for pkg/ops.py and pkg/__init__.py)."""
+    if not module.module_name:
+        return None
+    if os.path.basename(module.path) == "__init__.py":
+        return module.module_name
+    return module.module_name.rpartition(".")[0] or None
 
 
 def extract_definitions(module: ParsedModule, names: set[str], optional: set[str] = frozenset()) -> tuple[list[str], str]:
@@ -134,13 +155,11 @@ def _configures(statement: cst.CSTNode, needed: set[str]) -> bool:
 
 
 def _import_root(path: str) -> str | None:
-    """The directory from which the module's own package imports resolve (above its packages)."""
+    """The directory from which the module's own package imports resolve (above its top package)."""
     if path.startswith("<") or path == "-":
         return None
-    directory = os.path.dirname(os.path.abspath(path))
-    while os.path.isfile(os.path.join(directory, "__init__.py")):
-        directory = os.path.dirname(directory)
-    return directory
+    top_package = package_root(path)
+    return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
 
 
 def apply_builders(module: ParsedModule, function_class) -> str:

@@ -12,6 +12,44 @@ def _agl_report(verdict, evidence):
     _agl_sys.exit(0)
 
 
+_AGL_COPY_PREFIX = "<autograd-lint copy of "
+
+
+def _agl_run_definitions(source, path, namespace):
+    """Run the user's copied top-level definitions in `namespace`. A module missing from this
+    interpreter (other than torch, which the runner reports) is inconclusive with its name and the
+    file that imports it, apart from a forward that fails on the synthesized inputs."""
+    import linecache
+
+    filename = _AGL_COPY_PREFIX + path + ">"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for inspect.getsource
+    try:
+        exec(compile(source, filename, "exec", dont_inherit=True), namespace)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "torch":
+            raise
+        _agl_report("inconclusive", _agl_missing_dependency(exc))
+
+
+def _agl_missing_dependency(exc):
+    """`missing dependency: No module named 'x' (imported by pkg/ops.py)`, naming the last file of the
+    project or of a library in the traceback (the user's module for its copied code)."""
+    import os
+
+    importer, harness_file = None, _agl_missing_dependency.__code__.co_filename
+    root = globals().get("_agl_project_root")
+    frame = exc.__traceback__
+    while frame is not None:
+        filename = frame.tb_frame.f_code.co_filename
+        if filename.startswith(_AGL_COPY_PREFIX):
+            importer = filename[len(_AGL_COPY_PREFIX):-1]
+        elif not filename.startswith("<") and filename != harness_file:
+            inside = root and os.path.abspath(filename).startswith(os.path.join(root, ""))
+            importer = os.path.relpath(filename, root) if inside else filename
+        frame = frame.tb_next
+    return f"missing dependency: {exc}" + (f" (imported by {importer})" if importer else "")
+
+
 def _agl_fmt(tensor, limit=6):
     values = tensor.detach().flatten().tolist()[:limit]
     text = ", ".join("-0.0" if (v == 0 and _agl_math.copysign(1.0, v) < 0) else f"{v:.4g}" for v in values)
@@ -72,6 +110,8 @@ def _agl_forward(apply, builders, shapes=None, every_shape=False):
             try:
                 args = build(shape)
                 output = apply(*args)
+            except ModuleNotFoundError as exc:  # no input shape can help: say what to install
+                _agl_report("inconclusive", _agl_missing_dependency(exc))
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
                 continue

@@ -1,12 +1,16 @@
-"""A confirm session: a harness per finding, run in parallel, one verdict each."""
+"""A confirm session: the interpreter checked once, then a harness per finding, run in parallel, one
+verdict each (from the verdict cache where the finding is unchanged)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..diagnostic import Diagnostic
@@ -15,17 +19,87 @@ from ..module import ParsedModule
 from ..module_names import module_name_for_path
 from ..reading import SourceError, read_source
 from ..rules import RULES
-from .harness import CannotBuildHarness, build_script
+from .harness import PROBES, CannotBuildHarness, build_script
 from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
+from .verdict_cache import VerdictCache
+
+# How often a long run calls `progress` while no harness finishes.
+PROGRESS_TICK_SECONDS = 2.0
+PREFLIGHT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ConfirmEnvironment:
+    """The interpreter harnesses run in, as the preflight found it."""
+
+    python: str  # its path (a bare --python name as found on PATH)
+    torch_version: str
+    cuda: bool
+
+    def describe(self) -> str:
+        return f"torch {self.torch_version} (CUDA: {'yes' if self.cuda else 'no'}) in {self.python}"
+
+
+class ConfirmEnvironmentError(Exception):
+    """The interpreter cannot run harnesses; the message names it and what failed."""
+
+
+# Run like a harness (same launcher, limits and result channel), so that what it finds holds for them.
+_PREFLIGHT = PROBES + """
+try:
+    import torch
+except BaseException as exc:  # noqa: BLE001 - whatever the import does, it is the reason
+    _agl_report("inconclusive", f"`import torch` failed: {type(exc).__name__}: {exc}")
+try:
+    _agl_cuda = bool(torch.cuda.is_available())
+except Exception:  # noqa: BLE001 - a broken driver means no CUDA for the harnesses either
+    _agl_cuda = False
+_agl_report("confirmed", _agl_json.dumps({"torch": str(torch.__version__), "cuda": _agl_cuda}))
+"""
+
+
+def check_environment(limits: RunLimits) -> ConfirmEnvironment:
+    """Run the interpreter once, importing torch, before any harness; ConfirmEnvironmentError if it cannot."""
+    python = limits.python
+
+    def fail(reason: str) -> ConfirmEnvironmentError:
+        return ConfirmEnvironmentError(f"confirm cannot run with --python {python}: {reason}")
+
+    if os.sep not in python:  # a bare name, found on PATH as the harness's launch will
+        if shutil.which(python) is None:
+            raise fail("not found on PATH")
+    elif not os.path.exists(python):
+        raise fail("no such file")
+    elif os.path.isdir(python) or not os.access(python, os.X_OK):
+        raise fail("not an executable file")
+    allow_runs()
+    with _terminate_as_interrupt():
+        # A cold `import torch` can take longer than a short --confirm-timeout that warm harnesses meet.
+        result = run_harness(_PREFLIGHT, replace(limits, timeout=max(limits.timeout, PREFLIGHT_TIMEOUT_SECONDS)))
+    if result.verdict != "confirmed":
+        if result.evidence.startswith("`import torch`"):
+            raise fail(result.evidence)
+        raise fail("running `import torch` there: " + result.evidence.replace("the harness", "the interpreter", 1))
+    try:
+        found = json.loads(result.evidence)
+        return ConfirmEnvironment(shutil.which(python) or python, str(found["torch"]), bool(found["cuda"]))
+    except (ValueError, TypeError, KeyError):
+        raise fail(f"unexpected answer to `import torch`: {result.evidence[:200]}") from None
+
 
 def confirm_diagnostics(
     diagnostics: list[Diagnostic],
     limits: RunLimits,
     jobs: int = 1,
     sources: dict[str, str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    cache: VerdictCache | None = None,
 ) -> dict[Diagnostic, RunResult]:
-    """A verdict for every diagnostic a recipe covers (all but AGL000/AGL999)."""
+    """A verdict for every diagnostic a recipe covers (all but AGL000/AGL999).
+
+    `progress(done, total, cached)` is called before the first harness, whenever one ends, and every
+    few seconds in between; `total` counts the harnesses to run, `cached` the verdicts the cache had.
+    """
     verdicts: dict[Diagnostic, RunResult] = {}
     scripts: list[tuple[Diagnostic, str]] = []
     for path in sorted({d.path for d in diagnostics}):
@@ -48,20 +122,34 @@ def confirm_diagnostics(
                 verdicts[diagnostic] = RunResult(
                     "inconclusive", f"harness could not be built: internal error {type(error).__name__}: {error}", 0.0
                 )
-    done = 0
-
-    def run(item: tuple[Diagnostic, str]) -> tuple[Diagnostic, RunResult]:
-        return item[0], run_harness(item[1], limits)
+    to_run: list[tuple[Diagnostic, str, str | None]] = []
+    for diagnostic, script in scripts:
+        key = cache.key(script, diagnostic.path) if cache is not None else None
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            verdicts[diagnostic] = cached
+        else:
+            to_run.append((diagnostic, script, key))
+    cached_count = len(scripts) - len(to_run)
 
     allow_runs()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         with _terminate_as_interrupt():
-            for diagnostic, result in pool.map(run, scripts):
-                verdicts[diagnostic] = result
-                done += 1
+            running = {
+                pool.submit(run_harness, script, limits): (diagnostic, key) for diagnostic, script, key in to_run
+            }
+            if progress is not None:
+                progress(0, len(to_run), cached_count)
+            while running:
+                finished, _ = wait(running, timeout=PROGRESS_TICK_SECONDS, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    diagnostic, key = running.pop(future)
+                    verdicts[diagnostic] = future.result()
+                    if cache is not None:
+                        cache.put(key, verdicts[diagnostic])
                 if progress is not None:
-                    progress(done, len(scripts))
+                    progress(len(to_run) - len(running), len(to_run), cached_count)
     except BaseException:
         # Ctrl-C (or SIGTERM, or anything else): kill every harness now rather than wait for them, run
         # no queued one, and let each worker thread remove its harness's temp directory before leaving.
