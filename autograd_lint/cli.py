@@ -22,7 +22,7 @@ from .formats import Sources
 from .module_names import module_name_for_path
 from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, render, render_statistics, summary
 from .pages import rule_page
-from .reading import SourceError, decode_source
+from .reading import SourceError, module_source
 from .rules import RULES
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -217,19 +217,20 @@ def _progress_bar():
 
 
 def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool, sources: dict[str, str]) -> None:
+    data = sys.stdin.buffer.read()
     try:
-        text = decode_source(sys.stdin.buffer.read())
+        module = module_source(display_path, data)  # `--stdin-filename x.ipynb` reads a notebook
     except SourceError as error:
         result.errors.append(FileError(display_path, str(error)))
         return
-    sources[display_path] = text
+    sources[display_path] = module.text if module.notebook is None else data.decode(json.detect_encoding(data), "surrogateescape")
     module_name = module_name_for_path(display_path) if display_path != "-" else None
-    from .engine import lint_text
+    from .engine import lint_module
 
     from .second_derivatives import SecondDerivativeScope
 
-    second_derivatives = SecondDerivativeScope().covers(display_path, text)
-    result.diagnostics += lint_text(text, display_path, config.codes_for(display_path, second_derivatives), module_name, verbose=verbose)
+    second_derivatives = SecondDerivativeScope().covers(display_path, module.text)
+    result.diagnostics += lint_module(module, display_path, config.codes_for(display_path, second_derivatives), module_name, verbose=verbose)
     result.files_checked += 1
 
 

@@ -19,7 +19,7 @@ from .version import __version__
 from .diagnostic import Diagnostic, FileError, Severity
 from .discovery import git_root
 from .pages import rule_page
-from .reading import SourceError, read_source
+from .reading import ModuleSource, SourceError, module_source, read_bytes
 from .rules import OPT_IN, RULES
 
 TOOL_NAME = "autograd-lint"
@@ -45,30 +45,30 @@ SPECIAL_RULES = {
 
 @dataclass
 class Sources:
-    """Source lines of reported files, read once; stdin's text is handed in, not re-read."""
+    """Source lines of reported files (a notebook's per cell), read once; stdin's text is handed in."""
 
     texts: dict[str, str] = field(default_factory=dict)
-    _lines: dict[str, list[str]] = field(default_factory=dict)
+    _modules: dict[str, ModuleSource] = field(default_factory=dict)
+    _lines: dict[tuple[str, int | None], list[str]] = field(default_factory=dict)
 
-    def lines(self, path: str) -> list[str]:
-        if path not in self._lines:
-            if path in self.texts:
-                text = self.texts[path]
-            else:
+    def lines(self, path: str, cell: int | None = None) -> list[str]:
+        """The lines a diagnostic's line numbers count: the file's, or those of its notebook cell."""
+        if (path, cell) not in self._lines:
+            if path not in self._modules:
                 try:
-                    text = read_source(path)
+                    self._modules[path] = module_source(path, self.texts[path] if path in self.texts else read_bytes(path))
                 except SourceError:
-                    text = ""
-            self._lines[path] = text.splitlines()
-        return self._lines[path]
+                    self._modules[path] = ModuleSource("")
+            self._lines[(path, cell)] = self._modules[path].shown_text(cell).splitlines()
+        return self._lines[(path, cell)]
 
-    def line(self, path: str, number: int) -> str:
-        lines = self.lines(path)
+    def line(self, path: str, number: int, cell: int | None = None) -> str:
+        lines = self.lines(path, cell)
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
     def span_text(self, d: Diagnostic) -> str:
         """The flagged source text (whitespace collapsed), or the whole line for a zero-width point."""
-        lines = self.lines(d.path)
+        lines = self.lines(d.path, d.cell)
         if not 0 < d.line <= len(lines):
             return ""
         if (d.end_line, d.end_column) <= (d.line, d.column):

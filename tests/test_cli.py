@@ -176,13 +176,14 @@ def test_json_output_fields_and_values(project):
             "severity": "error",
             "message": MESSAGE,
             "path": "bad.py",
+            "cell": None,
             "line": 11,
             "column": 9,
             "end_line": 11,
             "end_column": 29,
         }
     ]
-    assert list(data[0]) == ["code", "name", "severity", "message", "path", "line", "column", "end_line", "end_column"]
+    assert list(data[0]) == ["code", "name", "severity", "message", "path", "cell", "line", "column", "end_line", "end_column"]
 
 
 def test_json_output_clean_is_empty_list(project):
