@@ -36,6 +36,21 @@ class CodeCell:
     source: str  # as the user wrote it
     lines: tuple[str, ...]  # what the linter parses: the source's lines with IPython syntax replaced
     first_line: int  # where the cell starts in the joined module; 0 when it is left out
+    # Where the source's JSON strings start in the .ipynb file: (file line, file column of the string's
+    # first character, the string as written in the file, without its quotes), one per list element.
+    strings: tuple[tuple[int, int, str], ...] = ()
+
+    def file_position(self, line: int, column: int) -> tuple[int, int]:
+        """The .ipynb file's (line, column) of a (line, column) in the cell, both 1-based: where the
+        character sits in the JSON text, the place a diff or a code-scanning view of the file shows."""
+        text = self.source
+        offset = sum(len(part) for part in _NEWLINE_KEEP.split(text)[: 2 * (line - 1)]) + column - 1
+        for file_line, file_column, raw in self.strings:
+            length = len(json.loads(f'"{raw}"'))
+            if offset < length or (file_line, file_column, raw) == self.strings[-1]:
+                return _raw_position(file_line, file_column, raw, offset)
+            offset -= length
+        return 1, 1
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,12 @@ class Notebook:
     cells: tuple[CodeCell, ...]  # every code cell, linted or not
     syntax_errors: tuple[CellSyntaxError, ...]
 
+    def cell(self, number: int) -> CodeCell | None:
+        return next((cell for cell in self.cells if cell.number == number), None)
+
     def cell_source(self, number: int) -> str | None:
-        for cell in self.cells:
-            if cell.number == number:
-                return cell.source
-        return None
+        cell = self.cell(number)
+        return cell.source if cell is not None else None
 
     def cell_position(self, line: int) -> tuple[int, int]:
         """(cell, line in the cell) of a line of the joined module."""
@@ -94,15 +110,19 @@ def read_notebook(data: bytes | str) -> Notebook:
     if _is_other_language(document):
         return Notebook("", (), ())  # an R or Julia notebook: nothing for a Python linter, as in ruff
     cells = []
+    key = "source" if document.get("nbformat", 4) >= 4 else "input"
+    strings = None
     for number, raw_cell in enumerate(_raw_cells(document), start=1):
         if not isinstance(raw_cell, dict):
             raise NotebookError(f"not a notebook: cell {number} is {_kind(raw_cell)}, not an object")
         if raw_cell.get("cell_type") != "code":
             continue
-        source = _cell_source(raw_cell, number, "source" if document.get("nbformat", 4) >= 4 else "input")
+        source = _cell_source(raw_cell, number, key)
         code = _cell_code(source)
         if code is not None:
-            cells.append((number, source, *code))
+            if strings is None:
+                strings = _source_strings(data.decode(json.detect_encoding(data)) if isinstance(data, bytes) else data, key)
+            cells.append((number, source, *code, tuple(strings.get(number - 1, ()))))
     return _joined(cells)
 
 
@@ -153,18 +173,18 @@ def _kind(value) -> str:
     )
 
 
-def _joined(cells: list[tuple[int, str, list[str], tuple[int, int, str] | None]]) -> Notebook:
+def _joined(cells: list[tuple]) -> Notebook:
     """Each cell that is Python on its own joins the module; a cell that is not becomes its syntax error."""
     module_lines: list[str] = []
     code_cells = []
     errors = []
-    for number, source, lines, error in cells:
+    for number, source, lines, error, strings in cells:
         if error is not None:
             line, column, message = error
             errors.append(CellSyntaxError(number, line, column, message))
-            code_cells.append(CodeCell(number, source, tuple(lines), 0))
+            code_cells.append(CodeCell(number, source, tuple(lines), 0, strings))
             continue
-        code_cells.append(CodeCell(number, source, tuple(lines), len(module_lines) + 1 if lines else 0))
+        code_cells.append(CodeCell(number, source, tuple(lines), len(module_lines) + 1 if lines else 0, strings))
         module_lines.extend(lines)
     source = "".join(line + "\n" for line in module_lines)
     return Notebook(source, tuple(code_cells), tuple(errors))
@@ -180,9 +200,76 @@ def _syntax_error(text: str) -> tuple[int, int, str] | None:
     return None
 
 
+# --- where cells are in the file ------------------------------------------------------------------------
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
+
+
+def _source_strings(text: str, key: str) -> dict[int, list[tuple[int, int, str]]]:
+    """For each cell (0-based over all cells), where its source strings are in the file: a scan of the JSON
+    text (already known to be valid) that follows the path `cells[i].<key>[j]` (`worksheets[w].cells[i]`
+    in nbformat 3)."""
+    found: dict[int, list[tuple[int, int, str]]] = {}
+    stack: list[list] = []  # per open container: [kind, current key or index, the path up to it]
+    path: tuple = ()
+    pending_key = None
+    cell_count = 0
+    cell_index: dict[tuple, int] = {}  # the path of a cell -> its number over the whole notebook
+    line, line_start = 1, 0
+    position = 0
+    for match in _JSON_TOKEN.finditer(text):
+        newlines = text.count("\n", position, match.start())
+        if newlines:
+            line += newlines
+            line_start = text.rfind("\n", position, match.start()) + 1
+        position = match.start()
+        token = match.group()
+        top = stack[-1] if stack else None
+        if token in "{[":
+            here = path + ((top[1],) if top else ())
+            if top and top[0] == "[" and len(here) >= 2 and here[-2] == "cells":
+                cell_index[here] = cell_count
+                cell_count += 1
+            stack.append([token, None if token == "{" else 0, here])
+            path = here
+        elif token in "}]":
+            stack.pop()
+            path = stack[-1][2] if stack else ()
+        elif token == ",":
+            if top[0] == "[":
+                top[1] += 1
+            else:
+                top[1] = None
+        elif token == ":":
+            top[1] = pending_key
+        elif token.startswith('"'):
+            if top and top[0] == "{" and top[1] is None:
+                pending_key = json.loads(token)
+                continue
+            here = path + (top[1],)
+            owner = here[:-1] if top[0] == "[" else here
+            if owner and owner[-1] == key and owner[:-1] in cell_index:
+                found.setdefault(cell_index[owner[:-1]], []).append((line, match.start() - line_start + 2, token[1:-1]))
+    return found
+
+
+def _raw_position(file_line: int, file_column: int, raw: str, offset: int) -> tuple[int, int]:
+    """Where the `offset`-th decoded character of the JSON string `raw` (starting at file_line:file_column)
+    is in the file: escapes (`\\n`, `\\"`, `\\u00e9`) take more than one column."""
+    index = 0
+    while offset > 0 and index < len(raw):
+        if raw[index] == "\\":
+            index += 6 if raw[index + 1 : index + 2] == "u" else 2
+        else:
+            index += 1
+        offset -= 1
+    return file_line, file_column + index
+
+
 # --- IPython syntax ------------------------------------------------------------------------------------
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_KEEP = re.compile(r"(\r\n|\r|\n)")
 # Cell magics whose body is Python run in the notebook's namespace; every other one (%%bash, %%html,
 # %%writefile, ...) makes the cell something else, and the cell is skipped.
 _PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})

@@ -41,9 +41,9 @@ def render(
     if output_format in ("sarif", "github", "gitlab"):
         root = root or repository_root()
         if output_format == "sarif":
-            return render_sarif(diagnostics, verdicts, errors or [], root)
+            return render_sarif(diagnostics, verdicts, errors or [], root, sources)
         if output_format == "github":
-            return render_github(diagnostics, verdicts, root)
+            return render_github(diagnostics, verdicts, root, sources)
         return render_gitlab(diagnostics, verdicts, root, sources)
     if output_format == "full":
         return "".join(_full(d, verdicts, sources, color) for d in diagnostics)
