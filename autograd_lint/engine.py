@@ -40,8 +40,8 @@ def lint_module(
 
 
 def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """Positions in the joined module become (cell, line in it), the one place this mapping happens;
-    each cell left out for its syntax error is reported at that error."""
+    """Positions in the joined module become (cell, line in it), the one place this mapping happens, the
+    lines that messages mention included; each cell left out for its syntax error is reported there."""
     located = []
     for d in diagnostics:
         cell, line = notebook.cell_position(d.line)
@@ -49,7 +49,7 @@ def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> l
         end_column = d.end_column
         if end_cell != cell:  # cannot happen for a node of one cell; kept inside the start cell if it does
             end_line, end_column = line, d.column
-        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column))
+        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column, message=notebook.cell_message(d.message)))
     for error in notebook.syntax_errors:
         located.append(replace(_point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message), cell=error.cell))
     return sorted(located, key=Diagnostic.sort_key)

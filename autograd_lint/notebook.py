@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 NOTEBOOK_SUFFIX = ".ipynb"
+_MODULE_LINE = re.compile(r"\bline (\d+)\b")
 
 
 class NotebookError(ValueError):
@@ -86,6 +87,10 @@ class Notebook:
             owner = cell
         # A position after the last line (an error at the end of the module) stays in the last cell.
         return owner.number, max(1, min(line - owner.first_line + 1, len(owner.lines) + 1))
+
+    def cell_message(self, message: str) -> str:
+        """A message that names another place by module line (`(line 20)`, `on line 7`), in cells."""
+        return _MODULE_LINE.sub(lambda match: "line {1} of cell {0}".format(*self.cell_position(int(match.group(1)))), message)
 
     def module_line(self, cell: int, line: int) -> int | None:
         """The joined module's line of a cell's line (the inverse of `cell_position`)."""

@@ -29,6 +29,10 @@ class ModuleSource:
             return line
         return self.notebook.module_line(cell, line)
 
+    def reported_message(self, message: str) -> str:
+        """A rule's message as the linter reports it for this file (a notebook's names cells' lines)."""
+        return message if self.notebook is None else self.notebook.cell_message(message)
+
     def shown_text(self, cell: int | None) -> str:
         """The text a diagnostic's lines count in: the file's, or its cell's as the user wrote it."""
         if self.notebook is None or cell is None:

@@ -13,7 +13,7 @@ from ..diagnostic import Diagnostic
 from ..diagnostic import UNSUPPRESSIBLE
 from ..module import ParsedModule
 from ..module_names import module_name_for_path
-from ..reading import SourceError, module_source, read_module_source
+from ..reading import ModuleSource, SourceError, module_source, read_module_source
 from ..rules import RULES
 from .harness import CannotBuildHarness, build_script
 from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
@@ -42,7 +42,7 @@ def confirm_diagnostics(
             continue
         for diagnostic in wanted:
             try:
-                scripts.append((diagnostic, _script_for(module, diagnostic, source.module_line(diagnostic.cell, diagnostic.line))))
+                scripts.append((diagnostic, _script_for(module, diagnostic, source)))
             except CannotBuildHarness as reason:
                 verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: {reason}", 0.0)
             except Exception as error:  # noqa: BLE001 - a recipe's bug must not cost the other verdicts
@@ -95,14 +95,16 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _script_for(module: ParsedModule, diagnostic: Diagnostic, line: int | None = None) -> str:
-    """The harness for the finding `diagnostic` reports; `line` is where it is in the module when that
-    differs from the diagnostic's line (in a notebook, whose lines count inside cells)."""
-    line = diagnostic.line if line is None else line
+def _script_for(module: ParsedModule, diagnostic: Diagnostic, source: ModuleSource | None = None) -> str:
+    """The harness for the finding `diagnostic` reports; `source` (the file's, when it is a notebook) says
+    where the finding is in the module, since a notebook's diagnostics count lines inside cells."""
+    source = source or ModuleSource(module.source)
+    line = source.module_line(diagnostic.cell, diagnostic.line)
     rule = RULES[diagnostic.code]()
     for finding in rule.check(module):
         start = module.position(finding.node).start
-        if (start.line, start.column + 1) == (line, diagnostic.column) and finding.message == diagnostic.message:
+        reported = source.reported_message(finding.message)
+        if (start.line, start.column + 1) == (line, diagnostic.column) and reported == diagnostic.message:
             try:
                 harness = rule.confirm_harness(module, finding)
             except NotImplementedError:
