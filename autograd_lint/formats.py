@@ -67,10 +67,11 @@ class Sources:
         where the cell's characters sit in the .ipynb's JSON text (what a diff or code scanning shows)."""
         self.lines(d.path, d.cell)
         notebook = self._modules[d.path].notebook
-        cell = notebook.cell(d.cell) if notebook is not None and d.cell is not None else None
-        if cell is None or not cell.strings:
+        if notebook is None or d.cell is None:
             return d.line, d.column, d.end_line, d.end_column
-        return (*cell.file_position(d.line, d.column), *cell.file_position(d.end_line, d.end_column))
+        start = notebook.file_position(d.cell, d.line, d.column)
+        end = notebook.file_position(d.cell, d.end_line, d.end_column)
+        return (*start, *end) if start and end else (d.line, d.column, d.end_line, d.end_column)
 
     def line(self, path: str, number: int, cell: int | None = None) -> str:
         lines = self.lines(path, cell)

@@ -18,6 +18,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 NOTEBOOK_SUFFIX = ".ipynb"
 _MODULE_LINE = re.compile(r"\bline (\d+)\b")
@@ -37,21 +38,6 @@ class CodeCell:
     source: str  # as the user wrote it
     lines: tuple[str, ...]  # what the linter parses: the source's lines with IPython syntax replaced
     first_line: int  # where the cell starts in the joined module; 0 when it is left out
-    # Where the source's JSON strings start in the .ipynb file: (file line, file column of the string's
-    # first character, the string as written in the file, without its quotes), one per list element.
-    strings: tuple[tuple[int, int, str], ...] = ()
-
-    def file_position(self, line: int, column: int) -> tuple[int, int]:
-        """The .ipynb file's (line, column) of a (line, column) in the cell, both 1-based: where the
-        character sits in the JSON text, the place a diff or a code-scanning view of the file shows."""
-        text = self.source
-        offset = sum(len(part) for part in _NEWLINE_KEEP.split(text)[: 2 * (line - 1)]) + column - 1
-        for file_line, file_column, raw in self.strings:
-            length = len(json.loads(f'"{raw}"'))
-            if offset < length or (file_line, file_column, raw) == self.strings[-1]:
-                return _raw_position(file_line, file_column, raw, offset)
-            offset -= length
-        return 1, 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +53,27 @@ class Notebook:
     source: str  # the linted cells joined: what the rules see
     cells: tuple[CodeCell, ...]  # every code cell, linted or not
     syntax_errors: tuple[CellSyntaxError, ...]
+    text: str = ""  # the .ipynb file's JSON text
+    source_key: str = "source"  # "input" in nbformat 3
+
+    def file_position(self, cell: int, line: int, column: int) -> tuple[int, int] | None:
+        """The .ipynb file's (line, column) of a cell's (line, column), all 1-based: where the character
+        sits in the JSON text, the place a diff or a code-scanning view of the file shows."""
+        code_cell, strings = self.cell(cell), self._source_strings.get(cell - 1)
+        if code_cell is None or not strings:
+            return None
+        offset = sum(len(part) for part in _NEWLINE_KEEP.split(code_cell.source)[: 2 * (line - 1)]) + column - 1
+        for index, (file_line, file_column, raw) in enumerate(strings):
+            length = len(json.loads(f'"{raw}"'))
+            if offset < length or index == len(strings) - 1:
+                return _raw_position(file_line, file_column, raw, offset)
+            offset -= length
+        return None
+
+    @cached_property
+    def _source_strings(self) -> dict[int, list[tuple[int, int, str]]]:
+        # Scanned only when a report asks for file positions (sarif, github, gitlab), not on every lint.
+        return _source_strings(self.text, self.source_key)
 
     def cell(self, number: int) -> CodeCell | None:
         return next((cell for cell in self.cells if cell.number == number), None)
@@ -115,9 +122,9 @@ def read_notebook(data: bytes | str) -> Notebook:
     if _is_other_language(document):
         return Notebook("", (), ())  # an R or Julia notebook: nothing for a Python linter, as in ruff
     cells = []
+    raw_cells = _raw_cells(document)
     key = "source" if document.get("nbformat", 4) >= 4 else "input"
-    strings = None
-    for number, raw_cell in enumerate(_raw_cells(document), start=1):
+    for number, raw_cell in enumerate(raw_cells, start=1):
         if not isinstance(raw_cell, dict):
             raise NotebookError(f"not a notebook: cell {number} is {_kind(raw_cell)}, not an object")
         if raw_cell.get("cell_type") != "code":
@@ -125,10 +132,9 @@ def read_notebook(data: bytes | str) -> Notebook:
         source = _cell_source(raw_cell, number, key)
         code = _cell_code(source)
         if code is not None:
-            if strings is None:
-                strings = _source_strings(data.decode(json.detect_encoding(data)) if isinstance(data, bytes) else data, key)
-            cells.append((number, source, *code, tuple(strings.get(number - 1, ()))))
-    return _joined(cells)
+            cells.append((number, source, *code))
+    text = data.decode(json.detect_encoding(data), "replace") if isinstance(data, bytes) else data
+    return _joined(cells, text, key)
 
 
 def _raw_cells(document: dict) -> list:
@@ -178,21 +184,21 @@ def _kind(value) -> str:
     )
 
 
-def _joined(cells: list[tuple]) -> Notebook:
+def _joined(cells: list[tuple], text: str, key: str) -> Notebook:
     """Each cell that is Python on its own joins the module; a cell that is not becomes its syntax error."""
     module_lines: list[str] = []
     code_cells = []
     errors = []
-    for number, source, lines, error, strings in cells:
+    for number, source, lines, error in cells:
         if error is not None:
             line, column, message = error
             errors.append(CellSyntaxError(number, line, column, message))
-            code_cells.append(CodeCell(number, source, tuple(lines), 0, strings))
+            code_cells.append(CodeCell(number, source, tuple(lines), 0))
             continue
-        code_cells.append(CodeCell(number, source, tuple(lines), len(module_lines) + 1 if lines else 0, strings))
+        code_cells.append(CodeCell(number, source, tuple(lines), len(module_lines) + 1 if lines else 0))
         module_lines.extend(lines)
     source = "".join(line + "\n" for line in module_lines)
-    return Notebook(source, tuple(code_cells), tuple(errors))
+    return Notebook(source, tuple(code_cells), tuple(errors), text, key)
 
 
 def _syntax_error(text: str) -> tuple[int, int, str] | None:
@@ -232,7 +238,7 @@ def _source_strings(text: str, key: str) -> dict[int, list[tuple[int, int, str]]
         top = stack[-1] if stack else None
         if token in "{[":
             here = path + ((top[1],) if top else ())
-            if top and top[0] == "[" and len(here) >= 2 and here[-2] == "cells":
+            if top and top[0] == "[" and (here[:-1] == ("cells",) or (len(here) == 4 and here[::2] == ("worksheets", "cells"))):
                 cell_index[here] = cell_count
                 cell_count += 1
             stack.append([token, None if token == "{" else 0, here])
