@@ -223,14 +223,17 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     except SourceError as error:
         result.errors.append(FileError(display_path, str(error)))
         return
-    sources[display_path] = module.text if module.notebook is None else data.decode(json.detect_encoding(data), "surrogateescape")
+    # Reported files' text for `full` and confirm: a notebook's is its JSON, read again by the same reader.
+    raw = data.decode(json.detect_encoding(data), "surrogateescape") if module.notebook is not None else module.text
+    sources[display_path] = raw
     module_name = module_name_for_path(display_path) if display_path != "-" else None
     from .engine import lint_module
 
     from .second_derivatives import SecondDerivativeScope
 
     second_derivatives = SecondDerivativeScope().covers(display_path, module.text)
-    result.diagnostics += lint_module(module, display_path, config.codes_for(display_path, second_derivatives), module_name, verbose=verbose)
+    codes = config.codes_for(display_path, second_derivatives)
+    result.diagnostics += lint_module(module, display_path, codes, module_name, verbose=verbose)
     result.files_checked += 1
 
 

@@ -29,7 +29,8 @@ from .rules import RULES
 
 
 def lint_module(
-    source: ModuleSource, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False, prefilter: bool = True
+    source: ModuleSource, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False,
+    prefilter: bool = True,
 ) -> list[Diagnostic]:
     """The diagnostics of one file's module: its text, or a notebook's linted cells joined, reported in
     cells. Never raises, like `lint_text`."""
@@ -49,9 +50,11 @@ def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> l
         end_column = d.end_column
         if end_cell != cell:  # cannot happen for a node of one cell; kept inside the start cell if it does
             end_line, end_column = line, d.column
-        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column, message=notebook.cell_message(d.message)))
+        message = notebook.cell_message(d.message)
+        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column, message=message))
     for error in notebook.syntax_errors:
-        located.append(replace(_point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message), cell=error.cell))
+        syntax_error = _point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message)
+        located.append(replace(syntax_error, cell=error.cell))
     return sorted(located, key=Diagnostic.sort_key)
 
 

@@ -56,7 +56,8 @@ class Sources:
         if (path, cell) not in self._lines:
             if path not in self._modules:
                 try:
-                    self._modules[path] = module_source(path, self.texts[path] if path in self.texts else read_bytes(path))
+                    data = self.texts[path] if path in self.texts else read_bytes(path)
+                    self._modules[path] = module_source(path, data)
                 except SourceError:
                     self._modules[path] = ModuleSource("")
             self._lines[(path, cell)] = self._modules[path].shown_text(cell).splitlines()
@@ -200,7 +201,9 @@ def _artifact_location(path: str, root: str) -> dict:
     return {"uri": quote(relative, safe="/", errors="surrogateescape"), "uriBaseId": "%SRCROOT%"}
 
 
-def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str, sources: Sources | None = None) -> str:
+def render_sarif(
+    diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str, sources: Sources | None = None
+) -> str:
     """SARIF 2.1.0. A notebook finding's region is where its text is in the .ipynb file; its cell and the
     position inside the cell are in `properties.notebookCell`."""
     rules = sarif_rules()
@@ -230,7 +233,11 @@ def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[Fil
         }
         if d.cell is not None:
             result.setdefault("properties", {})["notebookCell"] = {
-                "cell": d.cell, "startLine": d.line, "startColumn": d.column, "endLine": d.end_line, "endColumn": d.end_column,
+                "cell": d.cell,
+                "startLine": d.line,
+                "startColumn": d.column,
+                "endLine": d.end_line,
+                "endColumn": d.end_column,
             }
         if d in verdicts:
             result.setdefault("properties", {})["confirm"] = confirm_dict(verdicts[d])

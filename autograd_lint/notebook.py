@@ -97,7 +97,11 @@ class Notebook:
 
     def cell_message(self, message: str) -> str:
         """A message that names another place by module line (`(line 20)`, `on line 7`), in cells."""
-        return _MODULE_LINE.sub(lambda match: "line {1} of cell {0}".format(*self.cell_position(int(match.group(1)))), message)
+        def in_cell(match: re.Match) -> str:
+            cell, line = self.cell_position(int(match.group(1)))
+            return f"line {line} of cell {cell}"
+
+        return _MODULE_LINE.sub(in_cell, message)
 
     def module_line(self, cell: int, line: int) -> int | None:
         """The joined module's line of a cell's line (the inverse of `cell_position`)."""
@@ -112,7 +116,8 @@ def read_notebook(data: bytes | str) -> Notebook:
     try:
         document = json.loads(data)
     except json.JSONDecodeError as error:
-        raise NotebookError(f"not a notebook: invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        where = f"at line {error.lineno} column {error.colno}"
+        raise NotebookError(f"not a notebook: invalid JSON: {error.msg} {where}") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise NotebookError(f"not a notebook: cannot decode as JSON text: {error}") from None
     except RecursionError:
@@ -166,7 +171,8 @@ def _cell_source(cell: dict, number: int, key: str) -> str:
         return source
     if isinstance(source, list) and all(isinstance(part, str) for part in source):
         return "".join(source)
-    raise NotebookError(f"not a notebook: cell {number}'s \"{key}\" is {_kind(source)}, not a string or a list of strings")
+    what = f"cell {number}'s \"{key}\" is {_kind(source)}"
+    raise NotebookError(f"not a notebook: {what}, not a string or a list of strings")
 
 
 def _is_other_language(document: dict) -> bool:
@@ -179,9 +185,8 @@ def _is_other_language(document: dict) -> bool:
 def _kind(value) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__
-    )
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _joined(cells: list[tuple], text: str, key: str) -> Notebook:
@@ -238,7 +243,8 @@ def _source_strings(text: str, key: str) -> dict[int, list[tuple[int, int, str]]
         top = stack[-1] if stack else None
         if token in "{[":
             here = path + ((top[1],) if top else ())
-            if top and top[0] == "[" and (here[:-1] == ("cells",) or (len(here) == 4 and here[::2] == ("worksheets", "cells"))):
+            is_cell = here[:-1] == ("cells",) or (len(here) == 4 and here[::2] == ("worksheets", "cells"))
+            if top and top[0] == "[" and is_cell:
                 cell_index[here] = cell_count
                 cell_count += 1
             stack.append([token, None if token == "{" else 0, here])

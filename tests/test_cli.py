@@ -183,7 +183,9 @@ def test_json_output_fields_and_values(project):
             "end_column": 29,
         }
     ]
-    assert list(data[0]) == ["code", "name", "severity", "message", "path", "cell", "line", "column", "end_line", "end_column"]
+    assert list(data[0]) == [
+        "code", "name", "severity", "message", "path", "cell", "line", "column", "end_line", "end_column"
+    ]
 
 
 def test_json_output_clean_is_empty_list(project):

@@ -34,6 +34,7 @@ class Scale(torch.autograd.Function):
         return g * ctx.factor
 '''
 SCALE_MESSAGE_START = "Scale.backward returns 1 value but forward takes 2 inputs at the call `Scale.apply(x, 3.0)`"
+NO_PROPERTY_NAME = "Expecting property name enclosed in double quotes"
 ACTIVATION = 'def no_back(x):\n    """ReLU by hand."""\n    return x * (x > 0).float()\n'
 
 
@@ -45,7 +46,8 @@ def notebook(*cells: tuple[str, str], nbformat: int = 4, metadata: dict | None =
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         made.append(cell)
-    document = {"cells": made, "metadata": metadata or {"language_info": {"name": "python"}}, "nbformat": nbformat, "nbformat_minor": 5}
+    metadata = metadata or {"language_info": {"name": "python"}}
+    document = {"cells": made, "metadata": metadata, "nbformat": nbformat, "nbformat_minor": 5}
     return json.dumps(document, indent=1) + "\n"
 
 
@@ -90,7 +92,9 @@ def test_a_function_in_one_cell_and_its_call_in_a_later_one_are_linted_as_one_mo
     assert cells_of([d]) == [(3, 9, 9, "AGL002")]
     assert (d.end_line, d.end_column) == (9, 30)
     assert d.message.startswith(SCALE_MESSAGE_START)
-    without_the_call = notebook(("code", "import torch\n"), ("code", SCALE), ("code", "y = Scale.apply(torch.ones(3))\n"))
+    without_the_call = notebook(
+        ("code", "import torch\n"), ("code", SCALE), ("code", "y = Scale.apply(torch.ones(3))\n")
+    )
     assert lint_source(without_the_call, "proto.ipynb") == []
 
 
@@ -146,8 +150,13 @@ def test_nbformat_3_worksheets_are_read():
     document = {
         "nbformat": 3,
         "metadata": {},
-        "worksheets": [{"cells": [{"cell_type": "heading", "source": "Title"}, {"cell_type": "code", "input": ["import torch\n", *SCALE.splitlines(keepends=True)]}]},
-                       {"cells": [{"cell_type": "code", "input": "y = Scale.apply(x, 3.0)"}]}],
+        "worksheets": [
+            {"cells": [
+                {"cell_type": "heading", "source": "Title"},
+                {"cell_type": "code", "input": ["import torch\n", *SCALE.splitlines(keepends=True)]},
+            ]},
+            {"cells": [{"cell_type": "code", "input": "y = Scale.apply(x, 3.0)"}]},
+        ],
     }
     assert cells_of(lint_source(json.dumps(document), "old.ipynb")) == [(2, 10, 9, "AGL002")]
 
@@ -183,8 +192,9 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
     source = notebook(
         ("markdown", "# decay"),
         ("code", "import torch\n"),
-        ("code", "class GradDecay(torch.autograd.Function):\n    alpha = 0\n\n    @staticmethod\n    def forward(ctx, x):\n"
-                 "        return x.view_as(x)\n\n    @staticmethod\n    def backward(ctx, g):\n        return GradDecay.alpha * g\n"),
+        ("code", "class GradDecay(torch.autograd.Function):\n    alpha = 0\n\n    @staticmethod\n"
+                 "    def forward(ctx, x):\n        return x.view_as(x)\n\n    @staticmethod\n"
+                 "    def backward(ctx, g):\n        return GradDecay.alpha * g\n"),
         ("code", "def grad_decay(x, alpha):\n    GradDecay.alpha = alpha\n    return GradDecay.apply(x)\n"),
     )
     [d] = lint_source(source, "nb.ipynb", EVERY_RULE)
@@ -198,7 +208,7 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
 @pytest.mark.parametrize(
     "content, error",
     [
-        ("{not json", "not a notebook: invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        ("{not json", f"not a notebook: invalid JSON: {NO_PROPERTY_NAME} at line 1 column 2"),
         ('{"nbformat": 4, "metadata": {}}', 'not a notebook: the notebook has no "cells" list'),
         ('{"nbformat": 4, "cells": {}}', 'not a notebook: the notebook has an object as its "cells" list'),
         ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}',
@@ -209,7 +219,7 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
         ("[]", "not a notebook: the JSON is a list, not an object"),
         ('{"nbformat": 2, "cells": []}', "unsupported notebook format 2 (nbformat 4 and 3 are read)"),
         ('{"nbformat": "4", "cells": []}', 'not a notebook: "nbformat" is a string, not a number'),
-        (b"\xff\xfe{\x00", "not a notebook: invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        (b"\xff\xfe{\x00", f"not a notebook: invalid JSON: {NO_PROPERTY_NAME} at line 1 column 2"),  # UTF-16
     ],
 )
 def test_a_malformed_notebook_is_one_error_line_and_the_run_goes_on(project, content, error):
@@ -231,7 +241,8 @@ def test_a_malformed_notebook_in_a_real_process_gives_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout.startswith(f"proto.ipynb:cell 3:9:9: AGL002 {SCALE_MESSAGE_START}")
     assert proc.stderr.splitlines() == [
-        "autograd-lint: error: bad.ipynb: not a notebook: cell 1's \"source\" is null, not a string or a list of strings",
+        "autograd-lint: error: bad.ipynb: not a notebook: "
+        "cell 1's \"source\" is null, not a string or a list of strings",
         "Found 1 diagnostic (1 error) in 1 file checked, 1 file could not be read.",
     ]
 
@@ -246,7 +257,9 @@ def test_directory_walks_find_notebooks_and_show_files_lists_them(project):
     (project / "notes.txt").write_text("")
     result = invoke(["--show-files", "."])
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [os.path.join("pkg", "explore.ipynb"), os.path.join("pkg", "model.py"), "proto.ipynb"]
+    assert result.stdout.splitlines() == [
+        os.path.join("pkg", "explore.ipynb"), os.path.join("pkg", "model.py"), "proto.ipynb"
+    ]
     found = invoke(["-q", "."])
     assert [line.split(": ")[0] for line in found.stdout.splitlines()] == [
         f"{os.path.join('pkg', 'explore.ipynb')}:cell 3:9:9", "proto.ipynb:cell 3:9:9"
@@ -339,7 +352,8 @@ def test_ci_formats_point_at_the_code_in_the_ipynb_file(project):
     location = result["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "proto.ipynb"
     assert location["region"] == {"startLine": line, "startColumn": column, "endLine": line, "endColumn": column + 21}
-    assert result["properties"]["notebookCell"] == {"cell": 3, "startLine": 9, "startColumn": 9, "endLine": 9, "endColumn": 30}
+    in_cell = {"cell": 3, "startLine": 9, "startColumn": 9, "endLine": 9, "endColumn": 30}
+    assert result["properties"]["notebookCell"] == in_cell
 
 
 def test_file_positions_count_json_escapes(tmp_path):
