@@ -145,7 +145,7 @@ def read_notebook(data: bytes | str) -> Notebook:
 def _raw_cells(document: dict) -> list:
     version = document.get("nbformat", 4)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise NotebookError(f"not a notebook: \"nbformat\" is {_kind(version)}, not a number")
+        raise NotebookError(f"not a notebook: \"nbformat\" is {_kind(version)}, not an integer")
     if version == 3:  # cells live in worksheets
         worksheets = document.get("worksheets")
         if not isinstance(worksheets, list) or not all(isinstance(w, dict) for w in worksheets):

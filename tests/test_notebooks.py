@@ -218,7 +218,8 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
         ('{"nbformat": 4, "cells": ["x = 1"]}', "not a notebook: cell 1 is a string, not an object"),
         ("[]", "not a notebook: the JSON is a list, not an object"),
         ('{"nbformat": 2, "cells": []}', "unsupported notebook format 2 (nbformat 4 and 3 are read)"),
-        ('{"nbformat": "4", "cells": []}', 'not a notebook: "nbformat" is a string, not a number'),
+        ('{"nbformat": "4", "cells": []}', 'not a notebook: "nbformat" is a string, not an integer'),
+        ('{"nbformat": 4.0, "cells": []}', 'not a notebook: "nbformat" is a number, not an integer'),
         (b"\xff\xfe{\x00", f"not a notebook: invalid JSON: {NO_PROPERTY_NAME} at line 1 column 2"),  # UTF-16
     ],
 )
