@@ -16,7 +16,7 @@ from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Diagnostic, Fi
 from .discovery import discover
 from .cache import ResultCache
 from .module_names import module_name_for_path
-from .reading import SourceError, decode_source, read_bytes
+from .reading import SourceError, module_source, read_bytes
 from .second_derivatives import SecondDerivativeScope, takes_second_derivatives
 
 
@@ -28,17 +28,18 @@ class LintResult:
 
 
 def lint_source(source: str | bytes, path: str = "<string>", config: Config | None = None, verbose: bool = False) -> list[Diagnostic]:
-    """Diagnostics for one module's source. Bytes are decoded as Python would (BOM, coding cookie).
+    """Diagnostics for one module's source. Bytes are decoded as Python would (BOM, coding cookie); a
+    `path` ending in `.ipynb` makes `source` a notebook's JSON, reported by cell.
 
-    Raises SourceError for bytes that cannot be decoded.
+    Raises SourceError for bytes that cannot be decoded and for a malformed notebook.
     """
-    from .engine import lint_text  # libcst is loaded only when something is parsed
+    from .engine import lint_module  # libcst is loaded only when something is parsed
 
     config = config or Config()
-    text = decode_source(source) if isinstance(source, bytes) else source
+    module = module_source(path, source)
     module_name = module_name_for_path(path) if not path.startswith("<") else None
-    second_derivatives = takes_second_derivatives(text)
-    return lint_text(text, path, config.codes_for(path, second_derivatives), module_name, verbose=verbose)
+    second_derivatives = takes_second_derivatives(module.text)
+    return lint_module(module, path, config.codes_for(path, second_derivatives), module_name, verbose=verbose)
 
 
 def lint_paths(
@@ -166,15 +167,15 @@ def _crash_diagnostic(path: str) -> Diagnostic:
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
-    from .engine import lint_text  # libcst is loaded only when something is parsed (not on a warm run)
+    from .engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
 
     path, data, codes, verbose, prefilter = task
     try:
-        text = decode_source(data)
+        module = module_source(path, data)
     except SourceError as error:
         return path, [], str(error)
     try:
         module_name = module_name_for_path(path)
     except (OSError, ValueError):
         module_name = None
-    return path, lint_text(text, path, list(codes), module_name, verbose=verbose, prefilter=prefilter), None
+    return path, lint_module(module, path, list(codes), module_name, verbose=verbose, prefilter=prefilter), None

@@ -23,7 +23,7 @@ from .formats import Sources
 from .module_names import module_name_for_path
 from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
 from .pages import rule_page
-from .reading import SourceError, decode_source, read_bytes, source_encoding
+from .reading import SourceError, decode_source, module_source, read_bytes, source_encoding
 from .rules import RULES
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -261,6 +261,12 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
         by_path.setdefault(diagnostic.path, []).append(diagnostic)
     added = 0
     for path, diagnostics in by_path.items():
+        if any(d.cell is not None for d in diagnostics):
+            # The file is the notebook's JSON, and the lines are inside its cells: writing there would
+            # mean rewriting the JSON, which a user's notebook tooling owns.
+            click.echo(f"autograd-lint: warning: {path}: not changed: --add-noqa does not edit notebooks; "
+                       "add `# noqa: CODE` in the cell", err=True)
+            continue
         syntax_error = next((d for d in diagnostics if d.code == SYNTAX_ERROR_CODE), None)
         if syntax_error is not None:
             click.echo(f"autograd-lint: warning: {path}: not changed: syntax error at {syntax_error.line}:{syntax_error.column}", err=True)
@@ -384,19 +390,23 @@ class _ConfirmProgress:
 
 
 def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: bool, sources: dict[str, str]) -> None:
+    data = sys.stdin.buffer.read()
     try:
-        text = decode_source(sys.stdin.buffer.read())
+        module = module_source(display_path, data)  # `--stdin-filename x.ipynb` reads a notebook
     except SourceError as error:
         result.errors.append(FileError(display_path, str(error)))
         return
-    sources[display_path] = text
+    # Reported files' text for `full` and confirm: a notebook's is its JSON, read again by the same reader.
+    raw = data.decode(json.detect_encoding(data), "surrogateescape") if module.notebook is not None else module.text
+    sources[display_path] = raw
     module_name = module_name_for_path(display_path) if display_path != "-" else None
-    from .engine import lint_text
+    from .engine import lint_module
 
     from .second_derivatives import SecondDerivativeScope
 
-    second_derivatives = SecondDerivativeScope().covers(display_path, text)
-    result.diagnostics += lint_text(text, display_path, config.codes_for(display_path, second_derivatives), module_name, verbose=verbose)
+    second_derivatives = SecondDerivativeScope().covers(display_path, module.text)
+    codes = config.codes_for(display_path, second_derivatives)
+    result.diagnostics += lint_module(module, display_path, codes, module_name, verbose=verbose)
     result.files_checked += 1
 
 

@@ -13,7 +13,10 @@ class Severity(str, Enum):
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
-    """A finding. Lines and columns are 1-based; the end is exclusive, as in ruff and SARIF."""
+    """A finding. Lines and columns are 1-based; the end is exclusive, as in ruff and SARIF.
+
+    In a notebook, `cell` is the cell (1-based, counting every cell as Jupyter shows them) and the line and
+    column are inside that cell; `cell` is None for a Python file."""
 
     path: str
     line: int
@@ -24,9 +27,10 @@ class Diagnostic:
     message: str
     end_line: int
     end_column: int
+    cell: int | None = None
 
     def sort_key(self) -> tuple:
-        return (self.path, self.line, self.column, self.code, self.message)
+        return (self.path, self.cell or 0, self.line, self.column, self.code, self.message)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -34,7 +38,7 @@ class Diagnostic:
         return {key: data[key] for key in JSON_FIELDS}
 
 
-JSON_FIELDS = ("code", "name", "severity", "message", "path", "line", "column", "end_line", "end_column")
+JSON_FIELDS = ("code", "name", "severity", "message", "path", "cell", "line", "column", "end_line", "end_column")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Which files a run lints: Python files under the given paths, minus excluded and git-ignored ones.
+"""Which files a run lints: Python files and notebooks under the given paths, minus excluded and git-ignored ones.
 
 A file named explicitly is linted unless `force_exclude` is set (what pre-commit needs, since it names
 every file); exclusion and `.gitignore` files apply to what the directory walk finds.
@@ -22,7 +22,7 @@ import pathspec
 from .config import Config
 from .diagnostic import FileError
 
-PYTHON_SUFFIXES = (".py", ".pyi")
+PYTHON_SUFFIXES = (".py", ".pyi", ".ipynb")  # notebooks too, as ruff lints them by default
 
 # (directory the patterns are relative to, the patterns), outermost first.
 _IgnoreChain = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]

@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import traceback
+from dataclasses import replace
 
 import libcst as cst
 
@@ -20,9 +21,40 @@ from .diagnostic import (
 )
 from .module import ParsedModule
 from .noqa import NOQA_RULES, apply_noqa
+from .notebook import Notebook
+from .reading import ModuleSource
 from .rule import Rule
 from .rules import RULES
 
+
+def lint_module(
+    source: ModuleSource, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False,
+    prefilter: bool = True,
+) -> list[Diagnostic]:
+    """The diagnostics of one file's module: its text, or a notebook's linted cells joined, reported in
+    cells. Never raises, like `lint_text`."""
+    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter)
+    if source.notebook is None:
+        return diagnostics
+    return _in_cells(source.notebook, path, diagnostics)
+
+
+def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Positions in the joined module become (cell, line in it), the one place this mapping happens, the
+    lines that messages mention included; each cell left out for its syntax error is reported there."""
+    located = []
+    for d in diagnostics:
+        cell, line = notebook.cell_position(d.line)
+        end_cell, end_line = notebook.cell_position(max(d.end_line, d.line))
+        end_column = d.end_column
+        if end_cell != cell:  # cannot happen for a node of one cell; kept inside the start cell if it does
+            end_line, end_column = line, d.column
+        message = notebook.cell_message(d.message)
+        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column, message=message))
+    for error in notebook.syntax_errors:
+        syntax_error = _point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message)
+        located.append(replace(syntax_error, cell=error.cell))
+    return sorted(located, key=Diagnostic.sort_key)
 
 
 def lint_text(

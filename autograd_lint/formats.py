@@ -19,7 +19,7 @@ from .version import __version__
 from .diagnostic import Diagnostic, FileError, Severity
 from .discovery import git_root
 from .pages import rule_page
-from .reading import SourceError, read_source
+from .reading import ModuleSource, SourceError, module_source, read_bytes
 from .rules import OPT_IN, RULES
 
 TOOL_NAME = "autograd-lint"
@@ -45,30 +45,42 @@ SPECIAL_RULES = {
 
 @dataclass
 class Sources:
-    """Source lines of reported files, read once; stdin's text is handed in, not re-read."""
+    """Source lines of reported files (a notebook's per cell), read once; stdin's text is handed in."""
 
     texts: dict[str, str] = field(default_factory=dict)
-    _lines: dict[str, list[str]] = field(default_factory=dict)
+    _modules: dict[str, ModuleSource] = field(default_factory=dict)
+    _lines: dict[tuple[str, int | None], list[str]] = field(default_factory=dict)
 
-    def lines(self, path: str) -> list[str]:
-        if path not in self._lines:
-            if path in self.texts:
-                text = self.texts[path]
-            else:
+    def lines(self, path: str, cell: int | None = None) -> list[str]:
+        """The lines a diagnostic's line numbers count: the file's, or those of its notebook cell."""
+        if (path, cell) not in self._lines:
+            if path not in self._modules:
                 try:
-                    text = read_source(path)
+                    data = self.texts[path] if path in self.texts else read_bytes(path)
+                    self._modules[path] = module_source(path, data)
                 except SourceError:
-                    text = ""
-            self._lines[path] = text.splitlines()
-        return self._lines[path]
+                    self._modules[path] = ModuleSource("")
+            self._lines[(path, cell)] = self._modules[path].shown_text(cell).splitlines()
+        return self._lines[(path, cell)]
 
-    def line(self, path: str, number: int) -> str:
-        lines = self.lines(path)
+    def file_region(self, d: Diagnostic) -> tuple[int, int, int, int]:
+        """(line, column, end line, end column) in the file itself: the diagnostic's own, or in a notebook
+        where the cell's characters sit in the .ipynb's JSON text (what a diff or code scanning shows)."""
+        self.lines(d.path, d.cell)
+        notebook = self._modules[d.path].notebook
+        if notebook is None or d.cell is None:
+            return d.line, d.column, d.end_line, d.end_column
+        start = notebook.file_position(d.cell, d.line, d.column)
+        end = notebook.file_position(d.cell, d.end_line, d.end_column)
+        return (*start, *end) if start and end else (d.line, d.column, d.end_line, d.end_column)
+
+    def line(self, path: str, number: int, cell: int | None = None) -> str:
+        lines = self.lines(path, cell)
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
     def span_text(self, d: Diagnostic) -> str:
         """The flagged source text (whitespace collapsed), or the whole line for a zero-width point."""
-        lines = self.lines(d.path)
+        lines = self.lines(d.path, d.cell)
         if not 0 < d.line <= len(lines):
             return ""
         if (d.end_line, d.end_column) <= (d.line, d.column):
@@ -176,6 +188,11 @@ def sarif_rules() -> list[dict]:
     return descriptors
 
 
+def cell_location(d: Diagnostic) -> str:
+    """`cell 3:2:5: ` for a notebook finding (where it is in the cell, as the text format says), else ''."""
+    return "" if d.cell is None else f"cell {d.cell}:{d.line}:{d.column}: "
+
+
 def _artifact_location(path: str, root: str) -> dict:
     relative = repository_path(path, root)
     if relative is None:
@@ -184,11 +201,17 @@ def _artifact_location(path: str, root: str) -> dict:
     return {"uri": quote(relative, safe="/", errors="surrogateescape"), "uriBaseId": "%SRCROOT%"}
 
 
-def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str) -> str:
+def render_sarif(
+    diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str, sources: Sources | None = None
+) -> str:
+    """SARIF 2.1.0. A notebook finding's region is where its text is in the .ipynb file; its cell and the
+    position inside the cell are in `properties.notebookCell`."""
     rules = sarif_rules()
     index = {rule["id"]: position for position, rule in enumerate(rules)}
+    sources = sources or Sources()
     results = []
     for d in diagnostics:
+        start_line, start_column, end_line, end_column = sources.file_region(d)
         result = {
             "ruleId": d.code,
             "ruleIndex": index[d.code],
@@ -199,17 +222,25 @@ def render_sarif(diagnostics: list[Diagnostic], verdicts: dict, errors: list[Fil
                     "physicalLocation": {
                         "artifactLocation": _artifact_location(d.path, root),
                         "region": {
-                            "startLine": d.line,
-                            "startColumn": d.column,
-                            "endLine": d.end_line,
-                            "endColumn": d.end_column,
+                            "startLine": start_line,
+                            "startColumn": start_column,
+                            "endLine": end_line,
+                            "endColumn": end_column,
                         },
                     }
                 }
             ],
         }
+        if d.cell is not None:
+            result.setdefault("properties", {})["notebookCell"] = {
+                "cell": d.cell,
+                "startLine": d.line,
+                "startColumn": d.column,
+                "endLine": d.end_line,
+                "endColumn": d.end_column,
+            }
         if d in verdicts:
-            result["properties"] = {"confirm": confirm_dict(verdicts[d])}
+            result.setdefault("properties", {})["confirm"] = confirm_dict(verdicts[d])
         results.append(result)
     notifications = [
         {
@@ -258,20 +289,23 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str) -> str:
-    """`::error file=…,line=…,col=…,endLine=…,endColumn=…,title=…::message`, one per finding."""
+def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str, sources: Sources | None = None) -> str:
+    """`::error file=…,line=…,col=…,endLine=…,endColumn=…,title=…::message`, one per finding. In a notebook
+    the annotation is where the code is in the .ipynb file and the message starts with `cell N:line:col: `."""
+    sources = sources or Sources()
     lines = []
     for d in diagnostics:
         command = "warning" if d.severity is Severity.WARNING else "error"
+        line, column, end_line, end_column = sources.file_region(d)
         properties = {
             "file": _display_path(d.path, root),
-            "line": d.line,
-            "col": d.column,
-            "endLine": d.end_line,
-            "endColumn": d.end_column,
+            "line": line,
+            "col": column,
+            "endLine": end_line,
+            "endColumn": end_column,
             "title": f"{d.code} {d.name}",
         }
-        message = d.message
+        message = cell_location(d) + d.message
         if d in verdicts:
             result = verdicts[d]
             message += f"\n\n--confirm: {result.verdict} ({result.seconds:g} s): {result.evidence}"
@@ -304,7 +338,8 @@ def render_gitlab(diagnostics: list[Diagnostic], verdicts: dict, root: str, sour
         occurrence = seen.get(basis, 0)
         seen[basis] = occurrence + 1
         fingerprint = hashlib.sha256(f"{basis}\0{occurrence}".encode("utf-8", "surrogateescape")).hexdigest()
-        description = f"{d.code}: {d.message}"
+        description = f"{d.code}: {cell_location(d)}{d.message}"
+        begin, _, end, _ = sources.file_region(d)  # a notebook's lines are the .ipynb file's
         if d in verdicts:
             result = verdicts[d]
             description += f" [--confirm: {result.verdict}: {result.evidence}]"
@@ -314,7 +349,7 @@ def render_gitlab(diagnostics: list[Diagnostic], verdicts: dict, root: str, sour
                 "check_name": d.code,
                 "fingerprint": fingerprint,
                 "severity": _gitlab_severity(d),
-                "location": {"path": path, "lines": {"begin": d.line, "end": d.end_line}},
+                "location": {"path": path, "lines": {"begin": begin, "end": end}},
             }
         )
     return json.dumps(issues, indent=2) + "\n"

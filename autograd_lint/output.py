@@ -41,9 +41,9 @@ def render(
     if output_format in ("sarif", "github", "gitlab"):
         root = root or repository_root()
         if output_format == "sarif":
-            return render_sarif(diagnostics, verdicts, errors or [], root)
+            return render_sarif(diagnostics, verdicts, errors or [], root, sources)
         if output_format == "github":
-            return render_github(diagnostics, verdicts, root)
+            return render_github(diagnostics, verdicts, root, sources)
         return render_gitlab(diagnostics, verdicts, root, sources)
     if output_format == "full":
         return "".join(_full(d, verdicts, sources, color) for d in diagnostics)
@@ -69,12 +69,14 @@ def _code_color(d: Diagnostic) -> str:
 
 
 def _header(d: Diagnostic, color: bool) -> str:
-    """`path:line:col: CODE message`, as ruff's concise format (path bold, code coloured on a terminal)."""
+    """`path:line:col: CODE message`, as ruff's concise format (path bold, code coloured on a terminal);
+    `path:cell N:line:col: ...` in a notebook, as ruff prints it."""
+    cell = "" if d.cell is None else f"cell {d.cell}"
     if not color:
-        return f"{d.path}:{d.line}:{d.column}: {d.code} {d.message}"
+        return f"{d.path}:{cell + ':' if cell else ''}{d.line}:{d.column}: {d.code} {d.message}"
     colon = _style(":", color, fg="cyan")
     return (
-        f"{_style(d.path, color, bold=True)}{colon}{d.line}{colon}{d.column}{colon} "
+        f"{_style(d.path, color, bold=True)}{colon}{cell + colon if cell else ''}{d.line}{colon}{d.column}{colon} "
         f"{_style(d.code, color, fg=_code_color(d), bold=True)} {d.message}"
     )
 
@@ -109,7 +111,7 @@ def _caret_span(text: str, start: int, end: int) -> tuple[int, int]:
 def _full(d: Diagnostic, verdicts: dict, sources: Sources, color: bool) -> str:
     """The concise header, then the flagged lines with a caret line under the span (ruff's `full`)."""
     out = [_header(d, color) + "\n"]
-    lines = sources.lines(d.path)
+    lines = sources.lines(d.path, d.cell)  # in a notebook, the cell's lines: its line numbers count there
     if 0 < d.line <= len(lines):
         last = min(max(d.end_line, d.line), len(lines))
         numbers = list(range(d.line, last + 1))

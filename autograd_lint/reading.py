@@ -1,4 +1,5 @@
-"""Turning a file's bytes into text the way Python itself would (BOM, coding cookie), or a clear error."""
+"""Turning a file's bytes into text the way Python itself would (BOM, coding cookie), or a clear error;
+a notebook's bytes into its code cells joined (`notebook.py`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,51 @@ import io
 import os
 import stat
 import tokenize
+from dataclasses import dataclass
+
+from .notebook import Notebook, NotebookError, is_notebook, read_notebook
 
 
 class SourceError(Exception):
     """A file that cannot be linted; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """What the linter parses for one file: a Python file's text, or a notebook's code cells joined."""
+
+    text: str
+    notebook: Notebook | None = None
+
+    def module_line(self, cell: int | None, line: int) -> int | None:
+        """The line of `text` that a diagnostic's (cell, line) points at."""
+        if self.notebook is None or cell is None:
+            return line
+        return self.notebook.module_line(cell, line)
+
+    def reported_message(self, message: str) -> str:
+        """A rule's message as the linter reports it for this file (a notebook's names cells' lines)."""
+        return message if self.notebook is None else self.notebook.cell_message(message)
+
+    def shown_text(self, cell: int | None) -> str:
+        """The text a diagnostic's lines count in: the file's, or its cell's as the user wrote it."""
+        if self.notebook is None or cell is None:
+            return self.text
+        return self.notebook.cell_source(cell) or ""
+
+
+def module_source(path: str, data: bytes | str) -> ModuleSource:
+    """The module behind a file's contents, by its suffix (`.ipynb` is a notebook). Raises SourceError."""
+    if is_notebook(path):
+        try:
+            return ModuleSource((notebook := read_notebook(data)).source, notebook)
+        except NotebookError as error:
+            raise SourceError(str(error)) from None
+    return ModuleSource(decode_source(data) if isinstance(data, bytes) else data)
+
+
+def read_module_source(path: str) -> ModuleSource:
+    return module_source(path, read_bytes(path))
 
 
 def decode_source(data: bytes) -> str:

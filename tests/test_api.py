@@ -72,6 +72,7 @@ def test_to_dict():
         "severity": "error",
         "message": MESSAGE,
         "path": "m.py",
+        "cell": None,
         "line": 11,
         "column": 9,
         "end_line": 11,

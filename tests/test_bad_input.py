@@ -63,6 +63,7 @@ def test_syntax_error_in_json(project):
             "severity": "error",
             "message": "SyntaxError: '(' was never closed",
             "path": "broken.py",
+            "cell": None,
             "line": 3,
             "column": 5,
             "end_line": 3,

@@ -16,6 +16,8 @@ from autograd_lint.cli import main
 from autograd_lint.rules import RULES
 
 from snippets import SNIPPET, MESSAGE, TWO_FINDINGS, parse_text_output as codes_and_positions
+
+REPO = Path(__file__).resolve().parents[1]
 CLEAN = "x = 1\n"
 
 
@@ -176,13 +178,16 @@ def test_json_output_fields_and_values(project):
             "severity": "error",
             "message": MESSAGE,
             "path": "bad.py",
+            "cell": None,
             "line": 11,
             "column": 9,
             "end_line": 11,
             "end_column": 29,
         }
     ]
-    assert list(data[0]) == ["code", "name", "severity", "message", "path", "line", "column", "end_line", "end_column"]
+    assert list(data[0]) == [
+        "code", "name", "severity", "message", "path", "cell", "line", "column", "end_line", "end_column"
+    ]
 
 
 def test_json_output_clean_is_empty_list(project):
@@ -710,6 +715,18 @@ def test_add_noqa_never_touches_a_file_with_a_syntax_error(project):
         "autograd-lint: warning: broken.py: not changed: syntax error at 12:7", "Added 1 noqa directive.",
     ]
     assert (project / "broken.py").read_text() == broken
+
+
+def test_add_noqa_leaves_notebooks_unchanged_with_a_warning(project):
+    notebook = REPO / "fixtures" / "notebooks" / "buggy_prototype_scaled_matmul.ipynb"
+    (project / "proto.ipynb").write_bytes(notebook.read_bytes())
+    result = invoke(["--add-noqa", "proto.ipynb", "bad.py"])
+    assert result.exit_code == 0
+    assert lines(result.stderr) == [
+        "autograd-lint: warning: proto.ipynb: not changed: --add-noqa does not edit notebooks; add `# noqa: CODE` in the cell",
+        "Added 1 noqa directive.",
+    ]
+    assert (project / "proto.ipynb").read_bytes() == notebook.read_bytes()
 
 
 def test_add_noqa_refuses_stdin_and_reports_unreadable_paths(project):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from fixture_markers import expected_markers
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
+NOTEBOOK_FILES = sorted(FIXTURES.rglob("*.ipynb"))
 
 
 def test_fixture_corpus_is_present():
@@ -27,6 +29,33 @@ def test_fixture_diagnostics_match_markers(path: Path):
     expected = expected_markers(source)
     assert all(column is not None for _, _, column in expected), "fixture markers give the column"
     reported = sorted((d.line, d.code, d.column) for d in lint_source(source, str(path), EVERY_RULE))
+    assert reported == expected
+    if path.name.startswith("clean_"):
+        assert reported == []
+
+
+def notebook_markers(path: Path) -> list[tuple[int, int, str, int | None]]:
+    """(cell, line in the cell, code, column) for every marker in a notebook's code cells; cells are
+    counted over all cells, markdown included, as Jupyter shows them."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return sorted(
+        (number, line, code, column)
+        for number, cell in enumerate(cells, start=1)
+        if cell["cell_type"] == "code"
+        for line, code, column in expected_markers("".join(cell["source"]))
+    )
+
+
+def test_notebook_fixtures_are_present():
+    assert len([p for p in NOTEBOOK_FILES if notebook_markers(p)]) >= 3
+    assert any(p.name.startswith("clean_") for p in NOTEBOOK_FILES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_notebook_fixture_diagnostics_match_markers_in_their_cells(path: Path):
+    expected = notebook_markers(path)
+    assert all(column is not None for *_, column in expected), "fixture markers give the column"
+    reported = sorted((d.cell, d.line, d.code, d.column) for d in lint_source(path.read_bytes(), str(path), EVERY_RULE))
     assert reported == expected
     if path.name.startswith("clean_"):
         assert reported == []

@@ -99,7 +99,7 @@ def test_manifest_is_valid_for_pre_commit():
     assert hook["language"] == "python"
     assert hook["entry"].split()[0] == "autograd-lint"
     assert "--force-exclude" in hook["entry"].split()
-    assert hook["types_or"] == ["python", "pyi"]
+    assert hook["types_or"] == ["python", "pyi", "jupyter"]
     assert hook["require_serial"] is True
     assert hook["args"] == []
 
@@ -129,6 +129,13 @@ def test_hook_checks_stub_files(tmp_path, hook_repository, environment):
     proc = run_pre_commit(tmp_path, {"stubs/model.pyi": SNIPPET}, hook_repository, environment)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "stubs/model.pyi:11:9: AGL002" in proc.stdout
+
+
+def test_hook_checks_notebooks(tmp_path, hook_repository, environment):
+    notebook = (REPO / "fixtures" / "notebooks" / "buggy_prototype_scaled_matmul.ipynb").read_text()
+    proc = run_pre_commit(tmp_path, {"notebooks/proto.ipynb": notebook}, hook_repository, environment)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "notebooks/proto.ipynb:cell 3:12:9: AGL002" in proc.stdout
 
 
 def test_hook_keeps_configured_excludes_for_the_files_pre_commit_names(tmp_path, hook_repository, environment):

@@ -17,7 +17,7 @@ from ..diagnostic import Diagnostic
 from ..diagnostic import UNSUPPRESSIBLE
 from ..module import ParsedModule
 from ..module_names import module_name_for_path
-from ..reading import SourceError, read_source
+from ..reading import ModuleSource, SourceError, module_source, read_module_source
 from ..rules import RULES
 from .harness import PROBES, CannotBuildHarness, build_script
 from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
@@ -107,15 +107,16 @@ def confirm_diagnostics(
         if not wanted:
             continue
         try:
-            text = sources[path] if sources and path in sources else read_source(path)
-            module = ParsedModule(text, path, module_name_for_path(path) if os.path.exists(path) else None)
+            # The module the linter saw: a notebook's code cells joined, through the same reader.
+            source = module_source(path, sources[path]) if sources and path in sources else read_module_source(path)
+            module = ParsedModule(source.text, path, module_name_for_path(path) if os.path.exists(path) else None)
         except (SourceError, Exception) as error:  # noqa: BLE001 - the file changed or vanished since linting
             for diagnostic in wanted:
                 verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: cannot re-read the file: {error}", 0.0)
             continue
         for diagnostic in wanted:
             try:
-                scripts.append((diagnostic, _script_for(module, diagnostic)))
+                scripts.append((diagnostic, _script_for(module, diagnostic, source)))
             except CannotBuildHarness as reason:
                 verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: {reason}", 0.0)
             except Exception as error:  # noqa: BLE001 - a recipe's bug must not cost the other verdicts
@@ -182,11 +183,16 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _script_for(module: ParsedModule, diagnostic: Diagnostic) -> str:
+def _script_for(module: ParsedModule, diagnostic: Diagnostic, source: ModuleSource | None = None) -> str:
+    """The harness for the finding `diagnostic` reports; `source` (the file's, when it is a notebook) says
+    where the finding is in the module, since a notebook's diagnostics count lines inside cells."""
+    source = source or ModuleSource(module.source)
+    line = source.module_line(diagnostic.cell, diagnostic.line)
     rule = RULES[diagnostic.code]()
     for finding in rule.check(module):
         start = module.position(finding.node).start
-        if (start.line, start.column + 1) == (diagnostic.line, diagnostic.column) and finding.message == diagnostic.message:
+        reported = source.reported_message(finding.message)
+        if (start.line, start.column + 1) == (line, diagnostic.column) and reported == diagnostic.message:
             try:
                 harness = rule.confirm_harness(module, finding)
             except NotImplementedError:
