@@ -19,7 +19,7 @@ from autograd_lint.output import FORMATS, render
 from autograd_lint.pages import rule_page
 from autograd_lint.rules import OPT_IN, RULES
 
-from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
+from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
 
 REPO = Path(__file__).resolve().parents[1]
 # In CI the repository is cloned next to shared/.
@@ -70,6 +70,8 @@ def test_full_shows_the_line_and_a_caret_under_the_span(project):
         "11 |         return g * ctx.scale\n"
         "   |         ^^^^^^^^^^^^^^^^^^^^ AGL002\n"
         "   |\n"
+        "  = Torch raises 'function ScaleBackward returned an incorrect number of gradients (expected 2, got\n"
+        "    1)'. Return one gradient per input, None for inputs that need none.\n"
         "\n"
     )
     assert result.stderr == "Found 1 diagnostic (1 error) in 1 file checked.\n"
