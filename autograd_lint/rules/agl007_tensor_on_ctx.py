@@ -409,7 +409,7 @@ def _message(stored: CtxTensor) -> tuple[str, str]:
     if stored.role == OUTPUT:
         return (
             f"`{target}` keeps forward's output on ctx",
-            f"output -> grad_fn -> ctx -> output is a reference "
+            f"Output -> grad_fn -> ctx -> output is a reference "
             f"cycle that only Python's cyclic garbage collector frees, so (GPU) memory grows between collections, "
             f"and in-place changes to the output go unchecked. {fix}",
         )

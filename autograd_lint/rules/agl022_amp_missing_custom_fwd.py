@@ -118,7 +118,7 @@ def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | Non
     if kind == "bwd-without-fwd":
         return (
             f"{name}.backward has custom_bwd but forward has no custom_fwd",
-            f"custom_bwd reads the autocast state "
+            f"`custom_bwd` reads the autocast state "
             f"custom_fwd stores on ctx, so every backward raises AttributeError '{name}Backward' object has no attribute "
             f"'_fwd_used_autocast'. Decorate forward with `@torch.amp.custom_fwd(device_type=...)`.",
         )
