@@ -8,6 +8,9 @@ configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read.
 selection: `--extend-select AGL004` (or `--select`) turns one on, AGL010 included (flake8 cannot see
 whether the package takes second derivatives).
 
+flake8 shows one line per finding: the short message, as `autograd-lint`'s `text` format does (the
+explanation is in `--output-format full`, the JSON formats and `autograd-lint rule CODE`).
+
 flake8 expects 0-based columns and adds 1 when it prints them; autograd-lint's are 1-based, so the
 checker hands over `column - 1` and both tools print the same `path:line:col`.
 """
