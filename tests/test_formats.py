@@ -641,3 +641,14 @@ def test_a_bad_documentation_url_is_a_one_line_error(project, value, error):
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("autograd-lint: error: ") and error in line
+
+
+def test_full_counts_lines_as_python_does_with_a_form_feed_and_a_c1_control():
+    # str.splitlines would break at \x0c and \x85 and show the wrong line under the header.
+    source = "\x0c\nx = '\x85'\ny = foo\n"
+    d = diagnostic(line=3, column=5, end_column=8)
+    text = render([d], "full", sources=Sources({"m.py": source}))
+    assert text.splitlines()[1:4] == ["  |", "3 | y = foo", "  |     ^^^ AGL002"]
+    whole = diagnostic(line=1, column=1, end_line=2, end_column=10)
+    shown = render([whole], "full", sources=Sources({"m.py": source})).splitlines()
+    assert shown[2] == "1 | ␌" and shown[4] == "2 | x = '\\x85'"
