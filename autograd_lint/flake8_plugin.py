@@ -24,6 +24,7 @@ from .version import __version__
 from .api import lint_source
 from .config import Config
 from .diagnostic import SYNTAX_ERROR_CODE
+from .escaping import escape_controls
 from .rules import OPT_IN
 
 _EVERY_RULE = Config(select=("ALL",))
@@ -49,7 +50,8 @@ class AutogradLintChecker:
             if d.code == SYNTAX_ERROR_CODE and _cpython_rejects(source):
                 # flake8 reports the same error as E999 (and does not run plugins on such files).
                 continue
-            yield d.line, d.column - 1, f"{d.code} {d.message}", type(self)
+            # flake8 prints the line to a terminal: code quoted from the file is shown escaped, as in `text`.
+            yield d.line, d.column - 1, f"{d.code} {escape_controls(d.message)}", type(self)
 
 
 def _cpython_rejects(source: str) -> bool:
