@@ -186,7 +186,11 @@ def _artifact_location(path: str, root: str) -> dict:
 
 
 def render_sarif(
-    diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str, documentation_url: str | None = None
+    diagnostics: list[Diagnostic],
+    verdicts: dict,
+    errors: list[FileError],
+    root: str,
+    documentation_url: str | None = None,
 ) -> str:
     rules = sarif_rules(documentation_url)
     index = {rule["id"]: position for position, rule in enumerate(rules)}
@@ -286,7 +290,9 @@ def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str) -> s
         if d in verdicts:
             result = verdicts[d]
             message += f"\n\n--confirm: {result.verdict} ({result.seconds:g} s): {result.evidence}"
-        rendered = ",".join(f"{key}={_escape_property(escape_controls(str(value)))}" for key, value in properties.items())
+        rendered = ",".join(
+            f"{key}={_escape_property(escape_controls(str(value)))}" for key, value in properties.items()
+        )
         lines.append(f"::{command} {rendered}::{_escape_data(escape_controls(message))}\n")
     return "".join(lines)
 

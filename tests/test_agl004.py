@@ -103,4 +103,4 @@ def test_an_op_imported_under_an_alias_is_found():
     """
     found = agl004(source)
     assert [(d.line, d.column) for d in found] == [(11, 16)]
-    assert "Sign has a gradient of exactly zero" in found[0].explanation
+    assert "At `hard_sign(x)`, sign has a gradient of exactly zero" in found[0].explanation

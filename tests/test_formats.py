@@ -492,7 +492,9 @@ def test_every_format_carries_the_message_and_where_it_has_room_the_explanation(
 
 
 def test_full_prints_the_explanation_under_the_source_wrapped_and_none_when_there_is_none():
-    explained = Diagnostic("m.py", 1, 1, "AGL002", "backward-arity-mismatch", Severity.ERROR, "short", 1, 2, "word " * 30)
+    explained = Diagnostic(
+        "m.py", 1, 1, "AGL002", "backward-arity-mismatch", Severity.ERROR, "short", 1, 2, explanation="word " * 30
+    )
     text = render([explained, diagnostic()], "full", sources=Sources({"m.py": "x = 1\n"}))
     first, second = text.split("\n\n")[:2]
     assert first.splitlines()[-2:] == ["  = " + " ".join(["word"] * 19), "    " + " ".join(["word"] * 11)]
@@ -605,7 +607,8 @@ def test_documentation_url_fills_in_code_and_name_for_json_and_sarif(project):
         '[tool.autograd-lint]\nextend-select = ["AGL003"]\n'
         'documentation-url = "https://docs.example.org/autograd-lint/{code}/{name}.html"\n'
     )
-    rows = [json.loads(line) for line in invoke(["--output-format", "json-lines", "bad.py", "relu.py"]).stdout.splitlines()]
+    output = invoke(["--output-format", "json-lines", "bad.py", "relu.py"]).stdout
+    rows = [json.loads(line) for line in output.splitlines()]
     assert [row["url"] for row in rows] == [
         "https://docs.example.org/autograd-lint/AGL002/backward-arity-mismatch.html",
         "https://docs.example.org/autograd-lint/AGL003/handwritten-piecewise-activation.html",
@@ -629,7 +632,10 @@ def test_a_syntax_error_has_no_documentation_link(project):
     "value, error",
     [
         ('"https://x.org/rules/"', "documentation-url must contain {code} or {name}, got 'https://x.org/rules/'"),
-        ('"https://x.org/{rule}"', "documentation-url: only {code} and {name} can be filled in, got 'https://x.org/{rule}' ('rule')"),
+        (
+            '"https://x.org/{rule}"',
+            "documentation-url: only {code} and {name} can be filled in, got 'https://x.org/{rule}' ('rule')",
+        ),
         ('"https://x.org/{code"', "documentation-url: only {code} and {name} can be filled in"),
         ("3", "documentation-url must be a string, got 3"),
     ],

@@ -485,9 +485,10 @@ def _per_application_message(
     where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
     return (
         f"{method.name} reads `{shown}`, which {where} sets per application",
-        f"It is set for each application of {function_class.name} (line {line}), and backward runs after the whole forward pass, "
-        f"so when applications with different values share one backward (two heads, a loop over layers) every one "
-        f"of them gets the last value set, not its own. Pass the value to apply(), keep it on ctx and return None for it.",
+        f"It is set for each application of {function_class.name} (line {line}), and backward runs after the "
+        "whole forward pass, so when applications with different values share one backward (two heads, a loop "
+        "over layers) every one of them gets the last value set, not its own. Pass the value to apply(), keep it "
+        "on ctx and return None for it.",
     )
 
 
@@ -495,5 +496,6 @@ def _disagreement_message(module: ParsedModule, method: Method, shown: str, writ
     return (
         f"{method.name} reads `{shown}` (forward too), {_PARTICIPLES[write.how]} {write.where(module)}",
         f"The code {write.how} it at run time: if it changes between a forward and its backward, backward undoes "
-        f"what forward did under the other setting. Read it once in forward, keep it on ctx and use the ctx copy in backward.",
+        "what forward did under the other setting. Read it once in forward, keep it on ctx and use the ctx copy "
+        "in backward.",
     )

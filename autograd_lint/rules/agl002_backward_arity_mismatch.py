@@ -65,7 +65,9 @@ class BackwardArityMismatch(FunctionRule):
         return None
 
     @staticmethod
-    def _message(function_class: FunctionClass, returned: ReturnedValues, expected: int, call: cst.Call | None) -> tuple[str, str]:
+    def _message(
+        function_class: FunctionClass, returned: ReturnedValues, expected: int, call: cst.Call | None
+    ) -> tuple[str, str]:
         got = returned.count
         name = function_class.name
         message = (
@@ -79,7 +81,10 @@ class BackwardArityMismatch(FunctionRule):
             if bound > 0:
                 explanation += f" (after the {bound} argument{'s' if bound != 1 else ''} functools.partial binds first)"
             explanation += ". "
-        explanation += f"Torch raises 'function {name}Backward returned an incorrect number of gradients (expected {expected}, got {got})'. "
+        explanation += (
+            f"Torch raises 'function {name}Backward returned an incorrect number of gradients "
+            f"(expected {expected}, got {got})'. "
+        )
         if returned.is_list:
             explanation += "A list counts as one value: return a tuple."
         else:

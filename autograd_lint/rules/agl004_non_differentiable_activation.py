@@ -398,7 +398,7 @@ def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode,
         used = f"`{name}` returns what `{forward_owner.name.value}.forward` uses as a value. "
     return (
         f"`{short_code(node, 40)}` reaches what `{name}` returns",
-        f"{used}{description[:1].upper()}{description[1:]}, so {fed} and every weight before it get no gradient "
+        f"{used}At `{short_code(node, 50)}`, {description}, so {fed} and every weight before it get no gradient "
         f"through this path. This matters if they are learnable or fed by trained layers; use a straight-through "
         f"estimator `x + (q - x).detach()` or a custom autograd.Function with a surrogate backward.",
     )

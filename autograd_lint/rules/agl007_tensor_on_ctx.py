@@ -421,12 +421,13 @@ def _message(stored: CtxTensor) -> tuple[str, str]:
         return (
             f"`{target}` keeps {shortened(what, 60)} on ctx, not in save_for_backward",
             f"Backward computes gradients with {what} kept on ctx: if the "
-            f"caller changes {'one' if several else 'it'} in place before backward runs (an optimizer step between micro-batches, an in-place "
-            f"op on the activation), the gradients are silently computed from the new values where "
-            f"save_for_backward would raise, and saved-tensor hooks (activation offloading, checkpointing) skip {'them' if several else 'it'}. {fix}",
+            f"caller changes {'one' if several else 'it'} in place before backward runs (an optimizer step between "
+            "micro-batches, an in-place op on the activation), the gradients are silently computed from the new "
+            "values where save_for_backward would raise, and saved-tensor hooks (activation offloading, "
+            f"checkpointing) skip {'them' if several else 'it'}. {fix}",
         )
     return (
         f"`{target}` keeps a tensor computed in forward (`{shortened(stored.value, 30)}`) that backward never reads",
-        "It holds "
-        "that memory until the whole graph is freed. Delete the assignment (or save_for_backward it if backward needs it).",
+        "It holds that memory until the whole graph is freed. Delete the assignment (or save_for_backward it if "
+        "backward needs it).",
     )

@@ -168,12 +168,15 @@ def _message(function_class: FunctionClass, forward: Method, write: InplaceWrite
     ctx = forward.ctx_name or "ctx"
     star = forward.node.params.star_arg
     if isinstance(star, cst.Param) and star.name.value == alias.root:
-        which, fix = f"an input (from `*{alias.root}`)", f"Clone that input first, or pass it to `{ctx}.mark_dirty` and return it."
+        which = f"an input (from `*{alias.root}`)"
+        fix = f"Clone that input first, or pass it to `{ctx}.mark_dirty` and return it."
     else:
         name = alias.root
-        which, fix = f"its input `{name}`", f"Work on a copy (`{name} = {name}.clone()`) or call `{ctx}.mark_dirty({name})` and return `{name}`."
+        which = f"its input `{name}`"
+        fix = f"Work on a copy (`{name} = {name}.clone()`) or call `{ctx}.mark_dirty({name})` and return `{name}`."
     return (
         f"{function_class.name}.forward writes in place into {which} without mark_dirty",
-        f"`{write.text}` writes into it, and `{ctx}.mark_dirty` is never called for it: forward runs without grad recording, so the caller's tensor (even a leaf "
-        f"Parameter) changes silently and a later backward through it fails or is wrong. {fix}",
+        f"`{write.text}` writes into it, and `{ctx}.mark_dirty` is never called for it: forward runs without grad "
+        "recording, so the caller's tensor (even a leaf Parameter) changes silently and a later backward through "
+        f"it fails or is wrong. {fix}",
     )

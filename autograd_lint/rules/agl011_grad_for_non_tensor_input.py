@@ -494,7 +494,9 @@ def _branch(names: tuple[str, ...], conditions: list[Condition]) -> str:
     return f" with {shown}, which selects this return" if shown else ""
 
 
-def _message(function_class: FunctionClass, name: str, position: int, shape: CallShape, branch: str = "") -> tuple[str, str]:
+def _message(
+    function_class: FunctionClass, name: str, position: int, shape: CallShape, branch: str = ""
+) -> tuple[str, str]:
     cls = function_class.name
     p = position + 1
     bound = shape.inputs[position]

@@ -164,5 +164,6 @@ def _message(caller: CallerWrite, view: ReturnedView) -> tuple[str, str]:
     return (
         f"`{shortened(write.text, 20)}` writes in place into {cls}'s output, a view of its input",
         f"`{tracked.name}` is the output of {tracked.applied}, and {cls}.forward {returned}: "
-        f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'. Return `{view.parameter}.clone()` from forward, or make this op out of place.",
+        f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'. Return `{view.parameter}.clone()` from forward, or make "
+        "this op out of place.",
     )

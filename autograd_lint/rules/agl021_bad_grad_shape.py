@@ -351,9 +351,15 @@ def _message(function_class: FunctionClass, bad: BadGradient, returned: cst.Base
     shown = " ".join(code_of(returned).split())
     x = bad.input_name
     fix = {
-        "reduction": f"Expand it back to `{x}`'s shape (`{grad}.unsqueeze(dim).expand(ctx.shape)`, divided by the count for a mean).",
+        "reduction": (
+            f"Expand it back to `{x}`'s shape (`{grad}.unsqueeze(dim).expand(ctx.shape)`, divided by the count "
+            "for a mean)."
+        ),
         "reshape": f"Reshape it back (`{grad}.reshape(ctx.shape)` with `ctx.shape = {x}.shape` saved in forward).",
-        "transpose": f"Apply the inverse permutation to it (`{grad}.transpose(...)` with the same dims, `permute` with the inverse order).",
+        "transpose": (
+            f"Apply the inverse permutation to it (`{grad}.transpose(...)` with the same dims, `permute` with the "
+            "inverse order)."
+        ),
     }[bad.change.kind]
     changed = {"reduction": "reduced", "reshape": "reshaped", "transpose": "transposed"}[bad.change.kind]
     square = " (for a square input it silently returns the untransposed gradient)" if bad.change.kind == "transpose" else ""

@@ -89,13 +89,11 @@ class AmpMissingCustomFwd(FunctionRule):
             region = _region_of(module, function_class, regions)
             if fwd is None:
                 if forward.owner is function_class:
-                    yield Finding(
-                        forward.node.name, *_message(function_class, "no-decorators", region), subject=AmpCase(function_class, "no-decorators")
-                    )
+                    case = AmpCase(function_class, "no-decorators")
+                    yield Finding(forward.node.name, *_message(function_class, case.kind, region), subject=case)
             elif backward.owner is function_class:
-                yield Finding(
-                    backward.node.name, *_message(function_class, "fwd-without-bwd", region), subject=AmpCase(function_class, "fwd-without-bwd")
-                )
+                case = AmpCase(function_class, "fwd-without-bwd")
+                yield Finding(backward.node.name, *_message(function_class, case.kind, region), subject=case)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Forward under `torch.autocast("cpu", dtype=torch.bfloat16)` on float32 inputs, backward
@@ -127,25 +125,25 @@ def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | Non
         # custom_bwd cannot work with a ctx-less forward (see "bwd-with-ctxless-fwd"): only cast_inputs does
         return (
             f"{name} runs matmul/conv ops under autocast without custom_fwd(cast_inputs=...)",
-            f"{where}, and {name} runs matmul/conv ops in forward and backward: under autocast forward's output and gradient "
-            f"are low precision while backward, run after the block with autocast off, mixes them with float32 saved tensors "
-            f"(CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with `@torch.amp.custom_fwd(device_type=..., "
-            f"cast_inputs=torch.float32)` (with a setup_context-style forward, custom_bwd cannot restore the state).",
+            f"{where}, and {name} runs matmul/conv ops in forward and backward: under autocast forward's output and "
+            "gradient are low precision while backward, run after the block with autocast off, mixes them with float32 "
+            f"saved tensors (CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with "
+            "`@torch.amp.custom_fwd(device_type=..., cast_inputs=torch.float32)` (with a setup_context-style forward, custom_bwd cannot restore the state).",
         )
     if kind == "fwd-without-bwd":
         return (
             f"{name}.backward lacks custom_bwd while forward has custom_fwd without cast_inputs",
             f"{where}: forward's matmul/conv output is low precision, backward runs after the autocast "
             f"block with autocast off and mixes it with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'). "
-            f"Add `@torch.amp.custom_bwd(device_type=...)` to backward.",
+            "Add `@torch.amp.custom_bwd(device_type=...)` to backward.",
         )
     return (
         f"{name} runs matmul/conv ops under autocast without custom_fwd/custom_bwd",
-        f"{where}, and {name} runs matmul/conv ops in forward and backward without `torch.amp.custom_fwd`/`custom_bwd`: "
-        f"under autocast forward's output and gradient are low precision while backward, run after the block with "
-        f"autocast off, mixes them with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with "
-        f"`@torch.amp.custom_fwd(device_type=...)` and backward with `@torch.amp.custom_bwd(device_type=...)`, "
-        f"or use `custom_fwd(..., cast_inputs=torch.float32)`.",
+        f"{where}, and {name} runs matmul/conv ops in forward and backward without "
+        "`torch.amp.custom_fwd`/`custom_bwd`: under autocast forward's output and gradient are low precision while "
+        "backward, run after the block with autocast off, mixes them with float32 saved tensors "
+        f"(CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with `@torch.amp.custom_fwd(device_type=...)` and backward "
+        "with `@torch.amp.custom_bwd(device_type=...)`, or use `custom_fwd(..., cast_inputs=torch.float32)`.",
     )
 
 

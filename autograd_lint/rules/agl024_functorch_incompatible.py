@@ -305,9 +305,9 @@ def _message(function_class: FunctionClass, transform: str, missing: str, report
     if missing == "setup_context":
         return (
             f"`{shown}` runs {name}.apply under {transform}, but {name} has no setup_context",
-            f"{name}.forward takes ctx and there is no "
-            f"setup_context, which torch.func.{transform} needs: torch raises '{SETUP_CONTEXT_MESSAGE}'. Make forward take only the inputs and move the ctx "
-            f"work into `@staticmethod def setup_context(ctx, inputs, output)`.",
+            f"{name}.forward takes ctx and there is no setup_context, which torch.func.{transform} needs: torch "
+            f"raises '{SETUP_CONTEXT_MESSAGE}'. Make forward take only the inputs and move the ctx work into "
+            "`@staticmethod def setup_context(ctx, inputs, output)`.",
         )
     if missing == "vmap":
         return (
@@ -320,6 +320,6 @@ def _message(function_class: FunctionClass, transform: str, missing: str, report
     return (
         f"`{shown}` runs {name}.apply under forward-mode AD, but {name} has no jvp",
         f"It runs under {mode}, and {name} has no `jvp` staticmethod: "
-        f"torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward mode AD'. "
-        f"Implement `jvp(ctx, *tangents)`.",
+        "torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward "
+        "mode AD'. Implement `jvp(ctx, *tangents)`.",
     )
