@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from .config import Config, find_pyproject, load_config
-from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Diagnostic, FileError, Severity
+from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SPECIAL_RULES, Diagnostic, FileError, Severity
 from .discovery import discover
 from .cache import ResultCache
 from .module_names import module_name_for_path
@@ -163,7 +163,8 @@ def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | Non
 
 def _crash_diagnostic(path: str) -> Diagnostic:
     message = "the process linting this file died (a crash in native code, or killed); it was not checked"
-    return Diagnostic(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Severity.ERROR, message, 1, 1)
+    explanation = SPECIAL_RULES[INTERNAL_ERROR_CODE][2]
+    return Diagnostic(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Severity.ERROR, message, 1, 1, explanation)
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:

@@ -180,7 +180,8 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         rendered = render_statistics(result.diagnostics, output_format, verdicts)
     else:
         rendered = render(
-            result.diagnostics, output_format, verdicts, errors=result.errors, sources=Sources(stdin_sources), color=color
+            result.diagnostics, output_format, verdicts, errors=result.errors, sources=Sources(stdin_sources), color=color,
+            documentation_url=config.documentation_url,
         )
     if output_file:
         _write_report(output_file, rendered)

@@ -28,7 +28,7 @@ DEFAULT_EXCLUDE = (
 )
 LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude")
 BOOL_KEYS = ("respect-gitignore", "force-exclude")
-KNOWN_KEYS = LIST_KEYS + BOOL_KEYS + ("per-file-ignores",)
+KNOWN_KEYS = LIST_KEYS + BOOL_KEYS + ("per-file-ignores", "documentation-url")
 
 
 class ConfigError(Exception):
@@ -83,6 +83,7 @@ class Config:
     force_exclude: bool = False  # exclude also applies to paths named explicitly (pre-commit)
     root: str = field(default_factory=os.getcwd)
     source: str | None = None  # the pyproject.toml it came from
+    documentation_url: str | None = None  # a rule page's URL, `{code}`/`{name}` filled in (JSON url, SARIF helpUri)
 
     def __post_init__(self) -> None:
         # Validated like the command line and the pyproject table, with the same one-line errors, so that
@@ -253,6 +254,9 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{where}.per-file-ignores must be a table of glob = [codes]")
     for pattern, codes in raw_per_file.items():
         per_file[pattern] = validate_codes(_string_list(codes, f"{where}.per-file-ignores.{pattern}"), where)
+    documentation_url = table.get("documentation-url")
+    if documentation_url is not None:
+        validate_documentation_url(documentation_url, f"{where}.documentation-url")
     return Config(
         select=validate_codes(values["select"], where) if "select" in values else None,
         extend_select=validate_codes(values.get("extend-select", ()), where),
@@ -264,7 +268,20 @@ def load_config(path: Path | None) -> Config:
         force_exclude=table.get("force-exclude", False),
         root=str(path.parent),
         source=str(path),
+        documentation_url=documentation_url,
     )
+
+
+def validate_documentation_url(value, where: str) -> None:
+    """A URL template naming the rule: the same link for every rule would be no link at all."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    try:
+        filled = value.format(code="AGL001", name="shared-state-in-backward")
+    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: only {{code}} and {{name}} can be filled in, got {value!r} ({exc})") from None
+    if filled == value:
+        raise ConfigError(f"{where} must contain {{code}} or {{name}}, got {value!r}")
 
 
 def parse_per_file_ignores(entries: tuple[str, ...], where: str, root: str, cwd: str | None = None) -> dict[str, tuple[str, ...]]:

@@ -14,6 +14,7 @@ import libcst as cst
 from .diagnostic import (
     INTERNAL_ERROR_CODE,
     INTERNAL_ERROR_NAME,
+    SPECIAL_RULES,
     SYNTAX_ERROR_CODE,
     SYNTAX_ERROR_NAME,
     Diagnostic,
@@ -148,6 +149,7 @@ def _lint_parsed(
                         message=finding.message,
                         end_line=where.end.line,
                         end_column=where.end.column + 1,
+                        explanation=finding.explanation,
                     )
                 )
         except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
@@ -217,4 +219,5 @@ def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | 
 
 
 def _point(path: str, line: int, column: int, code: str, name: str, message: str) -> Diagnostic:
-    return Diagnostic(path, line, column, code, name, Severity.ERROR, message, line, column)
+    explanation = SPECIAL_RULES[code][2]
+    return Diagnostic(path, line, column, code, name, Severity.ERROR, message, line, column, explanation)

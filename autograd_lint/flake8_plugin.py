@@ -8,6 +8,9 @@ configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read.
 selection: `--extend-select AGL004` (or `--select`) turns one on, AGL010 included (flake8 cannot see
 whether the package takes second derivatives).
 
+flake8 shows one line per finding: the short message, as `autograd-lint`'s `text` format does (the
+explanation is in `--output-format full`, the JSON formats and `autograd-lint rule CODE`).
+
 flake8 expects 0-based columns and adds 1 when it prints them; autograd-lint's are 1-based, so the
 checker hands over `column - 1` and both tools print the same `path:line:col`.
 
@@ -25,6 +28,7 @@ from .version import __version__
 from .api import lint_source
 from .config import Config
 from .diagnostic import SYNTAX_ERROR_CODE
+from .escaping import escape_controls
 from .noqa import NOQA_RULES
 from .rules import OPT_IN
 
@@ -51,7 +55,8 @@ class AutogradLintChecker:
             if d.code == SYNTAX_ERROR_CODE and _cpython_rejects(source):
                 # flake8 reports the same error as E999 (and does not run plugins on such files).
                 continue
-            yield d.line, d.column - 1, f"{d.code} {d.message}", type(self)
+            # flake8 prints the line to a terminal: code quoted from the file is shown escaped, as in `text`.
+            yield d.line, d.column - 1, f"{d.code} {escape_controls(d.message)}", type(self)
 
 
 def _cpython_rejects(source: str) -> bool:

@@ -16,8 +16,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .version import __version__
-from .diagnostic import Diagnostic, FileError, Severity
+from .diagnostic import SPECIAL_RULES, Diagnostic, FileError, Severity
 from .discovery import git_root
+from .escaping import escape_controls
 from .pages import rule_page
 from .reading import ModuleSource, SourceError, module_source, read_bytes
 from .rules import OPT_IN, RULES
@@ -26,21 +27,7 @@ TOOL_NAME = "autograd-lint"
 INFORMATION_URI = "https://pypi.org/project/autograd-lint/"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
-# The two codes without a rule module or page: the file was not (fully) checked.
-SPECIAL_RULES = {
-    "AGL000": (
-        "syntax-error",
-        "the file could not be parsed, so it was not checked",
-        "The file is not valid Python for the parser autograd-lint uses (CPython's own, then libcst's); "
-        "nothing else in it was checked. This code cannot be deselected or silenced with noqa.",
-    ),
-    "AGL999": (
-        "internal-error",
-        "a rule failed on this file: a bug in autograd-lint",
-        "A rule raised an exception on this file, so the file was not fully checked. This is a bug in "
-        "autograd-lint: run with --verbose for the traceback and please report it.",
-    ),
-}
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -60,7 +47,10 @@ class Sources:
                     self._modules[path] = module_source(path, data)
                 except SourceError:
                     self._modules[path] = ModuleSource("")
-            self._lines[(path, cell)] = self._modules[path].shown_text(cell).splitlines()
+            # Python's line breaks only: str.splitlines also breaks at form feeds and C1 controls, which
+            # would shift every line after them away from the line numbers the parser reports.
+            lines = _LINE_BREAK.split(self._modules[path].shown_text(cell))
+            self._lines[(path, cell)] = lines[:-1] if lines and not lines[-1] else lines
         return self._lines[(path, cell)]
 
     def file_region(self, d: Diagnostic) -> tuple[int, int, int, int]:
@@ -100,19 +90,28 @@ def confirm_dict(result) -> dict:
     return {"verdict": result.verdict, "evidence": result.evidence, "seconds": result.seconds}
 
 
-def _entry(d: Diagnostic, verdicts: dict) -> dict:
-    entry = d.to_dict()
+def documentation_link(code: str, documentation_url: str | None) -> str | None:
+    """The rule's page at the configured `documentation-url` template (`{code}`, `{name}` filled in), or
+    None: without a template, and for AGL000/AGL999, which have no page."""
+    if documentation_url is None or code not in RULES:
+        return None
+    return documentation_url.format(code=code, name=RULES[code].name)
+
+
+def _entry(d: Diagnostic, verdicts: dict, documentation_url: str | None) -> dict:
+    # `url` is always there, null without a link, as in ruff's JSON.
+    entry = {**d.to_dict(), "url": documentation_link(d.code, documentation_url)}
     if d in verdicts:
         entry["confirm"] = confirm_dict(verdicts[d])
     return entry
 
 
-def render_json(diagnostics: list[Diagnostic], verdicts: dict) -> str:
-    return json.dumps([_entry(d, verdicts) for d in diagnostics], indent=2) + "\n"
+def render_json(diagnostics: list[Diagnostic], verdicts: dict, documentation_url: str | None = None) -> str:
+    return json.dumps([_entry(d, verdicts, documentation_url) for d in diagnostics], indent=2) + "\n"
 
 
-def render_json_lines(diagnostics: list[Diagnostic], verdicts: dict) -> str:
-    return "".join(json.dumps(_entry(d, verdicts)) + "\n" for d in diagnostics)
+def render_json_lines(diagnostics: list[Diagnostic], verdicts: dict, documentation_url: str | None = None) -> str:
+    return "".join(json.dumps(_entry(d, verdicts, documentation_url)) + "\n" for d in diagnostics)
 
 
 # --- paths -----------------------------------------------------------------------------------------
@@ -158,21 +157,23 @@ def _truncate(text: str, limit: int = 1024) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def sarif_rules() -> list[dict]:
+def sarif_rules(documentation_url: str | None = None) -> list[dict]:
     descriptors = []
     for code, rule in RULES.items():
         full, page = _page_description(code)
-        descriptors.append(
-            {
-                "id": code,
-                "name": rule.name,
-                "shortDescription": {"text": _truncate(rule.summary)},
-                "fullDescription": {"text": _truncate(full), "markdown": _truncate(full)},
-                "help": {"text": page, "markdown": page},
-                "defaultConfiguration": {"level": rule.severity.value, "enabled": code not in OPT_IN},
-                "properties": {"tags": ["autograd", "correctness"], "problem.severity": rule.severity.value},
-            }
-        )
+        descriptor = {
+            "id": code,
+            "name": rule.name,
+            "shortDescription": {"text": _truncate(rule.summary)},
+            "fullDescription": {"text": _truncate(full), "markdown": _truncate(full)},
+            "help": {"text": page, "markdown": page},
+            "defaultConfiguration": {"level": rule.severity.value, "enabled": code not in OPT_IN},
+            "properties": {"tags": ["autograd", "correctness"], "problem.severity": rule.severity.value},
+        }
+        link = documentation_link(code, documentation_url)
+        if link is not None:
+            descriptor["helpUri"] = link
+        descriptors.append(descriptor)
     for code, (name, short, full) in SPECIAL_RULES.items():
         descriptors.append(
             {
@@ -202,11 +203,16 @@ def _artifact_location(path: str, root: str) -> dict:
 
 
 def render_sarif(
-    diagnostics: list[Diagnostic], verdicts: dict, errors: list[FileError], root: str, sources: Sources | None = None
+    diagnostics: list[Diagnostic],
+    verdicts: dict,
+    errors: list[FileError],
+    root: str,
+    sources: Sources | None = None,
+    documentation_url: str | None = None,
 ) -> str:
     """SARIF 2.1.0. A notebook finding's region is where its text is in the .ipynb file; its cell and the
     position inside the cell are in `properties.notebookCell`."""
-    rules = sarif_rules()
+    rules = sarif_rules(documentation_url)
     index = {rule["id"]: position for position, rule in enumerate(rules)}
     sources = sources or Sources()
     results = []
@@ -231,8 +237,10 @@ def render_sarif(
                 }
             ],
         }
+        # Code scanning shows `message.text`; the explanation travels beside it (and the rule's help explains).
+        properties = {"explanation": d.explanation} if d.explanation else {}
         if d.cell is not None:
-            result.setdefault("properties", {})["notebookCell"] = {
+            properties["notebookCell"] = {
                 "cell": d.cell,
                 "startLine": d.line,
                 "startColumn": d.column,
@@ -240,7 +248,9 @@ def render_sarif(
                 "endColumn": d.end_column,
             }
         if d in verdicts:
-            result.setdefault("properties", {})["confirm"] = confirm_dict(verdicts[d])
+            properties["confirm"] = confirm_dict(verdicts[d])
+        if properties:
+            result["properties"] = properties
         results.append(result)
     notifications = [
         {
@@ -291,7 +301,11 @@ def _escape_property(text: str) -> str:
 
 def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str, sources: Sources | None = None) -> str:
     """`::error file=…,line=…,col=…,endLine=…,endColumn=…,title=…::message`, one per finding. In a notebook
-    the annotation is where the code is in the .ipynb file and the message starts with `cell N:line:col: `."""
+    the annotation is where the code is in the .ipynb file and the message starts with `cell N:line:col: `.
+
+    The Actions log shows these lines and the pull request shows the annotations, both to people:
+    control characters from the source or a harness are escaped, as in `text`.
+    """
     sources = sources or Sources()
     lines = []
     for d in diagnostics:
@@ -309,8 +323,10 @@ def render_github(diagnostics: list[Diagnostic], verdicts: dict, root: str, sour
         if d in verdicts:
             result = verdicts[d]
             message += f"\n\n--confirm: {result.verdict} ({result.seconds:g} s): {result.evidence}"
-        rendered = ",".join(f"{key}={_escape_property(str(value))}" for key, value in properties.items())
-        lines.append(f"::{command} {rendered}::{_escape_data(message)}\n")
+        rendered = ",".join(
+            f"{key}={_escape_property(escape_controls(str(value)))}" for key, value in properties.items()
+        )
+        lines.append(f"::{command} {rendered}::{_escape_data(escape_controls(message))}\n")
     return "".join(lines)
 
 
@@ -346,6 +362,7 @@ def render_gitlab(diagnostics: list[Diagnostic], verdicts: dict, root: str, sour
         issues.append(
             {
                 "description": description,
+                "content": {"body": d.explanation},
                 "check_name": d.code,
                 "fingerprint": fingerprint,
                 "severity": _gitlab_severity(d),

@@ -167,7 +167,9 @@ def _noqa_findings(
         if directive.codes is None:
             if BLANKET_NOQA in checks:
                 yield _at(directive, path, BLANKET_NOQA, "blanket-noqa",
-                          "`# noqa` without codes silences every rule on this line; name the codes it is for")
+                          "`# noqa` without codes silences every rule on this line",
+                          "It also silences the next real finding of any rule on this line, unseen; name the codes "
+                          "it is for (`# noqa: AGL002`).")
             continue
         if UNUSED_NOQA not in checks:
             continue
@@ -184,12 +186,15 @@ def _noqa_findings(
         if unused or unknown:
             parts = [f"{kind}: {', '.join(f'`{code}`' for code in codes)}"
                      for kind, codes in (("unused", unused), ("unknown", unknown)) if codes]
-            yield _at(directive, path, UNUSED_NOQA, "unused-noqa", f"unused `noqa` directive ({'; '.join(parts)})")
+            yield _at(directive, path, UNUSED_NOQA, "unused-noqa", f"unused `noqa` directive ({'; '.join(parts)})",
+                      "A noqa code that silences nothing today silences the next real finding on this line without "
+                      "anyone noticing, and an unknown code never silenced anything; remove those codes (or the "
+                      "comment), or correct a misspelled one.")
 
 
-def _at(directive: Directive, path: str, code: str, name: str, message: str) -> Diagnostic:
+def _at(directive: Directive, path: str, code: str, name: str, message: str, explanation: str) -> Diagnostic:
     return Diagnostic(path, directive.line, directive.start + 1, code, name, Severity.WARNING, message,
-                      directive.line, directive.end + 1)
+                      directive.line, directive.end + 1, explanation)
 
 
 def add_noqa(source: str, diagnostics: list[Diagnostic]) -> tuple[str, int]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import unicodedata
 from collections import Counter
 
 import click
 
 from .diagnostic import Diagnostic, FileError, Severity
+from .escaping import escape_controls, escaped_width
 from .formats import Sources, render_github, render_gitlab, render_json, render_json_lines, render_sarif, repository_root
 
 FORMATS = ("text", "full", "json", "json-lines", "sarif", "github", "gitlab")
@@ -25,23 +27,25 @@ def render(
     sources: Sources | None = None,
     color: bool = False,
     root: str | None = None,
+    documentation_url: str | None = None,
 ) -> str:
     """The report in `output_format`; with confirm verdicts under / inside each finding.
 
     `sources` supplies the source lines `full` shows and `gitlab` fingerprints (stdin's text among
     them); `errors` are the files that could not be read (SARIF lists them as notifications); `root`
-    is what CI paths are relative to (default: the enclosing git repository, else the current directory).
+    is what CI paths are relative to (default: the enclosing git repository, else the current directory);
+    `documentation_url` is the configured link template for each rule's page (JSON `url`, SARIF `helpUri`).
     """
     verdicts = verdicts or {}
     sources = sources or Sources()
     if output_format == "json":
-        return render_json(diagnostics, verdicts)
+        return render_json(diagnostics, verdicts, documentation_url)
     if output_format == "json-lines":
-        return render_json_lines(diagnostics, verdicts)
+        return render_json_lines(diagnostics, verdicts, documentation_url)
     if output_format in ("sarif", "github", "gitlab"):
         root = root or repository_root()
         if output_format == "sarif":
-            return render_sarif(diagnostics, verdicts, errors or [], root, sources)
+            return render_sarif(diagnostics, verdicts, errors or [], root, sources, documentation_url)
         if output_format == "github":
             return render_github(diagnostics, verdicts, root, sources)
         return render_gitlab(diagnostics, verdicts, root, sources)
@@ -71,19 +75,34 @@ def _code_color(d: Diagnostic) -> str:
 def _header(d: Diagnostic, color: bool) -> str:
     """`path:line:col: CODE message`, as ruff's concise format (path bold, code coloured on a terminal);
     `path:cell N:line:col: ...` in a notebook, as ruff prints it."""
+    path, message = escape_controls(d.path), escape_controls(d.message)
     cell = "" if d.cell is None else f"cell {d.cell}"
     if not color:
-        return f"{d.path}:{cell + ':' if cell else ''}{d.line}:{d.column}: {d.code} {d.message}"
+        return f"{path}:{cell + ':' if cell else ''}{d.line}:{d.column}: {d.code} {message}"
     colon = _style(":", color, fg="cyan")
     return (
-        f"{_style(d.path, color, bold=True)}{colon}{cell + colon if cell else ''}{d.line}{colon}{d.column}{colon} "
-        f"{_style(d.code, color, fg=_code_color(d), bold=True)} {d.message}"
+        f"{_style(path, color, bold=True)}{colon}{cell + colon if cell else ''}{d.line}{colon}{d.column}{colon} "
+        f"{_style(d.code, color, fg=_code_color(d), bold=True)} {message}"
     )
 
 
 def _verdict(result, color: bool) -> str:
     colour = {"confirmed": "red", "not-reproduced": "green"}.get(result.verdict, "yellow")
-    return f"    {_style(result.verdict, color, fg=colour, bold=True)} ({result.seconds:g} s): {result.evidence}\n"
+    verdict = _style(escape_controls(result.verdict), color, fg=colour, bold=True)
+    return f"    {verdict} ({result.seconds:g} s): {escape_controls(result.evidence)}\n"
+
+
+EXPLANATION_WIDTH = 100
+
+
+def _explanation(d: Diagnostic) -> str:
+    """`  = explanation`, wrapped, as ruff's `full` prints its `= help:` lines under the source."""
+    if not d.explanation:
+        return ""
+    wrapped = textwrap.wrap(
+        escape_controls(d.explanation), EXPLANATION_WIDTH - 4, break_long_words=False, break_on_hyphens=False
+    )
+    return "".join(f"  {'=' if n == 0 else ' '} {line}\n" for n, line in enumerate(wrapped))
 
 
 TAB_WIDTH = 4
@@ -93,13 +112,16 @@ MAX_SNIPPET_LINES = 8
 def _width(character: str) -> int:
     if character == "\t":
         return TAB_WIDTH
+    escaped = escaped_width(character)
+    if escaped is not None:
+        return escaped
     if unicodedata.combining(character):
         return 0
     return 2 if unicodedata.east_asian_width(character) in ("W", "F") else 1
 
 
 def _shown(text: str) -> str:
-    return text.replace("\t", " " * TAB_WIDTH)
+    return escape_controls(text).replace("\t", " " * TAB_WIDTH)
 
 
 def _caret_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -109,7 +131,7 @@ def _caret_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _full(d: Diagnostic, verdicts: dict, sources: Sources, color: bool) -> str:
-    """The concise header, then the flagged lines with a caret line under the span (ruff's `full`)."""
+    """The concise header, the flagged lines with a caret line under the span, then the explanation (ruff's `full`)."""
     out = [_header(d, color) + "\n"]
     lines = sources.lines(d.path, d.cell)  # in a notebook, the cell's lines: its line numbers count there
     if 0 < d.line <= len(lines):
@@ -137,6 +159,7 @@ def _full(d: Diagnostic, verdicts: dict, sources: Sources, color: bool) -> str:
             label = f" {_style(d.code, color, fg=_code_color(d), bold=True)}" if number == numbers[-1] else ""
             out.append(f"{bar} {' ' * offset}{carets}{label}\n")
         out.append(bar + "\n")
+    out.append(_explanation(d))
     if d in verdicts:
         out.append(_verdict(verdicts[d], color))
     out.append("\n")

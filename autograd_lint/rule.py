@@ -15,16 +15,25 @@ if TYPE_CHECKING:
     from .confirm.harness import Harness
 
 
+# How long a `message` may be (every fixture's is held to it): ruff keeps the message short and leaves
+# the explanation to `ruff rule`. Code quoted from the linted source is cut short (syntax.short_code) so
+# that messages about real code stay near it whatever the names in it.
+MESSAGE_LIMIT = 100
+
+
 @dataclass(frozen=True)
 class Finding:
-    """What a rule reports: the node to point at and the message. The engine adds positions.
+    """What a rule reports: the node to point at, the message and its explanation. The engine adds positions.
 
-    `subject` is whatever the rule's confirm recipe needs to rebuild the case (a Function class,
-    the state read), kept out of the message.
+    `message` names the concrete thing wrong here (the class, method, input or call), in about
+    MESSAGE_LIMIT characters at most; `explanation` is the consequence (torch's error text, the silently wrong
+    gradient) and the fix, in sentences that read on after the message. `subject` is whatever the rule's
+    confirm recipe needs to rebuild the case (a Function class, the state read), kept out of the message.
     """
 
     node: cst.CSTNode
     message: str
+    explanation: str
     subject: object = None
 
 

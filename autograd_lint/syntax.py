@@ -188,5 +188,10 @@ def short_code(node: cst.CSTNode, limit: int = 50) -> str:
     """A node's source on one line, without enclosing parentheses, cut to `limit` characters."""
     if isinstance(node, cst.BaseExpression) and (node.lpar or node.rpar):
         node = node.with_changes(lpar=(), rpar=())
-    text = " ".join(code_of(node).split())
+    return shortened(code_of(node), limit)
+
+
+def shortened(text: str, limit: int) -> str:
+    """`text` on one line (whitespace collapsed), cut to `limit` characters."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

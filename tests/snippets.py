@@ -22,10 +22,10 @@ class Scale(Function):
         return g * ctx.scale
 """
 
-MESSAGE = (
-    "Scale.backward returns 1 value but forward takes 2 inputs: torch raises "
-    "'function ScaleBackward returned an incorrect number of gradients (expected 2, got 1)'; "
-    "return one gradient per input, None for inputs that need none"
+MESSAGE = "Scale.backward returns 1 value but forward takes 2 inputs"
+EXPLANATION = (
+    "Torch raises 'function ScaleBackward returned an incorrect number of gradients (expected 2, got 1)'. "
+    "Return one gradient per input, None for inputs that need none."
 )
 
 # Two findings at lines 8 and 17: a string sort of line numbers would put 17 first.

@@ -107,17 +107,18 @@ def test_demo_call_on_a_constant_is_no_evidence_that_no_gradient_reaches():
 
 def test_message_states_the_consequences_and_the_fix():
     [diagnostic] = lint_source("def relu(x):\n    return x * (x > 0).float()\n", "case.py", Config(select=("AGL003",)))
-    assert diagnostic.message == (
-        "`x * (x > 0).float()` is a hand-written activation of `x`: where the mask is 0 it returns `x * 0`, which "
+    assert diagnostic.message == "`x * (x > 0).float()` is a hand-written activation of `x`"
+    assert diagnostic.explanation == (
+        "Where the mask is 0 it returns `x * 0`, which "
         "is -0.0 for a negative `x` (the library op gives +0.0) and NaN for an infinite one, and an inf gradient "
         "arriving there becomes a NaN gradient for `x` (the library op passes 0); for finite values the gradients "
-        "agree; use torch.relu(x) or torch.where(x > 0, x, 0.0)"
+        "agree. Use torch.relu(x) or torch.where(x > 0, x, 0.0)."
     )
 
 
 def test_message_for_a_threshold_suggests_where():
     [diagnostic] = lint_source("def act(x, t=1.0):\n    return x * (x > t)\n", "case.py", Config(select=("AGL003",)))
-    assert diagnostic.message.endswith("use torch.where(x > t, x, 0.0)")
+    assert diagnostic.explanation.endswith("Use torch.where(x > t, x, 0.0).")
 
 
 def test_mask_from_a_helper_of_the_module():
@@ -143,4 +144,5 @@ def test_mask_from_a_helper_of_the_module():
     """
     [diagnostic] = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL003",)))
     assert (diagnostic.line, diagnostic.column) == (15, 12)
-    assert diagnostic.message.endswith("use torch.relu(h) or torch.where(h > 0.0, h, 0.0)")
+    assert diagnostic.message == "`h * above(h)` is a hand-written activation of `h`"
+    assert diagnostic.explanation.endswith("Use torch.relu(h) or torch.where(h > 0.0, h, 0.0).")

@@ -27,11 +27,12 @@ def layer(forward_body: str) -> str:
 def test_helper_used_as_a_value_by_a_forward_is_reported_with_the_consequence_and_the_fix():
     found = agl004(layer("return F.linear(x, quantize(self.weight, 0.1), self.bias)"))
     assert [(d.line, d.column) for d in found] == [(7, 12)]
-    message = found[0].message
-    assert "reaches what `quantize` returns, which `QLinear.forward` uses as a value" in message
-    assert "`w / scale` and every weight before it get no gradient" in message
-    assert "matters if they are learnable" in message
-    assert "x + (q - x).detach()" in message and "autograd.Function" in message
+    assert found[0].message == "`torch.round(w / scale)` reaches what `quantize` returns"
+    explanation = found[0].explanation
+    assert explanation.startswith("`quantize` returns what `QLinear.forward` uses as a value.")
+    assert "`w / scale` and every weight before it get no gradient" in explanation
+    assert "matters if they are learnable" in explanation
+    assert "x + (q - x).detach()" in explanation and "autograd.Function" in explanation
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ def test_helper_reached_through_another_helper_is_reported_naming_the_forward():
     )
     found = agl004(source)
     assert [(d.line, d.column) for d in found] == [(7, 12)]
-    assert "which `QConv.forward` uses as a value" in found[0].message
+    assert "`quantize` returns what `QConv.forward` uses as a value" in found[0].explanation
 
 
 def test_integer_output_of_a_forward_is_silent_until_made_float_again():
@@ -102,4 +103,4 @@ def test_an_op_imported_under_an_alias_is_found():
     """
     found = agl004(source)
     assert [(d.line, d.column) for d in found] == [(11, 16)]
-    assert "sign has a gradient of exactly zero" in found[0].message
+    assert "At `hard_sign(x)`, sign has a gradient of exactly zero" in found[0].explanation

@@ -131,14 +131,16 @@ def test_setup_context_inputs_by_index():
     assert found("AGL007", source) == [(10, 9)]
     assert found("AGL012", source) == [(12, 42)]
     (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL012",)))
-    assert "`inputs[1]`, which is an int" in diagnostic.message
+    assert "`inputs[1]` (an int)" in diagnostic.message
+    assert "`inputs[1]`, which is an int" in diagnostic.explanation
 
 
 def test_setup_context_unpacked_input_is_named_by_its_call_site_type():
     source = setup_context_function("x, k = inputs\nctx.save_for_backward(x, k)")
     (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL012",)))
     assert (diagnostic.line, diagnostic.column) == (11, 34)
-    assert "`k`, which is an int" in diagnostic.message
+    assert "`k` (an int)" in diagnostic.message
+    assert "`k`, which is an int" in diagnostic.explanation
 
 
 # ---- AGL012 ----
@@ -259,7 +261,8 @@ def spike(x):
 """
     assert found("AGL012", source) == [(10, 24)]
     (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
-    assert "`threshold`, which is a float" in diagnostic.message
+    assert "(through `_stash(...)`) is given `threshold` (a float)" in diagnostic.message
+    assert "`threshold`, which is a float" in diagnostic.explanation
 
 
 @pytest.mark.parametrize(
@@ -472,8 +475,9 @@ def with_number(x, w):
 """
     (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL012",)))
     assert (diagnostic.line, diagnostic.column) == (7, 35)
-    assert "holds `0.5` from the call `Fn.apply(x, w, 0.5)`" in diagnostic.message
-    assert "argument 2 is of type float" in diagnostic.message
+    assert "`*args`, which holds `0.5` at a call" in diagnostic.message
+    assert "holds `0.5` from the call `Fn.apply(x, w, 0.5)`" in diagnostic.explanation
+    assert "argument 2 is of type float" in diagnostic.explanation
     assert found("AGL012", source.replace("Fn.apply(x, w, 0.5)", "Fn.apply(x, w, w)")) == []
 
 

@@ -207,7 +207,7 @@ def test_second_derivatives_are_the_default_selections_definition(use, counts, i
 def test_message_quotes_where_the_module_takes_second_derivatives():
     source = INTERMEDIATE.format(returned="3 * sq * g") + "\n\n# create_graph=True in a comment\nP = torch.autograd.grad(Cube.apply(torch.ones(3)).sum(), x, create_graph=True)\n"
     (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL010",)))
-    assert "`create_graph=True` on line 20" in diagnostic.message
+    assert "`create_graph=True` on line 20" in diagnostic.explanation
 
 
 @pytest.mark.parametrize(
@@ -254,8 +254,9 @@ def test_saved_intermediate_of_an_input_without_gradient_is_silent():
 def test_message_names_the_construct_and_the_fix():
     (diagnostic,) = lint_source(backward("return g * 2 * x.data"), "case.py", Config(select=("AGL010",)))
     assert diagnostic.severity.value == "warning"
-    assert "F.backward computes its gradient outside autograd at `x.data`" in diagnostic.message
-    assert "@once_differentiable" in diagnostic.message
+    assert diagnostic.message == "F.backward leaves autograd at `x.data` without @once_differentiable"
+    assert "computes its gradient outside autograd at `x.data`" in diagnostic.explanation
+    assert "decorate backward with @once_differentiable" in diagnostic.explanation
 
 
 # --- the recipe under real torch --------------------------------------------------------------
@@ -345,7 +346,7 @@ def test_module_helpers_backward_calls_are_followed_one_call_deep(returned, foun
     assert agl010(source) == found
     if found:
         (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL010",)))
-        assert "`.numpy()` turns the tensor into a NumPy array, in `_np_slope` on line 6" in diagnostic.message
+        assert "`.numpy()` turns the tensor into a NumPy array, in `_np_slope` on line 6" in diagnostic.explanation
 
 
 def test_a_static_method_of_a_kernels_class_is_a_helper_too():

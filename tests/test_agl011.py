@@ -229,7 +229,7 @@ def test_confirmed_positions_match_the_findings():
     verdicts = confirm_diagnostics(diagnostics, RunLimits(sys.executable, timeout=60), jobs=2)
     assert len(verdicts) == 2
     for diagnostic, result in verdicts.items():
-        position = re.search(r"at position (\d+)", diagnostic.message).group(1)
+        position = re.search(r"\(position (\d+)\)", diagnostic.message).group(1)
         assert result.verdict == "confirmed", result.evidence
         assert f"different than None at position {position}," in result.evidence
     masked = [r.evidence for r in verdicts.values() if "replaced by None" in r.evidence]
@@ -242,7 +242,8 @@ def test_one_call_site_with_a_number_is_enough_and_is_named():
     source = function("x, w", "g * w, (g * x).sum()", extra="F.apply(x, torch.ones(()))\nF.apply(x, 0.5)\n")
     found = lint_source(HEADER + source, "case.py", Config(select=("AGL011",)))
     assert [(d.line - HEADER.count("\n"), d.column) for d in found] == [(8, 23)]
-    assert "the call `F.apply(x, 0.5)` passes `0.5` for `w`" in found[0].message
+    assert found[0].message == "F.backward returns a gradient for `w` (position 2), which is not a tensor"
+    assert "The call `F.apply(x, 0.5)` passes `0.5` for `w`" in found[0].explanation
 
 
 FLAGGED_RETURN = """

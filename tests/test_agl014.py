@@ -158,7 +158,8 @@ def test_a_name_passed_where_forward_concatenates_is_flagged():
     source = function("xs, dim", "return torch.cat(xs, dim)", after="\ndef use(levels):\n    return F.apply(levels, 0)\n")
     (finding,) = lint_source(source, "case.py", Config(select=("AGL014",)))
     assert (finding.line, finding.column) == (len(source.splitlines()), 20)
-    assert "receives `levels` as `xs`, which forward passes to torch.cat/stack" in finding.message
+    assert finding.message == "F.apply receives `levels` as `xs`, a container of tensors"
+    assert finding.explanation.startswith("Forward passes it to torch.cat/stack")
     # a single tensor from a torch call, or a literal, is left alone (torch raises for it anyway)
     assert agl014(source.replace("F.apply(levels, 0)", "F.apply(torch.randn(3), 0)")) == []
     assert agl014(source.replace("F.apply(levels, 0)", "F.apply(None, 0)")) == []

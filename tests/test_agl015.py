@@ -102,7 +102,8 @@ def test_helpers_are_followed_and_reported_at_forwards_call():
     line = source.splitlines().index("        a = input_grad(torch.tanh, x)") + 1
     assert agl015(source) == [(line, 13), (line + 2, 13)]  # `calls_input_grad` reaches it one call further
     (_, deeper) = lint_source(source, "case.py", Config(select=("AGL015",)))
-    assert "calls `calls_input_grad()`, which (through `input_grad()`) calls `torch.autograd.grad(" in deeper.message
+    assert deeper.message == "F.forward calls `calls_input_grad()`, which runs autograd outside enable_grad()"
+    assert "`calls_input_grad()` (through `input_grad()`) calls `torch.autograd.grad(" in deeper.explanation
 
 
 def test_a_function_of_a_namespace_class_is_followed():
@@ -145,7 +146,8 @@ def test_a_static_helper_of_the_function_is_followed():
     )
     (finding,) = lint_source(source, "case.py", Config(select=("AGL015",)))
     assert (finding.line, finding.column) == (14, 20)
-    assert "calls `_slope()`, which calls `torch.tanh(x).sum().backward()`" in finding.message
+    assert "calls `_slope()`, which runs autograd outside enable_grad()" in finding.message
+    assert "`_slope()` calls `torch.tanh(x).sum().backward()`" in finding.explanation
 
 
 GUARDED = """

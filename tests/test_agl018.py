@@ -163,5 +163,5 @@ class F(Function):
 def test_setup_context_style_is_judged_with_its_marks():
     (diagnostic,) = lint_source(SETUP_CONTEXT.format(mark="pass"), "case.py", Config(select=("AGL018",)))
     assert (diagnostic.line, diagnostic.column) == (9, 26)
-    assert diagnostic.message.endswith("call `ctx.mark_non_differentiable(output[1])` in setup_context")
+    assert diagnostic.explanation.endswith("Call `ctx.mark_non_differentiable(output[1])` in setup_context.")
     assert agl018(SETUP_CONTEXT.format(mark="ctx.mark_non_differentiable(output[1])")) == []

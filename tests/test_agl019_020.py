@@ -112,7 +112,8 @@ def test_agl019_and_agl020_follow_a_functional_wrapper():
     assert caller_findings(body, functions=wrapped) == [(2, 5), (5, 5)]
     source = HEADER + VIEWS + "\ndef grl(x):\n    return GRL.apply(x, 1.0)\n\ndef caller(x):\n    y = grl(x)\n    y.mul_(2)\n"
     (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
-    assert "the output of `GRL.apply` (through `grl()`)" in diagnostic.message
+    assert diagnostic.message == "`y.mul_(2)` writes in place into GRL's output, a view of its input"
+    assert "`y` is the output of `GRL.apply` (through `grl()`)" in diagnostic.explanation
 
 
 def test_agl019_attribute_argument_written_before_backward():
@@ -130,9 +131,9 @@ def test_agl019_attribute_argument_written_before_backward():
                 return y + z
         """
     )
-    reported = [(d.line, d.column, d.message[:55]) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
+    reported = [(d.line, d.column, d.message) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     line = source.splitlines().index("            self.weight.clamp_(-1, 1)") + 1
-    assert reported == [(line, 13, "`self.weight.clamp_(-1, 1)` changes `self.weight` after")]
+    assert reported == [(line, 13, "`self.weight.clamp_(-1, 1)` changes `self.weight` after Mul.forward saved it")]
 
 
 def test_agl019_and_agl020_see_writes_made_by_a_module_function():
@@ -176,8 +177,9 @@ def test_agl019_setup_context_and_saved_input_by_unpacking():
 def test_agl019_message_names_the_function_and_the_saved_parameter():
     source = HEADER + SAVES + "\ndef caller(x, w):\n    y = Mul.apply(x, w)\n    x.add_(1)\n    return y\n"
     (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL019",)))
-    assert "`x.add_(1)` changes `x` after passing it to `Mul.apply`, whose forward saves it" in diagnostic.message
-    assert "modified by an inplace operation" in diagnostic.message
+    assert diagnostic.message == "`x.add_(1)` changes `x` after Mul.forward saved it"
+    assert "It changes `x` after passing it to `Mul.apply`, whose forward saves it" in diagnostic.explanation
+    assert "modified by an inplace operation" in diagnostic.explanation
 
 
 CORRECT_019 = HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_leaf(shape)])]\n"
@@ -283,8 +285,8 @@ def test_agl020_local_view_and_mark_dirty():
 def test_agl020_message_quotes_torch_and_the_return():
     source = HEADER + VIEWS + "\ndef caller(x):\n    y = GRL.apply(x, 1.0)\n    y.mul_(2)\n    return y\n"
     (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
-    assert "GRL.forward returns a view of its input `x` (`return x.view_as(x)`)" in diagnostic.message
-    assert "Output 0 of GRL is a view and is being modified inplace" in diagnostic.message
+    assert "GRL.forward returns a view of its input `x` (`return x.view_as(x)`)" in diagnostic.explanation
+    assert "Output 0 of GRL is a view and is being modified inplace" in diagnostic.explanation
 
 
 VIEW_BUILDERS = "_agl_builders = [('GRL.apply(<tensor>, 1.0)', lambda shape: [_agl_leaf(shape), 1.0])]\n"

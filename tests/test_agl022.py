@@ -73,14 +73,16 @@ def test_custom_fwd_without_custom_bwd_is_flagged_at_backward():
     line = source.splitlines().index("    def backward(ctx, g):") + 1
     (finding,) = lint_source(source, "case.py", Config(select=("AGL022",)))
     assert (finding.line, finding.column) == (line, 9)
-    assert "lacks `@torch.amp.custom_bwd" in finding.message
+    assert finding.message == "Lin.backward lacks custom_bwd while forward has custom_fwd without cast_inputs"
+    assert "Add `@torch.amp.custom_bwd(device_type=...)` to backward." in finding.explanation
 
 
 def test_custom_bwd_without_custom_fwd_is_flagged_even_without_autocast():
     source = linear(backward_decorators='@torch.amp.custom_bwd(device_type="cuda")', use="y = Lin.apply(x, w)")
     (finding,) = lint_source(source, "case.py", Config(select=("AGL022",)))
     assert (finding.line, finding.column) == (forward_line(source), 9)
-    assert "_fwd_used_autocast" in finding.message
+    assert finding.message == "Lin.backward has custom_bwd but forward has no custom_fwd"
+    assert "_fwd_used_autocast" in finding.explanation
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,7 @@ def test_custom_bwd_on_a_setup_context_function_is_flagged_even_with_custom_fwd(
     source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
     (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL022",)))
     assert (diagnostic.line, diagnostic.column) == (7, 9)
-    assert "takes no ctx (setup_context style)" in diagnostic.message and "cast_inputs=torch.float32" in diagnostic.message
+    assert "takes no ctx (setup_context style)" in diagnostic.message and "cast_inputs=torch.float32" in diagnostic.explanation
     casting = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)', bwd="")
     assert agl022(casting) == []
 

@@ -107,19 +107,20 @@ def test_shapes_real_code_uses(body, line, column):
 def test_message_names_the_input_the_value_and_the_fix():
     source = "import torch\n\n\ndef distance(d2):\n    return torch.where(d2 > 0, torch.sqrt(d2), 0.0)\n"
     [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
-    assert diagnostic.message == (
+    assert diagnostic.message == "`torch.sqrt(d2)` has a NaN gradient at `d2 <= 0`, where torch.where discards it"
+    assert diagnostic.explanation == (
         "`torch.sqrt(d2)` is evaluated on every element, also where torch.where does not select it: at `d2 <= 0` "
         "its derivative is infinite or NaN, and torch.where's zero gradient times it is NaN, so `d2` gets a NaN "
-        "gradient although the output is finite (whenever a gradient flows to `d2`); compute the op on a safe "
-        "input, `torch.where(d2 > 0, d2, 1.0)` (the double-where), or clamp it away from the singular point"
+        "gradient although the output is finite (whenever a gradient flows to `d2`). Compute the op on a safe "
+        "input, `torch.where(d2 > 0, d2, 1.0)` (the double-where), or clamp it away from the singular point."
     )
 
 
 def test_message_names_the_numerator_of_a_division():
     source = "import torch\n\n\ndef normalize(v, n):\n    return torch.where(n == 0, 0.0, v / n)\n"
     [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
-    assert "at `n == 0`" in diagnostic.message and "`n` and the numerator `v` get a NaN gradient" in diagnostic.message
-    assert "`torch.where(n == 0, 1.0, n)` (the double-where)" in diagnostic.message
+    assert "at `n == 0`" in diagnostic.message and "`n` and the numerator `v` get a NaN gradient" in diagnostic.explanation
+    assert "`torch.where(n == 0, 1.0, n)` (the double-where)" in diagnostic.explanation
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,8 @@ def test_aliases_keywords_and_helpers(source, position):
 def test_message_through_a_helper_names_the_helpers_op():
     source = "import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n"
     [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
-    assert diagnostic.message.startswith("`_log(x)` (which computes `torch.log(v)`) is evaluated on every element")
+    assert diagnostic.message == "`_log(x)` has a NaN gradient at `x == 0`, where torch.where discards it"
+    assert diagnostic.explanation.startswith("`_log(x)` (which computes `torch.log(v)`) is evaluated on every element")
 
 
 def test_guard_on_a_local_holding_a_scaled_input_alone_in_its_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -46,9 +47,9 @@ class Sin(torch.autograd.Function):
 """
 
 
-def agl024(source: str) -> list[tuple[int, int, str]]:
+def agl024(source: str) -> list[tuple[int, int, str, str]]:
     found = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL024",)))
-    return [(d.line, d.column, d.message) for d in found]
+    return [(d.line, d.column, d.message, d.explanation) for d in found]
 
 
 def last_line(source: str) -> int:
@@ -82,7 +83,8 @@ def test_old_style_under_any_transform_is_flagged(use, column):
     (finding,) = agl024(source)
     line = next(i for i, text in enumerate(textwrap.dedent(source).splitlines(), 1) if "vmap(" in text or "grad(" in text or "jacrev(" in text or "jvp(" in text or text.startswith("@vmap"))
     assert finding[:2] == (line, column)
-    assert "must override the setup_context staticmethod" in finding[2]
+    assert re.fullmatch(r"`.+` runs Sin\.apply under \w+, but Sin has no setup_context", finding[2])
+    assert "must override the setup_context staticmethod" in finding[3]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +97,8 @@ def test_old_style_under_any_transform_is_flagged(use, column):
 )
 def test_new_style_without_vmap_or_jvp_is_flagged(use, missing):
     (finding,) = agl024(NEW + use + "\n")
-    assert missing in finding[2]
+    assert finding[2].endswith("which has no vmap rule" if "vmap" in missing else "but Sin has no jvp")
+    assert missing in finding[3]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +150,8 @@ def test_recipe_confirms_missing_vmap_rule_and_missing_jvp():
 def test_parenthesized_import_of_torch_func_is_seen():
     source = OLD.replace("import torch.func\n", "from torch import (\n    func,\n)\n") + "y = func.grad(lambda t: Sin.apply(t).sum())(x)\n"
     (finding,) = agl024(source)
-    assert "under torch.func.grad" in finding[2]
+    assert "runs Sin.apply under grad, but" in finding[2]
+    assert "which torch.func.grad needs" in finding[3]
 
 
 FORWARD_AD = """
@@ -167,9 +171,10 @@ def tangent(x, v):
 
 @pytest.mark.parametrize("call", ["Sin.apply(dual)", "sin(dual)"])
 def test_forward_ad_dual_tensors_need_jvp_even_old_style(call):
-    ((line, column, message),) = agl024(OLD + FORWARD_AD.format(call=call))
-    assert message.startswith(f"`{call}` runs Sin.apply under forward-mode AD (torch.autograd.forward_ad dual tensors)")
-    assert "You must implement the jvp function" in message
+    ((line, column, message, explanation),) = agl024(OLD + FORWARD_AD.format(call=call))
+    assert message == f"`{call}` runs Sin.apply under forward-mode AD, but Sin has no jvp"
+    assert explanation.startswith("It runs under torch.autograd.forward_ad dual tensors, and Sin has no `jvp` staticmethod")
+    assert "You must implement the jvp function" in explanation
     with_jvp = OLD.replace("    @staticmethod\n    def backward", "    @staticmethod\n    def jvp(ctx, t):\n        return t\n    @staticmethod\n    def backward")
     assert agl024(with_jvp + FORWARD_AD.format(call=call)) == []
 

@@ -13,7 +13,7 @@ import autograd_lint
 from autograd_lint import Config, Diagnostic, FileError, LintResult, Severity, lint_paths, lint_source
 from autograd_lint.reading import SourceError
 
-from snippets import SNIPPET, MESSAGE, TWO_FINDINGS
+from snippets import EXPLANATION, SNIPPET, MESSAGE, TWO_FINDINGS
 
 
 def test_lint_source_returns_diagnostic_with_fields():
@@ -29,6 +29,7 @@ def test_lint_source_returns_diagnostic_with_fields():
             message=MESSAGE,
             end_line=11,
             end_column=29,
+            explanation=EXPLANATION,
         )
     ]
     [d] = diagnostics
@@ -71,6 +72,7 @@ def test_to_dict():
         "name": "backward-arity-mismatch",
         "severity": "error",
         "message": MESSAGE,
+        "explanation": EXPLANATION,
         "path": "m.py",
         "cell": None,
         "line": 11,
@@ -219,6 +221,7 @@ def test_cli_works_with_a_broken_torch(tmp_path):
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text("raise RuntimeError('broken torch install')\n")
     (tmp_path / "bad.py").write_text(SNIPPET)
+    # The broken torch first; the package under test (this checkout, from PYTHONPATH) after it.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
         [sys.executable, "-m", "autograd_lint", "-q", "bad.py"], cwd=tmp_path, env=env, capture_output=True, text=True,

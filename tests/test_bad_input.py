@@ -62,6 +62,11 @@ def test_syntax_error_in_json(project):
             "name": "syntax-error",
             "severity": "error",
             "message": "SyntaxError: '(' was never closed",
+            "explanation": (
+                "The file is not valid Python for the parser autograd-lint uses (CPython's own, then libcst's); "
+                "nothing else in it was checked. This code cannot be deselected or silenced with noqa."
+            ),
+            "url": None,
             "path": "broken.py",
             "cell": None,
             "line": 3,

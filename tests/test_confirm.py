@@ -96,7 +96,7 @@ def test_every_buggy_fixture_finding_is_confirmed_with_evidence(fixture_verdicts
 def test_arity_evidence_quotes_torchs_numbers(fixture_verdicts):
     for diagnostic, result in fixture_verdicts.items():
         if diagnostic.code == "AGL002":
-            expected = re.search(r"\(expected (\d+), got (\d+)\)", diagnostic.message).groups()
+            expected = re.search(r"\(expected (\d+), got (\d+)\)", diagnostic.explanation).groups()
             assert f"(expected {expected[0]}, got {expected[1]})" in result.evidence
 
 

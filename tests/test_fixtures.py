@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
+from autograd_lint.rule import MESSAGE_LIMIT
 from snippets import EVERY_RULE
 
 from fixture_markers import expected_markers
@@ -59,3 +60,16 @@ def test_notebook_fixture_diagnostics_match_markers_in_their_cells(path: Path):
     assert reported == expected
     if path.name.startswith("clean_"):
         assert reported == []
+def test_every_fixture_message_is_short_and_explained():
+    """ruff's habit: the line says what is wrong here; the consequence and the fix are the explanation."""
+    checked = 0
+    for path in [*FIXTURE_FILES, *NOTEBOOK_FILES]:
+        for d in lint_source(path.read_bytes(), str(path), EVERY_RULE):
+            where = f"{path.relative_to(FIXTURES)}:{d.line} {d.code}"
+            assert len(d.message) <= MESSAGE_LIMIT, f"{where}: {len(d.message)} characters: {d.message}"
+            assert "\n" not in d.message, where
+            assert len(d.explanation) > len(d.message), f"{where}: {d.explanation!r}"
+            assert d.explanation[0].isupper() or d.explanation[0] == "`", f"{where}: {d.explanation!r}"
+            assert d.explanation.endswith("."), f"{where}: {d.explanation!r}"
+            checked += 1
+    assert checked >= 250

@@ -52,6 +52,12 @@ def test_checker_yields_0_based_columns_and_code_first_messages():
     assert list(checker.run()) == [(11, 8, f"AGL002 {MESSAGE}", AutogradLintChecker)]
 
 
+def test_checker_escapes_control_characters_quoted_from_the_source():
+    source = SNIPPET.replace("ctx.scale = scale", 'ctx.save_for_backward(x, "\x1b]0;pwned\x07")')
+    found = list(AutogradLintChecker(ast.parse(source), "bad.py", source.splitlines(keepends=True)).run())
+    assert found[0][:3] == (7, 33, 'AGL012 save_for_backward is given `"␛]0;pwned␇"` (a str), not a tensor')
+
+
 def test_flake8_over_the_fixtures_matches_autograd_lint_line_for_line():
     """The issue's acceptance test: real flake8 and the CLI agree on path, line, column, code and message."""
     f8 = flake8("--select", "AGL", "fixtures/", cwd=REPO)

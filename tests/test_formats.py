@@ -19,7 +19,7 @@ from autograd_lint.output import FORMATS, render
 from autograd_lint.pages import rule_page
 from autograd_lint.rules import OPT_IN, RULES
 
-from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
+from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
 
 REPO = Path(__file__).resolve().parents[1]
 # OASIS's SARIF 2.1.0 JSON schema, unchanged (its $id says where it comes from), kept in the repository so
@@ -71,6 +71,8 @@ def test_full_shows_the_line_and_a_caret_under_the_span(project):
         "11 |         return g * ctx.scale\n"
         "   |         ^^^^^^^^^^^^^^^^^^^^ AGL002\n"
         "   |\n"
+        "  = Torch raises 'function ScaleBackward returned an incorrect number of gradients (expected 2, got\n"
+        "    1)'. Return one gradient per input, None for inputs that need none.\n"
         "\n"
     )
     assert result.stderr == "Found 1 diagnostic (1 error) in 1 file checked.\n"
@@ -471,3 +473,190 @@ def test_cli_confirm_verdicts_reach_json_lines_and_sarif(project, monkeypatch):
     log = json.loads(result.stdout)
     assert list(sarif_validator().iter_errors(log)) == []
     assert [r["properties"]["confirm"]["evidence"] for r in log["runs"][0]["results"]] == ["proved AGL002", "proved AGL003"]
+
+
+# --- message and explanation -----------------------------------------------------------------------
+
+
+def test_every_format_carries_the_message_and_where_it_has_room_the_explanation(project):
+    rows = [json.loads(line) for line in invoke(["--output-format", "json-lines", "bad.py"]).stdout.splitlines()]
+    assert [(row["message"], row["explanation"]) for row in rows] == [(MESSAGE, EXPLANATION)]
+    log = json.loads(invoke(["--output-format", "sarif", "bad.py"]).stdout)
+    assert list(sarif_validator().iter_errors(log)) == []
+    [result] = log["runs"][0]["results"]
+    assert result["message"] == {"text": MESSAGE}
+    assert result["properties"] == {"explanation": EXPLANATION}
+    [issue] = json.loads(invoke(["--output-format", "gitlab", "bad.py"]).stdout)
+    assert issue["description"] == f"AGL002: {MESSAGE}"
+    assert issue["content"] == {"body": EXPLANATION}
+    _, _, message = parse_workflow_command(invoke(["--output-format", "github", "bad.py"]).stdout.strip())
+    assert message == MESSAGE
+
+
+def test_full_prints_the_explanation_under_the_source_wrapped_and_none_when_there_is_none():
+    explained = Diagnostic(
+        "m.py", 1, 1, "AGL002", "backward-arity-mismatch", Severity.ERROR, "short", 1, 2, explanation="word " * 30
+    )
+    text = render([explained, diagnostic()], "full", sources=Sources({"m.py": "x = 1\n"}))
+    first, second = text.split("\n\n")[:2]
+    assert first.splitlines()[-2:] == ["  = " + " ".join(["word"] * 19), "    " + " ".join(["word"] * 11)]
+    assert "=" not in second.replace("x = 1", "")
+
+
+# --- output that cannot drive the terminal ---------------------------------------------------------
+
+# A string literal that sets the window title (OSC), switches to the alternate screen (CSI), then a C1 CSI
+# (clear the screen) and a right-to-left override (Trojan Source), all raw in the file.
+HOSTILE_LITERAL = '"\x1b]0;pwned\x07\x1b[?1049h\x9b2J\u202e"'
+HOSTILE = f"""\
+import torch
+from torch.autograd import Function
+
+
+class Keep(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x, {HOSTILE_LITERAL})
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+"""
+HOSTILE_SHOWN = '"␛]0;pwned␇␛[?1049h\\x9b2J\\u202e"'
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_escape_controls_shows_every_control_visibly_and_keeps_layout():
+    from autograd_lint.escaping import escape_controls
+
+    assert escape_controls("a\x1b[31mb\x07\x00\x7f") == "a␛[31mb␇␀␡"
+    assert escape_controls("\x85\x9b\u202e\u2066\u200f") == "\\x85\\x9b\\u202e\\u2066\\u200f"
+    assert escape_controls("tab\tnew\nline é 日本 ␛") == "tab\tnew\nline é 日本 ␛"
+    assert escape_controls("\r") == "␍"
+
+
+@pytest.mark.parametrize("output_format", ["text", "full", "github"])
+def test_control_characters_from_the_source_are_escaped_in_human_formats(project, output_format):
+    (project / "hostile.py").write_text(HOSTILE, encoding="utf-8")
+    result = invoke(["--output-format", output_format, "hostile.py"])
+    assert result.exit_code == 1
+    assert RAW_CONTROLS.findall(result.stdout) == []
+    assert f"save_for_backward is given `{HOSTILE_SHOWN}` (a str), not a tensor" in result.stdout
+    if output_format == "full":
+        assert f'8 |         ctx.save_for_backward(x, {HOSTILE_SHOWN})\n' in result.stdout
+        caret_line = result.stdout.splitlines()[3]
+        # The span starts at column 34 and covers the literal as shown: one column per control picture.
+        assert caret_line == "  |" + " " * 34 + "^" * len(HOSTILE_SHOWN) + " AGL012"
+
+
+@pytest.mark.parametrize("output_format", ["json", "json-lines", "sarif", "gitlab"])
+def test_machine_formats_keep_the_exact_text_json_escaped(project, output_format):
+    (project / "hostile.py").write_text(HOSTILE, encoding="utf-8")
+    result = invoke(["--output-format", output_format, "hostile.py"])
+    assert result.exit_code == 1
+    assert RAW_CONTROLS.findall(result.stdout) == []  # the encoder writes \u001b, never the byte
+    assert "\\u001b]0;pwned\\u0007" in result.stdout
+    report = json.loads(result.stdout.splitlines()[0] if output_format == "json-lines" else result.stdout)
+    message = {
+        "json": lambda: report[0]["message"],
+        "json-lines": lambda: report["message"],
+        "sarif": lambda: report["runs"][0]["results"][0]["message"]["text"],
+        "gitlab": lambda: report[0]["description"],
+    }[output_format]()
+    assert HOSTILE_LITERAL in message
+
+
+def test_colour_output_has_only_our_own_sequences(project):
+    (project / "hostile.py").write_text(HOSTILE, encoding="utf-8")
+    for output_format in ("text", "full"):
+        result = invoke(["--color", "always", "--output-format", output_format, "hostile.py"])
+        assert result.exit_code == 1
+        sgr = re.compile(r"\x1b\[[0-9;]*m")
+        assert sgr.search(result.stdout), "colours are still on"
+        assert RAW_CONTROLS.findall(sgr.sub("", result.stdout)) == []
+        assert HOSTILE_SHOWN in sgr.sub("", result.stdout)
+
+
+def test_confirm_evidence_is_escaped_in_human_formats_and_exact_in_json():
+    d = diagnostic()
+    evidence = "forward printed \x1b]0;pwned\x07\x1b[?1049h and \x9b2J\u202e"
+    verdicts = {d: RunResult("confirmed\x1b[8m", evidence, 1.0)}
+    shown = "forward printed ␛]0;pwned␇␛[?1049h and \\x9b2J\\u202e"
+    for output_format in ("text", "full"):
+        text = render([d], output_format, verdicts, sources=Sources({"m.py": "x = 1\n"}))
+        assert RAW_CONTROLS.findall(text) == []
+        assert f"    confirmed␛[8m (1 s): {shown}\n" in text
+    coloured = render([d], "text", verdicts, color=True)
+    assert RAW_CONTROLS.findall(re.sub(r"\x1b\[[0-9;]*m", "", coloured)) == []
+    github = render([d], "github", verdicts, root=str(Path.cwd()))
+    assert RAW_CONTROLS.findall(github) == [] and shown in github
+    assert json.loads(render([d], "json", verdicts))[0]["confirm"]["evidence"] == evidence
+
+
+# --- documentation links ---------------------------------------------------------------------------
+
+
+def test_without_documentation_url_json_url_is_null_and_sarif_has_no_help_uri(project):
+    [entry] = json.loads(invoke(["--output-format", "json", "bad.py"]).stdout)
+    assert entry["url"] is None
+    log = json.loads(invoke(["--output-format", "sarif", "bad.py"]).stdout)
+    assert all("helpUri" not in rule for rule in log["runs"][0]["tool"]["driver"]["rules"])
+
+
+def test_documentation_url_fills_in_code_and_name_for_json_and_sarif(project):
+    (project / "pyproject.toml").write_text(
+        '[tool.autograd-lint]\nextend-select = ["AGL003"]\n'
+        'documentation-url = "https://docs.example.org/autograd-lint/{code}/{name}.html"\n'
+    )
+    output = invoke(["--output-format", "json-lines", "bad.py", "relu.py"]).stdout
+    rows = [json.loads(line) for line in output.splitlines()]
+    assert [row["url"] for row in rows] == [
+        "https://docs.example.org/autograd-lint/AGL002/backward-arity-mismatch.html",
+        "https://docs.example.org/autograd-lint/AGL003/handwritten-piecewise-activation.html",
+    ]
+    log = json.loads(invoke(["--output-format", "sarif", "bad.py"]).stdout)
+    assert list(sarif_validator().iter_errors(log)) == []
+    rules = {rule["id"]: rule for rule in log["runs"][0]["tool"]["driver"]["rules"]}
+    for code, rule_class in RULES.items():
+        assert rules[code]["helpUri"] == f"https://docs.example.org/autograd-lint/{code}/{rule_class.name}.html"
+    assert "helpUri" not in rules["AGL000"] and "helpUri" not in rules["AGL999"]
+
+
+def test_a_syntax_error_has_no_documentation_link(project):
+    (project / "pyproject.toml").write_text('[tool.autograd-lint]\ndocumentation-url = "https://x.org/{code}"\n')
+    (project / "broken.py").write_text("def f(:\n")
+    [entry] = json.loads(invoke(["--output-format", "json", "broken.py"]).stdout)
+    assert (entry["code"], entry["url"]) == ("AGL000", None)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ('"https://x.org/rules/"', "documentation-url must contain {code} or {name}, got 'https://x.org/rules/'"),
+        (
+            '"https://x.org/{rule}"',
+            "documentation-url: only {code} and {name} can be filled in, got 'https://x.org/{rule}' ('rule')",
+        ),
+        ('"https://x.org/{code"', "documentation-url: only {code} and {name} can be filled in"),
+        ("3", "documentation-url must be a string, got 3"),
+    ],
+)
+def test_a_bad_documentation_url_is_a_one_line_error(project, value, error):
+    (project / "pyproject.toml").write_text(f"[tool.autograd-lint]\ndocumentation-url = {value}\n")
+    result = invoke(["bad.py"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("autograd-lint: error: ") and error in line
+
+
+def test_full_counts_lines_as_python_does_with_a_form_feed_and_a_c1_control():
+    # str.splitlines would break at \x0c and \x85 and show the wrong line under the header.
+    source = "\x0c\nx = '\x85'\ny = foo\n"
+    d = diagnostic(line=3, column=5, end_column=8)
+    text = render([d], "full", sources=Sources({"m.py": source}))
+    assert text.splitlines()[1:4] == ["  |", "3 | y = foo", "  |     ^^^ AGL002"]
+    whole = diagnostic(line=1, column=1, end_line=2, end_column=10)
+    shown = render([whole], "full", sources=Sources({"m.py": source})).splitlines()
+    assert shown[2] == "1 | ␌" and shown[4] == "2 | x = '\\x85'"

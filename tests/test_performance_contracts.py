@@ -48,6 +48,7 @@ def test_cache_gives_the_same_findings_and_follows_edits(tmp_path):
     cold = lint_paths([str(tree)], cache_dir=cache)
     warm = lint_paths([str(tree)], cache_dir=cache)
     assert warm.diagnostics == cold.diagnostics and warm.files_checked == cold.files_checked
+    assert all(d.explanation for d in warm.diagnostics)  # the cache keeps the explanation beside the message
     entries = list(cache.rglob("*.json"))
     assert len(entries) == cold.files_checked
     # An edit invalidates that file's entry: the new finding appears, the old one goes.

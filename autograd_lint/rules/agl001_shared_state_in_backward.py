@@ -18,8 +18,8 @@ from ..scopes import bindings, declared_nonlocal
 from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
 
 ADVICE = (
-    "backward runs after the whole forward pass, so it sees the last value written, not the one "
-    "this application used; pass the value to apply(), keep it on ctx and return None for it"
+    "Backward runs after the whole forward pass, so it sees the last value written, not the one "
+    "this application used. Pass the value to apply(), keep it on ctx and return None for it."
 )
 
 
@@ -89,14 +89,14 @@ class SharedStateInBackward(FunctionRule):
                     message = _message(module, method, shown, found[0])
                 reported.add((at, chain))
                 subject = SharedRead(function_class, node, chain, (applying or found)[0])
-                yield Finding(at, message, subject=subject)
+                yield Finding(at, *message, subject=subject)
                 continue
             if at is not node or statement not in gradient_statements:
                 continue
             rebinding = closure.rebinding(chain.split(".")[0])
             if rebinding is not None:
                 subject = SharedRead(function_class, node, chain, None)
-                yield Finding(node, _closure_message(module, method, shown, rebinding), subject=subject)
+                yield Finding(node, *_closure_message(module, method, shown, rebinding), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """The two-apply differential test and the drift test (see confirm/recipes/agl001.py),
@@ -460,29 +460,42 @@ def _statements_choosing_values(method: Method) -> set[cst.CSTNode]:
     return found
 
 
-def _message(module: ParsedModule, method: Method, shown: str, write: Write) -> str:
-    return f"{method.name} reads `{shown}`, which the code {write.how} at run time {write.where(module)}; {ADVICE}"
+_PARTICIPLES = {"reassigns": "reassigned", "modifies": "modified"}
 
 
-def _closure_message(module: ParsedModule, method: Method, shown: str, rebinding: cst.CSTNode) -> str:
-    line = module.position(rebinding).start.line
-    return f"{method.name} reads closure variable `{shown}`, which the enclosing function rebinds after defining the class (line {line}); {ADVICE}"
-
-
-def _per_application_message(module: ParsedModule, method: Method, shown: str, write: Write, function_class: FunctionClass) -> str:
-    line = module.position(write.node).start.line
-    where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
+def _message(module: ParsedModule, method: Method, shown: str, write: Write) -> tuple[str, str]:
     return (
-        f"{method.name} reads `{shown}`, which {where} sets for each application of {function_class.name} (line {line}): "
-        f"backward runs after the whole forward pass, so when applications with different values share one backward "
-        f"(two heads, a loop over layers) every one of them gets the last value set, not its own; pass the value to "
-        f"apply(), keep it on ctx and return None for it"
+        f"{method.name} reads `{shown}`, {_PARTICIPLES[write.how]} {write.where(module)}",
+        f"The code {write.how} it at run time. {ADVICE}",
     )
 
 
-def _disagreement_message(module: ParsedModule, method: Method, shown: str, write: Write) -> str:
+def _closure_message(module: ParsedModule, method: Method, shown: str, rebinding: cst.CSTNode) -> tuple[str, str]:
+    line = module.position(rebinding).start.line
     return (
-        f"{method.name} reads `{shown}`, which forward also reads and the code {write.how} at run time {write.where(module)}: "
-        f"if it changes between a forward and its backward, backward undoes what forward did under the other setting; "
-        f"read it once in forward, keep it on ctx and use the ctx copy in backward"
+        f"{method.name} reads closure variable `{shown}`, rebound after the class is defined (line {line})",
+        f"The enclosing function rebinds it after defining the class. {ADVICE}",
+    )
+
+
+def _per_application_message(
+    module: ParsedModule, method: Method, shown: str, write: Write, function_class: FunctionClass
+) -> tuple[str, str]:
+    line = module.position(write.node).start.line
+    where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
+    return (
+        f"{method.name} reads `{shown}`, which {where} sets per application",
+        f"It is set for each application of {function_class.name} (line {line}), and backward runs after the "
+        "whole forward pass, so when applications with different values share one backward (two heads, a loop "
+        "over layers) every one of them gets the last value set, not its own. Pass the value to apply(), keep it "
+        "on ctx and return None for it.",
+    )
+
+
+def _disagreement_message(module: ParsedModule, method: Method, shown: str, write: Write) -> tuple[str, str]:
+    return (
+        f"{method.name} reads `{shown}` (forward too), {_PARTICIPLES[write.how]} {write.where(module)}",
+        f"The code {write.how} it at run time: if it changes between a forward and its backward, backward undoes "
+        "what forward did under the other setting. Read it once in forward, keep it on ctx and use the ctx copy "
+        "in backward.",
     )

@@ -34,7 +34,7 @@ class BackwardArityMismatch(FunctionRule):
         for returned in returned_values(backward):
             problem = self._mismatch(returned, expected)
             if problem is not None:
-                yield Finding(returned.node, self._message(function_class, returned, *problem), subject=function_class)
+                yield Finding(returned.node, *self._message(function_class, returned, *problem), subject=function_class)
 
     def _expected_counts(self, module: ParsedModule, function_class: FunctionClass) -> list[tuple[int, int, cst.Call | None]]:
         """(lowest, highest) accepted counts, each with the call site it comes from.
@@ -65,24 +65,31 @@ class BackwardArityMismatch(FunctionRule):
         return None
 
     @staticmethod
-    def _message(function_class: FunctionClass, returned: ReturnedValues, expected: int, call: cst.Call | None) -> str:
+    def _message(
+        function_class: FunctionClass, returned: ReturnedValues, expected: int, call: cst.Call | None
+    ) -> tuple[str, str]:
         got = returned.count
         name = function_class.name
-        text = (
+        message = (
             f"{name}.backward returns {got} value{'s' if got != 1 else ''} but forward takes "
             f"{expected} input{'s' if expected != 1 else ''}"
         )
+        explanation = ""
         if call is not None:
-            text += f" at the call `{short_code(call, 60)}`"
+            explanation = f"Counted at the call `{short_code(call, 60)}`"
             bound = next((len(args) - len(call.args) for site, args in function_class.partial_applies if site is call), 0)
             if bound > 0:
-                text += f" (after the {bound} argument{'s' if bound != 1 else ''} functools.partial binds first)"
-        text += f": torch raises 'function {name}Backward returned an incorrect number of gradients (expected {expected}, got {got})'"
+                explanation += f" (after the {bound} argument{'s' if bound != 1 else ''} functools.partial binds first)"
+            explanation += ". "
+        explanation += (
+            f"Torch raises 'function {name}Backward returned an incorrect number of gradients "
+            f"(expected {expected}, got {got})'. "
+        )
         if returned.is_list:
-            text += "; a list counts as one value, return a tuple"
+            explanation += "A list counts as one value: return a tuple."
         else:
-            text += "; return one gradient per input, None for inputs that need none"
-        return text
+            explanation += "Return one gradient per input, None for inputs that need none."
+        return message, explanation
 
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:

@@ -80,7 +80,7 @@ class HandwrittenPiecewiseActivation(Rule):
             value, _, comparison = match
             if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
                 continue
-            yield Finding(node, _message(node, value, comparison), subject=value)
+            yield Finding(node, *_message(node, value, comparison), subject=value)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
@@ -305,17 +305,18 @@ def _only_summed(module: ParsedModule, node: cst.CSTNode) -> bool:
     return False
 
 
-def _message(node: cst.CSTNode, value: cst.BaseExpression, comparison: cst.BaseExpression) -> str:
+def _message(node: cst.CSTNode, value: cst.BaseExpression, comparison: cst.BaseExpression) -> tuple[str, str]:
     x = short_code(value)
-    expression = short_code(cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node)
+    product = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
     condition = short_code(comparison)
     relu = f"torch.relu({x}) or " if _is_relu_mask(comparison, value) else ""
     return (
-        f"`{expression}` is a hand-written activation of `{x}`: where the mask is 0 it returns `{x} * 0`, which is "
+        f"`{short_code(product, 40)}` is a hand-written activation of `{short_code(value, 20)}`",
+        f"Where the mask is 0 it returns `{x} * 0`, which is "
         f"-0.0 for a negative `{x}` (the library op gives +0.0) and NaN for an infinite one, and an inf gradient "
         f"arriving there becomes a NaN gradient for `{x}` (the library op passes 0); for finite values the "
-        f"gradients agree; "
-        f"use {relu}torch.where({condition}, {x}, 0.0)"
+        f"gradients agree. "
+        f"Use {relu}torch.where({condition}, {x}, 0.0).",
     )
 
 

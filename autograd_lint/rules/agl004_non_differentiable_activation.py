@@ -243,7 +243,7 @@ class _Judge:
                 use = use or _training_use(self.module, self.function, self.function_classes)
                 if use is None:
                     return
-            yield Finding(node, _message(self.module, self.function, node, description, use), subject=self.function)
+            yield Finding(node, *_message(self.module, self.function, node, description, use), subject=self.function)
 
     # --- which expressions are non-differentiable sources -------------------------------------
 
@@ -384,23 +384,23 @@ def _may_be_source(module: ParsedModule, node: cst.CSTNode) -> bool:
     return isinstance(func, cst.Name) and (module.qualified_name(func) or "").rsplit(".", 1)[-1] in _SOURCE_CALL_NAMES
 
 
-def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use) -> str:
+def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use) -> tuple[str, str]:
     operand = _operand(node)
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("scatter", "scatter_"):
         operand = node.args[1].value  # the argmax index, not the zeros it is scattered into
     fed = f"`{short_code(operand, 40)}`" if operand is not None else "its input"
     owner = module.parents.get(module.parents.get(function))
     name = f"{owner.name.value}.{function.name.value}" if isinstance(owner, cst.ClassDef) else function.name.value
-    if use is None:
-        where = f"reaches what `{name}` returns"
-    else:
+    used = ""
+    if use is not None:
         forward, _ = use
         forward_owner = module.parents.get(module.parents.get(forward))
-        where = f"reaches what `{name}` returns, which `{forward_owner.name.value}.forward` uses as a value"
+        used = f"`{name}` returns what `{forward_owner.name.value}.forward` uses as a value. "
     return (
-        f"`{short_code(node, 50)}` {where}: {description}, so {fed} and every weight before it get no gradient "
+        f"`{short_code(node, 40)}` reaches what `{name}` returns",
+        f"{used}At `{short_code(node, 50)}`, {description}, so {fed} and every weight before it get no gradient "
         f"through this path. This matters if they are learnable or fed by trained layers; use a straight-through "
-        f"estimator `x + (q - x).detach()` or a custom autograd.Function with a surrogate backward"
+        f"estimator `x + (q - x).detach()` or a custom autograd.Function with a surrogate backward.",
     )
 
 

@@ -22,7 +22,7 @@ CTX_API = frozenset(
         "non_differentiable", "metadata", "next_functions", "register_hook", "register_prehook", "name",
     }
 )
-FIX = "make forward and backward @staticmethods taking ctx, pass the values to `.apply(...)`, keep them on ctx and return None for them from backward"
+FIX = "Make forward and backward @staticmethods taking ctx, pass the values to `.apply(...)`, keep them on ctx and return None for them from backward."
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ class LegacyFunctionApi(FunctionRule):
         name = function_class.name
         yield Finding(
             init.node.name,
-            f"{name} defines __init__: Function instances are legacy, calling one raises 'Legacy autograd "
+            f"{name} defines __init__, which `.apply` never runs",
+            f"Function instances are legacy: calling one raises 'Legacy autograd "
             f"function with non-static forward method is deprecated' and `.apply` never sees what __init__ "
-            f"stores; {FIX}",
+            f"stores. {FIX}",
             subject=LegacyUse(function_class, "init"),
         )
 
@@ -84,10 +85,10 @@ class LegacyFunctionApi(FunctionRule):
                 continue
             yield Finding(
                 method.node.name,
-                f"{function_class.name}.{name} is not a @staticmethod and reads `{code_of(read)}`, instance state "
-                f"that ctx never has: through `.apply` torch raises "
+                f"{function_class.name}.{name} is not a @staticmethod and reads instance state `{short_code(read, 30)}`",
+                f"`{code_of(read)}` is instance state that ctx never has: through `.apply` torch raises "
                 f"\"'{function_class.name}Backward' object has no attribute '{read.attr.value}'\" and an instance "
-                f"call raises 'Legacy autograd function with non-static forward method is deprecated'; {FIX}",
+                f"call raises 'Legacy autograd function with non-static forward method is deprecated'. {FIX}",
                 subject=LegacyUse(function_class, "instance-state", attribute=read.attr.value),
             )
 
@@ -99,9 +100,10 @@ class LegacyFunctionApi(FunctionRule):
             for call, creation in function_class.stored_instance_calls:
                 yield Finding(
                     call,
-                    f"`{short_code(call)}` calls a {name} instance created by `{short_code(creation)}`: torch raises "
+                    f"`{short_code(call, 30)}` calls a {name} instance created by `{short_code(creation, 30)}`",
+                    f"Torch raises "
                     f"'Legacy autograd function with non-static forward method is deprecated. Please use new-style "
-                    f"autograd function with static forward method.'; call `{name}.apply(...)` with every value as an argument",
+                    f"autograd function with static forward method.'. Call `{name}.apply(...)` with every value as an argument.",
                     subject=LegacyUse(function_class, "instance-call", _constructor_arguments(creation)),
                 )
         for creation in function_class.instantiations:
@@ -114,9 +116,10 @@ class LegacyFunctionApi(FunctionRule):
                     continue
                 yield Finding(
                     parent,
-                    f"`{short_code(parent)}` calls a {name} instance: torch raises 'Legacy autograd function "
+                    f"`{short_code(parent)}` calls a {name} instance",
+                    f"Torch raises 'Legacy autograd function "
                     f"with non-static forward method is deprecated. Please use new-style autograd function with "
-                    f"static forward method.'; call `{name}.apply(...)` with every value as an argument",
+                    f"static forward method.'. Call `{name}.apply(...)` with every value as an argument.",
                     subject=LegacyUse(function_class, "instance-call", init_args),
                 )
             elif (
@@ -129,9 +132,10 @@ class LegacyFunctionApi(FunctionRule):
                 call = module.parents.get(parent)
                 yield Finding(
                     call,
-                    f"`{short_code(call)}`: apply is a classmethod, so the arguments given to {name}(...) never "
-                    f"reach forward or backward (a backward reading them from ctx raises AttributeError); pass them "
-                    f"to `{name}.apply(...)`, keep them on ctx and return None for them",
+                    f"`{short_code(call, 40)}`: arguments to {name}(...) never reach forward or backward",
+                    f"`apply` is a classmethod, so the arguments given to {name}(...) never "
+                    f"reach forward or backward (a backward reading them from ctx raises AttributeError). Pass them "
+                    f"to `{name}.apply(...)`, keep them on ctx and return None for them.",
                     subject=LegacyUse(function_class, "instance-apply", init_args),
                 )
 
@@ -150,9 +154,10 @@ class LegacyFunctionApi(FunctionRule):
         name = function_class.name
         yield Finding(
             function_class.node.name,
-            f"{name} defines no backward (or vjp): backward through it raises 'You must implement either the "
-            f"backward or vjp method for your custom autograd.Function to use it with backward mode AD.'; add a "
-            f"@staticmethod backward(ctx, *grad_outputs) returning one gradient per forward input",
+            f"{name} defines no backward (or vjp)",
+            "Backward through it raises 'You must implement either the "
+            "backward or vjp method for your custom autograd.Function to use it with backward mode AD.'. Add a "
+            "@staticmethod backward(ctx, *grad_outputs) returning one gradient per forward input.",
             subject=LegacyUse(function_class, "no-backward"),
         )
 

@@ -36,7 +36,7 @@ class ForwardCalledDirectly(FunctionRule):
                 if module.under_no_grad(call):
                     continue  # nothing is recorded, so nothing is bypassed
                 method = call.func.attr.value
-                yield Finding(call, _message(function_class, call, method), subject=DirectCall(function_class, call, method))
+                yield Finding(call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method))
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Runs the call as written (ctx `None` as written, or a stand-in ctx; float64 leaf tensors for
@@ -57,17 +57,19 @@ class ForwardCalledDirectly(FunctionRule):
         return Harness(required, main, optional)
 
 
-def _message(function_class: FunctionClass, call: cst.Call, method: str) -> str:
+def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tuple[str, str]:
     name = function_class.name
     if method == "forward":
         return (
-            f"`{short_code(call)}` calls {name}.forward directly: no {name}Backward node is recorded, so autograd "
-            f"differentiates forward's body (or nothing) and the custom backward never runs; call `{name}.apply(...)` "
-            f"without the ctx argument"
+            f"`{short_code(call, 40)}` calls {name}.forward directly",
+            f"No {name}Backward node is recorded, so autograd "
+            f"differentiates forward's body (or nothing) and the custom backward never runs. Call `{name}.apply(...)` "
+            f"without the ctx argument.",
         )
     return (
-        f"`{short_code(call)}` calls {name}.backward directly: autograd never calls it that way, so its result "
-        f"reaches no .grad; call `{name}.apply(...)` and let `loss.backward()` run it"
+        f"`{short_code(call, 40)}` calls {name}.backward directly",
+        f"Autograd never calls it that way, so its result "
+        f"reaches no .grad. Call `{name}.apply(...)` and let `loss.backward()` run it.",
     )
 
 

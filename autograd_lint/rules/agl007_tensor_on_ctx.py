@@ -24,7 +24,7 @@ from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, is_none, walk
+from ..syntax import code_of, dotted_name, is_none, shortened, walk
 from ..value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
 from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
@@ -71,7 +71,7 @@ class TensorOnCtx(FunctionRule):
                         reads = reads or _BackwardReads(module, function_class)
                     subject = _harmful(kinds, reads, target.attr.value, value)
                     if subject is not None:
-                        yield Finding(target, _message(subject), subject=subject)
+                        yield Finding(target, *_message(subject), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Three measurements, the first that shows the harm wins: the output on ctx keeps grad_fn alive
@@ -402,15 +402,16 @@ class _BackwardReads:
             current = self.module.parents.get(current)
 
 
-def _message(stored: CtxTensor) -> str:
+def _message(stored: CtxTensor) -> tuple[str, str]:
     ctx = stored.method.ctx_name
     target = f"{ctx}.{stored.attribute}"
-    fix = f"use {ctx}.save_for_backward(...) and read it back from {ctx}.saved_tensors"
+    fix = f"Use {ctx}.save_for_backward(...) and read it back from {ctx}.saved_tensors."
     if stored.role == OUTPUT:
         return (
-            f"`{target}` keeps forward's output on ctx: output -> grad_fn -> ctx -> output is a reference "
+            f"`{target}` keeps forward's output on ctx",
+            f"Output -> grad_fn -> ctx -> output is a reference "
             f"cycle that only Python's cyclic garbage collector frees, so (GPU) memory grows between collections, "
-            f"and in-place changes to the output go unchecked; {fix}"
+            f"and in-place changes to the output go unchecked. {fix}",
         )
     if stored.role == INPUT:
         several = "`, `" in stored.value
@@ -418,12 +419,15 @@ def _message(stored: CtxTensor) -> str:
         if stored.source and stored.source != stored.value:
             what = f"`{stored.value}`, {'views' if several else 'a view'} of the input{'s' if several else ''} `{stored.source}`,"
         return (
-            f"`{target}` keeps {what} on ctx and backward computes gradients with {'them' if several else 'it'}: if the "
-            f"caller changes {'one' if several else 'it'} in place before backward runs (an optimizer step between micro-batches, an in-place "
-            f"op on the activation), the gradients are silently computed from the new values where "
-            f"save_for_backward would raise, and saved-tensor hooks (activation offloading, checkpointing) skip {'them' if several else 'it'}; {fix}"
+            f"`{target}` keeps {shortened(what, 60)} on ctx, not in save_for_backward",
+            f"Backward computes gradients with {what} kept on ctx: if the "
+            f"caller changes {'one' if several else 'it'} in place before backward runs (an optimizer step between "
+            "micro-batches, an in-place op on the activation), the gradients are silently computed from the new "
+            "values where save_for_backward would raise, and saved-tensor hooks (activation offloading, "
+            f"checkpointing) skip {'them' if several else 'it'}. {fix}",
         )
     return (
-        f"`{target}` keeps a tensor computed in forward (`{stored.value}`) that backward never reads: it holds "
-        f"that memory until the whole graph is freed; delete the assignment (or save_for_backward it if backward needs it)"
+        f"`{target}` keeps a tensor computed in forward (`{shortened(stored.value, 30)}`) that backward never reads",
+        "It holds that memory until the whole graph is freed. Delete the assignment (or save_for_backward it if "
+        "backward needs it).",
     )

@@ -41,7 +41,7 @@ class InplaceGradOutput(FunctionRule):
             if alias.root in reported:
                 continue  # the first write is the one to fix
             reported.add(alias.root)
-            yield Finding(write.node, _message(method, write.text, alias), subject=method.owner)
+            yield Finding(write.node, *_message(method, write.text, alias), subject=method.owner)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
@@ -50,14 +50,15 @@ class InplaceGradOutput(FunctionRule):
         return recipe_harness(module, finding.subject, f"_agl_grad_output_inplace_recipe({name}.apply, _agl_builders)")
 
 
-def _message(method: Method, text: str, alias: Alias) -> str:
+def _message(method: Method, text: str, alias: Alias) -> tuple[str, str]:
     star = method.node.params.star_arg
     if isinstance(star, cst.Param) and star.name.value == alias.root:
         gradient = f"an incoming gradient (from `*{alias.root}`)"
     else:
         gradient = f"the incoming gradient `{alias.root}`"
     return (
-        f"{method.owner.name}.{method.name} writes into {gradient} in place (`{text}`): that tensor belongs to "
+        f"{method.owner.name}.{method.name} writes in place into {gradient}",
+        f"`{text}` writes into it. That tensor belongs to "
         f"the caller (`y.backward(g)` sees `g` overwritten), and after `.sum()` or `.mean()` torch raises "
-        f"'{TORCH_MESSAGE}'; compute out of place (`g * s`) or clone it first"
+        f"'{TORCH_MESSAGE}'. Compute out of place (`g * s`) or clone it first.",
     )

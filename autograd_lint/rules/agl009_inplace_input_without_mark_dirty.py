@@ -59,7 +59,7 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
             if needs_evidence and roots[alias.root].kind == TENSOR and alias.root not in evidence:
                 continue  # `k += 1` on an int, `cache[key] = v` on a dict
             reported.add(alias.root)
-            yield Finding(write.node, _message(function_class, forward, write, alias), subject=function_class)
+            yield Finding(write.node, *_message(function_class, forward, write, alias), subject=function_class)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Snapshot every input's values and `_version`, apply, compare; ctx.mark_dirty is watched so
@@ -164,16 +164,19 @@ def _self_copy(write: InplaceWrite) -> bool:
     )
 
 
-def _message(function_class: FunctionClass, forward: Method, write: InplaceWrite, alias: Alias) -> str:
+def _message(function_class: FunctionClass, forward: Method, write: InplaceWrite, alias: Alias) -> tuple[str, str]:
     ctx = forward.ctx_name or "ctx"
     star = forward.node.params.star_arg
     if isinstance(star, cst.Param) and star.name.value == alias.root:
-        which, fix = f"an input (from `*{alias.root}`)", f"clone that input first, or pass it to `{ctx}.mark_dirty` and return it"
+        which = f"an input (from `*{alias.root}`)"
+        fix = f"Clone that input first, or pass it to `{ctx}.mark_dirty` and return it."
     else:
         name = alias.root
-        which, fix = f"its input `{name}`", f"work on a copy (`{name} = {name}.clone()`) or call `{ctx}.mark_dirty({name})` and return `{name}`"
+        which = f"its input `{name}`"
+        fix = f"Work on a copy (`{name} = {name}.clone()`) or call `{ctx}.mark_dirty({name})` and return `{name}`."
     return (
-        f"{function_class.name}.forward writes into {which} in place (`{write.text}`) without "
-        f"`{ctx}.mark_dirty`: forward runs without grad recording, so the caller's tensor (even a leaf "
-        f"Parameter) changes silently and a later backward through it fails or is wrong; {fix}"
+        f"{function_class.name}.forward writes in place into {which} without mark_dirty",
+        f"`{write.text}` writes into it, and `{ctx}.mark_dirty` is never called for it: forward runs without grad "
+        "recording, so the caller's tensor (even a leaf Parameter) changes silently and a later backward through "
+        f"it fails or is wrong. {fix}",
     )

@@ -28,7 +28,7 @@ from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..second_derivatives import second_derivative_uses
-from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, walk
+from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -79,7 +79,7 @@ class MissingOnceDifferentiable(FunctionRule):
             found = _BackwardFlow(module, method, extensions, second_derivatives).first_exit()
             if found is not None:
                 node, what = found
-                yield Finding(node, _message(method.owner, method, node, what), subject=method.owner)
+                yield Finding(node, *_message(method.owner, method, node, what), subject=method.owner)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """A gradient penalty through the Function: the second-order gradient autograd computes
@@ -555,16 +555,15 @@ def _post_order(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
         stack.extend((child, False) for child in reversed(children(node)))
 
 
-def _message(function_class: FunctionClass, method: Method, node: cst.CSTNode, what: str) -> str:
+def _message(function_class: FunctionClass, method: Method, node: cst.CSTNode, what: str) -> tuple[str, str]:
     shown = " ".join(code_of(node).split()) if not isinstance(node, cst.With) else "with " + ", ".join(
         " ".join(code_of(i.item).split()) for i in node.items
     )
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
     return (
-        f"{function_class.name}.{method.name} computes its gradient outside autograd at `{shown}` ({what}) "
+        f"{function_class.name}.{method.name} leaves autograd at `{shortened(shown, 25)}` without @once_differentiable",
+        f"It computes its gradient outside autograd at `{shortened(shown, 60)}` ({what}) "
         "and is not marked @once_differentiable: a second derivative through it (gradient penalty, Hessian, "
-        "double backward) is silently wrong or fails with 'element 0 of tensors does not require grad'; compute "
+        "double backward) is silently wrong or fails with 'element 0 of tensors does not require grad'. Compute "
         "it with differentiable torch ops, or decorate backward with @once_differentiable so that double "
-        "backward raises"
+        "backward raises.",
     )

@@ -21,7 +21,7 @@ from ..gradient_returns import ReturnedValues, returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, is_none, short_code, walk
+from ..syntax import code_of, is_none, short_code, shortened, walk
 from ..value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, names_used_as_tensors, used_as_tensor
 
 NOT_A_TENSOR = (NONE, NON_TENSOR)
@@ -98,7 +98,7 @@ class GradForNonTensorInput(FunctionRule):
                 if not hits or not facts.surely_not_none(element) or facts.guarded(returned.node, element, position, names[position]):
                     continue
                 subject = NonTensorGradient(function_class, position, tuple(hits), tuple(reported))
-                yield Finding(element, _message(function_class, names[position], position, hits[0], _branch(names, conditions)), subject=subject)
+                yield Finding(element, *_message(function_class, names[position], position, hits[0], _branch(names, conditions)), subject=subject)
                 reported.append(position)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
@@ -494,25 +494,29 @@ def _branch(names: tuple[str, ...], conditions: list[Condition]) -> str:
     return f" with {shown}, which selects this return" if shown else ""
 
 
-def _message(function_class: FunctionClass, name: str, position: int, shape: CallShape, branch: str = "") -> str:
+def _message(
+    function_class: FunctionClass, name: str, position: int, shape: CallShape, branch: str = ""
+) -> tuple[str, str]:
     cls = function_class.name
     p = position + 1
     bound = shape.inputs[position]
     if shape.call is not None and bound.kind is NONE:
-        where = f"the call `{short_code(shape.call, 60)}` passes None for `{name}`{branch}"
+        where = f"The call `{short_code(shape.call, 60)}` passes None for `{name}`{branch}"
     elif shape.call is not None:
-        where = f"the call `{short_code(shape.call, 60)}` passes {bound.shown} for `{name}`, not a tensor{',' + branch if branch else ''}"
+        where = f"The call `{short_code(shape.call, 60)}` passes {bound.shown} for `{name}`, not a tensor{',' + branch if branch else ''}"
     else:
-        where = f"{bound.shown}, not a tensor"
+        where = f"The input is {bound.shown}, not a tensor"
     fix = (
-        f"return None there, or guard it with `if ctx.needs_input_grad[{position}]`"
+        f"Return None there, or guard it with `if ctx.needs_input_grad[{position}]`."
         if bound.kind is NONE
-        else "return None at that position"
+        else "Return None at that position."
     )
+    what = "None at a call" if bound.kind is NONE else "not a tensor"
     return (
-        f"{cls}.backward returns a gradient at position {p} but {where}: torch raises 'function {cls}Backward "
+        f"{cls}.backward returns a gradient for `{shortened(name, 30)}` (position {p}), which is {what}",
+        f"{where}: torch raises 'function {cls}Backward "
         f"returned a gradient different than None at position {p}, but the corresponding forward input was not "
-        f"a Variable'; {fix}"
+        f"a Variable'. {fix}",
     )
 
 

@@ -15,7 +15,7 @@ from ..function_model import FunctionClass, Method, is_save_call
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, short_code, walk
+from ..syntax import code_of, dotted_name, short_code, shortened, walk
 from ..value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
 
 
@@ -48,7 +48,7 @@ class SaveForBackwardNonTensor(FunctionRule):
                         elif kinds.kind(arg) is not NON_TENSOR or _kind_tested(module, method, call, arg):
                             continue
                         subject = NonTensorSave(function_class, call, arg, position)
-                        yield Finding(arg, _message(kinds, arg, star, subject, extra, helper), subject=subject)
+                        yield Finding(arg, *_message(kinds, arg, star, subject, extra, helper), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply with float64 inputs that require grad, grad mode on: torch's own TypeError."""
@@ -309,23 +309,28 @@ def _literal_type(text: str | None) -> str:
     return type(value).__name__ if isinstance(value, (int, float, bool, str, list, tuple)) else "a non-tensor"
 
 
-def _message(kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None, helper: str | None = None) -> str:
+def _message(
+    kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None, helper: str | None = None
+) -> tuple[str, str]:
     shown = " ".join(code_of(arg).split())
     type_name = "int" if star else _type_of(kinds, arg)
     given = f"`*{shown}`, whose elements are ints" if star else f"`{shown}`, which is {_article(type_name)}"
+    given_briefly = f"`*{shortened(shown, 30)}` (ints)" if star else f"`{shortened(shown, 30)}` ({_article(type_name)})"
     position = subject.position if subject.position is not None else "i"
     if extra is not None:
         call, value, index = extra
         position = position + index if isinstance(position, int) else position
         type_name = _literal_type(CallerKinds(kinds.module).literal(value, call)) if kinds.module is not None else "a non-tensor"
         given = f"`*{shown}`, which holds `{short_code(value, 40)}` from the call `{short_code(call, 60)}`"
+        given_briefly = f"`*{shortened(shown, 20)}`, which holds `{short_code(value, 25)}` at a call"
     torch_type = type_name if type_name in ("int", "float", "list", "tuple", "str", "bool", "torch.Size") else "<type>"
     through = f" (through `{helper}(...)`)" if helper else ""
     return (
-        f"save_for_backward{through} is given {given}, not a tensor: "
-        f"as soon as an input requires grad torch raises 'save_for_backward can only save variables, but argument "
-        f"{position} is of type {torch_type}' (inference with no_grad hides it); keep non-tensors on ctx "
-        "(`ctx.k = k`) and save only tensors"
+        f"save_for_backward{through} is given {given_briefly}, not a tensor",
+        f"It is given {given}. "
+        f"As soon as an input requires grad torch raises 'save_for_backward can only save variables, but argument "
+        f"{position} is of type {torch_type}' (inference with no_grad hides it). Keep non-tensors on ctx "
+        "(`ctx.k = k`) and save only tensors.",
     )
 
 

@@ -47,7 +47,7 @@ class SaveForBackwardTwice(FunctionRule):
                     if previous is not call and _keeps_everything(call, previous) and _unpacked_count(function_class) in (None, len(call.args)):
                         continue  # the first call is only redundant: the last one saves all it saved
                     subject = Replacement(function_class, method, call, previous)
-                    yield Finding(call, _message(module, subject), subject=subject)
+                    yield Finding(call, *_message(module, subject), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Run forward as written, then with the calls' tensors accumulated into one save (the fix):
@@ -92,18 +92,20 @@ def _in_loop(module: ParsedModule, node: cst.CSTNode, method: Method) -> bool:
     return False
 
 
-def _message(module: ParsedModule, replacement: Replacement) -> str:
+def _message(module: ParsedModule, replacement: Replacement) -> tuple[str, str]:
     call, previous = replacement.call, replacement.previous
     owner = f"{replacement.function_class.name}.{replacement.method.name}"
     if previous is call:
-        where = "runs in a loop, so each iteration replaces what the previous one saved"
+        where, why = "runs in a loop", "Each iteration replaces what the previous one saved"
     else:
         line = module.position(previous).start.line
-        where = f"replaces what `{short_code(previous)}` on line {line} saved on the same path"
+        where = f"replaces what line {line} saved"
+        why = f"It replaces what `{short_code(previous)}` on line {line} saved on the same path"
     return (
-        f"this save_for_backward in {owner} {where}: torch keeps only the last call's tensors, so "
-        "backward unpacks too few (ValueError) or indexes the wrong ones (silently wrong gradients); "
-        "save every tensor in one call"
+        f"this save_for_backward in {owner} {where}",
+        f"{why}: torch keeps only the last call's tensors, so "
+        "backward unpacks too few (ValueError) or indexes the wrong ones (silently wrong gradients). "
+        "Save every tensor in one call.",
     )
 
 

@@ -17,7 +17,7 @@ from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import assigned_names, code_of, is_none, walk
+from ..syntax import assigned_names, code_of, is_none, shortened, walk
 from ..value_kinds import (
     NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, CallerKinds, Kind, ValueKinds,
     argument_kind, names_used_as_tensors,
@@ -71,7 +71,7 @@ class TensorsInContainers(FunctionRule):
                 if container is None or (not nested and isinstance(container, cst.Tuple)):
                     continue
                 if kinds.holds_tensor(container):
-                    yield Finding(value, _output_message(function_class, container, nested), subject=ContainerCase(function_class, container))
+                    yield Finding(value, *_output_message(function_class, container, nested), subject=ContainerCase(function_class, container))
 
     # ---- .apply's inputs ----
 
@@ -91,13 +91,13 @@ class TensorsInContainers(FunctionRule):
                 if container is None and param in concatenated and not _literal_or_tensor_call(module, arg.value):
                     # whatever the caller passes, forward's torch.cat(param) needs a sequence of tensors
                     case = ContainerCase(function_class, arg.value, call, position)
-                    yield Finding(arg.value, _concatenated_message(function_class, param, arg.value), subject=case)
+                    yield Finding(arg.value, *_concatenated_message(function_class, param, arg.value), subject=case)
                     continue
                 if container is None or not _display_members(container):
                     continue
                 if param in sequences or _holds_caller_tensor(module, call, container):
                     case = ContainerCase(function_class, container, call, position)
-                    yield Finding(arg.value, _input_message(function_class, container, arg.value), subject=case)
+                    yield Finding(arg.value, *_input_message(function_class, container, arg.value), subject=case)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Run the Function on leaf tensors that require grad and look at what autograd tracked: the
@@ -113,25 +113,29 @@ class TensorsInContainers(FunctionRule):
         return Harness(required, definition + "\n" + main, optional)
 
 
-def _output_message(function_class: FunctionClass, container, nested: bool) -> str:
+def _output_message(function_class: FunctionClass, container, nested: bool) -> tuple[str, str]:
     name = function_class.name
     if nested:
-        what = f"{name}.forward returns {_article(container)} inside its output tuple: autograd tracks only the top-level tensors"
+        what = f"{name}.forward returns {_article(container)} inside its output tuple"
+        why = "Autograd tracks only the top-level tensors"
     else:
-        what = f"{name}.forward returns {_article(container)}: autograd does not look inside it"
+        what = f"{name}.forward returns {_article(container)}"
+        why = "Autograd does not look inside it"
     return (
-        f"{what}, so the tensors in it come out with requires_grad=False and no gradient flows through them "
-        f"(backward from one raises '{GRAD_FN_MESSAGE}'); return a flat tuple of tensors instead"
+        what,
+        f"{why}, so the tensors in it come out with requires_grad=False and no gradient flows through them "
+        f"(backward from one raises '{GRAD_FN_MESSAGE}'). Return a flat tuple of tensors instead.",
     )
 
 
-def _input_message(function_class: FunctionClass, container, written) -> str:
+def _input_message(function_class: FunctionClass, container, written) -> tuple[str, str]:
     name = function_class.name
-    shown = "" if container is written else f" (`{code_of(written).strip()}` is {_article(container)})"
+    shown = "" if container is written else f" (`{shortened(code_of(written), 30)}` is {_article(container)})"
     return (
-        f"{name}.apply receives tensors inside {_article(container)}{shown}: autograd tracks only tensors passed "
-        f"directly as arguments, so they get no gradient (their .grad stays None) and the output may not require grad; "
-        f"pass them as separate arguments (`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`)"
+        f"{name}.apply receives tensors inside {_article(container)}{shown}",
+        f"Autograd tracks only tensors passed "
+        f"directly as arguments, so they get no gradient (their .grad stays None) and the output may not require grad. "
+        f"Pass them as separate arguments (`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`).",
     )
 
 
@@ -262,14 +266,15 @@ def _literal_or_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> b
     return argument_kind(expr) is not UNKNOWN or _is_torch_tensor_call(module, expr)
 
 
-def _concatenated_message(function_class: FunctionClass, param: str, written) -> str:
-    name, passed = function_class.name, code_of(written).strip()
+def _concatenated_message(function_class: FunctionClass, param: str, written) -> tuple[str, str]:
+    name, passed = function_class.name, shortened(code_of(written), 30)
     shown = f"`{passed}`" if passed == param else f"`{passed}` as `{param}`"
     return (
-        f"{name}.apply receives {shown}, which forward passes to torch.cat/stack, so it "
+        f"{name}.apply receives {shown}, a container of tensors",
+        f"Forward passes it to torch.cat/stack, so it "
         f"holds tensors inside a container: autograd tracks only tensors passed directly as arguments, so they get no "
-        f"gradient (their .grad stays None) and the output may not require grad; pass them as separate arguments "
-        f"(`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`)"
+        f"gradient (their .grad stays None) and the output may not require grad. Pass them as separate arguments "
+        f"(`{name}.apply(*tensors)` with `def forward(ctx, *tensors)`).",
     )
 
 

@@ -44,7 +44,7 @@ class AutogradInsideForward(FunctionRule):
             if forward is None or _grad_enabled_throughout(forward.node):
                 continue
             for call in _unguarded_autograd_calls(module, forward.node):
-                yield Finding(call, _message(function_class, call, None), subject=AutogradCall(function_class, call, None))
+                yield Finding(call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None))
             helpers = dict(module.functions.called_functions(forward))
             for helper_call in _calls_in(forward.node):
                 helper = helpers.get(helper_call) or _class_function(module, helper_call)
@@ -54,7 +54,7 @@ class AutogradInsideForward(FunctionRule):
                 if found is not None:
                     inner, where = found
                     subject = AutogradCall(function_class, inner, helper)
-                    yield Finding(helper_call, _message(function_class, inner, helper, where), subject=subject)
+                    yield Finding(helper_call, *_message(function_class, inner, helper, where), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply the Function to float64 leaf tensors that require grad; torch's own error from inside
@@ -63,13 +63,22 @@ class AutogradInsideForward(FunctionRule):
         return recipe_harness(module, found.function_class, f"_agl_autograd_in_forward_recipe({found.function_class.name}.apply, _agl_builders, {short_code(found.call)!r})")
 
 
-def _message(function_class: FunctionClass, call: cst.Call, helper: cst.FunctionDef | None, where: cst.FunctionDef | None = None) -> str:
+def _message(
+    function_class: FunctionClass, call: cst.Call, helper: cst.FunctionDef | None, where: cst.FunctionDef | None = None
+) -> tuple[str, str]:
     through = f" (through `{where.name.value}()`)" if where is not None and where is not helper else ""
-    where = f"{function_class.name}.forward" + (f" calls `{helper.name.value}()`, which{through}" if helper is not None else "")
+    forward = f"{function_class.name}.forward"
+    if helper is None:
+        message = f"{forward} calls `{short_code(call, 30)}` outside torch.enable_grad()"
+        detail = ""
+    else:
+        message = f"{forward} calls `{helper.name.value}()`, which runs autograd outside enable_grad()"
+        detail = f"`{helper.name.value}()`{through} calls `{short_code(call)}` outside `torch.enable_grad()`. "
     return (
-        f"{where} calls `{short_code(call)}` outside `torch.enable_grad()`: apply runs forward with grad mode off, "
-        f"so nothing computed there has a grad_fn and torch raises '{TORCH_MESSAGE}'; "
-        f"wrap the inner computation in `with torch.enable_grad():`"
+        message,
+        f"{detail}Apply runs forward with grad mode off, "
+        f"so nothing computed there has a grad_fn and torch raises '{TORCH_MESSAGE}'. "
+        f"Wrap the inner computation in `with torch.enable_grad():`.",
     )
 
 

@@ -58,7 +58,7 @@ class RngInBackward(FunctionRule):
             if not draws or not _forward_draws(module, function_class):
                 continue
             for call, drawn in draws:
-                yield Finding(call, _message(function_class, backward, call, drawn), subject=(function_class, drawn))
+                yield Finding(call, *_message(function_class, backward, call, drawn), subject=(function_class, drawn))
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Forward once, then two backward passes over the same graph under different seeds: a backward
@@ -67,13 +67,14 @@ class RngInBackward(FunctionRule):
         return recipe_harness(module, function_class, f"_agl_rng_backward_recipe({function_class.name}.apply, _agl_builders, {short_code(call)!r})")
 
 
-def _message(function_class: FunctionClass, backward: Method, call: cst.Call, drawn: cst.Call) -> str:
-    how = f"`{short_code(call)}`" + (f" (which calls `{short_code(drawn)}`)" if drawn is not call else "")
+def _message(function_class: FunctionClass, backward: Method, call: cst.Call, drawn: cst.Call) -> tuple[str, str]:
+    through = f" (which calls `{short_code(drawn)}`)" if drawn is not call else ""
     return (
-        f"{function_class.name}.{backward.name} draws new random numbers with {how} although forward "
+        f"{function_class.name}.{backward.name} draws new random numbers with `{short_code(call, 40)}`",
+        f"`{short_code(call)}`{through} draws again although forward "
         f"drew its own: the two draws differ, so the gradient is masked or scaled differently from the output "
-        f"(silently wrong gradients); save forward's mask with ctx.save_for_backward (or its RNG state, restored "
-        f"under torch.random.fork_rng) and reuse it"
+        f"(silently wrong gradients). Save forward's mask with ctx.save_for_backward (or its RNG state, restored "
+        f"under torch.random.fork_rng) and reuse it.",
     )
 
 

@@ -70,7 +70,7 @@ class MaterializeGradsNone(FunctionRule):
                         reported.add(use)  # a helper given two gradients: one finding at its call
                     subject = NoneGradUse(function_class, grad, position, use)
                     helper = helpers.get(use) if isinstance(use, cst.Call) else None
-                    yield Finding(use, _message(function_class, backward, grad, use, helper), subject=subject)
+                    yield Finding(use, *_message(function_class, backward, grad, use, helper), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Backward from one output at a time (the others unused, so their gradients are None), as
@@ -79,13 +79,16 @@ class MaterializeGradsNone(FunctionRule):
         return recipe_harness(module, use.function_class, f"_agl_materialize_recipe({use.function_class.name}.apply, _agl_builders, {use.grad!r}, {use.position})")
 
 
-def _message(function_class: FunctionClass, backward: Method, grad: str, use: cst.CSTNode, helper: cst.FunctionDef | None = None) -> str:
+def _message(
+    function_class: FunctionClass, backward: Method, grad: str, use: cst.CSTNode, helper: cst.FunctionDef | None = None
+) -> tuple[str, str]:
     inside = f" (`{helper.name.value}` computes with it)" if helper is not None else ""
     return (
-        f"{function_class.name}.{backward.name} uses `{grad}` in `{short_code(use)}`{inside} without checking it for None, but "
+        f"{function_class.name}.{backward.name} uses `{grad}` in `{short_code(use, 25)}` without a None check",
+        f"`{short_code(use)}`{inside} uses it, but "
         f"the Function calls ctx.set_materialize_grads(False): when that output does not reach the loss, torch passes "
-        f"None and backward fails with {_error_of(use)}; handle it (`if {grad} is not None:`) or drop "
-        f"set_materialize_grads(False) so that torch passes zeros"
+        f"None and backward fails with {_error_of(use)}. Handle it (`if {grad} is not None:`) or drop "
+        f"set_materialize_grads(False) so that torch passes zeros.",
     )
 
 

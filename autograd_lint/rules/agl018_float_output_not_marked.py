@@ -14,7 +14,7 @@ from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, normalized_code, walk
+from ..syntax import code_of, dotted_name, normalized_code, shortened, walk
 from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
 
 
@@ -65,7 +65,7 @@ class FloatOutputNotMarked(FunctionRule):
                 origin = _float_constant_origin(scope, element, helpers=helpers)
                 if origin is not None:
                     subject = UnmarkedOutput(function_class, index, len(value.elements), element, origin)
-                    yield Finding(element, _message(subject, _marking_ctx(function_class), grads[index]), subject=subject)
+                    yield Finding(element, *_message(subject, _marking_ctx(function_class), grads[index]), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply it: the output requires grad although it is a mask or index, a loss that uses it
@@ -218,18 +218,20 @@ def _is_torch(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, cst.Name) and expr.value == "torch"
 
 
-def _message(unmarked: UnmarkedOutput, ctx: str, grad: str) -> str:
+def _message(unmarked: UnmarkedOutput, ctx: str, grad: str) -> tuple[str, str]:
     name = unmarked.function_class.name
     shown = " ".join(code_of(unmarked.element).split())
     what = "a 0/1 mask" if unmarked.origin == "mask" else "an index"
     if unmarked.function_class.uses_setup_context:
-        fix = f"call `{ctx}.mark_non_differentiable(output[{unmarked.index}])` in setup_context"
+        fix = f"Call `{ctx}.mark_non_differentiable(output[{unmarked.index}])` in setup_context."
     elif isinstance(unmarked.element, cst.Name):
-        fix = f"call `{ctx}.mark_non_differentiable({shown})` in forward"
+        fix = f"Call `{ctx}.mark_non_differentiable({shown})` in forward."
     else:
-        fix = f"bind it to a name, pass that to `{ctx}.mark_non_differentiable(...)` in forward and return it"
+        fix = f"Bind it to a name, pass that to `{ctx}.mark_non_differentiable(...)` in forward and return it."
     return (
-        f"{name}.forward returns `{shown}` (output {unmarked.index}), {what} cast to a float dtype, without "
+        f"{name}.forward returns float {what[2:] if what.startswith('a ') else what[3:]} `{shortened(shown, 25)}` "
+        f"without mark_non_differentiable",
+        f"`{shown}` (output {unmarked.index}) is {what} cast to a float dtype, and forward does not call "
         f"`{ctx}.mark_non_differentiable`: torch marks it requires_grad=True, a loss that uses it sends "
-        f"`{grad}` into backward, and backward drops it, so the dependence is silently ignored; {fix}"
+        f"`{grad}` into backward, and backward drops it, so the dependence is silently ignored. {fix}",
     )

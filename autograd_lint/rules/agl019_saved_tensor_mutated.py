@@ -13,7 +13,7 @@ from ..diagnostic import Severity
 from ..function_model import FunctionClass, Method
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
-from ..syntax import walk
+from ..syntax import shortened, walk
 from ..value_kinds import ValueKinds
 
 TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
@@ -58,7 +58,7 @@ class SavedTensorMutated(FunctionRule):
             tracked = caller.tracked
             saved_as = "its output" if tracked.is_output else found.inputs[tracked.position]
             subject = MutatedSaved(caller, saved_as)
-            yield Finding(caller.write.node, _message(tracked, caller.write.text, saved_as), subject=subject)
+            yield Finding(caller.write.node, *_message(tracked, caller.write.text, saved_as), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply, the same in-place write on the same tensor (the user's own statement when it names
@@ -149,16 +149,17 @@ def _single_output(module: ParsedModule, function_class: FunctionClass, method: 
     return True
 
 
-def _message(tracked: Tracked, text: str, saved_as: str) -> str:
+def _message(tracked: Tracked, text: str, saved_as: str) -> tuple[str, str]:
     cls = tracked.function_class.name
     if tracked.is_output:
         output = "the output" if tracked.output_index is None else f"output {tracked.output_index}"
         what = f"`{tracked.name}`, {output} of {tracked.applied} that {cls}.forward saves for backward"
-        fix = f"use the out-of-place op, or clone the output first (`{cls}.apply(...).clone()`)"
+        fix = f"Use the out-of-place op, or clone the output first (`{cls}.apply(...).clone()`)."
     else:
         what = f"`{tracked.name}` after passing it to {tracked.applied}, whose forward saves it (as `{saved_as}`) for backward"
-        fix = f"use the out-of-place op, or pass a copy (`{tracked.name}.clone()`) to `{cls}.apply`"
+        fix = f"Use the out-of-place op, or pass a copy (`{tracked.name}.clone()`) to `{cls}.apply`."
     return (
-        f"`{text}` changes {what}, before backward has used it: backward then raises '{TORCH_MESSAGE}' "
-        f"(the tensor's version moved past the one saved); {fix}"
+        f"`{shortened(text, 25)}` changes `{shortened(tracked.name, 20)}` after {cls}.forward saved it",
+        f"It changes {what}, before backward has used it: backward then raises '{TORCH_MESSAGE}' "
+        f"(the tensor's version moved past the one saved). {fix}",
     )

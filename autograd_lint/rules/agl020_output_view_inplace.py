@@ -15,7 +15,7 @@ from ..inplace import basic_index
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, walk
+from ..syntax import code_of, dotted_name, shortened, walk
 from ..value_kinds import ValueKinds
 from ..torch_vocabulary import VIEW_ATTRIBUTES, VIEW_METHODS
 
@@ -61,7 +61,7 @@ class OutputViewInplace(FunctionRule):
         counts = lambda write: not module.under_no_grad(write.node)  # noqa: E731
         for caller in caller_writes(module, classes, lambda c, call: (True, []), until_backward=False, counts=counts):
             view = views[caller.tracked.function_class.name]
-            yield Finding(caller.write.node, _message(caller, view), subject=ViewWritten(caller, view))
+            yield Finding(caller.write.node, *_message(caller, view), subject=ViewWritten(caller, view))
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Apply on non-leaf inputs, then the caller's write on the result: torch's view+inplace error is
@@ -155,13 +155,15 @@ def _calls_mark_dirty(function_class: FunctionClass) -> bool:
     return False
 
 
-def _message(caller: CallerWrite, view: ReturnedView) -> str:
+def _message(caller: CallerWrite, view: ReturnedView) -> tuple[str, str]:
     tracked, write = caller.tracked, caller.write
     cls = tracked.function_class.name
     returned = "returns its input `{0}` as-is".format(view.parameter) if view.returned == view.parameter else (
         f"returns a view of its input `{view.parameter}` (`return {view.returned}`)"
     )
     return (
-        f"`{write.text}` writes in place into `{tracked.name}`, the output of {tracked.applied}, and {cls}.forward {returned}: "
-        f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'; return `{view.parameter}.clone()` from forward, or make this op out of place"
+        f"`{shortened(write.text, 20)}` writes in place into {cls}'s output, a view of its input",
+        f"`{tracked.name}` is the output of {tracked.applied}, and {cls}.forward {returned}: "
+        f"torch raises '{TORCH_MESSAGE.format(cls=cls)}'. Return `{view.parameter}.clone()` from forward, or make "
+        "this op out of place.",
     )

@@ -14,7 +14,7 @@ from ..gradient_returns import returned_values
 from ..module import ParsedModule
 from ..rule import Finding, FunctionRule
 from ..scopes import bindings
-from ..syntax import code_of, dotted_name, walk
+from ..syntax import code_of, dotted_name, shortened, walk
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(
@@ -85,7 +85,7 @@ class BadGradShape(FunctionRule):
                 if change is None or change.input_name != inputs[position]:
                     continue
                 subject = BadGradient(function_class, position, inputs[position], output_index, change)
-                yield Finding(element, _message(function_class, subject, element, grad), subject=subject)
+                yield Finding(element, *_message(function_class, subject, element, grad), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Forward and backward on non-square inputs of several ranks; torch's own "returned an invalid
@@ -345,19 +345,27 @@ def _raw_gradient(backward: Method, expr: cst.BaseExpression, grad_names: set[st
     return sources.pop() if len(sources) == 1 else None
 
 
-def _message(function_class: FunctionClass, bad: BadGradient, returned: cst.BaseExpression, grad: str) -> str:
+def _message(function_class: FunctionClass, bad: BadGradient, returned: cst.BaseExpression, grad: str) -> tuple[str, str]:
     name = function_class.name
     change = " ".join(code_of(bad.change.expression).split())
     shown = " ".join(code_of(returned).split())
     x = bad.input_name
     fix = {
-        "reduction": f"expand it back to `{x}`'s shape (`{grad}.unsqueeze(dim).expand(ctx.shape)`, divided by the count for a mean)",
-        "reshape": f"reshape it back (`{grad}.reshape(ctx.shape)` with `ctx.shape = {x}.shape` saved in forward)",
-        "transpose": f"apply the inverse permutation to it (`{grad}.transpose(...)` with the same dims, `permute` with the inverse order)",
+        "reduction": (
+            f"Expand it back to `{x}`'s shape (`{grad}.unsqueeze(dim).expand(ctx.shape)`, divided by the count "
+            "for a mean)."
+        ),
+        "reshape": f"Reshape it back (`{grad}.reshape(ctx.shape)` with `ctx.shape = {x}.shape` saved in forward).",
+        "transpose": (
+            f"Apply the inverse permutation to it (`{grad}.transpose(...)` with the same dims, `permute` with the "
+            "inverse order)."
+        ),
     }[bad.change.kind]
+    changed = {"reduction": "reduced", "reshape": "reshaped", "transpose": "transposed"}[bad.change.kind]
     square = " (for a square input it silently returns the untransposed gradient)" if bad.change.kind == "transpose" else ""
     return (
-        f"{name}.backward returns `{shown}` as the gradient of `{x}`, but it has the shape of forward's output "
+        f"{name}.backward returns `{shortened(shown, 20)}` as `{shortened(x, 20)}`'s gradient; forward {changed} it",
+        f"It has the shape of forward's output "
         f"{bad.output_index}, `{change}`, not `{x}`'s: torch raises 'Function {name}Backward returned an invalid "
-        f"gradient at index {bad.input_index} - got [...] but expected shape compatible with [...]'{square}; {fix}"
+        f"gradient at index {bad.input_index} - got [...] but expected shape compatible with [...]'{square}. {fix}",
     )

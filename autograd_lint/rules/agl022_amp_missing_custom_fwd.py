@@ -72,7 +72,7 @@ class AmpMissingCustomFwd(FunctionRule):
                 # custom_fwd on a setup_context-style forward (no ctx) stores its state on the first input, not on ctx
                 if (fwd is None or function_class.uses_setup_context) and forward.owner is function_class:
                     kind = "bwd-without-fwd" if fwd is None else "bwd-with-ctxless-fwd"
-                    yield Finding(forward.node.name, _message(function_class, kind, None), AmpCase(function_class, kind))
+                    yield Finding(forward.node.name, *_message(function_class, kind, None), subject=AmpCase(function_class, kind))
                 continue
             if fwd is not None and _casts_inputs(fwd):
                 continue
@@ -89,9 +89,11 @@ class AmpMissingCustomFwd(FunctionRule):
             region = _region_of(module, function_class, regions)
             if fwd is None:
                 if forward.owner is function_class:
-                    yield Finding(forward.node.name, _message(function_class, "no-decorators", region), AmpCase(function_class, "no-decorators"))
+                    case = AmpCase(function_class, "no-decorators")
+                    yield Finding(forward.node.name, *_message(function_class, case.kind, region), subject=case)
             elif backward.owner is function_class:
-                yield Finding(backward.node.name, _message(function_class, "fwd-without-bwd", region), AmpCase(function_class, "fwd-without-bwd"))
+                case = AmpCase(function_class, "fwd-without-bwd")
+                yield Finding(backward.node.name, *_message(function_class, case.kind, region), subject=case)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Forward under `torch.autocast("cpu", dtype=torch.bfloat16)` on float32 inputs, backward
@@ -101,43 +103,47 @@ class AmpMissingCustomFwd(FunctionRule):
         return recipe_harness(module, case.function_class, f"_agl_amp_recipe({name}.apply, _agl_builders)")
 
 
-def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> str:
+def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> tuple[str, str]:
     name = function_class.name
     if kind == "bwd-with-ctxless-fwd":
         return (
-            f"{name}.backward has `custom_bwd`, but {name}.forward takes no ctx (setup_context style), so its `custom_fwd` "
+            f"{name}.backward has custom_bwd, but forward takes no ctx (setup_context style)",
+            f"{name}.forward's `custom_fwd` "
             f"stores the autocast state on the first input instead of ctx: every backward raises AttributeError "
-            f"'{name}Backward' object has no attribute '_fwd_used_autocast'; drop `custom_bwd` and use "
-            f"`@torch.amp.custom_fwd(device_type=..., cast_inputs=torch.float32)` on forward"
+            f"'{name}Backward' object has no attribute '_fwd_used_autocast'. Drop `custom_bwd` and use "
+            f"`@torch.amp.custom_fwd(device_type=..., cast_inputs=torch.float32)` on forward.",
         )
     if kind == "bwd-without-fwd":
         return (
-            f"{name}.backward has `custom_bwd` but forward has no `custom_fwd`: custom_bwd reads the autocast state "
+            f"{name}.backward has custom_bwd but forward has no custom_fwd",
+            f"`custom_bwd` reads the autocast state "
             f"custom_fwd stores on ctx, so every backward raises AttributeError '{name}Backward' object has no attribute "
-            f"'_fwd_used_autocast'; decorate forward with `@torch.amp.custom_fwd(device_type=...)`"
+            f"'_fwd_used_autocast'. Decorate forward with `@torch.amp.custom_fwd(device_type=...)`.",
         )
-    where = f"this module runs `{short_code(region, 40)}`" if region is not None else "this module runs autocast"
+    where = f"This module runs `{short_code(region, 40)}`" if region is not None else "This module runs autocast"
     if function_class.uses_setup_context:
         # custom_bwd cannot work with a ctx-less forward (see "bwd-with-ctxless-fwd"): only cast_inputs does
         return (
-            f"{name} runs matmul/conv ops in forward and backward and {where}: under autocast forward's output and gradient "
-            f"are low precision while backward, run after the block with autocast off, mixes them with float32 saved tensors "
-            f"(CPU bf16: '{TORCH_MESSAGE}'); decorate forward with `@torch.amp.custom_fwd(device_type=..., "
-            f"cast_inputs=torch.float32)` (with a setup_context-style forward, custom_bwd cannot restore the state)"
+            f"{name} runs matmul/conv ops under autocast without custom_fwd(cast_inputs=...)",
+            f"{where}, and {name} runs matmul/conv ops in forward and backward: under autocast forward's output and "
+            "gradient are low precision while backward, run after the block with autocast off, mixes them with float32 "
+            f"saved tensors (CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with "
+            "`@torch.amp.custom_fwd(device_type=..., cast_inputs=torch.float32)` (with a setup_context-style forward, custom_bwd cannot restore the state).",
         )
     if kind == "fwd-without-bwd":
         return (
-            f"{name}.backward lacks `@torch.amp.custom_bwd(device_type=...)` while forward has `custom_fwd` without "
-            f"`cast_inputs` and {where}: forward's matmul/conv output is low precision, backward runs after the autocast "
-            f"block with autocast off and mixes it with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'); "
-            f"add `custom_bwd` to backward"
+            f"{name}.backward lacks custom_bwd while forward has custom_fwd without cast_inputs",
+            f"{where}: forward's matmul/conv output is low precision, backward runs after the autocast "
+            f"block with autocast off and mixes it with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'). "
+            "Add `@torch.amp.custom_bwd(device_type=...)` to backward.",
         )
     return (
-        f"{name} runs matmul/conv ops in forward and backward without `torch.amp.custom_fwd`/`custom_bwd` and {where}: "
-        f"under autocast forward's output and gradient are low precision while backward, run after the block with "
-        f"autocast off, mixes them with float32 saved tensors (CPU bf16: '{TORCH_MESSAGE}'); decorate forward with "
-        f"`@torch.amp.custom_fwd(device_type=...)` and backward with `@torch.amp.custom_bwd(device_type=...)`, "
-        f"or use `custom_fwd(..., cast_inputs=torch.float32)`"
+        f"{name} runs matmul/conv ops under autocast without custom_fwd/custom_bwd",
+        f"{where}, and {name} runs matmul/conv ops in forward and backward without "
+        "`torch.amp.custom_fwd`/`custom_bwd`: under autocast forward's output and gradient are low precision while "
+        "backward, run after the block with autocast off, mixes them with float32 saved tensors "
+        f"(CPU bf16: '{TORCH_MESSAGE}'). Decorate forward with `@torch.amp.custom_fwd(device_type=...)` and backward "
+        "with `@torch.amp.custom_bwd(device_type=...)`, or use `custom_fwd(..., cast_inputs=torch.float32)`.",
     )
 
 

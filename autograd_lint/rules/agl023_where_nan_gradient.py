@@ -179,7 +179,7 @@ class WhereNanGradient(Rule):
                 continue
             found = _unsafe_where(module, selection)
             if found is not None and not _no_gradient_reaches(module, found):
-                yield Finding(found.operation, _message(found), subject=found)
+                yield Finding(found.operation, *_message(found), subject=found)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Evaluate the selection on a probe that takes both branches and hits the unsafe op's singular
@@ -746,7 +746,7 @@ NAN_AT = {
 SAFE_VALUE = {"zero": "1.0", "nonpositive": "1.0", "negative": "1.0", "minus_one": "0.0", "unit": "0.0", "large": "0.0"}
 
 
-def _message(found: UnsafeWhere) -> str:
+def _message(found: UnsafeWhere) -> tuple[str, str]:
     selection = found.selection
     op = f"`{short_code(found.operation)}`"
     if found.inner is not None:
@@ -761,9 +761,11 @@ def _message(found: UnsafeWhere) -> str:
     if isinstance(found.operation, cst.BinaryOperation) and isinstance(found.operation.operator, cst.Divide) and normalized_code(found.operation.left) != normalized_code(found.variable):
         inputs = f"`{v}` and the numerator `{short_code(found.operation.left)}` get"
     library = " or F.elu/F.softplus" if found.kind == "large" else ""
+    at_briefly = NAN_AT[(found.kind, found.sign)].split(" (")[0].format(v=short_code(found.variable, 15))
     return (
+        f"`{short_code(found.operation, 25)}` has a NaN gradient at {at_briefly}, where {what} discards it",
         f"{op} is evaluated on every element, also where {what} does not select it: at {at} its derivative "
         f"is {DERIVATIVE[found.kind]}, and {what}'s zero gradient times it is NaN, so {inputs} "
-        f"a NaN gradient although the output is finite (whenever a gradient flows to `{v}`); compute the op on "
-        f"a safe input, `{safe_input}` (the double-where), or clamp it away from the singular point{library}"
+        f"a NaN gradient although the output is finite (whenever a gradient flows to `{v}`). Compute the op on "
+        f"a safe input, `{safe_input}` (the double-where), or clamp it away from the singular point{library}.",
     )

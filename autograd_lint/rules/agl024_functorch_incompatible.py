@@ -96,7 +96,7 @@ class FunctorchIncompatible(FunctionRule):
                 missing = _missing(function_class, needs)
                 if missing is not None:
                     subject = TransformedFunction(function_class, transforms[0], missing)
-                    yield Finding(report, _message(function_class, transforms[0], missing, report), subject)
+                    yield Finding(report, *_message(function_class, transforms[0], missing, report), subject=subject)
 
     def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
         """Run the module's transform over `.apply` on float64 inputs (vmap over a leading batch
@@ -128,7 +128,7 @@ def _forward_ad_findings(module: ParsedModule, make_dual: cst.Call, owners) -> I
             seen.add(function_class.name)
             if function_class.method("jvp") is None:
                 subject = TransformedFunction(function_class, "forward_ad", "jvp")
-                yield Finding(node, _message(function_class, "forward_ad", "jvp", node), subject)
+                yield Finding(node, *_message(function_class, "forward_ad", "jvp", node), subject=subject)
 
 
 def _transform_name(module: ParsedModule, expr: cst.BaseExpression) -> str | None:
@@ -299,24 +299,27 @@ def _missing(function_class: FunctionClass, needs: set[str]) -> str | None:
     return None
 
 
-def _message(function_class: FunctionClass, transform: str, missing: str, report: cst.CSTNode) -> str:
+def _message(function_class: FunctionClass, transform: str, missing: str, report: cst.CSTNode) -> tuple[str, str]:
     name = function_class.name
-    shown = short_code(report, 40)
+    shown = short_code(report, 25)
     if missing == "setup_context":
         return (
-            f"`{shown}` runs {name}.apply under torch.func.{transform}, but {name}.forward takes ctx and there is no "
-            f"setup_context: torch raises '{SETUP_CONTEXT_MESSAGE}'; make forward take only the inputs and move the ctx "
-            f"work into `@staticmethod def setup_context(ctx, inputs, output)`"
+            f"`{shown}` runs {name}.apply under {transform}, but {name} has no setup_context",
+            f"{name}.forward takes ctx and there is no setup_context, which torch.func.{transform} needs: torch "
+            f"raises '{SETUP_CONTEXT_MESSAGE}'. Make forward take only the inputs and move the ctx work into "
+            "`@staticmethod def setup_context(ctx, inputs, output)`.",
         )
     if missing == "vmap":
         return (
-            f"`{shown}` vmaps over {name}.apply, which has no `vmap` staticmethod and no `generate_vmap_rule = True`: "
-            f"torch raises 'You tried to vmap over {name}, but it does not have vmap support'; set "
-            f"`generate_vmap_rule = True` on the class (forward written in torch ops) or implement `vmap`"
+            f"`{shown}` vmaps over {name}.apply, which has no vmap rule",
+            f"{name} has no `vmap` staticmethod and no `generate_vmap_rule = True`: "
+            f"torch raises 'You tried to vmap over {name}, but it does not have vmap support'. Set "
+            f"`generate_vmap_rule = True` on the class (forward written in torch ops) or implement `vmap`.",
         )
     mode = "torch.autograd.forward_ad dual tensors" if transform == "forward_ad" else f"torch.func.{transform}"
     return (
-        f"`{shown}` runs {name}.apply under forward-mode AD ({mode}), and {name} has no `jvp` staticmethod: "
-        f"torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward mode AD'; "
-        f"implement `jvp(ctx, *tangents)`"
+        f"`{shown}` runs {name}.apply under forward-mode AD, but {name} has no jvp",
+        f"It runs under {mode}, and {name} has no `jvp` staticmethod: "
+        "torch raises 'You must implement the jvp function for custom autograd.Function to use it with forward "
+        "mode AD'. Implement `jvp(ctx, *tangents)`.",
     )
