@@ -50,8 +50,10 @@ def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> l
         end_column = d.end_column
         if end_cell != cell:  # cannot happen for a node of one cell; kept inside the start cell if it does
             end_line, end_column = line, d.column
-        message = notebook.cell_message(d.message)
-        located.append(replace(d, cell=cell, line=line, end_line=end_line, end_column=end_column, message=message))
+        located.append(replace(
+            d, cell=cell, line=line, end_line=end_line, end_column=end_column,
+            message=notebook.cell_message(d.message), explanation=notebook.cell_message(d.explanation),
+        ))
     for error in notebook.syntax_errors:
         syntax_error = _point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message)
         located.append(replace(syntax_error, cell=error.cell))
