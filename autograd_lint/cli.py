@@ -19,6 +19,7 @@ from .cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .config import Config, ConfigError, anchor_pattern, find_pyproject, load_config, parse_per_file_ignores, validate_codes
 from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
 from .discovery import discover
+from .escaping import escape_controls
 from .formats import Sources
 from .module_names import module_name_for_path
 from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
@@ -60,8 +61,14 @@ def _codes_option(value: tuple[str, ...]) -> tuple[str, ...] | None:
     return tuple(code for item in value for code in item.split(","))
 
 
+def _say(kind: str, message: object) -> None:
+    """One `autograd-lint: error|warning: ...` line on stderr. Paths and reasons come from the user's files
+    (a file name can hold an escape sequence): shown escaped, as every human-readable output is."""
+    click.echo(f"autograd-lint: {kind}: {escape_controls(str(message))}", err=True)
+
+
 def _fail(message: str) -> None:
-    click.echo(f"autograd-lint: error: {message}", err=True)
+    _say("error", message)
     sys.exit(EXIT_ERROR)
 
 
@@ -156,7 +163,7 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         result.errors += found.errors
         result.files_checked += found.files_checked
     for error in result.errors:
-        click.echo(f"autograd-lint: error: {error}", err=True)
+        _say("error", error)
     verdicts = None
     left_out: tuple[str, ...] = ()
     if confirm or confirmed_only or drop_inconclusive:
@@ -204,9 +211,9 @@ def _show_files(paths: list[str], config: Config, stdin_path: str | None) -> Non
     if stdin_path is not None:
         files = sorted([*files, stdin_path])
     for error in errors:
-        click.echo(f"autograd-lint: error: {error}", err=True)
+        _say("error", error)
     for file in files:
-        click.echo(file)
+        click.echo(escape_controls(file))
     sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)
 
 
@@ -265,12 +272,11 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
         if any(d.cell is not None for d in diagnostics):
             # The file is the notebook's JSON, and the lines are inside its cells: writing there would
             # mean rewriting the JSON, which a user's notebook tooling owns.
-            click.echo(f"autograd-lint: warning: {path}: not changed: --add-noqa does not edit notebooks; "
-                       "add `# noqa: CODE` in the cell", err=True)
+            _say("warning", f"{path}: not changed: --add-noqa does not edit notebooks; add `# noqa: CODE` in the cell")
             continue
         syntax_error = next((d for d in diagnostics if d.code == SYNTAX_ERROR_CODE), None)
         if syntax_error is not None:
-            click.echo(f"autograd-lint: warning: {path}: not changed: syntax error at {syntax_error.line}:{syntax_error.column}", err=True)
+            _say("warning", f"{path}: not changed: syntax error at {syntax_error.line}:{syntax_error.column}")
             continue
         try:
             data = read_bytes(path)
@@ -295,7 +301,7 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
         except OSError as error:
             errors.append(f"{path}: cannot write: {error.strerror or error}")
     for error in sorted(errors):
-        click.echo(f"autograd-lint: error: {error}", err=True)
+        _say("error", error)
     if not quiet:
         click.echo(f"Added {added} noqa directive{'' if added == 1 else 's'}.", err=True)
     sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)

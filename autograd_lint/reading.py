@@ -79,10 +79,6 @@ def source_encoding(data: bytes) -> str:
         raise SourceError(f"cannot decode: {exc.msg}") from None
 
 
-def read_source(path: str) -> str:
-    return decode_source(read_bytes(path))
-
-
 def read_bytes(path: str) -> bytes:
     """The file's bytes. Only regular files are read: a FIFO would block the run forever and a device
     such as /dev/zero never ends, so they are refused (opening without blocking, then checking)."""

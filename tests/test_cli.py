@@ -69,6 +69,18 @@ def test_missing_path_exits_2_and_other_paths_are_still_linted(project):
     assert "2 files checked" in result.stderr
 
 
+def test_paths_in_error_lines_and_show_files_cannot_drive_the_terminal(project):
+    hostile = "title\x1b]0;pwned\x07.py"
+    missing = invoke(["bad.py", "missing" + hostile])
+    assert [line for line in lines(missing.stderr) if "missing" in line] == [
+        "autograd-lint: error: missingtitle\u241b]0;pwned\u2407.py: no such file or directory"
+    ]
+    (project / hostile).write_text(CLEAN)
+    shown = invoke(["--show-files", "."])
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "title\u241b]0;pwned\u2407.py" in lines(shown.stdout)
+
+
 def test_unknown_rule_code_in_select_exits_2(project):
     result = invoke(["--select", "AGL999x", "bad.py"])
     assert result.exit_code == 2
