@@ -134,6 +134,7 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
     suppressions = find_suppressions(source)
     kept: list[Diagnostic] = []
     used: dict[int, set[str]] = {}  # directive line -> the listed codes that silenced something
+    hidden_by_bare: dict[int, set[str]] = {}  # a bare `# noqa`'s line -> the codes of the findings it hides
     for diagnostic in diagnostics:
         if diagnostic.code in UNSUPPRESSIBLE:
             kept.append(diagnostic)
@@ -143,11 +144,13 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
             used.setdefault(directive.line, set()).update(
                 listed for listed in directive.codes or () if diagnostic.code.startswith(listed)
             )
+            if directive.codes is None:
+                hidden_by_bare.setdefault(directive.line, set()).add(diagnostic.code)
         elif not any(_matches(codes, diagnostic.code) for codes in suppressions.file_codes):
             kept.append(diagnostic)
     # A file that was not (fully) checked says nothing about which comments are needed.
     if checks and not any(d.code in UNSUPPRESSIBLE for d in diagnostics):
-        for finding in _noqa_findings(path, suppressions, used, set(selected), checks):
+        for finding in _noqa_findings(path, suppressions, used, hidden_by_bare, set(selected), checks):
             directive = suppressions.directives[finding.line]
             # Only the directive's own codes (`# noqa: AGL100`) or a file-level noqa silence these: a bare
             # `# noqa` must not hide the report that it is bare.
@@ -159,17 +162,23 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
 
 
 def _noqa_findings(
-    path: str, suppressions: Suppressions, used: dict[int, set[str]], selected: set[str], checks: set[str]
+    path: str, suppressions: Suppressions, used: dict[int, set[str]], hidden_by_bare: dict[int, set[str]],
+    selected: set[str], checks: set[str],
 ) -> Iterator[Diagnostic]:
     from .rules import RULES
 
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:
-            if BLANKET_NOQA in checks:
+            # Only a bare noqa that hides one of this linter's findings: one that hides nothing of ours is
+            # another tool's business (ruff's PGH004 reports those in every file), and reporting it would
+            # flood a codebase with warnings about comments that have nothing to do with gradients.
+            if BLANKET_NOQA in checks and line in hidden_by_bare:
+                codes = ", ".join(sorted(hidden_by_bare[line]))
                 yield _at(directive, path, BLANKET_NOQA, "blanket-noqa",
-                          "`# noqa` without codes silences every rule on this line",
-                          "It also silences the next real finding of any rule on this line, unseen; name the codes "
-                          "it is for (`# noqa: AGL002`).")
+                          f"`# noqa` without codes hides {codes} here",
+                          f"A bare noqa silences every rule on its line: it hides this finding and any later one, "
+                          f"unseen. If the finding is deliberate, name it (`# noqa: {codes}`); if the comment is for "
+                          f"another tool, name that tool's codes.")
             continue
         if UNUSED_NOQA not in checks:
             continue

@@ -237,14 +237,20 @@ def test_unused_noqa_is_not_computed_for_a_file_with_a_syntax_error():
     ]
 
 
-def test_blanket_noqa_is_reported_and_not_silenced_by_itself():
+def test_blanket_noqa_is_reported_where_it_hides_a_finding_and_not_silenced_by_itself():
     assert checked(with_comment("# noqa"), select="ALL") == [
-        ("AGL101", 11, 31, 37, "`# noqa` without codes silences every rule on this line"),
+        ("AGL101", 11, 31, 37, "`# noqa` without codes hides AGL002 here"),
     ]
-    assert checked("import os  # type: ignore  # NOQA\n", extend_select="AGL101") == [
-        ("AGL101", 1, 28, 34, "`# noqa` without codes silences every rule on this line"),
+    assert checked(with_comment("# type: ignore  # NOQA"), select="AGL002,AGL101") == [
+        ("AGL101", 11, 47, 53, "`# noqa` without codes hides AGL002 here"),
     ]
-    assert checked("# autograd-lint: noqa: AGL101\nimport os  # noqa\n", select="ALL") == []
+    assert checked("# autograd-lint: noqa: AGL101\n" + with_comment("# noqa"), select="ALL") == []
+
+
+def test_a_blanket_noqa_that_hides_nothing_of_ours_is_left_to_other_tools():
+    assert checked("import os  # noqa\nx = 1  # type: ignore  # NOQA\n", select="ALL") == []
+    # AGL002 is not selected: the bare noqa hides nothing this run reports.
+    assert checked(with_comment("# noqa"), select="AGL101") == []
 
 
 def test_noqa_checks_are_off_by_default():
@@ -258,11 +264,11 @@ def test_noqa_checks_through_the_cli_and_a_subprocess(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "m.py").write_text(with_comment("# noqa: AGL002, AGL013") + "import os  # noqa\n")
+    (tmp_path / "m.py").write_text(with_comment("# noqa") + "import os  # noqa\ny = 1  # noqa: AGL013\n")
     result = CliRunner().invoke(main, ["--extend-select", "AGL100,AGL101", "m.py"])
     expected = [
-        "m.py:11:31: AGL100 unused `noqa` directive (unused: `AGL013`)",
-        "m.py:12:12: AGL101 `# noqa` without codes silences every rule on this line",
+        "m.py:11:31: AGL101 `# noqa` without codes hides AGL002 here",
+        "m.py:13:8: AGL100 unused `noqa` directive (unused: `AGL013`)",
     ]
     assert result.exit_code == 1
     assert result.stdout.splitlines() == expected
@@ -280,8 +286,8 @@ def test_confirm_says_there_is_nothing_to_run_for_a_noqa_finding(tmp_path):
     from autograd_lint.confirm.session import confirm_diagnostics
 
     path = tmp_path / "m.py"
-    path.write_text("x = 1  # noqa\n")
-    (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL101"))
+    path.write_text(with_comment("# noqa"))
+    (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL002,AGL101"))
     verdict = confirm_diagnostics([finding], RunLimits(sys.executable))[finding]
     assert (verdict.verdict, verdict.evidence) == (
         "inconclusive", "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",

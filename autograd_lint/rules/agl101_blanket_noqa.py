@@ -14,4 +14,4 @@ class BlanketNoqa(NoqaRule):
     code = BLANKET_NOQA
     name = "blanket-noqa"
     severity = Severity.WARNING
-    summary = "`# noqa` without codes: it silences every rule on the line, today's and tomorrow's"
+    summary = "`# noqa` without codes that hides a finding of this linter: it silences every rule on the line"
