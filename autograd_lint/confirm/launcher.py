@@ -123,6 +123,8 @@ def _enter_namespaces():
     _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
     _call("making mounts private", _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None))
+    # Only now: a non-dumpable process's /proc/self files belong to root, so it could not write the maps.
+    _prctl("dumpable", PR_SET_DUMPABLE, 0)
 
 
 def _drop_privileges():
@@ -226,6 +228,7 @@ def _kill_descendants():
 
 def _run_with_subreaper(config, status_fd):
     _prctl("child subreaper", PR_SET_CHILD_SUBREAPER, 1)
+    _prctl("dumpable", PR_SET_DUMPABLE, 0)
     harness = _spawn(config, status_fd, drop_root=True)
     try:
         _report(status_fd, **_status_of(_wait_for(harness)))
@@ -251,7 +254,6 @@ def main():
     try:
         if _libc is not None:
             _prctl("parent death signal", PR_SET_PDEATHSIG, signal.SIGTERM)
-            _prctl("dumpable", PR_SET_DUMPABLE, 0)
         if os.getppid() != config["linter_pid"]:  # the linter died before the death signal was set
             return
         if mode in ("namespaces", "probe"):
