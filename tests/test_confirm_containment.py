@@ -189,6 +189,36 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
     assert processes_mentioning(str(temp_root)) == []
 
 
+def test_a_killed_linter_takes_its_harnesses_with_it(sandbox, tmp_path):
+    # SIGKILL of the linter skips its cleanup; the launchers notice their parent die (a parent death
+    # signal) and kill everything they started. Only the temp directories stay.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    linter_source = (
+        f"import sys, tempfile\ntempfile.tempdir = {str(temp_root)!r}\n"
+        "from autograd_lint.confirm.runner import RunLimits, run_harness\n"
+        "body = 'import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(300)\\ntime.sleep(300)\\n'\n"
+        "run_harness(body, RunLimits(sys.executable, timeout=300))\n"
+    )
+    linter = subprocess.Popen([sys.executable, "-c", linter_source], env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while len([line for line in processes_mentioning(str(temp_root)) if "harness.py" in line]) < 2:
+            assert linter.poll() is None and time.monotonic() < deadline, "the harness did not fork"
+            time.sleep(0.1)
+        linter.kill()
+        linter.wait()
+        deadline = time.monotonic() + 30  # asynchronous: wait for the launcher's cleanup, not for a time
+        while processes_mentioning(str(temp_root)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_mentioning(str(temp_root)) == []
+    finally:
+        if linter.poll() is None:
+            linter.kill()
+        for line in processes_mentioning(str(temp_root)):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
 # --- both sandbox modes ---------------------------------------------------------------------------
 
 def run_body(body: str, timeout: float = 30, memory_mb: int = 4096):
