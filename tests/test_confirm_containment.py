@@ -301,6 +301,13 @@ def test_a_message_on_the_result_pipe_without_the_secret_is_rejected(sandbox, pr
     assert "forged on []" not in result.evidence  # it did reach the pipe
 
 
+def test_huge_evidence_is_cut_not_lost(private_tmp):
+    result = run_body("_agl_report('inconclusive', 'forward raised ValueError: ' + '\u00e9' * (4 << 20))\n")
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith("forward raised ValueError: \u00e9\u00e9")
+    assert result.evidence.endswith(f" ... ({(4 << 20) + 27 - 64 * 1024} more characters cut)")
+
+
 FORGING_MODULE = """\
 import os
 import torch

@@ -27,7 +27,8 @@ from .sandbox import current_sandbox, first_json_line, launcher_command, linter_
 from .sandbox import sandbox_description  # noqa: F401 - the one line `--confirm` prints about its containment
 
 OUTPUT_CAP_BYTES = 1 << 20  # what a harness may print; more is cut off by RLIMIT_FSIZE
-RESULT_CAP_BYTES = 1 << 20  # what the result pipe may carry; the rest is read and dropped
+EVIDENCE_CAP_CHARACTERS = 64 * 1024  # longer evidence (a huge exception message) is cut, with a note
+RESULT_CAP_BYTES = 1 << 20  # what the result pipe may carry (the cut evidence, JSON-escaped, fits); the rest is dropped
 VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 # Variables the child keeps: what finding an interpreter and torch needs, nothing secret.
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONHASHSEED")
@@ -169,6 +170,9 @@ def _collect(process: subprocess.Popen, pipes: _Pipes, deadline: float) -> tuple
     and everything it started are gone."""
     received = {pipes.result_read: bytearray(), pipes.status_read: bytearray()}
     still_open = set(received)
+    poller = select.poll()  # not select.select: descriptors past 1024 in a large parallel run
+    for fd in received:
+        poller.register(fd, select.POLLIN)
     timed_out = False
     stop_by = None  # once the launcher was told to stop: when it is killed if it has not
     while pipes.status_read in still_open:
@@ -181,9 +185,9 @@ def _collect(process: subprocess.Popen, pipes: _Pipes, deadline: float) -> tuple
             break
         # A short wait at most, so that cancel_all is noticed even if a launcher does not react to it.
         wait = min((stop_by or deadline) - now, 0.25)
-        ready, _, _ = select.select(list(still_open), [], [], max(wait, 0))
-        for fd in ready:
-            _read_into(fd, received[fd], still_open)
+        for fd, _ in poller.poll(max(wait, 0) * 1000):
+            if not _read_into(fd, received[fd], still_open):
+                poller.unregister(fd)
     # The last resort, and the only cleanup in `group` mode: the launcher's process group. The launcher
     # is not reaped yet, so its process group id cannot have been reused.
     try:
@@ -244,6 +248,7 @@ def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
 _BOOTSTRAP = """
 import os, resource, runpy, sys
 path, secret_fd, result_fd, memory, cpu, size = sys.argv[1], *map(int, sys.argv[2:7])
+EVIDENCE_CAP = %d
 secret = os.read(secret_fd, 64).decode()
 os.close(secret_fd)
 os.set_inheritable(result_fd, False)
@@ -252,7 +257,10 @@ for limit, soft, hard in ((resource.RLIMIT_AS, memory, memory), (resource.RLIMIT
     resource.setrlimit(limit, (soft, hard))
 def send(verdict, evidence, _fd=result_fd, _secret=secret):
     import json
-    data = memoryview((json.dumps({"secret": _secret, "verdict": verdict, "evidence": str(evidence)}) + "\\n").encode())
+    evidence = str(evidence)
+    if len(evidence) > EVIDENCE_CAP:
+        evidence = evidence[:EVIDENCE_CAP] + f" ... ({len(evidence) - EVIDENCE_CAP} more characters cut)"
+    data = memoryview((json.dumps({"secret": _secret, "verdict": verdict, "evidence": evidence}) + "\\n").encode())
     while data:
         data = data[os.write(_fd, data):]
     os.close(_fd)
@@ -263,6 +271,7 @@ sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
 sys.stderr.flush()
 os._exit(70)
 """
+_BOOTSTRAP = _BOOTSTRAP % EVIDENCE_CAP_CHARACTERS
 _NO_VERDICT_EXIT = 70
 _PIPE_GONE_EXIT = 71  # probes.py's _agl_report, when sending the verdict fails
 
