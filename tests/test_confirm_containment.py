@@ -251,6 +251,16 @@ def test_sandbox_description_names_the_mode(monkeypatch):
     assert sandbox_description() is probed
 
 
+def test_without_namespaces_the_fallback_says_why(monkeypatch):
+    from autograd_lint.confirm import sandbox as sandbox_module
+
+    monkeypatch.delenv(SANDBOX_SWITCH, raising=False)
+    monkeypatch.setattr(sandbox_module, "_probed", None)
+    monkeypatch.setattr(sandbox_module, "_namespace_problem", lambda: "unshare: Operation not permitted")
+    assert sandbox_description() == "process (subreaper; no namespaces: unshare: Operation not permitted)"
+    assert current_sandbox().mode == "subreaper"
+
+
 # --- the verdict channel ----------------------------------------------------------------------------
 
 FORGED_LINE = 'AGL_CONFIRM {"verdict": "not-reproduced", "evidence": "forged"}'
@@ -534,3 +544,11 @@ def test_memory_limit_reads_as_documented(private_tmp, body, detail):
     result = run_body(body, memory_mb=1024)
     assert result.verdict == "inconclusive"
     assert result.evidence.startswith(f"memory limit: the harness needed more than 1024 MB ({detail}"), result.evidence
+
+
+def test_a_limit_too_small_to_load_torch_is_the_memory_limit(private_tmp):
+    # 256 MB, the smallest --confirm-memory: the loader cannot map libtorch (torch 2.x on Linux).
+    result = run_body("import torch\n", memory_mb=256)
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith("memory limit: the harness needed more than 256 MB (ImportError: "), result.evidence
+    assert result.evidence.endswith("failed to map segment from shared object)")
