@@ -118,7 +118,7 @@ def _enter_namespaces():
     uid, gid = os.getuid(), os.getgid()
     _call("unshare", _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID))
     # The linter's user and group map to themselves: inside, the harness has the same identity as
-    # outside (its files are the user's) but, not being root there, no capabilities after exec.
+    # outside (its files are the user's); init drops every capability before it starts the harness.
     _write_file("/proc/self/setgroups", "deny")
     _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
