@@ -526,6 +526,26 @@ def test_a_sandbox_that_cannot_start_says_why(monkeypatch, private_tmp):
     assert os.listdir(private_tmp) == []
 
 
+@pytest.mark.parametrize("python", ["relative", "bare name"])
+def test_python_relative_to_the_linters_directory_or_on_path(sandbox, private_tmp, tmp_path, monkeypatch, python):
+    # The launcher runs in the harness's temp directory; --python means what it means where the linter
+    # runs, and the interpreter still finds its virtual environment (torch).
+    (tmp_path / "env").symlink_to(Path(sys.prefix), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    if python == "bare name":
+        monkeypatch.setenv("PATH", f"{tmp_path / 'env' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    given = "env/bin/python" if python == "relative" else "python"
+    body = PROBES + "import torch\n_agl_report('not-reproduced', 'torch ' + torch.__version__)\n"
+    result = run_harness(body, RunLimits(given, timeout=60))
+    assert (result.verdict, result.evidence) == ("not-reproduced", f"torch {torch_version()}")
+
+
+def torch_version() -> str:
+    from importlib.metadata import version
+
+    return version("torch")  # torch.__version__, without importing torch here
+
+
 # --- the memory limit, as documented --------------------------------------------------------------
 
 @pytest.mark.parametrize(

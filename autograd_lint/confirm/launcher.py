@@ -88,7 +88,7 @@ def _spawn(config, status_fd, drop_root=False):
             for name in ("SIGPIPE", "SIGXFSZ"):  # what Python ignores, as subprocess restores it
                 if hasattr(signal, name):
                     signal.signal(getattr(signal, name), signal.SIG_DFL)
-            os.execv(config["python"], config["argv"])
+            os.execvp(config["python"], config["argv"])  # a bare name is looked up on PATH
         except OSError as error:
             _report(status_fd, cannot_start=error.strerror or str(error))
         finally:

@@ -122,10 +122,13 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     environment.update(HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     secret = secrets.token_hex(16)
     pipes = _Pipes.open(secret)
-    harness_argv = [limits.python, "-I", "-c", _BOOTSTRAP, script_path, str(pipes.secret_read), str(pipes.result_write),
+    # The launcher runs in the temp directory: a relative --python is the user's, from here (and Python
+    # finds its virtual environment from argv[0]).
+    python = os.path.abspath(limits.python) if os.sep in limits.python else limits.python
+    harness_argv = [python, "-I", "-c", _BOOTSTRAP, script_path, str(pipes.secret_read), str(pipes.result_write),
                     *map(str, _rlimits(limits))]
     config = {
-        "mode": current_sandbox().mode, "python": limits.python, "argv": harness_argv, "status_fd": pipes.status_write,
+        "mode": current_sandbox().mode, "python": python, "argv": harness_argv, "status_fd": pipes.status_write,
         "harness_fds": [pipes.secret_read, pipes.result_write], "linter_pid": os.getpid(),
     }
     try:

@@ -63,7 +63,7 @@ def _probed_sandbox() -> Sandbox:
 def _process_sandbox(why_not_namespaces: str) -> Sandbox:
     if _IS_LINUX:
         return Sandbox("subreaper", f"process (subreaper; no namespaces: {why_not_namespaces})")
-    return Sandbox("group", f"process group (no namespaces or subreaper on {sys.platform}: {why_not_namespaces})")
+    return Sandbox("group", f"process group (no namespaces or subreaper on {sys.platform})")
 
 
 def _namespace_problem() -> str | None:
