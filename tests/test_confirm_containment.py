@@ -359,6 +359,22 @@ def test_a_real_bug_whose_forward_forges_a_verdict(sandbox, tmp_path, exit_state
     assert evidence in result.evidence
 
 
+def test_forged_verdicts_through_the_command_line(tmp_path):
+    (tmp_path / "forges_and_exits.py").write_text(FORGING_MODULE.replace("EXIT", "os._exit(0)"))
+    (tmp_path / "forges_and_goes_on.py").write_text(FORGING_MODULE.replace("EXIT", "pass"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--no-cache", "--confirm", "--output-format", "json",
+         "forges_and_exits.py", "forges_and_goes_on.py"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 1, proc.stderr
+    verdicts = {entry["path"]: entry["confirm"] for entry in json.loads(proc.stdout)}
+    assert verdicts["forges_and_exits.py"]["verdict"] == "inconclusive"
+    assert verdicts["forges_and_exits.py"]["evidence"] == "the code under test exited with status 0 before a verdict"
+    assert verdicts["forges_and_goes_on.py"]["verdict"] == "confirmed"
+    assert "forged" not in proc.stdout.replace("forges_and", "")
+
+
 # --- processes --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("detach", ["os.setsid()", "os.setpgid(0, 0)"])
