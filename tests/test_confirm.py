@@ -177,7 +177,7 @@ def harness_processes(root: Path) -> list[str]:
     "name, body, reason",
     [
         ("infinite loop", "while True:\n    pass\n", "timeout"),
-        ("huge allocation", "block = bytearray(64 * 1024 ** 3)\n", "memory limit"),
+        ("huge allocation", "block = bytearray(64 * 1024 ** 3)\n", "memory limit: the harness needed more than 4096 MB (MemoryError)"),
         ("os._exit", "import os\nos._exit(3)\n", "status 3"),
         ("megabytes of output", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", "output limit"),
         ("SIGKILL of itself", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "SIGKILL"),

@@ -1,7 +1,10 @@
 """Confirm mode runs code from the tree being linted: what contains it, tested from the harness's side.
 
-rlimits, the environment it sees, where its writes land, and that an interrupted linter (Ctrl-C or
-SIGTERM, through a real process) leaves no temp directory and no process behind.
+rlimits, the environment it sees, where its writes land, that an interrupted linter (Ctrl-C or
+SIGTERM, through a real process) leaves no temp directory and no process behind, that the verdict
+cannot be forged by printing or by writing to the result pipe, and that daemonizing grandchildren,
+`/proc/<ppid>` and the network are contained: in both sandbox modes (namespaces, and the process
+fallback forced with AUTOGRAD_LINT_SANDBOX=process).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,8 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from autograd_lint import lint_source
 from autograd_lint.confirm.harness import PROBES
 from autograd_lint.confirm.runner import KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
+from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
+from autograd_lint.confirm.session import confirm_diagnostics
+
+REPO = Path(__file__).resolve().parent.parent
 
 REPORT_SELF = """
 import json, os, resource, tempfile, pathlib
@@ -39,6 +48,14 @@ def private_tmp(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture(params=["namespaces", "process"])
+def sandbox(request, monkeypatch):
+    """Each test runs in namespace mode (required: a machine without namespaces fails it) and in the
+    process fallback, forced as the README documents."""
+    monkeypatch.setenv(SANDBOX_SWITCH, request.param)
+    return request.param
+
+
 def harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048) -> dict:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
@@ -49,7 +66,7 @@ def harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048) -> dict:
     return json.loads(result.evidence)
 
 
-def test_harness_runs_under_address_space_cpu_and_file_size_limits(private_tmp, monkeypatch):
+def test_harness_runs_under_address_space_cpu_and_file_size_limits(sandbox, private_tmp, monkeypatch):
     view = harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048)
     assert view["limits"]["RLIMIT_AS"] == [2048 * 1024 * 1024] * 2
     assert view["limits"]["RLIMIT_CPU"] == [35, 36]  # the wall timeout plus a margin; SIGXCPU, then SIGKILL
@@ -57,7 +74,7 @@ def test_harness_runs_under_address_space_cpu_and_file_size_limits(private_tmp, 
     assert view["limits"]["RLIMIT_CORE"] == [0, 0]
 
 
-def test_cpu_time_limit_stops_a_harness_the_wall_clock_would_not(private_tmp):
+def test_cpu_time_limit_stops_a_harness_the_wall_clock_would_not(sandbox, private_tmp):
     # The soft limit is lowered to 1 s (CPU time over the wall timeout needs several busy threads,
     # which a loaded machine cannot be relied on to run); the runner's hard limit stays.
     body = (
@@ -71,7 +88,7 @@ def test_cpu_time_limit_stops_a_harness_the_wall_clock_would_not(private_tmp):
     assert os.listdir(private_tmp) == []
 
 
-def test_environment_is_scrubbed(private_tmp, monkeypatch):
+def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     view = harness_view(private_tmp, monkeypatch)
     environ = view["environ"]
     assert "AWS_SECRET_ACCESS_KEY" not in environ and "GITHUB_TOKEN" not in environ and "PYTHONPATH" not in environ
@@ -84,7 +101,7 @@ def test_environment_is_scrubbed(private_tmp, monkeypatch):
     assert Path(view["cwd"]).parent == private_tmp
 
 
-def test_writes_to_cwd_home_and_tmp_do_not_survive(private_tmp, tmp_path, monkeypatch):
+def test_writes_to_cwd_home_and_tmp_do_not_survive(sandbox, private_tmp, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     body = PROBES + textwrap.dedent(
         """
@@ -105,7 +122,7 @@ def test_writes_to_cwd_home_and_tmp_do_not_survive(private_tmp, tmp_path, monkey
     assert not (Path.home() / ".cache" / "torch" / "cached.bin").exists()
 
 
-def test_harness_output_is_capped(private_tmp):
+def test_harness_output_is_capped(sandbox, private_tmp):
     body = "import sys\nsys.stdout.write('x' * (4 << 20))\nsys.stdout.flush()\n"
     result = run_harness(body, RunLimits(sys.executable, timeout=30))
     assert result.verdict == "inconclusive" and result.evidence.startswith("output limit")
@@ -137,7 +154,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(tmp_path, signum, exit_code):
+def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_path, signum, exit_code):
     temp_root = tmp_path / "tmp"
     temp_root.mkdir()
     (tmp_path / "hang_a.py").write_text(HANGING_MODULE)
@@ -170,3 +187,404 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(tmp_path, sig
     assert stdout == ""
     assert os.listdir(temp_root) == []
     assert processes_mentioning(str(temp_root)) == []
+
+
+def test_a_killed_linter_takes_its_harnesses_with_it(sandbox, tmp_path):
+    # SIGKILL of the linter skips its cleanup; the launchers notice their parent die (a parent death
+    # signal) and kill everything they started. Only the temp directories stay.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    linter_source = (
+        f"import sys, tempfile\ntempfile.tempdir = {str(temp_root)!r}\n"
+        "from autograd_lint.confirm.runner import RunLimits, run_harness\n"
+        "body = 'import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(300)\\ntime.sleep(300)\\n'\n"
+        "run_harness(body, RunLimits(sys.executable, timeout=300))\n"
+    )
+    linter = subprocess.Popen([sys.executable, "-c", linter_source], env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while len([line for line in processes_mentioning(str(temp_root)) if "harness.py" in line]) < 2:
+            assert linter.poll() is None and time.monotonic() < deadline, "the harness did not fork"
+            time.sleep(0.1)
+        linter.kill()
+        linter.wait()
+        deadline = time.monotonic() + 30  # asynchronous: wait for the launcher's cleanup, not for a time
+        while processes_mentioning(str(temp_root)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_mentioning(str(temp_root)) == []
+    finally:
+        if linter.poll() is None:
+            linter.kill()
+        for line in processes_mentioning(str(temp_root)):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+# --- both sandbox modes ---------------------------------------------------------------------------
+
+def run_body(body: str, timeout: float = 30, memory_mb: int = 4096):
+    return run_harness(PROBES + textwrap.dedent(body), RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
+
+
+def harness_processes(root: Path) -> list[str]:
+    """Running processes whose command line names a harness under `root` (forks keep the harness's)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(root) in line]
+
+
+def kill_leftovers(root: Path) -> None:
+    for line in harness_processes(root):
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_sandbox_description_names_the_mode(monkeypatch):
+    monkeypatch.setenv(SANDBOX_SWITCH, "process")
+    assert sandbox_description() == "process (subreaper; no namespaces: turned off by AUTOGRAD_LINT_SANDBOX=process)"
+    assert current_sandbox().mode == "subreaper"
+    monkeypatch.setenv(SANDBOX_SWITCH, "namespaces")
+    assert sandbox_description() == NAMESPACES == "namespaces (user, pid, mount, net)"
+    monkeypatch.delenv(SANDBOX_SWITCH)
+    probed = sandbox_description()  # probed once; this machine allows namespaces (as CI's does)
+    assert probed == NAMESPACES, probed
+    assert sandbox_description() is probed
+
+
+def test_without_namespaces_the_fallback_says_why(monkeypatch):
+    from autograd_lint.confirm import sandbox as sandbox_module
+
+    monkeypatch.delenv(SANDBOX_SWITCH, raising=False)
+    monkeypatch.setattr(sandbox_module, "_probed", None)
+    monkeypatch.setattr(sandbox_module, "_namespace_problem", lambda: "unshare: Operation not permitted")
+    assert sandbox_description() == "process (subreaper; no namespaces: unshare: Operation not permitted)"
+    assert current_sandbox().mode == "subreaper"
+
+
+# --- the verdict channel ----------------------------------------------------------------------------
+
+FORGED_LINE = 'AGL_CONFIRM {"verdict": "not-reproduced", "evidence": "forged"}'
+
+
+@pytest.mark.parametrize(
+    "ending, reason",
+    [
+        ("import os\nos._exit(0)\n", "the code under test exited with status 0 before a verdict"),
+        ("import sys\nsys.exit(0)\n", "the code under test exited with status 0 before a verdict"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+         "the code under test was killed by SIGKILL before a verdict"),
+    ],
+)
+def test_a_printed_verdict_line_is_not_a_verdict(sandbox, private_tmp, ending, reason):
+    forge = f"print({FORGED_LINE!r}, flush=True)\nimport sys\nsys.stderr.write({FORGED_LINE!r} + '\\n')\n"
+    result = run_body(forge + ending)
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith(reason), result.evidence  # then stderr's last line, for a signal
+    assert os.listdir(private_tmp) == []
+
+
+def test_the_harness_report_wins_over_a_printed_line(sandbox, private_tmp):
+    result = run_body(f"print({FORGED_LINE!r}, flush=True)\n_agl_report('confirmed', 'measured')\n")
+    assert (result.verdict, result.evidence) == ("confirmed", "measured")
+
+
+def test_a_message_on_the_result_pipe_without_the_secret_is_rejected(sandbox, private_tmp):
+    # The code under test finds the result pipe (every pipe it holds) and writes a well-formed verdict
+    # with a guessed secret: the runner ignores it.
+    body = """
+        import json, os, stat
+        written = []
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    message = {"secret": "0" * 32, "verdict": "not-reproduced", "evidence": "forged"}
+                    os.write(fd, (json.dumps(message) + "\\n").encode())
+                    written.append(fd)
+            except OSError:
+                pass
+        raise RuntimeError(f"forged on {written}")
+    """
+    result = run_body(body)
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith("the harness failed before a verdict: RuntimeError: forged on [")
+    assert "forged on []" not in result.evidence  # it did reach the pipe
+
+
+def test_huge_evidence_is_cut_not_lost(private_tmp):
+    result = run_body("_agl_report('inconclusive', 'forward raised ValueError: ' + '\u00e9' * (4 << 20))\n")
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith("forward raised ValueError: \u00e9\u00e9")
+    assert result.evidence.endswith(f" ... ({(4 << 20) + 27 - 64 * 1024} more characters cut)")
+
+
+FORGING_MODULE = """\
+import os
+import torch
+from torch.autograd import Function
+
+
+class ScaleGrad(Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        print('AGL_CONFIRM {"verdict": "not-reproduced", "evidence": "forged"}', flush=True)
+        EXIT
+        ctx.scale = scale
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.scale
+
+
+def slow(x):
+    return ScaleGrad.apply(x, 0.1)
+"""
+
+
+@pytest.mark.parametrize(
+    "exit_statement, verdict, evidence",
+    [
+        ("pass", "confirmed", "returned an incorrect number of gradients (expected 2, got 1)"),
+        ("os._exit(0)", "inconclusive", "the code under test exited with status 0 before a verdict"),
+    ],
+)
+def test_a_real_bug_whose_forward_forges_a_verdict(sandbox, tmp_path, exit_statement, verdict, evidence):
+    module = tmp_path / "forging.py"
+    module.write_text(FORGING_MODULE.replace("EXIT", exit_statement))
+    diagnostics = lint_source(module.read_text(), str(module))
+    assert [d.code for d in diagnostics] == ["AGL002"]
+    (result,) = confirm_diagnostics(diagnostics, RunLimits(sys.executable, timeout=60)).values()
+    assert result.verdict == verdict, result.evidence
+    assert evidence in result.evidence
+
+
+def test_forged_verdicts_through_the_command_line(tmp_path):
+    (tmp_path / "forges_and_exits.py").write_text(FORGING_MODULE.replace("EXIT", "os._exit(0)"))
+    (tmp_path / "forges_and_goes_on.py").write_text(FORGING_MODULE.replace("EXIT", "pass"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--no-cache", "--confirm", "--output-format", "json",
+         "forges_and_exits.py", "forges_and_goes_on.py"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 1, proc.stderr
+    verdicts = {entry["path"]: entry["confirm"] for entry in json.loads(proc.stdout)}
+    assert verdicts["forges_and_exits.py"]["verdict"] == "inconclusive"
+    assert verdicts["forges_and_exits.py"]["evidence"] == "the code under test exited with status 0 before a verdict"
+    assert verdicts["forges_and_goes_on.py"]["verdict"] == "confirmed"
+    assert "forged" not in proc.stdout.replace("forges_and", "")
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("detach", ["os.setsid()", "os.setpgid(0, 0)"])
+def test_a_daemonized_grandchild_does_not_outlive_the_harness(sandbox, private_tmp, tmp_path, detach):
+    pid_file = tmp_path / "grandchild.pid"
+    body = f"""
+        import os, time
+        if os.fork() == 0:
+            {detach}
+            if os.fork() == 0:
+                with open({str(pid_file) + '.part'!r}, "w") as handle:
+                    handle.write(str(os.getpid()))
+                os.rename({str(pid_file) + '.part'!r}, {str(pid_file)!r})
+                time.sleep(300)
+            os._exit(0)
+        while not os.path.exists({str(pid_file)!r}):
+            time.sleep(0.01)
+        _agl_report("not-reproduced", "daemon started")
+    """
+    try:
+        result = run_body(body)
+        assert (result.verdict, result.evidence) == ("not-reproduced", "daemon started")
+        assert pid_file.exists()
+        assert harness_processes(private_tmp) == []
+        if sandbox == "process":  # the pid it wrote is its pid here (in a PID namespace it is not)
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), 0)
+    finally:
+        kill_leftovers(private_tmp)
+
+
+def test_a_daemonized_grandchild_of_a_timed_out_harness_is_killed(sandbox, private_tmp):
+    body = """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(300)
+            os._exit(0)
+        time.sleep(300)
+    """
+    try:
+        result = run_body(body, timeout=3)
+        assert result.verdict == "inconclusive" and result.evidence.startswith("timeout:")
+        assert harness_processes(private_tmp) == []
+    finally:
+        kill_leftovers(private_tmp)
+
+
+# --- what the harness can reach of the linter -------------------------------------------------------
+
+LINTER = """\
+import json, os, sys
+from autograd_lint.confirm.harness import PROBES
+from autograd_lint.confirm.runner import RunLimits, run_harness
+result = run_harness(PROBES + sys.stdin.read(), RunLimits(sys.executable, timeout=60))
+print(json.dumps({"pid": os.getpid(), "verdict": result.verdict, "evidence": result.evidence}))
+"""
+
+# Up the parent chain from the harness, and across every process it can see: environ and cwd.
+WALK_PROC = """
+    import json, os
+    def read(path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().decode("utf-8", "replace")
+        except OSError as exc:
+            return type(exc).__name__
+    chain, pid = {}, os.getppid()
+    while pid > 0 and pid not in chain:
+        status = read(f"/proc/{pid}/status")
+        removed = "not tried"
+        try:
+            os.remove(f"/proc/{pid}/cwd/precious.txt")
+            removed = "removed"
+        except OSError as exc:
+            removed = type(exc).__name__
+        chain[pid] = {"environ": read(f"/proc/{pid}/environ"), "remove": removed}
+        pid = int(next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), 0))
+    visible = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    leaked = [p for p in visible if "AGL_TEST_SECRET" in read(f"/proc/{p}/environ")]
+    _agl_report("not-reproduced", json.dumps({"chain": chain, "visible": visible, "leaked": leaked}))
+"""
+
+
+def run_linter_process(sandbox: str, cwd: Path, body: str) -> tuple[int, dict]:
+    """A real linter process with a secret in its environment (from its start, so /proc shows it)."""
+    environment = {**os.environ, "AGL_TEST_SECRET": "hunter2-agl", "PYTHONPATH": str(REPO), SANDBOX_SWITCH: sandbox}
+    proc = subprocess.run([sys.executable, "-c", LINTER], input=textwrap.dedent(body), cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["verdict"] == "not-reproduced", out["evidence"]
+    return out["pid"], json.loads(out["evidence"])
+
+
+def test_the_linters_environment_and_working_directory_are_out_of_reach(sandbox, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "precious.txt").write_text("keep me")
+    # The secret is in the linter process's environment only (the old runner's harness read it from
+    # /proc/<ppid>/environ, and deleted precious.txt through /proc/<ppid>/cwd).
+    linter_pid, view = run_linter_process(sandbox, project, WALK_PROC)
+    assert (project / "precious.txt").read_text() == "keep me"
+    assert "hunter2-agl" not in json.dumps(view)
+    assert view["leaked"] == []
+    chain = {int(pid): entry for pid, entry in view["chain"].items()}
+    assert all(entry["remove"] != "removed" for entry in chain.values())
+    if sandbox == "namespaces":
+        # Its own PID namespace: its parent is the namespace's init, nothing outside is visible.
+        assert list(chain) == [1] and view["visible"] == [1, 2]
+        assert chain[1]["environ"] == "PermissionError"
+    else:
+        # The launcher, then the linter: both non-dumpable, so their /proc entries are root's.
+        assert linter_pid in chain
+        assert chain[linter_pid] == {"environ": "PermissionError", "remove": "PermissionError"}
+        assert next(iter(chain.values()))["environ"] == "PermissionError"
+
+
+def test_network(sandbox, private_tmp):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        result = run_body(f"""
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", {port}), timeout=10).close()
+                outcome = "connected"
+            except OSError as exc:
+                outcome = f"{{type(exc).__name__}}: {{exc}}"
+            _agl_report("not-reproduced", outcome)
+        """)
+    if sandbox == "namespaces":
+        assert result.evidence == "OSError: [Errno 101] Network is unreachable"
+    else:
+        assert result.evidence == "connected"  # the process fallback does not cut the network (README)
+
+
+def test_namespace_harness_has_no_capability_and_keeps_its_proc(monkeypatch, private_tmp):
+    monkeypatch.setenv(SANDBOX_SWITCH, "namespaces")
+    result = run_body("""
+        import ctypes, json, os
+        status = open("/proc/self/status").read().splitlines()
+        capabilities = {line.split(":")[0]: line.split()[1] for line in status if line.startswith("Cap")}
+        libc = ctypes.CDLL(None, use_errno=True)
+        unmounted = libc.umount2(b"/proc", 2)
+        _agl_report("not-reproduced", json.dumps({
+            "capabilities": capabilities, "unmount": [unmounted, os.strerror(ctypes.get_errno())],
+            "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(),
+        }))
+    """)
+    view = json.loads(result.evidence)
+    assert set(view["capabilities"].values()) == {"0000000000000000"}, view["capabilities"]
+    assert view["unmount"] == [-1, "Operation not permitted"]
+    assert (view["uid"], view["gid"], view["pid"]) == (os.getuid(), os.getgid(), 2)
+
+
+def test_a_sandbox_that_cannot_start_says_why(monkeypatch, private_tmp):
+    # The launcher starts, the interpreter it is to run does not exist: the reason comes from the launcher.
+    monkeypatch.setenv(SANDBOX_SWITCH, "process")
+    result = run_harness("pass\n", RunLimits("/nonexistent/python", timeout=10))
+    assert result.verdict == "inconclusive"
+    assert result.evidence == "cannot start /nonexistent/python: No such file or directory"
+    assert os.listdir(private_tmp) == []
+
+
+@pytest.mark.parametrize("python", ["relative", "bare name"])
+def test_python_relative_to_the_linters_directory_or_on_path(sandbox, private_tmp, tmp_path, monkeypatch, python):
+    # The launcher runs in the harness's temp directory; --python means what it means where the linter
+    # runs, and the interpreter still finds its virtual environment (torch).
+    (tmp_path / "env").symlink_to(Path(sys.prefix), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    if python == "bare name":
+        monkeypatch.setenv("PATH", f"{tmp_path / 'env' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    given = "env/bin/python" if python == "relative" else "python"
+    body = PROBES + "import torch\n_agl_report('not-reproduced', 'torch ' + torch.__version__)\n"
+    result = run_harness(body, RunLimits(given, timeout=60))
+    assert (result.verdict, result.evidence) == ("not-reproduced", f"torch {torch_version()}")
+
+
+def torch_version() -> str:
+    from importlib.metadata import version
+
+    return version("torch")  # torch.__version__, without importing torch here
+
+
+# --- the memory limit, as documented --------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "body, detail",
+    [
+        # torch's CPU allocator, caught by a recipe and reported as inconclusive
+        ("import torch\n_agl_forward(lambda x: torch.empty(8 << 30, dtype=torch.uint8), [('f(x)', lambda s: [1.0])])\n",
+         "forward failed on every synthesized input; last error: RuntimeError: [enforce fail at"),
+        # torch's CPU allocator, uncaught
+        ("import torch\ntorch.empty(8 << 30, dtype=torch.uint8)\n", "RuntimeError: [enforce fail at"),
+        # Python's own allocation, uncaught
+        ("block = bytearray(8 << 30)\n", "MemoryError"),
+    ],
+)
+def test_memory_limit_reads_as_documented(private_tmp, body, detail):
+    result = run_body(body, memory_mb=1024)
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith(f"memory limit: the harness needed more than 1024 MB ({detail}"), result.evidence
+
+
+def test_a_limit_too_small_to_load_torch_is_the_memory_limit(private_tmp):
+    # 256 MB, the smallest --confirm-memory: the loader cannot map libtorch (torch 2.x on Linux).
+    result = run_body("import torch\n", memory_mb=256)
+    assert result.verdict == "inconclusive"
+    assert result.evidence.startswith("memory limit: the harness needed more than 256 MB (ImportError: "), result.evidence
+    assert result.evidence.endswith("failed to map segment from shared object)")

@@ -1,11 +1,20 @@
-"""Running one harness: a child process in a fresh temp directory, with a wall timeout, rlimits on
-memory, CPU time and file size, a scrubbed environment, capped output, and its whole process group
-killed when it is done or out of time."""
+"""Running one harness: under a launcher (launcher.py: namespaces, or a subreaper, whatever this machine
+allows) in a fresh temp directory, with a wall timeout, rlimits on memory, CPU time and file size, a
+scrubbed environment and capped output; everything it started is killed when it is done or out of time.
+
+The verdict comes back on a pipe of its own, never from the harness's output: the harness is given the
+pipe's descriptor and a per-run secret (read from another pipe, then closed, so that it is neither in
+argv nor in the environment), and the only message accepted is one that carries the secret.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hmac
 import json
 import os
+import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -14,10 +23,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-RESULT_PREFIX = "AGL_CONFIRM "
+from .sandbox import current_sandbox, first_json_line, launcher_command, linter_hidden
+from .sandbox import sandbox_description  # noqa: F401 - the one line `--confirm` prints about its containment
+
 OUTPUT_CAP_BYTES = 1 << 20  # what a harness may print; more is cut off by RLIMIT_FSIZE
+EVIDENCE_CAP_CHARACTERS = 64 * 1024  # longer evidence (a huge exception message) is cut, with a note
+RESULT_CAP_BYTES = 1 << 20  # what the result pipe may carry (the cut evidence, JSON-escaped, fits); the rest is dropped
+VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 # Variables the child keeps: what finding an interpreter and torch needs, nothing secret.
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONHASHSEED")
+STOP_GRACE_SECONDS = 5.0  # how long a launcher may take to kill what it started before it is killed itself
 
 
 @dataclass(frozen=True)
@@ -34,23 +49,21 @@ class RunResult:
     seconds: float
 
 
-# The harness processes running now, so that an interrupted run (Ctrl-C, SIGTERM) can kill them all;
-# once cancelled, no new harness starts.
+# The launchers running now, so that an interrupted run (Ctrl-C, SIGTERM) can stop them all; once
+# cancelled, no new harness starts.
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 _cancelled = threading.Event()
 
 
 def cancel_all() -> None:
-    """Kill every running harness's process group, and start no new one until `allow_runs`."""
+    """Stop every running harness (its launcher kills everything it started), and start no new one
+    until `allow_runs`."""
     with _live_lock:
         _cancelled.set()
         running = list(_live)
     for process in running:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _signal(process, signal.SIGTERM)
 
 
 def allow_runs() -> None:
@@ -71,6 +84,35 @@ def run_harness(script: str, limits: RunLimits) -> RunResult:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass
+class _Pipes:
+    """The descriptors of one run: the secret (harness reads it first), the result and the launcher's status."""
+
+    secret_read: int
+    result_read: int
+    result_write: int
+    status_read: int
+    status_write: int
+
+    @classmethod
+    def open(cls, secret: str) -> "_Pipes":
+        secret_read, secret_write = os.pipe()
+        os.write(secret_write, secret.encode())
+        os.close(secret_write)
+        return cls(secret_read, *os.pipe(), *os.pipe())
+
+    def close_childs_ends(self) -> None:
+        for name in ("secret_read", "result_write", "status_write"):
+            if getattr(self, name) >= 0:
+                os.close(getattr(self, name))
+                setattr(self, name, -1)
+
+    def close(self) -> None:
+        self.close_childs_ends()
+        os.close(self.result_read)
+        os.close(self.status_read)
+
+
 def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> RunResult:
     script_path = os.path.join(workdir, "harness.py")
     with open(script_path, "w", encoding="utf-8") as handle:
@@ -78,72 +120,167 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     stdout_path, stderr_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
     environment = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
     environment.update(HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        try:
-            process = subprocess.Popen(
-                [limits.python, "-I", "-c", _BOOTSTRAP, script_path, *map(str, _rlimits(limits))],
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=environment,
-                start_new_session=True,  # its own process group, so everything it starts can be killed
-            )
-        except OSError as error:
-            return RunResult("inconclusive", f"cannot start {limits.python}: {error.strerror or error}", 0.0)
-        with _live_lock:
-            _live.add(process)
-        timed_out = False
-        try:
-            if _cancelled.is_set():  # cancelled while it was starting: cancel_all did not see it
-                return CANCELLED
-            process.wait(timeout=limits.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(process)
+    secret = secrets.token_hex(16)
+    pipes = _Pipes.open(secret)
+    # The launcher runs in the temp directory: a relative --python is the user's, from here (and Python
+    # finds its virtual environment from argv[0]).
+    python = os.path.abspath(limits.python) if os.sep in limits.python else limits.python
+    harness_argv = [python, "-I", "-c", _BOOTSTRAP, script_path, str(pipes.secret_read), str(pipes.result_write),
+                    *map(str, _rlimits(limits))]
+    config = {
+        "mode": current_sandbox().mode, "python": python, "argv": harness_argv, "status_fd": pipes.status_write,
+        "harness_fds": [pipes.secret_read, pipes.result_write], "linter_pid": os.getpid(),
+    }
+    try:
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err, linter_hidden():
+            try:
+                process = subprocess.Popen(
+                    launcher_command(config), cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=environment, pass_fds=(pipes.secret_read, pipes.result_write, pipes.status_write),
+                    start_new_session=True,  # its own process group: the last resort kills that group
+                )
+            except OSError as error:
+                return RunResult("inconclusive", f"cannot start the harness's launcher: {error.strerror or error}", 0.0)
+            pipes.close_childs_ends()  # so that the pipes' end of file means the launcher and harness are gone
             with _live_lock:
-                _live.discard(process)
+                _live.add(process)
+            try:
+                if _cancelled.is_set():  # cancelled while it was starting: cancel_all did not see it
+                    _signal(process, signal.SIGTERM)
+                result, status, timed_out = _collect(process, pipes, time.monotonic() + limits.timeout)
+            finally:
+                with _live_lock:
+                    _live.discard(process)
         if _cancelled.is_set():
             return CANCELLED
+    finally:
+        pipes.close()
     seconds = round(time.monotonic() - started, 2)
-    stdout = _tail(stdout_path)
-    stderr = _tail(stderr_path)
+    verdict = _verdict(result, secret)
+    if verdict is not None:
+        verdict, evidence = verdict
+        if verdict == "inconclusive" and _is_memory_failure(evidence):
+            evidence = _memory_limit(limits, evidence)
+        return RunResult(verdict, evidence, seconds)
     if timed_out:
-        return RunResult("inconclusive", f"timeout: the harness ran longer than {limits.timeout:g} s and was killed", seconds)
-    result = _parse_result(stdout)
-    if result is not None:
-        return RunResult(result["verdict"], result["evidence"], seconds)
-    return RunResult("inconclusive", _failure_reason(process.returncode, stderr, limits), seconds)
+        timeout = f"timeout: the harness ran longer than {limits.timeout:g} s and was killed"
+        return RunResult("inconclusive", timeout, seconds)
+    return RunResult("inconclusive", _failure_reason(status, _tail(stderr_path), limits), seconds)
 
 
-# The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
-# The child limits itself before any harness code runs (a preexec_fn is unsafe with the
-# parent's worker threads). `-I` keeps the user's site-packages out of sys.path and PYTHON* out.
-_BOOTSTRAP = """
-import resource, runpy, sys
-path, memory, cpu, size = sys.argv[1], *map(int, sys.argv[2:5])
-for limit, soft, hard in ((resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
-                          (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
-    resource.setrlimit(limit, (soft, hard))
-sys.argv = [path]
-runpy.run_path(path, run_name="__autograd_lint_harness__")
-"""
-
-
-def _rlimits(limits: RunLimits) -> tuple[int, int, int]:
-    return limits.memory_mb * 1024 * 1024, int(limits.timeout) + 5, OUTPUT_CAP_BYTES
-
-
-def _kill_group(process: subprocess.Popen) -> None:
+def _collect(process: subprocess.Popen, pipes: _Pipes, deadline: float) -> tuple[bytes, dict, bool]:
+    """(what came on the result pipe, the launcher's status, whether it ran out of time), once the launcher
+    and everything it started are gone."""
+    received = {pipes.result_read: bytearray(), pipes.status_read: bytearray()}
+    still_open = set(received)
+    poller = select.poll()  # not select.select: descriptors past 1024 in a large parallel run
+    for fd in received:
+        poller.register(fd, select.POLLIN)
+    timed_out = False
+    stop_by = None  # once the launcher was told to stop: when it is killed if it has not
+    while pipes.status_read in still_open:
+        now = time.monotonic()
+        if stop_by is None and (now >= deadline or _cancelled.is_set()):
+            timed_out = now >= deadline
+            _signal(process, signal.SIGTERM)
+            stop_by = now + STOP_GRACE_SECONDS
+        if stop_by is not None and now >= stop_by:
+            break
+        # A short wait at most, so that cancel_all is noticed even if a launcher does not react to it.
+        wait = min((stop_by or deadline) - now, 0.25)
+        for fd, _ in poller.poll(max(wait, 0) * 1000):
+            if not _read_into(fd, received[fd], still_open):
+                poller.unregister(fd)
+    # The last resort, and the only cleanup in `group` mode: the launcher's process group. The launcher
+    # is not reaped yet, so its process group id cannot have been reused.
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
+    process.wait()
+    # What the harness wrote before it died is in the pipe; a leftover writer must not block us.
+    fcntl.fcntl(pipes.result_read, fcntl.F_SETFL, fcntl.fcntl(pipes.result_read, fcntl.F_GETFL) | os.O_NONBLOCK)
+    while pipes.result_read in still_open and _read_into(pipes.result_read, received[pipes.result_read], still_open):
         pass
+    return bytes(received[pipes.result_read]), first_json_line(bytes(received[pipes.status_read])), timed_out
+
+
+def _read_into(fd: int, buffer: bytearray, still_open: set[int]) -> bool:
+    """Read what is there into `buffer` (up to the cap); False at end of file or if nothing is there."""
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return False
+    if not chunk:
+        still_open.discard(fd)
+        return False
+    buffer += chunk[: max(0, RESULT_CAP_BYTES - len(buffer))]
+    return True
+
+
+def _signal(process: subprocess.Popen, signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
+    """The harness's report: the first message on the result pipe that carries this run's secret."""
+    for line in data.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            isinstance(message, dict)
+            and hmac.compare_digest(str(message.get("secret", "")).encode(), secret.encode())
+            and message.get("verdict") in VERDICTS
+            and isinstance(message.get("evidence"), str)
+        ):
+            return message["verdict"], message["evidence"]
+    return None
+
+
+# The child limits itself before any harness code runs (a preexec_fn is unsafe with the parent's worker
+# threads), reads the run's secret and closes that pipe, and hands `_agl_report` (probes.py) a function
+# that sends a verdict with the secret on the result pipe, which exec'd programs do not inherit.
+# The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
+# `-I` keeps the user's site-packages out of sys.path and PYTHON* out. A harness script that ends
+# without a verdict is a recipe's bug: exit status 70 and a line on stderr say so.
+_BOOTSTRAP = """
+import os, resource, runpy, sys
+path, secret_fd, result_fd, memory, cpu, size = sys.argv[1], *map(int, sys.argv[2:7])
+EVIDENCE_CAP = %d
+secret = os.read(secret_fd, 64).decode()
+os.close(secret_fd)
+os.set_inheritable(result_fd, False)
+for limit, soft, hard in ((resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
+                          (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
+    resource.setrlimit(limit, (soft, hard))
+def send(verdict, evidence, _fd=result_fd, _secret=secret):
+    import json
+    evidence = str(evidence)
+    if len(evidence) > EVIDENCE_CAP:
+        evidence = evidence[:EVIDENCE_CAP] + f" ... ({len(evidence) - EVIDENCE_CAP} more characters cut)"
+    data = memoryview((json.dumps({"secret": _secret, "verdict": verdict, "evidence": evidence}) + "\\n").encode())
+    while data:
+        data = data[os.write(_fd, data):]
+    os.close(_fd)
+del secret, secret_fd, result_fd
+sys.argv = [path]
+runpy.run_path(path, init_globals={"_agl_channel": send}, run_name="__autograd_lint_harness__")
+sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
+sys.stderr.flush()
+os._exit(70)
+"""
+_BOOTSTRAP = _BOOTSTRAP % EVIDENCE_CAP_CHARACTERS
+_NO_VERDICT_EXIT = 70
+_PIPE_GONE_EXIT = 71  # probes.py's _agl_report, when sending the verdict fails
+
+
+def _rlimits(limits: RunLimits) -> tuple[int, int, int]:
+    return limits.memory_mb * 1024 * 1024, int(limits.timeout) + 5, OUTPUT_CAP_BYTES
 
 
 def _tail(path: str, limit: int = 64 * 1024) -> str:
@@ -157,35 +294,56 @@ def _tail(path: str, limit: int = 64 * 1024) -> str:
         return ""
 
 
-def _parse_result(stdout: str) -> dict | None:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            try:
-                data = json.loads(line[len(RESULT_PREFIX):])
-            except json.JSONDecodeError:
-                return None
-            if data.get("verdict") in ("confirmed", "not-reproduced", "inconclusive"):
-                return data
-    return None
+# What Python, torch's CPU allocator, the dynamic loader and OpenMP say when RLIMIT_AS refuses memory.
+_MEMORY_FAILURES = (
+    "MemoryError",
+    "DefaultCPUAllocator: can't allocate memory",
+    "std::bad_alloc",
+    "Cannot allocate memory",  # ENOMEM from mmap, fork or a thread stack (torch adds "Error code 12")
+    "failed to map segment from shared object",  # a library too large to load (import torch)
+    "can't start new thread",
+    "unable to allocate necessary resources",  # OpenMP's worker threads
+)
 
 
-def _failure_reason(returncode: int | None, stderr: str, limits: RunLimits) -> str:
+def _is_memory_failure(text: str) -> bool:
+    return any(marker in text for marker in _MEMORY_FAILURES)
+
+
+def _memory_limit(limits: RunLimits, detail: str) -> str:
+    return f"memory limit: the harness needed more than {limits.memory_mb} MB ({detail.strip()})"
+
+
+def _failure_reason(status: dict, stderr: str, limits: RunLimits) -> str:
+    """Why a harness gave no verdict, from the launcher's status and the harness's stderr."""
+    if "cannot_start" in status:
+        return f"cannot start {limits.python}: {status['cannot_start']}"
+    if "error" in status:
+        return f"the sandbox could not start the harness: {status['error']}"
     last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
     if "No module named 'torch'" in stderr:
         return f"no torch in {limits.python} (install autograd-lint[confirm] there, or pass --python)"
     if "File too large" in stderr:  # Python ignores SIGXFSZ: the write past RLIMIT_FSIZE fails instead
         return f"output limit: the harness printed more than {OUTPUT_CAP_BYTES // 1024} KiB"
-    if "MemoryError" in stderr or "std::bad_alloc" in stderr or "DefaultCPUAllocator: can't allocate memory" in stderr:
-        return f"memory limit: the harness needed more than {limits.memory_mb} MB"
-    if returncode is not None and returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
+    if _is_memory_failure(stderr):
+        return _memory_limit(limits, last)
+    if "signal" in status:
+        number = status["signal"]
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
         if name == "SIGXFSZ":
             return f"output limit: the harness printed more than {OUTPUT_CAP_BYTES // 1024} KiB"
         if name == "SIGXCPU":
             return "CPU time limit exceeded"
-        return f"the harness was killed by {name}" + (f" ({last})" if last else "")
+        return f"the code under test was killed by {name} before a verdict" + (f" ({last})" if last else "")
+    code = status.get("exit")
+    if code is None:
+        return "the harness's launcher ended without a status"
+    if code == _NO_VERDICT_EXIT and "the harness script ended without a verdict" in last:
+        return "internal error: the harness script ended without a verdict"
+    if code == _PIPE_GONE_EXIT and "the result pipe is gone" in last:
+        return "the code under test closed the harness's result pipe before the verdict"
     if "ImportError" in last or "ModuleNotFoundError" in last:
         return f"import error: {last}"
-    if last:
+    if "Traceback (most recent call last)" in stderr and last:
         return f"the harness failed before a verdict: {last}"
-    return f"the harness exited with status {returncode} without a verdict"
+    return f"the code under test exited with status {code} before a verdict"
