@@ -174,7 +174,10 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         # A relative --python is relative to here, not to the harness's temp directory.
         python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
         limits = RunLimits(python or sys.executable, confirm_timeout, confirm_memory)
-        verdicts = _confirm(result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, cache, progress)
+        verdicts = _confirm(
+            result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, cache, progress,
+            announce=show_progress or not quiet,
+        )
         # Only a finding torch ran and did not reproduce is left out by default: one whose harness could
         # not run or ended abnormally may be real, so it stays (marked) unless asked for explicitly.
         if confirmed_only or drop_inconclusive:
@@ -356,8 +359,12 @@ def _config(config_path, select, extend_select, ignore, per_file_ignores=()) -> 
     return config
 
 
-def _confirm(diagnostics, limits, jobs: int, sources: dict[str, str], cache_dir: str | None, progress) -> dict:
-    """Check the interpreter (one error line and exit 2 if it cannot run harnesses), then a verdict per finding."""
+def _confirm(
+    diagnostics, limits, jobs: int, sources: dict[str, str], cache_dir: str | None, progress, announce: bool
+) -> dict:
+    """Check the interpreter (one error line and exit 2 if it cannot run harnesses), then a verdict per finding.
+    With `announce`, one line first says which torch runs the harnesses and under which containment."""
+    from .confirm.sandbox import sandbox_description
     from .confirm.session import ConfirmEnvironmentError, check_environment, confirm_diagnostics
     from .confirm.verdict_cache import VerdictCache
 
@@ -365,8 +372,8 @@ def _confirm(diagnostics, limits, jobs: int, sources: dict[str, str], cache_dir:
         environment = check_environment(limits)
     except ConfirmEnvironmentError as error:
         _fail(str(error))
-    if progress is not None:
-        click.echo(f"confirm: {environment.describe()}", err=True)
+    if announce:
+        click.echo(f"confirm: {environment.describe()}; sandbox: {sandbox_description()}", err=True)
     cache = VerdictCache(cache_dir, environment.python, environment.torch_version, limits) if cache_dir else None
     return confirm_diagnostics(diagnostics, limits, jobs, sources, progress, cache=cache)
 

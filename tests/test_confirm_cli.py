@@ -21,9 +21,15 @@ from click.testing import CliRunner
 
 import autograd_lint.confirm.session as session
 from autograd_lint.cli import _ConfirmProgress, main
+from autograd_lint.confirm.sandbox import sandbox_description
 
 ROOT = Path(__file__).resolve().parent.parent
 CUDA = "no" if torch.version.cuda is None else ("yes" if torch.cuda.is_available() else "no")
+
+
+def start_line(python) -> str:
+    """The line `--confirm` starts with: the torch that runs the harnesses and the containment they run under."""
+    return f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {python}; sandbox: {sandbox_description()}"
 
 ARITY = "returns 1 value but forward takes 2 inputs"
 # A package whose Function reaches its helpers through all three forms of relative import, and whose
@@ -182,11 +188,11 @@ BROKEN_PYTHONS = {
     ),
     "exits 1": (
         lambda tmp: executable(tmp / "python-exits", "#!/bin/sh\nexit 1\n"),
-        "running `import torch` there: the interpreter exited with status 1 without a verdict",
+        "running `import torch` there: the interpreter exited with status 1 before a verdict",
     ),
     "crashes": (
         lambda tmp: executable(tmp / "python-crashes", "#!/bin/sh\nkill -SEGV $$\n"),
-        "running `import torch` there: the interpreter was killed by SIGSEGV",
+        "running `import torch` there: the interpreter was killed by SIGSEGV before a verdict",
     ),
 }
 
@@ -225,7 +231,7 @@ def test_a_relative_python_is_relative_to_the_current_directory(project):
     result = invoke(["--confirm", "--no-cache", "--python", "bin/python", "--show-progress", MASK])
     assert result.exit_code == 1, result.stderr
     python = project / "bin" / "python"
-    assert result.stderr.splitlines()[0] == f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {python}"
+    assert result.stderr.splitlines()[0] == start_line(python)
 
 
 # --- --confirmed-only, the summary and JSON, in a real process ------------------------------------------
@@ -252,7 +258,7 @@ def test_confirmed_only_keeps_what_could_not_be_confirmed_with_its_reason(projec
     assert entries[(HANG, "AGL002")]["verdict"] == "inconclusive"
     assert entries[(HANG, "AGL002")]["evidence"] == "timeout: the harness ran longer than 8 s and was killed"
     # The summary on stderr counts every verdict, the refuted finding's as not shown; no progress there.
-    assert proc.stderr == (
+    assert proc.stderr == start_line(sys.executable) + "\n" + (
         "Found 4 diagnostics (4 errors) in 10 files checked. "
         "Confirm: 1 confirmed, 1 not reproduced (not shown), 3 inconclusive.\n"
     )
@@ -266,14 +272,14 @@ def test_confirmed_only_exits_1_for_an_inconclusive_finding_and_drop_inconclusiv
     assert first.stdout.splitlines()[1].startswith("    inconclusive (")
     assert first.stdout.splitlines()[1].endswith("): timeout: the harness ran longer than 6 s and was killed")
     assert len(first.stdout.splitlines()) == 2
-    assert first.stderr == (
+    assert first.stderr == start_line(sys.executable) + "\n" + (
         "Found 1 diagnostic (1 error) in 2 files checked. "
         "Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive.\n"
     )
     dropped = invoke(["--drop-inconclusive", "--no-cache", "--confirm-timeout", "6", HANG, MASK])
     assert dropped.exit_code == 0
     assert dropped.stdout == ""
-    assert dropped.stderr == (
+    assert dropped.stderr == start_line(sys.executable) + "\n" + (
         "All checks passed! (2 files checked) "
         "Confirm: 0 confirmed, 1 not reproduced (not shown), 1 inconclusive (not shown).\n"
     )
@@ -295,7 +301,7 @@ def test_verdicts_are_cached_until_the_finding_or_its_package_changes(project, h
     first = invoke(["--confirm", *paths])
     assert first.exit_code == 1
     assert len(harness_runs) == 3
-    assert first.stderr == (
+    assert first.stderr == start_line(sys.executable) + "\n" + (
         "Found 3 diagnostics (2 errors, 1 warning) in 3 files checked. "
         "Confirm: 1 confirmed, 1 not reproduced, 1 inconclusive.\n"
     )
@@ -308,10 +314,10 @@ def test_verdicts_are_cached_until_the_finding_or_its_package_changes(project, h
     assert len(harness_runs) == 1 and "class Attend" in harness_runs[0]
     assert [line for line in second.stdout.splitlines() if line.startswith("    ")][::2] == verdict_lines[::2]
     progress = second.stderr.splitlines()
-    assert progress[0] == f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {sys.executable}"
+    assert progress[0] == start_line(sys.executable)
     assert progress[1].startswith("confirm: 0/1 harnesses run (2 cached), ") and progress[1].endswith(" s")
     assert progress[-2].startswith("confirm: 1/1 harnesses run (2 cached), ")
-    assert progress[-1] == first.stderr.rstrip("\n")
+    assert progress[-1] == first.stderr.splitlines()[-1]
 
     # A helper the harness imports changed: the package's findings run again, the script's stays cached.
     harness_runs.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -183,7 +184,9 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
         for line in leftovers:  # so that a failure leaves nothing running either
             os.kill(int(line.split()[0]), signal.SIGKILL)
     assert linter.returncode == exit_code, stderr
-    assert stderr == "autograd-lint: error: interrupted\n"
+    start, *rest = stderr.splitlines()
+    assert re.fullmatch(rf"confirm: torch \S+ \(CUDA: (yes|no)\) in \S+; sandbox: {sandbox}\b.*", start), start
+    assert rest == ["autograd-lint: error: interrupted"]
     assert stdout == ""
     assert os.listdir(temp_root) == []
     assert processes_mentioning(str(temp_root)) == []

@@ -54,6 +54,7 @@ try:
     _agl_cuda = bool(torch.cuda.is_available())
 except Exception:  # noqa: BLE001 - a broken driver means no CUDA for the harnesses either
     _agl_cuda = False
+import json as _agl_json
 _agl_report("confirmed", _agl_json.dumps({"torch": str(torch.__version__), "cuda": _agl_cuda}))
 """
 
@@ -79,7 +80,9 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
     if result.verdict != "confirmed":
         if result.evidence.startswith("`import torch`"):
             raise fail(result.evidence)
-        raise fail("running `import torch` there: " + result.evidence.replace("the harness", "the interpreter", 1))
+        # The runner words failures for a harness running the user's code; here it only imported torch.
+        reason = result.evidence.replace("the harness", "the interpreter", 1).replace("the code under test", "the interpreter", 1)
+        raise fail("running `import torch` there: " + reason)
     try:
         found = json.loads(result.evidence)
         return ConfirmEnvironment(shutil.which(python) or python, str(found["torch"]), bool(found["cuda"]))
