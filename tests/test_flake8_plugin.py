@@ -133,11 +133,12 @@ def test_flake8_file_level_noqa(project):
 def test_noqa_checks_are_left_to_flake8(project):
     # flake8 applies noqa after the plugin, so the plugin cannot know which comments were used: AGL100 and
     # AGL101 are the CLI's (flake8-noqa checks the comments under flake8).
-    (project / "noqa.py").write_text("x = 1  # noqa: AGL002\ny = 2  # noqa\n")
+    hidden = SNIPPET.replace("return g * ctx.scale", "return g * ctx.scale  # noqa")  # a bare noqa hides AGL002
+    (project / "noqa.py").write_text("x = 1  # noqa: AGL002\n" + hidden)
     assert flake8("--select", "AGL", "noqa.py", cwd=project).stdout == ""
     cli = autograd_lint("-q", "--select", "ALL", "noqa.py", cwd=project)
     assert [line.split(" ", 2)[:2] for line in cli.stdout.splitlines()] == [
-        ["noqa.py:1:8:", "AGL100"], ["noqa.py:2:8:", "AGL101"],
+        ["noqa.py:1:8:", "AGL100"], ["noqa.py:12:31:", "AGL101"],
     ]
 
 
