@@ -157,14 +157,27 @@ def publish(per_rule: dict[str, Counter], repositories: list[str]) -> None:
         page.write_text(text, encoding="utf-8")
     readme = HERE.parent / "README.md"
     lines = readme.read_text(encoding="utf-8").split("\n")
-    for index, row in enumerate(lines):
-        cells = row.split(" | ")
-        if row.startswith("| AGL") and len(cells) >= 6:
-            code = cells[0][2:]
-            cells[3] = "opt-in" if code in OPT_IN else "yes"
-            cells[4] = measured(results["rules"].get(code, {}))
-            lines[index] = " | ".join(cells)
+    start = lines.index(RULES_TABLE_HEADER[0])
+    end = start + next(i for i, line in enumerate(lines[start:]) if not line.startswith("|"))
+    lines[start:end] = rules_table(results)
     readme.write_text("\n".join(lines), encoding="utf-8")
+
+
+RULES_TABLE_HEADER = [
+    "| code | name | severity | default | precision on real code | flags |",
+    "|---|---|---|---|---|---|",
+]
+
+
+def rules_table(results: dict) -> list[str]:
+    """The README's rules table, every cell from the rule's own declaration (code, name, severity, summary),
+    `rules.OPT_IN` and the measured results: nothing in it is written by hand."""
+    rows = [
+        f"| {code} | {rule.name} | {rule.severity.value} | {'opt-in' if code in OPT_IN else 'yes'} | "
+        f"{measured(results['rules'].get(code, {}))} | {rule.summary} |"
+        for code, rule in ((code, RULES[code]) for code in RULES)
+    ]
+    return RULES_TABLE_HEADER + rows
 
 
 def precision(counts: Counter) -> str:
