@@ -15,7 +15,7 @@ from autograd_lint.confirm.session import confirm_diagnostics
 
 from test_confirm import run_recipe
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HEADER = "import torch\nimport torch.nn as nn\nfrom torch.autograd import Function\n\n"
 
 

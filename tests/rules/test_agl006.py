@@ -1,0 +1,76 @@
+"""AGL006 forward-called-directly: direct calls of forward/backward, and the recipe that says `not-reproduced`
+on correct code (real torch, no mocks)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from test_agl005 import HEADER, STATIC, findings
+from test_confirm import run_recipe
+
+
+def test_direct_calls_outside_functions_and_outside_no_grad():
+    assert findings(
+        """
+        class Shifted(Scale):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                return Scale.forward(ctx, x, alpha) + 1
+
+        class Twice(Function):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                return Scale.forward(ctx, Scale.forward(ctx, x, alpha), alpha)
+
+            @staticmethod
+            def backward(ctx, g):
+                return Scale.backward(ctx, Scale.backward(ctx, g)[0])[0], None
+
+        @torch.no_grad()
+        def infer(x):
+            return Scale.forward(None, x, 2.0)
+
+        def train(x, g):
+            with torch.set_grad_enabled(False):
+                Scale.forward(None, x, 2.0)
+            with torch.set_grad_enabled(True):
+                y = Scale.forward(None, x, 2.0)
+            return y, Scale.backward(None, g)
+        """,
+        prefix=STATIC,
+    ) == [(35, "AGL006", 13), (36, "AGL006", 15)]
+
+
+def test_direct_call_recipe_does_not_confirm_a_call_that_records_the_custom_node():
+    code = """
+    class Wrapped(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return Wrapped.apply(x) if ctx is None else x * 2
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+    _agl_direct_call_recipe(Wrapped, 'forward', ['None', None], True, 'Wrapped.forward(None, x)')
+    """
+    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
+    assert verdict == "not-reproduced" and "WrappedBackward" in evidence
+
+
+def test_direct_backward_call_that_runs_is_inconclusive():
+    code = STATIC + "_agl_direct_call_recipe(Scale, 'backward', ['None', None], True, 'Scale.backward(None, g)')\n"
+    verdict, evidence = run_recipe(code)
+    # Scale.backward reads ctx.alpha from None: the call as written crashes.
+    assert verdict == "confirmed" and "'NoneType' object has no attribute 'alpha'" in evidence
+    code = HEADER + textwrap.dedent(
+        """
+        class Neg(Function):
+            @staticmethod
+            def forward(ctx, x):
+                return -x
+            @staticmethod
+            def backward(ctx, g):
+                return -g
+        _agl_direct_call_recipe(Neg, 'backward', ['None', None], True, 'Neg.backward(None, g)')
+        """
+    )
+    assert run_recipe(code)[0] == "inconclusive"
