@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from autograd_lint import Config, lint_source
+from snippets import marked_positions, reported_positions
 from test_confirm import CORRECT_FUNCTION, run_recipe
 
 HEADER = "import torch\nfrom torch.autograd import Function\n"
@@ -217,3 +218,180 @@ def test_legacy_recipe_compares_constructor_arguments(init, verdict, says):
     """
     result = run_recipe(HEADER + textwrap.dedent(code))
     assert result[0] == verdict and says in result[1]
+
+
+VALID = [
+    # plain methods reading only what forward wrote on its first argument, used through apply
+    """\
+        import torch
+
+
+        class Clamp(torch.autograd.Function):
+            def forward(self, x, low):
+                self.save_for_backward(x)
+                self.low = low
+                return x.clamp(min=low)
+
+            def backward(self, g):
+                (x,) = self.saved_tensors
+                return g * (x >= self.low), None
+
+
+        def clamp(x, low):
+            return Clamp.apply(x, low)
+    """,
+    # Fn().apply(x) without constructor arguments: only a DeprecationWarning
+    """\
+        import torch
+
+
+        class Double(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+
+        def double(x):
+            return Double().apply(x)
+    """,
+    # an __init__ that stores nothing
+    """\
+        import torch
+
+
+        class Neg(torch.autograd.Function):
+            def __init__(self):
+                super().__init__()
+
+            @staticmethod
+            def forward(ctx, x):
+                return -x
+
+            @staticmethod
+            def backward(ctx, g):
+                return -g
+    """,
+    # no backward, but a jvp (forward mode only) or an assigned backward
+    """\
+        import torch
+
+
+        def _straight_through(ctx, g):
+            return g
+
+
+        class Round(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.round(x)
+
+            backward = staticmethod(_straight_through)
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = x.exp()
+                ctx.y = y
+                return y
+
+            @staticmethod
+            def jvp(ctx, t):
+                return t * ctx.y
+    """,
+    # no backward, but torch never calls one: the only output is an index tensor
+    """\
+        import torch
+
+
+        class ArgTop(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.argmax(-1)
+
+
+        def top(x):
+            return ArgTop.apply(x)
+    """,
+    # no backward, and every apply runs under no_grad
+    """\
+        import torch
+
+
+        class Fused(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * torch.sigmoid(x)
+
+
+        @torch.no_grad()
+        def infer(x):
+            return Fused.apply(x)
+    """,
+]
+
+INVALID = [
+    # an __init__ storing state and a plain backward reading it
+    """\
+        import torch
+
+
+        class GradReverse(torch.autograd.Function):
+            def __init__(self, lambd):  # AGL005:9
+                self.lambd = lambd
+
+            def forward(self, x):
+                return x.view_as(x)
+
+            def backward(self, g):  # AGL005:9
+                return -self.lambd * g
+    """,
+    # a Function applied without a backward
+    """\
+        import torch
+
+
+        class BinActive(torch.autograd.Function):  # AGL005:7
+            @staticmethod
+            def forward(ctx, x):
+                return x.sign()
+
+
+        def binarize(x):
+            return BinActive.apply(x)
+    """,
+    # an instance call (the legacy API)
+    """\
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 2 * x * g
+
+
+        def square(x):
+            return Square()(x)  # AGL005:12
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL005", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL005", source) == marked_positions("AGL005", source)

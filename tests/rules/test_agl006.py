@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
+from snippets import marked_positions, reported_positions
 from test_agl005 import HEADER, STATIC, findings
 from test_confirm import run_recipe
 
@@ -74,3 +77,147 @@ def test_direct_backward_call_that_runs_is_inconclusive():
         """
     )
     assert run_recipe(code)[0] == "inconclusive"
+
+
+VALID = [
+    # a subclass calling its base's forward and backward on its own ctx
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+
+        class ShiftedScale(Scale):
+            @staticmethod
+            def forward(ctx, x):
+                return Scale.forward(ctx, x) + 1
+
+            @staticmethod
+            def backward(ctx, g):
+                return Scale.backward(ctx, g)
+    """,
+    # a direct call under no_grad: nothing is recorded, so nothing is bypassed
+    """\
+        import torch
+
+
+        class RoundSTE(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.round(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        @torch.no_grad()
+        def export_weights(w):
+            return RoundSTE.forward(None, w)
+    """,
+    # the forward of an nn.Module, not a Function
+    """\
+        import torch.nn as nn
+
+
+        class Wrapped(nn.Linear):
+            def forward(self, x):
+                return nn.Linear.forward(self, x) * 2
+    """,
+    # the call under set_grad_enabled(False)
+    """\
+        import torch
+
+
+        class Neg(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return -x
+
+            @staticmethod
+            def backward(ctx, g):
+                return -g
+
+
+        def negate_frozen(x):
+            with torch.set_grad_enabled(False):
+                return Neg.forward(None, x)
+    """,
+]
+
+INVALID = [
+    # forward called directly: the custom backward is bypassed
+    """\
+        import torch
+
+
+        class RoundSTE(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.round(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        def fake_quant(x, scale):
+            return RoundSTE.forward(None, x / scale) * scale  # AGL006:12
+    """,
+    # backward called directly as a gradient formula
+    """\
+        import torch
+
+
+        class Neg(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return -x
+
+            @staticmethod
+            def backward(ctx, g):
+                return -g
+
+
+        def grad_of_neg(g):
+            return Neg.backward(None, g)  # AGL006:12
+    """,
+    # forward called in an nn.Module's forward
+    """\
+        import torch
+        import torch.nn as nn
+
+
+        class Sign(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.sign(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        class Binarize(nn.Module):
+            def forward(self, x):
+                return Sign.forward(None, x)  # AGL006:16
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL006", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL006", source) == marked_positions("AGL006", source)
