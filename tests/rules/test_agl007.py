@@ -9,6 +9,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -223,3 +224,187 @@ class Fn(torch.autograd.Function):
         return out
 """
     assert found("AGL007", source) == [(10, 9)]
+
+
+VALID = [
+    # shapes, dtypes, Python numbers and flags
+    """\
+        import torch
+
+
+        class Fn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, eps=1e-5):
+                ctx.shape = x.shape
+                ctx.dtype = x.dtype
+                ctx.peak = x.abs().max().item()
+                ctx.eps = eps
+                return x / (x.norm() + eps)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.view(ctx.shape) / ctx.peak, None
+    """,
+    # an input backward reads only for its shape
+    """\
+        import torch
+
+
+        class Zeroed(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.x = x
+                return x.sum()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.expand(ctx.x.shape)
+    """,
+    # an intermediate backward reads: forward runs without grad, nothing can change it
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        class Relu(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.mask = x > 0
+                return F.relu(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * ctx.mask
+    """,
+    # an output marked non-differentiable closes no cycle
+    """\
+        import torch
+
+
+        class Indices(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                idx = x.argmax(-1)
+                ctx.idx = idx
+                return x.clone(), idx
+
+            @staticmethod
+            def backward(ctx, g, g_idx):
+                return g
+    """,
+    # an RNG state, a clean-up and a process group
+    """\
+        import torch
+
+
+        class Noisy(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, group):
+                ctx.rng = torch.get_rng_state()
+                ctx.group = group
+                ctx.x = None
+                return x + torch.randn_like(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                torch.distributed.all_reduce(g, group=ctx.group)
+                return g, None
+    """,
+    # an input that receives no gradient (a frozen weight)
+    """\
+        import torch
+
+
+        class FrozenLinear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w: torch.Tensor):
+                ctx.w = w
+                return x.mm(w.t())
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.mm(ctx.w), None
+    """,
+]
+
+INVALID = [
+    # the input and the output kept on ctx
+    """\
+        import torch
+
+
+        class Swish(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                out = x * torch.sigmoid(x)
+                ctx.x = x  # AGL007:9
+                ctx.out = out  # AGL007:9
+                return out
+
+            @staticmethod
+            def backward(ctx, g):
+                sig = torch.sigmoid(ctx.x)
+                return g * (ctx.out + sig * (1 - ctx.out))
+    """,
+    # an operand of @ that backward reads
+    """\
+        import torch
+
+
+        class MatMul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.w = w  # AGL007:9
+                ctx.save_for_backward(x)
+                return x @ w
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return g @ ctx.w.t(), x.t() @ g
+    """,
+    # a tensor in a tuple on ctx, read back in backward
+    """\
+        import torch
+
+
+        class Power(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.saved = (x, 3)  # AGL007:9
+                return x ** 3
+
+            @staticmethod
+            def backward(ctx, g):
+                x, n = ctx.saved
+                return g * n * x ** (n - 1)
+    """,
+    # the output stored though backward never reads it: a reference cycle
+    """\
+        import torch
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = torch.exp(x)
+                ctx.y = y  # AGL007:9
+                ctx.save_for_backward(y)
+                return y
+
+            @staticmethod
+            def backward(ctx, g):
+                (y,) = ctx.saved_tensors
+                return g * y
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL007", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL007", source) == marked_positions("AGL007", source)

@@ -12,6 +12,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
@@ -138,3 +139,163 @@ def test_agl008_follows_try_and_with_blocks():
         "with torch.no_grad():\n    g.mul_(2)\nreturn g\n"
     )
     assert findings(backward_of(body), "AGL008") == [(12, 13)]
+
+
+VALID = [
+    # rebound to a new tensor first
+    """\
+        import torch
+
+
+        class Reverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                g = g.clone()
+                g.mul_(-1)
+                return g
+    """,
+    # writes into a tensor backward creates, and a copy from the gradient
+    """\
+        import torch
+
+
+        class Gather(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, idx):
+                ctx.save_for_backward(idx)
+                ctx.n = x.shape[0]
+                return x[idx]
+
+            @staticmethod
+            def backward(ctx, g):
+                (idx,) = ctx.saved_tensors
+                out = g.new_zeros((ctx.n,) + g.shape[1:])
+                out.index_add_(0, idx, g)
+                buf = torch.empty_like(out)
+                buf.copy_(out)
+                return buf, None
+    """,
+    # rebuilding the list of gradients assigns a slot, it writes no tensor
+    """\
+        import torch
+
+
+        class Pair(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b):
+                return a * 2, b * 2
+
+            @staticmethod
+            def backward(ctx, *grads):
+                grads = list(grads)
+                grads[0] = grads[0] * 2
+                grads[1] = grads[1] * 2
+                return tuple(grads)
+    """,
+    # advanced indexing copies, and a flag-only method
+    """\
+        import torch
+
+
+        class Odd(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 1
+
+            @staticmethod
+            def backward(ctx, g):
+                g[g > 0].mul_(2)
+                g.requires_grad_(False)
+                return g
+    """,
+    # a backward of a class that is no Function
+    """\
+        class Hook:
+            def backward(self, g):
+                g.mul_(2)
+                return g
+    """,
+]
+
+INVALID = [
+    # the incoming gradient written in place
+    """\
+        import torch
+
+
+        class GradientReversal(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, lambd):
+                ctx.lambd = lambd
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.mul_(-ctx.lambd), None  # AGL008:16
+    """,
+    # an alias of the gradient (contiguous may return it), then a masked assignment
+    """\
+        import torch
+
+
+        class MyReLU(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.clamp(min=0)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                grad_input = g.contiguous()
+                grad_input[x < 0] = 0  # AGL008:9
+                return grad_input
+    """,
+    # an augmented assignment
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 4
+
+            @staticmethod
+            def backward(ctx, g):
+                g *= 4  # AGL008:9
+                return g
+    """,
+    # a path where the branch did not clone
+    """\
+        import torch
+
+
+        class Maybe(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, copy):
+                ctx.copy = copy
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                if ctx.copy:
+                    g = g.clone()
+                g.mul_(2)  # AGL008:9
+                return g, None
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL008", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL008", source) == marked_positions("AGL008", source)

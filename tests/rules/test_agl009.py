@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from test_agl008 import BUILDERS, findings, forward_of
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -111,3 +112,187 @@ def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
     assert marked[0] == "not-reproduced", marked
     leaf = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
     assert leaf[0] == "not-reproduced" and "torch refused the leaf" in leaf[1], leaf
+
+
+VALID = [
+    # the input marked dirty
+    """\
+        import torch
+
+
+        class AddOne(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.mark_dirty(x)
+                return x.add_(1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # the old InplaceFunction shape: marked dirty under the same condition
+    """\
+        import torch
+
+
+        class Clamp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, inplace=False):
+                if inplace:
+                    ctx.mark_dirty(x)
+                    y = x
+                else:
+                    y = x.clone()
+                y.clamp_(-1, 1)
+                return y
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, None
+    """,
+    # rebound to a copy first
+    """\
+        import torch
+
+
+        class ClipWeights(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, w):
+                w = w.clone()
+                w.clamp_(-1, 1)
+                return w
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # arguments that hold no tensor: an int, a dict, a list
+    """\
+        import torch
+
+
+        class Counted(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, step, stats, history):
+                step += 1
+                stats["calls"] = step
+                history.append(step)
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2, None, None, None
+    """,
+    # a caller-supplied output buffer
+    """\
+        import torch
+
+
+        class Doubled(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, out=None):
+                torch.mul(x, 2, out=out)
+                return out
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2, None
+    """,
+    # the input marked dirty in setup_context: what is marked cannot be read, nothing is reported
+    """\
+        import torch
+
+
+        class Inc(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x.add_(1)
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.mark_dirty(inputs[0])
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+]
+
+INVALID = [
+    # a clamp in place on the input
+    """\
+        import torch
+
+
+        class ClipWeights(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, w):
+                w.clamp_(-1, 1)  # AGL009:9
+                return w * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+    """,
+    # a masked assignment into the input
+    """\
+        import torch
+
+
+        class Sparsify(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, threshold):
+                keep = x.abs() >= threshold
+                x[~keep] = 0.0  # AGL009:9
+                ctx.save_for_backward(keep)
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                (keep,) = ctx.saved_tensors
+                return g * keep, None
+    """,
+    # a write through a view of the input
+    """\
+        import torch
+
+
+        class ZeroHead(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                flat = x.view(-1)
+                flat[:2] = 0  # AGL009:9
+                return x * 1
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # a collective writes the tensor it is given
+    """\
+        import torch
+        import torch.distributed as dist
+
+
+        class AllReduce(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                dist.all_reduce(x)  # AGL009:9
+                return x
+
+            @staticmethod
+            def backward(ctx, g):
+                dist.all_reduce(g)
+                return g
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL009", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL009", source) == marked_positions("AGL009", source)
