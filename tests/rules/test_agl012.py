@@ -10,6 +10,7 @@ import pytest
 from autograd_lint import Config, lint_source
 
 from test_agl007 import CORRECT, found, function, setup_context_function
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -233,3 +234,176 @@ def quantize(x):
     return Quant.apply(x, bits=4)
 """
     assert found("AGL012", source) == [(8, 34)]
+
+
+VALID = [
+    # None and an optional bias
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w, bias=None):
+                ctx.save_for_backward(x, w, bias)
+                out = x @ w.t()
+                return out if bias is None else out + bias
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w, bias = ctx.saved_tensors
+                return g @ w, g.t() @ x, None if bias is None else g.sum(0)
+    """,
+    # starred tensors
+    """\
+        import torch
+
+
+        class Sum(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, *tensors):
+                ctx.save_for_backward(*tensors)
+                return sum(tensors)
+
+            @staticmethod
+            def backward(ctx, g):
+                return (g,) * len(ctx.saved_tensors)
+    """,
+    # a parameter a call site passes a value of unknown kind for
+    """\
+        import torch
+
+
+        class Pow(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, k):
+                ctx.save_for_backward(x, k)
+                return x ** k
+
+            @staticmethod
+            def backward(ctx, g):
+                x, k = ctx.saved_tensors
+                return g * k * x ** (k - 1), None
+
+
+        def power(x, k):
+            return Pow.apply(x, k)
+    """,
+    # tensors computed in forward
+    """\
+        import torch
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = torch.exp(x)
+                ctx.save_for_backward(y, y.sum())
+                return y
+
+            @staticmethod
+            def backward(ctx, g):
+                y, _ = ctx.saved_tensors
+                return g * y
+    """,
+    # a save under a test of the argument's kind
+    """\
+        import torch
+
+
+        class Rotate(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, offsets):
+                if isinstance(offsets, int):
+                    ctx.offsets = offsets
+                    ctx.save_for_backward(x)
+                else:
+                    ctx.save_for_backward(x, offsets)
+                return x.roll(1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.roll(-1), None
+    """,
+]
+
+INVALID = [
+    # an int passed at the call site
+    """\
+        import torch
+
+
+        class Pow(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, k):
+                ctx.save_for_backward(x, k)  # AGL012:34
+                return x ** k
+
+            @staticmethod
+            def backward(ctx, g):
+                x, k = ctx.saved_tensors
+                return g * k * x ** (k - 1), None
+
+
+        def cube(x):
+            return Pow.apply(x, 3)
+    """,
+    # a shape
+    """\
+        import torch
+
+
+        class Flatten(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x.shape)  # AGL012:31
+                return x.reshape(x.shape[0], -1)
+
+            @staticmethod
+            def backward(ctx, g):
+                (shape,) = ctx.saved_tensors
+                return g.reshape(shape)
+    """,
+    # a Python number through a local name
+    """\
+        import torch
+
+
+        class Normalize(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                peak = x.abs().max().item()
+                ctx.save_for_backward(x, peak)  # AGL012:34
+                return x / peak
+
+            @staticmethod
+            def backward(ctx, g):
+                x, peak = ctx.saved_tensors
+                return g / peak
+    """,
+    # a parameter annotated int
+    """\
+        import torch
+
+
+        class Quant(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, bits: int):
+                ctx.save_for_backward(x, bits)  # AGL012:34
+                return torch.round(x * 2 ** bits) / 2 ** bits
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, None
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL012", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL012", source) == marked_positions("AGL012", source)

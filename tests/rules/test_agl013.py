@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from test_agl007 import CORRECT, found, function
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -78,3 +79,159 @@ _agl_save_twice_recipe(Twice.apply, [("Twice.apply(<tensor>)", lambda s: [_agl_l
 """
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced" and "saved_tensors holds 1" in evidence
+
+
+VALID = [
+    # one call with every tensor
+    """\
+        import torch
+
+
+        class Bilinear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g * w, g * x
+    """,
+    # calls in exclusive branches
+    """\
+        import torch
+
+
+        class MaybeScaled(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                if w is None:
+                    ctx.save_for_backward(x)
+                    return x * 2
+                else:
+                    ctx.save_for_backward(x, w)
+                    return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, None
+    """,
+    # a path that returns before the second call
+    """\
+        import torch
+
+
+        class Early(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                if w is None:
+                    ctx.save_for_backward(x)
+                    return x * 2
+                ctx.save_for_backward(x, w)
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, None
+    """,
+    # a superset saved again: the first call is only redundant
+    """\
+        import torch
+
+
+        class Hidden(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                h = torch.tanh(x * w)
+                ctx.save_for_backward(x, w, h)
+                return h
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w, h = ctx.saved_tensors
+                d = g * (1 - h * h)
+                return d * w, d * x
+    """,
+    # a first call that saves nothing
+    """\
+        import torch
+
+
+        class Reset(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward()
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 2 * x * g
+    """,
+]
+
+INVALID = [
+    # the second call replaces the first
+    """\
+        import torch
+
+
+        class Bilinear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x)
+                ctx.save_for_backward(w)  # AGL013:9
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g * w, g * x
+    """,
+    # a save in a loop
+    """\
+        import torch
+
+
+        class Pair(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                for t in (x, w):
+                    ctx.save_for_backward(t)  # AGL013:13
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, g
+    """,
+    # a conditional second save on the same path
+    """\
+        import torch
+
+
+        class Cond(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                if w.dim() > 1:
+                    ctx.save_for_backward(w)  # AGL013:13
+                return x * w
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, g
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL013", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL013", source) == marked_positions("AGL013", source)
