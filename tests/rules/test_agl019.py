@@ -12,6 +12,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
@@ -251,3 +252,147 @@ def test_agl019_checkpointed_apply_maps_the_arguments_after_the_function():
     functions = SAVES + "\nfrom torch.utils.checkpoint import checkpoint\n"
     assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
     assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nw.add_(1)\nreturn y\n", functions=functions) == []
+
+
+EXP = """\
+        import torch
+        import torch.nn as nn
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                out = x.exp()
+                ctx.save_for_backward(out)
+                return out
+
+            @staticmethod
+            def backward(ctx, g):
+                (out,) = ctx.saved_tensors
+                return g * out
+"""
+
+VALID = [
+    # a write into an argument forward does not save
+    EXP
+    + """\
+
+
+        def shifted(x):
+            y = Exp.apply(x)
+            x.add_(1)
+            return y
+    """,
+    # a write after backward consumed the graph
+    EXP
+    + """\
+
+
+        def step(x):
+            y = Exp.apply(x)
+            y.sum().backward()
+            y.clamp_(max=10)
+            return y
+    """,
+    # no graph under no_grad
+    EXP
+    + """\
+
+
+        @torch.no_grad()
+        def infer(x):
+            y = Exp.apply(x)
+            y.clamp_(max=10)
+            return y
+    """,
+    # a write after the name is rebound to a copy
+    EXP
+    + """\
+
+
+        def clipped(x):
+            y = Exp.apply(x).clone()
+            y.clamp_(max=10)
+            return y
+    """,
+    # a write through .data raises nothing (and is not this rule)
+    EXP
+    + """\
+
+
+        def scaled(x):
+            y = Exp.apply(x)
+            y.data.mul_(2)
+            return y
+    """,
+]
+
+INVALID = [
+    # an in-place activation module on the saved output
+    EXP
+    + """\
+
+
+        class RateHead(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.act = nn.ReLU(inplace=True)
+
+            def forward(self, h):
+                rate = Exp.apply(h)
+                rate = self.act(rate)  # AGL019:16
+                return rate
+    """,
+    # a method call writing the saved output
+    EXP
+    + """\
+
+
+        def capped(x):
+            y = Exp.apply(x)
+            y.clamp_(max=10)  # AGL019:5
+            return y
+    """,
+    # an augmented assignment into a saved input
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x
+
+
+        def residual(x, w):
+            x = x * 1.0
+            x += Linear.apply(x, w)  # AGL019:5
+            return x
+    """,
+    # a functional in-place activation
+    EXP
+    + """\
+
+
+        def rate(x):
+            y = Exp.apply(x)
+            torch.relu_(y)  # AGL019:5
+            return y
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL019", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL019", source) == marked_positions("AGL019", source)

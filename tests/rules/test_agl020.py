@@ -10,6 +10,7 @@ import pytest
 from autograd_lint import Config, lint_source
 
 from test_agl019 import HEADER, WRITING_HELPERS, caller_findings
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -134,3 +135,162 @@ def test_agl020_forward_returning_a_view_made_by_a_module_function(helper, flagg
         "        return passthrough(x, scale)\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
     )
     assert bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+
+
+GRL = """\
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        class GradReverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                ctx.alpha = alpha
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.neg() * ctx.alpha, None
+"""
+
+VALID = [
+    # the view returned, no in-place write on it
+    GRL
+    + """\
+
+
+        def reverse(features):
+            h = GradReverse.apply(features, 1.0)
+            return F.relu(h)
+    """,
+    # a write on a clone of the output
+    GRL
+    + """\
+
+
+        def reverse(features):
+            h = GradReverse.apply(features, 1.0).clone()
+            h.relu_()
+            return h
+    """,
+    # a write under no_grad
+    GRL
+    + """\
+
+
+        def reverse(features):
+            h = GradReverse.apply(features, 1.0)
+            with torch.no_grad():
+                h.clamp_(-1, 1)
+            return h
+    """,
+    # a forward returning a copy
+    """\
+        import torch
+
+
+        class Copy(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        def copied(x):
+            y = Copy.apply(x)
+            y.add_(1)
+            return y
+    """,
+    # an in-place Function that marks its input dirty
+    """\
+        import torch
+
+
+        class AddOne(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.mark_dirty(x)
+                return x.add_(1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        def inc(x):
+            y = AddOne.apply(x)
+            y.mul_(2)
+            return y
+    """,
+]
+
+INVALID = [
+    # an in-place activation module on the view
+    GRL
+    + """\
+
+
+        class DomainClassifier(nn.Module):
+            def __init__(self, d_in):
+                super().__init__()
+                self.act = nn.ReLU(inplace=True)
+                self.fc = nn.Linear(d_in, 2)
+
+            def forward(self, features, alpha=1.0):
+                h = GradReverse.apply(features, alpha)
+                h = self.act(h)  # AGL020:13
+                return self.fc(h)
+    """,
+    # a method call writing the view
+    GRL
+    + """\
+
+
+        def reverse(features):
+            h = GradReverse.apply(features, 1.0)
+            h.mul_(2)  # AGL020:5
+            return h
+    """,
+    # an input returned as is, then written
+    """\
+        import torch
+
+
+        class Identity(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        def bump(x):
+            y = Identity.apply(x)
+            y += 1  # AGL020:5
+            return y
+    """,
+    # the functional in-place ReLU on the output
+    GRL
+    + """\
+
+
+        def reverse(features):
+            return F.relu_(GradReverse.apply(features, 1.0))  # AGL020:12
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL020", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL020", source) == marked_positions("AGL020", source)
