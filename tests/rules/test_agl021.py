@@ -255,7 +255,7 @@ INVALID = [
 
             @staticmethod
             def backward(ctx, g):
-                return g / ctx.steps  # AGL021
+                return g / ctx.steps  # AGL021:16
     """,
     # a flattened gradient for the unflattened input
     """\
@@ -268,8 +268,8 @@ INVALID = [
                 return features.view(features.size(0), -1)
 
             @staticmethod
-            def backward(ctx, g):
-                return g  # AGL021
+            def backward(ctx, grad_flat):
+                return grad_flat  # AGL021:16
     """,
     # a permuted gradient returned unpermuted
     """\
@@ -282,8 +282,8 @@ INVALID = [
                 return x.permute(0, 2, 1)
 
             @staticmethod
-            def backward(ctx, g):
-                return g  # AGL021
+            def backward(ctx, grad_output):
+                return grad_output  # AGL021:16
     """,
     # a sum over all elements
     """\
@@ -296,8 +296,8 @@ INVALID = [
                 return x.sum()
 
             @staticmethod
-            def backward(ctx, g):
-                return g  # AGL021
+            def backward(ctx, grad_total):
+                return grad_total  # AGL021:16
     """,
 ]
 
