@@ -53,6 +53,11 @@ class B(Function):
 """
 
 
+def checked(source: str, path: str = "m.py", **config) -> list[tuple[str, int, int, int, str]]:
+    """(code, line, column, end column, message) of every finding under the Config built from `config`."""
+    return [(d.code, d.line, d.column, d.end_column, d.message) for d in lint_source(source, path, Config(**config))]
+
+
 def parse_text_output(stdout: str) -> list[tuple[str, int, int, str]]:
     """(normalised path, line, column, code) of every text-format diagnostic line."""
     found = []

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from autograd_lint import Config, lint_source
+
 from snippets import marked_positions, reported_positions
 
 

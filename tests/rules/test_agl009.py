@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from test_agl008 import BUILDERS, findings, forward_of
 from snippets import marked_positions, reported_positions
+from test_agl008 import BUILDERS, findings, forward_of
 from test_confirm import run_recipe
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
-from test_agl007 import CORRECT, found, function, setup_context_function
 from snippets import marked_positions, reported_positions
+from test_agl007 import CORRECT, found, function, setup_context_function
 from test_confirm import run_recipe
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from test_agl007 import CORRECT, found, function
 from snippets import marked_positions, reported_positions
+from test_agl007 import CORRECT, found, function
 from test_confirm import run_recipe
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
-from test_agl019 import HEADER, WRITING_HELPERS, caller_findings
 from snippets import marked_positions, reported_positions
+from test_agl019 import HEADER, WRITING_HELPERS, caller_findings
 from test_confirm import run_recipe
 
 
