@@ -1,8 +1,11 @@
 """Source and helpers shared by the behaviour tests."""
 
 import os
+import textwrap
 
+from autograd_lint import lint_source
 from autograd_lint.config import Config
+from fixture_markers import expected_markers
 
 # Tests of what a rule finds select every rule: the opt-in ones are outside the default selection.
 EVERY_RULE = Config(select=("ALL",))
@@ -50,6 +53,11 @@ class B(Function):
 """
 
 
+def checked(source: str, path: str = "m.py", **config) -> list[tuple[str, int, int, int, str]]:
+    """(code, line, column, end column, message) of every finding under the Config built from `config`."""
+    return [(d.code, d.line, d.column, d.end_column, d.message) for d in lint_source(source, path, Config(**config))]
+
+
 def parse_text_output(stdout: str) -> list[tuple[str, int, int, str]]:
     """(normalised path, line, column, code) of every text-format diagnostic line."""
     found = []
@@ -58,3 +66,20 @@ def parse_text_output(stdout: str) -> list[tuple[str, int, int, str]]:
         path, line_no, column = location.rsplit(":", 2)
         found.append((os.path.normpath(path), int(line_no), int(column), rest.split(" ", 1)[0]))
     return found
+
+
+# The snippet tables of tests/rules/test_aglNNN.py: VALID snippets report nothing of the rule, INVALID ones
+# report exactly the `# AGLnnn:col` markers they carry (fixture_markers), with every rule selected so a
+# snippet also shows that the other rules leave the rule's cases alone.
+def reported_positions(code: str, source: str) -> list[tuple[int, int]]:
+    """(line, column) of every `code` finding in the dedented `source`, linted with every rule selected."""
+    diagnostics = lint_source(textwrap.dedent(source), "snippet.py", EVERY_RULE)
+    return sorted((d.line, d.column) for d in diagnostics if d.code == code)
+
+
+def marked_positions(code: str, source: str) -> list[tuple[int, int]]:
+    """(line, column) of every `# code:col` marker in the dedented `source`; each must give its column."""
+    markers = [(line, column) for line, marked, column in expected_markers(textwrap.dedent(source)) if marked == code]
+    assert markers, f"an INVALID snippet carries no {code} marker"
+    assert all(column is not None for _, column in markers), f"a {code} marker gives no column"
+    return sorted(markers)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from autograd_lint import lint_source
 from autograd_lint.cli import main
 
-from snippets import SNIPPET
+from snippets import SNIPPET, checked
 RETURN = "        return g * ctx.scale"
 
 
@@ -186,71 +186,7 @@ def test_noqa_after_a_backslash_continuation_covers_the_continued_lines():
     assert found(source.replace("  # noqa: AGL002", "")) == REPORTED
 
 
-# --- AGL100 unused-noqa and AGL101 blanket-noqa ------------------------------------------------------
-
-
-def checked(source: str, path: str = "m.py", **config) -> list[tuple[str, int, int, int, str]]:
-    from autograd_lint import Config
-
-    return [(d.code, d.line, d.column, d.end_column, d.message) for d in lint_source(source, path, Config(**config))]
-
-
-def test_unused_noqa_reports_the_directive_with_its_unused_and_unknown_codes():
-    source = with_comment("# noqa: AGL002, AGL001, F401, AGL555")
-    assert checked(source, select="ALL") == [
-        ("AGL100", 11, 31, 67, "unused `noqa` directive (unused: `AGL001`; unknown: `AGL555`)"),
-    ]
-
-
-def test_unused_noqa_on_a_line_without_findings():
-    assert checked("x = 1\ny = 2  # noqa: AGL002 - kept from an old version\n", select="AGL0,AGL100") == [
-        ("AGL100", 2, 8, 22, "unused `noqa` directive (unused: `AGL002`)"),
-    ]
-
-
-def test_a_used_noqa_is_not_reported():
-    assert checked(with_comment("# noqa: AGL002"), select="ALL") == []
-    assert checked(with_comment("# noqa: AGL00"), select="ALL") == []  # a prefix that matched
-
-
-@pytest.mark.parametrize("config", [
-    {"extend_select": "AGL100"},  # AGL001 is opt-in: not selected, so the comment may be for another run
-    {"select": "ALL", "ignore": "AGL001"},
-    {"select": "ALL", "per_file_ignores": {"*.py": "AGL001"}},
-])
-def test_noqa_for_a_rule_that_did_not_run_is_not_judged(config):
-    assert checked(with_comment("# noqa: AGL002, AGL001"), **config) == []
-
-
-def test_other_tools_codes_and_unsuppressible_codes_are_not_judged():
-    assert checked("x = 1  # noqa: F401, E501, BLE001\ny = 2  # noqa: AGL000, AGL999\n", select="ALL") == []
-
-
-def test_unused_noqa_is_silenced_by_its_own_code_or_a_file_level_noqa():
-    assert checked("x = 1  # noqa: AGL002, AGL100\n", select="ALL") == []
-    assert checked("# autograd-lint: noqa: AGL100\nx = 1  # noqa: AGL002\n", select="ALL") == []
-
-
-def test_unused_noqa_is_not_computed_for_a_file_with_a_syntax_error():
-    assert checked("x = 1  # noqa: AGL002\ndef f(:\n", select="ALL") == [
-        ("AGL000", 2, 7, 7, "SyntaxError: invalid syntax"),
-    ]
-
-
-def test_blanket_noqa_is_reported_where_it_hides_a_finding_and_not_silenced_by_itself():
-    assert checked(with_comment("# noqa"), select="ALL") == [
-        ("AGL101", 11, 31, 37, "`# noqa` without codes hides AGL002 here"),
-    ]
-    assert checked(with_comment("# type: ignore  # NOQA"), select="AGL002,AGL101") == [
-        ("AGL101", 11, 47, 53, "`# noqa` without codes hides AGL002 here"),
-    ]
-    assert checked("# autograd-lint: noqa: AGL101\n" + with_comment("# noqa"), select="ALL") == []
-
-
-def test_a_blanket_noqa_that_hides_nothing_of_ours_is_left_to_other_tools():
-    assert checked("import os  # noqa\nx = 1  # type: ignore  # NOQA\n", select="ALL") == []
-    # AGL002 is not selected: the bare noqa hides nothing this run reports.
-    assert checked(with_comment("# noqa"), select="AGL101") == []
+# --- AGL100 unused-noqa and AGL101 blanket-noqa together (each alone: tests/rules/test_agl100.py, test_agl101.py) ---
 
 
 def test_noqa_checks_are_off_by_default():
@@ -276,19 +212,3 @@ def test_noqa_checks_through_the_cli_and_a_subprocess(tmp_path, monkeypatch):
                           capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.splitlines() == expected
-
-
-def test_confirm_says_there_is_nothing_to_run_for_a_noqa_finding(tmp_path):
-    import sys
-
-    from autograd_lint import Config
-    from autograd_lint.confirm.runner import RunLimits
-    from autograd_lint.confirm.session import confirm_diagnostics
-
-    path = tmp_path / "m.py"
-    path.write_text(with_comment("# noqa"))
-    (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL002,AGL101"))
-    verdict = confirm_diagnostics([finding], RunLimits(sys.executable))[finding]
-    assert (verdict.verdict, verdict.evidence) == (
-        "inconclusive", "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",
-    )

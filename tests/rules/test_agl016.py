@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import random\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\n\n"
@@ -174,3 +175,151 @@ def test_a_dropout_module_kept_on_ctx_draws_in_both_passes():
         """
     )
     assert agl016(source) == [(len(source.splitlines()), 29)]
+
+
+VALID = [
+    # randomness in forward only, the mask read back from saved tensors
+    """\
+        import torch
+
+
+        class Dropout(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, p=0.1):
+                keep = torch.bernoulli(torch.full_like(x, 1 - p))
+                ctx.save_for_backward(keep)
+                ctx.p = p
+                return x * keep / (1 - p)
+
+            @staticmethod
+            def backward(ctx, g):
+                (keep,) = ctx.saved_tensors
+                return g * keep / (1 - ctx.p), None
+    """,
+    # backward restores forward's RNG state before drawing
+    """\
+        import torch
+
+
+        class LowMemDropout(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, p=0.1):
+                ctx.p = p
+                ctx.rng = torch.get_rng_state()
+                keep = torch.bernoulli(torch.full_like(x, 1 - p))
+                return x * keep / (1 - p)
+
+            @staticmethod
+            def backward(ctx, g):
+                torch.set_rng_state(ctx.rng)
+                keep = torch.bernoulli(torch.full_like(g, 1 - ctx.p))
+                return g * keep / (1 - ctx.p), None
+    """,
+    # gradient noise on purpose: forward draws nothing
+    """\
+        import torch
+
+
+        class NoisyGrad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g + 0.01 * torch.randn_like(g)
+    """,
+    # an explicit generator seeded with forward's seed
+    """\
+        import torch
+
+
+        class SeededDropout(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, seed):
+                ctx.seed = seed
+                gen = torch.Generator().manual_seed(seed)
+                keep = torch.rand(x.shape, generator=gen) > 0.1
+                return x * keep, None
+
+            @staticmethod
+            def backward(ctx, g, _):
+                gen = torch.Generator().manual_seed(ctx.seed)
+                keep = torch.rand(g.shape, generator=gen) > 0.1
+                return g * keep, None
+    """,
+    # dropout with training=False draws nothing
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        class Smooth(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x + torch.rand_like(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return F.dropout(g, 0.1, training=False)
+    """,
+]
+
+INVALID = [
+    # a fresh mask drawn in backward
+    """\
+        import torch
+
+
+        class LowMemDropout(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, p=0.1):
+                ctx.p = p
+                keep = torch.bernoulli(torch.full_like(x, 1 - p))
+                return x * keep / (1 - p)
+
+            @staticmethod
+            def backward(ctx, g):
+                keep = torch.bernoulli(torch.full_like(g, 1 - ctx.p))  # AGL016:16
+                return g * keep / (1 - ctx.p), None
+    """,
+    # the functional dropout in backward
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        class Drop(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return F.dropout(x, 0.2)
+
+            @staticmethod
+            def backward(ctx, g):
+                return F.dropout(g, 0.2)  # AGL016:16
+    """,
+    # rand_like in both passes
+    """\
+        import torch
+
+
+        class StochasticRound(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.floor(x + torch.rand_like(x))
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * (torch.rand_like(g) > 0.5)  # AGL016:21
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL016", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL016", source) == marked_positions("AGL016", source)

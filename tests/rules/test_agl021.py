@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -161,3 +162,151 @@ def test_a_module_function_that_changes_the_shape_is_followed(helper, flagged):
 def test_torch_linalg_reduction():
     source = function("return torch.linalg.vector_norm(x, dim=-1)", "return g")
     assert agl021(source) == [last_line(source)]
+
+
+VALID = [
+    # a broadcast torch sums back itself
+    """\
+        import torch
+
+
+        class AddBatch(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.unsqueeze(0)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # a view whose target shape may be the input's own
+    """\
+        import torch
+
+
+        class Reshape(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, shape):
+                ctx.in_shape = x.shape
+                return x.view(*shape)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, None
+    """,
+    # an elementwise max, not a reduction
+    """\
+        import torch
+
+
+        class Floor(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, other):
+                ctx.save_for_backward(x, other)
+                return torch.max(x, other)
+
+            @staticmethod
+            def backward(ctx, g):
+                x, other = ctx.saved_tensors
+                return g * (x >= other), g * (x < other)
+    """,
+    # a gradient backward expands back
+    """\
+        import torch
+
+
+        class MeanPool(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, hidden):
+                ctx.shape = hidden.shape
+                return hidden.mean(dim=1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.unsqueeze(1).expand(ctx.shape) / ctx.shape[1]
+    """,
+    # an output built from more than the reduction
+    """\
+        import torch
+
+
+        class SumBias(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, bias):
+                return x.sum(1) + bias
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, g
+    """,
+]
+
+INVALID = [
+    # the pooled gradient returned for the unpooled input
+    """\
+        import torch
+
+
+        class TimeMeanPool(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, hidden):
+                ctx.steps = hidden.shape[1]
+                return hidden.mean(dim=1)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g / ctx.steps  # AGL021:16
+    """,
+    # a flattened gradient for the unflattened input
+    """\
+        import torch
+
+
+        class Flatten(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, features):
+                return features.view(features.size(0), -1)
+
+            @staticmethod
+            def backward(ctx, grad_flat):
+                return grad_flat  # AGL021:16
+    """,
+    # a permuted gradient returned unpermuted
+    """\
+        import torch
+
+
+        class ChannelsFirst(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.permute(0, 2, 1)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output  # AGL021:16
+    """,
+    # a sum over all elements
+    """\
+        import torch
+
+
+        class Total(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.sum()
+
+            @staticmethod
+            def backward(ctx, grad_total):
+                return grad_total  # AGL021:16
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL021", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL021", source) == marked_positions("AGL021", source)

@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nimport numpy as np\n"
@@ -358,3 +359,190 @@ def test_a_function_defined_inside_backward_is_a_helper_too():
     body = "def to_host(t):\n    return torch.from_numpy(t.cpu().numpy())\n\nreturn to_host(g) * 2 * x"
     assert agl010(backward(body)) == [(17, 16)]
     assert agl010(backward("def rows(t):\n    return t.detach().shape[0]\n\nreturn g[: rows(x)] * 2 * x")) == []
+
+
+VALID = [
+    # decorated once_differentiable
+    """\
+        import numpy as np
+        import torch
+        from torch.autograd.function import once_differentiable
+
+
+        class NumpyErf(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return torch.erf(x)
+
+            @staticmethod
+            @once_differentiable
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                slope = 2 / np.sqrt(np.pi) * np.exp(-x.numpy() ** 2)
+                return g * torch.from_numpy(slope)
+    """,
+    # .item() only for a condition, .detach() only for logging
+    """\
+        import torch
+
+
+        class Logged(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                if g.abs().max().item() > 1e3:
+                    print("large gradient", g.detach().norm())
+                return 2 * x * g
+    """,
+    # a hyperparameter on ctx carries no gradient
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return x * scale
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * ctx.scale.item(), None
+    """,
+    # delegating to another Function's apply
+    """\
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return Double.apply(x) * g
+
+
+        class Double(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+    """,
+    # a saved intermediate in a module that never takes second derivatives
+    """\
+        import torch
+
+
+        class Softplus(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                sig = torch.sigmoid(x)
+                ctx.save_for_backward(sig)
+                return torch.nn.functional.softplus(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (sig,) = ctx.saved_tensors
+                return g * sig
+    """,
+]
+
+INVALID = [
+    # .data cuts the graph backward's own result is built on
+    """\
+        import torch
+
+
+        class Swish(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * torch.sigmoid(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                sig = torch.sigmoid(x.data)  # AGL010:29
+                return g * sig * (1 + x * (1 - sig))
+    """,
+    # a NumPy round trip
+    """\
+        import numpy as np
+        import torch
+
+
+        class NumpyErf(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return torch.erf(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                slope = 2 / np.sqrt(np.pi) * np.exp(-x.numpy() ** 2)  # AGL010:46
+                return g * torch.from_numpy(slope)
+    """,
+    # a saved intermediate where the module takes second derivatives
+    """\
+        import torch
+
+
+        class Softplus(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                sig = torch.sigmoid(x)
+                ctx.save_for_backward(sig)
+                return torch.nn.functional.softplus(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (sig,) = ctx.saved_tensors
+                return g * sig  # AGL010:20
+
+
+        def gradient_penalty(f, x):
+            (grad,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+            return grad.pow(2).sum()
+    """,
+    # a compiled extension's backward kernel
+    """\
+        import torch
+        import fused_cuda
+
+
+        class Fused(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return fused_cuda.forward(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return fused_cuda.backward(g, x)  # AGL010:16
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL010", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL010", source) == marked_positions("AGL010", source)

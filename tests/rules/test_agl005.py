@@ -1,5 +1,5 @@
-"""AGL005 legacy-function-api and AGL006 forward-called-directly: tricky shapes, and recipes that
-say `not-reproduced` on correct code (real torch, no mocks)."""
+"""AGL005 legacy-function-api: tricky shapes, and recipes that say `not-reproduced` on correct code (real torch,
+no mocks). The helpers select AGL006 too, so that each rule is seen leaving the other's cases alone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from autograd_lint import Config, lint_source
+from snippets import marked_positions, reported_positions
 from test_confirm import CORRECT_FUNCTION, run_recipe
 
 HEADER = "import torch\nfrom torch.autograd import Function\n"
@@ -177,38 +178,6 @@ def test_missing_backward_is_flagged_only_where_backward_can_run():
     ) == [(26, "AGL005", 7)]
 
 
-def test_direct_calls_outside_functions_and_outside_no_grad():
-    assert findings(
-        """
-        class Shifted(Scale):
-            @staticmethod
-            def forward(ctx, x, alpha):
-                return Scale.forward(ctx, x, alpha) + 1
-
-        class Twice(Function):
-            @staticmethod
-            def forward(ctx, x, alpha):
-                return Scale.forward(ctx, Scale.forward(ctx, x, alpha), alpha)
-
-            @staticmethod
-            def backward(ctx, g):
-                return Scale.backward(ctx, Scale.backward(ctx, g)[0])[0], None
-
-        @torch.no_grad()
-        def infer(x):
-            return Scale.forward(None, x, 2.0)
-
-        def train(x, g):
-            with torch.set_grad_enabled(False):
-                Scale.forward(None, x, 2.0)
-            with torch.set_grad_enabled(True):
-                y = Scale.forward(None, x, 2.0)
-            return y, Scale.backward(None, g)
-        """,
-        prefix=STATIC,
-    ) == [(35, "AGL006", 13), (36, "AGL006", 15)]
-
-
 # --- recipes on correct code ------------------------------------------------------------------
 
 
@@ -251,36 +220,178 @@ def test_legacy_recipe_compares_constructor_arguments(init, verdict, says):
     assert result[0] == verdict and says in result[1]
 
 
-def test_direct_call_recipe_does_not_confirm_a_call_that_records_the_custom_node():
-    code = """
-    class Wrapped(Function):
-        @staticmethod
-        def forward(ctx, x):
-            return Wrapped.apply(x) if ctx is None else x * 2
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2
-    _agl_direct_call_recipe(Wrapped, 'forward', ['None', None], True, 'Wrapped.forward(None, x)')
-    """
-    verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
-    assert verdict == "not-reproduced" and "WrappedBackward" in evidence
+VALID = [
+    # plain methods reading only what forward wrote on its first argument, used through apply
+    """\
+        import torch
 
 
-def test_direct_backward_call_that_runs_is_inconclusive():
-    code = STATIC + "_agl_direct_call_recipe(Scale, 'backward', ['None', None], True, 'Scale.backward(None, g)')\n"
-    verdict, evidence = run_recipe(code)
-    # Scale.backward reads ctx.alpha from None: the call as written crashes.
-    assert verdict == "confirmed" and "'NoneType' object has no attribute 'alpha'" in evidence
-    code = HEADER + textwrap.dedent(
-        """
-        class Neg(Function):
+        class Clamp(torch.autograd.Function):
+            def forward(self, x, low):
+                self.save_for_backward(x)
+                self.low = low
+                return x.clamp(min=low)
+
+            def backward(self, g):
+                (x,) = self.saved_tensors
+                return g * (x >= self.low), None
+
+
+        def clamp(x, low):
+            return Clamp.apply(x, low)
+    """,
+    # Fn().apply(x) without constructor arguments: only a DeprecationWarning
+    """\
+        import torch
+
+
+        class Double(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+
+
+        def double(x):
+            return Double().apply(x)
+    """,
+    # an __init__ that stores nothing
+    """\
+        import torch
+
+
+        class Neg(torch.autograd.Function):
+            def __init__(self):
+                super().__init__()
+
             @staticmethod
             def forward(ctx, x):
                 return -x
+
             @staticmethod
             def backward(ctx, g):
                 return -g
-        _agl_direct_call_recipe(Neg, 'backward', ['None', None], True, 'Neg.backward(None, g)')
-        """
-    )
-    assert run_recipe(code)[0] == "inconclusive"
+    """,
+    # no backward, but a jvp (forward mode only) or an assigned backward
+    """\
+        import torch
+
+
+        def _straight_through(ctx, g):
+            return g
+
+
+        class Round(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.round(x)
+
+            backward = staticmethod(_straight_through)
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = x.exp()
+                ctx.y = y
+                return y
+
+            @staticmethod
+            def jvp(ctx, t):
+                return t * ctx.y
+    """,
+    # no backward, but torch never calls one: the only output is an index tensor
+    """\
+        import torch
+
+
+        class ArgTop(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.argmax(-1)
+
+
+        def top(x):
+            return ArgTop.apply(x)
+    """,
+    # no backward, and every apply runs under no_grad
+    """\
+        import torch
+
+
+        class Fused(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * torch.sigmoid(x)
+
+
+        @torch.no_grad()
+        def infer(x):
+            return Fused.apply(x)
+    """,
+]
+
+INVALID = [
+    # an __init__ storing state and a plain backward reading it
+    """\
+        import torch
+
+
+        class GradReverse(torch.autograd.Function):
+            def __init__(self, lambd):  # AGL005:9
+                self.lambd = lambd
+
+            def forward(self, x):
+                return x.view_as(x)
+
+            def backward(self, g):  # AGL005:9
+                return -self.lambd * g
+    """,
+    # a Function applied without a backward
+    """\
+        import torch
+
+
+        class BinActive(torch.autograd.Function):  # AGL005:7
+            @staticmethod
+            def forward(ctx, x):
+                return x.sign()
+
+
+        def binarize(x):
+            return BinActive.apply(x)
+    """,
+    # an instance call (the legacy API)
+    """\
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 2 * x * g
+
+
+        def square(x):
+            return Square()(x)  # AGL005:12
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL005", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL005", source) == marked_positions("AGL005", source)

@@ -13,9 +13,10 @@ from autograd_lint import Config, lint_source
 from autograd_lint.confirm.runner import RunLimits
 from autograd_lint.confirm.session import confirm_diagnostics
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HEADER = "import torch\nimport torch.nn as nn\nfrom torch.autograd import Function\n\n"
 
 
@@ -344,3 +345,190 @@ class F(Function):
 )
 def test_return_past_an_is_none_test_of_a_stored_input_follows_the_call_sites(calls, expected):
     assert lint(STORED_OPTIONAL.format(calls=calls)) == expected
+
+
+VALID = [
+    # a slot that may be None, set under a test of needs_input_grad
+    """\
+        import torch
+
+
+        class Affine(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.save_for_backward(x)
+                ctx.scale = scale
+                return x * scale
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                grad_scale = None
+                if ctx.needs_input_grad[1]:
+                    grad_scale = (g * x).sum()
+                return g * ctx.scale, grad_scale
+
+
+        def halve(x):
+            return Affine.apply(x, 0.5)
+    """,
+    # the bias slot decided by a test on the bias
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w, bias=None):
+                ctx.save_for_backward(x, w)
+                ctx.has_bias = bias is not None
+                out = x @ w.t()
+                return out if bias is None else out + bias
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                grad_bias = g.sum(0) if ctx.has_bias else None
+                return g @ w, g.t() @ x, grad_bias
+
+
+        def linear(x, w):
+            return Linear.apply(x, w, None)
+    """,
+    # an input whose kind is unknown: a caller's variable
+    """\
+        import torch
+
+
+        class Mul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.save_for_backward(x, scale)
+                return x * scale
+
+            @staticmethod
+            def backward(ctx, g):
+                x, scale = ctx.saved_tensors
+                return g * scale, (g * x).sum()
+
+
+        def mul(x, scale):
+            return Mul.apply(x, scale)
+    """,
+    # a literal default, but a call site passes a tensor
+    """\
+        import torch
+
+
+        class Shift(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, offset=0.0):
+                return x + offset
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, g.sum()
+
+
+        def shift(x):
+            return Shift.apply(x, torch.zeros(()))
+    """,
+    # extra trailing Nones
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, k):
+                ctx.k = k
+                return x * k
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * ctx.k, None, None
+
+
+        def triple(x):
+            return Scale.apply(x, 3.0)
+    """,
+]
+
+INVALID = [
+    # a gradient for a float and one for a None bias
+    """\
+        import torch
+        import torch.nn as nn
+
+
+        class Affine(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale, bias):
+                ctx.save_for_backward(x)
+                ctx.scale = scale
+                out = x * scale
+                return out if bias is None else out + bias
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                grad_scale = (g * x).sum()
+                return (
+                    g * ctx.scale,
+                    grad_scale,  # AGL011:13
+                    g.sum(0),  # AGL011:13
+                )
+
+
+        class Rescale(nn.Module):
+            def __init__(self, scale=0.5):
+                super().__init__()
+                self.scale = scale
+
+            def forward(self, x):
+                return Affine.apply(x, self.scale, None)
+    """,
+    # a literal passed at the call site
+    """\
+        import torch
+
+
+        class Shift(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, offset):
+                return x + offset
+
+            @staticmethod
+            def backward(ctx, g):
+                return g, g.sum()  # AGL011:19
+
+
+        def shift(x):
+            return Shift.apply(x, 1.5)
+    """,
+    # an input annotated int
+    """\
+        import torch
+
+
+        class Repeat(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, times: int):
+                ctx.times = times
+                return x.repeat(times)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.view(ctx.times, -1).sum(0), g.sum()  # AGL011:46
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL011", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL011", source) == marked_positions("AGL011", source)

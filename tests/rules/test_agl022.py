@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -245,3 +246,196 @@ def test_a_forward_that_picks_its_own_dtype_is_silent():
     assert agl022(source) == []
     matching = linear(returned="torch.nn.functional.linear(x, w.to(x.dtype))")  # same dtype as the input: autocast still decides
     assert agl022(matching) == [(forward_line(matching), 9)]
+
+
+VALID = [
+    # custom_fwd with cast_inputs
+    """\
+        import torch
+        from torch.amp import custom_bwd, custom_fwd
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            @custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            @custom_bwd(device_type="cpu")
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x
+
+
+        def step(x, w):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return Linear.apply(x, w)
+    """,
+    # an elementwise Function: autocast leaves it in float32
+    """\
+        import torch
+
+
+        class Swish(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * torch.sigmoid(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                s = torch.sigmoid(x)
+                return g * s * (1 + x * (1 - s))
+
+
+        def step(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return Swish.apply(x)
+    """,
+    # a matmul plus a float32 bias: the add promotes the output back
+    """\
+        import torch
+
+
+        class Affine(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w, bias):
+                ctx.save_for_backward(x, w)
+                return x @ w.t() + bias
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x, g.sum(0)
+
+
+        def step(x, w, b):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return Affine.apply(x, w, b)
+    """,
+    # backward casts the gradient before its matmuls
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                g = g.to(x.dtype)
+                return g @ w.to(g.dtype), g.t() @ x
+
+
+        def step(x, w):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return Linear.apply(x, w)
+    """,
+    # a module that never turns autocast on
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x
+
+
+        def step(x, w):
+            return Linear.apply(x, w)
+    """,
+]
+
+INVALID = [
+    # a matmul Function applied under autocast without custom_fwd
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):  # AGL022:9
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x
+
+
+        def train_step(x, w, target):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = (Linear.apply(x, w) - target).float().pow(2).mean()
+            loss.backward()
+    """,
+    # a linear through a view and an activation autocast runs in its input's dtype
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        class Projection(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, proj):  # AGL022:9
+                ctx.save_for_backward(x, proj)
+                return F.gelu(F.linear(x, proj).view(x.shape[0], -1))
+
+            @staticmethod
+            def backward(ctx, g):
+                x, proj = ctx.saved_tensors
+                return g @ proj, g.t() @ x
+
+
+        @torch.autocast("cpu", dtype=torch.bfloat16)
+        def project(x, w):
+            return Projection.apply(x, w)
+    """,
+    # custom_bwd alone casts nothing on the way in
+    """\
+        import torch
+        from torch.amp import custom_bwd
+
+
+        class MatMul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b):  # AGL022:9
+                ctx.save_for_backward(a, b)
+                return torch.mm(a, b)
+
+            @staticmethod
+            @custom_bwd(device_type="cpu")
+            def backward(ctx, g):
+                a, b = ctx.saved_tensors
+                return g.mm(b.t()), a.t().mm(g)
+
+
+        def step(a, b):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return MatMul.apply(a, b)
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL022", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL022", source) == marked_positions("AGL022", source)

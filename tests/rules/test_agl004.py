@@ -8,6 +8,8 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
+
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
 
 QUANTIZE = """
@@ -104,3 +106,151 @@ def test_an_op_imported_under_an_alias_is_found():
     found = agl004(source)
     assert [(d.line, d.column) for d in found] == [(11, 16)]
     assert "At `hard_sign(x)`, sign has a gradient of exactly zero" in found[0].explanation
+
+
+VALID = [
+    # inside a Function's forward: the Function supplies the backward
+    """\
+        import torch
+
+
+        class SignSTE(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.sign(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+
+
+        def binarize(x):
+            return SignSTE.apply(x)
+    """,
+    # a straight-through estimator
+    """\
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        class BinaryLinear(nn.Linear):
+            def forward(self, x):
+                w = self.weight
+                w_bin = w + (torch.sign(w) - w).detach()
+                return F.linear(x, w_bin, self.bias)
+    """,
+    # nothing is recorded under no_grad
+    """\
+        import torch
+        import torch.nn as nn
+
+
+        class Accuracy(nn.Module):
+            def forward(self, logits, labels):
+                with torch.no_grad():
+                    hits = (logits.argmax(-1) == labels).float()
+                return hits.mean()
+    """,
+    # an integer result kept as an integer index
+    """\
+        import torch.nn as nn
+
+
+        class Bucketed(nn.Module):
+            def forward(self, x):
+                idx = (x * 16).floor().long()
+                return self.table[idx]
+    """,
+    # a sign factor of another differentiable term
+    """\
+        import torch
+        import torch.nn as nn
+
+
+        class SymLog(nn.Module):
+            def forward(self, x):
+                return torch.sign(x) * torch.log1p(x.abs())
+    """,
+    # a comparison as the condition of torch.where with differentiable branches
+    """\
+        import torch
+        import torch.nn as nn
+
+
+        class Leaky(nn.Module):
+            def forward(self, x):
+                return torch.where(x > 0, x, 0.2 * x)
+    """,
+    # the operand beside its rounded part (a wrap keeps slope 1)
+    """\
+        import math
+
+        import torch
+        import torch.nn as nn
+
+
+        class Wrap(nn.Module):
+            def forward(self, angle):
+                return angle - 2 * math.pi * torch.floor(angle / (2 * math.pi))
+    """,
+]
+
+INVALID = [
+    # a sign of the weight used as a value
+    """\
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        class BinaryLinear(nn.Linear):
+            def forward(self, x):
+                w_bin = torch.sign(self.weight)  # AGL004:17
+                return F.linear(x, w_bin, self.bias)
+    """,
+    # a step activation returned as a float
+    """\
+        import torch.nn as nn
+
+
+        class Step(nn.Module):
+            def forward(self, x):
+                return (x > 0).float()  # AGL004:16
+    """,
+    # quantize-dequantize in a helper a forward uses
+    """\
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        def quantize(w, step):
+            return torch.round(w / step) * step  # AGL004:12
+
+
+        class QLinear(nn.Linear):
+            def forward(self, x):
+                return F.linear(x, quantize(self.weight, 0.1), self.bias)
+    """,
+    # an integer made float again: reported where the value loses its gradient
+    """\
+        import torch.nn as nn
+
+
+        class Posterize(nn.Module):
+            def forward(self, x):
+                levels = (x * 8).long()  # AGL004:18
+                return levels.float() / 8
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL004", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL004", source) == marked_positions("AGL004", source)

@@ -1,6 +1,7 @@
-"""AGL019 saved-tensor-mutated and AGL020 output-view-inplace: the caller-side flow and the recipes.
+"""AGL019 saved-tensor-mutated: the caller-side flow and the recipe.
 
-Both follow what a function does with `Fn.apply(...)` after the call (autograd_lint/apply_flow.py).
+It follows what a function does with `Fn.apply(...)` after the call (autograd_lint/apply_flow.py), as AGL020 does;
+the caller builder here serves the AGL020 tests too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
@@ -106,14 +108,10 @@ def test_agl019_inplace_module_attribute():
     assert reported == [(source.splitlines().index("        z = self.act(z)") + 1, 13)]
 
 
-def test_agl019_and_agl020_follow_a_functional_wrapper():
+def test_agl019_follows_a_functional_wrapper():
     wrapped = SAVES + "\ndef exp(x):\n    return Exp.apply(x)\n\ndef mul(w, x):\n    return Mul.apply(x, w)\n"
     body = "y = exp(x)\ny.add_(1)\nh = x * 2\nz = mul(w, h)\nh.add_(1)\nw.add_(1)\nreturn y + z\n"
     assert caller_findings(body, functions=wrapped) == [(2, 5), (5, 5)]
-    source = HEADER + VIEWS + "\ndef grl(x):\n    return GRL.apply(x, 1.0)\n\ndef caller(x):\n    y = grl(x)\n    y.mul_(2)\n"
-    (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
-    assert diagnostic.message == "`y.mul_(2)` writes in place into GRL's output, a view of its input"
-    assert "`y` is the output of `GRL.apply` (through `grl()`)" in diagnostic.explanation
 
 
 def test_agl019_attribute_argument_written_before_backward():
@@ -136,11 +134,15 @@ def test_agl019_attribute_argument_written_before_backward():
     assert reported == [(line, 13, "`self.weight.clamp_(-1, 1)` changes `self.weight` after Mul.forward saved it")]
 
 
-def test_agl019_and_agl020_see_writes_made_by_a_module_function():
-    helpers = "\ndef clip_(t):\n    t.clamp_(-1, 1)\n\ndef clip(t):\n    t = t.clamp(-1, 1)\n    t.add_(1)\n    return t\n\ndef touch(t):\n    t.data.zero_()\n"
-    assert caller_findings("y = Mul.apply(x, w)\nclip_(x)\nreturn y\n", functions=SAVES + helpers) == [(2, 5)]
-    assert caller_findings("y = Mul.apply(x, w)\nclip(x)\ntouch(x)\nclip_(w)\nreturn y\n", functions=SAVES + helpers) == []
-    assert caller_findings("y = Same.apply(x)\nclip_(y)\nreturn y\n", rule="AGL020", functions=VIEWS + helpers) == [(2, 5)]
+WRITING_HELPERS = (
+    "\ndef clip_(t):\n    t.clamp_(-1, 1)\n\ndef clip(t):\n    t = t.clamp(-1, 1)\n    t.add_(1)\n    return t\n"
+    "\ndef touch(t):\n    t.data.zero_()\n"
+)
+
+
+def test_agl019_sees_writes_made_by_a_module_function():
+    assert caller_findings("y = Mul.apply(x, w)\nclip_(x)\nreturn y\n", functions=SAVES + WRITING_HELPERS) == [(2, 5)]
+    assert caller_findings("y = Mul.apply(x, w)\nclip(x)\ntouch(x)\nclip_(w)\nreturn y\n", functions=SAVES + WRITING_HELPERS) == []
 
 
 def test_agl019_unpacked_tuple_output():
@@ -212,118 +214,6 @@ def test_agl019_recipe_stands_in_for_a_write_it_cannot_replay():
     assert "`y.mul_(1)` (standing in for the flagged write)" in evidence
 
 
-VIEWS = """
-class GRL(Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.alpha = alpha
-        return x.view_as(x)
-    @staticmethod
-    def backward(ctx, g):
-        return -ctx.alpha * g, None
-
-class Same(Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x
-    @staticmethod
-    def backward(ctx, g):
-        return g
-"""
-
-
-@pytest.mark.parametrize(
-    "body, expected",
-    [
-        ("y = GRL.apply(x, 1.0)\ny.mul_(2)\nreturn y\n", [(2, 5)]),
-        ("y = Same.apply(x)\ny *= 2\nreturn y\n", [(2, 5)]),
-        ("y = Same.apply(x)\ny[0] = 1\nreturn y\n", [(2, 5)]),
-        ("y = GRL.apply(x, 1.0)\nnn.ReLU(inplace=True)(y)\nreturn y\n", [(2, 5)]),
-        ("y = GRL.apply(x, 1.0)\nF.relu(y, inplace=True)\nreturn y\n", [(2, 5)]),
-        ("return F.relu_(GRL.apply(x, 1.0))\n", [(1, 12)]),
-        ("y = Same.apply(x)\ny.sum().backward()\ny.zero_()\nreturn y\n", [(3, 5)]),  # torch refuses after backward too
-        # Silent: out of place, cloned, rebound, under no_grad.
-        ("y = GRL.apply(x, 1.0)\nreturn F.relu(y)\n", []),
-        ("y = GRL.apply(x, 1.0).clone()\ny.mul_(2)\nreturn y\n", []),
-        ("y = Same.apply(x)\ny = y * 2\ny.add_(1)\nreturn y\n", []),
-        ("y = Same.apply(x)\nwith torch.no_grad():\n    y.clamp_(0, 1)\nreturn y\n", []),
-        ("with torch.no_grad():\n    y = Same.apply(x)\ny.add_(1)\nreturn y\n", []),
-        ("y = Same.apply(x)\nx.add_(1)\nreturn y\n", []),
-        ("y = GRL.apply(x, 1.0)\ny.data.mul_(2)\nreturn y\n", []),
-    ],
-)
-def test_agl020_caller_shapes(body, expected):
-    assert caller_findings(body, rule="AGL020", functions=VIEWS) == expected
-
-
-@pytest.mark.parametrize(
-    "returned, flagged",
-    [
-        ("x", True), ("x.view(-1)", True), ("x[:, 0]", True), ("x.transpose(0, 1)", True), ("x.reshape(-1)", True),
-        ("x.contiguous()", True), ("x.T", True), ("x.view_as(x).squeeze(0)", True),
-        ("x.detach()", False), ("x.data", False), ("x.float()", False), ("x.clone()", False),
-        ("x[x > 0]", False), ("x * 1", False), ("x[index]", False),
-    ],
-)
-def test_agl020_which_returns_are_views(returned, flagged):
-    functions = (
-        "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x, index=0):\n"
-        f"        return {returned}\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
-    )
-    assert bool(caller_findings("y = V.apply(x, 0)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
-
-
-def test_agl020_local_view_and_mark_dirty():
-    via_local = "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        flat = x.view(-1)\n        return flat\n" \
-        "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
-    assert caller_findings("y = V.apply(x)\ny.add_(1)\n", rule="AGL020", functions=via_local) == [(2, 5)]
-    dirty = "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.mark_dirty(x)\n        return x.relu_()\n" \
-        "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
-    assert caller_findings("y = V.apply(x)\ny.add_(1)\n", rule="AGL020", functions=dirty) == []
-
-
-def test_agl020_message_quotes_torch_and_the_return():
-    source = HEADER + VIEWS + "\ndef caller(x):\n    y = GRL.apply(x, 1.0)\n    y.mul_(2)\n    return y\n"
-    (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
-    assert "GRL.forward returns a view of its input `x` (`return x.view_as(x)`)" in diagnostic.explanation
-    assert "Output 0 of GRL is a view and is being modified inplace" in diagnostic.explanation
-
-
-VIEW_BUILDERS = "_agl_builders = [('GRL.apply(<tensor>, 1.0)', lambda shape: [_agl_leaf(shape), 1.0])]\n"
-
-
-def test_agl020_recipe_confirms_with_the_users_write_and_the_clone_runs():
-    recipe = "_agl_output_view_recipe(GRL.apply, _agl_builders, 'y', 'torch.relu_(y)', globals())\n"
-    verdict, evidence = run_recipe(HEADER + VIEWS + VIEW_BUILDERS + recipe)
-    assert verdict == "confirmed", evidence
-    assert "then `torch.relu_(y)` on the output raised RuntimeError: Output 0 of GRL is a view" in evidence
-    assert "on the output's .clone() the same write runs" in evidence
-
-
-def test_agl020_recipe_not_reproduced_when_forward_copies():
-    fixed = VIEWS.replace("return x.view_as(x)", "return x.clone()")
-    code = HEADER + fixed + VIEW_BUILDERS + "_agl_output_view_recipe(GRL.apply, _agl_builders, 'y', None, globals())\n"
-    verdict, evidence = run_recipe(code)
-    assert verdict == "not-reproduced", evidence
-    assert "the output is not a view" in evidence
-
-
-@pytest.mark.parametrize(
-    "helper, flagged",
-    [
-        ("def passthrough(t, scale):\n    return t.view_as(t)\n", True),
-        ("def passthrough(t, scale):\n    out = t * scale\n    return out\n", False),
-        ("def passthrough(t, scale):\n    if scale:\n        return t\n    return t.clone()\n", False),
-    ],
-)
-def test_agl020_forward_returning_a_view_made_by_a_module_function(helper, flagged):
-    functions = (
-        "\n" + helper + "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x, scale):\n"
-        "        return passthrough(x, scale)\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
-    )
-    assert bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
-
-
 def test_agl019_a_method_of_the_caller_writing_the_saved_attribute():
     source = HEADER + SAVES + textwrap.dedent(
         """
@@ -362,3 +252,147 @@ def test_agl019_checkpointed_apply_maps_the_arguments_after_the_function():
     functions = SAVES + "\nfrom torch.utils.checkpoint import checkpoint\n"
     assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
     assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nw.add_(1)\nreturn y\n", functions=functions) == []
+
+
+EXP = """\
+        import torch
+        import torch.nn as nn
+
+
+        class Exp(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                out = x.exp()
+                ctx.save_for_backward(out)
+                return out
+
+            @staticmethod
+            def backward(ctx, g):
+                (out,) = ctx.saved_tensors
+                return g * out
+"""
+
+VALID = [
+    # a write into an argument forward does not save
+    EXP
+    + """\
+
+
+        def shifted(x):
+            y = Exp.apply(x)
+            x.add_(1)
+            return y
+    """,
+    # a write after backward consumed the graph
+    EXP
+    + """\
+
+
+        def step(x):
+            y = Exp.apply(x)
+            y.sum().backward()
+            y.clamp_(max=10)
+            return y
+    """,
+    # no graph under no_grad
+    EXP
+    + """\
+
+
+        @torch.no_grad()
+        def infer(x):
+            y = Exp.apply(x)
+            y.clamp_(max=10)
+            return y
+    """,
+    # a write after the name is rebound to a copy
+    EXP
+    + """\
+
+
+        def clipped(x):
+            y = Exp.apply(x).clone()
+            y.clamp_(max=10)
+            return y
+    """,
+    # a write through .data raises nothing (and is not this rule)
+    EXP
+    + """\
+
+
+        def scaled(x):
+            y = Exp.apply(x)
+            y.data.mul_(2)
+            return y
+    """,
+]
+
+INVALID = [
+    # an in-place activation module on the saved output
+    EXP
+    + """\
+
+
+        class RateHead(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.act = nn.ReLU(inplace=True)
+
+            def forward(self, h):
+                rate = Exp.apply(h)
+                rate = self.act(rate)  # AGL019:16
+                return rate
+    """,
+    # a method call writing the saved output
+    EXP
+    + """\
+
+
+        def capped(x):
+            y = Exp.apply(x)
+            y.clamp_(max=10)  # AGL019:5
+            return y
+    """,
+    # an augmented assignment into a saved input
+    """\
+        import torch
+
+
+        class Linear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w):
+                ctx.save_for_backward(x, w)
+                return x @ w.t()
+
+            @staticmethod
+            def backward(ctx, g):
+                x, w = ctx.saved_tensors
+                return g @ w, g.t() @ x
+
+
+        def residual(x, w):
+            x = x * 1.0
+            x += Linear.apply(x, w)  # AGL019:5
+            return x
+    """,
+    # a functional in-place activation
+    EXP
+    + """\
+
+
+        def rate(x):
+            y = Exp.apply(x)
+            torch.relu_(y)  # AGL019:5
+            return y
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL019", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL019", source) == marked_positions("AGL019", source)

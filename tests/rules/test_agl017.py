@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -128,3 +129,139 @@ def test_recipe_does_not_confirm_a_backward_that_handles_none():
     code = TWO_OUT.replace("BODY", "(0 if g1 is None else g1 * 2) + (0 if g2 is None else g2 * 3)")
     verdict, evidence = run_recipe(code + f"_agl_materialize_recipe(TwoOut.apply, {BUILDERS}, 'g2', 1)")
     assert verdict == "not-reproduced", evidence
+
+
+VALID = [
+    # one gradient parameter: never None
+    """\
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.set_materialize_grads(False)
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 2 * x * g
+    """,
+    # each gradient tested for None
+    """\
+        import torch
+
+
+        class MainAndAux(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.set_materialize_grads(False)
+                return x * 2, x * 3
+
+            @staticmethod
+            def backward(ctx, g_main, g_aux):
+                grad = torch.zeros(())
+                if g_main is not None:
+                    grad = grad + 2 * g_main
+                if g_aux is not None:
+                    grad = grad + 3 * g_aux
+                return grad
+    """,
+    # gradients are materialized (the default)
+    """\
+        import torch
+
+
+        class Both(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2, x * 3
+
+            @staticmethod
+            def backward(ctx, g1, g2):
+                return 2 * g1 + 3 * g2
+    """,
+    # gradients rebound before use
+    """\
+        import torch
+
+
+        class Pair(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.set_materialize_grads(False)
+                ctx.save_for_backward(x)
+                return x * 2, x * 3
+
+            @staticmethod
+            def backward(ctx, g1, g2):
+                (x,) = ctx.saved_tensors
+                g1 = torch.zeros_like(x) if g1 is None else g1
+                g2 = torch.zeros_like(x) if g2 is None else g2
+                return 2 * g1 + 3 * g2
+    """,
+]
+
+INVALID = [
+    # arithmetic on both gradients, either may be None
+    """\
+        import torch
+
+
+        class MainAndAux(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w_main, w_aux):
+                ctx.set_materialize_grads(False)
+                ctx.save_for_backward(x, w_main, w_aux)
+                return x @ w_main, x @ w_aux
+
+            @staticmethod
+            def backward(ctx, g_main, g_aux):
+                x, w_main, w_aux = ctx.saved_tensors
+                grad_x = g_main @ w_main.t() + g_aux @ w_aux.t()  # AGL017:18 AGL017:40
+                return grad_x, x.t() @ g_main, x.t() @ g_aux
+    """,
+    # arithmetic on one gradient, a method call on the other
+    """\
+        import torch
+
+
+        class ValueAndIndex(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.set_materialize_grads(False)
+                return x * 2, x.sum()
+
+            @staticmethod
+            def backward(ctx, g_value, g_sum):
+                return g_value * 2 + g_sum.expand(g_value.shape)  # AGL017:16 AGL017:30
+    """,
+    # two gradients named from *grads
+    """\
+        import torch
+
+
+        class Split(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.set_materialize_grads(False)
+                return x * 2, x * 3
+
+            @staticmethod
+            def backward(ctx, *grads):
+                g_a, g_b = grads
+                return g_a * 2 + g_b * 3  # AGL017:16 AGL017:26
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL017", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL017", source) == marked_positions("AGL017", source)

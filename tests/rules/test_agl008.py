@@ -1,6 +1,7 @@
-"""AGL008 inplace-grad-output and AGL009 inplace-input-without-mark-dirty: tricky shapes and recipes.
+"""AGL008 inplace-grad-output: tricky shapes and the recipe under real torch.
 
-The in-place/alias analysis they share lives in autograd_lint/inplace.py.
+The in-place/alias analysis it shares with AGL009 lives in autograd_lint/inplace.py; the builders here serve the
+AGL009 tests too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
@@ -87,73 +89,6 @@ def test_agl008_ignores_forward_and_non_functions():
     assert findings(code, "AGL008") == []
 
 
-@pytest.mark.parametrize(
-    "body, params, expected",
-    [
-        ("x.clamp_(-1, 1)\nreturn x * 2\n", "ctx, x", [(4, 9)]),
-        ("x += 1\nreturn x.view_as(x)\n", "ctx, x: torch.Tensor", [(4, 9)]),
-        ("n = x.shape[0]\nx[0] = n\nreturn x * 1\n", "ctx, x", [(5, 9)]),
-        ("x.data = x.data.round()\nreturn x * 1\n", "ctx, x", [(4, 9)]),
-        ("flat = x.view(-1)\nflat[:2] = 0\nreturn x * 1\n", "ctx, x", [(5, 9)]),
-        ("torch.nn.init.zeros_(w)\nreturn x * w\n", "ctx, x, w", [(4, 9)]),
-        ("for t in xs:\n    t.div_(2)\nreturn xs[0] * 1\n", "ctx, *xs", [(5, 13)]),
-        ("if ctx.inplace:\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x", [(8, 9)]),
-        # Collectives write the tensor they are given, however torch.distributed (or a wrapper) is reached.
-        ("torch.distributed.all_reduce(x)\nreturn x\n", "ctx, x", [(4, 9)]),
-        ("from torch.distributed import all_reduce\nall_reduce(x)\nreturn x\n", "ctx, x", [(5, 9)]),
-        ("from deepspeed import comm as dist\ndist.all_reduce(x.contiguous(), group=g)\nreturn x\n", "ctx, x, g", [(5, 9)]),
-        ("from trainkit import comm\ncomm.broadcast(x, 0)\nreturn x\n", "ctx, x", [(5, 9)]),
-        # Through this module's own helper that writes its parameter with a tensor operation.
-        ("return _round_(x, 0.1)\n", "ctx, x", [(4, 16)]),
-        ("_track(x, handles)\nreturn x * 2\n", "ctx, x, handles", []),  # the helper fills a dict
-        # Silent: marked dirty (even conditionally), rebound, non-tensor arguments, unknown marking.
-        ("x.add_(1)\nctx.mark_dirty(x)\nreturn x\n", "ctx, x", []),
-        ("if inplace:\n    ctx.mark_dirty(x)\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x, inplace=False", []),
-        ("x = x.clone()\nx.clamp_(-1, 1)\nreturn x\n", "ctx, x", []),
-        ("k += 1\ncache['a'] = k\nhistory.append(k)\nreturn x * k\n", "ctx, x, k, cache, history", []),
-        ("x.copy_(x)\nreturn x * 1\n", "ctx, x", []),
-        ("helper(ctx, x)\nx.mul_(2)\nreturn x\n", "ctx, x", []),
-        ("ctx.mark_dirty(*ctx.dirty)\nx.mul_(2)\nreturn x\n", "ctx, x", []),
-        ("out = torch.empty_like(x)\ntorch.mul(x, 2, out=out)\nout += 1\nreturn out\n", "ctx, x", []),
-        ("torch.mul(x, 2, out=out)\nreturn out\n", "ctx, x, out=None", []),  # a caller's output buffer
-        ("_, order = x.flatten().sort(descending=True)\nm = x.clone()\nm.view(-1)[order[:2]] = 1\nreturn m\n", "ctx, x", []),
-        ("from functools import reduce\nreturn reduce(lambda a, b: a + b, [x, x])\n", "ctx, x", []),
-    ],
-)
-def test_agl009_shapes(body, params, expected):
-    helpers = (
-        "\n\ndef _round_(t, step):\n    t.div_(step).round_().mul_(step)\n    return t\n"
-        "\n\ndef _track(t, handles):\n    handles['last'] = t\n"
-    )
-    assert findings(forward_of(body, params) + helpers, "AGL009") == expected
-
-
-def test_agl009_silent_when_setup_context_marks_dirty():
-    code = """
-    class F2(Function):
-        @staticmethod
-        def forward(x):
-            return x.add_(1)
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.mark_dirty(inputs[0])
-        @staticmethod
-        def backward(ctx, g):
-            return g
-    class F3(Function):
-        @staticmethod
-        def forward(x):
-            return x.add_(1)
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            pass
-        @staticmethod
-        def backward(ctx, g):
-            return g
-    """
-    assert findings(code, "AGL009") == [(15, 16)]
-
-
 CORRECT_BACKWARD = """
 import torch
 class Reverse(torch.autograd.Function):
@@ -167,26 +102,6 @@ class Reverse(torch.autograd.Function):
         return g
 """
 
-CORRECT_FORWARDS = """
-import torch
-class Clip(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w):
-        w = w.clone()
-        w.clamp_(-1, 1)
-        return w
-    @staticmethod
-    def backward(ctx, g):
-        return g
-class AddOne(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.mark_dirty(x)
-        return x.add_(1)
-    @staticmethod
-    def backward(ctx, g):
-        return g
-"""
 
 BUILDERS = "[('{0}.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
 
@@ -213,19 +128,6 @@ def test_agl008_recipe_quotes_torchs_error_for_an_expanded_gradient():
     assert "then .sum().backward() raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location" in evidence
 
 
-def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
-    clip = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(Clip.apply, {BUILDERS.format('Clip')}, ['w'])")
-    assert clip[0] == "not-reproduced", clip
-    # A marked input: the leaf is refused by torch, a non-leaf input is changed as declared.
-    marked = run_recipe(
-        CORRECT_FORWARDS
-        + "_agl_input_inplace_recipe(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_leaf(s) * 1])], ['x'])"
-    )
-    assert marked[0] == "not-reproduced", marked
-    leaf = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
-    assert leaf[0] == "not-reproduced" and "torch refused the leaf" in leaf[1], leaf
-
-
 def test_agl008_augmented_element_of_a_gradient_list():
     body = "grads = list(grads)\ngrads[0] *= 2\nreturn tuple(grads)\n"
     assert findings(backward_of(body, "ctx, *grads"), "AGL008") == [(8, 9)]
@@ -237,3 +139,163 @@ def test_agl008_follows_try_and_with_blocks():
         "with torch.no_grad():\n    g.mul_(2)\nreturn g\n"
     )
     assert findings(backward_of(body), "AGL008") == [(12, 13)]
+
+
+VALID = [
+    # rebound to a new tensor first
+    """\
+        import torch
+
+
+        class Reverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                g = g.clone()
+                g.mul_(-1)
+                return g
+    """,
+    # writes into a tensor backward creates, and a copy from the gradient
+    """\
+        import torch
+
+
+        class Gather(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, idx):
+                ctx.save_for_backward(idx)
+                ctx.n = x.shape[0]
+                return x[idx]
+
+            @staticmethod
+            def backward(ctx, g):
+                (idx,) = ctx.saved_tensors
+                out = g.new_zeros((ctx.n,) + g.shape[1:])
+                out.index_add_(0, idx, g)
+                buf = torch.empty_like(out)
+                buf.copy_(out)
+                return buf, None
+    """,
+    # rebuilding the list of gradients assigns a slot, it writes no tensor
+    """\
+        import torch
+
+
+        class Pair(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b):
+                return a * 2, b * 2
+
+            @staticmethod
+            def backward(ctx, *grads):
+                grads = list(grads)
+                grads[0] = grads[0] * 2
+                grads[1] = grads[1] * 2
+                return tuple(grads)
+    """,
+    # advanced indexing copies, and a flag-only method
+    """\
+        import torch
+
+
+        class Odd(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 1
+
+            @staticmethod
+            def backward(ctx, g):
+                g[g > 0].mul_(2)
+                g.requires_grad_(False)
+                return g
+    """,
+    # a backward of a class that is no Function
+    """\
+        class Hook:
+            def backward(self, g):
+                g.mul_(2)
+                return g
+    """,
+]
+
+INVALID = [
+    # the incoming gradient written in place
+    """\
+        import torch
+
+
+        class GradientReversal(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, lambd):
+                ctx.lambd = lambd
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.mul_(-ctx.lambd), None  # AGL008:16
+    """,
+    # an alias of the gradient (contiguous may return it), then a masked assignment
+    """\
+        import torch
+
+
+        class MyReLU(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.clamp(min=0)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                grad_input = g.contiguous()
+                grad_input[x < 0] = 0  # AGL008:9
+                return grad_input
+    """,
+    # an augmented assignment
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 4
+
+            @staticmethod
+            def backward(ctx, g):
+                g *= 4  # AGL008:9
+                return g
+    """,
+    # a path where the branch did not clone
+    """\
+        import torch
+
+
+        class Maybe(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, copy):
+                ctx.copy = copy
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                if ctx.copy:
+                    g = g.clone()
+                g.mul_(2)  # AGL008:9
+                return g, None
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL008", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL008", source) == marked_positions("AGL008", source)

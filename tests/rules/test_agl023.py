@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -197,3 +198,111 @@ def test_recipe_confirms_nan_where_the_selected_branch_is_finite():
 def test_recipe_does_not_confirm_safe_branches(expression):
     verdict, evidence = recipe(expression)
     assert verdict == "not-reproduced", evidence
+
+
+VALID = [
+    # the double-where idiom
+    """\
+        import torch
+
+
+        def entropy_bonus(probs):
+            safe = torch.where(probs > 0, probs, torch.ones_like(probs))
+            plogp = torch.where(probs > 0, probs * torch.log(safe), torch.zeros_like(probs))
+            return -plogp.sum(-1).mean()
+    """,
+    # a clamped argument keeps the op away from its singular point
+    """\
+        import torch
+
+
+        def distance(d2):
+            return torch.where(d2 > 0, torch.sqrt(d2.clamp(min=1e-12)), torch.zeros_like(d2))
+    """,
+    # a condition on another tensor
+    """\
+        import torch
+
+
+        def masked_log(x, mask):
+            return torch.where(mask, torch.log(x), torch.zeros_like(x))
+    """,
+    # exp on the side selected for large inputs
+    """\
+        import torch
+
+
+        def grow(x):
+            return torch.where(x > 0, torch.exp(x), torch.zeros_like(x))
+    """,
+    # smooth ops, and numpy's where
+    """\
+        import numpy as np
+        import torch
+
+
+        def leaky_square(x):
+            return torch.where(x > 0, x ** 2, 0.01 * x)
+
+
+        def np_log(a):
+            return np.where(a > 0, np.log(a), 0.0)
+    """,
+    # no gradient under no_grad
+    """\
+        import torch
+
+
+        @torch.no_grad()
+        def entropy(probs):
+            return -torch.where(probs > 0, probs * torch.log(probs), torch.zeros_like(probs)).sum()
+    """,
+]
+
+INVALID = [
+    # log on the discarded branch: NaN gradient at 0
+    """\
+        import torch
+
+
+        def entropy_bonus(probs):
+            plogp = torch.where(probs > 0, probs * torch.log(probs), torch.zeros_like(probs))  # AGL023:44
+            return -plogp.sum(-1).mean()
+    """,
+    # exp overflowing on the discarded branch
+    """\
+        import torch
+
+
+        def elu(x, alpha=1.0):
+            return torch.where(x > 0, x, alpha * (torch.exp(x) - 1))  # AGL023:43
+    """,
+    # sqrt at 0 on the discarded branch
+    """\
+        import torch
+
+
+        def pairwise_distance(a, b):
+            d2 = (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+            return torch.where(d2 > 0, torch.sqrt(d2), torch.zeros_like(d2))  # AGL023:32
+    """,
+    # clamp(min=0) puts 0 right back
+    """\
+        import torch
+
+
+        def safe_norm(v):
+            n2 = (v * v).sum(-1)
+            return torch.where(n2 > 0, torch.sqrt(n2.clamp(min=0)), torch.zeros_like(n2))  # AGL023:32
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL023", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL023", source) == marked_positions("AGL023", source)

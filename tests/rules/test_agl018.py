@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -165,3 +166,161 @@ def test_setup_context_style_is_judged_with_its_marks():
     assert (diagnostic.line, diagnostic.column) == (9, 26)
     assert diagnostic.explanation.endswith("Call `ctx.mark_non_differentiable(output[1])` in setup_context.")
     assert agl018(SETUP_CONTEXT.format(mark="ctx.mark_non_differentiable(output[1])")) == []
+
+
+VALID = [
+    # the mask output marked non-differentiable
+    """\
+        import torch
+
+
+        class ReLUWithMask(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                mask = (x > 0).float()
+                ctx.mark_non_differentiable(mask)
+                ctx.save_for_backward(mask)
+                return torch.relu(x), mask
+
+            @staticmethod
+            def backward(ctx, g, g_mask):
+                (mask,) = ctx.saved_tensors
+                return g * mask
+    """,
+    # a bool output: torch marks it itself
+    """\
+        import torch
+
+
+        class ReLUWithBoolMask(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                mask = x > 0
+                ctx.save_for_backward(mask)
+                return torch.relu(x), mask
+
+            @staticmethod
+            def backward(ctx, g, g_mask):
+                (mask,) = ctx.saved_tensors
+                return g * mask
+    """,
+    # a soft mask is differentiable
+    """\
+        import torch
+
+
+        class Gate(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                gate = torch.sigmoid(x)
+                ctx.save_for_backward(x, gate)
+                return x * gate, gate
+
+            @staticmethod
+            def backward(ctx, g, g_gate):
+                x, gate = ctx.saved_tensors
+                d = gate * (1 - gate)
+                return g * (gate + x * d) + g_gate * d
+    """,
+    # a straight-through hard mask whose gradient backward uses
+    """\
+        import torch
+
+
+        class HardSoft(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, logits):
+                soft = logits.softmax(-1)
+                hard = (soft == soft.amax(-1, keepdim=True)).float()
+                ctx.save_for_backward(soft)
+                return soft, hard
+
+            @staticmethod
+            def backward(ctx, g_soft, g_hard):
+                (soft,) = ctx.saved_tensors
+                g = g_soft + g_hard
+                return soft * (g - (g * soft).sum(-1, keepdim=True))
+    """,
+    # the mask is the only output: a zero-gradient op
+    """\
+        import torch
+
+
+        class Step(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return (x > 0).float()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+]
+
+INVALID = [
+    # a float mask returned beside the output
+    """\
+        import torch
+
+
+        class ReLUWithMask(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                mask = (x > 0).float()
+                ctx.save_for_backward(mask)
+                return torch.relu(x), mask  # AGL018:31
+
+            @staticmethod
+            def backward(ctx, g, g_mask):
+                (mask,) = ctx.saved_tensors
+                return g * mask
+    """,
+    # an index made float
+    """\
+        import torch
+
+
+        class Top1Router(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, scores):
+                probs = scores.softmax(dim=-1)
+                ctx.save_for_backward(probs)
+                return probs, probs.argmax(dim=-1).float()  # AGL018:23
+
+            @staticmethod
+            def backward(ctx, g_probs, g_expert):
+                (probs,) = ctx.saved_tensors
+                return probs * (g_probs - (g_probs * probs).sum(dim=-1, keepdim=True))
+    """,
+    # a mask built by a helper of the module
+    """\
+        import torch
+
+
+        def in_range(x, lo, hi):
+            return ((x >= lo) & (x <= hi)).float()
+
+
+        class Clip(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                mask = in_range(x, -1, 1)
+                ctx.save_for_backward(mask)
+                return x.clamp(-1, 1), mask  # AGL018:32
+
+            @staticmethod
+            def backward(ctx, g, g_mask):
+                (mask,) = ctx.saved_tensors
+                return g * mask
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL018", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL018", source) == marked_positions("AGL018", source)

@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 HEADER = "import torch\nfrom torch import autograd\nfrom torch.autograd import grad\n\n"
@@ -179,3 +180,148 @@ def test_a_function_defined_in_forward_and_called_there_is_followed():
     source = function(body)
     line = source.splitlines().index("        return x + score(x)") + 1
     assert agl015(source) == [(line, 20)]
+
+
+VALID = [
+    # autograd under enable_grad in forward
+    """\
+        import torch
+
+
+        class Relax(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                with torch.enable_grad():
+                    z = x.detach().requires_grad_(True)
+                    (g,) = torch.autograd.grad((z ** 4).sum(), z)
+                return (x - 0.1 * g).detach()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # autograd in backward: checkpoint-style recomputation
+    """\
+        import torch
+
+
+        class Checkpointed(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return torch.tanh(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                with torch.enable_grad():
+                    x = x.detach().requires_grad_(True)
+                    y = torch.tanh(x)
+                return torch.autograd.grad(y, x, g)
+    """,
+    # torch.func transforms switch grad mode on themselves
+    """\
+        import torch
+        from torch.func import grad
+
+
+        class Descend(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                step = grad(lambda t: (t ** 2).sum())(x)
+                return x - 0.1 * step
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # a training loop's .backward() outside any Function
+    """\
+        def train_step(model, batch, optimizer):
+            loss = model(batch).sum()
+            loss.backward()
+            optimizer.step()
+    """,
+    # a forward decorated with enable_grad
+    """\
+        import torch
+
+
+        class Solve(torch.autograd.Function):
+            @staticmethod
+            @torch.enable_grad()
+            def forward(ctx, x):
+                z = x.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad((z ** 2).sum(), z)
+                return g.detach()
+
+            @staticmethod
+            def backward(ctx, g):
+                return 2 * g
+    """,
+]
+
+INVALID = [
+    # torch.autograd.grad in forward: grad mode is off there
+    """\
+        import torch
+
+
+        class EnergyDescent(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                z = x.detach().clone().requires_grad_(True)
+                (g,) = torch.autograd.grad((z ** 4 - z ** 2).sum(), z)  # AGL015:16
+                return (z - 0.1 * g).detach()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # a helper that takes a gradient, called from forward
+    """\
+        import torch
+        from torch.autograd import grad
+
+
+        def slope(fn, x):
+            x = x.detach().requires_grad_(True)
+            return grad(fn(x), x)[0]
+
+
+        class Newton(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x - slope(lambda t: (t ** 3).sum(), x)  # AGL015:20
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+    # .backward() in forward
+    """\
+        import torch
+
+
+        class Probe(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                z = x.detach().requires_grad_(True)
+                (z ** 2).sum().backward()  # AGL015:9
+                return z.grad
+
+            @staticmethod
+            def backward(ctx, g):
+                return g
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL015", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL015", source) == marked_positions("AGL015", source)

@@ -8,6 +8,8 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
+
 
 def agl003(source: str) -> list[tuple[int, int]]:
     return [(d.line, d.column) for d in lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL003",)))]
@@ -146,3 +148,126 @@ def test_mask_from_a_helper_of_the_module():
     assert (diagnostic.line, diagnostic.column) == (15, 12)
     assert diagnostic.message == "`h * above(h)` is a hand-written activation of `h`"
     assert diagnostic.explanation.endswith("Use torch.relu(h) or torch.where(h > 0.0, h, 0.0).")
+
+
+VALID = [
+    # a mask of another tensor (attention or padding mask, dropout keep mask)
+    """\
+        import torch
+
+
+        def masked_scores(scores, mask):
+            return scores * (mask > 0)
+
+
+        def dropout(x, p=0.1):
+            return x * (torch.rand_like(x) > p) / (1 - p)
+    """,
+    # a Function's backward masking the incoming gradient
+    """\
+        import torch
+
+
+        class ReLU(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.clamp(min=0)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return g * (x > 0)
+    """,
+    # torch.where, the library ops and masked_fill
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        def leaky(x, slope=0.1):
+            return torch.where(x > 0, x, slope * x)
+
+
+        def relu_variants(x):
+            return torch.relu(x) + F.relu(x) + x.clamp(min=0) + x.masked_fill(x <= 0, 0)
+    """,
+    # a masked term added to another: the sum absorbs the -0.0
+    """\
+        def leaky(x, slope=0.1):
+            return x * (x > 0) + slope * x * (x <= 0)
+    """,
+    # a mask keeping the values below a non-negative threshold: x * 0 is +0.0 there
+    """\
+        def keep_negative(x):
+            return x * (x < 0)
+    """,
+    # a threshold computed from the compared value: a data-dependent selection
+    """\
+        def foreground(image):
+            level = image.mean()
+            return image * (image > level)
+    """,
+    # no gradient reaches the product
+    """\
+        import torch
+
+
+        @torch.no_grad()
+        def active_fraction(h):
+            return (h * (h > 0)).count_nonzero() / h.numel()
+
+
+        def positive_noise(shape):
+            r = torch.randn(shape)
+            return r * (r > 0)
+    """,
+]
+
+INVALID = [
+    # the float mask of the value itself
+    """\
+        import torch
+
+
+        def relu(x):
+            return x * (x > 0).float()  # AGL003:12
+    """,
+    # a threshold parameter is a setting, not data
+    """\
+        def threshold_act(x, threshold=0.5):
+            return x * (x > threshold)  # AGL003:12
+    """,
+    # a learned threshold from module state
+    """\
+        import torch.nn as nn
+
+
+        class JumpReLU(nn.Module):
+            def forward(self, pre):
+                threshold = self.log_threshold.exp()
+                return pre * (pre > threshold)  # AGL003:16
+    """,
+    # the mask through a local name and a method comparison
+    """\
+        def gated(x):
+            keep = x.gt(0).to(x.dtype)
+            return x * keep  # AGL003:12
+    """,
+    # in place: the product lives on in x
+    """\
+        def relu_(x):
+            x.mul_(x > 0)  # AGL003:5
+            return x
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL003", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL003", source) == marked_positions("AGL003", source)

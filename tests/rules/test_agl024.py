@@ -9,6 +9,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 OLD = """
@@ -182,3 +183,131 @@ def test_forward_ad_dual_tensors_need_jvp_even_old_style(call):
 def test_recipe_confirms_forward_ad_without_jvp():
     verdict, evidence = run_recipe(OLD + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'forward_ad')")
     assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence
+
+
+SWISH_OLD = """\
+        import functools
+
+        import torch
+        from torch.func import grad, jacrev, vmap
+
+
+        class Swish(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * torch.sigmoid(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                s = torch.sigmoid(x)
+                return g * s * (1 + x * (1 - s))
+"""
+
+SWISH_NEW = """\
+        import torch
+        from torch.func import grad, jacrev, vmap
+
+
+        class Swish(torch.autograd.Function):
+            generate_vmap_rule = True
+
+            @staticmethod
+            def forward(x):
+                return x * torch.sigmoid(x)
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                s = torch.sigmoid(x)
+                return g * s * (1 + x * (1 - s))
+"""
+
+VALID = [
+    # an old-style Function under ordinary autograd only
+    SWISH_OLD
+    + """\
+
+
+        def loss(w, x):
+            return Swish.apply(x @ w).sum()
+
+
+        def train_step(w, x):
+            loss(w, x).backward()
+    """,
+    # a new-style Function with generate_vmap_rule under vmap and grad
+    SWISH_NEW
+    + """\
+
+
+        def loss(w, x):
+            return Swish.apply(x @ w).sum()
+
+
+        def per_sample_grads(w, xs):
+            return vmap(grad(loss), in_dims=(None, 0))(w, xs)
+    """,
+    # torch.autograd.functional.jacobian is ordinary autograd
+    SWISH_OLD
+    + """\
+
+
+        def jacobian(x):
+            return torch.autograd.functional.jacobian(Swish.apply, x)
+    """,
+    # a model passed in as a parameter is not followed
+    SWISH_OLD
+    + """\
+
+
+        def per_sample(model, xs):
+            return vmap(model)(xs)
+    """,
+]
+
+INVALID = [
+    # an old-style Function under vmap(grad(...)) through a function of the module
+    SWISH_OLD
+    + """\
+
+
+        def loss(w, x):
+            return Swish.apply(x @ w).sum()
+
+
+        def per_sample_grads(w, xs):
+            return vmap(grad(loss), in_dims=(None, 0))(w, xs)  # AGL024:12
+    """,
+    # apply given to a transform directly
+    SWISH_OLD
+    + """\
+
+
+        def jacobian(x):
+            return jacrev(Swish.apply)(x)  # AGL024:12
+    """,
+    # a partial of apply under vmap
+    SWISH_OLD
+    + """\
+
+
+        def batched(xs):
+            return vmap(functools.partial(Swish.apply))(xs)  # AGL024:12
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL024", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL024", source) == marked_positions("AGL024", source)

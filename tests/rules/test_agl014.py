@@ -8,6 +8,7 @@ import pytest
 
 from autograd_lint import Config, lint_source
 
+from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 
@@ -194,3 +195,162 @@ def flat(out, aux):
 def test_a_container_built_by_a_module_function_is_followed(returned, flagged):
     source = function("x", f"return {returned}", after=PACK)
     assert bool(agl014(source)) is flagged
+
+
+VALID = [
+    # a list of sizes passed to apply
+    """\
+        import torch
+        import torch.nn.functional as F
+
+
+        class Pad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, pads):
+                ctx.pads = pads
+                return F.pad(x, pads)
+
+            @staticmethod
+            def backward(ctx, g):
+                left, right = ctx.pads
+                return g[..., left : g.shape[-1] - right], None
+
+
+        def pad(x):
+            return Pad.apply(x, [1, 2])
+    """,
+    # *args forward called with unpacked tensors
+    """\
+        import torch
+
+
+        class Concat(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, *levels):
+                ctx.sizes = [t.shape[0] for t in levels]
+                return torch.cat(levels)
+
+            @staticmethod
+            def backward(ctx, g):
+                return tuple(g.split(ctx.sizes))
+
+
+        def concat(levels):
+            return Concat.apply(*levels)
+    """,
+    # a shape returned beside the output
+    """\
+        import torch
+
+
+        class Flatten(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.shape = x.shape
+                return x.reshape(-1), (x.shape[0], x.shape[1])
+
+            @staticmethod
+            def backward(ctx, g, g_shape):
+                return g.reshape(ctx.shape)
+    """,
+    # a tuple built by a call, and a list kept on ctx
+    """\
+        import torch
+
+
+        class Split(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                parts = x.chunk(2)
+                ctx.parts = [p.shape for p in parts]
+                return tuple(p.clone() for p in parts)
+
+            @staticmethod
+            def backward(ctx, *grads):
+                return torch.cat(grads)
+    """,
+]
+
+INVALID = [
+    # a list of tensors passed to apply
+    """\
+        import torch
+
+
+        class ConcatLevels(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, levels, dim):
+                ctx.sizes = [level.shape[dim] for level in levels]
+                ctx.dim = dim
+                return torch.cat(levels, dim=dim)
+
+            @staticmethod
+            def backward(ctx, g):
+                return tuple(g.split(ctx.sizes, dim=ctx.dim)), None
+
+
+        def fuse(a, b):
+            return ConcatLevels.apply([a, b], 0)  # AGL014:31
+    """,
+    # a list of tensors returned
+    """\
+        import torch
+
+
+        class GateAndValue(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                value, gate = x.chunk(2, dim=-1)
+                ctx.save_for_backward(value, gate)
+                return [value * torch.sigmoid(gate), torch.sigmoid(gate)]  # AGL014:16
+
+            @staticmethod
+            def backward(ctx, g_out, g_gate):
+                value, gate = ctx.saved_tensors
+                s = torch.sigmoid(gate)
+                return torch.cat([g_out * s, (g_out * value + g_gate) * s * (1 - s)], dim=-1)
+    """,
+    # a dict of tensors returned
+    """\
+        import torch
+
+
+        class Attention(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, q, k):
+                scores = q @ k.t()
+                return {"scores": scores, "max": scores.amax(-1)}  # AGL014:16
+
+            @staticmethod
+            def backward(ctx, g_scores, g_max):
+                return g_scores, g_scores
+    """,
+    # a tuple whose elements are tensors where the call is written
+    """\
+        import torch
+
+
+        class Stack(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, pair):
+                return torch.stack(pair)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g.unbind(0)
+
+
+        def stacked(x):
+            return Stack.apply((x.float(), x.contiguous()))  # AGL014:25
+    """,
+]
+
+
+@pytest.mark.parametrize("source", VALID)
+def test_valid_snippets_report_nothing(source):
+    assert reported_positions("AGL014", source) == []
+
+
+@pytest.mark.parametrize("source", INVALID)
+def test_invalid_snippets_report_exactly(source):
+    assert reported_positions("AGL014", source) == marked_positions("AGL014", source)
