@@ -1,6 +1,6 @@
 """AGL008 inplace-grad-output and AGL009 inplace-input-without-mark-dirty: tricky shapes and recipes.
 
-The in-place/alias analysis they share lives in autograd_lint/inplace.py.
+The in-place/alias analysis they share lives in autograd_lint/facts/inplace.py.
 """
 
 from __future__ import annotations

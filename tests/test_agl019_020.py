@@ -1,6 +1,6 @@
 """AGL019 saved-tensor-mutated and AGL020 output-view-inplace: the caller-side flow and the recipes.
 
-Both follow what a function does with `Fn.apply(...)` after the call (autograd_lint/apply_flow.py).
+Both follow what a function does with `Fn.apply(...)` after the call (autograd_lint/facts/apply_flow.py).
 """
 
 from __future__ import annotations

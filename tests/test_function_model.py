@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from autograd_lint.module import ParsedModule
+from autograd_lint.core.module import ParsedModule
 
 
 def model(source: str, path: str = "m.py", module_name: str | None = None):

@@ -9,13 +9,13 @@ import libcst as cst
 from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FUNCTION_PROTOCOL, SAVING_METHODS, FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
-from ..scopes import bindings, declared_nonlocal
-from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import DERIVATIVE_METHODS, FUNCTION_PROTOCOL, SAVING_METHODS, FunctionClass, Method
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..facts.runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
+from ..core.scopes import bindings, declared_nonlocal
+from ..core.syntax import assigned_names, code_of, dotted_name, string_value, walk
 
 ADVICE = (
     "Backward runs after the whole forward pass, so it sees the last value written, not the one "

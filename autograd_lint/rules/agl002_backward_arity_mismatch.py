@@ -7,12 +7,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..gradient_returns import ReturnedValues, returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import is_none, short_code
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass
+from ..facts.gradient_returns import ReturnedValues, returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import is_none, short_code
 
 
 class BackwardArityMismatch(FunctionRule):

@@ -19,14 +19,14 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..ast_candidates import activation_with_a_flagged_op
+from ..core.prefilter import activation_with_a_flagged_op
 from ..confirm.harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
-from ..diagnostic import Severity
-from ..gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
-from ..module import ParsedModule
-from ..rule import Finding, Rule
-from ..syntax import assigned_names, code_of, dotted_name, short_code, walk
-from ..torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..core.diagnostic import Severity
+from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
+from ..core.module import ParsedModule
+from ..core.rule import Finding, Rule
+from ..core.syntax import assigned_names, code_of, dotted_name, short_code, walk
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
 
 
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}

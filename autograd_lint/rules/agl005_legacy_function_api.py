@@ -8,11 +8,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code, literal_call_arguments
-from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, short_code, walk
 
 # What a ctx (the `<F>Backward` node) offers: reading these on `self` is ctx use, not instance state.
 CTX_API = frozenset(

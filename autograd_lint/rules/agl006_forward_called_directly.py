@@ -8,11 +8,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, short_code
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, short_code
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import Method
-from ..inplace import TENSOR, TENSORS, Alias, AliasFlow
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
+from ..core.diagnostic import Severity
+from ..facts.function_model import Method
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
 
 TORCH_MESSAGE = (
     "unsupported operation: more than one element of the written-to tensor refers to a single memory "

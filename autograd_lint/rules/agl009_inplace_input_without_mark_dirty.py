@@ -7,13 +7,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
-from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, dotted_name, is_none, normalized_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, dotted_name, is_none, normalized_code, walk
 
 # Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
 TENSOR_EVIDENCE = ALIAS_METHODS | ALIAS_ATTRIBUTES | frozenset(

@@ -21,14 +21,14 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..second_derivatives import second_derivative_uses
-from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..facts.gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..facts.second_derivatives import second_derivative_uses
+from ..core.syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {

@@ -10,13 +10,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, is_save_call
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, short_code, shortened, walk
-from ..value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, is_save_call
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, short_code, shortened, walk
+from ..facts.value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
 
 
 @dataclass(frozen=True)

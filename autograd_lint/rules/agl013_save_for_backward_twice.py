@@ -8,11 +8,11 @@ from typing import Iterator, Sequence
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, is_save_call
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import is_none, normalized_code, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, is_save_call
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import is_none, normalized_code, short_code, walk
 
 
 def _saves_something(call: cst.Call) -> bool:

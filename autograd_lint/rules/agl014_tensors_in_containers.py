@@ -11,14 +11,14 @@ import libcst as cst
 from ..confirm.harness import (
     CannotBuildHarness, Harness, recipe_harness, function_class_code, literal_binding, literal_source,
 )
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import assigned_names, code_of, is_none, shortened, walk
-from ..value_kinds import (
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import assigned_names, code_of, is_none, shortened, walk
+from ..facts.value_kinds import (
     NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, CallerKinds, Kind, ValueKinds,
     argument_kind, names_used_as_tensors,
 )

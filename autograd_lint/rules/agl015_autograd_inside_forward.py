@@ -15,11 +15,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import enables_grad, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import enables_grad, short_code, walk
 
 AUTOGRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 TORCH_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"

@@ -18,12 +18,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import is_none, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import is_none, short_code, walk
 
 TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 OPERATOR_SYMBOLS = {

@@ -9,13 +9,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, normalized_code, shortened, walk
-from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, normalized_code, shortened, walk
+from ..torch_api import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
+from ..facts.apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
 from ..confirm.harness import Harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import shortened, walk
-from ..value_kinds import ValueKinds
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import shortened, walk
+from ..facts.value_kinds import ValueKinds
 
 TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
 

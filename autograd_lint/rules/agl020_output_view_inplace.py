@@ -7,17 +7,17 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..apply_flow import CallerWrite, caller_harness, caller_writes
+from ..facts.apply_flow import CallerWrite, caller_harness, caller_writes
 from ..confirm.harness import Harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..inplace import basic_index
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, shortened, walk
-from ..value_kinds import ValueKinds
-from ..torch_vocabulary import VIEW_ATTRIBUTES, VIEW_METHODS
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..facts.inplace import basic_index
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, shortened, walk
+from ..facts.value_kinds import ValueKinds
+from ..torch_api import VIEW_ATTRIBUTES, VIEW_METHODS
 
 TORCH_MESSAGE = (
     "Output 0 of {cls} is a view and is being modified inplace. This view was created inside a custom Function "

@@ -8,13 +8,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, shortened, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, shortened, walk
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(

@@ -21,11 +21,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, TRANSPARENT_DECORATORS
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, dotted_name, is_none, method_name, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, TRANSPARENT_DECORATORS
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
 # makes the incoming gradient low precision, and in backward they refuse mixed dtypes.

@@ -18,12 +18,12 @@ import libcst as cst
 
 from .function_model import FunctionClass
 from .inplace import ALIAS_ATTRIBUTES, MODULE_INPLACE_POSITION, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite, inplace_by_position
-from .module import ParsedModule
-from .scopes import bindings
-from .syntax import code_of, dotted_name, walk
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, walk
 
 if TYPE_CHECKING:
-    from .confirm.harness import Harness
+    from ..confirm.harness import Harness
 
 BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
@@ -340,7 +340,7 @@ def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
 def caller_harness(module: ParsedModule, caller: CallerWrite, recipe: str) -> "Harness":
     """The usual Function harness for a caller-side finding; `recipe(replay)` gives the recipe call, with
     the statement to replay (or None); the module-level names that statement reads are copied too."""
-    from .confirm.harness import recipe_harness
+    from ..confirm.harness import recipe_harness
 
     replay = replay_text(module, caller)
     harness = recipe_harness(module, caller.tracked.function_class, recipe.format(replay=repr(replay)))

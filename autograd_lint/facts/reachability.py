@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from .syntax import dotted_name, is_none, walk
-from .torch_vocabulary import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
+from ..core.syntax import dotted_name, is_none, walk
+from ..torch_api import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
 
 if TYPE_CHECKING:
     from .function_model import FunctionClass, Method

@@ -165,7 +165,7 @@ def _noqa_findings(
     path: str, suppressions: Suppressions, used: dict[int, set[str]], hidden_by_bare: dict[int, set[str]],
     selected: set[str], checks: set[str],
 ) -> Iterator[Diagnostic]:
-    from .rules import RULES
+    from ..rules import RULES
 
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:

@@ -42,10 +42,10 @@ import re
 
 import libcst as cst
 
-from .module import ParsedModule
-from .scopes import bindings
-from .syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
-from .torch_vocabulary import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
+from ..torch_api import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
 from .value_kinds import NON_TENSOR, annotation_kind
 
 # Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).

@@ -18,9 +18,9 @@ import libcst as cst
 
 from .function_model import FunctionClass, Method
 from .gradient_returns import TUPLE_RETURNING
-from .scopes import bindings
-from .syntax import code_of, dotted_name, string_value, walk
-from .torch_vocabulary import INTEGER_RESULT_OPS, is_integer_dtype
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, string_value, walk
+from ..torch_api import INTEGER_RESULT_OPS, is_integer_dtype
 
 
 class Kind(Enum):

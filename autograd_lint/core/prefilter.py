@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import re
 
-from .torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
 ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")

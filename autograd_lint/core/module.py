@@ -17,7 +17,7 @@ from .scopes import forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
 
 if TYPE_CHECKING:
-    from .function_model import FunctionModel
+    from ..facts.function_model import FunctionModel
 
 
 class ParsedModule:
@@ -160,6 +160,6 @@ class ParsedModule:
 
     @cached_property
     def functions(self) -> "FunctionModel":
-        from .function_model import FunctionModel
+        from ..facts.function_model import FunctionModel
 
         return FunctionModel(self)

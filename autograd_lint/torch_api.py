@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from .syntax import dotted_name
+from .core.syntax import dotted_name
 
 # Ops whose derivative is zero almost everywhere (or undefined): what they feed stops training.
 ZERO_GRADIENT_OPS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})

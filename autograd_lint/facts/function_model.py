@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Iterator
 
 import libcst as cst
 
-from .syntax import assigned_names, decorator_names, function_params, walk
+from ..core.syntax import assigned_names, decorator_names, function_params, walk
 
 if TYPE_CHECKING:
-    from .module import ParsedModule
+    from ..core.module import ParsedModule
 
 TORCH_FUNCTION_BASES = frozenset(
     {
@@ -377,7 +377,7 @@ class FunctionModel:
         """(call, definition) for each call in `method` (not in its nested functions) of a function
         whose code this module shows, one level deep: a function defined in `method` itself, a
         module-level function, or the Function's own helper method called as `Cls.m(...)`/`cls.m(...)`."""
-        from .scopes import bindings
+        from ..core.scopes import bindings
 
         local = bindings(method.node)
         for node in walk(method.node.body, into_functions=False):
