@@ -10,6 +10,7 @@ import libcst as cst
 
 from .diagnostic import Severity
 from .module import ParsedModule
+from .prefilter import defines_function_subclass, may_define_function_class
 
 if TYPE_CHECKING:
     from ..confirm.harness import Harness
@@ -73,14 +74,10 @@ class FunctionRule(Rule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        from ..facts.function_model import may_define_function_class
-
         return may_define_function_class(text)
 
     @classmethod
     def candidate(cls, tree: "ast.AST") -> bool:
-        from .prefilter import defines_function_subclass
-
         return defines_function_subclass(tree)
 
 

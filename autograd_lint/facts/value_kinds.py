@@ -16,7 +16,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from .function_model import FunctionClass, Method
+from .function_model import FunctionClass, Method, function_model
 from .gradient_returns import TUPLE_RETURNING
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, string_value, walk
@@ -581,7 +581,7 @@ class ValueKinds:
     @cached_property
     def _helpers(self) -> dict[int, cst.FunctionDef]:
         """id(call) -> the module function it calls, for the method's calls (read once)."""
-        return {id(site): found for site, found in self.module.functions.called_functions(self.method)}
+        return {id(site): found for site, found in function_model(self.module).called_functions(self.method)}
 
     def _torch_module(self, expr: cst.BaseExpression) -> str | None:
         """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose

@@ -19,7 +19,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
@@ -61,7 +61,7 @@ class TensorOnCtx(FunctionRule):
     summary = "a tensor is stored as ctx.name = ... instead of with save_for_backward"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             reads: _BackwardReads | None = None
             for method in function_class.saving_methods():
                 kinds: ValueKinds | None = None

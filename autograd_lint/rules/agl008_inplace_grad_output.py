@@ -8,7 +8,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
-from ..facts.function_model import Method
+from ..facts.function_model import Method, function_model
 from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
@@ -26,7 +26,7 @@ class InplaceGradOutput(FunctionRule):
     summary = "backward modifies an incoming gradient in place without a prior clone"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for method in module.functions.reachable_backwards():
+        for method in function_model(module).reachable_backwards():
             yield from self._check_method(module, method)
 
     def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:

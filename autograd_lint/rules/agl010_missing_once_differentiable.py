@@ -22,7 +22,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
 from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
@@ -71,7 +71,7 @@ class MissingOnceDifferentiable(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         extensions = second_derivatives = None
-        for method in module.functions.reachable_backwards():
+        for method in function_model(module).reachable_backwards():
             if _once_differentiable(module, method):
                 continue
             if extensions is None:

@@ -16,7 +16,7 @@ import libcst as cst
 
 from ..confirm.harness import CannotBuildHarness, Harness, function_class_code
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import ReturnedValues, returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
@@ -63,7 +63,7 @@ class GradForNonTensorInput(FunctionRule):
     summary = "backward returns a gradient for an input that is a Python number, string, flag or None at the call sites"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:

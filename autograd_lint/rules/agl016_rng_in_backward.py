@@ -14,7 +14,7 @@ import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
@@ -49,12 +49,12 @@ class RngInBackward(FunctionRule):
     summary = "backward draws fresh randomness instead of reusing forward's mask or RNG state"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
             draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node, backward.node)]
-            draws += [(call, drawn) for call, helper in module.functions.called_functions(backward) if (drawn := _draw_in(module, helper))]
+            draws += [(call, drawn) for call, helper in function_model(module).called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
             for call, drawn in draws:
@@ -177,6 +177,6 @@ def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
             continue
         if any(_random_call(module, node, method.node) for node in walk(method.node.body)):
             return True
-        if any(_draw_in(module, helper) for _, helper in module.functions.called_functions(method)):
+        if any(_draw_in(module, helper) for _, helper in function_model(module).called_functions(method)):
             return True
     return False

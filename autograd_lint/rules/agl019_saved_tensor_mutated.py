@@ -10,7 +10,7 @@ import libcst as cst
 from ..facts.apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
 from ..confirm.harness import Harness
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import shortened, walk
@@ -42,7 +42,7 @@ class SavedTensorMutated(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         saved: dict[str, SavedTensors] = {}
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if function_class.apply_calls or function_class.partial_applies:
                 found = saved_tensors(module, function_class)
                 if found is not None and (found.output or found.inputs or found.output_indices):
@@ -52,7 +52,7 @@ class SavedTensorMutated(FunctionRule):
             found = saved[function_class.name]
             return found.output or found.output_indices, sorted(found.inputs)
 
-        classes = [c for c in module.functions if c.name in saved]
+        classes = [c for c in function_model(module) if c.name in saved]
         for caller in caller_writes(module, classes, select):
             found = saved[caller.tracked.function_class.name]
             tracked = caller.tracked
