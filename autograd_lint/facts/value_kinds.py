@@ -20,7 +20,7 @@ from .function_model import FunctionClass, Method, function_model
 from .gradient_returns import TUPLE_RETURNING
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, string_value, walk
-from ..torch_api import INTEGER_RESULT_OPS, is_integer_dtype
+from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, is_integer_dtype
 
 
 class Kind(Enum):
@@ -46,8 +46,6 @@ NON_TENSOR_METHODS = frozenset(
         "untyped_storage", "storage", "__len__", "is_pinned", "is_set_to", "is_shared", "numpy", "dim_order",
     }
 )
-# Attributes of a tensor that are tensors (views or the tensor itself).
-TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
 # Methods that only a tensor has (beyond those of numpy arrays and Python objects): using a
 # parameter this way tells that forward receives a tensor there.
 TENSOR_ONLY_METHODS = frozenset(
@@ -499,7 +497,7 @@ class ValueKinds:
         if owner is TENSOR:
             if attr in NON_TENSOR_ATTRIBUTES:
                 return NON_TENSOR
-            if attr in TENSOR_ATTRIBUTES or attr in ("grad",):
+            if attr in ALIAS_ATTRIBUTES or attr in ("grad",):  # views of the tensor, or the tensor itself
                 return TENSOR
             return UNKNOWN
         if attr in ("shape", "dtype", "device", "ndim") and owner is not NON_TENSOR:

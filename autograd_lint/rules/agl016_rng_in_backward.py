@@ -27,7 +27,6 @@ RANDOM_FUNCTIONS = frozenset(
         "feature_alpha_dropout", "gumbel_softmax", "rrelu", "native_dropout",
     }
 )
-RANDOM_MODULES = ("torch", "torch.nn.functional", "torch.random", "numpy.random", "random")
 PYTHON_RANDOM = frozenset({"random", "uniform", "gauss", "normalvariate", "choice", "choices", "shuffle", "sample", "randint", "randrange", "getrandbits"})
 NUMPY_RANDOM = frozenset({"rand", "randn", "randint", "random", "uniform", "normal", "binomial", "choice", "permutation", "shuffle", "random_sample", "standard_normal"})
 # In-place samplers on a tensor (`torch.empty_like(g).uniform_()`, `mask.bernoulli_(p)`).
