@@ -2,7 +2,7 @@
 
 from .api import LintResult, lint_paths, lint_source
 from .config import Config, ConfigError, load_config
-from .diagnostic import Diagnostic, FileError, Severity
+from .core.diagnostic import Diagnostic, FileError, Severity
 
 from .version import __version__
 

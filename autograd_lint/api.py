@@ -12,12 +12,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from .config import Config, find_pyproject, load_config
-from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SPECIAL_RULES, Diagnostic, FileError, Severity
-from .discovery import discover
-from .cache import ResultCache
-from .module_names import module_name_for_path
-from .reading import SourceError, module_source, read_bytes
-from .second_derivatives import SecondDerivativeScope, takes_second_derivatives
+from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SPECIAL_RULES, Diagnostic, FileError, Severity
+from .io.discovery import discover
+from .io.cache import ResultCache
+from .io.module_names import module_name_for_path
+from .io.reading import SourceError, module_source, read_bytes
+from .facts.second_derivatives import SecondDerivativeScope, takes_second_derivatives
 
 
 @dataclass
@@ -33,7 +33,7 @@ def lint_source(source: str | bytes, path: str = "<string>", config: Config | No
 
     Raises SourceError for bytes that cannot be decoded and for a malformed notebook.
     """
-    from .engine import lint_module  # libcst is loaded only when something is parsed
+    from .core.engine import lint_module  # libcst is loaded only when something is parsed
 
     config = config or Config()
     module = module_source(path, source)
@@ -168,7 +168,7 @@ def _crash_diagnostic(path: str) -> Diagnostic:
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
-    from .engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
+    from .core.engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
 
     path, data, codes, verbose, prefilter = task
     try:

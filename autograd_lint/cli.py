@@ -15,16 +15,16 @@ import click
 
 from .version import __version__
 from .api import LintResult, lint_paths
-from .cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
+from .io.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .config import Config, ConfigError, anchor_pattern, find_pyproject, load_config, parse_per_file_ignores, validate_codes
-from .diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
-from .discovery import discover
-from .escaping import escape_controls
-from .formats import Sources
-from .module_names import module_name_for_path
-from .output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
-from .pages import rule_page
-from .reading import SourceError, decode_source, module_source, read_bytes, source_encoding
+from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
+from .io.discovery import discover
+from .report.escaping import escape_controls
+from .report.formats import Sources
+from .io.module_names import module_name_for_path
+from .report.output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
+from .report.pages import rule_page
+from .io.reading import SourceError, decode_source, module_source, read_bytes, source_encoding
 from .rules import RULES
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -222,7 +222,7 @@ def _show_files(paths: list[str], config: Config, stdin_path: str | None) -> Non
 
 def _show_settings(path: str, config: Config, cache: str | None, output_format: str) -> None:
     """`--show-settings`: what a run uses for `path`, one `key = value` line each (TOML values), then exit 0."""
-    from .second_derivatives import SecondDerivativeScope
+    from .facts.second_derivatives import SecondDerivativeScope
 
     def toml(value) -> str:
         if isinstance(value, bool):
@@ -263,7 +263,7 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
     zero findings; only files with something to add are written, never one with a syntax error."""
     import ast
 
-    from .noqa import add_noqa
+    from .core.noqa import add_noqa
 
     result = lint_paths(paths, config, verbose=verbose, jobs=jobs, cache_dir=cache)
     errors = [str(error) for error in result.errors]
@@ -414,9 +414,9 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     raw = data.decode(json.detect_encoding(data), "surrogateescape") if module.notebook is not None else module.text
     sources[display_path] = raw
     module_name = module_name_for_path(display_path) if display_path != "-" else None
-    from .engine import lint_module
+    from .core.engine import lint_module
 
-    from .second_derivatives import SecondDerivativeScope
+    from .facts.second_derivatives import SecondDerivativeScope
 
     second_derivatives = SecondDerivativeScope().covers(display_path, module.text)
     codes = config.codes_for(display_path, second_derivatives)

@@ -11,7 +11,7 @@ import pytest
 
 import autograd_lint
 from autograd_lint import Config, Diagnostic, FileError, LintResult, Severity, lint_paths, lint_source
-from autograd_lint.reading import SourceError
+from autograd_lint.io.reading import SourceError
 
 from snippets import EXPLANATION, SNIPPET, MESSAGE, TWO_FINDINGS
 

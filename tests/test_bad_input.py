@@ -10,10 +10,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-import autograd_lint.reading
+import autograd_lint.io.reading
 from autograd_lint import lint_paths, lint_source
 from autograd_lint.cli import main
-from autograd_lint.reading import SourceError
+from autograd_lint.io.reading import SourceError
 
 from snippets import SNIPPET, parse_text_output as located
 MESSAGE_START = "AGL002 Scale.backward returns 1 value but forward takes 2 inputs"
@@ -263,7 +263,7 @@ def test_unreadable_file(project, monkeypatch):
                     raise PermissionError(13, "Permission denied", os.fspath(file))
                 return real_open(file, *args, **kwargs)
 
-            monkeypatch.setattr(autograd_lint.reading.os, "open", denying_open)
+            monkeypatch.setattr(autograd_lint.io.reading.os, "open", denying_open)
         result = invoke(["-q", "a_good.py", "m_locked.py", "z_good.py"])
     finally:
         locked.chmod(0o644)

@@ -762,7 +762,7 @@ def test_add_noqa_in_a_subprocess_respects_the_selection(tmp_path):
 
 
 def test_statistics_most_frequent_first_then_by_code(project):
-    from autograd_lint.pages import rule_page
+    from autograd_lint.report.pages import rule_page
 
     twice = rule_page("AGL013").split("## Bad\n```python\n", 1)[1].split("```", 1)[0]
     (project / "s1.py").write_text(twice)

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from autograd_lint import Config, lint_paths
 from autograd_lint.cli import main
-from autograd_lint.output import FORMATS
-from autograd_lint.pages import rule_page
+from autograd_lint.report.output import FORMATS
+from autograd_lint.report.pages import rule_page
 from autograd_lint.rules import RULES
 
 from snippets import MESSAGE, SNIPPET, parse_text_output

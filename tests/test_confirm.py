@@ -246,7 +246,7 @@ def test_hostile_module_does_not_stop_the_other_verdicts(tmp_path):
 
 def test_harness_never_contains_the_main_block():
     from autograd_lint.confirm.session import _script_for
-    from autograd_lint.module import ParsedModule
+    from autograd_lint.core.module import ParsedModule
 
     path = FIXTURES / "motivating" / "case_a_grad_decay.py"
     source = path.read_text()

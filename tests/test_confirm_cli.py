@@ -374,8 +374,8 @@ def test_progress_on_a_terminal_rewrites_one_line_and_clears_it(capsys):
 def test_the_harness_runs_the_copy_in_its_package_with_the_project_root_first_on_sys_path(project):
     from autograd_lint import lint_source
     from autograd_lint.confirm.session import _script_for
-    from autograd_lint.module import ParsedModule
-    from autograd_lint.module_names import module_name_for_path
+    from autograd_lint.core.module import ParsedModule
+    from autograd_lint.io.module_names import module_name_for_path
 
     cases = ((LAYERS, project / "src", "__package__ = 'mylib.nn'"), (HANG, project / "scripts", None))
     for path, root, package_line in cases:

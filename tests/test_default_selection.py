@@ -11,7 +11,7 @@ import pytest
 from autograd_lint import lint_paths, lint_source
 from autograd_lint.config import Config
 from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES, default_selection
-from autograd_lint.second_derivatives import SecondDerivativeScope, package_root, takes_second_derivatives
+from autograd_lint.facts.second_derivatives import SecondDerivativeScope, package_root, takes_second_derivatives
 
 # A backward that calls a compiled extension: AGL010 at line 10, column 16 (the extension call).
 KERNEL_FUNCTION = textwrap.dedent("""\

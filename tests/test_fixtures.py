@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
-from autograd_lint.rule import MESSAGE_LIMIT
+from autograd_lint.core.rule import MESSAGE_LIMIT
 from snippets import EVERY_RULE
 
 from fixture_markers import expected_markers

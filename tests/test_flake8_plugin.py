@@ -12,8 +12,8 @@ from pathlib import Path
 import libcst
 import pytest
 
-from autograd_lint.flake8_plugin import AutogradLintChecker
-from autograd_lint.noqa import NOQA_RULES
+from autograd_lint.report.flake8_plugin import AutogradLintChecker
+from autograd_lint.core.noqa import NOQA_RULES
 from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES
 
 from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
@@ -37,7 +37,7 @@ def autograd_lint(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_entry_point_is_registered_under_agl():
     found = [ep for ep in entry_points(group="flake8.extension") if ep.name == "AGL"]
     assert len(found) == 1
-    assert found[0].value == "autograd_lint.flake8_plugin:AutogradLintChecker"
+    assert found[0].value == "autograd_lint.report.flake8_plugin:AutogradLintChecker"
     assert found[0].load() is AutogradLintChecker
 
 

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 import autograd_lint
 from autograd_lint.cli import main
 from autograd_lint.confirm.runner import RunResult
-from autograd_lint.diagnostic import Diagnostic, Severity
-from autograd_lint.formats import Sources
-from autograd_lint.output import FORMATS, render
-from autograd_lint.pages import rule_page
+from autograd_lint.core.diagnostic import Diagnostic, Severity
+from autograd_lint.report.formats import Sources
+from autograd_lint.report.output import FORMATS, render
+from autograd_lint.report.pages import rule_page
 from autograd_lint.rules import OPT_IN, RULES
 
 from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
@@ -528,7 +528,7 @@ RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u206
 
 
 def test_escape_controls_shows_every_control_visibly_and_keeps_layout():
-    from autograd_lint.escaping import escape_controls
+    from autograd_lint.report.escaping import escape_controls
 
     assert escape_controls("a\x1b[31mb\x07\x00\x7f") == "a␛[31mb␇␀␡"
     assert escape_controls("\x85\x9b\u202e\u2066\u200f") == "\\x85\\x9b\\u202e\\u2066\\u200f"

@@ -6,11 +6,12 @@ import textwrap
 
 import pytest
 
-from autograd_lint.module import ParsedModule
+from autograd_lint.core.module import ParsedModule
+from autograd_lint.facts.function_model import function_model
 
 
 def model(source: str, path: str = "m.py", module_name: str | None = None):
-    return ParsedModule(textwrap.dedent(source), path, module_name).functions
+    return function_model(ParsedModule(textwrap.dedent(source), path, module_name))
 
 
 BODY = """
@@ -163,7 +164,7 @@ def test_apply_call_sites_including_aliases_and_cls_apply():
         ),
         "m.py",
     )
-    calls = module.functions.by_name("Scale").apply_calls
+    calls = function_model(module).by_name("Scale").apply_calls
     assert sorted(len(c.args) for c in calls) == [1, 2, 2]
     assert sorted(module.position(c).start.line for c in calls) == [12, 15, 15]
 
@@ -268,7 +269,7 @@ def test_partial_and_local_aliases_of_apply_are_application_sites():
         ),
         "m.py",
     )
-    quant = module.functions.by_name("Quant")
+    quant = function_model(module).by_name("Quant")
     sites = sorted(len(args) for _, args in quant.apply_sites())
     assert sites == [2, 2, 3]
     assert [len(call.args) for call in quant.apply_calls] == [2]
@@ -292,7 +293,7 @@ def test_wrapper_calls_map_keyword_and_default_arguments_to_apply_positions():
         ),
         "m.py",
     )
-    first, second = module.functions.by_name("Query").wrapper_calls
+    first, second = function_model(module).by_name("Query").wrapper_calls
     code = lambda expr: None if expr is None else module.tree.code_for_node(expr)
     assert [code(first.argument(i)) for i in range(4)] == ["16", "points", "None", "True"]
     assert [code(second.argument(i)) for i in range(4)] == ["8", "points", "centers", "False"]

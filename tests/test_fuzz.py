@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 import fuzzing
 from autograd_lint import lint_source
-from autograd_lint.diagnostic import INTERNAL_ERROR_CODE
+from autograd_lint.core.diagnostic import INTERNAL_ERROR_CODE
 
 
 def bounded(examples: int):

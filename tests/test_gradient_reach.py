@@ -7,9 +7,9 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.gradient_reach import ValueFlow, callers, gradient_disabled, is_straight_through
-from autograd_lint.module import ParsedModule
-from autograd_lint.syntax import code_of
+from autograd_lint.facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_straight_through
+from autograd_lint.core.module import ParsedModule
+from autograd_lint.core.syntax import code_of
 
 HEADER = "import torch\nimport torch.nn as nn\nfrom torch.distributions import Uniform\n\n"
 

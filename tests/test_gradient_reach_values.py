@@ -7,9 +7,9 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.gradient_reach import feeds_only_non_differentiable, holds_no_gradient, in_function_forward, in_operator_implementation
-from autograd_lint.module import ParsedModule
-from autograd_lint.syntax import walk
+from autograd_lint.facts.gradient_reach import feeds_only_non_differentiable, holds_no_gradient, in_function_forward, in_operator_implementation
+from autograd_lint.core.module import ParsedModule
+from autograd_lint.core.syntax import walk
 
 
 def marked(source: str) -> tuple[ParsedModule, cst.BaseExpression]:

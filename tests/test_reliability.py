@@ -24,10 +24,10 @@ import _pytest
 import torch
 
 import autograd_lint.api
-import autograd_lint.reading
+import autograd_lint.io.reading
 from autograd_lint import lint_paths, lint_source
-from autograd_lint.rule import Rule
-from autograd_lint.diagnostic import Severity
+from autograd_lint.core.rule import Rule
+from autograd_lint.core.diagnostic import Severity
 from autograd_lint.rules import RULES
 
 from snippets import SNIPPET, parse_text_output as located
@@ -234,7 +234,7 @@ def test_file_made_unreadable_between_discovery_and_reading(project, monkeypatch
             yield path
 
     monkeypatch.setattr(autograd_lint.api, "discover", discover_then_lock)
-    monkeypatch.setattr(autograd_lint.reading.os, "open", denying_open)
+    monkeypatch.setattr(autograd_lint.io.reading.os, "open", denying_open)
     try:
         result = invoke(["-q", "--no-cache", "."])
     finally:
@@ -379,8 +379,8 @@ PLANTED = textwrap.dedent(
     """
     import os, sys
     from autograd_lint.rules import RULES
-    from autograd_lint.rule import Rule
-    from autograd_lint.diagnostic import Severity
+    from autograd_lint.core.rule import Rule
+    from autograd_lint.core.diagnostic import Severity
 
     PARENT = os.getpid()
 

@@ -8,7 +8,7 @@ import pytest
 
 from autograd_lint import lint_source
 from snippets import EVERY_RULE
-from autograd_lint.pages import page_path, rule_page
+from autograd_lint.report.pages import page_path, rule_page
 from autograd_lint.rules import OPT_IN, RULES
 
 from fixture_markers import expected_markers

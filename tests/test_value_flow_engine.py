@@ -8,8 +8,8 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.gradient_reach import ValueFlow, non_value_use, reaches_return
-from autograd_lint.module import ParsedModule
+from autograd_lint.facts.gradient_reach import ValueFlow, non_value_use, reaches_return
+from autograd_lint.core.module import ParsedModule
 
 
 def parsed(source: str) -> ParsedModule:
@@ -117,7 +117,7 @@ def rounding(module: ParsedModule) -> cst.Call:
 )
 def test_feeds_only_non_differentiable_shares_the_vocabulary(body, only_non_differentiable):
     """AGL023/AGL003's sink test reads non-value uses from the same place as the def-use walk."""
-    from autograd_lint.gradient_reach import feeds_only_non_differentiable
+    from autograd_lint.facts.gradient_reach import feeds_only_non_differentiable
 
     module = parsed("import torch\n\ndef f(x, w):\n    v = torch.sqrt(w)\n    " + body + "\n")
     value = next(n for n in module.parents if isinstance(n, cst.Call) and (n.func.attr.value if isinstance(n.func, cst.Attribute) else "") == "sqrt")
@@ -126,8 +126,8 @@ def test_feeds_only_non_differentiable_shares_the_vocabulary(body, only_non_diff
 
 def test_names_computed_from_follows_every_binding_kind():
     """The source side: each rule's seeds and the locals computed from them, one fixed point."""
-    from autograd_lint.gradient_reach import names_computed_from
-    from autograd_lint.syntax import walk
+    from autograd_lint.facts.gradient_reach import names_computed_from
+    from autograd_lint.core.syntax import walk
 
     module = parsed(
         """\

@@ -12,9 +12,9 @@ import builtins
 
 import libcst as cst
 
-from ..module import ParsedModule
-from ..scopes import bindings
-from ..syntax import code_of, normalized_code, walk
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, normalized_code, walk
 from .harness import CannotBuildHarness, literal_binding, literal_call_arguments
 
 BUILTIN_NAMES = frozenset(dir(builtins))

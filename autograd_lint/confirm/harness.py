@@ -18,10 +18,10 @@ from pathlib import Path
 
 import libcst as cst
 
-from ..module import ParsedModule
-from ..scopes import bindings
-from ..second_derivatives import package_root
-from ..syntax import assigned_names, code_of, dotted_name, walk
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..facts.second_derivatives import package_root
+from ..core.syntax import assigned_names, code_of, dotted_name, walk
 
 # The runtime side of confirm mode: shared helpers (probes.py), then one recipe file per rule
 # (recipes/aglNNN.py), all pasted into every harness. Nothing here is imported by the linter.

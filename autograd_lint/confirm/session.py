@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..diagnostic import Diagnostic
-from ..diagnostic import UNSUPPRESSIBLE
-from ..module import ParsedModule
-from ..module_names import module_name_for_path
-from ..reading import ModuleSource, SourceError, module_source, read_module_source
+from ..core.diagnostic import Diagnostic
+from ..core.diagnostic import UNSUPPRESSIBLE
+from ..core.module import ParsedModule
+from ..io.module_names import module_name_for_path
+from ..io.reading import ModuleSource, SourceError, module_source, read_module_source
 from ..rules import RULES
 from .harness import PROBES, CannotBuildHarness, build_script
 from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness

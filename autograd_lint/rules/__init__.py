@@ -25,7 +25,7 @@ class _Registry(Mapping):
 
     def __getitem__(self, code: str):
         if code not in self._loaded:
-            from ..rule import Rule
+            from ..core.rule import Rule
 
             module = importlib.import_module(f"{__name__}.{self._modules[code]}")
             rules = [

@@ -9,13 +9,20 @@ import libcst as cst
 from dataclasses import dataclass
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FUNCTION_PROTOCOL, SAVING_METHODS, FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
-from ..scopes import bindings, declared_nonlocal
-from ..syntax import assigned_names, code_of, dotted_name, string_value, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import (
+    DERIVATIVE_METHODS,
+    FUNCTION_PROTOCOL,
+    SAVING_METHODS,
+    FunctionClass,
+    Method,
+    function_model,
+)
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..facts.runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
+from ..core.scopes import bindings, declared_nonlocal
+from ..core.syntax import assigned_names, code_of, dotted_name, string_value, walk
 
 ADVICE = (
     "Backward runs after the whole forward pass, so it sees the last value written, not the one "
@@ -30,10 +37,10 @@ class SharedStateInBackward(FunctionRule):
     summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        if not module.functions:
+        if not function_model(module):
             return
         writes = RuntimeWrites(module)
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if not function_class.backward_reachable:
                 continue  # torch never calls backward: whatever it reads cannot be stale
             for name in DERIVATIVE_METHODS:
@@ -51,7 +58,7 @@ class SharedStateInBackward(FunctionRule):
         # (where to report, the read, the names local there, the helper it is in or None)
         reads = [(node, node, local, None) for node in walk(method.node.body)]
         # A value read through a module-level helper backward calls (`return g / _current_scale()`).
-        for call, definition in module.functions.called_functions(method):
+        for call, definition in function_model(module).called_functions(method):
             if module.parents.get(definition) is module.tree:
                 helper_locals = set(bindings(definition))
                 reads += [(call, node, helper_locals, definition) for node in walk(definition.body, into_functions=False)]

@@ -7,12 +7,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..gradient_returns import ReturnedValues, returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import is_none, short_code
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, function_model
+from ..facts.gradient_returns import ReturnedValues, returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import is_none, short_code
 
 
 class BackwardArityMismatch(FunctionRule):
@@ -22,7 +22,7 @@ class BackwardArityMismatch(FunctionRule):
     summary = "backward returns a different number of gradients than forward takes inputs"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:

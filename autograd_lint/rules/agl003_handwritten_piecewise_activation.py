@@ -10,14 +10,14 @@ import re
 
 from ..confirm.expression import expression_function, single_assignment
 from ..confirm.harness import Harness
-from ..ast_candidates import multiplies_a_comparison
-from ..diagnostic import Severity
-from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
-from ..module import ParsedModule
-from ..rule import Finding, Rule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
-from ..torch_vocabulary import CASTS, ORDERING_METHODS
+from ..core.prefilter import multiplies_a_comparison
+from ..core.diagnostic import Severity
+from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
+from ..core.module import ParsedModule
+from ..core.rule import Finding, Rule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
+from ..torch_api import CASTS, ORDERING_METHODS
 
 
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"

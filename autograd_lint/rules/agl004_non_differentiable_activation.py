@@ -19,14 +19,15 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..ast_candidates import activation_with_a_flagged_op
+from ..core.prefilter import activation_with_a_flagged_op
 from ..confirm.harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
-from ..diagnostic import Severity
-from ..gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
-from ..module import ParsedModule
-from ..rule import Finding, Rule
-from ..syntax import assigned_names, code_of, dotted_name, short_code, walk
-from ..torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..core.diagnostic import Severity
+from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
+from ..core.module import ParsedModule
+from ..core.rule import Finding, Rule
+from ..core.syntax import assigned_names, code_of, dotted_name, short_code, walk
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..facts.function_model import function_model
 
 
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}
@@ -80,7 +81,7 @@ class NonDifferentiableActivation(Rule):
         return activation_with_a_flagged_op(tree, (lambda name: True) if has_forward else _activation_like)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        function_classes = {c.node for c in module.functions}
+        function_classes = {c.node for c in function_model(module)}
         for node in module.parents:
             if type(node) is cst.FunctionDef and _is_judged(module, node, function_classes):
                 yield from _Judge(module, node, function_classes).findings()

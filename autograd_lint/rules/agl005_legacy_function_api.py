@@ -8,11 +8,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code, literal_call_arguments
-from ..diagnostic import Severity
-from ..function_model import DERIVATIVE_METHODS, FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, short_code, walk
 
 # What a ctx (the `<F>Backward` node) offers: reading these on `self` is ctx use, not instance state.
 CTX_API = frozenset(
@@ -43,7 +43,7 @@ class LegacyFunctionApi(FunctionRule):
     summary = "legacy autograd.Function usage: instance calls, __init__ state, non-static methods reading instance state, no backward"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if function_class.used_as_namespace:
                 continue  # its methods are plain static functions: no ctx, no instance, no backward
             yield from self._init_state(function_class)
@@ -107,7 +107,7 @@ class LegacyFunctionApi(FunctionRule):
                     subject=LegacyUse(function_class, "instance-call", _constructor_arguments(creation)),
                 )
         for creation in function_class.instantiations:
-            if module.functions.enclosing(creation) is function_class:
+            if function_model(module).enclosing(creation) is function_class:
                 continue  # the class building itself (a factory classmethod)
             parent = module.parents.get(creation)
             init_args = _constructor_arguments(creation)
@@ -300,7 +300,7 @@ def _derivative_assigned_or_jvp(function_class: FunctionClass) -> bool:
 
 
 def _is_a_base(module: ParsedModule, function_class: FunctionClass) -> bool:
-    return any(function_class in other.bases for other in module.functions)
+    return any(function_class in other.bases for other in function_model(module))
 
 
 def _literal_init_defaults(function_class: FunctionClass) -> str | None:

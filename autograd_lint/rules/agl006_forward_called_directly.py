@@ -8,11 +8,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, short_code
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, short_code
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class ForwardCalledDirectly(FunctionRule):
     summary = "Fn.forward(...) / Fn.backward(...) called outside the Function, bypassing .apply"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             for call in function_class.direct_calls:
-                if module.functions.enclosing(call) is not None:
+                if function_model(module).enclosing(call) is not None:
                     continue  # delegation inside a Function (Base.forward(ctx, ...) in a subclass, composition)
                 if module.under_no_grad(call):
                     continue  # nothing is recorded, so nothing is bypassed

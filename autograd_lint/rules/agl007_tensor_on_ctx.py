@@ -18,15 +18,15 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, is_none, shortened, walk
-from ..value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
-from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, is_none, shortened, walk
+from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 INPUT, OUTPUT, INTERMEDIATE = "input", "output", "intermediate"
 VALUE, METADATA = "value", "metadata"
@@ -61,7 +61,7 @@ class TensorOnCtx(FunctionRule):
     summary = "a tensor is stored as ctx.name = ... instead of with save_for_backward"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             reads: _BackwardReads | None = None
             for method in function_class.saving_methods():
                 kinds: ValueKinds | None = None

@@ -7,11 +7,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import Method
-from ..inplace import TENSOR, TENSORS, Alias, AliasFlow
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
+from ..core.diagnostic import Severity
+from ..facts.function_model import Method, function_model
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
 
 TORCH_MESSAGE = (
     "unsupported operation: more than one element of the written-to tensor refers to a single memory "
@@ -26,7 +26,7 @@ class InplaceGradOutput(FunctionRule):
     summary = "backward modifies an incoming gradient in place without a prior clone"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for method in module.functions.reachable_backwards():
+        for method in function_model(module).reachable_backwards():
             yield from self._check_method(module, method)
 
     def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:

@@ -7,13 +7,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
-from ..torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, dotted_name, is_none, normalized_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, dotted_name, is_none, normalized_code, walk
 
 # Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
 TENSOR_EVIDENCE = ALIAS_METHODS | ALIAS_ATTRIBUTES | frozenset(
@@ -33,7 +33,7 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
     summary = "forward modifies an input in place and does not call ctx.mark_dirty on it"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for forward in module.functions.methods_named("forward"):
+        for forward in function_model(module).methods_named("forward"):
             yield from self._check_forward(module, forward.owner, forward)
 
     def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
@@ -79,9 +79,9 @@ class _HelperWrites(CallTracking):
 
     def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
         func = call.func
-        if not (isinstance(func, cst.Name) and func.value in self.module.functions.module_functions):
+        if not (isinstance(func, cst.Name) and func.value in function_model(self.module).module_functions):
             return
-        helper = self.module.functions.module_functions[func.value]
+        helper = function_model(self.module).module_functions[func.value]
         if helper not in self._written:
             self._written[helper] = _tensor_written_parameters(self.module, helper)
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]

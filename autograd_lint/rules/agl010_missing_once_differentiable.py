@@ -21,14 +21,15 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, apply_builders, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..second_derivatives import second_derivative_uses
-from ..syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..facts.second_derivatives import second_derivative_uses
+from ..torch_api import VIEW_ATTRIBUTES
+from ..core.syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -47,8 +48,6 @@ NON_DIFFERENTIABLE_OPS = frozenset(
      "float", "len", "item", "tolist", "numpy", "heaviside", "logical_not", "logical_and", "logical_or", "bucketize",
      "searchsorted", "one_hot", "new_zeros", "new_ones", "new_empty", "new_full", "multinomial", "get_device"}
 )
-# Attributes of a tensor that are tensors computed from it (everything else is metadata or not a tensor).
-TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 # A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
 EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|kernels?))$")
 EXTENSION_LOADERS = frozenset({"load", "load_inline", "load_ext"})
@@ -71,7 +70,7 @@ class MissingOnceDifferentiable(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         extensions = second_derivatives = None
-        for method in module.functions.reachable_backwards():
+        for method in function_model(module).reachable_backwards():
             if _once_differentiable(module, method):
                 continue
             if extensions is None:
@@ -458,7 +457,8 @@ class _SavedIntermediates:
         if isinstance(expr, cst.Subscript):
             return self._depends(expr.value, visiting)
         if isinstance(expr, cst.Attribute):
-            return expr.attr.value in TENSOR_ATTRIBUTES and self._depends(expr.value, visiting)
+            # only a view is a tensor computed from it: every other attribute is metadata or not a tensor
+            return expr.attr.value in VIEW_ATTRIBUTES and self._depends(expr.value, visiting)
         if isinstance(expr, cst.Call):
             func = expr.func
             name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "").rsplit(".", 1)[-1]

@@ -15,14 +15,14 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import CannotBuildHarness, Harness, function_class_code
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import ReturnedValues, returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, is_none, short_code, shortened, walk
-from ..value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, names_used_as_tensors, used_as_tensor
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import ReturnedValues, returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, is_none, short_code, shortened, walk
+from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, names_used_as_tensors, used_as_tensor
 
 NOT_A_TENSOR = (NONE, NON_TENSOR)
 # What the harness passes for a non-tensor whose value the source does not spell out, by annotation.
@@ -63,7 +63,7 @@ class GradForNonTensorInput(FunctionRule):
     summary = "backward returns a gradient for an input that is a Python number, string, flag or None at the call sites"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:

@@ -10,13 +10,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, is_save_call
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, short_code, shortened, walk
-from ..value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, short_code, shortened, walk
+from ..facts.value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class SaveForBackwardNonTensor(FunctionRule):
     summary = "save_for_backward is given an int, float, shape, list or other non-tensor"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             for method in function_class.saving_methods():
                 kinds: ValueKinds | None = None
                 for call, arguments, helper in _saved_arguments(module, method):
@@ -68,7 +68,7 @@ def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst
     for node in walk(method.node.body, into_functions=False):
         if isinstance(node, cst.Call) and (is_save_call(node, ctx) or (isinstance(node.func, cst.Name) and node.func.value in aliases)):
             yield node, _expand(method, node.args, {}), None
-    for call, helper in module.functions.called_functions(method):
+    for call, helper in function_model(module).called_functions(method):
         passed = _bind(call, helper)
         helper_ctx = next((name for name, value in passed.items() if isinstance(value, cst.Name) and value.value == ctx), None)
         if helper_ctx is None:
@@ -275,7 +275,7 @@ def _helper_returns(kinds: ValueKinds, call: cst.Call) -> list[cst.BaseExpressio
     """What a module function forward calls returns (one level deep)."""
     if kinds.module is None:
         return []
-    for site, helper in kinds.module.functions.called_functions(kinds.method):
+    for site, helper in function_model(kinds.module).called_functions(kinds.method):
         if site is call:
             return [n.value for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
     return []

@@ -8,11 +8,11 @@ from typing import Iterator, Sequence
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, is_save_call
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import is_none, normalized_code, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import is_none, normalized_code, short_code, walk
 
 
 def _saves_something(call: cst.Call) -> bool:
@@ -34,7 +34,7 @@ class SaveForBackwardTwice(FunctionRule):
     summary = "more than one save_for_backward on one path through forward/setup_context: only the last call is kept"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if not function_class.backward_reachable:
                 continue  # torch never calls backward: nothing reads what was saved
             for method in function_class.saving_methods():

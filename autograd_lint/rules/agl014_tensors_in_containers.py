@@ -11,14 +11,14 @@ import libcst as cst
 from ..confirm.harness import (
     CannotBuildHarness, Harness, recipe_harness, function_class_code, literal_binding, literal_source,
 )
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import assigned_names, code_of, is_none, shortened, walk
-from ..value_kinds import (
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import assigned_names, code_of, is_none, shortened, walk
+from ..facts.value_kinds import (
     NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, CallerKinds, Kind, ValueKinds,
     argument_kind, names_used_as_tensors,
 )
@@ -45,7 +45,7 @@ class TensorsInContainers(FunctionRule):
     summary = "forward returns tensors in a list, dict or nested tuple, or .apply receives tensors inside a container"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             forward = function_class.own_methods.get("forward")
             if forward is not None:
                 yield from self._check_outputs(module, function_class, forward)
@@ -56,7 +56,7 @@ class TensorsInContainers(FunctionRule):
 
     def _check_outputs(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
         kinds = _Kinds(function_class, forward, module)
-        helpers = dict(module.functions.called_functions(forward))
+        helpers = dict(function_model(module).called_functions(forward))
         for node in walk(forward.node.body, into_functions=False):
             if not isinstance(node, cst.Return) or node.value is None:
                 continue

@@ -15,11 +15,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import enables_grad, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import enables_grad, short_code, walk
 
 AUTOGRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 TORCH_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
@@ -39,13 +39,13 @@ class AutogradInsideForward(FunctionRule):
     summary = "forward calls torch.autograd.grad or .backward() without torch.enable_grad()"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             forward = function_class.own_methods.get("forward")
             if forward is None or _grad_enabled_throughout(forward.node):
                 continue
             for call in _unguarded_autograd_calls(module, forward.node):
                 yield Finding(call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None))
-            helpers = dict(module.functions.called_functions(forward))
+            helpers = dict(function_model(module).called_functions(forward))
             for helper_call in _calls_in(forward.node):
                 helper = helpers.get(helper_call) or _class_function(module, helper_call)
                 if helper is None or helper is forward.node or _under_enable_grad(module, helper_call, forward.node):
@@ -130,7 +130,7 @@ def _called_function(module: ParsedModule, call: cst.Call, caller: cst.FunctionD
         for node in walk(caller.body, into_functions=False):
             if isinstance(node, cst.FunctionDef) and node.name.value == call.func.value:
                 return node
-        return module.functions.module_functions.get(call.func.value)
+        return function_model(module).module_functions.get(call.func.value)
     return _class_function(module, call)
 
 

@@ -13,12 +13,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import dotted_name, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import dotted_name, short_code, walk
 
 RANDOM_FUNCTIONS = frozenset(
     {
@@ -27,7 +27,6 @@ RANDOM_FUNCTIONS = frozenset(
         "feature_alpha_dropout", "gumbel_softmax", "rrelu", "native_dropout",
     }
 )
-RANDOM_MODULES = ("torch", "torch.nn.functional", "torch.random", "numpy.random", "random")
 PYTHON_RANDOM = frozenset({"random", "uniform", "gauss", "normalvariate", "choice", "choices", "shuffle", "sample", "randint", "randrange", "getrandbits"})
 NUMPY_RANDOM = frozenset({"rand", "randn", "randint", "random", "uniform", "normal", "binomial", "choice", "permutation", "shuffle", "random_sample", "standard_normal"})
 # In-place samplers on a tensor (`torch.empty_like(g).uniform_()`, `mask.bernoulli_(p)`).
@@ -49,12 +48,12 @@ class RngInBackward(FunctionRule):
     summary = "backward draws fresh randomness instead of reusing forward's mask or RNG state"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
             draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node, backward.node)]
-            draws += [(call, drawn) for call, helper in module.functions.called_functions(backward) if (drawn := _draw_in(module, helper))]
+            draws += [(call, drawn) for call, helper in function_model(module).called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
             for call, drawn in draws:
@@ -177,6 +176,6 @@ def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:
             continue
         if any(_random_call(module, node, method.node) for node in walk(method.node.body)):
             return True
-        if any(_draw_in(module, helper) for _, helper in module.functions.called_functions(method)):
+        if any(_draw_in(module, helper) for _, helper in function_model(module).called_functions(method)):
             return True
     return False

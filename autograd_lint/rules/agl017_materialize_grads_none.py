@@ -18,12 +18,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import is_none, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import is_none, short_code, walk
 
 TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 OPERATOR_SYMBOLS = {
@@ -51,7 +51,7 @@ class MaterializeGradsNone(FunctionRule):
         return "set_materialize_grads" in text and super().triggered(text)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             backward = function_class.own_methods.get("backward")
             if backward is None or not _disables_materialization(function_class):
                 continue
@@ -59,7 +59,7 @@ class MaterializeGradsNone(FunctionRule):
             if len(grads) < 2:
                 continue  # one output: backward only runs when its gradient exists
             checked = _none_checked(backward.node)
-            helpers = dict(module.functions.called_functions(backward))
+            helpers = dict(function_model(module).called_functions(backward))
             reported: set[cst.CSTNode] = set()
             for position, grad in enumerate(grads):
                 if grad in checked:

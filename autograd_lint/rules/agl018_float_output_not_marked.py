@@ -9,13 +9,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, normalized_code, shortened, walk
-from ..torch_vocabulary import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, normalized_code, shortened, walk
+from ..torch_api import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class FloatOutputNotMarked(FunctionRule):
     summary = "forward returns a float mask or index without ctx.mark_non_differentiable, and backward ignores its gradient"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions:
+        for function_class in function_model(module):
             pair = function_class.checked_pair()
             if pair is None:
                 continue
@@ -50,7 +50,7 @@ class FloatOutputNotMarked(FunctionRule):
         if marked is None:
             return
         scope = bindings(forward.node)
-        helpers = dict(module.functions.called_functions(forward))
+        helpers = dict(function_model(module).called_functions(forward))
         grads = [p.name.value for p in backward.data_params]
         used = _used_names(backward)
         for node in walk(forward.node.body, into_functions=False):

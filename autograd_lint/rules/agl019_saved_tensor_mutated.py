@@ -7,14 +7,14 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
+from ..facts.apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
 from ..confirm.harness import Harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import shortened, walk
-from ..value_kinds import ValueKinds
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import shortened, walk
+from ..facts.value_kinds import ValueKinds
 
 TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
 
@@ -42,7 +42,7 @@ class SavedTensorMutated(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         saved: dict[str, SavedTensors] = {}
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if function_class.apply_calls or function_class.partial_applies:
                 found = saved_tensors(module, function_class)
                 if found is not None and (found.output or found.inputs or found.output_indices):
@@ -52,7 +52,7 @@ class SavedTensorMutated(FunctionRule):
             found = saved[function_class.name]
             return found.output or found.output_indices, sorted(found.inputs)
 
-        classes = [c for c in module.functions if c.name in saved]
+        classes = [c for c in function_model(module) if c.name in saved]
         for caller in caller_writes(module, classes, select):
             found = saved[caller.tracked.function_class.name]
             tracked = caller.tracked

@@ -7,17 +7,17 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..apply_flow import CallerWrite, caller_harness, caller_writes
+from ..facts.apply_flow import CallerWrite, caller_harness, caller_writes
 from ..confirm.harness import Harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..inplace import basic_index
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, shortened, walk
-from ..value_kinds import ValueKinds
-from ..torch_vocabulary import VIEW_ATTRIBUTES, VIEW_METHODS
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.inplace import basic_index
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, shortened, walk
+from ..facts.value_kinds import ValueKinds
+from ..torch_api import VIEW_ATTRIBUTES, VIEW_METHODS
 
 TORCH_MESSAGE = (
     "Output 0 of {cls} is a view and is being modified inplace. This view was created inside a custom Function "
@@ -49,14 +49,14 @@ class OutputViewInplace(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         views: dict[str, ReturnedView] = {}
-        for function_class in module.functions:
+        for function_class in function_model(module):
             if function_class.apply_calls or function_class.partial_applies:
                 found = returned_input_view(module, function_class)
                 if found is not None:
                     views[function_class.name] = found
         if not views:
             return
-        classes = [c for c in module.functions if c.name in views]
+        classes = [c for c in function_model(module) if c.name in views]
         # The view check runs at the write itself, after backward too; with grad mode off it does not.
         counts = lambda write: not module.under_no_grad(write.node)  # noqa: E731
         for caller in caller_writes(module, classes, lambda c, call: (True, []), until_backward=False, counts=counts):
@@ -83,7 +83,7 @@ def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> 
     if not returns or len(returns) != sum(1 for n in walk(forward.node.body, into_functions=False) if isinstance(n, cst.Return)):
         return None  # a bare `return` gives None
     local = bindings(forward.node)
-    helpers = dict(module.functions.called_functions(forward))
+    helpers = dict(function_model(module).called_functions(forward))
     found: set[str] = set()
     for value in returns:
         name = _viewed_input(value, forward, kinds, local, depth=0, helpers=helpers)

@@ -8,13 +8,13 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method
-from ..gradient_returns import returned_values
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import code_of, dotted_name, shortened, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, shortened, walk
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(
@@ -59,7 +59,7 @@ class BadGradShape(FunctionRule):
     summary = "forward reduces or reshapes an input but backward returns the output's gradient unchanged"
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             pair = function_class.checked_pair()
             if pair is not None:
                 yield from self._check_class(module, function_class, *pair)
@@ -68,7 +68,7 @@ class BadGradShape(FunctionRule):
         if isinstance(backward.node.params.star_arg, cst.Param):
             return
         inputs = [p.name.value for p in forward.data_params]
-        changes = _output_shape_changes(forward, set(inputs), dict(module.functions.called_functions(forward)))
+        changes = _output_shape_changes(forward, set(inputs), dict(function_model(module).called_functions(forward)))
         if not changes:
             return
         grad_names = [p.name.value for p in backward.data_params]

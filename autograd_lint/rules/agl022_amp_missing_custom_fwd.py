@@ -21,11 +21,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass, Method, TRANSPARENT_DECORATORS
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..syntax import code_of, dotted_name, is_none, method_name, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, Method, TRANSPARENT_DECORATORS, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
 # makes the incoming gradient low precision, and in backward they refuse mixed dtypes.
@@ -60,7 +60,7 @@ class AmpMissingCustomFwd(FunctionRule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         regions = None
-        for function_class in module.functions.with_reachable_backward():
+        for function_class in function_model(module).with_reachable_backward():
             pair = function_class.checked_pair()
             if pair is None:
                 continue
@@ -199,7 +199,7 @@ def autocast_regions(module: ParsedModule) -> list[cst.CSTNode]:
             built.append(node)
     found += [call for call in built if call not in entered and module.parents.get(call) not in entered]
     # A Function restoring autocast state in its own methods (checkpoint-style) is not training code.
-    return [region for region in found if module.functions.enclosing(region) is None]
+    return [region for region in found if function_model(module).enclosing(region) is None]
 
 
 def _region_of(module: ParsedModule, function_class: FunctionClass, regions: list[cst.CSTNode]) -> cst.CSTNode:
@@ -228,7 +228,7 @@ def _apply_referenced(module: ParsedModule, function_class: FunctionClass) -> bo
 
 def _low_precision_op(module: ParsedModule, method: Method) -> bool:
     """The method, or a helper it calls (one level), runs a matmul/conv-type op."""
-    return _has_low_precision_op(method.node) or any(_has_low_precision_op(helper) for _, helper in module.functions.called_functions(method))
+    return _has_low_precision_op(method.node) or any(_has_low_precision_op(helper) for _, helper in function_model(module).called_functions(method))
 
 
 VIEWS = frozenset({"view", "reshape", "contiguous", "transpose", "permute", "squeeze", "unsqueeze", "flatten", "t", "clone", "view_as", "reshape_as", "mul", "div"})
@@ -269,7 +269,7 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
     if type(expr) is cst.Call:
         if (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS:
             return True
-        return any(call is expr and _has_low_precision_op(helper) for call, helper in module.functions.called_functions(forward))
+        return any(call is expr and _has_low_precision_op(helper) for call, helper in function_model(module).called_functions(forward))
     if type(expr) is cst.Name:
         for node in walk(forward.node.body, into_functions=False):
             if type(node) is cst.Assign and any(type(t.target) is cst.Name and t.target.value == expr.value for t in node.targets):

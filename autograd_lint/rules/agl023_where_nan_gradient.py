@@ -13,11 +13,11 @@ import libcst as cst
 
 from ..confirm.expression import expression_function, single_assignment
 from ..confirm.harness import Harness
-from ..diagnostic import Severity
-from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
-from ..module import ParsedModule
-from ..rule import Finding, Rule
-from ..syntax import children, code_of, literal_number, normalized_code, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
+from ..core.module import ParsedModule
+from ..core.rule import Finding, Rule
+from ..core.syntax import children, code_of, literal_number, normalized_code, short_code, walk
 
 INF = math.inf
 

@@ -22,12 +22,12 @@ from typing import Iterator
 import libcst as cst
 
 from ..confirm.harness import Harness, recipe_harness
-from ..diagnostic import Severity
-from ..function_model import FunctionClass
-from ..module import ParsedModule
-from ..rule import Finding, FunctionRule
-from ..scopes import bindings
-from ..syntax import dotted_name, short_code, walk
+from ..core.diagnostic import Severity
+from ..facts.function_model import FunctionClass, function_model
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings
+from ..core.syntax import dotted_name, short_code, walk
 
 # What each transform needs from a Function besides setup_context.
 TRANSFORMS = {
@@ -68,7 +68,7 @@ class FunctorchIncompatible(FunctionRule):
         return TRANSFORM_TRIGGER.search(text) is not None and super().triggered(text)
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
-        model = module.functions
+        model = function_model(module)
         if not model:
             return
         owners = {call: c for c in model for call in c.apply_calls}
@@ -262,7 +262,7 @@ def _applied_in(module: ParsedModule, function: cst.FunctionDef | cst.Lambda, ow
 
 def _apply_reference(module: ParsedModule, expr: cst.CSTNode) -> FunctionClass | None:
     if type(expr) is cst.Attribute and expr.attr.value == "apply" and type(expr.value) is cst.Name:
-        return module.functions.by_name(expr.value.value)
+        return function_model(module).by_name(expr.value.value)
     return None
 
 

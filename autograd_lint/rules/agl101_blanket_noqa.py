@@ -5,9 +5,9 @@ Computed by `noqa.apply_noqa` once every other rule has run on the file; this cl
 
 from __future__ import annotations
 
-from ..diagnostic import Severity
-from ..noqa import BLANKET_NOQA
-from ..rule import NoqaRule
+from ..core.diagnostic import Severity
+from ..core.noqa import BLANKET_NOQA
+from ..core.rule import NoqaRule
 
 
 class BlanketNoqa(NoqaRule):

@@ -1,7 +1,7 @@
 """AGL008 inplace-grad-output: tricky shapes and the recipe under real torch.
 
-The in-place/alias analysis it shares with AGL009 lives in autograd_lint/inplace.py; the builders here serve the
-AGL009 tests too.
+The in-place/alias analysis it shares with AGL009 lives in autograd_lint/facts/inplace.py; the builders here serve
+the AGL009 tests too.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def test_saved_intermediates_are_flagged_only_where_the_module_takes_second_deri
 def test_second_derivatives_are_the_default_selections_definition(use, counts, in_text):
     """AGL010 reads saved intermediates where `second_derivatives` (which puts the rule in a package's
     default run) finds a second derivative, at a match that is code."""
-    from autograd_lint.second_derivatives import takes_second_derivatives
+    from autograd_lint.facts.second_derivatives import takes_second_derivatives
 
     source = INTERMEDIATE.format(returned="3 * sq * g") + "\n\n" + use + "\n"
     assert agl010(source) == ([(16, 20)] if counts else [])

@@ -1,7 +1,7 @@
 """AGL019 saved-tensor-mutated: the caller-side flow and the recipe.
 
-It follows what a function does with `Fn.apply(...)` after the call (autograd_lint/apply_flow.py), as AGL020 does;
-the caller builder here serves the AGL020 tests too.
+It follows what a function does with `Fn.apply(...)` after the call (autograd_lint/facts/apply_flow.py), as AGL020
+does; the caller builder here serves the AGL020 tests too.
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import libcst as cst
 
-from .function_model import FunctionClass
+from .function_model import FunctionClass, function_model
 from .inplace import ALIAS_ATTRIBUTES, MODULE_INPLACE_POSITION, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite, inplace_by_position
-from .module import ParsedModule
-from .scopes import bindings
-from .syntax import code_of, dotted_name, walk
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, walk
 
 if TYPE_CHECKING:
-    from .confirm.harness import Harness
+    from ..confirm.harness import Harness
 
 BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
@@ -81,7 +81,7 @@ def caller_writes(
         for applied_call in applied + list(_wrapper_calls(module, function_class)):
             call = applied_call.call
             scope = module.enclosing_function(call) or module.tree
-            if module.functions.enclosing(call) is not None or module.under_no_grad(call):
+            if function_model(module).enclosing(call) is not None or module.under_no_grad(call):
                 continue  # inside a Function (forward records nothing) or with grad recording off
             by_scope.setdefault(scope, []).append(applied_call)
     for scope, calls in by_scope.items():
@@ -219,8 +219,8 @@ class _ApplyTracking(CallTracking):
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
         if not positional:
             return
-        if isinstance(func, cst.Name) and func.value in self.module.functions.module_functions:
-            helper = self.module.functions.module_functions[func.value]
+        if isinstance(func, cst.Name) and func.value in function_model(self.module).module_functions:
+            helper = function_model(self.module).module_functions[func.value]
             if helper not in self._written:
                 self._written[helper] = written_parameters(self.module, helper)
             for position in sorted(self._written[helper]):
@@ -340,7 +340,7 @@ def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
 def caller_harness(module: ParsedModule, caller: CallerWrite, recipe: str) -> "Harness":
     """The usual Function harness for a caller-side finding; `recipe(replay)` gives the recipe call, with
     the statement to replay (or None); the module-level names that statement reads are copied too."""
-    from .confirm.harness import recipe_harness
+    from ..confirm.harness import recipe_harness
 
     replay = replay_text(module, caller)
     harness = recipe_harness(module, caller.tracked.function_class, recipe.format(replay=repr(replay)))

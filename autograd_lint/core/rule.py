@@ -10,9 +10,10 @@ import libcst as cst
 
 from .diagnostic import Severity
 from .module import ParsedModule
+from .prefilter import defines_function_subclass, may_define_function_class
 
 if TYPE_CHECKING:
-    from .confirm.harness import Harness
+    from ..confirm.harness import Harness
 
 
 # How long a `message` may be (every fixture's is held to it): ruff keeps the message short and leaves
@@ -73,14 +74,10 @@ class FunctionRule(Rule):
 
     @classmethod
     def triggered(cls, text: str) -> bool:
-        from .function_model import may_define_function_class
-
         return may_define_function_class(text)
 
     @classmethod
     def candidate(cls, tree: "ast.AST") -> bool:
-        from .ast_candidates import defines_function_subclass
-
         return defines_function_subclass(tree)
 
 
@@ -94,6 +91,6 @@ class NoqaRule(Rule):
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         # Only `--confirm` asks, to rebuild a finding for its harness: say why there is none.
-        from .confirm.harness import CannotBuildHarness
+        from ..confirm.harness import CannotBuildHarness
 
         raise CannotBuildHarness(f"{self.code} is about a noqa comment: there is nothing to run under torch")

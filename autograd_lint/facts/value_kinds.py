@@ -16,11 +16,11 @@ from typing import Iterator
 
 import libcst as cst
 
-from .function_model import FunctionClass, Method
+from .function_model import FunctionClass, Method, function_model
 from .gradient_returns import TUPLE_RETURNING
-from .scopes import bindings
-from .syntax import code_of, dotted_name, string_value, walk
-from .torch_vocabulary import INTEGER_RESULT_OPS, is_integer_dtype
+from ..core.scopes import bindings
+from ..core.syntax import code_of, dotted_name, string_value, walk
+from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, is_integer_dtype
 
 
 class Kind(Enum):
@@ -46,8 +46,6 @@ NON_TENSOR_METHODS = frozenset(
         "untyped_storage", "storage", "__len__", "is_pinned", "is_set_to", "is_shared", "numpy", "dim_order",
     }
 )
-# Attributes of a tensor that are tensors (views or the tensor itself).
-TENSOR_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
 # Methods that only a tensor has (beyond those of numpy arrays and Python objects): using a
 # parameter this way tells that forward receives a tensor there.
 TENSOR_ONLY_METHODS = frozenset(
@@ -499,7 +497,7 @@ class ValueKinds:
         if owner is TENSOR:
             if attr in NON_TENSOR_ATTRIBUTES:
                 return NON_TENSOR
-            if attr in TENSOR_ATTRIBUTES or attr in ("grad",):
+            if attr in ALIAS_ATTRIBUTES or attr in ("grad",):  # views of the tensor, or the tensor itself
                 return TENSOR
             return UNKNOWN
         if attr in ("shape", "dtype", "device", "ndim") and owner is not NON_TENSOR:
@@ -581,7 +579,7 @@ class ValueKinds:
     @cached_property
     def _helpers(self) -> dict[int, cst.FunctionDef]:
         """id(call) -> the module function it calls, for the method's calls (read once)."""
-        return {id(site): found for site, found in self.module.functions.called_functions(self.method)}
+        return {id(site): found for site, found in function_model(self.module).called_functions(self.method)}
 
     def _torch_module(self, expr: cst.BaseExpression) -> str | None:
         """`torch`, `torch.nn.functional`... when `expr` names one of the torch modules whose

@@ -14,6 +14,7 @@ import tokenize
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..rules import RULES
 from .diagnostic import UNSUPPRESSIBLE, Diagnostic, Severity
 
 _CODES = r"[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*"
@@ -165,8 +166,6 @@ def _noqa_findings(
     path: str, suppressions: Suppressions, used: dict[int, set[str]], hidden_by_bare: dict[int, set[str]],
     selected: set[str], checks: set[str],
 ) -> Iterator[Diagnostic]:
-    from .rules import RULES
-
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:
             # Only a bare noqa that hides one of this linter's findings: one that hides nothing of ours is

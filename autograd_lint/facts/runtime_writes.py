@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .module import ParsedModule
-from .scopes import bindings, declared_global
-from .syntax import dotted_name, string_value, walk
+from ..core.module import ParsedModule
+from ..core.scopes import bindings, declared_global
+from ..core.syntax import dotted_name, string_value, walk
 
 # Methods that change a list, dict or set in place.
 MUTATING_METHODS = frozenset(

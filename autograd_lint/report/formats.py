@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from .version import __version__
-from .diagnostic import SPECIAL_RULES, Diagnostic, FileError, Severity
-from .discovery import git_root
+from ..version import __version__
+from ..core.diagnostic import SPECIAL_RULES, Diagnostic, FileError, Severity
+from ..io.discovery import git_root
 from .escaping import escape_controls
 from .pages import rule_page
-from .reading import ModuleSource, SourceError, module_source, read_bytes
-from .rules import OPT_IN, RULES
+from ..io.reading import ModuleSource, SourceError, module_source, read_bytes
+from ..rules import OPT_IN, RULES
 
 TOOL_NAME = "autograd-lint"
 INFORMATION_URI = "https://pypi.org/project/autograd-lint/"

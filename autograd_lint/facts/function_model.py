@@ -6,17 +6,16 @@ Rules ask it what a Function's forward takes, what its backward is, what ctx is 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import libcst as cst
 
-from .syntax import assigned_names, decorator_names, function_params, walk
-
-if TYPE_CHECKING:
-    from .module import ParsedModule
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import assigned_names, decorator_names, function_params, walk
+from .reachability import outputs_non_differentiable
 
 TORCH_FUNCTION_BASES = frozenset(
     {
@@ -25,21 +24,6 @@ TORCH_FUNCTION_BASES = frozenset(
         "torch.autograd.function.InplaceFunction",
     }
 )
-# A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
-# through a module-level alias of torch's Function (`Fn = Function`, `from torch.autograd import Function as Fn`).
-FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w")
-_last_trigger_answer: tuple[str | None, bool] = (None, False)
-
-
-def may_define_function_class(text: str) -> bool:
-    """FUNCTION_CLASS_TRIGGER on the file's text; every Function rule asks it of the same text, so the
-    last answer is kept with the very string it is about."""
-    global _last_trigger_answer
-    last_text, answer = _last_trigger_answer
-    if last_text is not text:
-        answer = FUNCTION_CLASS_TRIGGER.search(text) is not None
-        _last_trigger_answer = (text, answer)
-    return answer
 BACKWARD_METHODS = ("backward", "vjp")
 SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")
@@ -263,8 +247,6 @@ class FunctionClass:
     @cached_property
     def outputs_non_differentiable(self) -> bool:
         """Every output is an integer/bool tensor or marked with `ctx.mark_non_differentiable`."""
-        from .reachability import outputs_non_differentiable
-
         return outputs_non_differentiable(self)
 
     @property
@@ -377,8 +359,6 @@ class FunctionModel:
         """(call, definition) for each call in `method` (not in its nested functions) of a function
         whose code this module shows, one level deep: a function defined in `method` itself, a
         module-level function, or the Function's own helper method called as `Cls.m(...)`/`cls.m(...)`."""
-        from .scopes import bindings
-
         local = bindings(method.node)
         for node in walk(method.node.body, into_functions=False):
             if not isinstance(node, cst.Call):
@@ -602,3 +582,8 @@ class FunctionModel:
         if target in ("cls", "self"):
             return self.enclosing(expr)
         return None
+
+
+def function_model(module: ParsedModule) -> FunctionModel:
+    """The module's Function model, built once per file and shared by every rule that asks."""
+    return module.fact(FunctionModel)

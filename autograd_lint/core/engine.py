@@ -22,10 +22,10 @@ from .diagnostic import (
 )
 from .module import ParsedModule
 from .noqa import NOQA_RULES, apply_noqa
-from .notebook import Notebook
-from .reading import ModuleSource
+from ..io.notebook import Notebook
+from ..io.reading import ModuleSource
 from .rule import Rule
-from .rules import RULES
+from ..rules import RULES
 
 
 def lint_module(

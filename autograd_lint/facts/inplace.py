@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 
 import libcst as cst
 
-from .syntax import children, code_of, dotted_name
-from .torch_vocabulary import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from ..core.syntax import children, code_of, dotted_name
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
 NOT_DATA_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "rename_", "retain_grad_"})

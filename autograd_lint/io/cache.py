@@ -14,8 +14,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .version import __version__
-from .diagnostic import Diagnostic, Severity
+from ..version import __version__
+from ..core.diagnostic import Diagnostic, Severity
 
 DEFAULT_DIRECTORY = ".autograd_lint_cache"
 
@@ -25,7 +25,7 @@ def linter_fingerprint() -> str:
     """The version and a hash of the linter's own code: an edited rule invalidates the cache even
     before the version is bumped (a development checkout, an editable install)."""
     digest = hashlib.blake2b(__version__.encode(), digest_size=16)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the whole autograd_lint package, not only io/
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()

@@ -42,11 +42,12 @@ import re
 
 import libcst as cst
 
-from .module import ParsedModule
-from .scopes import bindings
-from .syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
-from .torch_vocabulary import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..core.module import ParsedModule
+from ..core.scopes import bindings
+from ..core.syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
+from ..torch_api import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
 from .value_kinds import NON_TENSOR, annotation_kind
+from .function_model import function_model
 
 # Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).
 CARRYING_METHODS = frozenset(
@@ -1002,7 +1003,7 @@ def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
     function = module.enclosing_function(node)
     while function is not None:
         owner = module.parents.get(module.parents.get(function))
-        if function.name.value in ("forward", "setup_context") and isinstance(owner, cst.ClassDef) and owner in module.functions.by_node:
+        if function.name.value in ("forward", "setup_context") and isinstance(owner, cst.ClassDef) and owner in function_model(module).by_node:
             return True
         function = module.enclosing_function(function)
     return False

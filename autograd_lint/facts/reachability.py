@@ -14,15 +14,31 @@ forward also uses to index another tensor (a float tensor cannot index).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol, Sequence
 
 import libcst as cst
 
-from .syntax import dotted_name, is_none, walk
-from .torch_vocabulary import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
+from ..core.syntax import dotted_name, is_none, walk
+from ..torch_api import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
 
-if TYPE_CHECKING:
-    from .function_model import FunctionClass, Method
+
+# What this module reads of `function_model.Method` and `function_model.FunctionClass`, which ask it whether
+# their outputs can require grad: it names their shape, not them, so the two modules do not import each other.
+class Method(Protocol):
+    node: cst.FunctionDef
+
+    @property
+    def params(self) -> Sequence[cst.Param]: ...
+
+
+class FunctionClass(Protocol):
+    @property
+    def forward(self) -> Method | None: ...
+
+    @property
+    def hierarchy_known(self) -> bool: ...
+
+    def method(self, name: str) -> Method | None: ...
 
 # Calls that keep the dtype of their receiver (or first argument): views, copies, device moves.
 DTYPE_PRESERVING = frozenset(
@@ -43,7 +59,7 @@ def _dtype_argument(call: cst.Call) -> cst.BaseExpression | None:
 class _OutputKinds:
     """Integer-ness of forward's values, name by name."""
 
-    def __init__(self, forward: "Method"):
+    def __init__(self, forward: Method):
         self.forward = forward
         self.bindings: dict[str, list[cst.BaseExpression | None]] = {}
         self.index_names: set[str] = set()
@@ -172,7 +188,7 @@ def _opaque(value: cst.BaseExpression) -> bool:
     return isinstance(value, (cst.Call, cst.Subscript))
 
 
-def _marked_names(function_class: "FunctionClass") -> tuple[set[str], bool]:
+def _marked_names(function_class: FunctionClass) -> tuple[set[str], bool]:
     """Names forward passes to `ctx.mark_non_differentiable`, and whether setup_context marks the
     whole output."""
     names: set[str] = set()
@@ -193,7 +209,7 @@ def _marked_names(function_class: "FunctionClass") -> tuple[set[str], bool]:
     return names, whole_output
 
 
-def _returned_elements(forward: "Method") -> list[cst.BaseExpression] | None:
+def _returned_elements(forward: Method) -> list[cst.BaseExpression] | None:
     """Every value forward can return, tuples split into elements; None if one cannot be listed."""
     found: list[cst.BaseExpression] = []
     for node in walk(forward.node.body, into_functions=False):
@@ -212,7 +228,7 @@ def _returned_elements(forward: "Method") -> list[cst.BaseExpression] | None:
     return found or None
 
 
-def outputs_non_differentiable(function_class: "FunctionClass") -> bool:
+def outputs_non_differentiable(function_class: FunctionClass) -> bool:
     """Every output forward returns is an integer/bool tensor, a non-tensor literal, or marked
     with `ctx.mark_non_differentiable`: no output can require grad."""
     forward = function_class.forward

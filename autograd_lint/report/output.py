@@ -9,7 +9,7 @@ from collections import Counter
 
 import click
 
-from .diagnostic import Diagnostic, FileError, Severity
+from ..core.diagnostic import Diagnostic, FileError, Severity
 from .escaping import escape_controls, escaped_width
 from .formats import Sources, render_github, render_gitlab, render_json, render_json_lines, render_sarif, repository_root
 

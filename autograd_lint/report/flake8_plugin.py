@@ -1,6 +1,6 @@
 """autograd-lint as a flake8 plugin: `flake8 --select AGL` reports what `autograd-lint` reports.
 
-Registered as `AGL = autograd_lint.flake8_plugin:AutogradLintChecker` in the `flake8.extension` entry
+Registered as `AGL = autograd_lint.report.flake8_plugin:AutogradLintChecker` in the `flake8.extension` entry
 point group. The checker runs the library's `lint_source` with every rule selected and leaves
 selection (`--select`, `--ignore`, `--extend-ignore`), `--per-file-ignores` and `# noqa` to flake8,
 configured the flake8 way; `[tool.autograd-lint]` in pyproject.toml is not read. The opt-in rules
@@ -24,13 +24,13 @@ from __future__ import annotations
 import ast
 from typing import Iterator
 
-from .version import __version__
-from .api import lint_source
-from .config import Config
-from .diagnostic import SYNTAX_ERROR_CODE
+from ..version import __version__
+from ..api import lint_source
+from ..config import Config
+from ..core.diagnostic import SYNTAX_ERROR_CODE
 from .escaping import escape_controls
-from .noqa import NOQA_RULES
-from .rules import OPT_IN
+from ..core.noqa import NOQA_RULES
+from ..rules import OPT_IN
 
 _EVERY_RULE = Config(select=("ALL",), ignore=tuple(sorted(NOQA_RULES)))
 

@@ -1,17 +1,33 @@
-"""Second prefilter stage, on CPython's AST (already built for the syntax check, and far cheaper than
-libcst's tree): does the file contain a node a rule could report? Each check is a necessary
-condition of its rule's findings, looser than the rule itself, so skipping libcst when it says no
-loses nothing."""
+"""The prefilter: can a file contain a finding at all? First on the text (`Rule.triggered`), then on
+CPython's AST (`Rule.candidate`; already built for the syntax check, and far cheaper than libcst's tree):
+does the file contain a node a rule could report? Each check is a necessary condition of its rule's
+findings, looser than the rule itself, so skipping libcst when it says no loses nothing."""
 
 from __future__ import annotations
 
 import ast
 import re
 
-from .torch_vocabulary import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
 ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
+
+# A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
+# through a module-level alias of torch's Function (`Fn = Function`, `from torch.autograd import Function as Fn`).
+FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w")
+_last_trigger_answer: tuple[str | None, bool] = (None, False)
+
+
+def may_define_function_class(text: str) -> bool:
+    """FUNCTION_CLASS_TRIGGER on the file's text; every Function rule asks it of the same text, so the
+    last answer is kept with the very string it is about."""
+    global _last_trigger_answer
+    last_text, answer = _last_trigger_answer
+    if last_text is not text:
+        answer = FUNCTION_CLASS_TRIGGER.search(text) is not None
+        _last_trigger_answer = (text, answer)
+    return answer
 
 
 def _terminal(node: ast.AST) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .function_model import Method
-from .syntax import assigned_names, walk
+from ..core.syntax import assigned_names, walk
 
 # Calls that return several tensors; everything else called on a tensor or from torch gives one.
 TUPLE_RETURNING = frozenset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # autograd_lint/, this module being in report/
 # A wheel ships the pages inside the package; a source checkout (editable install) has them at the top.
 _CANDIDATES = (_PACKAGE_DIR / "rule_pages", _PACKAGE_DIR.parent / "rules")
 

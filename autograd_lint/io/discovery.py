@@ -19,8 +19,8 @@ from typing import Iterator
 
 import pathspec
 
-from .config import Config
-from .diagnostic import FileError
+from ..config import Config
+from ..core.diagnostic import FileError
 
 PYTHON_SUFFIXES = (".py", ".pyi", ".ipynb")  # notebooks too, as ruff lints them by default
 

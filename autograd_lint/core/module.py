@@ -1,4 +1,4 @@
-"""One parsed file: the libcst tree, its parents, its imports, lazily its positions and Function model.
+"""One parsed file: the libcst tree, its parents, its imports, lazily its positions and the facts about it.
 
 Everything here is computed once per file and shared by every rule, so no rule re-parses or re-walks
 what another already needed.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Callable, TypeVar
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -16,8 +16,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from .scopes import forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
 
-if TYPE_CHECKING:
-    from .function_model import FunctionModel
+Fact = TypeVar("Fact")
 
 
 class ParsedModule:
@@ -29,6 +28,7 @@ class ParsedModule:
         self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
         self.imports: dict[str, str] = {}
         self.classes: list[cst.ClassDef] = []
+        self._facts: dict[Callable, object] = {}
         self._index(self.tree)
 
     def _index(self, root: cst.CSTNode) -> None:
@@ -158,8 +158,10 @@ class ParsedModule:
                 return True
         return False
 
-    @cached_property
-    def functions(self) -> "FunctionModel":
-        from .function_model import FunctionModel
-
-        return FunctionModel(self)
+    def fact(self, build: Callable[["ParsedModule"], Fact]) -> Fact:
+        """What `build` computes from this file (`facts.function_model.FunctionModel`, for one), built on the
+        first request and shared by every rule after it. The analyses live above this module, in facts/, and
+        ask for themselves through here, so the parsed file names none of them."""
+        if build not in self._facts:
+            self._facts[build] = build(self)
+        return self._facts[build]  # type: ignore[return-value]

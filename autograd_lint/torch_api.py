@@ -3,16 +3,27 @@
 A rule that needs "a cast to an integer type" or "an op whose result is an index" imports it from here,
 so that adding `torch.uint16` or `argwhere` teaches every rule at once. Names are bare (a method name,
 or the last part of `torch.<name>`); where a set holds both spellings it says so.
+
+How it is organised: one section per meaning, each a few frozensets with a comment saying what their names
+have in common: ops that stop the gradient; casts; dtypes; ops by the kind of tensor they return (bool,
+index, integer); views and aliases; metadata. A wider set is the union of narrower ones (`CASTS`,
+`INTEGER_RESULT_OPS`, `ALIAS_METHODS`), never a copy, so a name added to a narrow set reaches every union.
+Not here yet: the per-rule and per-fact lists that repeat some of these names, and the heuristics on the
+names users choose; they move here when a second user needs them (issue 15).
 """
 
 from __future__ import annotations
 
 import libcst as cst
 
-from .syntax import dotted_name
+from .core.syntax import dotted_name
+
+# --- Ops that stop the gradient ---
 
 # Ops whose derivative is zero almost everywhere (or undefined): what they feed stops training.
 ZERO_GRADIENT_OPS = frozenset({"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside"})
+
+# --- Casts ---
 
 # Tensor methods that cast to an integer or bool dtype (`x.long()`): the result has no gradient.
 INTEGER_CASTS = frozenset({"int", "long", "short", "byte", "char", "bool"})
@@ -22,6 +33,8 @@ DTYPE_CASTS = frozenset({"to", "type", "type_as"})
 # Every cast that may keep a float value (the dtype argument of `.to`/`.type` decides).
 CASTS = FLOAT_CASTS | DTYPE_CASTS
 
+# --- Dtypes ---
+
 # `torch.<dtype>` names of integer and bool dtypes, and the legacy integer tensor types.
 INTEGER_DTYPES = frozenset(
     {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "long", "short", "bool"}
@@ -29,6 +42,8 @@ INTEGER_DTYPES = frozenset(
 INTEGER_TENSOR_TYPES = frozenset({"IntTensor", "LongTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor"})
 # What `.to(X)`/`.type(X)` names when it makes an integer tensor.
 INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
+
+# --- Ops by the kind of tensor they return ---
 
 # Ordering comparisons as methods/functions (`x.gt(0)`, `torch.lt(x, y)`); they give a bool mask.
 ORDERING_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
@@ -45,6 +60,8 @@ INDEX_RESULT_OPS = frozenset(
 # Every method or torch function whose result is an integer or bool tensor.
 INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
 
+# --- Views and aliases ---
+
 # Methods that return their receiver or a view of it (writing into the result writes the receiver).
 VIEW_METHODS = frozenset(
     {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "t", "transpose", "permute",
@@ -60,6 +77,8 @@ ALIAS_METHODS = VIEW_METHODS | frozenset(
      "adjoint", "positive", "__getitem__"}
 )
 ALIAS_ATTRIBUTES = VIEW_ATTRIBUTES | {"data"}
+
+# --- Metadata ---
 
 # Tensor attributes that describe a tensor rather than hold its values.
 METADATA_ATTRIBUTES = frozenset(

@@ -31,10 +31,6 @@ def normalized_code(node: cst.CSTNode) -> str:
     return "".join(code_of(node).split())
 
 
-def call_name(call: cst.Call) -> str | None:
-    return dotted_name(call.func)
-
-
 def method_name(call: cst.Call) -> str | None:
     """`m` for a call `<anything>.m(...)`."""
     if isinstance(call.func, cst.Attribute):
