@@ -15,7 +15,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from .scopes import forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 if TYPE_CHECKING:
     from .function_model import FunctionModel
@@ -138,11 +138,16 @@ class ParsedModule:
     def position(self, node: cst.CSTNode) -> CodeRange:
         return self._positions[node]
 
-    def ancestors(self, node: cst.CSTNode):
+    def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         parent = self.parents.get(node)
         while parent is not None:
             yield parent
             parent = self.parents.get(parent)
+
+    def grandparent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        """The parent's parent: for a method, the ClassDef around its IndentedBlock."""
+        parent = self.parents.get(node)
+        return self.parents.get(parent) if parent is not None else None
 
     def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         for ancestor in self.ancestors(node):

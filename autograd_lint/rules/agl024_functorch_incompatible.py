@@ -174,7 +174,7 @@ def _function_argument(call: cst.Call) -> cst.BaseExpression | None:
 
 def _is_inner(module: ParsedModule, call: cst.CSTNode) -> bool:
     """`grad(f)` inside `vmap(grad(f))`: judged with the outer call."""
-    parent = module.parents.get(module.parents.get(call))
+    parent = module.grandparent(call)
     return isinstance(parent, cst.Call) and module.parents.get(call) is not None and _transform_name(module, parent.func) is not None
 
 
