@@ -395,6 +395,7 @@ def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode,
     if use is not None:
         forward, _ = use
         forward_owner = module.grandparent(forward)
+        assert isinstance(forward_owner, cst.ClassDef)  # _is_forward: a method of a class
         used = f"`{name}` returns what `{forward_owner.name.value}.forward` uses as a value. "
     return (
         f"`{short_code(node, 40)}` reaches what `{name}` returns",
@@ -452,7 +453,7 @@ def _returns_integers(function: cst.FunctionDef) -> bool:
                 value = element.value if isinstance(element, cst.Element) else element
                 if isinstance(value, cst.Name):
                     value = last_binding.get(value.value, value)
-                if _produces_integers(value, dtype_params):
+                if isinstance(value, cst.BaseExpression) and _produces_integers(value, dtype_params):  # a StarredElement is one
                     return True
     return False
 
