@@ -106,8 +106,8 @@ class Method:
         return [node for node in walk(self.node.body, into_functions=False) if is_save_call(node, ctx)]
 
 
-def is_save_call(node: cst.CSTNode, ctx: str) -> TypeGuard[cst.Call]:
-    """`<ctx>.save_for_backward(...)`."""
+def is_save_call(node: cst.CSTNode, ctx: str | None) -> TypeGuard[cst.Call]:
+    """`<ctx>.save_for_backward(...)` (never, for a method without ctx)."""
     return (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Attribute)

@@ -115,7 +115,7 @@ class _Paths:
     saved yet) on the paths reaching a point; a call reached while some path has already saved is
     recorded in `replacing` with the call it replaces."""
 
-    def __init__(self, ctx: str):
+    def __init__(self, ctx: str | None):
         self.ctx = ctx
         self.replacing: dict[cst.Call, cst.Call] = {}
         self._breaks: set = set()
