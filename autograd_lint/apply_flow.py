@@ -58,7 +58,7 @@ class CallerWrite:
 
 # For one apply call: whether its output is followed (True for a single output, or the positions to
 # follow in a returned tuple, when the caller unpacks it), and the argument positions to follow.
-Selection = Callable[[FunctionClass, cst.Call], "tuple[bool, list[int]]"]
+Selection = Callable[[FunctionClass, cst.Call], "tuple[bool | tuple[int, ...], list[int]]"]
 
 
 def caller_writes(
