@@ -217,7 +217,8 @@ def find_pyproject(start: str) -> Path | None:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
-            table: dict[str, Any] = tomllib.load(handle)  # annotated: mypy checks the 3.10 branch, tomli, often not installed
+            # annotated: mypy checks the 3.10 branch, whose tomli may not be installed
+            table: dict[str, Any] = tomllib.load(handle)
             return table
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None

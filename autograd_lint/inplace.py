@@ -369,7 +369,8 @@ class AliasFlow:
                 continue
             if kind in _COMPREHENSIONS:
                 scope = dict(scope)
-                comp: cst.CompFor | None = cast(cst.BaseComp, node).for_in  # `kind` checked it: type() is faster than isinstance
+                # `kind` checked it (type() is faster than isinstance here)
+                comp: cst.CompFor | None = cast(cst.BaseComp, node).for_in
                 while comp is not None:
                     stack.append((comp.iter, scope))
                     self._bind_loop(comp.target, comp.iter, scope)

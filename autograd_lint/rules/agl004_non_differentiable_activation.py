@@ -453,7 +453,8 @@ def _returns_integers(function: cst.FunctionDef) -> bool:
                 value = element.value if isinstance(element, cst.Element) else element
                 if isinstance(value, cst.Name):
                     value = last_binding.get(value.value, value)
-                if isinstance(value, cst.BaseExpression) and _produces_integers(value, dtype_params):  # a StarredElement is one
+                # a StarredElement is a BaseExpression too: the check only tells mypy
+                if isinstance(value, cst.BaseExpression) and _produces_integers(value, dtype_params):
                     return True
     return False
 

@@ -53,7 +53,10 @@ class RngInBackward(FunctionRule):
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
-            draws = [(node, node) for node in walk(backward.node.body) if isinstance(node, cst.Call) and _random_call(module, node, backward.node)]
+            draws = [
+                (node, node) for node in walk(backward.node.body)
+                if isinstance(node, cst.Call) and _random_call(module, node, backward.node)
+            ]
             draws += [(call, drawn) for call, helper in module.functions.called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
