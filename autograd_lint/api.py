@@ -63,7 +63,7 @@ def lint_paths(
         config = project_config()
     result = LintResult()
     cache = ResultCache(cache_dir) if cache_dir is not None else None
-    pending: list[tuple[str, bytes, tuple[str, ...], bool]] = []
+    pending: list[tuple[str, bytes, tuple[str, ...], bool, bool]] = []
     keys: dict[str, str] = {}
     second_derivatives = SecondDerivativeScope()
     for path in discover(list(paths), config, result.errors):
@@ -81,9 +81,9 @@ def lint_paths(
                 result.diagnostics.extend(cached)
                 continue
         pending.append((path, data, tuple(codes), verbose, prefilter))
-    for path, diagnostics, error in _run(pending, jobs):
-        if error is not None:
-            result.errors.append(FileError(path, error))
+    for path, diagnostics, failure in _run(pending, jobs):
+        if failure is not None:
+            result.errors.append(FileError(path, failure))
             continue
         result.files_checked += 1
         result.diagnostics.extend(diagnostics)

@@ -162,8 +162,8 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         result.diagnostics = sorted(result.diagnostics + found.diagnostics, key=lambda d: d.sort_key())
         result.errors += found.errors
         result.files_checked += found.files_checked
-    for error in result.errors:
-        _say("error", error)
+    for file_error in result.errors:
+        _say("error", file_error)
     verdicts = None
     left_out: tuple[str, ...] = ()
     if confirm or confirmed_only or drop_inconclusive:
@@ -303,8 +303,8 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
             errors.append(f"{path}: not changed: adding noqa comments would break it ({type(error).__name__}), please report it")
         except OSError as error:
             errors.append(f"{path}: cannot write: {error.strerror or error}")
-    for error in sorted(errors):
-        _say("error", error)
+    for message in sorted(errors):
+        _say("error", message)
     if not quiet:
         click.echo(f"Added {added} noqa directive{'' if added == 1 else 's'}.", err=True)
     sys.exit(EXIT_ERROR if errors else EXIT_CLEAN)
@@ -343,7 +343,7 @@ def _write_report(output_file: str, rendered: str) -> None:
 
 def _config(config_path, select, extend_select, ignore, per_file_ignores=()) -> Config:
     pyproject = Path(config_path) if config_path else find_pyproject(os.getcwd())
-    if config_path and not pyproject.is_file():
+    if config_path and not Path(config_path).is_file():
         raise ConfigError(f"{config_path}: no such file")
     config = load_config(pyproject)
     select = _codes_option(select)

@@ -19,6 +19,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .rules import RULES, SECOND_DERIVATIVE_RULES, default_selection
+from typing import Any
 
 SECTION = "autograd-lint"
 DEFAULT_EXCLUDE = (
@@ -59,11 +60,9 @@ def _specificity(code: str) -> int:
     return -1 if code == "ALL" else len(code)
 
 
-def _strings(value, where: str, allow_none: bool = False) -> tuple[str, ...] | None:
+def _strings(value: object, where: str) -> tuple[str, ...]:
     """A sequence of strings as a tuple. A lone string is read as the command line reads a value, comma-separated:
     `Config(select="AGL001")` means what `--select AGL001` means, not the characters A, G, L..."""
-    if value is None and allow_none:
-        return None
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
     if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(item, str) for item in value):
@@ -88,8 +87,8 @@ class Config:
     def __post_init__(self) -> None:
         # Validated like the command line and the pyproject table, with the same one-line errors, so that
         # `Config(select=("AGL5",))` fails instead of silently selecting nothing.
-        normalized = {
-            "select": validate_codes(_strings(self.select, "Config.select", allow_none=True), "Config.select")
+        normalized: dict[str, object] = {
+            "select": validate_codes(_strings(self.select, "Config.select"), "Config.select")
             if self.select is not None else None,
             "extend_select": validate_codes(_strings(self.extend_select, "Config.extend_select"), "Config.extend_select"),
             "ignore": validate_codes(_strings(self.ignore, "Config.ignore"), "Config.ignore"),
@@ -215,10 +214,12 @@ def find_pyproject(start: str) -> Path | None:
     return None
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            # annotated: mypy checks the 3.10 branch, whose tomli may not be installed
+            table: dict[str, Any] = tomllib.load(handle)
+            return table
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8

@@ -26,6 +26,7 @@ from ..io.notebook import Notebook
 from ..io.reading import ModuleSource
 from .rule import Rule
 from ..rules import RULES
+from typing import Any, Callable, TypeVar
 
 
 def lint_module(
@@ -78,7 +79,7 @@ def _lint(source: str, path: str, codes: list[str], module_name: str | None, ver
     # cannot compile is code nobody runs. Other CPython errors may only mean the code is for a newer
     # Python than this one (PEP 695 generics under 3.11): libcst decides those.
     tree, python_error, fatal = _python_parse(source, path)
-    if fatal:
+    if fatal and python_error is not None:
         return [python_error]
     # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
     # operators) is deeper than the default limit allows them: this thread's stack is large, and
@@ -180,8 +181,11 @@ _DEEP_RECURSION_LIMIT = 30_000
 _deep_lock = threading.Lock()
 
 
-def _on_deep_stack(function, *args):
-    outcome: dict = {}
+_Result = TypeVar("_Result")
+
+
+def _on_deep_stack(function: Callable[..., _Result], *args: object) -> _Result:
+    outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
@@ -203,7 +207,8 @@ def _on_deep_stack(function, *args):
             sys.setrecursionlimit(previous_limit)
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]
+    value: _Result = outcome["value"]
+    return value
 
 
 def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | None, bool]:

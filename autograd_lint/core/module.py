@@ -15,6 +15,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from .scopes import forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
+from collections.abc import Iterator, Mapping
 
 Fact = TypeVar("Fact")
 
@@ -43,12 +44,12 @@ class ParsedModule:
             for child in found:
                 parents[child] = node
             stack.extend(reversed(found))
-            kind = type(node)  # exact types: isinstance against libcst's ABCs is slow here
-            if kind is cst.Import:
+            # exact types: isinstance against libcst's ABCs is slow here
+            if type(node) is cst.Import:
                 self._record_import(node)
-            elif kind is cst.ImportFrom:
+            elif type(node) is cst.ImportFrom:
                 self._record_import_from(node)
-            elif kind is cst.ClassDef:
+            elif type(node) is cst.ClassDef:
                 self.classes.append(node)
         self._record_module_aliases()
         remember_children(table)
@@ -107,8 +108,9 @@ class ParsedModule:
                     and isinstance(small.value, (cst.Name, cst.Attribute))
                 ):
                     head = (dotted_name(small.value) or "").split(".")[0]
-                    if head in self.imports:
-                        self.imports[small.targets[0].target.value] = self.qualified_name(small.value)
+                    qualified = self.qualified_name(small.value)
+                    if head in self.imports and qualified is not None:
+                        self.imports[small.targets[0].target.value] = qualified
 
     def qualified_name(self, expr: cst.BaseExpression) -> str | None:
         """The dotted name an expression refers to, with its head resolved through the imports."""
@@ -130,17 +132,22 @@ class ParsedModule:
         return order.get(first, -1) < order.get(second, -1)
 
     @cached_property
-    def _positions(self):
+    def _positions(self) -> Mapping[cst.CSTNode, CodeRange]:
         return MetadataWrapper(self.tree, unsafe_skip_copy=True).resolve(PositionProvider)
 
     def position(self, node: cst.CSTNode) -> CodeRange:
         return self._positions[node]
 
-    def ancestors(self, node: cst.CSTNode):
+    def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         parent = self.parents.get(node)
         while parent is not None:
             yield parent
             parent = self.parents.get(parent)
+
+    def grandparent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        """The parent's parent: for a method, the ClassDef around its IndentedBlock."""
+        parent = self.parents.get(node)
+        return self.parents.get(parent) if parent is not None else None
 
     def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         for ancestor in self.ancestors(node):

@@ -164,7 +164,7 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
 
 def _noqa_findings(
     path: str, suppressions: Suppressions, used: dict[int, set[str]], hidden_by_bare: dict[int, set[str]],
-    selected: set[str], checks: set[str],
+    selected: set[str], checks: frozenset[str],
 ) -> Iterator[Diagnostic]:
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:

@@ -9,7 +9,7 @@ import libcst as cst
 from .syntax import assigned_names, dotted_name, walk
 
 
-def _declared(body: cst.CSTNode, kind: type) -> set[str]:
+def _declared(body: cst.CSTNode, kind: type[cst.Global] | type[cst.Nonlocal]) -> set[str]:
     return {item.name.value for node in walk(body, into_functions=False) if isinstance(node, kind) for item in node.names}
 
 
@@ -48,7 +48,7 @@ def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
         elif isinstance(node, cst.WithItem) and node.asname is not None:
             for name in assigned_names(node.asname.name):
                 add(name, node)
-        elif isinstance(node, cst.ExceptHandler) and node.name is not None:
+        elif isinstance(node, cst.ExceptHandler) and node.name is not None and isinstance(node.name.name, cst.Name):
             add(node.name.name, node)
         elif isinstance(node, cst.NamedExpr):
             for name in assigned_names(node.target):
@@ -63,8 +63,8 @@ def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
                 if isinstance(local, cst.Name):
                     add(local, node)
     if isinstance(scope, cst.FunctionDef):
-        for name in declared_global(scope) | declared_nonlocal(scope):
-            found.pop(name, None)
+        for declared in declared_global(scope) | declared_nonlocal(scope):
+            found.pop(declared, None)
     return found
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Iterator
 
 import libcst as cst
+from collections.abc import Sequence
 
 _CODEGEN = cst.Module(body=[])
 
@@ -158,9 +159,10 @@ def function_params(func: cst.FunctionDef) -> list[cst.Param]:
 def disables_grad(expr: cst.BaseExpression) -> bool:
     """`torch.no_grad()`, `torch.inference_mode()`, `torch.set_grad_enabled(False)` (a `with` item or
     a decorator, called or not)."""
-    args = ()
+    args: Sequence[cst.Arg] = ()
     if isinstance(expr, cst.Call):
-        expr, args = expr.func, expr.args
+        args = expr.args
+        expr = expr.func
     name = dotted_name(expr) or ""
     tail = name.rsplit(".", 1)[-1]
     if tail == "set_grad_enabled":
@@ -171,9 +173,10 @@ def disables_grad(expr: cst.BaseExpression) -> bool:
 def enables_grad(expr: cst.BaseExpression) -> bool:
     """`torch.enable_grad()`, `torch.set_grad_enabled(True)` or `set_grad_enabled(<not a literal False>)`
     (a `with` item, a decorator or a statement, called or not)."""
-    args = ()
+    args: Sequence[cst.Arg] = ()
     if isinstance(expr, cst.Call):
-        expr, args = expr.func, expr.args
+        args = expr.args
+        expr = expr.func
     tail = (dotted_name(expr) or "").rsplit(".", 1)[-1]
     if tail in ("set_grad_enabled", "_set_grad_enabled"):  # torch._C._set_grad_enabled(True) too
         return not (len(args) == 1 and isinstance(args[0].value, cst.Name) and args[0].value.value == "False")

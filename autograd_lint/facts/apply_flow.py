@@ -58,7 +58,7 @@ class CallerWrite:
 
 # For one apply call: whether its output is followed (True for a single output, or the positions to
 # follow in a returned tuple, when the caller unpacks it), and the argument positions to follow.
-Selection = Callable[[FunctionClass, cst.Call], "tuple[bool, list[int]]"]
+Selection = Callable[[FunctionClass, cst.Call], "tuple[bool | tuple[int, ...], list[int]]"]
 
 
 def caller_writes(
@@ -70,7 +70,7 @@ def caller_writes(
 ) -> Iterator[CallerWrite]:
     """The first in-place write to each followed tensor that `counts`, per apply call, in the functions
     that call; with `until_backward`, writes after a backward are not followed."""
-    by_scope: dict[cst.CSTNode, list[_Applied]] = {}
+    by_scope: dict[cst.FunctionDef | cst.Module, list[_Applied]] = {}
     for function_class in classes:
         applied = [_Applied(function_class, call) for call in function_class.apply_calls]
         # `partial(Fn.apply, a)(x)`: x is apply's argument 1; `checkpoint(Fn.apply, x)`: x is its argument 0.
@@ -120,7 +120,7 @@ def _wrapper_calls(module: ParsedModule, function_class: FunctionClass) -> Itera
         if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT):
             continue
         returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
-        if len(returns) != 1 or returns[0].value not in function_class.apply_calls:
+        if len(returns) != 1 or not isinstance(returns[0].value, cst.Call) or returns[0].value not in function_class.apply_calls:
             continue
         params = [p.name.value for p in statement.params.params]
         local = bindings(statement)
@@ -322,7 +322,7 @@ def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
     tracked, write = caller.tracked, caller.write
     if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
         return None
-    statement = write.node
+    statement: cst.CSTNode | None = write.node
     while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
         statement = module.parents.get(statement)
     if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):

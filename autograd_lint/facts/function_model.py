@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Iterator
 
 import libcst as cst
+from typing import TypeGuard
 
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
@@ -89,8 +90,8 @@ class Method:
         return [node for node in walk(self.node.body, into_functions=False) if is_save_call(node, ctx)]
 
 
-def is_save_call(node: cst.CSTNode, ctx: str) -> bool:
-    """`<ctx>.save_for_backward(...)`."""
+def is_save_call(node: cst.CSTNode, ctx: str | None) -> TypeGuard[cst.Call]:
+    """`<ctx>.save_for_backward(...)` (never, for a method without ctx)."""
     return (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Attribute)
@@ -428,13 +429,12 @@ class FunctionModel:
         attribute_aliases: dict[tuple[cst.CSTNode | None, str], FunctionClass] = {}
         calls: list[cst.Call] = []
         for node in self.module.parents:
-            kind = type(node)
-            if kind is cst.Call:
+            if type(node) is cst.Call:
                 calls.append(node)
-            elif kind is cst.Attribute:
+            elif type(node) is cst.Attribute:
                 self._record_reference(node, by_name)
-            elif kind in (cst.Assign, cst.AnnAssign) and node.value is not None:
-                targets = [t.target for t in node.targets] if kind is cst.Assign else [node.target]
+            elif (type(node) is cst.Assign or type(node) is cst.AnnAssign) and node.value is not None:
+                targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
                 if len(targets) != 1:
                     continue
                 owner = self._apply_owner(node.value, by_name)
@@ -453,7 +453,8 @@ class FunctionModel:
             if owner is None and isinstance(call.func, cst.Name):
                 owner = aliases.get(call.func.value)
             if owner is None and attribute_aliases and isinstance(call.func, cst.Attribute):
-                owner = attribute_aliases.get(self._instance_key(call.func))
+                instance_key = self._instance_key(call.func)
+                owner = attribute_aliases.get(instance_key) if instance_key is not None else None
             if owner is not None:
                 owner.apply_calls.append(call)
                 continue
@@ -514,7 +515,7 @@ class FunctionModel:
 
     def _find_wrapper_calls(self) -> None:
         """Module-level functions whose body applies a Function once, and the module's calls of them."""
-        wrappers: dict[str, tuple[FunctionClass, cst.FunctionDef, cst.Call]] = {}
+        wrappers: dict[str, tuple[FunctionClass, cst.FunctionDef, cst.Call | None]] = {}
         for function_class in self.classes:
             for call in function_class.apply_calls:
                 enclosing = self.module.enclosing_function(call)
@@ -525,12 +526,15 @@ class FunctionModel:
                     wrappers[name] = (function_class, enclosing, None)  # applied twice: positions differ
                 else:
                     wrappers[name] = (function_class, enclosing, call)
-        wrappers = {name: found for name, found in wrappers.items() if found[2] is not None}
-        if not wrappers:
+        applied_once = {
+            name: (function_class, wrapper, call) for name, (function_class, wrapper, call) in wrappers.items()
+            if call is not None
+        }
+        if not applied_once:
             return
         for node in self.module.parents:
-            if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in wrappers:
-                function_class, wrapper, apply_call = wrappers[node.func.value]
+            if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in applied_once:
+                function_class, wrapper, apply_call = applied_once[node.func.value]
                 if self.module.enclosing_function(node) is not wrapper:
                     function_class.wrapper_calls.append(WrapperCall(node, wrapper, apply_call))
 

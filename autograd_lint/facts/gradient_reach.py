@@ -126,8 +126,8 @@ def is_straight_through(module: ParsedModule, operation: cst.BinaryOperation) ->
     `x` is added live and subtracted detached (`x + (q - x).detach()`, `(q - x).detach() + x`,
     `q + s - s.detach()`, `q - x.data + x`), so the forward value is `q` and the gradient is `x`'s."""
     top = operation
-    while isinstance(module.parents.get(top), cst.BinaryOperation) and isinstance(module.parents[top].operator, (cst.Add, cst.Subtract)):
-        top = module.parents[top]
+    while isinstance(parent := module.parents.get(top), cst.BinaryOperation) and isinstance(parent.operator, (cst.Add, cst.Subtract)):
+        top = parent
     live: set[str] = set()
     detached_subtracted: set[str] = set()
     for sign, term, detached in _signed_terms(top, 1, False):
@@ -165,7 +165,7 @@ def callers(module: ParsedModule, function: cst.FunctionDef) -> list[cst.Call]:
     """Calls of `function` in this module: `f(...)` for a module-level function, `self.f(...)`,
     `cls.f(...)` or `Owner.f(...)` for a method of class `Owner`."""
     name = function.name.value
-    owner = module.parents.get(module.parents.get(function))
+    owner = module.grandparent(function)
     if not isinstance(owner, cst.ClassDef):
         return [call for call in _calls_by_name(module).get(name, []) if isinstance(call.func, cst.Name)]
     return [
@@ -224,7 +224,7 @@ def _class_facts(module: ParsedModule, function: cst.FunctionDef) -> tuple[set[s
     assigned an nn.Parameter, attributes built by another call, all assigned attributes, and the
     lookup layers (`self.emb = nn.Embedding(...)`: their input is an index). Read once per class."""
     global _CLASS_FACTS
-    owner = module.parents.get(module.parents.get(function))
+    owner = module.grandparent(function)
     if not isinstance(owner, cst.ClassDef):
         return set(), set(), set(), set()
     if _CLASS_FACTS[0] is not module:
@@ -252,13 +252,13 @@ def _read_class(module: ParsedModule, owner: cst.ClassDef) -> tuple[set[str], se
         if isinstance(node.value, cst.Call):
             layer = (module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
             if layer in ("Embedding", "EmbeddingBag") or (layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)):
-                lookups |= {dotted_name(t) for t in targets} - {None}
+                lookups |= {dotted for t in targets if (dotted := dotted_name(t)) is not None}
         for target in targets:
             if isinstance(target, cst.Attribute) and dotted_name(target.value) == "self":
                 assigned.add(target.attr.value)
                 if isinstance(node.value, cst.Call) and not _is_factory_call(module, node.value):
-                    name = dotted_name(node.value.func) or ""
-                    (parameters if name.rsplit(".", 1)[-1] == "Parameter" else built).add(target.attr.value)
+                    factory = dotted_name(node.value.func) or ""
+                    (parameters if factory.rsplit(".", 1)[-1] == "Parameter" else built).add(target.attr.value)
     return parameters, built, assigned, lookups
 
 
@@ -470,7 +470,8 @@ class ValueFlow:
                 return integer if parent.attr.value in CARRYING_METHODS or _is_layer_call(parent) else None
             return integer
         if isinstance(parent, cst.Arg):
-            if integer and not (self.module.qualified_name(self.module.parents[parent].func) or "").startswith("torch."):
+            call = self.module.parents[parent]  # a Call: the flow never enters a class's bases (walk skips classes)
+            if integer and isinstance(call, cst.Call) and not (self.module.qualified_name(call.func) or "").startswith("torch."):
                 return None  # integers passed to a layer or a helper are indices, sizes or counts
             return integer if self._argument_carries(parent) else None
         if isinstance(parent, cst.Call):
@@ -520,10 +521,10 @@ class ValueFlow:
                 if (training == "training" and not in_body) or (training == "not training" and in_body):
                     return True
         # `if self.training: return ...` earlier in the same block
-        block = self.module.parents.get(self.module.parents.get(statement))
+        block = self.module.grandparent(statement)
         if isinstance(block, cst.IndentedBlock):
             for sibling in block.body:
-                if sibling is self.module.parents.get(statement) or sibling is statement:
+                if sibling is self.module.parents.get(statement):
                     break
                 if isinstance(sibling, cst.If) and _tests_training(sibling.test) == "training" and any(
                     isinstance(n, cst.Return) for n in walk(sibling.body, into_functions=False)
@@ -702,10 +703,10 @@ def _call_constant(module: ParsedModule, call: cst.Call, depth: int, seen: set) 
         return True
     if not is_method and not qualified.startswith(("torch.", "math.", "numpy.", "np.")):
         return False  # a helper or a layer: what it computes is not visible here
-    if is_method and _is_layer_call(call.func):
+    if is_method and isinstance(call.func, cst.Attribute) and _is_layer_call(call.func):
         return False
     skipped = INDEX_POSITIONS.get(short, set())
-    values = [call.func.value] if is_method else []
+    values = [call.func.value] if is_method and isinstance(call.func, cst.Attribute) else []
     values += [arg.value for index, arg in enumerate(a for a in call.args if a.keyword is None) if index not in skipped]
     values += [arg.value for arg in call.args if arg.keyword is not None and arg.keyword.value not in NON_VALUE_KEYWORDS | {"dtype", "device", "out", "keepdim", "dim"}]
     return all(_constant(module, value, depth, seen) for value in values)
@@ -724,7 +725,7 @@ def _name_constant(module: ParsedModule, name: cst.Name, depth: int, seen: set) 
         if isinstance(binder, cst.Param):
             if binder.default is not None and _is_literal(binder.default):
                 continue  # `cutoff=0.25`: a setting, as ValueFlow takes it
-            if not _parameter_constant(module, scope, binder, depth, seen):
+            if not isinstance(scope, cst.FunctionDef) or not _parameter_constant(module, scope, binder, depth, seen):
                 return False
         elif isinstance(binder, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             if binder.value is None:
@@ -852,7 +853,7 @@ def _loads_of(module: ParsedModule, statement: cst.CSTNode, names: list[cst.Name
     (a closure: what it does with the value is not followed)."""
     function = module.enclosing_function(statement)
     scope = function if function is not None else module.tree
-    body = scope.body if function is not None else scope
+    body = function.body if function is not None else module.tree
     loads = []
     for name in names:
         if (scope, name.value) in seen:
@@ -875,8 +876,8 @@ def _is_load(module: ParsedModule, name: cst.Name) -> bool:
         return isinstance(parent, cst.AugAssign)  # `t *= 2` reads t
     if isinstance(parent, (cst.Tuple, cst.List, cst.Element)):
         holder = parent
-        while isinstance(module.parents.get(holder), (cst.Tuple, cst.List, cst.Element)):
-            holder = module.parents[holder]
+        while isinstance(outer := module.parents.get(holder), (cst.Tuple, cst.List, cst.Element)):
+            holder = outer
         if isinstance(module.parents.get(holder), cst.AssignTarget):
             return False
     if isinstance(parent, cst.Arg) and parent.keyword is name:
@@ -901,18 +902,18 @@ def _argument_step(module: ParsedModule, arg: cst.Arg, depth: int, seen: set):
         index = [a for a in call.args if a.keyword is None].index(arg)
         if index in INDEX_POSITIONS.get(short, ()):
             return True
-    if is_method and short in WRITING_METHODS or (is_method and short.endswith("_") and short not in CARRYING_METHODS):
+    if isinstance(call.func, cst.Attribute) and (is_method and short in WRITING_METHODS or (is_method and short.endswith("_") and short not in CARRYING_METHODS)):
         receiver = call.func.value  # followed when it is a local of this function, not a caller's tensor
         function = module.enclosing_function(call)
         binders = bindings(function).get(receiver.value, []) if isinstance(receiver, cst.Name) and function is not None else []
         local = binders and not any(isinstance(b, cst.Param) for b in binders)
-        return _loads_of(module, call, [receiver], seen) if local else False
+        return _loads_of(module, call, [receiver], seen) if local and isinstance(receiver, cst.Name) else False
     if isinstance(call.func, cst.Name) and depth > 0:
         target = _defined_callable(module, call.func.value) if call.func.value != "cls" else _enclosing_class(module, call)
         if isinstance(target, cst.ClassDef):
             init = next((s for s in walk(target.body, into_functions=False) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
             param = _parameter_of(init, call, arg, skip_self=True) if init is not None else None
-            if param is None or not _ends_in_sinks_from_parameter(module, init, param, depth, seen):
+            if init is None or param is None or not _ends_in_sinks_from_parameter(module, init, param, depth, seen):
                 return False
             return True  # the instance keeps no differentiable copy of the argument
         if isinstance(target, cst.FunctionDef):
@@ -1002,7 +1003,7 @@ def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
     recording off, so none of its ops is differentiated; the gradient is what backward returns."""
     function = module.enclosing_function(node)
     while function is not None:
-        owner = module.parents.get(module.parents.get(function))
+        owner = module.grandparent(function)
         if function.name.value in ("forward", "setup_context") and isinstance(owner, cst.ClassDef) and owner in function_model(module).by_node:
             return True
         function = module.enclosing_function(function)
@@ -1100,7 +1101,7 @@ def written_names(
         return {n.value for n in assigned_names(statement.target)} - exclude
     if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
         method = child.func.attr.value if isinstance(child.func, cst.Attribute) else ""
-        if method in ("append", "extend", "insert") or (method.endswith("_") and into_objects):
+        if isinstance(child.func, cst.Attribute) and (method in ("append", "extend", "insert") or (method.endswith("_") and into_objects)):
             return names(child.func.value)
         return set()  # a call for its effect: what it writes is the rule's to say (an extension's buffers)
     return None
@@ -1112,7 +1113,7 @@ def reads_of(module: ParsedModule, function: cst.FunctionDef, name: str) -> list
         node
         for node in walk(function.body, into_functions=False)
         if isinstance(node, cst.Name) and node.value == name and _is_load(module, node)
-        and not (isinstance(module.parents.get(node), cst.CompFor) and module.parents[node].target is node)
+        and not (isinstance(parent := module.parents.get(node), cst.CompFor) and parent.target is node)
     ]
 
 
@@ -1121,15 +1122,15 @@ def names_computed_from(module: ParsedModule, function: cst.FunctionDef, seeds: 
     every local of `function` bound from a value for which `depends(value, names)` holds: by `=`,
     an augmented or annotated assignment, a `for` or a comprehension over it, to a fixed point.
     `skip(statement)`: bindings that do not count (one under no_grad)."""
-    bindings = []
+    statements: list[tuple[cst.CSTNode, cst.BaseExpression, list[str]]] = []
     for node in walk(function.body, into_functions=False):
         if isinstance(node, cst.Assign):
-            bindings.append((node, node.value, [n.value for t in node.targets for n in assigned_names(t.target)]))
+            statements.append((node, node.value, [n.value for t in node.targets for n in assigned_names(t.target)]))
         elif isinstance(node, (cst.AugAssign, cst.AnnAssign)) and node.value is not None:
-            bindings.append((node, node.value, [n.value for n in assigned_names(node.target)]))
+            statements.append((node, node.value, [n.value for n in assigned_names(node.target)]))
         elif isinstance(node, (cst.For, cst.CompFor)):
-            bindings.append((node, node.iter, [n.value for n in assigned_names(node.target)]))
-    bindings = [(value, targets) for statement, value, targets in bindings if targets and (skip is None or not skip(statement))]
+            statements.append((node, node.iter, [n.value for n in assigned_names(node.target)]))
+    bindings = [(value, targets) for statement, value, targets in statements if targets and (skip is None or not skip(statement))]
     names = set(seeds)
     changed = True
     while changed:

@@ -78,8 +78,8 @@ class _Arity:
                 self.bindings.setdefault(name.value, []).append(_UNKNOWN)
         elif isinstance(node, (cst.WithItem, cst.ExceptHandler)):
             alias = node.asname if isinstance(node, cst.WithItem) else node.name  # ExceptHandler's `as` is `.name`
-            target = alias.name if alias else None
-            for name in assigned_names(target) if isinstance(target, cst.BaseExpression) else ():
+            bound = alias.name if alias else None
+            for name in assigned_names(bound) if isinstance(bound, cst.BaseExpression) else ():
                 self.bindings.setdefault(name.value, []).append(_UNKNOWN)
         elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
             self.bindings.setdefault(node.target.value, []).append(node.value)
@@ -138,7 +138,7 @@ class _Arity:
         func = call.func
         if not isinstance(func, cst.Attribute):
             return _UNKNOWN
-        if func.attr.value in TUPLE_RETURNING and not _single_tensor_form(call):
+        if func.attr.value in TUPLE_RETURNING and not _single_tensor_form(call, func):
             return _UNKNOWN
         receiver = func.value
         # A tensor method (`g.neg()`) or a torch function (`torch.mul(...)`, `F.pad(...)`).
@@ -162,13 +162,13 @@ class _Arity:
         return None
 
 
-def _single_tensor_form(call: cst.Call) -> bool:
+def _single_tensor_form(call: cst.Call, func: cst.Attribute) -> bool:
     """`torch.where(c, a, b)` / `g.where(c, o)` and `torch.max(a, b)` return one tensor; `torch.where(c)`,
     `x.max(dim)` and `torch.max(x, 1)` return tuples."""
-    name = call.func.attr.value
+    name = func.attr.value
     positional = [a for a in call.args if a.keyword is None]
     keywords = {a.keyword.value for a in call.args if a.keyword is not None}
-    receiver_is_torch = isinstance(call.func.value, cst.Name) and call.func.value.value == "torch"
+    receiver_is_torch = isinstance(func.value, cst.Name) and func.value.value == "torch"
     if name == "where":
         return len(positional) == (3 if receiver_is_torch else 2)
     if name in ("max", "min") and "dim" not in keywords:

@@ -25,6 +25,7 @@ import libcst as cst
 
 from ..core.syntax import children, code_of, dotted_name
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from typing import cast, overload
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
 NOT_DATA_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "rename_", "retain_grad_"})
@@ -173,7 +174,10 @@ def inplace_by_position(call: cst.Call, position: int | None) -> bool:
     if position is None or any(arg.star for arg in call.args):
         return False
     positional = [arg.value for arg in call.args if arg.keyword is None]
-    return position < len(positional) and isinstance(positional[position], cst.Name) and positional[position].value == "True"
+    if position >= len(positional):
+        return False
+    value = positional[position]
+    return isinstance(value, cst.Name) and value.value == "True"
 
 
 def _target_writes(target: cst.BaseExpression, statement: cst.CSTNode, augmented: bool) -> Iterator[InplaceWrite]:
@@ -279,7 +283,7 @@ class AliasFlow:
             if isinstance(statement, cst.For):
                 self._expression(statement.iter, env)
             entry = dict(env)
-            current: Env | None = dict(env)
+            current: Env = dict(env)
             for _ in range(2):  # a second pass sees what the first bound (loop-carried aliases)
                 if isinstance(statement, cst.For):
                     self._bind_loop(statement.target, statement.iter, current)
@@ -343,8 +347,8 @@ class AliasFlow:
             for write in statement_writes(small):
                 self._record(write, env)
             if isinstance(small, cst.Assign):
-                for target in small.targets:
-                    self._bind(target.target, small.value, env)
+                for assign_target in small.targets:
+                    self._bind(assign_target.target, small.value, env)
             elif isinstance(small, cst.AnnAssign) and small.value is not None:
                 self._bind(small.target, small.value, env)
             # `t += v` keeps `t` the same tensor; `grads += (None,)` still holds the same gradients.
@@ -365,12 +369,13 @@ class AliasFlow:
                 continue
             if kind in _COMPREHENSIONS:
                 scope = dict(scope)
-                comp = node.for_in
+                # `kind` checked it (type() is faster than isinstance here)
+                comp: cst.CompFor | None = cast(cst.BaseComp, node).for_in
                 while comp is not None:
                     stack.append((comp.iter, scope))
                     self._bind_loop(comp.target, comp.iter, scope)
                     comp = comp.inner_for_in
-            elif kind is cst.Call:
+            elif type(node) is cst.Call:
                 for write in call_writes(node, self.qualify):
                     self._record(write, scope)
                 if tracking is not None:
@@ -378,7 +383,7 @@ class AliasFlow:
                         self._record(write, scope)
                     started.update(tracking.tracked_after(node))
                     stopped = stopped or tracking.stops(node)
-            elif kind is cst.NamedExpr:
+            elif type(node) is cst.NamedExpr:
                 self._bind(node.target, node.value, scope)
             stack.extend((child, scope) for child in reversed(children(node)) if child is not getattr(node, "for_in", None))
         if stopped:
@@ -426,8 +431,8 @@ class AliasFlow:
             return self.resolve(expr.value, env)
         if isinstance(expr, (cst.Tuple, cst.List)):
             found = [self.resolve(e.value, env) for e in expr.elements if not isinstance(e, cst.StarredElement)]
-            found = [a for a in found if a is not None]
-            return Alias(found[0].root, TENSORS) if found else None
+            aliases = [a for a in found if a is not None]
+            return Alias(aliases[0].root, TENSORS) if aliases else None
         if isinstance(expr, cst.Call):
             return self._resolve_call(expr, env)
         return None
@@ -551,7 +556,7 @@ def _as_tensor(alias: Alias | None) -> Alias | None:
 
 def _basic_index(index: cst.BaseSlice) -> bool:
     """A slice, an integer literal, `...` or `None`: indexing that returns a view."""
-    if isinstance(index, cst.Slice):
+    if not isinstance(index, cst.Index):  # a cst.Slice
         return True
     value = index.value
     if isinstance(value, cst.UnaryOperation):
@@ -581,6 +586,10 @@ def _subexpressions_of_target(target: cst.BaseExpression) -> list[cst.CSTNode]:
     return []
 
 
+@overload
+def _merge(first: Env, second: Env | None) -> Env: ...
+@overload
+def _merge(first: Env | None, second: Env | None) -> Env | None: ...
 def _merge(first: Env | None, second: Env | None) -> Env | None:
     if first is None:
         return None if second is None else dict(second)

@@ -156,7 +156,7 @@ class RuntimeWrites:
         return name if name in self.module_names else None
 
     def _enclosing_class_name(self, function: cst.FunctionDef) -> str | None:
-        parent = self.module.parents.get(self.module.parents.get(function))
+        parent = self.module.grandparent(function)
         return parent.name.value if isinstance(parent, cst.ClassDef) else None
 
     def _local_names(self, function: cst.FunctionDef) -> set[str]:

@@ -31,6 +31,8 @@ class Kind(Enum):
 
 
 TENSOR, NON_TENSOR, NONE, UNKNOWN = Kind.TENSOR, Kind.NON_TENSOR, Kind.NONE, Kind.UNKNOWN
+# A value a class gives `self.<attr>` (a Kind for `register_buffer`), with the method it is written in.
+AttributeValue = tuple["Kind | cst.BaseExpression", "cst.FunctionDef | None"]
 
 # Tensor attributes and methods whose value is not a tensor.
 NON_TENSOR_ATTRIBUTES = frozenset(
@@ -473,8 +475,9 @@ class ValueKinds:
             if helper is not None:
                 kinds = self._helper_kinds(value, helper)
                 returned = kinds.returns
-                if returned and all(isinstance(r, cst.Tuple) and len(r.elements) == count for r in returned):
-                    return _combine([kinds.kind(r.elements[position].value) for r in returned])
+                tuples = [r for r in returned if isinstance(r, cst.Tuple) and len(r.elements) == count]
+                if returned and len(tuples) == len(returned):
+                    return _combine([kinds.kind(r.elements[position].value) for r in tuples])
         return UNKNOWN
 
     def _unpacked_kind(self, value: cst.BaseExpression) -> Kind:
@@ -814,7 +817,7 @@ class CallerKinds:
 
     def __init__(self, module):  # a ParsedModule
         self.module = module
-        self._classes: dict[cst.ClassDef, dict] = {}
+        self._classes: dict[cst.ClassDef, dict[str, list[AttributeValue] | None]] = {}
 
     def kind(self, expr: cst.BaseExpression, at: cst.CSTNode) -> Kind:
         return self._kind(expr, self.module.enclosing_function(at), 0)
@@ -881,7 +884,7 @@ class CallerKinds:
             return kind if kind is NON_TENSOR else UNKNOWN
         return UNKNOWN
 
-    def _attribute_values(self, expr: cst.Attribute, scope: cst.FunctionDef | None) -> list[tuple[object, cst.FunctionDef | None]]:
+    def _attribute_values(self, expr: cst.Attribute, scope: cst.FunctionDef | None) -> list[AttributeValue]:
         """Every value the caller's class gives `self.<attr>`, each with the method it is written in
         (a Kind stands for `register_buffer`/`register_parameter`); empty when it is not `self.<attr>`
         of a method, or the class never sets it (inherited, a property, set from outside)."""
@@ -895,17 +898,18 @@ class CallerKinds:
             return []
         return self._class_attributes(class_def).get(expr.attr.value) or []
 
-    def _class_attributes(self, class_def: cst.ClassDef) -> dict[str, list[tuple[object, cst.FunctionDef | None]] | None]:
+    def _class_attributes(self, class_def: cst.ClassDef) -> dict[str, list[AttributeValue] | None]:
         """attr -> what the class's methods and body assign to `self.<attr>` (None for a method or
         property of that name), read once per class."""
         known = self._classes.get(class_def)
         if known is not None:
             return known
-        found: dict[str, list[tuple[object, cst.FunctionDef | None]] | None] = {}
+        found: dict[str, list[AttributeValue] | None] = {}
 
-        def add(attr: str, value: object, method: cst.FunctionDef | None) -> None:
-            if attr not in found or found[attr] is not None:
-                found.setdefault(attr, []).append((value, method))
+        def add(attr: str, value: Kind | cst.BaseExpression, method: cst.FunctionDef | None) -> None:
+            values = found.setdefault(attr, [])
+            if values is not None:  # None: a method or property of that name
+                values.append((value, method))
 
         for statement in class_def.body.body:
             if isinstance(statement, cst.FunctionDef):
@@ -922,7 +926,7 @@ class CallerKinds:
         return found
 
     @staticmethod
-    def _self_writes(method: cst.FunctionDef) -> Iterator[tuple[str, object, cst.FunctionDef | None]]:
+    def _self_writes(method: cst.FunctionDef) -> Iterator[tuple[str, Kind | cst.BaseExpression, cst.FunctionDef | None]]:
         """(attr, value, method) for each `self.<attr> = value` in the method; value is TENSOR for
         `register_buffer`/`register_parameter` and UNKNOWN for a tuple unpacking."""
         params = method.params.params
@@ -992,6 +996,7 @@ class CallerKinds:
         elif isinstance(expr, cst.Subscript):
             text = f"({folded[0]})[{folded[1]}]"
         else:
+            assert isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name)  # the last form the parts allow
             text = f"{expr.func.value}({folded[0]})"
         value = _evaluate(text)
         return repr(value) if value is not _NOT_CONSTANT else None

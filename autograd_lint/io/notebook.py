@@ -252,6 +252,8 @@ def _source_strings(text: str, key: str) -> dict[int, list[tuple[int, int, str]]
         elif token in "}]":
             stack.pop()
             path = stack[-1][2] if stack else ()
+        elif top is None:  # never: the text is a valid JSON object, so every other token lies inside it
+            continue
         elif token == ",":
             if top[0] == "[":
                 top[1] += 1

@@ -238,7 +238,7 @@ def render_sarif(
             ],
         }
         # Code scanning shows `message.text`; the explanation travels beside it (and the rule's help explains).
-        properties = {"explanation": d.explanation} if d.explanation else {}
+        properties: dict[str, object] = {"explanation": d.explanation} if d.explanation else {}
         if d.cell is not None:
             properties["notebookCell"] = {
                 "cell": d.cell,

@@ -136,7 +136,7 @@ def _full(d: Diagnostic, verdicts: dict, sources: Sources, color: bool) -> str:
     lines = sources.lines(d.path, d.cell)  # in a notebook, the cell's lines: its line numbers count there
     if 0 < d.line <= len(lines):
         last = min(max(d.end_line, d.line), len(lines))
-        numbers = list(range(d.line, last + 1))
+        numbers: list[int | None] = list(range(d.line, last + 1))
         if len(numbers) > MAX_SNIPPET_LINES:
             half = MAX_SNIPPET_LINES // 2
             numbers = numbers[:half] + [None] + numbers[-half:]
@@ -193,7 +193,7 @@ def _verdict_statistics(
     diagnostics: list[Diagnostic], rows: list[tuple[str, str, int]], output_format: str, verdicts: dict
 ) -> str:
     """--confirm --statistics: each rule's count, then how many of its findings got each verdict."""
-    per_rule = {code: Counter() for code, _, _ in rows}
+    per_rule: dict[str, Counter[str]] = {code: Counter() for code, _, _ in rows}
     for d in diagnostics:
         if d in verdicts:
             per_rule[d.code][verdicts[d].verdict] += 1

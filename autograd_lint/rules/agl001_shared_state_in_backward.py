@@ -70,7 +70,7 @@ class SharedStateInBackward(FunctionRule):
             chain, shown = read
             if (at, chain) in reported:
                 continue
-            if at is not node:
+            if at is not node and isinstance(at, cst.Call):  # `at`: the helper's call
                 shown = f"{shown}` through `{code_of(at.func).strip()}()"  # quoted by the message: `X` through `f()`
             statement = _statement_of(module, at)
             if chain.split(".")[0] in writes.module_names:
@@ -489,7 +489,9 @@ def _per_application_message(
     module: ParsedModule, method: Method, shown: str, write: Write, function_class: FunctionClass
 ) -> tuple[str, str]:
     line = module.position(write.node).start.line
-    where = "forward itself" if write.function is not None and write.function.name.value in SAVING_METHODS else f"`{write.function.name.value}()`"
+    function = write.function
+    assert function is not None  # _sets_per_application picks writes inside a function
+    where = "forward itself" if function.name.value in SAVING_METHODS else f"`{function.name.value}()`"
     return (
         f"{method.name} reads `{shown}`, which {where} sets per application",
         f"It is set for each application of {function_class.name} (line {line}), and backward runs after the "

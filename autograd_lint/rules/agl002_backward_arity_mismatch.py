@@ -13,6 +13,7 @@ from ..facts.gradient_returns import ReturnedValues, returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import is_none, short_code
+from ..facts.function_model import ForwardInputs
 
 
 class BackwardArityMismatch(FunctionRule):
@@ -30,22 +31,23 @@ class BackwardArityMismatch(FunctionRule):
         if contract is None or not function_class.backward_reachable:
             return  # no output can require grad (or nothing applies it): torch never counts the gradients
         backward = contract[1]
-        expected = self._expected_counts(module, function_class)
+        expected = self._expected_counts(module, function_class, contract[2])
         for returned in returned_values(backward):
             problem = self._mismatch(returned, expected)
             if problem is not None:
                 yield Finding(returned.node, *self._message(function_class, returned, *problem), subject=function_class)
 
-    def _expected_counts(self, module: ParsedModule, function_class: FunctionClass) -> list[tuple[int, int, cst.Call | None]]:
+    def _expected_counts(
+        self, module: ParsedModule, function_class: FunctionClass, inputs: ForwardInputs
+    ) -> list[tuple[int, int, cst.Call | None]]:
         """(lowest, highest) accepted counts, each with the call site it comes from.
 
         Without defaults, or with setup_context (which binds defaults first), it is the parameter
         count. A ctx-style forward with defaults expects what each `.apply(...)` call passes.
         """
-        inputs = function_class.forward_inputs()
         if inputs.setup_context_style or inputs.required == inputs.total:
             return [(inputs.total, inputs.total, None)]
-        counts = []
+        counts: list[tuple[int, int, cst.Call | None]] = []
         for call, args in function_class.apply_sites():
             if any(arg.star for arg in args):
                 continue

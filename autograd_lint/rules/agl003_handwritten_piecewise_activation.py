@@ -18,6 +18,7 @@ from ..core.rule import Finding, Rule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
 from ..torch_api import CASTS, ORDERING_METHODS
+from typing import TypeGuard
 
 
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
@@ -70,7 +71,8 @@ class HandwrittenPiecewiseActivation(Rule):
                 factors = [node.target, node.value]
             elif isinstance(node, cst.Call) and _is_mul_call(module, node):
                 # `x.mul(mask)`, `torch.mul(x, mask)`
-                receiver = [node.func.value] if not (module.qualified_name(node.func) or "").startswith("torch.") else []
+                torch_function = (module.qualified_name(node.func) or "").startswith("torch.")
+                receiver = [node.func.value] if isinstance(node.func, cst.Attribute) and not torch_function else []
                 factors = receiver + [a.value for a in node.args if a.keyword is None]
             else:
                 continue
@@ -93,7 +95,7 @@ class HandwrittenPiecewiseActivation(Rule):
         return Harness(required, f"{code}\n_agl_relu_recipe(_agl_expression, {shown!r})", optional)
 
 
-def _is_multiply(node) -> bool:
+def _is_multiply(node: cst.CSTNode | None) -> TypeGuard[cst.BinaryOperation]:
     return isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply)
 
 
@@ -157,23 +159,31 @@ def _helper_mask(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpressi
     """`positive_mask(x)` with `def positive_mask(t, threshold=0.0): return (t > threshold).float()`
     in this module: the mask compares the call's argument. The threshold and the comparison are
     returned in the caller's terms (the helper's parameters replaced by the arguments or defaults)."""
-    helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == call.func.value), None)
+    if not isinstance(call.func, cst.Name):
+        return None
+    name = call.func.value
+    helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None)
     returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)] if helper is not None else []
-    if len(returns) != 1 or returns[0].value is None or any(a.star for a in call.args):
+    if helper is None or len(returns) != 1 or returns[0].value is None or any(a.star for a in call.args):
         return None
     found = _compared_value(module, returns[0].value)
-    if found is None or not isinstance(found[0], cst.Name):
+    if found is None:
+        return None
+    compared, threshold, comparison = found
+    if not isinstance(compared, cst.Name):
         return None
     params = list(helper.params.params)
     values = {p.name.value: p.default for p in params if p.default is not None}
     values.update({p.name.value: a.value for p, a in zip(params, (a for a in call.args if a.keyword is None))})
     values.update({a.keyword.value: a.value for a in call.args if a.keyword is not None})
-    compared, threshold, comparison = found
     local = {name for name, binders in bindings(helper).items() if not all(isinstance(b, cst.Param) for b in binders)}
     if compared.value not in values or any(isinstance(n, cst.Name) and n.value in local for n in [threshold, *walk(threshold)]):
         return None  # a threshold the helper computes (from the data, maybe): not judged here
     in_caller = _InCaller(values)
-    return values[compared.value], threshold.visit(in_caller), comparison.visit(in_caller)
+    caller_threshold, caller_comparison = threshold.visit(in_caller), comparison.visit(in_caller)
+    if not isinstance(caller_threshold, cst.BaseExpression) or not isinstance(caller_comparison, cst.BaseExpression):
+        return None  # never: _InCaller only puts expressions in place of names
+    return values[compared.value], caller_threshold, caller_comparison
 
 
 class _InCaller(cst.CSTTransformer):
@@ -276,7 +286,7 @@ def _integer_valued(module: ParsedModule, expr: cst.BaseExpression, depth: int =
     return False
 
 
-def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.CSTNode, value: cst.BaseExpression) -> bool:
+def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.BaseExpression | cst.AugAssign, value: cst.BaseExpression) -> bool:
     """The pitfall is the activation's: its output keeps -0.0 and NaN, its input's gradient takes NaN.
     Not when the code runs with recording off, in an optimizer step or in a registered operator's
     implementation, when the input can hold no
@@ -285,7 +295,7 @@ def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.CSTNode
     another term turns -0.0 into that term, and the gradient of `x * (x > 0)` is ReLU's."""
     if gradient_disabled(module, node) or in_operator_implementation(module, node) or holds_no_gradient(module, value):
         return False
-    if isinstance(node, cst.AugAssign) or (isinstance(node, cst.Call) and node.func.attr.value.endswith("_")):
+    if isinstance(node, cst.AugAssign) or (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value.endswith("_")):
         return True  # in place: the product lives on in the multiplied tensor
     return not _only_summed(module, node) and not feeds_only_non_differentiable(module, node)
 
@@ -325,7 +335,7 @@ def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> 
     if isinstance(comparison, cst.Comparison):
         left, operator, right = comparison.left, comparison.comparisons[0].operator, comparison.comparisons[0].comparator
         if normalized_code(right) == normalized_code(value):
-            left, right, operator = right, left, {cst.LessThan: cst.GreaterThan()}.get(type(operator), operator)
+            left, right, operator = right, left, cst.GreaterThan() if isinstance(operator, cst.LessThan) else operator
         return isinstance(operator, cst.GreaterThan) and normalized_code(left) == normalized_code(value) and literal_number(right) == 0
     if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) and comparison.func.attr.value in ("gt", "greater"):
         args = [a.value for a in comparison.args]

@@ -91,7 +91,7 @@ class NonDifferentiableActivation(Rule):
         with a straight-through estimator at the flagged op: a graph cut, backward raising, or
         gradients that only the estimator lets through prove the op blocks them."""
         function: cst.FunctionDef = finding.subject
-        owner = module.parents.get(module.parents.get(function))
+        owner = module.grandparent(function)
         name = function.name.value
         top_level = owner if isinstance(owner, cst.ClassDef) else function
         if module.parents.get(top_level) is not module.tree:
@@ -174,7 +174,7 @@ def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes
     runs with gradients off."""
     if gradient_disabled(module, function.body):
         return False
-    owner = module.parents.get(module.parents.get(function))
+    owner = module.grandparent(function)
     if isinstance(owner, cst.ClassDef):
         if owner in function_classes:
             return False
@@ -184,7 +184,7 @@ def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes
 
 
 def _is_forward(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:
-    owner = module.parents.get(module.parents.get(function))
+    owner = module.grandparent(function)
     return function.name.value == "forward" and isinstance(owner, cst.ClassDef) and owner not in function_classes
 
 
@@ -198,7 +198,7 @@ def _training_use(module: ParsedModule, function: cst.FunctionDef, function_clas
         caller = module.enclosing_function(call)
         if caller is None or caller in seen or caller is function or gradient_disabled(module, call):
             continue
-        owner = module.parents.get(module.parents.get(caller))
+        owner = module.grandparent(caller)
         if owner in function_classes:
             continue
         flow = ValueFlow(module, caller)
@@ -390,12 +390,13 @@ def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode,
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("scatter", "scatter_"):
         operand = node.args[1].value  # the argmax index, not the zeros it is scattered into
     fed = f"`{short_code(operand, 40)}`" if operand is not None else "its input"
-    owner = module.parents.get(module.parents.get(function))
+    owner = module.grandparent(function)
     name = f"{owner.name.value}.{function.name.value}" if isinstance(owner, cst.ClassDef) else function.name.value
     used = ""
     if use is not None:
         forward, _ = use
-        forward_owner = module.parents.get(module.parents.get(forward))
+        forward_owner = module.grandparent(forward)
+        assert isinstance(forward_owner, cst.ClassDef)  # _is_forward: a method of a class
         used = f"`{name}` returns what `{forward_owner.name.value}.forward` uses as a value. "
     return (
         f"`{short_code(node, 40)}` reaches what `{name}` returns",
@@ -453,7 +454,8 @@ def _returns_integers(function: cst.FunctionDef) -> bool:
                 value = element.value if isinstance(element, cst.Element) else element
                 if isinstance(value, cst.Name):
                     value = last_binding.get(value.value, value)
-                if _produces_integers(value, dtype_params):
+                # a StarredElement is a BaseExpression too: the check only tells mypy
+                if isinstance(value, cst.BaseExpression) and _produces_integers(value, dtype_params):
                     return True
     return False
 

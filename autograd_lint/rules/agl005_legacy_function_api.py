@@ -125,14 +125,13 @@ class LegacyFunctionApi(FunctionRule):
             elif (
                 isinstance(parent, cst.Attribute)
                 and parent.attr.value == "apply"
-                and isinstance(module.parents.get(parent), cst.Call)
+                and isinstance(apply_call := module.parents.get(parent), cst.Call)
                 and creation.args
                 and not _init_writes_elsewhere(function_class)
             ):
-                call = module.parents.get(parent)
                 yield Finding(
-                    call,
-                    f"`{short_code(call, 40)}`: arguments to {name}(...) never reach forward or backward",
+                    apply_call,
+                    f"`{short_code(apply_call, 40)}`: arguments to {name}(...) never reach forward or backward",
                     f"`apply` is a classmethod, so the arguments given to {name}(...) never "
                     f"reach forward or backward (a backward reading them from ctx raises AttributeError). Pass them "
                     f"to `{name}.apply(...)`, keep them on ctx and return None for them.",
@@ -284,7 +283,7 @@ def _init_writes_elsewhere(function_class: FunctionClass) -> bool:
         targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target] if isinstance(node, (cst.AugAssign, cst.AnnAssign)) else []
         for target in targets:
             if isinstance(target, (cst.Attribute, cst.Subscript)):
-                root = target
+                root: cst.BaseExpression = target
                 while isinstance(root, (cst.Attribute, cst.Subscript)):
                     root = root.value
                 if not (isinstance(root, cst.Name) and root.value == first) or code_of(target).startswith(f"{first}.__class__"):

@@ -35,6 +35,8 @@ class ForwardCalledDirectly(FunctionRule):
                     continue  # delegation inside a Function (Base.forward(ctx, ...) in a subclass, composition)
                 if module.under_no_grad(call):
                     continue  # nothing is recorded, so nothing is bypassed
+                if not isinstance(call.func, cst.Attribute):
+                    continue  # never: direct_calls are `Cls.forward(...)` / `Cls.backward(...)`
                 method = call.func.attr.value
                 yield Finding(call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method))
 

@@ -68,7 +68,7 @@ class TensorOnCtx(FunctionRule):
                 for target, value in _ctx_assignments(method):
                     if kinds is None:
                         kinds = ValueKinds(function_class, method, module)
-                        reads = reads or _BackwardReads(module, function_class)
+                    reads = reads or _BackwardReads(module, function_class)
                     subject = _harmful(kinds, reads, target.attr.value, value)
                     if subject is not None:
                         yield Finding(target, *_message(subject), subject=subject)
@@ -88,7 +88,7 @@ def _ctx_assignments(method: Method) -> Iterator[tuple[cst.Attribute, cst.BaseEx
     ctx = method.ctx_name
     for node in walk(method.node.body, into_functions=False):
         if isinstance(node, cst.Assign):
-            pairs = [(t.target, node.value) for t in node.targets]
+            pairs: list[tuple[cst.BaseExpression, cst.BaseExpression]] = [(t.target, node.value) for t in node.targets]
         elif isinstance(node, cst.AnnAssign) and node.value is not None:
             pairs = [(node.target, node.value)]
         else:
@@ -104,7 +104,9 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
     """The stored tensor (an element, for a tuple or list) whose place on ctx does harm, most
     harmful first: an output, a differentiable input backward computes with, an unread intermediate."""
     if isinstance(value, (cst.Tuple, cst.List)):
-        elements = [(i, e.value) for i, e in enumerate(value.elements) if not isinstance(e, cst.StarredElement)]
+        elements: list[tuple[int | None, cst.BaseExpression]] = [
+            (i, e.value) for i, e in enumerate(value.elements) if not isinstance(e, cst.StarredElement)
+        ]
         if any(isinstance(e, cst.StarredElement) for e in value.elements):
             elements = [(None, v) for _, v in elements]  # positions after a `*rest` are not known
     else:
@@ -210,7 +212,7 @@ def _input_position(kinds: ValueKinds, value: cst.BaseExpression) -> int | None:
     return names.index(root) if root in names else None
 
 
-def _root_name(kinds: ValueKinds, expr: cst.BaseExpression) -> str | None:
+def _root_name(kinds: ValueKinds, expr: cst.BaseExpression | None) -> str | None:
     """The parameter a name aliases (setup_context: the name unpacked from `inputs` is forward's)."""
     if not isinstance(expr, cst.Name):
         return None
@@ -285,6 +287,7 @@ class _BackwardReads:
     def _surely_gradient(self, expr: cst.BaseExpression, depth: int = 0) -> bool:
         """Arithmetic, a method call on something other than ctx (`g.mm(w)`, `torch.mm(g, w)`), or a
         local bound only to such values: never None."""
+        assert self.backward is not None  # asked only about the returns _readable_returns read
         if isinstance(expr, (cst.BinaryOperation, cst.UnaryOperation)):
             return True
         if isinstance(expr, cst.Call):
@@ -300,6 +303,7 @@ class _BackwardReads:
         return False
 
     def _is_none(self, expr: cst.BaseExpression) -> bool:
+        assert self.backward is not None  # asked only about the returns _readable_returns read
         if is_none(expr):
             return True
         if isinstance(expr, cst.Name):
@@ -317,6 +321,7 @@ class _BackwardReads:
             self._read_method(reader)
 
     def _read_method(self, reader: Method) -> None:
+        assert self._uses is not None  # set by _read
         ctx = reader.ctx_name
         for node in walk(reader.node.body):
             if not (isinstance(node, cst.Name) and node.value == ctx):
@@ -367,9 +372,9 @@ class _BackwardReads:
                 yield from self._name_uses(target.value, parent, depth, index)
                 return
             if isinstance(target, (cst.Tuple, cst.List)) and index is None and not any(isinstance(e, cst.StarredElement) for e in target.elements):
-                for position, element in enumerate(target.elements):
-                    if isinstance(element.value, cst.Name):
-                        yield from self._name_uses(element.value.value, parent, depth, position)
+                for position, unpacked in enumerate(target.elements):
+                    if isinstance(unpacked.value, cst.Name):
+                        yield from self._name_uses(unpacked.value.value, parent, depth, position)
                     else:
                         yield position, VALUE
                 return
@@ -381,6 +386,7 @@ class _BackwardReads:
             yield from self._use(read, depth + 1, index)
 
     def _reads_of(self, name: str, binding: cst.CSTNode) -> Iterator[cst.Name]:
+        assert self._reader is not None  # set by _read
         for node in walk(self._reader.node.body):
             if not (isinstance(node, cst.Name) and node.value == name):
                 continue

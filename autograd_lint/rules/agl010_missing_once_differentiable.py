@@ -209,7 +209,7 @@ class _BackwardFlow:
     def _leaving(self, node: cst.CSTNode) -> str | None:
         if isinstance(node, cst.With):
             return self._no_grad_block(node)
-        if self.intermediates is not None and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+        if self.intermediates is not None and self.higher_order is not None and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
             computed = self.intermediates.read_by(node)
             if computed is not None and self._reaches_return(node):
                 line = self.module.position(self.higher_order).start.line
@@ -299,7 +299,7 @@ class _BackwardFlow:
     def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> set[str] | None:
         """The names a statement makes hold `child`'s value (not ctx), and the output buffers an
         extension call fills (`ext.backward(g, x, grad_in)` with `grad_in = torch.empty_like(x)`)."""
-        written = written_names(self.module, statement, child, exclude=frozenset({self.ctx} - {None}))
+        written = written_names(self.module, statement, child, exclude=frozenset() if self.ctx is None else frozenset({self.ctx}))
         if written is not None and isinstance(statement, cst.Expr) and isinstance(child, cst.Call) and self.extensions.called(child) is not None:
             written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
         return written
@@ -406,9 +406,9 @@ class _SavedIntermediates:
                     if self._intermediate(arg.value, outputs):
                         self.by_position[position] = self._shown(arg.value)
             elif isinstance(node, cst.Assign) and len(node.targets) == 1:
-                target = node.targets[0].target
-                if isinstance(target, cst.Attribute) and dotted_name(target.value) == ctx and self._intermediate(node.value, outputs):
-                    self.by_attribute[target.attr.value] = self._shown(node.value)
+                assigned = node.targets[0].target
+                if isinstance(assigned, cst.Attribute) and dotted_name(assigned.value) == ctx and self._intermediate(node.value, outputs):
+                    self.by_attribute[assigned.attr.value] = self._shown(node.value)
         self.names = self._unpacked_names() if self.by_position else {}
 
     def _shown(self, expr: cst.BaseExpression) -> str:
@@ -476,7 +476,7 @@ class _SavedIntermediates:
         ctx = self.backward.ctx_name
         found = {}
         for node in walk(self.backward.node.body, into_functions=False):
-            if not (isinstance(node, cst.Assign) and dotted_name(node.value) in (f"{ctx}.{a}" for a in SAVED_ATTRIBUTES)):
+            if not (isinstance(node, cst.Assign) and dotted_name(node.value) in {f"{ctx}.{a}" for a in SAVED_ATTRIBUTES}):
                 continue
             for target in node.targets:
                 if isinstance(target.target, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement) for e in target.target.elements):
@@ -497,7 +497,7 @@ class _SavedIntermediates:
             if isinstance(parent, cst.AssignTarget):
                 return None
             return self.by_attribute[node.attr.value]
-        if isinstance(node, cst.Subscript) and dotted_name(node.value) in (f"{ctx}.{a}" for a in SAVED_ATTRIBUTES):
+        if isinstance(node, cst.Subscript) and dotted_name(node.value) in {f"{ctx}.{a}" for a in SAVED_ATTRIBUTES}:
             index = node.slice[0].slice if len(node.slice) == 1 else None
             if isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
                 return self.by_position.get(int(index.value.value))

@@ -235,11 +235,13 @@ def _call_shapes(module: ParsedModule, function_class: FunctionClass, forward: M
 
 
 def _bound_at_call(caller: CallerKinds, call: cst.Call, forward: Method, param: cst.Param, value, kind: Kind | None, signature: Bound) -> Bound:
-    if value is None:  # omitted: setup_context binds the default
-        kind = literal_kind(param.default)
+    if value is None or kind is None:  # omitted (no kind then): setup_context binds the default
+        default = param.default
+        assert default is not None  # call sites that leave out a required input are skipped
+        kind = literal_kind(default)
         if kind not in NOT_A_TENSOR:
             return Bound(UNKNOWN, "", ())
-        return Bound(kind, _shown_default(param), (code_of(param.default).strip(),), spelled=True, omitted=True)
+        return Bound(kind, _shown_default(param), (code_of(default).strip(),), spelled=True, omitted=True)
     if kind is NON_TENSOR and used_as_tensor(forward, param.name.value):
         return Bound(UNKNOWN, "", ())  # forward would fail on it before backward runs (None is usually tested first)
     if kind is UNKNOWN:
@@ -263,7 +265,7 @@ def _bound_by_signature(forward: Method, param: cst.Param, use_default: bool) ->
     annotated = annotation_kind(param.annotation)
     if annotated is NON_TENSOR and name in names_used_as_tensors(forward.node):
         return Bound(UNKNOWN, "", ())  # `threshold: float` that forward passes to torch.sigmoid: the annotation is wrong
-    if annotated is NON_TENSOR:
+    if annotated is NON_TENSOR and param.annotation is not None:
         return Bound(NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param))
     if annotated is UNKNOWN and param.default is not None and literal_kind(param.default) is NON_TENSOR:
         if use_default and not used_as_tensor(forward, name):
@@ -272,6 +274,7 @@ def _bound_by_signature(forward: Method, param: cst.Param, use_default: bool) ->
 
 
 def _shown_default(param: cst.Param) -> str:
+    assert param.default is not None  # asked only about a parameter with a default
     return f"`{param.name.value}` defaults to `{code_of(param.default).strip()}`"
 
 

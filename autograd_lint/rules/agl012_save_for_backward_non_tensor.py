@@ -130,7 +130,7 @@ def _bind(call: cst.Call, helper: cst.FunctionDef) -> dict[str, object]:
 def _expand(method: Method, args, passed: dict[str, object]) -> list[Saved]:
     """The saved expressions, with `*seq` opened where seq is a display or a local bound once to one
     (`saved = (x, n)`), and a helper's parameters replaced by what forward passed."""
-    found: list[Saved] = []
+    found: list[tuple[int | None, object, bool]] = []  # a substituted value may be a display's element list
     position: int | None = 0
     local = bindings(method.node)
     for arg in args:
@@ -155,8 +155,8 @@ def _expand(method: Method, args, passed: dict[str, object]) -> list[Saved]:
 
 
 def _display_elements(value: cst.BaseExpression, local, passed: dict[str, object]) -> list | None:
-    if isinstance(value, cst.Name) and isinstance(passed.get(value.value), list):
-        return passed[value.value]
+    if isinstance(value, cst.Name) and isinstance(elements := passed.get(value.value), list):
+        return elements
     if isinstance(value, cst.Name) and not passed:
         nodes = local.get(value.value, [])
         if len(nodes) == 1 and isinstance(nodes[0], cst.Assign) and len(nodes[0].targets) == 1:
@@ -242,13 +242,13 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
         if expr.value in params:
             param = kinds.method.data_params[params.index(expr.value)]
             passed = _passed_type(kinds, params.index(expr.value), param)
-            if passed == "a non-tensor" and annotation_kind(param.annotation) is NON_TENSOR:
+            if passed == "a non-tensor" and param.annotation is not None and annotation_kind(param.annotation) is NON_TENSOR:
                 return code_of(param.annotation.annotation).strip()
             return passed
     return "a non-tensor"
 
 
-def _element_type(kinds: ValueKinds, target: cst.BaseExpression, name: str, value: cst.BaseExpression, depth: int) -> str:
+def _element_type(kinds: ValueKinds, target: cst.Tuple | cst.List, name: str, value: cst.BaseExpression, depth: int) -> str:
     """The type of `name` in `a, b = value`: an element of a display, of a shape slice, or of the
     tuples a module function returns."""
     names = [e.value.value if isinstance(e, cst.Element) and isinstance(e.value, cst.Name) else None for e in target.elements]

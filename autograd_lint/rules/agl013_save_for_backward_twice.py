@@ -115,17 +115,20 @@ class _Paths:
     saved yet) on the paths reaching a point; a call reached while some path has already saved is
     recorded in `replacing` with the call it replaces."""
 
-    def __init__(self, ctx: str):
+    def __init__(self, ctx: str | None):
         self.ctx = ctx
         self.replacing: dict[cst.Call, cst.Call] = {}
         self._breaks: set = set()
         self._continues: set = set()
 
-    def block(self, body: Sequence[cst.BaseStatement], state: set) -> set:
+    def block(self, body: Sequence[cst.BaseStatement] | Sequence[cst.BaseSmallStatement], state: set) -> set:
         for statement in body:
             if not state:
                 break
-            state = self.statement(statement, state)
+            if isinstance(statement, cst.BaseSmallStatement):  # a one-line suite: `if flag: ctx.save_for_backward(y)`
+                state = self._small(statement, state)
+            else:
+                state = self.statement(statement, state)
         return state
 
     def _expressions(self, node: cst.CSTNode | None, state: set) -> set:

@@ -83,6 +83,8 @@ class TensorsInContainers(FunctionRule):
             if any(arg.star for arg in call.args):
                 continue
             for index, arg in enumerate(call.args):
+                position: int | str  # an argument's index, or its keyword
+                param: str | None
                 if arg.keyword is None:
                     position, param = index, (params[index] if index < len(params) else None)
                 else:
@@ -196,7 +198,8 @@ def _packed_by_helper(kinds: _Kinds, call: cst.Call, helper: cst.FunctionDef) ->
         def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
             return passed[original.value] if original.value in unchanged else updated
 
-    return displays[0].visit(_Substitute())
+    substituted = displays[0].visit(_Substitute()) if displays[0] is not None else None
+    return substituted if isinstance(substituted, cst.BaseExpression) else None  # a display, substituted
 
 
 def _is_name_in(expr: cst.BaseExpression, names: set[str]) -> bool:

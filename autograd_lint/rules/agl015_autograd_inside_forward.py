@@ -155,7 +155,10 @@ def _reachable_autograd_call(module: ParsedModule, function: cst.FunctionDef, se
 def _unguarded_autograd_calls(module: ParsedModule, function: cst.FunctionDef) -> list[cst.Call]:
     if _grad_enabled_throughout(function):
         return []
-    return [node for node in walk(function.body, into_functions=False) if _autograd_call(module, node) and not _under_enable_grad(module, node, function)]
+    return [
+        node for node in walk(function.body, into_functions=False)
+        if isinstance(node, cst.Call) and _autograd_call(module, node) and not _under_enable_grad(module, node, function)
+    ]
 
 
 def _grad_enabled_throughout(function: cst.FunctionDef) -> bool:

@@ -52,7 +52,10 @@ class RngInBackward(FunctionRule):
             backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
             if backward is None or _controls_rng(module, backward.node):
                 continue
-            draws = [(node, node) for node in walk(backward.node.body) if _random_call(module, node, backward.node)]
+            draws = [
+                (node, node) for node in walk(backward.node.body)
+                if isinstance(node, cst.Call) and _random_call(module, node, backward.node)
+            ]
             draws += [(call, drawn) for call, helper in function_model(module).called_functions(backward) if (drawn := _draw_in(module, helper))]
             if not draws or not _forward_draws(module, function_class):
                 continue
@@ -165,7 +168,7 @@ def _draw_in(module: ParsedModule, function: cst.FunctionDef) -> cst.Call | None
     """The first draw from the global RNG in `function`, unless it seeds or restores the RNG."""
     if _controls_rng(module, function):
         return None
-    return next((node for node in walk(function.body) if _random_call(module, node, function)), None)
+    return next((node for node in walk(function.body) if isinstance(node, cst.Call) and _random_call(module, node, function)), None)
 
 
 def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:

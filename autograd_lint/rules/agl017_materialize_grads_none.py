@@ -152,7 +152,8 @@ def _unpacked_star_grads(backward: Method) -> list[str]:
     if not isinstance(star, cst.Param):
         return []
     tuple_name = star.name.value
-    unpackings, elements = [], {}
+    unpackings: list[cst.BaseAssignTargetExpression] = []
+    elements: dict[int, list[str]] = {}
     for node in walk(backward.node.body, into_functions=False):
         if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
             continue
@@ -165,7 +166,7 @@ def _unpacked_star_grads(backward: Method) -> list[str]:
                 elements.setdefault(int(index.value), []).append(target.value)
     if len(unpackings) == 1 and isinstance(unpackings[0], (cst.Tuple, cst.List)):
         names = [e.value for e in unpackings[0].elements]
-        return [e.value for e in names] if all(isinstance(e, cst.Name) for e in names) else []
+        return [e.value for e in names if isinstance(e, cst.Name)] if all(isinstance(e, cst.Name) for e in names) else []
     if not unpackings and len(elements) >= 2 and sorted(elements) == list(range(len(elements))) and all(len(v) == 1 for v in elements.values()):
         return [elements[i][0] for i in range(len(elements))]
     return []

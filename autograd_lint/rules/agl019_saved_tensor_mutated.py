@@ -56,7 +56,7 @@ class SavedTensorMutated(FunctionRule):
         for caller in caller_writes(module, classes, select):
             found = saved[caller.tracked.function_class.name]
             tracked = caller.tracked
-            saved_as = "its output" if tracked.is_output else found.inputs[tracked.position]
+            saved_as = "its output" if tracked.position is None else found.inputs[tracked.position]
             subject = MutatedSaved(caller, saved_as)
             yield Finding(caller.write.node, *_message(tracked, caller.write.text, saved_as), subject=subject)
 
@@ -107,12 +107,13 @@ def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedT
 def _returned_tuple_names(kinds: ValueKinds) -> dict[str, int]:
     """name -> index for names every `return` of forward puts at the same place of a tuple."""
     returns = kinds.returns
-    if not returns or not all(isinstance(r, cst.Tuple) for r in returns) or len({len(r.elements) for r in returns}) != 1:
+    tuples = [r for r in returns if isinstance(r, cst.Tuple)]
+    if not returns or len(tuples) != len(returns) or len({len(r.elements) for r in tuples}) != 1:
         return {}
     found = {}
-    for index, element in enumerate(returns[0].elements):
+    for index, element in enumerate(tuples[0].elements):
         value = element.value
-        same = [r.elements[index].value for r in returns]
+        same = [r.elements[index].value for r in tuples]
         if isinstance(value, cst.Name) and all(isinstance(v, cst.Name) and v.value == value.value for v in same):
             found[value.value] = index
     return found

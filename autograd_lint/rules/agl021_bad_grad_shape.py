@@ -175,9 +175,12 @@ def _helper_shape_change(scope, call: cst.Call, helper: cst.FunctionDef, inputs:
     returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)]
     helper_scope = bindings(helper)
     changes = {(c.kind, c.input_name) if c else None for c in (_shape_change(helper_scope, r.value, set(params)) for r in returns if r.value is not None)}
-    if len(returns) == 0 or len(changes) != 1 or None in changes:
+    if len(returns) == 0 or len(changes) != 1:
         return None
-    ((kind, param),) = changes
+    (change,) = changes
+    if change is None:
+        return None
+    kind, param = change
     position = params.index(param)
     positional = [a for a in call.args if a.keyword is None and not a.star]
     if position >= len(positional) or any(a.star for a in call.args):
@@ -189,6 +192,8 @@ def _helper_shape_change(scope, call: cst.Call, helper: cst.FunctionDef, inputs:
 def _receiver_and_args(call: cst.Call) -> tuple[cst.BaseExpression | None, list[cst.Arg]]:
     """`x.sum(1)` -> (x, [1]); `torch.sum(x, 1)` and `torch.sum(input=x, dim=1)` -> (x, [1])."""
     func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None, []  # never: every caller asks about a method call
     if dotted_name(func.value) in TORCH_NAMESPACES:
         positional = [a for a in call.args if a.keyword is None and not a.star]
         first = positional[0] if positional else next((a for a in call.args if a.keyword is not None and a.keyword.value == "input"), None)

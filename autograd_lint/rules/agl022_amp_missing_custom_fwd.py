@@ -26,6 +26,7 @@ from ..facts.function_model import FunctionClass, Method, TRANSPARENT_DECORATORS
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
+from collections.abc import Sequence
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
 # makes the incoming gradient low precision, and in backward they refuse mixed dtypes.
@@ -170,9 +171,10 @@ def _casts_inputs(decorator: cst.Decorator) -> bool:
 def is_autocast(module: ParsedModule, expr: cst.BaseExpression) -> bool:
     """An enabled autocast context or decorator: `torch.autocast(...)`, `torch.amp.autocast(...)`,
     `torch.cuda.amp.autocast()`, `autocast(...)` imported from torch (not `enabled=False`)."""
-    args = ()
+    args: Sequence[cst.Arg] = ()
     if isinstance(expr, cst.Call):
-        expr, args = expr.func, expr.args
+        args = expr.args
+        expr = expr.func
     qualified = module.qualified_name(expr) or ""
     if qualified.rsplit(".", 1)[-1] != "autocast" or not qualified.startswith("torch."):
         return False

@@ -221,7 +221,8 @@ def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
         return True
     if holds_no_gradient(module, found.operation):
         return True
-    return not _terminal_name(call.func).endswith("_") and feeds_only_non_differentiable(module, call)
+    # a selection's func is a Name or an Attribute: its terminal name is never None
+    return not (_terminal_name(call.func) or "").endswith("_") and feeds_only_non_differentiable(module, call)
 
 
 class _ScopeFacts:
@@ -268,7 +269,7 @@ class _ScopeFacts:
                 self.compared.update(_ast_operand_texts(operands))
             elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
                 self.arguments.update(_ast_argument_texts(operands))
-            elif isinstance(node.func, ast.Name):
+            elif isinstance(node.func, ast.Name) and name is not None:
                 self.called.setdefault(name, set()).update(_ast_argument_texts([*node.args, *(k.value for k in node.keywords)]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             self.arguments.update(_ast_argument_texts([node.right]))
@@ -284,7 +285,7 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
     in it; the module's scope is what lies outside every function."""
     facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts()}
     outer: dict[ast.AST, ast.AST] = {}
-    order: list[ast.AST] = []
+    order: list[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda] = []
     stack = [(tree, tree)]
     while stack:
         node, scope = stack.pop()
@@ -300,9 +301,9 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
     # A call of one of the module's functions that contains an unsafe op (`safe_log(x)`) passes its
     # arguments to that op, for all the prefilter can tell.
     unsafe_helpers = {f.name for f in order if outer[f] is tree and not isinstance(f, ast.Lambda) and facts[f].arguments}
-    for scope in facts.values():
-        for name in unsafe_helpers & scope.called.keys():
-            scope.arguments |= scope.called[name]
+    for scope_facts in facts.values():
+        for name in unsafe_helpers & scope_facts.called.keys():
+            scope_facts.arguments |= scope_facts.called[name]
     return any(f.may_report() for f in facts.values())
 
 
@@ -314,7 +315,7 @@ def _ast_terminal(func: ast.AST) -> str | None:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
 
 
-def _ast_operand_texts(nodes: list[ast.AST]) -> set[str]:
+def _ast_operand_texts(nodes: list[ast.expr]) -> set[str]:
     """Source of compared operands, and of `x` for `x.abs()` / `torch.abs(x)` and for what
     `_unwrapping` sees through (`n.unsqueeze(-1)`, `n[..., None]`, `n.float()`)."""
     texts = set()
@@ -331,7 +332,7 @@ def _ast_operand_texts(nodes: list[ast.AST]) -> set[str]:
     return texts
 
 
-def _ast_argument_texts(nodes: list[ast.AST]) -> set[str]:
+def _ast_argument_texts(nodes: list[ast.expr]) -> set[str]:
     """Source of unsafe ops' arguments, and of `x` for what `_guarded_sign` sees through: `-x`,
     `x.neg()`, `x.clamp(...)`, `beta * x`, `x / 2`, `x.unsqueeze(-1)`, `x[..., None]`."""
     texts = set()
@@ -394,7 +395,7 @@ def _bind(call: cst.Call, parameters: tuple[str, ...]) -> dict[str, cst.BaseExpr
 
 
 def _selection_name(call: cst.Call) -> str:
-    name = call.func.attr.value if isinstance(call.func, cst.Attribute) else call.func.value
+    name = _terminal_name(call.func) or ""  # a selection's func is a Name or an Attribute
     return "masked_fill" if name.startswith("masked_fill") else "torch.where"
 
 
@@ -408,7 +409,7 @@ def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | N
             branch, unselected = branches[in_true_branch]
             for operation, argument, kind, inner in _unsafe_operations(module, branch):
                 sign, variable = next(((sign, v) for target, v in targets.items() if (sign := _guarded_sign(argument, target)) is not None), (None, None))
-                if sign is None:
+                if sign is None or variable is None:
                     continue
                 region = unselected if sign > 0 else _negated(unselected)
                 if _bad(kind, region) and _guards_the_singular_point(kind, sign * guard.threshold):
@@ -441,9 +442,9 @@ def _guards(module: ParsedModule, condition: cst.BaseExpression, negate: bool, d
             for guard, judged in _guards(module, part, negate, depth - 1):
                 yield guard, tuple(b for b in judged if b in branch)
         return
-    guard = _guard(module, condition, negate)
-    if guard is not None:
-        yield guard, BOTH
+    single = _guard(module, condition, negate)
+    if single is not None:
+        yield single, BOTH
 
 
 def _unwrapped(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
@@ -554,7 +555,7 @@ def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression, depth: 
     branch, in the locals it is computed from (names the function binds once, a few assignments
     deep) or in a helper function of this module that it calls, not looking inside sanitizers
     (`clamp(min=eps)`, a nested `where`, `nan_to_num`)."""
-    stack = [(branch, depth)]
+    stack: list[tuple[cst.CSTNode, int]] = [(branch, depth)]
     seen: set[cst.CSTNode] = set()
     while stack:
         node, level = stack.pop()
@@ -566,8 +567,7 @@ def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression, depth: 
             if value is not node and level < FOLLOWED_LOCALS:
                 stack.append((value, level + 1))
             continue
-        found = _unsafe(module, node)
-        if found is not None:
+        if isinstance(node, cst.BaseExpression) and (found := _unsafe(module, node)) is not None:  # calls, `/`, `**`
             yield (node, *found, None)
         elif isinstance(node, cst.Call):
             for argument, kind, inner in _helper_unsafe(module, node, level):
@@ -587,11 +587,13 @@ def _sanitizes(node: cst.CSTNode) -> bool:
 
 def _clamp_operands(clamp: cst.Call) -> list[cst.Arg]:
     """The bound arguments of `x.clamp(lo, hi)` or `torch.clamp(x, lo, hi)`."""
+    assert isinstance(clamp.func, cst.Attribute)  # callers match clamps by their attribute name
     receiver = normalized_code(clamp.func.value)
     return list(clamp.args[1:]) if receiver in ("torch", "th") else list(clamp.args)
 
 
 def _clamped_value(clamp: cst.Call) -> cst.BaseExpression | None:
+    assert isinstance(clamp.func, cst.Attribute)  # callers match clamps by their attribute name
     receiver = normalized_code(clamp.func.value)
     if receiver in ("torch", "th"):
         return clamp.args[0].value if clamp.args else None
@@ -600,6 +602,7 @@ def _clamped_value(clamp: cst.Call) -> cst.BaseExpression | None:
 
 def _zero_lower_bound(clamp: cst.Call) -> bool:
     """`x.clamp(min=0)`, `x.clamp(0, 1)`, `x.clamp_min(0.)`, `x.clip(0)`, `torch.clamp(x, 0)`: the lower bound is 0."""
+    assert isinstance(clamp.func, cst.Attribute)  # callers match clamps by their attribute name
     name = clamp.func.attr.value
     if name.startswith("clamp_max"):
         return False
@@ -615,7 +618,7 @@ FUNCTION_NAMESPACES = frozenset({"torch", "torch.special", "math"})
 DIVISIONS = frozenset({"div", "true_divide", "divide"})
 
 
-def _unsafe(module: ParsedModule, node: cst.CSTNode) -> tuple[cst.BaseExpression, str] | None:
+def _unsafe(module: ParsedModule, node: cst.BaseExpression) -> tuple[cst.BaseExpression, str] | None:
     """(the argument whose singular point matters, kind) of an unsafe op: a call, a method, `/`, `**`."""
     if isinstance(node, cst.Call):
         args = [a.value for a in node.args if a.keyword is None]
@@ -720,6 +723,7 @@ def _keeps_elements(index: cst.BaseSlice) -> bool:
     """`[..., None]`, `[:, None]`: a new axis or a full slice, every element kept."""
     if isinstance(index, cst.Slice):
         return index.lower is None and index.upper is None and index.step is None
+    assert isinstance(index, cst.Index)  # a BaseSlice is an Index or a Slice
     value = index.value
     return isinstance(value, cst.Ellipsis) or (isinstance(value, cst.Name) and value.value == "None")
 

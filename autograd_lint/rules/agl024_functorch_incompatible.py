@@ -74,15 +74,15 @@ class FunctorchIncompatible(FunctionRule):
         owners = {call: c for c in model for call in c.apply_calls}
         for node in module.parents:
             kind = type(node)
-            if kind is cst.Call:
+            if type(node) is cst.Call:
                 transforms, target = _transform_chain(module, node)
-                report = node
-            elif kind is cst.Decorator:
+                report: cst.BaseExpression = node
+            elif type(node) is cst.Decorator:
                 transforms, target = _transform_chain(module, node.decorator, decorated=module.parents.get(node))
                 report = node.decorator
             else:
                 continue
-            if kind is cst.Call and _is_forward_ad(module, node, "make_dual"):
+            if type(node) is cst.Call and _is_forward_ad(module, node, "make_dual"):
                 yield from _forward_ad_findings(module, node, owners)
                 continue
             if not transforms or target is None or _is_inner(module, node):
@@ -150,9 +150,10 @@ def _transform_chain(module: ParsedModule, expr: cst.BaseExpression, decorated: 
             if name is None:
                 break
             transforms.append(name)
-            expr = _function_argument(expr)
-            if expr is None:
+            argument = _function_argument(expr)
+            if argument is None:
                 return transforms, None
+            expr = argument
             continue
         if decorated is not None:
             name = _transform_name(module, expr.func if isinstance(expr, cst.Call) else expr)
@@ -174,7 +175,7 @@ def _function_argument(call: cst.Call) -> cst.BaseExpression | None:
 
 def _is_inner(module: ParsedModule, call: cst.CSTNode) -> bool:
     """`grad(f)` inside `vmap(grad(f))`: judged with the outer call."""
-    parent = module.parents.get(module.parents.get(call))
+    parent = module.grandparent(call)
     return isinstance(parent, cst.Call) and module.parents.get(call) is not None and _transform_name(module, parent.func) is not None
 
 

@@ -20,6 +20,9 @@ from test_confirm import run_recipe
         ("try:\n    ctx.save_for_backward(x)\nexcept RuntimeError:\n    ctx.save_for_backward(w)", [(10, 13)]),
         ("ctx.save_for_backward(x)\nctx.save_for_backward(w)\nctx.save_for_backward(x * 2)", [(8, 9), (9, 9)]),
         ("ctx.save_for_backward(x, w)\nctx.save_for_backward(x * w, x)", [(8, 9)]),  # w is lost
+        # One-line suites hold small statements, not statements (once skipped: no finding).
+        ("ctx.save_for_backward(x)\nif w.dim() > 1: ctx.save_for_backward(w)", [(8, 25)]),
+        ("for t in (x, w): ctx.save_for_backward(t)", [(7, 26)]),
     ],
 )
 def test_second_save_on_one_path_is_flagged(body, expected):
@@ -44,6 +47,7 @@ def test_superset_resave_is_flagged_when_backward_unpacks_the_first_calls_tensor
         "if w is None:\n    ctx.save_for_backward(x)\nelse:\n    ctx.save_for_backward(x, w)",
         "if x.dim() == 1:\n    ctx.save_for_backward(x)\nelif x.dim() == 2:\n    ctx.save_for_backward(w)\nelse:\n    ctx.save_for_backward(x, w)",
         "if w is None:\n    ctx.save_for_backward(x)\n    return x * 2\nctx.save_for_backward(x, w)",
+        "if w is None: ctx.save_for_backward(x); return x * 2\nctx.save_for_backward(x, w)",
         "if w is None:\n    raise ValueError('w')\n    ctx.save_for_backward(x)\nctx.save_for_backward(x, w)",
         "ctx.save_for_backward()\nctx.save_for_backward(x, w)",
         "ctx.save_for_backward(None)\nctx.save_for_backward(x, w)",
