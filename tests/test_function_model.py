@@ -294,7 +294,10 @@ def test_wrapper_calls_map_keyword_and_default_arguments_to_apply_positions():
         "m.py",
     )
     first, second = function_model(module).by_name("Query").wrapper_calls
-    code = lambda expr: None if expr is None else module.tree.code_for_node(expr)
+
+    def code(expr):
+        return None if expr is None else module.tree.code_for_node(expr)
+
     assert [code(first.argument(i)) for i in range(4)] == ["16", "points", "None", "True"]
     assert [code(second.argument(i)) for i in range(4)] == ["8", "points", "centers", "False"]
     assert first.argument(4) is None

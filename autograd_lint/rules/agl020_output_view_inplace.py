@@ -158,7 +158,7 @@ def _calls_mark_dirty(function_class: FunctionClass) -> bool:
 def _message(caller: CallerWrite, view: ReturnedView) -> tuple[str, str]:
     tracked, write = caller.tracked, caller.write
     cls = tracked.function_class.name
-    returned = "returns its input `{0}` as-is".format(view.parameter) if view.returned == view.parameter else (
+    returned = f"returns its input `{view.parameter}` as-is" if view.returned == view.parameter else (
         f"returns a view of its input `{view.parameter}` (`return {view.returned}`)"
     )
     return (

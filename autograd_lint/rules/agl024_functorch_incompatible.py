@@ -73,7 +73,6 @@ class FunctorchIncompatible(FunctionRule):
             return
         owners = {call: c for c in model for call in c.apply_calls}
         for node in module.parents:
-            kind = type(node)
             if type(node) is cst.Call:
                 transforms, target = _transform_chain(module, node)
                 report: cst.BaseExpression = node

@@ -45,7 +45,7 @@ def function(forward_params: str, forward_body: str, backward_body: str = "retur
 )
 def test_returned_containers_of_tensors_are_flagged(body, column):
     source = function("x", body)
-    line = source.splitlines().index(next(l for l in source.splitlines() if l.strip().startswith("return") and "def" not in l)) + 1
+    line = source.splitlines().index(next(text for text in source.splitlines() if text.strip().startswith("return") and "def" not in text)) + 1
     assert agl014(source) == [(line, column)]
 
 
