@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from .syntax import assigned_names, dotted_name, walk
+
+if TYPE_CHECKING:
+    from .module import ParsedModule
 
 
 def _declared(body: cst.CSTNode, kind: type) -> set[str]:
@@ -83,3 +87,14 @@ def forget_scopes() -> None:
     bindings.cache_clear()
     declared_global.cache_clear()
     declared_nonlocal.cache_clear()
+
+
+def single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
+    """The value a local name is bound to, when the enclosing function binds it exactly once."""
+    function = module.enclosing_function(expr)
+    if not isinstance(expr, cst.Name) or function is None:
+        return expr
+    values = bindings(function).get(expr.value, [])
+    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+        return values[0].value
+    return expr

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
-from autograd_lint.confirm.harness import PROBES
+from autograd_lint.confirm.builders import BUILDER_CODES, builder_for
+from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import RunLimits, run_harness
 from autograd_lint.confirm.session import confirm_diagnostics
 from snippets import EVERY_RULE
@@ -29,33 +30,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BUGGY = sorted(p for p in FIXTURES.rglob("*.py") if p.name.startswith("buggy_") or p.parent.name == "motivating")
 LIMITS = RunLimits(sys.executable, timeout=60)
 
-# What the evidence must show, per rule: torch's own words or the measured numbers.
-EVIDENCE = {
-    "AGL001": re.compile(r"two applications in one graph|between forward and backward"),
-    "AGL002": re.compile(r"incorrect number of gradients \(expected \d+, got \d+\)"),
-    "AGL003": re.compile(r"-0\.0 for inputs|NaN output|NaN gradient"),
-    "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
-    "AGL005": re.compile(r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"),
-    "AGL006": re.compile(r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"),
-    "AGL007": re.compile(r"survived `del out` and only gc\.collect\(\) freed it|raised no error but changed input \d+'s gradient from|after backward, grad_fn still holds ctx\.\w+ \(torch\.\w+ \["),
-    "AGL008": re.compile(r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"),
-    "AGL009": re.compile(r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"),
-    "AGL010": re.compile(r"second-order gradient for input \d+ \[[^\]]*\] where central finite differences of the first-order gradient give \[[^\]]*\]|cannot be differentiated again, so a gradient penalty gets no gradient: torch raises RuntimeError: element 0 of tensors does not require grad"),
-    "AGL011": re.compile(r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"),
-    "AGL012": re.compile(r"raised TypeError: save_for_backward can only save variables, but argument \d+ is of type [\w.]+"),
-    "AGL013": re.compile(r"forward called save_for_backward \d+ times \([\d + ]+ tensors\) and grad_fn\.saved_tensors holds \d+; backward (raised \w+Error|ran but input \d+'s gradient is)"),
-    "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
-    "AGL015": re.compile(r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"),
-    "AGL016": re.compile(r"two backward passes over the same forward \(seeds 1 and 2\) gave different gradients for input \d+: \d+ of \d+ elements differ"),
-    "AGL017": re.compile(r"backward from output \d+ only \(so `\w+` is None\) raised (TypeError: unsupported operand type\(s\) for .*: 'NoneType'|TypeError: .*NoneType|AttributeError: 'NoneType' object has no attribute)"),
-    "AGL018": re.compile(r"output \d+ \(.*\) has dtype torch\.\w+ and requires_grad=True"),
-    "AGL019": re.compile(r"then `[^`]+`( \(standing in for the flagged write\))? on (its output|output \d+|argument \d+), then backward raised RuntimeError: one of the variables needed for gradient computation has been modified by an inplace operation: \[torch\.\w+ \[[\d, ]*\]\], which is output 0 of \w+, is at version \d+; expected version \d+ instead"),
-    "AGL020": re.compile(r"\(the output is a view of an input\), then `[^`]+`( \(standing in for the flagged write\))? on the output raised RuntimeError: Output 0 of \w+ is a view and is being modified inplace\. This view was created inside a custom Function"),
-    "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
-    "AGL022": re.compile(r"inside torch\.autocast\('cpu', dtype=torch\.bfloat16\) \(output bfloat16\) backward after the block raised RuntimeError: .*(dtype|scalar type)|backward raised AttributeError: '\w+Backward' object has no attribute '_fwd_used_autocast'"),
-    "AGL023": re.compile(r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "),
-    "AGL024": re.compile(r"runs plainly, but under torch\.func\.\w+ raised (RuntimeError: In order to use an autograd\.Function with functorch transforms .* it must override the setup_context staticmethod|RuntimeError: You tried to vmap over \w+, but it does not have vmap support|NotImplementedError: You must implement the jvp function for custom autograd\.Function)"),
-}
+# What the evidence must show, per rule (torch's own words or the measured numbers): its builder's EVIDENCE.
+EVIDENCE = {code: re.compile(builder_for(code).EVIDENCE) for code in BUILDER_CODES}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +76,9 @@ def test_arity_evidence_quotes_torchs_numbers(fixture_verdicts):
             assert f"(expected {expected[0]}, got {expected[1]})" in result.evidence
 
 
-def run_recipe(code: str, timeout: float = 60) -> tuple[str, str]:
-    result = run_harness(PROBES + "\n" + textwrap.dedent(code), RunLimits(sys.executable, timeout=timeout))
+def run_recipe(recipe: str, code: str, timeout: float = 60) -> tuple[str, str]:
+    script = runtime_prelude(recipe) + "\n" + textwrap.dedent(code)
+    result = run_harness(script, RunLimits(sys.executable, timeout=timeout))
     return result.verdict, result.evidence
 
 
@@ -120,23 +97,28 @@ class Scale(torch.autograd.Function):
 
 def test_recipes_do_not_confirm_correct_code():
     arity = run_recipe(
+        "agl002",
         CORRECT_FUNCTION
-        + "_agl_arity_recipe(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_leaf(s), 2.0])], ['incorrect number'])"
+        + "_agl_recipe.check_arity(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_probes.leaf_tensor(s), 2.0])],"
+        + " ['incorrect number'])",
     )
     assert arity[0] == "not-reproduced"
     shared = run_recipe(
+        "agl001",
         CORRECT_FUNCTION
         + "STATE = {'alpha': 0.5}\n"
-        + "_agl_shared_state_recipe(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_leaf(s), 2.0])],"
-        + " lambda: STATE['alpha'], lambda v: STATE.update(alpha=v), \"STATE['alpha']\")"
+        + "_agl_recipe.check_shared_state(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_probes.leaf_tensor(s), 2.0])],"
+        + " lambda: STATE['alpha'], lambda v: STATE.update(alpha=v), \"STATE['alpha']\")",
     )
     assert shared[0] == "not-reproduced"
-    relu = run_recipe("import torch\n_agl_relu_recipe(torch.relu, 'torch.relu(x)')")
+    relu = run_recipe("agl003", "import torch\n_agl_recipe.compare_with_relu(torch.relu, 'torch.relu(x)')")
     assert relu[0] == "not-reproduced"
     ste = run_recipe(
+        "agl004",
         "import torch\n"
         "def ste_round(x):\n    return x + (x.round() - x).detach()\n"
-        "_agl_ste_recipe(lambda ns: (ns['ste_round'], None, None), globals(), None, 'ste_round()', 'x.round()')"
+        "_agl_recipe.compare_with_straight_through(lambda ns: (ns['ste_round'], None, None), globals(), None, 'ste_round()',"
+        " 'x.round()')",
     )
     assert ste[0] == "not-reproduced"
 
@@ -200,7 +182,7 @@ def test_forked_children_are_killed_with_the_harness(private_tmp):
 
 def test_a_child_that_outlives_a_finished_harness_is_killed(private_tmp):
     body = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
-    result = hostile(PROBES + body + "_agl_report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
+    result = hostile(runtime_prelude() + "\n" + body + "_agl_probes.report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
     assert result.verdict == "not-reproduced"
     assert harness_processes(private_tmp) == []
 

@@ -13,7 +13,7 @@ import builtins
 import libcst as cst
 
 from ..module import ParsedModule
-from ..scopes import bindings
+from ..scopes import bindings, single_assignment
 from ..syntax import code_of, normalized_code, walk
 from .harness import CannotBuildHarness, literal_binding, literal_call_arguments
 
@@ -58,17 +58,6 @@ def expression_function(
         local_values.append(f"    {name} = {value if value is not None else stand_in}")
     code = "\n".join([f"def {function_name}({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}"])
     return code, required, free & module_level
-
-
-def single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
-    """The value a local name is bound to, when the enclosing function binds it exactly once."""
-    function = module.enclosing_function(expr)
-    if not isinstance(expr, cst.Name) or function is None:
-        return expr
-    values = bindings(function).get(expr.value, [])
-    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
-        return values[0].value
-    return expr
 
 
 class _InlineLocals(cst.CSTTransformer):

@@ -8,8 +8,7 @@ import libcst as cst
 
 import re
 
-from ..confirm.expression import expression_function, single_assignment
-from ..confirm.harness import Harness
+from ..scopes import single_assignment
 from ..ast_candidates import multiplies_a_comparison
 from ..diagnostic import Severity
 from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
@@ -81,16 +80,6 @@ class HandwrittenPiecewiseActivation(Rule):
             if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
                 continue
             yield Finding(node, *_message(node, value, comparison), subject=value)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
-        -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
-        node = finding.node
-        expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
-        # A threshold known only at run time (a learned one) stands at 0, relu's own.
-        code, required, optional = expression_function(module, node, expression, finding.subject, "_agl_expression", stand_in="0.0")
-        shown = " ".join(code_of(expression).split())
-        return Harness(required, f"{code}\n_agl_relu_recipe(_agl_expression, {shown!r})", optional)
 
 
 def _is_multiply(node) -> bool:

@@ -11,8 +11,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.expression import expression_function, single_assignment
-from ..confirm.harness import Harness
+from ..scopes import single_assignment
 from ..diagnostic import Severity
 from ..gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
 from ..module import ParsedModule
@@ -180,28 +179,6 @@ class WhereNanGradient(Rule):
             found = _unsafe_where(module, selection)
             if found is not None and not _no_gradient_reaches(module, found):
                 yield Finding(found.operation, *_message(found), subject=found)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Evaluate the selection on a probe that takes both branches and hits the unsafe op's singular
-        points on the unselected side; compare its gradient with the selected branch's own."""
-        found: UnsafeWhere = finding.subject
-        selection = found.selection
-        # The condition is the guarding comparison alone: the other parts of `(d2 > 0) & edge_mask`
-        # are only known at run time, and where the comparison fails the whole condition does.
-        guard = found.guard
-        condition = guard.comparison.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-        condition = cst.UnaryOperation(cst.BitInvert(), condition) if guard.negated else condition
-        call = selection.call.deep_replace(selection.condition, condition)
-        expression = cst.Tuple([cst.Element(e) for e in (call, condition, selection.when_true, selection.when_false)])
-        code, required, optional = expression_function(
-            module, selection.call, expression, found.variable, "_agl_where_parts", stand_in="torch.full_like(_agl_x, 0.75)"
-        )
-        probe = [-1000.0, -100.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 100.0, 1000.0]
-        if guard.threshold != UNKNOWN_THRESHOLD:
-            probe += [guard.threshold - 0.5, guard.threshold, guard.threshold + 0.5]
-        shown = " ".join(code_of(call).split())
-        main = "\n".join(["import torch", code, f"_agl_where_recipe(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
-        return Harness(required, main, optional | {"torch"})
 
 
 def _terminal_name(func: cst.BaseExpression) -> str | None:
