@@ -7,6 +7,7 @@ clean `inconclusive` without leaving files or processes behind.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import pytest
 from autograd_lint import lint_source
 from autograd_lint.confirm.builders import BUILDER_CODES, builder_for
 from autograd_lint.confirm.harness import runtime_prelude
-from autograd_lint.confirm.runner import RunLimits, run_harness
+from autograd_lint.confirm.runner import RUNTIME_NAME, RunLimits, install_runtime, run_harness
 from autograd_lint.confirm.session import confirm_diagnostics
 from snippets import EVERY_RULE
 
@@ -237,3 +238,101 @@ def test_harness_never_contains_the_main_block():
     script = _script_for(ParsedModule(source, str(path)), diagnostic)
     assert "__main__" not in script.split("# ---- the user's definitions")[1]
     assert "class GradDecay" in script and "def grad_decay" not in script
+
+
+# --- the runtime package and the builder registry ----------------------------------------------------
+
+RUNTIME = Path(__file__).resolve().parent.parent / "autograd_lint" / "confirm" / "runtime"
+PACKAGE = RUNTIME.parent.parent
+
+
+def test_the_runtime_imports_only_the_standard_library_torch_and_itself():
+    outside = []
+    for path in sorted(RUNTIME.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                continue
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) else []
+            outside += [f"{path.name}: {name}" for name in names if name.split(".")[0] not in (*sys.stdlib_module_names, "torch")]
+    assert outside == []
+
+
+def test_the_runtime_imports_in_an_isolated_interpreter_with_only_its_folder_and_the_standard_library(tmp_path):
+    install_runtime(str(tmp_path))
+    modules = sorted(path.stem for path in RUNTIME.glob("agl*.py"))
+    assert len(modules) == len(BUILDER_CODES) == 24
+    # The interpreter's own sys.path, less every site-packages folder (where autograd-lint, torch and libcst are).
+    code = (
+        f"import sys; sys.path[:] = [{str(tmp_path)!r}, *(p for p in sys.path if not p.endswith(('site-packages', 'dist-packages')))]\n"
+        f"import importlib\n"
+        f"for name in {['probes', *modules]!r}:\n"
+        f"    importlib.import_module('{RUNTIME_NAME}.' + name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in ('autograd_lint', 'torch', 'libcst')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == "[]\n"
+
+
+def test_a_harness_runs_its_recipe_with_an_interpreter_that_lacks_autograd_lint(tmp_path):
+    # `python -S`: no site-packages, so neither autograd-lint nor torch; the probes still report.
+    bare = tmp_path / "python-without-site-packages"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    script = runtime_prelude("agl002") + (
+        "\nimport sys\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'autograd_lint', 'torch', 'libcst'})\n"
+        "_agl_probes.report('not-reproduced', f'{_agl_recipe.__name__} {_agl_recipe.check_arity.__name__} {loaded}')\n"
+    )
+    result = run_harness(script, RunLimits(str(bare), timeout=30))
+    assert (result.verdict, result.evidence) == ("not-reproduced", f"{RUNTIME_NAME}.agl002 check_arity []")
+
+
+def test_names_the_module_defines_do_not_clash_with_the_runtime(tmp_path):
+    # Before the runtime was a package, its helpers shared the harness's namespace with the user's code.
+    module = tmp_path / "clashing.py"
+    module.write_text(textwrap.dedent(
+        """
+        import torch
+
+        probes = report = leaf_tensor = run_forward = run_backward = check_arity = "the user's own"
+        agl002 = INPUT_SHAPES = None
+
+
+        class ScaleGrad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return x * scale
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * ctx.scale
+        """
+    ))
+    diagnostics = lint_source(module.read_text(), str(module))
+    assert [d.code for d in diagnostics] == ["AGL002"]
+    (result,) = confirm_diagnostics(diagnostics, LIMITS).values()
+    assert result.verdict == "confirmed" and EVIDENCE["AGL002"].search(result.evidence), result.evidence
+
+
+def test_every_rule_but_the_noqa_checks_has_a_builder_with_evidence_and_a_runtime_recipe():
+    from autograd_lint.rule import NoqaRule
+    from autograd_lint.rules import RULES
+
+    with_findings = {code for code in RULES if not issubclass(RULES[code], NoqaRule)}
+    assert BUILDER_CODES == with_findings
+    for code in sorted(BUILDER_CODES):
+        builder = builder_for(code)
+        assert callable(builder.build) and re.compile(builder.EVIDENCE).pattern
+        assert (RUNTIME / f"{code.lower()}.py").is_file()
+    assert builder_for("AGL100") is None
+
+
+def test_rules_never_import_confirm():
+    importers = []
+    for path in sorted([PACKAGE / "rule.py", *(PACKAGE / "rules").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "confirm":
+                importers.append(f"{path.name}: from {'.' * node.level}{node.module}")
+    assert importers == []
