@@ -30,6 +30,7 @@ from ..second_derivatives import package_root
 from ..syntax import assigned_names, code_of, dotted_name, walk
 from .runner import RUNTIME_NAME
 
+
 class CannotBuildHarness(Exception):
     """The recipe cannot run this finding; the message says exactly why (shown as `inconclusive`)."""
 
