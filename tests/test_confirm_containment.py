@@ -171,7 +171,8 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
     )
     try:
         deadline = time.monotonic() + 180
-        while not processes_mentioning(str(temp_root)):  # a harness is running
+        # Both harnesses are running: two temp directories at once (the interpreter's preflight has one, alone).
+        while len(os.listdir(temp_root)) < 2 or not processes_mentioning(str(temp_root)):
             assert linter.poll() is None, linter.communicate()
             assert time.monotonic() < deadline, "no harness started"
             time.sleep(0.2)
@@ -435,7 +436,7 @@ LINTER = """\
 import json, os, sys
 from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import RunLimits, run_harness
-result = run_harness(runtime_prelude() + "\n" + sys.stdin.read(), RunLimits(sys.executable, timeout=60))
+result = run_harness(runtime_prelude() + "\\n" + sys.stdin.read(), RunLimits(sys.executable, timeout=60))
 print(json.dumps({"pid": os.getpid(), "verdict": result.verdict, "evidence": result.evidence}))
 """
 
