@@ -1,4 +1,4 @@
-"""Confirm harness of AGL001 shared-state-in-backward."""
+"""The confirm harness of AGL001 shared-state-in-backward; its recipe is runtime/agl001.py."""
 
 from __future__ import annotations
 

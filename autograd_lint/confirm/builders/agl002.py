@@ -1,4 +1,4 @@
-"""Confirm harness of AGL002 backward-arity-mismatch."""
+"""The confirm harness of AGL002 backward-arity-mismatch; its recipe is runtime/agl002.py."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from ..harness import Harness, apply_builders, function_class_code
 
 
 EVIDENCE = r"incorrect number of gradients \(expected \d+, got \d+\)"
+
+# What torch raises for a backward with the wrong number of gradients.
+TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")
 
 
 def build(module: ParsedModule, finding: Finding) -> Harness:
@@ -24,5 +27,3 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     )
     return Harness(required, main, optional)
 
-
-TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")

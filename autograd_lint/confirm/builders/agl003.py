@@ -1,4 +1,4 @@
-"""Confirm harness of AGL003 handwritten-piecewise-activation."""
+"""The confirm harness of AGL003 handwritten-piecewise-activation; its recipe is runtime/agl003.py."""
 
 from __future__ import annotations
 

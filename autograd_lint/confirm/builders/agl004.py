@@ -1,4 +1,4 @@
-"""Confirm harness of AGL004 non-differentiable-activation."""
+"""The confirm harness of AGL004 non-differentiable-activation; its recipe is runtime/agl004.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL005 legacy-function-api."""
+"""The confirm harness of AGL005 legacy-function-api; its recipe is runtime/agl005.py."""
 
 from __future__ import annotations
 

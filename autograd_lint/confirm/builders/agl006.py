@@ -1,4 +1,4 @@
-"""Confirm harness of AGL006 forward-called-directly."""
+"""The confirm harness of AGL006 forward-called-directly; its recipe is runtime/agl006.py."""
 
 from __future__ import annotations
 

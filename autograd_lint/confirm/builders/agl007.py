@@ -1,4 +1,4 @@
-"""Confirm harness of AGL007 tensor-on-ctx."""
+"""The confirm harness of AGL007 tensor-on-ctx; its recipe is runtime/agl007.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL008 inplace-grad-output."""
+"""The confirm harness of AGL008 inplace-grad-output; its recipe is runtime/agl008.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL009 inplace-input-without-mark-dirty."""
+"""The confirm harness of AGL009 inplace-input-without-mark-dirty; its recipe is runtime/agl009.py."""
 
 from __future__ import annotations
 

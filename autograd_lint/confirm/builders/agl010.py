@@ -1,4 +1,4 @@
-"""Confirm harness of AGL010 missing-once-differentiable."""
+"""The confirm harness of AGL010 missing-once-differentiable; its recipe is runtime/agl010.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL011 grad-for-non-tensor-input."""
+"""The confirm harness of AGL011 grad-for-non-tensor-input; its recipe is runtime/agl011.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from ..harness import CannotBuildHarness, Harness, function_class_code
 
 
 EVIDENCE = r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"
+
+MAX_BUILDERS = 8  # call shapes tried at most
 
 
 def build(module: ParsedModule, finding: Finding) -> Harness:
@@ -28,9 +30,6 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
         ]
     )
     return Harness(required, main, optional)
-
-
-MAX_BUILDERS = 8
 
 
 def _builders(function_class: FunctionClass, subject: NonTensorGradient) -> str:

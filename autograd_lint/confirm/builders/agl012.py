@@ -1,4 +1,4 @@
-"""Confirm harness of AGL012 save-for-backward-non-tensor."""
+"""The confirm harness of AGL012 save-for-backward-non-tensor; its recipe is runtime/agl012.py."""
 
 from __future__ import annotations
 

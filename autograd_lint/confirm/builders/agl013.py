@@ -1,4 +1,4 @@
-"""Confirm harness of AGL013 save-for-backward-twice."""
+"""The confirm harness of AGL013 save-for-backward-twice; its recipe is runtime/agl013.py."""
 
 from __future__ import annotations
 

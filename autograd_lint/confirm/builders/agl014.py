@@ -1,4 +1,4 @@
-"""Confirm harness of AGL014 tensors-in-containers."""
+"""The confirm harness of AGL014 tensors-in-containers; its recipe is runtime/agl014.py."""
 
 from __future__ import annotations
 

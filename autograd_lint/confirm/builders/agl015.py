@@ -1,4 +1,4 @@
-"""Confirm harness of AGL015 autograd-inside-forward."""
+"""The confirm harness of AGL015 autograd-inside-forward; its recipe is runtime/agl015.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL016 rng-in-backward."""
+"""The confirm harness of AGL016 rng-in-backward; its recipe is runtime/agl016.py."""
 
 from __future__ import annotations
 

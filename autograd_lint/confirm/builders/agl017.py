@@ -1,4 +1,4 @@
-"""Confirm harness of AGL017 materialize-grads-none."""
+"""The confirm harness of AGL017 materialize-grads-none; its recipe is runtime/agl017.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL018 float-output-not-marked."""
+"""The confirm harness of AGL018 float-output-not-marked; its recipe is runtime/agl018.py."""
 
 from __future__ import annotations
 

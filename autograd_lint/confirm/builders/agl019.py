@@ -1,4 +1,4 @@
-"""Confirm harness of AGL019 saved-tensor-mutated."""
+"""The confirm harness of AGL019 saved-tensor-mutated; its recipe is runtime/agl019.py."""
 
 from __future__ import annotations
 

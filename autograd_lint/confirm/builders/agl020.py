@@ -1,4 +1,4 @@
-"""Confirm harness of AGL020 output-view-inplace."""
+"""The confirm harness of AGL020 output-view-inplace; its recipe is runtime/agl020.py."""
 
 from __future__ import annotations
 

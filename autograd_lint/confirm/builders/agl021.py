@@ -1,4 +1,4 @@
-"""Confirm harness of AGL021 bad-grad-shape."""
+"""The confirm harness of AGL021 bad-grad-shape; its recipe is runtime/agl021.py."""
 
 from __future__ import annotations
 

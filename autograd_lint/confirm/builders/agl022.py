@@ -1,4 +1,4 @@
-"""Confirm harness of AGL022 amp-missing-custom-fwd."""
+"""The confirm harness of AGL022 amp-missing-custom-fwd; its recipe is runtime/agl022.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirm harness of AGL023 where-nan-gradient."""
+"""The confirm harness of AGL023 where-nan-gradient; its recipe is runtime/agl023.py."""
 
 from __future__ import annotations
 

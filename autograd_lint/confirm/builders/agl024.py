@@ -1,4 +1,4 @@
-"""Confirm harness of AGL024 functorch-incompatible."""
+"""The confirm harness of AGL024 functorch-incompatible; its recipe is runtime/agl024.py."""
 
 from __future__ import annotations
 

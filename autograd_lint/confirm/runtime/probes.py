@@ -32,7 +32,8 @@ def start(channel, project_root=None, harness_script=None):
 
 def report(verdict, evidence):
     """The verdict, on the result channel `start` was given; the process ends at once, whatever called this.
-    Run by hand, outside autograd-lint, a harness prints its verdict instead."""
+    Run by hand (`PYTHONPATH` naming a folder that holds a copy of this package as autograd_lint_runtime,
+    see runner.install_runtime), a harness prints its verdict instead."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
