@@ -88,7 +88,8 @@ def run_recipe(code: str, timeout: float = 60) -> tuple[str, str]:
 
 
 # The runtime's names from before it was a package, still written in the rule test files' recipe snippets
-# (tests/test_aglNNN.py, moving to tests/rules/ in parallel): rename them there, then delete this table.
+# (tests/test_aglNNN.py, moving to tests/rules/ in parallel): replace each key there by its value (match
+# the key without a word boundary before it: one snippet writes `\\n_agl_amp_recipe`), then delete this table.
 RULE_TEST_ALIASES = {
     "_agl_amp_recipe": "agl022.check_amp",
     "_agl_autograd_in_forward_recipe": "agl015.check_autograd_in_forward",
