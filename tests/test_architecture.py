@@ -113,33 +113,6 @@ FORBIDDEN = {
     "io": {"cli", "api", "report", "confirm", "facts", "rules"},
 }
 
-# The imports of the confirm subsystem that remain from when each rule built its own harness: the rules'
-# `confirm_harness` methods, the rule contract's declaration of it, and apply_flow's caller-side harness.
-# They leave as the harness builders move into confirm/ behind a registry (issue 15, items 1 and 4): delete
-# an entry when its import goes; never add one.
-KNOWN_EXCEPTIONS = {
-    ("autograd_lint.core.rule", "autograd_lint.confirm.harness"),
-    ("autograd_lint.facts.apply_flow", "autograd_lint.confirm.harness"),
-    *{
-        (f"autograd_lint.rules.{rule}", "autograd_lint.confirm.harness")
-        for rule in (
-            "agl001_shared_state_in_backward", "agl002_backward_arity_mismatch",
-            "agl003_handwritten_piecewise_activation", "agl004_non_differentiable_activation",
-            "agl005_legacy_function_api", "agl006_forward_called_directly", "agl007_tensor_on_ctx",
-            "agl008_inplace_grad_output", "agl009_inplace_input_without_mark_dirty",
-            "agl010_missing_once_differentiable", "agl011_grad_for_non_tensor_input",
-            "agl012_save_for_backward_non_tensor", "agl013_save_for_backward_twice",
-            "agl014_tensors_in_containers", "agl015_autograd_inside_forward", "agl016_rng_in_backward",
-            "agl017_materialize_grads_none", "agl018_float_output_not_marked", "agl019_saved_tensor_mutated",
-            "agl020_output_view_inplace", "agl021_bad_grad_shape", "agl022_amp_missing_custom_fwd",
-            "agl023_where_nan_gradient", "agl024_functorch_incompatible",
-        )
-    },
-    ("autograd_lint.rules.agl003_handwritten_piecewise_activation", "autograd_lint.confirm.expression"),
-    ("autograd_lint.rules.agl023_where_nan_gradient", "autograd_lint.confirm.expression"),
-}
-
-
 def _upward_imports() -> set[tuple[str, str]]:
     return {
         (module, imported)
@@ -152,13 +125,8 @@ def _upward_imports() -> set[tuple[str, str]]:
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_a_layer_never_imports_one_built_on_it(layer):
     assert any(_layer(module) == layer for module in MODULES)
-    new = sorted((module, imported) for module, imported in _upward_imports() - KNOWN_EXCEPTIONS if _layer(module) == layer)
+    new = sorted((module, imported) for module, imported in _upward_imports() if _layer(module) == layer)
     assert new == [], f"{layer}/ must not import {sorted(FORBIDDEN[layer])}"
-
-
-def test_the_known_exceptions_are_still_there():
-    """An exception whose import is gone leaves the list, so that the list says what is left to move."""
-    assert sorted(KNOWN_EXCEPTIONS - _upward_imports()) == []
 
 
 def test_the_cache_fingerprint_covers_every_module_of_the_package(monkeypatch):

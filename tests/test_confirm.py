@@ -7,6 +7,7 @@ clean `inconclusive` without leaving files or processes behind.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -20,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
-from autograd_lint.confirm.harness import PROBES
-from autograd_lint.confirm.runner import RunLimits, run_harness
+from autograd_lint.confirm.builders import BUILDER_CODES, builder_for
+from autograd_lint.confirm.harness import runtime_prelude
+from autograd_lint.confirm.runner import RUNTIME_NAME, RunLimits, install_runtime, run_harness
 from autograd_lint.confirm.session import confirm_diagnostics
 from snippets import EVERY_RULE
 
@@ -29,33 +31,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BUGGY = sorted(p for p in FIXTURES.rglob("*.py") if p.name.startswith("buggy_") or p.parent.name == "motivating")
 LIMITS = RunLimits(sys.executable, timeout=60)
 
-# What the evidence must show, per rule: torch's own words or the measured numbers.
-EVIDENCE = {
-    "AGL001": re.compile(r"two applications in one graph|between forward and backward"),
-    "AGL002": re.compile(r"incorrect number of gradients \(expected \d+, got \d+\)"),
-    "AGL003": re.compile(r"-0\.0 for inputs|NaN output|NaN gradient"),
-    "AGL004": re.compile(r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"),
-    "AGL005": re.compile(r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"),
-    "AGL006": re.compile(r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"),
-    "AGL007": re.compile(r"survived `del out` and only gc\.collect\(\) freed it|raised no error but changed input \d+'s gradient from|after backward, grad_fn still holds ctx\.\w+ \(torch\.\w+ \["),
-    "AGL008": re.compile(r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"),
-    "AGL009": re.compile(r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"),
-    "AGL010": re.compile(r"second-order gradient for input \d+ \[[^\]]*\] where central finite differences of the first-order gradient give \[[^\]]*\]|cannot be differentiated again, so a gradient penalty gets no gradient: torch raises RuntimeError: element 0 of tensors does not require grad"),
-    "AGL011": re.compile(r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"),
-    "AGL012": re.compile(r"raised TypeError: save_for_backward can only save variables, but argument \d+ is of type [\w.]+"),
-    "AGL013": re.compile(r"forward called save_for_backward \d+ times \([\d + ]+ tensors\) and grad_fn\.saved_tensors holds \d+; backward (raised \w+Error|ran but input \d+'s gradient is)"),
-    "AGL014": re.compile(r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"),
-    "AGL015": re.compile(r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"),
-    "AGL016": re.compile(r"two backward passes over the same forward \(seeds 1 and 2\) gave different gradients for input \d+: \d+ of \d+ elements differ"),
-    "AGL017": re.compile(r"backward from output \d+ only \(so `\w+` is None\) raised (TypeError: unsupported operand type\(s\) for .*: 'NoneType'|TypeError: .*NoneType|AttributeError: 'NoneType' object has no attribute)"),
-    "AGL018": re.compile(r"output \d+ \(.*\) has dtype torch\.\w+ and requires_grad=True"),
-    "AGL019": re.compile(r"then `[^`]+`( \(standing in for the flagged write\))? on (its output|output \d+|argument \d+), then backward raised RuntimeError: one of the variables needed for gradient computation has been modified by an inplace operation: \[torch\.\w+ \[[\d, ]*\]\], which is output 0 of \w+, is at version \d+; expected version \d+ instead"),
-    "AGL020": re.compile(r"\(the output is a view of an input\), then `[^`]+`( \(standing in for the flagged write\))? on the output raised RuntimeError: Output 0 of \w+ is a view and is being modified inplace\. This view was created inside a custom Function"),
-    "AGL021": re.compile(r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"),
-    "AGL022": re.compile(r"inside torch\.autocast\('cpu', dtype=torch\.bfloat16\) \(output bfloat16\) backward after the block raised RuntimeError: .*(dtype|scalar type)|backward raised AttributeError: '\w+Backward' object has no attribute '_fwd_used_autocast'"),
-    "AGL023": re.compile(r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "),
-    "AGL024": re.compile(r"runs plainly, but under torch\.func\.\w+ raised (RuntimeError: In order to use an autograd\.Function with functorch transforms .* it must override the setup_context staticmethod|RuntimeError: You tried to vmap over \w+, but it does not have vmap support|NotImplementedError: You must implement the jvp function for custom autograd\.Function)"),
-}
+# What the evidence must show, per rule (torch's own words or the measured numbers): its builder's EVIDENCE.
+EVIDENCE = {code: re.compile(builder_for(code).EVIDENCE) for code in BUILDER_CODES}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +78,11 @@ def test_arity_evidence_quotes_torchs_numbers(fixture_verdicts):
 
 
 def run_recipe(code: str, timeout: float = 60) -> tuple[str, str]:
-    result = run_harness(PROBES + "\n" + textwrap.dedent(code), RunLimits(sys.executable, timeout=timeout))
+    """Run `code` as a harness script: the runtime's probes are `_agl_probes`, each rule's recipe module is
+    there by its name (`agl002.check_arity(...)`)."""
+    recipes = ", ".join(sorted(rule.lower() for rule in BUILDER_CODES))
+    script = f"{runtime_prelude()}\nfrom {RUNTIME_NAME} import {recipes}\n{textwrap.dedent(code)}"
+    result = run_harness(script, RunLimits(sys.executable, timeout=timeout))
     return result.verdict, result.evidence
 
 
@@ -121,22 +102,24 @@ class Scale(torch.autograd.Function):
 def test_recipes_do_not_confirm_correct_code():
     arity = run_recipe(
         CORRECT_FUNCTION
-        + "_agl_arity_recipe(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_leaf(s), 2.0])], ['incorrect number'])"
+        + "agl002.check_arity(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_probes.leaf_tensor(s), 2.0])],"
+        + " ['incorrect number'])",
     )
     assert arity[0] == "not-reproduced"
     shared = run_recipe(
         CORRECT_FUNCTION
         + "STATE = {'alpha': 0.5}\n"
-        + "_agl_shared_state_recipe(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_leaf(s), 2.0])],"
-        + " lambda: STATE['alpha'], lambda v: STATE.update(alpha=v), \"STATE['alpha']\")"
+        + "agl001.check_shared_state(Scale.apply, [('Scale.apply(x, 2.0)', lambda s: [_agl_probes.leaf_tensor(s), 2.0])],"
+        + " lambda: STATE['alpha'], lambda v: STATE.update(alpha=v), \"STATE['alpha']\")",
     )
     assert shared[0] == "not-reproduced"
-    relu = run_recipe("import torch\n_agl_relu_recipe(torch.relu, 'torch.relu(x)')")
+    relu = run_recipe("import torch\nagl003.compare_with_relu(torch.relu, 'torch.relu(x)')")
     assert relu[0] == "not-reproduced"
     ste = run_recipe(
         "import torch\n"
         "def ste_round(x):\n    return x + (x.round() - x).detach()\n"
-        "_agl_ste_recipe(lambda ns: (ns['ste_round'], None, None), globals(), None, 'ste_round()', 'x.round()')"
+        "agl004.compare_with_straight_through(lambda ns: (ns['ste_round'], None, None), globals(), None, 'ste_round()',"
+        " 'x.round()')",
     )
     assert ste[0] == "not-reproduced"
 
@@ -200,7 +183,7 @@ def test_forked_children_are_killed_with_the_harness(private_tmp):
 
 def test_a_child_that_outlives_a_finished_harness_is_killed(private_tmp):
     body = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
-    result = hostile(PROBES + body + "_agl_report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
+    result = hostile(runtime_prelude() + "\n" + body + "_agl_probes.report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
     assert result.verdict == "not-reproduced"
     assert harness_processes(private_tmp) == []
 
@@ -255,3 +238,110 @@ def test_harness_never_contains_the_main_block():
     script = _script_for(ParsedModule(source, str(path)), diagnostic)
     assert "__main__" not in script.split("# ---- the user's definitions")[1]
     assert "class GradDecay" in script and "def grad_decay" not in script
+
+
+# --- the runtime package and the builder registry ----------------------------------------------------
+
+RUNTIME = Path(__file__).resolve().parent.parent / "autograd_lint" / "confirm" / "runtime"
+PACKAGE = RUNTIME.parent.parent
+
+
+def test_the_runtime_imports_only_the_standard_library_torch_and_itself():
+    outside = []
+    for path in sorted(RUNTIME.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                continue
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) else []
+            outside += [f"{path.name}: {name}" for name in names if name.split(".")[0] not in (*sys.stdlib_module_names, "torch")]
+    assert outside == []
+
+
+def test_the_runtime_imports_in_an_isolated_interpreter_with_only_its_folder_and_the_standard_library(tmp_path):
+    install_runtime(str(tmp_path))
+    modules = sorted(path.stem for path in RUNTIME.glob("agl*.py"))
+    assert len(modules) == len(BUILDER_CODES) == 24
+    # The interpreter's own sys.path, less every site-packages folder (where autograd-lint, torch and libcst are).
+    code = (
+        f"import sys; sys.path[:] = [{str(tmp_path)!r}, *(p for p in sys.path if not p.endswith(('site-packages', 'dist-packages')))]\n"
+        f"import importlib\n"
+        f"for name in {['probes', *modules]!r}:\n"
+        f"    importlib.import_module('{RUNTIME_NAME}.' + name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in ('autograd_lint', 'torch', 'libcst')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == "[]\n"
+
+
+def test_a_harness_runs_its_recipe_with_an_interpreter_that_lacks_autograd_lint(tmp_path):
+    # `python -S`: no site-packages, so neither autograd-lint nor torch; the probes still report.
+    bare = tmp_path / "python-without-site-packages"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    script = runtime_prelude("agl002") + (
+        "\nimport sys\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'autograd_lint', 'torch', 'libcst'})\n"
+        "_agl_probes.report('not-reproduced', f'{_agl_recipe.__name__} {_agl_recipe.check_arity.__name__} {loaded}')\n"
+    )
+    result = run_harness(script, RunLimits(str(bare), timeout=30))
+    assert (result.verdict, result.evidence) == ("not-reproduced", f"{RUNTIME_NAME}.agl002 check_arity []")
+
+
+def test_names_the_module_defines_do_not_clash_with_the_runtime(tmp_path):
+    # Before the runtime was a package, its helpers shared the harness's namespace with the user's code.
+    module = tmp_path / "clashing.py"
+    module.write_text(textwrap.dedent(
+        """
+        import torch
+
+        probes = report = leaf_tensor = run_forward = run_backward = check_arity = "the user's own"
+        agl002 = INPUT_SHAPES = None
+
+
+        class ScaleGrad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return x * scale
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * ctx.scale
+        """
+    ))
+    diagnostics = lint_source(module.read_text(), str(module))
+    assert [d.code for d in diagnostics] == ["AGL002"]
+    (result,) = confirm_diagnostics(diagnostics, LIMITS).values()
+    assert result.verdict == "confirmed" and EVIDENCE["AGL002"].search(result.evidence), result.evidence
+
+
+def test_every_rule_but_the_noqa_checks_has_a_builder_with_evidence_and_a_runtime_recipe():
+    from autograd_lint.rule import NoqaRule
+    from autograd_lint.rules import RULES
+
+    with_findings = {code for code in RULES if not issubclass(RULES[code], NoqaRule)}
+    assert BUILDER_CODES == with_findings
+    probes = _defined_names(RUNTIME / "probes.py")
+    for code in sorted(BUILDER_CODES):
+        builder = builder_for(code)
+        assert callable(builder.build) and re.compile(builder.EVIDENCE).pattern
+        # What the harness code it writes calls exists in the runtime (else only a harness would notice).
+        recipe = _defined_names(RUNTIME / f"{code.lower()}.py")
+        source = Path(builder.__file__).read_text()
+        assert set(re.findall(r"_agl_recipe\.(\w+)", source)) - recipe == set(), code
+        assert set(re.findall(r"_agl_probes\.(\w+)", source)) - probes == set(), code
+    assert builder_for("AGL100") is None
+
+
+def _defined_names(path: Path) -> set[str]:
+    return {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+
+
+def test_rules_never_import_confirm():
+    importers = []
+    for path in sorted([PACKAGE / "rule.py", *(PACKAGE / "rules").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "confirm":
+                importers.append(f"{path.name}: from {'.' * node.level}{node.module}")
+    assert importers == []

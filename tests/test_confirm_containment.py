@@ -24,17 +24,19 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
-from autograd_lint.confirm.harness import PROBES
+from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
 from autograd_lint.confirm.session import confirm_diagnostics
 
 REPO = Path(__file__).resolve().parent.parent
+# What a harness script starts with: the runtime imported and the result channel handed to it.
+PRELUDE = runtime_prelude() + "\n"
 
 REPORT_SELF = """
 import json, os, resource, tempfile, pathlib
 limits = {name: resource.getrlimit(getattr(resource, name)) for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE")}
-_agl_report("not-reproduced", json.dumps({
+_agl_probes.report("not-reproduced", json.dumps({
     "environ": dict(os.environ), "limits": limits, "cwd": os.getcwd(), "home": str(pathlib.Path.home()),
     "tmp": tempfile.gettempdir(),
 }))
@@ -61,7 +63,7 @@ def harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048) -> dict:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
-    result = run_harness(PROBES + REPORT_SELF, RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
+    result = run_harness(PRELUDE + REPORT_SELF, RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
     assert result.verdict == "not-reproduced", result.evidence
     assert os.listdir(private_tmp) == []
     return json.loads(result.evidence)
@@ -104,7 +106,7 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
 
 def test_writes_to_cwd_home_and_tmp_do_not_survive(sandbox, private_tmp, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    body = PROBES + textwrap.dedent(
+    body = PRELUDE + textwrap.dedent(
         """
         import os, pathlib, tempfile
         open("in_cwd.txt", "w").write("x")
@@ -112,7 +114,7 @@ def test_writes_to_cwd_home_and_tmp_do_not_survive(sandbox, private_tmp, tmp_pat
         (pathlib.Path.home() / ".cache" / "torch" / "cached.bin").write_bytes(b"x")
         with tempfile.NamedTemporaryFile(delete=False) as handle:
             handle.write(b"x")
-        _agl_report("not-reproduced", "wrote")
+        _agl_probes.report("not-reproduced", "wrote")
         """
     )
     before = set(os.listdir(tmp_path))
@@ -169,7 +171,8 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
     )
     try:
         deadline = time.monotonic() + 180
-        while not processes_mentioning(str(temp_root)):  # a harness is running
+        # Both harnesses are running: two temp directories at once (the interpreter's preflight has one, alone).
+        while len(os.listdir(temp_root)) < 2 or not processes_mentioning(str(temp_root)):
             assert linter.poll() is None, linter.communicate()
             assert time.monotonic() < deadline, "no harness started"
             time.sleep(0.2)
@@ -225,7 +228,7 @@ def test_a_killed_linter_takes_its_harnesses_with_it(sandbox, tmp_path):
 # --- both sandbox modes ---------------------------------------------------------------------------
 
 def run_body(body: str, timeout: float = 30, memory_mb: int = 4096):
-    return run_harness(PROBES + textwrap.dedent(body), RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
+    return run_harness(PRELUDE + textwrap.dedent(body), RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
 
 
 def harness_processes(root: Path) -> list[str]:
@@ -287,7 +290,7 @@ def test_a_printed_verdict_line_is_not_a_verdict(sandbox, private_tmp, ending, r
 
 
 def test_the_harness_report_wins_over_a_printed_line(sandbox, private_tmp):
-    result = run_body(f"print({FORGED_LINE!r}, flush=True)\n_agl_report('confirmed', 'measured')\n")
+    result = run_body(f"print({FORGED_LINE!r}, flush=True)\n_agl_probes.report('confirmed', 'measured')\n")
     assert (result.verdict, result.evidence) == ("confirmed", "measured")
 
 
@@ -315,7 +318,7 @@ def test_a_message_on_the_result_pipe_without_the_secret_is_rejected(sandbox, pr
 
 
 def test_huge_evidence_is_cut_not_lost(private_tmp):
-    result = run_body("_agl_report('inconclusive', 'forward raised ValueError: ' + '\u00e9' * (4 << 20))\n")
+    result = run_body("_agl_probes.report('inconclusive', 'forward raised ValueError: ' + '\u00e9' * (4 << 20))\n")
     assert result.verdict == "inconclusive"
     assert result.evidence.startswith("forward raised ValueError: \u00e9\u00e9")
     assert result.evidence.endswith(f" ... ({(4 << 20) + 27 - 64 * 1024} more characters cut)")
@@ -395,7 +398,7 @@ def test_a_daemonized_grandchild_does_not_outlive_the_harness(sandbox, private_t
             os._exit(0)
         while not os.path.exists({str(pid_file)!r}):
             time.sleep(0.01)
-        _agl_report("not-reproduced", "daemon started")
+        _agl_probes.report("not-reproduced", "daemon started")
     """
     try:
         result = run_body(body)
@@ -431,9 +434,9 @@ def test_a_daemonized_grandchild_of_a_timed_out_harness_is_killed(sandbox, priva
 
 LINTER = """\
 import json, os, sys
-from autograd_lint.confirm.harness import PROBES
+from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import RunLimits, run_harness
-result = run_harness(PROBES + sys.stdin.read(), RunLimits(sys.executable, timeout=60))
+result = run_harness(runtime_prelude() + "\\n" + sys.stdin.read(), RunLimits(sys.executable, timeout=60))
 print(json.dumps({"pid": os.getpid(), "verdict": result.verdict, "evidence": result.evidence}))
 """
 
@@ -459,7 +462,7 @@ WALK_PROC = """
         pid = int(next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), 0))
     visible = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
     leaked = [p for p in visible if "AGL_TEST_SECRET" in read(f"/proc/{p}/environ")]
-    _agl_report("not-reproduced", json.dumps({"chain": chain, "visible": visible, "leaked": leaked}))
+    _agl_probes.report("not-reproduced", json.dumps({"chain": chain, "visible": visible, "leaked": leaked}))
 """
 
 
@@ -509,7 +512,7 @@ def test_network(sandbox, private_tmp):
                 outcome = "connected"
             except OSError as exc:
                 outcome = f"{{type(exc).__name__}}: {{exc}}"
-            _agl_report("not-reproduced", outcome)
+            _agl_probes.report("not-reproduced", outcome)
         """)
     if sandbox == "namespaces":
         assert result.evidence == "OSError: [Errno 101] Network is unreachable"
@@ -525,7 +528,7 @@ def test_namespace_harness_has_no_capability_and_keeps_its_proc(monkeypatch, pri
         capabilities = {line.split(":")[0]: line.split()[1] for line in status if line.startswith("Cap")}
         libc = ctypes.CDLL(None, use_errno=True)
         unmounted = libc.umount2(b"/proc", 2)
-        _agl_report("not-reproduced", json.dumps({
+        _agl_probes.report("not-reproduced", json.dumps({
             "capabilities": capabilities, "unmount": [unmounted, os.strerror(ctypes.get_errno())],
             "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(),
         }))
@@ -554,7 +557,7 @@ def test_python_relative_to_the_linters_directory_or_on_path(sandbox, private_tm
     if python == "bare name":
         monkeypatch.setenv("PATH", f"{tmp_path / 'env' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     given = "env/bin/python" if python == "relative" else "python"
-    body = PROBES + "import torch\n_agl_report('not-reproduced', 'torch ' + torch.__version__)\n"
+    body = PRELUDE + "import torch\n_agl_probes.report('not-reproduced', 'torch ' + torch.__version__)\n"
     result = run_harness(body, RunLimits(given, timeout=60))
     assert (result.verdict, result.evidence) == ("not-reproduced", f"torch {torch_version()}")
 
@@ -571,7 +574,7 @@ def torch_version() -> str:
     "body, detail",
     [
         # torch's CPU allocator, caught by a recipe and reported as inconclusive
-        ("import torch\n_agl_forward(lambda x: torch.empty(8 << 30, dtype=torch.uint8), [('f(x)', lambda s: [1.0])])\n",
+        ("import torch\n_agl_probes.run_forward(lambda x: torch.empty(8 << 30, dtype=torch.uint8), [('f(x)', lambda s: [1.0])])\n",
          "forward failed on every synthesized input; last error: RuntimeError: [enforce fail at"),
         # torch's CPU allocator, uncaught
         ("import torch\ntorch.empty(8 << 30, dtype=torch.uint8)\n", "RuntimeError: [enforce fail at"),

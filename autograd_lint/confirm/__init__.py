@@ -1,4 +1,6 @@
 """Confirm mode: prove each finding by running a small harness under torch in a contained child process.
 
-Rules import `confirm.harness` to declare their recipes; `confirm.session` runs them.
+`builders/` turns a finding into a harness (one module per rule, found by the finding's code: rules do not
+import confirm), `runtime/` is the code the harness imports (one recipe module per rule), `session` runs
+them under `runner`.
 """

@@ -60,17 +60,6 @@ def expression_function(
     return code, required, free & module_level
 
 
-def single_assignment(module: ParsedModule, expr: cst.BaseExpression) -> cst.BaseExpression:
-    """The value a local name is bound to, when the enclosing function binds it exactly once."""
-    function = module.enclosing_function(expr)
-    if not isinstance(expr, cst.Name) or function is None:
-        return expr
-    values = bindings(function).get(expr.value, [])
-    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
-        return values[0].value
-    return expr
-
-
 class _InlineLocals(cst.CSTTransformer):
     """Replace names the enclosing function binds exactly once, to a value computed from the subject
     (`mask = (x > 0).float()`), with that (parenthesized) value, a few assignments deep
@@ -86,7 +75,7 @@ class _InlineLocals(cst.CSTTransformer):
     def _collect(self, root: cst.CSTNode, depth: int) -> None:
         for name in [root, *walk(root)]:
             if isinstance(name, cst.Name) and name in self.module.parents and name.value not in self.values:
-                value = single_assignment(self.module, name)
+                value = self.module.single_assignment(name)
                 if value is not name and self._mentions_subject(value, depth):
                     self.values[name.value] = value
                     self._collect(value, depth - 1)
@@ -96,7 +85,7 @@ class _InlineLocals(cst.CSTTransformer):
             if isinstance(node, cst.BaseExpression) and normalized_code(node) == self.subject:
                 return True
             if depth > 1 and isinstance(node, cst.Name) and node in self.module.parents:
-                inner = single_assignment(self.module, node)
+                inner = self.module.single_assignment(node)
                 if inner is not node and self._mentions_subject(inner, depth - 1):
                     return True
         return False

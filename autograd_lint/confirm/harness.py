@@ -1,5 +1,11 @@
 """Building a confirm harness: the flagged code plus exactly what it depends on, then the rule's recipe.
 
+The harness script imports the runtime package (`runtime/`, installed beside it by the runner as
+`autograd_lint_runtime`): `probes` as `_agl_probes` and the rule's recipe module as `_agl_recipe`. The
+script's module namespace is also the one the user's definitions run in, so the few names the script
+itself binds (those two, `_agl_builders`, `_agl_factory`, ...) keep the `_agl_` prefix; everything else
+lives in the runtime's own module namespaces.
+
 The harness does not import the user's module. Its top-level statements that define the names the
 recipe needs are copied (transitively: imports, constants, helpers, classes), in source order; the
 `if __name__ == "__main__":` block and every other top-level statement are left out. The copy runs
@@ -14,22 +20,15 @@ from __future__ import annotations
 import os
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import libcst as cst
 
+from ..facts.apply_flow import CallerWrite
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..facts.second_derivatives import package_root
 from ..core.syntax import assigned_names, code_of, dotted_name, walk
-
-# The runtime side of confirm mode: shared helpers (probes.py), then one recipe file per rule
-# (recipes/aglNNN.py), all pasted into every harness. Nothing here is imported by the linter.
-_RUNTIME = Path(__file__).parent
-PROBES = "\n\n".join(
-    path.read_text(encoding="utf-8")
-    for path in [_RUNTIME / "probes.py", *sorted((_RUNTIME / "recipes").glob("agl*.py"))]
-)
+from .runner import RUNTIME_NAME
 
 
 class CannotBuildHarness(Exception):
@@ -45,7 +44,8 @@ class Harness:
     optional_names: set[str] = field(default_factory=set)  # copied when the module defines them
 
 
-def build_script(module: ParsedModule, harness: Harness) -> str:
+def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
+    """The harness script for `harness`, whose code calls the runtime module `recipe` (`agl002`) as `_agl_recipe`."""
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
     project_root = _import_root(module.path)
     package = _package_of(module)
@@ -55,16 +55,22 @@ def build_script(module: ParsedModule, harness: Harness) -> str:
     definitions = "\n".join([*future, user_code])
     parts = [
         *future,
-        PROBES,
-        f"_agl_sys.path.insert(0, {project_root!r})" if project_root else "",
-        f"_agl_project_root = {project_root!r}",
+        runtime_prelude(recipe, project_root),
         f"__package__ = {package!r}" if package else "",
         "# ---- the user's definitions (copied, not imported) ----",
-        f"_agl_run_definitions({definitions!r}, {relative_path!r}, globals())",
+        f"_agl_probes.run_definitions({definitions!r}, {relative_path!r}, globals())",
         "# ---- the recipe ----",
         harness.main,
     ]
     return "\n".join(part for part in parts if part) + "\n"
+
+
+def runtime_prelude(recipe: str | None = None, project_root: str | None = None) -> str:
+    """The lines every harness script starts with: the runtime imported, the result channel the runner's
+    bootstrap put in the script's namespace taken out of it (before any code under test runs) and handed to
+    `probes.start`, with the project root to put first on sys.path."""
+    imports = f"from {RUNTIME_NAME} import probes as _agl_probes" + (f", {recipe} as _agl_recipe" if recipe else "")
+    return f"{imports}\n_agl_probes.start(globals().pop(\"_agl_channel\", None), {project_root!r}, __file__)"
 
 
 def _package_of(module: ParsedModule) -> str | None:
@@ -193,7 +199,7 @@ def apply_builders(module: ParsedModule, function_class) -> str:
                 value if value is not None else ("tensor" if i == 0 or variant == "tensor" else variant)
                 for i, value in enumerate(shape)
             ]
-            args = ", ".join(f"_agl_leaf(shape, {i})" if v == "tensor" else v for i, v in enumerate(values))
+            args = ", ".join(f"_agl_probes.leaf_tensor(shape, {i})" if v == "tensor" else v for i, v in enumerate(values))
             label = f"{function_class.name}.apply(" + ", ".join("<tensor>" if v == "tensor" else v for v in values) + ")"
             lines.append(f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
     return "\n".join(lines)
@@ -317,3 +323,35 @@ def literal_defaults(function: cst.FunctionDef, skip: int, required_ok: bool = F
             raise CannotBuildHarness(f"`{function.name.value}` needs a value for `{param.name.value}`, which has no literal default")
         found.append(literal)
     return found
+
+
+def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
+    """For a recipe to replay: the user's statement that writes, when it is one simple statement on the
+    tracked name that reads nothing else of the caller's locals (`torch.relu_(y)`, `y *= 2`), else None."""
+    tracked, write = caller.tracked, caller.write
+    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
+        return None
+    statement = write.node
+    while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
+        statement = module.parents.get(statement)
+    if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):
+        return None
+    scope = module.enclosing_function(statement)
+    if scope is not None:
+        local = set(bindings(scope)) - {tracked.name}
+        if any(isinstance(n, cst.Name) and n.value in local for n in walk(statement)):
+            return None
+    if any(isinstance(n, cst.Name) and n.value == "self" for n in walk(statement)):
+        return None
+    return " ".join(code_of(statement).split())
+
+
+def caller_harness(module: ParsedModule, caller: CallerWrite, recipe_call: str) -> Harness:
+    """The usual Function harness for a caller-side finding; `recipe_call.format(replay=...)` gives the
+    recipe call, with the statement to replay (or None); the module-level names that statement reads are
+    copied too."""
+    replay = replay_text(module, caller)
+    harness = recipe_harness(module, caller.tracked.function_class, recipe_call.format(replay=repr(replay)))
+    if replay is not None:
+        harness.optional_names |= {n.value for n in walk(cst.parse_statement(replay)) if isinstance(n, cst.Name)}
+    return harness

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .sandbox import current_sandbox, first_json_line, launcher_command, linter_hidden
 from .sandbox import sandbox_description  # noqa: F401 - the one line `--confirm` prints about its containment
@@ -33,6 +34,11 @@ VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 # Variables the child keeps: what finding an interpreter and torch needs, nothing secret.
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONHASHSEED")
 STOP_GRACE_SECONDS = 5.0  # how long a launcher may take to kill what it started before it is killed itself
+# The package harness scripts import (runtime/), copied into each harness's temp directory under a name of its
+# own: the --python interpreter may lack autograd-lint, or have another version of it installed.
+RUNTIME_SOURCE = Path(__file__).resolve().parent / "runtime"
+RUNTIME_NAME = "autograd_lint_runtime"
+RUNTIME_FOLDER = "runtime"  # beside harness.py; the bootstrap puts it first on sys.path
 
 
 @dataclass(frozen=True)
@@ -113,10 +119,17 @@ class _Pipes:
         os.close(self.status_read)
 
 
+def install_runtime(folder: str) -> None:
+    """Copy the runtime package into `folder` as RUNTIME_NAME (only its sources, so that the harness sees
+    exactly the recipes of the linter that built its script)."""
+    shutil.copytree(RUNTIME_SOURCE, os.path.join(folder, RUNTIME_NAME), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
 def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> RunResult:
     script_path = os.path.join(workdir, "harness.py")
     with open(script_path, "w", encoding="utf-8") as handle:
         handle.write(script)
+    install_runtime(os.path.join(workdir, RUNTIME_FOLDER))
     stdout_path, stderr_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
     environment = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
     environment.update(HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -243,8 +256,10 @@ def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
 
 
 # The child limits itself before any harness code runs (a preexec_fn is unsafe with the parent's worker
-# threads), reads the run's secret and closes that pipe, and hands `_agl_report` (probes.py) a function
-# that sends a verdict with the secret on the result pipe, which exec'd programs do not inherit.
+# threads), reads the run's secret and closes that pipe, and hands the script (as `_agl_channel`, which it
+# passes on to runtime/probes.py's `start`) a function that sends a verdict with the secret on the result
+# pipe, which exec'd programs do not inherit. The runtime package the runner copied beside the script comes
+# first on sys.path.
 # The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
 # `-I` keeps the user's site-packages out of sys.path and PYTHON* out. A harness script that ends
 # without a verdict is a recipe's bug: exit status 70 and a line on stderr say so.
@@ -269,14 +284,15 @@ def send(verdict, evidence, _fd=result_fd, _secret=secret):
     os.close(_fd)
 del secret, secret_fd, result_fd
 sys.argv = [path]
+sys.path.insert(0, os.path.join(os.path.dirname(path), %r))
 runpy.run_path(path, init_globals={"_agl_channel": send}, run_name="__autograd_lint_harness__")
 sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
 sys.stderr.flush()
 os._exit(70)
 """
-_BOOTSTRAP = _BOOTSTRAP % EVIDENCE_CAP_CHARACTERS
+_BOOTSTRAP = _BOOTSTRAP % (EVIDENCE_CAP_CHARACTERS, RUNTIME_FOLDER)
 _NO_VERDICT_EXIT = 70
-_PIPE_GONE_EXIT = 71  # probes.py's _agl_report, when sending the verdict fails
+_PIPE_GONE_EXIT = 71  # runtime/probes.py's report, when sending the verdict fails
 
 
 def _rlimits(limits: RunLimits) -> tuple[int, int, int]:

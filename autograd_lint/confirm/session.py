@@ -18,8 +18,10 @@ from ..core.diagnostic import UNSUPPRESSIBLE
 from ..core.module import ParsedModule
 from ..io.module_names import module_name_for_path
 from ..io.reading import ModuleSource, SourceError, module_source, read_module_source
+from ..core.rule import NoqaRule
 from ..rules import RULES
-from .harness import PROBES, CannotBuildHarness, build_script
+from .builders import builder_for
+from .harness import CannotBuildHarness, build_script, runtime_prelude
 from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
 from .verdict_cache import VerdictCache
 
@@ -45,17 +47,17 @@ class ConfirmEnvironmentError(Exception):
 
 
 # Run like a harness (same launcher, limits and result channel), so that what it finds holds for them.
-_PREFLIGHT = PROBES + """
+_PREFLIGHT = runtime_prelude() + """
 try:
     import torch
 except BaseException as exc:  # noqa: BLE001 - whatever the import does, it is the reason
-    _agl_report("inconclusive", f"`import torch` failed: {type(exc).__name__}: {exc}")
+    _agl_probes.report("inconclusive", f"`import torch` failed: {type(exc).__name__}: {exc}")
 try:
-    _agl_cuda = bool(torch.cuda.is_available())
+    cuda = bool(torch.cuda.is_available())
 except Exception:  # noqa: BLE001 - a broken driver means no CUDA for the harnesses either
-    _agl_cuda = False
-import json as _agl_json
-_agl_report("confirmed", _agl_json.dumps({"torch": str(torch.__version__), "cuda": _agl_cuda}))
+    cuda = False
+import json
+_agl_probes.report("confirmed", json.dumps({"torch": str(torch.__version__), "cuda": cuda}))
 """
 
 
@@ -192,13 +194,14 @@ def _script_for(module: ParsedModule, diagnostic: Diagnostic, source: ModuleSour
     source = source or ModuleSource(module.source)
     line = source.module_line(diagnostic.cell, diagnostic.line)
     rule = RULES[diagnostic.code]()
+    if isinstance(rule, NoqaRule):
+        raise CannotBuildHarness(f"{diagnostic.code} is about a noqa comment: there is nothing to run under torch")
+    builder = builder_for(diagnostic.code)
+    if builder is None:
+        raise CannotBuildHarness(f"{diagnostic.code} has no confirm recipe yet")
     for finding in rule.check(module):
         start = module.position(finding.node).start
         reported = source.reported_message(finding.message)
         if (start.line, start.column + 1) == (line, diagnostic.column) and reported == diagnostic.message:
-            try:
-                harness = rule.confirm_harness(module, finding)
-            except NotImplementedError:
-                raise CannotBuildHarness(f"{diagnostic.code} has no confirm recipe yet") from None
-            return build_script(module, harness)
+            return build_script(module, builder.build(module, finding), diagnostic.code.lower())
     raise CannotBuildHarness("the finding is no longer in the file (it changed since it was linted)")

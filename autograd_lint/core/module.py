@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from .scopes import forget_scopes
+from .scopes import bindings, forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
 from collections.abc import Iterator, Mapping
 
@@ -148,6 +148,17 @@ class ParsedModule:
         """The parent's parent: for a method, the ClassDef around its IndentedBlock."""
         parent = self.parents.get(node)
         return self.parents.get(parent) if parent is not None else None
+
+    def single_assignment(self, expr: cst.BaseExpression) -> cst.BaseExpression:
+        """The value a local name is bound to, when the enclosing function binds it exactly once; else `expr`."""
+        function = self.enclosing_function(expr)
+        if not isinstance(expr, cst.Name) or function is None:
+            return expr
+        values = bindings(function).get(expr.value, [])
+        if (len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1
+                and isinstance(values[0].targets[0].target, cst.Name)):
+            return values[0].value
+        return expr
 
     def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         for ancestor in self.ancestors(node):

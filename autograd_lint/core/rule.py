@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import ClassVar, Iterator
 
 import libcst as cst
 
 from .diagnostic import Severity
 from .module import ParsedModule
 from .prefilter import defines_function_subclass, may_define_function_class
-
-if TYPE_CHECKING:
-    from ..confirm.harness import Harness
 
 
 # How long a `message` may be (every fixture's is held to it): ruff keeps the message short and leaves
@@ -29,7 +26,7 @@ class Finding:
     `message` names the concrete thing wrong here (the class, method, input or call), in about
     MESSAGE_LIMIT characters at most; `explanation` is the consequence (torch's error text, the silently wrong
     gradient) and the fix, in sentences that read on after the message. `subject` is whatever the rule's
-    confirm recipe needs to rebuild the case (a Function class, the state read), kept out of the message.
+    confirm harness builder needs to rebuild the case (a Function class, the state read), kept out of the message.
     """
 
     node: cst.CSTNode
@@ -61,13 +58,6 @@ class Rule:
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         raise NotImplementedError
 
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> "Harness":
-        """The recipe: what `--confirm` runs under torch to prove this finding.
-
-        Raises CannotBuildHarness with the reason when this finding cannot be run.
-        """
-        raise NotImplementedError
-
 
 class FunctionRule(Rule):
     """A rule about custom autograd.Function classes: it needs a file that defines one."""
@@ -88,9 +78,3 @@ class NoqaRule(Rule):
     @classmethod
     def triggered(cls, text: str) -> bool:
         return False
-
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        # Only `--confirm` asks, to rebuild a finding for its harness: say why there is none.
-        from ..confirm.harness import CannotBuildHarness
-
-        raise CannotBuildHarness(f"{self.code} is about a noqa comment: there is nothing to run under torch")

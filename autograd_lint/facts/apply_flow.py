@@ -12,7 +12,7 @@ Calls under `torch.no_grad()` record no graph and are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import libcst as cst
 
@@ -20,10 +20,7 @@ from .function_model import FunctionClass, function_model
 from .inplace import ALIAS_ATTRIBUTES, MODULE_INPLACE_POSITION, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite, inplace_by_position
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
-from ..core.syntax import code_of, dotted_name, walk
-
-if TYPE_CHECKING:
-    from ..confirm.harness import Harness
+from ..core.syntax import dotted_name, walk
 
 BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
@@ -314,36 +311,3 @@ def _result_name(module: ParsedModule, call: cst.Call) -> str:
     if isinstance(parent, cst.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0].target, cst.Name):
         return parent.targets[0].target.value
     return f"{dotted_name(call.func) or 'Fn.apply'}(...)"
-
-
-def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
-    """For a confirm recipe to replay: the user's statement that writes, when it is one simple statement on
-    the tracked name that reads nothing else of the caller's locals (`torch.relu_(y)`, `y *= 2`), else None."""
-    tracked, write = caller.tracked, caller.write
-    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
-        return None
-    statement: cst.CSTNode | None = write.node
-    while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
-        statement = module.parents.get(statement)
-    if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):
-        return None
-    scope = module.enclosing_function(statement)
-    if scope is not None:
-        local = set(bindings(scope)) - {tracked.name}
-        if any(isinstance(n, cst.Name) and n.value in local for n in walk(statement)):
-            return None
-    if any(isinstance(n, cst.Name) and n.value == "self" for n in walk(statement)):
-        return None
-    return " ".join(code_of(statement).split())
-
-
-def caller_harness(module: ParsedModule, caller: CallerWrite, recipe: str) -> "Harness":
-    """The usual Function harness for a caller-side finding; `recipe(replay)` gives the recipe call, with
-    the statement to replay (or None); the module-level names that statement reads are copied too."""
-    from ..confirm.harness import recipe_harness
-
-    replay = replay_text(module, caller)
-    harness = recipe_harness(module, caller.tracked.function_class, recipe.format(replay=repr(replay)))
-    if replay is not None:
-        harness.optional_names |= {n.value for n in walk(cst.parse_statement(replay)) if isinstance(n, cst.Name)}
-    return harness

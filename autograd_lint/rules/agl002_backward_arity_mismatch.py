@@ -6,7 +6,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, function_model
 from ..facts.gradient_returns import ReturnedValues, returned_values
@@ -93,21 +92,4 @@ class BackwardArityMismatch(FunctionRule):
             explanation += "Return one gradient per input, None for inputs that need none."
         return message, explanation
 
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run forward and backward for each call shape seen at the call sites; torch's own
-        "incorrect number of gradients (expected N, got M)" is the evidence."""
-        function_class = finding.subject
-        required, optional, definition = function_class_code(module, function_class)
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, function_class),
-                f"_agl_arity_recipe({function_class.name}.apply, _agl_builders, {TORCH_MESSAGES!r})",
-            ]
-        )
-        return Harness(required, main, optional)
-
-
-TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient different than None")
 

@@ -8,15 +8,13 @@ import libcst as cst
 
 import re
 
-from ..confirm.expression import expression_function, single_assignment
-from ..confirm.harness import Harness
 from ..core.prefilter import multiplies_a_comparison
 from ..core.diagnostic import Severity
 from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
 from ..core.module import ParsedModule
 from ..core.rule import Finding, Rule
 from ..core.scopes import bindings
-from ..core.syntax import code_of, dotted_name, literal_number, normalized_code, short_code, walk
+from ..core.syntax import dotted_name, literal_number, normalized_code, short_code, walk
 from ..torch_api import CASTS, ORDERING_METHODS
 from typing import TypeGuard
 
@@ -84,16 +82,6 @@ class HandwrittenPiecewiseActivation(Rule):
                 continue
             yield Finding(node, *_message(node, value, comparison), subject=value)
 
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Evaluate the flagged expression on [-inf, -2, -0.5, 0.5, 2, inf] against torch.relu:
-        -0.0 outputs, NaN outputs, NaN gradients for an inf upstream gradient."""
-        node = finding.node
-        expression = cst.BinaryOperation(node.target, cst.Multiply(), node.value) if isinstance(node, cst.AugAssign) else node
-        # A threshold known only at run time (a learned one) stands at 0, relu's own.
-        code, required, optional = expression_function(module, node, expression, finding.subject, "_agl_expression", stand_in="0.0")
-        shown = " ".join(code_of(expression).split())
-        return Harness(required, f"{code}\n_agl_relu_recipe(_agl_expression, {shown!r})", optional)
-
 
 def _is_multiply(node: cst.CSTNode | None) -> TypeGuard[cst.BinaryOperation]:
     return isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply)
@@ -121,7 +109,7 @@ def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
     (`mask = (x > 0).float(); x * mask`), and the mask zeroes negative values."""
     plain = {normalized_code(f): f for f in factors if not isinstance(f, cst.BaseNumber)}
     for factor in factors:
-        found = _compared_value(module, single_assignment(module, factor))
+        found = _compared_value(module, module.single_assignment(factor))
         if found is None:
             continue
         compared, threshold, comparison = found

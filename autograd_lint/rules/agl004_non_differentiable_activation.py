@@ -20,12 +20,11 @@ from typing import Iterator
 import libcst as cst
 
 from ..core.prefilter import activation_with_a_flagged_op
-from ..confirm.harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
 from ..core.diagnostic import Severity
 from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
 from ..core.module import ParsedModule
 from ..core.rule import Finding, Rule
-from ..core.syntax import assigned_names, code_of, dotted_name, short_code, walk
+from ..core.syntax import assigned_names, dotted_name, short_code, walk
 from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
 from ..facts.function_model import function_model
 
@@ -86,55 +85,6 @@ class NonDifferentiableActivation(Rule):
             if type(node) is cst.FunctionDef and _is_judged(module, node, function_classes):
                 yield from _Judge(module, node, function_classes).findings()
 
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run the activation (or the module's forward) on a probe with one backward, then again
-        with a straight-through estimator at the flagged op: a graph cut, backward raising, or
-        gradients that only the estimator lets through prove the op blocks them."""
-        function: cst.FunctionDef = finding.subject
-        owner = module.grandparent(function)
-        name = function.name.value
-        top_level = owner if isinstance(owner, cst.ClassDef) else function
-        if module.parents.get(top_level) is not module.tree:
-            raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
-        patched = _straight_through_source(module, top_level, finding.node)
-        if top_level is function:
-            defaults = literal_call_arguments(module, name)
-            extra = defaults.split(", ")[1:] if defaults else literal_defaults(function, skip=1)
-            arguments = ", ".join(["_agl_input", *extra])
-            make = f"lambda namespace: (lambda _agl_input: namespace[{name!r}]({arguments}), None, None)"
-            shown = f"{name}()"
-        else:
-            extra_inputs = len(function.params.params) - 2 - len(literal_defaults(function, skip=2, required_ok=True))
-            arguments = literal_call_arguments(module, owner.name.value)
-            if arguments is None:
-                arguments = _layer_arguments(module, owner)
-            make = (
-                f"lambda namespace: _agl_module_call(namespace[{owner.name.value!r}]({arguments}), {name!r}, {extra_inputs})"
-            )
-            shown = f"{owner.name.value}.{name}()"
-        main = "\n".join(
-            [
-                f"_agl_patched_source = {patched!r}",
-                f"_agl_ste_recipe({make}, globals(), _agl_patched_source, {shown!r}, {' '.join(code_of(finding.node).split())[:60]!r})",
-            ]
-        )
-        return Harness({top_level.name.value}, main)
-
-
-def _straight_through_source(module: ParsedModule, statement: cst.CSTNode, source: cst.CSTNode) -> str | None:
-    """`statement`'s code with the flagged op wrapped in a straight-through estimator of its operand."""
-    operand = _operand(source)
-    if operand is None:
-        return None
-    wrapped = cst.parse_expression("_agl_ste(__q__, __x__)")
-    replacement = wrapped.with_changes(args=[cst.Arg(source), cst.Arg(operand)])
-
-    class Replace(cst.CSTTransformer):
-        def on_leave(self, original, updated):
-            return replacement if original is source else updated
-
-    return code_of(statement.visit(Replace()))
-
 
 def _operand(source: cst.CSTNode) -> cst.BaseExpression | None:
     """The differentiable value an op quantizes: `x` in `torch.sign(x)`, `x.round()`, `(x > 0).float()`."""
@@ -153,18 +103,6 @@ def _operand(source: cst.CSTNode) -> cst.BaseExpression | None:
             return receiver.left
         return receiver
     return None
-
-
-def _layer_arguments(module: ParsedModule, owner: cst.ClassDef) -> str:
-    """Constructor arguments for a class built on a torch layer that nothing in the module builds
-    with literals: small sizes that fit `_agl_module_inputs`."""
-    for base in owner.bases:
-        qualified = module.qualified_name(base.value) or ""
-        if qualified.endswith(("Conv1d", "Conv2d", "Conv3d")):
-            return "3, 4, 3"
-        if qualified.endswith("Linear"):
-            return "8, 4"
-    return ""
 
 
 def _is_judged(module: ParsedModule, function: cst.FunctionDef, function_classes) -> bool:

@@ -7,7 +7,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code, literal_call_arguments
 from ..core.diagnostic import Severity
 from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method, function_model
 from ..core.module import ParsedModule
@@ -160,31 +159,6 @@ class LegacyFunctionApi(FunctionRule):
             subject=LegacyUse(function_class, "no-backward"),
         )
 
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Replays the flagged shape with float64 leaf tensors: the instance call, `Fn(a).apply(x)`
-        against `Fn(b).apply(x)`, `.apply` reading the instance's attribute, or backward through a
-        Function without one (see confirm/recipes/agl005.py)."""
-        use: LegacyUse = finding.subject
-        function_class = use.function_class
-        required, optional, definition = function_class_code(module, function_class)
-        init_args = use.init_args
-        if init_args is None:
-            init_args = literal_call_arguments(module, function_class.name)
-        if init_args is None:
-            init_args = _literal_init_defaults(function_class)
-        name = function_class.name
-        alternative = _perturbed(init_args)
-        main = "\n".join(
-            [
-                definition,
-                apply_builders(module, function_class),
-                f"_agl_legacy_recipe({name}, {use.kind!r}, lambda: {name}({init_args}), {init_args!r}, "
-                f"{'lambda: ' + name + '(' + alternative + ')' if alternative else 'None'}, {alternative!r}, "
-                f"{use.attribute!r}, _agl_builders)",
-            ]
-        )
-        return Harness(required, main, optional)
-
 
 def _self_attributes(method: Method) -> set[str]:
     """Attributes a method assigns on its first parameter (`self.lambd = lambd`)."""
@@ -302,17 +276,6 @@ def _is_a_base(module: ParsedModule, function_class: FunctionClass) -> bool:
     return any(function_class in other.bases for other in function_model(module))
 
 
-def _literal_init_defaults(function_class: FunctionClass) -> str | None:
-    """`__init__`'s parameters as literals: their defaults, 0.5 for the others (a hyperparameter)."""
-    init = function_class.method("__init__")
-    if init is None:
-        return ""
-    values = []
-    for param in init.params[1:]:
-        values.append(code_of(param.default).strip() if param.default is not None else "0.5")
-    return ", ".join(values)
-
-
 def _constructor_arguments(call: cst.Call) -> str:
     """The arguments of `Fn(...)` as source the harness can evaluate: literals as written, 0.5 (a
     hyperparameter) for anything that names the caller's variables."""
@@ -330,23 +293,3 @@ def _constructor_arguments(call: cst.Call) -> str:
     return ", ".join(parts)
 
 
-def _perturbed(arguments: str) -> str | None:
-    """The same arguments with every number changed (x -> 2x + 1); None if none is a number."""
-    import ast
-
-    try:
-        tree = ast.parse(f"f({arguments})", mode="eval")
-    except SyntaxError:
-        return None
-    changed = False
-
-    class Perturb(ast.NodeTransformer):
-        def visit_Constant(self, node):
-            nonlocal changed
-            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-                changed = True
-                return ast.copy_location(ast.Constant(node.value * 2 + 1), node)
-            return node
-
-    new = Perturb().visit(tree)
-    return ast.unparse(new)[2:-1] if changed else None

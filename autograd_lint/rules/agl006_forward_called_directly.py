@@ -7,12 +7,11 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, function_class_code
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
-from ..core.syntax import code_of, short_code
+from ..core.syntax import short_code
 
 
 @dataclass(frozen=True)
@@ -40,24 +39,6 @@ class ForwardCalledDirectly(FunctionRule):
                 method = call.func.attr.value
                 yield Finding(call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method))
 
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Runs the call as written (ctx `None` as written, or a stand-in ctx; float64 leaf tensors for
-        the other arguments) next to `Fn.apply` on the same inputs, and compares grad_fn and gradients
-        (see confirm/recipes/agl006.py)."""
-        direct: DirectCall = finding.subject
-        function_class = direct.function_class
-        required, optional, definition = function_class_code(module, function_class)
-        arguments = [_argument(module, arg) for arg in direct.call.args]
-        takes_ctx = direct.method == "backward" or (function_class.forward is not None and function_class.forward.ctx_name is not None)
-        main = "\n".join(
-            [
-                definition,
-                f"_agl_direct_call_recipe({function_class.name}, {direct.method!r}, {arguments!r}, {takes_ctx!r}, "
-                f"{short_code(direct.call)!r})",
-            ]
-        )
-        return Harness(required, main, optional)
-
 
 def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tuple[str, str]:
     name = function_class.name
@@ -75,15 +56,3 @@ def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tupl
     )
 
 
-def _argument(module: ParsedModule, arg: cst.Arg) -> str | None:
-    """A literal as written (`None`, `2.0`), or None for 'a tensor'."""
-    import ast
-
-    if arg.star or arg.keyword is not None:
-        return None
-    text = code_of(arg.value).strip()
-    try:
-        ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    return text

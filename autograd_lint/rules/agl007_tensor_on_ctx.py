@@ -17,7 +17,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
@@ -72,15 +71,6 @@ class TensorOnCtx(FunctionRule):
                     subject = _harmful(kinds, reads, target.attr.value, value)
                     if subject is not None:
                         yield Finding(target, *_message(subject), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Three measurements, the first that shows the harm wins: the output on ctx keeps grad_fn alive
-        after `del out` with gc disabled (a reference cycle); an input changed in place after apply
-        changes the gradients without an error; the tensor is still held by grad_fn after backward."""
-        stored: CtxTensor = finding.subject
-        name = stored.function_class.name
-        call = f"_agl_ctx_tensor_recipe({name}.apply, _agl_builders, {stored.attribute!r}, {stored.role!r})"
-        return recipe_harness(module, stored.function_class, call)
 
 
 def _ctx_assignments(method: Method) -> Iterator[tuple[cst.Attribute, cst.BaseExpression]]:

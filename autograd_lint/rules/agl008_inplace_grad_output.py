@@ -6,7 +6,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import Method, function_model
 from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
@@ -42,12 +41,6 @@ class InplaceGradOutput(FunctionRule):
                 continue  # the first write is the one to fix
             reported.add(alias.root)
             yield Finding(write.node, *_message(method, write.text, alias), subject=method.owner)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
-        then from `.sum()` (does torch refuse to write into the expanded gradient?)."""
-        name = finding.subject.name
-        return recipe_harness(module, finding.subject, f"_agl_grad_output_inplace_recipe({name}.apply, _agl_builders)")
 
 
 def _message(method: Method, text: str, alias: Alias) -> tuple[str, str]:

@@ -6,7 +6,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
@@ -60,14 +59,6 @@ class InplaceInputWithoutMarkDirty(FunctionRule):
                 continue  # `k += 1` on an int, `cache[key] = v` on a dict
             reported.add(alias.root)
             yield Finding(write.node, *_message(function_class, forward, write, alias), subject=function_class)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Snapshot every input's values and `_version`, apply, compare; ctx.mark_dirty is watched so
-        that only an undeclared change counts."""
-        function_class = finding.subject
-        names = [p.name.value for p in function_class.forward.data_params]
-        call = f"_agl_input_inplace_recipe({function_class.name}.apply, _agl_builders, {names!r})"
-        return recipe_harness(module, function_class, call)
 
 
 class _HelperWrites(CallTracking):

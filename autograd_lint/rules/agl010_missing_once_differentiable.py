@@ -20,7 +20,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, apply_builders, function_class_code
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
@@ -79,16 +78,6 @@ class MissingOnceDifferentiable(FunctionRule):
             if found is not None:
                 node, what = found
                 yield Finding(node, *_message(method.owner, method, node, what), subject=method.owner)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """A gradient penalty through the Function: the second-order gradient autograd computes
-        against central finite differences of the first-order gradient (see recipes/agl010.py)."""
-        function_class: FunctionClass = finding.subject
-        required, optional, definition = function_class_code(module, function_class)
-        main = "\n".join(
-            [definition, apply_builders(module, function_class), f"_agl_double_backward_recipe({function_class.name}.apply, _agl_builders)"]
-        )
-        return Harness(required, main, optional)
 
 
 def _once_differentiable(module: ParsedModule, method: Method) -> bool:

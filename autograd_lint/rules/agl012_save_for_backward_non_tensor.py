@@ -9,7 +9,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
 from ..core.module import ParsedModule
@@ -49,11 +48,6 @@ class SaveForBackwardNonTensor(FunctionRule):
                             continue
                         subject = NonTensorSave(function_class, call, arg, position)
                         yield Finding(arg, *_message(kinds, arg, star, subject, extra, helper), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Apply with float64 inputs that require grad, grad mode on: torch's own TypeError."""
-        function_class = finding.subject.function_class
-        return recipe_harness(module, function_class, f"_agl_save_non_tensor_recipe({function_class.name}.apply, _agl_builders)")
 
 
 Saved = tuple[int | None, cst.BaseExpression, bool]  # (position among the saved, forward's expression, starred)

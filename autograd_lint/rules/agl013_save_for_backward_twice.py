@@ -7,7 +7,6 @@ from typing import Iterator, Sequence
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
 from ..core.module import ParsedModule
@@ -48,12 +47,6 @@ class SaveForBackwardTwice(FunctionRule):
                         continue  # the first call is only redundant: the last one saves all it saved
                     subject = Replacement(function_class, method, call, previous)
                     yield Finding(call, *_message(module, subject), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run forward as written, then with the calls' tensors accumulated into one save (the fix):
-        torch's `saved_tensors` count, the error backward raises, or the gradients differ."""
-        function_class = finding.subject.function_class
-        return recipe_harness(module, function_class, f"_agl_save_twice_recipe({function_class.name}.apply, _agl_builders)")
 
 
 def _keeps_everything(call: cst.Call, previous: cst.Call) -> bool:
@@ -107,7 +100,6 @@ def _message(module: ParsedModule, replacement: Replacement) -> tuple[str, str]:
         "backward unpacks too few (ValueError) or indexes the wrong ones (silently wrong gradients). "
         "Save every tensor in one call.",
     )
-
 
 
 class _Paths:

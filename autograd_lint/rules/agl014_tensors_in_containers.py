@@ -8,9 +8,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import (
-    CannotBuildHarness, Harness, recipe_harness, function_class_code, literal_binding, literal_source,
-)
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
@@ -100,19 +97,6 @@ class TensorsInContainers(FunctionRule):
                 if param in sequences or _holds_caller_tensor(module, call, container):
                     case = ContainerCase(function_class, container, call, position)
                     yield Finding(arg.value, *_input_message(function_class, container, arg.value), subject=case)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run the Function on leaf tensors that require grad and look at what autograd tracked: the
-        tensors in the returned container (requires_grad, then backward from one of them), or the
-        tensors passed inside the container (the output's requires_grad, then their .grad)."""
-        case: ContainerCase = finding.subject
-        function_class = case.function_class
-        if case.call is None:
-            return recipe_harness(module, function_class, f"_agl_container_output_recipe({function_class.name}.apply, _agl_builders)")
-        required, optional, definition = function_class_code(module, function_class)
-        label, count, build = _container_call_builder(module, case)
-        main = f"_agl_container_input_recipe({function_class.name}.apply, {label!r}, {count}, {build})"
-        return Harness(required, definition + "\n" + main, optional)
 
 
 def _output_message(function_class: FunctionClass, container, nested: bool) -> tuple[str, str]:
@@ -369,57 +353,3 @@ def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> boo
     return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS
 
 
-def _argument_literal(module: ParsedModule, case: ContainerCase, index: int, arg: cst.Arg) -> str | None:
-    """The literal an argument stands for: as written, the caller's literal binding of the name
-    (`def fuse(levels, dim=1)`), or forward's default for that parameter."""
-    literal = literal_source(arg.value)
-    caller = module.enclosing_function(case.call)
-    if literal is None and isinstance(arg.value, cst.Name) and caller is not None:
-        literal = literal_binding(caller, arg.value.value)
-    if literal is None and arg.keyword is None:
-        params = case.function_class.forward.data_params
-        if index < len(params) and params[index].default is not None:
-            literal = literal_source(params[index].default)
-    return literal
-
-
-def _container_call_builder(module: ParsedModule, case: ContainerCase) -> tuple[str, int, str]:
-    """(label, number of inner tensors, `lambda shape, inner: (args, kwargs)`) for the flagged call:
-    leaf tensors inside the container, the other arguments as written when they are literals, else
-    leaf tensors."""
-    args, kwargs, shown = [], [], []
-    count, container_code, container_shown = _container_code(case.container)
-    for index, arg in enumerate(case.call.args):
-        key = index if arg.keyword is None else arg.keyword.value
-        if key == case.position:
-            code, text = container_code, container_shown
-        else:
-            literal = _argument_literal(module, case, index, arg)
-            code, text = (literal, literal) if literal is not None else (f"_agl_leaf(shape, {index})", "<tensor>")
-        if arg.keyword is None:
-            args.append(code)
-            shown.append(text)
-        else:
-            kwargs.append(f"{arg.keyword.value!r}: {code}")
-            shown.append(f"{arg.keyword.value}={text}")
-    label = f"{case.function_class.name}.apply({', '.join(shown)})"
-    return label, count, f"lambda shape, inner: ([{', '.join(args)}], {{{', '.join(kwargs)}}})"
-
-
-def _container_code(container: cst.BaseExpression) -> tuple[int, str, str]:
-    """(tensor count, code building the container from `inner`, how it is shown)."""
-    if isinstance(container, cst.Dict):
-        keys = [literal_source(e.key) if isinstance(e, cst.DictElement) else None for e in container.elements]
-        if None in keys:
-            raise CannotBuildHarness("the dict passed to apply has keys the harness cannot rebuild")
-        items = ", ".join(f"{k}: inner[{i}]" for i, k in enumerate(keys))
-        return len(keys), "{" + items + "}", "{" + ", ".join(f"{k}: <tensor>" for k in keys) + "}"
-    if isinstance(container, (cst.List, cst.Tuple)) and not any(isinstance(e, cst.StarredElement) for e in container.elements):
-        count = len(container.elements)
-    else:
-        count = 2  # a comprehension: two tensors stand for its elements
-    items = ", ".join(f"inner[{i}]" for i in range(count))
-    shown = ", ".join(["<tensor>"] * count)
-    if isinstance(container, cst.Tuple):
-        return count, f"({items},)", f"({shown})"
-    return count, f"[{items}]", f"[{shown}]"

@@ -14,7 +14,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
@@ -55,12 +54,6 @@ class AutogradInsideForward(FunctionRule):
                     inner, where = found
                     subject = AutogradCall(function_class, inner, helper)
                     yield Finding(helper_call, *_message(function_class, inner, helper, where), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Apply the Function to float64 leaf tensors that require grad; torch's own error from inside
-        forward is the proof."""
-        found: AutogradCall = finding.subject
-        return recipe_harness(module, found.function_class, f"_agl_autograd_in_forward_recipe({found.function_class.name}.apply, _agl_builders, {short_code(found.call)!r})")
 
 
 def _message(

@@ -12,7 +12,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
@@ -61,12 +60,6 @@ class RngInBackward(FunctionRule):
                 continue
             for call, drawn in draws:
                 yield Finding(call, *_message(function_class, backward, call, drawn), subject=(function_class, drawn))
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Forward once, then two backward passes over the same graph under different seeds: a backward
-        that reuses forward's draw gives the same gradient both times; the mask mismatch is measured too."""
-        function_class, call = finding.subject
-        return recipe_harness(module, function_class, f"_agl_rng_backward_recipe({function_class.name}.apply, _agl_builders, {short_code(call)!r})")
 
 
 def _message(function_class: FunctionClass, backward: Method, call: cst.Call, drawn: cst.Call) -> tuple[str, str]:

@@ -17,7 +17,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
@@ -71,12 +70,6 @@ class MaterializeGradsNone(FunctionRule):
                     subject = NoneGradUse(function_class, grad, position, use)
                     helper = helpers.get(use) if isinstance(use, cst.Call) else None
                     yield Finding(use, *_message(function_class, backward, grad, use, helper), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Backward from one output at a time (the others unused, so their gradients are None), as
-        written and with materialization left on; torch's TypeError/AttributeError on NoneType is the proof."""
-        use: NoneGradUse = finding.subject
-        return recipe_harness(module, use.function_class, f"_agl_materialize_recipe({use.function_class.name}.apply, _agl_builders, {use.grad!r}, {use.position})")
 
 
 def _message(

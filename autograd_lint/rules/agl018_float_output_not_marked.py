@@ -8,7 +8,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
@@ -66,13 +65,6 @@ class FloatOutputNotMarked(FunctionRule):
                 if origin is not None:
                     subject = UnmarkedOutput(function_class, index, len(value.elements), element, origin)
                     yield Finding(element, *_message(subject, _marking_ctx(function_class), grads[index]), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Apply it: the output requires grad although it is a mask or index, a loss that uses it
-        sends a gradient into backward, and backward drops it (the inputs' gradients do not change)."""
-        unmarked: UnmarkedOutput = finding.subject
-        name = unmarked.function_class.name
-        return recipe_harness(module, unmarked.function_class, f"_agl_unmarked_output_recipe({name}, _agl_builders, {unmarked.index})")
 
 
 def _marking_ctx(function_class: FunctionClass) -> str:

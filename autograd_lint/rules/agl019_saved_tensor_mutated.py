@@ -7,8 +7,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..facts.apply_flow import CallerWrite, Tracked, caller_harness, caller_writes
-from ..confirm.harness import Harness
+from ..facts.apply_flow import CallerWrite, Tracked, caller_writes
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
@@ -59,17 +58,6 @@ class SavedTensorMutated(FunctionRule):
             saved_as = "its output" if tracked.position is None else found.inputs[tracked.position]
             subject = MutatedSaved(caller, saved_as)
             yield Finding(caller.write.node, *_message(tracked, caller.write.text, saved_as), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Apply, the same in-place write on the same tensor (the user's own statement when it names
-        nothing else), backward: torch's version-counter error is the proof; then the same sequence
-        with a `.clone()` must run."""
-        subject: MutatedSaved = finding.subject
-        tracked = subject.caller.tracked
-        name = tracked.function_class.name
-        where = tracked.position if not tracked.is_output else ("output", tracked.output_index)
-        recipe = f"_agl_saved_inplace_recipe({name}.apply, _agl_builders, {where!r}, {tracked.name!r}, {{replay}}, globals())"
-        return caller_harness(module, subject.caller, recipe)
 
 
 def saved_tensors(module: ParsedModule, function_class: FunctionClass) -> SavedTensors | None:

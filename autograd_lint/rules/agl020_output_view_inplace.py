@@ -7,8 +7,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..facts.apply_flow import CallerWrite, caller_harness, caller_writes
-from ..confirm.harness import Harness
+from ..facts.apply_flow import CallerWrite, caller_writes
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.inplace import basic_index
@@ -62,14 +61,6 @@ class OutputViewInplace(FunctionRule):
         for caller in caller_writes(module, classes, lambda c, call: (True, []), until_backward=False, counts=counts):
             view = views[caller.tracked.function_class.name]
             yield Finding(caller.write.node, *_message(caller, view), subject=ViewWritten(caller, view))
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Apply on non-leaf inputs, then the caller's write on the result: torch's view+inplace error is
-        the proof; the same write on `.clone()` of the result must run."""
-        subject: ViewWritten = finding.subject
-        tracked = subject.caller.tracked
-        recipe = f"_agl_output_view_recipe({tracked.function_class.name}.apply, _agl_builders, {tracked.name!r}, {{replay}}, globals())"
-        return caller_harness(module, subject.caller, recipe)
 
 
 def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> ReturnedView | None:

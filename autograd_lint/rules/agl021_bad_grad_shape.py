@@ -7,7 +7,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
@@ -86,13 +85,6 @@ class BadGradShape(FunctionRule):
                     continue
                 subject = BadGradient(function_class, position, inputs[position], output_index, change)
                 yield Finding(element, *_message(function_class, subject, element, grad), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Forward and backward on non-square inputs of several ranks; torch's own "returned an invalid
-        gradient at index <i>" for the flagged input is the proof."""
-        bad: BadGradient = finding.subject
-        name = bad.function_class.name
-        return recipe_harness(module, bad.function_class, f"_agl_grad_shape_recipe({name}.apply, _agl_builders, {bad.input_index})")
 
 
 def _output_shape_changes(forward: Method, inputs: set[str], helpers=None) -> dict[int, ShapeChange]:

@@ -20,7 +20,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, Method, TRANSPARENT_DECORATORS, function_model
 from ..core.module import ParsedModule
@@ -95,13 +94,6 @@ class AmpMissingCustomFwd(FunctionRule):
             elif backward.owner is function_class:
                 case = AmpCase(function_class, "fwd-without-bwd")
                 yield Finding(backward.node.name, *_message(function_class, case.kind, region), subject=case)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Forward under `torch.autocast("cpu", dtype=torch.bfloat16)` on float32 inputs, backward
-        after the block, as a training loop does; the same Function without autocast must run."""
-        case: AmpCase = finding.subject
-        name = case.function_class.name
-        return recipe_harness(module, case.function_class, f"_agl_amp_recipe({name}.apply, _agl_builders)")
 
 
 def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> tuple[str, str]:

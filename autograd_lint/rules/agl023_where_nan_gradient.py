@@ -11,13 +11,11 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.expression import expression_function, single_assignment
-from ..confirm.harness import Harness
 from ..core.diagnostic import Severity
 from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
 from ..core.module import ParsedModule
 from ..core.rule import Finding, Rule
-from ..core.syntax import children, code_of, literal_number, normalized_code, short_code, walk
+from ..core.syntax import children, literal_number, normalized_code, short_code, walk
 
 INF = math.inf
 
@@ -180,28 +178,6 @@ class WhereNanGradient(Rule):
             found = _unsafe_where(module, selection)
             if found is not None and not _no_gradient_reaches(module, found):
                 yield Finding(found.operation, *_message(found), subject=found)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Evaluate the selection on a probe that takes both branches and hits the unsafe op's singular
-        points on the unselected side; compare its gradient with the selected branch's own."""
-        found: UnsafeWhere = finding.subject
-        selection = found.selection
-        # The condition is the guarding comparison alone: the other parts of `(d2 > 0) & edge_mask`
-        # are only known at run time, and where the comparison fails the whole condition does.
-        guard = found.guard
-        condition = guard.comparison.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-        condition = cst.UnaryOperation(cst.BitInvert(), condition) if guard.negated else condition
-        call = selection.call.deep_replace(selection.condition, condition)
-        expression = cst.Tuple([cst.Element(e) for e in (call, condition, selection.when_true, selection.when_false)])
-        code, required, optional = expression_function(
-            module, selection.call, expression, found.variable, "_agl_where_parts", stand_in="torch.full_like(_agl_x, 0.75)"
-        )
-        probe = [-1000.0, -100.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 100.0, 1000.0]
-        if guard.threshold != UNKNOWN_THRESHOLD:
-            probe += [guard.threshold - 0.5, guard.threshold, guard.threshold + 0.5]
-        shown = " ".join(code_of(call).split())
-        main = "\n".join(["import torch", code, f"_agl_where_recipe(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
-        return Harness(required, main, optional | {"torch"})
 
 
 def _terminal_name(func: cst.BaseExpression) -> str | None:
@@ -456,7 +432,7 @@ def _unwrapping(module: ParsedModule, expr: cst.BaseExpression, depth: int = 6) 
     casts that keep every element (`(n > 0).unsqueeze(-1)`, `mask[..., None]`, `keep.bool()`)."""
     chain = [expr]
     for _ in range(depth):
-        inner = single_assignment(module, expr)
+        inner = module.single_assignment(expr)
         if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and (inner.func.attr.value in VALUE_PRESERVING or inner.func.attr.value == "bool"):
             inner = inner.func.value
         elif isinstance(inner, cst.Subscript) and all(_keeps_elements(element.slice) for element in inner.slice):
@@ -563,7 +539,7 @@ def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression, depth: 
             continue
         seen.add(node)
         if isinstance(node, cst.Name):
-            value = single_assignment(module, node)
+            value = module.single_assignment(node)
             if value is not node and level < FOLLOWED_LOCALS:
                 stack.append((value, level + 1))
             continue

@@ -21,7 +21,6 @@ from typing import Iterator
 
 import libcst as cst
 
-from ..confirm.harness import Harness, recipe_harness
 from ..core.diagnostic import Severity
 from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
@@ -96,13 +95,6 @@ class FunctorchIncompatible(FunctionRule):
                 if missing is not None:
                     subject = TransformedFunction(function_class, transforms[0], missing)
                     yield Finding(report, *_message(function_class, transforms[0], missing, report), subject=subject)
-
-    def confirm_harness(self, module: ParsedModule, finding: Finding) -> Harness:
-        """Run the module's transform over `.apply` on float64 inputs (vmap over a leading batch
-        dimension); torch's own refusal is the proof, and the plain call must run."""
-        found: TransformedFunction = finding.subject
-        name = found.function_class.name
-        return recipe_harness(module, found.function_class, f"_agl_functorch_recipe({name}.apply, _agl_builders, {found.transform!r})")
 
 
 def _is_forward_ad(module: ParsedModule, call: cst.Call, name: str) -> bool:

@@ -181,10 +181,10 @@ def test_missing_backward_is_flagged_only_where_backward_can_run():
 # --- recipes on correct code ------------------------------------------------------------------
 
 
-def legacy(kind, make="None", init="None", other="None", other_args="None", attribute=None, cls="Scale", args="[_agl_leaf(s), 2.0]"):
+def legacy(kind, make="None", init="None", other="None", other_args="None", attribute=None, cls="Scale", args="[_agl_probes.leaf_tensor(s), 2.0]"):
     return run_recipe(
         STATIC
-        + f"_agl_legacy_recipe({cls}, {kind!r}, {make}, {init}, {other}, {other_args}, {attribute!r},"
+        + f"agl005.check_legacy_api({cls}, {kind!r}, {make}, {init}, {other}, {other_args}, {attribute!r},"
         + f" [('{cls}.apply(x, 2.0)', lambda s: {args})])"
     )
 
@@ -213,8 +213,8 @@ def test_legacy_recipe_compares_constructor_arguments(init, verdict, says):
         @staticmethod
         def backward(ctx, g):
             return g * Decay.rate
-    _agl_legacy_recipe(Decay, 'instance-apply', lambda: Decay(0.5), '0.5', lambda: Decay(2.0), '2.0', None,
-                       [('Decay.apply(x)', lambda s: [_agl_leaf(s)])])
+    agl005.check_legacy_api(Decay, 'instance-apply', lambda: Decay(0.5), '0.5', lambda: Decay(2.0), '2.0', None,
+                       [('Decay.apply(x)', lambda s: [_agl_probes.leaf_tensor(s)])])
     """
     result = run_recipe(HEADER + textwrap.dedent(code))
     assert result[0] == verdict and says in result[1]

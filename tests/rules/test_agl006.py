@@ -53,14 +53,14 @@ def test_direct_call_recipe_does_not_confirm_a_call_that_records_the_custom_node
         @staticmethod
         def backward(ctx, g):
             return g * 2
-    _agl_direct_call_recipe(Wrapped, 'forward', ['None', None], True, 'Wrapped.forward(None, x)')
+    agl006.compare_direct_call(Wrapped, 'forward', ['None', None], True, 'Wrapped.forward(None, x)')
     """
     verdict, evidence = run_recipe(HEADER + textwrap.dedent(code))
     assert verdict == "not-reproduced" and "WrappedBackward" in evidence
 
 
 def test_direct_backward_call_that_runs_is_inconclusive():
-    code = STATIC + "_agl_direct_call_recipe(Scale, 'backward', ['None', None], True, 'Scale.backward(None, g)')\n"
+    code = STATIC + "agl006.compare_direct_call(Scale, 'backward', ['None', None], True, 'Scale.backward(None, g)')\n"
     verdict, evidence = run_recipe(code)
     # Scale.backward reads ctx.alpha from None: the call as written crashes.
     assert verdict == "confirmed" and "'NoneType' object has no attribute 'alpha'" in evidence
@@ -73,7 +73,7 @@ def test_direct_backward_call_that_runs_is_inconclusive():
             @staticmethod
             def backward(ctx, g):
                 return -g
-        _agl_direct_call_recipe(Neg, 'backward', ['None', None], True, 'Neg.backward(None, g)')
+        agl006.compare_direct_call(Neg, 'backward', ['None', None], True, 'Neg.backward(None, g)')
         """
     )
     assert run_recipe(code)[0] == "inconclusive"

@@ -176,13 +176,13 @@ class Square(torch.autograd.Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return 2 * x * g * ctx.k, None
-BUILDERS = [("Square.apply(<tensor>, 2.0)", lambda s: [_agl_leaf(s), 2.0])]
+BUILDERS = [("Square.apply(<tensor>, 2.0)", lambda s: [_agl_probes.leaf_tensor(s), 2.0])]
 """
 
 
 def test_recipe_does_not_confirm_correct_code():
     for attribute in ("k", "shape", "missing"):
-        verdict, evidence = run_recipe(CORRECT + f"_agl_ctx_tensor_recipe(Square.apply, BUILDERS, {attribute!r}, 'input')")
+        verdict, evidence = run_recipe(CORRECT + f"agl007.check_tensor_on_ctx(Square.apply, BUILDERS, {attribute!r}, 'input')")
         assert verdict == "not-reproduced" and f"stored no tensor as ctx.{attribute}" in evidence
 
 
@@ -200,7 +200,7 @@ class Leaky(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return 2 * ctx.x * g
-_agl_ctx_tensor_recipe(Leaky.apply, [("Leaky.apply(<tensor>)", lambda s: [_agl_leaf(s)])], {attribute!r}, "x")
+agl007.check_tensor_on_ctx(Leaky.apply, [("Leaky.apply(<tensor>)", lambda s: [_agl_probes.leaf_tensor(s)])], {attribute!r}, "x")
 """
     cycle = run_recipe(code.replace("{attribute!r}", "'y'"))
     assert cycle[0] == "confirmed" and "survived `del out`" in cycle[1]

@@ -103,18 +103,18 @@ class Reverse(torch.autograd.Function):
 """
 
 
-BUILDERS = "[('{0}.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+BUILDERS = "[('{0}.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
 
 
 def test_agl008_recipe_does_not_confirm_a_clone_first_backward():
-    verdict, evidence = run_recipe(CORRECT_BACKWARD + f"_agl_grad_output_inplace_recipe(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(CORRECT_BACKWARD + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
     assert verdict == "not-reproduced", evidence
     assert "explicit upstream gradients unchanged" in evidence and ".sum().backward() ran" in evidence
 
 
 def test_agl008_recipe_confirms_a_changed_caller_gradient():
     code = CORRECT_BACKWARD.replace("        g = g.clone()\n", "")
-    verdict, evidence = run_recipe(code + f"_agl_grad_output_inplace_recipe(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
     assert verdict == "confirmed" and "changed the caller's upstream gradient from [-2, 1.111" in evidence
     assert "to [2, -1.111" in evidence
 
@@ -123,7 +123,7 @@ def test_agl008_recipe_quotes_torchs_error_for_an_expanded_gradient():
     # `mul_(1)` leaves the caller's values as they were; only torch's check on `.sum()`'s expanded
     # gradient shows the write.
     code = CORRECT_BACKWARD.replace("        g = g.clone()\n", "").replace("g.mul_(-1)", "g.mul_(1)")
-    verdict, evidence = run_recipe(code + f"_agl_grad_output_inplace_recipe(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
     assert verdict == "confirmed"
     assert "then .sum().backward() raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location" in evidence
 

@@ -102,15 +102,15 @@ class AddOne(torch.autograd.Function):
 
 
 def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
-    clip = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(Clip.apply, {BUILDERS.format('Clip')}, ['w'])")
+    clip = run_recipe(CORRECT_FORWARDS + f"agl009.check_input_inplace(Clip.apply, {BUILDERS.format('Clip')}, ['w'])")
     assert clip[0] == "not-reproduced", clip
     # A marked input: the leaf is refused by torch, a non-leaf input is changed as declared.
     marked = run_recipe(
         CORRECT_FORWARDS
-        + "_agl_input_inplace_recipe(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_leaf(s) * 1])], ['x'])"
+        + "agl009.check_input_inplace(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s) * 1])], ['x'])"
     )
     assert marked[0] == "not-reproduced", marked
-    leaf = run_recipe(CORRECT_FORWARDS + f"_agl_input_inplace_recipe(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
+    leaf = run_recipe(CORRECT_FORWARDS + f"agl009.check_input_inplace(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
     assert leaf[0] == "not-reproduced" and "torch refused the leaf" in leaf[1], leaf
 
 

@@ -274,7 +274,7 @@ def recipe(backward_body: str) -> tuple[str, str]:
         "    def backward(ctx, g):\n"
         "        (x,) = ctx.saved_tensors\n"
         f"        {backward_body}\n"
-        "_agl_double_backward_recipe(Cube.apply, [('Cube.apply(<tensor>)', lambda shape: [_agl_leaf(shape)])])\n"
+        "agl010.check_double_backward(Cube.apply, [('Cube.apply(<tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape)])])\n"
     )
     return run_recipe(code)
 

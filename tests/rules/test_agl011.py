@@ -210,7 +210,7 @@ class Affine(torch.autograd.Function):
 
 def test_recipe_is_not_reproduced_on_the_correct_function():
     verdict, evidence = run_recipe(
-        CORRECT + "_agl_non_tensor_grad_recipe(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_leaf(s), 0.5, None])], 3, [2])"
+        CORRECT + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [2])"
     )
     assert verdict == "not-reproduced", evidence
 
@@ -219,7 +219,7 @@ def test_recipe_requires_the_reported_position():
     """Torch's message for another position is not proof of this one."""
     buggy = CORRECT.replace("return g * ctx.scale, None,", "return g * ctx.scale, g.sum(),")
     verdict, evidence = run_recipe(
-        buggy + "_agl_non_tensor_grad_recipe(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_leaf(s), 0.5, None])], 3, [])"
+        buggy + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [])"
     )
     assert verdict == "inconclusive" and "at position 2," in evidence
 

@@ -165,7 +165,7 @@ def test_call_sites_outrank_the_annotation():
 
 
 def test_recipe_does_not_confirm_correct_code():
-    assert run_recipe(CORRECT + "_agl_save_non_tensor_recipe(Square.apply, BUILDERS)")[0] == "not-reproduced"
+    assert run_recipe(CORRECT + "agl012.check_save_non_tensor(Square.apply, BUILDERS)")[0] == "not-reproduced"
 
 
 def test_non_tensor_save_is_quiet_without_grad():
@@ -180,7 +180,7 @@ class Pow(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g, None
-_agl_save_non_tensor_recipe(Pow.apply, [("Pow.apply(<tensor>, 3)", lambda s: [_agl_leaf(s), 3])])
+agl012.check_save_non_tensor(Pow.apply, [("Pow.apply(<tensor>, 3)", lambda s: [_agl_probes.leaf_tensor(s), 3])])
 """
     verdict, evidence = run_recipe(code)
     assert verdict == "confirmed"

@@ -62,7 +62,7 @@ def test_one_save_per_path_is_silent(body):
 
 
 def test_recipe_does_not_confirm_correct_code():
-    assert run_recipe(CORRECT + "_agl_save_twice_recipe(Square.apply, BUILDERS)")[0] == "not-reproduced"
+    assert run_recipe(CORRECT + "agl013.check_save_twice(Square.apply, BUILDERS)")[0] == "not-reproduced"
 
 
 def test_save_twice_with_lost_duplicate_is_not_reproduced():
@@ -79,7 +79,7 @@ class Twice(torch.autograd.Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return 2 * x * g
-_agl_save_twice_recipe(Twice.apply, [("Twice.apply(<tensor>)", lambda s: [_agl_leaf(s)])])
+agl013.check_save_twice(Twice.apply, [("Twice.apply(<tensor>)", lambda s: [_agl_probes.leaf_tensor(s)])])
 """
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced" and "saved_tensors holds 1" in evidence

@@ -142,16 +142,16 @@ class Concat(torch.autograd.Function):
 
 
 def test_recipes_do_not_confirm_flat_outputs_or_star_inputs():
-    builders = "[('Gate.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
-    verdict, evidence = run_recipe(GATE_FLAT + f"_agl_container_output_recipe(Gate.apply, {builders})")
+    builders = "[('Gate.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
+    verdict, evidence = run_recipe(GATE_FLAT + f"agl014.check_container_output(Gate.apply, {builders})")
     assert verdict == "not-reproduced", evidence
-    verdict, evidence = run_recipe(CONCAT_STAR + "_agl_container_input_recipe(Concat.apply, 'Concat.apply(a, b)', 2, lambda shape, inner: (inner, {}))")
+    verdict, evidence = run_recipe(CONCAT_STAR + "agl014.check_container_input(Concat.apply, 'Concat.apply(a, b)', 2, lambda shape, inner: (inner, {}))")
     assert verdict == "not-reproduced" and "received a gradient" in evidence
 
 
 def test_input_recipe_confirms_a_list_argument_with_torchs_numbers():
     code = CONCAT_STAR.replace("*xs", "xs").replace("tuple(g.split(ctx.sizes))", "None")
-    verdict, evidence = run_recipe(code + "_agl_container_input_recipe(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))")
+    verdict, evidence = run_recipe(code + "agl014.check_container_input(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))")
     assert verdict == "confirmed" and "requires_grad=False" in evidence
 
 

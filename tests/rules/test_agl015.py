@@ -167,11 +167,11 @@ class Slope(torch.autograd.Function):
 
 
 def test_recipe_confirms_the_unguarded_version_and_not_the_guarded_one():
-    builders = "[('Slope.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
-    verdict, evidence = run_recipe(GUARDED + f"_agl_autograd_in_forward_recipe(Slope.apply, {builders}, 'torch.autograd.grad')")
+    builders = "[('Slope.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
+    verdict, evidence = run_recipe(GUARDED + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')")
     assert verdict == "not-reproduced", evidence
     unguarded = GUARDED.replace("        with torch.enable_grad():\n", "        if True:\n")
-    verdict, evidence = run_recipe(unguarded + f"_agl_autograd_in_forward_recipe(Slope.apply, {builders}, 'torch.autograd.grad')")
+    verdict, evidence = run_recipe(unguarded + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')")
     assert verdict == "confirmed" and "element 0 of tensors does not require grad and does not have a grad_fn" in evidence
 
 

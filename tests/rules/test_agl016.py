@@ -127,15 +127,15 @@ class Replayed(torch.autograd.Function):
 
 @pytest.mark.parametrize("name", ["SavedMask", "Replayed"])
 def test_recipe_does_not_confirm_reused_randomness(name):
-    builders = f"[('{name}.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
-    verdict, evidence = run_recipe(CORRECT + f"_agl_rng_backward_recipe({name}.apply, {builders}, 'torch.rand_like(g)')")
+    builders = f"[('{name}.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
+    verdict, evidence = run_recipe(CORRECT + f"agl016.check_rng_backward({name}.apply, {builders}, 'torch.rand_like(g)')")
     assert verdict == "not-reproduced" and "identical gradients" in evidence
 
 
 def test_recipe_measures_the_mask_mismatch():
     redrawn = CORRECT.replace("            torch.set_rng_state(ctx.state)\n", "")
-    builders = "[('Replayed.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
-    verdict, evidence = run_recipe(redrawn + f"_agl_rng_backward_recipe(Replayed.apply, {builders}, 'torch.rand_like(g)')")
+    builders = "[('Replayed.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
+    verdict, evidence = run_recipe(redrawn + f"agl016.check_rng_backward(Replayed.apply, {builders}, 'torch.rand_like(g)')")
     assert verdict == "confirmed"
     assert "gave different gradients for input 0" in evidence and "forward's output is zero at" in evidence
 

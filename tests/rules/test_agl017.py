@@ -115,19 +115,19 @@ class TwoOut(torch.autograd.Function):
     def backward(ctx, g1, g2):
         return BODY
 """
-BUILDERS = "[('TwoOut.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+BUILDERS = "[('TwoOut.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
 
 
 def test_recipe_confirms_with_torchs_message_and_the_materialized_contrast():
     code = TWO_OUT.replace("BODY", "g1 * 2 + g2 * 3")
-    verdict, evidence = run_recipe(code + f"_agl_materialize_recipe(TwoOut.apply, {BUILDERS}, 'g2', 1)")
+    verdict, evidence = run_recipe(code + f"agl017.check_materialize_grads(TwoOut.apply, {BUILDERS}, 'g2', 1)")
     assert verdict == "confirmed"
     assert "unsupported operand type(s) for *: 'NoneType' and 'int'" in evidence and "materialized (torch's default) the same backward runs" in evidence
 
 
 def test_recipe_does_not_confirm_a_backward_that_handles_none():
     code = TWO_OUT.replace("BODY", "(0 if g1 is None else g1 * 2) + (0 if g2 is None else g2 * 3)")
-    verdict, evidence = run_recipe(code + f"_agl_materialize_recipe(TwoOut.apply, {BUILDERS}, 'g2', 1)")
+    verdict, evidence = run_recipe(code + f"agl017.check_materialize_grads(TwoOut.apply, {BUILDERS}, 'g2', 1)")
     assert verdict == "not-reproduced", evidence
 
 

@@ -96,8 +96,8 @@ class F(Function):
     def backward(ctx, grad_out, grad_mask):
         return grad_out * 2
 
-_agl_builders = [("F.apply(<tensor>)", lambda shape: [_agl_leaf(shape)])]
-_agl_unmarked_output_recipe(F, _agl_builders, 1)
+_agl_builders = [("F.apply(<tensor>)", lambda shape: [_agl_probes.leaf_tensor(shape)])]
+agl018.check_unmarked_output(F, _agl_builders, 1)
 """
 
 

@@ -184,14 +184,14 @@ def test_agl019_message_names_the_function_and_the_saved_parameter():
     assert "modified by an inplace operation" in diagnostic.explanation
 
 
-CORRECT_019 = HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_leaf(shape)])]\n"
+CORRECT_019 = HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape)])]\n"
 
 
 def test_agl019_recipe_not_reproduced_when_forward_saves_nothing_written():
     # Mul saves x only: writing into w (argument 1) leaves backward intact.
     code = HEADER + SAVES + (
-        "_agl_builders = [('Mul.apply(<tensor>, <tensor>)', lambda shape: [_agl_leaf(shape, 0), _agl_leaf(shape, 1)])]\n"
-        "_agl_saved_inplace_recipe(Mul.apply, _agl_builders, 1, 'w', None, globals())\n"
+        "_agl_builders = [('Mul.apply(<tensor>, <tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape, 0), _agl_probes.leaf_tensor(shape, 1)])]\n"
+        "agl019.check_saved_inplace(Mul.apply, _agl_builders, 1, 'w', None, globals())\n"
     )
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced", evidence
@@ -199,7 +199,7 @@ def test_agl019_recipe_not_reproduced_when_forward_saves_nothing_written():
 
 
 def test_agl019_recipe_confirms_and_shows_the_clone_runs():
-    recipe = "_agl_saved_inplace_recipe(Exp.apply, _agl_builders, None, 'y', 'torch.relu_(y)', globals())\n"
+    recipe = "agl019.check_saved_inplace(Exp.apply, _agl_builders, None, 'y', 'torch.relu_(y)', globals())\n"
     verdict, evidence = run_recipe(CORRECT_019 + recipe)
     assert verdict == "confirmed", evidence
     assert "then `torch.relu_(y)` on its output, then backward raised RuntimeError: one of the variables needed" in evidence
@@ -208,7 +208,7 @@ def test_agl019_recipe_confirms_and_shows_the_clone_runs():
 
 
 def test_agl019_recipe_stands_in_for_a_write_it_cannot_replay():
-    recipe = "_agl_saved_inplace_recipe(Exp.apply, _agl_builders, None, 'y', 'y[mask] = 0', globals())\n"
+    recipe = "agl019.check_saved_inplace(Exp.apply, _agl_builders, None, 'y', 'y[mask] = 0', globals())\n"
     verdict, evidence = run_recipe(CORRECT_019 + recipe)
     assert verdict == "confirmed", evidence
     assert "`y.mul_(1)` (standing in for the flagged write)" in evidence

@@ -102,11 +102,11 @@ def test_agl020_message_quotes_torch_and_the_return():
     assert "Output 0 of GRL is a view and is being modified inplace" in diagnostic.explanation
 
 
-VIEW_BUILDERS = "_agl_builders = [('GRL.apply(<tensor>, 1.0)', lambda shape: [_agl_leaf(shape), 1.0])]\n"
+VIEW_BUILDERS = "_agl_builders = [('GRL.apply(<tensor>, 1.0)', lambda shape: [_agl_probes.leaf_tensor(shape), 1.0])]\n"
 
 
 def test_agl020_recipe_confirms_with_the_users_write_and_the_clone_runs():
-    recipe = "_agl_output_view_recipe(GRL.apply, _agl_builders, 'y', 'torch.relu_(y)', globals())\n"
+    recipe = "agl020.check_output_view_inplace(GRL.apply, _agl_builders, 'y', 'torch.relu_(y)', globals())\n"
     verdict, evidence = run_recipe(HEADER + VIEWS + VIEW_BUILDERS + recipe)
     assert verdict == "confirmed", evidence
     assert "then `torch.relu_(y)` on the output raised RuntimeError: Output 0 of GRL is a view" in evidence
@@ -115,7 +115,7 @@ def test_agl020_recipe_confirms_with_the_users_write_and_the_clone_runs():
 
 def test_agl020_recipe_not_reproduced_when_forward_copies():
     fixed = VIEWS.replace("return x.view_as(x)", "return x.clone()")
-    code = HEADER + fixed + VIEW_BUILDERS + "_agl_output_view_recipe(GRL.apply, _agl_builders, 'y', None, globals())\n"
+    code = HEADER + fixed + VIEW_BUILDERS + "agl020.check_output_view_inplace(GRL.apply, _agl_builders, 'y', None, globals())\n"
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced", evidence
     assert "the output is not a view" in evidence

@@ -115,8 +115,8 @@ class F(Function):
     def backward(ctx, g):
         return {backward}
 
-_agl_builders = [("F.apply(<tensor>)", lambda shape: [_agl_leaf(shape)])]
-_agl_grad_shape_recipe(F.apply, _agl_builders, 0)
+_agl_builders = [("F.apply(<tensor>)", lambda shape: [_agl_probes.leaf_tensor(shape)])]
+agl021.check_grad_shape(F.apply, _agl_builders, 0)
 """
 
 

@@ -131,15 +131,15 @@ class Lin(torch.autograd.Function):
         x, w = ctx.saved_tensors
         return g @ w, g.t() @ x
 """
-BUILDERS = "[('Lin.apply(<tensor>, <tensor>)', lambda s: [_agl_leaf(s, 0), _agl_leaf(s, 1)])]"
+BUILDERS = "[('Lin.apply(<tensor>, <tensor>)', lambda s: [_agl_probes.leaf_tensor(s, 0), _agl_probes.leaf_tensor(s, 1)])]"
 
 
 def test_recipe_confirms_the_undecorated_version_and_not_the_decorated_one():
-    verdict, evidence = run_recipe(DECORATED + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    verdict, evidence = run_recipe(DECORATED + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced", evidence
     assert "output bfloat16" in evidence and "input grads float32" in evidence
     undecorated = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
-    verdict, evidence = run_recipe(undecorated + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    verdict, evidence = run_recipe(undecorated + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "confirmed", evidence
     assert "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != float" in evidence
 
@@ -147,17 +147,17 @@ def test_recipe_confirms_the_undecorated_version_and_not_the_decorated_one():
 def test_recipe_on_cast_inputs_and_on_a_promoting_bias_is_not_reproduced():
     cast = DECORATED.replace('@torch.amp.custom_fwd(device_type="cpu")', '@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)')
     cast = cast.replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
-    verdict, evidence = run_recipe(cast + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    verdict, evidence = run_recipe(cast + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced" and "output float32" in evidence, evidence
     biased = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
     biased = biased.replace("return x @ w.t()", "return x @ w.t() + w[0]").replace("return g @ w, g.t() @ x", "return g @ w, g.t() @ x + g.sum(0)")
-    verdict, evidence = run_recipe(biased + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    verdict, evidence = run_recipe(biased + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced" and "output float32" in evidence, evidence
 
 
 def test_recipe_confirms_custom_bwd_without_custom_fwd():
     half = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "")
-    verdict, evidence = run_recipe(half + f"_agl_amp_recipe(Lin.apply, {BUILDERS})")
+    verdict, evidence = run_recipe(half + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "confirmed" and "'LinBackward' object has no attribute '_fwd_used_autocast'" in evidence, evidence
 
 
@@ -229,8 +229,8 @@ def test_custom_bwd_on_a_setup_context_function_is_flagged_even_with_custom_fwd(
 
 def test_recipe_confirms_custom_bwd_on_a_setup_context_function():
     source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
-    builders = "[('MM.apply(<tensor>, <tensor>)', lambda s: [_agl_leaf((3, 3)), _agl_leaf((3, 3))])]"
-    verdict, evidence = run_recipe(source + f"\n_agl_amp_recipe(MM.apply, {builders})\n")
+    builders = "[('MM.apply(<tensor>, <tensor>)', lambda s: [_agl_probes.leaf_tensor((3, 3)), _agl_probes.leaf_tensor((3, 3))])]"
+    verdict, evidence = run_recipe(source + f"\nagl022.check_amp(MM.apply, {builders})\n")
     assert verdict == "confirmed" and "_fwd_used_autocast" in evidence, evidence
 
 

@@ -181,7 +181,7 @@ def recipe(expression: str) -> tuple[str, str]:
     return run_recipe(
         "import torch\n"
         f"def parts(x):\n    cond = x > 0\n    return torch.where(cond, {expression}, 0.0), cond, {expression}, 0.0\n"
-        f"_agl_where_recipe(parts, [-2.0, -0.5, 0.0, 0.5, 2.0], {expression!r})"
+        f"agl023.check_where(parts, [-2.0, -0.5, 0.0, 0.5, 2.0], {expression!r})"
     )
 
 

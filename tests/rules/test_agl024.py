@@ -127,24 +127,24 @@ def test_subclass_inherits_generate_vmap_rule_from_a_base_in_the_module():
     assert agl024(source) == []
 
 
-BUILDERS = "[('Sin.apply(<tensor>)', lambda s: [_agl_leaf(s)])]"
+BUILDERS = "[('Sin.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
 
 
 @pytest.mark.parametrize("transform", ["vmap", "grad", "jacrev"])
 def test_recipe_confirms_old_style_and_not_a_func_ready_version(transform):
-    verdict, evidence = run_recipe(OLD + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, {transform!r})")
+    verdict, evidence = run_recipe(OLD + f"agl024.check_functorch(Sin.apply, {BUILDERS}, {transform!r})")
     assert verdict == "confirmed" and "must override the setup_context staticmethod" in evidence, evidence
     ready = NEW.replace("class Sin(torch.autograd.Function):\n", "class Sin(torch.autograd.Function):\n    generate_vmap_rule = True\n")
-    verdict, evidence = run_recipe(ready + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, {transform!r})")
+    verdict, evidence = run_recipe(ready + f"agl024.check_functorch(Sin.apply, {BUILDERS}, {transform!r})")
     assert verdict == "not-reproduced", evidence
 
 
 def test_recipe_confirms_missing_vmap_rule_and_missing_jvp():
-    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'vmap')")
+    verdict, evidence = run_recipe(NEW + f"agl024.check_functorch(Sin.apply, {BUILDERS}, 'vmap')")
     assert verdict == "confirmed" and "You tried to vmap over Sin, but it does not have vmap support" in evidence, evidence
-    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'jvp')")
+    verdict, evidence = run_recipe(NEW + f"agl024.check_functorch(Sin.apply, {BUILDERS}, 'jvp')")
     assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence
-    verdict, evidence = run_recipe(NEW + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'grad')")
+    verdict, evidence = run_recipe(NEW + f"agl024.check_functorch(Sin.apply, {BUILDERS}, 'grad')")
     assert verdict == "not-reproduced", evidence
 
 
@@ -181,7 +181,7 @@ def test_forward_ad_dual_tensors_need_jvp_even_old_style(call):
 
 
 def test_recipe_confirms_forward_ad_without_jvp():
-    verdict, evidence = run_recipe(OLD + f"_agl_functorch_recipe(Sin.apply, {BUILDERS}, 'forward_ad')")
+    verdict, evidence = run_recipe(OLD + f"agl024.check_functorch(Sin.apply, {BUILDERS}, 'forward_ad')")
     assert verdict == "confirmed" and "You must implement the jvp function" in evidence, evidence
 
 

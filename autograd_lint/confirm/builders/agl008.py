@@ -1,0 +1,17 @@
+"""The confirm harness of AGL008 inplace-grad-output; its recipe is runtime/agl008.py."""
+
+from __future__ import annotations
+
+from ...core.module import ParsedModule
+from ...core.rule import Finding
+from ..harness import Harness, recipe_harness
+
+
+EVIDENCE = r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"
+
+
+def build(module: ParsedModule, finding: Finding) -> Harness:
+    """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
+    then from `.sum()` (does torch refuse to write into the expanded gradient?)."""
+    name = finding.subject.name
+    return recipe_harness(module, finding.subject, f"_agl_recipe.check_grad_output_inplace({name}.apply, _agl_builders)")

@@ -1,0 +1,16 @@
+"""The confirm harness of AGL012 save-for-backward-non-tensor; its recipe is runtime/agl012.py."""
+
+from __future__ import annotations
+
+from ...core.module import ParsedModule
+from ...core.rule import Finding
+from ..harness import Harness, recipe_harness
+
+
+EVIDENCE = r"raised TypeError: save_for_backward can only save variables, but argument \d+ is of type [\w.]+"
+
+
+def build(module: ParsedModule, finding: Finding) -> Harness:
+    """Apply with float64 inputs that require grad, grad mode on: torch's own TypeError."""
+    function_class = finding.subject.function_class
+    return recipe_harness(module, function_class, f"_agl_recipe.check_save_non_tensor({function_class.name}.apply, _agl_builders)")

@@ -1,0 +1,24 @@
+"""The confirm recipe of AGL002 backward-arity-mismatch: forward and backward per call shape; torch's own
+message is the proof.
+"""
+
+from .probes import report, run_backward, run_forward
+
+
+def check_arity(apply, builders, patterns):
+    """Run forward and backward for every call shape; torch's own message is the proof."""
+    observed = []
+    for label, _, _, output in run_forward(apply, builders):
+        try:
+            run_backward(output)
+        except Exception as exc:  # noqa: BLE001
+            message = f"{type(exc).__name__}: {exc}"
+            if any(p in message for p in patterns):
+                report("confirmed", f"{label} then backward raised {message}")
+            observed.append(f"{label}: backward raised {message}")
+            continue
+        observed.append(f"{label}: backward ran without error")
+    clean = [o for o in observed if o.endswith("without error")]
+    if clean:
+        report("not-reproduced", "; ".join(clean))
+    report("inconclusive", "backward failed for another reason: " + "; ".join(observed))

@@ -1,0 +1,50 @@
+"""The confirm recipe of AGL011 grad-for-non-tensor-input: apply with the non-tensor as the call site passes
+it, run backward; torch's own "different than None at position p" with the reported p is the proof.
+"""
+
+from .probes import report, run_backward, run_forward
+
+
+def _masked_apply(function, positions):
+    """`function.apply` with the gradients at `positions` (1-based) replaced by None after the user's
+    backward ran: used only when torch stops at an earlier position that is reported separately."""
+    import torch
+
+    attr = "vjp" if function.vjp is not torch.autograd.Function.vjp else "backward"
+    original = getattr(function, attr)
+
+    def backward(ctx, *grads):
+        result = original(ctx, *grads)
+        if isinstance(result, tuple):
+            result = tuple(None if i + 1 in positions else g for i, g in enumerate(result))
+        return result
+
+    return type(function.__name__, (function,), {attr: staticmethod(backward)}).apply
+
+
+def check_non_tensor_grad(function, builders, position, reported_before):
+    """Run forward and backward for each call shape; confirmed when torch names this position."""
+    wanted = f"returned a gradient different than None at position {position},"
+    observed = []
+    passes = [()] + ([tuple(reported_before)] if reported_before else [])
+    for masked in passes:
+        apply = _masked_apply(function, masked) if masked else function.apply
+        note = (
+            f" (the gradient at position {', '.join(map(str, masked))}, reported separately, replaced by None)"
+            if masked
+            else ""
+        )
+        for label, _, _, output in run_forward(apply, builders):
+            try:
+                ran = run_backward(output)
+            except Exception as exc:  # noqa: BLE001
+                message = f"{type(exc).__name__}: {exc}"
+                if wanted in message:
+                    report("confirmed", f"{label}{note} then backward raised {message}")
+                observed.append(f"{label}{note}: backward raised {message}")
+                continue
+            observed.append(f"{label}{note}: " + ("backward ran without error" if ran else "no output requires grad"))
+    clean = [o for o in observed if o.endswith("without error")]
+    if clean:
+        report("not-reproduced", "; ".join(clean))
+    report("inconclusive", "; ".join(observed))

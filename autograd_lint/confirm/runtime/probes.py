@@ -1,0 +1,164 @@
+"""What every confirm recipe shares: the verdict channel, the user's copied definitions, synthesized
+inputs, forward and backward runs.
+
+This package runs inside the harness, in a child process whose interpreter (`--python`) may not have
+autograd-lint installed: the runner copies it next to the harness as `autograd_lint_runtime`, so it
+imports only the standard library, torch (inside functions, so that a missing torch is reported by the
+runner) and itself, never the rest of autograd_lint. One module per rule (`agl002.py`, ...) holds that
+rule's recipe; `confirm/builders/` writes the call to it.
+"""
+
+import math
+import os
+import sys
+
+# Set by `start`, before the user's definitions run.
+_channel = None
+_project_root = None
+_harness_script = None
+_RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
+
+
+def start(channel, project_root=None, harness_script=None):
+    """Take the result channel the runner's bootstrap handed to the harness script as `_agl_channel` (the
+    script pops it out of its namespace and passes it here, before the user's code runs), and put the
+    project root first on sys.path, so that the copied code imports the project as its own tests do."""
+    global _channel, _project_root, _harness_script
+    _channel, _project_root = channel, project_root
+    _harness_script = os.path.abspath(harness_script) if harness_script else None
+    if project_root:
+        sys.path.insert(0, project_root)
+
+
+def report(verdict, evidence):
+    """The verdict, on the result channel `start` was given; the process ends at once, whatever called this.
+    Run by hand (`PYTHONPATH` naming a folder that holds a copy of this package as autograd_lint_runtime,
+    see runner.install_runtime), a harness prints its verdict instead."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a stream the code under test closed or replaced
+            pass
+    if _channel is None:
+        print("verdict:", verdict, "-", evidence, flush=True)
+        os._exit(0)
+    try:
+        _channel(verdict, evidence)
+    except OSError as exc:  # the code under test closed the pipe: no verdict, and stderr says why
+        os.write(2, f"autograd-lint: the result pipe is gone: {exc}\n".encode())
+        os._exit(71)
+    os._exit(0)
+
+
+_COPY_PREFIX = "<autograd-lint copy of "
+
+
+def run_definitions(source, path, namespace):
+    """Run the user's copied top-level definitions in `namespace`. A module missing from this
+    interpreter (other than torch, which the runner reports) is inconclusive with its name and the
+    file that imports it, apart from a forward that fails on the synthesized inputs."""
+    import linecache
+
+    filename = _COPY_PREFIX + path + ">"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for inspect.getsource
+    try:
+        exec(compile(source, filename, "exec", dont_inherit=True), namespace)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "torch":
+            raise
+        report("inconclusive", missing_dependency(exc))
+
+
+def missing_dependency(exc):
+    """`missing dependency: No module named 'x' (imported by pkg/ops.py)`, naming the last file of the
+    project or of a library in the traceback (the user's module for its copied code); the harness script
+    and this package are not the importer."""
+    importer, root = None, _project_root
+    frame = exc.__traceback__
+    while frame is not None:
+        filename = frame.tb_frame.f_code.co_filename
+        if filename.startswith(_COPY_PREFIX):
+            importer = filename[len(_COPY_PREFIX):-1]
+        elif not filename.startswith("<") and not _is_harness_code(filename):
+            inside = root and os.path.abspath(filename).startswith(os.path.join(root, ""))
+            importer = os.path.relpath(filename, root) if inside else filename
+        frame = frame.tb_next
+    return f"missing dependency: {exc}" + (f" (imported by {importer})" if importer else "")
+
+
+def _is_harness_code(filename):
+    path = os.path.abspath(filename)
+    return path == _harness_script or os.path.dirname(path) == _RUNTIME_FOLDER
+
+
+def show_values(tensor, limit=6):
+    values = tensor.detach().flatten().tolist()[:limit]
+    text = ", ".join("-0.0" if (v == 0 and math.copysign(1.0, v) < 0) else f"{v:.4g}" for v in values)
+    return "[" + text + (", ..." if tensor.numel() > limit else "") + "]"
+
+
+def leaf_tensor(shape, seed=0):
+    import torch
+
+    # Both signs, away from zero, so that piecewise backwards take every branch.
+    generator = torch.Generator().manual_seed(seed)
+    magnitude = torch.rand(shape, generator=generator, dtype=torch.float64) + 0.25
+    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0).to(torch.float64)
+    return (magnitude * sign).requires_grad_(True)
+
+
+def tensors_in(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in tensors_in(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in tensors_in(item)]
+    return []
+
+
+def run_backward(output):
+    """Backward from every float output that requires grad, with a fixed upstream gradient of both
+    signs and several magnitudes (so clamps and branches in backward are exercised); False if no
+    output requires grad."""
+    import torch
+
+    # Each output's upstream pattern depends on its position among all outputs, so that a run where
+    # an output starts requiring grad does not shift the others' patterns.
+    indexed = [(i, t) for i, t in enumerate(tensors_in(output)) if t.requires_grad and t.is_floating_point()]
+    if not indexed:
+        return False
+    def pattern(o, index):  # -2..2 in steps, never 0, both signs nearby, different per output
+        k = torch.arange(o.numel(), dtype=torch.float64) + 3 * index
+        return (((k * 7) % 10 - 4.5) / 2.25).reshape(o.shape).to(o.dtype)
+
+    sum((o * pattern(o, i)).sum() for i, o in indexed).backward()
+    return True
+
+
+INPUT_SHAPES = [(3, 3), (3,), (2, 3, 3), (2, 3, 8, 8), (4,), (1,)]
+
+
+def run_forward(apply, builders, shapes=None, every_shape=False):
+    """Every (label, args, output) for which forward runs: each call variant with the first input
+    shape it accepts (with `every_shape`, each shape it accepts). Inconclusive if forward fits no
+    variant at all."""
+    runs, error = [], None
+    for label, build in builders:
+        for shape in shapes or INPUT_SHAPES:
+            try:
+                args = build(shape)
+                output = apply(*args)
+            except ModuleNotFoundError as exc:  # no input shape can help: say what to install
+                report("inconclusive", missing_dependency(exc))
+            except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            runs.append((label, build, shape, output))
+            if not every_shape:
+                break
+    if not runs:
+        report("inconclusive", f"forward failed on every synthesized input; last error: {error}")
+    return runs
