@@ -83,7 +83,3 @@ def forget_scopes() -> None:
     bindings.cache_clear()
     declared_global.cache_clear()
     declared_nonlocal.cache_clear()
-    values = bindings(function).get(expr.value, [])
-    if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
-        return values[0].value
-    return expr

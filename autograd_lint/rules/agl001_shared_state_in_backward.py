@@ -55,7 +55,9 @@ class SharedStateInBackward(FunctionRule):
         computing_statements = gradient_statements | _statements_choosing_values(method)
         forward_chains = _forward_reads(module, function_class)
         # (where to report, the read, the names local there, the helper it is in or None)
-        reads = [(node, node, local, None) for node in walk(method.node.body)]
+        reads: list[tuple[cst.CSTNode, cst.CSTNode, set[str], cst.FunctionDef | None]] = [
+            (node, node, local, None) for node in walk(method.node.body)
+        ]
         # A value read through a module-level helper backward calls (`return g / _current_scale()`).
         for call, definition in function_model(module).called_functions(method):
             if module.parents.get(definition) is module.tree:
