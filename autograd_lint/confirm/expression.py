@@ -36,16 +36,17 @@ def expression_function(
     `stand_in` gives the code that replaces it (a tensor shaped like the probe).
     """
     target = normalized_code(subject)
-    rewritten = expression.visit(_Substitute(target, probe_name))
+    rewritten = _transformed(expression, _Substitute(target, probe_name))
     # `x * mask` -> `x * ((x > 0).float())`, with `x` already the probe
-    rewritten = rewritten.visit(_InlineLocals(module, expression, target)).visit(_Substitute(target, probe_name))
+    rewritten = _transformed(_transformed(rewritten, _InlineLocals(module, expression, target)), _Substitute(target, probe_name))
     free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
     module_level = set(bindings(module.tree))
     function = module.enclosing_function(anchor)
     local_values = []
     required: set[str] = set()
     if "self" in free and function is not None:
-        owner = module.parents.get(module.parents.get(function))
+        parent = module.parents.get(function)
+        owner = module.parents.get(parent) if parent is not None else None
         if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
             arguments = literal_call_arguments(module, owner.name.value) or ""
             local_values.append(f"    self = {owner.name.value}({arguments})")
@@ -58,6 +59,14 @@ def expression_function(
         local_values.append(f"    {name} = {value if value is not None else stand_in}")
     code = "\n".join([f"def {function_name}({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}"])
     return code, required, free & module_level
+
+
+def _transformed(expression: cst.BaseExpression, transformer: cst.CSTTransformer) -> cst.BaseExpression:
+    """`expression` rewritten by `transformer`; these transformers replace nodes, never remove them."""
+    result = expression.visit(transformer)
+    if not isinstance(result, cst.BaseExpression):
+        raise CannotBuildHarness(f"rewriting `{code_of(expression).strip()}` removed it")
+    return result
 
 
 class _InlineLocals(cst.CSTTransformer):
@@ -92,7 +101,7 @@ class _InlineLocals(cst.CSTTransformer):
 
     def leave_Name(self, original, updated):
         value = self.values.get(original.value)
-        return updated if value is None else value.visit(self).with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated if value is None else _transformed(value, self).with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
     def leave_Attribute(self, original, updated):
         return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable

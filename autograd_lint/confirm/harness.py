@@ -20,11 +20,14 @@ from __future__ import annotations
 import os
 import textwrap
 from dataclasses import dataclass, field
+from collections.abc import Set
+from typing import TypeVar
 
 import libcst as cst
 
 from ..facts.apply_flow import CallerWrite
 from ..core.module import ParsedModule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..facts.second_derivatives import package_root
 from ..core.syntax import assigned_names, code_of, dotted_name, walk
@@ -33,6 +36,16 @@ from .runner import RUNTIME_NAME
 
 class CannotBuildHarness(Exception):
     """The recipe cannot run this finding; the message says exactly why (shown as `inconclusive`)."""
+
+
+_Subject = TypeVar("_Subject")
+
+
+def finding_subject(finding: Finding, kind: type[_Subject]) -> _Subject:
+    """The finding's subject as the rule's builder expects it; another rule's finding cannot build its harness."""
+    if not isinstance(finding.subject, kind):
+        raise CannotBuildHarness(f"the finding carries a {type(finding.subject).__name__}, not the {kind.__name__} its harness needs")
+    return finding.subject
 
 
 @dataclass
@@ -82,7 +95,7 @@ def _package_of(module: ParsedModule) -> str | None:
     return module.module_name.rpartition(".")[0] or None
 
 
-def extract_definitions(module: ParsedModule, names: set[str], optional: set[str] = frozenset()) -> tuple[list[str], str]:
+def extract_definitions(module: ParsedModule, names: set[str], optional: Set[str] = frozenset()) -> tuple[list[str], str]:
     """(`from __future__` lines, the top-level statements that define `names`, transitively)."""
     statements = [s for s in module.tree.body if not _is_main_guard(s)]
     info = [(s, _binds(s), _uses(s)) for s in statements]
@@ -205,7 +218,7 @@ def apply_builders(module: ParsedModule, function_class) -> str:
     return "\n".join(lines)
 
 
-def _literal(module: ParsedModule, expr: cst.BaseExpression | None) -> str | None:
+def _literal(module: ParsedModule | None, expr: cst.BaseExpression | None) -> str | None:
     """Source text of a literal (or of a module-level constant's name), else None for 'a tensor'."""
     if expr is None:
         return None
@@ -235,7 +248,8 @@ def function_class_code(module: ParsedModule, function_class, closure_access: tu
     if module.parents.get(function_class.node) is module.tree:
         return {function_class.name}, set(), ""
     enclosing = module.enclosing_function(function_class.node)
-    if enclosing is None or module.parents.get(module.parents.get(function_class.node)) is not enclosing:
+    parent = module.parents.get(function_class.node)
+    if enclosing is None or parent is None or module.parents.get(parent) is not enclosing:
         raise CannotBuildHarness(f"{function_class.name} is nested too deeply for the harness to rebuild it")
     closure_variable = closure_access[0] if closure_access else None
     free = (_free_names(function_class.node) & set(bindings(enclosing))) - {function_class.name}
@@ -244,7 +258,7 @@ def function_class_code(module: ParsedModule, function_class, closure_access: tu
         value = literal_binding(enclosing, name)
         if value is None and name != closure_variable:
             raise CannotBuildHarness(f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know")
-        if value is None:  # the variable under test: a container if the harness writes into it
+        if value is None and closure_access is not None:  # the variable under test: a container if the harness writes into it
             set_statement = closure_access[2]
             value = "[]" if ".append(" in set_statement else "{}" if "[" in set_statement else "None"
         initial[name] = value
@@ -314,7 +328,7 @@ def literal_defaults(function: cst.FunctionDef, skip: int, required_ok: bool = F
     required ones are skipped (the harness passes tensors for them) and the rest are returned.
     """
     params = (list(function.params.posonly_params) + list(function.params.params))[skip:]
-    found = []
+    found: list[str] = []
     for param in params:
         literal = _literal(None, param.default) if param.default is not None else None
         if literal is None:
@@ -331,7 +345,7 @@ def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
     tracked, write = caller.tracked, caller.write
     if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
         return None
-    statement = write.node
+    statement: cst.CSTNode | None = write.node
     while statement is not None and not isinstance(statement, cst.BaseSmallStatement):
         statement = module.parents.get(statement)
     if not isinstance(statement, (cst.Expr, cst.AugAssign, cst.Assign)):

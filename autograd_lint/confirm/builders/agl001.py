@@ -9,7 +9,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl001_shared_state_in_backward import SharedRead, _statement_of
 from ...core.syntax import code_of, walk
-from ..harness import Harness, apply_builders, function_class_code
+from ..harness import Harness, apply_builders, finding_subject, function_class_code
 
 
 EVIDENCE = r"two applications in one graph|between forward and backward"
@@ -18,7 +18,7 @@ EVIDENCE = r"two applications in one graph|between forward and backward"
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """The two-apply differential test and the drift test (see confirm/runtime/agl001.py),
     with the shared value written directly, as the module's writer would."""
-    read: SharedRead = finding.subject
+    read = finding_subject(finding, SharedRead)
     function_class = read.function_class
     get, set_ = _accessors(module, read)
     if read.write is None:  # a closure variable: rebuilt as a real cell in a factory

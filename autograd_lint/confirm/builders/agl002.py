@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ..harness import Harness, apply_builders, function_class_code
+from ..harness import Harness, apply_builders, finding_subject, function_class_code
 
 
 EVIDENCE = r"incorrect number of gradients \(expected \d+, got \d+\)"
@@ -16,7 +17,7 @@ TORCH_MESSAGES = ("incorrect number of gradients", "returned a gradient differen
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Run forward and backward for each call shape seen at the call sites; torch's own
     "incorrect number of gradients (expected N, got M)" is the evidence."""
-    function_class = finding.subject
+    function_class = finding_subject(finding, FunctionClass)
     required, optional, definition = function_class_code(module, function_class)
     main = "\n".join(
         [

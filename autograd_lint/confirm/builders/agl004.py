@@ -8,7 +8,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl004_non_differentiable_activation import _operand
 from ...core.syntax import code_of
-from ..harness import CannotBuildHarness, Harness, literal_call_arguments, literal_defaults
+from ..harness import CannotBuildHarness, Harness, finding_subject, literal_call_arguments, literal_defaults
 
 
 EVIDENCE = r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"
@@ -18,14 +18,15 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     """Run the activation (or the module's forward) on a probe with one backward, then again
     with a straight-through estimator at the flagged op: a graph cut, backward raising, or
     gradients that only the estimator lets through prove the op blocks them."""
-    function: cst.FunctionDef = finding.subject
-    owner = module.parents.get(module.parents.get(function))
+    function = finding_subject(finding, cst.FunctionDef)
+    parent = module.parents.get(function)
+    owner = module.parents.get(parent) if parent is not None else None
     name = function.name.value
     top_level = owner if isinstance(owner, cst.ClassDef) else function
     if module.parents.get(top_level) is not module.tree:
         raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
     patched = _straight_through_source(module, top_level, finding.node)
-    if top_level is function:
+    if not isinstance(owner, cst.ClassDef):  # top_level is function
         defaults = literal_call_arguments(module, name)
         extra = defaults.split(", ")[1:] if defaults else literal_defaults(function, skip=1)
         arguments = ", ".join(["_agl_input", *extra])
@@ -33,9 +34,8 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
         shown = f"{name}()"
     else:
         extra_inputs = len(function.params.params) - 2 - len(literal_defaults(function, skip=2, required_ok=True))
-        arguments = literal_call_arguments(module, owner.name.value)
-        if arguments is None:
-            arguments = _layer_arguments(module, owner)
+        literal_arguments = literal_call_arguments(module, owner.name.value)
+        arguments = literal_arguments if literal_arguments is not None else _layer_arguments(module, owner)
         make = (
             f"lambda namespace: _agl_recipe.module_call(namespace[{owner.name.value!r}]({arguments}), {name!r}, {extra_inputs})"
         )
@@ -52,7 +52,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
 def _straight_through_source(module: ParsedModule, statement: cst.CSTNode, source: cst.CSTNode) -> str | None:
     """`statement`'s code with the flagged op wrapped in a straight-through estimator of its operand."""
     operand = _operand(source)
-    if operand is None:
+    if operand is None or not isinstance(source, cst.BaseExpression):
         return None
     wrapped = cst.parse_expression("_agl_recipe.straight_through(__q__, __x__)")
     replacement = wrapped.with_changes(args=[cst.Arg(source), cst.Arg(operand)])
@@ -61,7 +61,8 @@ def _straight_through_source(module: ParsedModule, statement: cst.CSTNode, sourc
         def on_leave(self, original, updated):
             return replacement if original is source else updated
 
-    return code_of(statement.visit(Replace()))
+    patched = statement.visit(Replace())
+    return code_of(patched) if isinstance(patched, cst.CSTNode) else None
 
 
 def _layer_arguments(module: ParsedModule, owner: cst.ClassDef) -> str:

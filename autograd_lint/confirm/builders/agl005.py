@@ -7,7 +7,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl005_legacy_function_api import LegacyUse
 from ...core.syntax import code_of
-from ..harness import Harness, apply_builders, function_class_code, literal_call_arguments
+from ..harness import Harness, apply_builders, finding_subject, function_class_code, literal_call_arguments
 
 
 EVIDENCE = r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"
@@ -17,7 +17,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     """Replays the flagged shape with float64 leaf tensors: the instance call, `Fn(a).apply(x)`
     against `Fn(b).apply(x)`, `.apply` reading the instance's attribute, or backward through a
     Function without one (see confirm/runtime/agl005.py)."""
-    use: LegacyUse = finding.subject
+    use = finding_subject(finding, LegacyUse)
     function_class = use.function_class
     required, optional, definition = function_class_code(module, function_class)
     init_args = use.init_args
@@ -39,7 +39,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     return Harness(required, main, optional)
 
 
-def _literal_init_defaults(function_class: FunctionClass) -> str | None:
+def _literal_init_defaults(function_class: FunctionClass) -> str:
     """`__init__`'s parameters as literals: their defaults, 0.5 for the others (a hyperparameter)."""
     init = function_class.method("__init__")
     if init is None:

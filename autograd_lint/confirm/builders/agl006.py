@@ -8,7 +8,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl006_forward_called_directly import DirectCall
 from ...core.syntax import code_of, short_code
-from ..harness import Harness, function_class_code
+from ..harness import Harness, finding_subject, function_class_code
 
 
 EVIDENCE = r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"
@@ -18,7 +18,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     """Runs the call as written (ctx `None` as written, or a stand-in ctx; float64 leaf tensors for
     the other arguments) next to `Fn.apply` on the same inputs, and compares grad_fn and gradients
     (see confirm/runtime/agl006.py)."""
-    direct: DirectCall = finding.subject
+    direct = finding_subject(finding, DirectCall)
     function_class = direct.function_class
     required, optional, definition = function_class_code(module, function_class)
     arguments = [_argument(module, arg) for arg in direct.call.args]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ..harness import Harness, recipe_harness
+from ..harness import Harness, finding_subject, recipe_harness
 
 
 EVIDENCE = r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"
@@ -13,5 +14,6 @@ EVIDENCE = r"backward changed the caller's upstream gradient from \[[^\]]*\] to 
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Backward with an explicit contiguous upstream gradient (is the caller's tensor changed?),
     then from `.sum()` (does torch refuse to write into the expanded gradient?)."""
-    name = finding.subject.name
-    return recipe_harness(module, finding.subject, f"_agl_recipe.check_grad_output_inplace({name}.apply, _agl_builders)")
+    function_class = finding_subject(finding, FunctionClass)
+    name = function_class.name
+    return recipe_harness(module, function_class, f"_agl_recipe.check_grad_output_inplace({name}.apply, _agl_builders)")

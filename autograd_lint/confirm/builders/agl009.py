@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ..harness import Harness, recipe_harness
+from ..harness import CannotBuildHarness, Harness, finding_subject, recipe_harness
 
 
 EVIDENCE = r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"
@@ -13,7 +14,9 @@ EVIDENCE = r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Snapshot every input's values and `_version`, apply, compare; ctx.mark_dirty is watched so
     that only an undeclared change counts."""
-    function_class = finding.subject
+    function_class = finding_subject(finding, FunctionClass)
+    if function_class.forward is None:
+        raise CannotBuildHarness(f"`{function_class.name}` defines no forward to apply")
     names = [p.name.value for p in function_class.forward.data_params]
     call = f"_agl_recipe.check_input_inplace({function_class.name}.apply, _agl_builders, {names!r})"
     return recipe_harness(module, function_class, call)

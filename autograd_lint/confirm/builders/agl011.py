@@ -7,7 +7,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl011_grad_for_non_tensor_input import NOT_A_TENSOR, NonTensorGradient
 from ...facts.value_kinds import UNKNOWN
-from ..harness import CannotBuildHarness, Harness, function_class_code
+from ..harness import CannotBuildHarness, Harness, finding_subject, function_class_code
 
 
 EVIDENCE = r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"
@@ -18,7 +18,7 @@ MAX_BUILDERS = 8  # call shapes tried at most
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Apply with the non-tensor exactly as a call site passes it, run backward; torch's own
     "returned a gradient different than None at position p" with the reported p is the proof."""
-    subject: NonTensorGradient = finding.subject
+    subject = finding_subject(finding, NonTensorGradient)
     function_class = subject.function_class
     required, optional, definition = function_class_code(module, function_class)
     main = "\n".join(
@@ -43,7 +43,7 @@ def _builders(function_class: FunctionClass, subject: NonTensorGradient) -> str:
                 unknown = [i for i, b in enumerate(shape.inputs) if b.kind is UNKNOWN and i > 0]
                 if variant != "tensor" and not unknown:
                     break
-                values = []
+                values: list[str | None] = []
                 for index, bound in enumerate(shape.inputs):
                     if index == subject.position:
                         values.append(candidate)

@@ -7,7 +7,7 @@ import libcst as cst
 from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl014_tensors_in_containers import ContainerCase
-from ..harness import CannotBuildHarness, Harness, function_class_code, literal_binding, literal_source, recipe_harness
+from ..harness import CannotBuildHarness, Harness, finding_subject, function_class_code, literal_binding, literal_source, recipe_harness
 
 
 EVIDENCE = r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"
@@ -17,42 +17,43 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     """Run the Function on leaf tensors that require grad and look at what autograd tracked: the
     tensors in the returned container (requires_grad, then backward from one of them), or the
     tensors passed inside the container (the output's requires_grad, then their .grad)."""
-    case: ContainerCase = finding.subject
+    case = finding_subject(finding, ContainerCase)
     function_class = case.function_class
     if case.call is None:
         return recipe_harness(module, function_class, f"_agl_recipe.check_container_output({function_class.name}.apply, _agl_builders)")
     required, optional, definition = function_class_code(module, function_class)
-    label, count, build = _container_call_builder(module, case)
+    label, count, build = _container_call_builder(module, case, case.call)
     main = f"_agl_recipe.check_container_input({function_class.name}.apply, {label!r}, {count}, {build})"
     return Harness(required, definition + "\n" + main, optional)
 
 
-def _argument_literal(module: ParsedModule, case: ContainerCase, index: int, arg: cst.Arg) -> str | None:
+def _argument_literal(module: ParsedModule, case: ContainerCase, call: cst.Call, index: int, arg: cst.Arg) -> str | None:
     """The literal an argument stands for: as written, the caller's literal binding of the name
     (`def fuse(levels, dim=1)`), or forward's default for that parameter."""
     literal = literal_source(arg.value)
-    caller = module.enclosing_function(case.call)
+    caller = module.enclosing_function(call)
     if literal is None and isinstance(arg.value, cst.Name) and caller is not None:
         literal = literal_binding(caller, arg.value.value)
-    if literal is None and arg.keyword is None:
-        params = case.function_class.forward.data_params
+    forward = case.function_class.forward
+    if literal is None and arg.keyword is None and forward is not None:
+        params = forward.data_params
         if index < len(params) and params[index].default is not None:
             literal = literal_source(params[index].default)
     return literal
 
 
-def _container_call_builder(module: ParsedModule, case: ContainerCase) -> tuple[str, int, str]:
+def _container_call_builder(module: ParsedModule, case: ContainerCase, call: cst.Call) -> tuple[str, int, str]:
     """(label, number of inner tensors, `lambda shape, inner: (args, kwargs)`) for the flagged call:
     leaf tensors inside the container, the other arguments as written when they are literals, else
     leaf tensors."""
     args, kwargs, shown = [], [], []
     count, container_code, container_shown = _container_code(case.container)
-    for index, arg in enumerate(case.call.args):
+    for index, arg in enumerate(call.args):
         key = index if arg.keyword is None else arg.keyword.value
         if key == case.position:
             code, text = container_code, container_shown
         else:
-            literal = _argument_literal(module, case, index, arg)
+            literal = _argument_literal(module, case, call, index, arg)
             code, text = (literal, literal) if literal is not None else (f"_agl_probes.leaf_tensor(shape, {index})", "<tensor>")
         if arg.keyword is None:
             args.append(code)

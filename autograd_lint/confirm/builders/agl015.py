@@ -6,7 +6,7 @@ from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl015_autograd_inside_forward import AutogradCall
 from ...core.syntax import short_code
-from ..harness import Harness, recipe_harness
+from ..harness import Harness, finding_subject, recipe_harness
 
 
 EVIDENCE = r"with inputs that require grad raised RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn"
@@ -15,5 +15,5 @@ EVIDENCE = r"with inputs that require grad raised RuntimeError: element 0 of ten
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Apply the Function to float64 leaf tensors that require grad; torch's own error from inside
     forward is the proof."""
-    found: AutogradCall = finding.subject
+    found = finding_subject(finding, AutogradCall)
     return recipe_harness(module, found.function_class, f"_agl_recipe.check_autograd_in_forward({found.function_class.name}.apply, _agl_builders, {short_code(found.call)!r})")

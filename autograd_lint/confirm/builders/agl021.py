@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl021_bad_grad_shape import BadGradient
-from ..harness import Harness, recipe_harness
+from ..harness import Harness, finding_subject, recipe_harness
 
 
 EVIDENCE = r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"
@@ -14,6 +14,6 @@ EVIDENCE = r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but exp
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Forward and backward on non-square inputs of several ranks; torch's own "returned an invalid
     gradient at index <i>" for the flagged input is the proof."""
-    bad: BadGradient = finding.subject
+    bad = finding_subject(finding, BadGradient)
     name = bad.function_class.name
     return recipe_harness(module, bad.function_class, f"_agl_recipe.check_grad_shape({name}.apply, _agl_builders, {bad.input_index})")

@@ -9,7 +9,7 @@ from ...core.rule import Finding
 from ...rules.agl023_where_nan_gradient import UNKNOWN_THRESHOLD, UnsafeWhere
 from ...core.syntax import code_of
 from ..expression import expression_function
-from ..harness import Harness
+from ..harness import Harness, finding_subject
 
 
 EVIDENCE = r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "
@@ -18,7 +18,7 @@ EVIDENCE = r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected bran
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Evaluate the selection on a probe that takes both branches and hits the unsafe op's singular
     points on the unselected side; compare its gradient with the selected branch's own."""
-    found: UnsafeWhere = finding.subject
+    found = finding_subject(finding, UnsafeWhere)
     selection = found.selection
     # The condition is the guarding comparison alone: the other parts of `(d2 > 0) & edge_mask`
     # are only known at run time, and where the comparison fails the whole condition does.
