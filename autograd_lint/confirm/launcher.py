@@ -22,6 +22,7 @@ Only the standard library: it runs under the linter's interpreter with -I -S.
 """
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -51,8 +52,14 @@ def _call(what, result):
         raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
+def _linux_libc() -> ctypes.CDLL:
+    if _libc is None:
+        raise OSError(errno.ENOSYS, "the harness's namespaces need Linux")
+    return _libc
+
+
 def _prctl(what, option, value=0):
-    _call(what, _libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    _call(what, _linux_libc().prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
 
 
 def _write_file(path, text):
@@ -116,13 +123,13 @@ def _wait_for(pid):
 
 def _enter_namespaces():
     uid, gid = os.getuid(), os.getgid()
-    _call("unshare", _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID))
+    _call("unshare", _linux_libc().unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID))
     # The linter's user and group map to themselves: inside, the harness has the same identity as
     # outside (its files are the user's); init drops every capability before it starts the harness.
     _write_file("/proc/self/setgroups", "deny")
     _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
-    _call("making mounts private", _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None))
+    _call("making mounts private", _linux_libc().mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None))
     # Only now: a non-dumpable process's /proc/self files belong to root, so it could not write the maps.
     _prctl("dumpable", PR_SET_DUMPABLE, 0)
 
@@ -146,7 +153,7 @@ def _init(config, status_fd, probe):
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # PID 1 ignores signals without a handler from inside
         _prctl("parent death signal", PR_SET_PDEATHSIG, signal.SIGKILL)
-        _call("mounting /proc", _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None))
+        _call("mounting /proc", _linux_libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None))
         _prctl("dumpable", PR_SET_DUMPABLE, 0)
         _drop_privileges()
         if probe:
@@ -181,7 +188,7 @@ def _run_in_namespaces(config, status_fd, probe):
 # --- subreaper and process group --------------------------------------------------------------------
 
 def _descendants():
-    children = {}
+    children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue

@@ -169,9 +169,9 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     finally:
         pipes.close()
     seconds = round(time.monotonic() - started, 2)
-    verdict = _verdict(result, secret)
-    if verdict is not None:
-        verdict, evidence = verdict
+    outcome = _verdict(result, secret)
+    if outcome is not None:
+        verdict, evidence = outcome
         if verdict == "inconclusive" and _is_memory_failure(evidence):
             evidence = _memory_limit(limits, evidence)
         return RunResult(verdict, evidence, seconds)

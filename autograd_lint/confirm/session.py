@@ -131,7 +131,7 @@ def confirm_diagnostics(
     to_run: list[tuple[Diagnostic, str, str | None]] = []
     for diagnostic, script in scripts:
         key = cache.key(script, diagnostic.path) if cache is not None else None
-        cached = cache.get(key) if cache is not None else None
+        cached = cache.get(key) if cache is not None and key is not None else None
         if cached is not None:
             verdicts[diagnostic] = cached
         else:
@@ -152,7 +152,7 @@ def confirm_diagnostics(
                 for future in finished:
                     diagnostic, key = running.pop(future)
                     verdicts[diagnostic] = future.result()
-                    if cache is not None:
+                    if cache is not None and key is not None:
                         cache.put(key, verdicts[diagnostic])
                 if progress is not None:
                     progress(len(to_run) - len(running), len(to_run), cached_count)

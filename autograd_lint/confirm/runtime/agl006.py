@@ -98,7 +98,7 @@ def compare_direct_call(cls, method, arguments, takes_ctx, shown):
         shown_direct = show_values(first_direct) if first_direct is not None else "None"
         shown_applied = show_values(first_applied) if first_applied is not None else "None"
         differ = (first_direct is None) != (first_applied is None) or (
-            first_direct is not None and not torch.allclose(first_direct, first_applied)
+            first_direct is not None and first_applied is not None and not torch.allclose(first_direct, first_applied)
         )
         through_apply = (
             f"; input 0 gets grad {shown_direct} from the direct call but {shown_applied} through {name}.apply"

@@ -9,14 +9,14 @@ def check_input_inplace(apply, builders, names):
     import torch
     from torch.autograd.function import FunctionCtx
 
-    marked = []
+    marked: list[torch.Tensor] = []
     declare = FunctionCtx.mark_dirty
 
     def spy(self, *args, **kwargs):
         marked.extend(args)
         return declare(self, *args, **kwargs)
 
-    FunctionCtx.mark_dirty = spy
+    FunctionCtx.mark_dirty = spy  # type: ignore[method-assign]  # patched on purpose
     observed, error = [], None
     for label, build in builders:
         for shape in INPUT_SHAPES:

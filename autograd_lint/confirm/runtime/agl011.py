@@ -2,6 +2,8 @@
 it, run backward; torch's own "different than None at position p" with the reported p is the proof.
 """
 
+from typing import Any
+
 from .probes import report, run_backward, run_forward
 
 
@@ -19,7 +21,8 @@ def _masked_apply(function, positions):
             result = tuple(None if i + 1 in positions else g for i, g in enumerate(result))
         return result
 
-    return type(function.__name__, (function,), {attr: staticmethod(backward)}).apply
+    spy: Any = type(function.__name__, (function,), {attr: staticmethod(backward)})
+    return spy.apply
 
 
 def check_non_tensor_grad(function, builders, position, reported_before):

@@ -21,12 +21,12 @@ def _save_twice_run(apply, build, shape, accumulate):
             ctx._agl_saved = tensors
         original(ctx, *tensors)
 
-    FunctionCtx.save_for_backward = save
+    FunctionCtx.save_for_backward = save  # type: ignore[method-assign]  # patched on purpose
     try:
         args = build(shape)
         output = apply(*args)
     finally:
-        FunctionCtx.save_for_backward = original
+        FunctionCtx.save_for_backward = original  # type: ignore[method-assign]  # torch's own back
     nodes = [t.grad_fn for t in tensors_in(output) if t.grad_fn is not None]
     saved = len(nodes[0].saved_tensors) if nodes else None
     leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]

@@ -38,11 +38,11 @@ def check_materialize_grads(apply, builders, grad, position):
                 observed.append(f"{label}: backward from output {index} only ran" + (f" ({error})" if error else ""))
                 continue
             original = torch.autograd.function.FunctionCtx.set_materialize_grads
-            torch.autograd.function.FunctionCtx.set_materialize_grads = lambda self, value: original(self, True)
+            torch.autograd.function.FunctionCtx.set_materialize_grads = lambda self, value: original(self, True)  # type: ignore[method-assign]  # patched on purpose
             try:
                 materialized, _ = _one_output_backward(apply, build, shape, index)
             finally:
-                torch.autograd.function.FunctionCtx.set_materialize_grads = original
+                torch.autograd.function.FunctionCtx.set_materialize_grads = original  # type: ignore[method-assign]  # torch's own back
             contrast = "runs" if materialized is None else f"also fails ({materialized})"
             report(
                 "confirmed",

@@ -2,6 +2,8 @@
 to it is dropped.
 """
 
+from typing import Any
+
 from .probes import report, run_forward, show_values
 
 
@@ -18,7 +20,7 @@ def check_unmarked_output(function, builders, index):
         return function.backward(ctx, *grads)
 
     # A subclass under the same name, so that torch's messages name the user's Function.
-    _AglSpy = type(function.__name__, (function,), {"backward": staticmethod(backward)})
+    _AglSpy: Any = type(function.__name__, (function,), {"backward": staticmethod(backward)})
 
     for label, build, shape, output in run_forward(_AglSpy.apply, builders):
         outputs = output if isinstance(output, tuple) else (output,)

@@ -35,7 +35,7 @@ def _functorch_call(apply, args, transform):
     if transform in ("jacrev", "jacfwd"):
         return getattr(tf, transform)(first_output)(x)
     if transform == "vjp":
-        out, pullback = tf.vjp(first_output, x)
+        out, pullback = tf.vjp(first_output, x)  # type: ignore[misc]  # torch types vjp without an overload on has_aux
         return pullback(torch.ones_like(out))
     if transform == "jvp":
         return tf.jvp(first_output, (x,), (torch.ones_like(x),))
