@@ -3,7 +3,6 @@
 from .api import LintResult, lint_paths, lint_source
 from .config import Config, ConfigError, load_config
 from .core.diagnostic import Diagnostic, FileError, Severity
-
 from .version import __version__
 
 __all__ = [

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from .config import Config, find_pyproject, load_config
 from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SPECIAL_RULES, Diagnostic, FileError, Severity
-from .io.discovery import discover
+from .facts.second_derivatives import SecondDerivativeScope, takes_second_derivatives
 from .io.cache import ResultCache
+from .io.discovery import discover
 from .io.module_names import module_name_for_path
 from .io.reading import SourceError, module_source, read_bytes
-from .facts.second_derivatives import SecondDerivativeScope, takes_second_derivatives
 
 
 @dataclass
@@ -27,7 +27,9 @@ class LintResult:
     files_checked: int = 0
 
 
-def lint_source(source: str | bytes, path: str = "<string>", config: Config | None = None, verbose: bool = False) -> list[Diagnostic]:
+def lint_source(
+    source: str | bytes, path: str = "<string>", config: Config | None = None, verbose: bool = False
+) -> list[Diagnostic]:
     """Diagnostics for one module's source. Bytes are decoded as Python would (BOM, coding cookie); a
     `path` ending in `.ipynb` makes `source` a notebook's JSON, reported by cell.
 

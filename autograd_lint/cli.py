@@ -13,19 +13,35 @@ from pathlib import Path
 
 import click
 
-from .version import __version__
 from .api import LintResult, lint_paths
-from .io.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
-from .config import Config, ConfigError, anchor_pattern, find_pyproject, load_config, parse_per_file_ignores, validate_codes
+from .config import (
+    Config,
+    ConfigError,
+    anchor_pattern,
+    find_pyproject,
+    load_config,
+    parse_per_file_ignores,
+    validate_codes,
+)
 from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
+from .io.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .io.discovery import discover
+from .io.module_names import module_name_for_path
+from .io.reading import SourceError, decode_source, module_source, read_bytes, source_encoding
 from .report.escaping import escape_controls
 from .report.formats import Sources
-from .io.module_names import module_name_for_path
-from .report.output import FORMATS, HUMAN_FORMATS, STATISTICS_FORMATS, confirm_summary, render, render_statistics, summary
+from .report.output import (
+    FORMATS,
+    HUMAN_FORMATS,
+    STATISTICS_FORMATS,
+    confirm_summary,
+    render,
+    render_statistics,
+    summary,
+)
 from .report.pages import rule_page
-from .io.reading import SourceError, decode_source, module_source, read_bytes, source_encoding
 from .rules import RULES
+from .version import __version__
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -83,7 +99,11 @@ class _CheckCommand(click.Command):
     def format_epilog(self, ctx, formatter):
         group = ctx.parent.command if ctx.parent is not None else None
         if isinstance(group, click.Group):
-            rows = [(name, group.commands[name].get_short_help_str(limit=90)) for name in group.list_commands(ctx) if name != "check"]
+            rows = [
+                (name, group.commands[name].get_short_help_str(limit=90))
+                for name in group.list_commands(ctx)
+                if name != "check"
+            ]
             rows.append(("help [COMMAND]", "Show this help, or a command's."))
             with formatter.section("Commands (autograd-lint COMMAND --help for one)"):
                 formatter.write_dl(rows)
@@ -92,44 +112,183 @@ class _CheckCommand(click.Command):
 
 @main.command("check", cls=_CheckCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--select", multiple=True, help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).")
+@click.option(
+    "--select",
+    multiple=True,
+    help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).",
+)
 @click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
-@click.option("--per-file-ignores", multiple=True, metavar="GLOB:CODES", help="Disable CODES (comma-separated) in files matching GLOB; repeatable, added to the configured per-file-ignores.")
-@click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics: text (concise), full (with the source), json, json-lines, sarif, github (workflow annotations), gitlab (code quality).")
-@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report to this file instead of stdout (the summary stays on stderr).")
-@click.option("--color", "color_mode", type=click.Choice(("auto", "always", "never")), default="auto", show_default=True, help="Colour text and full output: auto colours only on a terminal and never with NO_COLOR set.")
+@click.option(
+    "--per-file-ignores",
+    multiple=True,
+    metavar="GLOB:CODES",
+    help="Disable CODES (comma-separated) in files matching GLOB; repeatable, added to the configured per-file-ignores.",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="How to print diagnostics: text (concise), full (with the source), json, json-lines, sarif, github (workflow annotations), gitlab (code quality).",
+)
+@click.option(
+    "-o",
+    "--output-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the report to this file instead of stdout (the summary stays on stderr).",
+)
+@click.option(
+    "--color",
+    "color_mode",
+    type=click.Choice(("auto", "always", "never")),
+    default="auto",
+    show_default=True,
+    help="Colour text and full output: auto colours only on a terminal and never with NO_COLOR set.",
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings (errors still exit 2).")
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
 @click.option("--show-files", is_flag=True, help="Print the files that would be linted, one a line, and exit.")
-@click.option("--show-settings", is_flag=True, help="Print the settings used for the first PATH (config file, rules, excludes...) and exit.")
-@click.option("--add-noqa", is_flag=True, help="Add `# noqa: CODE` to every line with a finding (merged into an existing noqa comment) and exit 0.")
-@click.option("--exclude", "exclude_patterns", multiple=True, metavar="PATTERNS", help="Globs of files and directories to skip, comma-separated; replaces the configured and default exclude.")
-@click.option("--extend-exclude", "extend_exclude_patterns", multiple=True, metavar="PATTERNS", help="Globs to skip on top of exclude, comma-separated; added to the configured extend-exclude.")
-@click.option("--force-exclude/--no-force-exclude", default=None, help="Apply exclude to paths named on the command line too (pre-commit names every file).")
-@click.option("--respect-gitignore/--no-respect-gitignore", default=None, help="Skip files that .gitignore files ignore when walking directories [default: respect].")
+@click.option(
+    "--show-settings",
+    is_flag=True,
+    help="Print the settings used for the first PATH (config file, rules, excludes...) and exit.",
+)
+@click.option(
+    "--add-noqa",
+    is_flag=True,
+    help="Add `# noqa: CODE` to every line with a finding (merged into an existing noqa comment) and exit 0.",
+)
+@click.option(
+    "--exclude",
+    "exclude_patterns",
+    multiple=True,
+    metavar="PATTERNS",
+    help="Globs of files and directories to skip, comma-separated; replaces the configured and default exclude.",
+)
+@click.option(
+    "--extend-exclude",
+    "extend_exclude_patterns",
+    multiple=True,
+    metavar="PATTERNS",
+    help="Globs to skip on top of exclude, comma-separated; added to the configured extend-exclude.",
+)
+@click.option(
+    "--force-exclude/--no-force-exclude",
+    default=None,
+    help="Apply exclude to paths named on the command line too (pre-commit names every file).",
+)
+@click.option(
+    "--respect-gitignore/--no-respect-gitignore",
+    default=None,
+    help="Skip files that .gitignore files ignore when walking directories [default: respect].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--stdin-filename", help="The path to report, and to match config against, when linting `-` (stdin).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="A pyproject.toml to read [tool.autograd-lint] from (default: the nearest one).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of internal errors.")
-@click.option("--confirm", is_flag=True, help="Run each finding under torch in a contained child process and report whether its gradients prove the bug.")
-@click.option("--confirmed-only", is_flag=True, help="Leave out findings that --confirm ran and did not reproduce; inconclusive ones stay, marked (implies --confirm).")
-@click.option("--drop-inconclusive", is_flag=True, help="With --confirmed-only, leave out inconclusive findings too: report only what torch proved (implies --confirmed-only).")
-@click.option("--show-progress", is_flag=True, help="Print confirm's interpreter and progress on stderr even when it is not a terminal (or with -q).")
-@click.option("--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs confirm harnesses [default: this one].")
-@click.option("--confirm-timeout", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds one harness may run before it is killed.")
-@click.option("--confirm-memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Address-space limit of one harness, in MB.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Files linted (and harnesses run) in parallel [default: the number of CPUs].")
-@click.option("--no-cache", is_flag=True, help="Lint every file (and run every confirm harness) again, ignoring and not writing the result cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=f"Where results are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].")
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Run each finding under torch in a contained child process and report whether its gradients prove the bug.",
+)
+@click.option(
+    "--confirmed-only",
+    is_flag=True,
+    help="Leave out findings that --confirm ran and did not reproduce; inconclusive ones stay, marked (implies --confirm).",
+)
+@click.option(
+    "--drop-inconclusive",
+    is_flag=True,
+    help="With --confirmed-only, leave out inconclusive findings too: report only what torch proved (implies --confirmed-only).",
+)
+@click.option(
+    "--show-progress",
+    is_flag=True,
+    help="Print confirm's interpreter and progress on stderr even when it is not a terminal (or with -q).",
+)
+@click.option(
+    "--python",
+    "python_path",
+    type=click.Path(dir_okay=False),
+    help="Interpreter (with torch) that runs confirm harnesses [default: this one].",
+)
+@click.option(
+    "--confirm-timeout",
+    type=click.FloatRange(min=1),
+    default=20.0,
+    show_default=True,
+    help="Seconds one harness may run before it is killed.",
+)
+@click.option(
+    "--confirm-memory",
+    type=click.IntRange(min=256),
+    default=4096,
+    show_default=True,
+    help="Address-space limit of one harness, in MB.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Files linted (and harnesses run) in parallel [default: the number of CPUs].",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Lint every file (and run every confirm harness) again, ignoring and not writing the result cache.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help=f"Where results are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].",
+)
 @click.version_option(__version__, "--version", prog_name="autograd-lint")
-def check(paths, select, extend_select, ignore, per_file_ignores, output_format, output_file, color_mode, exit_zero, statistics,
-          show_files, force_exclude, respect_gitignore, quiet, stdin_filename, config_path, verbose,
-          confirm, confirmed_only, drop_inconclusive, show_progress, python_path, confirm_timeout, confirm_memory, jobs,
-          no_cache, cache_dir, show_settings, add_noqa, exclude_patterns, extend_exclude_patterns) -> None:
+def check(
+    paths,
+    select,
+    extend_select,
+    ignore,
+    per_file_ignores,
+    output_format,
+    output_file,
+    color_mode,
+    exit_zero,
+    statistics,
+    show_files,
+    force_exclude,
+    respect_gitignore,
+    quiet,
+    stdin_filename,
+    config_path,
+    verbose,
+    confirm,
+    confirmed_only,
+    drop_inconclusive,
+    show_progress,
+    python_path,
+    confirm_timeout,
+    confirm_memory,
+    jobs,
+    no_cache,
+    cache_dir,
+    show_settings,
+    add_noqa,
+    exclude_patterns,
+    extend_exclude_patterns,
+) -> None:
     """Lint PATHs (default: the current directory). `-` reads a module from stdin."""
     if statistics and output_format not in STATISTICS_FORMATS:
-        _fail(f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})")
+        _fail(
+            f"--statistics prints text or JSON, not {output_format} (use --output-format {', '.join(STATISTICS_FORMATS)})"
+        )
     try:
         config = _config(config_path, select, extend_select, ignore, per_file_ignores)
         config = _with_excludes(config, exclude_patterns, extend_exclude_patterns)
@@ -175,7 +334,12 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
         limits = RunLimits(python or sys.executable, confirm_timeout, confirm_memory)
         verdicts = _confirm(
-            result.diagnostics, limits, jobs or os.cpu_count() or 1, stdin_sources, cache, progress,
+            result.diagnostics,
+            limits,
+            jobs or os.cpu_count() or 1,
+            stdin_sources,
+            cache,
+            progress,
             announce=show_progress or not quiet,
         )
         # Only a finding torch ran and did not reproduce is left out by default: one whose harness could
@@ -190,7 +354,12 @@ def check(paths, select, extend_select, ignore, per_file_ignores, output_format,
         rendered = render_statistics(result.diagnostics, output_format, verdicts)
     else:
         rendered = render(
-            result.diagnostics, output_format, verdicts, errors=result.errors, sources=Sources(stdin_sources), color=color,
+            result.diagnostics,
+            output_format,
+            verdicts,
+            errors=result.errors,
+            sources=Sources(stdin_sources),
+            color=color,
             documentation_url=config.documentation_url,
         )
     if output_file:
@@ -300,7 +469,9 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
         except SourceError as error:
             errors.append(f"{path}: {error}")
         except (SyntaxError, ValueError, UnicodeEncodeError) as error:
-            errors.append(f"{path}: not changed: adding noqa comments would break it ({type(error).__name__}), please report it")
+            errors.append(
+                f"{path}: not changed: adding noqa comments would break it ({type(error).__name__}), please report it"
+            )
         except OSError as error:
             errors.append(f"{path}: cannot write: {error.strerror or error}")
     for message in sorted(errors):
@@ -313,6 +484,7 @@ def _add_noqa(paths: list[str], config: Config, verbose: bool, jobs: int, cache:
 def _with_excludes(config: Config, exclude: tuple[str, ...], extend_exclude: tuple[str, ...]) -> Config:
     """`--exclude` replaces the configured (and default) exclude, `--extend-exclude` adds to the configured one,
     as in ruff; a pattern with a slash is relative to the current directory, like `--per-file-ignores`."""
+
     def patterns(values: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(anchor_pattern(p.strip(), config.root) for value in values for p in value.split(",") if p.strip())
 
@@ -355,7 +527,9 @@ def _config(config_path, select, extend_select, ignore, per_file_ignores=()) -> 
         ignore=config.ignore + validate_codes(extra_ignore, "--ignore") if extra_ignore else None,
     )
     if per_file_ignores:
-        config = config.with_per_file_ignores(parse_per_file_ignores(per_file_ignores, "--per-file-ignores", config.root))
+        config = config.with_per_file_ignores(
+            parse_per_file_ignores(per_file_ignores, "--per-file-ignores", config.root)
+        )
     return config
 
 
@@ -415,7 +589,6 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     sources[display_path] = raw
     module_name = module_name_for_path(display_path) if display_path != "-" else None
     from .core.engine import lint_module
-
     from .facts.second_derivatives import SecondDerivativeScope
 
     second_derivatives = SecondDerivativeScope().covers(display_path, module.text)
@@ -425,7 +598,12 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 
 
 @main.command("clean", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="The cache to remove [default: the one `autograd-lint` uses here].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The cache to remove [default: the one `autograd-lint` uses here].",
+)
 def clean(cache_dir) -> None:
     """Remove the result cache."""
     import shutil
@@ -453,10 +631,7 @@ def rule(code, show_all, output_format) -> None:
     if codes[0] not in RULES and codes[0] not in RESERVED_CODES:
         _fail(f"unknown rule code {code!r} (known: {', '.join([*RULES, *RESERVED_CODES])})")
     if output_format == "json":
-        entries = [
-            {"code": c, **_rule_summary(c), "explanation": rule_page(c)}
-            for c in codes
-        ]
+        entries = [{"code": c, **_rule_summary(c), "explanation": rule_page(c)} for c in codes]
         click.echo(json.dumps(entries if show_all else entries[0], indent=2))
     else:
         click.echo("\n\n".join(rule_page(c).rstrip() for c in codes))
@@ -464,8 +639,14 @@ def rule(code, show_all, output_format) -> None:
 
 # Codes that are not rules: reported whatever the selection, never silenced; `rule` explains them too.
 RESERVED_CODES = {
-    SYNTAX_ERROR_CODE: (SYNTAX_ERROR_NAME, "the file is not valid Python (or nests too deeply to parse): it was not checked"),
-    INTERNAL_ERROR_CODE: (INTERNAL_ERROR_NAME, "autograd-lint failed on this file (a bug): the file, or one rule on it, was not checked"),
+    SYNTAX_ERROR_CODE: (
+        SYNTAX_ERROR_NAME,
+        "the file is not valid Python (or nests too deeply to parse): it was not checked",
+    ),
+    INTERNAL_ERROR_CODE: (
+        INTERNAL_ERROR_NAME,
+        "autograd-lint failed on this file (a bug): the file, or one rule on it, was not checked",
+    ),
 }
 
 

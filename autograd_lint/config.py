@@ -18,14 +18,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .rules import RULES, SECOND_DERIVATIVE_RULES, default_selection
 from typing import Any
+
+from .rules import RULES, SECOND_DERIVATIVE_RULES, default_selection
 
 SECTION = "autograd-lint"
 DEFAULT_EXCLUDE = (
-    ".git", ".hg", ".svn", ".bzr", ".venv", "venv", ".tox", ".nox", ".eggs", "*.egg-info",
-    "build", "dist", "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache",
-    ".ruff_cache", ".autograd_lint_cache", "site-packages", "__pypackages__",
+    ".git",
+    ".hg",
+    ".svn",
+    ".bzr",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".eggs",
+    "*.egg-info",
+    "build",
+    "dist",
+    "__pycache__",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".autograd_lint_cache",
+    "site-packages",
+    "__pypackages__",
 )
 LIST_KEYS = ("select", "ignore", "extend-select", "exclude", "extend-exclude")
 BOOL_KEYS = ("respect-gitignore", "force-exclude")
@@ -89,16 +107,23 @@ class Config:
         # `Config(select=("AGL5",))` fails instead of silently selecting nothing.
         normalized: dict[str, object] = {
             "select": validate_codes(_strings(self.select, "Config.select"), "Config.select")
-            if self.select is not None else None,
-            "extend_select": validate_codes(_strings(self.extend_select, "Config.extend_select"), "Config.extend_select"),
+            if self.select is not None
+            else None,
+            "extend_select": validate_codes(
+                _strings(self.extend_select, "Config.extend_select"), "Config.extend_select"
+            ),
             "ignore": validate_codes(_strings(self.ignore, "Config.ignore"), "Config.ignore"),
             "exclude": _strings(self.exclude, "Config.exclude"),
             "extend_exclude": _strings(self.extend_exclude, "Config.extend_exclude"),
         }
-        if not isinstance(self.per_file_ignores, dict) or not all(isinstance(key, str) for key in self.per_file_ignores):
+        if not isinstance(self.per_file_ignores, dict) or not all(
+            isinstance(key, str) for key in self.per_file_ignores
+        ):
             raise ConfigError(f"Config.per_file_ignores must be a dict of glob: codes, got {self.per_file_ignores!r}")
         normalized["per_file_ignores"] = {
-            pattern: validate_codes(_strings(codes, f"Config.per_file_ignores[{pattern!r}]"), f"Config.per_file_ignores[{pattern!r}]")
+            pattern: validate_codes(
+                _strings(codes, f"Config.per_file_ignores[{pattern!r}]"), f"Config.per_file_ignores[{pattern!r}]"
+            )
             for pattern, codes in self.per_file_ignores.items()
         }
         for name in ("respect_gitignore", "force_exclude"):
@@ -174,14 +199,14 @@ class Config:
                 return True
         return False
 
-    def with_per_file_ignores(self, extra: dict[str, tuple[str, ...]]) -> "Config":
+    def with_per_file_ignores(self, extra: dict[str, tuple[str, ...]]) -> Config:
         """This config with `extra` patterns merged in: codes for a pattern already configured are added."""
         merged = dict(self.per_file_ignores)
         for pattern, codes in extra.items():
             merged[pattern] = tuple(dict.fromkeys(merged.get(pattern, ()) + codes))
         return replace(self, per_file_ignores=merged)
 
-    def with_overrides(self, **overrides) -> "Config":
+    def with_overrides(self, **overrides) -> Config:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -285,7 +310,9 @@ def validate_documentation_url(value, where: str) -> None:
         raise ConfigError(f"{where} must contain {{code}} or {{name}}, got {value!r}")
 
 
-def parse_per_file_ignores(entries: tuple[str, ...], where: str, root: str, cwd: str | None = None) -> dict[str, tuple[str, ...]]:
+def parse_per_file_ignores(
+    entries: tuple[str, ...], where: str, root: str, cwd: str | None = None
+) -> dict[str, tuple[str, ...]]:
     """`GLOB:CODE,CODE` entries (the command line's --per-file-ignores) as a per-file-ignores table.
 
     A pattern with a slash is relative to the current directory, as a shell user means it; it is

@@ -49,13 +49,38 @@ INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
 ORDERING_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
 # Other ops giving a bool tensor.
 BOOL_RESULT_OPS = ORDERING_METHODS | frozenset(
-    {"eq", "ne", "isclose", "isnan", "isinf", "isfinite", "isin", "signbit", "logical_and", "logical_or",
-     "logical_not", "logical_xor"}
+    {
+        "eq",
+        "ne",
+        "isclose",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "isin",
+        "signbit",
+        "logical_and",
+        "logical_or",
+        "logical_not",
+        "logical_xor",
+    }
 )
 # Ops whose result is integer indices or counts.
 INDEX_RESULT_OPS = frozenset(
-    {"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted", "bucketize", "multinomial", "randperm",
-     "randint", "bincount", "count_nonzero", "unique_consecutive"}
+    {
+        "argmax",
+        "argmin",
+        "argsort",
+        "argwhere",
+        "nonzero",
+        "searchsorted",
+        "bucketize",
+        "multinomial",
+        "randperm",
+        "randint",
+        "bincount",
+        "count_nonzero",
+        "unique_consecutive",
+    }
 )
 # Every method or torch function whose result is an integer or bool tensor.
 INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
@@ -64,17 +89,61 @@ INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
 
 # Methods that return their receiver or a view of it (writing into the result writes the receiver).
 VIEW_METHODS = frozenset(
-    {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "t", "transpose", "permute",
-     "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "diagonal", "as_strided", "movedim",
-     "moveaxis", "swapaxes", "swapdims", "unfold", "requires_grad_"}
+    {
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "expand",
+        "expand_as",
+        "contiguous",
+        "t",
+        "transpose",
+        "permute",
+        "squeeze",
+        "unsqueeze",
+        "flatten",
+        "unflatten",
+        "narrow",
+        "select",
+        "diagonal",
+        "as_strided",
+        "movedim",
+        "moveaxis",
+        "swapaxes",
+        "swapdims",
+        "unfold",
+        "requires_grad_",
+    }
 )
 VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 # Methods whose result may share the receiver's storage: the views, and the casts, moves and
 # metadata changes that return the receiver itself when there is nothing to do.
 ALIAS_METHODS = VIEW_METHODS | frozenset(
-    {"detach", "to", "type", "type_as", "float", "double", "half", "bfloat16", "cpu", "cuda", "view_as_real",
-     "view_as_complex", "align_as", "align_to", "rename", "refine_names", "resolve_conj", "resolve_neg", "conj",
-     "adjoint", "positive", "__getitem__"}
+    {
+        "detach",
+        "to",
+        "type",
+        "type_as",
+        "float",
+        "double",
+        "half",
+        "bfloat16",
+        "cpu",
+        "cuda",
+        "view_as_real",
+        "view_as_complex",
+        "align_as",
+        "align_to",
+        "rename",
+        "refine_names",
+        "resolve_conj",
+        "resolve_neg",
+        "conj",
+        "adjoint",
+        "positive",
+        "__getitem__",
+    }
 )
 ALIAS_ATTRIBUTES = VIEW_ATTRIBUTES | {"data"}
 

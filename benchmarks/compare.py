@@ -67,14 +67,33 @@ def main() -> None:
         "autograd-lint warm": [lint, "-q", "--exit-zero", "--cache-dir", cache, "-j", str(args.jobs), root],
     }
     if flake8:
-        commands[f"flake8 -j {args.jobs} --select F"] = [flake8, "-j", str(args.jobs), "--select", "F", "--exit-zero", root]
+        commands[f"flake8 -j {args.jobs} --select F"] = [
+            flake8,
+            "-j",
+            str(args.jobs),
+            "--select",
+            "F",
+            "--exit-zero",
+            root,
+        ]
     if ruff:
-        commands["ruff --select E9,F --no-cache"] = [ruff, "check", "--no-cache", "--select", "E9,F", "--exit-zero", "-q", root]
+        commands["ruff --select E9,F --no-cache"] = [
+            ruff,
+            "check",
+            "--no-cache",
+            "--select",
+            "E9,F",
+            "--exit-zero",
+            "-q",
+            root,
+        ]
     missing = [name for name, path in (("flake8", flake8), ("ruff", ruff)) if not path]
     print(f"tree: {root}: {len(files)} files, {megabytes:.1f} MB; {args.rounds} rounds, -j {args.jobs}")
     if missing:
         print(f"not installed, not measured: {', '.join(missing)} (pip install {' '.join(missing)})")
-    subprocess.run(commands["autograd-lint warm"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fill the cache
+    subprocess.run(
+        commands["autograd-lint warm"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # fill the cache
     times: dict[str, list[float]] = {name: [] for name in commands}
     memory: dict[str, float] = {name: 0.0 for name in commands}
     for _ in range(args.rounds):
@@ -97,16 +116,21 @@ def main() -> None:
     for fraction in (4, 2, 1):
         subset = files[: len(files) // fraction]
         seconds = statistics.median(
-            measure([lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), *subset], work)[0] for _ in range(args.rounds)
+            measure([lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), *subset], work)[0]
+            for _ in range(args.rounds)
         )
         size = sum(os.path.getsize(f) for f in subset) / 1e6
         print(f"  1/{fraction}: {len(subset):5d} files {size:6.1f} MB {seconds:7.2f} s  {size / seconds:5.2f} MB/s")
     small = min((f for f in files if os.path.getsize(f) > 2000), key=os.path.getsize)
     print(f"\none small file ({os.path.getsize(small)} bytes), start-up included:")
-    ours = statistics.median(measure([lint, "-q", "--exit-zero", "--no-cache", small], work)[0] for _ in range(args.rounds * 2))
+    ours = statistics.median(
+        measure([lint, "-q", "--exit-zero", "--no-cache", small], work)[0] for _ in range(args.rounds * 2)
+    )
     line = f"  autograd-lint {ours:.2f} s"
     if flake8:
-        theirs = statistics.median(measure([flake8, "--select", "F", "--exit-zero", small], work)[0] for _ in range(args.rounds * 2))
+        theirs = statistics.median(
+            measure([flake8, "--select", "F", "--exit-zero", small], work)[0] for _ in range(args.rounds * 2)
+        )
         line += f", flake8 {theirs:.2f} s, ratio {ours / theirs:.2f} (goal <= 1)"
     print(line)
     shutil.rmtree(work, ignore_errors=True)

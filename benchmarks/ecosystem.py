@@ -63,7 +63,9 @@ def read_verdicts(path: Path) -> list[Verdict]:
             continue
         fields = raw.split("\t")
         if len(fields) != 5 or fields[3] not in VERDICTS:
-            raise SystemExit(f"{path}:{number}: expected repo, path:line[:column], code, TP/FP/DEBATABLE, reason (tab-separated)")
+            raise SystemExit(
+                f"{path}:{number}: expected repo, path:line[:column], code, TP/FP/DEBATABLE, reason (tab-separated)"
+            )
         repo, where, code, verdict, reason = fields
         parts = where.rsplit(":", 2)
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
@@ -77,9 +79,23 @@ def read_verdicts(path: Path) -> list[Verdict]:
 
 def lint(folder: Path, select: str | None, jobs: int) -> list[dict]:
     """The repository's diagnostics for these codes (None: the default selection, as a plain run)."""
-    command = [sys.executable, "-m", "autograd_lint", "--no-cache", "--output-format", "json", "--exit-zero", "-q",
-               "-j", str(jobs), *(["--select", select] if select else []), "."]
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    command = [
+        sys.executable,
+        "-m",
+        "autograd_lint",
+        "--no-cache",
+        "--output-format",
+        "json",
+        "--exit-zero",
+        "-q",
+        "-j",
+        str(jobs),
+        *(["--select", select] if select else []),
+        ".",
+    ]
+    done = subprocess.run(
+        command, cwd=folder, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)}
+    )
     try:
         diagnostics = json.loads(done.stdout or "[]")
     except json.JSONDecodeError:
@@ -141,8 +157,10 @@ def status_line(code: str, results: dict) -> str:
     if code in SECOND_DERIVATIVE_RULES:
         default += "; in the default run where the package takes second derivatives"
     repositories = len(results["repositories"])
-    return (f"**Default:** {default} · **Measured on {repositories} real repositories:** "
-            f"{measured(results['rules'].get(code, {}))} (benchmarks/ecosystem.py)")
+    return (
+        f"**Default:** {default} · **Measured on {repositories} real repositories:** "
+        f"{measured(results['rules'].get(code, {}))} (benchmarks/ecosystem.py)"
+    )
 
 
 def publish(per_rule: dict[str, Counter], repositories: list[str]) -> None:
@@ -153,7 +171,11 @@ def publish(per_rule: dict[str, Counter], repositories: list[str]) -> None:
         page = pages / f"{code}.md"
         text = page.read_text(encoding="utf-8")
         line = status_line(code, results)
-        text = STATUS_LINE.sub(line, text, count=1) if STATUS_LINE.search(text) else text.replace("\n\n", f"\n\n{line}\n\n", 1)
+        text = (
+            STATUS_LINE.sub(line, text, count=1)
+            if STATUS_LINE.search(text)
+            else text.replace("\n\n", f"\n\n{line}\n\n", 1)
+        )
         page.write_text(text, encoding="utf-8")
     readme = HERE.parent / "README.md"
     lines = readme.read_text(encoding="utf-8").split("\n")
@@ -194,18 +216,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verdicts", type=Path, default=HERE / "ecosystem_verdicts.txt")
     parser.add_argument("--save", type=Path, help="keep each repository's JSON output in this folder")
     parser.add_argument("--load", type=Path, help="read the JSON outputs saved by --save instead of linting")
-    parser.add_argument("--publish", action="store_true", help="write the figures into ecosystem_results.json, the rule pages and the README")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="write the figures into ecosystem_results.json, the rule pages and the README",
+    )
     args = parser.parse_args(argv)
 
     verdicts = read_verdicts(args.verdicts)
-    selected = set(RULES) if args.select.upper() == "ALL" else {
-        code for code in RULES if any(code.startswith(p.strip().upper()) for p in args.select.split(",") if p.strip())
-    }
+    selected = (
+        set(RULES)
+        if args.select.upper() == "ALL"
+        else {
+            code
+            for code in RULES
+            if any(code.startswith(p.strip().upper()) for p in args.select.split(",") if p.strip())
+        }
+    )
     repo_of_folder = {v.repo.split("/")[-1]: v.repo for v in verdicts}
     wanted = {name.strip() for name in args.repos.split(",") if name.strip()}
     folders = sorted(p for p in args.corpus.iterdir() if p.is_dir() and (not wanted or p.name in wanted))
     if not folders:
-        raise SystemExit(f"{args.corpus}: no repository folders" + (f" named {', '.join(sorted(wanted))}" if wanted else ""))
+        raise SystemExit(
+            f"{args.corpus}: no repository folders" + (f" named {', '.join(sorted(wanted))}" if wanted else "")
+        )
 
     # The default selection is measured by a plain run of its own: AGL010 joins it only in packages
     # that take second derivatives, which the ALL run cannot tell.
@@ -237,14 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     for code in sorted(selected | set(per_rule)):
         counts = per_rule[code]
         default = "-" if code not in RULES else "opt-in" if code in OPT_IN else "yes"
-        print(f"{code:8} {default:8} {counts['diagnostics']:6} {counts['TP']:5} {counts['FP']:5} {counts['DEBATABLE']:5} "
-              f"{counts['new']:5} {precision(counts):>10}")
+        print(
+            f"{code:8} {default:8} {counts['diagnostics']:6} {counts['TP']:5} {counts['FP']:5} {counts['DEBATABLE']:5} "
+            f"{counts['new']:5} {precision(counts):>10}"
+        )
         totals["selected"].update(counts)
     if measure_default:
         totals = {"ALL": totals["selected"], "default run": default_run}
     for name, counts in totals.items():
-        print(f"{name:17} {counts['diagnostics']:6} {counts['TP']:5} {counts['FP']:5} {counts['DEBATABLE']:5} "
-              f"{counts['new']:5} {precision(counts):>10}")
+        print(
+            f"{name:17} {counts['diagnostics']:6} {counts['TP']:5} {counts['FP']:5} {counts['DEBATABLE']:5} "
+            f"{counts['new']:5} {precision(counts):>10}"
+        )
     if measure_default:
         print("(default run: a plain run's selection, which adds AGL010 in packages that take second derivatives)")
     if new:

@@ -31,8 +31,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 CHUNK = {"mutated": 400, "grammar": 40, "node": 4}
-ORDER = ("mutated", "grammar", "mutated", "grammar", "mutated", "grammar", "mutated", "grammar", "mutated", "grammar",
-         "mutated", "grammar", "mutated", "grammar", "mutated", "grammar", "mutated", "grammar", "mutated", "node")
+ORDER = (
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "grammar",
+    "mutated",
+    "node",
+)
 DERIVED_SHAPES = 4  # shaped variants per generated program; each original and shaped one is also cut short once
 
 
@@ -50,11 +70,10 @@ def derived(kind: str, source: str) -> list[str]:
     return programs
 
 
-def worker(number: int, chunks: "multiprocessing.Queue", results: "multiprocessing.Queue", out: str, seed: int) -> None:
+def worker(number: int, chunks: multiprocessing.Queue, results: multiprocessing.Queue, out: str, seed: int) -> None:
+    import fuzzing
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as with_seed
-
-    import fuzzing
 
     current = os.path.join(out, f".current-{number}")
     while True:
@@ -68,8 +87,13 @@ def worker(number: int, chunks: "multiprocessing.Queue", results: "multiprocessi
         counts = {"programs": 0, "internal": 0}
 
         @with_seed(seed * 1_000_003 + index)
-        @settings(max_examples=CHUNK[kind], deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=CHUNK[kind],
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(fuzzing.STRATEGIES[kind])
         def run(source: str) -> None:
             for program in derived(kind, source):  # noqa: B023 - run() is called in this iteration
@@ -84,7 +108,11 @@ def worker(number: int, chunks: "multiprocessing.Queue", results: "multiprocessi
         try:
             run()
         except Exception as error:  # noqa: BLE001 - hypothesis giving up on a chunk is not the linter's fault
-            print(f"chunk {index} ({kind}): hypothesis stopped: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            print(
+                f"chunk {index} ({kind}): hypothesis stopped: {type(error).__name__}: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
         results.put((number, index, kind, counts["programs"], counts["internal"]))
 
 
@@ -149,7 +177,10 @@ def main() -> int:
                     program = Path(current).read_text(encoding="utf-8", errors="surrogatepass")
                 except OSError:
                     program = ""
-                print(f"CRASH: worker {number} exit {process.exitcode}; saved {save(args.out, 'crash', program, problem)}", flush=True)
+                print(
+                    f"CRASH: worker {number} exit {process.exitcode}; saved {save(args.out, 'crash', program, problem)}",
+                    flush=True,
+                )
                 in_flight -= 1  # its chunk is lost; the replacement takes new ones
                 start(number)
                 if totals["programs"] < args.programs:
@@ -159,8 +190,11 @@ def main() -> int:
         if time.monotonic() - last_report > 30:
             last_report = time.monotonic()
             rate = totals["programs"] / (last_report - started)
-            print(f"[{last_report - started:6.0f} s] programs run: {totals['programs']} ({rate:.0f}/s), "
-                  f"internal errors: {totals['internal']}, crashes: {totals['crashes']}", flush=True)
+            print(
+                f"[{last_report - started:6.0f} s] programs run: {totals['programs']} ({rate:.0f}/s), "
+                f"internal errors: {totals['internal']}, crashes: {totals['crashes']}",
+                flush=True,
+            )
     for _ in workers:
         chunks.put(None)
     for process in workers.values():
@@ -172,8 +206,10 @@ def main() -> int:
             pass
     elapsed = time.monotonic() - started
     print(f"by source: {', '.join(f'{kind} {count}' for kind, count in sorted(by_kind.items()))}")
-    print(f"programs run: {totals['programs']}, internal errors: {totals['internal']}, crashes: {totals['crashes']} "
-          f"({elapsed:.0f} s, {args.jobs} processes)")
+    print(
+        f"programs run: {totals['programs']}, internal errors: {totals['internal']}, crashes: {totals['crashes']} "
+        f"({elapsed:.0f} s, {args.jobs} processes)"
+    )
     if totals["internal"] or totals["crashes"]:
         print(f"reproducers in {os.path.abspath(args.out)}")
         return 1

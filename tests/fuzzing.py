@@ -32,7 +32,7 @@ ALL_CODES = list(RULES)
 
 # --- shaped programs -------------------------------------------------------------------------------
 
-FUNCTION_TEMPLATE = '''\
+FUNCTION_TEMPLATE = """\
 import torch
 import torch.nn as nn
 from torch.autograd import Function
@@ -65,7 +65,7 @@ def fuzz_activation(x):
 
 
 y = Fuzz.apply({apply_args})
-'''
+"""
 
 
 def _indent(code: str, spaces: int) -> str:
@@ -75,8 +75,18 @@ def _indent(code: str, spaces: int) -> str:
 
 
 _RETURNS = (
-    "grad_output", "grad_output, None", "x * (x > 0).float()", "torch.sign(x)", "x.round()", "STATE['scale'] * grad_output",
-    "(grad_output,)", "[grad_output, None]", "None", "grad_output * ctx.scale", "x.clamp(min=0)", "torch.where(x > 0, x, 0.0)",
+    "grad_output",
+    "grad_output, None",
+    "x * (x > 0).float()",
+    "torch.sign(x)",
+    "x.round()",
+    "STATE['scale'] * grad_output",
+    "(grad_output,)",
+    "[grad_output, None]",
+    "None",
+    "grad_output * ctx.scale",
+    "x.clamp(min=0)",
+    "torch.where(x > 0, x, 0.0)",
 )
 _APPLY_ARGS = ("x", "x, 2.0", "x, 2.0, 3.0", "*args", "x, scale=2", "**kw")
 
@@ -87,7 +97,10 @@ def shape(body: str, variant: int) -> str:
     slots = ("class_body", "forward_body", "backward_body", "module_body")
     chosen = {slot for bit, slot in enumerate(slots) if variant >> bit & 1} or {slots[variant % 4]}
     pieces = {
-        slot: _indent(body if slot in chosen else ("scale = 1.0" if slot == "class_body" else "pass"), 4 if slot == "class_body" else 8)
+        slot: _indent(
+            body if slot in chosen else ("scale = 1.0" if slot == "class_body" else "pass"),
+            4 if slot == "class_body" else 8,
+        )
         for slot in slots
     }
     pieces["backward_return"] = _RETURNS[(variant >> 4) % len(_RETURNS)]
@@ -135,13 +148,26 @@ def _mutate(source: str, operations: list[tuple[str, int, int, int]]) -> str:
             text = "".join(lines)
             return text[: (a * 7919 + b) % (len(text) + 1)]
         elif operation == "rename":
-            words = [w for w in "".join(lines).replace("(", " ").replace(")", " ").replace(".", " ").split() if w.isidentifier()]
+            words = [
+                w
+                for w in "".join(lines).replace("(", " ").replace(")", " ").replace(".", " ").split()
+                if w.isidentifier()
+            ]
             if len(words) >= 2:
                 old, new = words[a % len(words)], words[c % len(words)]
                 lines[i] = lines[i].replace(old, new)
         elif operation == "insert":
-            snippet = ("return grad_output\n", "ctx.mark_dirty(x)\n", "x.add_(1)\n", "global STATE\n", "yield x\n",
-                       "return x, None, None\n", "lambda: (yield)\n", "del ctx\n", "async def f(): pass\n")[c % 9]
+            snippet = (
+                "return grad_output\n",
+                "ctx.mark_dirty(x)\n",
+                "x.add_(1)\n",
+                "global STATE\n",
+                "yield x\n",
+                "return x, None, None\n",
+                "lambda: (yield)\n",
+                "del ctx\n",
+                "async def f(): pass\n",
+            )[c % 9]
             indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
             lines.insert(i, indent + snippet)
     return "".join(lines)

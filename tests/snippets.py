@@ -3,9 +3,10 @@
 import os
 import textwrap
 
+from fixture_markers import expected_markers
+
 from autograd_lint import lint_source
 from autograd_lint.config import Config
-from fixture_markers import expected_markers
 
 # Tests of what a rule finds select every rule: the opt-in ones are outside the default selection.
 EVERY_RULE = Config(select=("ALL",))

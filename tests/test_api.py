@@ -8,12 +8,11 @@ import sys
 import textwrap
 
 import pytest
+from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
 
 import autograd_lint
 from autograd_lint import Config, Diagnostic, FileError, LintResult, Severity, lint_paths, lint_source
 from autograd_lint.io.reading import SourceError
-
-from snippets import EXPLANATION, SNIPPET, MESSAGE, TWO_FINDINGS
 
 
 def test_lint_source_returns_diagnostic_with_fields():
@@ -102,7 +101,9 @@ def test_config_selection_variants():
     assert [d.code for d in lint_source(SNIPPET, config=Config(select=("AGL0",)))] == ["AGL002"]
     assert [d.code for d in lint_source(SNIPPET, config=Config(select=("ALL",)))] == ["AGL002"]
     assert lint_source(SNIPPET, config=Config(ignore=("AGL002",))) == []
-    assert [d.code for d in lint_source(SNIPPET, config=Config(select=("AGL003",), extend_select=("AGL002",)))] == ["AGL002"]
+    assert [d.code for d in lint_source(SNIPPET, config=Config(select=("AGL003",), extend_select=("AGL002",)))] == [
+        "AGL002"
+    ]
     assert lint_source(SNIPPET, config=Config(select=())) == []
 
 
@@ -173,8 +174,16 @@ def test_lint_paths_with_config(tree):
 
 def test_public_names():
     assert set(autograd_lint.__all__) >= {
-        "Config", "ConfigError", "Diagnostic", "FileError", "LintResult", "Severity", "lint_paths", "lint_source",
-        "load_config", "__version__",
+        "Config",
+        "ConfigError",
+        "Diagnostic",
+        "FileError",
+        "LintResult",
+        "Severity",
+        "lint_paths",
+        "lint_source",
+        "load_config",
+        "__version__",
     }
 
 
@@ -224,7 +233,11 @@ def test_cli_works_with_a_broken_torch(tmp_path):
     # The broken torch first; the package under test (this checkout, from PYTHONPATH) after it.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "-q", "bad.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "autograd_lint", "-q", "bad.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert proc.returncode == 1, proc.stderr

@@ -41,7 +41,9 @@ def _imports(name: str) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else source for alias in node.names]
+            targets = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else source for alias in node.names
+            ]
         else:
             continue
         found.update(target for target in targets if target in MODULES and target != name)
@@ -112,6 +114,7 @@ FORBIDDEN = {
     "rules": {"cli", "api", "report", "confirm"},
     "io": {"cli", "api", "report", "confirm", "facts", "rules"},
 }
+
 
 def _upward_imports() -> set[tuple[str, str]]:
     return {

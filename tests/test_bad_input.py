@@ -9,20 +9,19 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from snippets import SNIPPET
+from snippets import parse_text_output as located
 
 import autograd_lint.io.reading
 from autograd_lint import lint_paths, lint_source
 from autograd_lint.cli import main
 from autograd_lint.io.reading import SourceError
 
-from snippets import SNIPPET, parse_text_output as located
 MESSAGE_START = "AGL002 Scale.backward returns 1 value but forward takes 2 inputs"
 
 
 def invoke(args, input=None):
     return CliRunner().invoke(main, args, input=input)
-
-
 
 
 def error_lines(stderr: str, name: str) -> list[str]:
@@ -111,11 +110,17 @@ def test_deeply_nested_source_does_not_crash_the_linter(tmp_path):
     (tmp_path / "good.py").write_text(SNIPPET)
     proc = subprocess.run(
         [sys.executable, "-m", "autograd_lint", "-q", "deep.py", "good.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1, f"exit {proc.returncode}, stderr: {proc.stderr[-500:]}"
     found = located(proc.stdout)
-    assert [(path, line, code) for path, line, _, code in found] == [("deep.py", 1, "AGL000"), ("good.py", 11, "AGL002")]
+    assert [(path, line, code) for path, line, _, code in found] == [
+        ("deep.py", 1, "AGL000"),
+        ("good.py", 11, "AGL002"),
+    ]
     assert "Traceback" not in proc.stderr
 
 
@@ -269,7 +274,9 @@ def test_unreadable_file(project, monkeypatch):
         locked.chmod(0o644)
     assert result.exit_code == 2
     assert located(result.stdout) == GOOD
-    assert error_lines(result.stderr, "m_locked.py") == ["autograd-lint: error: m_locked.py: cannot read: Permission denied"]
+    assert error_lines(result.stderr, "m_locked.py") == [
+        "autograd-lint: error: m_locked.py: cannot read: Permission denied"
+    ]
 
 
 def test_dangling_symlink_named_explicitly(project):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
+from snippets import parse_text_output as codes_and_positions
 
 import autograd_lint
 from autograd_lint.cli import main
 from autograd_lint.rules import RULES
-
-from snippets import EXPLANATION, SNIPPET, MESSAGE, TWO_FINDINGS, parse_text_output as codes_and_positions
 
 REPO = Path(__file__).resolve().parents[1]
 CLEAN = "x = 1\n"
@@ -32,8 +32,6 @@ def invoke(args, input=None):
 
 def lines(text: str) -> list[str]:
     return text.splitlines()
-
-
 
 
 @pytest.fixture
@@ -200,7 +198,17 @@ def test_json_output_fields_and_values(project):
         }
     ]
     assert list(data[0]) == [
-        "code", "name", "severity", "message", "explanation", "path", "cell", "line", "column", "end_line", "end_column",
+        "code",
+        "name",
+        "severity",
+        "message",
+        "explanation",
+        "path",
+        "cell",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
         "url",
     ]
 
@@ -417,8 +425,15 @@ def test_default_path_is_current_directory(tree):
 
 @pytest.mark.parametrize(
     "path",
-    [".git/hidden.py", "venv/hidden.py", "build/hidden.py", "dist/hidden.py", "__pycache__/hidden.py",
-     "node_modules/hidden.py", "myenv/lib/hidden.py"],
+    [
+        ".git/hidden.py",
+        "venv/hidden.py",
+        "build/hidden.py",
+        "dist/hidden.py",
+        "__pycache__/hidden.py",
+        "node_modules/hidden.py",
+        "myenv/lib/hidden.py",
+    ],
 )
 def test_file_named_explicitly_in_excluded_dir_is_linted(tree, path):
     result = invoke(["-q", path])
@@ -531,8 +546,18 @@ def _user_mistakes(root: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(
     "mistake",
-    ["missing path", "unknown select", "unknown ignore", "missing config", "invalid toml config", "undecodable file",
-     "unknown output format", "unknown option", "unknown rule", "rule without code"],
+    [
+        "missing path",
+        "unknown select",
+        "unknown ignore",
+        "missing config",
+        "invalid toml config",
+        "undecodable file",
+        "unknown output format",
+        "unknown option",
+        "unknown rule",
+        "rule without code",
+    ],
 )
 def test_no_traceback_for_user_mistakes(tmp_path, mistake):
     args = _user_mistakes(tmp_path)[mistake]
@@ -553,8 +578,12 @@ def test_help_lists_the_options_and_the_other_commands(tmp_path, monkeypatch, ar
     assert result.exit_code == 0
     assert "--select TEXT" in result.stdout
     commands = result.stdout.split("Commands (autograd-lint COMMAND --help for one):\n", 1)[1]
-    assert [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and not line.startswith("   ")] == [
-        "clean", "rule", "help",
+    assert [
+        line.split()[0] for line in commands.splitlines() if line.startswith("  ") and not line.startswith("   ")
+    ] == [
+        "clean",
+        "rule",
+        "help",
     ]
 
 
@@ -603,13 +632,16 @@ def excludes(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("args, shown", [
-    ([], ["gen/g.py", "src/gen/h.py", "src/m.py"]),
-    (["--exclude", "gen"], ["build/b.py", "src/m.py"]),  # replaces the defaults (build), keeps extend-exclude
-    (["--exclude", "gen,build", "--exclude", "m.py"], []),
-    (["--extend-exclude", "gen"], ["src/m.py"]),  # adds to the configured a.py and the defaults
-    (["--extend-exclude", "src/gen"], ["gen/g.py", "src/m.py"]),  # a slash: relative to the project root
-])
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        ([], ["gen/g.py", "src/gen/h.py", "src/m.py"]),
+        (["--exclude", "gen"], ["build/b.py", "src/m.py"]),  # replaces the defaults (build), keeps extend-exclude
+        (["--exclude", "gen,build", "--exclude", "m.py"], []),
+        (["--extend-exclude", "gen"], ["src/m.py"]),  # adds to the configured a.py and the defaults
+        (["--extend-exclude", "src/gen"], ["gen/g.py", "src/m.py"]),  # a slash: relative to the project root
+    ],
+)
 def test_exclude_and_extend_exclude_on_the_command_line(excludes, args, shown):
     result = invoke(["--show-files", *args, "."])
     assert result.exit_code == 0
@@ -623,8 +655,10 @@ def test_extend_exclude_with_a_slash_is_relative_to_the_current_directory(exclud
 
 
 def test_exclude_in_a_subprocess(excludes):
-    proc = run_process([sys.executable, "-m", "autograd_lint", "--show-files", "--exclude", "gen", "--extend-exclude", "build", "."],
-                       excludes)
+    proc = run_process(
+        [sys.executable, "-m", "autograd_lint", "--show-files", "--exclude", "gen", "--extend-exclude", "build", "."],
+        excludes,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["src/m.py"]
 
@@ -679,23 +713,33 @@ def test_show_settings_without_configuration_in_a_subprocess(tmp_path):
 def test_add_noqa_then_the_run_is_clean_and_a_second_run_adds_nothing(project):
     (project / "two.py").write_text(TWO_FINDINGS.replace("        return g\n", "        return g  # noqa: E501\n", 1))
     (project / "dotted.py").write_text(SNIPPET.replace("return g * ctx.scale", "return g * \\\n            ctx.scale"))
-    (project / "string.py").write_text(SNIPPET.replace("return g * ctx.scale", 'return g * ctx.scale if """\nx""" else g'))
+    (project / "string.py").write_text(
+        SNIPPET.replace("return g * ctx.scale", 'return g * ctx.scale if """\nx""" else g')
+    )
     before = invoke(["--output-format", "json", "."])
     assert before.exit_code == 1
     assert [(d["path"], d["line"]) for d in json.loads(before.stdout)] == [
-        ("bad.py", 11), ("dotted.py", 11), ("string.py", 11), ("two.py", 8), ("two.py", 17),
+        ("bad.py", 11),
+        ("dotted.py", 11),
+        ("string.py", 11),
+        ("two.py", 8),
+        ("two.py", 17),
     ]
     result = invoke(["--add-noqa", "."])
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr == "Added 5 noqa directives.\n"
-    assert (project / "bad.py").read_text() == SNIPPET.replace("return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002")
+    assert (project / "bad.py").read_text() == SNIPPET.replace(
+        "return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002"
+    )
     assert (project / "two.py").read_text().splitlines()[7] == "        return g  # noqa: E501, AGL002"  # merged
     assert (project / "dotted.py").read_text().splitlines()[10:12] == [
-        "        return g * \\", "            ctx.scale  # noqa: AGL002",  # where noqa is read for a continued line
+        "        return g * \\",
+        "            ctx.scale  # noqa: AGL002",  # where noqa is read for a continued line
     ]
     assert (project / "string.py").read_text().splitlines()[10:12] == [
-        '        return g * ctx.scale if """', 'x""" else g  # noqa: AGL002',  # the end of the multi-line string
+        '        return g * ctx.scale if """',
+        'x""" else g  # noqa: AGL002',  # the end of the multi-line string
     ]
     assert (project / "clean.py").read_text() == CLEAN
     after = invoke(["."])
@@ -714,7 +758,8 @@ def test_add_noqa_keeps_line_endings_and_encoding(project):
     fixed = latin.replace("return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002")
     assert (project / "latin.py").read_bytes() == fixed.replace("\n", "\r\n").encode("latin-1")
     assert (project / "bom.py").read_bytes() == b"\xef\xbb\xbf" + SNIPPET.replace(
-        "return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002").encode()
+        "return g * ctx.scale", "return g * ctx.scale  # noqa: AGL002"
+    ).encode()
 
 
 def test_add_noqa_never_touches_a_file_with_a_syntax_error(project):
@@ -723,7 +768,8 @@ def test_add_noqa_never_touches_a_file_with_a_syntax_error(project):
     result = invoke(["--add-noqa", "broken.py", "bad.py"])
     assert result.exit_code == 0
     assert lines(result.stderr) == [
-        "autograd-lint: warning: broken.py: not changed: syntax error at 12:7", "Added 1 noqa directive.",
+        "autograd-lint: warning: broken.py: not changed: syntax error at 12:7",
+        "Added 1 noqa directive.",
     ]
     assert (project / "broken.py").read_text() == broken
 
@@ -742,10 +788,16 @@ def test_add_noqa_leaves_notebooks_unchanged_with_a_warning(project):
 
 def test_add_noqa_refuses_stdin_and_reports_unreadable_paths(project):
     refused = invoke(["--add-noqa", "-"], input=SNIPPET)
-    assert (refused.exit_code, refused.stderr) == (2, "autograd-lint: error: --add-noqa rewrites files: it cannot take stdin (-)\n")
+    assert (refused.exit_code, refused.stderr) == (
+        2,
+        "autograd-lint: error: --add-noqa rewrites files: it cannot take stdin (-)\n",
+    )
     missing = invoke(["--add-noqa", "bad.py", "missing.py"])
     assert missing.exit_code == 2
-    assert lines(missing.stderr) == ["autograd-lint: error: missing.py: no such file or directory", "Added 1 noqa directive."]
+    assert lines(missing.stderr) == [
+        "autograd-lint: error: missing.py: no such file or directory",
+        "Added 1 noqa directive.",
+    ]
 
 
 def test_add_noqa_in_a_subprocess_respects_the_selection(tmp_path):
@@ -753,7 +805,10 @@ def test_add_noqa_in_a_subprocess_respects_the_selection(tmp_path):
     proc = run_process([sys.executable, "-m", "autograd_lint", "--add-noqa", "--select", "ALL", "."], tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "Added 1 noqa directive.\n")
     # The bare noqa hides nothing of ours (AGL101 does not report it) and is left alone: only findings get a comment.
-    assert (tmp_path / "bad.py").read_text().splitlines()[10:] == ["        return g * ctx.scale  # noqa: AGL002", "x = 1  # noqa"]
+    assert (tmp_path / "bad.py").read_text().splitlines()[10:] == [
+        "        return g * ctx.scale  # noqa: AGL002",
+        "x = 1  # noqa",
+    ]
     relint = run_process([sys.executable, "-m", "autograd_lint", "-q", "--select", "ALL", "."], tmp_path)
     assert (relint.returncode, relint.stdout) == (0, "")
 

@@ -14,14 +14,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from snippets import MESSAGE, SNIPPET, parse_text_output
 
 from autograd_lint import Config, lint_paths
 from autograd_lint.cli import main
 from autograd_lint.report.output import FORMATS
 from autograd_lint.report.pages import rule_page
 from autograd_lint.rules import RULES
-
-from snippets import MESSAGE, SNIPPET, parse_text_output
 
 CLEAN = "x = 1\n"
 LINE = f"bad.py:11:9: AGL002 {MESSAGE}"
@@ -140,7 +139,9 @@ def test_unwritable_output_file_exits_2_with_one_line(project):
     assert result.exit_code == 2
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert errors == [errors[0]] and errors[0].startswith("autograd-lint: error: bad.py/report.txt: cannot write the report")
+    assert errors == [errors[0]] and errors[0].startswith(
+        "autograd-lint: error: bad.py/report.txt: cannot write the report"
+    )
 
 
 def test_machine_formats_on_stdout_print_no_summary(project):
@@ -154,7 +155,15 @@ def test_machine_formats_on_stdout_print_no_summary(project):
 
 @pytest.fixture
 def tree(project):
-    for relative in ("pkg/a.py", "pkg/b.pyi", "pkg/notes.txt", "build/gen.py", "generated/x.py", "pkg/keep_pb2.py", "pkg/drop_pb2.py"):
+    for relative in (
+        "pkg/a.py",
+        "pkg/b.pyi",
+        "pkg/notes.txt",
+        "build/gen.py",
+        "generated/x.py",
+        "pkg/keep_pb2.py",
+        "pkg/drop_pb2.py",
+    ):
         target = project / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(SNIPPET)
@@ -199,7 +208,12 @@ def test_gitignore_is_respected_by_default(tree):
 def test_no_respect_gitignore_flag(tree):
     result = invoke(["-q", "--no-respect-gitignore", "."])
     assert paths_of(result.stdout) == [
-        "bad.py", "generated/x.py", "pkg/a.py", "pkg/b.pyi", "pkg/drop_pb2.py", "pkg/keep_pb2.py",
+        "bad.py",
+        "generated/x.py",
+        "pkg/a.py",
+        "pkg/b.pyi",
+        "pkg/drop_pb2.py",
+        "pkg/keep_pb2.py",
     ]
 
 
@@ -242,7 +256,12 @@ def test_gitignore_means_nothing_outside_a_git_repository(tree):
     (tree / ".git").rmdir()
     result = invoke(["-q", "."])
     assert paths_of(result.stdout) == [
-        "bad.py", "generated/x.py", "pkg/a.py", "pkg/b.pyi", "pkg/drop_pb2.py", "pkg/keep_pb2.py",
+        "bad.py",
+        "generated/x.py",
+        "pkg/a.py",
+        "pkg/b.pyi",
+        "pkg/drop_pb2.py",
+        "pkg/keep_pb2.py",
     ]
 
 
@@ -254,7 +273,12 @@ def test_git_worktree_file_marks_a_repository_too(tree):
 
 def test_library_walk_respects_gitignore_too(tree):
     found = lint_paths(["."], Config(root=str(tree)))
-    assert {Path(d.path).as_posix() for d in found.diagnostics} == {"bad.py", "pkg/a.py", "pkg/b.pyi", "pkg/keep_pb2.py"}
+    assert {Path(d.path).as_posix() for d in found.diagnostics} == {
+        "bad.py",
+        "pkg/a.py",
+        "pkg/b.pyi",
+        "pkg/keep_pb2.py",
+    }
     everything = lint_paths(["."], Config(root=str(tree), respect_gitignore=False))
     assert "generated/x.py" in {Path(d.path).as_posix() for d in everything.diagnostics}
 
@@ -325,11 +349,17 @@ def test_force_exclude_does_not_exclude_the_project_root_itself(tree):
 
 def test_per_file_ignores_on_the_command_line(tree):
     assert paths_of(invoke(["-q", "--per-file-ignores", "pkg/*:AGL002", "."]).stdout) == ["bad.py"]
-    assert paths_of(invoke(["-q", "--per-file-ignores", "a.py:AGL00", "."]).stdout) == ["bad.py", "pkg/b.pyi", "pkg/keep_pb2.py"]
+    assert paths_of(invoke(["-q", "--per-file-ignores", "a.py:AGL00", "."]).stdout) == [
+        "bad.py",
+        "pkg/b.pyi",
+        "pkg/keep_pb2.py",
+    ]
 
 
 def test_per_file_ignores_repeatable_and_comma_separated(tree):
-    result = invoke(["-q", "--per-file-ignores", "bad.py:AGL001,AGL002", "--per-file-ignores", "*.pyi:AGL002", "bad.py", "pkg"])
+    result = invoke(
+        ["-q", "--per-file-ignores", "bad.py:AGL001,AGL002", "--per-file-ignores", "*.pyi:AGL002", "bad.py", "pkg"]
+    )
     assert paths_of(result.stdout) == ["pkg/a.py", "pkg/keep_pb2.py"]
 
 
@@ -411,7 +441,11 @@ def run_on_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[in
     """Run the real command with stdout on a pseudo-terminal; (exit code, what the terminal got)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autograd_lint", *args], cwd=cwd, env=env, stdout=follower, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "autograd_lint", *args],
+        cwd=cwd,
+        env=env,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
     )
     os.close(follower)
     chunks = []
@@ -444,7 +478,14 @@ def test_terminal_gets_colour_unless_no_color_is_set(project):
 
 def test_piped_output_is_never_coloured(project):
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    proc = subprocess.run([sys.executable, "-m", "autograd_lint", "-q", "bad.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "-q", "bad.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stdout == LINE + "\n"
 

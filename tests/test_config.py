@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from snippets import SNIPPET
 
 from autograd_lint import Config, ConfigError, lint_paths, load_config
 from autograd_lint.cli import main
 
-from snippets import SNIPPET
 OTHER = "AGL003"  # a registered rule that does not fire on SNIPPET
 
 
@@ -308,7 +308,7 @@ def test_unknown_key_exits_2_naming_the_key(project):
 
 
 def test_misspelled_key_exits_2(project):
-    write_config(project, 'per_file_ignores = {}\n')
+    write_config(project, "per_file_ignores = {}\n")
     assert "'per_file_ignores'" in one_line_error(invoke(["a.py"]))
 
 
@@ -373,7 +373,7 @@ def test_unknown_code_in_config_exits_2(project, body):
 
 
 def test_config_error_wins_over_linting(project):
-    write_config(project, 'bogus = 1\n')
+    write_config(project, "bogus = 1\n")
     result = invoke(["--exit-zero", "a.py"])
     assert result.exit_code == 2
     assert "AGL002" not in result.stdout
@@ -407,7 +407,11 @@ def test_load_config_error_is_config_error(project):
 
 
 def test_lint_paths_honours_config(project):
-    config = load_config(write_config(project, 'extend-exclude = ["gen"]\n[tool.autograd-lint.per-file-ignores]\n"tests/*" = ["AGL002"]\n'))
+    config = load_config(
+        write_config(
+            project, 'extend-exclude = ["gen"]\n[tool.autograd-lint.per-file-ignores]\n"tests/*" = ["AGL002"]\n'
+        )
+    )
     result = lint_paths(["."], config)
     assert [(os.path.normpath(d.path), d.line, d.column, d.code) for d in result.diagnostics] == [
         ("a.py", 11, 9, "AGL002"),
@@ -442,14 +446,20 @@ def test_more_specific_ignore_wins_over_a_prefix_select(project):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("config, expected", [
-    (Config(select=("AGL001",), ignore=("AGL00",)), ["AGL001"]),
-    (Config(select=("AGL00",), ignore=("AGL001",)), [f"AGL00{n}" for n in range(2, 10)]),
-    (Config(select=("AGL002",), ignore=("AGL002",)), []),  # equal specificity: the ignore wins
-    (Config(select=("ALL",), ignore=("ALL",)), []),
-    (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007"]),  # an extend-select beats a shorter ignore
-    (Config(ignore=("AGL0",), extend_select=("AGL",)), ["AGL100", "AGL101"]),  # a longer ignore beats a shorter selector
-])
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (Config(select=("AGL001",), ignore=("AGL00",)), ["AGL001"]),
+        (Config(select=("AGL00",), ignore=("AGL001",)), [f"AGL00{n}" for n in range(2, 10)]),
+        (Config(select=("AGL002",), ignore=("AGL002",)), []),  # equal specificity: the ignore wins
+        (Config(select=("ALL",), ignore=("ALL",)), []),
+        (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007"]),  # an extend-select beats a shorter ignore
+        (
+            Config(ignore=("AGL0",), extend_select=("AGL",)),
+            ["AGL100", "AGL101"],
+        ),  # a longer ignore beats a shorter selector
+    ],
+)
 def test_selector_specificity(config, expected):
     assert config.selected_codes() == expected
 
@@ -457,8 +467,10 @@ def test_selector_specificity(config, expected):
 # --- the Config object validates like the command line ---------------------------------------------
 
 
-@pytest.mark.parametrize("field, where", [("select", "Config.select"), ("extend_select", "Config.extend_select"),
-                                         ("ignore", "Config.ignore")])
+@pytest.mark.parametrize(
+    "field, where",
+    [("select", "Config.select"), ("extend_select", "Config.extend_select"), ("ignore", "Config.ignore")],
+)
 def test_config_rejects_an_unknown_code_with_the_cli_message(field, where):
     from autograd_lint.rules import RULES
 
@@ -468,7 +480,9 @@ def test_config_rejects_an_unknown_code_with_the_cli_message(field, where):
 
 
 def test_config_rejects_an_unknown_code_in_per_file_ignores():
-    with pytest.raises(ConfigError, match=r"^Config.per_file_ignores\['tests/\*'\]: unknown rule code or prefix 'XYZ1'"):
+    with pytest.raises(
+        ConfigError, match=r"^Config.per_file_ignores\['tests/\*'\]: unknown rule code or prefix 'XYZ1'"
+    ):
         Config(per_file_ignores={"tests/*": ("XYZ1",)})
 
 
@@ -481,13 +495,16 @@ def test_config_takes_a_string_as_one_comma_separated_value():
     assert Config(extend_exclude="gen").extend_exclude == ("gen",)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"select": 5}, "Config.select must be a sequence of strings, got 5"),
-    ({"ignore": ["AGL002", 3]}, "Config.ignore must be a sequence of strings, got ['AGL002', 3]"),
-    ({"exclude": None}, "Config.exclude must be a sequence of strings, got None"),
-    ({"per_file_ignores": ["tests/*"]}, "Config.per_file_ignores must be a dict of glob: codes, got ['tests/*']"),
-    ({"respect_gitignore": "no"}, "Config.respect_gitignore must be True or False, got 'no'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"select": 5}, "Config.select must be a sequence of strings, got 5"),
+        ({"ignore": ["AGL002", 3]}, "Config.ignore must be a sequence of strings, got ['AGL002', 3]"),
+        ({"exclude": None}, "Config.exclude must be a sequence of strings, got None"),
+        ({"per_file_ignores": ["tests/*"]}, "Config.per_file_ignores must be a dict of glob: codes, got ['tests/*']"),
+        ({"respect_gitignore": "no"}, "Config.respect_gitignore must be True or False, got 'no'"),
+    ],
+)
 def test_config_rejects_wrong_types(kwargs, message):
     with pytest.raises(ConfigError) as raised:
         Config(**kwargs)
@@ -500,7 +517,8 @@ def test_lint_paths_without_config_reads_the_project_configuration(project):
     (project / "src").joinpath("pyproject.toml").write_text("[project]\nname = 'inner'\n")  # no table: not ours
     result = lint_paths(["."])
     assert [(os.path.normpath(d.path), d.line, d.code) for d in result.diagnostics] == [
-        ("a.py", 11, "AGL002"), (os.path.join("src", "model.py"), 11, "AGL002"),
+        ("a.py", 11, "AGL002"),
+        (os.path.join("src", "model.py"), 11, "AGL002"),
     ]
     # Config() is the built-in defaults, whatever the project configures.
     assert len(lint_paths(["."], Config()).diagnostics) == 4

@@ -18,13 +18,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from snippets import EVERY_RULE
 
 from autograd_lint import lint_source
 from autograd_lint.confirm.builders import BUILDER_CODES, builder_for
 from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import RUNTIME_NAME, RunLimits, install_runtime, run_harness
 from autograd_lint.confirm.session import confirm_diagnostics
-from snippets import EVERY_RULE
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BUGGY = sorted(p for p in FIXTURES.rglob("*.py") if p.name.startswith("buggy_") or p.parent.name == "motivating")
@@ -59,13 +59,19 @@ def test_every_buggy_fixture_finding_is_confirmed_with_evidence(fixture_verdicts
     assert len(fixture_verdicts) >= 50
     failures = []
     for diagnostic, result in sorted(fixture_verdicts.items(), key=lambda item: item[0].sort_key()):
-        known = KNOWN_INCONCLUSIVE.get((Path(diagnostic.path).relative_to(FIXTURES).as_posix(), diagnostic.line, diagnostic.code))
+        known = KNOWN_INCONCLUSIVE.get(
+            (Path(diagnostic.path).relative_to(FIXTURES).as_posix(), diagnostic.line, diagnostic.code)
+        )
         if known is not None:
             if result.verdict != "inconclusive" or known not in result.evidence:
-                failures.append(f"{diagnostic.path}:{diagnostic.line} {diagnostic.code}: expected inconclusive ({known}), got {result.verdict}: {result.evidence}")
+                failures.append(
+                    f"{diagnostic.path}:{diagnostic.line} {diagnostic.code}: expected inconclusive ({known}), got {result.verdict}: {result.evidence}"
+                )
             continue
         if result.verdict != "confirmed" or not EVIDENCE[diagnostic.code].search(result.evidence):
-            failures.append(f"{diagnostic.path}:{diagnostic.line} {diagnostic.code}: {result.verdict}: {result.evidence}")
+            failures.append(
+                f"{diagnostic.path}:{diagnostic.line} {diagnostic.code}: {result.verdict}: {result.evidence}"
+            )
     assert failures == []
 
 
@@ -125,9 +131,9 @@ def test_recipes_do_not_confirm_correct_code():
 
 def test_missing_torch_is_inconclusive_with_the_reason(tmp_path):
     no_torch = tmp_path / "python-without-torch"
-    no_torch.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    no_torch.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     no_torch.chmod(0o755)
-    source = (FIXTURES / "motivating" / "case_c_arity.py")
+    source = FIXTURES / "motivating" / "case_c_arity.py"
     diagnostics = lint_source(source.read_text(), str(source))
     verdicts = confirm_diagnostics(diagnostics, RunLimits(str(no_torch), timeout=30))
     (result,) = verdicts.values()
@@ -159,7 +165,11 @@ def harness_processes(root: Path) -> list[str]:
     "name, body, reason",
     [
         ("infinite loop", "while True:\n    pass\n", "timeout"),
-        ("huge allocation", "block = bytearray(64 * 1024 ** 3)\n", "memory limit: the harness needed more than 4096 MB (MemoryError)"),
+        (
+            "huge allocation",
+            "block = bytearray(64 * 1024 ** 3)\n",
+            "memory limit: the harness needed more than 4096 MB (MemoryError)",
+        ),
         ("os._exit", "import os\nos._exit(3)\n", "status 3"),
         ("megabytes of output", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", "output limit"),
         ("SIGKILL of itself", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "SIGKILL"),
@@ -182,7 +192,11 @@ def test_forked_children_are_killed_with_the_harness(private_tmp):
 
 def test_a_child_that_outlives_a_finished_harness_is_killed(private_tmp):
     body = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
-    result = hostile(runtime_prelude() + "\n" + body + "_agl_probes.report('not-reproduced', 'parent done')\n", private_tmp, timeout=10)
+    result = hostile(
+        runtime_prelude() + "\n" + body + "_agl_probes.report('not-reproduced', 'parent done')\n",
+        private_tmp,
+        timeout=10,
+    )
     assert result.verdict == "not-reproduced"
     assert harness_processes(private_tmp) == []
 
@@ -215,8 +229,21 @@ def test_hostile_module_does_not_stop_the_other_verdicts(tmp_path):
     )
     good = FIXTURES / "motivating" / "case_c_arity.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "--confirm", "--confirm-timeout", "15", "--output-format", "json", str(hostile_module), str(good)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "autograd_lint",
+            "--confirm",
+            "--confirm-timeout",
+            "15",
+            "--output-format",
+            "json",
+            str(hostile_module),
+            str(good),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
     entries = json.loads(proc.stdout)
@@ -250,8 +277,18 @@ def test_the_runtime_imports_only_the_standard_library_torch_and_itself():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 continue
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) else []
-            outside += [f"{path.name}: {name}" for name in names if name.split(".")[0] not in (*sys.stdlib_module_names, "torch")]
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            outside += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.split(".")[0] not in (*sys.stdlib_module_names, "torch")
+            ]
     assert outside == []
 
 
@@ -275,7 +312,7 @@ def test_the_runtime_imports_in_an_isolated_interpreter_with_only_its_folder_and
 def test_a_harness_runs_its_recipe_with_an_interpreter_that_lacks_autograd_lint(tmp_path):
     # `python -S`: no site-packages, so neither autograd-lint nor torch; the probes still report.
     bare = tmp_path / "python-without-site-packages"
-    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     bare.chmod(0o755)
     script = runtime_prelude("agl002") + (
         "\nimport sys\n"
@@ -289,8 +326,9 @@ def test_a_harness_runs_its_recipe_with_an_interpreter_that_lacks_autograd_lint(
 def test_names_the_module_defines_do_not_clash_with_the_runtime(tmp_path):
     # Before the runtime was a package, its helpers shared the harness's namespace with the user's code.
     module = tmp_path / "clashing.py"
-    module.write_text(textwrap.dedent(
-        """
+    module.write_text(
+        textwrap.dedent(
+            """
         import torch
 
         probes = report = leaf_tensor = run_forward = run_backward = check_arity = "the user's own"
@@ -307,7 +345,8 @@ def test_names_the_module_defines_do_not_clash_with_the_runtime(tmp_path):
             def backward(ctx, grad):
                 return grad * ctx.scale
         """
-    ))
+        )
+    )
     diagnostics = lint_source(module.read_text(), str(module))
     assert [d.code for d in diagnostics] == ["AGL002"]
     (result,) = confirm_diagnostics(diagnostics, LIMITS).values()
@@ -334,5 +373,3 @@ def test_every_rule_but_the_noqa_checks_has_a_builder_with_evidence_and_a_runtim
 
 def _defined_names(path: Path) -> set[str]:
     return {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
-
-

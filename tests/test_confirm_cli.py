@@ -31,6 +31,7 @@ def start_line(python) -> str:
     """The line `--confirm` starts with: the torch that runs the harnesses and the containment they run under."""
     return f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {python}; sandbox: {sandbox_description()}"
 
+
 ARITY = "returns 1 value but forward takes 2 inputs"
 # A package whose Function reaches its helpers through all three forms of relative import, and whose
 # `__main__` block (which the harness must never run) would leave a marker file.
@@ -218,7 +219,10 @@ def test_the_issues_command_with_a_broken_python_fails_in_a_real_process(tmp_pat
     for python, expected in (("/nonexistent/python", "no such file"), (no_torch, reason)):
         proc = subprocess.run(
             [sys.executable, "-m", "autograd_lint", "--confirmed-only", "--python", python, "fixtures/motivating/"],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 2
         assert proc.stderr == f"autograd-lint: error: confirm cannot run with --python {python}: {expected}\n"
@@ -239,9 +243,24 @@ def test_a_relative_python_is_relative_to_the_current_directory(project):
 
 def test_confirmed_only_keeps_what_could_not_be_confirmed_with_its_reason(project):
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "--confirmed-only", "--no-cache", "--confirm-timeout", "8", "-j", "2",
-         "--output-format", "json", "."],
-        cwd=project, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "autograd_lint",
+            "--confirmed-only",
+            "--no-cache",
+            "--confirm-timeout",
+            "8",
+            "-j",
+            "2",
+            "--output-format",
+            "json",
+            ".",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
     )
     assert proc.returncode == 1, proc.stderr
@@ -332,7 +351,9 @@ def test_verdicts_are_cached_until_the_finding_or_its_package_changes(project, h
     as_json = invoke(["--confirm", "--statistics", "--output-format", "json", "--drop-inconclusive", *paths])
     assert json.loads(as_json.stdout) == [
         {
-            "code": "AGL002", "name": "backward-arity-mismatch", "count": 1,
+            "code": "AGL002",
+            "name": "backward-arity-mismatch",
+            "count": 1,
             "confirm": {"confirmed": 1, "not-reproduced": 0, "inconclusive": 0},
         },
     ]
@@ -382,5 +403,5 @@ def test_the_harness_runs_the_copy_in_its_package_with_the_project_root_first_on
         source = (project / path).read_text()
         (diagnostic,) = lint_source(source, path)
         script = _script_for(ParsedModule(source, path, module_name_for_path(path)), diagnostic).splitlines()
-        assert f"_agl_probes.start(globals().pop(\"_agl_channel\", None), {str(root)!r}, __file__)" in script
+        assert f'_agl_probes.start(globals().pop("_agl_channel", None), {str(root)!r}, __file__)' in script
         assert [line for line in script if line.startswith("__package__")] == ([package_line] if package_line else [])

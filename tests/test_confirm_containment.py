@@ -95,7 +95,14 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     view = harness_view(private_tmp, monkeypatch)
     environ = view["environ"]
     assert "AWS_SECRET_ACCESS_KEY" not in environ and "GITHUB_TOKEN" not in environ and "PYTHONPATH" not in environ
-    allowed = set(KEPT_ENVIRONMENT) | {"HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LC_CTYPE"}
+    allowed = set(KEPT_ENVIRONMENT) | {
+        "HOME",
+        "TMPDIR",
+        "PYTHONDONTWRITEBYTECODE",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "LC_CTYPE",
+    }
     assert set(environ) <= allowed, sorted(set(environ) - allowed)
     assert environ["PATH"] == os.environ["PATH"]
     # HOME, the temp directory and the working directory are the harness's own temp directory.
@@ -164,9 +171,24 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
     (tmp_path / "hang_b.py").write_text(HANGING_MODULE.replace("Hang", "HangToo"))
     environment = {**os.environ, "TMPDIR": str(temp_root)}
     linter = subprocess.Popen(
-        [sys.executable, "-m", "autograd_lint", "--no-cache", "--confirm", "--confirm-timeout", "300", "-j", "2",
-         "hang_a.py", "hang_b.py"],
-        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "autograd_lint",
+            "--no-cache",
+            "--confirm",
+            "--confirm-timeout",
+            "300",
+            "-j",
+            "2",
+            "hang_a.py",
+            "hang_b.py",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group: the terminal's Ctrl-C goes to the whole group
     )
     try:
@@ -227,6 +249,7 @@ def test_a_killed_linter_takes_its_harnesses_with_it(sandbox, tmp_path):
 
 # --- both sandbox modes ---------------------------------------------------------------------------
 
+
 def run_body(body: str, timeout: float = 30, memory_mb: int = 4096):
     return run_harness(PRELUDE + textwrap.dedent(body), RunLimits(sys.executable, timeout=timeout, memory_mb=memory_mb))
 
@@ -277,8 +300,10 @@ FORGED_LINE = 'AGL_CONFIRM {"verdict": "not-reproduced", "evidence": "forged"}'
     [
         ("import os\nos._exit(0)\n", "the code under test exited with status 0 before a verdict"),
         ("import sys\nsys.exit(0)\n", "the code under test exited with status 0 before a verdict"),
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
-         "the code under test was killed by SIGKILL before a verdict"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+            "the code under test was killed by SIGKILL before a verdict",
+        ),
     ],
 )
 def test_a_printed_verdict_line_is_not_a_verdict(sandbox, private_tmp, ending, reason):
@@ -369,9 +394,22 @@ def test_forged_verdicts_through_the_command_line(tmp_path):
     (tmp_path / "forges_and_exits.py").write_text(FORGING_MODULE.replace("EXIT", "os._exit(0)"))
     (tmp_path / "forges_and_goes_on.py").write_text(FORGING_MODULE.replace("EXIT", "pass"))
     proc = subprocess.run(
-        [sys.executable, "-m", "autograd_lint", "--no-cache", "--confirm", "--output-format", "json",
-         "forges_and_exits.py", "forges_and_goes_on.py"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "autograd_lint",
+            "--no-cache",
+            "--confirm",
+            "--output-format",
+            "json",
+            "forges_and_exits.py",
+            "forges_and_goes_on.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 1, proc.stderr
     verdicts = {entry["path"]: entry["confirm"] for entry in json.loads(proc.stdout)}
@@ -383,6 +421,7 @@ def test_forged_verdicts_through_the_command_line(tmp_path):
 
 # --- processes --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("detach", ["os.setsid()", "os.setpgid(0, 0)"])
 def test_a_daemonized_grandchild_does_not_outlive_the_harness(sandbox, private_tmp, tmp_path, detach):
     pid_file = tmp_path / "grandchild.pid"
@@ -391,9 +430,9 @@ def test_a_daemonized_grandchild_does_not_outlive_the_harness(sandbox, private_t
         if os.fork() == 0:
             {detach}
             if os.fork() == 0:
-                with open({str(pid_file) + '.part'!r}, "w") as handle:
+                with open({str(pid_file) + ".part"!r}, "w") as handle:
                     handle.write(str(os.getpid()))
-                os.rename({str(pid_file) + '.part'!r}, {str(pid_file)!r})
+                os.rename({str(pid_file) + ".part"!r}, {str(pid_file)!r})
                 time.sleep(300)
             os._exit(0)
         while not os.path.exists({str(pid_file)!r}):
@@ -469,8 +508,15 @@ WALK_PROC = """
 def run_linter_process(sandbox: str, cwd: Path, body: str) -> tuple[int, dict]:
     """A real linter process with a secret in its environment (from its start, so /proc shows it)."""
     environment = {**os.environ, "AGL_TEST_SECRET": "hunter2-agl", "PYTHONPATH": str(REPO), SANDBOX_SWITCH: sandbox}
-    proc = subprocess.run([sys.executable, "-c", LINTER], input=textwrap.dedent(body), cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", LINTER],
+        input=textwrap.dedent(body),
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["verdict"] == "not-reproduced", out["evidence"]
@@ -570,12 +616,15 @@ def torch_version() -> str:
 
 # --- the memory limit, as documented --------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "body, detail",
     [
         # torch's CPU allocator, caught by a recipe and reported as inconclusive
-        ("import torch\n_agl_probes.run_forward(lambda x: torch.empty(8 << 30, dtype=torch.uint8), [('f(x)', lambda s: [1.0])])\n",
-         "forward failed on every synthesized input; last error: RuntimeError: [enforce fail at"),
+        (
+            "import torch\n_agl_probes.run_forward(lambda x: torch.empty(8 << 30, dtype=torch.uint8), [('f(x)', lambda s: [1.0])])\n",
+            "forward failed on every synthesized input; last error: RuntimeError: [enforce fail at",
+        ),
         # torch's CPU allocator, uncaught
         ("import torch\ntorch.empty(8 << 30, dtype=torch.uint8)\n", "RuntimeError: [enforce fail at"),
         # Python's own allocation, uncaught
@@ -592,5 +641,7 @@ def test_a_limit_too_small_to_load_torch_is_the_memory_limit(private_tmp):
     # 256 MB, the smallest --confirm-memory: the loader cannot map libtorch (torch 2.x on Linux).
     result = run_body("import torch\n", memory_mb=256)
     assert result.verdict == "inconclusive"
-    assert result.evidence.startswith("memory limit: the harness needed more than 256 MB (ImportError: "), result.evidence
+    assert result.evidence.startswith("memory limit: the harness needed more than 256 MB (ImportError: "), (
+        result.evidence
+    )
     assert result.evidence.endswith("failed to map segment from shared object)")

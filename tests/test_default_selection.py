@@ -10,8 +10,8 @@ import pytest
 
 from autograd_lint import lint_paths, lint_source
 from autograd_lint.config import Config
-from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES, default_selection
 from autograd_lint.facts.second_derivatives import SecondDerivativeScope, package_root, takes_second_derivatives
+from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES, default_selection
 
 # A backward that calls a compiled extension: AGL010 at line 10, column 16 (the extension call).
 KERNEL_FUNCTION = textwrap.dedent("""\
@@ -46,19 +46,22 @@ def test_default_selection_is_the_rules_outside_opt_in():
     assert "AGL002" in default_selection() and "AGL004" in OPT_IN
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("loss.backward(create_graph=True)", True),
-    ("g = torch.autograd.grad(y, x, create_graph = True)[0]", True),
-    ("torch.autograd.gradgradcheck(fn, (x,))", True),
-    ("h = torch.func.hessian(f)(x)", True),
-    ("torch.autograd.functional.hvp(f, x, v)", True),
-    ("d2 = grad(grad(f))(x)", True),
-    ("j = jacfwd(jacrev(f))(x)", True),
-    ("loss.backward(create_graph=False)", False),
-    ("g = torch.autograd.grad(y, x)", False),
-    ("h = compute_hessian_free(x)", False),
-    ("j = jacrev(f)(x)", False),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("loss.backward(create_graph=True)", True),
+        ("g = torch.autograd.grad(y, x, create_graph = True)[0]", True),
+        ("torch.autograd.gradgradcheck(fn, (x,))", True),
+        ("h = torch.func.hessian(f)(x)", True),
+        ("torch.autograd.functional.hvp(f, x, v)", True),
+        ("d2 = grad(grad(f))(x)", True),
+        ("j = jacfwd(jacrev(f))(x)", True),
+        ("loss.backward(create_graph=False)", False),
+        ("g = torch.autograd.grad(y, x)", False),
+        ("h = compute_hessian_free(x)", False),
+        ("j = jacrev(f)(x)", False),
+    ],
+)
 def test_what_counts_as_taking_second_derivatives(source, expected):
     assert takes_second_derivatives(source) is expected
     assert takes_second_derivatives(source.encode()) is expected

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fixture_markers import expected_markers
+from snippets import EVERY_RULE
 
 from autograd_lint import lint_source
 from autograd_lint.core.rule import MESSAGE_LIMIT
-from snippets import EVERY_RULE
-
-from fixture_markers import expected_markers
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
@@ -60,6 +59,8 @@ def test_notebook_fixture_diagnostics_match_markers_in_their_cells(path: Path):
     assert reported == expected
     if path.name.startswith("clean_"):
         assert reported == []
+
+
 def test_every_fixture_message_is_short_and_explained():
     """ruff's habit: the line says what is wrong here; the consequence and the fix are the explanation."""
     checked = 0

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import libcst
 import pytest
-
-from autograd_lint.report.flake8_plugin import AutogradLintChecker
-from autograd_lint.core.noqa import NOQA_RULES
-from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES
-
 from snippets import MESSAGE, SNIPPET, TWO_FINDINGS
+
+from autograd_lint.core.noqa import NOQA_RULES
+from autograd_lint.report.flake8_plugin import AutogradLintChecker
+from autograd_lint.rules import OPT_IN, RULES, SECOND_DERIVATIVE_RULES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +83,9 @@ def test_flake8_leaves_the_opt_in_rules_off_unless_selected():
     cli = autograd_lint("-q", "fixtures/", cwd=REPO).stdout.splitlines()
     cli = [line for line in cli if ".ipynb:cell " not in line]  # flake8 reads only .py files
     # AGL010 joins the CLI's default run in modules that take second derivatives; flake8 cannot tell.
-    assert sorted(default) == sorted(line for line in cli if not any(f": {c} " in line for c in SECOND_DERIVATIVE_RULES))
+    assert sorted(default) == sorted(
+        line for line in cli if not any(f": {c} " in line for c in SECOND_DERIVATIVE_RULES)
+    )
     extended = flake8("--extend-select", "AGL004", "fixtures/agl004/", cwd=REPO).stdout
     assert ": AGL004 " in extended
 
@@ -138,7 +139,8 @@ def test_noqa_checks_are_left_to_flake8(project):
     assert flake8("--select", "AGL", "noqa.py", cwd=project).stdout == ""
     cli = autograd_lint("-q", "--select", "ALL", "noqa.py", cwd=project)
     assert [line.split(" ", 2)[:2] for line in cli.stdout.splitlines()] == [
-        ["noqa.py:1:8:", "AGL100"], ["noqa.py:12:31:", "AGL101"],
+        ["noqa.py:1:8:", "AGL100"],
+        ["noqa.py:12:31:", "AGL101"],
     ]
 
 
@@ -198,13 +200,19 @@ def test_code_only_libcst_rejects_is_reported_as_agl999(monkeypatch):
 
     monkeypatch.setattr(libcst, "parse_module", reject)
     checker = AutogradLintChecker(ast.parse(SNIPPET), "bad.py", SNIPPET.splitlines(keepends=True))
-    message = "AGL999 libcst cannot parse this file, which Python accepts (unsupported syntax at line 11); it was not checked"
+    message = (
+        "AGL999 libcst cannot parse this file, which Python accepts (unsupported syntax at line 11); it was not checked"
+    )
     assert list(checker.run()) == [(1, 0, message, AutogradLintChecker)]
 
 
 def test_stdin_display_name(project):
     proc = subprocess.run(
         [sys.executable, "-m", "flake8", "--isolated", "--select", "AGL", "--stdin-display-name", "pkg/m.py", "-"],
-        cwd=project, input=SNIPPET, capture_output=True, text=True, timeout=300,
+        cwd=project,
+        input=SNIPPET,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.stdout == f"pkg/m.py:11:9: AGL002 {MESSAGE}\n"

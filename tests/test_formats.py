@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
 
 import autograd_lint
 from autograd_lint.cli import main
@@ -18,8 +19,6 @@ from autograd_lint.report.formats import Sources
 from autograd_lint.report.output import FORMATS, render
 from autograd_lint.report.pages import rule_page
 from autograd_lint.rules import OPT_IN, RULES
-
-from snippets import EXPLANATION, MESSAGE, SNIPPET, TWO_FINDINGS
 
 REPO = Path(__file__).resolve().parents[1]
 # OASIS's SARIF 2.1.0 JSON schema, unchanged (its $id says where it comes from), kept in the repository so
@@ -52,10 +51,19 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
-def diagnostic(path="m.py", line=1, column=1, end_line=None, end_column=None, code="AGL002", message="msg", severity=Severity.ERROR):
+def diagnostic(
+    path="m.py", line=1, column=1, end_line=None, end_column=None, code="AGL002", message="msg", severity=Severity.ERROR
+):
     return Diagnostic(
-        path, line, column, code, RULES[code].name if code in RULES else "syntax-error", severity, message,
-        end_line if end_line is not None else line, end_column if end_column is not None else column + 1,
+        path,
+        line,
+        column,
+        code,
+        RULES[code].name if code in RULES else "syntax-error",
+        severity,
+        message,
+        end_line if end_line is not None else line,
+        end_column if end_column is not None else column + 1,
     )
 
 
@@ -266,7 +274,10 @@ def test_sarif_reports_unreadable_files_as_notifications_and_exits_2(project):
     assert list(sarif_validator().iter_errors(log)) == []
     invocation = log["runs"][0]["invocations"][0]
     assert invocation["executionSuccessful"] is False
-    notes = {n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: n for n in invocation["toolExecutionNotifications"]}
+    notes = {
+        n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: n
+        for n in invocation["toolExecutionNotifications"]
+    }
     assert set(notes) == {"missing.py", "undecodable.py"}
     assert notes["missing.py"]["message"]["text"] == "missing.py: no such file or directory"
     assert [r["ruleId"] for r in log["runs"][0]["results"]] == ["AGL002"]
@@ -314,13 +325,16 @@ def test_github_annotations(project):
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == (
-        "::error file=bad.py,line=11,col=9,endLine=11,endColumn=29,"
-        f"title=AGL002 backward-arity-mismatch::{MESSAGE}"
+        f"::error file=bad.py,line=11,col=9,endLine=11,endColumn=29,title=AGL002 backward-arity-mismatch::{MESSAGE}"
     )
     command, properties, message = parse_workflow_command(lines[1])
     assert command == "warning"
     assert properties == {
-        "file": "relu.py", "line": "4", "col": "12", "endLine": "4", "endColumn": "31",
+        "file": "relu.py",
+        "line": "4",
+        "col": "12",
+        "endLine": "4",
+        "endColumn": "31",
         "title": "AGL003 handwritten-piecewise-activation",
     }
     assert message.startswith("`x * (x > 0).float()` is a hand-written activation of `x`")
@@ -376,7 +390,9 @@ def test_gitlab_code_quality_report(project):
     assert result.exit_code == 1
     issues = json.loads(result.stdout)
     check_code_quality_shape(issues)
-    assert [(i["check_name"], i["severity"], i["location"]["path"], i["location"]["lines"]["begin"]) for i in issues] == [
+    assert [
+        (i["check_name"], i["severity"], i["location"]["path"], i["location"]["lines"]["begin"]) for i in issues
+    ] == [
         ("AGL002", "major", "bad.py", 11),
         ("AGL003", "minor", "relu.py", 4),
     ]
@@ -410,7 +426,13 @@ def test_gitlab_fingerprints_differ_by_path_and_by_flagged_code(project):
 
 
 def test_gitlab_identical_findings_in_one_file_get_distinct_stable_fingerprints(project):
-    (project / "twice.py").write_text(SNIPPET + "\n\n" + SNIPPET.replace("class Scale", "class Scale2").replace("import torch\nfrom torch.autograd import Function\n", ""))
+    (project / "twice.py").write_text(
+        SNIPPET
+        + "\n\n"
+        + SNIPPET.replace("class Scale", "class Scale2").replace(
+            "import torch\nfrom torch.autograd import Function\n", ""
+        )
+    )
     first = json.loads(invoke(["--output-format", "gitlab", "twice.py"]).stdout)
     check_code_quality_shape(first)
     assert len(first) == 2
@@ -418,7 +440,9 @@ def test_gitlab_identical_findings_in_one_file_get_distinct_stable_fingerprints(
 
 
 def test_gitlab_and_github_paths_for_stdin_use_the_stdin_filename(project):
-    issues = json.loads(invoke(["--output-format", "gitlab", "-", "--stdin-filename", "src/m.py"], input=SNIPPET).stdout)
+    issues = json.loads(
+        invoke(["--output-format", "gitlab", "-", "--stdin-filename", "src/m.py"], input=SNIPPET).stdout
+    )
     check_code_quality_shape(issues)
     assert issues[0]["location"]["path"] == "src/m.py"
 
@@ -466,13 +490,19 @@ def test_cli_confirm_verdicts_reach_json_lines_and_sarif(project, monkeypatch):
         return {d: RunResult("confirmed", f"proved {d.code}", 1.25) for d in diagnostics}
 
     monkeypatch.setattr("autograd_lint.confirm.session.confirm_diagnostics", fake_confirm)
-    rows = [json.loads(line) for line in invoke(["--confirm", "--output-format", "json-lines", "bad.py"]).stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in invoke(["--confirm", "--output-format", "json-lines", "bad.py"]).stdout.splitlines()
+    ]
     assert [row["confirm"] for row in rows] == [{"verdict": "confirmed", "evidence": "proved AGL002", "seconds": 1.25}]
     result = invoke(["--confirm", "--output-format", "sarif", "bad.py", "relu.py"])
     assert result.exit_code == 1
     log = json.loads(result.stdout)
     assert list(sarif_validator().iter_errors(log)) == []
-    assert [r["properties"]["confirm"]["evidence"] for r in log["runs"][0]["results"]] == ["proved AGL002", "proved AGL003"]
+    assert [r["properties"]["confirm"]["evidence"] for r in log["runs"][0]["results"]] == [
+        "proved AGL002",
+        "proved AGL003",
+    ]
 
 
 # --- message and explanation -----------------------------------------------------------------------
@@ -544,7 +574,7 @@ def test_control_characters_from_the_source_are_escaped_in_human_formats(project
     assert RAW_CONTROLS.findall(result.stdout) == []
     assert f"save_for_backward is given `{HOSTILE_SHOWN}` (a str), not a tensor" in result.stdout
     if output_format == "full":
-        assert f'8 |         ctx.save_for_backward(x, {HOSTILE_SHOWN})\n' in result.stdout
+        assert f"8 |         ctx.save_for_backward(x, {HOSTILE_SHOWN})\n" in result.stdout
         caret_line = result.stdout.splitlines()[3]
         # The span starts at column 34 and covers the literal as shown: one column per control picture.
         assert caret_line == "  |" + " " * 34 + "^" * len(HOSTILE_SHOWN) + " AGL012"

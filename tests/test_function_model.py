@@ -180,7 +180,10 @@ def _reachable(source: str) -> dict[str, bool]:
         ("idx = x.new_zeros(x.shape, dtype=torch.int32)\n        return idx.transpose(0, 1).contiguous()", False),
         ("return (x > 0).nonzero()[:, 0], x.long()", False),
         ("y = x * 2\n        ctx.mark_non_differentiable(y)\n        return y", False),
-        ("keep = kernels.nms(x)\n        keep = keep[:10]\n        return order[keep]", False),  # used to index: integer
+        (
+            "keep = kernels.nms(x)\n        keep = keep[:10]\n        return order[keep]",
+            False,
+        ),  # used to index: integer
         ("return x.topk(3).values, x.topk(3).indices", True),  # the values output is float
         ("_, idx = x.topk(3)\n        return idx", False),  # the index half of a (values, indices) pair
         ("values, idx = torch.max(x, 1)\n        return values, idx", True),

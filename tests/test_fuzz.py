@@ -6,9 +6,9 @@ machine is slow). The long run is `python -m benchmarks.fuzz_stress` (100,000 pr
 
 from __future__ import annotations
 
+import fuzzing
 from hypothesis import HealthCheck, given, settings
 
-import fuzzing
 from autograd_lint import lint_source
 from autograd_lint.core.diagnostic import INTERNAL_ERROR_CODE
 

@@ -7,9 +7,9 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_straight_through
 from autograd_lint.core.module import ParsedModule
 from autograd_lint.core.syntax import code_of
+from autograd_lint.facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_straight_through
 
 HEADER = "import torch\nimport torch.nn as nn\nfrom torch.distributions import Uniform\n\n"
 
@@ -84,10 +84,16 @@ def test_callers_of_a_function_and_of_a_method():
     )
     top_level = next(n for n in module.tree.body if isinstance(n, cst.FunctionDef))
     owner_method = next(
-        n for n in module.parents if isinstance(n, cst.FunctionDef) and n.name.value == "quantize" and n is not top_level
+        n
+        for n in module.parents
+        if isinstance(n, cst.FunctionDef) and n.name.value == "quantize" and n is not top_level
     )
     assert [code_of(c) for c in callers(module, top_level)] == ["quantize(x)"]
-    assert sorted(code_of(c) for c in callers(module, owner_method)) == ["A.quantize(self, x)", "self.quantize(x)", "self.quantize(x)"]
+    assert sorted(code_of(c) for c in callers(module, owner_method)) == [
+        "A.quantize(self, x)",
+        "self.quantize(x)",
+        "self.quantize(x)",
+    ]
 
 
 CARRIES = """

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from snippets import SNIPPET, checked
 
 from autograd_lint import lint_source
 from autograd_lint.cli import main
 
-from snippets import SNIPPET, checked
 RETURN = "        return g * ctx.scale"
 
 
@@ -208,7 +208,12 @@ def test_noqa_checks_through_the_cli_and_a_subprocess(tmp_path, monkeypatch):
     ]
     assert result.exit_code == 1
     assert result.stdout.splitlines() == expected
-    proc = subprocess.run([sys.executable, "-m", "autograd_lint", "-q", "--extend-select", "AGL1", "m.py"],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "-q", "--extend-select", "AGL1", "m.py"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.splitlines() == expected

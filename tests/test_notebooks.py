@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from snippets import SNIPPET
 
 import autograd_lint.core.engine
 from autograd_lint import Config, lint_paths, lint_source
@@ -17,12 +18,10 @@ from autograd_lint.cli import main
 from autograd_lint.io.notebook import read_notebook
 from autograd_lint.io.reading import SourceError
 
-from snippets import SNIPPET
-
 REPO = Path(__file__).resolve().parent.parent
 EVERY_RULE = Config(select=("ALL",))
 
-SCALE = '''\
+SCALE = """\
 class Scale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, factor=2.0):
@@ -32,7 +31,7 @@ class Scale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g * ctx.factor
-'''
+"""
 SCALE_MESSAGE_START = "Scale.backward returns 1 value but forward takes 2 inputs"
 NO_PROPERTY_NAME = "Expecting property name enclosed in double quotes"
 ACTIVATION = 'def no_back(x):\n    """ReLU by hand."""\n    return x * (x > 0).float()\n'
@@ -152,10 +151,12 @@ def test_nbformat_3_worksheets_are_read():
         "nbformat": 3,
         "metadata": {},
         "worksheets": [
-            {"cells": [
-                {"cell_type": "heading", "source": "Title"},
-                {"cell_type": "code", "input": ["import torch\n", *SCALE.splitlines(keepends=True)]},
-            ]},
+            {
+                "cells": [
+                    {"cell_type": "heading", "source": "Title"},
+                    {"cell_type": "code", "input": ["import torch\n", *SCALE.splitlines(keepends=True)]},
+                ]
+            },
             {"cells": [{"cell_type": "code", "input": "y = Scale.apply(x, 3.0)"}]},
         ],
     }
@@ -193,9 +194,12 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
     source = notebook(
         ("markdown", "# decay"),
         ("code", "import torch\n"),
-        ("code", "class GradDecay(torch.autograd.Function):\n    alpha = 0\n\n    @staticmethod\n"
-                 "    def forward(ctx, x):\n        return x.view_as(x)\n\n    @staticmethod\n"
-                 "    def backward(ctx, g):\n        return GradDecay.alpha * g\n"),
+        (
+            "code",
+            "class GradDecay(torch.autograd.Function):\n    alpha = 0\n\n    @staticmethod\n"
+            "    def forward(ctx, x):\n        return x.view_as(x)\n\n    @staticmethod\n"
+            "    def backward(ctx, g):\n        return GradDecay.alpha * g\n",
+        ),
         ("code", "def grad_decay(x, alpha):\n    GradDecay.alpha = alpha\n    return GradDecay.apply(x)\n"),
     )
     [d] = lint_source(source, "nb.ipynb", EVERY_RULE)
@@ -212,10 +216,14 @@ def test_messages_that_name_a_line_name_it_in_its_cell():
         ("{not json", f"not a notebook: invalid JSON: {NO_PROPERTY_NAME} at line 1 column 2"),
         ('{"nbformat": 4, "metadata": {}}', 'not a notebook: the notebook has no "cells" list'),
         ('{"nbformat": 4, "cells": {}}', 'not a notebook: the notebook has an object as its "cells" list'),
-        ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}',
-         "not a notebook: cell 1's \"source\" is a number, not a string or a list of strings"),
-        ('{"nbformat": 4, "cells": [{"cell_type": "code", "source": ["x = 1", 2]}]}',
-         "not a notebook: cell 1's \"source\" is a list, not a string or a list of strings"),
+        (
+            '{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}',
+            'not a notebook: cell 1\'s "source" is a number, not a string or a list of strings',
+        ),
+        (
+            '{"nbformat": 4, "cells": [{"cell_type": "code", "source": ["x = 1", 2]}]}',
+            'not a notebook: cell 1\'s "source" is a list, not a string or a list of strings',
+        ),
         ('{"nbformat": 4, "cells": ["x = 1"]}', "not a notebook: cell 1 is a string, not an object"),
         ("[]", "not a notebook: the JSON is a list, not an object"),
         ('{"nbformat": 2, "cells": []}', "unsupported notebook format 2 (nbformat 4 and 3 are read)"),
@@ -238,13 +246,19 @@ def test_a_malformed_notebook_is_one_error_line_and_the_run_goes_on(project, con
 def test_a_malformed_notebook_in_a_real_process_gives_no_traceback(tmp_path):
     (tmp_path / "bad.ipynb").write_bytes(b'{"cells": [{"cell_type": "code", "source": null}]}')
     (tmp_path / "proto.ipynb").write_text(PROTOTYPE)
-    proc = subprocess.run([sys.executable, "-m", "autograd_lint", "--no-cache", "."], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--no-cache", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 2
     assert proc.stdout.startswith(f"proto.ipynb:cell 3:9:9: AGL002 {SCALE_MESSAGE_START}")
     assert proc.stderr.splitlines() == [
         "autograd-lint: error: bad.ipynb: not a notebook: "
-        "cell 1's \"source\" is null, not a string or a list of strings",
+        'cell 1\'s "source" is null, not a string or a list of strings',
         "Found 1 diagnostic (1 error) in 1 file checked, 1 file could not be read.",
     ]
 
@@ -260,11 +274,14 @@ def test_directory_walks_find_notebooks_and_show_files_lists_them(project):
     result = invoke(["--show-files", "."])
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        os.path.join("pkg", "explore.ipynb"), os.path.join("pkg", "model.py"), "proto.ipynb"
+        os.path.join("pkg", "explore.ipynb"),
+        os.path.join("pkg", "model.py"),
+        "proto.ipynb",
     ]
     found = invoke(["-q", "."])
     assert [line.split(": ")[0] for line in found.stdout.splitlines()] == [
-        f"{os.path.join('pkg', 'explore.ipynb')}:cell 3:9:9", "proto.ipynb:cell 3:9:9"
+        f"{os.path.join('pkg', 'explore.ipynb')}:cell 3:9:9",
+        "proto.ipynb:cell 3:9:9",
     ]
 
 
@@ -327,7 +344,8 @@ def test_json_and_json_lines_carry_the_cell_and_null_for_python_files(project):
     (project / "bad.py").write_text(SNIPPET)
     entries = json.loads(invoke(["--output-format", "json", "proto.ipynb", "bad.py"]).stdout)
     assert [(e["path"], e["cell"], e["line"], e["column"], e["end_line"], e["end_column"]) for e in entries] == [
-        ("bad.py", None, 11, 9, 11, 29), ("proto.ipynb", 3, 9, 9, 9, 30),
+        ("bad.py", None, 11, 9, 11, 29),
+        ("proto.ipynb", 3, 9, 9, 9, 30),
     ]
     lines = invoke(["--output-format", "json-lines", "proto.ipynb"]).stdout.splitlines()
     assert [json.loads(line)["cell"] for line in lines] == [3]
@@ -360,8 +378,13 @@ def test_ci_formats_point_at_the_code_in_the_ipynb_file(project):
 
 def test_file_positions_count_json_escapes(tmp_path):
     # One string for the whole cell, non-ASCII escaped: the annotation's column is the raw text's.
-    document = {"nbformat": 4, "metadata": {}, "cells": [
-        {"cell_type": "code", "source": "import torch\nname = '\u00e9'\n" + SCALE + "y = Scale.apply(x, 3.0)\n"}]}
+    document = {
+        "nbformat": 4,
+        "metadata": {},
+        "cells": [
+            {"cell_type": "code", "source": "import torch\nname = '\u00e9'\n" + SCALE + "y = Scale.apply(x, 3.0)\n"}
+        ],
+    }
     path = tmp_path / "one_line.ipynb"
     path.write_text(json.dumps(document))
     text = path.read_text()
@@ -374,15 +397,21 @@ def test_file_positions_count_json_escapes(tmp_path):
 
 def test_confirm_runs_a_notebook_finding_built_from_the_joined_cells(tmp_path):
     """The motivating hand-written ReLU in a notebook cell, confirmed under real torch."""
-    (tmp_path / "activation.ipynb").write_text(notebook(
-        ("markdown", "# ReLU two ways"),
-        ("code", "%matplotlib inline\nimport torch\n"),
-        ("code", ACTIVATION),
-        ("code", "x = torch.randn(8, requires_grad=True)\n%timeit no_back(x)\nno_back(x).sum().backward()\n"),
-    ))
+    (tmp_path / "activation.ipynb").write_text(
+        notebook(
+            ("markdown", "# ReLU two ways"),
+            ("code", "%matplotlib inline\nimport torch\n"),
+            ("code", ACTIVATION),
+            ("code", "x = torch.randn(8, requires_grad=True)\n%timeit no_back(x)\nno_back(x).sum().backward()\n"),
+        )
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "autograd_lint", "--no-cache", "--select", "AGL003", "--confirm", "activation.ipynb"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 1, proc.stderr
     finding, verdict = proc.stdout.splitlines()
@@ -397,8 +426,11 @@ def test_file_positions_follow_the_notebooks_own_cells_only(tmp_path):
         "metadata": {"cells": [{"cell_type": "code", "source": ["decoy = 1\n"]}], "language_info": {"name": "python"}},
         "nbformat": 4,
         "cells": [
-            {"cell_type": "code", "outputs": [{"output_type": "stream", "text": ["return g * ctx.factor\n"]}],
-             "source": ["import torch\n"]},
+            {
+                "cell_type": "code",
+                "outputs": [{"output_type": "stream", "text": ["return g * ctx.factor\n"]}],
+                "source": ["import torch\n"],
+            },
             {"cell_type": "code", "source": SCALE.splitlines(keepends=True), "outputs": []},
             {"cell_type": "code", "source": ["y = Scale.apply(x, 3.0)\n"]},
         ],

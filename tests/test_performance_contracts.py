@@ -9,7 +9,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 from autograd_lint import lint_paths
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -53,7 +52,9 @@ def test_cache_gives_the_same_findings_and_follows_edits(tmp_path):
     assert len(entries) == cold.files_checked
     # An edit invalidates that file's entry: the new finding appears, the old one goes.
     target = tree / "motivating" / "case_c_arity.py"
-    target.write_text(target.read_text().replace("return grad_output * ctx.scale", "return grad_output * ctx.scale, None"))
+    target.write_text(
+        target.read_text().replace("return grad_output * ctx.scale", "return grad_output * ctx.scale, None")
+    )
     edited = lint_paths([str(tree)], cache_dir=cache)
     assert [d for d in edited.diagnostics if d.path.endswith("case_c_arity.py")] == []
     assert len(edited.diagnostics) == len(cold.diagnostics) - 1
@@ -127,7 +128,18 @@ def test_concurrent_runs_share_a_cache_safely(tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES, tree)
     cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "autograd_lint", "-q", "--exit-zero", "-j", "1", "--cache-dir", str(cache), str(tree)]
+    command = [
+        sys.executable,
+        "-m",
+        "autograd_lint",
+        "-q",
+        "--exit-zero",
+        "-j",
+        "1",
+        "--cache-dir",
+        str(cache),
+        str(tree),
+    ]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs)

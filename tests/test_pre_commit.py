@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from snippets import MESSAGE, SNIPPET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +65,13 @@ def hook_repository(tmp_path_factory, environment) -> tuple[Path, str]:
 
 
 def run_pre_commit(
-    tmp_path: Path, files: dict[str, str], hook_repository, environment, hook: dict | None = None,
-    more_hooks: list[dict] = (), run_args: tuple[str, ...] = (),
+    tmp_path: Path,
+    files: dict[str, str],
+    hook_repository,
+    environment,
+    hook: dict | None = None,
+    more_hooks: list[dict] = (),
+    run_args: tuple[str, ...] = (),
 ):
     """A new git repository with `files` and a config using the hook; `pre-commit run --all-files` in it."""
     project = tmp_path / "project"
@@ -83,14 +87,21 @@ def run_pre_commit(
     git("add", "-A", cwd=project, env=environment)
     return subprocess.run(
         [sys.executable, "-m", "pre_commit", "run", *run_args, "--all-files", "--color", "never"],
-        cwd=project, env=environment, capture_output=True, text=True, timeout=900,
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
 def test_manifest_is_valid_for_pre_commit():
     proc = subprocess.run(
         [sys.executable, "-m", "pre_commit", "validate-manifest", ".pre-commit-hooks.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
@@ -113,7 +124,9 @@ def test_hook_fails_on_a_buggy_file(tmp_path, hook_repository, environment):
 
 
 def test_hook_passes_on_a_clean_file(tmp_path, hook_repository, environment):
-    proc = run_pre_commit(tmp_path, {"clean.py": "x = 1\n", "pkg/mod.py": "def f():\n    return 2\n"}, hook_repository, environment)
+    proc = run_pre_commit(
+        tmp_path, {"clean.py": "x = 1\n", "pkg/mod.py": "def f():\n    return 2\n"}, hook_repository, environment
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Passed" in proc.stdout
     assert "AGL" not in proc.stdout
@@ -150,7 +163,9 @@ def test_hook_keeps_configured_excludes_for_the_files_pre_commit_names(tmp_path,
 
 
 def test_hook_args_from_the_users_config(tmp_path, hook_repository, environment):
-    proc = run_pre_commit(tmp_path, {"bad.py": SNIPPET}, hook_repository, environment, hook={"args": ["--ignore", "AGL002"]})
+    proc = run_pre_commit(
+        tmp_path, {"bad.py": SNIPPET}, hook_repository, environment, hook={"args": ["--ignore", "AGL002"]}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Passed" in proc.stdout
 
@@ -165,11 +180,22 @@ def test_confirm_mode_as_a_manual_stage_hook_with_python(tmp_path, hook_reposito
         "stages": ["manual"],
     }
     files = {"bad.py": SNIPPET}
-    ordinary = run_pre_commit(tmp_path / "ordinary", files, hook_repository, environment, hook={"args": ["--ignore", "AGL002"]}, more_hooks=[confirm])
+    ordinary = run_pre_commit(
+        tmp_path / "ordinary",
+        files,
+        hook_repository,
+        environment,
+        hook={"args": ["--ignore", "AGL002"]},
+        more_hooks=[confirm],
+    )
     assert ordinary.returncode == 0, ordinary.stdout + ordinary.stderr
     assert "--confirmed-only" not in ordinary.stdout  # a manual hook does not run on commit
     manual = run_pre_commit(
-        tmp_path / "manual", files, hook_repository, environment, more_hooks=[confirm],
+        tmp_path / "manual",
+        files,
+        hook_repository,
+        environment,
+        more_hooks=[confirm],
         run_args=("autograd-lint-confirm", "--hook-stage", "manual"),
     )
     assert manual.returncode == 1, manual.stdout + manual.stderr

@@ -17,32 +17,37 @@ import sys
 import textwrap
 from pathlib import Path
 
+import _pytest
 import click
 import libcst
 import pytest
-import _pytest
 import torch
+from snippets import SNIPPET
+from snippets import parse_text_output as located
 
 import autograd_lint.api
 import autograd_lint.io.reading
 from autograd_lint import lint_paths, lint_source
-from autograd_lint.core.rule import Rule
 from autograd_lint.core.diagnostic import Severity
+from autograd_lint.core.rule import Rule
 from autograd_lint.rules import RULES
-
-from snippets import SNIPPET, parse_text_output as located
 
 MESSAGE_START = "Scale.backward returns 1 value but forward takes 2 inputs"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def run_linter(args, cwd, timeout=300, **kwargs):
-    return subprocess.run([sys.executable, "-m", "autograd_lint", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "autograd_lint", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 from test_bad_input import GOOD, invoke, project  # noqa: E402,F401 - the same two good files; `project` is a fixture
-
 
 # --- line endings and whitespace -------------------------------------------------------------------
 
@@ -88,7 +93,10 @@ def test_ten_megabyte_generated_file(project):
     (project / "generated.py").write_text(SNIPPET + f'DATA = """\n{data}"""\n')
     assert (project / "generated.py").stat().st_size > 10_000_000
     result = lint_paths(["generated.py", "a_good.py"])
-    assert [(d.path, d.line, d.code) for d in result.diagnostics] == [("a_good.py", 11, "AGL002"), ("generated.py", 11, "AGL002")]
+    assert [(d.path, d.line, d.code) for d in result.diagnostics] == [
+        ("a_good.py", 11, "AGL002"),
+        ("generated.py", 11, "AGL002"),
+    ]
     assert result.errors == []
 
 
@@ -113,9 +121,15 @@ def test_deepest_chain_python_accepts_is_checked_and_a_deeper_one_is_a_syntax_er
 
 @pytest.mark.parametrize(
     "nested",
-    ["x = " + "[" * 150 + "]" * 150, "x = " + "-" * 900 + "y", "x = " + "not " * 900 + "y",
-     "f = " + "lambda: " * 500 + "0", "x = a" + ".b" * 1000, "x = f" + "()" * 1000,
-     "".join("    " * i + "if x:\n" for i in range(99)) + "    " * 99 + "pass"],
+    [
+        "x = " + "[" * 150 + "]" * 150,
+        "x = " + "-" * 900 + "y",
+        "x = " + "not " * 900 + "y",
+        "f = " + "lambda: " * 500 + "0",
+        "x = a" + ".b" * 1000,
+        "x = f" + "()" * 1000,
+        "".join("    " * i + "if x:\n" for i in range(99)) + "    " * 99 + "pass",
+    ],
     ids=["brackets", "unary-minus", "not", "lambdas", "attributes", "calls", "indentation"],
 )
 def test_deep_nesting_is_checked_without_internal_error(nested):
@@ -150,7 +164,10 @@ def test_blank_line_ending_in_a_backslash(ending):
 
 def test_except_as_in_backward():
     # Found by the fuzzer: `except ... as name` in backward made AGL002 and AGL011 fail (AGL999).
-    source = SNIPPET.replace("        return g * ctx.scale", "        try:\n            pass\n        except ValueError as error:\n            pass\n        return g * ctx.scale")
+    source = SNIPPET.replace(
+        "        return g * ctx.scale",
+        "        try:\n            pass\n        except ValueError as error:\n            pass\n        return g * ctx.scale",
+    )
     assert [(d.code, d.line) for d in lint_source(source)] == [("AGL002", 15)]
 
 
@@ -159,8 +176,12 @@ def test_except_as_in_backward():
 
 @pytest.mark.parametrize(
     "source, message",
-    [("exec 'x = 1'\n", "Missing parentheses in call to 'exec'"), ("x = `1`\n", "invalid syntax"),
-     ("x = 0777\n", "leading zeros"), ("raise ValueError, 'x'\n", "invalid syntax")],
+    [
+        ("exec 'x = 1'\n", "Missing parentheses in call to 'exec'"),
+        ("x = `1`\n", "invalid syntax"),
+        ("x = 0777\n", "leading zeros"),
+        ("raise ValueError, 'x'\n", "invalid syntax"),
+    ],
 )
 def test_python2_syntax_is_a_syntax_error(project, source, message):
     (project / "py2.py").write_text(source)
@@ -188,8 +209,12 @@ def test_a_codec_that_fails_unusually_is_a_file_error(project):
 def test_file_name_that_is_not_utf8(tmp_path, output_format):
     name = os.fsdecode(b"caf\xe9.py")  # a Latin-1 file name on a UTF-8 system
     (tmp_path / name).write_text(SNIPPET)
-    proc = subprocess.run([sys.executable, "-m", "autograd_lint", "--output-format", output_format, "."], cwd=tmp_path,
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--output-format", output_format, "."],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert b"Traceback" not in proc.stderr
     assert b"caf" in proc.stdout and b"AGL002" in proc.stdout
@@ -294,8 +319,13 @@ def test_directory_that_cannot_be_listed_is_reported(project, monkeypatch):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"[tool.autograd-lint]\nselect = ['AGL001'] # caf\xe9\n", "invalid TOML: not UTF-8 (invalid continuation byte at byte"),
-     (b"tool = 5\n[project]\nname = 'x'\n", None)],
+    [
+        (
+            b"[tool.autograd-lint]\nselect = ['AGL001'] # caf\xe9\n",
+            "invalid TOML: not UTF-8 (invalid continuation byte at byte",
+        ),
+        (b"tool = 5\n[project]\nname = 'x'\n", None),
+    ],
     ids=["not-utf8", "tool-not-a-table"],
 )
 def test_odd_pyproject_files(project, content, message):
@@ -408,13 +438,23 @@ def test_isolation_in_a_worker_pool_through_a_real_process(tmp_path):
     names = ["boom.py", "crash.py"] + [f"good_{i}.py" for i in range(10)]
     for name in names:
         (tmp_path / name).write_text(SNIPPET)
-    proc = subprocess.run([sys.executable, "-c", PLANTED, "-q", "--no-cache", "-j", "2", "."], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PLANTED, "-q", "--no-cache", "-j", "2", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     found = located(proc.stdout)
-    assert [f for f in found if f[3] == "AGL002"] == [(name, 11, 9, "AGL002") for name in sorted(names) if name != "crash.py"]
+    assert [f for f in found if f[3] == "AGL002"] == [
+        (name, 11, 9, "AGL002") for name in sorted(names) if name != "crash.py"
+    ]
     assert [f for f in found if f[3] == "AGL999"] == [("boom.py", 1, 1, "AGL999"), ("crash.py", 1, 1, "AGL999")]
-    assert "crash.py:1:1: AGL999 the process linting this file died (a crash in native code, or killed); it was not checked" in proc.stdout
+    assert (
+        "crash.py:1:1: AGL999 the process linting this file died (a crash in native code, or killed); it was not checked"
+        in proc.stdout
+    )
     assert proc.stderr == ""
 
 
@@ -423,8 +463,14 @@ def test_ctrl_c_while_linting_is_one_line_and_exit_130(tmp_path):
     hanging = PLANTED.replace('raise ZeroDivisionError("planted failure")', "import time; time.sleep(600)")
     for i in range(10):
         (tmp_path / f"boom_{i}.py").write_text(SNIPPET)
-    linter = subprocess.Popen([sys.executable, "-c", hanging, "-q", "--no-cache", "-j", "2", "."], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    linter = subprocess.Popen(
+        [sys.executable, "-c", hanging, "-q", "--no-cache", "-j", "2", "."],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         import time
 
@@ -442,9 +488,14 @@ def test_ctrl_c_while_linting_is_one_line_and_exit_130(tmp_path):
 
 SITE = Path(torch.__file__).resolve().parent.parent
 SWEEP = sorted(
-    [*Path(torch.__file__).parent.glob("autograd/*.py"), Path(torch.__file__).parent / "nn" / "modules" / "activation.py",
-     *Path(torch.__file__).parent.glob("ao/quantization/fake_quantize.py"), *Path(click.__file__).parent.glob("*.py"),
-     *Path(libcst.__file__).parent.glob("_nodes/*.py"), *Path(_pytest.__file__).parent.glob("[a-f]*.py")]
+    [
+        *Path(torch.__file__).parent.glob("autograd/*.py"),
+        Path(torch.__file__).parent / "nn" / "modules" / "activation.py",
+        *Path(torch.__file__).parent.glob("ao/quantization/fake_quantize.py"),
+        *Path(click.__file__).parent.glob("*.py"),
+        *Path(libcst.__file__).parent.glob("_nodes/*.py"),
+        *Path(_pytest.__file__).parent.glob("[a-f]*.py"),
+    ]
 )
 
 
@@ -468,7 +519,11 @@ def test_output_is_identical_across_runs_jobs_and_file_order(tmp_path):
         "serial again": ["-j", "1", *paths],
         "two jobs": ["-j", "2", *paths],
         "two jobs, reversed": ["-j", "2", *reversed(paths)],
-        "files listed one by one, shuffled": ["-j", "2", *sorted((str(p) for d in paths for p in Path(d).glob("*.py")), key=lambda s: s[::-1])],
+        "files listed one by one, shuffled": [
+            "-j",
+            "2",
+            *sorted((str(p) for d in paths for p in Path(d).glob("*.py")), key=lambda s: s[::-1]),
+        ],
     }
     outputs = {}
     for label, args in runs.items():

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from fixture_markers import expected_markers
+from snippets import EVERY_RULE
 
 from autograd_lint import lint_source
-from snippets import EVERY_RULE
 from autograd_lint.report.pages import page_path, rule_page
 from autograd_lint.rules import OPT_IN, RULES
-
-from fixture_markers import expected_markers
 
 SECTIONS = ("## Why", "## Bad", "## Fix", "## Not flagged", "## Confirm")
 
@@ -84,6 +83,8 @@ def test_readme_rules_table_is_generated_from_the_rules():
     ecosystem, results, root = _published_status()
     readme = (root / "README.md").read_text().splitlines()
     start = readme.index(ecosystem.RULES_TABLE_HEADER[0])
-    table = readme[start:start + len(ecosystem.RULES_TABLE_HEADER) + len(RULES)]
-    assert table == ecosystem.rules_table(results), "run `python benchmarks/ecosystem.py CORPUS --publish` (or fix the rule)"
+    table = readme[start : start + len(ecosystem.RULES_TABLE_HEADER) + len(RULES)]
+    assert table == ecosystem.rules_table(results), (
+        "run `python benchmarks/ecosystem.py CORPUS --publish` (or fix the rule)"
+    )
     assert [row.split(" | ")[0][2:] for row in table[2:]] == list(RULES)

@@ -8,8 +8,8 @@ import textwrap
 import libcst as cst
 import pytest
 
-from autograd_lint.facts.gradient_reach import ValueFlow, non_value_use, reaches_return
 from autograd_lint.core.module import ParsedModule
+from autograd_lint.facts.gradient_reach import ValueFlow, non_value_use, reaches_return
 
 
 def parsed(source: str) -> ParsedModule:
@@ -18,7 +18,11 @@ def parsed(source: str) -> ParsedModule:
 
 def marked(module: ParsedModule) -> cst.Name:
     """The first read of the name `v`, the value being followed."""
-    return next(n for n in module.parents if isinstance(n, cst.Name) and n.value == "v" and not isinstance(module.parents.get(n), cst.Param))
+    return next(
+        n
+        for n in module.parents
+        if isinstance(n, cst.Name) and n.value == "v" and not isinstance(module.parents.get(n), cst.Param)
+    )
 
 
 def function(module: ParsedModule) -> cst.FunctionDef:
@@ -95,15 +99,23 @@ def test_value_flow_walks_the_same_def_use():
         """
     )
     rounded = rounding(module)
-    assert ValueFlow(module, function(module)).reaches_output(rounded, operand=rounded.args[0].value) is not None  # `* s` dequantizes
-    size_only = parsed("import torch\n\ndef f(x, s):\n    k = torch.round(x.sum())\n    return torch.narrow(x, 0, k, 1)\n")
+    assert (
+        ValueFlow(module, function(module)).reaches_output(rounded, operand=rounded.args[0].value) is not None
+    )  # `* s` dequantizes
+    size_only = parsed(
+        "import torch\n\ndef f(x, s):\n    k = torch.round(x.sum())\n    return torch.narrow(x, 0, k, 1)\n"
+    )
     assert ValueFlow(size_only, function(size_only)).reaches_output(rounding(size_only)) is None
     written = parsed("import torch\n\ndef f(x, stats):\n    stats['q'] = torch.round(x)\n    return stats\n")
     assert ValueFlow(written, function(written)).reaches_output(rounding(written)) is None
 
 
 def rounding(module: ParsedModule) -> cst.Call:
-    return next(n for n in module.parents if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "round")
+    return next(
+        n
+        for n in module.parents
+        if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "round"
+    )
 
 
 @pytest.mark.parametrize(
@@ -120,14 +132,18 @@ def test_feeds_only_non_differentiable_shares_the_vocabulary(body, only_non_diff
     from autograd_lint.facts.gradient_reach import feeds_only_non_differentiable
 
     module = parsed("import torch\n\ndef f(x, w):\n    v = torch.sqrt(w)\n    " + body + "\n")
-    value = next(n for n in module.parents if isinstance(n, cst.Call) and (n.func.attr.value if isinstance(n.func, cst.Attribute) else "") == "sqrt")
+    value = next(
+        n
+        for n in module.parents
+        if isinstance(n, cst.Call) and (n.func.attr.value if isinstance(n.func, cst.Attribute) else "") == "sqrt"
+    )
     assert feeds_only_non_differentiable(module, value) is only_non_differentiable
 
 
 def test_names_computed_from_follows_every_binding_kind():
     """The source side: each rule's seeds and the locals computed from them, one fixed point."""
-    from autograd_lint.facts.gradient_reach import names_computed_from
     from autograd_lint.core.syntax import walk
+    from autograd_lint.facts.gradient_reach import names_computed_from
 
     module = parsed(
         """\

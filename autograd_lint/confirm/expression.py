@@ -38,8 +38,12 @@ def expression_function(
     target = normalized_code(subject)
     rewritten = _transformed(expression, _Substitute(target, probe_name))
     # `x * mask` -> `x * ((x > 0).float())`, with `x` already the probe
-    rewritten = _transformed(_transformed(rewritten, _InlineLocals(module, expression, target)), _Substitute(target, probe_name))
-    free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {probe_name}
+    rewritten = _transformed(
+        _transformed(rewritten, _InlineLocals(module, expression, target)), _Substitute(target, probe_name)
+    )
+    free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)} - {
+        probe_name
+    }
     module_level = set(bindings(module.tree))
     function = module.enclosing_function(anchor)
     local_values = []
@@ -101,7 +105,11 @@ class _InlineLocals(cst.CSTTransformer):
 
     def leave_Name(self, original, updated):
         value = self.values.get(original.value)
-        return updated if value is None else _transformed(value, self).with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return (
+            updated
+            if value is None
+            else _transformed(value, self).with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        )
 
     def leave_Attribute(self, original, updated):
         return updated.with_changes(attr=original.attr)  # `x.real`: the attribute name is not a variable

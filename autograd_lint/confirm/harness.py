@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import os
 import textwrap
-from dataclasses import dataclass, field
 from collections.abc import Set
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import libcst as cst
 
-from ..facts.apply_flow import CallerWrite
 from ..core.module import ParsedModule
 from ..core.rule import Finding
 from ..core.scopes import bindings
-from ..facts.second_derivatives import package_root
 from ..core.syntax import assigned_names, code_of, dotted_name, walk
+from ..facts.apply_flow import CallerWrite
+from ..facts.second_derivatives import package_root
 from .runner import RUNTIME_NAME
 
 
@@ -44,7 +44,9 @@ _Subject = TypeVar("_Subject")
 def finding_subject(finding: Finding, kind: type[_Subject]) -> _Subject:
     """The finding's subject as the rule's builder expects it; another rule's finding cannot build its harness."""
     if not isinstance(finding.subject, kind):
-        raise CannotBuildHarness(f"the finding carries a {type(finding.subject).__name__}, not the {kind.__name__} its harness needs")
+        raise CannotBuildHarness(
+            f"the finding carries a {type(finding.subject).__name__}, not the {kind.__name__} its harness needs"
+        )
     return finding.subject
 
 
@@ -83,7 +85,7 @@ def runtime_prelude(recipe: str | None = None, project_root: str | None = None) 
     bootstrap put in the script's namespace taken out of it (before any code under test runs) and handed to
     `probes.start`, with the project root to put first on sys.path."""
     imports = f"from {RUNTIME_NAME} import probes as _agl_probes" + (f", {recipe} as _agl_recipe" if recipe else "")
-    return f"{imports}\n_agl_probes.start(globals().pop(\"_agl_channel\", None), {project_root!r}, __file__)"
+    return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__)'
 
 
 def _package_of(module: ParsedModule) -> str | None:
@@ -95,7 +97,9 @@ def _package_of(module: ParsedModule) -> str | None:
     return module.module_name.rpartition(".")[0] or None
 
 
-def extract_definitions(module: ParsedModule, names: set[str], optional: Set[str] = frozenset()) -> tuple[list[str], str]:
+def extract_definitions(
+    module: ParsedModule, names: set[str], optional: Set[str] = frozenset()
+) -> tuple[list[str], str]:
     """(`from __future__` lines, the top-level statements that define `names`, transitively)."""
     statements = [s for s in module.tree.body if not _is_main_guard(s)]
     info = [(s, _binds(s), _uses(s)) for s in statements]
@@ -104,18 +108,20 @@ def extract_definitions(module: ParsedModule, names: set[str], optional: Set[str
     changed = True
     while changed:
         changed = False
-        for index, (statement, binds, uses) in enumerate(info):
+        for index, (_statement, binds, uses) in enumerate(info):
             if index not in chosen and binds & needed:
                 chosen.add(index)
                 needed |= uses
                 changed = True
     # Top-level configuration of a needed object (`GradDecay.alpha = 0.25`) belongs to its definition.
-    for index, (statement, binds, uses) in enumerate(info):
+    for index, (statement, _binds, _uses) in enumerate(info):
         if index not in chosen and _configures(statement, needed):
             chosen.add(index)
     future = [code_of(s).strip() for s in statements if _is_future_import(s)]
     code = "".join(
-        code_of(statement) for index, (statement, _, _) in enumerate(info) if index in chosen and not _is_future_import(statement)
+        code_of(statement)
+        for index, (statement, _, _) in enumerate(info)
+        if index in chosen and not _is_future_import(statement)
     )
     missing = set(names) - {name for index in chosen for name in info[index][1]}
     if missing:
@@ -131,9 +137,10 @@ def _is_main_guard(statement: cst.CSTNode) -> bool:
 
 
 def _is_future_import(statement: cst.CSTNode) -> bool:
-    return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and any(isinstance(s, cst.ImportFrom) and dotted_name(s.module) == "__future__" for s in statement.body if isinstance(s, cst.ImportFrom) and s.module)
+    return isinstance(statement, cst.SimpleStatementLine) and any(
+        isinstance(s, cst.ImportFrom) and dotted_name(s.module) == "__future__"
+        for s in statement.body
+        if isinstance(s, cst.ImportFrom) and s.module
     )
 
 
@@ -212,8 +219,12 @@ def apply_builders(module: ParsedModule, function_class) -> str:
                 value if value is not None else ("tensor" if i == 0 or variant == "tensor" else variant)
                 for i, value in enumerate(shape)
             ]
-            args = ", ".join(f"_agl_probes.leaf_tensor(shape, {i})" if v == "tensor" else v for i, v in enumerate(values))
-            label = f"{function_class.name}.apply(" + ", ".join("<tensor>" if v == "tensor" else v for v in values) + ")"
+            args = ", ".join(
+                f"_agl_probes.leaf_tensor(shape, {i})" if v == "tensor" else v for i, v in enumerate(values)
+            )
+            label = (
+                f"{function_class.name}.apply(" + ", ".join("<tensor>" if v == "tensor" else v for v in values) + ")"
+            )
             lines.append(f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
     return "\n".join(lines)
 
@@ -237,7 +248,9 @@ def literal_source(expr: cst.BaseExpression | None) -> str | None:
     return _literal(None, expr)
 
 
-def function_class_code(module: ParsedModule, function_class, closure_access: tuple[str, str, str] | None = None) -> tuple[set[str], set[str], str]:
+def function_class_code(
+    module: ParsedModule, function_class, closure_access: tuple[str, str, str] | None = None
+) -> tuple[set[str], set[str], str]:
     """(top-level names required, names to copy if defined, code that defines the class in the harness).
 
     A top-level class is copied with the module's definitions. A class defined inside a function
@@ -257,8 +270,12 @@ def function_class_code(module: ParsedModule, function_class, closure_access: tu
     for name in sorted(free):
         value = literal_binding(enclosing, name)
         if value is None and name != closure_variable:
-            raise CannotBuildHarness(f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know")
-        if value is None and closure_access is not None:  # the variable under test: a container if the harness writes into it
+            raise CannotBuildHarness(
+                f"{function_class.name} uses `{name}` from `{enclosing.name.value}()`, whose value the harness cannot know"
+            )
+        if (
+            value is None and closure_access is not None
+        ):  # the variable under test: a container if the harness writes into it
             set_statement = closure_access[2]
             value = "[]" if ".append(" in set_statement else "{}" if "[" in set_statement else "None"
         initial[name] = value
@@ -300,7 +317,9 @@ def literal_binding(function: cst.FunctionDef, name: str) -> str | None:
         if param.name.value == name and param.default is not None:
             return _literal(None, param.default)
     for node in walk(function.body, into_functions=False):
-        if isinstance(node, cst.Assign) and any(n.value == name for t in node.targets for n in assigned_names(t.target)):
+        if isinstance(node, cst.Assign) and any(
+            n.value == name for t in node.targets for n in assigned_names(t.target)
+        ):
             return _literal(None, node.value)
     return None
 
@@ -334,7 +353,9 @@ def literal_defaults(function: cst.FunctionDef, skip: int, required_ok: bool = F
         if literal is None:
             if required_ok and not found:
                 continue
-            raise CannotBuildHarness(f"`{function.name.value}` needs a value for `{param.name.value}`, which has no literal default")
+            raise CannotBuildHarness(
+                f"`{function.name.value}` needs a value for `{param.name.value}`, which has no literal default"
+            )
         found.append(literal)
     return found
 
@@ -343,7 +364,9 @@ def replay_text(module: ParsedModule, caller: CallerWrite) -> str | None:
     """For a recipe to replay: the user's statement that writes, when it is one simple statement on the
     tracked name that reads nothing else of the caller's locals (`torch.relu_(y)`, `y *= 2`), else None."""
     tracked, write = caller.tracked, caller.write
-    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith("(...)"):
+    if not (isinstance(write.target, cst.Name) and write.target.value == tracked.name) or tracked.name.endswith(
+        "(...)"
+    ):
         return None
     statement: cst.CSTNode | None = write.node
     while statement is not None and not isinstance(statement, cst.BaseSmallStatement):

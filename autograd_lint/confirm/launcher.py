@@ -59,7 +59,10 @@ def _linux_libc() -> ctypes.CDLL:
 
 
 def _prctl(what, option, value=0):
-    _call(what, _linux_libc().prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    _call(
+        what,
+        _linux_libc().prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+    )
 
 
 def _write_file(path, text):
@@ -120,6 +123,7 @@ def _wait_for(pid):
 
 
 # --- namespaces -------------------------------------------------------------------------------------
+
 
 def _enter_namespaces():
     uid, gid = os.getuid(), os.getgid()
@@ -186,6 +190,7 @@ def _run_in_namespaces(config, status_fd, probe):
 
 
 # --- subreaper and process group --------------------------------------------------------------------
+
 
 def _descendants():
     children: dict[int, list[int]] = {}

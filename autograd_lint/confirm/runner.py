@@ -24,8 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sandbox import current_sandbox, first_json_line, launcher_command, linter_hidden
-from .sandbox import sandbox_description  # noqa: F401 - the one line `--confirm` prints about its containment
+from .sandbox import (
+    current_sandbox,
+    first_json_line,
+    launcher_command,
+    linter_hidden,
+    sandbox_description,  # noqa: F401 - the one line `--confirm` prints about its containment
+)
 
 OUTPUT_CAP_BYTES = 1 << 20  # what a harness may print; more is cut off by RLIMIT_FSIZE
 EVIDENCE_CAP_CHARACTERS = 64 * 1024  # longer evidence (a huge exception message) is cut, with a note
@@ -101,7 +106,7 @@ class _Pipes:
     status_write: int
 
     @classmethod
-    def open(cls, secret: str) -> "_Pipes":
+    def open(cls, secret: str) -> _Pipes:
         secret_read, secret_write = os.pipe()
         os.write(secret_write, secret.encode())
         os.close(secret_write)
@@ -122,7 +127,9 @@ class _Pipes:
 def install_runtime(folder: str) -> None:
     """Copy the runtime package into `folder` as RUNTIME_NAME (only its sources, so that the harness sees
     exactly the recipes of the linter that built its script)."""
-    shutil.copytree(RUNTIME_SOURCE, os.path.join(folder, RUNTIME_NAME), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        RUNTIME_SOURCE, os.path.join(folder, RUNTIME_NAME), ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
 
 
 def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> RunResult:
@@ -132,24 +139,43 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     install_runtime(os.path.join(workdir, RUNTIME_FOLDER))
     stdout_path, stderr_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
     environment = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
-    environment.update(HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    environment.update(
+        HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"
+    )
     secret = secrets.token_hex(16)
     pipes = _Pipes.open(secret)
     # The launcher runs in the temp directory: a relative --python is the user's, from here (and Python
     # finds its virtual environment from argv[0]).
     python = os.path.abspath(limits.python) if os.sep in limits.python else limits.python
-    harness_argv = [python, "-I", "-c", _BOOTSTRAP, script_path, str(pipes.secret_read), str(pipes.result_write),
-                    *map(str, _rlimits(limits))]
+    harness_argv = [
+        python,
+        "-I",
+        "-c",
+        _BOOTSTRAP,
+        script_path,
+        str(pipes.secret_read),
+        str(pipes.result_write),
+        *map(str, _rlimits(limits)),
+    ]
     config = {
-        "mode": current_sandbox().mode, "python": python, "argv": harness_argv, "status_fd": pipes.status_write,
-        "harness_fds": [pipes.secret_read, pipes.result_write], "linter_pid": os.getpid(),
+        "mode": current_sandbox().mode,
+        "python": python,
+        "argv": harness_argv,
+        "status_fd": pipes.status_write,
+        "harness_fds": [pipes.secret_read, pipes.result_write],
+        "linter_pid": os.getpid(),
     }
     try:
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err, linter_hidden():
             try:
                 process = subprocess.Popen(
-                    launcher_command(config), cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    env=environment, pass_fds=(pipes.secret_read, pipes.result_write, pipes.status_write),
+                    launcher_command(config),
+                    cwd=workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=environment,
+                    pass_fds=(pipes.secret_read, pipes.result_write, pipes.status_write),
                     start_new_session=True,  # its own process group: the last resort kills that group
                 )
             except OSError as error:

@@ -75,8 +75,14 @@ def _namespace_problem() -> str | None:
         config = {"mode": "probe", "status_fd": status_write, "linter_pid": os.getpid(), "harness_fds": []}
         try:
             subprocess.run(
-                launcher_command(config), pass_fds=(status_write,), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, cwd="/", env={},
+                launcher_command(config),
+                pass_fds=(status_write,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                cwd="/",
+                env={},
             )
         except (OSError, subprocess.SubprocessError) as error:
             return f"the probe failed: {error}"

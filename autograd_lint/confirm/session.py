@@ -8,17 +8,16 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable
 
-from ..core.diagnostic import Diagnostic
-from ..core.diagnostic import UNSUPPRESSIBLE
+from ..core.diagnostic import UNSUPPRESSIBLE, Diagnostic
 from ..core.module import ParsedModule
+from ..core.rule import NoqaRule
 from ..io.module_names import module_name_for_path
 from ..io.reading import ModuleSource, SourceError, module_source, read_module_source
-from ..core.rule import NoqaRule
 from ..rules import RULES
 from .builders import builder_for
 from .harness import CannotBuildHarness, build_script, runtime_prelude
@@ -47,7 +46,9 @@ class ConfirmEnvironmentError(Exception):
 
 
 # Run like a harness (same launcher, limits and result channel), so that what it finds holds for them.
-_PREFLIGHT = runtime_prelude() + """
+_PREFLIGHT = (
+    runtime_prelude()
+    + """
 try:
     import torch
 except BaseException as exc:  # noqa: BLE001 - whatever the import does, it is the reason
@@ -59,6 +60,7 @@ except Exception:  # noqa: BLE001 - a broken driver means no CUDA for the harnes
 import json
 _agl_probes.report("confirmed", json.dumps({"torch": str(torch.__version__), "cuda": cuda}))
 """
+)
 
 
 def check_environment(limits: RunLimits) -> ConfirmEnvironment:
@@ -83,7 +85,9 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
         if result.evidence.startswith("`import torch`"):
             raise fail(result.evidence)
         # The runner words failures for a harness running the user's code; here it only imported torch.
-        reason = result.evidence.replace("the harness", "the interpreter", 1).replace("the code under test", "the interpreter", 1)
+        reason = result.evidence.replace("the harness", "the interpreter", 1).replace(
+            "the code under test", "the interpreter", 1
+        )
         raise fail("running `import torch` there: " + reason)
     try:
         found = json.loads(result.evidence)
@@ -117,7 +121,9 @@ def confirm_diagnostics(
             module = ParsedModule(source.text, path, module_name_for_path(path) if os.path.exists(path) else None)
         except (SourceError, Exception) as error:  # noqa: BLE001 - the file changed or vanished since linting
             for diagnostic in wanted:
-                verdicts[diagnostic] = RunResult("inconclusive", f"harness could not be built: cannot re-read the file: {error}", 0.0)
+                verdicts[diagnostic] = RunResult(
+                    "inconclusive", f"harness could not be built: cannot re-read the file: {error}", 0.0
+                )
             continue
         for diagnostic in wanted:
             try:

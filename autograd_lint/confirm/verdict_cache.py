@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from ..io.cache import linter_fingerprint, write_entry
 from ..facts.second_derivatives import package_root
+from ..io.cache import linter_fingerprint, write_entry
 from .runner import RunLimits, RunResult
 
 CACHED_VERDICTS = ("confirmed", "not-reproduced")

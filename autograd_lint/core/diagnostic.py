@@ -42,7 +42,19 @@ class Diagnostic:
         return {key: data[key] for key in JSON_FIELDS}
 
 
-JSON_FIELDS = ("code", "name", "severity", "message", "explanation", "path", "cell", "line", "column", "end_line", "end_column")
+JSON_FIELDS = (
+    "code",
+    "name",
+    "severity",
+    "message",
+    "explanation",
+    "path",
+    "cell",
+    "line",
+    "column",
+    "end_line",
+    "end_column",
+)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,15 @@ import re
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, TypeVar
 
 import libcst as cst
 
+from ..io.notebook import Notebook
+from ..io.reading import ModuleSource
+from ..rules import RULES
 from .diagnostic import (
     INTERNAL_ERROR_CODE,
     INTERNAL_ERROR_NAME,
@@ -22,15 +27,15 @@ from .diagnostic import (
 )
 from .module import ParsedModule
 from .noqa import NOQA_RULES, apply_noqa
-from ..io.notebook import Notebook
-from ..io.reading import ModuleSource
 from .rule import Rule
-from ..rules import RULES
-from typing import Any, Callable, TypeVar
 
 
 def lint_module(
-    source: ModuleSource, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False,
+    source: ModuleSource,
+    path: str,
+    codes: list[str],
+    module_name: str | None = None,
+    verbose: bool = False,
     prefilter: bool = True,
 ) -> list[Diagnostic]:
     """The diagnostics of one file's module: its text, or a notebook's linted cells joined, reported in
@@ -51,10 +56,17 @@ def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> l
         end_column = d.end_column
         if end_cell != cell:  # cannot happen for a node of one cell; kept inside the start cell if it does
             end_line, end_column = line, d.column
-        located.append(replace(
-            d, cell=cell, line=line, end_line=end_line, end_column=end_column,
-            message=notebook.cell_message(d.message), explanation=notebook.cell_message(d.explanation),
-        ))
+        located.append(
+            replace(
+                d,
+                cell=cell,
+                line=line,
+                end_line=end_line,
+                end_column=end_column,
+                message=notebook.cell_message(d.message),
+                explanation=notebook.cell_message(d.explanation),
+            )
+        )
     for error in notebook.syntax_errors:
         syntax_error = _point(path, error.line, error.column, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, error.message)
         located.append(replace(syntax_error, cell=error.cell))
@@ -62,7 +74,12 @@ def _in_cells(notebook: Notebook, path: str, diagnostics: list[Diagnostic]) -> l
 
 
 def lint_text(
-    source: str, path: str, codes: list[str], module_name: str | None = None, verbose: bool = False, prefilter: bool = True
+    source: str,
+    path: str,
+    codes: list[str],
+    module_name: str | None = None,
+    verbose: bool = False,
+    prefilter: bool = True,
 ) -> list[Diagnostic]:
     """The diagnostics of one source text. Never raises: whatever goes wrong inside the linter becomes
     an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs."""
@@ -72,7 +89,9 @@ def lint_text(
         return [_internal_error(path, "linting this file failed", error, verbose)]
 
 
-def _lint(source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool) -> list[Diagnostic]:
+def _lint(
+    source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool
+) -> list[Diagnostic]:
     # Ask CPython first, at the interpreter's own recursion limit and from a fresh stack (the same
     # verdict wherever lint_text is called from): libcst's native parser crashes the whole process
     # on nesting that CPython rejects cleanly ("too many nested parentheses"), and what CPython
@@ -91,12 +110,21 @@ def _lint(source: str, path: str, codes: list[str], module_name: str | None, ver
     try:
         return apply_noqa(source, path, diagnostics, codes)
     except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
-        return sorted(diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)], key=Diagnostic.sort_key)
+        return sorted(
+            diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)],
+            key=Diagnostic.sort_key,
+        )
 
 
 def _lint_parsed(
-    source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool,
-    tree: ast.AST | None, python_error: Diagnostic | None,
+    source: str,
+    path: str,
+    codes: list[str],
+    module_name: str | None,
+    verbose: bool,
+    prefilter: bool,
+    tree: ast.AST | None,
+    python_error: Diagnostic | None,
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
@@ -129,13 +157,21 @@ def _lint_parsed(
             return [python_error]  # CPython words and locates it better
         # CPython accepts it, libcst does not (a libcst limit): the file is not checked, and saying
         # "syntax error" about valid code would be wrong.
-        reason = (error.message.splitlines()[0] if error.message else "invalid syntax")
+        reason = error.message.splitlines()[0] if error.message else "invalid syntax"
         return diagnostics + [
-            _point(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME,
-                   f"libcst cannot parse this file, which Python accepts ({reason} at line {error.raw_line}); it was not checked")
+            _point(
+                path,
+                1,
+                1,
+                INTERNAL_ERROR_CODE,
+                INTERNAL_ERROR_NAME,
+                f"libcst cannot parse this file, which Python accepts ({reason} at line {error.raw_line}); it was not checked",
+            )
         ]
     except RecursionError:
-        return [_point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")]
+        return [
+            _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")
+        ]
     for rule in rules:
         found: list[Diagnostic] = []
         try:
@@ -218,7 +254,14 @@ def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | 
         return ast.parse(source), None, False
     except SyntaxError as error:
         fatal = "too many nested" in (error.msg or "") or "null bytes" in (error.msg or "")
-        diagnostic = _point(path, error.lineno or 1, max(error.offset or 1, 1), SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, f"SyntaxError: {error.msg}")
+        diagnostic = _point(
+            path,
+            error.lineno or 1,
+            max(error.offset or 1, 1),
+            SYNTAX_ERROR_CODE,
+            SYNTAX_ERROR_NAME,
+            f"SyntaxError: {error.msg}",
+        )
         return None, diagnostic, fatal
     except (ValueError, RecursionError, MemoryError) as error:  # NUL bytes, pathological nesting
         reason = str(error) or type(error).__name__

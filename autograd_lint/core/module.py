@@ -7,15 +7,15 @@ what another already needed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from .scopes import bindings, forget_scopes
 from .syntax import children, disables_grad, dotted_name, remember_children, walk
-from collections.abc import Iterator, Mapping
 
 Fact = TypeVar("Fact")
 
@@ -155,8 +155,12 @@ class ParsedModule:
         if not isinstance(expr, cst.Name) or function is None:
             return expr
         values = bindings(function).get(expr.value, [])
-        if (len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1
-                and isinstance(values[0].targets[0].target, cst.Name)):
+        if (
+            len(values) == 1
+            and isinstance(values[0], cst.Assign)
+            and len(values[0].targets) == 1
+            and isinstance(values[0].targets[0].target, cst.Name)
+        ):
             return values[0].value
         return expr
 
@@ -176,7 +180,7 @@ class ParsedModule:
                 return True
         return False
 
-    def fact(self, build: Callable[["ParsedModule"], Fact]) -> Fact:
+    def fact(self, build: Callable[[ParsedModule], Fact]) -> Fact:
         """What `build` computes from this file (`facts.function_model.FunctionModel`, for one), built on the
         first request and shared by every rule after it. The analyses live above this module, in facts/, and
         ask for themselves through here, so the parsed file names none of them."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ..rules import RULES
 from .diagnostic import UNSUPPRESSIBLE, Diagnostic, Severity
@@ -163,8 +163,12 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
 
 
 def _noqa_findings(
-    path: str, suppressions: Suppressions, used: dict[int, set[str]], hidden_by_bare: dict[int, set[str]],
-    selected: set[str], checks: frozenset[str],
+    path: str,
+    suppressions: Suppressions,
+    used: dict[int, set[str]],
+    hidden_by_bare: dict[int, set[str]],
+    selected: set[str],
+    checks: frozenset[str],
 ) -> Iterator[Diagnostic]:
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:
@@ -173,11 +177,16 @@ def _noqa_findings(
             # flood a codebase with warnings about comments that have nothing to do with gradients.
             if BLANKET_NOQA in checks and line in hidden_by_bare:
                 codes = ", ".join(sorted(hidden_by_bare[line]))
-                yield _at(directive, path, BLANKET_NOQA, "blanket-noqa",
-                          f"`# noqa` without codes hides {codes} here",
-                          f"A bare noqa silences every rule on its line: it hides this finding and any later one, "
-                          f"unseen. If the finding is deliberate, name it (`# noqa: {codes}`); if the comment is for "
-                          f"another tool, name that tool's codes.")
+                yield _at(
+                    directive,
+                    path,
+                    BLANKET_NOQA,
+                    "blanket-noqa",
+                    f"`# noqa` without codes hides {codes} here",
+                    f"A bare noqa silences every rule on its line: it hides this finding and any later one, "
+                    f"unseen. If the finding is deliberate, name it (`# noqa: {codes}`); if the comment is for "
+                    f"another tool, name that tool's codes.",
+                )
             continue
         if UNUSED_NOQA not in checks:
             continue
@@ -192,17 +201,36 @@ def _noqa_findings(
             elif all(code in selected for code in covered) and not NOQA_RULES.intersection(covered):
                 unused.append(listed)  # every rule it names ran here and none reported on this line
         if unused or unknown:
-            parts = [f"{kind}: {', '.join(f'`{code}`' for code in codes)}"
-                     for kind, codes in (("unused", unused), ("unknown", unknown)) if codes]
-            yield _at(directive, path, UNUSED_NOQA, "unused-noqa", f"unused `noqa` directive ({'; '.join(parts)})",
-                      "A noqa code that silences nothing today silences the next real finding on this line without "
-                      "anyone noticing, and an unknown code never silenced anything; remove those codes (or the "
-                      "comment), or correct a misspelled one.")
+            parts = [
+                f"{kind}: {', '.join(f'`{code}`' for code in codes)}"
+                for kind, codes in (("unused", unused), ("unknown", unknown))
+                if codes
+            ]
+            yield _at(
+                directive,
+                path,
+                UNUSED_NOQA,
+                "unused-noqa",
+                f"unused `noqa` directive ({'; '.join(parts)})",
+                "A noqa code that silences nothing today silences the next real finding on this line without "
+                "anyone noticing, and an unknown code never silenced anything; remove those codes (or the "
+                "comment), or correct a misspelled one.",
+            )
 
 
 def _at(directive: Directive, path: str, code: str, name: str, message: str, explanation: str) -> Diagnostic:
-    return Diagnostic(path, directive.line, directive.start + 1, code, name, Severity.WARNING, message,
-                      directive.line, directive.end + 1, explanation)
+    return Diagnostic(
+        path,
+        directive.line,
+        directive.start + 1,
+        code,
+        name,
+        Severity.WARNING,
+        message,
+        directive.line,
+        directive.end + 1,
+        explanation,
+    )
 
 
 def add_noqa(source: str, diagnostics: list[Diagnostic]) -> tuple[str, int]:
@@ -223,11 +251,11 @@ def add_noqa(source: str, diagnostics: list[Diagnostic]) -> tuple[str, int]:
     for number, codes in wanted.items():
         text = lines[number - 1]
         body = text.rstrip("\r\n")
-        ending = text[len(body):]
+        ending = text[len(body) :]
         directive = suppressions.directives.get(number)
         if directive is not None:
             merged = tuple(dict.fromkeys((directive.codes or ()) + tuple(sorted(codes))))
-            body = f"{body[: directive.start]}# noqa: {', '.join(merged)}{body[directive.end:]}"
+            body = f"{body[: directive.start]}# noqa: {', '.join(merged)}{body[directive.end :]}"
         else:
             body = body.rstrip(" \t") + f"  # noqa: {', '.join(sorted(set(codes)))}"
         lines[number - 1] = body + ending

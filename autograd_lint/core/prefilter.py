@@ -99,7 +99,10 @@ def multiplies_a_comparison(tree: ast.AST) -> bool:
         node.name
         for node in getattr(tree, "body", [])
         if isinstance(node, ast.FunctionDef)
-        and any(isinstance(r, ast.Return) and r.value is not None and _is_comparison(_unwrap_casts(r.value)) for r in ast.walk(node))
+        and any(
+            isinstance(r, ast.Return) and r.value is not None and _is_comparison(_unwrap_casts(r.value))
+            for r in ast.walk(node)
+        )
     }
 
     def comparison_like(factor: ast.AST) -> bool:
@@ -131,10 +134,15 @@ def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> boo
         return True
     if name in INTEGER_CASTS and not node.args:
         return True
-    if name in ("to", "type") and any(INTEGER_DTYPE.match(_terminal(a) or "") for a in [*node.args, *(k.value for k in node.keywords)]):
+    if name in ("to", "type") and any(
+        INTEGER_DTYPE.match(_terminal(a) or "") for a in [*node.args, *(k.value for k in node.keywords)]
+    ):
         return True
-    return name in CASTS and isinstance(node.func, ast.Attribute) and _is_comparison(node.func.value) or (
-        name in CASTS and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Compare)
+    return (
+        name in CASTS
+        and isinstance(node.func, ast.Attribute)
+        and _is_comparison(node.func.value)
+        or (name in CASTS and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Compare))
     )
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import libcst as cst
 
 from .diagnostic import Severity
 from .module import ParsedModule
 from .prefilter import defines_function_subclass, may_define_function_class
-
 
 # How long a `message` may be (every fixture's is held to it): ruff keeps the message short and leaves
 # the explanation to `ruff rule`. Code quoted from the linted source is cut short (syntax.short_code) so
@@ -51,7 +51,7 @@ class Rule:
         return True
 
     @classmethod
-    def candidate(cls, tree: "ast.AST") -> bool:
+    def candidate(cls, tree: ast.AST) -> bool:
         """Second prefilter stage, on CPython's AST: whether any node could be reported."""
         return True
 
@@ -67,7 +67,7 @@ class FunctionRule(Rule):
         return may_define_function_class(text)
 
     @classmethod
-    def candidate(cls, tree: "ast.AST") -> bool:
+    def candidate(cls, tree: ast.AST) -> bool:
         return defines_function_subclass(tree)
 
 

@@ -10,7 +10,9 @@ from .syntax import assigned_names, dotted_name, walk
 
 
 def _declared(body: cst.CSTNode, kind: type[cst.Global] | type[cst.Nonlocal]) -> set[str]:
-    return {item.name.value for node in walk(body, into_functions=False) if isinstance(node, kind) for item in node.names}
+    return {
+        item.name.value for node in walk(body, into_functions=False) if isinstance(node, kind) for item in node.names
+    }
 
 
 @lru_cache(maxsize=2048)  # rules ask about the same scopes again and again; nodes hash by identity

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator, Sequence
 
 import libcst as cst
-from collections.abc import Sequence
 
 _CODEGEN = cst.Module(body=[])
 
@@ -80,10 +79,27 @@ _SCOPE_TYPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 # Whitespace, punctuation and operator tokens: no rule asks for their parents or walks into them,
 # and they are about half of all nodes.
 _TOKEN_TYPES = (
-    cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
-    cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.LeftParen, cst.RightParen,
-    cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace, cst.RightCurlyBrace,
-    cst.BaseBinaryOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp, cst.BaseBooleanOp,
+    cst.BaseParenthesizableWhitespace,
+    cst.EmptyLine,
+    cst.TrailingWhitespace,
+    cst.Newline,
+    cst.Comment,
+    cst.Comma,
+    cst.Dot,
+    cst.Colon,
+    cst.Semicolon,
+    cst.AssignEqual,
+    cst.LeftParen,
+    cst.RightParen,
+    cst.LeftSquareBracket,
+    cst.RightSquareBracket,
+    cst.LeftCurlyBrace,
+    cst.RightCurlyBrace,
+    cst.BaseBinaryOp,
+    cst.BaseCompOp,
+    cst.BaseUnaryOp,
+    cst.BaseAugOp,
+    cst.BaseBooleanOp,
     cst.ImportStar,
 )
 

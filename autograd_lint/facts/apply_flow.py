@@ -11,16 +11,26 @@ Calls under `torch.no_grad()` record no graph and are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import libcst as cst
 
-from .function_model import FunctionClass, function_model
-from .inplace import ALIAS_ATTRIBUTES, MODULE_INPLACE_POSITION, TENSOR, Alias, AliasFlow, CallTracking, Env, InplaceWrite, inplace_by_position
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, walk
+from .function_model import FunctionClass, function_model
+from .inplace import (
+    ALIAS_ATTRIBUTES,
+    MODULE_INPLACE_POSITION,
+    TENSOR,
+    Alias,
+    AliasFlow,
+    CallTracking,
+    Env,
+    InplaceWrite,
+    inplace_by_position,
+)
 
 BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
@@ -114,10 +124,17 @@ def _wrapper_calls(module: ParsedModule, function_class: FunctionClass) -> Itera
     """Calls of the module's top-level functions that only return `Fn.apply(...)` (`def exp(x): return Exp.apply(x)`)."""
     wrappers: dict[str, tuple[tuple[int, int], ...]] = {}
     for statement in module.tree.body:
-        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT):
+        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (
+            None,
+            cst.MaybeSentinel.DEFAULT,
+        ):
             continue
         returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
-        if len(returns) != 1 or not isinstance(returns[0].value, cst.Call) or returns[0].value not in function_class.apply_calls:
+        if (
+            len(returns) != 1
+            or not isinstance(returns[0].value, cst.Call)
+            or returns[0].value not in function_class.apply_calls
+        ):
             continue
         params = [p.name.value for p in statement.params.params]
         local = bindings(statement)
@@ -176,7 +193,9 @@ class _ApplyTracking(CallTracking):
         if not (isinstance(parent, cst.Assign) and len(parent.targets) == 1):
             return
         target = parent.targets[0].target
-        if not isinstance(target, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in target.elements):
+        if not isinstance(target, (cst.Tuple, cst.List)) or any(
+            isinstance(e, cst.StarredElement) for e in target.elements
+        ):
             return
         elements = [e.value for e in target.elements]
         parts: list[Alias | None] = [None] * len(elements)
@@ -234,17 +253,24 @@ class _ApplyTracking(CallTracking):
     def _method_writes(self, call: cst.Call, name: str) -> frozenset[str]:
         """The `self.<attr>` that the method `name` of the calling class writes in place (not through `.data`)."""
         owner = next((a for a in self.module.ancestors(call) if isinstance(a, cst.ClassDef)), None)
-        method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None) if owner else None
+        method = (
+            next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None)
+            if owner
+            else None
+        )
         if method is None or not method.params.params or method.params.params[0].name.value != "self":
             return frozenset()
         if method not in self._written_attributes:
             attributes = {
-                n.attr.value for n in walk(method.body)
+                n.attr.value
+                for n in walk(method.body)
                 if isinstance(n, cst.Attribute) and isinstance(n.value, cst.Name) and n.value.value == "self"
             }
             roots = {f"self.{attr}": Alias(attr, TENSOR) for attr in attributes}
             flow = AliasFlow(method, roots, self.module.qualified_name)
-            self._written_attributes[method] = frozenset(alias.root for write, alias in flow.found if not _through_data(write))
+            self._written_attributes[method] = frozenset(
+                alias.root for write, alias in flow.found if not _through_data(write)
+            )
         return self._written_attributes[method]
 
     def _inplace_module(self, construction: cst.BaseExpression) -> bool:
@@ -257,7 +283,10 @@ class _ApplyTracking(CallTracking):
         if inplace_by_position(construction, MODULE_INPLACE_POSITION.get(qualified.rsplit(".", 1)[-1])):
             return True
         return any(
-            arg.keyword is not None and arg.keyword.value == "inplace" and isinstance(arg.value, cst.Name) and arg.value.value == "True"
+            arg.keyword is not None
+            and arg.keyword.value == "inplace"
+            and isinstance(arg.value, cst.Name)
+            and arg.value.value == "True"
             for arg in construction.args
         )
 
@@ -272,7 +301,9 @@ class _ApplyTracking(CallTracking):
                         name = dotted_name(target.target) or ""
                         if name.startswith("self.") and name.count(".") == 1:
                             values.setdefault(name[5:], []).append(node.value)
-            found = frozenset(attr for attr, assigned in values.items() if all(self._inplace_module(v) for v in assigned))
+            found = frozenset(
+                attr for attr, assigned in values.items() if all(self._inplace_module(v) for v in assigned)
+            )
             self._inplace_attributes[owner] = found
         return found
 

@@ -6,12 +6,12 @@ Rules ask it what a Function's forward takes, what its backward is, what ctx is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator
+from typing import TypeGuard
 
 import libcst as cst
-from typing import TypeGuard
 
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
@@ -40,7 +40,7 @@ TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod", "once_differe
 class Method:
     name: str
     node: cst.FunctionDef
-    owner: "FunctionClass"
+    owner: FunctionClass
 
     @cached_property
     def decorators(self) -> list[str]:
@@ -48,7 +48,7 @@ class Method:
 
     @cached_property
     def kind(self) -> str:
-        """"static", "class" or "plain" (a plain method still works through `.apply`: self plays ctx)."""
+        """ "static", "class" or "plain" (a plain method still works through `.apply`: self plays ctx)."""
         tails = {name.rsplit(".", 1)[-1] for name in self.decorators}
         if "staticmethod" in tails:
             return "static"
@@ -156,7 +156,7 @@ class FunctionClass:
     name: str
     node: cst.ClassDef
     own_methods: dict[str, Method] = field(default_factory=dict)
-    bases: list["FunctionClass"] = field(default_factory=list)
+    bases: list[FunctionClass] = field(default_factory=list)
     # False when a base is something other than torch's Function or a Function of this module,
     # so methods could be inherited from code we cannot see.
     bases_known: bool = True
@@ -282,7 +282,9 @@ class FunctionClass:
             return None
         if forward.owner is not self and backward.owner is not self:
             return None
-        if not all(name.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS for name in forward.decorators + backward.decorators):
+        if not all(
+            name.rsplit(".", 1)[-1] in TRANSPARENT_DECORATORS for name in forward.decorators + backward.decorators
+        ):
             return None
         inputs = self.forward_inputs()
         if inputs is None or inputs.has_varargs or inputs.has_keyword_only:
@@ -304,7 +306,7 @@ def _ancestors(function_class: FunctionClass) -> list[FunctionClass]:
 class FunctionModel:
     """All Function subclasses of a module, in source order."""
 
-    def __init__(self, module: "ParsedModule"):
+    def __init__(self, module: ParsedModule):
         self.module = module
         self.classes: list[FunctionClass] = []
         self.by_node: dict[cst.ClassDef, FunctionClass] = {}
@@ -371,7 +373,11 @@ class FunctionModel:
                     found = nested[0] if len(nested) == 1 and isinstance(nested[0], cst.FunctionDef) else None
                 else:
                     found = self.module_functions.get(func.value)
-            elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in (method.owner.name, "cls"):
+            elif (
+                isinstance(func, cst.Attribute)
+                and isinstance(func.value, cst.Name)
+                and func.value.value in (method.owner.name, "cls")
+            ):
                 helper = method.owner.own_methods.get(func.attr.value)
                 if helper is not None and helper.name not in FUNCTION_PROTOCOL:
                     found = helper.node
@@ -527,7 +533,8 @@ class FunctionModel:
                 else:
                     wrappers[name] = (function_class, enclosing, call)
         applied_once = {
-            name: (function_class, wrapper, call) for name, (function_class, wrapper, call) in wrappers.items()
+            name: (function_class, wrapper, call)
+            for name, (function_class, wrapper, call) in wrappers.items()
             if call is not None
         }
         if not applied_once:
@@ -562,13 +569,22 @@ class FunctionModel:
         if not call.args or (self.module.qualified_name(call.func) or "").rsplit(".", 1)[-1] != "checkpoint":
             return None
         owner = self._apply_owner(call.args[0].value, by_name)
-        if owner is None or any(arg.star or (arg.keyword is not None and arg.keyword.value not in CHECKPOINT_OPTIONS) for arg in call.args[1:]):
+        if owner is None or any(
+            arg.star or (arg.keyword is not None and arg.keyword.value not in CHECKPOINT_OPTIONS)
+            for arg in call.args[1:]
+        ):
             return None  # a keyword the checkpoint passes on to apply: positions unknown
         return owner
 
-    def _partial_apply(self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]) -> tuple[FunctionClass, tuple[cst.Arg, ...]] | None:
+    def _partial_apply(
+        self, expr: cst.BaseExpression, by_name: dict[str, FunctionClass]
+    ) -> tuple[FunctionClass, tuple[cst.Arg, ...]] | None:
         """`functools.partial(Cls.apply, a, b)`: the class and the arguments it binds first."""
-        if not (isinstance(expr, cst.Call) and expr.args and (self.module.qualified_name(expr.func) or "") in ("functools.partial", "partial")):
+        if not (
+            isinstance(expr, cst.Call)
+            and expr.args
+            and (self.module.qualified_name(expr.func) or "") in ("functools.partial", "partial")
+        ):
             return None
         owner = self._apply_owner(expr.args[0].value, by_name)
         rest = expr.args[1:]

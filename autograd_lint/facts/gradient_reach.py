@@ -46,58 +46,228 @@ from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
 from ..torch_api import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
-from .value_kinds import NON_TENSOR, annotation_kind
 from .function_model import function_model
+from .value_kinds import NON_TENSOR, annotation_kind
 
 # Methods whose receiver's value flows into their result (views, casts, arithmetic, reductions).
 CARRYING_METHODS = frozenset(
-    {"float", "double", "half", "bfloat16", "to", "type_as", "type", "view", "view_as", "reshape", "reshape_as",
-     "flatten", "squeeze", "unsqueeze", "permute", "transpose", "t", "contiguous", "expand", "expand_as", "repeat",
-     "clamp", "clip", "mul", "add", "sub", "div", "matmul", "mm", "bmm", "sum", "mean", "neg", "mul_", "add_",
-     "sub_", "div_", "clamp_", "masked_fill", "cumsum", "flip", "roll", "chunk", "split", "unbind", "narrow",
-     "squeeze_", "unsqueeze_", "sign", "round", "T", "mT"}
+    {
+        "float",
+        "double",
+        "half",
+        "bfloat16",
+        "to",
+        "type_as",
+        "type",
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "flatten",
+        "squeeze",
+        "unsqueeze",
+        "permute",
+        "transpose",
+        "t",
+        "contiguous",
+        "expand",
+        "expand_as",
+        "repeat",
+        "clamp",
+        "clip",
+        "mul",
+        "add",
+        "sub",
+        "div",
+        "matmul",
+        "mm",
+        "bmm",
+        "sum",
+        "mean",
+        "neg",
+        "mul_",
+        "add_",
+        "sub_",
+        "div_",
+        "clamp_",
+        "masked_fill",
+        "cumsum",
+        "flip",
+        "roll",
+        "chunk",
+        "split",
+        "unbind",
+        "narrow",
+        "squeeze_",
+        "unsqueeze_",
+        "sign",
+        "round",
+        "T",
+        "mT",
+    }
 )
 # Methods whose arguments (not just the receiver) are tensors that flow into the result.
 # (`x.view_as(y)`, `x.type_as(y)` read only y's shape or dtype: a non-value use, see `non_value_use`.)
 ARGUMENT_CARRYING_METHODS = frozenset(
-    {"mul", "add", "sub", "div", "true_divide", "matmul", "mm", "bmm", "mv", "dot", "outer", "pow", "addcmul",
-     "addcdiv", "addmm", "baddbmm", "lerp", "maximum", "minimum", "where", "masked_fill", "masked_scatter",
-     "mul_", "add_", "sub_", "div_", "copy_", "addcmul_", "addcdiv_", "lerp_", "masked_fill_", "fill_", "rsub",
-     "clamp", "clamp_", "clip", "index_add", "index_add_", "scatter_add", "scatter_add_", "new_tensor", "append"}
+    {
+        "mul",
+        "add",
+        "sub",
+        "div",
+        "true_divide",
+        "matmul",
+        "mm",
+        "bmm",
+        "mv",
+        "dot",
+        "outer",
+        "pow",
+        "addcmul",
+        "addcdiv",
+        "addmm",
+        "baddbmm",
+        "lerp",
+        "maximum",
+        "minimum",
+        "where",
+        "masked_fill",
+        "masked_scatter",
+        "mul_",
+        "add_",
+        "sub_",
+        "div_",
+        "copy_",
+        "addcmul_",
+        "addcdiv_",
+        "lerp_",
+        "masked_fill_",
+        "fill_",
+        "rsub",
+        "clamp",
+        "clamp_",
+        "clip",
+        "index_add",
+        "index_add_",
+        "scatter_add",
+        "scatter_add_",
+        "new_tensor",
+        "append",
+    }
 )
 # Methods whose tensor argument is read only for its shape or dtype.
 SHAPE_ARGUMENT_METHODS = frozenset({"type_as", "expand_as", "view_as", "reshape_as"})
 # Functions whose positional arguments at these indices are indices, masks or sizes, not values.
 NON_VALUE_POSITIONS = {
-    "gather": {1, 2}, "index_select": {1, 2}, "scatter": {1, 2}, "scatter_add": {1, 2}, "take": {1},
-    "take_along_dim": {1, 2}, "where": {0}, "masked_fill": {1}, "masked_select": {1}, "embedding": {0},
-    "interpolate": {1, 2}, "pad": {1}, "one_hot": {1}, "bucketize": {1}, "searchsorted": {0},
-    "quantize_per_tensor": {1, 2, 3}, "quantize_per_channel": {1, 2, 3, 4},
+    "gather": {1, 2},
+    "index_select": {1, 2},
+    "scatter": {1, 2},
+    "scatter_add": {1, 2},
+    "take": {1},
+    "take_along_dim": {1, 2},
+    "where": {0},
+    "masked_fill": {1},
+    "masked_select": {1},
+    "embedding": {0},
+    "interpolate": {1, 2},
+    "pad": {1},
+    "one_hot": {1},
+    "bucketize": {1},
+    "searchsorted": {0},
+    "quantize_per_tensor": {1, 2, 3},
+    "quantize_per_channel": {1, 2, 3, 4},
     # Loss functions: the target (and weights) carry no gradient back to the model.
-    "cross_entropy": {1, 2}, "nll_loss": {1, 2}, "binary_cross_entropy": {1, 2}, "binary_cross_entropy_with_logits": {1, 2},
-    "mse_loss": {1}, "l1_loss": {1}, "smooth_l1_loss": {1}, "huber_loss": {1}, "kl_div": {1}, "soft_margin_loss": {1},
-    "margin_ranking_loss": {2}, "hinge_embedding_loss": {1}, "multilabel_soft_margin_loss": {1}, "cosine_embedding_loss": {2},
-    "poisson_nll_loss": {1}, "gaussian_nll_loss": {1}, "ctc_loss": {1, 2, 3}, "multi_margin_loss": {1},
+    "cross_entropy": {1, 2},
+    "nll_loss": {1, 2},
+    "binary_cross_entropy": {1, 2},
+    "binary_cross_entropy_with_logits": {1, 2},
+    "mse_loss": {1},
+    "l1_loss": {1},
+    "smooth_l1_loss": {1},
+    "huber_loss": {1},
+    "kl_div": {1},
+    "soft_margin_loss": {1},
+    "margin_ranking_loss": {2},
+    "hinge_embedding_loss": {1},
+    "multilabel_soft_margin_loss": {1},
+    "cosine_embedding_loss": {2},
+    "poisson_nll_loss": {1},
+    "gaussian_nll_loss": {1},
+    "ctc_loss": {1, 2, 3},
+    "multi_margin_loss": {1},
     "pack_padded_sequence": {1},
 }
-NON_VALUE_KEYWORDS = frozenset({"target", "weight_target", "labels", "size", "dim", "index", "mask", "num_classes", "lengths"})
-REDUCTIONS = frozenset({"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"})
+NON_VALUE_KEYWORDS = frozenset(
+    {"target", "weight_target", "labels", "size", "dim", "index", "mask", "num_classes", "lengths"}
+)
+REDUCTIONS = frozenset(
+    {"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"}
+)
 # Functions that make a new tensor from a shape, dtype, copied data or a random draw: nothing flows through them.
 FRESH_TENSOR_FACTORIES = frozenset(
-    {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like", "empty", "zeros",
-     "ones", "full", "arange", "linspace", "logspace", "eye", "tensor", "as_tensor", "from_numpy", "rand", "randn", "randint", "randperm",
-     "bernoulli", "multinomial", "normal", "poisson"}
+    {
+        "empty_like",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "empty",
+        "zeros",
+        "ones",
+        "full",
+        "arange",
+        "linspace",
+        "logspace",
+        "eye",
+        "tensor",
+        "as_tensor",
+        "from_numpy",
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "bernoulli",
+        "multinomial",
+        "normal",
+        "poisson",
+    }
 )
 # Calls whose result is a Python number or a fresh tensor that does not carry gradient.
-BLOCKING_CALLS = frozenset({"int", "float", "bool", "len", "range", "str", "round", "math.floor", "math.ceil", "print", "isinstance"})
+BLOCKING_CALLS = frozenset(
+    {"int", "float", "bool", "len", "range", "str", "round", "math.floor", "math.ceil", "print", "isinstance"}
+)
 BLOCKING_METHODS = frozenset(
-    {"detach", "detach_", "item", "tolist", "numpy", "cpu_numpy", "size", "dim", "numel", "nonzero", "argwhere",
-     "data_ptr", "stride", "sample", "uniform_", "normal_", "bernoulli_", "random_",
-     "exponential_", "geometric_", "cauchy_", "log_normal_"}
+    {
+        "detach",
+        "detach_",
+        "item",
+        "tolist",
+        "numpy",
+        "cpu_numpy",
+        "size",
+        "dim",
+        "numel",
+        "nonzero",
+        "argwhere",
+        "data_ptr",
+        "stride",
+        "sample",
+        "uniform_",
+        "normal_",
+        "bernoulli_",
+        "random_",
+        "exponential_",
+        "geometric_",
+        "cauchy_",
+        "log_normal_",
+    }
 )
 BLOCKING_ATTRIBUTES = frozenset({"data", "shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad"})
 # Inputs that never need a gradient: loss targets, labels, sequence lengths, masks, indices.
-NON_DATA_PARAMETER = re.compile(r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|lengths?|lens?|mask\w*|ids?|\w*_ids|index|indices|idx)($|_)")
+NON_DATA_PARAMETER = re.compile(
+    r"(^|_)(targets?|labels?|y_true|tgt|gt|truth|lengths?|lens?|mask\w*|ids?|\w*_ids|index|indices|idx)($|_)"
+)
 
 
 def gradient_disabled(module: ParsedModule, node: cst.CSTNode) -> bool:
@@ -126,7 +296,9 @@ def is_straight_through(module: ParsedModule, operation: cst.BinaryOperation) ->
     `x` is added live and subtracted detached (`x + (q - x).detach()`, `(q - x).detach() + x`,
     `q + s - s.detach()`, `q - x.data + x`), so the forward value is `q` and the gradient is `x`'s."""
     top = operation
-    while isinstance(parent := module.parents.get(top), cst.BinaryOperation) and isinstance(parent.operator, (cst.Add, cst.Subtract)):
+    while isinstance(parent := module.parents.get(top), cst.BinaryOperation) and isinstance(
+        parent.operator, (cst.Add, cst.Subtract)
+    ):
         top = parent
     live: set[str] = set()
     detached_subtracted: set[str] = set()
@@ -154,7 +326,12 @@ def _signed_terms(expr: cst.BaseExpression, sign: int, detached: bool):
 
 def _detached_operand(expr: cst.BaseExpression) -> cst.BaseExpression | None:
     """`a` for `a.detach()` and `a.data`."""
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "detach" and not expr.args:
+    if (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "detach"
+        and not expr.args
+    ):
         return expr.func.value
     if isinstance(expr, cst.Attribute) and expr.attr.value == "data":
         return expr.value
@@ -189,7 +366,13 @@ def _calls_by_name(module: ParsedModule) -> dict[str, list[cst.Call]]:
         for node in module.parents:
             if isinstance(node, cst.Call):
                 func = node.func
-                name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
+                name = (
+                    func.value
+                    if isinstance(func, cst.Name)
+                    else func.attr.value
+                    if isinstance(func, cst.Attribute)
+                    else None
+                )
                 if name is not None:
                     index.setdefault(name, []).append(node)
         _CALL_INDEX = (module, index)
@@ -211,9 +394,17 @@ def _is_float_cast(call: cst.CSTNode) -> bool:
     if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
         return False
     method = call.func.attr.value
-    return method in CASTS and not is_integer_cast(call) and not (method == "to" and all(
-        isinstance(a.value, cst.SimpleString) or (dotted_name(a.value) or "").endswith("device") for a in call.args
-    ))
+    return (
+        method in CASTS
+        and not is_integer_cast(call)
+        and not (
+            method == "to"
+            and all(
+                isinstance(a.value, cst.SimpleString) or (dotted_name(a.value) or "").endswith("device")
+                for a in call.args
+            )
+        )
+    )
 
 
 _CLASS_FACTS: tuple[ParsedModule | None, dict] = (None, {})
@@ -241,7 +432,12 @@ def _read_class(module: ParsedModule, owner: cst.ClassDef) -> tuple[set[str], se
     assigned: set[str] = set()
     lookups: set[str] = set()
     for node in walk(owner.body):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "register_buffer" and node.args:
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "register_buffer"
+            and node.args
+        ):
             name = node.args[0].value
             if isinstance(name, cst.SimpleString) and isinstance(name.evaluated_value, str):
                 assigned.add(name.evaluated_value)
@@ -251,7 +447,9 @@ def _read_class(module: ParsedModule, owner: cst.ClassDef) -> tuple[set[str], se
         targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
         if isinstance(node.value, cst.Call):
             layer = (module.qualified_name(node.value.func) or "").rsplit(".", 1)[-1]
-            if layer in ("Embedding", "EmbeddingBag") or (layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)):
+            if layer in ("Embedding", "EmbeddingBag") or (
+                layer in ("ModuleList", "Sequential") and "Embedding" in code_of(node.value)
+            ):
                 lookups |= {dotted for t in targets if (dotted := dotted_name(t)) is not None}
         for target in targets:
             if isinstance(target, cst.Attribute) and dotted_name(target.value) == "self":
@@ -274,8 +472,13 @@ class ValueFlow:
         self.module = module
         self.function = function
         self.nodes = [n for n in walk(function.body, into_functions=False) if not isinstance(n, cst.Lambda)]
-        self._parameter_attributes, self._built_attributes, self._assigned_attributes, self.lookup_layers = _class_facts(module, function)
-        self.params = {p.name.value for p in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params)}
+        self._parameter_attributes, self._built_attributes, self._assigned_attributes, self.lookup_layers = (
+            _class_facts(module, function)
+        )
+        self.params = {
+            p.name.value
+            for p in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params)
+        }
         self.data_names = self._data_names()
 
     # --- what carries a gradient ----------------------------------------------------------------
@@ -289,7 +492,11 @@ class ValueFlow:
     def _data_names(self) -> set[str]:
         """Parameters (minus self/cls, labels and non-tensor annotations) and locals computed from
         them outside no_grad blocks, to a fixed point."""
-        params = list(self.function.params.posonly_params) + list(self.function.params.params) + list(self.function.params.kwonly_params)
+        params = (
+            list(self.function.params.posonly_params)
+            + list(self.function.params.params)
+            + list(self.function.params.kwonly_params)
+        )
         names = {
             p.name.value
             for p in params
@@ -309,14 +516,18 @@ class ValueFlow:
                     continue
                 if isinstance(node.value, cst.Name) and node.value.value == "self":
                     parent = self.module.parents.get(node)
-                    if not (isinstance(parent, cst.Call) and parent.func is node) and self._attribute_may_be_learned(node):
+                    if not (isinstance(parent, cst.Call) and parent.func is node) and self._attribute_may_be_learned(
+                        node
+                    ):
                         return True
                     continue
                 stack.append(node.value)
                 continue
             if isinstance(node, cst.Call):
                 name = dotted_name(node.func) or ""
-                if name in BLOCKING_CALLS or (isinstance(node.func, cst.Attribute) and node.func.attr.value in BLOCKING_METHODS):
+                if name in BLOCKING_CALLS or (
+                    isinstance(node.func, cst.Attribute) and node.func.attr.value in BLOCKING_METHODS
+                ):
                     continue
                 if self._is_torch_factory(node):
                     continue
@@ -349,7 +560,11 @@ class ValueFlow:
         return _is_factory_call(self.module, call)
 
     def carries_elementwise(
-        self, expr: cst.CSTNode, excluded: frozenset[str] = frozenset(), seen: set[str] | None = None, reduced: frozenset[str] = frozenset()
+        self,
+        expr: cst.CSTNode,
+        excluded: frozenset[str] = frozenset(),
+        seen: set[str] | None = None,
+        reduced: frozenset[str] = frozenset(),
     ) -> bool:
         """Whether `expr` holds a differentiable tensor elementwise: a data name reached through
         elementwise operations, not only through zero-gradient ops, integer casts, a learned scalar
@@ -357,13 +572,26 @@ class ValueFlow:
         (`w.abs().mean()` beside `sign(w)` is a scale of the binarized value, not another term)."""
         seen = set() if seen is None else seen
         if isinstance(expr, cst.Call):
-            callee = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
-            elementwise_pair = callee in ("max", "min") and sum(1 for a in expr.args if a.keyword is None) >= 2 and not isinstance(expr.args[1].value, cst.Integer)
+            callee = (
+                expr.func.attr.value
+                if isinstance(expr.func, cst.Attribute)
+                else (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
+            )
+            elementwise_pair = (
+                callee in ("max", "min")
+                and sum(1 for a in expr.args if a.keyword is None) >= 2
+                and not isinstance(expr.args[1].value, cst.Integer)
+            )
             if callee in REDUCTIONS and not elementwise_pair and (not reduced or _read_names(expr) & reduced):
                 return False
             if callee in ZERO_GRADIENT_OPS or callee.rstrip("_") in ZERO_GRADIENT_OPS:
                 return False
-            if callee in INTEGER_CASTS or callee in BLOCKING_METHODS or callee in BLOCKING_CALLS or self._is_torch_factory(expr):
+            if (
+                callee in INTEGER_CASTS
+                or callee in BLOCKING_METHODS
+                or callee in BLOCKING_CALLS
+                or self._is_torch_factory(expr)
+            ):
                 return False
             parts = [a.value for a in expr.args] + ([expr.func.value] if isinstance(expr.func, cst.Attribute) else [])
             return any(self.carries_elementwise(part, excluded, seen, reduced) for part in parts)
@@ -382,23 +610,33 @@ class ValueFlow:
             return self.carries_elementwise(expr.value, excluded, seen, reduced)
         if isinstance(expr, (cst.Lambda, cst.BaseComp, cst.Comparison)):
             return False
-        return any(self.carries_elementwise(child, excluded, seen, reduced) for child in children(expr) if isinstance(child, cst.BaseExpression))
+        return any(
+            self.carries_elementwise(child, excluded, seen, reduced)
+            for child in children(expr)
+            if isinstance(child, cst.BaseExpression)
+        )
 
     def assigned_values(self, name: str) -> list[cst.BaseExpression]:
         """The values this function assigns to the local `name` (`=`, annotated `=`, augmented)."""
         found = []
         for node in self.nodes:
-            if isinstance(node, cst.Assign) and any(n.value == name for t in node.targets for n in assigned_names(t.target)):
+            if isinstance(node, cst.Assign) and any(
+                n.value == name for t in node.targets for n in assigned_names(t.target)
+            ):
                 found.append(node.value)
-            elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and node.value is not None and any(
-                n.value == name for n in assigned_names(node.target)
+            elif (
+                isinstance(node, (cst.AnnAssign, cst.AugAssign))
+                and node.value is not None
+                and any(n.value == name for n in assigned_names(node.target))
             ):
                 found.append(node.value)
         return found
 
     # --- flow to the return ---------------------------------------------------------------------
 
-    def reaches_output(self, source: cst.CSTNode, integer: bool = False, operand: cst.CSTNode | None = None) -> cst.Return | None:
+    def reaches_output(
+        self, source: cst.CSTNode, integer: bool = False, operand: cst.CSTNode | None = None
+    ) -> cst.Return | None:
         """The `return` that `source`'s value reaches as a differentiable value, or None.
 
         The flow follows assignments, containers, arithmetic, views, layers and torch ops. It stops
@@ -415,9 +653,14 @@ class ValueFlow:
         primary = primary_names_of(self, operand) if operand is not None else frozenset()
 
         def binds(statement: cst.CSTNode, child: cst.CSTNode, integer: bool) -> set[str] | None:
-            if isinstance(statement, cst.AugAssign) and statement.value is child and not integer and isinstance(
-                statement.operator, (cst.MultiplyAssign, cst.AddAssign, cst.SubtractAssign)
-            ) and (isinstance(statement.operator, cst.MultiplyAssign) or _read_names(statement.target) & primary) and self.carries_elementwise(statement.target, scale_names, reduced=operand_roots):
+            if (
+                isinstance(statement, cst.AugAssign)
+                and statement.value is child
+                and not integer
+                and isinstance(statement.operator, (cst.MultiplyAssign, cst.AddAssign, cst.SubtractAssign))
+                and (isinstance(statement.operator, cst.MultiplyAssign) or _read_names(statement.target) & primary)
+                and self.carries_elementwise(statement.target, scale_names, reduced=operand_roots)
+            ):
                 return set()  # `h *= mask`: a factor or offset of a differentiable term
             # Values written into objects are not followed: a dict of metrics, an index buffer of
             # pixel steps returned beside the output would read as the output itself.
@@ -431,7 +674,15 @@ class ValueFlow:
 
         return reaches_return(self.module, self.function, source, carries, binds, state=integer, accepts=accepts)
 
-    def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, integer: bool, scale_names: frozenset[str], operand_roots, primary) -> bool | None:
+    def _carries(
+        self,
+        parent: cst.CSTNode,
+        child: cst.CSTNode,
+        integer: bool,
+        scale_names: frozenset[str],
+        operand_roots,
+        primary,
+    ) -> bool | None:
         """Whether `child`'s value flows into `parent`'s value: None if not, else whether the
         result is still integer-typed."""
         if non_value_use(self.module, parent, child):
@@ -440,10 +691,16 @@ class ValueFlow:
             if is_straight_through(self.module, parent):
                 return None
             other = parent.right if parent.left is child else parent.left
-            if not integer and isinstance(parent.operator, cst.Multiply) and self.carries_elementwise(other, scale_names, reduced=operand_roots):
+            if (
+                not integer
+                and isinstance(parent.operator, cst.Multiply)
+                and self.carries_elementwise(other, scale_names, reduced=operand_roots)
+            ):
                 return None  # a mask or sign factor of a differentiable term: that term keeps its gradient
             if isinstance(parent.operator, (cst.Add, cst.Subtract)) and _read_names(other) & primary:
-                if normalized_code(other) in primary or self.carries_elementwise(other, scale_names, reduced=operand_roots):
+                if normalized_code(other) in primary or self.carries_elementwise(
+                    other, scale_names, reduced=operand_roots
+                ):
                     return None  # the operand itself beside its rounded part (`x - 2*pi*floor(x/2*pi)`, `pos - pos.floor().long()`): slope 1
             if isinstance(parent.operator, cst.Divide):
                 return False
@@ -452,7 +709,10 @@ class ValueFlow:
             return integer
         if isinstance(parent, (cst.Comparison, cst.ComparisonTarget)):
             return None  # `(q == y).float().mean()`: an accuracy, not the activation
-        if isinstance(parent, (cst.UnaryOperation, cst.Element, cst.StarredElement, cst.List, cst.Tuple, cst.DictElement, cst.Dict)):
+        if isinstance(
+            parent,
+            (cst.UnaryOperation, cst.Element, cst.StarredElement, cst.List, cst.Tuple, cst.DictElement, cst.Dict),
+        ):
             return None if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not) else integer
         if isinstance(parent, cst.IfExp):
             return None if child is parent.test else integer
@@ -471,7 +731,11 @@ class ValueFlow:
             return integer
         if isinstance(parent, cst.Arg):
             call = self.module.parents[parent]  # a Call: the flow never enters a class's bases (walk skips classes)
-            if integer and isinstance(call, cst.Call) and not (self.module.qualified_name(call.func) or "").startswith("torch."):
+            if (
+                integer
+                and isinstance(call, cst.Call)
+                and not (self.module.qualified_name(call.func) or "").startswith("torch.")
+            ):
                 return None  # integers passed to a layer or a helper are indices, sizes or counts
             return integer if self._argument_carries(parent) else None
         if isinstance(parent, cst.Call):
@@ -494,7 +758,10 @@ class ValueFlow:
         elif isinstance(func, cst.Name) and not qualified.startswith("torch.") and not self._defined_here(func.value):
             return False  # an imported helper: what it does with the value is not visible here
         if arg.keyword is not None:
-            return arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x") and arg.keyword.value not in NON_VALUE_KEYWORDS
+            return (
+                arg.keyword.value in ("input", "weight", "bias", "other", "tensors", "x")
+                and arg.keyword.value not in NON_VALUE_KEYWORDS
+            )
         short = name.rsplit(".", 1)[-1]
         if short in FRESH_TENSOR_FACTORIES:
             return False
@@ -506,7 +773,8 @@ class ValueFlow:
         if name in ("list", "tuple", "dict", "sum", "max", "min", "sorted", "reversed", "zip", "map", "super"):
             return True
         return any(
-            isinstance(statement, (cst.FunctionDef, cst.ClassDef)) and statement.name.value == name for statement in self.module.tree.body
+            isinstance(statement, (cst.FunctionDef, cst.ClassDef)) and statement.name.value == name
+            for statement in self.module.tree.body
         ) or any(isinstance(node, cst.FunctionDef) and node.name.value == name for node in self.nodes)
 
     def _eval_only(self, statement: cst.Return) -> bool:
@@ -526,8 +794,10 @@ class ValueFlow:
             for sibling in block.body:
                 if sibling is self.module.parents.get(statement):
                     break
-                if isinstance(sibling, cst.If) and _tests_training(sibling.test) == "training" and any(
-                    isinstance(n, cst.Return) for n in walk(sibling.body, into_functions=False)
+                if (
+                    isinstance(sibling, cst.If)
+                    and _tests_training(sibling.test) == "training"
+                    and any(isinstance(n, cst.Return) for n in walk(sibling.body, into_functions=False))
                 ):
                     return True
         return False
@@ -552,7 +822,11 @@ def scale_names_of(flow: ValueFlow, operand: cst.CSTNode) -> frozenset[str]:
         elif isinstance(expr, cst.UnaryOperation):
             pending.append(expr.expression)
         elif isinstance(expr, cst.Call):
-            callee = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else (dotted_name(expr.func) or "").rsplit(".", 1)[-1]
+            callee = (
+                expr.func.attr.value
+                if isinstance(expr.func, cst.Attribute)
+                else (dotted_name(expr.func) or "").rsplit(".", 1)[-1]
+            )
             if callee not in REDUCTIONS:
                 pending.extend(a.value for a in expr.args if a.keyword is None)
                 if isinstance(expr.func, cst.Attribute):
@@ -576,7 +850,9 @@ def primary_names_of(flow: ValueFlow, operand: cst.CSTNode) -> frozenset[str]:
             expr = expr.value
         elif isinstance(expr, cst.Call):
             positional = [a.value for a in expr.args if a.keyword is None]
-            if isinstance(expr.func, cst.Attribute) and not (flow.module.qualified_name(expr.func) or "").startswith("torch."):
+            if isinstance(expr.func, cst.Attribute) and not (flow.module.qualified_name(expr.func) or "").startswith(
+                "torch."
+            ):
                 expr = expr.func.value  # `x.clamp(...)`, `(x / s).round()`
             elif positional:
                 expr = positional[0]  # `torch.clamp(x / s, ...)`
@@ -615,7 +891,9 @@ def _read_names(expr: cst.CSTNode) -> frozenset[str]:
 def _is_literal(expr: cst.BaseExpression) -> bool:
     if isinstance(expr, cst.UnaryOperation):
         expr = expr.expression
-    return isinstance(expr, (cst.BaseNumber, cst.BaseString)) or (isinstance(expr, cst.Name) and expr.value in ("True", "False"))
+    return isinstance(expr, (cst.BaseNumber, cst.BaseString)) or (
+        isinstance(expr, cst.Name) and expr.value in ("True", "False")
+    )
 
 
 def _is_layer_call(func: cst.Attribute) -> bool:
@@ -642,13 +920,35 @@ def _tests_training(test: cst.BaseExpression) -> str | None:
 
 # Functions that build a tensor from numbers, a shape or a random draw: they start no gradient.
 CONSTANT_FACTORIES = FRESH_TENSOR_FACTORIES | frozenset(
-    {"linspace", "logspace", "eye", "hann_window", "hamming_window", "blackman_window", "bartlett_window",
-     "kaiser_window", "tril_indices", "triu_indices", "meshgrid", "cartesian_prod", "full", "empty_strided"}
+    {
+        "linspace",
+        "logspace",
+        "eye",
+        "hann_window",
+        "hamming_window",
+        "blackman_window",
+        "bartlett_window",
+        "kaiser_window",
+        "tril_indices",
+        "triu_indices",
+        "meshgrid",
+        "cartesian_prod",
+        "full",
+        "empty_strided",
+    }
 )
 # Positions (of torch functions, counted without the receiver) that take indices, not values.
-INDEX_POSITIONS = {**NON_VALUE_POSITIONS, "sparse_coo_tensor": {0, 2}, "sparse_csr_tensor": {0, 1, 3}, "index_add": {1}, "index_put": {1}}
+INDEX_POSITIONS = {
+    **NON_VALUE_POSITIONS,
+    "sparse_coo_tensor": {0, 2},
+    "sparse_csr_tensor": {0, 1, 3},
+    "index_add": {1},
+    "index_put": {1},
+}
 # Ops whose result is integer indices (no gradient), as functions or methods.
-INDEX_RESULTS = frozenset({"argmax", "argmin", "argsort", "argwhere", "nonzero", "bucketize", "searchsorted", "topk_indices"})
+INDEX_RESULTS = frozenset(
+    {"argmax", "argmin", "argsort", "argwhere", "nonzero", "bucketize", "searchsorted", "topk_indices"}
+)
 # Methods whose argument is written into the receiver: the receiver holds the value afterwards.
 WRITING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "copy_", "index_put_", "put_", "set_"})
 FOLLOWED_CALLS = 2  # into a helper or constructor of this module, how many calls deep
@@ -678,10 +978,25 @@ def _constant(module: ParsedModule, expr: cst.CSTNode, depth: int, seen: set) ->
         if head and head in module.imports:  # `math.pi`, `torch.float32`, `np.inf`
             return True
         return expr.attr.value in ("T", "mT", "H", "mH", "real", "imag") and _constant(module, expr.value, depth, seen)
-    if isinstance(expr, (cst.UnaryOperation, cst.BinaryOperation, cst.BooleanOperation, cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+    if isinstance(
+        expr,
+        (
+            cst.UnaryOperation,
+            cst.BinaryOperation,
+            cst.BooleanOperation,
+            cst.Tuple,
+            cst.List,
+            cst.Element,
+            cst.StarredElement,
+        ),
+    ):
         if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not):
             return True
-        return all(_constant(module, child, depth, seen) for child in children(expr) if isinstance(child, (cst.BaseExpression, cst.Element, cst.StarredElement)))
+        return all(
+            _constant(module, child, depth, seen)
+            for child in children(expr)
+            if isinstance(child, (cst.BaseExpression, cst.Element, cst.StarredElement))
+        )
     if isinstance(expr, cst.IfExp):
         return _constant(module, expr.body, depth, seen) and _constant(module, expr.orelse, depth, seen)
     if isinstance(expr, cst.Subscript):
@@ -693,9 +1008,20 @@ def _constant(module: ParsedModule, expr: cst.CSTNode, depth: int, seen: set) ->
 
 def _call_constant(module: ParsedModule, call: cst.Call, depth: int, seen: set) -> bool:
     qualified = module.qualified_name(call.func) or ""
-    short = qualified.rsplit(".", 1)[-1] if qualified else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
-    is_method = isinstance(call.func, cst.Attribute) and not (dotted_name(call.func.value) or "").split(".")[0] in module.imports
-    if qualified in BLOCKING_CALLS or short in INDEX_RESULTS or (is_method and (short in BLOCKING_METHODS or is_integer_cast(call))):
+    short = (
+        qualified.rsplit(".", 1)[-1]
+        if qualified
+        else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+    )
+    is_method = (
+        isinstance(call.func, cst.Attribute)
+        and (dotted_name(call.func.value) or "").split(".")[0] not in module.imports
+    )
+    if (
+        qualified in BLOCKING_CALLS
+        or short in INDEX_RESULTS
+        or (is_method and (short in BLOCKING_METHODS or is_integer_cast(call)))
+    ):
         return True
     if not is_method and qualified.startswith("torch.") and short in CONSTANT_FACTORIES:
         return True
@@ -708,7 +1034,12 @@ def _call_constant(module: ParsedModule, call: cst.Call, depth: int, seen: set) 
     skipped = INDEX_POSITIONS.get(short, set())
     values = [call.func.value] if is_method and isinstance(call.func, cst.Attribute) else []
     values += [arg.value for index, arg in enumerate(a for a in call.args if a.keyword is None) if index not in skipped]
-    values += [arg.value for arg in call.args if arg.keyword is not None and arg.keyword.value not in NON_VALUE_KEYWORDS | {"dtype", "device", "out", "keepdim", "dim"}]
+    values += [
+        arg.value
+        for arg in call.args
+        if arg.keyword is not None
+        and arg.keyword.value not in NON_VALUE_KEYWORDS | {"dtype", "device", "out", "keepdim", "dim"}
+    ]
     return all(_constant(module, value, depth, seen) for value in values)
 
 
@@ -740,7 +1071,9 @@ def _name_constant(module: ParsedModule, name: cst.Name, depth: int, seen: set) 
     return True
 
 
-def _parameter_constant(module: ParsedModule, function: cst.FunctionDef, param: cst.Param, depth: int, seen: set) -> bool:
+def _parameter_constant(
+    module: ParsedModule, function: cst.FunctionDef, param: cst.Param, depth: int, seen: set
+) -> bool:
     """Every call of `function` from another function of this module passes a constant for `param`
     (or leaves a literal default). Calls in module-level script code (`if __name__ == "__main__":`)
     are demonstrations on sample values, not the function's use: they are no evidence."""
@@ -755,7 +1088,11 @@ def _parameter_constant(module: ParsedModule, function: cst.FunctionDef, param: 
     for call in calls:
         argument = _argument_for(call, positional, param.name.value)
         if argument is None:
-            if any(a.star for a in call.args) or param.default is None or not _constant(module, param.default, depth - 1, seen):
+            if (
+                any(a.star for a in call.args)
+                or param.default is None
+                or not _constant(module, param.default, depth - 1, seen)
+            ):
                 return False
         elif not _constant(module, argument, depth - 1, seen):
             return False
@@ -805,19 +1142,26 @@ def _ends_in_sinks(module: ParsedModule, expr: cst.CSTNode, depth: int, seen: se
 def _use_step(module: ParsedModule, parent: cst.CSTNode | None, node: cst.CSTNode, depth: int, seen: set):
     """True: `node`'s value stops here without gradient; False: it may carry gradient beyond what
     can be followed; a node: its value flows on into it; a list: into these loads of local names."""
-    if parent is None or isinstance(parent, (cst.Return, cst.Yield, cst.Module, cst.FunctionDef, cst.Lambda, cst.BaseComp, cst.CompFor)):
+    if parent is None or isinstance(
+        parent, (cst.Return, cst.Yield, cst.Module, cst.FunctionDef, cst.Lambda, cst.BaseComp, cst.CompFor)
+    ):
         return False
     if isinstance(parent, cst.Expr):
         return True  # a discarded value: a check, a print
     if non_value_use(module, parent, node):
         return True  # a shape, an index, a condition, metadata: the vocabulary the value-flow rules share
-    if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.If, cst.While, cst.Assert, cst.Raise, cst.FormattedStringExpression)):
+    if isinstance(
+        parent,
+        (cst.Comparison, cst.ComparisonTarget, cst.If, cst.While, cst.Assert, cst.Raise, cst.FormattedStringExpression),
+    ):
         return True  # a truth value, a message
     if isinstance(parent, cst.IfExp):
         return True if node is parent.test else parent
     if isinstance(parent, cst.UnaryOperation):
         return True if isinstance(parent.operator, cst.Not) else parent
-    if isinstance(parent, (cst.BinaryOperation, cst.Tuple, cst.List, cst.Element, cst.StarredElement, cst.BooleanOperation)):
+    if isinstance(
+        parent, (cst.BinaryOperation, cst.Tuple, cst.List, cst.Element, cst.StarredElement, cst.BooleanOperation)
+    ):
         return parent
     if isinstance(parent, (cst.Index, cst.Slice, cst.SubscriptElement)):
         return True
@@ -872,7 +1216,9 @@ def _is_load(module: ParsedModule, name: cst.Name) -> bool:
     parent = module.parents.get(name)
     if isinstance(parent, cst.Attribute) and parent.attr is name:
         return False
-    if isinstance(parent, cst.AssignTarget) or (isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For)) and parent.target is name):
+    if isinstance(parent, cst.AssignTarget) or (
+        isinstance(parent, (cst.AugAssign, cst.AnnAssign, cst.For)) and parent.target is name
+    ):
         return isinstance(parent, cst.AugAssign)  # `t *= 2` reads t
     if isinstance(parent, (cst.Tuple, cst.List, cst.Element)):
         holder = parent
@@ -890,28 +1236,50 @@ def _argument_step(module: ParsedModule, arg: cst.Arg, depth: int, seen: set):
     if not isinstance(call, cst.Call) or arg.star:
         return False
     qualified = module.qualified_name(call.func) or ""
-    short = qualified.rsplit(".", 1)[-1] if qualified else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+    short = (
+        qualified.rsplit(".", 1)[-1]
+        if qualified
+        else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+    )
     if qualified in BLOCKING_CALLS or qualified in ("type", "repr", "id") or short in INDEX_RESULTS:
         return True
     if short == "Parameter":
         return True  # a new leaf tensor: the gradient stops at it
     if arg.keyword is not None and arg.keyword.value in NON_VALUE_KEYWORDS:
         return True
-    is_method = isinstance(call.func, cst.Attribute) and (dotted_name(call.func.value) or "").split(".")[0] not in module.imports
+    is_method = (
+        isinstance(call.func, cst.Attribute)
+        and (dotted_name(call.func.value) or "").split(".")[0] not in module.imports
+    )
     if arg.keyword is None and not is_method:
         index = [a for a in call.args if a.keyword is None].index(arg)
         if index in INDEX_POSITIONS.get(short, ()):
             return True
-    if isinstance(call.func, cst.Attribute) and (is_method and short in WRITING_METHODS or (is_method and short.endswith("_") and short not in CARRYING_METHODS)):
+    if isinstance(call.func, cst.Attribute) and (
+        is_method and short in WRITING_METHODS or (is_method and short.endswith("_") and short not in CARRYING_METHODS)
+    ):
         receiver = call.func.value  # followed when it is a local of this function, not a caller's tensor
         function = module.enclosing_function(call)
-        binders = bindings(function).get(receiver.value, []) if isinstance(receiver, cst.Name) and function is not None else []
+        binders = (
+            bindings(function).get(receiver.value, [])
+            if isinstance(receiver, cst.Name) and function is not None
+            else []
+        )
         local = binders and not any(isinstance(b, cst.Param) for b in binders)
         return _loads_of(module, call, [receiver], seen) if local and isinstance(receiver, cst.Name) else False
     if isinstance(call.func, cst.Name) and depth > 0:
-        target = _defined_callable(module, call.func.value) if call.func.value != "cls" else _enclosing_class(module, call)
+        target = (
+            _defined_callable(module, call.func.value) if call.func.value != "cls" else _enclosing_class(module, call)
+        )
         if isinstance(target, cst.ClassDef):
-            init = next((s for s in walk(target.body, into_functions=False) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
+            init = next(
+                (
+                    s
+                    for s in walk(target.body, into_functions=False)
+                    if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"
+                ),
+                None,
+            )
             param = _parameter_of(init, call, arg, skip_self=True) if init is not None else None
             if init is None or param is None or not _ends_in_sinks_from_parameter(module, init, param, depth, seen):
                 return False
@@ -945,12 +1313,18 @@ def _parameter_of(function: cst.FunctionDef, call: cst.Call, arg: cst.Arg, skip_
     return positional[index] if index < len(positional) and not any(a.star for a in call.args) else None
 
 
-def _ends_in_sinks_from_parameter(module: ParsedModule, function: cst.FunctionDef, name: str, depth: int, seen: set) -> bool:
+def _ends_in_sinks_from_parameter(
+    module: ParsedModule, function: cst.FunctionDef, name: str, depth: int, seen: set
+) -> bool:
     """For a tensor argument: the uses of parameter `name`, except in the branches that run only
     for a non-tensor (`else` of `if isinstance(name, torch.Tensor)`)."""
     loads = [
-        n for n in walk(function.body, into_functions=False)
-        if isinstance(n, cst.Name) and n.value == name and _is_load(module, n) and not _only_for_non_tensors(module, n, name, function)
+        n
+        for n in walk(function.body, into_functions=False)
+        if isinstance(n, cst.Name)
+        and n.value == name
+        and _is_load(module, n)
+        and not _only_for_non_tensors(module, n, name, function)
     ]
     return all(_ends_in_sinks(module, load, depth - 1, seen) for load in loads)
 
@@ -971,14 +1345,28 @@ def _tests_tensor_type(test: cst.BaseExpression, name: str) -> bool:
     if not (isinstance(test, cst.Call) and dotted_name(test.func) == "isinstance" and len(test.args) == 2):
         return False
     subject, types = test.args[0].value, test.args[1].value
-    type_names = [dotted_name(e.value) for e in types.elements] if isinstance(types, cst.Tuple) else [dotted_name(types)]
-    return isinstance(subject, cst.Name) and subject.value == name and any((t or "").endswith("Tensor") for t in type_names)
+    type_names = (
+        [dotted_name(e.value) for e in types.elements] if isinstance(types, cst.Tuple) else [dotted_name(types)]
+    )
+    return (
+        isinstance(subject, cst.Name)
+        and subject.value == name
+        and any((t or "").endswith("Tensor") for t in type_names)
+    )
 
 
 # Decorators that register a function as an operator's implementation: autograd applies the
 # operator's own derivative formula (or the one registered with it) and never records the body.
 OPERATOR_REGISTRATIONS = frozenset(
-    {"custom_op", "register_fake", "register_kernel", "impl_abstract", "register_decomposition", "register_meta", "register_autograd"}
+    {
+        "custom_op",
+        "register_fake",
+        "register_kernel",
+        "impl_abstract",
+        "register_decomposition",
+        "register_meta",
+        "register_autograd",
+    }
 )
 
 
@@ -1004,7 +1392,11 @@ def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
     function = module.enclosing_function(node)
     while function is not None:
         owner = module.grandparent(function)
-        if function.name.value in ("forward", "setup_context") and isinstance(owner, cst.ClassDef) and owner in function_model(module).by_node:
+        if (
+            function.name.value in ("forward", "setup_context")
+            and isinstance(owner, cst.ClassDef)
+            and owner in function_model(module).by_node
+        ):
             return True
         function = module.enclosing_function(function)
     return False
@@ -1022,15 +1414,62 @@ def in_function_forward(module: ParsedModule, node: cst.CSTNode) -> bool:
 # Attributes and methods that read a tensor's metadata, not its values (`type` only without arguments:
 # `x.type(torch.half)` is a cast).
 METADATA = frozenset(
-    {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "layout", "size", "dim", "numel",
-     "nelement", "stride", "storage_offset", "element_size", "data_ptr", "is_contiguous", "is_floating_point",
-     "is_complex", "get_device", "type"}
+    {
+        "shape",
+        "dtype",
+        "device",
+        "ndim",
+        "is_cuda",
+        "requires_grad",
+        "grad_fn",
+        "layout",
+        "size",
+        "dim",
+        "numel",
+        "nelement",
+        "stride",
+        "storage_offset",
+        "element_size",
+        "data_ptr",
+        "is_contiguous",
+        "is_floating_point",
+        "is_complex",
+        "get_device",
+        "type",
+    }
 )
 # Functions whose arguments are read for a shape, a dtype, a count or a message: no value flows through them.
 STRUCTURE_FUNCTIONS = frozenset(
-    {"zeros", "ones", "empty", "full", "arange", "range", "len", "eye", "linspace", "logspace", "rand", "randn",
-     "randint", "zeros_like", "ones_like", "empty_like", "new_zeros", "new_ones", "new_empty", "new_full", "Size",
-     "print", "isinstance", "format", "str", "repr", "warn", "assert_"}
+    {
+        "zeros",
+        "ones",
+        "empty",
+        "full",
+        "arange",
+        "range",
+        "len",
+        "eye",
+        "linspace",
+        "logspace",
+        "rand",
+        "randn",
+        "randint",
+        "zeros_like",
+        "ones_like",
+        "empty_like",
+        "new_zeros",
+        "new_ones",
+        "new_empty",
+        "new_full",
+        "Size",
+        "print",
+        "isinstance",
+        "format",
+        "str",
+        "repr",
+        "warn",
+        "assert_",
+    }
 )
 # Keywords that take a shape, a dim, an index, a mask, a target, a dtype or a device, never a value.
 STRUCTURE_KEYWORDS = NON_VALUE_KEYWORDS | frozenset(
@@ -1046,8 +1485,20 @@ def non_value_use(module: ParsedModule, parent: cst.CSTNode, child: cst.CSTNode)
     slice, a message (f-string), metadata (`.shape`, `.size()`, `.dtype`), or an argument that is a
     shape, dim, index, mask, target, dtype or device (by keyword, by position of a torch function, or
     of a function that reads only shapes: `zeros_like`, `len`, `print`)."""
-    if isinstance(parent, (cst.Comparison, cst.ComparisonTarget, cst.Index, cst.Slice, cst.SubscriptElement, cst.BooleanOperation,
-                           cst.FormattedString, cst.FormattedStringExpression, cst.Assert)):
+    if isinstance(
+        parent,
+        (
+            cst.Comparison,
+            cst.ComparisonTarget,
+            cst.Index,
+            cst.Slice,
+            cst.SubscriptElement,
+            cst.BooleanOperation,
+            cst.FormattedString,
+            cst.FormattedStringExpression,
+            cst.Assert,
+        ),
+    ):
         return True
     if isinstance(parent, cst.UnaryOperation):
         return isinstance(parent.operator, cst.Not)
@@ -1079,13 +1530,18 @@ def _structure_argument(module: ParsedModule, arg: cst.Arg) -> bool:
 
 
 def written_names(
-    module: ParsedModule, statement: cst.CSTNode, child: cst.CSTNode, exclude: frozenset[str] = frozenset(), into_objects: bool = True
+    module: ParsedModule,
+    statement: cst.CSTNode,
+    child: cst.CSTNode,
+    exclude: frozenset[str] = frozenset(),
+    into_objects: bool = True,
 ) -> set[str] | None:
     """The local names a statement makes hold `child`'s value, or None if it is no such statement:
     an assignment of it (`a, b = v`), a `for` over it, an element added to a list (`grads.append(v)`)
     and, with `into_objects`, a write into an object (`g[mask] = v` and `out.real = v` write into `g`
     and `out`; `buf.copy_(v)`, `g.mul_(s)` into the receiver). Names in `exclude` (a ctx object) are
     not followed."""
+
     def names(target: cst.BaseExpression) -> set[str]:
         if isinstance(target, (cst.Subscript, cst.Attribute)) and not into_objects:
             return set()
@@ -1101,7 +1557,9 @@ def written_names(
         return {n.value for n in assigned_names(statement.target)} - exclude
     if isinstance(statement, cst.Expr) and isinstance(child, cst.Call):
         method = child.func.attr.value if isinstance(child.func, cst.Attribute) else ""
-        if isinstance(child.func, cst.Attribute) and (method in ("append", "extend", "insert") or (method.endswith("_") and into_objects)):
+        if isinstance(child.func, cst.Attribute) and (
+            method in ("append", "extend", "insert") or (method.endswith("_") and into_objects)
+        ):
             return names(child.func.value)
         return set()  # a call for its effect: what it writes is the rule's to say (an extension's buffers)
     return None
@@ -1112,12 +1570,16 @@ def reads_of(module: ParsedModule, function: cst.FunctionDef, name: str) -> list
     return [
         node
         for node in walk(function.body, into_functions=False)
-        if isinstance(node, cst.Name) and node.value == name and _is_load(module, node)
+        if isinstance(node, cst.Name)
+        and node.value == name
+        and _is_load(module, node)
         and not (isinstance(parent := module.parents.get(node), cst.CompFor) and parent.target is node)
     ]
 
 
-def names_computed_from(module: ParsedModule, function: cst.FunctionDef, seeds: set[str], depends, skip=None) -> set[str]:
+def names_computed_from(
+    module: ParsedModule, function: cst.FunctionDef, seeds: set[str], depends, skip=None
+) -> set[str]:
     """The rule's `seeds` (its sources: a backward's grad arguments, a layer's data parameters) and
     every local of `function` bound from a value for which `depends(value, names)` holds: by `=`,
     an augmented or annotated assignment, a `for` or a comprehension over it, to a fixed point.
@@ -1130,7 +1592,11 @@ def names_computed_from(module: ParsedModule, function: cst.FunctionDef, seeds: 
             statements.append((node, node.value, [n.value for n in assigned_names(node.target)]))
         elif isinstance(node, (cst.For, cst.CompFor)):
             statements.append((node, node.iter, [n.value for n in assigned_names(node.target)]))
-    bindings = [(value, targets) for statement, value, targets in statements if targets and (skip is None or not skip(statement))]
+    bindings = [
+        (value, targets)
+        for statement, value, targets in statements
+        if targets and (skip is None or not skip(statement))
+    ]
     names = set(seeds)
     changed = True
     while changed:
@@ -1142,7 +1608,9 @@ def names_computed_from(module: ParsedModule, function: cst.FunctionDef, seeds: 
     return names
 
 
-def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None, state=True, accepts=None) -> cst.Return | None:
+def reaches_return(
+    module: ParsedModule, function: cst.FunctionDef, source: cst.CSTNode, carries, binds=None, state=True, accepts=None
+) -> cst.Return | None:
     """The `return` of `function` that `source`'s value reaches as a value, or None.
 
     The value climbs through the expressions that contain it while the rule's `carries(parent, child,
@@ -1170,7 +1638,9 @@ def reaches_return(module: ParsedModule, function: cst.FunctionDef, source: cst.
                         bound.add((name, state))
                         pending.extend((read, state) for read in reads_of(module, function, name))
                 break
-            if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)) or non_value_use(module, parent, child):
+            if isinstance(parent, (cst.BaseStatement, cst.BaseSmallStatement, cst.Lambda)) or non_value_use(
+                module, parent, child
+            ):
                 break  # a raise, a `del`, a nested function, a shape, an index, a condition
             state = carries(parent, child, state)
             if state is None:

@@ -10,17 +10,54 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .function_model import Method
 from ..core.syntax import assigned_names, walk
+from .function_model import Method
 
 # Calls that return several tensors; everything else called on a tensor or from torch gives one.
 TUPLE_RETURNING = frozenset(
     {
-        "split", "chunk", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit", "meshgrid",
-        "broadcast_tensors", "max", "min", "sort", "topk", "kthvalue", "median", "nanmedian", "mode",
-        "unique", "unique_consecutive", "aminmax", "frexp", "svd", "qr", "eig", "eigh", "slogdet",
-        "lu", "var_mean", "std_mean", "cummax", "cummin", "grad", "tolist", "where", "nonzero",
-        "histogram", "lstsq", "triangular_solve", "geqrf", "items", "values", "keys",
+        "split",
+        "chunk",
+        "unbind",
+        "tensor_split",
+        "hsplit",
+        "vsplit",
+        "dsplit",
+        "meshgrid",
+        "broadcast_tensors",
+        "max",
+        "min",
+        "sort",
+        "topk",
+        "kthvalue",
+        "median",
+        "nanmedian",
+        "mode",
+        "unique",
+        "unique_consecutive",
+        "aminmax",
+        "frexp",
+        "svd",
+        "qr",
+        "eig",
+        "eigh",
+        "slogdet",
+        "lu",
+        "var_mean",
+        "std_mean",
+        "cummax",
+        "cummin",
+        "grad",
+        "tolist",
+        "where",
+        "nonzero",
+        "histogram",
+        "lstsq",
+        "triangular_solve",
+        "geqrf",
+        "items",
+        "values",
+        "keys",
     }
 )
 
@@ -144,7 +181,12 @@ class _Arity:
         # A tensor method (`g.neg()`) or a torch function (`torch.mul(...)`, `F.pad(...)`).
         if isinstance(receiver, cst.Name) and receiver.value in ("torch", "F"):
             return 1
-        if isinstance(receiver, cst.Attribute) and _root_name(receiver) == "torch" and "ops" not in _dotted_parts(receiver) and "_C" not in _dotted_parts(receiver):
+        if (
+            isinstance(receiver, cst.Attribute)
+            and _root_name(receiver) == "torch"
+            and "ops" not in _dotted_parts(receiver)
+            and "_C" not in _dotted_parts(receiver)
+        ):
             return 1
         return 1 if self.count(receiver, visiting) == 1 else _UNKNOWN
 

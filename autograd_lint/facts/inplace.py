@@ -18,43 +18,80 @@ aliases: when they do, a later write reaches the original.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import cast, overload
 
 import libcst as cst
 
 from ..core.syntax import children, code_of, dotted_name
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
-from typing import cast, overload
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
 NOT_DATA_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "rename_", "retain_grad_"})
 # Tensor methods and attributes whose result is the tensor itself or a view of its memory (or may be).
 # Methods returning a tuple of views.
-SPLIT_METHODS = frozenset({"chunk", "split", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes"})
+SPLIT_METHODS = frozenset(
+    {"chunk", "split", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes"}
+)
 # `torch.<fn>(t, ...)` forms of the above (the first argument is the tensor).
 ALIAS_FUNCTIONS = frozenset(
-    {f"torch.{name}" for name in ("reshape", "flatten", "squeeze", "unsqueeze", "transpose", "t", "permute",
-                                  "narrow", "select", "movedim", "moveaxis", "swapaxes", "swapdims",
-                                  "diagonal", "as_strided", "view_as_real", "view_as_complex", "detach",
-                                  "as_tensor", "asarray", "from_numpy", "adjoint", "conj", "positive")}
+    {
+        f"torch.{name}"
+        for name in (
+            "reshape",
+            "flatten",
+            "squeeze",
+            "unsqueeze",
+            "transpose",
+            "t",
+            "permute",
+            "narrow",
+            "select",
+            "movedim",
+            "moveaxis",
+            "swapaxes",
+            "swapdims",
+            "diagonal",
+            "as_strided",
+            "view_as_real",
+            "view_as_complex",
+            "detach",
+            "as_tensor",
+            "asarray",
+            "from_numpy",
+            "adjoint",
+            "conj",
+            "positive",
+        )
+    }
     | {"numpy.asarray", "numpy.asanyarray"}
 )
 SPLIT_FUNCTIONS = frozenset(f"torch.{name}" for name in SPLIT_METHODS)
 # Calls that write into their first argument without an `_` in their name.
 WRITING_FUNCTIONS = frozenset(
     {
-        "torch.distributed.all_reduce", "torch.distributed.broadcast", "torch.distributed.reduce",
-        "torch.distributed.recv", "numpy.copyto", "numpy.put", "numpy.place", "numpy.putmask",
+        "torch.distributed.all_reduce",
+        "torch.distributed.broadcast",
+        "torch.distributed.reduce",
+        "torch.distributed.recv",
+        "numpy.copyto",
+        "numpy.put",
+        "numpy.place",
+        "numpy.putmask",
     }
 )
 # ndarray methods that write in place (on a tensor, `t.sort()` and `t.put(...)` return new tensors).
 NUMPY_WRITE_METHODS = frozenset({"fill", "sort", "put", "itemset", "partition", "resize"})
 # Collective communication calls write the tensor they are given (its first argument) in place,
 # whatever wraps torch.distributed (`deepspeed.comm`, a project's `dist` module): named by the collective.
-COLLECTIVE_WRITES = frozenset({"all_reduce", "inference_all_reduce", "all_reduce_coalesced", "allreduce", "broadcast", "recv", "irecv"})
+COLLECTIVE_WRITES = frozenset(
+    {"all_reduce", "inference_all_reduce", "all_reduce_coalesced", "allreduce", "broadcast", "recv", "irecv"}
+)
 # Module names a collective is called through: its qualified name has one of these parts.
-COMMUNICATION_MODULES = frozenset({"distributed", "dist", "comm", "communication", "collectives", "mpu", "parallel_state"})
+COMMUNICATION_MODULES = frozenset(
+    {"distributed", "dist", "comm", "communication", "collectives", "mpu", "parallel_state"}
+)
 
 TENSOR, NUMPY, TENSORS = "tensor", "numpy", "tensors"
 
@@ -91,7 +128,11 @@ class InplaceWrite:
 def is_inplace_method(name: str) -> bool:
     """`mul_`, `masked_fill_`, `copy_`, `__iadd__`, `__setitem__`: a tensor method that writes the receiver."""
     if name.startswith("__"):
-        return name == "__setitem__" or (name.startswith("__i") and name.endswith("__") and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__"))
+        return name == "__setitem__" or (
+            name.startswith("__i")
+            and name.endswith("__")
+            and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__")
+        )
     return name.endswith("_") and not name.startswith("_") and name not in NOT_DATA_WRITES
 
 
@@ -121,7 +162,9 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
         if qualified.startswith("torch.") or qualified.startswith("numpy."):
             first = positional[0].value if positional else None
             last = qualified.rsplit(".", 1)[-1]
-            if first is not None and (qualified in WRITING_FUNCTIONS or (is_inplace_method(last) and not last.startswith("__"))):
+            if first is not None and (
+                qualified in WRITING_FUNCTIONS or (is_inplace_method(last) and not last.startswith("__"))
+            ):
                 yield InplaceWrite(call, first, call)
         elif is_collective_write(name, qualified):
             if positional:
@@ -151,21 +194,55 @@ def call_writes(call: cst.Call, qualify: Qualify) -> Iterator[InplaceWrite]:
             yield InplaceWrite(call, positional[0].value, call)
     # `F.relu(t, True)`, `F.leaky_relu(t, 0.2, True)`: `inplace` passed by position.
     qualified = qualify(func) or ""
-    if qualified.startswith("torch.nn.functional.") and inplace_by_position(call, FUNCTIONAL_INPLACE_POSITION.get(qualified[20:])):
+    if qualified.startswith("torch.nn.functional.") and inplace_by_position(
+        call, FUNCTIONAL_INPLACE_POSITION.get(qualified[20:])
+    ):
         yield InplaceWrite(call, positional[0].value, call)
 
 
 # Where `inplace` sits among the positional parameters of torch.nn.functional's activations and dropouts
 # (after `input`), and of the `torch.nn` modules' constructors (checked against torch 2.13's signatures).
 FUNCTIONAL_INPLACE_POSITION = {
-    "relu": 1, "relu6": 1, "selu": 1, "silu": 1, "mish": 1, "hardsigmoid": 1, "hardswish": 1, "elu": 2, "celu": 2,
-    "leaky_relu": 2, "hardtanh": 3, "threshold": 3, "rrelu": 4, "dropout": 3, "alpha_dropout": 3, "dropout1d": 3,
-    "dropout2d": 3, "dropout3d": 3, "feature_alpha_dropout": 3,
+    "relu": 1,
+    "relu6": 1,
+    "selu": 1,
+    "silu": 1,
+    "mish": 1,
+    "hardsigmoid": 1,
+    "hardswish": 1,
+    "elu": 2,
+    "celu": 2,
+    "leaky_relu": 2,
+    "hardtanh": 3,
+    "threshold": 3,
+    "rrelu": 4,
+    "dropout": 3,
+    "alpha_dropout": 3,
+    "dropout1d": 3,
+    "dropout2d": 3,
+    "dropout3d": 3,
+    "feature_alpha_dropout": 3,
 }
 MODULE_INPLACE_POSITION = {
-    "ReLU": 0, "ReLU6": 0, "SELU": 0, "SiLU": 0, "Mish": 0, "Hardsigmoid": 0, "Hardswish": 0, "ELU": 1, "CELU": 1,
-    "LeakyReLU": 1, "Hardtanh": 2, "Threshold": 2, "RReLU": 2, "Dropout": 1, "AlphaDropout": 1, "Dropout1d": 1,
-    "Dropout2d": 1, "Dropout3d": 1, "FeatureAlphaDropout": 1,
+    "ReLU": 0,
+    "ReLU6": 0,
+    "SELU": 0,
+    "SiLU": 0,
+    "Mish": 0,
+    "Hardsigmoid": 0,
+    "Hardswish": 0,
+    "ELU": 1,
+    "CELU": 1,
+    "LeakyReLU": 1,
+    "Hardtanh": 2,
+    "Threshold": 2,
+    "RReLU": 2,
+    "Dropout": 1,
+    "AlphaDropout": 1,
+    "Dropout1d": 1,
+    "Dropout2d": 1,
+    "Dropout3d": 1,
+    "FeatureAlphaDropout": 1,
 }
 
 
@@ -243,7 +320,9 @@ class AliasFlow:
     tracked tensor as (write, alias), in the order met.
     """
 
-    def __init__(self, function: cst.FunctionDef | cst.Module, roots: Env, qualify: Qualify, tracking: CallTracking | None = None):
+    def __init__(
+        self, function: cst.FunctionDef | cst.Module, roots: Env, qualify: Qualify, tracking: CallTracking | None = None
+    ):
         self.qualify = qualify
         self.tracking = tracking
         self.found: list[tuple[InplaceWrite, Alias]] = []
@@ -297,7 +376,11 @@ class AliasFlow:
             after_body = self._block(statement.body, dict(env))
             # A handler may start anywhere in the body: with what held before it or after it.
             handlers_entry = _merge(dict(env), after_body)
-            outcome = self._orelse(statement.orelse, after_body) if statement.orelse and after_body is not None else after_body
+            outcome = (
+                self._orelse(statement.orelse, after_body)
+                if statement.orelse and after_body is not None
+                else after_body
+            )
             for handler in statement.handlers:
                 entry = dict(handlers_entry)
                 if handler.name is not None:
@@ -335,7 +418,9 @@ class AliasFlow:
 
     def _small(self, small: cst.BaseSmallStatement, env: Env) -> None:
         for child in children(small):
-            if isinstance(child, cst.BaseExpression) and not isinstance(small, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+            if isinstance(child, cst.BaseExpression) and not isinstance(
+                small, (cst.Assign, cst.AugAssign, cst.AnnAssign)
+            ):
                 self._expression(child, env)
         if isinstance(small, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             if small.value is not None:
@@ -385,7 +470,9 @@ class AliasFlow:
                     stopped = stopped or tracking.stops(node)
             elif type(node) is cst.NamedExpr:
                 self._bind(node.target, node.value, scope)
-            stack.extend((child, scope) for child in reversed(children(node)) if child is not getattr(node, "for_in", None))
+            stack.extend(
+                (child, scope) for child in reversed(children(node)) if child is not getattr(node, "for_in", None)
+            )
         if stopped:
             env.clear()
         env.update(started)
@@ -489,11 +576,17 @@ class AliasFlow:
         if isinstance(target, (cst.Tuple, cst.List)):
             elements = [e.value for e in target.elements]
             values = None
-            if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(elements) and not any(
-                isinstance(e, cst.StarredElement) for e in value.elements
+            if (
+                isinstance(value, (cst.Tuple, cst.List))
+                and len(value.elements) == len(elements)
+                and not any(isinstance(e, cst.StarredElement) for e in value.elements)
             ):
                 values = [e.value for e in value.elements]
-            parts = self.tracking.unpacked(value, len(elements)) if self.tracking is not None and isinstance(value, cst.Call) else None
+            parts = (
+                self.tracking.unpacked(value, len(elements))
+                if self.tracking is not None and isinstance(value, cst.Call)
+                else None
+            )
             if parts is not None:
                 for element, alias in zip(elements, parts):
                     for name in _names(element):
@@ -509,7 +602,11 @@ class AliasFlow:
                 for name in _names(element):
                     env.pop(name, None)
                 if container is not None and container.kind == TENSORS:
-                    alias = container if isinstance(element, cst.StarredElement) else Alias(container.root, TENSOR, indexed=True)
+                    alias = (
+                        container
+                        if isinstance(element, cst.StarredElement)
+                        else Alias(container.root, TENSOR, indexed=True)
+                    )
                     for name in _names(element):
                         env[name] = alias
             return

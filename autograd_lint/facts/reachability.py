@@ -14,7 +14,8 @@ forward also uses to index another tensor (a float tensor cannot index).
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import libcst as cst
 
@@ -40,12 +41,46 @@ class FunctionClass(Protocol):
 
     def method(self, name: str) -> Method | None: ...
 
+
 # Calls that keep the dtype of their receiver (or first argument): views, copies, device moves.
 DTYPE_PRESERVING = frozenset(
-    {"view", "view_as", "reshape", "reshape_as", "expand", "expand_as", "contiguous", "detach", "t", "transpose",
-     "permute", "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "clone", "cpu", "cuda",
-     "flip", "roll", "repeat", "repeat_interleave", "index_select", "gather", "masked_select", "take", "cat",
-     "stack", "concat", "npu", "to", "type", "__getitem__"}
+    {
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "expand",
+        "expand_as",
+        "contiguous",
+        "detach",
+        "t",
+        "transpose",
+        "permute",
+        "squeeze",
+        "unsqueeze",
+        "flatten",
+        "unflatten",
+        "narrow",
+        "select",
+        "clone",
+        "cpu",
+        "cuda",
+        "flip",
+        "roll",
+        "repeat",
+        "repeat_interleave",
+        "index_select",
+        "gather",
+        "masked_select",
+        "take",
+        "cat",
+        "stack",
+        "concat",
+        "npu",
+        "to",
+        "type",
+        "__getitem__",
+    }
 )
 
 
@@ -128,7 +163,9 @@ class _OutputKinds:
         if dtype is not None:
             return is_integer_dtype(dtype)
         func = call.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        name = (
+            func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        )
         if name is None:
             return False
         positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
@@ -166,7 +203,9 @@ def _values_and_indices(value: cst.BaseExpression | None) -> bool:
         return False
     if name in ("max", "min", "median", "mode"):
         on_module = isinstance(func, cst.Attribute) and _is_module(func.value)
-        return len(value.args) >= (2 if on_module else 1) or any(a.keyword is not None and a.keyword.value == "dim" for a in value.args)
+        return len(value.args) >= (2 if on_module else 1) or any(
+            a.keyword is not None and a.keyword.value == "dim" for a in value.args
+        )
     return True
 
 
@@ -199,7 +238,11 @@ def _marked_names(function_class: FunctionClass) -> tuple[set[str], bool]:
             continue
         output_param = method.params[-1].name.value if method_name == "setup_context" and method.params else None
         for node in walk(method.node.body, into_functions=False):
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "mark_non_differentiable":
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "mark_non_differentiable"
+            ):
                 for arg in node.args:
                     value = arg.value
                     if isinstance(value, cst.Name):

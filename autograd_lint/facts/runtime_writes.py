@@ -17,7 +17,22 @@ from ..core.syntax import dotted_name, string_value, walk
 
 # Methods that change a list, dict or set in place.
 MUTATING_METHODS = frozenset(
-    {"append", "extend", "insert", "pop", "popitem", "remove", "clear", "update", "setdefault", "add", "discard", "sort", "reverse", "__setitem__"}
+    {
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "popitem",
+        "remove",
+        "clear",
+        "update",
+        "setdefault",
+        "add",
+        "discard",
+        "sort",
+        "reverse",
+        "__setitem__",
+    }
 )
 
 
@@ -54,7 +69,9 @@ class RuntimeWrites:
         module_bindings = bindings(module.tree)
         self.module_names = set(module_bindings)
         self.imported_names = {
-            name for name, nodes in module_bindings.items() if all(isinstance(n, (cst.Import, cst.ImportFrom)) for n in nodes)
+            name
+            for name, nodes in module_bindings.items()
+            if all(isinstance(n, (cst.Import, cst.ImportFrom)) for n in nodes)
         }
         self._locals: dict[cst.FunctionDef, set[str]] = {}
         self._globals: dict[cst.FunctionDef, set[str]] = {}
@@ -74,7 +91,9 @@ class RuntimeWrites:
                 targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
                 for target in targets:
                     for element in _unpacked(target):
-                        write = self._target_write(node, element, "modifies" if isinstance(node, cst.AugAssign) else "reassigns")
+                        write = self._target_write(
+                            node, element, "modifies" if isinstance(node, cst.AugAssign) else "reassigns"
+                        )
                         if write is not None:
                             found.append(write)
             elif isinstance(node, cst.Call):
@@ -90,7 +109,11 @@ class RuntimeWrites:
     def _first_top_level_apply(self) -> cst.CSTNode | None:
         for statement in self.module.tree.body:
             for node in walk(statement, into_functions=False):
-                if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "apply":
+                if (
+                    isinstance(node, cst.Call)
+                    and isinstance(node.func, cst.Attribute)
+                    and node.func.attr.value == "apply"
+                ):
                     return statement
         return None
 

@@ -10,17 +10,17 @@ UNKNOWN, and rules that must be precise treat UNKNOWN as "say nothing".
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from enum import Enum
 from functools import cached_property, lru_cache
-from typing import Iterator
 
 import libcst as cst
 
-from .function_model import FunctionClass, Method, function_model
-from .gradient_returns import TUPLE_RETURNING
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, string_value, walk
 from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, is_integer_dtype
+from .function_model import FunctionClass, Method, function_model
+from .gradient_returns import TUPLE_RETURNING
 
 
 class Kind(Enum):
@@ -37,72 +37,307 @@ AttributeValue = tuple["Kind | cst.BaseExpression", "cst.FunctionDef | None"]
 # Tensor attributes and methods whose value is not a tensor.
 NON_TENSOR_ATTRIBUTES = frozenset(
     {
-        "shape", "dtype", "device", "ndim", "requires_grad", "is_cuda", "is_sparse", "is_quantized", "is_meta",
-        "layout", "is_leaf", "names", "itemsize", "nbytes", "_version", "is_nested", "is_mkldnn",
+        "shape",
+        "dtype",
+        "device",
+        "ndim",
+        "requires_grad",
+        "is_cuda",
+        "is_sparse",
+        "is_quantized",
+        "is_meta",
+        "layout",
+        "is_leaf",
+        "names",
+        "itemsize",
+        "nbytes",
+        "_version",
+        "is_nested",
+        "is_mkldnn",
     }
 )
 NON_TENSOR_METHODS = frozenset(
     {
-        "size", "dim", "item", "tolist", "numel", "nelement", "stride", "data_ptr", "element_size",
-        "is_contiguous", "is_floating_point", "is_complex", "storage_offset", "get_device", "ndimension",
-        "untyped_storage", "storage", "__len__", "is_pinned", "is_set_to", "is_shared", "numpy", "dim_order",
+        "size",
+        "dim",
+        "item",
+        "tolist",
+        "numel",
+        "nelement",
+        "stride",
+        "data_ptr",
+        "element_size",
+        "is_contiguous",
+        "is_floating_point",
+        "is_complex",
+        "storage_offset",
+        "get_device",
+        "ndimension",
+        "untyped_storage",
+        "storage",
+        "__len__",
+        "is_pinned",
+        "is_set_to",
+        "is_shared",
+        "numpy",
+        "dim_order",
     }
 )
 # Methods that only a tensor has (beyond those of numpy arrays and Python objects): using a
 # parameter this way tells that forward receives a tensor there.
 TENSOR_ONLY_METHODS = frozenset(
     {
-        "view_as", "contiguous", "clone", "detach", "expand", "expand_as", "unsqueeze", "permute", "size", "dim",
-        "numel", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor", "masked_fill", "masked_fill_",
-        "index_select", "narrow", "unfold", "type_as", "float", "half", "double", "bfloat16", "is_contiguous",
-        "data_ptr", "element_size", "requires_grad_", "detach_", "zero_", "copy_", "sigmoid", "relu", "softmax",
-        "log_softmax", "mul_", "add_", "sub_", "div_", "clamp", "clamp_", "clamp_min", "clamp_max", "mm", "bmm",
-        "matmul", "is_cuda", "requires_grad", "grad", "grad_fn", "is_leaf", "mT", "new", "stride", "sign",
-        "t", "view", "exp", "log", "tanh", "abs", "sqrt", "rsqrt", "pow", "neg", "sin", "cos", "mul", "add", "sub",
-        "div", "numpy", "norm", "gt", "lt", "ge", "le", "eq", "ne", "floor", "ceil", "reciprocal", "erf", "log1p",
-        "expm1", "index_fill", "scatter_", "scatter_add", "masked_scatter", "bernoulli", "sigmoid_", "relu_",
+        "view_as",
+        "contiguous",
+        "clone",
+        "detach",
+        "expand",
+        "expand_as",
+        "unsqueeze",
+        "permute",
+        "size",
+        "dim",
+        "numel",
+        "new_zeros",
+        "new_ones",
+        "new_empty",
+        "new_full",
+        "new_tensor",
+        "masked_fill",
+        "masked_fill_",
+        "index_select",
+        "narrow",
+        "unfold",
+        "type_as",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "is_contiguous",
+        "data_ptr",
+        "element_size",
+        "requires_grad_",
+        "detach_",
+        "zero_",
+        "copy_",
+        "sigmoid",
+        "relu",
+        "softmax",
+        "log_softmax",
+        "mul_",
+        "add_",
+        "sub_",
+        "div_",
+        "clamp",
+        "clamp_",
+        "clamp_min",
+        "clamp_max",
+        "mm",
+        "bmm",
+        "matmul",
+        "is_cuda",
+        "requires_grad",
+        "grad",
+        "grad_fn",
+        "is_leaf",
+        "mT",
+        "new",
+        "stride",
+        "sign",
+        "t",
+        "view",
+        "exp",
+        "log",
+        "tanh",
+        "abs",
+        "sqrt",
+        "rsqrt",
+        "pow",
+        "neg",
+        "sin",
+        "cos",
+        "mul",
+        "add",
+        "sub",
+        "div",
+        "numpy",
+        "norm",
+        "gt",
+        "lt",
+        "ge",
+        "le",
+        "eq",
+        "ne",
+        "floor",
+        "ceil",
+        "reciprocal",
+        "erf",
+        "log1p",
+        "expm1",
+        "index_fill",
+        "scatter_",
+        "scatter_add",
+        "masked_scatter",
+        "bernoulli",
+        "sigmoid_",
+        "relu_",
     }
 )
 # torch functions whose first argument is not a tensor (sizes, values, seeds).
 TORCH_CONSTRUCTORS = frozenset(
     {
-        "tensor", "as_tensor", "asarray", "from_numpy", "full", "zeros", "ones", "empty", "arange", "linspace",
-        "logspace", "rand", "randn", "randint", "randperm", "eye", "manual_seed", "device", "Size", "scalar_tensor",
-        "empty_strided", "frombuffer", "is_tensor", "get_default_dtype", "no_grad", "enable_grad", "set_grad_enabled",
+        "tensor",
+        "as_tensor",
+        "asarray",
+        "from_numpy",
+        "full",
+        "zeros",
+        "ones",
+        "empty",
+        "arange",
+        "linspace",
+        "logspace",
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "eye",
+        "manual_seed",
+        "device",
+        "Size",
+        "scalar_tensor",
+        "empty_strided",
+        "frombuffer",
+        "is_tensor",
+        "get_default_dtype",
+        "no_grad",
+        "enable_grad",
+        "set_grad_enabled",
     }
 )
 # Torch functions (one level under `torch`) that return something other than a tensor.
 NON_TENSOR_TORCH_FUNCTIONS = frozenset(
     {
-        "is_tensor", "is_storage", "is_floating_point", "is_complex", "is_nonzero", "numel", "get_default_dtype",
-        "is_grad_enabled", "is_inference_mode_enabled", "is_autocast_enabled", "get_autocast_dtype",
-        "get_autocast_gpu_dtype", "get_autocast_cpu_dtype", "Size", "device", "dtype", "finfo", "iinfo",
-        "Generator", "Stream", "Event", "set_grad_enabled", "no_grad", "enable_grad", "inference_mode",
-        "promote_types", "result_type", "can_cast", "broadcast_shapes", "compile", "typename", "is_same_size",
-        "get_device", "get_num_threads", "initial_seed", "seed", "manual_seed", "is_deterministic_algorithms_warn_only_enabled",
-        "are_deterministic_algorithms_enabled", "is_anomaly_enabled", "is_warn_always_enabled", "get_device_module",
-        "sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "vmap", "cond",
+        "is_tensor",
+        "is_storage",
+        "is_floating_point",
+        "is_complex",
+        "is_nonzero",
+        "numel",
+        "get_default_dtype",
+        "is_grad_enabled",
+        "is_inference_mode_enabled",
+        "is_autocast_enabled",
+        "get_autocast_dtype",
+        "get_autocast_gpu_dtype",
+        "get_autocast_cpu_dtype",
+        "Size",
+        "device",
+        "dtype",
+        "finfo",
+        "iinfo",
+        "Generator",
+        "Stream",
+        "Event",
+        "set_grad_enabled",
+        "no_grad",
+        "enable_grad",
+        "inference_mode",
+        "promote_types",
+        "result_type",
+        "can_cast",
+        "broadcast_shapes",
+        "compile",
+        "typename",
+        "is_same_size",
+        "get_device",
+        "get_num_threads",
+        "initial_seed",
+        "seed",
+        "manual_seed",
+        "is_deterministic_algorithms_warn_only_enabled",
+        "are_deterministic_algorithms_enabled",
+        "is_anomaly_enabled",
+        "is_warn_always_enabled",
+        "get_device_module",
+        "sym_int",
+        "sym_float",
+        "sym_max",
+        "sym_min",
+        "sym_not",
+        "vmap",
+        "cond",
     }
 )
 # Tensors that hold state rather than data (an RNG state): neither kind, so that rules say nothing.
 STATE_TORCH_FUNCTIONS = frozenset({"get_rng_state"})
 TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
-NON_TENSOR_BUILTINS = frozenset({"len", "int", "float", "bool", "str", "list", "tuple", "dict", "set", "range", "isinstance", "abs", "round", "min", "max", "sum", "sorted"})
+NON_TENSOR_BUILTINS = frozenset(
+    {
+        "len",
+        "int",
+        "float",
+        "bool",
+        "str",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "range",
+        "isinstance",
+        "abs",
+        "round",
+        "min",
+        "max",
+        "sum",
+        "sorted",
+    }
+)
 # `min`, `max`, `sum`, `abs`, `round` of non-tensors are non-tensors; of tensors, tensors.
 _NUMERIC_BUILTINS = frozenset({"abs", "round", "min", "max", "sum"})
 
 NON_TENSOR_ANNOTATIONS = frozenset(
     {
-        "int", "float", "bool", "str", "complex", "list", "tuple", "dict", "set", "List", "Tuple", "Dict",
-        "Sequence", "Set", "Callable", "Number", "SymInt", "torch.dtype", "dtype", "torch.device", "device",
-        "torch.Size", "Size", "_size", "typing.List", "typing.Tuple", "typing.Sequence", "typing.Callable",
-        "ProcessGroup", "dist.ProcessGroup", "torch.distributed.ProcessGroup", "torch.distributed.distributed_c10d.ProcessGroup",
+        "int",
+        "float",
+        "bool",
+        "str",
+        "complex",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "List",
+        "Tuple",
+        "Dict",
+        "Sequence",
+        "Set",
+        "Callable",
+        "Number",
+        "SymInt",
+        "torch.dtype",
+        "dtype",
+        "torch.device",
+        "device",
+        "torch.Size",
+        "Size",
+        "_size",
+        "typing.List",
+        "typing.Tuple",
+        "typing.Sequence",
+        "typing.Callable",
+        "ProcessGroup",
+        "dist.ProcessGroup",
+        "torch.distributed.ProcessGroup",
+        "torch.distributed.distributed_c10d.ProcessGroup",
     }
 )
 # Keywords under which torch.distributed (and the code built on it) takes a process group.
 PROCESS_GROUP_KEYWORDS = frozenset({"group", "process_group", "pg"})
 # torch.distributed functions whose first argument is a process group.
-GROUP_QUERIES = frozenset({"get_world_size", "get_rank", "get_process_group_ranks", "get_global_rank", "get_group_rank", "get_backend"})
+GROUP_QUERIES = frozenset(
+    {"get_world_size", "get_rank", "get_process_group_ranks", "get_global_rank", "get_group_rank", "get_backend"}
+)
 # Methods of a process group (a tensor has none of them).
 PROCESS_GROUP_METHODS = frozenset({"rank", "allreduce", "allgather", "broadcast", "barrier", "_get_backend_name"})
 TENSOR_ANNOTATIONS = frozenset({"Tensor", "torch.Tensor", "torch.nn.Parameter", "Parameter", "nn.Parameter"})
@@ -116,7 +351,21 @@ def literal_kind(expr: cst.BaseExpression) -> Kind:
         if expr.value in ("True", "False"):
             return NON_TENSOR
         return UNKNOWN
-    if isinstance(expr, (cst.BaseNumber, cst.BaseString, cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp, cst.SetComp, cst.DictComp, cst.Lambda)):
+    if isinstance(
+        expr,
+        (
+            cst.BaseNumber,
+            cst.BaseString,
+            cst.List,
+            cst.Tuple,
+            cst.Dict,
+            cst.Set,
+            cst.ListComp,
+            cst.SetComp,
+            cst.DictComp,
+            cst.Lambda,
+        ),
+    ):
         return NON_TENSOR
     if isinstance(expr, cst.UnaryOperation) and isinstance(expr.expression, cst.BaseNumber):
         return NON_TENSOR
@@ -138,7 +387,11 @@ def annotation_kind(annotation: cst.Annotation | None) -> Kind:
         return NONE
     if isinstance(expr, cst.Subscript):
         head = dotted_name(expr.value) or ""
-        if head.rsplit(".", 1)[-1] == "Optional" and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
+        if (
+            head.rsplit(".", 1)[-1] == "Optional"
+            and len(expr.slice) == 1
+            and isinstance(expr.slice[0].slice, cst.Index)
+        ):
             return annotation_kind(cst.Annotation(expr.slice[0].slice.value))
         return NON_TENSOR if head in NON_TENSOR_ANNOTATIONS else UNKNOWN
     name = dotted_name(expr) or ""
@@ -151,7 +404,9 @@ def _mentions(node: cst.CSTNode, name: str) -> bool:
     if isinstance(node, cst.AugAssign):
         return True
     value = getattr(node, "value", None)
-    return isinstance(value, cst.CSTNode) and any(isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value)))
+    return isinstance(value, cst.CSTNode) and any(
+        isinstance(n, cst.Name) and n.value == name for n in (value, *walk(value))
+    )
 
 
 def _position_in(target: cst.BaseExpression, name: str) -> int | None:
@@ -229,7 +484,9 @@ class ValueKinds:
             targets = [t.target for t in node.targets]
             if node.value.value == inputs_name:
                 for target in targets:
-                    if isinstance(target, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement) for e in target.elements):
+                    if isinstance(target, (cst.Tuple, cst.List)) and not any(
+                        isinstance(e, cst.StarredElement) for e in target.elements
+                    ):
                         for element, param in zip(target.elements, forward_params):
                             if isinstance(element.value, cst.Name):
                                 kinds[element.value.value] = forward_kinds.parameter_kinds.get(param, UNKNOWN)
@@ -246,7 +503,11 @@ class ValueKinds:
 
     @cached_property
     def returns(self) -> list[cst.BaseExpression]:
-        return [n.value for n in walk(self.method.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+        return [
+            n.value
+            for n in walk(self.method.node.body, into_functions=False)
+            if isinstance(n, cst.Return) and n.value is not None
+        ]
 
     @cached_property
     def returned_names(self) -> set[str]:
@@ -362,7 +623,10 @@ class ValueKinds:
         if isinstance(expr, cst.Name):
             nodes = self._local.get(expr.value, [])
             return bool(nodes) and all(
-                isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and self.is_integer(n.value, depth + 1)
+                isinstance(n, cst.Assign)
+                and len(n.targets) == 1
+                and isinstance(n.targets[0].target, cst.Name)
+                and self.is_integer(n.value, depth + 1)
                 for n in nodes
             )
         if not isinstance(expr, cst.Call):
@@ -396,7 +660,9 @@ class ValueKinds:
         forward = self.function_class.forward
         if index is None or forward is None or index >= len(forward.data_params):
             return UNKNOWN
-        return ValueKinds(self.function_class, forward, self.module).parameter_kinds.get(forward.data_params[index].name.value, UNKNOWN)
+        return ValueKinds(self.function_class, forward, self.module).parameter_kinds.get(
+            forward.data_params[index].name.value, UNKNOWN
+        )
 
     def _arithmetic_kind(self, operands) -> Kind:
         kinds = [self.kind(o) for o in operands]
@@ -410,7 +676,11 @@ class ValueKinds:
         """`x.shape`, `x.size()`, `x.stride()`: a torch.Size or tuple of ints."""
         if isinstance(expr, cst.Attribute) and expr.attr.value == "shape":
             return True
-        return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("size", "stride")
+        return (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and expr.func.attr.value in ("size", "stride")
+        )
 
     def _name_kind(self, name: str) -> Kind:
         if name in self._assumed:
@@ -488,7 +758,19 @@ class ValueKinds:
             return UNKNOWN  # may hold None
         if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
             attr = value.func.attr.value
-            if attr in ("split", "chunk", "unbind", "sort", "topk", "max", "min", "kthvalue", "mode", "median", "tensor_split"):
+            if attr in (
+                "split",
+                "chunk",
+                "unbind",
+                "sort",
+                "topk",
+                "max",
+                "min",
+                "kthvalue",
+                "mode",
+                "median",
+                "tensor_split",
+            ):
                 receiver = value.func.value
                 if self._is_torch_module(receiver) or self.kind(receiver) is TENSOR:
                     return TENSOR
@@ -517,7 +799,11 @@ class ValueKinds:
             if func.value in _plain_classes_of(self.module) and func.value not in self._local:
                 return NON_TENSOR  # an instance of one of the module's own (non-tensor) classes
             return self._helper_kind(call)
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value in (self.function_class.name, "cls"):
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value in (self.function_class.name, "cls")
+        ):
             return self._helper_kind(call)
         if not isinstance(func, cst.Attribute):
             return UNKNOWN
@@ -529,7 +815,12 @@ class ValueKinds:
                 return NON_TENSOR
             if attr in STATE_TORCH_FUNCTIONS:
                 return UNKNOWN
-            if module_name in TENSOR_FUNCTION_MODULES and attr not in TUPLE_RETURNING and attr[:1].islower() and not attr.startswith("_"):
+            if (
+                module_name in TENSOR_FUNCTION_MODULES
+                and attr not in TUPLE_RETURNING
+                and attr[:1].islower()
+                and not attr.startswith("_")
+            ):
                 return TENSOR
             return UNKNOWN
         owner = self.kind(receiver)
@@ -541,7 +832,10 @@ class ValueKinds:
             return TENSOR
         if owner is NON_TENSOR and attr in NON_TENSOR_METHODS | {"numel", "index", "count"}:
             return NON_TENSOR
-        if attr in ("size", "dim", "item", "tolist", "numel", "stride", "data_ptr", "element_size") and owner is not NON_TENSOR:
+        if (
+            attr in ("size", "dim", "item", "tolist", "numel", "stride", "data_ptr", "element_size")
+            and owner is not NON_TENSOR
+        ):
             return NON_TENSOR  # whoever answers these, the answer is a number or a shape
         return UNKNOWN
 
@@ -557,7 +851,7 @@ class ValueKinds:
             return UNKNOWN
         return _combine([kinds.kind(value) for value in returned])
 
-    def _helper_kinds(self, call: cst.Call, helper: cst.FunctionDef) -> "_HelperKinds":
+    def _helper_kinds(self, call: cst.Call, helper: cst.FunctionDef) -> _HelperKinds:
         """Kinds inside `helper`, its parameters bound to the kinds of what `call` passes."""
         params = [p.name.value for p in helper.params.params]
         if params and params[0] in ("self", "cls") and isinstance(call.func, cst.Attribute):
@@ -571,7 +865,9 @@ class ValueKinds:
                 if arg.keyword is not None:
                     passed[arg.keyword.value] = self.kind(arg.value)
         passed = {name: kind for name, kind in passed.items() if kind is not UNKNOWN}
-        return _HelperKinds(self.function_class, Method(helper.name.value, helper, self.function_class), self.module, passed)
+        return _HelperKinds(
+            self.function_class, Method(helper.name.value, helper, self.function_class), self.module, passed
+        )
 
     def _helper(self, call: cst.Call) -> cst.FunctionDef | None:
         """The module function (or the Function's own helper method) `call` calls, when followed."""
@@ -616,7 +912,9 @@ class _HelperKinds(ValueKinds):
 
     @cached_property
     def parameter_kinds(self) -> dict[str, Kind]:
-        return {p.name.value: self._passed.get(p.name.value) or annotation_kind(p.annotation) for p in self.method.params}
+        return {
+            p.name.value: self._passed.get(p.name.value) or annotation_kind(p.annotation) for p in self.method.params
+        }
 
 
 @lru_cache(maxsize=4)
@@ -668,7 +966,11 @@ def _module_class_annotation_kind(annotation: cst.Annotation | None, module) -> 
     if annotation is None:
         return UNKNOWN
     expr = annotation.annotation
-    if isinstance(expr, cst.Subscript) and (dotted_name(expr.value) or "").rsplit(".", 1)[-1] == "Optional" and len(expr.slice) == 1:
+    if (
+        isinstance(expr, cst.Subscript)
+        and (dotted_name(expr.value) or "").rsplit(".", 1)[-1] == "Optional"
+        and len(expr.slice) == 1
+    ):
         inner = expr.slice[0].slice
         expr = inner.value if isinstance(inner, cst.Index) else expr
     name = dotted_name(expr) or ""
@@ -693,13 +995,21 @@ def names_used_as_objects(node: cst.FunctionDef) -> frozenset[str]:
     for child in walk(node.body, into_functions=False):
         if isinstance(child, cst.Call):
             for arg in child.args:
-                if arg.keyword is not None and arg.keyword.value in PROCESS_GROUP_KEYWORDS and isinstance(arg.value, cst.Name):
+                if (
+                    arg.keyword is not None
+                    and arg.keyword.value in PROCESS_GROUP_KEYWORDS
+                    and isinstance(arg.value, cst.Name)
+                ):
                     found.add(arg.value.value)
             func = dotted_name(child.func) or ""
             if func.rsplit(".", 1)[-1] in GROUP_QUERIES and ("dist" in func or "distributed" in func):
                 if child.args and child.args[0].keyword is None and isinstance(child.args[0].value, cst.Name):
                     found.add(child.args[0].value.value)
-        elif isinstance(child, cst.Attribute) and child.attr.value in PROCESS_GROUP_METHODS and isinstance(child.value, cst.Name):
+        elif (
+            isinstance(child, cst.Attribute)
+            and child.attr.value in PROCESS_GROUP_METHODS
+            and isinstance(child.value, cst.Name)
+        ):
             found.add(child.value.value)
     return frozenset(found)
 
@@ -728,7 +1038,7 @@ def call_site_kinds(function_class: FunctionClass, index: int, name: str, param:
 
 
 @lru_cache(maxsize=4)
-def _caller_kinds(module) -> "CallerKinds":
+def _caller_kinds(module) -> CallerKinds:
     return CallerKinds(module)
 
 
@@ -748,13 +1058,23 @@ def argument_kind(expr: cst.BaseExpression, scope: cst.CSTNode | None = None) ->
         if isinstance(func, cst.Attribute) and func.attr.value in ("size", "dim", "item", "tolist", "numel", "stride"):
             return NON_TENSOR
         head, _, attr = (dotted_name(func) or "").rpartition(".")
-        if head == "torch" and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in STATE_TORCH_FUNCTIONS and attr[:1].islower() and attr not in TUPLE_RETURNING:
+        if (
+            head == "torch"
+            and attr not in NON_TENSOR_TORCH_FUNCTIONS
+            and attr not in STATE_TORCH_FUNCTIONS
+            and attr[:1].islower()
+            and attr not in TUPLE_RETURNING
+        ):
             return TENSOR
         if attr == "Parameter" and head in ("nn", "torch.nn"):
             return TENSOR
     if isinstance(expr, cst.Name) and scope is not None:
         nodes = bindings(scope).get(expr.value, [])
-        values = [n.value for n in nodes if isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name)]
+        values = [
+            n.value
+            for n in nodes
+            if isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name)
+        ]
         if nodes and len(values) == len(nodes):
             return _combine(argument_kind(value) for value in values)
     return UNKNOWN
@@ -786,10 +1106,20 @@ def names_used_as_tensors(node: cst.FunctionDef) -> frozenset[str]:
         if isinstance(child, cst.Attribute) and isinstance(child.value, cst.Name):
             if child.attr.value in TENSOR_ONLY_METHODS:
                 found.add(child.value.value)
-        elif isinstance(child, cst.Call) and child.args and isinstance(child.args[0].value, cst.Name) and child.args[0].keyword is None and not child.args[0].star:
+        elif (
+            isinstance(child, cst.Call)
+            and child.args
+            and isinstance(child.args[0].value, cst.Name)
+            and child.args[0].keyword is None
+            and not child.args[0].star
+        ):
             func = dotted_name(child.func) or ""
             head, _, attr = func.rpartition(".")
-            if head in ("torch", "F", "torch.nn.functional") and attr not in TORCH_CONSTRUCTORS and attr not in NON_TENSOR_TORCH_FUNCTIONS:
+            if (
+                head in ("torch", "F", "torch.nn.functional")
+                and attr not in TORCH_CONSTRUCTORS
+                and attr not in NON_TENSOR_TORCH_FUNCTIONS
+            ):
                 found.add(child.args[0].value.value)
         elif isinstance(child, cst.BinaryOperation) and isinstance(child.operator, cst.MatrixMultiply):
             found |= {side.value for side in (child.left, child.right) if isinstance(side, cst.Name)}
@@ -835,12 +1165,18 @@ class CallerKinds:
             return NONE if folded == "None" else NON_TENSOR
         if isinstance(expr, cst.Name):
             nodes, where = self._bindings(expr.value, scope)
-            return _combine([self._binding_kind(node, expr.value, where, depth + 1) for node in nodes]) if nodes else UNKNOWN
+            return (
+                _combine([self._binding_kind(node, expr.value, where, depth + 1) for node in nodes])
+                if nodes
+                else UNKNOWN
+            )
         if isinstance(expr, cst.Attribute):
             found = self._attribute_values(expr, scope)
             if not found:
                 return UNKNOWN
-            return _combine([value if isinstance(value, Kind) else self._kind(value, where, depth + 1) for value, where in found])
+            return _combine(
+                [value if isinstance(value, Kind) else self._kind(value, where, depth + 1) for value, where in found]
+            )
         if isinstance(expr, cst.BinaryOperation):
             kinds = [self._kind(side, scope, depth + 1) for side in (expr.left, expr.right)]
             return TENSOR if TENSOR in kinds else NON_TENSOR if all(k is NON_TENSOR for k in kinds) else UNKNOWN
@@ -857,7 +1193,12 @@ class CallerKinds:
             head, _, attr = name.rpartition(".")
             if head == "math":
                 return NON_TENSOR
-            if head in TENSOR_FUNCTION_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in TUPLE_RETURNING:
+            if (
+                head in TENSOR_FUNCTION_MODULES
+                and attr[:1].islower()
+                and attr not in NON_TENSOR_TORCH_FUNCTIONS
+                and attr not in TUPLE_RETURNING
+            ):
                 return TENSOR
         return UNKNOWN
 
@@ -926,7 +1267,9 @@ class CallerKinds:
         return found
 
     @staticmethod
-    def _self_writes(method: cst.FunctionDef) -> Iterator[tuple[str, Kind | cst.BaseExpression, cst.FunctionDef | None]]:
+    def _self_writes(
+        method: cst.FunctionDef,
+    ) -> Iterator[tuple[str, Kind | cst.BaseExpression, cst.FunctionDef | None]]:
         """(attr, value, method) for each `self.<attr> = value` in the method; value is TENSOR for
         `register_buffer`/`register_parameter` and UNKNOWN for a tuple unpacking."""
         params = method.params.params
@@ -939,12 +1282,20 @@ class CallerKinds:
                 targets = [(t.target, node.value) for t in node.targets]
             elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and node.value is not None:
                 targets = [(node.target, node.value)]
-            elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("register_buffer", "register_parameter"):
+            elif (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value in ("register_buffer", "register_parameter")
+            ):
                 name = string_value(node.args[0].value) if node.args else None
                 if name:
                     yield name, TENSOR, None
             for target, value in targets:
-                if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == self_name:
+                if (
+                    isinstance(target, cst.Attribute)
+                    and isinstance(target.value, cst.Name)
+                    and target.value.value == self_name
+                ):
                     yield target.attr.value, value, method
                 elif isinstance(target, cst.Tuple):
                     for element in target.elements:
@@ -966,7 +1317,11 @@ class CallerKinds:
                 return None
             node = nodes[0]
             if isinstance(node, cst.Param):
-                return self._fold(node.default, where, depth + 1, defaults) if defaults and node.default is not None else None
+                return (
+                    self._fold(node.default, where, depth + 1, defaults)
+                    if defaults and node.default is not None
+                    else None
+                )
             if isinstance(node, cst.Assign) and all(isinstance(t.target, cst.Name) for t in node.targets):
                 return self._fold(node.value, where, depth + 1, defaults)
             return None
@@ -982,7 +1337,12 @@ class CallerKinds:
             parts = [expr.expression]
         elif isinstance(expr, cst.Subscript) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
             parts = [expr.value, expr.slice[0].slice.value]
-        elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value in _FOLDABLE_CALLS and len(expr.args) == 1:
+        elif (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Name)
+            and expr.func.value in _FOLDABLE_CALLS
+            and len(expr.args) == 1
+        ):
             parts = [expr.args[0].value]
         else:
             return None
@@ -1006,13 +1366,28 @@ def _is_size(expr: cst.BaseExpression) -> bool:
     """`x.shape`, `x.size()`, `x.stride()`: a tuple of ints, whatever `x` is."""
     if isinstance(expr, cst.Attribute):
         return expr.attr.value == "shape"
-    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("size", "stride")
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in ("size", "stride")
+    )
 
 
 _FOLDABLE_CALLS = {"float": float, "int": int, "bool": bool, "str": str, "abs": abs, "round": round}
 _CONSTANT_NODES = (
-    ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.BinOp, ast.UnaryOp, ast.Subscript, ast.Call, ast.Name,
-    ast.Load, ast.operator, ast.unaryop, ast.Slice,
+    ast.Expression,
+    ast.Constant,
+    ast.Tuple,
+    ast.List,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Subscript,
+    ast.Call,
+    ast.Name,
+    ast.Load,
+    ast.operator,
+    ast.unaryop,
+    ast.Slice,
 )
 _NOT_CONSTANT = object()
 # Nodes that may be a literal as written (the rest are folded from their parts).
@@ -1040,7 +1415,19 @@ def _evaluate(text: str):
 
 
 __all__ = [
-    "Kind", "TENSOR", "NON_TENSOR", "NONE", "UNKNOWN", "ValueKinds", "value_kinds", "literal_kind",
-    "annotation_kind", "argument_kind", "parameter_kind", "call_site_kinds", "used_as_tensor",
-    "names_used_as_tensors", "CallerKinds",
+    "Kind",
+    "TENSOR",
+    "NON_TENSOR",
+    "NONE",
+    "UNKNOWN",
+    "ValueKinds",
+    "value_kinds",
+    "literal_kind",
+    "annotation_kind",
+    "argument_kind",
+    "parameter_kind",
+    "call_site_kinds",
+    "used_as_tensor",
+    "names_used_as_tensors",
+    "CallerKinds",
 ]

@@ -14,8 +14,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..version import __version__
 from ..core.diagnostic import Diagnostic, Severity
+from ..version import __version__
 
 DEFAULT_DIRECTORY = ".autograd_lint_cache"
 
@@ -55,7 +55,8 @@ class ResultCache:
                 return None
             # The same file may be named differently in this run (`x.py`, `./x.py`, an absolute path).
             return [
-                Diagnostic(**{**item, "path": path, "severity": Severity(item["severity"])}) for item in entry["diagnostics"]
+                Diagnostic(**{**item, "path": path, "severity": Severity(item["severity"])})
+                for item in entry["diagnostics"]
             ]
         except (OSError, ValueError, TypeError, KeyError):
             return None  # missing, corrupt or from another version: lint again

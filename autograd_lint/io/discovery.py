@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pathspec
 
@@ -51,7 +51,9 @@ def _walk(top: str, config: Config, errors: list[FileError]) -> Iterator[str]:
     top_chain = _enclosing_ignores(top) if gitignore else ()
 
     def unlistable(error: OSError) -> None:  # a directory that cannot be listed is said, not skipped silently
-        errors.append(FileError(os.path.normpath(error.filename or top), f"cannot list directory: {error.strerror or error}"))
+        errors.append(
+            FileError(os.path.normpath(error.filename or top), f"cannot list directory: {error.strerror or error}")
+        )
 
     for directory, subdirectories, files in os.walk(top, onerror=unlistable):
         chain = chains.pop(directory, top_chain)

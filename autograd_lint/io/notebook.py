@@ -97,6 +97,7 @@ class Notebook:
 
     def cell_message(self, message: str) -> str:
         """A message that names another place by module line (`(line 20)`, `on line 7`), in cells."""
+
         def in_cell(match: re.Match) -> str:
             cell, line = self.cell_position(int(match.group(1)))
             return f"line {line} of cell {cell}"
@@ -145,11 +146,11 @@ def read_notebook(data: bytes | str) -> Notebook:
 def _raw_cells(document: dict) -> list:
     version = document.get("nbformat", 4)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise NotebookError(f"not a notebook: \"nbformat\" is {_kind(version)}, not an integer")
+        raise NotebookError(f'not a notebook: "nbformat" is {_kind(version)}, not an integer')
     if version == 3:  # cells live in worksheets
         worksheets = document.get("worksheets")
         if not isinstance(worksheets, list) or not all(isinstance(w, dict) for w in worksheets):
-            raise NotebookError("not a notebook: nbformat 3 without a \"worksheets\" list")
+            raise NotebookError('not a notebook: nbformat 3 without a "worksheets" list')
         cells = [cell for sheet in worksheets for cell in _list_field(sheet, "cells", "a worksheet")]
         return cells
     if version != 4:
@@ -161,7 +162,7 @@ def _list_field(container: dict, key: str, owner: str) -> list:
     value = container.get(key)
     if not isinstance(value, list):
         what = "has no" if value is None else f"has {_kind(value)} as its"
-        raise NotebookError(f"not a notebook: {owner} {what} \"{key}\" list")
+        raise NotebookError(f'not a notebook: {owner} {what} "{key}" list')
     return value
 
 
@@ -171,7 +172,7 @@ def _cell_source(cell: dict, number: int, key: str) -> str:
         return source
     if isinstance(source, list) and all(isinstance(part, str) for part in source):
         return "".join(source)
-    what = f"cell {number}'s \"{key}\" is {_kind(source)}"
+    what = f'cell {number}\'s "{key}" is {_kind(source)}'
     raise NotebookError(f"not a notebook: {what}, not a string or a list of strings")
 
 

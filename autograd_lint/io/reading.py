@@ -62,9 +62,7 @@ def decode_source(data: bytes) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"cannot decode as {exc.encoding}: {exc.reason} at byte {exc.start}"
-        ) from None
+        raise SourceError(f"cannot decode as {exc.encoding}: {exc.reason} at byte {exc.start}") from None
     except LookupError:
         raise SourceError(f"unknown encoding {encoding!r} in coding declaration") from None
     except (UnicodeError, ValueError) as exc:  # codecs that fail otherwise (`# coding: undefined`)

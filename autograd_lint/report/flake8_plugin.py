@@ -22,15 +22,15 @@ checks them there).
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
-from ..version import __version__
 from ..api import lint_source
 from ..config import Config
 from ..core.diagnostic import SYNTAX_ERROR_CODE
-from .escaping import escape_controls
 from ..core.noqa import NOQA_RULES
 from ..rules import OPT_IN
+from ..version import __version__
+from .escaping import escape_controls
 
 _EVERY_RULE = Config(select=("ALL",), ignore=tuple(sorted(NOQA_RULES)))
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from ..version import __version__
 from ..core.diagnostic import SPECIAL_RULES, Diagnostic, FileError, Severity
 from ..io.discovery import git_root
-from .escaping import escape_controls
-from .pages import rule_page
 from ..io.reading import ModuleSource, SourceError, module_source, read_bytes
 from ..rules import OPT_IN, RULES
+from ..version import __version__
+from .escaping import escape_controls
+from .pages import rule_page
 
 TOOL_NAME = "autograd-lint"
 INFORMATION_URI = "https://pypi.org/project/autograd-lint/"
@@ -276,7 +276,10 @@ def render_sarif(
                     }
                 },
                 "invocations": [
-                    {"executionSuccessful": not errors and not internal_error, "toolExecutionNotifications": notifications}
+                    {
+                        "executionSuccessful": not errors and not internal_error,
+                        "toolExecutionNotifications": notifications,
+                    }
                 ],
                 "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(root).as_uri().rstrip("/") + "/"}},
                 # libcst columns count code points, not the UTF-16 units SARIF assumes by default.

@@ -11,7 +11,15 @@ import click
 
 from ..core.diagnostic import Diagnostic, FileError, Severity
 from .escaping import escape_controls, escaped_width
-from .formats import Sources, render_github, render_gitlab, render_json, render_json_lines, render_sarif, repository_root
+from .formats import (
+    Sources,
+    render_github,
+    render_gitlab,
+    render_json,
+    render_json_lines,
+    render_sarif,
+    repository_root,
+)
 
 FORMATS = ("text", "full", "json", "json-lines", "sarif", "github", "gitlab")
 HUMAN_FORMATS = ("text", "full")
@@ -205,7 +213,8 @@ def _verdict_statistics(
             return json.dumps(entries, indent=2) + "\n"
         return "".join(json.dumps(entry) + "\n" for entry in entries)
     return "".join(
-        f"{count:>5}\t{code}\t{name}\t" + "\t".join(f"{per_rule[code][v]} {v.replace('-', ' ')}" for v in VERDICTS)
+        f"{count:>5}\t{code}\t{name}\t"
+        + "\t".join(f"{per_rule[code][v]} {v.replace('-', ' ')}" for v in VERDICTS)
         + "\n"
         for code, name, count in rows
     )

@@ -31,7 +31,10 @@ class _Registry(Mapping):
             rules = [
                 value
                 for value in vars(module).values()
-                if isinstance(value, type) and issubclass(value, Rule) and value is not Rule and value.__module__ == module.__name__
+                if isinstance(value, type)
+                and issubclass(value, Rule)
+                and value is not Rule
+                and value.__module__ == module.__name__
             ]
             if len(rules) != 1 or rules[0].code != code:
                 raise RuntimeError(f"{module.__name__} must define exactly one Rule, with code {code}")
@@ -56,7 +59,6 @@ OPT_IN = frozenset({"AGL001", "AGL003", "AGL004", "AGL005", "AGL007", "AGL008", 
 # Opt-in rules that the default selection still runs on a module whose package (or the module itself,
 # outside a package) takes second derivatives: their findings matter only there.
 SECOND_DERIVATIVE_RULES = frozenset({"AGL010"})
-
 
 
 def default_selection() -> list[str]:

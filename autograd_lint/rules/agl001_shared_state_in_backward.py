@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import libcst as cst
 
-from dataclasses import dataclass
-
 from ..core.diagnostic import Severity
+from ..core.module import ParsedModule
+from ..core.rule import Finding, FunctionRule
+from ..core.scopes import bindings, declared_nonlocal
+from ..core.syntax import assigned_names, code_of, dotted_name, string_value, walk
 from ..facts.function_model import (
     DERIVATIVE_METHODS,
     FUNCTION_PROTOCOL,
@@ -17,11 +20,7 @@ from ..facts.function_model import (
     Method,
     function_model,
 )
-from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
 from ..facts.runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
-from ..core.scopes import bindings, declared_nonlocal
-from ..core.syntax import assigned_names, code_of, dotted_name, string_value, walk
 
 ADVICE = (
     "Backward runs after the whole forward pass, so it sees the last value written, not the one "
@@ -47,7 +46,9 @@ class SharedStateInBackward(FunctionRule):
                 if method is not None:
                     yield from self._check_method(module, writes, function_class, method)
 
-    def _check_method(self, module, writes: RuntimeWrites, function_class: FunctionClass, method: Method) -> Iterator[Finding]:
+    def _check_method(
+        self, module, writes: RuntimeWrites, function_class: FunctionClass, method: Method
+    ) -> Iterator[Finding]:
         local = set(bindings(method.node))
         cls_name = method.cls_name
         closure = _ClosureWrites(module, function_class)
@@ -62,7 +63,9 @@ class SharedStateInBackward(FunctionRule):
         for call, definition in function_model(module).called_functions(method):
             if module.parents.get(definition) is module.tree:
                 helper_locals = set(bindings(definition))
-                reads += [(call, node, helper_locals, definition) for node in walk(definition.body, into_functions=False)]
+                reads += [
+                    (call, node, helper_locals, definition) for node in walk(definition.body, into_functions=False)
+                ]
         reported: set[tuple[cst.CSTNode, str]] = set()
         for at, node, names, helper in reads:
             read = _read_chain(module, node, names, None if helper else cls_name, function_class.name)
@@ -76,7 +79,9 @@ class SharedStateInBackward(FunctionRule):
             statement = _statement_of(module, at)
             if chain.split(".")[0] in writes.module_names:
                 # `Cls.cfg` read in forward and `Cls.cfg["k"]` in backward overlap; naming the class alone does not.
-                forward_reads = any(chains_overlap(c, chain) or ("." in c and chains_overlap(chain, c)) for c in forward_chains)
+                forward_reads = any(
+                    chains_overlap(c, chain) or ("." in c and chains_overlap(chain, c)) for c in forward_chains
+                )
                 # A value forward also read matters wherever backward uses it (which inputs it rebuilds,
                 # how): the two can disagree. A value only backward reads matters where it shapes the gradient.
                 if statement not in (computing_statements if forward_reads else gradient_statements):
@@ -129,7 +134,11 @@ def _statements_feeding_return(method: Method) -> set[cst.CSTNode]:
     body = [n for n in walk(method.node.body, into_functions=False)]
     feeding: set[cst.CSTNode] = {n for n in body if isinstance(n, cst.Return)}
     # An `if` whose own body returns chooses the gradient; one that only raises is a guard.
-    feeding |= {n for n in body if isinstance(n, cst.If) and any(isinstance(r, cst.Return) for r in walk(n.body, into_functions=False))}
+    feeding |= {
+        n
+        for n in body
+        if isinstance(n, cst.If) and any(isinstance(r, cst.Return) for r in walk(n.body, into_functions=False))
+    }
     candidates = [n for n in body if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr))]
     names = {name.value for statement in feeding for name in walk(_own_part(statement)) if isinstance(name, cst.Name)}
     changed = True
@@ -217,7 +226,10 @@ def _root(head: str, local: set[str], cls_name: str | None, class_name: str) -> 
 def _is_load_position(parent, node: cst.Name) -> bool:
     if isinstance(parent, cst.Arg) and parent.keyword is node:
         return False
-    if isinstance(parent, (cst.FunctionDef, cst.ClassDef, cst.Param, cst.ImportAlias, cst.AsName, cst.Global, cst.Nonlocal, cst.NameItem)):
+    if isinstance(
+        parent,
+        (cst.FunctionDef, cst.ClassDef, cst.Param, cst.ImportAlias, cst.AsName, cst.Global, cst.Nonlocal, cst.NameItem),
+    ):
         return False
     return True
 
@@ -266,7 +278,9 @@ class _ClosureWrites:
         for ancestor in self.module.ancestors(self.class_node):
             if ancestor is self.enclosing:
                 return False
-            if isinstance(ancestor, (cst.For, cst.While)) and (node is ancestor or _contains(self.module, ancestor, node)):
+            if isinstance(ancestor, (cst.For, cst.While)) and (
+                node is ancestor or _contains(self.module, ancestor, node)
+            ):
                 return True
         return False
 
@@ -311,7 +325,8 @@ def _initialises_once(module: ParsedModule, write: Write) -> bool:
         if isinstance(ancestor, cst.If) and inner is ancestor.body:
             for test in [ancestor.test, *walk(ancestor.test)]:
                 if isinstance(test, cst.Comparison) and any(
-                    isinstance(c.operator, (cst.Is, cst.Equal)) and _is_none_literal(c.comparator) for c in test.comparisons
+                    isinstance(c.operator, (cst.Is, cst.Equal)) and _is_none_literal(c.comparator)
+                    for c in test.comparisons
                 ):
                     if (dotted_name(test.left) or "").rsplit(".", 1)[-1] == attribute:
                         return True
@@ -357,7 +372,9 @@ def _sets_per_application(module: ParsedModule, function_class: FunctionClass, w
     return False
 
 
-def _backward_time_setting(module: ParsedModule, function_class: FunctionClass, chain: str, found: list[Write], writes: RuntimeWrites) -> bool:
+def _backward_time_setting(
+    module: ParsedModule, function_class: FunctionClass, chain: str, found: list[Write], writes: RuntimeWrites
+) -> bool:
     """A value only backward reads, meant to be read when backward runs: every write is a setter the
     Function itself offers (`Scaler.set_loss_scale(s)`, called between forward and backward on purpose),
     or the value belongs to an object backward itself updates (a phase flag of a scheduler whose other
@@ -400,7 +417,8 @@ def _statements_choosing_values(method: Method) -> set[cst.CSTNode]:
         if isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             found.add(node)
         elif isinstance(node, cst.If) and any(
-            isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return)) for n in walk(node.body, into_functions=False)
+            isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return))
+            for n in walk(node.body, into_functions=False)
         ):
             found.add(node)
     return found

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, function_model
-from ..facts.gradient_returns import ReturnedValues, returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import is_none, short_code
-from ..facts.function_model import ForwardInputs
+from ..facts.function_model import ForwardInputs, FunctionClass, function_model
+from ..facts.gradient_returns import ReturnedValues, returned_values
 
 
 class BackwardArityMismatch(FunctionRule):
@@ -78,7 +77,9 @@ class BackwardArityMismatch(FunctionRule):
         explanation = ""
         if call is not None:
             explanation = f"Counted at the call `{short_code(call, 60)}`"
-            bound = next((len(args) - len(call.args) for site, args in function_class.partial_applies if site is call), 0)
+            bound = next(
+                (len(args) - len(call.args) for site, args in function_class.partial_applies if site is call), 0
+            )
             if bound > 0:
                 explanation += f" (after the {bound} argument{'s' if bound != 1 else ''} functools.partial binds first)"
             explanation += ". "
@@ -91,5 +92,3 @@ class BackwardArityMismatch(FunctionRule):
         else:
             explanation += "Return one gradient per input, None for inputs that need none."
         return message, explanation
-
-

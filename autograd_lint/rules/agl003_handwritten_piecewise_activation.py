@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+import re
+from collections.abc import Iterator
+from typing import TypeGuard
 
 import libcst as cst
 
-import re
-
-from ..core.prefilter import multiplies_a_comparison
 from ..core.diagnostic import Severity
-from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_operator_implementation
 from ..core.module import ParsedModule
+from ..core.prefilter import multiplies_a_comparison
 from ..core.rule import Finding, Rule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, literal_number, normalized_code, short_code, walk
+from ..facts.gradient_reach import (
+    feeds_only_non_differentiable,
+    gradient_disabled,
+    holds_no_gradient,
+    in_operator_implementation,
+)
 from ..torch_api import CASTS, ORDERING_METHODS
-from typing import TypeGuard
-
 
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
@@ -114,12 +117,19 @@ def _self_mask(module: ParsedModule, factors: list[cst.BaseExpression]):
             continue
         compared, threshold, comparison = found
         key = normalized_code(compared)
-        if key in plain and plain[key] is not factor and _constant_threshold(module, threshold, compared) and not _zeroes_only_non_negatives(comparison, compared, threshold):
+        if (
+            key in plain
+            and plain[key] is not factor
+            and _constant_threshold(module, threshold, compared)
+            and not _zeroes_only_non_negatives(comparison, compared, threshold)
+        ):
             return plain[key], factor, comparison
     return None
 
 
-def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
+def _compared_value(
+    module: ParsedModule, expr: cst.BaseExpression
+) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
     """(compared value, threshold, the comparison) of a (possibly cast) ordering comparison:
     `(x > 0).float()` -> (x, 0, x > 0); `0 < x` and `x.gt(0)` compare x too."""
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in CASTS:
@@ -143,7 +153,9 @@ def _compared_value(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst
     return None
 
 
-def _helper_mask(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
+def _helper_mask(
+    module: ParsedModule, call: cst.Call
+) -> tuple[cst.BaseExpression, cst.BaseExpression, cst.BaseExpression] | None:
     """`positive_mask(x)` with `def positive_mask(t, threshold=0.0): return (t > threshold).float()`
     in this module: the mask compares the call's argument. The threshold and the comparison are
     returned in the caller's terms (the helper's parameters replaced by the arguments or defaults)."""
@@ -151,7 +163,9 @@ def _helper_mask(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpressi
         return None
     name = call.func.value
     helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == name), None)
-    returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)] if helper is not None else []
+    returns = (
+        [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)] if helper is not None else []
+    )
     if helper is None or len(returns) != 1 or returns[0].value is None or any(a.star for a in call.args):
         return None
     found = _compared_value(module, returns[0].value)
@@ -165,7 +179,9 @@ def _helper_mask(module: ParsedModule, call: cst.Call) -> tuple[cst.BaseExpressi
     values.update({p.name.value: a.value for p, a in zip(params, (a for a in call.args if a.keyword is None))})
     values.update({a.keyword.value: a.value for a in call.args if a.keyword is not None})
     local = {name for name, binders in bindings(helper).items() if not all(isinstance(b, cst.Param) for b in binders)}
-    if compared.value not in values or any(isinstance(n, cst.Name) and n.value in local for n in [threshold, *walk(threshold)]):
+    if compared.value not in values or any(
+        isinstance(n, cst.Name) and n.value in local for n in [threshold, *walk(threshold)]
+    ):
         return None  # a threshold the helper computes (from the data, maybe): not judged here
     in_caller = _InCaller(values)
     caller_threshold, caller_comparison = threshold.visit(in_caller), comparison.visit(in_caller)
@@ -191,7 +207,9 @@ class _InCaller(cst.CSTTransformer):
 KEEP_BELOW = frozenset({"lt", "le", "less", "less_equal"})
 
 
-def _zeroes_only_non_negatives(comparison: cst.BaseExpression, compared: cst.BaseExpression, threshold: cst.BaseExpression) -> bool:
+def _zeroes_only_non_negatives(
+    comparison: cst.BaseExpression, compared: cst.BaseExpression, threshold: cst.BaseExpression
+) -> bool:
     """`x * (x < 0)`, `x * (x <= 1.0)`: the mask keeps the values below a threshold that is not
     negative, so the elements it zeroes are >= 0 and `x * 0` is +0.0 there; the product differs
     from the library op only for an infinite input, as any mask multiplication does."""
@@ -202,7 +220,11 @@ def _zeroes_only_non_negatives(comparison: cst.BaseExpression, compared: cst.Bas
         operator = comparison.comparisons[0].operator
         below = isinstance(operator, (cst.LessThan, cst.LessThanEqual))
         return below if comparison.left is compared else not below
-    name = comparison.func.attr.value if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) else ""
+    name = (
+        comparison.func.attr.value
+        if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute)
+        else ""
+    )
     return name in KEEP_BELOW
 
 
@@ -241,7 +263,13 @@ def _names_read(module: ParsedModule, expr: cst.BaseExpression, depth: int = 6) 
                     if isinstance(value, cst.BaseExpression):
                         pending.append((value, left - 1))
             continue
-        pending.extend((child, left) for child in walk(node) if isinstance(child, (cst.Name, cst.Attribute)) and module.parents.get(child) is not None and not isinstance(module.parents.get(child), cst.Attribute))
+        pending.extend(
+            (child, left)
+            for child in walk(node)
+            if isinstance(child, (cst.Name, cst.Attribute))
+            and module.parents.get(child) is not None
+            and not isinstance(module.parents.get(child), cst.Attribute)
+        )
     return found
 
 
@@ -253,7 +281,9 @@ def _is_setting(expr: cst.BaseExpression) -> bool:
     return name.startswith("self.")
 
 
-INTEGER_PRODUCERS = frozenset({"arange", "randint", "argmax", "argmin", "long", "int", "nonzero", "bucketize", "searchsorted"})
+INTEGER_PRODUCERS = frozenset(
+    {"arange", "randint", "argmax", "argmin", "long", "int", "nonzero", "bucketize", "searchsorted"}
+)
 
 
 def _integer_valued(module: ParsedModule, expr: cst.BaseExpression, depth: int = 3) -> bool:
@@ -269,12 +299,18 @@ def _integer_valued(module: ParsedModule, expr: cst.BaseExpression, depth: int =
         if isinstance(node, cst.Name):
             function = module.enclosing_function(expr)
             for binding in bindings(function).get(node.value, []) if function is not None else []:
-                if isinstance(binding, cst.Assign) and binding.value is not expr and _integer_valued(module, binding.value, depth - 1):
+                if (
+                    isinstance(binding, cst.Assign)
+                    and binding.value is not expr
+                    and _integer_valued(module, binding.value, depth - 1)
+                ):
                     return True
     return False
 
 
-def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.BaseExpression | cst.AugAssign, value: cst.BaseExpression) -> bool:
+def _activation_in_a_differentiable_path(
+    module: ParsedModule, node: cst.BaseExpression | cst.AugAssign, value: cst.BaseExpression
+) -> bool:
     """The pitfall is the activation's: its output keeps -0.0 and NaN, its input's gradient takes NaN.
     Not when the code runs with recording off, in an optimizer step or in a registered operator's
     implementation, when the input can hold no
@@ -283,7 +319,9 @@ def _activation_in_a_differentiable_path(module: ParsedModule, node: cst.BaseExp
     another term turns -0.0 into that term, and the gradient of `x * (x > 0)` is ReLU's."""
     if gradient_disabled(module, node) or in_operator_implementation(module, node) or holds_no_gradient(module, value):
         return False
-    if isinstance(node, cst.AugAssign) or (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value.endswith("_")):
+    if isinstance(node, cst.AugAssign) or (
+        isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value.endswith("_")
+    ):
         return True  # in place: the product lives on in the multiplied tensor
     return not _only_summed(module, node) and not feeds_only_non_differentiable(module, node)
 
@@ -298,7 +336,11 @@ def _only_summed(module: ParsedModule, node: cst.CSTNode) -> bool:
         name = parent.targets[0].target.value
         if function is None or len(bindings(function).get(name, [])) != 1:
             return False
-        uses = [n for n in walk(function.body) if isinstance(n, cst.Name) and n.value == name and n is not parent.targets[0].target]
+        uses = [
+            n
+            for n in walk(function.body)
+            if isinstance(n, cst.Name) and n.value == name and n is not parent.targets[0].target
+        ]
         return bool(uses) and all(_only_summed(module, use) for use in uses)
     return False
 
@@ -321,12 +363,30 @@ def _message(node: cst.CSTNode, value: cst.BaseExpression, comparison: cst.BaseE
 def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> bool:
     """`x > 0`, `0 < x`, `x.gt(0.0)`: the mask of torch.relu."""
     if isinstance(comparison, cst.Comparison):
-        left, operator, right = comparison.left, comparison.comparisons[0].operator, comparison.comparisons[0].comparator
+        left, operator, right = (
+            comparison.left,
+            comparison.comparisons[0].operator,
+            comparison.comparisons[0].comparator,
+        )
         if normalized_code(right) == normalized_code(value):
             left, right, operator = right, left, cst.GreaterThan() if isinstance(operator, cst.LessThan) else operator
-        return isinstance(operator, cst.GreaterThan) and normalized_code(left) == normalized_code(value) and literal_number(right) == 0
-    if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute) and comparison.func.attr.value in ("gt", "greater"):
+        return (
+            isinstance(operator, cst.GreaterThan)
+            and normalized_code(left) == normalized_code(value)
+            and literal_number(right) == 0
+        )
+    if (
+        isinstance(comparison, cst.Call)
+        and isinstance(comparison.func, cst.Attribute)
+        and comparison.func.attr.value in ("gt", "greater")
+    ):
         args = [a.value for a in comparison.args]
-        compared, threshold = (args[0], args[1]) if len(args) == 2 else (comparison.func.value, args[0] if args else None)
-        return threshold is not None and normalized_code(compared) == normalized_code(value) and literal_number(threshold) == 0
+        compared, threshold = (
+            (args[0], args[1]) if len(args) == 2 else (comparison.func.value, args[0] if args else None)
+        )
+        return (
+            threshold is not None
+            and normalized_code(compared) == normalized_code(value)
+            and literal_number(threshold) == 0
+        )
     return False

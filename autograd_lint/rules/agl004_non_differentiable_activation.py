@@ -15,30 +15,34 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
-from ..core.prefilter import activation_with_a_flagged_op
 from ..core.diagnostic import Severity
-from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
 from ..core.module import ParsedModule
+from ..core.prefilter import activation_with_a_flagged_op
 from ..core.rule import Finding, Rule
 from ..core.syntax import assigned_names, dotted_name, short_code, walk
-from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
 from ..facts.function_model import function_model
-
+from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
 
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}
-MASK_WRAPPERS = frozenset({"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"})
+MASK_WRAPPERS = frozenset(
+    {"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"}
+)
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
-CONSTANT_FACTORIES = frozenset({"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"})
+CONSTANT_FACTORIES = frozenset(
+    {"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"}
+)
 # How far a helper's result is followed up through the helpers that call it, to a forward.
 CALLER_DEPTH = 3
 
 _ACTIVATION_DEF = re.compile(
-    r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(", re.IGNORECASE
+    r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(",
+    re.IGNORECASE,
 )
 _ZERO_GRADIENT_OP_NAMES = r"(sign|sgn|round|floor|ceil|trunc|fix|heaviside)"
 # One pattern per kind of source (separate patterns search faster than one alternation).
@@ -126,7 +130,9 @@ def _is_forward(module: ParsedModule, function: cst.FunctionDef, function_classe
     return function.name.value == "forward" and isinstance(owner, cst.ClassDef) and owner not in function_classes
 
 
-def _training_use(module: ParsedModule, function: cst.FunctionDef, function_classes, depth: int = CALLER_DEPTH, seen=frozenset()):
+def _training_use(
+    module: ParsedModule, function: cst.FunctionDef, function_classes, depth: int = CALLER_DEPTH, seen=frozenset()
+):
     """The forward that passes a differentiable value to `function` (directly or through helpers
     that call it) and uses its result as a differentiable value: (forward, call in that forward).
     None when no caller in the module does: the helper's result is only used under no_grad, on
@@ -176,7 +182,10 @@ class _Judge:
             if found is None:
                 continue
             description, integer = found
-            if gradient_disabled(self.module, node) or self.flow.reaches_output(node, integer, _operand(node) or node) is None:
+            if (
+                gradient_disabled(self.module, node)
+                or self.flow.reaches_output(node, integer, _operand(node) or node) is None
+            ):
                 continue
             if not forward:
                 use = use or _training_use(self.module, self.function, self.function_classes)
@@ -216,7 +225,12 @@ class _Judge:
             if self.flow.carries_gradient(receiver) and not self._used_as_mask(node, through_names=False):
                 return f"casting to an integer type (.{method}) cuts the result from the graph", True
             return None
-        if method in ("scatter", "scatter_") and len(operands) >= 3 and self._is_argmax_value(operands[1]) and self._is_constant(operands[2]):
+        if (
+            method in ("scatter", "scatter_")
+            and len(operands) >= 3
+            and self._is_argmax_value(operands[1])
+            and self._is_constant(operands[2])
+        ):
             if self.flow.carries_gradient(operands[1]):
                 return "a one-hot scattered at an argmax has no gradient: the result is cut from the graph", False
             return None
@@ -244,7 +258,9 @@ class _Judge:
 
     def _is_argmax_value(self, expr: cst.BaseExpression) -> bool:
         """`x.argmax(-1)`, a local assigned one, or a view of either (`index.unsqueeze(-1)`)."""
-        while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS:
+        while (
+            isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS
+        ):
             expr = expr.func.value
         if isinstance(expr, cst.Name):
             values = self.flow.assigned_values(expr.value)
@@ -257,8 +273,14 @@ class _Judge:
             if isinstance(operator, cst.Equal):  # `(x == x.max(-1, keepdim=True).values)`: a one-hot
                 return any(_is_max(side) for side in (expr.left, right))
             return isinstance(operator, ORDERING)
-        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ORDERING_METHODS:
-            return _public_torch_op(self.module.qualified_name(expr.func) or "") is not None or not self._is_module_function(expr.func)
+        if (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and expr.func.attr.value in ORDERING_METHODS
+        ):
+            return _public_torch_op(
+                self.module.qualified_name(expr.func) or ""
+            ) is not None or not self._is_module_function(expr.func)
         return False
 
     def _is_module_function(self, func: cst.Attribute) -> bool:
@@ -297,7 +319,9 @@ class _Judge:
             return self.flow.carries_gradient(parent.target)
         if isinstance(parent, cst.Assign) and through_names:
             return any(
-                self._name_used_as_mask(name.value) for target in parent.targets for name in assigned_names(target.target)
+                self._name_used_as_mask(name.value)
+                for target in parent.targets
+                for name in assigned_names(target.target)
             )
         return False
 
@@ -323,9 +347,15 @@ def _may_be_source(module: ParsedModule, node: cst.CSTNode) -> bool:
     return isinstance(func, cst.Name) and (module.qualified_name(func) or "").rsplit(".", 1)[-1] in _SOURCE_CALL_NAMES
 
 
-def _message(module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use) -> tuple[str, str]:
+def _message(
+    module: ParsedModule, function: cst.FunctionDef, node: cst.CSTNode, description: str, use
+) -> tuple[str, str]:
     operand = _operand(node)
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("scatter", "scatter_"):
+    if (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value in ("scatter", "scatter_")
+    ):
         operand = node.args[1].value  # the argmax index, not the zeros it is scattered into
     fed = f"`{short_code(operand, 40)}`" if operand is not None else "its input"
     owner = module.grandparent(function)
@@ -352,9 +382,13 @@ def _directly_returned(module: ParsedModule, node: cst.CSTNode) -> bool:
 
 
 def _is_argmax(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Call) and isinstance(expr.func, (cst.Attribute, cst.Name)) and (
-        (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in ("argmax", "argmin")
-        or (isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("argmax", "argmin"))
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, (cst.Attribute, cst.Name))
+        and (
+            (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in ("argmax", "argmin")
+            or (isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("argmax", "argmin"))
+        )
     )
 
 
@@ -364,7 +398,11 @@ def _is_max(expr: cst.BaseExpression) -> bool:
         expr = expr.value
     if isinstance(expr, cst.Subscript):
         expr = expr.value
-    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("max", "amax", "min", "amin")
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in ("max", "amax", "min", "amin")
+    )
 
 
 def _public_torch_op(qualified: str) -> str | None:
@@ -375,6 +413,7 @@ def _public_torch_op(qualified: str) -> str | None:
     if qualified in ("torch.nn.functional.one_hot", "torch.special.round"):
         return parts[-1]
     return None
+
 
 def _returns_integers(function: cst.FunctionDef) -> bool:
     """A quantizer that returns integer codes (`q = round(x / s).to(torch.int8); return q, s`) is an
@@ -405,7 +444,9 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
         args = [a.value for a in expr.args]
         if method in INTEGER_CASTS or method == "astype" or "quantize_per" in method:
             return True
-        if method in ("to", "type") and any(is_integer_dtype(a) or (isinstance(a, cst.Name) and a.value in dtype_params) for a in args):
+        if method in ("to", "type") and any(
+            is_integer_dtype(a) or (isinstance(a, cst.Name) and a.value in dtype_params) for a in args
+        ):
             return True
         expr = expr.func.value
         while isinstance(expr, cst.BinaryOperation):
@@ -429,5 +470,3 @@ NOT_ACTIVATIONS = ("test_", "sample_", "reference_", "ref_", "_ref", "error_inpu
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-

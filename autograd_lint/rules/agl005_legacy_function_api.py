@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import code_of, short_code, walk
+from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method, function_model
 
 # What a ctx (the `<F>Backward` node) offers: reading these on `self` is ctx use, not instance state.
 CTX_API = frozenset(
     {
-        "save_for_backward", "saved_tensors", "saved_variables", "to_save", "needs_input_grad", "mark_dirty",
-        "mark_non_differentiable", "set_materialize_grads", "materialize_grads", "dirty_tensors",
-        "non_differentiable", "metadata", "next_functions", "register_hook", "register_prehook", "name",
+        "save_for_backward",
+        "saved_tensors",
+        "saved_variables",
+        "to_save",
+        "needs_input_grad",
+        "mark_dirty",
+        "mark_non_differentiable",
+        "set_materialize_grads",
+        "materialize_grads",
+        "dirty_tensors",
+        "non_differentiable",
+        "metadata",
+        "next_functions",
+        "register_hook",
+        "register_prehook",
+        "name",
     }
 )
 FIX = "Make forward and backward @staticmethods taking ctx, pass the values to `.apply(...)`, keep them on ctx and return None for them from backward."
@@ -54,7 +67,9 @@ class LegacyFunctionApi(FunctionRule):
 
     def _init_state(self, function_class: FunctionClass) -> Iterator[Finding]:
         init = function_class.own_methods.get("__init__")
-        if init is None or not (len(init.params) > 1 or isinstance(init.node.params.star_arg, cst.Param) or _self_attributes(init)):
+        if init is None or not (
+            len(init.params) > 1 or isinstance(init.node.params.star_arg, cst.Param) or _self_attributes(init)
+        ):
             return  # a bare `__init__(self): super().__init__()` carries nothing apply could lose
         name = function_class.name
         yield Finding(
@@ -229,8 +244,10 @@ def _first_state_read(method: Method, state: set[str]) -> cst.Attribute | None:
 
 def _calls_are_torchs(function_class: FunctionClass) -> bool:
     """Whether calling an instance reaches torch's `Function.__call__` (no `__call__` of our own)."""
-    return function_class.hierarchy_known and function_class.method("__call__") is None and not any(
-        "__call__" in _class_body_names(k) for k in _hierarchy(function_class)
+    return (
+        function_class.hierarchy_known
+        and function_class.method("__call__") is None
+        and not any("__call__" in _class_body_names(k) for k in _hierarchy(function_class))
     )
 
 
@@ -254,13 +271,21 @@ def _init_writes_elsewhere(function_class: FunctionClass) -> bool:
     for node in walk(init.node.body):
         if isinstance(node, cst.Global):
             return True
-        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target] if isinstance(node, (cst.AugAssign, cst.AnnAssign)) else []
+        targets = (
+            [t.target for t in node.targets]
+            if isinstance(node, cst.Assign)
+            else [node.target]
+            if isinstance(node, (cst.AugAssign, cst.AnnAssign))
+            else []
+        )
         for target in targets:
             if isinstance(target, (cst.Attribute, cst.Subscript)):
                 root: cst.BaseExpression = target
                 while isinstance(root, (cst.Attribute, cst.Subscript)):
                     root = root.value
-                if not (isinstance(root, cst.Name) and root.value == first) or code_of(target).startswith(f"{first}.__class__"):
+                if not (isinstance(root, cst.Name) and root.value == first) or code_of(target).startswith(
+                    f"{first}.__class__"
+                ):
                     return True
     return False
 
@@ -291,5 +316,3 @@ def _constructor_arguments(call: cst.Call) -> str:
         prefix = "*" * len(arg.star) if arg.star else f"{arg.keyword.value}=" if arg.keyword is not None else ""
         parts.append(prefix + text)
     return ", ".join(parts)
-
-

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import short_code
+from ..facts.function_model import FunctionClass, function_model
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class ForwardCalledDirectly(FunctionRule):
                 if not isinstance(call.func, cst.Attribute):
                     continue  # never: direct_calls are `Cls.forward(...)` / `Cls.backward(...)`
                 method = call.func.attr.value
-                yield Finding(call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method))
+                yield Finding(
+                    call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method)
+                )
 
 
 def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tuple[str, str]:
@@ -54,5 +56,3 @@ def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tupl
         f"Autograd never calls it that way, so its result "
         f"reaches no .grad. Call `{name}.apply(...)` and let `loss.backward()` run it.",
     )
-
-

@@ -12,18 +12,18 @@ forward can change them), and whatever is not surely a tensor (value_kinds).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, is_none, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
 from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
@@ -36,8 +36,20 @@ VALUE, METADATA = "value", "metadata"
 METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse"})
 METADATA_METHODS = frozenset(
     {
-        "size", "dim", "numel", "stride", "new_zeros", "new_empty", "new_ones", "new_full", "is_contiguous",
-        "element_size", "get_device", "is_floating_point", "nelement", "ndimension",
+        "size",
+        "dim",
+        "numel",
+        "stride",
+        "new_zeros",
+        "new_empty",
+        "new_ones",
+        "new_full",
+        "is_contiguous",
+        "element_size",
+        "get_device",
+        "is_floating_point",
+        "nelement",
+        "ndimension",
     }
 )
 LIKE_FUNCTIONS = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"})
@@ -84,13 +96,21 @@ def _ctx_assignments(method: Method) -> Iterator[tuple[cst.Attribute, cst.BaseEx
         else:
             continue
         for target, value in pairs:
-            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and len(target.elements) == len(value.elements):
-                pairs.extend((t.value, v.value) for t, v in zip(target.elements, value.elements) if not isinstance(t, cst.StarredElement))
+            if (
+                isinstance(target, (cst.Tuple, cst.List))
+                and isinstance(value, (cst.Tuple, cst.List))
+                and len(target.elements) == len(value.elements)
+            ):
+                pairs.extend(
+                    (t.value, v.value)
+                    for t, v in zip(target.elements, value.elements)
+                    if not isinstance(t, cst.StarredElement)
+                )
             elif isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == ctx:
                 yield target, value
 
 
-def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: cst.BaseExpression) -> CtxTensor | None:
+def _harmful(kinds: ValueKinds, reads: _BackwardReads, attribute: str, value: cst.BaseExpression) -> CtxTensor | None:
     """The stored tensor (an element, for a tuple or list) whose place on ctx does harm, most
     harmful first: an output, a differentiable input backward computes with, an unread intermediate."""
     if isinstance(value, (cst.Tuple, cst.List)):
@@ -110,7 +130,12 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
         shown = " ".join(code_of(element).split())
         if role == OUTPUT:
             found.append((0, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown)))
-        elif role == INPUT and uses is not None and VALUE in uses and reads.differentiable(_input_position(kinds, element)):
+        elif (
+            role == INPUT
+            and uses is not None
+            and VALUE in uses
+            and reads.differentiable(_input_position(kinds, element))
+        ):
             source = _root_name(kinds, _aliased_input(kinds, element)) or ""
             found.append((1, CtxTensor(kinds.function_class, kinds.method, attribute, role, shown, source=source)))
         elif role == INTERMEDIATE and uses is not None and not uses:
@@ -123,12 +148,16 @@ def _harmful(kinds: ValueKinds, reads: "_BackwardReads", attribute: str, value: 
         return same[0]
     # Several elements of one tuple do the same harm: name them all.
     return CtxTensor(
-        same[0].function_class, same[0].method, attribute, same[0].role, "`, `".join(stored.value for stored in same),
+        same[0].function_class,
+        same[0].method,
+        attribute,
+        same[0].role,
+        "`, `".join(stored.value for stored in same),
         source="`, `".join(stored.source or stored.value for stored in same),
     )
 
 
-def _role(kinds: ValueKinds, reads: "_BackwardReads", value: cst.BaseExpression) -> str | None:
+def _role(kinds: ValueKinds, reads: _BackwardReads, value: cst.BaseExpression) -> str | None:
     """OUTPUT, INPUT (an input or a view/alias of one) or INTERMEDIATE when the value is surely a tensor.
     An input backward always returns a gradient for is one: torch accepts a gradient only for a tensor."""
     kind = kinds.kind(value)
@@ -150,13 +179,19 @@ def _non_differentiable(method: Method) -> set[str]:
     ctx = method.ctx_name
     found = set()
     for node in walk(method.node.body, into_functions=False):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "mark_non_differentiable":
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "mark_non_differentiable"
+        ):
             if isinstance(node.func.value, cst.Name) and node.func.value.value == ctx:
                 found |= {a.value.value for a in node.args if isinstance(a.value, cst.Name)}
     return found
 
 
-def _aliased_input(kinds: ValueKinds, value: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> cst.BaseExpression | None:
+def _aliased_input(
+    kinds: ValueKinds, value: cst.BaseExpression, seen: frozenset[str] = frozenset()
+) -> cst.BaseExpression | None:
     """The input expression (a parameter name, or setup_context's `inputs[i]`) whose tensor `value`
     is or views: `x`, `x.t()`, `w.contiguous()`, a local bound only to such views of one input."""
     if kinds.input_index(value) is not None:
@@ -213,7 +248,11 @@ def _root_name(kinds: ValueKinds, expr: cst.BaseExpression | None) -> str | None
     if forward is None or not params:
         return None
     for node in kinds.bindings.get(expr.value, []):  # `x, w = inputs`
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == params[0].name.value:
+        if (
+            isinstance(node, cst.Assign)
+            and isinstance(node.value, cst.Name)
+            and node.value.value == params[0].name.value
+        ):
             target = node.targets[0].target
             if isinstance(target, (cst.Tuple, cst.List)):
                 names = [e.value.value if isinstance(e.value, cst.Name) else None for e in target.elements]
@@ -229,7 +268,9 @@ class _BackwardReads:
         self.module = module
         self.backward = function_class.backward
         # Where ctx is read after forward: backward (or vjp) and jvp.
-        self.readers = [m for m in (self.backward, function_class.method("jvp")) if m is not None and m.ctx_name is not None]
+        self.readers = [
+            m for m in (self.backward, function_class.method("jvp")) if m is not None and m.ctx_name is not None
+        ]
         self._reader: Method | None = None
         self._uses: dict[tuple[str, int | None], set[str]] | None = None
         self.escapes = False
@@ -254,7 +295,11 @@ class _BackwardReads:
         """backward's returned values, one per `return`, or None when one of them cannot be read."""
         if self.backward is None:
             return None
-        returns = [n for n in walk(self.backward.node.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+        returns = [
+            n
+            for n in walk(self.backward.node.body, into_functions=False)
+            if isinstance(n, cst.Return) and n.value is not None
+        ]
         known = returned_values(self.backward)
         if not returns or len(known) != len(returns) or any(r.is_list for r in known):
             return None
@@ -282,12 +327,19 @@ class _BackwardReads:
             return True
         if isinstance(expr, cst.Call):
             func = expr.func
-            return isinstance(func, cst.Attribute) and not (isinstance(func.value, cst.Name) and func.value.value == self.backward.ctx_name)
+            return isinstance(func, cst.Attribute) and not (
+                isinstance(func.value, cst.Name) and func.value.value == self.backward.ctx_name
+            )
         if isinstance(expr, cst.Name) and depth < 4:
             nodes = bindings(self.backward.node).get(expr.value, [])
             return bool(nodes) and all(
                 isinstance(n, cst.AugAssign)
-                or (isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and self._surely_gradient(n.value, depth + 1))
+                or (
+                    isinstance(n, cst.Assign)
+                    and len(n.targets) == 1
+                    and isinstance(n.targets[0].target, cst.Name)
+                    and self._surely_gradient(n.value, depth + 1)
+                )
                 for n in nodes
             )
         return False
@@ -299,7 +351,10 @@ class _BackwardReads:
         if isinstance(expr, cst.Name):
             nodes = bindings(self.backward.node).get(expr.value, [])
             return bool(nodes) and all(
-                isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.targets[0].target, cst.Name) and is_none(n.value)
+                isinstance(n, cst.Assign)
+                and len(n.targets) == 1
+                and isinstance(n.targets[0].target, cst.Name)
+                and is_none(n.value)
                 for n in nodes
             )
         return False
@@ -327,7 +382,9 @@ class _BackwardReads:
 
     def _is_target(self, node: cst.CSTNode) -> bool:
         parent = self.module.parents.get(node)
-        return isinstance(parent, (cst.AssignTarget, cst.Del)) or (isinstance(parent, cst.AnnAssign) and parent.target is node)
+        return isinstance(parent, (cst.AssignTarget, cst.Del)) or (
+            isinstance(parent, cst.AnnAssign) and parent.target is node
+        )
 
     def _use(self, node: cst.CSTNode, depth: int, index: int | None = None) -> Iterator[tuple[int | None, str]]:
         """(element index or None, VALUE/METADATA) for the expression `node` (a read of the attribute)."""
@@ -348,7 +405,9 @@ class _BackwardReads:
                 if (dotted_name(call.func) or "").rsplit(".", 1)[-1] in LIKE_FUNCTIONS:
                     yield index, METADATA
                     return
-        if isinstance(parent, cst.Comparison) and all(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in parent.comparisons):
+        if isinstance(parent, cst.Comparison) and all(
+            isinstance(c.operator, (cst.Is, cst.IsNot)) for c in parent.comparisons
+        ):
             yield index, METADATA
             return
         if isinstance(parent, cst.Subscript) and index is None and len(parent.slice) == 1:
@@ -361,7 +420,11 @@ class _BackwardReads:
             if isinstance(target, cst.Name):
                 yield from self._name_uses(target.value, parent, depth, index)
                 return
-            if isinstance(target, (cst.Tuple, cst.List)) and index is None and not any(isinstance(e, cst.StarredElement) for e in target.elements):
+            if (
+                isinstance(target, (cst.Tuple, cst.List))
+                and index is None
+                and not any(isinstance(e, cst.StarredElement) for e in target.elements)
+            ):
                 for position, unpacked in enumerate(target.elements):
                     if isinstance(unpacked.value, cst.Name):
                         yield from self._name_uses(unpacked.value.value, parent, depth, position)
@@ -370,7 +433,9 @@ class _BackwardReads:
                 return
         yield index, VALUE
 
-    def _name_uses(self, name: str, binding: cst.CSTNode, depth: int, index: int | None) -> Iterator[tuple[int | None, str]]:
+    def _name_uses(
+        self, name: str, binding: cst.CSTNode, depth: int, index: int | None
+    ) -> Iterator[tuple[int | None, str]]:
         """The uses of a local bound from the attribute, as uses of the attribute."""
         for read in self._reads_of(name, binding):
             yield from self._use(read, depth + 1, index)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import Method, function_model
-from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
+from ..facts.function_model import Method, function_model
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
 
 TORCH_MESSAGE = (
     "unsupported operation: more than one element of the written-to tensor refers to a single memory "

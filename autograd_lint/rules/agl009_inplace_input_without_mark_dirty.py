@@ -2,26 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
-from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import code_of, dotted_name, is_none, normalized_code, walk
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 # Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
-TENSOR_EVIDENCE = ALIAS_METHODS | ALIAS_ATTRIBUTES | frozenset(
-    {
-        "size", "dim", "ndim", "numel", "nelement", "shape", "dtype", "device", "is_contiguous", "stride",
-        "new_empty", "new_zeros", "new_ones", "new_full", "new_tensor", "clone", "requires_grad", "grad",
-        "is_cuda", "data_ptr", "element_size", "numpy", "item", "tolist", "masked_fill", "index_select",
-        "gather", "mm", "matmul", "bmm", "sum", "mean", "norm", "abs", "exp", "log", "sigmoid", "tanh", "relu",
-    }
+TENSOR_EVIDENCE = (
+    ALIAS_METHODS
+    | ALIAS_ATTRIBUTES
+    | frozenset(
+        {
+            "size",
+            "dim",
+            "ndim",
+            "numel",
+            "nelement",
+            "shape",
+            "dtype",
+            "device",
+            "is_contiguous",
+            "stride",
+            "new_empty",
+            "new_zeros",
+            "new_ones",
+            "new_full",
+            "new_tensor",
+            "clone",
+            "requires_grad",
+            "grad",
+            "is_cuda",
+            "data_ptr",
+            "element_size",
+            "numpy",
+            "item",
+            "tolist",
+            "masked_fill",
+            "index_select",
+            "gather",
+            "mm",
+            "matmul",
+            "bmm",
+            "sum",
+            "mean",
+            "norm",
+            "abs",
+            "exp",
+            "log",
+            "sigmoid",
+            "tanh",
+            "relu",
+        }
+    )
 )
 
 
@@ -86,14 +125,22 @@ def _tensor_written_parameters(module: ParsedModule, helper: cst.FunctionDef) ->
     `out=t`): `handles[key] = work` on a dict parameter is not a tensor write."""
     params = [p.name.value for p in helper.params.params]
     flow = AliasFlow(helper, {name: Alias(name, TENSOR) for name in params}, module.qualified_name)
-    return frozenset(params.index(alias.root) for write, alias in flow.found if isinstance(write.node, (cst.Call, cst.Arg)) and not alias.indexed)
+    return frozenset(
+        params.index(alias.root)
+        for write, alias in flow.found
+        if isinstance(write.node, (cst.Call, cst.Arg)) and not alias.indexed
+    )
 
 
 def _is_output_buffer(param: cst.Param) -> bool:
     """`out=None`, `residual_out=None`: an optional buffer the caller hands in for forward to fill, as
     torch's own `out=` arguments. Writing it is the contract, and it is not a differentiable input."""
     name = param.name.value.lower()
-    named_as_output = name in ("out", "output", "buf", "buffer") or name.startswith("out_") or name.endswith(("_out", "_output", "_buf", "_buffer"))
+    named_as_output = (
+        name in ("out", "output", "buf", "buffer")
+        or name.startswith("out_")
+        or name.endswith(("_out", "_output", "_buf", "_buffer"))
+    )
     return named_as_output and param.default is not None and is_none(param.default)
 
 
@@ -101,7 +148,9 @@ def _marked_dirty(function_class: FunctionClass, forward: Method) -> set[str] | 
     """Names forward passes to `ctx.mark_dirty`; None when that cannot be known (starred or computed
     arguments, ctx handed to a helper, mark_dirty in setup_context)."""
     setup = function_class.method("setup_context")
-    if setup is not None and any(isinstance(n, cst.Attribute) and n.attr.value == "mark_dirty" for n in walk(setup.node.body)):
+    if setup is not None and any(
+        isinstance(n, cst.Attribute) and n.attr.value == "mark_dirty" for n in walk(setup.node.body)
+    ):
         return None
     ctx = forward.ctx_name
     if ctx is None:
@@ -131,7 +180,9 @@ def _tensor_evidence(module: ParsedModule, forward: Method) -> set[str]:
     """Parameters that visibly hold tensors: annotated so, used with a tensor-only attribute, saved for
     backward, or passed to a torch function."""
     params = {p.name.value: p for p in forward.data_params}
-    found = {name for name, p in params.items() if p.annotation is not None and "Tensor" in code_of(p.annotation.annotation)}
+    found = {
+        name for name, p in params.items() if p.annotation is not None and "Tensor" in code_of(p.annotation.annotation)
+    }
     for node in walk(forward.node.body, into_functions=False):
         if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value in params:
             if node.attr.value in TENSOR_EVIDENCE or node.attr.value.endswith("_"):
@@ -139,7 +190,11 @@ def _tensor_evidence(module: ParsedModule, forward: Method) -> set[str]:
         elif isinstance(node, cst.Call):
             qualified = module.qualified_name(node.func) or ""
             if qualified.startswith("torch.") or qualified.endswith(".save_for_backward"):
-                found |= {arg.value.value for arg in node.args if isinstance(arg.value, cst.Name) and arg.value.value in params}
+                found |= {
+                    arg.value.value
+                    for arg in node.args
+                    if isinstance(arg.value, cst.Name) and arg.value.value in params
+                }
     return found
 
 

@@ -16,19 +16,27 @@ backward: the first such construct in evaluation order.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.gradient_reach import ARGUMENT_CARRYING_METHODS, METADATA, STRUCTURE_FUNCTIONS, STRUCTURE_KEYWORDS, names_computed_from, reaches_return, written_names
-from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
+from ..core.syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_reach import (
+    ARGUMENT_CARRYING_METHODS,
+    METADATA,
+    STRUCTURE_FUNCTIONS,
+    STRUCTURE_KEYWORDS,
+    names_computed_from,
+    reaches_return,
+    written_names,
+)
+from ..facts.gradient_returns import returned_values
 from ..facts.second_derivatives import second_derivative_uses
 from ..torch_api import VIEW_ATTRIBUTES
-from ..core.syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -41,11 +49,60 @@ SAVED_ATTRIBUTES = ("saved_tensors", "saved_variables")
 # Ops whose result carries no gradient back to their operands (so a saved tensor built with them is
 # a constant for double backward anyway): comparisons, indices, integer casts, steps, metadata.
 NON_DIFFERENTIABLE_OPS = frozenset(
-    {"detach", "argmax", "argmin", "argsort", "sign", "sgn", "round", "floor", "ceil", "trunc", "long", "int", "bool",
-     "byte", "short", "char", "eq", "ne", "gt", "ge", "lt", "le", "isnan", "isinf", "isfinite", "nonzero",
-     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "bernoulli",
-     "float", "len", "item", "tolist", "numpy", "heaviside", "logical_not", "logical_and", "logical_or", "bucketize",
-     "searchsorted", "one_hot", "new_zeros", "new_ones", "new_empty", "new_full", "multinomial", "get_device"}
+    {
+        "detach",
+        "argmax",
+        "argmin",
+        "argsort",
+        "sign",
+        "sgn",
+        "round",
+        "floor",
+        "ceil",
+        "trunc",
+        "long",
+        "int",
+        "bool",
+        "byte",
+        "short",
+        "char",
+        "eq",
+        "ne",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "nonzero",
+        "zeros_like",
+        "ones_like",
+        "empty_like",
+        "full_like",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "bernoulli",
+        "float",
+        "len",
+        "item",
+        "tolist",
+        "numpy",
+        "heaviside",
+        "logical_not",
+        "logical_and",
+        "logical_or",
+        "bucketize",
+        "searchsorted",
+        "one_hot",
+        "new_zeros",
+        "new_ones",
+        "new_empty",
+        "new_full",
+        "multinomial",
+        "get_device",
+    }
 )
 # A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
 EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|kernels?))$")
@@ -129,7 +186,9 @@ def _is_extension_path(full: str) -> bool:
 class _BackwardFlow:
     """Which values in one backward carry gradient, and whether a leaving construct reaches the return."""
 
-    def __init__(self, module: ParsedModule, method: Method, extensions: _ExtensionNames, second_derivatives: cst.CSTNode | None):
+    def __init__(
+        self, module: ParsedModule, method: Method, extensions: _ExtensionNames, second_derivatives: cst.CSTNode | None
+    ):
         seeds = {p.name.value for p in method.data_params}
         star = method.node.params.star_arg
         if isinstance(star, cst.Param):
@@ -140,7 +199,9 @@ class _BackwardFlow:
         self.follows_helpers = True
 
     @classmethod
-    def of_helper(cls, module: ParsedModule, helper: cst.FunctionDef, seeds: set[str], extensions: _ExtensionNames) -> "_BackwardFlow":
+    def of_helper(
+        cls, module: ParsedModule, helper: cst.FunctionDef, seeds: set[str], extensions: _ExtensionNames
+    ) -> _BackwardFlow:
         """The flow inside a module function backward calls, from the parameters it passes gradients
         to (one call deep: the helper's own helpers are not followed)."""
         flow = cls.__new__(cls)
@@ -149,7 +210,14 @@ class _BackwardFlow:
         flow.follows_helpers = False
         return flow
 
-    def _setup(self, module: ParsedModule, function: cst.FunctionDef, seeds: set[str], ctx: str | None, extensions: _ExtensionNames) -> None:
+    def _setup(
+        self,
+        module: ParsedModule,
+        function: cst.FunctionDef,
+        seeds: set[str],
+        ctx: str | None,
+        extensions: _ExtensionNames,
+    ) -> None:
         self.module = module
         self.function = function
         self.extensions = extensions
@@ -198,7 +266,11 @@ class _BackwardFlow:
     def _leaving(self, node: cst.CSTNode) -> str | None:
         if isinstance(node, cst.With):
             return self._no_grad_block(node)
-        if self.intermediates is not None and self.higher_order is not None and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+        if (
+            self.intermediates is not None
+            and self.higher_order is not None
+            and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript))
+        ):
             computed = self.intermediates.read_by(node)
             if computed is not None and self._reaches_return(node):
                 line = self.module.position(self.higher_order).start.line
@@ -248,7 +320,11 @@ class _BackwardFlow:
             if not disables_grad(call):
                 continue
             for statement in walk(node.body, into_functions=False):
-                value = statement.value if isinstance(statement, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return, cst.Expr)) else None
+                value = (
+                    statement.value
+                    if isinstance(statement, (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Return, cst.Expr))
+                    else None
+                )
                 if value is not None and self._carries_gradient(value) and self._reaches_return(value):
                     return f"ops under `{code_of(call).strip()}` record no graph"
         return None
@@ -272,7 +348,9 @@ class _BackwardFlow:
             if ancestor is self.function:
                 return False
             if isinstance(ancestor, cst.With) and any(
-                (self.module.qualified_name(i.item.func if isinstance(i.item, cst.Call) else i.item) or "").endswith("enable_grad")
+                (self.module.qualified_name(i.item.func if isinstance(i.item, cst.Call) else i.item) or "").endswith(
+                    "enable_grad"
+                )
                 for i in ancestor.items
             ):
                 return True
@@ -288,9 +366,18 @@ class _BackwardFlow:
     def _bound_names(self, statement: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> set[str] | None:
         """The names a statement makes hold `child`'s value (not ctx), and the output buffers an
         extension call fills (`ext.backward(g, x, grad_in)` with `grad_in = torch.empty_like(x)`)."""
-        written = written_names(self.module, statement, child, exclude=frozenset() if self.ctx is None else frozenset({self.ctx}))
-        if written is not None and isinstance(statement, cst.Expr) and isinstance(child, cst.Call) and self.extensions.called(child) is not None:
-            written |= {a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers}
+        written = written_names(
+            self.module, statement, child, exclude=frozenset() if self.ctx is None else frozenset({self.ctx})
+        )
+        if (
+            written is not None
+            and isinstance(statement, cst.Expr)
+            and isinstance(child, cst.Call)
+            and self.extensions.called(child) is not None
+        ):
+            written |= {
+                a.value.value for a in child.args if isinstance(a.value, cst.Name) and a.value.value in self.buffers
+            }
         return written
 
     def _carries(self, parent: cst.CSTNode, child: cst.CSTNode, state: bool = True) -> bool | None:
@@ -301,7 +388,9 @@ class _BackwardFlow:
         if isinstance(parent, cst.Arg):
             carried = self._argument_carries(parent)
         else:
-            carried = isinstance(parent, cst.BaseExpression) or isinstance(parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor))
+            carried = isinstance(parent, cst.BaseExpression) or isinstance(
+                parent, (cst.Element, cst.StarredElement, cst.DictElement, cst.CompFor)
+            )
         return state if carried else None
 
     def _argument_carries(self, arg: cst.Arg) -> bool:
@@ -309,7 +398,9 @@ class _BackwardFlow:
         if not isinstance(call, cst.Call):
             return False
         name = dotted_name(call.func) or ""
-        short = name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+        short = (
+            name.rsplit(".", 1)[-1] if name else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
+        )
         if "backward" in short and (self.module.qualified_name(call.func) or "").startswith("torch."):
             return False
         if isinstance(call.func, cst.Attribute) and not self._is_module_function(call.func):
@@ -326,14 +417,28 @@ def _module_function(module: ParsedModule, func: cst.BaseExpression, caller: cst
     """The function of this module `func` names: one defined in the calling function, a module-level
     function (`_grad_np(...)`) or a static method called through its class (`_Kernels.backward_dx(...)`)."""
     if isinstance(func, cst.Name):
-        local = [n for n in walk(caller.body, into_functions=False) if isinstance(n, cst.FunctionDef) and n.name.value == func.value]
-        return local[-1] if local else next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None)
+        local = [
+            n
+            for n in walk(caller.body, into_functions=False)
+            if isinstance(n, cst.FunctionDef) and n.name.value == func.value
+        ]
+        return (
+            local[-1]
+            if local
+            else next(
+                (s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value), None
+            )
+        )
     if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
         return None
-    owner = next((s for s in module.tree.body if isinstance(s, cst.ClassDef) and s.name.value == func.value.value), None)
+    owner = next(
+        (s for s in module.tree.body if isinstance(s, cst.ClassDef) and s.name.value == func.value.value), None
+    )
     if owner is None:
         return None
-    method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == func.attr.value), None)
+    method = next(
+        (s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == func.attr.value), None
+    )
     static = method is not None and any((dotted_name(d.decorator) or "") == "staticmethod" for d in method.decorators)
     return method if static else None
 
@@ -396,7 +501,11 @@ class _SavedIntermediates:
                         self.by_position[position] = self._shown(arg.value)
             elif isinstance(node, cst.Assign) and len(node.targets) == 1:
                 assigned = node.targets[0].target
-                if isinstance(assigned, cst.Attribute) and dotted_name(assigned.value) == ctx and self._intermediate(node.value, outputs):
+                if (
+                    isinstance(assigned, cst.Attribute)
+                    and dotted_name(assigned.value) == ctx
+                    and self._intermediate(node.value, outputs)
+                ):
                     self.by_attribute[assigned.attr.value] = self._shown(node.value)
         self.names = self._unpacked_names() if self.by_position else {}
 
@@ -454,7 +563,11 @@ class _SavedIntermediates:
             if name in NON_DIFFERENTIABLE_OPS or name in METADATA or name in STRUCTURE_FUNCTIONS:
                 return False
             receiver = func.value if isinstance(func, cst.Attribute) else None
-            if receiver is not None and self.module.qualified_name(receiver) is not None and (dotted_name(receiver) or "").split(".")[0] in self.module.imports:
+            if (
+                receiver is not None
+                and self.module.qualified_name(receiver) is not None
+                and (dotted_name(receiver) or "").split(".")[0] in self.module.imports
+            ):
                 receiver = None  # `torch.exp(x)`: a function of its arguments
             operands = [a.value for a in expr.args if a.keyword is None or a.keyword.value not in STRUCTURE_KEYWORDS]
             return any(self._depends(o, visiting) for o in ([receiver] if receiver is not None else []) + operands)
@@ -465,10 +578,14 @@ class _SavedIntermediates:
         ctx = self.backward.ctx_name
         found = {}
         for node in walk(self.backward.node.body, into_functions=False):
-            if not (isinstance(node, cst.Assign) and dotted_name(node.value) in {f"{ctx}.{a}" for a in SAVED_ATTRIBUTES}):
+            if not (
+                isinstance(node, cst.Assign) and dotted_name(node.value) in {f"{ctx}.{a}" for a in SAVED_ATTRIBUTES}
+            ):
                 continue
             for target in node.targets:
-                if isinstance(target.target, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement) for e in target.target.elements):
+                if isinstance(target.target, (cst.Tuple, cst.List)) and not any(
+                    isinstance(e, cst.StarredElement) for e in target.target.elements
+                ):
                     for position, element in enumerate(target.target.elements):
                         if position in self.by_position and isinstance(element.value, cst.Name):
                             found[element.value.value] = self.by_position[position]
@@ -479,7 +596,11 @@ class _SavedIntermediates:
         ctx = self.backward.ctx_name
         parent = self.module.parents.get(node)
         if isinstance(node, cst.Name):
-            if node.value not in self.names or isinstance(parent, (cst.Attribute, cst.AssignTarget, cst.Element, cst.Arg)) and not _is_load(parent, node):
+            if (
+                node.value not in self.names
+                or isinstance(parent, (cst.Attribute, cst.AssignTarget, cst.Element, cst.Arg))
+                and not _is_load(parent, node)
+            ):
                 return None
             return self.names[node.value]
         if isinstance(node, cst.Attribute) and dotted_name(node.value) == ctx and node.attr.value in self.by_attribute:
@@ -502,7 +623,9 @@ def _is_load(parent: cst.CSTNode, node: cst.Name) -> bool:
 
 
 # The first names of the constructs `second_derivatives` matches: the node a match starts at.
-SECOND_DERIVATIVE_NAMES = frozenset({"create_graph", "gradgradcheck", "hessian", "hvp", "vvp", "vhp", "jacrev", "jacfwd", "grad"})
+SECOND_DERIVATIVE_NAMES = frozenset(
+    {"create_graph", "gradgradcheck", "hessian", "hvp", "vvp", "vhp", "jacrev", "jacfwd", "grad"}
+)
 
 
 def _second_derivative_use(module: ParsedModule) -> cst.CSTNode | None:
@@ -545,8 +668,10 @@ def _post_order(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
 
 
 def _message(function_class: FunctionClass, method: Method, node: cst.CSTNode, what: str) -> tuple[str, str]:
-    shown = " ".join(code_of(node).split()) if not isinstance(node, cst.With) else "with " + ", ".join(
-        " ".join(code_of(i.item).split()) for i in node.items
+    shown = (
+        " ".join(code_of(node).split())
+        if not isinstance(node, cst.With)
+        else "with " + ", ".join(" ".join(code_of(i.item).split()) for i in node.items)
     )
     return (
         f"{function_class.name}.{method.name} leaves autograd at `{shortened(shown, 25)}` without @once_differentiable",

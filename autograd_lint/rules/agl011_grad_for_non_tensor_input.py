@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.gradient_returns import ReturnedValues, returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, is_none, short_code, shortened, walk
-from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, UNKNOWN, CallerKinds, Kind, annotation_kind, literal_kind, names_used_as_tensors, used_as_tensor
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import ReturnedValues, returned_values
+from ..facts.value_kinds import (
+    NON_TENSOR,
+    NONE,
+    TENSOR,
+    UNKNOWN,
+    CallerKinds,
+    Kind,
+    annotation_kind,
+    literal_kind,
+    names_used_as_tensors,
+    used_as_tensor,
+)
 
 NOT_A_TENSOR = (NONE, NON_TENSOR)
 # What the harness passes for a non-tensor whose value the source does not spell out, by annotation.
@@ -94,10 +105,18 @@ class GradForNonTensorInput(FunctionRule):
                     ),
                     key=lambda shape: not shape.inputs[position].spelled,  # show and run spelled-out values first
                 )
-                if not hits or not facts.surely_not_none(element) or facts.guarded(returned.node, element, position, names[position]):
+                if (
+                    not hits
+                    or not facts.surely_not_none(element)
+                    or facts.guarded(returned.node, element, position, names[position])
+                ):
                     continue
                 subject = NonTensorGradient(function_class, position, tuple(hits), tuple(reported))
-                yield Finding(element, *_message(function_class, names[position], position, hits[0], _branch(names, conditions)), subject=subject)
+                yield Finding(
+                    element,
+                    *_message(function_class, names[position], position, hits[0], _branch(names, conditions)),
+                    subject=subject,
+                )
                 reported.append(position)
 
 
@@ -110,18 +129,24 @@ def _ctx_flags(function_class: FunctionClass, forward: Method) -> tuple[dict[str
     names = [p.name.value for p in forward.data_params]
     for method in function_class.saving_methods():
         ctx = method.ctx_name
-        positions = dict(zip(names, range(len(names)))) if method.name == "forward" else _unpacked_inputs(method, len(names))
+        positions = (
+            dict(zip(names, range(len(names)))) if method.name == "forward" else _unpacked_inputs(method, len(names))
+        )
         for node in walk(method.node.body, into_functions=False):
             if not isinstance(node, cst.Assign):
                 continue
             for target in node.targets:
                 attr = target.target
-                if not (isinstance(attr, cst.Attribute) and isinstance(attr.value, cst.Name) and attr.value.value == ctx):
+                if not (
+                    isinstance(attr, cst.Attribute) and isinstance(attr.value, cst.Name) and attr.value.value == ctx
+                ):
                     continue
                 if isinstance(node.value, cst.Name) and node.value.value in positions:
                     flags[attr.attr.value] = positions[node.value.value]
                 else:
-                    mentioned = {positions[n.value] for n in walk(node.value) if isinstance(n, cst.Name) and n.value in positions}
+                    mentioned = {
+                        positions[n.value] for n in walk(node.value) if isinstance(n, cst.Name) and n.value in positions
+                    }
                     if mentioned:
                         derived.setdefault(attr.attr.value, set()).update(mentioned)
     return flags, derived
@@ -134,7 +159,11 @@ def _unpacked_inputs(method: Method, count: int) -> dict[str, int]:
     if not params:
         return found
     for node in walk(method.node.body, into_functions=False):
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Name) and node.value.value == params[0].name.value:
+        if (
+            isinstance(node, cst.Assign)
+            and isinstance(node.value, cst.Name)
+            and node.value.value == params[0].name.value
+        ):
             target = node.targets[0].target
             if isinstance(target, (cst.Tuple, cst.List)):
                 for index, element in enumerate(target.elements[:count]):
@@ -205,11 +234,19 @@ def _call_shapes(module: ParsedModule, function_class: FunctionClass, forward: M
             count = len(call.args)
             if any(value is None for value in passed[:count]):
                 continue  # a keyword skipping an optional argument: how torch counts it is not known here
-        sites.append((call, [(value, caller.kind(value, call) if value is not None else None) for value in passed[:count]]))
+        sites.append(
+            (call, [(value, caller.kind(value, call) if value is not None else None) for value in passed[:count]])
+        )
     # A literal default speaks only when no call site does; an annotation always.
     signature = [_bound_by_signature(forward, param, use_default=not function_class.apply_calls) for param in params]
     shapes = [
-        CallShape(call, tuple(_bound_at_call(caller, call, forward, params[i], value, kind, signature[i]) for i, (value, kind) in enumerate(bound)))
+        CallShape(
+            call,
+            tuple(
+                _bound_at_call(caller, call, forward, params[i], value, kind, signature[i])
+                for i, (value, kind) in enumerate(bound)
+            ),
+        )
         for call, bound in sites
     ]
     if not function_class.apply_calls:
@@ -217,7 +254,9 @@ def _call_shapes(module: ParsedModule, function_class: FunctionClass, forward: M
     return shapes
 
 
-def _bound_at_call(caller: CallerKinds, call: cst.Call, forward: Method, param: cst.Param, value, kind: Kind | None, signature: Bound) -> Bound:
+def _bound_at_call(
+    caller: CallerKinds, call: cst.Call, forward: Method, param: cst.Param, value, kind: Kind | None, signature: Bound
+) -> Bound:
     if value is None or kind is None:  # omitted (no kind then): setup_context binds the default
         default = param.default
         assert default is not None  # call sites that leave out a required input are skipped
@@ -236,7 +275,9 @@ def _bound_at_call(caller: CallerKinds, call: cst.Call, forward: Method, param: 
     if kind is NON_TENSOR:
         folded = caller.literal(value, call)
         values = (folded,) if folded is not None else _stand_ins(param)
-        shown = f"`{short_code(value, 60)}`" + (f" (= {folded})" if folded is not None and folded != code_of(value).strip() else "")
+        shown = f"`{short_code(value, 60)}`" + (
+            f" (= {folded})" if folded is not None and folded != code_of(value).strip() else ""
+        )
         return Bound(NON_TENSOR, shown, values, spelled=folded is not None)
     return Bound(kind, "", ())
 
@@ -247,9 +288,13 @@ def _bound_by_signature(forward: Method, param: cst.Param, use_default: bool) ->
     name = param.name.value
     annotated = annotation_kind(param.annotation)
     if annotated is NON_TENSOR and name in names_used_as_tensors(forward.node):
-        return Bound(UNKNOWN, "", ())  # `threshold: float` that forward passes to torch.sigmoid: the annotation is wrong
+        return Bound(
+            UNKNOWN, "", ()
+        )  # `threshold: float` that forward passes to torch.sigmoid: the annotation is wrong
     if annotated is NON_TENSOR and param.annotation is not None:
-        return Bound(NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param))
+        return Bound(
+            NON_TENSOR, f"`{name}` is annotated `{code_of(param.annotation.annotation).strip()}`", _stand_ins(param)
+        )
     if annotated is UNKNOWN and param.default is not None and literal_kind(param.default) is NON_TENSOR:
         if use_default and not used_as_tensor(forward, name):
             return Bound(NON_TENSOR, _shown_default(param), _stand_ins(param))
@@ -388,7 +433,11 @@ class _Backward:
                     found.append(condition)
             child = ancestor
         for node in self.ifs:
-            if node in ancestors or not self.module.comes_before(node, returned) or self.module.parents.get(node) not in ancestors:
+            if (
+                node in ancestors
+                or not self.module.comes_before(node, returned)
+                or self.module.parents.get(node) not in ancestors
+            ):
                 continue
             if any(isinstance(n, (cst.Return, cst.Raise)) for n in walk(node.body, into_functions=False)):
                 condition = self._flag_test(node.test, flags, False)
@@ -437,7 +486,10 @@ class _Backward:
 
     def _guard_test(self, test: cst.BaseExpression, name: str, position: int | None = None) -> bool:
         if position is not None and any(
-            isinstance(n, cst.Attribute) and isinstance(n.value, cst.Name) and n.value.value == self.ctx and position in self.derived.get(n.attr.value, ())
+            isinstance(n, cst.Attribute)
+            and isinstance(n.value, cst.Name)
+            and n.value.value == self.ctx
+            and position in self.derived.get(n.attr.value, ())
             for n in [test, *walk(test)]
         ):
             return True  # `if not ctx.has_scale:` with `ctx.has_scale = scale is not None`
@@ -448,12 +500,18 @@ class _Backward:
         nodes = [test, *walk(test)]
         flag_names = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute) and self._is_flag(n)}
         for node in nodes:
-            if isinstance(node, cst.Name) and id(node) not in flag_names and (node.value in self.need_names or word.search(node.value)):
+            if (
+                isinstance(node, cst.Name)
+                and id(node) not in flag_names
+                and (node.value in self.need_names or word.search(node.value))
+            ):
                 return True
             if isinstance(node, cst.Attribute) and word.search(node.attr.value) and id(node.attr) not in flag_names:
                 return True
-            if isinstance(node, cst.Comparison) and self._flag_attribute(node.left) is None and any(
-                isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator) for c in node.comparisons
+            if (
+                isinstance(node, cst.Comparison)
+                and self._flag_attribute(node.left) is None
+                and any(isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator) for c in node.comparisons)
             ):
                 return True
         return False
@@ -504,5 +562,3 @@ def _message(
         f"returned a gradient different than None at position {p}, but the corresponding forward input was not "
         f"a Variable'. {fix}",
     )
-
-

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import ast
-
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, short_code, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model, is_save_call
 from ..facts.value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
 
 
@@ -60,24 +59,38 @@ def _saved_arguments(module: ParsedModule, method: Method) -> Iterator[tuple[cst
     ctx = method.ctx_name
     aliases = _save_aliases(method.node, ctx)
     for node in walk(method.node.body, into_functions=False):
-        if isinstance(node, cst.Call) and (is_save_call(node, ctx) or (isinstance(node.func, cst.Name) and node.func.value in aliases)):
+        if isinstance(node, cst.Call) and (
+            is_save_call(node, ctx) or (isinstance(node.func, cst.Name) and node.func.value in aliases)
+        ):
             yield node, _expand(method, node.args, {}), None
     for call, helper in function_model(module).called_functions(method):
         passed = _bind(call, helper)
-        helper_ctx = next((name for name, value in passed.items() if isinstance(value, cst.Name) and value.value == ctx), None)
+        helper_ctx = next(
+            (name for name, value in passed.items() if isinstance(value, cst.Name) and value.value == ctx), None
+        )
         if helper_ctx is None:
             continue
         helper_aliases = _save_aliases(helper, helper_ctx)
         for node in walk(helper.body, into_functions=False):
-            if isinstance(node, cst.Call) and (is_save_call(node, helper_ctx) or (isinstance(node.func, cst.Name) and node.func.value in helper_aliases)):
+            if isinstance(node, cst.Call) and (
+                is_save_call(node, helper_ctx)
+                or (isinstance(node.func, cst.Name) and node.func.value in helper_aliases)
+            ):
                 yield call, _expand(method, node.args, passed), helper.name.value
 
 
-def _varargs_non_tensor(module: ParsedModule, method: Method, arg: cst.BaseExpression) -> tuple[cst.Call, cst.BaseExpression, int] | None:
+def _varargs_non_tensor(
+    module: ParsedModule, method: Method, arg: cst.BaseExpression
+) -> tuple[cst.Call, cst.BaseExpression, int] | None:
     """For `*args` of forward's own `*args` parameter: a call site and the non-tensor it passes there
     (`Fn.apply(x, 3)` to `forward(ctx, x, *args)`)."""
     star = method.node.params.star_arg
-    if method.name != "forward" or not isinstance(star, cst.Param) or not isinstance(arg, cst.Name) or arg.value != star.name.value:
+    if (
+        method.name != "forward"
+        or not isinstance(star, cst.Param)
+        or not isinstance(arg, cst.Name)
+        or arg.value != star.name.value
+    ):
         return None
     caller = CallerKinds(module)
     count = len(method.data_params)
@@ -96,7 +109,12 @@ def _save_aliases(function: cst.FunctionDef, ctx: str | None) -> set[str]:
     for node in walk(function.body, into_functions=False):
         if isinstance(node, cst.Assign) and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
             value = node.value
-            if isinstance(value, cst.Attribute) and value.attr.value == "save_for_backward" and isinstance(value.value, cst.Name) and value.value.value == ctx:
+            if (
+                isinstance(value, cst.Attribute)
+                and value.attr.value == "save_for_backward"
+                and isinstance(value.value, cst.Name)
+                and value.value.value == ctx
+            ):
                 found.add(node.targets[0].target.value)
     return found
 
@@ -114,7 +132,7 @@ def _bind(call: cst.Call, helper: cst.FunctionDef) -> dict[str, object]:
         bound[param.name.value] = arg.value
     star = helper.params.star_arg
     if isinstance(star, cst.Param):
-        bound[star.name.value] = [a.value for a in positional[len(params):]]
+        bound[star.name.value] = [a.value for a in positional[len(params) :]]
     for arg in call.args:
         if arg.keyword is not None:
             bound[arg.keyword.value] = arg.value
@@ -180,11 +198,18 @@ def _kind_tested(module: ParsedModule, method: Method, call: cst.Call, arg: cst.
         if isinstance(ancestor, (cst.If, cst.IfExp)):
             for node in [ancestor.test, *walk(ancestor.test)]:
                 if isinstance(node, cst.Call) and (dotted_name(node.func) or "") in KIND_TESTS:
-                    if any(isinstance(n, cst.Name) and n.value == arg.value for n in walk(node.args[0].value if node.args else node)) or (
+                    if any(
+                        isinstance(n, cst.Name) and n.value == arg.value
+                        for n in walk(node.args[0].value if node.args else node)
+                    ) or (
                         node.args and isinstance(node.args[0].value, cst.Name) and node.args[0].value.value == arg.value
                     ):
                         return True
-                if isinstance(node, cst.Comparison) and isinstance(node.left, cst.Name) and node.left.value == arg.value:
+                if (
+                    isinstance(node, cst.Comparison)
+                    and isinstance(node.left, cst.Name)
+                    and node.left.value == arg.value
+                ):
                     if any(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in node.comparisons):
                         return True
     return False
@@ -194,7 +219,9 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
     """How torch will name the argument's type, when the source tells."""
     if depth > 4:
         return "a non-tensor"
-    if isinstance(expr, cst.Integer) or (isinstance(expr, cst.UnaryOperation) and isinstance(expr.expression, cst.Integer)):
+    if isinstance(expr, cst.Integer) or (
+        isinstance(expr, cst.UnaryOperation) and isinstance(expr.expression, cst.Integer)
+    ):
         return "int"
     if isinstance(expr, cst.Float) or (isinstance(expr, cst.UnaryOperation) and isinstance(expr.expression, cst.Float)):
         return "float"
@@ -210,8 +237,18 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
         return "int" if isinstance(expr, cst.Call) and expr.args else "torch.Size"  # `x.size(0)`
     if isinstance(expr, cst.Call):
         func = expr.func
-        method = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
-        known = {"item": "float", "tolist": "list", "dim": "int", "numel": "int", "len": "int", "int": "int", "float": "float"}.get(method)
+        method = (
+            func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        )
+        known = {
+            "item": "float",
+            "tolist": "list",
+            "dim": "int",
+            "numel": "int",
+            "len": "int",
+            "int": "int",
+            "float": "float",
+        }.get(method)
         if known is not None:
             return known
         returned = _helper_returns(kinds, expr)
@@ -230,22 +267,34 @@ def _type_of(kinds: ValueKinds, expr: cst.BaseExpression, depth: int = 0) -> str
         bound = kinds.bindings.get(expr.value, [])
         if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, cst.Name):
             return _type_of(kinds, bound[0].value, depth + 1)
-        if len(bound) == 1 and isinstance(bound[0], cst.Assign) and isinstance(bound[0].targets[0].target, (cst.Tuple, cst.List)):
+        if (
+            len(bound) == 1
+            and isinstance(bound[0], cst.Assign)
+            and isinstance(bound[0].targets[0].target, (cst.Tuple, cst.List))
+        ):
             return _element_type(kinds, bound[0].targets[0].target, expr.value, bound[0].value, depth)
         params = [p.name.value for p in kinds.method.data_params]
         if expr.value in params:
             param = kinds.method.data_params[params.index(expr.value)]
             passed = _passed_type(kinds, params.index(expr.value), param)
-            if passed == "a non-tensor" and param.annotation is not None and annotation_kind(param.annotation) is NON_TENSOR:
+            if (
+                passed == "a non-tensor"
+                and param.annotation is not None
+                and annotation_kind(param.annotation) is NON_TENSOR
+            ):
                 return code_of(param.annotation.annotation).strip()
             return passed
     return "a non-tensor"
 
 
-def _element_type(kinds: ValueKinds, target: cst.Tuple | cst.List, name: str, value: cst.BaseExpression, depth: int) -> str:
+def _element_type(
+    kinds: ValueKinds, target: cst.Tuple | cst.List, name: str, value: cst.BaseExpression, depth: int
+) -> str:
     """The type of `name` in `a, b = value`: an element of a display, of a shape slice, or of the
     tuples a module function returns."""
-    names = [e.value.value if isinstance(e, cst.Element) and isinstance(e.value, cst.Name) else None for e in target.elements]
+    names = [
+        e.value.value if isinstance(e, cst.Element) and isinstance(e.value, cst.Name) else None for e in target.elements
+    ]
     if name not in names:
         return "a non-tensor"
     position = names.index(name)
@@ -253,10 +302,21 @@ def _element_type(kinds: ValueKinds, target: cst.Tuple | cst.List, name: str, va
         return "int"
     forward = kinds.function_class.forward
     params = kinds.method.data_params
-    if kinds.method.name == "setup_context" and params and isinstance(value, cst.Name) and value.value == params[0].name.value:
+    if (
+        kinds.method.name == "setup_context"
+        and params
+        and isinstance(value, cst.Name)
+        and value.value == params[0].name.value
+    ):
         if forward is not None and position < len(forward.data_params):  # `x, bits = inputs`
             return _passed_type(kinds, position, forward.data_params[position])
-    candidates = [value] if isinstance(value, (cst.Tuple, cst.List)) else _helper_returns(kinds, value) if isinstance(value, cst.Call) else []
+    candidates = (
+        [value]
+        if isinstance(value, (cst.Tuple, cst.List))
+        else _helper_returns(kinds, value)
+        if isinstance(value, cst.Call)
+        else []
+    )
     types = {
         _type_of(kinds, c.elements[position].value, depth + 1)
         for c in candidates
@@ -271,7 +331,11 @@ def _helper_returns(kinds: ValueKinds, call: cst.Call) -> list[cst.BaseExpressio
         return []
     for site, helper in function_model(kinds.module).called_functions(kinds.method):
         if site is call:
-            return [n.value for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return) and n.value is not None]
+            return [
+                n.value
+                for n in walk(helper.body, into_functions=False)
+                if isinstance(n, cst.Return) and n.value is not None
+            ]
     return []
 
 
@@ -304,7 +368,12 @@ def _literal_type(text: str | None) -> str:
 
 
 def _message(
-    kinds: ValueKinds, arg: cst.BaseExpression, star: bool, subject: NonTensorSave, extra=None, helper: str | None = None
+    kinds: ValueKinds,
+    arg: cst.BaseExpression,
+    star: bool,
+    subject: NonTensorSave,
+    extra=None,
+    helper: str | None = None,
 ) -> tuple[str, str]:
     shown = " ".join(code_of(arg).split())
     type_name = "int" if star else _type_of(kinds, arg)
@@ -314,7 +383,11 @@ def _message(
     if extra is not None:
         call, value, index = extra
         position = position + index if isinstance(position, int) else position
-        type_name = _literal_type(CallerKinds(kinds.module).literal(value, call)) if kinds.module is not None else "a non-tensor"
+        type_name = (
+            _literal_type(CallerKinds(kinds.module).literal(value, call))
+            if kinds.module is not None
+            else "a non-tensor"
+        )
         given = f"`*{shown}`, which holds `{short_code(value, 40)}` from the call `{short_code(call, 60)}`"
         given_briefly = f"`*{shortened(shown, 20)}`, which holds `{short_code(value, 25)}` at a call"
     torch_type = type_name if type_name in ("int", "float", "list", "tuple", "str", "bool", "torch.Size") else "<type>"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, is_save_call, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import is_none, normalized_code, short_code, walk
+from ..facts.function_model import FunctionClass, Method, function_model, is_save_call
 
 
 def _saves_something(call: cst.Call) -> bool:
@@ -43,7 +43,11 @@ class SaveForBackwardTwice(FunctionRule):
                 paths = _Paths(method.ctx_name)
                 paths.block(method.node.body.body, {None})
                 for call, previous in paths.replacing.items():
-                    if previous is not call and _keeps_everything(call, previous) and _unpacked_count(function_class) in (None, len(call.args)):
+                    if (
+                        previous is not call
+                        and _keeps_everything(call, previous)
+                        and _unpacked_count(function_class) in (None, len(call.args))
+                    ):
                         continue  # the first call is only redundant: the last one saves all it saved
                     subject = Replacement(function_class, method, call, previous)
                     yield Finding(call, *_message(module, subject), subject=subject)

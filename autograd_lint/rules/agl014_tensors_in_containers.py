@@ -3,26 +3,37 @@ forward's top-level outputs; tensors inside lists, dicts or nested tuples are in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import assigned_names, code_of, is_none, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
 from ..facts.value_kinds import (
-    NON_TENSOR, NON_TENSOR_TORCH_FUNCTIONS, TENSOR, TENSOR_ONLY_METHODS, TORCH_CONSTRUCTORS, UNKNOWN, CallerKinds, Kind, ValueKinds,
-    argument_kind, names_used_as_tensors,
+    NON_TENSOR,
+    NON_TENSOR_TORCH_FUNCTIONS,
+    TENSOR,
+    TENSOR_ONLY_METHODS,
+    TORCH_CONSTRUCTORS,
+    UNKNOWN,
+    CallerKinds,
+    Kind,
+    ValueKinds,
+    argument_kind,
+    names_used_as_tensors,
 )
 
 DISPLAYS = (cst.List, cst.Tuple, cst.Dict, cst.ListComp, cst.DictComp)
 # torch functions whose first argument is a sequence of tensors.
-SEQUENCE_FUNCTIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "row_stack"})
+SEQUENCE_FUNCTIONS = frozenset(
+    {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "row_stack"}
+)
 TORCH_MODULES = ("torch", "torch.nn.functional")
 GRAD_FN_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
 
@@ -68,7 +79,11 @@ class TensorsInContainers(FunctionRule):
                 if container is None or (not nested and isinstance(container, cst.Tuple)):
                     continue
                 if kinds.holds_tensor(container):
-                    yield Finding(value, *_output_message(function_class, container, nested), subject=ContainerCase(function_class, container))
+                    yield Finding(
+                        value,
+                        *_output_message(function_class, container, nested),
+                        subject=ContainerCase(function_class, container),
+                    )
 
     # ---- .apply's inputs ----
 
@@ -153,15 +168,27 @@ class _Kinds(ValueKinds):
     def _members(self, container: cst.BaseExpression) -> list[cst.BaseExpression]:
         """The display's elements, plus what forward appends or assigns into the name bound to it."""
         members = _display_members(container)
-        names = {name for name, nodes in bindings(self.method.node).items() if any(getattr(n, "value", None) is container for n in nodes)}
+        names = {
+            name
+            for name, nodes in bindings(self.method.node).items()
+            if any(getattr(n, "value", None) is container for n in nodes)
+        }
         if not names:
             return members
         for node in walk(self.method.node.body, into_functions=False):
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in ("append", "insert"):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value in ("append", "insert")
+            ):
                 if _is_name_in(node.func.value, names) and node.args:
                     members.append(node.args[-1].value)
             elif isinstance(node, cst.Assign):
-                members += [node.value for t in node.targets if isinstance(t.target, cst.Subscript) and _is_name_in(t.target.value, names)]
+                members += [
+                    node.value
+                    for t in node.targets
+                    if isinstance(t.target, cst.Subscript) and _is_name_in(t.target.value, names)
+                ]
         return members
 
 
@@ -171,8 +198,19 @@ def _packed_by_helper(kinds: _Kinds, call: cst.Call, helper: cst.FunctionDef) ->
     the parameters, so forward's kinds judge them."""
     returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)]
     local = bindings(helper)
-    displays = [r.value if isinstance(r.value, DISPLAYS) else _bound_display(r.value.value, local.get(r.value.value, [])) if isinstance(r.value, cst.Name) else None for r in returns]
-    if not displays or any(d is None or isinstance(d, cst.Tuple) for d in displays) or any(a.star or a.keyword is not None for a in call.args):
+    displays = [
+        r.value
+        if isinstance(r.value, DISPLAYS)
+        else _bound_display(r.value.value, local.get(r.value.value, []))
+        if isinstance(r.value, cst.Name)
+        else None
+        for r in returns
+    ]
+    if (
+        not displays
+        or any(d is None or isinstance(d, cst.Tuple) for d in displays)
+        or any(a.star or a.keyword is not None for a in call.args)
+    ):
         return None
     params = [p.name.value for p in helper.params.params]
     passed = {name: arg.value for name, arg in zip(params, call.args)}
@@ -206,8 +244,10 @@ def _bound_display(name: str, nodes: list[cst.CSTNode]) -> cst.BaseExpression | 
     """The display a name is bound to, when every binding is an assignment of a display of one family
     to the name itself (`xs = [a, b]`; in `a, b = x, y` the name gets an element, not the tuple)."""
     values = [
-        n.value for n in nodes
-        if isinstance(n, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name for t in n.targets)
+        n.value
+        for n in nodes
+        if isinstance(n, cst.Assign)
+        and any(isinstance(t.target, cst.Name) and t.target.value == name for t in n.targets)
     ]
     if not values or len(values) != len(nodes) or not all(isinstance(v, DISPLAYS) for v in values):
         return None
@@ -241,7 +281,12 @@ def _concatenated_params(module: ParsedModule, forward: Method) -> set[str]:
     """Forward's (non-varargs) parameters passed whole to `torch.cat`/`torch.stack`...: sequences of tensors."""
     found = set()
     for node in walk(forward.node.body):
-        if isinstance(node, cst.Call) and node.args and node.args[0].keyword is None and isinstance(node.args[0].value, cst.Name):
+        if (
+            isinstance(node, cst.Call)
+            and node.args
+            and node.args[0].keyword is None
+            and isinstance(node.args[0].value, cst.Name)
+        ):
             head, _, attr = (module.qualified_name(node.func) or "").rpartition(".")
             if head in TORCH_MODULES and attr in SEQUENCE_FUNCTIONS:
                 found.add(node.args[0].value.value)
@@ -275,7 +320,11 @@ def _tensor_sequence_params(module: ParsedModule, forward: Method) -> set[str]:
             source = _iterated_name(node.iter)
             if source is not None and any(n.value in tensor_names for n in assigned_names(node.target)):
                 found.add(source)
-        elif isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and _element_used_as_tensor(module, forward, node):
+        elif (
+            isinstance(node, cst.Subscript)
+            and isinstance(node.value, cst.Name)
+            and _element_used_as_tensor(module, forward, node)
+        ):
             found.add(node.value.value)
     return found & {p.name.value for p in forward.data_params}
 
@@ -291,13 +340,23 @@ def _element_used_as_tensor(module: ParsedModule, forward: Method, element: cst.
         call = module.parents.get(parent)
         if isinstance(call, cst.Call) and call.args and call.args[0] is parent:
             head, _, attr = (module.qualified_name(call.func) or "").rpartition(".")
-            return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS and attr not in TORCH_CONSTRUCTORS
+            return (
+                head in TORCH_MODULES
+                and attr[:1].islower()
+                and attr not in NON_TENSOR_TORCH_FUNCTIONS
+                and attr not in TORCH_CONSTRUCTORS
+            )
     return False
 
 
 def _iterated_name(expr: cst.BaseExpression) -> str | None:
     """`xs` in `for t in xs`, `enumerate(xs)`, `zip(xs, ...)`, `reversed(xs)`."""
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name) and expr.func.value in ("enumerate", "zip", "reversed") and expr.args:
+    if (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Name)
+        and expr.func.value in ("enumerate", "zip", "reversed")
+        and expr.args
+    ):
         expr = expr.args[0].value
     return expr.value if isinstance(expr, cst.Name) else None
 
@@ -326,7 +385,11 @@ def _holds_caller_tensor(module: ParsedModule, call: cst.Call, container: cst.Ba
         values = [element]
         if isinstance(element, cst.Name):
             nodes = local.get(element.value, [])
-            values = [n.value for n in nodes if isinstance(n, cst.Assign)] if all(isinstance(n, cst.Assign) for n in nodes) else []
+            values = (
+                [n.value for n in nodes if isinstance(n, cst.Assign)]
+                if all(isinstance(n, cst.Assign) for n in nodes)
+                else []
+            )
         if values and all(_is_torch_tensor_call(module, v) or _is_tensor_method_call(v) for v in values):
             return True
     return False
@@ -335,15 +398,42 @@ def _holds_caller_tensor(module: ParsedModule, call: cst.Call, container: cst.Ba
 # Methods only a tensor has that give a tensor back (`a.float()`); not `size`, `dim`, `numel`... (numbers).
 TENSOR_RESULT_METHODS = frozenset(
     {
-        "float", "half", "double", "bfloat16", "contiguous", "detach", "view", "view_as", "type_as", "unsqueeze",
-        "permute", "expand", "expand_as", "masked_fill", "index_select", "narrow", "new_zeros", "new_ones", "new_empty",
-        "new_full", "new_tensor", "requires_grad_", "softmax", "log_softmax", "sigmoid", "relu",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "contiguous",
+        "detach",
+        "view",
+        "view_as",
+        "type_as",
+        "unsqueeze",
+        "permute",
+        "expand",
+        "expand_as",
+        "masked_fill",
+        "index_select",
+        "narrow",
+        "new_zeros",
+        "new_ones",
+        "new_empty",
+        "new_full",
+        "new_tensor",
+        "requires_grad_",
+        "softmax",
+        "log_softmax",
+        "sigmoid",
+        "relu",
     }
 )
 
 
 def _is_tensor_method_call(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in TENSOR_RESULT_METHODS
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in TENSOR_RESULT_METHODS
+    )
 
 
 def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> bool:
@@ -351,5 +441,3 @@ def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> boo
         return False
     head, _, attr = (module.qualified_name(expr.func) or "").rpartition(".")
     return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS
-
-

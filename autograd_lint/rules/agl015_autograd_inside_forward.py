@@ -9,16 +9,16 @@ functions of a module-level class used as a namespace), reported at forward's ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import enables_grad, short_code, walk
+from ..facts.function_model import FunctionClass, function_model
 
 AUTOGRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 TORCH_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
@@ -43,7 +43,9 @@ class AutogradInsideForward(FunctionRule):
             if forward is None or _grad_enabled_throughout(forward.node):
                 continue
             for call in _unguarded_autograd_calls(module, forward.node):
-                yield Finding(call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None))
+                yield Finding(
+                    call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None)
+                )
             helpers = dict(function_model(module).called_functions(forward))
             for helper_call in _calls_in(forward.node):
                 helper = helpers.get(helper_call) or _class_function(module, helper_call)
@@ -86,9 +88,9 @@ def _autograd_call(module: ParsedModule, node: cst.CSTNode) -> bool:
         receiver = func.value
         # `Fn.backward(ctx, g)`, `super().backward(...)`, `self.backward(...)`: a direct call of a
         # Function's backward (AGL006's concern), not a backward pass.
-        if (isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Name) and receiver.func.value == "super") or (
-            isinstance(receiver, cst.Name) and (receiver.value[:1].isupper() or receiver.value in ("self", "cls"))
-        ):
+        if (
+            isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Name) and receiver.func.value == "super"
+        ) or (isinstance(receiver, cst.Name) and (receiver.value[:1].isupper() or receiver.value in ("self", "cls"))):
             return False
         return module.qualified_name(func) not in ("torch.autograd.grad", "torch.autograd")
     return False
@@ -127,7 +129,9 @@ def _called_function(module: ParsedModule, call: cst.Call, caller: cst.FunctionD
     return _class_function(module, call)
 
 
-def _reachable_autograd_call(module: ParsedModule, function: cst.FunctionDef, seen: set, depth: int) -> tuple[cst.Call, cst.FunctionDef] | None:
+def _reachable_autograd_call(
+    module: ParsedModule, function: cst.FunctionDef, seen: set, depth: int
+) -> tuple[cst.Call, cst.FunctionDef] | None:
     """(call, the function it is in) for the first autograd call `function` makes outside enable_grad,
     itself or through the helpers it calls outside enable_grad (up to `depth` calls deep)."""
     inner = _unguarded_autograd_calls(module, function)
@@ -149,8 +153,11 @@ def _unguarded_autograd_calls(module: ParsedModule, function: cst.FunctionDef) -
     if _grad_enabled_throughout(function):
         return []
     return [
-        node for node in walk(function.body, into_functions=False)
-        if isinstance(node, cst.Call) and _autograd_call(module, node) and not _under_enable_grad(module, node, function)
+        node
+        for node in walk(function.body, into_functions=False)
+        if isinstance(node, cst.Call)
+        and _autograd_call(module, node)
+        and not _under_enable_grad(module, node, function)
     ]
 
 

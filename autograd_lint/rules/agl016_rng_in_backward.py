@@ -8,35 +8,105 @@ seed a generator (`fork_rng` + `set_rng_state`, `manual_seed`, `generator=`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, short_code, walk
+from ..facts.function_model import FunctionClass, Method, function_model
 
 RANDOM_FUNCTIONS = frozenset(
     {
-        "rand", "rand_like", "randn", "randn_like", "randint", "randint_like", "randperm", "bernoulli",
-        "multinomial", "normal", "poisson", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-        "feature_alpha_dropout", "gumbel_softmax", "rrelu", "native_dropout",
+        "rand",
+        "rand_like",
+        "randn",
+        "randn_like",
+        "randint",
+        "randint_like",
+        "randperm",
+        "bernoulli",
+        "multinomial",
+        "normal",
+        "poisson",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "gumbel_softmax",
+        "rrelu",
+        "native_dropout",
     }
 )
-PYTHON_RANDOM = frozenset({"random", "uniform", "gauss", "normalvariate", "choice", "choices", "shuffle", "sample", "randint", "randrange", "getrandbits"})
-NUMPY_RANDOM = frozenset({"rand", "randn", "randint", "random", "uniform", "normal", "binomial", "choice", "permutation", "shuffle", "random_sample", "standard_normal"})
+PYTHON_RANDOM = frozenset(
+    {
+        "random",
+        "uniform",
+        "gauss",
+        "normalvariate",
+        "choice",
+        "choices",
+        "shuffle",
+        "sample",
+        "randint",
+        "randrange",
+        "getrandbits",
+    }
+)
+NUMPY_RANDOM = frozenset(
+    {
+        "rand",
+        "randn",
+        "randint",
+        "random",
+        "uniform",
+        "normal",
+        "binomial",
+        "choice",
+        "permutation",
+        "shuffle",
+        "random_sample",
+        "standard_normal",
+    }
+)
 # In-place samplers on a tensor (`torch.empty_like(g).uniform_()`, `mask.bernoulli_(p)`).
-RANDOM_METHODS = frozenset({"uniform_", "normal_", "bernoulli_", "bernoulli", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_"})
+RANDOM_METHODS = frozenset(
+    {
+        "uniform_",
+        "normal_",
+        "bernoulli_",
+        "bernoulli",
+        "exponential_",
+        "geometric_",
+        "cauchy_",
+        "log_normal_",
+        "random_",
+    }
+)
 # `torch.nn` modules that draw on every call in training mode (a module built in forward or backward is).
-RANDOM_MODULES_CLASSES = frozenset({"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "RReLU"})
+RANDOM_MODULES_CLASSES = frozenset(
+    {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "RReLU"}
+)
 # Sampling methods of a `torch.distributions` object.
 DISTRIBUTION_SAMPLES = frozenset({"sample", "rsample", "sample_n"})
 # Calls that make the following draws reproducible: restoring or seeding a generator.
 RNG_CONTROL = frozenset(
-    {"fork_rng", "set_rng_state", "set_rng_state_all", "manual_seed", "manual_seed_all", "seed", "set_state", "default_rng", "RandomState"}
+    {
+        "fork_rng",
+        "set_rng_state",
+        "set_rng_state_all",
+        "manual_seed",
+        "manual_seed_all",
+        "seed",
+        "set_state",
+        "default_rng",
+        "RandomState",
+    }
 )
 
 
@@ -52,10 +122,15 @@ class RngInBackward(FunctionRule):
             if backward is None or _controls_rng(module, backward.node):
                 continue
             draws = [
-                (node, node) for node in walk(backward.node.body)
+                (node, node)
+                for node in walk(backward.node.body)
                 if isinstance(node, cst.Call) and _random_call(module, node, backward.node)
             ]
-            draws += [(call, drawn) for call, helper in function_model(module).called_functions(backward) if (drawn := _draw_in(module, helper))]
+            draws += [
+                (call, drawn)
+                for call, helper in function_model(module).called_functions(backward)
+                if (drawn := _draw_in(module, helper))
+            ]
             if not draws or not _forward_draws(module, function_class):
                 continue
             for call, drawn in draws:
@@ -95,7 +170,9 @@ def _random_call(module: ParsedModule, node: cst.CSTNode, function: cst.Function
         return False  # F.dropout(x, p, False)
     func = node.func
     head = (module.qualified_name(func.value) or "") if isinstance(func, cst.Attribute) else ""
-    attr = func.attr.value if isinstance(func, cst.Attribute) else (module.qualified_name(func) or "").rpartition(".")[2]
+    attr = (
+        func.attr.value if isinstance(func, cst.Attribute) else (module.qualified_name(func) or "").rpartition(".")[2]
+    )
     if isinstance(func, cst.Name):
         head = (module.qualified_name(func) or "").rpartition(".")[0]
     if head in ("torch", "torch.nn.functional", "torch.random") and attr in RANDOM_FUNCTIONS:
@@ -123,7 +200,9 @@ def _constructed(expr: cst.BaseExpression, function: cst.FunctionDef | None) -> 
 
 def _stored_on_ctx(module: ParsedModule, expr: cst.BaseExpression, function: cst.FunctionDef | None) -> cst.Call | None:
     """`ctx.drop(g)` where a method of the same class set `ctx.drop = nn.Dropout(p)` (the only value it gets)."""
-    if function is None or not (isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and function.params.params):
+    if function is None or not (
+        isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and function.params.params
+    ):
         return None
     if expr.value.value != function.params.params[0].name.value:
         return None  # not the method's ctx (its first parameter)
@@ -131,10 +210,17 @@ def _stored_on_ctx(module: ParsedModule, expr: cst.BaseExpression, function: cst
     if owner is None:
         return None
     values = [
-        node.value for method in owner.body.body if isinstance(method, cst.FunctionDef)
-        for node in walk(method.body) if isinstance(node, cst.Assign)
-        for target in node.targets if isinstance(target.target, cst.Attribute) and target.target.attr.value == expr.attr.value
-        and isinstance(target.target.value, cst.Name) and method.params.params and target.target.value.value == method.params.params[0].name.value
+        node.value
+        for method in owner.body.body
+        if isinstance(method, cst.FunctionDef)
+        for node in walk(method.body)
+        if isinstance(node, cst.Assign)
+        for target in node.targets
+        if isinstance(target.target, cst.Attribute)
+        and target.target.attr.value == expr.attr.value
+        and isinstance(target.target.value, cst.Name)
+        and method.params.params
+        and target.target.value.value == method.params.params[0].name.value
     ]
     return values[0] if len(values) == 1 and isinstance(values[0], cst.Call) else None
 
@@ -161,7 +247,10 @@ def _draw_in(module: ParsedModule, function: cst.FunctionDef) -> cst.Call | None
     """The first draw from the global RNG in `function`, unless it seeds or restores the RNG."""
     if _controls_rng(module, function):
         return None
-    return next((node for node in walk(function.body) if isinstance(node, cst.Call) and _random_call(module, node, function)), None)
+    return next(
+        (node for node in walk(function.body) if isinstance(node, cst.Call) and _random_call(module, node, function)),
+        None,
+    )
 
 
 def _forward_draws(module: ParsedModule, function_class: FunctionClass) -> bool:

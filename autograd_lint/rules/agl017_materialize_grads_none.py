@@ -12,22 +12,28 @@ when its body names two or more of them (`g_out, g_aux = grads`, `g_out = grads[
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import is_none, short_code, walk
+from ..facts.function_model import FunctionClass, Method, function_model
 
 TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 OPERATOR_SYMBOLS = {
-    cst.Multiply: "*", cst.Add: "+", cst.Subtract: "-", cst.Divide: "/", cst.MatrixMultiply: "@",
-    cst.Power: "** or pow()", cst.FloorDivide: "//", cst.Modulo: "%",
+    cst.Multiply: "*",
+    cst.Add: "+",
+    cst.Subtract: "-",
+    cst.Divide: "/",
+    cst.MatrixMultiply: "@",
+    cst.Power: "** or pow()",
+    cst.FloorDivide: "//",
+    cst.Modulo: "%",
 }
 
 
@@ -119,20 +125,35 @@ def _none_checked(function: cst.FunctionDef) -> set[str]:
     for node in walk(function.body):
         if isinstance(node, cst.Comparison):
             operands = [node.left, *(c.comparator for c in node.comparisons)]
-            if any(isinstance(c.operator, (cst.Is, cst.IsNot, cst.Equal, cst.NotEqual)) for c in node.comparisons) and any(is_none(o) for o in operands):
+            if any(
+                isinstance(c.operator, (cst.Is, cst.IsNot, cst.Equal, cst.NotEqual)) for c in node.comparisons
+            ) and any(is_none(o) for o in operands):
                 found |= {o.value for o in operands if isinstance(o, cst.Name)}
         elif isinstance(node, (cst.If, cst.While, cst.IfExp)) and isinstance(node.test, cst.Name):
             found.add(node.test.value)
-        elif isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not) and isinstance(node.expression, cst.Name):
+        elif (
+            isinstance(node, cst.UnaryOperation)
+            and isinstance(node.operator, cst.Not)
+            and isinstance(node.expression, cst.Name)
+        ):
             found.add(node.expression.value)
         elif isinstance(node, cst.BooleanOperation):
             found |= {side.value for side in (node.left, node.right) if isinstance(side, cst.Name)}
-        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "isinstance" and node.args:
+        elif (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Name)
+            and node.func.value == "isinstance"
+            and node.args
+        ):
             if isinstance(node.args[0].value, cst.Name):
                 found.add(node.args[0].value.value)
     # `for g in (g1, g2): if g is None: ...`, `any(g is None for g in (g1, g2))`: the loop checks them all
     for node in walk(function.body):
-        if isinstance(node, (cst.For, cst.CompFor)) and isinstance(node.target, cst.Name) and node.target.value in found:
+        if (
+            isinstance(node, (cst.For, cst.CompFor))
+            and isinstance(node.target, cst.Name)
+            and node.target.value in found
+        ):
             if isinstance(node.iter, (cst.List, cst.Tuple)):
                 found |= {e.value.value for e in node.iter.elements if isinstance(e.value, cst.Name)}
     return found
@@ -153,14 +174,30 @@ def _unpacked_star_grads(backward: Method) -> list[str]:
         target, value = node.targets[0].target, node.value
         if isinstance(value, cst.Name) and value.value == tuple_name:
             unpackings.append(target)
-        elif isinstance(target, cst.Name) and isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name) and value.value.value == tuple_name:
-            index = value.slice[0].slice.value if len(value.slice) == 1 and isinstance(value.slice[0].slice, cst.Index) else None
+        elif (
+            isinstance(target, cst.Name)
+            and isinstance(value, cst.Subscript)
+            and isinstance(value.value, cst.Name)
+            and value.value.value == tuple_name
+        ):
+            index = (
+                value.slice[0].slice.value
+                if len(value.slice) == 1 and isinstance(value.slice[0].slice, cst.Index)
+                else None
+            )
             if isinstance(index, cst.Integer):
                 elements.setdefault(int(index.value), []).append(target.value)
     if len(unpackings) == 1 and isinstance(unpackings[0], (cst.Tuple, cst.List)):
         names = [e.value for e in unpackings[0].elements]
-        return [e.value for e in names if isinstance(e, cst.Name)] if all(isinstance(e, cst.Name) for e in names) else []
-    if not unpackings and len(elements) >= 2 and sorted(elements) == list(range(len(elements))) and all(len(v) == 1 for v in elements.values()):
+        return (
+            [e.value for e in names if isinstance(e, cst.Name)] if all(isinstance(e, cst.Name) for e in names) else []
+        )
+    if (
+        not unpackings
+        and len(elements) >= 2
+        and sorted(elements) == list(range(len(elements)))
+        and all(len(v) == 1 for v in elements.values())
+    ):
         return [elements[i][0] for i in range(len(elements))]
     return []
 
@@ -168,7 +205,14 @@ def _unpacked_star_grads(backward: Method) -> list[str]:
 def _first_unsafe_use(module: ParsedModule, function: cst.FunctionDef, grad: str, helpers=None) -> cst.CSTNode | None:
     """The first use of `grad` that fails on None, before backward first rebinds it; a call of a function
     of this module (`helpers`: call -> definition) counts when the function uses that parameter so."""
-    rebinding = next((n for n in bindings(function).get(grad, []) if not isinstance(n, cst.Param) and not _unpacks_star(n, function)), None)
+    rebinding = next(
+        (
+            n
+            for n in bindings(function).get(grad, [])
+            if not isinstance(n, cst.Param) and not _unpacks_star(n, function)
+        ),
+        None,
+    )
     for node in walk(function.body, into_functions=False):
         if node is rebinding:
             if isinstance(node, cst.AugAssign):
@@ -222,7 +266,11 @@ def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNo
     """`node` itself when it is an operation on `grad` that raises for None."""
     if isinstance(node, cst.BinaryOperation) and (_is_grad(node.left, grad) or _is_grad(node.right, grad)):
         return node
-    if isinstance(node, cst.UnaryOperation) and _is_grad(node.expression, grad) and not isinstance(node.operator, cst.Not):
+    if (
+        isinstance(node, cst.UnaryOperation)
+        and _is_grad(node.expression, grad)
+        and not isinstance(node.operator, cst.Not)
+    ):
         return node
     if isinstance(node, cst.AugAssign) and (_is_grad(node.target, grad) or _is_grad(node.value, grad)):
         return node
@@ -231,7 +279,10 @@ def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNo
     if isinstance(node, cst.Subscript) and _is_grad(node.value, grad):
         return node
     if isinstance(node, cst.Comparison) and _is_grad(node.left, grad):
-        if all(isinstance(c.operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)) for c in node.comparisons):
+        if all(
+            isinstance(c.operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual))
+            for c in node.comparisons
+        ):
             return node
     if isinstance(node, cst.Call) and any(_passes_grad(a, grad) for a in node.args):
         head = (module.qualified_name(node.func) or "").rpartition(".")[0]

@@ -3,17 +3,17 @@ without `ctx.mark_non_differentiable`, and backward ignores the gradient it gets
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, normalized_code, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..torch_api import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
 
 
@@ -30,7 +30,9 @@ class FloatOutputNotMarked(FunctionRule):
     code = "AGL018"
     name = "float-output-not-marked"
     severity = Severity.WARNING
-    summary = "forward returns a float mask or index without ctx.mark_non_differentiable, and backward ignores its gradient"
+    summary = (
+        "forward returns a float mask or index without ctx.mark_non_differentiable, and backward ignores its gradient"
+    )
 
     def check(self, module: ParsedModule) -> Iterator[Finding]:
         for function_class in function_model(module):
@@ -44,7 +46,9 @@ class FloatOutputNotMarked(FunctionRule):
                 continue  # `backward(ctx, *grads)`: which grads it reads is not known
             yield from self._check_forward(module, function_class, forward, backward)
 
-    def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
+    def _check_forward(
+        self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method
+    ) -> Iterator[Finding]:
         marked = _marked(function_class, forward)
         if marked is None:
             return
@@ -56,7 +60,11 @@ class FloatOutputNotMarked(FunctionRule):
             if not isinstance(node, cst.Return) or node.value is None:
                 continue
             value = _resolve(scope, node.value)
-            if not isinstance(value, cst.Tuple) or len(value.elements) < 2 or any(isinstance(e, cst.StarredElement) for e in value.elements):
+            if (
+                not isinstance(value, cst.Tuple)
+                or len(value.elements) < 2
+                or any(isinstance(e, cst.StarredElement) for e in value.elements)
+            ):
                 continue
             for index, element in enumerate(e.value for e in value.elements):
                 if normalized_code(element) in marked or index >= len(grads) or grads[index] in used:
@@ -64,7 +72,9 @@ class FloatOutputNotMarked(FunctionRule):
                 origin = _float_constant_origin(scope, element, helpers=helpers)
                 if origin is not None:
                     subject = UnmarkedOutput(function_class, index, len(value.elements), element, origin)
-                    yield Finding(element, *_message(subject, _marking_ctx(function_class), grads[index]), subject=subject)
+                    yield Finding(
+                        element, *_message(subject, _marking_ctx(function_class), grads[index]), subject=subject
+                    )
 
 
 def _marking_ctx(function_class: FunctionClass) -> str:
@@ -82,9 +92,16 @@ def _marked(function_class: FunctionClass, forward: Method) -> set[str] | None:
         setup = function_class.method("setup_context")
         if setup is None or setup.owner is not function_class or setup.ctx_name is None:
             return None
-        if any(isinstance(node, cst.Name) and node.value == "mark_non_differentiable" for node in walk(setup.node.body)):
+        if any(
+            isinstance(node, cst.Name) and node.value == "mark_non_differentiable" for node in walk(setup.node.body)
+        ):
             return None
-        if any(isinstance(arg.value, cst.Name) and arg.value.value == setup.ctx_name for node in walk(setup.node.body) if isinstance(node, cst.Call) for arg in node.args):
+        if any(
+            isinstance(arg.value, cst.Name) and arg.value.value == setup.ctx_name
+            for node in walk(setup.node.body)
+            if isinstance(node, cst.Call)
+            for arg in node.args
+        ):
             return None  # `helper(ctx, ...)` may mark outputs itself
         return set()
     found: set[str] = set()
@@ -118,13 +135,18 @@ def _used_names(method: Method) -> set[str]:
 def _resolve(scope, expr: cst.BaseExpression) -> cst.BaseExpression:
     if isinstance(expr, cst.Name):
         values = scope.get(expr.value, [])
-        if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+        if (
+            len(values) == 1
+            and isinstance(values[0], cst.Assign)
+            and len(values[0].targets) == 1
+            and isinstance(values[0].targets[0].target, cst.Name)
+        ):
             return values[0].value
     return expr
 
 
 def _float_constant_origin(scope, expr: cst.BaseExpression, depth: int = 3, helpers=None) -> str | None:
-    """"mask" or "index" for a floating tensor built from a comparison or an index op by a cast:
+    """ "mask" or "index" for a floating tensor built from a comparison or an index op by a cast:
     `(x > 0).float()`, `x.argmax(-1).to(x.dtype)`, `torch.where(m, 1.0, 0.0)`, through local names and
     through a call of a function of this module (`helpers`: call -> definition) whose every return is one."""
     if isinstance(expr, cst.Name):
@@ -166,8 +188,11 @@ def _float_constant(expr: cst.BaseExpression) -> bool:
     if isinstance(expr, cst.Float):
         return True
     return (
-        isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and _is_torch(expr.func.value)
-        and expr.func.attr.value in ("ones_like", "zeros_like") and not any(a.keyword is not None and a.keyword.value == "dtype" for a in expr.args)
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and _is_torch(expr.func.value)
+        and expr.func.attr.value in ("ones_like", "zeros_like")
+        and not any(a.keyword is not None and a.keyword.value == "dtype" for a in expr.args)
     )
 
 
@@ -201,7 +226,12 @@ def _constant_source(scope, expr: cst.BaseExpression, depth: int) -> str | None:
             return "index"
     if isinstance(expr, cst.Name) and depth > 0:
         values = scope.get(expr.value, [])
-        if len(values) == 1 and isinstance(values[0], cst.Assign) and len(values[0].targets) == 1 and isinstance(values[0].targets[0].target, cst.Name):
+        if (
+            len(values) == 1
+            and isinstance(values[0], cst.Assign)
+            and len(values[0].targets) == 1
+            and isinstance(values[0].targets[0].target, cst.Name)
+        ):
             return _constant_source(scope, values[0].value, depth - 1)
     return None
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
-from ..facts.apply_flow import CallerWrite, Tracked, caller_writes
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import shortened, walk
+from ..facts.apply_flow import CallerWrite, Tracked, caller_writes
+from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.value_kinds import ValueKinds
 
 TORCH_MESSAGE = "one of the variables needed for gradient computation has been modified by an inplace operation"
@@ -127,7 +127,9 @@ def _input_positions(method: Method, names: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
-def _single_output(module: ParsedModule, function_class: FunctionClass, method: Method, kinds: ValueKinds, name: str) -> bool:
+def _single_output(
+    module: ParsedModule, function_class: FunctionClass, method: Method, kinds: ValueKinds, name: str
+) -> bool:
     """`name` is the whole output, and the output is one tensor (so `y = Fn.apply(...)` is it)."""
     if not kinds.is_whole_output(name):
         return False

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
-from ..facts.apply_flow import CallerWrite, caller_writes
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.inplace import basic_index
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, shortened, walk
+from ..facts.apply_flow import CallerWrite, caller_writes
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.inplace import basic_index
 from ..facts.value_kinds import ValueKinds
 from ..torch_api import VIEW_ATTRIBUTES, VIEW_METHODS
 
@@ -71,7 +71,9 @@ def returned_input_view(module: ParsedModule, function_class: FunctionClass) -> 
         return None
     kinds = ValueKinds(function_class, forward, module)
     returns = kinds.returns
-    if not returns or len(returns) != sum(1 for n in walk(forward.node.body, into_functions=False) if isinstance(n, cst.Return)):
+    if not returns or len(returns) != sum(
+        1 for n in walk(forward.node.body, into_functions=False) if isinstance(n, cst.Return)
+    ):
         return None  # a bare `return` gives None
     local = bindings(forward.node)
     helpers = dict(function_model(module).called_functions(forward))
@@ -114,7 +116,9 @@ def _viewed_parameter(function: cst.FunctionDef) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _viewed_input(expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, local, depth: int, helpers=None) -> str | None:
+def _viewed_input(
+    expr: cst.BaseExpression, forward: Method, kinds: ValueKinds, local, depth: int, helpers=None
+) -> str | None:
     """The input parameter `expr` is, or is a view of; through a call of a module function that returns its
     parameter or a view of it (`helpers`: forward's calls -> definitions)."""
     expr = _strip_views(expr)
@@ -140,7 +144,8 @@ def _calls_mark_dirty(function_class: FunctionClass) -> bool:
     for name in ("forward", "setup_context"):
         method = function_class.method(name)
         if method is not None and any(
-            isinstance(n, cst.Call) and (dotted_name(n.func) or "").endswith(".mark_dirty") for n in walk(method.node.body)
+            isinstance(n, cst.Call) and (dotted_name(n.func) or "").endswith(".mark_dirty")
+            for n in walk(method.node.body)
         ):
             return True
     return False
@@ -149,8 +154,10 @@ def _calls_mark_dirty(function_class: FunctionClass) -> bool:
 def _message(caller: CallerWrite, view: ReturnedView) -> tuple[str, str]:
     tracked, write = caller.tracked, caller.write
     cls = tracked.function_class.name
-    returned = f"returns its input `{view.parameter}` as-is" if view.returned == view.parameter else (
-        f"returns a view of its input `{view.parameter}` (`return {view.returned}`)"
+    returned = (
+        f"returns its input `{view.parameter}` as-is"
+        if view.returned == view.parameter
+        else (f"returns a view of its input `{view.parameter}` (`return {view.returned}`)")
     )
     return (
         f"`{shortened(write.text, 20)}` writes in place into {cls}'s output, a view of its input",

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, function_model
-from ..facts.gradient_returns import returned_values
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, shortened, walk
+from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.gradient_returns import returned_values
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(
     {
-        "sum", "mean", "nansum", "nanmean", "prod", "amax", "amin", "logsumexp", "norm", "std", "var", "max", "min", "median",
-        "nanmedian", "vector_norm",
+        "sum",
+        "mean",
+        "nansum",
+        "nanmean",
+        "prod",
+        "amax",
+        "amin",
+        "logsumexp",
+        "norm",
+        "std",
+        "var",
+        "max",
+        "min",
+        "median",
+        "nanmedian",
+        "vector_norm",
     }
 )
 # Namespaces whose functions take the tensor first (`torch.sum(x, 1)`, `torch.linalg.vector_norm(x, dim=-1)`).
@@ -32,7 +46,9 @@ RESHAPES = frozenset({"view", "reshape", "flatten"})
 TRANSPOSES = frozenset({"transpose", "swapaxes", "swapdims", "permute", "movedim", "moveaxis", "t"})
 TRANSPOSE_ATTRIBUTES = frozenset({"T", "mT", "H", "mH"})
 # Methods that keep a tensor's shape: `x.contiguous().view(-1)` still reshapes `x`.
-SHAPE_KEEPING = frozenset({"contiguous", "clone", "detach", "neg", "float", "double", "half", "bfloat16", "to", "type_as", "cpu", "cuda"})
+SHAPE_KEEPING = frozenset(
+    {"contiguous", "clone", "detach", "neg", "float", "double", "half", "bfloat16", "to", "type_as", "cpu", "cuda"}
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,9 @@ class BadGradShape(FunctionRule):
             if pair is not None:
                 yield from self._check_class(module, function_class, *pair)
 
-    def _check_class(self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method) -> Iterator[Finding]:
+    def _check_class(
+        self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method
+    ) -> Iterator[Finding]:
         if isinstance(backward.node.params.star_arg, cst.Param):
             return
         inputs = [p.name.value for p in forward.data_params]
@@ -166,7 +184,10 @@ def _helper_shape_change(scope, call: cst.Call, helper: cst.FunctionDef, inputs:
     params = [p.name.value for p in helper.params.params]
     returns = [n for n in walk(helper.body, into_functions=False) if isinstance(n, cst.Return)]
     helper_scope = bindings(helper)
-    changes = {(c.kind, c.input_name) if c else None for c in (_shape_change(helper_scope, r.value, set(params)) for r in returns if r.value is not None)}
+    changes = {
+        (c.kind, c.input_name) if c else None
+        for c in (_shape_change(helper_scope, r.value, set(params)) for r in returns if r.value is not None)
+    }
     if len(returns) == 0 or len(changes) != 1:
         return None
     (change,) = changes
@@ -188,7 +209,11 @@ def _receiver_and_args(call: cst.Call) -> tuple[cst.BaseExpression | None, list[
         return None, []  # never: every caller asks about a method call
     if dotted_name(func.value) in TORCH_NAMESPACES:
         positional = [a for a in call.args if a.keyword is None and not a.star]
-        first = positional[0] if positional else next((a for a in call.args if a.keyword is not None and a.keyword.value == "input"), None)
+        first = (
+            positional[0]
+            if positional
+            else next((a for a in call.args if a.keyword is not None and a.keyword.value == "input"), None)
+        )
         if first is None:
             return None, []
         rest = [a for a in call.args if a is not first]
@@ -217,7 +242,9 @@ def _is_dim_literal(expr: cst.BaseExpression) -> bool:
 
 def _pair_reduction(expr: cst.BaseExpression) -> bool:
     """`x.max(1)`, `torch.max(x, dim=1)`: a reduction that returns (values, indices)."""
-    if not (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in PAIR_WITH_DIM):
+    if not (
+        isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in PAIR_WITH_DIM
+    ):
         return False
     receiver, args = _receiver_and_args(expr)
     return receiver is not None and bool(args) and _is_reduction(expr.func.attr.value, args)
@@ -247,13 +274,25 @@ def _strip_shape_keeping(expr: cst.BaseExpression, scalars: frozenset[str] = fro
     """`g.clone()`, `g.contiguous()`, `-g`, `g * 0.5`, `2 * g`, `g / ctx.n` -> `g`: same shape.
     `scalars` are the `ctx.<attr>` names forward sets to Python numbers."""
     while True:
-        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in SHAPE_KEEPING:
+        if (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and expr.func.attr.value in SHAPE_KEEPING
+        ):
             expr = expr.func.value
         elif isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
             expr = expr.expression
-        elif isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Multiply, cst.Divide)) and _is_number(expr.right, scalars):
+        elif (
+            isinstance(expr, cst.BinaryOperation)
+            and isinstance(expr.operator, (cst.Multiply, cst.Divide))
+            and _is_number(expr.right, scalars)
+        ):
             expr = expr.left
-        elif isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply) and _is_number(expr.left, scalars):
+        elif (
+            isinstance(expr, cst.BinaryOperation)
+            and isinstance(expr.operator, cst.Multiply)
+            and _is_number(expr.left, scalars)
+        ):
             expr = expr.right
         else:
             return expr
@@ -307,7 +346,11 @@ def _source_input(scope, expr: cst.BaseExpression, inputs: set[str]) -> str | No
     # `x.view(b, t, h, -1).transpose(1, 2)`: the outer op changes the shape whatever the inner one does
     if isinstance(expr, cst.Attribute) and expr.attr.value in TRANSPOSE_ATTRIBUTES:
         return _source_input(scope, expr.value, inputs)
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in RESHAPES | TRANSPOSES:
+    if (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in RESHAPES | TRANSPOSES
+    ):
         receiver, _ = _receiver_and_args(expr)
         return _source_input(scope, receiver, inputs) if receiver is not None else None
     if isinstance(expr, cst.Name):
@@ -316,7 +359,9 @@ def _source_input(scope, expr: cst.BaseExpression, inputs: set[str]) -> str | No
     return None
 
 
-def _raw_gradient(backward: Method, expr: cst.BaseExpression, grad_names: set[str], scalars: frozenset[str], depth: int = 4) -> str | None:
+def _raw_gradient(
+    backward: Method, expr: cst.BaseExpression, grad_names: set[str], scalars: frozenset[str], depth: int = 4
+) -> str | None:
     """The gradient parameter a returned expression is, unchanged in shape: the parameter itself, a
     name bound only to it, or a shape-keeping copy (`grad.clone()`)."""
     expr = _strip_shape_keeping(expr, scalars)
@@ -331,7 +376,9 @@ def _raw_gradient(backward: Method, expr: cst.BaseExpression, grad_names: set[st
             if expr.value not in grad_names:
                 return None
             sources.add(expr.value)
-        elif isinstance(value, cst.Assign) and len(value.targets) == 1 and isinstance(value.targets[0].target, cst.Name):
+        elif (
+            isinstance(value, cst.Assign) and len(value.targets) == 1 and isinstance(value.targets[0].target, cst.Name)
+        ):
             if not _is_name(_strip_shape_keeping(value.value, scalars), expr.value):
                 inner = _raw_gradient(backward, value.value, grad_names, scalars, depth - 1)
                 if inner is None:
@@ -342,7 +389,9 @@ def _raw_gradient(backward: Method, expr: cst.BaseExpression, grad_names: set[st
     return sources.pop() if len(sources) == 1 else None
 
 
-def _message(function_class: FunctionClass, bad: BadGradient, returned: cst.BaseExpression, grad: str) -> tuple[str, str]:
+def _message(
+    function_class: FunctionClass, bad: BadGradient, returned: cst.BaseExpression, grad: str
+) -> tuple[str, str]:
     name = function_class.name
     change = " ".join(code_of(bad.change.expression).split())
     shown = " ".join(code_of(returned).split())
@@ -359,7 +408,9 @@ def _message(function_class: FunctionClass, bad: BadGradient, returned: cst.Base
         ),
     }[bad.change.kind]
     changed = {"reduction": "reduced", "reshape": "reshaped", "transpose": "transposed"}[bad.change.kind]
-    square = " (for a square input it silently returns the untransposed gradient)" if bad.change.kind == "transpose" else ""
+    square = (
+        " (for a square input it silently returns the untransposed gradient)" if bad.change.kind == "transpose" else ""
+    )
     return (
         f"{name}.backward returns `{shortened(shown, 20)}` as `{shortened(x, 20)}`'s gradient; forward {changed} it",
         f"It has the shape of forward's output "

@@ -15,26 +15,48 @@ also builds an enabled autocast (`with torch.autocast(...)`, `torch.amp`/`torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, Method, TRANSPARENT_DECORATORS, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
-from collections.abc import Sequence
+from ..facts.function_model import TRANSPARENT_DECORATORS, FunctionClass, Method, function_model
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
 # makes the incoming gradient low precision, and in backward they refuse mixed dtypes.
 LOW_PRECISION_OPS = frozenset(
     {
-        "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "mv", "addmv", "einsum", "tensordot",
-        "chain_matmul", "multi_dot", "linear", "bilinear", "conv1d", "conv2d", "conv3d",
-        "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv_input", "conv1d_input",
-        "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight", "conv3d_weight",
+        "matmul",
+        "mm",
+        "bmm",
+        "addmm",
+        "baddbmm",
+        "addbmm",
+        "mv",
+        "addmv",
+        "einsum",
+        "tensordot",
+        "chain_matmul",
+        "multi_dot",
+        "linear",
+        "bilinear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "conv_input",
+        "conv1d_input",
+        "conv2d_input",
+        "conv3d_input",
+        "conv1d_weight",
+        "conv2d_weight",
+        "conv3d_weight",
         "scaled_dot_product_attention",
     }
 )
@@ -72,7 +94,9 @@ class AmpMissingCustomFwd(FunctionRule):
                 # custom_fwd on a setup_context-style forward (no ctx) stores its state on the first input, not on ctx
                 if (fwd is None or function_class.uses_setup_context) and forward.owner is function_class:
                     kind = "bwd-without-fwd" if fwd is None else "bwd-with-ctxless-fwd"
-                    yield Finding(forward.node.name, *_message(function_class, kind, None), subject=AmpCase(function_class, kind))
+                    yield Finding(
+                        forward.node.name, *_message(function_class, kind, None), subject=AmpCase(function_class, kind)
+                    )
                 continue
             if fwd is not None and _casts_inputs(fwd):
                 continue
@@ -84,7 +108,12 @@ class AmpMissingCustomFwd(FunctionRule):
                 continue
             if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
                 continue
-            if _handles_autocast(forward) or _handles_autocast(backward) or _casts_dtype(backward) or _casts_anywhere(forward):
+            if (
+                _handles_autocast(forward)
+                or _handles_autocast(backward)
+                or _casts_dtype(backward)
+                or _casts_anywhere(forward)
+            ):
                 continue
             region = _region_of(module, function_class, regions)
             if fwd is None:
@@ -215,20 +244,46 @@ def _region_of(module: ParsedModule, function_class: FunctionClass, regions: lis
 def _apply_referenced(module: ParsedModule, function_class: FunctionClass) -> bool:
     """`Cls.apply` used without calling it here (`vmap(Cls.apply)`, `fn = Cls.apply`)."""
     for node in module.parents:
-        if type(node) is cst.Attribute and node.attr.value == "apply" and isinstance(node.value, cst.Name) and node.value.value == function_class.name:
+        if (
+            type(node) is cst.Attribute
+            and node.attr.value == "apply"
+            and isinstance(node.value, cst.Name)
+            and node.value.value == function_class.name
+        ):
             return True
     return False
 
 
 def _low_precision_op(module: ParsedModule, method: Method) -> bool:
     """The method, or a helper it calls (one level), runs a matmul/conv-type op."""
-    return _has_low_precision_op(method.node) or any(_has_low_precision_op(helper) for _, helper in function_model(module).called_functions(method))
+    return _has_low_precision_op(method.node) or any(
+        _has_low_precision_op(helper) for _, helper in function_model(module).called_functions(method)
+    )
 
 
-VIEWS = frozenset({"view", "reshape", "contiguous", "transpose", "permute", "squeeze", "unsqueeze", "flatten", "t", "clone", "view_as", "reshape_as", "mul", "div"})
+VIEWS = frozenset(
+    {
+        "view",
+        "reshape",
+        "contiguous",
+        "transpose",
+        "permute",
+        "squeeze",
+        "unsqueeze",
+        "flatten",
+        "t",
+        "clone",
+        "view_as",
+        "reshape_as",
+        "mul",
+        "div",
+    }
+)
 # Elementwise activations autocast runs in their input's dtype (not on its float32 list): a low-precision
 # matmul result stays low precision through them (`F.gelu(x @ w)`, `(x @ w).relu()`).
-DTYPE_KEEPING = frozenset({"relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "hardtanh", "relu6", "dropout", "mish", "hardswish"})
+DTYPE_KEEPING = frozenset(
+    {"relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "hardtanh", "relu6", "dropout", "mish", "hardswish"}
+)
 
 
 def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpression, depth: int = 0) -> bool:
@@ -248,7 +303,9 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
             else:
                 return False
         elif type(expr) is cst.Call and method_name(expr) in VIEWS and isinstance(expr.func, cst.Attribute):
-            if method_name(expr) in ("mul", "div") and not all(type(a.value) in (cst.Integer, cst.Float) for a in expr.args):
+            if method_name(expr) in ("mul", "div") and not all(
+                type(a.value) in (cst.Integer, cst.Float) for a in expr.args
+            ):
                 return False
             expr = expr.func.value
         elif type(expr) is cst.BinaryOperation and type(expr.operator) is not cst.MatrixMultiply:
@@ -263,10 +320,15 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
     if type(expr) is cst.Call:
         if (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS:
             return True
-        return any(call is expr and _has_low_precision_op(helper) for call, helper in function_model(module).called_functions(forward))
+        return any(
+            call is expr and _has_low_precision_op(helper)
+            for call, helper in function_model(module).called_functions(forward)
+        )
     if type(expr) is cst.Name:
         for node in walk(forward.node.body, into_functions=False):
-            if type(node) is cst.Assign and any(type(t.target) is cst.Name and t.target.value == expr.value for t in node.targets):
+            if type(node) is cst.Assign and any(
+                type(t.target) is cst.Name and t.target.value == expr.value for t in node.targets
+            ):
                 if _is_low_precision(module, forward, node.value, depth + 1):
                     return True
     return False
@@ -297,7 +359,9 @@ def _handles_autocast(method: Method) -> bool:
     matmul, backward re-entering forward's state (`with torch.autocast(**ctx.autocast_kwargs)`),
     `torch.is_autocast_enabled()`/`get_autocast_dtype()` checks."""
     for node in walk(method.node.body, into_functions=False):
-        if (type(node) is cst.Name and "autocast" in node.value) or (type(node) is cst.Attribute and "autocast" in node.attr.value):
+        if (type(node) is cst.Name and "autocast" in node.value) or (
+            type(node) is cst.Attribute and "autocast" in node.attr.value
+        ):
             return True
     return False
 
@@ -308,8 +372,11 @@ def _is_cast(node: cst.CSTNode) -> bool:
     name = method_name(node)
     if name in CASTS:
         return True
-    return name == "to" and "dtype" in code_of(node) or name == "to" and any(
-        (dotted_name(arg.value) or "").startswith("torch.") for arg in node.args
+    return (
+        name == "to"
+        and "dtype" in code_of(node)
+        or name == "to"
+        and any((dotted_name(arg.value) or "").startswith("torch.") for arg in node.args)
     )
 
 
@@ -332,8 +399,10 @@ def _casts_anywhere(method: Method) -> bool:
     for node in walk(method.node.body, into_functions=False):
         if type(node) is cst.Call and method_name(node) in ("half", "bfloat16"):
             return True
-        if type(node) is cst.Call and method_name(node) in ("to", "type") and any(
-            (dotted_name(arg.value) or "").rsplit(".", 1)[-1] in LOW_PRECISION_DTYPES for arg in node.args
+        if (
+            type(node) is cst.Call
+            and method_name(node) in ("to", "type")
+            and any((dotted_name(arg.value) or "").rsplit(".", 1)[-1] in LOW_PRECISION_DTYPES for arg in node.args)
         ):
             return True
     return False
@@ -342,4 +411,7 @@ def _casts_anywhere(method: Method) -> bool:
 def _is_low_precision_op_node(node: cst.CSTNode) -> bool:
     if type(node) is cst.BinaryOperation and type(node.operator) is cst.MatrixMultiply:
         return True
-    return type(node) is cst.Call and (dotted_name(node.func) or method_name(node) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS
+    return (
+        type(node) is cst.Call
+        and (dotted_name(node.func) or method_name(node) or "").rsplit(".", 1)[-1] in LOW_PRECISION_OPS
+    )

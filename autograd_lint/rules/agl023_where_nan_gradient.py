@@ -6,16 +6,22 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.gradient_reach import feeds_only_non_differentiable, gradient_disabled, holds_no_gradient, in_function_forward, in_operator_implementation
 from ..core.module import ParsedModule
 from ..core.rule import Finding, Rule
 from ..core.syntax import children, literal_number, normalized_code, short_code, walk
+from ..facts.gradient_reach import (
+    feeds_only_non_differentiable,
+    gradient_disabled,
+    holds_no_gradient,
+    in_function_forward,
+    in_operator_implementation,
+)
 
 INF = math.inf
 
@@ -23,15 +29,52 @@ INF = math.inf
 # the unselected side takes ("zero": at 0; "nonpositive": at <= 0; "negative": < 0; "minus_one": at
 # -1; "unit": |u| >= 1; "large": overflows for large u).
 UNSAFE_CALLS = {
-    "log": "zero", "log2": "zero", "log10": "zero", "log1p": "minus_one",
-    "sqrt": "nonpositive", "rsqrt": "nonpositive", "reciprocal": "zero",
-    "exp": "large", "expm1": "large", "exp2": "large",
-    "acos": "unit", "asin": "unit", "arccos": "unit", "arcsin": "unit", "atanh": "unit", "arctanh": "unit",
+    "log": "zero",
+    "log2": "zero",
+    "log10": "zero",
+    "log1p": "minus_one",
+    "sqrt": "nonpositive",
+    "rsqrt": "nonpositive",
+    "reciprocal": "zero",
+    "exp": "large",
+    "expm1": "large",
+    "exp2": "large",
+    "acos": "unit",
+    "asin": "unit",
+    "arccos": "unit",
+    "arcsin": "unit",
+    "atanh": "unit",
+    "arctanh": "unit",
 }
 # The op's derivative at those points.
-DERIVATIVE = {"zero": "infinite", "nonpositive": "infinite or NaN", "negative": "NaN", "minus_one": "infinite", "unit": "infinite or NaN", "large": "infinite"}
-COMPARISON_METHODS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=", "eq": "==", "ne": "!="}
-OPERATORS = {cst.GreaterThan: ">", cst.GreaterThanEqual: ">=", cst.LessThan: "<", cst.LessThanEqual: "<=", cst.Equal: "==", cst.NotEqual: "!="}
+DERIVATIVE = {
+    "zero": "infinite",
+    "nonpositive": "infinite or NaN",
+    "negative": "NaN",
+    "minus_one": "infinite",
+    "unit": "infinite or NaN",
+    "large": "infinite",
+}
+COMPARISON_METHODS = {
+    "gt": ">",
+    "ge": ">=",
+    "lt": "<",
+    "le": "<=",
+    "greater": ">",
+    "greater_equal": ">=",
+    "less": "<",
+    "less_equal": "<=",
+    "eq": "==",
+    "ne": "!=",
+}
+OPERATORS = {
+    cst.GreaterThan: ">",
+    cst.GreaterThanEqual: ">=",
+    cst.LessThan: "<",
+    cst.LessThanEqual: "<=",
+    cst.Equal: "==",
+    cst.NotEqual: "!=",
+}
 FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
 UNKNOWN_THRESHOLD = 1e-12  # `x > eps`, `x > self.threshold`: taken as a small non-negative number
 # Where each kind's derivative starts to blow up. A condition whose threshold is one of these guards
@@ -211,7 +254,7 @@ class _ScopeFacts:
         self.called: dict[str, set[str]] = {}  # `f(x)` -> {"x"}: arguments of calls by a plain name
         self.assigned: dict[str, set[str]] = {}  # `bx = beta * x` -> {"beta * x", ...}: what a guarded local holds
 
-    def merge(self, other: "_ScopeFacts") -> None:
+    def merge(self, other: _ScopeFacts) -> None:
         self.has_where |= other.has_where
         self.compared |= other.compared
         self.arguments |= other.arguments
@@ -246,7 +289,9 @@ class _ScopeFacts:
             elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
                 self.arguments.update(_ast_argument_texts(operands))
             elif isinstance(node.func, ast.Name) and name is not None:
-                self.called.setdefault(name, set()).update(_ast_argument_texts([*node.args, *(k.value for k in node.keywords)]))
+                self.called.setdefault(name, set()).update(
+                    _ast_argument_texts([*node.args, *(k.value for k in node.keywords)])
+                )
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             self.arguments.update(_ast_argument_texts([node.right]))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -276,7 +321,9 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
             facts[outer[function]].merge(facts[function])
     # A call of one of the module's functions that contains an unsafe op (`safe_log(x)`) passes its
     # arguments to that op, for all the prefilter can tell.
-    unsafe_helpers = {f.name for f in order if outer[f] is tree and not isinstance(f, ast.Lambda) and facts[f].arguments}
+    unsafe_helpers = {
+        f.name for f in order if outer[f] is tree and not isinstance(f, ast.Lambda) and facts[f].arguments
+    }
     for scope_facts in facts.values():
         for name in unsafe_helpers & scope_facts.called.keys():
             scope_facts.arguments |= scope_facts.called[name]
@@ -285,7 +332,12 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
 
 def _is_array_library_call(func: ast.expr) -> bool:
     """`np.where(...)`, `numpy.where(...)`: not torch, no autograd (the rule skips them too)."""
-    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("np", "numpy", "jnp", "jax")
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("np", "numpy", "jnp", "jax")
+    )
+
 
 def _ast_terminal(func: ast.AST) -> str | None:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
@@ -322,7 +374,11 @@ def _ast_argument_texts(nodes: list[ast.expr]) -> set[str]:
             stack.extend([node.left, node.right])
         elif isinstance(node, ast.Subscript):
             stack.append(node.value)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (node.func.attr in VALUE_PRESERVING or node.func.attr in CLAMPS or node.func.attr == "neg"):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and (node.func.attr in VALUE_PRESERVING or node.func.attr in CLAMPS or node.func.attr == "neg")
+        ):
             stack.extend([node.func.value, *node.args[:1]])  # `x.clamp(0)`, `torch.clamp(x, 0)`
     return texts
 
@@ -380,11 +436,21 @@ def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | N
         # `bx = beta * x; torch.where(bx > t, x, torch.exp(beta * x))`: the local or its value;
         # `n.squeeze(-1) > 0` guards `n`
         targets = {normalized_code(v): v for v in _unwrapping(module, guard.variable)}
-        branches = {True: (selection.when_true, _complement(guard.true_region)), False: (selection.when_false, guard.true_region)}
+        branches = {
+            True: (selection.when_true, _complement(guard.true_region)),
+            False: (selection.when_false, guard.true_region),
+        }
         for in_true_branch in judged_branches:
             branch, unselected = branches[in_true_branch]
             for operation, argument, kind, inner in _unsafe_operations(module, branch):
-                sign, variable = next(((sign, v) for target, v in targets.items() if (sign := _guarded_sign(argument, target)) is not None), (None, None))
+                sign, variable = next(
+                    (
+                        (sign, v)
+                        for target, v in targets.items()
+                        if (sign := _guarded_sign(argument, target)) is not None
+                    ),
+                    (None, None),
+                )
                 if sign is None or variable is None:
                     continue
                 region = unselected if sign > 0 else _negated(unselected)
@@ -395,13 +461,17 @@ def _unsafe_where(module: ParsedModule, selection: Selection) -> UnsafeWhere | N
 
 def _guards_the_singular_point(kind: str, threshold: float) -> bool:
     points = SINGULAR_POINTS.get(kind)
-    return points is None or any(abs(abs(threshold) - abs(point)) <= NEAR and (point == 0 or threshold * point > 0) for point in points)
+    return points is None or any(
+        abs(abs(threshold) - abs(point)) <= NEAR and (point == 0 or threshold * point > 0) for point in points
+    )
 
 
 BOTH = (True, False)
 
 
-def _guards(module: ParsedModule, condition: cst.BaseExpression, negate: bool, depth: int = 3) -> Iterator[tuple[Guard, tuple[bool, ...]]]:
+def _guards(
+    module: ParsedModule, condition: cst.BaseExpression, negate: bool, depth: int = 3
+) -> Iterator[tuple[Guard, tuple[bool, ...]]]:
     """Each comparison in the condition that guards a variable, with the branches it tells about.
     A comparison alone tells about both. In `a & b` a false `a` makes the whole condition false, so
     where `a` fails the true branch is unselected: `a` tells about the true branch only (and in
@@ -433,7 +503,11 @@ def _unwrapping(module: ParsedModule, expr: cst.BaseExpression, depth: int = 6) 
     chain = [expr]
     for _ in range(depth):
         inner = module.single_assignment(expr)
-        if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and (inner.func.attr.value in VALUE_PRESERVING or inner.func.attr.value == "bool"):
+        if (
+            isinstance(inner, cst.Call)
+            and isinstance(inner.func, cst.Attribute)
+            and (inner.func.attr.value in VALUE_PRESERVING or inner.func.attr.value == "bool")
+        ):
             inner = inner.func.value
         elif isinstance(inner, cst.Subscript) and all(_keeps_elements(element.slice) for element in inner.slice):
             inner = inner.value
@@ -448,7 +522,11 @@ def _logical_operands(module: ParsedModule, expr: cst.BaseExpression) -> tuple[b
     """(is a conjunction, operands) of `a & b`, `a | b`, `torch.logical_and(a, b)`, `a.logical_or(b)`."""
     if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.BitAnd, cst.BitOr)):
         return isinstance(expr.operator, cst.BitAnd), [expr.left, expr.right]
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("logical_and", "logical_or"):
+    if (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in ("logical_and", "logical_or")
+    ):
         args = [a.value for a in expr.args if a.keyword is None]
         if (module.qualified_name(expr.func) or "").startswith("torch."):
             parts = args if len(args) == 2 else None
@@ -491,11 +569,17 @@ def _absolute_region(region: list[Interval]) -> list[Interval]:
     return sorted(mirrored + positive)
 
 
-def _comparison(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, str, cst.BaseExpression] | None:
+def _comparison(
+    module: ParsedModule, expr: cst.BaseExpression
+) -> tuple[cst.BaseExpression, str, cst.BaseExpression] | None:
     if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
         operator = OPERATORS.get(type(expr.comparisons[0].operator))
         return (expr.left, operator, expr.comparisons[0].comparator) if operator else None
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in COMPARISON_METHODS:
+    if (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in COMPARISON_METHODS
+    ):
         operator = COMPARISON_METHODS[expr.func.attr.value]
         args = [a.value for a in expr.args if a.keyword is None]
         if (module.qualified_name(expr.func) or "").startswith("torch.") and len(args) == 2:
@@ -526,7 +610,9 @@ def _absolute_of(module: ParsedModule, expr: cst.BaseExpression) -> tuple[cst.Ba
 FOLLOWED_LOCALS = 3  # `d = torch.sqrt(d2); scaled = 2 * d; torch.where(d2 > 0, scaled, 0)`
 
 
-def _unsafe_operations(module: ParsedModule, branch: cst.BaseExpression, depth: int = 0) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str, cst.BaseExpression | None]]:
+def _unsafe_operations(
+    module: ParsedModule, branch: cst.BaseExpression, depth: int = 0
+) -> Iterator[tuple[cst.BaseExpression, cst.BaseExpression, str, cst.BaseExpression | None]]:
     """(operation, its argument, kind, the op inside a helper or None) for each unsafe op in a
     branch, in the locals it is computed from (names the function binds once, a few assignments
     deep) or in a helper function of this module that it calls, not looking inside sanitizers
@@ -602,7 +688,10 @@ def _unsafe(module: ParsedModule, node: cst.BaseExpression) -> tuple[cst.BaseExp
         namespace, _, name = qualified.rpartition(".")
         if namespace in FUNCTION_NAMESPACES and args:
             operand, rest = args[0], args[1:]  # `torch.log(x)`, `log(x)` imported from torch
-        elif isinstance(node.func, cst.Attribute) and (module.qualified_name(node.func.value) or "") not in FUNCTION_NAMESPACES:
+        elif (
+            isinstance(node.func, cst.Attribute)
+            and (module.qualified_name(node.func.value) or "") not in FUNCTION_NAMESPACES
+        ):
             name, operand, rest = node.func.attr.value, node.func.value, args  # `x.log()`
         else:
             return None
@@ -623,12 +712,16 @@ def _unsafe(module: ParsedModule, node: cst.BaseExpression) -> tuple[cst.BaseExp
     return None
 
 
-def _helper_unsafe(module: ParsedModule, call: cst.Call, depth: int) -> Iterator[tuple[cst.BaseExpression, str, cst.BaseExpression]]:
+def _helper_unsafe(
+    module: ParsedModule, call: cst.Call, depth: int
+) -> Iterator[tuple[cst.BaseExpression, str, cst.BaseExpression]]:
     """(the call's argument, kind, the helper's op) for each unsafe op that a function of this
     module (`def safe_log(x): return torch.log(x)`) applies to one of its parameters and returns."""
     if not isinstance(call.func, cst.Name) or depth >= FOLLOWED_LOCALS or any(a.star for a in call.args):
         return
-    helper = next((s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == call.func.value), None)
+    helper = next(
+        (s for s in module.tree.body if isinstance(s, cst.FunctionDef) and s.name.value == call.func.value), None
+    )
     if helper is None:
         return
     positional = [p.name.value for p in (*helper.params.posonly_params, *helper.params.params)]
@@ -655,7 +748,24 @@ def _power_kind(exponent: cst.BaseExpression) -> str | None:
 
 # Methods that keep every element's value (and sign): the op still sees the guarded variable.
 VALUE_PRESERVING = frozenset(
-    {"unsqueeze", "squeeze", "view", "reshape", "expand", "expand_as", "view_as", "reshape_as", "flatten", "contiguous", "float", "double", "half", "bfloat16", "to", "type_as"}
+    {
+        "unsqueeze",
+        "squeeze",
+        "view",
+        "reshape",
+        "expand",
+        "expand_as",
+        "view_as",
+        "reshape_as",
+        "flatten",
+        "contiguous",
+        "float",
+        "double",
+        "half",
+        "bfloat16",
+        "to",
+        "type_as",
+    }
 )
 
 
@@ -673,7 +783,11 @@ def _guarded_sign(argument: cst.BaseExpression, target: str, depth: int = 4) -> 
         if name in CLAMPS:
             # `x.clamp(min=0)`: 0 stays under the op, exactly where its derivative is infinite
             clamped = _clamped_value(argument)
-            return _guarded_sign(clamped, target, depth - 1) if clamped is not None and _zero_lower_bound(argument) else None
+            return (
+                _guarded_sign(clamped, target, depth - 1)
+                if clamped is not None and _zero_lower_bound(argument)
+                else None
+            )
         if name == "neg" and not argument.args:
             inner = _guarded_sign(argument.func.value, target, depth - 1)
             return -inner if inner else None
@@ -686,7 +800,9 @@ def _guarded_sign(argument: cst.BaseExpression, target: str, depth: int = 4) -> 
         inner = _guarded_sign(argument.expression, target, depth - 1)
         return -inner if inner else None
     if isinstance(argument, cst.BinaryOperation) and isinstance(argument.operator, (cst.Multiply, cst.Divide)):
-        operands = [(argument.left, argument.right)] + ([(argument.right, argument.left)] if isinstance(argument.operator, cst.Multiply) else [])
+        operands = [(argument.left, argument.right)] + (
+            [(argument.right, argument.left)] if isinstance(argument.operator, cst.Multiply) else []
+        )
         for scale, value in ((right, left) for left, right in operands):
             inner = _guarded_sign(value, target, depth - 1)
             factor = _scale_sign(scale)
@@ -714,11 +830,16 @@ def _scale_sign(scale: cst.BaseExpression) -> int | None:
 # Where the gradient turns NaN, for the message: the variable's values, by kind and by the sign of
 # the op's argument.
 NAN_AT = {
-    ("zero", 1): "`{v} == 0`", ("zero", -1): "`{v} == 0`",
-    ("nonpositive", 1): "`{v} <= 0`", ("nonpositive", -1): "`{v} >= 0`",
-    ("negative", 1): "`{v} < 0`", ("negative", -1): "`{v} > 0`",
-    ("minus_one", 1): "`{v} == -1`", ("minus_one", -1): "`{v} == 1`",
-    ("unit", 1): "`|{v}| >= 1`", ("unit", -1): "`|{v}| >= 1`",
+    ("zero", 1): "`{v} == 0`",
+    ("zero", -1): "`{v} == 0`",
+    ("nonpositive", 1): "`{v} <= 0`",
+    ("nonpositive", -1): "`{v} >= 0`",
+    ("negative", 1): "`{v} < 0`",
+    ("negative", -1): "`{v} > 0`",
+    ("minus_one", 1): "`{v} == -1`",
+    ("minus_one", -1): "`{v} == 1`",
+    ("unit", 1): "`|{v}| >= 1`",
+    ("unit", -1): "`|{v}| >= 1`",
     ("large", 1): "large `{v}` (exp overflows above 88 in float32, 11 in float16)",
     ("large", -1): "very negative `{v}` (exp overflows below -88 in float32, -11 in float16)",
 }
@@ -736,9 +857,15 @@ def _message(found: UnsafeWhere) -> tuple[str, str]:
     at = NAN_AT[(found.kind, found.sign)].format(v=v)
     what = _selection_name(selection.call)
     safe = SAFE_VALUE[found.kind]
-    safe_input = f"torch.where({condition}, {v}, {safe})" if found.in_true_branch else f"torch.where({condition}, {safe}, {v})"
+    safe_input = (
+        f"torch.where({condition}, {v}, {safe})" if found.in_true_branch else f"torch.where({condition}, {safe}, {v})"
+    )
     inputs = f"`{v}` gets"
-    if isinstance(found.operation, cst.BinaryOperation) and isinstance(found.operation.operator, cst.Divide) and normalized_code(found.operation.left) != normalized_code(found.variable):
+    if (
+        isinstance(found.operation, cst.BinaryOperation)
+        and isinstance(found.operation.operator, cst.Divide)
+        and normalized_code(found.operation.left) != normalized_code(found.variable)
+    ):
         inputs = f"`{v}` and the numerator `{short_code(found.operation.left)}` get"
     library = " or F.elu/F.softplus" if found.kind == "large" else ""
     at_briefly = NAN_AT[(found.kind, found.sign)].split(" (")[0].format(v=short_code(found.variable, 15))

@@ -16,17 +16,17 @@ class (its `forward`), whose body applies the Function directly or through a fun
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
 from ..core.diagnostic import Severity
-from ..facts.function_model import FunctionClass, function_model
 from ..core.module import ParsedModule
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, short_code, walk
+from ..facts.function_model import FunctionClass, function_model
 
 # What each transform needs from a Function besides setup_context.
 TRANSFORMS = {
@@ -41,7 +41,9 @@ TRANSFORMS = {
     "hessian": ("vmap", "jvp"),
 }
 TRANSFORM_MODULES = ("torch.func.", "functorch.", "torch._functorch.apis.", "torch._functorch.eager_transforms.")
-TRANSFORM_TRIGGER = re.compile(r"torch\.func\b|functorch|vmap|make_dual|from\s+torch\s+import[^)]*?\bfunc\b")  # also `from torch import (\n    func,\n)`
+TRANSFORM_TRIGGER = re.compile(
+    r"torch\.func\b|functorch|vmap|make_dual|from\s+torch\s+import[^)]*?\bfunc\b"
+)  # also `from torch import (\n    func,\n)`
 FORWARD_AD = "torch.autograd.forward_ad."
 SETUP_CONTEXT_MESSAGE = (
     "In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, ...), it must override "
@@ -106,13 +108,21 @@ def _forward_ad_findings(module: ParsedModule, make_dual: cst.Call, owners) -> I
     dual tensor is made in a `dual_level` block runs under forward-mode AD and needs a `jvp` staticmethod
     (setup_context is not required there)."""
     block = next((a for a in module.ancestors(make_dual) if isinstance(a, cst.With)), None)
-    if block is None or not any(isinstance(i.item, cst.Call) and _is_forward_ad(module, i.item, "dual_level") for i in block.items):
+    if block is None or not any(
+        isinstance(i.item, cst.Call) and _is_forward_ad(module, i.item, "dual_level") for i in block.items
+    ):
         return
     seen = set()
     for node in walk(block.body, into_functions=False):
         if type(node) is not cst.Call or not module.comes_before(make_dual, node):
             continue
-        reached = [owners[node]] if node in owners else list(_reached(module, node.func, owners)) if isinstance(node.func, cst.Name) else []
+        reached = (
+            [owners[node]]
+            if node in owners
+            else list(_reached(module, node.func, owners))
+            if isinstance(node.func, cst.Name)
+            else []
+        )
         for function_class in reached:
             if function_class.name in seen or not function_class.hierarchy_known or function_class.forward is None:
                 continue
@@ -132,7 +142,9 @@ def _transform_name(module: ParsedModule, expr: cst.BaseExpression) -> str | Non
     return None
 
 
-def _transform_chain(module: ParsedModule, expr: cst.BaseExpression, decorated: cst.CSTNode | None = None) -> tuple[list[str], cst.CSTNode | None]:
+def _transform_chain(
+    module: ParsedModule, expr: cst.BaseExpression, decorated: cst.CSTNode | None = None
+) -> tuple[list[str], cst.CSTNode | None]:
     """(["vmap", "grad"], f) for `vmap(grad(f))`; for a decorator, the decorated function is the target."""
     transforms: list[str] = []
     while True:
@@ -167,10 +179,16 @@ def _function_argument(call: cst.Call) -> cst.BaseExpression | None:
 def _is_inner(module: ParsedModule, call: cst.CSTNode) -> bool:
     """`grad(f)` inside `vmap(grad(f))`: judged with the outer call."""
     parent = module.grandparent(call)
-    return isinstance(parent, cst.Call) and module.parents.get(call) is not None and _transform_name(module, parent.func) is not None
+    return (
+        isinstance(parent, cst.Call)
+        and module.parents.get(call) is not None
+        and _transform_name(module, parent.func) is not None
+    )
 
 
-def _reached(module: ParsedModule, target: cst.CSTNode, owners: dict[cst.Call, FunctionClass]) -> Iterator[FunctionClass]:
+def _reached(
+    module: ParsedModule, target: cst.CSTNode, owners: dict[cst.Call, FunctionClass]
+) -> Iterator[FunctionClass]:
     """The Functions applied by the transformed callable: `Cls.apply`, `partial(...)` over it, a
     lambda or a function whose body applies them, directly or one call deep."""
     target = _unwrap_partial(target)
@@ -211,13 +229,20 @@ def _method_of_self(module: ParsedModule, target: cst.Attribute) -> cst.Function
     owner = next((a for a in module.ancestors(target) if isinstance(a, cst.ClassDef)), None)
     if owner is None:
         return None
-    method = next((s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == target.attr.value), None)
+    method = next(
+        (s for s in owner.body.body if isinstance(s, cst.FunctionDef) and s.name.value == target.attr.value), None
+    )
     if method is not None:
         return method
     assigned = [
-        node for node in walk(owner.body) if isinstance(node, cst.Assign) and len(node.targets) == 1
-        and isinstance(node.targets[0].target, cst.Attribute) and node.targets[0].target.attr.value == target.attr.value
-        and isinstance(node.targets[0].target.value, cst.Name) and node.targets[0].target.value.value == "self"
+        node
+        for node in walk(owner.body)
+        if isinstance(node, cst.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0].target, cst.Attribute)
+        and node.targets[0].target.attr.value == target.attr.value
+        and isinstance(node.targets[0].target.value, cst.Name)
+        and node.targets[0].target.value.value == "self"
     ]
     return assigned[0] if len(assigned) == 1 else None
 
@@ -228,11 +253,15 @@ def _module_forward(module: ParsedModule, value: cst.CSTNode) -> cst.FunctionDef
         return None
     for statement in module.tree.body:
         if isinstance(statement, cst.ClassDef) and statement.name.value == value.func.value:
-            return next((s for s in statement.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None)
+            return next(
+                (s for s in statement.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None
+            )
     return None
 
 
-def _applied_in(module: ParsedModule, function: cst.FunctionDef | cst.Lambda, owners, depth: int) -> Iterator[FunctionClass]:
+def _applied_in(
+    module: ParsedModule, function: cst.FunctionDef | cst.Lambda, owners, depth: int
+) -> Iterator[FunctionClass]:
     nodes = walk(function.body, into_functions=False)
     for node in [function.body, *nodes] if isinstance(function, cst.Lambda) else nodes:
         if type(node) is cst.Call:

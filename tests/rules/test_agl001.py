@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from snippets import marked_positions, reported_positions
 
 VALID = [

@@ -4,7 +4,6 @@ SNIPPET is the CLI tests' AGL002 finding)."""
 from __future__ import annotations
 
 import pytest
-
 from snippets import marked_positions, reported_positions
 
 VALID = [

@@ -5,10 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from snippets import marked_positions, reported_positions
 
 from autograd_lint import Config, lint_source
-
-from snippets import marked_positions, reported_positions
 
 
 def agl003(source: str) -> list[tuple[int, int]]:

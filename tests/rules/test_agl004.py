@@ -5,10 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from snippets import marked_positions, reported_positions
 
 from autograd_lint import Config, lint_source
-
-from snippets import marked_positions, reported_positions
 
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
 
@@ -23,7 +22,12 @@ def agl004(source: str):
 
 
 def layer(forward_body: str) -> str:
-    return QUANTIZE + "\n\nclass QLinear(nn.Linear):\n    def forward(self, x):\n" + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8) + "\n"
+    return (
+        QUANTIZE
+        + "\n\nclass QLinear(nn.Linear):\n    def forward(self, x):\n"
+        + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
+        + "\n"
+    )
 
 
 def test_helper_used_as_a_value_by_a_forward_is_reported_with_the_consequence_and_the_fix():

@@ -6,10 +6,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
 from snippets import marked_positions, reported_positions
 from test_confirm import CORRECT_FUNCTION, run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import torch\nfrom torch.autograd import Function\n"
 
@@ -23,8 +23,9 @@ STATIC = "from torch.autograd import Function\n" + CORRECT_FUNCTION  # Scale(x, 
 
 
 def test_plain_methods_reading_what_forward_wrote_are_tolerated():
-    assert findings(
-        """
+    assert (
+        findings(
+            """
         class Clamp(Function):
             def forward(self, x, low):
                 self.save_for_backward(x)
@@ -37,7 +38,9 @@ def test_plain_methods_reading_what_forward_wrote_are_tolerated():
 
         y = Clamp.apply(torch.ones(2), 0.0)
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_plain_method_reading_a_method_or_init_state_is_flagged_at_its_def():
@@ -102,8 +105,9 @@ def test_init_writing_a_class_attribute_leaves_apply_to_agl001():
 
 
 def test_own_call_and_unknown_bases_keep_instance_calls_silent():
-    assert findings(
-        """
+    assert (
+        findings(
+            """
         from lib import Base
 
         class Callable(Function):
@@ -125,7 +129,9 @@ def test_own_call_and_unknown_bases_keep_instance_calls_silent():
 
         y = Callable()(torch.ones(2)) + Mixed()(torch.ones(2))
         """
-    ) == []
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,7 +143,10 @@ def test_own_call_and_unknown_bases_keep_instance_calls_silent():
     ],
 )
 def test_missing_backward_stays_silent_with_jvp_vjp_or_assigned_backward(body):
-    source = "class Double(Function):\n    @staticmethod\n    def forward(ctx, x):\n        return x * 2\n" + textwrap.indent(body, "    ")
+    source = (
+        "class Double(Function):\n    @staticmethod\n    def forward(ctx, x):\n        return x * 2\n"
+        + textwrap.indent(body, "    ")
+    )
     assert findings(source) == []
 
 
@@ -181,7 +190,16 @@ def test_missing_backward_is_flagged_only_where_backward_can_run():
 # --- recipes on correct code ------------------------------------------------------------------
 
 
-def legacy(kind, make="None", init="None", other="None", other_args="None", attribute=None, cls="Scale", args="[_agl_probes.leaf_tensor(s), 2.0]"):
+def legacy(
+    kind,
+    make="None",
+    init="None",
+    other="None",
+    other_args="None",
+    attribute=None,
+    cls="Scale",
+    args="[_agl_probes.leaf_tensor(s), 2.0]",
+):
     return run_recipe(
         STATIC
         + f"agl005.check_legacy_api({cls}, {kind!r}, {make}, {init}, {other}, {other_args}, {attribute!r},"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from snippets import marked_positions, reported_positions
 from test_agl005 import HEADER, STATIC, findings
 from test_confirm import run_recipe

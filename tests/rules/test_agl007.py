@@ -6,11 +6,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def found(code: str, source: str) -> list[tuple[int, int]]:
@@ -37,7 +36,12 @@ def function(forward_body: str, params: str = "x", call: str = "", backward: str
     [
         ("ctx.x = x\nreturn x.clamp(min=0)", "x", "", "return g * ctx.x"),  # a tensor-only method tells
         ("ctx.w = w\nreturn x @ w", "x, w", "", "return g @ ctx.w.t(), g"),  # an operand of @
-        ("ctx.x = x\nreturn x * 2", "x", "Fn.apply(torch.randn(3))", "return g * ctx.x"),  # the call site passes a tensor
+        (
+            "ctx.x = x\nreturn x * 2",
+            "x",
+            "Fn.apply(torch.randn(3))",
+            "return g * ctx.x",
+        ),  # the call site passes a tensor
         ("ctx.x = x\nreturn x * 2", "x: torch.Tensor", "", "return g * ctx.x"),  # the annotation
         ("ctx.x = x\nreturn x * 2", "x", "", "x = ctx.x\n        return g * x"),  # read through a local
         ("ctx.x = x\nreturn x * k", "x, k: float", "", "return g * ctx.x, None"),  # the only input that is not a number
@@ -62,7 +66,11 @@ def test_tensor_on_ctx_is_flagged(body, params, call, backward):
     "body, params, backward",
     [
         ("ctx.shape = x.shape\nctx.n = x.size(0)\nctx.d = x.dim()\nreturn x.clone()", "x", "return g"),
-        ("ctx.dtype = x.dtype\nctx.device = x.device\nctx.peak = x.abs().max().item()\nreturn x.clone()", "x", "return g"),
+        (
+            "ctx.dtype = x.dtype\nctx.device = x.device\nctx.peak = x.abs().max().item()\nreturn x.clone()",
+            "x",
+            "return g",
+        ),
         ("ctx.k = k\nreturn x.clone() * k", "x, k: float", "return g * ctx.k, None"),
         ("ctx.eps = eps\nreturn x.clone()", "x, eps=1e-5", "return g, None"),
         ("ctx.group = group\nctx.fn = fn\nreturn x.clone()", "x, group, fn", "return g, None, None"),
@@ -84,7 +92,11 @@ def test_tensor_on_ctx_is_flagged(body, params, call, backward):
         ("ctx.w = w\nreturn x.mm(w.t())", "x, w: torch.Tensor", "return g.mm(ctx.w), None"),
         # an intermediate backward uses: nothing outside forward can change it
         ("ctx.m = F.relu(x) > 0\nreturn F.relu(x)", "x", "return g * ctx.m"),
-        ("t = torch.tanh(x)\nctx.cache = (t, 2)\nreturn t * 2", "x", "t, k = ctx.cache\n        return g * (1 - t * t) * k"),
+        (
+            "t = torch.tanh(x)\nctx.cache = (t, 2)\nreturn t * 2",
+            "x",
+            "t, k = ctx.cache\n        return g * (1 - t * t) * k",
+        ),
         # an input backward never reads: it stays alive with its caller anyway
         ("ctx.x = x\nreturn x.clone()", "x", "return g"),
         # outputs without grad_fn: integer results and outputs marked non-differentiable (no cycle)
@@ -182,7 +194,9 @@ BUILDERS = [("Square.apply(<tensor>, 2.0)", lambda s: [_agl_probes.leaf_tensor(s
 
 def test_recipe_does_not_confirm_correct_code():
     for attribute in ("k", "shape", "missing"):
-        verdict, evidence = run_recipe(CORRECT + f"agl007.check_tensor_on_ctx(Square.apply, BUILDERS, {attribute!r}, 'input')")
+        verdict, evidence = run_recipe(
+            CORRECT + f"agl007.check_tensor_on_ctx(Square.apply, BUILDERS, {attribute!r}, 'input')"
+        )
         assert verdict == "not-reproduced" and f"stored no tensor as ctx.{attribute}" in evidence
 
 
@@ -207,7 +221,10 @@ agl007.check_tensor_on_ctx(Leaky.apply, [("Leaky.apply(<tensor>)", lambda s: [_a
     stale = run_recipe(code.replace("{attribute!r}", "'x'"))
     assert stale[0] == "confirmed" and "raised no error but changed input 0's gradient" in stale[1]
     held = run_recipe(code.replace("{attribute!r}", "'m'"))
-    assert held[0] == "confirmed" and "after backward, grad_fn still holds ctx.m (torch.float64 [3, 3], 72 bytes)" in held[1]
+    assert (
+        held[0] == "confirmed"
+        and "after backward, grad_fn still holds ctx.m (torch.float64 [3, 3], 72 bytes)" in held[1]
+    )
 
 
 def test_function_without_a_backward_here_reports_only_its_output():

@@ -9,11 +9,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import torch\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
 
@@ -31,8 +30,7 @@ def backward_of(body: str, params: str = "ctx, g") -> str:
         "    def forward(ctx, x):\n"
         "        return x * 2\n"
         "    @staticmethod\n"
-        f"    def backward({params}):\n"
-        + textwrap.indent(textwrap.dedent(body), "        ")
+        f"    def backward({params}):\n" + textwrap.indent(textwrap.dedent(body), "        ")
     )
 
 
@@ -40,9 +38,7 @@ def forward_of(body: str, params: str = "ctx, x") -> str:
     return (
         "class F1(Function):\n"
         "    @staticmethod\n"
-        f"    def forward({params}):\n"
-        + textwrap.indent(textwrap.dedent(body), "        ")
-        + "    @staticmethod\n"
+        f"    def forward({params}):\n" + textwrap.indent(textwrap.dedent(body), "        ") + "    @staticmethod\n"
         "    def backward(ctx, g):\n"
         "        return g\n"
     )
@@ -85,7 +81,9 @@ def test_agl008_shapes(body, params, expected):
 
 
 def test_agl008_ignores_forward_and_non_functions():
-    code = forward_of("x.mul_(2)\nreturn x\n") + "\nclass NotAFunction:\n    def backward(self, g):\n        g.mul_(2)\n"
+    code = (
+        forward_of("x.mul_(2)\nreturn x\n") + "\nclass NotAFunction:\n    def backward(self, g):\n        g.mul_(2)\n"
+    )
     assert findings(code, "AGL008") == []
 
 
@@ -107,14 +105,18 @@ BUILDERS = "[('{0}.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
 
 
 def test_agl008_recipe_does_not_confirm_a_clone_first_backward():
-    verdict, evidence = run_recipe(CORRECT_BACKWARD + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(
+        CORRECT_BACKWARD + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})"
+    )
     assert verdict == "not-reproduced", evidence
     assert "explicit upstream gradients unchanged" in evidence and ".sum().backward() ran" in evidence
 
 
 def test_agl008_recipe_confirms_a_changed_caller_gradient():
     code = CORRECT_BACKWARD.replace("        g = g.clone()\n", "")
-    verdict, evidence = run_recipe(code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(
+        code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})"
+    )
     assert verdict == "confirmed" and "changed the caller's upstream gradient from [-2, 1.111" in evidence
     assert "to [2, -1.111" in evidence
 
@@ -123,9 +125,14 @@ def test_agl008_recipe_quotes_torchs_error_for_an_expanded_gradient():
     # `mul_(1)` leaves the caller's values as they were; only torch's check on `.sum()`'s expanded
     # gradient shows the write.
     code = CORRECT_BACKWARD.replace("        g = g.clone()\n", "").replace("g.mul_(-1)", "g.mul_(1)")
-    verdict, evidence = run_recipe(code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})")
+    verdict, evidence = run_recipe(
+        code + f"agl008.check_grad_output_inplace(Reverse.apply, {BUILDERS.format('Reverse')})"
+    )
     assert verdict == "confirmed"
-    assert "then .sum().backward() raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location" in evidence
+    assert (
+        "then .sum().backward() raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"
+        in evidence
+    )
 
 
 def test_agl008_augmented_element_of_a_gradient_list():
@@ -134,10 +141,7 @@ def test_agl008_augmented_element_of_a_gradient_list():
 
 
 def test_agl008_follows_try_and_with_blocks():
-    body = (
-        "try:\n    g = g.clone()\nexcept RuntimeError:\n    pass\n"
-        "with torch.no_grad():\n    g.mul_(2)\nreturn g\n"
-    )
+    body = "try:\n    g = g.clone()\nexcept RuntimeError:\n    pass\nwith torch.no_grad():\n    g.mul_(2)\nreturn g\n"
     assert findings(backward_of(body), "AGL008") == [(12, 13)]
 
 

@@ -6,7 +6,6 @@ The in-place/alias analysis it shares with AGL008 lives in autograd_lint/inplace
 from __future__ import annotations
 
 import pytest
-
 from snippets import marked_positions, reported_positions
 from test_agl008 import BUILDERS, findings, forward_of
 from test_confirm import run_recipe
@@ -26,14 +25,22 @@ from test_confirm import run_recipe
         # Collectives write the tensor they are given, however torch.distributed (or a wrapper) is reached.
         ("torch.distributed.all_reduce(x)\nreturn x\n", "ctx, x", [(4, 9)]),
         ("from torch.distributed import all_reduce\nall_reduce(x)\nreturn x\n", "ctx, x", [(5, 9)]),
-        ("from deepspeed import comm as dist\ndist.all_reduce(x.contiguous(), group=g)\nreturn x\n", "ctx, x, g", [(5, 9)]),
+        (
+            "from deepspeed import comm as dist\ndist.all_reduce(x.contiguous(), group=g)\nreturn x\n",
+            "ctx, x, g",
+            [(5, 9)],
+        ),
         ("from trainkit import comm\ncomm.broadcast(x, 0)\nreturn x\n", "ctx, x", [(5, 9)]),
         # Through this module's own helper that writes its parameter with a tensor operation.
         ("return _round_(x, 0.1)\n", "ctx, x", [(4, 16)]),
         ("_track(x, handles)\nreturn x * 2\n", "ctx, x, handles", []),  # the helper fills a dict
         # Silent: marked dirty (even conditionally), rebound, non-tensor arguments, unknown marking.
         ("x.add_(1)\nctx.mark_dirty(x)\nreturn x\n", "ctx, x", []),
-        ("if inplace:\n    ctx.mark_dirty(x)\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n", "ctx, x, inplace=False", []),
+        (
+            "if inplace:\n    ctx.mark_dirty(x)\n    y = x\nelse:\n    y = x.clone()\ny.mul_(2)\nreturn y\n",
+            "ctx, x, inplace=False",
+            [],
+        ),
         ("x = x.clone()\nx.clamp_(-1, 1)\nreturn x\n", "ctx, x", []),
         ("k += 1\ncache['a'] = k\nhistory.append(k)\nreturn x * k\n", "ctx, x, k, cache, history", []),
         ("x.copy_(x)\nreturn x * 1\n", "ctx, x", []),
@@ -41,7 +48,11 @@ from test_confirm import run_recipe
         ("ctx.mark_dirty(*ctx.dirty)\nx.mul_(2)\nreturn x\n", "ctx, x", []),
         ("out = torch.empty_like(x)\ntorch.mul(x, 2, out=out)\nout += 1\nreturn out\n", "ctx, x", []),
         ("torch.mul(x, 2, out=out)\nreturn out\n", "ctx, x, out=None", []),  # a caller's output buffer
-        ("_, order = x.flatten().sort(descending=True)\nm = x.clone()\nm.view(-1)[order[:2]] = 1\nreturn m\n", "ctx, x", []),
+        (
+            "_, order = x.flatten().sort(descending=True)\nm = x.clone()\nm.view(-1)[order[:2]] = 1\nreturn m\n",
+            "ctx, x",
+            [],
+        ),
         ("from functools import reduce\nreturn reduce(lambda a, b: a + b, [x, x])\n", "ctx, x", []),
     ],
 )
@@ -110,7 +121,9 @@ def test_agl009_recipe_does_not_confirm_a_copy_or_a_marked_input():
         + "agl009.check_input_inplace(AddOne.apply, [('AddOne.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s) * 1])], ['x'])"
     )
     assert marked[0] == "not-reproduced", marked
-    leaf = run_recipe(CORRECT_FORWARDS + f"agl009.check_input_inplace(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])")
+    leaf = run_recipe(
+        CORRECT_FORWARDS + f"agl009.check_input_inplace(AddOne.apply, {BUILDERS.format('AddOne')}, ['x'])"
+    )
     assert leaf[0] == "not-reproduced" and "torch refused the leaf" in leaf[1], leaf
 
 

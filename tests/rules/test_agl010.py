@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import torch\nimport numpy as np\n"
 
@@ -19,11 +18,16 @@ def agl010(source: str) -> list[tuple[int, int]]:
     return [(d.line, d.column) for d in found]
 
 
-def backward(body: str, forward: str = "ctx.save_for_backward(x)\nreturn x * x", header: str = HEADER, decorators: str = "", after: str = "") -> str:
+def backward(
+    body: str,
+    forward: str = "ctx.save_for_backward(x)\nreturn x * x",
+    header: str = HEADER,
+    decorators: str = "",
+    after: str = "",
+) -> str:
     """A one-input Function whose backward body starts on line 14 (plus header lines beyond two and decorators)."""
     return (
-        header
-        + "\n\nclass F(torch.autograd.Function):\n"
+        header + "\n\nclass F(torch.autograd.Function):\n"
         "    @staticmethod\n"
         "    def forward(ctx, x):\n"
         + textwrap.indent(textwrap.dedent(forward).strip(), " " * 8)
@@ -121,7 +125,11 @@ def test_once_differentiable_however_imported_silences(decorator, header):
             "dx = torch.empty_like(x)\n_bwd_kernel[(x.numel(),)](g, x, dx, x.numel())\nreturn dx",
             (14, 9),
         ),
-        ("import torch\nimport deform_conv_cuda\n", "grad_x = torch.zeros_like(x)\ndeform_conv_cuda.backward(g, x, grad_x)\nreturn grad_x", (14, 9)),
+        (
+            "import torch\nimport deform_conv_cuda\n",
+            "grad_x = torch.zeros_like(x)\ndeform_conv_cuda.backward(g, x, grad_x)\nreturn grad_x",
+            (14, 9),
+        ),
     ],
 )
 def test_compiled_extension_calls_are_flagged(header, body, found):
@@ -174,7 +182,10 @@ class Cube(torch.autograd.Function):
 def test_saved_intermediates_are_flagged_only_where_the_module_takes_second_derivatives(returned, found):
     source = INTERMEDIATE.format(returned=returned)
     assert agl010(source) == []  # nothing in this module differentiates twice
-    penalty = source + "\n\ndef penalty(x):\n    (g,) = torch.autograd.grad(Cube.apply(x).sum(), x, create_graph=True)\n    return g.pow(2).sum()\n"
+    penalty = (
+        source
+        + "\n\ndef penalty(x):\n    (g,) = torch.autograd.grad(Cube.apply(x).sum(), x, create_graph=True)\n    return g.pow(2).sum()\n"
+    )
     assert agl010(penalty) == found
     hessian = source + "\n\nH = torch.autograd.functional.hessian(lambda x: Cube.apply(x).sum(), torch.ones(3))\n"
     assert agl010(hessian) == found
@@ -185,10 +196,18 @@ def test_saved_intermediates_are_flagged_only_where_the_module_takes_second_deri
 @pytest.mark.parametrize(
     "use, counts, in_text",
     [
-        ("torch.autograd.gradgradcheck(Cube.apply, (torch.ones(3, dtype=torch.double, requires_grad=True),))", True, True),
+        (
+            "torch.autograd.gradgradcheck(Cube.apply, (torch.ones(3, dtype=torch.double, requires_grad=True),))",
+            True,
+            True,
+        ),
         ("J = torch.func.jacrev(torch.func.jacrev(Cube.apply))(torch.ones(3))", True, True),
         # a caller's flag passed on: the caller that sets it to True is the second derivative
-        ("def grads(y, x, create_graph=False):\n    return torch.autograd.grad(y, x, create_graph=create_graph)", False, False),
+        (
+            "def grads(y, x, create_graph=False):\n    return torch.autograd.grad(y, x, create_graph=create_graph)",
+            False,
+            False,
+        ),
         ("def hessian(f):\n    return f", False, False),
         # the package-level text test also counts comments and strings; the rule reads code only
         ("# call torch.autograd.grad(..., create_graph=True) for a gradient penalty", False, True),
@@ -206,7 +225,10 @@ def test_second_derivatives_are_the_default_selections_definition(use, counts, i
 
 
 def test_message_quotes_where_the_module_takes_second_derivatives():
-    source = INTERMEDIATE.format(returned="3 * sq * g") + "\n\n# create_graph=True in a comment\nP = torch.autograd.grad(Cube.apply(torch.ones(3)).sum(), x, create_graph=True)\n"
+    source = (
+        INTERMEDIATE.format(returned="3 * sq * g")
+        + "\n\n# create_graph=True in a comment\nP = torch.autograd.grad(Cube.apply(torch.ones(3)).sum(), x, create_graph=True)\n"
+    )
     (diagnostic,) = lint_source(textwrap.dedent(source), "case.py", Config(select=("AGL010",)))
     assert "`create_graph=True` on line 20" in diagnostic.explanation
 
@@ -261,6 +283,7 @@ def test_message_names_the_construct_and_the_fix():
 
 
 # --- the recipe under real torch --------------------------------------------------------------
+
 
 def recipe(backward_body: str) -> tuple[str, str]:
     code = (
@@ -351,7 +374,10 @@ def test_module_helpers_backward_calls_are_followed_one_call_deep(returned, foun
 
 
 def test_a_static_method_of_a_kernels_class_is_a_helper_too():
-    source = HELPERS.replace("def _via_np(grad, x):", "class _Kernels:\n    @staticmethod\n    def slope(grad, x):\n        return _np_slope(grad.detach(), x)\n\n\ndef _via_np(grad, x):")
+    source = HELPERS.replace(
+        "def _via_np(grad, x):",
+        "class _Kernels:\n    @staticmethod\n    def slope(grad, x):\n        return _np_slope(grad.detach(), x)\n\n\ndef _via_np(grad, x):",
+    )
     assert agl010(source.format(returned="_Kernels.slope(grad_out, x)")) == [(36, 16)]
 
 

@@ -8,13 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from snippets import marked_positions, reported_positions
+from test_confirm import run_recipe
 
 from autograd_lint import Config, lint_source
 from autograd_lint.confirm.runner import RunLimits
 from autograd_lint.confirm.session import confirm_diagnostics
-
-from snippets import marked_positions, reported_positions
-from test_confirm import run_recipe
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HEADER = "import torch\nimport torch.nn as nn\nfrom torch.autograd import Function\n\n"
@@ -36,15 +35,16 @@ def function(forward_params: str, backward_return: str, backward_body: str = "",
         "        return x * 2\n"
         "\n"
         "    @staticmethod\n"
-        "    def backward(ctx, g):\n"
-        + body
-        + f"        return {backward_return}\n\n"
-        + textwrap.dedent(extra)
+        "    def backward(ctx, g):\n" + body + f"        return {backward_return}\n\n" + textwrap.dedent(extra)
     )
 
 
 def return_line(source: str) -> int:
-    return next(i for i, line in enumerate(source.splitlines(), start=1) if line.strip().startswith("return ") and "x * 2" not in line)
+    return next(
+        i
+        for i, line in enumerate(source.splitlines(), start=1)
+        if line.strip().startswith("return ") and "x * 2" not in line
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,10 +122,20 @@ def test_self_attributes_that_may_be_tensors_are_not_flagged(init):
     "params, returned, body, calls",
     [
         # a name set to None on some path
-        ("x, w, bias", "g, g, gb", "gb = None\nif ctx.needs_input_grad[2]:\n    gb = g.sum(0)", "F.apply(x, w, None)\n"),
+        (
+            "x, w, bias",
+            "g, g, gb",
+            "gb = None\nif ctx.needs_input_grad[2]:\n    gb = g.sum(0)",
+            "F.apply(x, w, None)\n",
+        ),
         ("x, w, bias", "g, g, g.sum(0) if ctx.needs_input_grad[2] else None", "", "F.apply(x, w, None)\n"),
         # guards around the return, and an early return
-        ("x, w, bias", "g, g, g.sum(0)", "if not ctx.needs_input_grad[2]:\n    return g, g, None", "F.apply(x, w, None)\n"),
+        (
+            "x, w, bias",
+            "g, g, g.sum(0)",
+            "if not ctx.needs_input_grad[2]:\n    return g, g, None",
+            "F.apply(x, w, None)\n",
+        ),
         ("x, w, bias", "g, g, None", "if ctx.has_bias:\n    return g, g, g.sum(0)", "F.apply(x, w, None)\n"),
         ("x, s", "g, gs", "need_x, need_s = ctx.needs_input_grad\nif need_s:\n    gs = g.sum()", "F.apply(x, 0.5)\n"),
         # values that may be None: an attribute of ctx, a saved tensor, a helper's result
@@ -136,7 +146,12 @@ def test_self_attributes_that_may_be_tensors_are_not_flagged(init):
         ("x, s", "g, g.sum()", "", "F.apply(x, torch.tensor(0.5))\n"),
         ("x, s", "g, g.sum()", "", "def f(x, s):\n    return F.apply(x, s)\n"),
         ("x, eps=1e-5", "g, g.sum()", "", "F.apply(x, torch.full((), 1e-5))\n"),
-        ("x, eps=1e-5", "g, g.sum()", "", "def f(x, e):\n    return F.apply(x, e)\n"),  # a default speaks only without call sites
+        (
+            "x, eps=1e-5",
+            "g, g.sum()",
+            "",
+            "def f(x, e):\n    return F.apply(x, e)\n",
+        ),  # a default speaks only without call sites
         ("x, bias=None", "g, g.sum(0)", "", ""),  # no call site says it is None
         # forward uses the argument as a tensor: forward would fail first
         ("x, s", "g, g.sum()", "", "F.apply(x, 0.5)\n"),
@@ -210,7 +225,8 @@ class Affine(torch.autograd.Function):
 
 def test_recipe_is_not_reproduced_on_the_correct_function():
     verdict, evidence = run_recipe(
-        CORRECT + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [2])"
+        CORRECT
+        + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [2])"
     )
     assert verdict == "not-reproduced", evidence
 
@@ -219,7 +235,8 @@ def test_recipe_requires_the_reported_position():
     """Torch's message for another position is not proof of this one."""
     buggy = CORRECT.replace("return g * ctx.scale, None,", "return g * ctx.scale, g.sum(),")
     verdict, evidence = run_recipe(
-        buggy + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [])"
+        buggy
+        + "agl011.check_non_tensor_grad(Affine, [('Affine.apply(<tensor>, 0.5, None)', lambda s: [_agl_probes.leaf_tensor(s), 0.5, None])], 3, [])"
     )
     assert verdict == "inconclusive" and "at position 2," in evidence
 
@@ -304,7 +321,11 @@ def test_scalar_annotation_of_an_input_forward_uses_as_a_tensor_is_not_trusted()
         "x, threshold: float, sigmoid: bool",
         "g, g.sum().view(-1), None",
         backward_body="",
-    ).replace("        return x * 2\n", "        if sigmoid:\n            threshold = torch.sigmoid(threshold).item()\n        return x * threshold\n", 1)
+    ).replace(
+        "        return x * 2\n",
+        "        if sigmoid:\n            threshold = torch.sigmoid(threshold).item()\n        return x * threshold\n",
+        1,
+    )
     assert lint(source) == []
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_agl007 import CORRECT, found, function, setup_context_function
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def test_setup_context_inputs_by_index():
@@ -160,7 +159,9 @@ def test_save_under_a_test_of_the_arguments_kind_is_silent(test):
 
 def test_call_sites_outrank_the_annotation():
     """`k: torch.Tensor` that every call passes an int: the call sites say what k is."""
-    source = function("ctx.save_for_backward(x, k)\nreturn x.clone()", "x, k: torch.Tensor", "Fn.apply(torch.ones(2), 64)")
+    source = function(
+        "ctx.save_for_backward(x, k)\nreturn x.clone()", "x, k: torch.Tensor", "Fn.apply(torch.ones(2), 64)"
+    )
     assert found("AGL012", source) == [(7, 34)]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from snippets import marked_positions, reported_positions
 from test_agl007 import CORRECT, found, function
 from test_confirm import run_recipe

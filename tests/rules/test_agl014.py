@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def agl014(source: str) -> list[tuple[int, int]]:
@@ -45,7 +44,12 @@ def function(forward_params: str, forward_body: str, backward_body: str = "retur
 )
 def test_returned_containers_of_tensors_are_flagged(body, column):
     source = function("x", body)
-    line = source.splitlines().index(next(text for text in source.splitlines() if text.strip().startswith("return") and "def" not in text)) + 1
+    line = (
+        source.splitlines().index(
+            next(text for text in source.splitlines() if text.strip().startswith("return") and "def" not in text)
+        )
+        + 1
+    )
     assert agl014(source) == [(line, column)]
 
 
@@ -145,18 +149,26 @@ def test_recipes_do_not_confirm_flat_outputs_or_star_inputs():
     builders = "[('Gate.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
     verdict, evidence = run_recipe(GATE_FLAT + f"agl014.check_container_output(Gate.apply, {builders})")
     assert verdict == "not-reproduced", evidence
-    verdict, evidence = run_recipe(CONCAT_STAR + "agl014.check_container_input(Concat.apply, 'Concat.apply(a, b)', 2, lambda shape, inner: (inner, {}))")
+    verdict, evidence = run_recipe(
+        CONCAT_STAR
+        + "agl014.check_container_input(Concat.apply, 'Concat.apply(a, b)', 2, lambda shape, inner: (inner, {}))"
+    )
     assert verdict == "not-reproduced" and "received a gradient" in evidence
 
 
 def test_input_recipe_confirms_a_list_argument_with_torchs_numbers():
     code = CONCAT_STAR.replace("*xs", "xs").replace("tuple(g.split(ctx.sizes))", "None")
-    verdict, evidence = run_recipe(code + "agl014.check_container_input(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))")
+    verdict, evidence = run_recipe(
+        code
+        + "agl014.check_container_input(Concat.apply, 'Concat.apply([a, b])', 2, lambda shape, inner: ([inner], {}))"
+    )
     assert verdict == "confirmed" and "requires_grad=False" in evidence
 
 
 def test_a_name_passed_where_forward_concatenates_is_flagged():
-    source = function("xs, dim", "return torch.cat(xs, dim)", after="\ndef use(levels):\n    return F.apply(levels, 0)\n")
+    source = function(
+        "xs, dim", "return torch.cat(xs, dim)", after="\ndef use(levels):\n    return F.apply(levels, 0)\n"
+    )
     (finding,) = lint_source(source, "case.py", Config(select=("AGL014",)))
     assert (finding.line, finding.column) == (len(source.splitlines()), 20)
     assert finding.message == "F.apply receives `levels` as `xs`, a container of tensors"
@@ -190,7 +202,12 @@ def flat(out, aux):
 
 @pytest.mark.parametrize(
     "returned, flagged",
-    [("pack(x * 2, x.sum())", True), ("pack_shape(x * 2, x.sum())", False), ("flat(x * 2, x.sum())", False), ("pack(1, 2)", False)],
+    [
+        ("pack(x * 2, x.sum())", True),
+        ("pack_shape(x * 2, x.sum())", False),
+        ("flat(x * 2, x.sum())", False),
+        ("pack(1, 2)", False),
+    ],
 )
 def test_a_container_built_by_a_module_function_is_followed(returned, flagged):
     source = function("x", f"return {returned}", after=PACK)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import torch\nfrom torch import autograd\nfrom torch.autograd import grad\n\n"
 
@@ -21,9 +20,7 @@ def agl015(source: str) -> list[tuple[int, int]]:
 
 def function(forward_body: str, decorators: str = "", before: str = "") -> str:
     return (
-        HEADER
-        + textwrap.dedent(before)
-        + "class F(torch.autograd.Function):\n"
+        HEADER + textwrap.dedent(before) + "class F(torch.autograd.Function):\n"
         "    @staticmethod\n"
         + "".join(f"    {d}\n" for d in decorators.split(";") if d)
         + "    def forward(ctx, x):\n"
@@ -63,12 +60,27 @@ def test_autograd_calls_in_forward_are_flagged(body):
 @pytest.mark.parametrize(
     "body, decorators",
     [
-        ("with torch.enable_grad():\n    z = x.detach().requires_grad_()\n    g = torch.autograd.grad(z.sum(), z)[0]\nreturn g", ""),
-        ("with torch.set_grad_enabled(True):\n    z = x.detach().requires_grad_()\n    z.sum().backward()\nreturn z.grad", ""),
-        ("with torch.set_grad_enabled(ctx.needs_input_grad[0]):\n    z = x.detach().requires_grad_()\n    z.sum().backward()\nreturn x", ""),
+        (
+            "with torch.enable_grad():\n    z = x.detach().requires_grad_()\n    g = torch.autograd.grad(z.sum(), z)[0]\nreturn g",
+            "",
+        ),
+        (
+            "with torch.set_grad_enabled(True):\n    z = x.detach().requires_grad_()\n    z.sum().backward()\nreturn z.grad",
+            "",
+        ),
+        (
+            "with torch.set_grad_enabled(ctx.needs_input_grad[0]):\n    z = x.detach().requires_grad_()\n    z.sum().backward()\nreturn x",
+            "",
+        ),
         ("z = x.detach().requires_grad_()\ng = torch.autograd.grad(z.sum(), z)[0]\nreturn g", "@torch.enable_grad()"),
-        ("torch.set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]", ""),
-        ("torch._C._set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]", ""),
+        (
+            "torch.set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]",
+            "",
+        ),
+        (
+            "torch._C._set_grad_enabled(True)\nz = x.detach().requires_grad_()\nreturn torch.autograd.grad(z.sum(), z)[0]",
+            "",
+        ),
         ("return torch.func.grad(lambda t: t.sin().sum())(x)", ""),
         ("return F.backward(ctx, x)", ""),
         ("return super().backward(x)", ""),
@@ -168,11 +180,17 @@ class Slope(torch.autograd.Function):
 
 def test_recipe_confirms_the_unguarded_version_and_not_the_guarded_one():
     builders = "[('Slope.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
-    verdict, evidence = run_recipe(GUARDED + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')")
+    verdict, evidence = run_recipe(
+        GUARDED + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')"
+    )
     assert verdict == "not-reproduced", evidence
     unguarded = GUARDED.replace("        with torch.enable_grad():\n", "        if True:\n")
-    verdict, evidence = run_recipe(unguarded + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')")
-    assert verdict == "confirmed" and "element 0 of tensors does not require grad and does not have a grad_fn" in evidence
+    verdict, evidence = run_recipe(
+        unguarded + f"agl015.check_autograd_in_forward(Slope.apply, {builders}, 'torch.autograd.grad')"
+    )
+    assert (
+        verdict == "confirmed" and "element 0 of tensors does not require grad and does not have a grad_fn" in evidence
+    )
 
 
 def test_a_function_defined_in_forward_and_called_there_is_followed():

@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import random\nimport numpy as np\nimport torch\nimport torch.nn.functional as F\n\n"
 
@@ -21,8 +20,7 @@ def agl016(source: str) -> list[tuple[int, int]]:
 
 def function(forward_body: str, backward_body: str) -> str:
     return (
-        HEADER
-        + "class F2(torch.autograd.Function):\n"
+        HEADER + "class F2(torch.autograd.Function):\n"
         "    @staticmethod\n"
         "    def forward(ctx, x):\n"
         + textwrap.indent(textwrap.dedent(forward_body).strip(), " " * 8)
@@ -67,11 +65,17 @@ def test_draws_in_backward_are_flagged_when_forward_draws_too(draw):
     [
         ("return x * 2", "return g + 0.01 * torch.randn_like(g)"),  # gradient noise on purpose
         (FORWARD_MASK, "return g * torch.rand(g.shape, generator=ctx.gen)"),
-        ("ctx.state = torch.get_rng_state()\n" + FORWARD_MASK, "with torch.random.fork_rng():\n    torch.set_rng_state(ctx.state)\n    return g * (torch.rand_like(g) > 0.5)"),
+        (
+            "ctx.state = torch.get_rng_state()\n" + FORWARD_MASK,
+            "with torch.random.fork_rng():\n    torch.set_rng_state(ctx.state)\n    return g * (torch.rand_like(g) > 0.5)",
+        ),
         (FORWARD_MASK, "torch.manual_seed(ctx.seed)\nreturn g * (torch.rand_like(g) > 0.5)"),
         (FORWARD_MASK, "return F.dropout(g, 0.5, training=False)"),
         (FORWARD_MASK, "return F.dropout(g, 0.5, False)"),
-        ("mask = torch.rand_like(x) > 0.5\nctx.save_for_backward(mask)\nreturn x * mask", "(mask,) = ctx.saved_tensors\nreturn g * mask"),
+        (
+            "mask = torch.rand_like(x) > 0.5\nctx.save_for_backward(mask)\nreturn x * mask",
+            "(mask,) = ctx.saved_tensors\nreturn g * mask",
+        ),
         (FORWARD_MASK, "return g * ctx.dist.sample()"),
     ],
 )
@@ -128,14 +132,18 @@ class Replayed(torch.autograd.Function):
 @pytest.mark.parametrize("name", ["SavedMask", "Replayed"])
 def test_recipe_does_not_confirm_reused_randomness(name):
     builders = f"[('{name}.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
-    verdict, evidence = run_recipe(CORRECT + f"agl016.check_rng_backward({name}.apply, {builders}, 'torch.rand_like(g)')")
+    verdict, evidence = run_recipe(
+        CORRECT + f"agl016.check_rng_backward({name}.apply, {builders}, 'torch.rand_like(g)')"
+    )
     assert verdict == "not-reproduced" and "identical gradients" in evidence
 
 
 def test_recipe_measures_the_mask_mismatch():
     redrawn = CORRECT.replace("            torch.set_rng_state(ctx.state)\n", "")
     builders = "[('Replayed.apply(<tensor>)', lambda s: [_agl_probes.leaf_tensor(s)])]"
-    verdict, evidence = run_recipe(redrawn + f"agl016.check_rng_backward(Replayed.apply, {builders}, 'torch.rand_like(g)')")
+    verdict, evidence = run_recipe(
+        redrawn + f"agl016.check_rng_backward(Replayed.apply, {builders}, 'torch.rand_like(g)')"
+    )
     assert verdict == "confirmed"
     assert "gave different gradients for input 0" in evidence and "forward's output is zero at" in evidence
 
@@ -145,7 +153,9 @@ def test_a_mask_helper_called_by_forward_and_backward_is_followed():
     source = function("return x * keep_mask(x)", "return g * keep_mask(g)").replace("class F2", helper + "class F2")
     line = source.splitlines().index("        return g * keep_mask(g)") + 1
     assert agl016(source) == [(line, 20)]
-    seeded = source.replace("    return (torch.rand(t.shape)", "    torch.manual_seed(0)\n    return (torch.rand(t.shape)")
+    seeded = source.replace(
+        "    return (torch.rand(t.shape)", "    torch.manual_seed(0)\n    return (torch.rand(t.shape)"
+    )
     assert agl016(seeded) == []  # the helper seeds the RNG before drawing
 
 

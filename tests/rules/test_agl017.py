@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def agl017(source: str) -> list[tuple[int, int]]:
@@ -34,7 +33,8 @@ def function(backward_body: str, grads: str = "g1, g2", materialize: str = "ctx.
         "    @staticmethod\n"
         f"    def backward(ctx, {grads}):\n"
         + textwrap.indent(textwrap.dedent(backward_body).strip(), " " * 8)
-        + "\n\n\n" + HELPERS
+        + "\n\n\n"
+        + HELPERS
     )
 
 
@@ -66,16 +66,32 @@ def test_unchecked_uses_are_flagged_once_per_gradient(body, expected):
         ("return g1 * 2 + g2 * 3", "g1, g2", "pass"),  # the default: zeros
         ("return g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(True)"),
         ("return g * 2", "g", "ctx.set_materialize_grads(False)"),  # one output
-        ("out = 0\nif g1 is not None:\n    out = out + g1 * 2\nif g2 is not None:\n    out = out + g2 * 3\nreturn out", "g1, g2", "ctx.set_materialize_grads(False)"),
-        ("g1 = torch.zeros(3) if g1 is None else g1\ng2 = fill(g2)\nreturn g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(False)"),
+        (
+            "out = 0\nif g1 is not None:\n    out = out + g1 * 2\nif g2 is not None:\n    out = out + g2 * 3\nreturn out",
+            "g1, g2",
+            "ctx.set_materialize_grads(False)",
+        ),
+        (
+            "g1 = torch.zeros(3) if g1 is None else g1\ng2 = fill(g2)\nreturn g1 * 2 + g2 * 3",
+            "g1, g2",
+            "ctx.set_materialize_grads(False)",
+        ),
         ("return helper(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),  # not this module's: may handle None
         ("return combine_checked(g1, g2)", "g1, g2", "ctx.set_materialize_grads(False)"),
-        ("a, b = grads\nif a is None or b is None:\n    return None\nreturn a * 2 + b * 3", "*grads", "ctx.set_materialize_grads(False)"),
+        (
+            "a, b = grads\nif a is None or b is None:\n    return None\nreturn a * 2 + b * 3",
+            "*grads",
+            "ctx.set_materialize_grads(False)",
+        ),
         ("a = grads[0]\nreturn a * 2", "*grads", "ctx.set_materialize_grads(False)"),  # which outputs exist is unknown
         ("return (g1 or 0) * 2", "g1, g2", "ctx.set_materialize_grads(False)"),
         ("return sum(g for g in grads if g is not None)", "*grads", "ctx.set_materialize_grads(False)"),
         ("return g1 if isinstance(g1, torch.Tensor) else None", "g1, g2", "ctx.set_materialize_grads(False)"),
-        ("if any(g is None for g in (g1, g2)):\n    return None\nreturn g1 * 2 + g2 * 3", "g1, g2", "ctx.set_materialize_grads(False)"),
+        (
+            "if any(g is None for g in (g1, g2)):\n    return None\nreturn g1 * 2 + g2 * 3",
+            "g1, g2",
+            "ctx.set_materialize_grads(False)",
+        ),
     ],
 )
 def test_checked_default_and_single_output_are_silent(body, grads, materialize):
@@ -122,7 +138,10 @@ def test_recipe_confirms_with_torchs_message_and_the_materialized_contrast():
     code = TWO_OUT.replace("BODY", "g1 * 2 + g2 * 3")
     verdict, evidence = run_recipe(code + f"agl017.check_materialize_grads(TwoOut.apply, {BUILDERS}, 'g2', 1)")
     assert verdict == "confirmed"
-    assert "unsupported operand type(s) for *: 'NoneType' and 'int'" in evidence and "materialized (torch's default) the same backward runs" in evidence
+    assert (
+        "unsupported operand type(s) for *: 'NoneType' and 'int'" in evidence
+        and "materialized (torch's default) the same backward runs" in evidence
+    )
 
 
 def test_recipe_does_not_confirm_a_backward_that_handles_none():

@@ -5,14 +5,15 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
+from autograd_lint import Config, lint_source
 
-def function(forward_body: str, backward_body: str = "return grad_out", backward_params: str = "grad_out, grad_mask") -> str:
+
+def function(
+    forward_body: str, backward_body: str = "return grad_out", backward_params: str = "grad_out, grad_mask"
+) -> str:
     return (
         "import torch\nfrom torch.autograd import Function\n\n"
         "class F(Function):\n"

@@ -9,11 +9,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nfrom torch.autograd import Function\n\n"
 
@@ -41,7 +40,9 @@ class Mul(Function):
 """
 
 
-def caller_findings(body: str, rule: str = "AGL019", functions: str = SAVES, params: str = "x, w") -> list[tuple[int, int]]:
+def caller_findings(
+    body: str, rule: str = "AGL019", functions: str = SAVES, params: str = "x, w"
+) -> list[tuple[int, int]]:
     """(line in `body`, 1-based, column) of each finding in `def caller(params): body`."""
     prefix = HEADER + functions + f"\ndef caller({params}):\n"
     source = prefix + textwrap.indent(textwrap.dedent(body), "    ")
@@ -89,8 +90,11 @@ def test_agl019_caller_shapes(body, expected):
 
 
 def test_agl019_inplace_module_attribute():
-    source = HEADER + SAVES + textwrap.dedent(
-        """
+    source = (
+        HEADER
+        + SAVES
+        + textwrap.dedent(
+            """
         class Block(nn.Module):
             def __init__(self, inplace=True):
                 super().__init__()
@@ -103,6 +107,7 @@ def test_agl019_inplace_module_attribute():
                 z = self.act(z)
                 return y + z
         """
+        )
     )
     reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     assert reported == [(source.splitlines().index("        z = self.act(z)") + 1, 13)]
@@ -115,8 +120,11 @@ def test_agl019_follows_a_functional_wrapper():
 
 
 def test_agl019_attribute_argument_written_before_backward():
-    source = HEADER + SAVES + textwrap.dedent(
-        """
+    source = (
+        HEADER
+        + SAVES
+        + textwrap.dedent(
+            """
         class Layer(nn.Module):
             def forward(self, w):
                 y = Mul.apply(self.weight, w)
@@ -128,6 +136,7 @@ def test_agl019_attribute_argument_written_before_backward():
                 self.scale.mul_(2)
                 return y + z
         """
+        )
     )
     reported = [(d.line, d.column, d.message) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     line = source.splitlines().index("            self.weight.clamp_(-1, 1)") + 1
@@ -142,7 +151,12 @@ WRITING_HELPERS = (
 
 def test_agl019_sees_writes_made_by_a_module_function():
     assert caller_findings("y = Mul.apply(x, w)\nclip_(x)\nreturn y\n", functions=SAVES + WRITING_HELPERS) == [(2, 5)]
-    assert caller_findings("y = Mul.apply(x, w)\nclip(x)\ntouch(x)\nclip_(w)\nreturn y\n", functions=SAVES + WRITING_HELPERS) == []
+    assert (
+        caller_findings(
+            "y = Mul.apply(x, w)\nclip(x)\ntouch(x)\nclip_(w)\nreturn y\n", functions=SAVES + WRITING_HELPERS
+        )
+        == []
+    )
 
 
 def test_agl019_unpacked_tuple_output():
@@ -184,14 +198,20 @@ def test_agl019_message_names_the_function_and_the_saved_parameter():
     assert "modified by an inplace operation" in diagnostic.explanation
 
 
-CORRECT_019 = HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape)])]\n"
+CORRECT_019 = (
+    HEADER + SAVES + "_agl_builders = [('Exp.apply(<tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape)])]\n"
+)
 
 
 def test_agl019_recipe_not_reproduced_when_forward_saves_nothing_written():
     # Mul saves x only: writing into w (argument 1) leaves backward intact.
-    code = HEADER + SAVES + (
-        "_agl_builders = [('Mul.apply(<tensor>, <tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape, 0), _agl_probes.leaf_tensor(shape, 1)])]\n"
-        "agl019.check_saved_inplace(Mul.apply, _agl_builders, 1, 'w', None, globals())\n"
+    code = (
+        HEADER
+        + SAVES
+        + (
+            "_agl_builders = [('Mul.apply(<tensor>, <tensor>)', lambda shape: [_agl_probes.leaf_tensor(shape, 0), _agl_probes.leaf_tensor(shape, 1)])]\n"
+            "agl019.check_saved_inplace(Mul.apply, _agl_builders, 1, 'w', None, globals())\n"
+        )
     )
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced", evidence
@@ -202,7 +222,10 @@ def test_agl019_recipe_confirms_and_shows_the_clone_runs():
     recipe = "agl019.check_saved_inplace(Exp.apply, _agl_builders, None, 'y', 'torch.relu_(y)', globals())\n"
     verdict, evidence = run_recipe(CORRECT_019 + recipe)
     assert verdict == "confirmed", evidence
-    assert "then `torch.relu_(y)` on its output, then backward raised RuntimeError: one of the variables needed" in evidence
+    assert (
+        "then `torch.relu_(y)` on its output, then backward raised RuntimeError: one of the variables needed"
+        in evidence
+    )
     assert "which is output 0 of Exp" in evidence
     assert "with a .clone() at the call the same sequence runs" in evidence
 
@@ -215,8 +238,11 @@ def test_agl019_recipe_stands_in_for_a_write_it_cannot_replay():
 
 
 def test_agl019_a_method_of_the_caller_writing_the_saved_attribute():
-    source = HEADER + SAVES + textwrap.dedent(
-        """
+    source = (
+        HEADER
+        + SAVES
+        + textwrap.dedent(
+            """
         class Layer(nn.Module):
             def _clip(self):
                 with torch.no_grad():
@@ -235,23 +261,36 @@ def test_agl019_a_method_of_the_caller_writing_the_saved_attribute():
                 self._clip()
                 return y
         """
+        )
     )
     reported = [(d.line, d.column) for d in lint_source(source, "t.py", Config(select=("AGL019",)))]
     assert reported == [(source.splitlines().index("        self._clip()") + 1, 9)]
 
 
 def test_agl019_partial_of_apply_shifts_the_argument_positions():
-    functions = SAVES + "\nimport functools\nby_two = functools.partial(Mul.apply)\nscaled = functools.partial(Mul.apply, 2.0)\n"
+    functions = (
+        SAVES
+        + "\nimport functools\nby_two = functools.partial(Mul.apply)\nscaled = functools.partial(Mul.apply, 2.0)\n"
+    )
     # Mul saves its first argument: `scaled(x)` binds 2.0 there, so x (apply's argument 1) is not saved.
     assert caller_findings("y = by_two(x, w)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
     assert caller_findings("y = scaled(x)\nx.add_(1)\nreturn y\n", functions=functions) == []
-    assert caller_findings("y = functools.partial(Exp.apply)(x)\ny.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
+    assert caller_findings("y = functools.partial(Exp.apply)(x)\ny.add_(1)\nreturn y\n", functions=functions) == [
+        (2, 5)
+    ]
 
 
 def test_agl019_checkpointed_apply_maps_the_arguments_after_the_function():
     functions = SAVES + "\nfrom torch.utils.checkpoint import checkpoint\n"
-    assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nx.add_(1)\nreturn y\n", functions=functions) == [(2, 5)]
-    assert caller_findings("y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nw.add_(1)\nreturn y\n", functions=functions) == []
+    assert caller_findings(
+        "y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nx.add_(1)\nreturn y\n", functions=functions
+    ) == [(2, 5)]
+    assert (
+        caller_findings(
+            "y = checkpoint(Mul.apply, x, w, use_reentrant=False)\nw.add_(1)\nreturn y\n", functions=functions
+        )
+        == []
+    )
 
 
 EXP = """\

@@ -6,13 +6,11 @@ It follows what a function does with `Fn.apply(...)` after the call (autograd_li
 from __future__ import annotations
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_agl019 import HEADER, WRITING_HELPERS, caller_findings
 from test_confirm import run_recipe
 
+from autograd_lint import Config, lint_source
 
 VIEWS = """
 class GRL(Function):
@@ -61,10 +59,21 @@ def test_agl020_caller_shapes(body, expected):
 @pytest.mark.parametrize(
     "returned, flagged",
     [
-        ("x", True), ("x.view(-1)", True), ("x[:, 0]", True), ("x.transpose(0, 1)", True), ("x.reshape(-1)", True),
-        ("x.contiguous()", True), ("x.T", True), ("x.view_as(x).squeeze(0)", True),
-        ("x.detach()", False), ("x.data", False), ("x.float()", False), ("x.clone()", False),
-        ("x[x > 0]", False), ("x * 1", False), ("x[index]", False),
+        ("x", True),
+        ("x.view(-1)", True),
+        ("x[:, 0]", True),
+        ("x.transpose(0, 1)", True),
+        ("x.reshape(-1)", True),
+        ("x.contiguous()", True),
+        ("x.T", True),
+        ("x.view_as(x).squeeze(0)", True),
+        ("x.detach()", False),
+        ("x.data", False),
+        ("x.float()", False),
+        ("x.clone()", False),
+        ("x[x > 0]", False),
+        ("x * 1", False),
+        ("x[index]", False),
     ],
 )
 def test_agl020_which_returns_are_views(returned, flagged):
@@ -72,27 +81,39 @@ def test_agl020_which_returns_are_views(returned, flagged):
         "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x, index=0):\n"
         f"        return {returned}\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
     )
-    assert bool(caller_findings("y = V.apply(x, 0)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+    assert (
+        bool(caller_findings("y = V.apply(x, 0)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+    )
 
 
 def test_agl020_local_view_and_mark_dirty():
-    via_local = "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        flat = x.view(-1)\n        return flat\n" \
+    via_local = (
+        "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        flat = x.view(-1)\n        return flat\n"
         "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
+    )
     assert caller_findings("y = V.apply(x)\ny.add_(1)\n", rule="AGL020", functions=via_local) == [(2, 5)]
-    dirty = "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.mark_dirty(x)\n        return x.relu_()\n" \
+    dirty = (
+        "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.mark_dirty(x)\n        return x.relu_()\n"
         "    @staticmethod\n    def backward(ctx, g):\n        return g\n"
+    )
     assert caller_findings("y = V.apply(x)\ny.add_(1)\n", rule="AGL020", functions=dirty) == []
 
 
 def test_agl020_follows_a_functional_wrapper():
-    source = HEADER + VIEWS + "\ndef grl(x):\n    return GRL.apply(x, 1.0)\n\ndef caller(x):\n    y = grl(x)\n    y.mul_(2)\n"
+    source = (
+        HEADER
+        + VIEWS
+        + "\ndef grl(x):\n    return GRL.apply(x, 1.0)\n\ndef caller(x):\n    y = grl(x)\n    y.mul_(2)\n"
+    )
     (diagnostic,) = lint_source(source, "t.py", Config(select=("AGL020",)))
     assert diagnostic.message == "`y.mul_(2)` writes in place into GRL's output, a view of its input"
     assert "`y` is the output of `GRL.apply` (through `grl()`)" in diagnostic.explanation
 
 
 def test_agl020_sees_writes_made_by_a_module_function():
-    assert caller_findings("y = Same.apply(x)\nclip_(y)\nreturn y\n", rule="AGL020", functions=VIEWS + WRITING_HELPERS) == [(2, 5)]
+    assert caller_findings(
+        "y = Same.apply(x)\nclip_(y)\nreturn y\n", rule="AGL020", functions=VIEWS + WRITING_HELPERS
+    ) == [(2, 5)]
 
 
 def test_agl020_message_quotes_torch_and_the_return():
@@ -115,7 +136,12 @@ def test_agl020_recipe_confirms_with_the_users_write_and_the_clone_runs():
 
 def test_agl020_recipe_not_reproduced_when_forward_copies():
     fixed = VIEWS.replace("return x.view_as(x)", "return x.clone()")
-    code = HEADER + fixed + VIEW_BUILDERS + "agl020.check_output_view_inplace(GRL.apply, _agl_builders, 'y', None, globals())\n"
+    code = (
+        HEADER
+        + fixed
+        + VIEW_BUILDERS
+        + "agl020.check_output_view_inplace(GRL.apply, _agl_builders, 'y', None, globals())\n"
+    )
     verdict, evidence = run_recipe(code)
     assert verdict == "not-reproduced", evidence
     assert "the output is not a view" in evidence
@@ -134,7 +160,9 @@ def test_agl020_forward_returning_a_view_made_by_a_module_function(helper, flagg
         "\n" + helper + "\nclass V(Function):\n    @staticmethod\n    def forward(ctx, x, scale):\n"
         "        return passthrough(x, scale)\n    @staticmethod\n    def backward(ctx, g):\n        return g, None\n"
     )
-    assert bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+    assert (
+        bool(caller_findings("y = V.apply(x, 2)\ny.add_(1)\nreturn y\n", rule="AGL020", functions=functions)) is flagged
+    )
 
 
 GRL = """\

@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def agl021(source: str) -> list[tuple[int, int]]:
@@ -151,7 +150,10 @@ def test_recipe_does_not_confirm_correct_functions(forward, backward):
         ("def pool(t, dim=1):\n    return t.mean(dim=dim)\n", True),
         ("def pool(t, dim=1):\n    out = t.flatten(1)\n    return out\n", True),
         ("def pool(t, dim=1):\n    return t * 2\n", False),  # shape kept
-        ("def pool(t, dim=1):\n    if dim is None:\n        return t\n    return t.sum(dim)\n", False),  # not on every return
+        (
+            "def pool(t, dim=1):\n    if dim is None:\n        return t\n    return t.sum(dim)\n",
+            False,
+        ),  # not on every return
     ],
 )
 def test_a_module_function_that_changes_the_shape_is_followed(helper, flagged):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
+
+from autograd_lint import Config, lint_source
 
 
 def agl022(source: str) -> list[tuple[int, int]]:
@@ -17,15 +16,27 @@ def agl022(source: str) -> list[tuple[int, int]]:
     return [(d.line, d.column) for d in found]
 
 
-def linear(forward_decorators: str = "", backward_decorators: str = "", returned: str = "x @ w.t()", backward_body: str = "return g @ w, g.t() @ x", imports: str = "", use: str = 'with torch.autocast("cpu", dtype=torch.bfloat16):\n    y = Lin.apply(x, w)') -> str:
+def linear(
+    forward_decorators: str = "",
+    backward_decorators: str = "",
+    returned: str = "x @ w.t()",
+    backward_body: str = "return g @ w, g.t() @ x",
+    imports: str = "",
+    use: str = 'with torch.autocast("cpu", dtype=torch.bfloat16):\n    y = Lin.apply(x, w)',
+) -> str:
     return (
-        "import torch\n" + imports + "\n\nclass Lin(torch.autograd.Function):\n    @staticmethod\n"
+        "import torch\n"
+        + imports
+        + "\n\nclass Lin(torch.autograd.Function):\n    @staticmethod\n"
         + "".join(f"    {d}\n" for d in forward_decorators.split(";") if d)
         + "    def forward(ctx, x, w):\n        ctx.save_for_backward(x, w)\n"
         + f"        return {returned}\n\n    @staticmethod\n"
         + "".join(f"    {d}\n" for d in backward_decorators.split(";") if d)
         + "    def backward(ctx, g):\n        x, w = ctx.saved_tensors\n"
-        + textwrap.indent(backward_body, " " * 8) + "\n\n\ndef step(x, w):\n" + textwrap.indent(use, "    ") + "\n    y.float().sum().backward()\n"
+        + textwrap.indent(backward_body, " " * 8)
+        + "\n\n\ndef step(x, w):\n"
+        + textwrap.indent(use, "    ")
+        + "\n    y.float().sum().backward()\n"
     )
 
 
@@ -40,11 +51,20 @@ def forward_line(source: str) -> int:
         ("", "with torch.cuda.amp.autocast():\n    y = Lin.apply(x, w)"),
         ("from torch import autocast", 'with autocast("cuda"):\n    y = Lin.apply(x, w)'),
         ("from torch.amp import autocast", 'with autocast("cuda", enabled=True):\n    y = Lin.apply(x, w)'),
-        ("", "y = Lin.apply(x, w)\n\n@torch.autocast('cpu')\ndef other(x):\n    return x"),  # the module runs autocast elsewhere
+        (
+            "",
+            "y = Lin.apply(x, w)\n\n@torch.autocast('cpu')\ndef other(x):\n    return x",
+        ),  # the module runs autocast elsewhere
         ("", "fn = Lin.apply\ny = fn(x, w)\nwith torch.autocast('cpu'):\n    pass"),
         # An autocast built once and entered by name, or entered through an ExitStack.
-        ("import contextlib", "amp = torch.autocast('cpu') if x.is_cuda else contextlib.nullcontext()\nwith amp:\n    y = Lin.apply(x, w)"),
-        ("import contextlib", "with contextlib.ExitStack() as stack:\n    stack.enter_context(torch.autocast('cpu'))\n    y = Lin.apply(x, w)"),
+        (
+            "import contextlib",
+            "amp = torch.autocast('cpu') if x.is_cuda else contextlib.nullcontext()\nwith amp:\n    y = Lin.apply(x, w)",
+        ),
+        (
+            "import contextlib",
+            "with contextlib.ExitStack() as stack:\n    stack.enter_context(torch.autocast('cpu'))\n    y = Lin.apply(x, w)",
+        ),
     ],
 )
 def test_matmul_function_in_a_module_running_autocast_is_flagged(imports, use):
@@ -55,8 +75,14 @@ def test_matmul_function_in_a_module_running_autocast_is_flagged(imports, use):
 @pytest.mark.parametrize(
     "returned",
     [
-        "x @ w.t()", "torch.mm(x, w.t()) * 0.5", "torch.nn.functional.linear(x, w).view(-1)", "(x.matmul(w.t())).transpose(0, 1)",
-        "torch.einsum('ij,kj->ik', x, w)", "torch.nn.functional.gelu(x @ w.t())", "(x @ w.t()).relu()", "torch.sigmoid(torch.mm(x, w.t()))",
+        "x @ w.t()",
+        "torch.mm(x, w.t()) * 0.5",
+        "torch.nn.functional.linear(x, w).view(-1)",
+        "(x.matmul(w.t())).transpose(0, 1)",
+        "torch.einsum('ij,kj->ik', x, w)",
+        "torch.nn.functional.gelu(x @ w.t())",
+        "(x @ w.t()).relu()",
+        "torch.sigmoid(torch.mm(x, w.t()))",
     ],
 )
 def test_returned_low_precision_results_are_flagged(returned):
@@ -89,10 +115,18 @@ def test_custom_bwd_without_custom_fwd_is_flagged_even_without_autocast():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(forward_decorators='@torch.amp.custom_fwd(device_type="cpu")', backward_decorators='@torch.amp.custom_bwd(device_type="cpu")'),
+        dict(
+            forward_decorators='@torch.amp.custom_fwd(device_type="cpu")',
+            backward_decorators='@torch.amp.custom_bwd(device_type="cpu")',
+        ),
         dict(forward_decorators="@torch.cuda.amp.custom_fwd;", backward_decorators="@torch.cuda.amp.custom_bwd"),
-        dict(forward_decorators="@custom_fwd(cast_inputs=torch.float32)", imports="from torch.cuda.amp import custom_fwd"),
-        dict(forward_decorators='@amp.custom_fwd(device_type="cuda", cast_inputs=torch.float16)', imports="from torch import amp"),
+        dict(
+            forward_decorators="@custom_fwd(cast_inputs=torch.float32)", imports="from torch.cuda.amp import custom_fwd"
+        ),
+        dict(
+            forward_decorators='@amp.custom_fwd(device_type="cuda", cast_inputs=torch.float16)',
+            imports="from torch import amp",
+        ),
         dict(returned="x @ w.t() + w[0]"),  # float32 tensor added: output promoted
         dict(returned="x * w"),  # elementwise
         dict(returned="(x @ w.t()).float()"),
@@ -108,7 +142,9 @@ def test_safe_shapes_are_silent(kwargs):
 
 
 def test_forward_turning_autocast_off_is_silent():
-    source = linear().replace("        return x @ w.t()", "        with torch.autocast('cpu', enabled=False):\n            return x @ w.t()")
+    source = linear().replace(
+        "        return x @ w.t()", "        with torch.autocast('cpu', enabled=False):\n            return x @ w.t()"
+    )
     assert agl022(source) == []
 
 
@@ -131,26 +167,37 @@ class Lin(torch.autograd.Function):
         x, w = ctx.saved_tensors
         return g @ w, g.t() @ x
 """
-BUILDERS = "[('Lin.apply(<tensor>, <tensor>)', lambda s: [_agl_probes.leaf_tensor(s, 0), _agl_probes.leaf_tensor(s, 1)])]"
+BUILDERS = (
+    "[('Lin.apply(<tensor>, <tensor>)', lambda s: [_agl_probes.leaf_tensor(s, 0), _agl_probes.leaf_tensor(s, 1)])]"
+)
 
 
 def test_recipe_confirms_the_undecorated_version_and_not_the_decorated_one():
     verdict, evidence = run_recipe(DECORATED + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced", evidence
     assert "output bfloat16" in evidence and "input grads float32" in evidence
-    undecorated = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
+    undecorated = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace(
+        '    @torch.amp.custom_bwd(device_type="cpu")\n', ""
+    )
     verdict, evidence = run_recipe(undecorated + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "confirmed", evidence
     assert "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != float" in evidence
 
 
 def test_recipe_on_cast_inputs_and_on_a_promoting_bias_is_not_reproduced():
-    cast = DECORATED.replace('@torch.amp.custom_fwd(device_type="cpu")', '@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)')
+    cast = DECORATED.replace(
+        '@torch.amp.custom_fwd(device_type="cpu")',
+        '@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)',
+    )
     cast = cast.replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
     verdict, evidence = run_recipe(cast + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced" and "output float32" in evidence, evidence
-    biased = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace('    @torch.amp.custom_bwd(device_type="cpu")\n', "")
-    biased = biased.replace("return x @ w.t()", "return x @ w.t() + w[0]").replace("return g @ w, g.t() @ x", "return g @ w, g.t() @ x + g.sum(0)")
+    biased = DECORATED.replace('    @torch.amp.custom_fwd(device_type="cpu")\n', "").replace(
+        '    @torch.amp.custom_bwd(device_type="cpu")\n', ""
+    )
+    biased = biased.replace("return x @ w.t()", "return x @ w.t() + w[0]").replace(
+        "return g @ w, g.t() @ x", "return g @ w, g.t() @ x + g.sum(0)"
+    )
     verdict, evidence = run_recipe(biased + f"agl022.check_amp(Lin.apply, {BUILDERS})")
     assert verdict == "not-reproduced" and "output float32" in evidence, evidence
 
@@ -164,7 +211,10 @@ def test_recipe_confirms_custom_bwd_without_custom_fwd():
 def test_function_managing_autocast_itself_is_silent():
     restoring = linear(backward_body='with torch.autocast("cpu", **ctx.autocast_kwargs):\n    return g @ w, g.t() @ x')
     assert agl022(restoring) == []
-    checking = linear().replace("        return x @ w.t()", "        if torch.is_autocast_enabled():\n            w = w.to(torch.get_autocast_dtype('cpu'))\n        return x @ w.t()")
+    checking = linear().replace(
+        "        return x @ w.t()",
+        "        if torch.is_autocast_enabled():\n            w = w.to(torch.get_autocast_dtype('cpu'))\n        return x @ w.t()",
+    )
     assert "is_autocast_enabled" in checking and agl022(checking) == []
 
 
@@ -219,16 +269,23 @@ class MM(torch.autograd.Function):
 
 
 def test_custom_bwd_on_a_setup_context_function_is_flagged_even_with_custom_fwd():
-    source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
+    source = SETUP_CONTEXT_MM.format(
+        fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")'
+    )
     (diagnostic,) = lint_source(source, "case.py", Config(select=("AGL022",)))
     assert (diagnostic.line, diagnostic.column) == (7, 9)
-    assert "takes no ctx (setup_context style)" in diagnostic.message and "cast_inputs=torch.float32" in diagnostic.explanation
+    assert (
+        "takes no ctx (setup_context style)" in diagnostic.message
+        and "cast_inputs=torch.float32" in diagnostic.explanation
+    )
     casting = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)', bwd="")
     assert agl022(casting) == []
 
 
 def test_recipe_confirms_custom_bwd_on_a_setup_context_function():
-    source = SETUP_CONTEXT_MM.format(fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")')
+    source = SETUP_CONTEXT_MM.format(
+        fwd='@torch.amp.custom_fwd(device_type="cpu")', bwd='@torch.amp.custom_bwd(device_type="cpu")'
+    )
     builders = "[('MM.apply(<tensor>, <tensor>)', lambda s: [_agl_probes.leaf_tensor((3, 3)), _agl_probes.leaf_tensor((3, 3))])]"
     verdict, evidence = run_recipe(source + f"\nagl022.check_amp(MM.apply, {builders})\n")
     assert verdict == "confirmed" and "_fwd_used_autocast" in evidence, evidence
@@ -242,9 +299,14 @@ def test_casting_only_the_returned_gradients_comes_too_late():
 
 
 def test_a_forward_that_picks_its_own_dtype_is_silent():
-    source = linear(returned="x.half() @ w.t().half()", backward_body="gx = g @ w.half()\nreturn gx.float(), (g.t() @ x.half()).float()")
+    source = linear(
+        returned="x.half() @ w.t().half()",
+        backward_body="gx = g @ w.half()\nreturn gx.float(), (g.t() @ x.half()).float()",
+    )
     assert agl022(source) == []
-    matching = linear(returned="torch.nn.functional.linear(x, w.to(x.dtype))")  # same dtype as the input: autocast still decides
+    matching = linear(
+        returned="torch.nn.functional.linear(x, w.to(x.dtype))"
+    )  # same dtype as the input: autocast still decides
     assert agl022(matching) == [(forward_line(matching), 9)]
 
 

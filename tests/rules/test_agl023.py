@@ -5,15 +5,18 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from autograd_lint import Config, lint_source
-
 from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
+from autograd_lint import Config, lint_source
+
 
 def agl023(body: str) -> list[tuple[int, int]]:
-    source = "import torch\nimport torch.nn.functional as F\nEPS = 1e-8\n\n\ndef f(x, y, mask, alpha=1.0):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+    source = (
+        "import torch\nimport torch.nn.functional as F\nEPS = 1e-8\n\n\ndef f(x, y, mask, alpha=1.0):\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        + "\n"
+    )
     return [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))]
 
 
@@ -34,7 +37,10 @@ def agl023(body: str) -> list[tuple[int, int]]:
         ("return torch.where(x > 0, x, torch.exp(x) - 1)", 34),
         ("return torch.where(x < 0, torch.expm1(x), x)", 31),
         ("return torch.where(x > 20, x, torch.log1p(torch.exp(x)))", 47),
-        ("return torch.where(x > 0, torch.exp(-x), 1.0)", 31),  # exp(-x) overflows for the very negative x it does not select
+        (
+            "return torch.where(x > 0, torch.exp(-x), 1.0)",
+            31,
+        ),  # exp(-x) overflows for the very negative x it does not select
         ("return torch.where(x.gt(0), torch.log(x), 0.0)", 33),
         ("return torch.where(~(x > 0), 0.0, torch.log(x))", 39),
         ("m = x > 0\nreturn torch.where(m, torch.log(x), 0.0)", 27),
@@ -46,7 +52,10 @@ def agl023(body: str) -> list[tuple[int, int]]:
 def test_unsafe_branches_are_flagged_at_the_op(body, column):
     lines = body.splitlines()
     # the op's line: the last one, unless an earlier assignment computes it (`logx = torch.log(x)`)
-    line = 7 + next((i for i, text in enumerate(lines) if "=" in text and "torch.log(" in text and "where" not in text), len(lines) - 1)
+    line = 7 + next(
+        (i for i, text in enumerate(lines) if "=" in text and "torch.log(" in text and "where" not in text),
+        len(lines) - 1,
+    )
     assert agl023(body) == [(line, column)]
 
 
@@ -120,7 +129,9 @@ def test_message_names_the_input_the_value_and_the_fix():
 def test_message_names_the_numerator_of_a_division():
     source = "import torch\n\n\ndef normalize(v, n):\n    return torch.where(n == 0, 0.0, v / n)\n"
     [diagnostic] = lint_source(source, "case.py", Config(select=("AGL023",)))
-    assert "at `n == 0`" in diagnostic.message and "`n` and the numerator `v` get a NaN gradient" in diagnostic.explanation
+    assert (
+        "at `n == 0`" in diagnostic.message and "`n` and the numerator `v` get a NaN gradient" in diagnostic.explanation
+    )
     assert "`torch.where(n == 0, 1.0, n)` (the double-where)" in diagnostic.explanation
 
 
@@ -147,11 +158,23 @@ def test_no_gradient_through_the_where_is_silent(source):
     [
         ("from torch import where, log\n\ndef f(x):\n    return where(x > 0, log(x), 0.0)\n", (4, 25)),
         ("import torch as th\n\ndef f(x):\n    return th.where(x > 0, th.sqrt(x), 0.0)\n", (4, 28)),
-        ("import torch\n\ndef f(x):\n    return torch.where(condition=x > 0, input=torch.log(x), other=torch.zeros_like(x))\n", (4, 47)),
+        (
+            "import torch\n\ndef f(x):\n    return torch.where(condition=x > 0, input=torch.log(x), other=torch.zeros_like(x))\n",
+            (4, 47),
+        ),
         ("import torch\n\ndef f(x, y):\n    return (y / x).masked_fill(value=0.0, mask=x == 0)\n", (4, 13)),
-        ("import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n", (7, 31)),
-        ("import torch\n\ndef _inv(v, eps=0.0):\n    return 1.0 / (v + eps)\n\ndef f(x):\n    return torch.where(x != 0, _inv(x), 0.0)\n", None),
-        ("import torch\n\ndef _log(v):\n    return torch.log(v.clamp(min=1e-6))\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n", None),
+        (
+            "import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n",
+            (7, 31),
+        ),
+        (
+            "import torch\n\ndef _inv(v, eps=0.0):\n    return 1.0 / (v + eps)\n\ndef f(x):\n    return torch.where(x != 0, _inv(x), 0.0)\n",
+            None,
+        ),
+        (
+            "import torch\n\ndef _log(v):\n    return torch.log(v.clamp(min=1e-6))\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n",
+            None,
+        ),
     ],
 )
 def test_aliases_keywords_and_helpers(source, position):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from snippets import checked, marked_positions, reported_positions
 from test_noqa import with_comment
 
@@ -26,11 +25,14 @@ def test_a_used_noqa_is_not_reported():
     assert checked(with_comment("# noqa: AGL00"), select="ALL") == []  # a prefix that matched
 
 
-@pytest.mark.parametrize("config", [
-    {"extend_select": "AGL100"},  # AGL001 is opt-in: not selected, so the comment may be for another run
-    {"select": "ALL", "ignore": "AGL001"},
-    {"select": "ALL", "per_file_ignores": {"*.py": "AGL001"}},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"extend_select": "AGL100"},  # AGL001 is opt-in: not selected, so the comment may be for another run
+        {"select": "ALL", "ignore": "AGL001"},
+        {"select": "ALL", "per_file_ignores": {"*.py": "AGL001"}},
+    ],
+)
 def test_noqa_for_a_rule_that_did_not_run_is_not_judged(config):
     assert checked(with_comment("# noqa: AGL002, AGL001"), **config) == []
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from autograd_lint import lint_source
-
 from snippets import checked, marked_positions, reported_positions
 from test_noqa import with_comment
+
+from autograd_lint import lint_source
 
 
 def test_blanket_noqa_is_reported_where_it_hides_a_finding_and_not_silenced_by_itself():
@@ -38,7 +37,8 @@ def test_confirm_says_there_is_nothing_to_run_for_a_noqa_finding(tmp_path):
     (finding,) = lint_source(path.read_text(), str(path), Config(select="AGL002,AGL101"))
     verdict = confirm_diagnostics([finding], RunLimits(sys.executable))[finding]
     assert (verdict.verdict, verdict.evidence) == (
-        "inconclusive", "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",
+        "inconclusive",
+        "harness could not be built: AGL101 is about a noqa comment: there is nothing to run under torch",
     )
 
 

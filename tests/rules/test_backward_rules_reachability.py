@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from snippets import EVERY_RULE
 
 from autograd_lint import lint_source
-from snippets import EVERY_RULE
 
 TEMPLATE = textwrap.dedent("""\
     import torch
@@ -39,10 +39,13 @@ def test_a_float_output_makes_backward_reachable_and_reported():
     assert reported("return values") == [(13, "AGL008"), (14, "AGL010")]
 
 
-@pytest.mark.parametrize("returned", [
-    "return indices.long()",
-    "ctx.mark_non_differentiable(values)\n        return values",
-])
+@pytest.mark.parametrize(
+    "returned",
+    [
+        "return indices.long()",
+        "ctx.mark_non_differentiable(values)\n        return values",
+    ],
+)
 def test_an_output_that_cannot_require_grad_silences_the_backward_rules(returned):
     assert reported(returned) == []
 

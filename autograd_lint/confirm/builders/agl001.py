@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl001_shared_state_in_backward import SharedRead, _statement_of
 from ...core.syntax import code_of, walk
+from ...facts.function_model import FunctionClass
+from ...rules.agl001_shared_state_in_backward import SharedRead, _statement_of
 from ..harness import Harness, apply_builders, finding_subject, function_class_code
-
 
 EVIDENCE = r"two applications in one graph|between forward and backward"
 
@@ -22,7 +21,9 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     function_class = read.function_class
     get, set_ = _accessors(module, read)
     if read.write is None:  # a closure variable: rebuilt as a real cell in a factory
-        required, optional, definition = function_class_code(module, function_class, closure_access=(read.chain, get, set_))
+        required, optional, definition = function_class_code(
+            module, function_class, closure_access=(read.chain, get, set_)
+        )
         accessors = ""
     else:
         required, optional, definition = function_class_code(module, function_class)
@@ -65,9 +66,18 @@ def _accessors(module: ParsedModule, read: SharedRead) -> tuple[str, str]:
         owner, _, attr = read.chain.rpartition(".")
         return f"getattr({owner}, {attr!r})", f"setattr({owner}, {attr!r}, value)"
     parent = module.parents.get(node)
-    if isinstance(parent, cst.Subscript) and parent.value is node and len(parent.slice) == 1 and isinstance(parent.slice[0].slice, cst.Index):
+    if (
+        isinstance(parent, cst.Subscript)
+        and parent.value is node
+        and len(parent.slice) == 1
+        and isinstance(parent.slice[0].slice, cst.Index)
+    ):
         key = code_of(parent.slice[0].slice.value).strip()
-        appended = read.write is not None and isinstance(read.write.node, cst.Call) and code_of(read.write.node.func).strip().endswith((".append", ".insert"))
+        appended = (
+            read.write is not None
+            and isinstance(read.write.node, cst.Call)
+            and code_of(read.write.node.func).strip().endswith((".append", ".insert"))
+        )
         if appended:
             return f"{read.chain}[{key}]", f"{read.chain}.append(value)"
         return f"{read.chain}[{key}]", f"{read.chain}[{key}] = value"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
+from ...facts.function_model import FunctionClass
 from ..harness import Harness, apply_builders, finding_subject, function_class_code
-
 
 EVIDENCE = r"incorrect number of gradients \(expected \d+, got \d+\)"
 
@@ -27,4 +26,3 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
         ]
     )
     return Harness(required, main, optional)
-

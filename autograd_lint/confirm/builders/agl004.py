@@ -6,10 +6,9 @@ import libcst as cst
 
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl004_non_differentiable_activation import _operand
 from ...core.syntax import code_of
+from ...rules.agl004_non_differentiable_activation import _operand
 from ..harness import CannotBuildHarness, Harness, finding_subject, literal_call_arguments, literal_defaults
-
 
 EVIDENCE = r"graph cut|blocks the gradient|backward .* raised|grad is None|grad is zero"
 
@@ -24,7 +23,9 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     name = function.name.value
     top_level = owner if isinstance(owner, cst.ClassDef) else function
     if module.parents.get(top_level) is not module.tree:
-        raise CannotBuildHarness(f"`{name}` is nested inside another function; the harness copies only top-level definitions")
+        raise CannotBuildHarness(
+            f"`{name}` is nested inside another function; the harness copies only top-level definitions"
+        )
     patched = _straight_through_source(module, top_level, finding.node)
     if not isinstance(owner, cst.ClassDef):  # top_level is function
         defaults = literal_call_arguments(module, name)
@@ -36,9 +37,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
         extra_inputs = len(function.params.params) - 2 - len(literal_defaults(function, skip=2, required_ok=True))
         literal_arguments = literal_call_arguments(module, owner.name.value)
         arguments = literal_arguments if literal_arguments is not None else _layer_arguments(module, owner)
-        make = (
-            f"lambda namespace: _agl_recipe.module_call(namespace[{owner.name.value!r}]({arguments}), {name!r}, {extra_inputs})"
-        )
+        make = f"lambda namespace: _agl_recipe.module_call(namespace[{owner.name.value!r}]({arguments}), {name!r}, {extra_inputs})"
         shown = f"{owner.name.value}.{name}()"
     main = "\n".join(
         [

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl005_legacy_function_api import LegacyUse
 from ...core.syntax import code_of
+from ...facts.function_model import FunctionClass
+from ...rules.agl005_legacy_function_api import LegacyUse
 from ..harness import Harness, apply_builders, finding_subject, function_class_code, literal_call_arguments
-
 
 EVIDENCE = r"Legacy autograd function with non-static forward method is deprecated|object has no attribute '\w+'|You must implement either the backward or vjp method|constructor arguments are ignored"
 

@@ -6,10 +6,9 @@ import libcst as cst
 
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl006_forward_called_directly import DirectCall
 from ...core.syntax import code_of, short_code
+from ...rules.agl006_forward_called_directly import DirectCall
 from ..harness import Harness, finding_subject, function_class_code
-
 
 EVIDENCE = r"grad_fn is \w+, not \w+Backward|raised AttributeError: 'NoneType' object has no attribute"
 
@@ -22,7 +21,9 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     function_class = direct.function_class
     required, optional, definition = function_class_code(module, function_class)
     arguments = [_argument(module, arg) for arg in direct.call.args]
-    takes_ctx = direct.method == "backward" or (function_class.forward is not None and function_class.forward.ctx_name is not None)
+    takes_ctx = direct.method == "backward" or (
+        function_class.forward is not None and function_class.forward.ctx_name is not None
+    )
     main = "\n".join(
         [
             definition,

@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl007_tensor_on_ctx import CtxTensor
 from ..harness import Harness, finding_subject, recipe_harness
 
-
 EVIDENCE = r"survived `del out` and only gc\.collect\(\) freed it|raised no error but changed input \d+'s gradient from|after backward, grad_fn still holds ctx\.\w+ \(torch\.\w+ \["
 
 

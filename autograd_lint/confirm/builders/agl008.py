@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
+from ...facts.function_model import FunctionClass
 from ..harness import Harness, finding_subject, recipe_harness
-
 
 EVIDENCE = r"backward changed the caller's upstream gradient from \[[^\]]*\] to \[[^\]]*\]|raised RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location"
 

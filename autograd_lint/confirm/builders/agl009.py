@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
+from ...facts.function_model import FunctionClass
 from ..harness import CannotBuildHarness, Harness, finding_subject, recipe_harness
-
 
 EVIDENCE = r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"
 

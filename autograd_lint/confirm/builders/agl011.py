@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ...facts.function_model import FunctionClass
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl011_grad_for_non_tensor_input import NOT_A_TENSOR, NonTensorGradient
+from ...facts.function_model import FunctionClass
 from ...facts.value_kinds import UNKNOWN
+from ...rules.agl011_grad_for_non_tensor_input import NOT_A_TENSOR, NonTensorGradient
 from ..harness import CannotBuildHarness, Harness, finding_subject, function_class_code
-
 
 EVIDENCE = r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"
 
@@ -55,8 +54,12 @@ def _builders(function_class: FunctionClass, subject: NonTensorGradient) -> str:
                         values.append(None)
                 while values and shape.inputs[len(values) - 1].omitted:
                     values.pop()  # left out as at the call: torch binds the default itself
-                args = ", ".join(f"_agl_probes.leaf_tensor(shape, {i})" if v is None else v for i, v in enumerate(values))
-                label = f"{function_class.name}.apply(" + ", ".join("<tensor>" if v is None else v for v in values) + ")"
+                args = ", ".join(
+                    f"_agl_probes.leaf_tensor(shape, {i})" if v is None else v for i, v in enumerate(values)
+                )
+                label = (
+                    f"{function_class.name}.apply(" + ", ".join("<tensor>" if v is None else v for v in values) + ")"
+                )
                 row = (label, f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
                 if row not in rows:
                     rows.append(row)

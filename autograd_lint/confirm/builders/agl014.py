@@ -7,10 +7,19 @@ import libcst as cst
 from ...core.module import ParsedModule
 from ...core.rule import Finding
 from ...rules.agl014_tensors_in_containers import ContainerCase
-from ..harness import CannotBuildHarness, Harness, finding_subject, function_class_code, literal_binding, literal_source, recipe_harness
+from ..harness import (
+    CannotBuildHarness,
+    Harness,
+    finding_subject,
+    function_class_code,
+    literal_binding,
+    literal_source,
+    recipe_harness,
+)
 
-
-EVIDENCE = r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"
+EVIDENCE = (
+    r"requires_grad=False .*element 0 of tensors does not require grad|output has requires_grad=False|have \.grad None"
+)
 
 
 def build(module: ParsedModule, finding: Finding) -> Harness:
@@ -20,14 +29,18 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     case = finding_subject(finding, ContainerCase)
     function_class = case.function_class
     if case.call is None:
-        return recipe_harness(module, function_class, f"_agl_recipe.check_container_output({function_class.name}.apply, _agl_builders)")
+        return recipe_harness(
+            module, function_class, f"_agl_recipe.check_container_output({function_class.name}.apply, _agl_builders)"
+        )
     required, optional, definition = function_class_code(module, function_class)
     label, count, build = _container_call_builder(module, case, case.call)
     main = f"_agl_recipe.check_container_input({function_class.name}.apply, {label!r}, {count}, {build})"
     return Harness(required, definition + "\n" + main, optional)
 
 
-def _argument_literal(module: ParsedModule, case: ContainerCase, call: cst.Call, index: int, arg: cst.Arg) -> str | None:
+def _argument_literal(
+    module: ParsedModule, case: ContainerCase, call: cst.Call, index: int, arg: cst.Arg
+) -> str | None:
     """The literal an argument stands for: as written, the caller's literal binding of the name
     (`def fuse(levels, dim=1)`), or forward's default for that parameter."""
     literal = literal_source(arg.value)
@@ -54,7 +67,9 @@ def _container_call_builder(module: ParsedModule, case: ContainerCase, call: cst
             code, text = container_code, container_shown
         else:
             literal = _argument_literal(module, case, call, index, arg)
-            code, text = (literal, literal) if literal is not None else (f"_agl_probes.leaf_tensor(shape, {index})", "<tensor>")
+            code, text = (
+                (literal, literal) if literal is not None else (f"_agl_probes.leaf_tensor(shape, {index})", "<tensor>")
+            )
         if arg.keyword is None:
             args.append(code)
             shown.append(text)
@@ -73,7 +88,9 @@ def _container_code(container: cst.BaseExpression) -> tuple[int, str, str]:
             raise CannotBuildHarness("the dict passed to apply has keys the harness cannot rebuild")
         items = ", ".join(f"{k}: inner[{i}]" for i, k in enumerate(keys))
         return len(keys), "{" + items + "}", "{" + ", ".join(f"{k}: <tensor>" for k in keys) + "}"
-    if isinstance(container, (cst.List, cst.Tuple)) and not any(isinstance(e, cst.StarredElement) for e in container.elements):
+    if isinstance(container, (cst.List, cst.Tuple)) and not any(
+        isinstance(e, cst.StarredElement) for e in container.elements
+    ):
         count = len(container.elements)
     else:
         count = 2  # a comprehension: two tensors stand for its elements

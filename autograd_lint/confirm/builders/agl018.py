@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl018_float_output_not_marked import UnmarkedOutput
 from ..harness import Harness, finding_subject, recipe_harness
 
-
 EVIDENCE = r"output \d+ \(.*\) has dtype torch\.\w+ and requires_grad=True"
 
 
@@ -16,4 +15,6 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     sends a gradient into backward, and backward drops it (the inputs' gradients do not change)."""
     unmarked = finding_subject(finding, UnmarkedOutput)
     name = unmarked.function_class.name
-    return recipe_harness(module, unmarked.function_class, f"_agl_recipe.check_unmarked_output({name}, _agl_builders, {unmarked.index})")
+    return recipe_harness(
+        module, unmarked.function_class, f"_agl_recipe.check_unmarked_output({name}, _agl_builders, {unmarked.index})"
+    )

@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl019_saved_tensor_mutated import MutatedSaved
 from ..harness import Harness, caller_harness, finding_subject
 
-
 EVIDENCE = r"then `[^`]+`( \(standing in for the flagged write\))? on (its output|output \d+|argument \d+), then backward raised RuntimeError: one of the variables needed for gradient computation has been modified by an inplace operation: \[torch\.\w+ \[[\d, ]*\]\], which is output 0 of \w+, is at version \d+; expected version \d+ instead"
 
 

@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl020_output_view_inplace import ViewWritten
 from ..harness import Harness, caller_harness, finding_subject
 
-
 EVIDENCE = r"\(the output is a view of an input\), then `[^`]+`( \(standing in for the flagged write\))? on the output raised RuntimeError: Output 0 of \w+ is a view and is being modified inplace\. This view was created inside a custom Function"
 
 

@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl021_bad_grad_shape import BadGradient
 from ..harness import Harness, finding_subject, recipe_harness
 
-
 EVIDENCE = r"returned an invalid gradient at index \d+ - got \[[\d, ]*\] but expected shape compatible with \[[\d, ]*\]"
 
 
@@ -16,4 +15,6 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     gradient at index <i>" for the flagged input is the proof."""
     bad = finding_subject(finding, BadGradient)
     name = bad.function_class.name
-    return recipe_harness(module, bad.function_class, f"_agl_recipe.check_grad_shape({name}.apply, _agl_builders, {bad.input_index})")
+    return recipe_harness(
+        module, bad.function_class, f"_agl_recipe.check_grad_shape({name}.apply, _agl_builders, {bad.input_index})"
+    )

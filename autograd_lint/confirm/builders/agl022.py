@@ -7,7 +7,6 @@ from ...core.rule import Finding
 from ...rules.agl022_amp_missing_custom_fwd import AmpCase
 from ..harness import Harness, finding_subject, recipe_harness
 
-
 EVIDENCE = r"inside torch\.autocast\('cpu', dtype=torch\.bfloat16\) \(output bfloat16\) backward after the block raised RuntimeError: .*(dtype|scalar type)|backward raised AttributeError: '\w+Backward' object has no attribute '_fwd_used_autocast'"
 
 

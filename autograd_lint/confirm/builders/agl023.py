@@ -6,11 +6,10 @@ import libcst as cst
 
 from ...core.module import ParsedModule
 from ...core.rule import Finding
-from ...rules.agl023_where_nan_gradient import UNKNOWN_THRESHOLD, UnsafeWhere
 from ...core.syntax import code_of
+from ...rules.agl023_where_nan_gradient import UNKNOWN_THRESHOLD, UnsafeWhere
 from ..expression import expression_function
 from ..harness import Harness, finding_subject
-
 
 EVIDENCE = r"finite output but NaN gradient at x=-?[\d.e+]+: NaN \(selected branch: "
 
@@ -34,5 +33,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     if guard.threshold != UNKNOWN_THRESHOLD:
         probe += [guard.threshold - 0.5, guard.threshold, guard.threshold + 0.5]
     shown = " ".join(code_of(call).split())
-    main = "\n".join(["import torch", code, f"_agl_recipe.check_where(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"])
+    main = "\n".join(
+        ["import torch", code, f"_agl_recipe.check_where(_agl_where_parts, {sorted(set(probe))!r}, {shown!r})"]
+    )
     return Harness(required, main, optional | {"torch"})

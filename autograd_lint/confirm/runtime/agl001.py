@@ -20,7 +20,10 @@ def _values_like(current, known=()):
     if isinstance(current, torch.Tensor):
         base = float(current.detach().flatten()[0]) if current.numel() else 0.0
         first, second = (0.5 * base, 1.5 * base) if base else (0.3, 0.7)
-        return (torch.full_like(current, first, dtype=torch.float64), torch.full_like(current, second, dtype=torch.float64))
+        return (
+            torch.full_like(current, first, dtype=torch.float64),
+            torch.full_like(current, second, dtype=torch.float64),
+        )
     if isinstance(current, (int, float)) and current:
         return 0.5 * current, 1.5 * current
     if current is None or isinstance(current, (int, float)):
@@ -35,7 +38,7 @@ def check_shared_state(apply, builders, get, set_, shown, known=()):
 
     try:
         current = get()
-    except Exception as exc:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         current = None
     values = _values_like(current, known)
     if values is None:
@@ -92,4 +95,6 @@ def check_shared_state(apply, builders, get, set_, shown, known=()):
             f"{shown} changed from {first} to {second} between forward and backward: gradient "
             f"{got} instead of {expected}",
         )
-    report("not-reproduced", f"gradients did not depend on when {shown} was written ({show_values(isolated)} in every run)")
+    report(
+        "not-reproduced", f"gradients did not depend on when {shown} was written ({show_values(isolated)} in every run)"
+    )

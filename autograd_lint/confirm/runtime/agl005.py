@@ -4,7 +4,6 @@ constructor arguments that change nothing, is the proof.
 
 from .probes import INPUT_SHAPES, report, run_backward, show_values, tensors_in
 
-
 _LEGACY_CALL = "Legacy autograd function with non-static forward method is deprecated"
 _NO_BACKWARD = "You must implement either the backward or vjp method"
 
@@ -19,7 +18,7 @@ def _legacy_run(call, builders, label):
         for shape in INPUT_SHAPES:
             args = build(shape)
             leaves = [a for a in args if hasattr(a, "requires_grad") and a.requires_grad]
-            shown = label + build_label[build_label.index("("):]
+            shown = label + build_label[build_label.index("(") :]
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -83,10 +82,11 @@ def check_legacy_api(cls, kind, make, init_args, make_other, other_args, attribu
         _, other_error, other_output, other_leaves = _legacy_run(make_other().apply, builders, other_label)
         if other_error is None:
             same_output = all(
-                a.shape == b.shape and bool((a == b).all()) for a, b in zip(tensors_in(output), tensors_in(other_output))
+                a.shape == b.shape and bool((a == b).all())
+                for a, b in zip(tensors_in(output), tensors_in(other_output))
             )
-            grads = [l.grad for l in leaves]
-            other_grads = [l.grad for l in other_leaves]
+            grads = [leaf.grad for leaf in leaves]
+            other_grads = [leaf.grad for leaf in other_leaves]
             same_grads = all(
                 (a is None and b is None) or (a is not None and b is not None and bool((a == b).all()))
                 for a, b in zip(grads, other_grads)

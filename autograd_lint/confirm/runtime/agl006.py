@@ -50,11 +50,13 @@ def compare_direct_call(cls, method, arguments, takes_ctx, shown):
     if method == "backward":
         try:
             for shape in INPUT_SHAPES:
-                result = cls.backward(*_direct_arguments(arguments, takes_ctx, shape))
+                cls.backward(*_direct_arguments(arguments, takes_ctx, shape))
                 break
         except Exception as exc:  # noqa: BLE001
             report("confirmed", f"{shown} raised {type(exc).__name__}: {exc}")
-        report("inconclusive", f"{shown} ran outside autograd; what it bypasses depends on how the caller uses its result")
+        report(
+            "inconclusive", f"{shown} ran outside autograd; what it bypasses depends on how the caller uses its result"
+        )
 
     error = None
     for shape in INPUT_SHAPES:
@@ -66,7 +68,7 @@ def compare_direct_call(cls, method, arguments, takes_ctx, shown):
             continue
         break
     else:
-        applied = _direct_arguments(arguments, takes_ctx, INPUT_SHAPES[0])[1 if takes_ctx else 0:]
+        applied = _direct_arguments(arguments, takes_ctx, INPUT_SHAPES[0])[1 if takes_ctx else 0 :]
         try:
             cls.apply(*applied)
         except Exception:  # noqa: BLE001 - forward fails either way: nothing to compare
@@ -83,9 +85,12 @@ def compare_direct_call(cls, method, arguments, takes_ctx, shown):
     try:
         ran = run_backward(output)
     except Exception as exc:  # noqa: BLE001
-        report("confirmed", f"{shown}: the output's grad_fn is {found}, not {name}Backward, and backward through it raised {type(exc).__name__}: {exc}")
+        report(
+            "confirmed",
+            f"{shown}: the output's grad_fn is {found}, not {name}Backward, and backward through it raised {type(exc).__name__}: {exc}",
+        )
     direct_grads = _input_grads(direct)
-    applied = _direct_arguments(arguments, takes_ctx, shape)[1 if takes_ctx else 0:]
+    applied = _direct_arguments(arguments, takes_ctx, shape)[1 if takes_ctx else 0 :]
     try:
         run_backward(cls.apply(*applied))
         applied_grads = _input_grads(applied)

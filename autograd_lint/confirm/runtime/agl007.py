@@ -52,7 +52,11 @@ def _ctx_run(apply, build, shape, attribute, mutate):
     if mutate:
         node = _ctx_node(output)
         held = _ctx_storages(getattr(node, attribute, None))
-        targets = [t for t in [p for p in passed if isinstance(p, torch.Tensor)] + tensors_in(output) if _ctx_storages(t) & held]
+        targets = [
+            t
+            for t in [p for p in passed if isinstance(p, torch.Tensor)] + tensors_in(output)
+            if _ctx_storages(t) & held
+        ]
         if not targets:
             return None
         with torch.no_grad():
@@ -91,7 +95,11 @@ def check_tensor_on_ctx(apply, builders, attribute, role):
         mutated = _ctx_run(apply, build, shape, attribute, mutate=True)
         if not isinstance(reference, str) and isinstance(mutated, list):
             for index, (want, got) in enumerate(zip(reference, mutated)):
-                if want is not None and got is not None and not (want.shape == got.shape and bool(torch.allclose(want, got, equal_nan=True))):
+                if (
+                    want is not None
+                    and got is not None
+                    and not (want.shape == got.shape and bool(torch.allclose(want, got, equal_nan=True)))
+                ):
                     report(
                         "confirmed",
                         f"{label}: changing the tensor stored as ctx.{attribute} in place after apply (`.mul_(-2.5).add_(0.375)`) raised no error but changed "

@@ -45,7 +45,11 @@ def check_input_inplace(apply, builders, names):
                     change = f"changed shape from {list(was.shape)} to {list(current.shape)}"
                 else:
                     differs = (current != was) & ~(current.isnan() & was.isnan())
-                    change = f"went from {show_values(was[differs])} to {show_values(current[differs])} where it changed" if bool(differs.any()) else ""
+                    change = (
+                        f"went from {show_values(was[differs])} to {show_values(current[differs])} where it changed"
+                        if bool(differs.any())
+                        else ""
+                    )
                 if change or now._version != version:
                     name = f"`{names[i]}`" if i < len(names) else str(i)
                     report(

@@ -49,7 +49,12 @@ def check_save_twice(apply, builders):
         lost = f"{label}: forward called save_for_backward {len(counts)} times ({calls} tensors) and grad_fn.saved_tensors holds {saved}"
         if isinstance(written, str) and not isinstance(fixed, str):
             report("confirmed", f"{lost}; backward raised {written} (with all tensors saved in one call it runs)")
-        if isinstance(written, str) and saved is not None and saved < sum(counts) and ("unpack" in written or "index out of range" in written):
+        if (
+            isinstance(written, str)
+            and saved is not None
+            and saved < sum(counts)
+            and ("unpack" in written or "index out of range" in written)
+        ):
             report("confirmed", f"{lost}; backward raised {written}")
         if isinstance(written, str):
             observed.append(f"{lost}; backward fails either way: {written}")

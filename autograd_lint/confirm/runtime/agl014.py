@@ -84,5 +84,8 @@ def check_container_input(apply, label, count, build):
         also = ""
         if direct:
             also = "; the tensor passed directly got " + ("a gradient" if direct[0].grad is not None else "none either")
-        report("confirmed", f"{label} then backward: {missing} of the {count} tensors inside the container have .grad None{also}")
+        report(
+            "confirmed",
+            f"{label} then backward: {missing} of the {count} tensors inside the container have .grad None{also}",
+        )
     report("not-reproduced", f"{label}: every tensor inside the container received a gradient")

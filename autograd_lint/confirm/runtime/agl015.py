@@ -20,7 +20,10 @@ def check_autograd_in_forward(apply, builders, shown):
             except Exception as exc:  # noqa: BLE001 - the error is the evidence, or a shape mismatch
                 message = f"{type(exc).__name__}: {exc}"
                 if "does not require grad" in message:
-                    report("confirmed", f"{label} with inputs that require grad raised {message} (forward runs `{shown}` with grad mode off)")
+                    report(
+                        "confirmed",
+                        f"{label} with inputs that require grad raised {message} (forward runs `{shown}` with grad mode off)",
+                    )
                 other.append(f"{label}: {message}")
                 continue
             observed.append(f"{label} ran without error")

@@ -24,7 +24,10 @@ def check_rng_backward(apply, builders, shown):
         for shape in INPUT_SHAPES:
             torch.manual_seed(0)
             args = build(shape)
-            args = [a.detach().abs().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+            args = [
+                a.detach().abs().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                for a in args
+            ]
             try:
                 output = apply(*args)
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input

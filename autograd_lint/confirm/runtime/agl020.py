@@ -1,7 +1,7 @@
 """The confirm recipe of AGL020 output-view-inplace: apply, then the caller's in-place write on the result."""
 
-from .probes import INPUT_SHAPES, report
 from .agl019 import inplace_write
+from .probes import INPUT_SHAPES, report
 
 
 def check_output_view_inplace(apply, builders, name, replay, namespace):

@@ -4,7 +4,6 @@ message is the proof.
 
 from .probes import report, run_backward, run_forward
 
-
 # Every dimension different, so that a transposed or reduced gradient never matches by accident.
 _GRAD_SHAPE_SHAPES = [(3, 4), (2, 3, 4), (2, 3, 4, 5), (5,), (4, 3)]
 

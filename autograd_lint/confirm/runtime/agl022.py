@@ -8,7 +8,12 @@ from .probes import INPUT_SHAPES, report, run_backward, tensors_in
 def _amp_float32(args):
     import torch
 
-    return [a.detach().float().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    return [
+        a.detach().float().requires_grad_(a.requires_grad)
+        if isinstance(a, torch.Tensor) and a.is_floating_point()
+        else a
+        for a in args
+    ]
 
 
 def check_amp(apply, builders):
@@ -25,7 +30,10 @@ def check_amp(apply, builders):
                 run_backward(output)
             except Exception as exc:  # noqa: BLE001 - this input does not fit forward
                 if "_fwd_used_autocast" in str(exc):
-                    report("confirmed", f"{label} on float32 inputs {list(shape)}, no autocast: backward raised {type(exc).__name__}: {exc} (custom_bwd without custom_fwd)")
+                    report(
+                        "confirmed",
+                        f"{label} on float32 inputs {list(shape)}, no autocast: backward raised {type(exc).__name__}: {exc} (custom_bwd without custom_fwd)",
+                    )
                 other.append(f"{label}: {type(exc).__name__}: {exc}")
                 continue
             args = _amp_float32(build(shape))
@@ -41,8 +49,16 @@ def check_amp(apply, builders):
                     f"torch.autocast('cpu', dtype=torch.bfloat16) (output {'/'.join(dtypes)}) backward after the block raised "
                     f"{type(exc).__name__}: {exc}",
                 )
-            grads = sorted({str(a.grad.dtype).replace("torch.", "") for a in args if isinstance(a, torch.Tensor) and a.grad is not None})
-            plain.append(f"{label}: forward under bfloat16 autocast (output {'/'.join(dtypes)}), backward after it ran (input grads {'/'.join(grads)})")
+            grads = sorted(
+                {
+                    str(a.grad.dtype).replace("torch.", "")
+                    for a in args
+                    if isinstance(a, torch.Tensor) and a.grad is not None
+                }
+            )
+            plain.append(
+                f"{label}: forward under bfloat16 autocast (output {'/'.join(dtypes)}), backward after it ran (input grads {'/'.join(grads)})"
+            )
             break
     if plain:
         report("not-reproduced", "; ".join(plain))

@@ -37,7 +37,8 @@ def check_where(parts, probe, shown):
     correct = torch.where(cond, branch_grad(when_true), branch_grad(when_false))
     values = y.detach().broadcast_to(x.shape)
     bad = [
-        (p, c) for p, g, c, v in zip(probe, where_grad.tolist(), correct.tolist(), values.tolist())
+        (p, c)
+        for p, g, c, v in zip(probe, where_grad.tolist(), correct.tolist(), values.tolist())
         if math.isnan(g) and math.isfinite(c) and math.isfinite(v)
     ]
     if bad:

@@ -2,7 +2,6 @@
 
 from .probes import INPUT_SHAPES, report
 
-
 _FUNCTORCH_MESSAGES = (
     "must override the setup_context staticmethod",
     "but it does not have vmap support",
@@ -67,7 +66,10 @@ def check_functorch(apply, builders, transform):
             except Exception as exc:  # noqa: BLE001 - the refusal is the evidence
                 message = f"{type(exc).__name__}: {exc}"
                 if any(m in message for m in _FUNCTORCH_MESSAGES):
-                    report("confirmed", f"{label} on inputs {list(shape)} runs plainly, but under torch.func.{transform} raised {message}")
+                    report(
+                        "confirmed",
+                        f"{label} on inputs {list(shape)} runs plainly, but under torch.func.{transform} raised {message}",
+                    )
                 other.append(f"{label} under torch.func.{transform}: {message}")
                 continue
             plain.append(f"{label} on inputs {list(shape)} ran under torch.func.{transform}")

@@ -78,7 +78,7 @@ def missing_dependency(exc):
     while frame is not None:
         filename = frame.tb_frame.f_code.co_filename
         if filename.startswith(_COPY_PREFIX):
-            importer = filename[len(_COPY_PREFIX):-1]
+            importer = filename[len(_COPY_PREFIX) : -1]
         elif not filename.startswith("<") and not _is_harness_code(filename):
             inside = root and os.path.abspath(filename).startswith(os.path.join(root, ""))
             importer = os.path.relpath(filename, root) if inside else filename
@@ -130,6 +130,7 @@ def run_backward(output):
     indexed = [(i, t) for i, t in enumerate(tensors_in(output)) if t.requires_grad and t.is_floating_point()]
     if not indexed:
         return False
+
     def pattern(o, index):  # -2..2 in steps, never 0, both signs nearby, different per output
         k = torch.arange(o.numel(), dtype=torch.float64) + 3 * index
         return (((k * 7) % 10 - 4.5) / 2.25).reshape(o.shape).to(o.dtype)
