@@ -114,7 +114,7 @@ def extract_definitions(
                 needed |= uses
                 changed = True
     # Top-level configuration of a needed object (`GradDecay.alpha = 0.25`) belongs to its definition.
-    for index, (statement, _binds, _uses) in enumerate(info):
+    for index, (statement, *_) in enumerate(info):
         if index not in chosen and _configures(statement, needed):
             chosen.add(index)
     future = [code_of(s).strip() for s in statements if _is_future_import(s)]
