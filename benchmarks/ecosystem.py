@@ -141,8 +141,10 @@ RESULTS = HERE / "ecosystem_results.json"
 STATUS_LINE = re.compile(r"^\*\*Default:\*\*.*$", re.MULTILINE)
 
 
-def measured(counts: dict) -> str:
-    """How a rule's precision reads in its page and the README."""
+def measured(counts: dict | None) -> str:
+    """How a rule's precision reads in its page and the README (None: a rule the check has not run yet)."""
+    if counts is None:
+        return "not measured yet"
     if not counts.get("diagnostics"):
         return "no diagnostics"
     text = f"{counts.get('TP', 0)}/{counts['diagnostics']} true ({precision(Counter(counts))})"
@@ -156,16 +158,23 @@ def status_line(code: str, results: dict) -> str:
     default = "opt-in (`--select`/`extend-select`/`ALL`)" if code in OPT_IN else "yes"
     if code in SECOND_DERIVATIVE_RULES:
         default += "; in the default run where the package takes second derivatives"
+    if code not in results["rules"]:  # a new rule: --docs-only before the corpus was at hand
+        return f"**Default:** {default} · **Measured on real repositories:** not yet (benchmarks/ecosystem.py)"
     repositories = len(results["repositories"])
     return (
         f"**Default:** {default} · **Measured on {repositories} real repositories:** "
-        f"{measured(results['rules'].get(code, {}))} (benchmarks/ecosystem.py)"
+        f"{measured(results['rules'].get(code))} (benchmarks/ecosystem.py)"
     )
 
 
 def publish(per_rule: dict[str, Counter], repositories: list[str]) -> None:
     results = {"repositories": repositories, "rules": {code: dict(per_rule[code]) for code in RULES}}
     RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    write_docs(results)
+
+
+def write_docs(results: dict) -> None:
+    """Each rule page's status line and the README's rules table, from `results` and the rules' declarations."""
     pages = HERE.parent / "rules"
     for code in RULES:
         page = pages / f"{code}.md"
@@ -196,7 +205,7 @@ def rules_table(results: dict) -> list[str]:
     `rules.OPT_IN` and the measured results: nothing in it is written by hand."""
     rows = [
         f"| {code} | {rule.name} | {rule.severity.value} | {'opt-in' if code in OPT_IN else 'yes'} | "
-        f"{measured(results['rules'].get(code, {}))} | {rule.summary} |"
+        f"{measured(results['rules'].get(code))} | {rule.summary} |"
         for code, rule in ((code, RULES[code]) for code in RULES)
     ]
     return RULES_TABLE_HEADER + rows
@@ -209,7 +218,7 @@ def precision(counts: Counter) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", type=Path, help="folder of unpacked repositories, one per folder")
+    parser.add_argument("corpus", type=Path, nargs="?", help="folder of unpacked repositories, one per folder")
     parser.add_argument("--select", default="ALL", help="rule codes to run (default ALL)")
     parser.add_argument("--repos", default="", help="only these folders, comma-separated")
     parser.add_argument("--jobs", "-j", type=int, default=2)
@@ -221,7 +230,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write the figures into ecosystem_results.json, the rule pages and the README",
     )
+    parser.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="rewrite the rule pages' status lines and the README table from the last published results, "
+        "without the corpus (a new rule reads 'not measured yet')",
+    )
     args = parser.parse_args(argv)
+    if args.docs_only:
+        write_docs(json.loads(RESULTS.read_text()))
+        return 0
+    if args.corpus is None:
+        parser.error("CORPUS is required (or --docs-only)")
 
     verdicts = read_verdicts(args.verdicts)
     selected = (

@@ -88,3 +88,14 @@ def test_readme_rules_table_is_generated_from_the_rules():
         "run `python benchmarks/ecosystem.py CORPUS --publish` (or fix the rule)"
     )
     assert [row.split(" | ")[0][2:] for row in table[2:]] == list(RULES)
+
+
+def test_a_rule_not_measured_yet_says_so_in_its_page_and_the_table():
+    """What `benchmarks/ecosystem.py --docs-only` writes for a new rule, before the corpus was at hand."""
+    ecosystem, results, _ = _published_status()
+    unmeasured = {**results, "rules": {code: counts for code, counts in results["rules"].items() if code != "AGL002"}}
+    assert ecosystem.status_line("AGL002", unmeasured) == (
+        "**Default:** yes · **Measured on real repositories:** not yet (benchmarks/ecosystem.py)"
+    )
+    row = next(row for row in ecosystem.rules_table(unmeasured) if row.startswith("| AGL002 "))
+    assert row.split(" | ")[4] == "not measured yet"
