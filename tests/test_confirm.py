@@ -36,7 +36,10 @@ EVIDENCE = {code: re.compile(builder_for(code).EVIDENCE) for code in BUILDER_COD
 
 @pytest.fixture(scope="module")
 def fixture_verdicts():
-    diagnostics = [d for path in BUGGY for d in lint_source(path.read_text(), str(path), EVERY_RULE)]
+    # The noqa checks judge comments: there is nothing to run (test_agl101 checks that verdict).
+    diagnostics = [
+        d for path in BUGGY for d in lint_source(path.read_text(), str(path), EVERY_RULE) if d.code in BUILDER_CODES
+    ]
     return confirm_diagnostics(diagnostics, LIMITS, jobs=os.cpu_count() or 2)
 
 
