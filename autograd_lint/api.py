@@ -35,7 +35,7 @@ def lint_source(
 
     Raises SourceError for bytes that cannot be decoded and for a malformed notebook.
     """
-    from .core.engine import lint_module  # libcst is loaded only when something is parsed
+    from .engine import lint_module  # libcst is loaded only when something is parsed
 
     config = config or Config()
     module = module_source(path, source)
@@ -170,7 +170,7 @@ def _crash_diagnostic(path: str) -> Diagnostic:
 
 
 def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
-    from .core.engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
+    from .engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
 
     path, data, codes, verbose, prefilter = task
     try:

@@ -588,7 +588,7 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     raw = data.decode(json.detect_encoding(data), "surrogateescape") if module.notebook is not None else module.text
     sources[display_path] = raw
     module_name = module_name_for_path(display_path) if display_path != "-" else None
-    from .core.engine import lint_module
+    from .engine import lint_module
     from .facts.second_derivatives import SecondDerivativeScope
 
     second_derivatives = SecondDerivativeScope().covers(display_path, module.text)

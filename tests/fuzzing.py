@@ -23,7 +23,7 @@ import hypothesmith
 from hypothesis import strategies as st
 
 from autograd_lint.core.diagnostic import INTERNAL_ERROR_CODE, Diagnostic
-from autograd_lint.core.engine import lint_text
+from autograd_lint.engine import lint_text
 from autograd_lint.rules import RULES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

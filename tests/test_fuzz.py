@@ -50,10 +50,10 @@ def test_check_catches_an_internal_error(monkeypatch):
     """The fuzz tests above can fail: an exception in a rule is what `check` reports."""
     from autograd_lint.rules import RULES
 
-    def explode(self, module):
+    def explode(self, function_class, module):
         raise ZeroDivisionError("planted")
 
-    monkeypatch.setattr(RULES["AGL002"], "check", explode)
+    monkeypatch.setattr(RULES["AGL002"], "check_class", explode)
     problem = fuzzing.check(fuzzing.shape("x = 1\n", 0b1111))
     assert problem is not None and "rule AGL002 failed on this file: ZeroDivisionError: planted" in problem
     assert "Traceback" in problem  # verbose: the traceback comes with it

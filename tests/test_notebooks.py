@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from snippets import SNIPPET
 
-import autograd_lint.core.engine
+import autograd_lint.engine
 from autograd_lint import Config, lint_paths, lint_source
 from autograd_lint.cli import main
 from autograd_lint.io.notebook import read_notebook
@@ -305,7 +305,7 @@ def test_the_cache_keys_notebooks_by_their_bytes(tmp_path, monkeypatch):
     def no_linting(*args, **kwargs):
         raise AssertionError("a cached notebook was linted again")
 
-    monkeypatch.setattr(autograd_lint.core.engine, "lint_module", no_linting)
+    monkeypatch.setattr(autograd_lint.engine, "lint_module", no_linting)
     assert lint_paths([str(path)], cache_dir=cache).diagnostics == cold.diagnostics
     monkeypatch.undo()
     path.write_text(PROTOTYPE.replace("return g * ctx.factor", "return g * ctx.factor, None"))

@@ -387,7 +387,7 @@ def test_a_rule_whose_prefilter_raises_or_that_cannot_load(project, monkeypatch)
         code = "AGL991"
 
         @classmethod
-        def triggered(cls, text):
+        def text_cues(cls):
             raise RuntimeError("bad regex")
 
     monkeypatch.setitem(RULES._modules, "AGL991", "agl991_broken_trigger")

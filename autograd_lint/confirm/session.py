@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from ..core.diagnostic import UNSUPPRESSIBLE, Diagnostic
 from ..core.module import ParsedModule
 from ..core.rule import NoqaRule
+from ..engine import run_rules
 from ..io.module_names import module_name_for_path
 from ..io.reading import ModuleSource, SourceError, module_source, read_module_source
 from ..rules import RULES
@@ -205,9 +206,12 @@ def _script_for(module: ParsedModule, diagnostic: Diagnostic, source: ModuleSour
     builder = builder_for(diagnostic.code)
     if builder is None:
         raise CannotBuildHarness(f"{diagnostic.code} has no confirm recipe yet")
-    for finding in rule.check(module):
+    outcome = run_rules(module, [rule])[rule]
+    for finding in outcome.findings:
         start = module.position(finding.node).start
         reported = source.reported_message(finding.message)
         if (start.line, start.column + 1) == (line, diagnostic.column) and reported == diagnostic.message:
             return build_script(module, builder.build(module, finding), diagnostic.code.lower())
+    if outcome.error is not None:
+        raise outcome.error
     raise CannotBuildHarness("the finding is no longer in the file (it changed since it was linted)")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TypeVar
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from .scopes import bindings, forget_scopes
-from .syntax import children, disables_grad, dotted_name, remember_children, walk
+from .context import FileContext, activated
+from .scopes import bindings
+from .syntax import disables_grad, dotted_name, read_children, walk
 
 Fact = TypeVar("Fact")
 
@@ -30,17 +32,16 @@ class ParsedModule:
         self.imports: dict[str, str] = {}
         self.classes: list[cst.ClassDef] = []
         self._facts: dict[Callable, object] = {}
+        self.context = FileContext()
         self._index(self.tree)
 
     def _index(self, root: cst.CSTNode) -> None:
         parents = self.parents
-        table: dict[cst.CSTNode, list[cst.CSTNode]] = {}
-        remember_children({})
-        forget_scopes()  # the caches hold nodes: keep no earlier module's tree alive
+        table = self.context.children
         stack = [root]
         while stack:
             node = stack.pop()
-            found = table[node] = children(node)
+            found = table[node] = read_children(node)
             for child in found:
                 parents[child] = node
             stack.extend(reversed(found))
@@ -52,7 +53,11 @@ class ParsedModule:
             elif type(node) is cst.ClassDef:
                 self.classes.append(node)
         self._record_module_aliases()
-        remember_children(table)
+
+    def active(self) -> AbstractContextManager[FileContext]:
+        """While the rules run on this file: the shared analyses memoize their answers about its nodes
+        in its context (`core.context`), which goes with it."""
+        return activated(self.context)
 
     def _record_import(self, node: cst.Import) -> None:
         for alias in node.names:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ..rules import RULES
 from .diagnostic import UNSUPPRESSIBLE, Diagnostic, Severity
 
 _CODES = r"[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*"
@@ -124,9 +123,12 @@ def find_suppressions(source: str) -> Suppressions:
     return found
 
 
-def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: list[str]) -> list[Diagnostic]:
+def apply_noqa(
+    source: str, path: str, diagnostics: list[Diagnostic], selected: list[str], rule_codes: Iterable[str]
+) -> list[Diagnostic]:
     """The diagnostics no noqa comment silences, plus the checks of the comments themselves when AGL100 or
-    AGL101 is in `selected` (the codes that ran on this file, after selection and per-file ignores)."""
+    AGL101 is in `selected` (the codes that ran on this file, after selection and per-file ignores);
+    `rule_codes` are every rule's, for telling an unknown code in a comment from one that did not fire."""
     checks = NOQA_RULES.intersection(selected)
     if not diagnostics and not checks:
         return diagnostics
@@ -151,7 +153,7 @@ def apply_noqa(source: str, path: str, diagnostics: list[Diagnostic], selected: 
             kept.append(diagnostic)
     # A file that was not (fully) checked says nothing about which comments are needed.
     if checks and not any(d.code in UNSUPPRESSIBLE for d in diagnostics):
-        for finding in _noqa_findings(path, suppressions, used, hidden_by_bare, set(selected), checks):
+        for finding in _noqa_findings(path, suppressions, used, hidden_by_bare, set(selected), checks, rule_codes):
             directive = suppressions.directives[finding.line]
             # Only the directive's own codes (`# noqa: AGL100`) or a file-level noqa silence these: a bare
             # `# noqa` must not hide the report that it is bare.
@@ -169,6 +171,7 @@ def _noqa_findings(
     hidden_by_bare: dict[int, set[str]],
     selected: set[str],
     checks: frozenset[str],
+    rule_codes: Iterable[str],
 ) -> Iterator[Diagnostic]:
     for line, directive in sorted(suppressions.directives.items()):
         if directive.codes is None:
@@ -194,7 +197,7 @@ def _noqa_findings(
         for listed in directive.codes:
             if not listed.startswith(OUR_PREFIX) or listed in used.get(line, ()):
                 continue  # another tool's code (F401, E501) is that tool's to judge, as ruff's `external`
-            covered = [code for code in RULES if code.startswith(listed)]
+            covered = [code for code in rule_codes if code.startswith(listed)]
             if not covered:
                 if not any(code.startswith(listed) for code in UNSUPPRESSIBLE | NOQA_RULES):
                     unknown.append(listed)

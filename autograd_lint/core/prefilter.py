@@ -1,36 +1,69 @@
-"""The prefilter: can a file contain a finding at all? First on the text (`Rule.triggered`), then on
-CPython's AST (`Rule.candidate`; already built for the syntax check, and far cheaper than libcst's tree):
-does the file contain a node a rule could report? Each check is a necessary condition of its rule's
-findings, looser than the rule itself, so skipping libcst when it says no loses nothing."""
+"""The prefilter: can a file contain a finding of a rule at all? Derived from what each rule declares.
+
+First on the text: a rule's `requires` cues (and, for a rule about Function classes, `FUNCTION_CLASS`) must
+all be in the file. Then on CPython's AST (already built for the syntax check, far cheaper than libcst's
+tree): the rule's `candidate`. A file no selected rule passes is never parsed with libcst, the expensive
+step. Each cue is a necessary condition of its rule's findings, looser than the rule itself, so skipping
+loses nothing; each is asked once per file however many rules share it.
+"""
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
-
-ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
-INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
-
-# A Function subclass is declared with "Function" in its bases (or subclasses one that is), or
-# through a module-level alias of torch's Function (`Fn = Function`, `from torch.autograd import Function as Fn`).
-FUNCTION_CLASS_TRIGGER = re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w")
-_last_trigger_answer: tuple[str | None, bool] = (None, False)
+from ..torch_api import CASTS, ORDERING_METHODS
 
 
-def may_define_function_class(text: str) -> bool:
-    """FUNCTION_CLASS_TRIGGER on the file's text; every Function rule asks it of the same text, so the
-    last answer is kept with the very string it is about."""
-    global _last_trigger_answer
-    last_text, answer = _last_trigger_answer
-    if last_text is not text:
-        answer = FUNCTION_CLASS_TRIGGER.search(text) is not None
-        _last_trigger_answer = (text, answer)
-    return answer
+@dataclass(frozen=True)
+class TextCue:
+    """Text a file must contain for a rule to find anything: one of `substrings` or a match of one of `patterns`."""
+
+    description: str
+    substrings: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    def found_in(self, text: str) -> bool:
+        # Separate patterns: one alternation of them all is several times slower to search.
+        return any(substring in text for substring in self.substrings) or any(
+            pattern.search(text) for pattern in self.patterns
+        )
 
 
-def _terminal(node: ast.AST) -> str | None:
+def calls(*names: str) -> TextCue:
+    """A call of one of these functions or methods (`where(`, `x.masked_fill (`), by name."""
+    alternatives = "|".join(re.escape(name) for name in sorted(names))
+    return TextCue(f"a call of {', '.join(sorted(names))}", patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),))
+
+
+# A Function subclass is declared with "Function" in its bases (or subclasses one that is), or through a
+# module-level alias of torch's Function (`Fn = Function`, `from torch.autograd import Function as Fn`).
+FUNCTION_CLASS = TextCue(
+    "a Function subclass",
+    patterns=(re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w"),),
+)
+
+
+def defines_function_subclass(tree: ast.AST) -> bool:
+    """FUNCTION_CLASS on the AST: a class with "Function" in a base, or an alias of a Function class."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any("Function" in (terminal_name(base) or "") for base in node.bases):
+            return True
+        if isinstance(node, ast.Assign) and "Function" in (terminal_name(node.value) or ""):
+            return True  # `Fn = torch.autograd.Function`, then `class X(Fn)`
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "Function" and alias.asname for alias in node.names):
+            return True  # `from torch.autograd import Function as AutogradFn`, then `class X(AutogradFn)`
+    return False
+
+
+# --- AST helpers for the rules' `candidate` checks ---
+
+
+def terminal_name(node: ast.AST) -> str | None:
+    """`sign` for `torch.sign` and for `sign`."""
     if isinstance(node, ast.Attribute):
         return node.attr
     if isinstance(node, ast.Name):
@@ -38,126 +71,56 @@ def _terminal(node: ast.AST) -> str | None:
     return None
 
 
-# Every Function rule asks the same question of the same file, so the last answer is kept, with the
-# tree it is about (an identity check, so a new tree with a reused id() is never mistaken for it).
-_last_function_answer: tuple[ast.AST | None, bool] = (None, False)
+ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
 
-def defines_function_subclass(tree: ast.AST) -> bool:
-    global _last_function_answer
-    last_tree, answer = _last_function_answer
-    if last_tree is not tree:
-        answer = _defines_function_subclass(tree)
-        _last_function_answer = (tree, answer)
-    return answer
-
-
-def _defines_function_subclass(tree: ast.AST) -> bool:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and any("Function" in (_terminal(base) or "") for base in node.bases):
-            return True
-        if isinstance(node, ast.Assign) and "Function" in (_terminal(node.value) or ""):
-            return True  # `Fn = torch.autograd.Function`, then `class X(Fn)`
-        if isinstance(node, ast.ImportFrom) and any(alias.name == "Function" and alias.asname for alias in node.names):
-            return True  # `from torch.autograd import Function as AutogradFn`, then `class X(AutogradFn)`
-    return False
-
-
-def _unwrap_casts(node: ast.AST) -> ast.AST:
+def unwrap_casts(node: ast.AST) -> ast.AST:
+    """`x > 0` for `(x > 0).float().to(y)`."""
     while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CASTS:
         node = node.func.value
     return node
 
 
-def _is_comparison(node: ast.AST) -> bool:
-    node = _unwrap_casts(node)
+def is_ordering_comparison(node: ast.AST) -> bool:
+    """`x > 0`, `x.gt(0)`, cast or not."""
+    node = unwrap_casts(node)
     if isinstance(node, ast.Compare):
         return any(isinstance(op, ORDERING) for op in node.ops)
-    return isinstance(node, ast.Call) and _terminal(node.func) in ORDERING_METHODS
+    return isinstance(node, ast.Call) and terminal_name(node.func) in ORDERING_METHODS
 
 
-def _factors(node: ast.AST):
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-        yield from _factors(node.left)
-        yield from _factors(node.right)
-    else:
-        yield node
+class Prerequisites(Protocol):
+    """What the prefilter reads of a rule class (`core.rule.Rule`)."""
+
+    @classmethod
+    def text_cues(cls) -> tuple[TextCue, ...]: ...
+
+    @classmethod
+    def candidate(cls, tree: ast.AST) -> bool: ...
 
 
-def multiplies_a_comparison(tree: ast.AST) -> bool:
-    nodes = list(ast.walk(tree))
-    compared_names = {
-        target.id
-        for node in nodes
-        if isinstance(node, ast.Assign) and _is_comparison(node.value)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+class FilePrefilter:
+    """The prefilter's answers for one file: each cue and each AST check is computed once, for every rule
+    that declares it."""
 
-    # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask.
-    mask_helpers = {
-        node.name
-        for node in getattr(tree, "body", [])
-        if isinstance(node, ast.FunctionDef)
-        and any(
-            isinstance(r, ast.Return) and r.value is not None and _is_comparison(_unwrap_casts(r.value))
-            for r in ast.walk(node)
-        )
-    }
+    def __init__(self, text: str, tree: ast.AST | None):
+        self.text = text
+        self.tree = tree  # None when CPython cannot parse the file: only the text is judged
+        self._cues: dict[TextCue, bool] = {}
+        self._candidates: dict[Callable[[ast.AST], bool], bool] = {}
 
-    def comparison_like(factor: ast.AST) -> bool:
-        factor = _unwrap_casts(factor)
-        if isinstance(factor, ast.Call) and isinstance(factor.func, ast.Name) and factor.func.id in mask_helpers:
+    def admits(self, rule: type[Prerequisites]) -> bool:
+        if not all(self._cue(cue) for cue in rule.text_cues()):
+            return False
+        if self.tree is None:
             return True
-        return _is_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
+        check = rule.candidate
+        key = getattr(check, "__func__", check)  # the same answer for every rule inheriting one check
+        if key not in self._candidates:
+            self._candidates[key] = check(self.tree)
+        return self._candidates[key]
 
-    for node in nodes:
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-            if any(comparison_like(f) for f in _factors(node)):
-                return True
-        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult):
-            if comparison_like(node.value):
-                return True
-        elif isinstance(node, ast.Call) and _terminal(node.func) in ("mul", "mul_", "multiply"):
-            if any(comparison_like(a) for a in node.args):
-                return True
-    return False
-
-
-def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
-    if not isinstance(node, ast.Call):
-        return False
-    name = _terminal(node.func)
-    if name is None:
-        return False
-    if name in aliases or name.rstrip("_") in ZERO_GRADIENT_OPS or name in ("one_hot", "where", "scatter", "scatter_"):
-        return True
-    if name in INTEGER_CASTS and not node.args:
-        return True
-    if name in ("to", "type") and any(
-        INTEGER_DTYPE.match(_terminal(a) or "") for a in [*node.args, *(k.value for k in node.keywords)]
-    ):
-        return True
-    return (
-        name in CASTS
-        and isinstance(node.func, ast.Attribute)
-        and _is_comparison(node.func.value)
-        or (name in CASTS and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Compare))
-    )
-
-
-def activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
-    """A function the rule would judge (`activation_like(name)`) that calls one of its ops, also
-    under an alias (`from torch import sign as hard_sign`)."""
-    aliases = frozenset(
-        alias.asname
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
-        for alias in node.names
-        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
-    )
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):
-            if any(_is_source_call(inner, aliases) for inner in ast.walk(node)):
-                return True
-    return False
+    def _cue(self, cue: TextCue) -> bool:
+        if cue not in self._cues:
+            self._cues[cue] = cue.found_in(self.text)
+        return self._cues[cue]

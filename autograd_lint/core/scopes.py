@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import libcst as cst
 
+from .context import per_file
 from .syntax import assigned_names, dotted_name, walk
 
 
@@ -15,7 +14,7 @@ def _declared(body: cst.CSTNode, kind: type[cst.Global] | type[cst.Nonlocal]) ->
     }
 
 
-@lru_cache(maxsize=2048)  # rules ask about the same scopes again and again; nodes hash by identity
+@per_file  # rules ask about the same scopes again and again
 def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
     """Name -> the nodes that bind it directly in `scope` (a Module or FunctionDef), nested scopes excluded.
 
@@ -70,18 +69,11 @@ def bindings(scope: cst.CSTNode) -> dict[str, list[cst.CSTNode]]:
     return found
 
 
-@lru_cache(maxsize=2048)
+@per_file
 def declared_global(function: cst.FunctionDef) -> set[str]:
     return _declared(function.body, cst.Global)
 
 
-@lru_cache(maxsize=2048)
+@per_file
 def declared_nonlocal(function: cst.FunctionDef) -> set[str]:
     return _declared(function.body, cst.Nonlocal)
-
-
-def forget_scopes() -> None:
-    """Drop the cached answers about the previous module's scopes (and with them its nodes)."""
-    bindings.cache_clear()
-    declared_global.cache_clear()
-    declared_nonlocal.cache_clear()

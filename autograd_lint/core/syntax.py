@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
+from .context import active_file
+
 _CODEGEN = cst.Module(body=[])
 
 
@@ -113,25 +115,23 @@ def _is_node(value) -> bool:
     return known
 
 
-# Children of the nodes of the module being linted, filled once by ParsedModule and read by every
-# later walk of that module (the rules walk the same tree many times). Reset per module.
-_CHILDREN: dict[cst.CSTNode, list[cst.CSTNode]] = {}
-
-
-def remember_children(table: dict[cst.CSTNode, list[cst.CSTNode]]) -> None:
-    global _CHILDREN
-    _CHILDREN = table
-
-
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """A node's children in source order.
 
-    Reads the dataclass fields directly: several times faster than libcst's `children` property,
-    which runs a visitor per call, and this is on every file's hot path.
+    The file being linted keeps every node's children from when it was indexed (the rules walk the same
+    tree many times); elsewhere they are read from the node.
     """
-    known = _CHILDREN.get(node)
-    if known is not None:
-        return known
+    context = active_file()
+    if context is not None:
+        known = context.children.get(node)
+        if known is not None:
+            return known
+    return read_children(node)
+
+
+def read_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """A node's children, read from its dataclass fields: several times faster than libcst's `children`
+    property, which runs a visitor per call, and this is on every file's hot path."""
     names = _CHILD_FIELDS.get(type(node))
     if names is None:
         names = _CHILD_FIELDS[type(node)] = tuple(f.name for f in dataclasses.fields(node))
@@ -147,13 +147,20 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
 
 def walk(node: cst.CSTNode, *, into_functions: bool = True) -> Iterator[cst.CSTNode]:
     """Pre-order walk of `node`'s descendants (not `node` itself)."""
-    stack = list(reversed(children(node)))
+    context = active_file()  # asked once per walk, not per node
+    known = context.children if context is not None else {}
+
+    def children_of(parent: cst.CSTNode) -> list[cst.CSTNode]:
+        found = known.get(parent)
+        return found if found is not None else read_children(parent)
+
+    stack = list(reversed(children_of(node)))
     while stack:
         child = stack.pop()
         yield child
         if not into_functions and type(child) in _SCOPE_TYPES:
             continue
-        stack.extend(reversed(children(child)))
+        stack.extend(reversed(children_of(child)))
 
 
 def assigned_names(target: cst.BaseExpression) -> Iterator[cst.Name]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from enum import Enum
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import libcst as cst
 
+from ..core.context import per_file
+from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, string_value, walk
 from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, is_integer_dtype
@@ -917,9 +919,8 @@ class _HelperKinds(ValueKinds):
         }
 
 
-@lru_cache(maxsize=4)
-def _plain_classes_of(module) -> frozenset[str]:
-    return _plain_classes(module) if module is not None else frozenset()
+def _plain_classes_of(module: ParsedModule | None) -> frozenset[str]:
+    return module.fact(_plain_classes) if module is not None else frozenset()
 
 
 # ---- forward's parameters, from annotations, defaults, call sites and use ----
@@ -987,7 +988,7 @@ def _plain_classes(module) -> frozenset[str]:
     return frozenset(found)
 
 
-@lru_cache(maxsize=256)
+@per_file
 def names_used_as_objects(node: cst.FunctionDef) -> frozenset[str]:
     """Names the function uses as a process group: passed as `group=`, to `dist.get_world_size(...)`
     and the like, or asked `.rank()`. A tensor is never used so, though a group has `.size()` too."""
@@ -1037,9 +1038,8 @@ def call_site_kinds(function_class: FunctionClass, index: int, name: str, param:
     return kinds
 
 
-@lru_cache(maxsize=4)
-def _caller_kinds(module) -> CallerKinds:
-    return CallerKinds(module)
+def _caller_kinds(module: ParsedModule) -> CallerKinds:
+    return module.fact(CallerKinds)
 
 
 def argument_kind(expr: cst.BaseExpression, scope: cst.CSTNode | None = None) -> Kind:
@@ -1089,7 +1089,7 @@ def _tensor_used_names(method: Method) -> frozenset[str]:
     return _tensor_used_in(method.node)
 
 
-@lru_cache(maxsize=256)
+@per_file
 def _tensor_used_in(node: cst.FunctionDef) -> frozenset[str]:
     """Parameters of `method` used as only a tensor can be: a tensor-only method or attribute
     (`x.view_as`, `x.contiguous()`, `x.requires_grad`), the first argument of a `torch.*` op, an
@@ -1098,7 +1098,7 @@ def _tensor_used_in(node: cst.FunctionDef) -> frozenset[str]:
     return frozenset(names_used_as_tensors(node) - rebound)
 
 
-@lru_cache(maxsize=256)
+@per_file
 def names_used_as_tensors(node: cst.FunctionDef) -> frozenset[str]:
     """Every name (parameter, local or loop variable) the function uses as only a tensor can be used."""
     found: set[str] = set()
@@ -1145,7 +1145,7 @@ class CallerKinds:
 
     MAX_DEPTH = 6
 
-    def __init__(self, module):  # a ParsedModule
+    def __init__(self, module: ParsedModule):
         self.module = module
         self._classes: dict[cst.ClassDef, dict[str, list[AttributeValue] | None]] = {}
 

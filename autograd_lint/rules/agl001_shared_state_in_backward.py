@@ -9,7 +9,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings, declared_nonlocal
 from ..core.syntax import assigned_names, code_of, dotted_name, string_value, walk
 from ..facts.function_model import (
@@ -21,6 +21,7 @@ from ..facts.function_model import (
     function_model,
 )
 from ..facts.runtime_writes import MUTATING_METHODS, RuntimeWrites, Write, chains_overlap
+from .base import FunctionClassRule
 
 ADVICE = (
     "Backward runs after the whole forward pass, so it sees the last value written, not the one "
@@ -28,23 +29,19 @@ ADVICE = (
 )
 
 
-class SharedStateInBackward(FunctionRule):
+class SharedStateInBackward(FunctionClassRule["SharedRead"]):
     code = "AGL001"
     name = "shared-state-in-backward"
     severity = Severity.ERROR
     summary = "backward reads a class attribute, global or closure variable that is rewritten at run time"
+    only_reachable_backward = True  # torch never calls backward: whatever it reads cannot be stale
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        if not function_model(module):
-            return
-        writes = RuntimeWrites(module)
-        for function_class in function_model(module):
-            if not function_class.backward_reachable:
-                continue  # torch never calls backward: whatever it reads cannot be stale
-            for name in DERIVATIVE_METHODS:
-                method = function_class.own_methods.get(name)
-                if method is not None:
-                    yield from self._check_method(module, writes, function_class, method)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[SharedRead]]:
+        writes = module.fact(RuntimeWrites)
+        for name in DERIVATIVE_METHODS:
+            method = function_class.own_methods.get(name)
+            if method is not None:
+                yield from self._check_method(module, writes, function_class, method)
 
     def _check_method(
         self, module, writes: RuntimeWrites, function_class: FunctionClass, method: Method

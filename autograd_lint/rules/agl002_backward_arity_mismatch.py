@@ -8,21 +8,21 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import is_none, short_code
-from ..facts.function_model import ForwardInputs, FunctionClass, function_model
+from ..facts.function_model import ForwardInputs, FunctionClass
 from ..facts.gradient_returns import ReturnedValues, returned_values
+from .base import FunctionClassRule
 
 
-class BackwardArityMismatch(FunctionRule):
+class BackwardArityMismatch(FunctionClassRule[FunctionClass]):
     code = "AGL002"
     name = "backward-arity-mismatch"
     severity = Severity.ERROR
     summary = "backward returns a different number of gradients than forward takes inputs"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            yield from self._check_class(module, function_class)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[FunctionClass]]:
+        yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
         contract = function_class.gradient_contract()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from typing import TypeGuard
@@ -10,8 +11,8 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import multiplies_a_comparison
-from ..core.rule import Finding, Rule
+from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name, unwrap_casts
+from ..core.rule import Finding, NodeRule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
@@ -26,64 +27,62 @@ _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
 _COMPARISON_METHOD = r"\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
 # Separate patterns: one alternation of all of them is several times slower to search.
-_TRIGGERS = tuple(
-    re.compile(pattern, re.MULTILINE)
-    for pattern in (
-        r"\*=?\s*\(" + _COMPARISON + r"\)",
-        r"\(" + _COMPARISON + r"\)" + _CAST + r"\s*\*",
-        _COMPARISON_METHOD + r"[^\n]*\*|\*[^\n]*" + _COMPARISON_METHOD,
-        r"mul_?\([^\n]*(?:[<>]|" + _COMPARISON_METHOD + r")|multiply\(",
-        r"^[ \t]*\w+[ \t]*=[ \t]*\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",
-        r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+" + _COMPARISON_METHOD,
-        r"^[ \t]*return[ \t]+\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",  # a helper returning a mask
-    )
+# The flagged expression is assumed to keep each of these on one physical line, as formatters write it.
+MASK_MULTIPLIED = TextCue(
+    "a comparison next to a multiplication or assigned to a name",
+    patterns=tuple(
+        re.compile(pattern, re.MULTILINE)
+        for pattern in (
+            r"\*=?\s*\(" + _COMPARISON + r"\)",
+            r"\(" + _COMPARISON + r"\)" + _CAST + r"\s*\*",
+            _COMPARISON_METHOD + r"[^\n]*\*|\*[^\n]*" + _COMPARISON_METHOD,
+            r"mul_?\([^\n]*(?:[<>]|" + _COMPARISON_METHOD + r")|multiply\(",
+            r"^[ \t]*\w+[ \t]*=[ \t]*\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",
+            r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+" + _COMPARISON_METHOD,
+            r"^[ \t]*return[ \t]+\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",  # a helper returning a mask
+        )
+    ),
 )
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 
 
-class HandwrittenPiecewiseActivation(Rule):
+class HandwrittenPiecewiseActivation(NodeRule[cst.BaseExpression]):
     code = "AGL003"
     name = "handwritten-piecewise-activation"
     severity = Severity.WARNING
     summary = "a value multiplied by a comparison of itself: -0.0 for negatives, NaN at -inf"
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        """A comparison next to a multiplication (`x * (x > 0)`, `(x > 0).float() * x`, `x * x.gt(0)`,
-        `x.mul(x > 0)`) or assigned to a name (`mask = (x > 0).float()`). The flagged expression is
-        assumed to keep each of these on one physical line, as formatters write it."""
-        return any(pattern.search(text) for pattern in _TRIGGERS)
+    # A comparison next to a multiplication (`x * (x > 0)`, `(x > 0).float() * x`, `x * x.gt(0)`,
+    # `x.mul(x > 0)`) or assigned to a name (`mask = (x > 0).float()`).
+    requires = (MASK_MULTIPLIED,)
+    node_types = (cst.BinaryOperation, cst.AugAssign, cst.Call)
 
     @classmethod
-    def candidate(cls, tree) -> bool:
-        return multiplies_a_comparison(tree)
+    def candidate(cls, tree: ast.AST) -> bool:
+        return _multiplies_a_comparison(tree)
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for node in walk(module.tree):
-            kind = type(node)
-            if kind not in (cst.BinaryOperation, cst.AugAssign, cst.Call):
-                continue
-            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
-                parent = module.parents.get(node)
-                if _is_multiply(parent) and parent.left is node:
-                    continue  # judged once, at the top of the `a * b * c` chain
-                factors = list(_factors(node))
-            elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.MultiplyAssign):
-                factors = [node.target, node.value]
-            elif isinstance(node, cst.Call) and _is_mul_call(module, node):
-                # `x.mul(mask)`, `torch.mul(x, mask)`
-                torch_function = (module.qualified_name(node.func) or "").startswith("torch.")
-                receiver = [node.func.value] if isinstance(node.func, cst.Attribute) and not torch_function else []
-                factors = receiver + [a.value for a in node.args if a.keyword is None]
-            else:
-                continue
-            match = _self_mask(module, factors)
-            if match is None:
-                continue
-            value, _, comparison = match
-            if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
-                continue
-            yield Finding(node, *_message(node, value, comparison), subject=value)
+    def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[cst.BaseExpression]]:
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+            parent = module.parents.get(node)
+            if _is_multiply(parent) and parent.left is node:
+                return  # judged once, at the top of the `a * b * c` chain
+            factors = list(_factors(node))
+        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.MultiplyAssign):
+            factors = [node.target, node.value]
+        elif isinstance(node, cst.Call) and _is_mul_call(module, node):
+            # `x.mul(mask)`, `torch.mul(x, mask)`
+            torch_function = (module.qualified_name(node.func) or "").startswith("torch.")
+            receiver = [node.func.value] if isinstance(node.func, cst.Attribute) and not torch_function else []
+            factors = receiver + [a.value for a in node.args if a.keyword is None]
+        else:
+            return
+        match = _self_mask(module, factors)
+        if match is None:
+            return
+        value, _, comparison = match
+        if _integer_valued(module, value) or not _activation_in_a_differentiable_path(module, node, value):
+            return
+        yield Finding(node, *_message(node, value, comparison), subject=value)
 
 
 def _is_multiply(node: cst.CSTNode | None) -> TypeGuard[cst.BinaryOperation]:
@@ -390,3 +389,54 @@ def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> 
             and literal_number(threshold) == 0
         )
     return False
+
+
+# --- the prefilter's AST check ---
+
+
+def _multiplies_a_comparison(tree: ast.AST) -> bool:
+    nodes = list(ast.walk(tree))
+    compared_names = {
+        target.id
+        for node in nodes
+        if isinstance(node, ast.Assign) and is_ordering_comparison(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+    # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask.
+    mask_helpers = {
+        node.name
+        for node in getattr(tree, "body", [])
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(r, ast.Return) and r.value is not None and is_ordering_comparison(unwrap_casts(r.value))
+            for r in ast.walk(node)
+        )
+    }
+
+    def comparison_like(factor: ast.AST) -> bool:
+        factor = unwrap_casts(factor)
+        if isinstance(factor, ast.Call) and isinstance(factor.func, ast.Name) and factor.func.id in mask_helpers:
+            return True
+        return is_ordering_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
+
+    for node in nodes:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            if any(comparison_like(f) for f in _ast_factors(node)):
+                return True
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult):
+            if comparison_like(node.value):
+                return True
+        elif isinstance(node, ast.Call) and terminal_name(node.func) in ("mul", "mul_", "multiply"):
+            if any(comparison_like(a) for a in node.args):
+                return True
+    return False
+
+
+def _ast_factors(node: ast.AST):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        yield from _ast_factors(node.left)
+        yield from _ast_factors(node.right)
+    else:
+        yield node

@@ -21,8 +21,8 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import activation_with_a_flagged_op
-from ..core.rule import Finding, Rule
+from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name
+from ..core.rule import Finding, NodeRule
 from ..core.syntax import assigned_names, dotted_name, short_code, walk
 from ..facts.function_model import function_model
 from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
@@ -44,50 +44,55 @@ _ACTIVATION_DEF = re.compile(
     r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(",
     re.IGNORECASE,
 )
-_ZERO_GRADIENT_OP_NAMES = r"(sign|sgn|round|floor|ceil|trunc|fix|heaviside)"
+_ZERO_GRADIENT_OP_NAMES = "(" + "|".join(sorted(ZERO_GRADIENT_OPS)) + ")"
+ACTIVATION_DEFINED = TextCue("a forward or an activation-like function", patterns=(_ACTIVATION_DEF,))
 # One pattern per kind of source (separate patterns search faster than one alternation).
-_SOURCE_OPS = tuple(
-    re.compile(pattern, re.MULTILINE)
-    for pattern in (
-        r"(?<!math)(?<!np)(?<!numpy)\." + _ZERO_GRADIENT_OP_NAMES + r"_?\s*\(",
-        r"^\s*from\s+torch\s+import[^\n]*\b" + _ZERO_GRADIENT_OP_NAMES + r"\b",
-        r"\bone_hot\s*\(",
-        r"\bwhere\s*\([^\n]*(?:ones|zeros|full|tensor|,\s*-?\d)",
-        r"\bscatter_?\s*\(",
-        r"\.(int|long|short|byte|char|bool)\(\s*\)",
-        r"\.(to|type)\([^)\n]*\b(u?int(8|16|32|64)|long|bool|short|\w*Tensor)\b",
-        r"([<>]|==)[^\n]*\)\s*\.(float|half|double|bfloat16|to|type_as|type)\(",
-        r"\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\(",
-    )
+FLAGGED_OP = TextCue(
+    "one of the ops this rule flags",
+    patterns=tuple(
+        re.compile(pattern, re.MULTILINE)
+        for pattern in (
+            r"(?<!math)(?<!np)(?<!numpy)\." + _ZERO_GRADIENT_OP_NAMES + r"_?\s*\(",
+            r"^\s*from\s+torch\s+import[^\n]*\b" + _ZERO_GRADIENT_OP_NAMES + r"\b",
+            r"\bone_hot\s*\(",
+            r"\bwhere\s*\([^\n]*(?:ones|zeros|full|tensor|,\s*-?\d)",
+            r"\bscatter_?\s*\(",
+            r"\.(int|long|short|byte|char|bool)\(\s*\)",
+            r"\.(to|type)\([^)\n]*\b(u?int(8|16|32|64)|long|bool|short|\w*Tensor)\b",
+            r"([<>]|==)[^\n]*\)\s*\.(float|half|double|bfloat16|to|type_as|type)\(",
+            r"\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\(",
+        )
+    ),
 )
 ACTIVATION_NAME = re.compile(
     r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|binary|bin_?act\w*|ternari[sz]\w*|ternary|discreti[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
 )
 
 
-class NonDifferentiableActivation(Rule):
+class NonDifferentiableActivation(NodeRule[cst.FunctionDef]):
     code = "AGL004"
     name = "non-differentiable-activation"
     severity = Severity.ERROR
     summary = "a sign, rounding, step or integer cast feeds the output: its input gets zero or no gradient"
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        """A forward or an activation-like function, and one of the ops this rule flags."""
-        return _ACTIVATION_DEF.search(text) is not None and any(op.search(text) for op in _SOURCE_OPS)
+    requires = (ACTIVATION_DEFINED, FLAGGED_OP)
+    node_types = (cst.FunctionDef,)
 
     @classmethod
-    def candidate(cls, tree) -> bool:
+    def candidate(cls, tree: ast.AST) -> bool:
         """With a forward in the file, any helper it may call is judged; without one, only
         activation- or quantizer-like functions."""
         has_forward = any(isinstance(node, ast.FunctionDef) and node.name == "forward" for node in ast.walk(tree))
-        return activation_with_a_flagged_op(tree, (lambda name: True) if has_forward else _activation_like)
+        return _activation_with_a_flagged_op(tree, (lambda name: True) if has_forward else _activation_like)
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        function_classes = {c.node for c in function_model(module)}
-        for node in module.parents:
-            if type(node) is cst.FunctionDef and _is_judged(module, node, function_classes):
-                yield from _Judge(module, node, function_classes).findings()
+    def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[cst.FunctionDef]]:
+        function_classes = module.fact(_function_class_nodes)
+        if isinstance(node, cst.FunctionDef) and _is_judged(module, node, function_classes):
+            yield from _Judge(module, node, function_classes).findings()
+
+
+def _function_class_nodes(module: ParsedModule) -> frozenset[cst.ClassDef]:
+    return frozenset(c.node for c in function_model(module))
 
 
 def _operand(source: cst.CSTNode) -> cst.BaseExpression | None:
@@ -470,3 +475,47 @@ NOT_ACTIVATIONS = ("test_", "sample_", "reference_", "ref_", "_ref", "error_inpu
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+# --- the prefilter's AST check ---
+
+INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
+
+
+def _activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
+    """A function the rule would judge (`activation_like(name)`) that calls one of its ops, also
+    under an alias (`from torch import sign as hard_sign`)."""
+    aliases = frozenset(
+        alias.asname
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
+        for alias in node.names
+        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
+    )
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):
+            if any(_is_source_call(inner, aliases) for inner in ast.walk(node)):
+                return True
+    return False
+
+
+def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    name = terminal_name(node.func)
+    if name is None:
+        return False
+    if name in aliases or name.rstrip("_") in ZERO_GRADIENT_OPS or name in ("one_hot", "where", "scatter", "scatter_"):
+        return True
+    if name in INTEGER_CASTS and not node.args:
+        return True
+    if name in ("to", "type") and any(
+        INTEGER_DTYPE.match(terminal_name(a) or "") for a in [*node.args, *(k.value for k in node.keywords)]
+    ):
+        return True
+    return (
+        name in CASTS
+        and isinstance(node.func, ast.Attribute)
+        and is_ordering_comparison(node.func.value)
+        or (name in CASTS and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Compare))
+    )

@@ -9,9 +9,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import code_of, short_code, walk
 from ..facts.function_model import DERIVATIVE_METHODS, FunctionClass, Method, function_model
+from .base import FunctionClassRule
 
 # What a ctx (the `<F>Backward` node) offers: reading these on `self` is ctx use, not instance state.
 CTX_API = frozenset(
@@ -48,20 +49,19 @@ class LegacyUse:
     attribute: str | None = None
 
 
-class LegacyFunctionApi(FunctionRule):
+class LegacyFunctionApi(FunctionClassRule[LegacyUse]):
     code = "AGL005"
     name = "legacy-function-api"
     severity = Severity.ERROR
     summary = "legacy autograd.Function usage: instance calls, __init__ state, non-static methods reading instance state, no backward"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            if function_class.used_as_namespace:
-                continue  # its methods are plain static functions: no ctx, no instance, no backward
-            yield from self._init_state(function_class)
-            yield from self._instance_state_reads(function_class)
-            yield from self._instance_uses(module, function_class)
-            yield from self._missing_backward(module, function_class)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[LegacyUse]]:
+        if function_class.used_as_namespace:
+            return  # its methods are plain static functions: no ctx, no instance, no backward
+        yield from self._init_state(function_class)
+        yield from self._instance_state_reads(function_class)
+        yield from self._instance_uses(module, function_class)
+        yield from self._missing_backward(module, function_class)
 
     # --- __init__ -------------------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import short_code
 from ..facts.function_model import FunctionClass, function_model
+from .base import FunctionClassRule
 
 
 @dataclass(frozen=True)
@@ -21,25 +22,24 @@ class DirectCall:
     method: str  # "forward" or "backward"
 
 
-class ForwardCalledDirectly(FunctionRule):
+class ForwardCalledDirectly(FunctionClassRule[DirectCall]):
     code = "AGL006"
     name = "forward-called-directly"
     severity = Severity.ERROR
     summary = "Fn.forward(...) / Fn.backward(...) called outside the Function, bypassing .apply"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            for call in function_class.direct_calls:
-                if function_model(module).enclosing(call) is not None:
-                    continue  # delegation inside a Function (Base.forward(ctx, ...) in a subclass, composition)
-                if module.under_no_grad(call):
-                    continue  # nothing is recorded, so nothing is bypassed
-                if not isinstance(call.func, cst.Attribute):
-                    continue  # never: direct_calls are `Cls.forward(...)` / `Cls.backward(...)`
-                method = call.func.attr.value
-                yield Finding(
-                    call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method)
-                )
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[DirectCall]]:
+        for call in function_class.direct_calls:
+            if function_model(module).enclosing(call) is not None:
+                continue  # delegation inside a Function (Base.forward(ctx, ...) in a subclass, composition)
+            if module.under_no_grad(call):
+                continue  # nothing is recorded, so nothing is bypassed
+            if not isinstance(call.func, cst.Attribute):
+                continue  # never: direct_calls are `Cls.forward(...)` / `Cls.backward(...)`
+            method = call.func.attr.value
+            yield Finding(
+                call, *_message(function_class, call, method), subject=DirectCall(function_class, call, method)
+            )
 
 
 def _message(function_class: FunctionClass, call: cst.Call, method: str) -> tuple[str, str]:

@@ -19,13 +19,14 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, is_none, shortened, walk
-from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.function_model import FunctionClass, Method
 from ..facts.gradient_returns import returned_values
 from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from .base import FunctionClassRule
 
 INPUT, OUTPUT, INTERMEDIATE = "input", "output", "intermediate"
 VALUE, METADATA = "value", "metadata"
@@ -65,24 +66,23 @@ class CtxTensor:
     source: str = ""  # for an input's view or alias: the input it shows
 
 
-class TensorOnCtx(FunctionRule):
+class TensorOnCtx(FunctionClassRule[CtxTensor]):
     code = "AGL007"
     name = "tensor-on-ctx"
     severity = Severity.WARNING
     summary = "a tensor is stored as ctx.name = ... instead of with save_for_backward"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            reads: _BackwardReads | None = None
-            for method in function_class.saving_methods():
-                kinds: ValueKinds | None = None
-                for target, value in _ctx_assignments(method):
-                    if kinds is None:
-                        kinds = ValueKinds(function_class, method, module)
-                    reads = reads or _BackwardReads(module, function_class)
-                    subject = _harmful(kinds, reads, target.attr.value, value)
-                    if subject is not None:
-                        yield Finding(target, *_message(subject), subject=subject)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[CtxTensor]]:
+        reads: _BackwardReads | None = None
+        for method in function_class.saving_methods():
+            kinds: ValueKinds | None = None
+            for target, value in _ctx_assignments(method):
+                if kinds is None:
+                    kinds = ValueKinds(function_class, method, module)
+                reads = reads or _BackwardReads(module, function_class)
+                subject = _harmful(kinds, reads, target.attr.value, value)
+                if subject is not None:
+                    yield Finding(target, *_message(subject), subject=subject)
 
 
 def _ctx_assignments(method: Method) -> Iterator[tuple[cst.Attribute, cst.BaseExpression]]:

@@ -8,9 +8,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
-from ..facts.function_model import Method, function_model
+from ..core.rule import Finding
+from ..facts.function_model import BACKWARD_METHODS, FunctionClass, Method
 from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow
+from .base import FunctionClassRule
 
 TORCH_MESSAGE = (
     "unsupported operation: more than one element of the written-to tensor refers to a single memory "
@@ -18,15 +19,18 @@ TORCH_MESSAGE = (
 )
 
 
-class InplaceGradOutput(FunctionRule):
+class InplaceGradOutput(FunctionClassRule[FunctionClass]):
     code = "AGL008"
     name = "inplace-grad-output"
     severity = Severity.ERROR
     summary = "backward modifies an incoming gradient in place without a prior clone"
+    only_reachable_backward = True
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for method in function_model(module).reachable_backwards():
-            yield from self._check_method(module, method)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[FunctionClass]]:
+        for name in BACKWARD_METHODS:
+            method = function_class.own_methods.get(name)
+            if method is not None:
+                yield from self._check_method(module, method)
 
     def _check_method(self, module: ParsedModule, method: Method) -> Iterator[Finding]:
         roots = {param.name.value: Alias(param.name.value, TENSOR) for param in method.data_params}

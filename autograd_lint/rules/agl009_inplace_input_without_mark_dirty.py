@@ -8,11 +8,12 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import code_of, dotted_name, is_none, normalized_code, walk
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.inplace import TENSOR, TENSORS, Alias, AliasFlow, CallTracking, InplaceWrite
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from .base import FunctionClassRule
 
 # Attributes and methods only a tensor (or an ndarray) has: evidence that a parameter holds one.
 TENSOR_EVIDENCE = (
@@ -64,15 +65,16 @@ TENSOR_EVIDENCE = (
 )
 
 
-class InplaceInputWithoutMarkDirty(FunctionRule):
+class InplaceInputWithoutMarkDirty(FunctionClassRule[FunctionClass]):
     code = "AGL009"
     name = "inplace-input-without-mark-dirty"
     severity = Severity.ERROR
     summary = "forward modifies an input in place and does not call ctx.mark_dirty on it"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for forward in function_model(module).methods_named("forward"):
-            yield from self._check_forward(module, forward.owner, forward)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[FunctionClass]]:
+        forward = function_class.own_methods.get("forward")  # an inherited one is checked where it is defined
+        if forward is not None:
+            yield from self._check_forward(module, function_class, forward)
 
     def _check_forward(self, module: ParsedModule, function_class: FunctionClass, forward: Method) -> Iterator[Finding]:
         marked = _marked_dirty(function_class, forward)

@@ -22,9 +22,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.prefilter import TextCue
+from ..core.rule import Finding
 from ..core.syntax import assigned_names, children, code_of, disables_grad, dotted_name, is_none, shortened, walk
-from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.function_model import BACKWARD_METHODS, FunctionClass, Method
 from ..facts.gradient_reach import (
     ARGUMENT_CARRYING_METHODS,
     METADATA,
@@ -37,6 +38,7 @@ from ..facts.gradient_reach import (
 from ..facts.gradient_returns import returned_values
 from ..facts.second_derivatives import second_derivative_uses
 from ..torch_api import VIEW_ATTRIBUTES
+from .base import FunctionClassRule
 
 # What each leaving construct does, for the message.
 LEAVING_METHODS = {
@@ -107,34 +109,36 @@ NON_DIFFERENTIABLE_OPS = frozenset(
 # A module (or a name bound from one) that is a compiled extension: `_C`, `_ext`, `*_cuda`, `*_cpp`...
 EXTENSION_MODULE = re.compile(r"^(_C|_ext|_?\w+_(C|cuda|ext|cpp|cext|cuda_ext|kernels?))$")
 EXTENSION_LOADERS = frozenset({"load", "load_inline", "load_ext"})
-TRIGGER = re.compile(
-    r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\(|_(C|cuda|ext|cpp|cext|kernels?)\b"
-    r"|load|save_for_backward|\w\.\w+\s*=[^=]"
+# One of the constructs (or a save, or a ctx attribute written) somewhere in the file.
+LEAVES_AUTOGRAD = TextCue(
+    "a construct that leaves autograd, a save or a ctx attribute written",
+    patterns=(
+        re.compile(
+            r"\.(numpy|item|tolist|detach|data)\b|no_grad|inference_mode|set_grad_enabled|numpy|\]\s*\("
+            r"|_(C|cuda|ext|cpp|cext|kernels?)\b|load|save_for_backward|\w\.\w+\s*=[^=]"
+        ),
+    ),
 )
 
 
-class MissingOnceDifferentiable(FunctionRule):
+class MissingOnceDifferentiable(FunctionClassRule[FunctionClass]):
     code = "AGL010"
     name = "missing-once-differentiable"
     severity = Severity.WARNING
     summary = "backward leaves autograd (NumPy, .item(), .data, no_grad, detach, extension calls) without @once_differentiable"
+    requires = (LEAVES_AUTOGRAD,)
+    only_reachable_backward = True
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        """A Function class and one of the constructs (or a save, or a ctx attribute written) somewhere in the file."""
-        return super().triggered(text) and TRIGGER.search(text) is not None
-
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        extensions = second_derivatives = None
-        for method in function_model(module).reachable_backwards():
-            if _once_differentiable(module, method):
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[FunctionClass]]:
+        for name in BACKWARD_METHODS:
+            method = function_class.own_methods.get(name)
+            if method is None or _once_differentiable(module, method):
                 continue
-            if extensions is None:
-                extensions, second_derivatives = _ExtensionNames(module), _second_derivative_use(module)
+            extensions, second_derivatives = module.fact(_ExtensionNames), module.fact(_second_derivative_use)
             found = _BackwardFlow(module, method, extensions, second_derivatives).first_exit()
             if found is not None:
                 node, what = found
-                yield Finding(node, *_message(method.owner, method, node, what), subject=method.owner)
+                yield Finding(node, *_message(function_class, method, node, what), subject=function_class)
 
 
 def _once_differentiable(module: ParsedModule, method: Method) -> bool:

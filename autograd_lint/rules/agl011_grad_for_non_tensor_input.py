@@ -16,10 +16,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import code_of, is_none, short_code, shortened, walk
-from ..facts.function_model import FunctionClass, Method, function_model
+from ..facts.function_model import FunctionClass, Method
 from ..facts.gradient_returns import ReturnedValues, returned_values
 from ..facts.value_kinds import (
     NON_TENSOR,
@@ -33,6 +33,7 @@ from ..facts.value_kinds import (
     names_used_as_tensors,
     used_as_tensor,
 )
+from .base import FunctionClassRule
 
 NOT_A_TENSOR = (NONE, NON_TENSOR)
 # What the harness passes for a non-tensor whose value the source does not spell out, by annotation.
@@ -66,15 +67,15 @@ class NonTensorGradient:
     reported_before: tuple[int, ...]  # earlier positions of the same return reported too (0-based)
 
 
-class GradForNonTensorInput(FunctionRule):
+class GradForNonTensorInput(FunctionClassRule[NonTensorGradient]):
     code = "AGL011"
     name = "grad-for-non-tensor-input"
     severity = Severity.ERROR
     summary = "backward returns a gradient for an input that is a Python number, string, flag or None at the call sites"
+    only_reachable_backward = True
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module).with_reachable_backward():
-            yield from self._check_class(module, function_class)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[NonTensorGradient]]:
+        yield from self._check_class(module, function_class)
 
     def _check_class(self, module: ParsedModule, function_class: FunctionClass) -> Iterator[Finding]:
         contract = function_class.gradient_contract()

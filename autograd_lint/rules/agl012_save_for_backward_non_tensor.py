@@ -10,11 +10,12 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, short_code, shortened, walk
 from ..facts.function_model import FunctionClass, Method, function_model, is_save_call
 from ..facts.value_kinds import NON_TENSOR, CallerKinds, ValueKinds, annotation_kind
+from .base import FunctionClassRule
 
 
 @dataclass(frozen=True)
@@ -25,28 +26,27 @@ class NonTensorSave:
     position: int | None  # among the call's arguments; None after a starred one
 
 
-class SaveForBackwardNonTensor(FunctionRule):
+class SaveForBackwardNonTensor(FunctionClassRule[NonTensorSave]):
     code = "AGL012"
     name = "save-for-backward-non-tensor"
     severity = Severity.ERROR
     summary = "save_for_backward is given an int, float, shape, list or other non-tensor"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            for method in function_class.saving_methods():
-                kinds: ValueKinds | None = None
-                for call, arguments, helper in _saved_arguments(module, method):
-                    kinds = kinds or ValueKinds(function_class, method, module)
-                    for position, arg, star in arguments:
-                        extra = None
-                        if star:
-                            extra = _varargs_non_tensor(module, method, arg)
-                            if not kinds.is_shape(arg) and extra is None:
-                                continue  # `*tensors`: whatever the sequence holds
-                        elif kinds.kind(arg) is not NON_TENSOR or _kind_tested(module, method, call, arg):
-                            continue
-                        subject = NonTensorSave(function_class, call, arg, position)
-                        yield Finding(arg, *_message(kinds, arg, star, subject, extra, helper), subject=subject)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[NonTensorSave]]:
+        for method in function_class.saving_methods():
+            kinds: ValueKinds | None = None
+            for call, arguments, helper in _saved_arguments(module, method):
+                kinds = kinds or ValueKinds(function_class, method, module)
+                for position, arg, star in arguments:
+                    extra = None
+                    if star:
+                        extra = _varargs_non_tensor(module, method, arg)
+                        if not kinds.is_shape(arg) and extra is None:
+                            continue  # `*tensors`: whatever the sequence holds
+                    elif kinds.kind(arg) is not NON_TENSOR or _kind_tested(module, method, call, arg):
+                        continue
+                    subject = NonTensorSave(function_class, call, arg, position)
+                    yield Finding(arg, *_message(kinds, arg, star, subject, extra, helper), subject=subject)
 
 
 Saved = tuple[int | None, cst.BaseExpression, bool]  # (position among the saved, forward's expression, starred)

@@ -9,9 +9,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import is_none, normalized_code, short_code, walk
-from ..facts.function_model import FunctionClass, Method, function_model, is_save_call
+from ..facts.function_model import FunctionClass, Method, is_save_call
+from .base import FunctionClassRule
 
 
 def _saves_something(call: cst.Call) -> bool:
@@ -26,31 +27,29 @@ class Replacement:
     previous: cst.Call  # what it replaces (itself, in a loop)
 
 
-class SaveForBackwardTwice(FunctionRule):
+class SaveForBackwardTwice(FunctionClassRule[Replacement]):
     code = "AGL013"
     name = "save-for-backward-twice"
     severity = Severity.ERROR
     summary = "more than one save_for_backward on one path through forward/setup_context: only the last call is kept"
+    only_reachable_backward = True  # torch never calls backward: nothing reads what was saved
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            if not function_class.backward_reachable:
-                continue  # torch never calls backward: nothing reads what was saved
-            for method in function_class.saving_methods():
-                calls = method.save_calls
-                if len(calls) < 2 and not any(_in_loop(module, call, method) for call in calls):
-                    continue
-                paths = _Paths(method.ctx_name)
-                paths.block(method.node.body.body, {None})
-                for call, previous in paths.replacing.items():
-                    if (
-                        previous is not call
-                        and _keeps_everything(call, previous)
-                        and _unpacked_count(function_class) in (None, len(call.args))
-                    ):
-                        continue  # the first call is only redundant: the last one saves all it saved
-                    subject = Replacement(function_class, method, call, previous)
-                    yield Finding(call, *_message(module, subject), subject=subject)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[Replacement]]:
+        for method in function_class.saving_methods():
+            calls = method.save_calls
+            if len(calls) < 2 and not any(_in_loop(module, call, method) for call in calls):
+                continue
+            paths = _Paths(method.ctx_name)
+            paths.block(method.node.body.body, {None})
+            for call, previous in paths.replacing.items():
+                if (
+                    previous is not call
+                    and _keeps_everything(call, previous)
+                    and _unpacked_count(function_class) in (None, len(call.args))
+                ):
+                    continue  # the first call is only redundant: the last one saves all it saved
+                subject = Replacement(function_class, method, call, previous)
+                yield Finding(call, *_message(module, subject), subject=subject)
 
 
 def _keeps_everything(call: cst.Call, previous: cst.Call) -> bool:

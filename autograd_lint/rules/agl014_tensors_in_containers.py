@@ -10,7 +10,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import assigned_names, code_of, is_none, shortened, walk
 from ..facts.function_model import FunctionClass, Method, function_model
@@ -28,6 +28,7 @@ from ..facts.value_kinds import (
     argument_kind,
     names_used_as_tensors,
 )
+from .base import FunctionClassRule
 
 DISPLAYS = (cst.List, cst.Tuple, cst.Dict, cst.ListComp, cst.DictComp)
 # torch functions whose first argument is a sequence of tensors.
@@ -46,19 +47,18 @@ class ContainerCase:
     position: int | str | None = None  # the container argument's index, or its keyword
 
 
-class TensorsInContainers(FunctionRule):
+class TensorsInContainers(FunctionClassRule[ContainerCase]):
     code = "AGL014"
     name = "tensors-in-containers"
     severity = Severity.ERROR
     summary = "forward returns tensors in a list, dict or nested tuple, or .apply receives tensors inside a container"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            forward = function_class.own_methods.get("forward")
-            if forward is not None:
-                yield from self._check_outputs(module, function_class, forward)
-            if function_class.forward is not None and function_class.hierarchy_known:
-                yield from self._check_inputs(module, function_class, function_class.forward)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[ContainerCase]]:
+        forward = function_class.own_methods.get("forward")
+        if forward is not None:
+            yield from self._check_outputs(module, function_class, forward)
+        if function_class.forward is not None and function_class.hierarchy_known:
+            yield from self._check_inputs(module, function_class, function_class.forward)
 
     # ---- forward's outputs ----
 

@@ -16,9 +16,10 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.syntax import enables_grad, short_code, walk
 from ..facts.function_model import FunctionClass, function_model
+from .base import FunctionClassRule
 
 AUTOGRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 TORCH_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
@@ -31,31 +32,28 @@ class AutogradCall:
     helper: cst.FunctionDef | None  # set when the call is in a helper that forward calls (reported at that call)
 
 
-class AutogradInsideForward(FunctionRule):
+class AutogradInsideForward(FunctionClassRule[AutogradCall]):
     code = "AGL015"
     name = "autograd-inside-forward"
     severity = Severity.ERROR
     summary = "forward calls torch.autograd.grad or .backward() without torch.enable_grad()"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            forward = function_class.own_methods.get("forward")
-            if forward is None or _grad_enabled_throughout(forward.node):
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[AutogradCall]]:
+        forward = function_class.own_methods.get("forward")
+        if forward is None or _grad_enabled_throughout(forward.node):
+            return
+        for call in _unguarded_autograd_calls(module, forward.node):
+            yield Finding(call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None))
+        helpers = dict(function_model(module).called_functions(forward))
+        for helper_call in _calls_in(forward.node):
+            helper = helpers.get(helper_call) or _class_function(module, helper_call)
+            if helper is None or helper is forward.node or _under_enable_grad(module, helper_call, forward.node):
                 continue
-            for call in _unguarded_autograd_calls(module, forward.node):
-                yield Finding(
-                    call, *_message(function_class, call, None), subject=AutogradCall(function_class, call, None)
-                )
-            helpers = dict(function_model(module).called_functions(forward))
-            for helper_call in _calls_in(forward.node):
-                helper = helpers.get(helper_call) or _class_function(module, helper_call)
-                if helper is None or helper is forward.node or _under_enable_grad(module, helper_call, forward.node):
-                    continue
-                found = _reachable_autograd_call(module, helper, {forward.node, helper}, HELPER_DEPTH)
-                if found is not None:
-                    inner, where = found
-                    subject = AutogradCall(function_class, inner, helper)
-                    yield Finding(helper_call, *_message(function_class, inner, helper, where), subject=subject)
+            found = _reachable_autograd_call(module, helper, {forward.node, helper}, HELPER_DEPTH)
+            if found is not None:
+                inner, where = found
+                subject = AutogradCall(function_class, inner, helper)
+                yield Finding(helper_call, *_message(function_class, inner, helper, where), subject=subject)
 
 
 def _message(

@@ -14,10 +14,11 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, short_code, walk
 from ..facts.function_model import FunctionClass, Method, function_model
+from .base import FunctionClassRule
 
 RANDOM_FUNCTIONS = frozenset(
     {
@@ -110,31 +111,33 @@ RNG_CONTROL = frozenset(
 )
 
 
-class RngInBackward(FunctionRule):
+class RngInBackward(FunctionClassRule[tuple[FunctionClass, cst.Call]]):
     code = "AGL016"
     name = "rng-in-backward"
     severity = Severity.ERROR
     summary = "backward draws fresh randomness instead of reusing forward's mask or RNG state"
+    only_reachable_backward = True
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module).with_reachable_backward():
-            backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
-            if backward is None or _controls_rng(module, backward.node):
-                continue
-            draws = [
-                (node, node)
-                for node in walk(backward.node.body)
-                if isinstance(node, cst.Call) and _random_call(module, node, backward.node)
-            ]
-            draws += [
-                (call, drawn)
-                for call, helper in function_model(module).called_functions(backward)
-                if (drawn := _draw_in(module, helper))
-            ]
-            if not draws or not _forward_draws(module, function_class):
-                continue
-            for call, drawn in draws:
-                yield Finding(call, *_message(function_class, backward, call, drawn), subject=(function_class, drawn))
+    def check_class(
+        self, function_class: FunctionClass, module: ParsedModule
+    ) -> Iterator[Finding[tuple[FunctionClass, cst.Call]]]:
+        backward = function_class.own_methods.get("backward") or function_class.own_methods.get("vjp")
+        if backward is None or _controls_rng(module, backward.node):
+            return
+        draws = [
+            (node, node)
+            for node in walk(backward.node.body)
+            if isinstance(node, cst.Call) and _random_call(module, node, backward.node)
+        ]
+        draws += [
+            (call, drawn)
+            for call, helper in function_model(module).called_functions(backward)
+            if (drawn := _draw_in(module, helper))
+        ]
+        if not draws or not _forward_draws(module, function_class):
+            return
+        for call, drawn in draws:
+            yield Finding(call, *_message(function_class, backward, call, drawn), subject=(function_class, drawn))
 
 
 def _message(function_class: FunctionClass, backward: Method, call: cst.Call, drawn: cst.Call) -> tuple[str, str]:

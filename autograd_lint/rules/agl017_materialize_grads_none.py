@@ -19,10 +19,12 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.prefilter import TextCue
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import is_none, short_code, walk
 from ..facts.function_model import FunctionClass, Method, function_model
+from .base import FunctionClassRule
 
 TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 OPERATOR_SYMBOLS = {
@@ -45,37 +47,35 @@ class NoneGradUse:
     use: cst.CSTNode
 
 
-class MaterializeGradsNone(FunctionRule):
+class MaterializeGradsNone(FunctionClassRule[NoneGradUse]):
     code = "AGL017"
     name = "materialize-grads-none"
     severity = Severity.ERROR
     summary = "set_materialize_grads(False) and backward uses a gradient that can be None without checking"
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        return "set_materialize_grads" in text and super().triggered(text)
+    requires = (TextCue("set_materialize_grads", substrings=("set_materialize_grads",)),)
+    only_reachable_backward = True
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module).with_reachable_backward():
-            backward = function_class.own_methods.get("backward")
-            if backward is None or not _disables_materialization(function_class):
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[NoneGradUse]]:
+        backward = function_class.own_methods.get("backward")
+        if backward is None or not _disables_materialization(function_class):
+            return
+        grads = [p.name.value for p in backward.data_params] or _unpacked_star_grads(backward)
+        if len(grads) < 2:
+            return  # one output: backward only runs when its gradient exists
+        checked = _none_checked(backward.node)
+        helpers = dict(function_model(module).called_functions(backward))
+        reported: set[cst.CSTNode] = set()
+        for position, grad in enumerate(grads):
+            if grad in checked:
                 continue
-            grads = [p.name.value for p in backward.data_params] or _unpacked_star_grads(backward)
-            if len(grads) < 2:
-                continue  # one output: backward only runs when its gradient exists
-            checked = _none_checked(backward.node)
-            helpers = dict(function_model(module).called_functions(backward))
-            reported: set[cst.CSTNode] = set()
-            for position, grad in enumerate(grads):
-                if grad in checked:
-                    continue
-                use = _first_unsafe_use(module, backward.node, grad, helpers)
-                if use is not None and use not in reported:
-                    if use in helpers:
-                        reported.add(use)  # a helper given two gradients: one finding at its call
-                    subject = NoneGradUse(function_class, grad, position, use)
-                    helper = helpers.get(use) if isinstance(use, cst.Call) else None
-                    yield Finding(use, *_message(function_class, backward, grad, use, helper), subject=subject)
+            use = _first_unsafe_use(module, backward.node, grad, helpers)
+            if use is not None and use not in reported:
+                if use in helpers:
+                    reported.add(use)  # a helper given two gradients: one finding at its call
+                subject = NoneGradUse(function_class, grad, position, use)
+                helper = helpers.get(use) if isinstance(use, cst.Call) else None
+                yield Finding(use, *_message(function_class, backward, grad, use, helper), subject=subject)
 
 
 def _message(

@@ -10,11 +10,12 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, normalized_code, shortened, walk
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..torch_api import BOOL_RESULT_OPS, DTYPE_CASTS, FLOAT_CASTS, INDEX_RESULT_OPS, INTEGER_DTYPE_NAMES
+from .base import FunctionClassRule
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class UnmarkedOutput:
     origin: str  # "mask" or "index"
 
 
-class FloatOutputNotMarked(FunctionRule):
+class FloatOutputNotMarked(FunctionClassRule[UnmarkedOutput]):
     code = "AGL018"
     name = "float-output-not-marked"
     severity = Severity.WARNING
@@ -34,17 +35,16 @@ class FloatOutputNotMarked(FunctionRule):
         "forward returns a float mask or index without ctx.mark_non_differentiable, and backward ignores its gradient"
     )
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module):
-            pair = function_class.checked_pair()
-            if pair is None:
-                continue
-            forward, backward = pair
-            if forward.owner is not function_class:
-                continue
-            if isinstance(backward.node.params.star_arg, cst.Param):
-                continue  # `backward(ctx, *grads)`: which grads it reads is not known
-            yield from self._check_forward(module, function_class, forward, backward)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[UnmarkedOutput]]:
+        pair = function_class.checked_pair()
+        if pair is None:
+            return
+        forward, backward = pair
+        if forward.owner is not function_class:
+            return
+        if isinstance(backward.node.params.star_arg, cst.Param):
+            return  # `backward(ctx, *grads)`: which grads it reads is not known
+        yield from self._check_forward(module, function_class, forward, backward)
 
     def _check_forward(
         self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method

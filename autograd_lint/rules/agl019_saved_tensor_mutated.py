@@ -33,13 +33,13 @@ class MutatedSaved:
     saved_as: str  # the forward-side name saved
 
 
-class SavedTensorMutated(FunctionRule):
+class SavedTensorMutated(FunctionRule[MutatedSaved]):
     code = "AGL019"
     name = "saved-tensor-mutated"
     severity = Severity.ERROR
     summary = "an .apply argument or result that forward saved for backward is modified in place before backward"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
+    def check(self, module: ParsedModule) -> Iterator[Finding[MutatedSaved]]:
         saved: dict[str, SavedTensors] = {}
         for function_class in function_model(module):
             if function_class.apply_calls or function_class.partial_applies:

@@ -40,13 +40,13 @@ class ViewWritten:
     view: ReturnedView
 
 
-class OutputViewInplace(FunctionRule):
+class OutputViewInplace(FunctionRule[ViewWritten]):
     code = "AGL020"
     name = "output-view-inplace"
     severity = Severity.WARNING
     summary = "forward returns an input or a view of it and the caller modifies the .apply result in place"
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
+    def check(self, module: ParsedModule) -> Iterator[Finding[ViewWritten]]:
         views: dict[str, ReturnedView] = {}
         for function_class in function_model(module):
             if function_class.apply_calls or function_class.partial_applies:

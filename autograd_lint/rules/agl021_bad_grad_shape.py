@@ -9,11 +9,12 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, shortened, walk
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
+from .base import FunctionClassRule
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
 REDUCTIONS = frozenset(
@@ -67,17 +68,17 @@ class BadGradient:
     change: ShapeChange
 
 
-class BadGradShape(FunctionRule):
+class BadGradShape(FunctionClassRule[BadGradient]):
     code = "AGL021"
     name = "bad-grad-shape"
     severity = Severity.ERROR
     summary = "forward reduces or reshapes an input but backward returns the output's gradient unchanged"
+    only_reachable_backward = True
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for function_class in function_model(module).with_reachable_backward():
-            pair = function_class.checked_pair()
-            if pair is not None:
-                yield from self._check_class(module, function_class, *pair)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[BadGradient]]:
+        pair = function_class.checked_pair()
+        if pair is not None:
+            yield from self._check_class(module, function_class, *pair)
 
     def _check_class(
         self, module: ParsedModule, function_class: FunctionClass, forward: Method, backward: Method

@@ -22,9 +22,11 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, FunctionRule
+from ..core.prefilter import TextCue
+from ..core.rule import Finding
 from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
 from ..facts.function_model import TRANSPARENT_DECORATORS, FunctionClass, Method, function_model
+from .base import FunctionClassRule
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
 # makes the incoming gradient low precision, and in backward they refuse mixed dtypes.
@@ -70,59 +72,54 @@ class AmpCase:
     kind: str  # "no-decorators", "fwd-without-bwd", "bwd-without-fwd", "bwd-with-ctxless-fwd"
 
 
-class AmpMissingCustomFwd(FunctionRule):
+class AmpMissingCustomFwd(FunctionClassRule[AmpCase]):
     code = "AGL022"
     name = "amp-missing-custom-fwd"
     severity = Severity.WARNING
     summary = "a matmul/conv Function applied under autocast without torch.amp.custom_fwd/custom_bwd"
+    requires = (TextCue("autocast or custom_bwd", substrings=("autocast", "custom_bwd")),)
+    only_reachable_backward = True
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        return ("autocast" in text or "custom_bwd" in text) and super().triggered(text)
-
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        regions = None
-        for function_class in function_model(module).with_reachable_backward():
-            pair = function_class.checked_pair()
-            if pair is None:
-                continue
-            forward, backward = pair
-            fwd, bwd = _amp_decorator(module, forward, "custom_fwd"), _amp_decorator(module, backward, "custom_bwd")
-            if not _transparent(forward) or not _transparent(backward):
-                continue
-            if bwd is not None:
-                # custom_fwd on a setup_context-style forward (no ctx) stores its state on the first input, not on ctx
-                if (fwd is None or function_class.uses_setup_context) and forward.owner is function_class:
-                    kind = "bwd-without-fwd" if fwd is None else "bwd-with-ctxless-fwd"
-                    yield Finding(
-                        forward.node.name, *_message(function_class, kind, None), subject=AmpCase(function_class, kind)
-                    )
-                continue
-            if fwd is not None and _casts_inputs(fwd):
-                continue
-            if not (function_class.apply_calls or _apply_referenced(module, function_class)):
-                continue
-            if regions is None:
-                regions = autocast_regions(module)
-            if not regions:
-                continue
-            if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
-                continue
-            if (
-                _handles_autocast(forward)
-                or _handles_autocast(backward)
-                or _casts_dtype(backward)
-                or _casts_anywhere(forward)
-            ):
-                continue
-            region = _region_of(module, function_class, regions)
-            if fwd is None:
-                if forward.owner is function_class:
-                    case = AmpCase(function_class, "no-decorators")
-                    yield Finding(forward.node.name, *_message(function_class, case.kind, region), subject=case)
-            elif backward.owner is function_class:
-                case = AmpCase(function_class, "fwd-without-bwd")
-                yield Finding(backward.node.name, *_message(function_class, case.kind, region), subject=case)
+    def check_class(self, function_class: FunctionClass, module: ParsedModule) -> Iterator[Finding[AmpCase]]:
+        pair = function_class.checked_pair()
+        if pair is None:
+            return
+        forward, backward = pair
+        fwd, bwd = _amp_decorator(module, forward, "custom_fwd"), _amp_decorator(module, backward, "custom_bwd")
+        if not _transparent(forward) or not _transparent(backward):
+            return
+        if bwd is not None:
+            # custom_fwd on a setup_context-style forward (no ctx) stores its state on the first input, not on ctx
+            if (fwd is None or function_class.uses_setup_context) and forward.owner is function_class:
+                kind = "bwd-without-fwd" if fwd is None else "bwd-with-ctxless-fwd"
+                yield Finding(
+                    forward.node.name, *_message(function_class, kind, None), subject=AmpCase(function_class, kind)
+                )
+            return
+        if fwd is not None and _casts_inputs(fwd):
+            return
+        if not (function_class.apply_calls or _apply_referenced(module, function_class)):
+            return
+        regions = module.fact(autocast_regions)
+        if not regions:
+            return
+        if not (_returns_low_precision(module, forward) and _low_precision_op(module, backward)):
+            return
+        if (
+            _handles_autocast(forward)
+            or _handles_autocast(backward)
+            or _casts_dtype(backward)
+            or _casts_anywhere(forward)
+        ):
+            return
+        region = _region_of(module, function_class, regions)
+        if fwd is None:
+            if forward.owner is function_class:
+                case = AmpCase(function_class, "no-decorators")
+                yield Finding(forward.node.name, *_message(function_class, case.kind, region), subject=case)
+        elif backward.owner is function_class:
+            case = AmpCase(function_class, "fwd-without-bwd")
+            yield Finding(backward.node.name, *_message(function_class, case.kind, region), subject=case)
 
 
 def _message(function_class: FunctionClass, kind: str, region: cst.CSTNode | None) -> tuple[str, str]:

@@ -13,7 +13,8 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.rule import Finding, Rule
+from ..core.prefilter import TextCue, calls
+from ..core.rule import Finding, NodeRule
 from ..core.syntax import children, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
     feeds_only_non_differentiable,
@@ -86,8 +87,9 @@ NEAR = 1e-3  # `x.abs() < 1e-6` guards 0
 CLAMPS = frozenset({"clamp", "clip", "clamp_min", "clamp_max", "clamp_", "clamp_min_"})
 _UNSAFE_WORDS = "|".join(sorted(UNSAFE_CALLS))
 SELECTIONS = frozenset({"where", "masked_fill", "masked_fill_"})
-_TRIGGER_WHERE = re.compile(r"\b(?:where|masked_fill_?)\s*\(")
-_TRIGGER_UNSAFE = re.compile(r"\b(?:" + _UNSAFE_WORDS + r"|pow)\s*\(|/|\*\*")
+UNSAFE_OP = TextCue(
+    "an unsafe op, a division or a power", patterns=(re.compile(r"\b(?:" + _UNSAFE_WORDS + r"|pow)\s*\(|/|\*\*"),)
+)
 
 
 # An interval of real numbers: (low, high, low_closed, high_closed).
@@ -190,16 +192,14 @@ class UnsafeWhere:
     inner: cst.BaseExpression | None  # the op inside a helper function that `operation` calls
 
 
-class WhereNanGradient(Rule):
+class WhereNanGradient(NodeRule[UnsafeWhere]):
     code = "AGL023"
     name = "where-nan-gradient"
     severity = Severity.WARNING
     summary = "torch.where selects around an op whose derivative is inf/NaN on the unselected side: NaN gradients"
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        """A `where(` or `masked_fill(` call and one of the unsafe ops, a division or a power somewhere in the file."""
-        return _TRIGGER_WHERE.search(text) is not None and _TRIGGER_UNSAFE.search(text) is not None
+    requires = (calls(*SELECTIONS), UNSAFE_OP)
+    node_types = (cst.Call,)
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
@@ -211,16 +211,15 @@ class WhereNanGradient(Rule):
         for this rule."""
         return _any_scope_may_report(tree)
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
-        for node in walk(module.tree):
-            if type(node) is not cst.Call or _terminal_name(node.func) not in SELECTIONS:
-                continue
-            selection = _selection(module, node)
-            if selection is None:
-                continue
-            found = _unsafe_where(module, selection)
-            if found is not None and not _no_gradient_reaches(module, found):
-                yield Finding(found.operation, *_message(found), subject=found)
+    def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[UnsafeWhere]]:
+        if not isinstance(node, cst.Call) or _terminal_name(node.func) not in SELECTIONS:
+            return
+        selection = _selection(module, node)
+        if selection is None:
+            return
+        found = _unsafe_where(module, selection)
+        if found is not None and not _no_gradient_reaches(module, found):
+            yield Finding(found.operation, *_message(found), subject=found)
 
 
 def _terminal_name(func: cst.BaseExpression) -> str | None:

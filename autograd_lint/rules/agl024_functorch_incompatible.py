@@ -23,6 +23,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
+from ..core.prefilter import TextCue
 from ..core.rule import Finding, FunctionRule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, short_code, walk
@@ -41,9 +42,11 @@ TRANSFORMS = {
     "hessian": ("vmap", "jvp"),
 }
 TRANSFORM_MODULES = ("torch.func.", "functorch.", "torch._functorch.apis.", "torch._functorch.eager_transforms.")
-TRANSFORM_TRIGGER = re.compile(
-    r"torch\.func\b|functorch|vmap|make_dual|from\s+torch\s+import[^)]*?\bfunc\b"
-)  # also `from torch import (\n    func,\n)`
+TRANSFORMS_USED = TextCue(
+    "a torch.func transform",
+    # also `from torch import (\n    func,\n)`
+    patterns=(re.compile(r"torch\.func\b|functorch|vmap|make_dual|from\s+torch\s+import[^)]*?\bfunc\b"),),
+)
 FORWARD_AD = "torch.autograd.forward_ad."
 SETUP_CONTEXT_MESSAGE = (
     "In order to use an autograd.Function with functorch transforms (vmap, grad, jvp, jacrev, ...), it must override "
@@ -58,17 +61,15 @@ class TransformedFunction:
     missing: str  # "setup_context", "vmap" or "jvp"
 
 
-class FunctorchIncompatible(FunctionRule):
+class FunctorchIncompatible(FunctionRule[TransformedFunction]):
     code = "AGL024"
     name = "functorch-incompatible"
     severity = Severity.WARNING
     summary = "a Function used under torch.func/vmap without setup_context, a vmap rule or a jvp"
 
-    @classmethod
-    def triggered(cls, text: str) -> bool:
-        return TRANSFORM_TRIGGER.search(text) is not None and super().triggered(text)
+    requires = (TRANSFORMS_USED,)
 
-    def check(self, module: ParsedModule) -> Iterator[Finding]:
+    def check(self, module: ParsedModule) -> Iterator[Finding[TransformedFunction]]:
         model = function_model(module)
         if not model:
             return

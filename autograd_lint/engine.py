@@ -1,4 +1,8 @@
-"""Lint one source text: parse once, run the selected rules on the shared model, apply noqa."""
+"""Lint one source text: prefilter, parse once, walk once, hand each selected rule what it looks at, apply noqa.
+
+This is where the layers meet (the parsed file and the rule contract of `core/`, the Function model of
+`facts/`, the rules), so it sits above all of them; the API and the command line call it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,13 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import libcst as cst
 
-from ..io.notebook import Notebook
-from ..io.reading import ModuleSource
-from ..rules import RULES
-from .diagnostic import (
+from .core.diagnostic import (
     INTERNAL_ERROR_CODE,
     INTERNAL_ERROR_NAME,
     SPECIAL_RULES,
@@ -25,9 +26,16 @@ from .diagnostic import (
     Diagnostic,
     Severity,
 )
-from .module import ParsedModule
-from .noqa import NOQA_RULES, apply_noqa
-from .rule import Rule
+from .core.module import ParsedModule
+from .core.noqa import NOQA_RULES, apply_noqa
+from .core.prefilter import FilePrefilter
+from .core.rule import Finding, NodeRule, Rule
+from .core.syntax import walk
+from .facts.function_model import function_model
+from .io.notebook import Notebook
+from .io.reading import ModuleSource
+from .rules import RULES
+from .rules.base import FunctionClassRule
 
 
 def lint_module(
@@ -108,7 +116,7 @@ def _lint(
     rule_codes = [code for code in codes if code not in NOQA_RULES]
     diagnostics = _lint_parsed(source, path, rule_codes, module_name, verbose, prefilter, tree, python_error)
     try:
-        return apply_noqa(source, path, diagnostics, codes)
+        return apply_noqa(source, path, diagnostics, codes, RULES)
     except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
         return sorted(
             diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)],
@@ -128,14 +136,14 @@ def _lint_parsed(
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
+    prefiltered = FilePrefilter(source, tree)
     for code in codes:
         # A rule that cannot be loaded, or whose prefilter raises, is one AGL999; the others run.
         try:
             rule_class = RULES[code]
-            # The cheap text triggers decide which rules can have anything to find; a file no selected
-            # rule is triggered by is not parsed with libcst at all (the expensive step). A file
-            # CPython rejects still is, to tell code for a newer Python from a real syntax error.
-            if prefilter and not (rule_class.triggered(source) and (tree is None or rule_class.candidate(tree))):
+            # A file no selected rule is admitted to is not parsed with libcst at all (the expensive step).
+            # A file CPython rejects still is, to tell code for a newer Python from a real syntax error.
+            if prefilter and not prefiltered.admits(rule_class):
                 continue
             rules.append(rule_class())
         except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
@@ -172,31 +180,83 @@ def _lint_parsed(
         return [
             _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")
         ]
-    for rule in rules:
-        found: list[Diagnostic] = []
-        try:
-            for finding in rule.check(module):
-                where = module.position(finding.node)
-                found.append(
-                    Diagnostic(
-                        path=path,
-                        line=where.start.line,
-                        column=where.start.column + 1,
-                        code=rule.code,
-                        name=rule.name,
-                        severity=rule.severity,
-                        message=finding.message,
-                        end_line=where.end.line,
-                        end_column=where.end.column + 1,
-                        explanation=finding.explanation,
-                    )
+    for rule, outcome in run_rules(module, rules).items():
+        for finding in outcome.findings:
+            where = module.position(finding.node)
+            diagnostics.append(
+                Diagnostic(
+                    path=path,
+                    line=where.start.line,
+                    column=where.start.column + 1,
+                    code=rule.code,
+                    name=rule.name,
+                    severity=rule.severity,
+                    message=finding.message,
+                    end_line=where.end.line,
+                    end_column=where.end.column + 1,
+                    explanation=finding.explanation,
                 )
-        except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
+            )
+        if outcome.error is not None:
             # What the rule found before it failed is kept: its findings are real, and the AGL999
             # says the rest of the file was not checked by it.
-            found.append(_internal_error(path, f"rule {rule.code} failed on this file", error, verbose))
-        diagnostics.extend(found)
+            diagnostics.append(_internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose))
     return diagnostics
+
+
+class RuleOutcome:
+    """What one rule reported on one file, and the exception that stopped it there, if one did."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.error: Exception | None = None
+
+    def collect(self, check: Callable[..., Iterable[Finding]], *arguments: object) -> None:
+        """The findings of `check(*arguments)`, one of the rule's entry points."""
+        if self.error is not None:
+            return  # a rule that failed on this file is not asked about the rest of it
+        try:
+            for finding in check(*arguments):
+                self.findings.append(finding)
+        except Exception as error:  # noqa: BLE001 - one rule's bug must not hide the others' findings
+            self.error = error
+
+
+def run_rules(module: ParsedModule, rules: list[Rule]) -> dict[Rule, RuleOutcome]:
+    """Each rule's findings on `module`, each rule given what it declared it looks at: the module, each node
+    of its types (one walk of the tree for all of them), each Function class (one model for all of them)."""
+    outcomes = {rule: RuleOutcome() for rule in rules}
+    by_node_type: dict[type[cst.CSTNode], list[NodeRule]] = {}
+    class_rules: list[FunctionClassRule] = []
+    with module.active():
+        for rule in rules:
+            if isinstance(rule, NodeRule):
+                for node_type in rule.node_types:
+                    by_node_type.setdefault(node_type, []).append(rule)
+            elif isinstance(rule, FunctionClassRule):
+                class_rules.append(rule)
+            else:
+                outcomes[rule].collect(rule.check, module)
+        if by_node_type:
+            for node in walk(module.tree):
+                for node_rule in by_node_type.get(type(node), ()):
+                    outcomes[node_rule].collect(node_rule.check_node, node, module)
+        if class_rules:
+            _run_class_rules(module, class_rules, outcomes)
+    return outcomes
+
+
+def _run_class_rules(module: ParsedModule, rules: list[FunctionClassRule], outcomes: dict[Rule, RuleOutcome]) -> None:
+    try:
+        function_classes = list(function_model(module))
+    except Exception as error:  # noqa: BLE001 - the model's bug costs the rules that need it, not the others
+        for rule in rules:
+            outcomes[rule].error = error
+        return
+    for function_class in function_classes:
+        for rule in rules:
+            if rule.judges(function_class):
+                outcomes[rule].collect(rule.check_class, function_class, module)
 
 
 _BLANK_CONTINUATION = re.compile(r"^([ \t\f]*)\\(?=\r\n|\r|\n|\Z)", re.MULTILINE)
