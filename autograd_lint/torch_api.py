@@ -72,16 +72,11 @@ BOOL_RESULT_OPS = COMPARISON_METHODS | frozenset(
         "logical_xor",
     }
 )
+# Ops whose result is positions in their input (or in a sorted sequence).
+POSITION_RESULT_OPS = frozenset({"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted", "bucketize"})
 # Ops whose result is integer indices or counts.
-INDEX_RESULT_OPS = frozenset(
+INDEX_RESULT_OPS = POSITION_RESULT_OPS | frozenset(
     {
-        "argmax",
-        "argmin",
-        "argsort",
-        "argwhere",
-        "nonzero",
-        "searchsorted",
-        "bucketize",
         "multinomial",
         "randperm",
         "randint",

@@ -49,6 +49,7 @@ from ..torch_api import (
     CASTS,
     FRESH_TENSOR_FACTORIES,
     INTEGER_CASTS,
+    POSITION_RESULT_OPS,
     REDUCTIONS,
     ZERO_GRADIENT_OPS,
     is_integer_dtype,
@@ -916,9 +917,7 @@ INDEX_POSITIONS = {
     "index_put": {1},
 }
 # Ops whose result is integer indices (no gradient), as functions or methods.
-INDEX_RESULTS = frozenset(
-    {"argmax", "argmin", "argsort", "argwhere", "nonzero", "bucketize", "searchsorted", "topk_indices"}
-)
+INDEX_RESULTS = POSITION_RESULT_OPS | {"topk_indices"}
 # Methods whose argument is written into the receiver: the receiver holds the value afterwards.
 WRITING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "copy_", "index_put_", "put_", "set_"})
 FOLLOWED_CALLS = 2  # into a helper or constructor of this module, how many calls deep
