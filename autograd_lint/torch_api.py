@@ -6,10 +6,16 @@ or the last part of `torch.<name>`); where a set holds both spellings it says so
 
 How it is organised: one section per meaning, each a few frozensets with a comment saying what their names
 have in common: ops that stop the gradient; casts; dtypes; ops by the kind of tensor they return (bool,
-index, integer); views and aliases; metadata. A wider set is the union of narrower ones (`CASTS`,
-`INTEGER_RESULT_OPS`, `ALIAS_METHODS`), never a copy, so a name added to a narrow set reaches every union.
-Not here yet: the per-rule and per-fact lists that repeat some of these names, and the heuristics on the
-names users choose; they move here when a second user needs them (issue 15).
+index, integer); views and aliases; reductions; tensor factories; modules and autograd entry points;
+metadata. A wider set is the union of narrower ones (`CASTS`, `COMPARISON_METHODS`, `VIEW_METHODS`,
+`FRESH_TENSOR_FACTORIES`), never a copy, so a name added to a narrow set reaches every union.
+
+What stays in a rule or fact module: a set only it uses that says which ops one property survives (a value,
+a dtype, a shape, an index: agl004 `INDEX_KEEPING_METHODS`, agl021 `SHAPE_KEEPING`, agl022
+`DTYPE_KEEPING_METHODS`, agl023 `VALUE_PRESERVING`, reachability `DTYPE_PRESERVING`, gradient_reach
+`CARRYING_METHODS`), tables keyed by op (argument positions, derivative domains), and the regexes over the
+names users choose (each is one rule's own heuristic). Such a set moves here, named by what its names have in
+common, when a second module needs it.
 """
 
 from __future__ import annotations
@@ -45,13 +51,15 @@ INTEGER_DTYPE_NAMES = INTEGER_DTYPES | INTEGER_TENSOR_TYPES
 
 # --- Ops by the kind of tensor they return ---
 
-# Ordering comparisons as methods/functions (`x.gt(0)`, `torch.lt(x, y)`); they give a bool mask.
-ORDERING_METHODS = frozenset({"gt", "ge", "lt", "le", "greater", "greater_equal", "less", "less_equal"})
-# Other ops giving a bool tensor.
-BOOL_RESULT_OPS = ORDERING_METHODS | frozenset(
+# Comparisons as methods/functions (`x.gt(0)`, `torch.lt(x, y)`), by direction; each gives a bool mask.
+LESS_METHODS = frozenset({"lt", "le", "less", "less_equal"})
+GREATER_METHODS = frozenset({"gt", "ge", "greater", "greater_equal"})
+ORDERING_METHODS = LESS_METHODS | GREATER_METHODS
+EQUALITY_METHODS = frozenset({"eq", "ne"})
+COMPARISON_METHODS = ORDERING_METHODS | EQUALITY_METHODS
+# Every op giving a bool tensor: the comparisons and these.
+BOOL_RESULT_OPS = COMPARISON_METHODS | frozenset(
     {
-        "eq",
-        "ne",
         "isclose",
         "isnan",
         "isinf",
@@ -64,16 +72,11 @@ BOOL_RESULT_OPS = ORDERING_METHODS | frozenset(
         "logical_xor",
     }
 )
+# Ops whose result is positions in their input (or in a sorted sequence).
+POSITION_RESULT_OPS = frozenset({"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted", "bucketize"})
 # Ops whose result is integer indices or counts.
-INDEX_RESULT_OPS = frozenset(
+INDEX_RESULT_OPS = POSITION_RESULT_OPS | frozenset(
     {
-        "argmax",
-        "argmin",
-        "argsort",
-        "argwhere",
-        "nonzero",
-        "searchsorted",
-        "bucketize",
         "multinomial",
         "randperm",
         "randint",
@@ -87,36 +90,35 @@ INTEGER_RESULT_OPS = INTEGER_CASTS | BOOL_RESULT_OPS | INDEX_RESULT_OPS
 
 # --- Views and aliases ---
 
+# Views that reorder the dimensions: a gradient for the result has them in the new order.
+TRANSPOSE_METHODS = frozenset({"t", "transpose", "permute", "movedim", "moveaxis", "swapaxes", "swapdims"})
+TRANSPOSE_ATTRIBUTES = frozenset({"T", "mT", "H", "mH"})
+# Views to the shape their arguments give.
+RESHAPE_METHODS = frozenset({"view", "reshape", "flatten"})
 # Methods that return their receiver or a view of it (writing into the result writes the receiver).
-VIEW_METHODS = frozenset(
-    {
-        "view",
-        "view_as",
-        "reshape",
-        "reshape_as",
-        "expand",
-        "expand_as",
-        "contiguous",
-        "t",
-        "transpose",
-        "permute",
-        "squeeze",
-        "unsqueeze",
-        "flatten",
-        "unflatten",
-        "narrow",
-        "select",
-        "diagonal",
-        "as_strided",
-        "movedim",
-        "moveaxis",
-        "swapaxes",
-        "swapdims",
-        "unfold",
-        "requires_grad_",
-    }
+VIEW_METHODS = (
+    TRANSPOSE_METHODS
+    | RESHAPE_METHODS
+    | frozenset(
+        {
+            "view_as",
+            "reshape_as",
+            "expand",
+            "expand_as",
+            "contiguous",
+            "squeeze",
+            "unsqueeze",
+            "unflatten",
+            "narrow",
+            "select",
+            "diagonal",
+            "as_strided",
+            "unfold",
+            "requires_grad_",
+        }
+    )
 )
-VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
+VIEW_ATTRIBUTES = TRANSPOSE_ATTRIBUTES | frozenset({"real", "imag"})
 # Methods whose result may share the receiver's storage: the views, and the casts, moves and
 # metadata changes that return the receiver itself when there is nothing to do.
 ALIAS_METHODS = VIEW_METHODS | frozenset(
@@ -146,6 +148,35 @@ ALIAS_METHODS = VIEW_METHODS | frozenset(
     }
 )
 ALIAS_ATTRIBUTES = VIEW_ATTRIBUTES | {"data"}
+
+# --- Reductions ---
+
+# Ops that reduce over dimensions (all of them unless `dim` is given); `max`/`min`/`median` also have other forms.
+REDUCTIONS = frozenset(
+    {"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"}
+)
+# The same reductions skipping NaN, and `torch.linalg.vector_norm`.
+NAN_SKIPPING_REDUCTIONS = frozenset({"nansum", "nanmean", "nanmedian"})
+EVERY_REDUCTION = REDUCTIONS | NAN_SKIPPING_REDUCTIONS | frozenset({"vector_norm"})
+
+# --- Tensor factories ---
+
+# `torch.<name>` functions that make a new tensor from a shape, copied data or a random draw: nothing flows
+# through them.
+SHAPE_FACTORIES = frozenset({"empty", "zeros", "ones", "full", "arange", "linspace", "logspace", "eye"})
+LIKE_FACTORIES = frozenset(
+    {"empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "randint_like"}
+)
+DATA_FACTORIES = frozenset({"tensor", "as_tensor", "from_numpy"})
+RANDOM_FACTORIES = frozenset({"rand", "randn", "randint", "randperm", "bernoulli", "multinomial", "normal", "poisson"})
+FRESH_TENSOR_FACTORIES = SHAPE_FACTORIES | LIKE_FACTORIES | DATA_FACTORIES | RANDOM_FACTORIES
+
+# --- Modules and autograd entry points ---
+
+# Modules whose public functions take and return tensors (`torch.exp`, `F.relu`, `torch.linalg.norm`).
+TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
+# Qualified names of the calls that run a backward pass.
+AUTOGRAD_GRADIENT_CALLS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 
 # --- Metadata ---
 

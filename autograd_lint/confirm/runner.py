@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.diagnostic import VERDICTS
 from .sandbox import (
     current_sandbox,
     first_json_line,
@@ -35,7 +36,6 @@ from .sandbox import (
 OUTPUT_CAP_BYTES = 1 << 20  # what a harness may print; more is cut off by RLIMIT_FSIZE
 EVIDENCE_CAP_CHARACTERS = 64 * 1024  # longer evidence (a huge exception message) is cut, with a note
 RESULT_CAP_BYTES = 1 << 20  # what the result pipe may carry (the cut evidence, JSON-escaped, fits); the rest is dropped
-VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 # Variables the child keeps: what finding an interpreter and torch needs, nothing secret.
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONHASHSEED")
 STOP_GRACE_SECONDS = 5.0  # how long a launcher may take to kill what it started before it is killed itself

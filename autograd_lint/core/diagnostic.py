@@ -56,6 +56,10 @@ JSON_FIELDS = (
     "end_column",
 )
 
+# What `--confirm` concludes about a finding, in the order the output lists them; a runner result carries one,
+# and the formats and statistics print them.
+VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
+
 
 @dataclass(frozen=True)
 class FileError:

@@ -19,6 +19,7 @@ import libcst as cst
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, walk
+from ..torch_api import AUTOGRAD_GRADIENT_CALLS
 from .function_model import FunctionClass, function_model
 from .inplace import (
     ALIAS_ATTRIBUTES,
@@ -31,8 +32,6 @@ from .inplace import (
     InplaceWrite,
     inplace_by_position,
 )
-
-BACKWARD_CALLS = frozenset({"torch.autograd.backward", "torch.autograd.grad"})
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,7 @@ class _ApplyTracking(CallTracking):
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value == "backward":
             return True
-        return (self.module.qualified_name(func) or "") in BACKWARD_CALLS
+        return (self.module.qualified_name(func) or "") in AUTOGRAD_GRADIENT_CALLS
 
     def writes(self, call: cst.Call) -> Iterator[InplaceWrite]:
         """`nn.ReLU(inplace=True)(y)`, `self.act(y)` where the class sets `self.act = nn.ReLU(inplace=True)`,

@@ -45,7 +45,15 @@ import libcst as cst
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
-from ..torch_api import CASTS, INTEGER_CASTS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..torch_api import (
+    CASTS,
+    FRESH_TENSOR_FACTORIES,
+    INTEGER_CASTS,
+    POSITION_RESULT_OPS,
+    REDUCTIONS,
+    ZERO_GRADIENT_OPS,
+    is_integer_dtype,
+)
 from .function_model import function_model
 from .value_kinds import NON_TENSOR, annotation_kind
 
@@ -198,40 +206,6 @@ NON_VALUE_POSITIONS = {
 }
 NON_VALUE_KEYWORDS = frozenset(
     {"target", "weight_target", "labels", "size", "dim", "index", "mask", "num_classes", "lengths"}
-)
-REDUCTIONS = frozenset(
-    {"mean", "sum", "norm", "amax", "amin", "max", "min", "std", "var", "prod", "median", "logsumexp"}
-)
-# Functions that make a new tensor from a shape, dtype, copied data or a random draw: nothing flows through them.
-FRESH_TENSOR_FACTORIES = frozenset(
-    {
-        "empty_like",
-        "zeros_like",
-        "ones_like",
-        "full_like",
-        "rand_like",
-        "randn_like",
-        "randint_like",
-        "empty",
-        "zeros",
-        "ones",
-        "full",
-        "arange",
-        "linspace",
-        "logspace",
-        "eye",
-        "tensor",
-        "as_tensor",
-        "from_numpy",
-        "rand",
-        "randn",
-        "randint",
-        "randperm",
-        "bernoulli",
-        "multinomial",
-        "normal",
-        "poisson",
-    }
 )
 # Calls whose result is a Python number or a fresh tensor that does not carry gradient.
 BLOCKING_CALLS = frozenset(
@@ -918,12 +892,10 @@ def _tests_training(test: cst.BaseExpression) -> str | None:
 # nothing it flows into sends a gradient back. Unlike `ValueFlow.reaches_output`, a product with
 # another differentiable term keeps the flow going (a NaN times anything is NaN).
 
-# Functions that build a tensor from numbers, a shape or a random draw: they start no gradient.
-CONSTANT_FACTORIES = FRESH_TENSOR_FACTORIES | frozenset(
+# Functions that build a tensor from numbers, a shape or a random draw: they start no gradient. Wider than
+# FRESH_TENSOR_FACTORIES (what `ValueFlow` stops at): window functions and index grids also start none.
+GRADIENT_FREE_FACTORIES = FRESH_TENSOR_FACTORIES | frozenset(
     {
-        "linspace",
-        "logspace",
-        "eye",
         "hann_window",
         "hamming_window",
         "blackman_window",
@@ -933,7 +905,6 @@ CONSTANT_FACTORIES = FRESH_TENSOR_FACTORIES | frozenset(
         "triu_indices",
         "meshgrid",
         "cartesian_prod",
-        "full",
         "empty_strided",
     }
 )
@@ -946,9 +917,7 @@ INDEX_POSITIONS = {
     "index_put": {1},
 }
 # Ops whose result is integer indices (no gradient), as functions or methods.
-INDEX_RESULTS = frozenset(
-    {"argmax", "argmin", "argsort", "argwhere", "nonzero", "bucketize", "searchsorted", "topk_indices"}
-)
+INDEX_RESULTS = POSITION_RESULT_OPS | {"topk_indices"}
 # Methods whose argument is written into the receiver: the receiver holds the value afterwards.
 WRITING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "copy_", "index_put_", "put_", "set_"})
 FOLLOWED_CALLS = 2  # into a helper or constructor of this module, how many calls deep
@@ -1023,7 +992,7 @@ def _call_constant(module: ParsedModule, call: cst.Call, depth: int, seen: set) 
         or (is_method and (short in BLOCKING_METHODS or is_integer_cast(call)))
     ):
         return True
-    if not is_method and qualified.startswith("torch.") and short in CONSTANT_FACTORIES:
+    if not is_method and qualified.startswith("torch.") and short in GRADIENT_FREE_FACTORIES:
         return True
     if is_method and short in ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"):
         return True

@@ -24,7 +24,7 @@ from typing import cast, overload
 
 import libcst as cst
 
-from ..core.syntax import children, code_of, dotted_name
+from ..core.syntax import children, code_of, dotted_name, shortened
 from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
 
 # Tensor methods ending in `_` that change a flag or metadata, not the data.
@@ -122,7 +122,7 @@ class InplaceWrite:
     @property
     def text(self) -> str:
         """The write as written, shortened, for messages."""
-        return shorten(code_of(self.statement))
+        return shortened(code_of(self.statement), 50)
 
 
 def is_inplace_method(name: str) -> bool:
@@ -142,11 +142,6 @@ def is_collective_write(name: str, qualified: str) -> bool:
         return False
     modules = qualified.split(".")[:-1]
     return any(part in COMMUNICATION_MODULES or part.endswith(("_comm", "_dist")) for part in modules)
-
-
-def shorten(text: str, limit: int = 50) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 Qualify = Callable[[cst.BaseExpression], "str | None"]

@@ -20,7 +20,7 @@ from ..core.context import per_file
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, string_value, walk
-from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, is_integer_dtype
+from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, TENSOR_FUNCTION_MODULES, is_integer_dtype
 from .function_model import FunctionClass, Method, function_model
 from .gradient_returns import TUPLE_RETURNING
 
@@ -273,7 +273,6 @@ NON_TENSOR_TORCH_FUNCTIONS = frozenset(
 )
 # Tensors that hold state rather than data (an RNG state): neither kind, so that rules say nothing.
 STATE_TORCH_FUNCTIONS = frozenset({"get_rng_state"})
-TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 NON_TENSOR_BUILTINS = frozenset(
     {
         "len",

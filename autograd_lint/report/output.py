@@ -9,7 +9,7 @@ from collections import Counter
 
 import click
 
-from ..core.diagnostic import Diagnostic, FileError, Severity
+from ..core.diagnostic import VERDICTS, Diagnostic, FileError, Severity
 from .escaping import escape_controls, escaped_width
 from .formats import (
     Sources,
@@ -192,9 +192,6 @@ def render_statistics(diagnostics: list[Diagnostic], output_format: str, verdict
     if output_format == "json-lines":
         return "".join(json.dumps({"code": c, "name": n, "count": k}) + "\n" for c, n, k in rows)
     return "".join(f"{count:>5}\t{code}\t{name}\n" for code, name, count in rows)
-
-
-VERDICTS = ("confirmed", "not-reproduced", "inconclusive")
 
 
 def _verdict_statistics(

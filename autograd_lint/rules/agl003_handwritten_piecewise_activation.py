@@ -21,7 +21,7 @@ from ..facts.gradient_reach import (
     holds_no_gradient,
     in_operator_implementation,
 )
-from ..torch_api import CASTS, ORDERING_METHODS
+from ..torch_api import CASTS, LESS_METHODS, ORDERING_METHODS
 
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
@@ -203,9 +203,6 @@ class _InCaller(cst.CSTTransformer):
         return updated.with_changes(attr=original.attr)
 
 
-KEEP_BELOW = frozenset({"lt", "le", "less", "less_equal"})
-
-
 def _zeroes_only_non_negatives(
     comparison: cst.BaseExpression, compared: cst.BaseExpression, threshold: cst.BaseExpression
 ) -> bool:
@@ -224,7 +221,7 @@ def _zeroes_only_non_negatives(
         if isinstance(comparison, cst.Call) and isinstance(comparison.func, cst.Attribute)
         else ""
     )
-    return name in KEEP_BELOW
+    return name in LESS_METHODS
 
 
 def _constant_threshold(module: ParsedModule, threshold: cst.BaseExpression, compared: cst.BaseExpression) -> bool:

@@ -33,8 +33,10 @@ MASK_WRAPPERS = frozenset(
     {"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"}
 )
 ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
-VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
-CONSTANT_FACTORIES = frozenset(
+# The views and casts an index goes through and stays an index (`idx.unsqueeze(-1)`, `idx.long()`).
+INDEX_KEEPING_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
+# Calls whose value is a constant factor (`torch.ones_like(w)`), not data.
+CONSTANT_FILL_CALLS = frozenset(
     {"ones_like", "zeros_like", "full_like", "ones", "zeros", "full", "tensor", "as_tensor", "empty_like"}
 )
 # How far a helper's result is followed up through the helpers that call it, to a forward.
@@ -264,7 +266,9 @@ class _Judge:
     def _is_argmax_value(self, expr: cst.BaseExpression) -> bool:
         """`x.argmax(-1)`, a local assigned one, or a view of either (`index.unsqueeze(-1)`)."""
         while (
-            isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in VIEW_METHODS
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and expr.func.attr.value in INDEX_KEEPING_METHODS
         ):
             expr = expr.func.value
         if isinstance(expr, cst.Name):
@@ -299,7 +303,7 @@ class _Judge:
             return self._is_constant(expr.expression)  # -1.0, -torch.ones_like(w)
         if isinstance(expr, cst.Call):
             name = (self.module.qualified_name(expr.func) or "").rsplit(".", 1)[-1]
-            return name in CONSTANT_FACTORIES
+            return name in CONSTANT_FILL_CALLS
         return False
 
     def _used_as_mask(self, expr: cst.CSTNode, through_names: bool = True) -> bool:

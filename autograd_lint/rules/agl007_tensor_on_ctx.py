@@ -25,16 +25,14 @@ from ..core.syntax import code_of, dotted_name, is_none, shortened, walk
 from ..facts.function_model import FunctionClass, Method
 from ..facts.gradient_returns import returned_values
 from ..facts.value_kinds import NON_TENSOR, NONE, TENSOR, ValueKinds
-from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS
+from ..torch_api import ALIAS_ATTRIBUTES, ALIAS_METHODS, LIKE_FACTORIES, METADATA_ATTRIBUTES
 from .base import FunctionClassRule
 
 INPUT, OUTPUT, INTERMEDIATE = "input", "output", "intermediate"
 VALUE, METADATA = "value", "metadata"
 
-# Methods that return the tensor itself or a view of it (or may: `.contiguous()`, `.to(dtype)`),
-# so that an in-place change to the input shows through.
-# What reads only a tensor's metadata, never its values.
-METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse"})
+# What reads only a tensor's metadata, never its values: torch_api's METADATA_ATTRIBUTES, these methods, and
+# the first argument of a LIKE_FACTORIES call.
 METADATA_METHODS = frozenset(
     {
         "size",
@@ -53,7 +51,6 @@ METADATA_METHODS = frozenset(
         "ndimension",
     }
 )
-LIKE_FUNCTIONS = frozenset({"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"})
 
 
 @dataclass(frozen=True)
@@ -402,7 +399,7 @@ class _BackwardReads:
         if isinstance(parent, cst.Arg) and parent.keyword is None:
             call = self.module.parents.get(parent)
             if isinstance(call, cst.Call) and call.args and call.args[0] is parent:
-                if (dotted_name(call.func) or "").rsplit(".", 1)[-1] in LIKE_FUNCTIONS:
+                if (dotted_name(call.func) or "").rsplit(".", 1)[-1] in LIKE_FACTORIES:
                     yield index, METADATA
                     return
         if isinstance(parent, cst.Comparison) and all(

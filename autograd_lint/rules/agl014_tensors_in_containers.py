@@ -35,7 +35,7 @@ DISPLAYS = (cst.List, cst.Tuple, cst.Dict, cst.ListComp, cst.DictComp)
 SEQUENCE_FUNCTIONS = frozenset(
     {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "row_stack"}
 )
-TORCH_MODULES = ("torch", "torch.nn.functional")
+TORCH_AND_FUNCTIONAL_MODULES = ("torch", "torch.nn.functional")
 GRAD_FN_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
 
 
@@ -288,7 +288,7 @@ def _concatenated_params(module: ParsedModule, forward: Method) -> set[str]:
             and isinstance(node.args[0].value, cst.Name)
         ):
             head, _, attr = (module.qualified_name(node.func) or "").rpartition(".")
-            if head in TORCH_MODULES and attr in SEQUENCE_FUNCTIONS:
+            if head in TORCH_AND_FUNCTIONAL_MODULES and attr in SEQUENCE_FUNCTIONS:
                 found.add(node.args[0].value.value)
     return found & {p.name.value for p in forward.data_params}
 
@@ -341,7 +341,7 @@ def _element_used_as_tensor(module: ParsedModule, forward: Method, element: cst.
         if isinstance(call, cst.Call) and call.args and call.args[0] is parent:
             head, _, attr = (module.qualified_name(call.func) or "").rpartition(".")
             return (
-                head in TORCH_MODULES
+                head in TORCH_AND_FUNCTIONAL_MODULES
                 and attr[:1].islower()
                 and attr not in NON_TENSOR_TORCH_FUNCTIONS
                 and attr not in TORCH_CONSTRUCTORS
@@ -440,4 +440,4 @@ def _is_torch_tensor_call(module: ParsedModule, expr: cst.BaseExpression) -> boo
     if not isinstance(expr, cst.Call):
         return False
     head, _, attr = (module.qualified_name(expr.func) or "").rpartition(".")
-    return head in TORCH_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS
+    return head in TORCH_AND_FUNCTIONAL_MODULES and attr[:1].islower() and attr not in NON_TENSOR_TORCH_FUNCTIONS

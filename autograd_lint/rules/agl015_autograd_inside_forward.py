@@ -19,9 +19,9 @@ from ..core.module import ParsedModule
 from ..core.rule import Finding
 from ..core.syntax import enables_grad, short_code, walk
 from ..facts.function_model import FunctionClass, function_model
+from ..torch_api import AUTOGRAD_GRADIENT_CALLS
 from .base import FunctionClassRule
 
-AUTOGRAD_FUNCTIONS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
 TORCH_MESSAGE = "element 0 of tensors does not require grad and does not have a grad_fn"
 
 
@@ -80,7 +80,7 @@ def _autograd_call(module: ParsedModule, node: cst.CSTNode) -> bool:
     if not isinstance(node, cst.Call):
         return False
     func = node.func
-    if module.qualified_name(func) in AUTOGRAD_FUNCTIONS:
+    if module.qualified_name(func) in AUTOGRAD_GRADIENT_CALLS:
         return True
     if isinstance(func, cst.Attribute) and func.attr.value == "backward":
         receiver = func.value

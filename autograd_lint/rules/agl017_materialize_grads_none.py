@@ -24,9 +24,9 @@ from ..core.rule import Finding
 from ..core.scopes import bindings
 from ..core.syntax import is_none, short_code, walk
 from ..facts.function_model import FunctionClass, Method, function_model
+from ..torch_api import TENSOR_FUNCTION_MODULES
 from .base import FunctionClassRule
 
-TORCH_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 OPERATOR_SYMBOLS = {
     cst.Multiply: "*",
     cst.Add: "+",
@@ -286,7 +286,7 @@ def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNo
             return node
     if isinstance(node, cst.Call) and any(_passes_grad(a, grad) for a in node.args):
         head = (module.qualified_name(node.func) or "").rpartition(".")[0]
-        if head in TORCH_MODULES:
+        if head in TENSOR_FUNCTION_MODULES:
             return node
     return None
 

@@ -14,38 +14,16 @@ from ..core.scopes import bindings
 from ..core.syntax import code_of, dotted_name, shortened, walk
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..facts.gradient_returns import returned_values
+from ..torch_api import EVERY_REDUCTION, RESHAPE_METHODS, TRANSPOSE_ATTRIBUTES, TRANSPOSE_METHODS
 from .base import FunctionClassRule
 
 # Reductions: the output has fewer elements than the input (with or without `dim`, `keepdim`).
-REDUCTIONS = frozenset(
-    {
-        "sum",
-        "mean",
-        "nansum",
-        "nanmean",
-        "prod",
-        "amax",
-        "amin",
-        "logsumexp",
-        "norm",
-        "std",
-        "var",
-        "max",
-        "min",
-        "median",
-        "nanmedian",
-        "vector_norm",
-    }
-)
 # Namespaces whose functions take the tensor first (`torch.sum(x, 1)`, `torch.linalg.vector_norm(x, dim=-1)`).
 TORCH_NAMESPACES = frozenset({"torch", "torch.linalg", "torch.special"})
 # Reductions that also accept a second tensor and are then elementwise (`torch.max(a, b)`).
 ALSO_ELEMENTWISE = frozenset({"max", "min"})
 # Reductions that return (values, indices) when given a dim.
 PAIR_WITH_DIM = frozenset({"max", "min", "median", "nanmedian"})
-RESHAPES = frozenset({"view", "reshape", "flatten"})
-TRANSPOSES = frozenset({"transpose", "swapaxes", "swapdims", "permute", "movedim", "moveaxis", "t"})
-TRANSPOSE_ATTRIBUTES = frozenset({"T", "mT", "H", "mH"})
 # Methods that keep a tensor's shape: `x.contiguous().view(-1)` still reshapes `x`.
 SHAPE_KEEPING = frozenset(
     {"contiguous", "clone", "detach", "neg", "float", "double", "half", "bfloat16", "to", "type_as", "cpu", "cuda"}
@@ -167,11 +145,11 @@ def _shape_change(scope, expr: cst.BaseExpression, inputs: set[str], helpers=Non
     if receiver is None:
         return None
     kind = None
-    if name in REDUCTIONS and _is_reduction(name, args):
+    if name in EVERY_REDUCTION and _is_reduction(name, args):
         kind = "reduction"
-    elif name in RESHAPES and _changes_shape(receiver, name, args):
+    elif name in RESHAPE_METHODS and _changes_shape(receiver, name, args):
         kind = "reshape"
-    elif name in TRANSPOSES:
+    elif name in TRANSPOSE_METHODS:
         kind = "transpose"
     if kind is None:
         return None
@@ -350,7 +328,7 @@ def _source_input(scope, expr: cst.BaseExpression, inputs: set[str]) -> str | No
     if (
         isinstance(expr, cst.Call)
         and isinstance(expr.func, cst.Attribute)
-        and expr.func.attr.value in RESHAPES | TRANSPOSES
+        and expr.func.attr.value in RESHAPE_METHODS | TRANSPOSE_METHODS
     ):
         receiver, _ = _receiver_and_args(expr)
         return _source_input(scope, receiver, inputs) if receiver is not None else None

@@ -26,6 +26,7 @@ from ..core.prefilter import TextCue
 from ..core.rule import Finding
 from ..core.syntax import code_of, dotted_name, is_none, method_name, short_code, walk
 from ..facts.function_model import TRANSPARENT_DECORATORS, FunctionClass, Method, function_model
+from ..torch_api import FLOAT_CASTS
 from .base import FunctionClassRule
 
 # Ops autocast runs in low precision (CPU bfloat16 and CUDA float16 lists): their output is what
@@ -62,7 +63,8 @@ LOW_PRECISION_OPS = frozenset(
         "scaled_dot_product_attention",
     }
 )
-CASTS = frozenset({"float", "half", "double", "bfloat16", "type_as"})
+# Casts whatever their arguments; `.to` is one only with a dtype (see `_is_cast`).
+CASTS_BUT_TO = FLOAT_CASTS | {"type_as"}
 TORCH_MESSAGE = "expected m1 and m2 to have the same dtype, but got: c10::BFloat16 != float"
 
 
@@ -258,7 +260,8 @@ def _low_precision_op(module: ParsedModule, method: Method) -> bool:
     )
 
 
-VIEWS = frozenset(
+# Methods a low-precision result keeps its dtype through: views, a copy, and scaling by a number literal.
+DTYPE_KEEPING_METHODS = frozenset(
     {
         "view",
         "reshape",
@@ -278,7 +281,7 @@ VIEWS = frozenset(
 )
 # Elementwise activations autocast runs in their input's dtype (not on its float32 list): a low-precision
 # matmul result stays low precision through them (`F.gelu(x @ w)`, `(x @ w).relu()`).
-DTYPE_KEEPING = frozenset(
+DTYPE_KEEPING_ACTIVATIONS = frozenset(
     {"relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "hardtanh", "relu6", "dropout", "mish", "hardswish"}
 )
 
@@ -290,7 +293,7 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
     if depth > 4:
         return False
     while True:
-        if type(expr) is cst.Call and (method_name(expr) or dotted_name(expr.func) or "") in DTYPE_KEEPING:
+        if type(expr) is cst.Call and (method_name(expr) or dotted_name(expr.func) or "") in DTYPE_KEEPING_ACTIVATIONS:
             receiver = expr.func.value if isinstance(expr.func, cst.Attribute) else None
             positional = [arg.value for arg in expr.args if arg.keyword is None and not arg.star]
             if receiver is not None and not (module.qualified_name(receiver) or "").startswith("torch"):
@@ -299,7 +302,11 @@ def _is_low_precision(module: ParsedModule, forward: Method, expr: cst.BaseExpre
                 expr = positional[0]  # `F.gelu(x @ w)`, `torch.relu(x @ w)`
             else:
                 return False
-        elif type(expr) is cst.Call and method_name(expr) in VIEWS and isinstance(expr.func, cst.Attribute):
+        elif (
+            type(expr) is cst.Call
+            and method_name(expr) in DTYPE_KEEPING_METHODS
+            and isinstance(expr.func, cst.Attribute)
+        ):
             if method_name(expr) in ("mul", "div") and not all(
                 type(a.value) in (cst.Integer, cst.Float) for a in expr.args
             ):
@@ -367,7 +374,7 @@ def _is_cast(node: cst.CSTNode) -> bool:
     if type(node) is not cst.Call:
         return False
     name = method_name(node)
-    if name in CASTS:
+    if name in CASTS_BUT_TO:
         return True
     return (
         name == "to"

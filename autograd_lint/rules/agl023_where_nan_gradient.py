@@ -23,6 +23,7 @@ from ..facts.gradient_reach import (
     in_function_forward,
     in_operator_implementation,
 )
+from ..torch_api import COMPARISON_METHODS
 
 INF = math.inf
 
@@ -56,7 +57,8 @@ DERIVATIVE = {
     "unit": "infinite or NaN",
     "large": "infinite",
 }
-COMPARISON_METHODS = {
+# The operator each of torch_api's COMPARISON_METHODS spells, for messages and the threshold's side.
+OPERATOR_OF_METHOD = {
     "gt": ">",
     "ge": ">=",
     "lt": "<",
@@ -579,7 +581,7 @@ def _comparison(
         and isinstance(expr.func, cst.Attribute)
         and expr.func.attr.value in COMPARISON_METHODS
     ):
-        operator = COMPARISON_METHODS[expr.func.attr.value]
+        operator = OPERATOR_OF_METHOD[expr.func.attr.value]
         args = [a.value for a in expr.args if a.keyword is None]
         if (module.qualified_name(expr.func) or "").startswith("torch.") and len(args) == 2:
             return args[0], operator, args[1]
