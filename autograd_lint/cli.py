@@ -230,7 +230,7 @@ class _CheckCommand(click.Command):
     type=click.IntRange(min=256),
     default=4096,
     show_default=True,
-    help="Address-space limit of one harness, in MB.",
+    help="Memory (data segment) limit of one harness, in MB.",
 )
 @click.option(
     "-j",

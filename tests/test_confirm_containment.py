@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -35,10 +36,10 @@ PRELUDE = runtime_prelude() + "\n"
 
 REPORT_SELF = """
 import json, os, resource, tempfile, pathlib
-limits = {name: resource.getrlimit(getattr(resource, name)) for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE")}
+limits = {name: resource.getrlimit(getattr(resource, name)) for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE")}
 _agl_probes.report("not-reproduced", json.dumps({
     "environ": dict(os.environ), "limits": limits, "cwd": os.getcwd(), "home": str(pathlib.Path.home()),
-    "tmp": tempfile.gettempdir(),
+    "tmp": tempfile.gettempdir(), "proc_limits": pathlib.Path("/proc/self/limits").read_text(),
 }))
 """
 
@@ -69,9 +70,15 @@ def harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048) -> dict:
     return json.loads(result.evidence)
 
 
-def test_harness_runs_under_address_space_cpu_and_file_size_limits(sandbox, private_tmp, monkeypatch):
+def test_harness_runs_under_data_cpu_and_file_size_limits(sandbox, private_tmp, monkeypatch):
     view = harness_view(private_tmp, monkeypatch, timeout=30, memory_mb=2048)
-    assert view["limits"]["RLIMIT_AS"] == [2048 * 1024 * 1024] * 2
+    assert view["limits"]["RLIMIT_DATA"] == [2048 * 1024 * 1024] * 2
+    # The address space is left as the linter's (CUDA cannot initialize under a cap of a few GB).
+    assert view["limits"]["RLIMIT_AS"] == list(resource.getrlimit(resource.RLIMIT_AS))
+    proc_limits = {line[:26].strip(): line[26:].split() for line in view["proc_limits"].splitlines()[1:]}
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
+        assert proc_limits["Max address space"] == ["unlimited", "unlimited", "bytes"]
+    assert proc_limits["Max data size"] == ["2147483648", "2147483648", "bytes"]
     assert view["limits"]["RLIMIT_CPU"] == [35, 36]  # the wall timeout plus a margin; SIGXCPU, then SIGKILL
     assert view["limits"]["RLIMIT_FSIZE"] == [OUTPUT_CAP_BYTES] * 2
     assert view["limits"]["RLIMIT_CORE"] == [0, 0]
@@ -637,11 +644,11 @@ def test_memory_limit_reads_as_documented(private_tmp, body, detail):
     assert result.evidence.startswith(f"memory limit: the harness needed more than 1024 MB ({detail}"), result.evidence
 
 
-def test_a_limit_too_small_to_load_torch_is_the_memory_limit(private_tmp):
-    # 256 MB, the smallest --confirm-memory: the loader cannot map libtorch (torch 2.x on Linux).
-    result = run_body("import torch\n", memory_mb=256)
+def test_the_smallest_limit_loads_torch_and_stops_what_exceeds_it(private_tmp):
+    # 256 MB, the smallest --confirm-memory: libtorch's code is not data, so torch loads (it did not under
+    # the address-space cap RLIMIT_AS); the error is torch's allocator refusing 512 MB after the import.
+    result = run_body("import torch\ntorch.empty(512 << 20, dtype=torch.uint8).fill_(1)\n", memory_mb=256)
     assert result.verdict == "inconclusive"
-    assert result.evidence.startswith("memory limit: the harness needed more than 256 MB (ImportError: "), (
-        result.evidence
-    )
-    assert result.evidence.endswith("failed to map segment from shared object)")
+    assert result.evidence.startswith(
+        "memory limit: the harness needed more than 256 MB (RuntimeError: [enforce fail at"
+    ), result.evidence

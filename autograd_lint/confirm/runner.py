@@ -286,6 +286,10 @@ def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
 # passes on to runtime/probes.py's `start`) a function that sends a verdict with the secret on the result
 # pipe, which exec'd programs do not inherit. The runtime package the runner copied beside the script comes
 # first on sys.path.
+# Memory is capped by RLIMIT_DATA, not RLIMIT_AS: CUDA reserves far more address space than it uses and
+# cannot initialize under an address-space cap of a few GB, while the data limit counts what the process
+# can actually fill (the heap and, since Linux 4.7, private writable mappings: malloc's large mmap'd
+# chunks, torch's allocations, thread stacks), not the GPU driver's reservations or shared libraries' code.
 # The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
 # `-I` keeps the user's site-packages out of sys.path and PYTHON* out. A harness script that ends
 # without a verdict is a recipe's bug: exit status 70 and a line on stderr say so.
@@ -296,7 +300,7 @@ EVIDENCE_CAP = %d
 secret = os.read(secret_fd, 64).decode()
 os.close(secret_fd)
 os.set_inheritable(result_fd, False)
-for limit, soft, hard in ((resource.RLIMIT_AS, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
+for limit, soft, hard in ((resource.RLIMIT_DATA, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
                           (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
     resource.setrlimit(limit, (soft, hard))
 def send(verdict, evidence, _fd=result_fd, _secret=secret):
@@ -336,7 +340,7 @@ def _tail(path: str, limit: int = 64 * 1024) -> str:
         return ""
 
 
-# What Python, torch's CPU allocator, the dynamic loader and OpenMP say when RLIMIT_AS refuses memory.
+# What Python, torch's CPU allocator, the dynamic loader and OpenMP say when RLIMIT_DATA refuses memory.
 _MEMORY_FAILURES = (
     "MemoryError",
     "DefaultCPUAllocator: can't allocate memory",
