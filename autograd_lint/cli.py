@@ -23,6 +23,7 @@ from .config import (
     parse_per_file_ignores,
     validate_codes,
 )
+from .confirm.runner import DEVICES
 from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
 from .io.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .io.discovery import discover
@@ -230,7 +231,14 @@ class _CheckCommand(click.Command):
     type=click.IntRange(min=256),
     default=4096,
     show_default=True,
-    help="Memory (data segment) limit of one harness, in MB.",
+    help="Memory (data segment) limit of one harness, in MB; with --device cuda, its GPU memory's too.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="Device confirm harnesses build their tensors on; with cpu they see no GPU.",
 )
 @click.option(
     "-j",
@@ -276,6 +284,7 @@ def check(
     python_path,
     confirm_timeout,
     confirm_memory,
+    device,
     jobs,
     no_cache,
     cache_dir,
@@ -332,7 +341,7 @@ def check(
 
         # A relative --python is relative to here, not to the harness's temp directory.
         python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
-        limits = RunLimits(python or sys.executable, confirm_timeout, confirm_memory)
+        limits = RunLimits(python or sys.executable, confirm_timeout, confirm_memory, device)
         verdicts = _confirm(
             result.diagnostics,
             limits,

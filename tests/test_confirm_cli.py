@@ -24,12 +24,11 @@ from autograd_lint.cli import _ConfirmProgress, main
 from autograd_lint.confirm.sandbox import sandbox_description
 
 ROOT = Path(__file__).resolve().parent.parent
-CUDA = "no" if torch.version.cuda is None else ("yes" if torch.cuda.is_available() else "no")
 
 
 def start_line(python) -> str:
     """The line `--confirm` starts with: the torch that runs the harnesses and the containment they run under."""
-    return f"confirm: torch {torch.__version__} (CUDA: {CUDA}) in {python}; sandbox: {sandbox_description()}"
+    return f"confirm: torch {torch.__version__} on cpu in {python}; sandbox: {sandbox_description()}"
 
 
 ARITY = "returns 1 value but forward takes 2 inputs"
@@ -112,6 +111,21 @@ PROJECT = {
             def backward(ctx, grad_output):
                 return grad_output
         """,
+    # Needs a GPU: the harness runs with none (--device cpu), so no verdict can come from it.
+    "scripts/on_gpu.py": """
+        from torch.autograd import Function
+
+
+        class ScaleOnGpu(Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return x.cuda() * scale
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
     # Marked non-differentiable through a list the rule does not follow: a finding torch refutes.
     "scripts/mask.py": """
         import torch
@@ -132,7 +146,7 @@ PROJECT = {
         """,
 }
 LAYERS, ATTENTION, LAZY = "src/mylib/nn/layers.py", "src/mylib/nn/attention.py", "src/mylib/nn/lazy.py"
-HANG, MASK = "scripts/hang.py", "scripts/mask.py"
+HANG, MASK, ON_GPU = "scripts/hang.py", "scripts/mask.py", "scripts/on_gpu.py"
 MISSING = "missing dependency: No module named 'flash_attn'"
 
 
@@ -229,6 +243,19 @@ def test_the_issues_command_with_a_broken_python_fails_in_a_real_process(tmp_pat
         assert proc.stdout == ""
 
 
+def test_device_cuda_where_torch_cannot_initialize_cuda_is_one_error_line_and_exit_2(project, monkeypatch):
+    # This torch is a CPU build: the preflight, run under the harnesses' limits, cannot cap GPU memory.
+    assert torch.version.cuda is None
+    monkeypatch.setattr(session, "confirm_diagnostics", lambda *args, **kwargs: pytest.fail("a harness ran"))
+    result = invoke(["--confirm", "--device", "cuda", LAYERS])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"autograd-lint: error: confirm cannot run with --device cuda: {sys.executable} cannot initialize CUDA "
+        "(AssertionError: Torch not compiled with CUDA enabled)\n"
+    )
+    assert result.stdout == ""
+
+
 def test_a_relative_python_is_relative_to_the_current_directory(project):
     (project / "bin").mkdir()
     executable(project / "bin" / "python", f'#!/bin/sh\nexec {sys.executable} "$@"\n')
@@ -265,7 +292,13 @@ def test_confirmed_only_keeps_what_could_not_be_confirmed_with_its_reason(projec
     )
     assert proc.returncode == 1, proc.stderr
     entries = {(e["path"], e["code"]): e["confirm"] for e in json.loads(proc.stdout)}
-    assert set(entries) == {(LAYERS, "AGL002"), (ATTENTION, "AGL002"), (LAZY, "AGL002"), (HANG, "AGL002")}
+    assert set(entries) == {
+        (LAYERS, "AGL002"),
+        (ATTENTION, "AGL002"),
+        (LAZY, "AGL002"),
+        (HANG, "AGL002"),
+        (ON_GPU, "AGL002"),
+    }
     assert entries[(LAYERS, "AGL002")]["verdict"] == "confirmed"
     torch_says = "ScaleGradBackward returned an incorrect number of gradients (expected 2, got 1)"
     assert torch_says in entries[(LAYERS, "AGL002")]["evidence"]
@@ -276,10 +309,15 @@ def test_confirmed_only_keeps_what_could_not_be_confirmed_with_its_reason(projec
     assert entries[(LAZY, "AGL002")]["evidence"] == f"{MISSING} (imported by mylib/nn/lazy.py)"
     assert entries[(HANG, "AGL002")]["verdict"] == "inconclusive"
     assert entries[(HANG, "AGL002")]["evidence"] == "timeout: the harness ran longer than 8 s and was killed"
+    assert entries[(ON_GPU, "AGL002")] | {"seconds": 0} == {
+        "verdict": "inconclusive",
+        "evidence": "needs a CUDA device (on_gpu.py:8 initializes CUDA; confirm ran on the CPU)",
+        "seconds": 0,
+    }
     # The summary on stderr counts every verdict, the refuted finding's as not shown; no progress there.
     assert proc.stderr == start_line(sys.executable) + "\n" + (
-        "Found 4 diagnostics (4 errors) in 10 files checked. "
-        "Confirm: 1 confirmed, 1 not reproduced (not shown), 3 inconclusive.\n"
+        "Found 5 diagnostics (5 errors) in 11 files checked. "
+        "Confirm: 1 confirmed, 1 not reproduced (not shown), 4 inconclusive.\n"
     )
     assert not (project / "marker").exists()  # layers.py's __main__ block never ran
 

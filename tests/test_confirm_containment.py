@@ -26,7 +26,7 @@ import pytest
 
 from autograd_lint import lint_source
 from autograd_lint.confirm.harness import runtime_prelude
-from autograd_lint.confirm.runner import KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
+from autograd_lint.confirm.runner import DEVICE_VARIABLE, KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
 from autograd_lint.confirm.session import confirm_diagnostics
 
@@ -103,6 +103,7 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     environ = view["environ"]
     assert "AWS_SECRET_ACCESS_KEY" not in environ and "GITHUB_TOKEN" not in environ and "PYTHONPATH" not in environ
     allowed = set(KEPT_ENVIRONMENT) | {
+        DEVICE_VARIABLE,
         "HOME",
         "TMPDIR",
         "PYTHONDONTWRITEBYTECODE",
@@ -112,6 +113,8 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     }
     assert set(environ) <= allowed, sorted(set(environ) - allowed)
     assert environ["PATH"] == os.environ["PATH"]
+    # The default device: the harness builds its tensors on the CPU and sees no GPU.
+    assert (environ[DEVICE_VARIABLE], environ["CUDA_VISIBLE_DEVICES"]) == ("cpu", "")
     # HOME, the temp directory and the working directory are the harness's own temp directory.
     assert view["home"] == view["cwd"] == view["tmp"] == environ["HOME"] == environ["TMPDIR"]
     assert Path(view["cwd"]).name.startswith("autograd-lint-confirm-")
@@ -217,7 +220,7 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
             os.kill(int(line.split()[0]), signal.SIGKILL)
     assert linter.returncode == exit_code, stderr
     start, *rest = stderr.splitlines()
-    assert re.fullmatch(rf"confirm: torch \S+ \(CUDA: (yes|no)\) in \S+; sandbox: {sandbox}\b.*", start), start
+    assert re.fullmatch(rf"confirm: torch \S+ on cpu in \S+; sandbox: {sandbox}\b.*", start), start
     assert rest == ["autograd-lint: error: interrupted"]
     assert stdout == ""
     assert os.listdir(temp_root) == []

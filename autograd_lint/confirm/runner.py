@@ -37,7 +37,21 @@ OUTPUT_CAP_BYTES = 1 << 20  # what a harness may print; more is cut off by RLIMI
 EVIDENCE_CAP_CHARACTERS = 64 * 1024  # longer evidence (a huge exception message) is cut, with a note
 RESULT_CAP_BYTES = 1 << 20  # what the result pipe may carry (the cut evidence, JSON-escaped, fits); the rest is dropped
 # Variables the child keeps: what finding an interpreter and torch needs, nothing secret.
-KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "PYTHONHASHSEED")
+KEPT_ENVIRONMENT = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "LD_LIBRARY_PATH",
+    "VIRTUAL_ENV",
+    "PYTHONHASHSEED",
+    "CUDA_VISIBLE_DEVICES",  # which GPUs --device cuda may use; with --device cpu the harness sees none
+)
+DEVICES = ("cpu", "cuda")
+# The device harnesses build their tensors on (read by the bootstrap and runtime/probes.py), set only in
+# the harness's environment.
+DEVICE_VARIABLE = "AUTOGRAD_LINT_DEVICE"
 STOP_GRACE_SECONDS = 5.0  # how long a launcher may take to kill what it started before it is killed itself
 # The package harness scripts import (runtime/), copied into each harness's temp directory under a name of its
 # own: the --python interpreter may lack autograd-lint, or have another version of it installed.
@@ -50,7 +64,8 @@ RUNTIME_FOLDER = "runtime"  # beside harness.py; the bootstrap puts it first on 
 class RunLimits:
     python: str
     timeout: float = 20.0
-    memory_mb: int = 4096
+    memory_mb: int = 4096  # the data segment's limit, and with device "cuda" the GPU memory's too
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,11 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     environment.update(
         HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"
     )
+    environment[DEVICE_VARIABLE] = limits.device
+    if limits.device == "cpu":
+        # No GPU is visible: code that needs one fails the same way on every machine (and is reported as
+        # needing a CUDA device), and no harness uses a GPU without the GPU memory cap.
+        environment["CUDA_VISIBLE_DEVICES"] = ""
     secret = secrets.token_hex(16)
     pipes = _Pipes.open(secret)
     # The launcher runs in the temp directory: a relative --python is the user's, from here (and Python
@@ -290,6 +310,9 @@ def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
 # cannot initialize under an address-space cap of a few GB, while the data limit counts what the process
 # can actually fill (the heap and, since Linux 4.7, private writable mappings: malloc's large mmap'd
 # chunks, torch's allocations, thread stacks), not the GPU driver's reservations or shared libraries' code.
+# With --device cuda, torch's caching allocator is capped at the same size on the GPU (as a fraction of the
+# first visible device's memory, since that is what set_per_process_memory_fraction takes); a GPU that
+# cannot be initialized is a verdict of its own, before any code under test runs.
 # The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
 # `-I` keeps the user's site-packages out of sys.path and PYTHON* out. A harness script that ends
 # without a verdict is a recipe's bug: exit status 70 and a line on stderr say so.
@@ -313,6 +336,15 @@ def send(verdict, evidence, _fd=result_fd, _secret=secret):
         data = data[os.write(_fd, data):]
     os.close(_fd)
 del secret, secret_fd, result_fd
+if os.environ.get(%r) == "cuda":
+    try:
+        import torch
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory / torch.cuda.get_device_properties(0).total_memory))
+    except ImportError:
+        pass  # the harness itself reports a missing torch
+    except Exception as exc:
+        send("inconclusive", f"%s({type(exc).__name__}: {exc})")
+        os._exit(0)
 sys.argv = [path]
 sys.path.insert(0, os.path.join(os.path.dirname(path), %r))
 runpy.run_path(path, init_globals={"_agl_channel": send}, run_name="__autograd_lint_harness__")
@@ -320,7 +352,8 @@ sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
 sys.stderr.flush()
 os._exit(70)
 """
-_BOOTSTRAP = _BOOTSTRAP % (EVIDENCE_CAP_CHARACTERS, RUNTIME_FOLDER)
+CUDA_CANNOT_INITIALIZE = "needs a CUDA device: CUDA cannot be initialized "
+_BOOTSTRAP = _BOOTSTRAP % (EVIDENCE_CAP_CHARACTERS, DEVICE_VARIABLE, CUDA_CANNOT_INITIALIZE, RUNTIME_FOLDER)
 _NO_VERDICT_EXIT = 70
 _PIPE_GONE_EXIT = 71  # runtime/probes.py's report, when sending the verdict fails
 

@@ -22,7 +22,7 @@ from ..io.reading import ModuleSource, SourceError, module_source, read_module_s
 from ..rules import RULES
 from .builders import builder_for
 from .harness import CannotBuildHarness, build_script, runtime_prelude
-from .runner import RunLimits, RunResult, allow_runs, cancel_all, run_harness
+from .runner import CUDA_CANNOT_INITIALIZE, RunLimits, RunResult, allow_runs, cancel_all, run_harness
 from .verdict_cache import VerdictCache
 
 # How often a long run calls `progress` while no harness finishes.
@@ -36,10 +36,12 @@ class ConfirmEnvironment:
 
     python: str  # its path (a bare --python name as found on PATH)
     torch_version: str
-    cuda: bool
+    device: str  # what harnesses build their tensors on (--device)
+    gpu: str | None  # the GPU's name with --device cuda
 
     def describe(self) -> str:
-        return f"torch {self.torch_version} (CUDA: {'yes' if self.cuda else 'no'}) in {self.python}"
+        device = f"{self.device} ({self.gpu})" if self.gpu else self.device
+        return f"torch {self.torch_version} on {device} in {self.python}"
 
 
 class ConfirmEnvironmentError(Exception):
@@ -54,12 +56,14 @@ try:
     import torch
 except BaseException as exc:  # noqa: BLE001 - whatever the import does, it is the reason
     _agl_probes.report("inconclusive", f"`import torch` failed: {type(exc).__name__}: {exc}")
+gpu = None
 try:
-    cuda = bool(torch.cuda.is_available())
+    if _agl_probes.DEVICE == "cuda" and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
 except Exception:  # noqa: BLE001 - a broken driver means no CUDA for the harnesses either
-    cuda = False
+    pass
 import json
-_agl_probes.report("confirmed", json.dumps({"torch": str(torch.__version__), "cuda": cuda}))
+_agl_probes.report("confirmed", json.dumps({"torch": str(torch.__version__), "gpu": gpu}))
 """
 )
 
@@ -70,6 +74,9 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
 
     def fail(reason: str) -> ConfirmEnvironmentError:
         return ConfirmEnvironmentError(f"confirm cannot run with --python {python}: {reason}")
+
+    def no_gpu(reason: str) -> ConfirmEnvironmentError:
+        return ConfirmEnvironmentError(f"confirm cannot run with --device cuda: {reason}")
 
     if os.sep not in python:  # a bare name, found on PATH as the harness's launch will
         if shutil.which(python) is None:
@@ -83,6 +90,8 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
         # A cold `import torch` can take longer than a short --confirm-timeout that warm harnesses meet.
         result = run_harness(_PREFLIGHT, replace(limits, timeout=max(limits.timeout, PREFLIGHT_TIMEOUT_SECONDS)))
     if result.verdict != "confirmed":
+        if result.evidence.startswith(CUDA_CANNOT_INITIALIZE):  # the bootstrap, capping GPU memory
+            raise no_gpu(f"{python} cannot initialize CUDA {result.evidence.removeprefix(CUDA_CANNOT_INITIALIZE)}")
         if result.evidence.startswith("`import torch`"):
             raise fail(result.evidence)
         # The runner words failures for a harness running the user's code; here it only imported torch.
@@ -92,7 +101,9 @@ def check_environment(limits: RunLimits) -> ConfirmEnvironment:
         raise fail("running `import torch` there: " + reason)
     try:
         found = json.loads(result.evidence)
-        return ConfirmEnvironment(shutil.which(python) or python, str(found["torch"]), bool(found["cuda"]))
+        return ConfirmEnvironment(
+            shutil.which(python) or python, str(found["torch"]), limits.device, found["gpu"] and str(found["gpu"])
+        )
     except (ValueError, TypeError, KeyError):
         raise fail(f"unexpected answer to `import torch`: {result.evidence[:200]}") from None
 

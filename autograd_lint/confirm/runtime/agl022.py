@@ -2,7 +2,7 @@
 block.
 """
 
-from .probes import INPUT_SHAPES, report, run_backward, tensors_in
+from .probes import DEVICE, INPUT_SHAPES, report, run_backward, tensors_in
 
 
 def _amp_float32(args):
@@ -17,7 +17,7 @@ def _amp_float32(args):
 
 
 def check_amp(apply, builders):
-    """Run forward on float32 inputs inside `torch.autocast("cpu", dtype=torch.bfloat16)` and backward
+    """Run forward on float32 inputs inside `torch.autocast(DEVICE, dtype=torch.bfloat16)` and backward
     after the block, as a training step does; the same call without autocast must run (else the
     failure is not autocast's)."""
     import torch
@@ -37,7 +37,7 @@ def check_amp(apply, builders):
                 other.append(f"{label}: {type(exc).__name__}: {exc}")
                 continue
             args = _amp_float32(build(shape))
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
                 output = apply(*args)
             dtypes = sorted({str(t.dtype).replace("torch.", "") for t in tensors_in(output)})
             try:
@@ -46,7 +46,7 @@ def check_amp(apply, builders):
                 report(
                     "confirmed",
                     f"{label} on float32 inputs {list(shape)}: forward and backward run without autocast, but with forward inside "
-                    f"torch.autocast('cpu', dtype=torch.bfloat16) (output {'/'.join(dtypes)}) backward after the block raised "
+                    f"torch.autocast({DEVICE!r}, dtype=torch.bfloat16) (output {'/'.join(dtypes)}) backward after the block raised "
                     f"{type(exc).__name__}: {exc}",
                 )
             grads = sorted(

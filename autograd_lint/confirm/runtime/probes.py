@@ -12,6 +12,19 @@ import math
 import os
 import sys
 
+# The device harnesses build their tensors on: the runner sets it in the harness's environment only
+# (--device); a harness run by hand uses the CPU.
+DEVICE = os.environ.get("AUTOGRAD_LINT_DEVICE", "cpu")
+# What torch, the driver and Triton raise where code needs a GPU and none is visible (--device cpu hides them).
+NEEDS_CUDA_ERRORS = (
+    "Torch not compiled with CUDA enabled",
+    "Found no NVIDIA driver",
+    "No CUDA GPUs are available",
+    "no CUDA-capable device is detected",
+    "0 active drivers",  # Triton launching a kernel without a GPU
+    "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
+)
+
 # Set by `start`, before the user's definitions run.
 _channel = None
 _project_root = None
@@ -28,6 +41,42 @@ def start(channel, project_root=None, harness_script=None):
     _harness_script = os.path.abspath(harness_script) if harness_script else None
     if project_root:
         sys.path.insert(0, project_root)
+    _use_device()
+
+
+def _use_device():
+    """With --device cuda, tensors made without a device (the harness's inputs, and the user's) are made
+    on the GPU. With --device cpu, code that initializes CUDA ends the harness with `inconclusive: needs a
+    CUDA device` and where it did so: no verdict comes from a run that cannot take place on this device."""
+    try:
+        import torch
+    except ImportError:
+        return  # the harness reports a missing torch itself
+    if DEVICE == "cuda":
+        torch.set_default_device("cuda")
+        return
+
+    def refuse_cuda(*args, **kwargs):
+        report(
+            "inconclusive", f"needs a CUDA device ({_caller_outside_torch()} initializes CUDA; confirm ran on the CPU)"
+        )
+
+    torch.cuda._lazy_init = refuse_cuda  # what every path to CUDA (.cuda(), device="cuda", torch.cuda.*) calls
+
+
+def _caller_outside_torch():
+    """`file:line` of the innermost frame of the code under test (neither torch, nor the harness, nor this
+    package): the user's copied module by its path."""
+    import traceback
+
+    torch_folder = os.path.join("site-packages", "torch", "")
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        filename = frame.filename
+        if filename.startswith(_COPY_PREFIX):
+            return f"{filename[len(_COPY_PREFIX) : -1]}:{frame.lineno}"
+        if not filename.startswith("<") and torch_folder not in filename and not _is_harness_code(filename):
+            return f"{filename}:{frame.lineno}"
+    return "the code under test"
 
 
 def report(verdict, evidence):
@@ -39,6 +88,8 @@ def report(verdict, evidence):
             stream.flush()
         except Exception:  # noqa: BLE001 - a stream the code under test closed or replaced
             pass
+    if verdict == "inconclusive" and DEVICE == "cpu" and any(error in str(evidence) for error in NEEDS_CUDA_ERRORS):
+        evidence = f"needs a CUDA device ({evidence})"
     if _channel is None:
         print("verdict:", verdict, "-", evidence, flush=True)
         os._exit(0)
@@ -101,10 +152,11 @@ def leaf_tensor(shape, seed=0):
     import torch
 
     # Both signs, away from zero, so that piecewise backwards take every branch.
+    # Drawn on the CPU, whatever the device, so that every device gets the same values.
     generator = torch.Generator().manual_seed(seed)
-    magnitude = torch.rand(shape, generator=generator, dtype=torch.float64) + 0.25
-    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0).to(torch.float64)
-    return (magnitude * sign).requires_grad_(True)
+    magnitude = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu") + 0.25
+    negative = torch.rand(shape, generator=generator, device="cpu") < 0.5
+    return torch.where(negative, -magnitude, magnitude).to(DEVICE).requires_grad_(True)
 
 
 def tensors_in(value):
