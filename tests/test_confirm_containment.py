@@ -647,6 +647,21 @@ def test_memory_limit_reads_as_documented(private_tmp, body, detail):
     assert result.evidence.startswith(f"memory limit: the harness needed more than 1024 MB ({detail}"), result.evidence
 
 
+def test_tritons_error_without_a_gpu_reads_as_needing_a_cuda_device(private_tmp):
+    # Triton's driver lookup on a machine without a GPU (triton/runtime/driver.py), inside a forward.
+    body = """
+        def forward(x):
+            raise RuntimeError("0 active drivers ([]). There should only be one.")
+        _agl_probes.run_forward(forward, [("f(x)", lambda shape: [1.0])])
+    """
+    result = run_body(body)
+    assert (result.verdict, result.evidence) == (
+        "inconclusive",
+        "needs a CUDA device (forward failed on every synthesized input; last error: RuntimeError: 0 active drivers "
+        "([]). There should only be one.)",
+    )
+
+
 def test_the_smallest_limit_loads_torch_and_stops_what_exceeds_it(private_tmp):
     # 256 MB, the smallest --confirm-memory: libtorch's code is not data, so torch loads (it did not under
     # the address-space cap RLIMIT_AS); the error is torch's allocator refusing 512 MB after the import.
