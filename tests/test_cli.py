@@ -125,10 +125,10 @@ def test_syntax_error_alone_exits_1(project):
 
 
 def test_internal_rule_error_is_reported_as_agl999_and_exits_2(project, monkeypatch):
-    def explode(self, module):
+    def explode(self, function_class, module):
         raise ValueError("boom")
 
-    monkeypatch.setattr(RULES["AGL002"], "check", explode)
+    monkeypatch.setattr(RULES["AGL002"], "check_class", explode)
     result = invoke(["--select", "AGL002", "bad.py"])
     assert result.exit_code == 2
     assert result.stdout == "bad.py:1:1: AGL999 rule AGL002 failed on this file: ValueError: boom\n"

@@ -74,10 +74,10 @@ def test_exit_codes_in_every_format(project, output_format, scenario, to_file):
 
 
 def test_internal_error_exits_2_in_every_format(project, monkeypatch):
-    def explode(self, module):
+    def explode(self, function_class, module):
         raise ValueError("boom")
 
-    monkeypatch.setattr(RULES["AGL002"], "check", explode)
+    monkeypatch.setattr(RULES["AGL002"], "check_class", explode)
     for output_format in FORMATS:
         result = invoke(["--output-format", output_format, "bad.py"])
         assert result.exit_code == 2, output_format

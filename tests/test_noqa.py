@@ -144,10 +144,10 @@ def test_noqa_does_not_silence_syntax_errors():
 def test_noqa_does_not_silence_internal_errors(monkeypatch):
     from autograd_lint.rules import RULES
 
-    def explode(self, module):
+    def explode(self, function_class, module):
         raise RuntimeError("rule bug")
 
-    monkeypatch.setattr(RULES["AGL002"], "check", explode)
+    monkeypatch.setattr(RULES["AGL002"], "check_class", explode)
     source = "# autograd-lint: noqa\n" + with_comment("# noqa")
     assert [(d.code, d.line, d.column, d.message) for d in lint_source(source)] == [
         ("AGL999", 1, 1, "rule AGL002 failed on this file: RuntimeError: rule bug")

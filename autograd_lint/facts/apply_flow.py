@@ -121,33 +121,52 @@ class _Applied:
 
 def _wrapper_calls(module: ParsedModule, function_class: FunctionClass) -> Iterator[_Applied]:
     """Calls of the module's top-level functions that only return `Fn.apply(...)` (`def exp(x): return Exp.apply(x)`)."""
-    wrappers: dict[str, tuple[tuple[int, int], ...]] = {}
-    for statement in module.tree.body:
-        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (
-            None,
-            cst.MaybeSentinel.DEFAULT,
-        ):
-            continue
-        returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
-        if (
-            len(returns) != 1
-            or not isinstance(returns[0].value, cst.Call)
-            or returns[0].value not in function_class.apply_calls
-        ):
-            continue
-        params = [p.name.value for p in statement.params.params]
-        local = bindings(statement)
-        unchanged = {name for name in params if len(local.get(name, [])) == 1}
-        positions = []
-        for position, name in _positional_names(returns[0].value).items():
-            if name in unchanged:
-                positions.append((position, params.index(name)))
-        wrappers[statement.name.value] = tuple(positions)
-    if not wrappers:
-        return
-    for node in module.parents:
-        if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in wrappers:
-            yield _Applied(function_class, node, node.func.value, wrappers[node.func.value])
+    wrappers = module.fact(_ApplyWrappers)
+    # Of two wrappers with one name, the later definition is the one called.
+    by_name: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
+    for apply_call in function_class.apply_calls:
+        wrapper = wrappers.by_apply_call.get(apply_call)
+        if wrapper is not None:
+            order, name, positions = wrapper
+            if order > by_name.get(name, (-1, ()))[0]:
+                by_name[name] = (order, positions)
+    calls = sorted((index, call, name) for name in by_name for index, call in wrappers.calls_by_name.get(name, ()))
+    for _, call, name in calls:  # in the module's order, as the callers are followed
+        yield _Applied(function_class, call, name, by_name[name][1])
+
+
+class _ApplyWrappers:
+    """The module's wrapper functions, found once per file (asking per Function class would walk the module
+    once per class): each wrapper's `.apply(...)` call with its name and the argument positions it passes on
+    unchanged, and the module's calls by plain name."""
+
+    def __init__(self, module: ParsedModule):
+        # apply call -> (the wrapper's place among the module's statements, its name, the positions)
+        self.by_apply_call: dict[cst.Call, tuple[int, str, tuple[tuple[int, int], ...]]] = {}
+        for order, statement in enumerate(module.tree.body):
+            if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (
+                None,
+                cst.MaybeSentinel.DEFAULT,
+            ):
+                continue
+            returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
+            if len(returns) != 1 or not isinstance(returns[0].value, cst.Call):
+                continue
+            params = [p.name.value for p in statement.params.params]
+            local = bindings(statement)
+            unchanged = {name for name in params if len(local.get(name, [])) == 1}
+            positions = tuple(
+                (position, params.index(name))
+                for position, name in _positional_names(returns[0].value).items()
+                if name in unchanged
+            )
+            self.by_apply_call[returns[0].value] = (order, statement.name.value, positions)
+        names = {name for _, name, _ in self.by_apply_call.values()}
+        self.calls_by_name: dict[str, list[tuple[int, cst.Call]]] = {}  # with each call's place in the module
+        if names:
+            for index, node in enumerate(module.parents):
+                if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in names:
+                    self.calls_by_name.setdefault(node.func.value, []).append((index, node))
 
 
 def _through_data(write: InplaceWrite) -> bool:
