@@ -48,8 +48,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class _LinterGroup(click.Group):
-    """`autograd-lint [OPTIONS] [PATH]...` lints (`check`, the default command); `rule`, `clean` and `help` are
-    the other commands, so a directory with one of those names is given as `./rule`."""
+    """`autograd-lint [OPTIONS] [PATH]...` lints (`check`, the default command); `audit`, `rule`, `clean` and
+    `help` are the other commands, so a directory with one of those names is given as `./rule`."""
 
     def parse_args(self, ctx, args):
         if args[:1] == ["help"]:
@@ -641,7 +641,11 @@ def audit(
     memory,
     jobs,
 ) -> None:
-    """Gradcheck every custom Function under PATHs under torch: verified, wrong-gradient (AGL200), ste or inconclusive."""
+    """Gradcheck every custom Function under torch; a wrong gradient is AGL200.
+
+    Each Function under PATHs (default: the current directory), flagged or not, runs in a contained child
+    process on synthesized float64 inputs; its verdict is verified, wrong-gradient, ste (a straight-through
+    estimator by design) or inconclusive. Exit 1 when a reported gradient is wrong."""
     try:
         config = _config(config_path, select, extend_select, ignore, per_file_ignores)
     except ConfigError as error:
