@@ -168,8 +168,11 @@ def test_cli_honours_ignore_and_noqa_for_agl200(tmp_path, monkeypatch):
     (tmp_path / "silenced.py").write_text(silenced)
     (tmp_path / "wrong.py").write_text(WRONG)
     monkeypatch.chdir(tmp_path)
-    result = invoke(["audit", "-j", "2", "--ignore", "AGL200", "."])
+    result = invoke(["audit", "-j", "2", "--ignore", "AGL200", "--show-progress", "."])
     assert (result.exit_code, result.stdout) == (0, "")
+    # Not a terminal: --show-progress prints the counter as lines (the first and the last at least).
+    progress = [line for line in result.stderr.splitlines() if line.startswith("audit: ")]
+    assert progress[0].startswith("audit: 0/2 Functions audited, ") and progress[-1].startswith("audit: 2/2 ")
     assert result.stderr.endswith("0 verified, 2 wrong-gradient, 0 ste, 0 inconclusive.\n")
     result = invoke(["audit", "silenced.py"])
     assert (result.exit_code, result.stdout) == (0, "")

@@ -240,7 +240,7 @@ def _diagnostic(function: AuditedFunction) -> Diagnostic:
             f"(max abs error {function.max_abs:.3g}, relative {function.max_rel:.3g})"
         )
     else:
-        message = f"{function.name}.backward: wrong {function.wrong_input}"
+        message = f"{function.name}.backward: its own gradient is wrong (gradgradcheck fails)"
     explanation = (
         f"The audit ran {function.detail}. Backward's result is not the derivative of forward, so every "
         "gradient through this Function is silently wrong. Reproduce it with this script:\n\n"

@@ -176,7 +176,6 @@ def _check_second_order(apply, args, outcome):
         return {
             "verdict": "wrong-gradient",
             "order": 2,
-            "input": "the second derivative",
             "detail": f"gradgradcheck: {_first_line(exc)}",
             "inputs": positions,
         }
