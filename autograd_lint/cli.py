@@ -49,8 +49,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class _LinterGroup(click.Group):
-    """`autograd-lint [OPTIONS] [PATH]...` lints (`check`, the default command); `rule`, `clean` and `help` are
-    the other commands, so a directory with one of those names is given as `./rule`."""
+    """`autograd-lint [OPTIONS] [PATH]...` lints (`check`, the default command); `audit`, `rule`, `clean` and
+    `help` are the other commands, so a directory with one of those names is given as `./rule`."""
 
     def parse_args(self, ctx, args):
         if args[:1] == ["help"]:
@@ -567,8 +567,9 @@ class _ConfirmProgress:
 
     PROGRESS_LINE_SECONDS = 10.0
 
-    def __init__(self, terminal: bool, clock=time.monotonic):
+    def __init__(self, terminal: bool, clock=time.monotonic, counted: str = "harnesses run", prefix: str = "confirm"):
         self.terminal = terminal
+        self.counted, self.prefix = counted, prefix
         self.clock = clock
         self.started = clock()
         self.last_line: float | None = None
@@ -576,7 +577,7 @@ class _ConfirmProgress:
     def __call__(self, done: int, total: int, cached: int) -> None:
         elapsed = self.clock() - self.started
         cached_part = f" ({cached} cached)" if cached else ""
-        text = f"confirm: {done}/{total} harnesses run{cached_part}, {elapsed:.0f} s"
+        text = f"{self.prefix}: {done}/{total} {self.counted}{cached_part}, {elapsed:.0f} s"
         if self.terminal:
             click.echo(f"\r{text}", err=True, nl=False)
             if done == total:
@@ -604,6 +605,97 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     codes = config.codes_for(display_path, second_derivatives)
     result.diagnostics += lint_module(module, display_path, codes, module_name, verbose=verbose)
     result.files_checked += 1
+
+
+@main.command("audit", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (AGL200 must be among them to report).")
+@click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--per-file-ignores", multiple=True, metavar="GLOB:CODES", help="Disable CODES in files matching GLOB.")
+@click.option(
+    "--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics."
+)
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when a gradient is wrong (errors still exit 2).")
+@click.option("--show-verdicts", is_flag=True, help="Print every Function's verdict and its reason on stderr.")
+@click.option("--show-progress", is_flag=True, help="Print progress on stderr even when it is not a terminal.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A pyproject.toml to read.")
+@click.option(
+    "--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs harnesses."
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per Function.")
+@click.option(
+    "--memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Memory limit per harness, MB."
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: CPUs]."
+)
+def audit(
+    paths,
+    select,
+    extend_select,
+    ignore,
+    per_file_ignores,
+    output_format,
+    output_file,
+    exit_zero,
+    show_verdicts,
+    show_progress,
+    quiet,
+    config_path,
+    python_path,
+    timeout,
+    memory,
+    jobs,
+) -> None:
+    """Gradcheck every custom Function under torch; a wrong gradient is AGL200.
+
+    Each Function under PATHs (default: the current directory), flagged or not, runs in a contained child
+    process on synthesized float64 inputs; its verdict is verified, wrong-gradient, ste (a straight-through
+    estimator by design) or inconclusive. Exit 1 when a reported gradient is wrong."""
+    try:
+        config = _config(config_path, select, extend_select, ignore, per_file_ignores)
+    except ConfigError as error:
+        _fail(str(error))
+    from .confirm.audit import audit_diagnostics, audit_paths, audit_summary
+    from .confirm.runner import RunLimits
+    from .confirm.session import ConfirmEnvironmentError, check_environment
+
+    python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
+    limits = RunLimits(python or sys.executable, timeout, memory)
+    try:
+        check_environment(limits)
+    except ConfirmEnvironmentError as error:
+        _fail(str(error).replace("confirm cannot run", "audit cannot run", 1))
+    terminal = sys.stderr.isatty()
+    progress = None
+    if show_progress or (terminal and not quiet):
+        counter = _ConfirmProgress(terminal, counted="Functions audited", prefix="audit")
+        progress = lambda done, total: counter(done, total, 0)  # noqa: E731
+    report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress)
+    for file_error in report.errors:
+        _say("error", file_error)
+    if show_verdicts:
+        for function in report.functions:
+            click.echo(
+                escape_controls(
+                    f"{function.path}:{function.line}:{function.column}: {function.name}: {function.verdict}: {function.detail}"
+                ),
+                err=True,
+            )
+    diagnostics = audit_diagnostics(report, config)
+    rendered = render(diagnostics, output_format, errors=report.errors, documentation_url=config.documentation_url)
+    if output_file:
+        _write_report(output_file, rendered)
+    else:
+        click.echo(rendered, nl=False)
+    if not quiet:
+        click.echo(audit_summary(report), err=True)
+    if report.errors:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FINDINGS if diagnostics and not exit_zero else EXIT_CLEAN)
 
 
 @main.command("clean", context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import libcst as cst
 
 from .core.diagnostic import (
+    AUDIT_CODES,
     INTERNAL_ERROR_CODE,
     INTERNAL_ERROR_NAME,
     SPECIAL_RULES,
@@ -113,7 +114,8 @@ def _lint(
     # the caller restores the limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
     # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
-    rule_codes = [code for code in codes if code not in NOQA_RULES]
+    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
+    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
     diagnostics = _lint_parsed(source, path, rule_codes, module_name, verbose, prefilter, tree, python_error)
     try:
         return apply_noqa(source, path, diagnostics, codes, RULES)

@@ -581,6 +581,7 @@ def test_help_lists_the_options_and_the_other_commands(tmp_path, monkeypatch, ar
     assert [
         line.split()[0] for line in commands.splitlines() if line.startswith("  ") and not line.startswith("   ")
     ] == [
+        "audit",
         "clean",
         "rule",
         "help",
@@ -594,7 +595,10 @@ def test_help_for_a_command_and_an_unknown_one(tmp_path, monkeypatch):
     assert rule_help.stdout == invoke(["rule", "--help"]).stdout
     unknown = invoke(["help", "nope"])
     assert unknown.exit_code == 2
-    assert unknown.stderr == "autograd-lint: error: help: unknown command 'nope' (commands: check, clean, rule, help)\n"
+    assert (
+        unknown.stderr
+        == "autograd-lint: error: help: unknown command 'nope' (commands: check, audit, clean, rule, help)\n"
+    )
 
 
 def test_a_directory_named_help_is_linted_as_dot_slash_help(tmp_path):

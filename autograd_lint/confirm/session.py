@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from ..core.diagnostic import UNSUPPRESSIBLE, Diagnostic
 from ..core.module import ParsedModule
@@ -156,24 +157,47 @@ def confirm_diagnostics(
             to_run.append((diagnostic, script, key))
     cached_count = len(scripts) - len(to_run)
 
+    def record(item: tuple[Diagnostic, str | None], result: RunResult) -> None:
+        diagnostic, key = item
+        verdicts[diagnostic] = result
+        if cache is not None and key is not None:
+            cache.put(key, result)
+
+    run_scripts(
+        [((diagnostic, key), script) for diagnostic, script, key in to_run],
+        limits,
+        jobs,
+        record,
+        None if progress is None else lambda done, total: progress(done, total, cached_count),
+    )
+    return verdicts
+
+
+_Item = TypeVar("_Item")
+
+
+def run_scripts(
+    scripts: list[tuple[_Item, str]],
+    limits: RunLimits,
+    jobs: int,
+    record: Callable[[_Item, RunResult], None],
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run each (item, harness script) under the runner, `jobs` at a time, handing `record` each item's result
+    as it ends; `progress(done, total)` is called before the first, whenever one ends, and every few seconds."""
     allow_runs()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         with _terminate_as_interrupt():
-            running = {
-                pool.submit(run_harness, script, limits): (diagnostic, key) for diagnostic, script, key in to_run
-            }
+            running = {pool.submit(run_harness, script, limits): item for item, script in scripts}
             if progress is not None:
-                progress(0, len(to_run), cached_count)
+                progress(0, len(scripts))
             while running:
                 finished, _ = wait(running, timeout=PROGRESS_TICK_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    diagnostic, key = running.pop(future)
-                    verdicts[diagnostic] = future.result()
-                    if cache is not None and key is not None:
-                        cache.put(key, verdicts[diagnostic])
+                    record(running.pop(future), future.result())
                 if progress is not None:
-                    progress(len(to_run) - len(running), len(to_run), cached_count)
+                    progress(len(scripts) - len(running), len(scripts))
     except BaseException:
         # Ctrl-C (or SIGTERM, or anything else): kill every harness now rather than wait for them, run
         # no queued one, and let each worker thread remove its harness's temp directory before leaving.
@@ -181,7 +205,6 @@ def confirm_diagnostics(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return verdicts
 
 
 class Terminated(KeyboardInterrupt):

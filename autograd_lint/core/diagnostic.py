@@ -76,6 +76,9 @@ SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME = "AGL000", "syntax-error"
 INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME = "AGL999", "internal-error"
 # Reported whatever the selection and never silenced by noqa: the file was not (fully) checked.
 UNSUPPRESSIBLE = frozenset({SYNTAX_ERROR_CODE, INTERNAL_ERROR_CODE})
+# Reported by `autograd-lint audit`, which runs every Function under torch, never by the linter's engine.
+GRADIENT_MISMATCH_CODE, GRADIENT_MISMATCH_NAME = "AGL200", "gradient-mismatch"
+AUDIT_CODES = frozenset({GRADIENT_MISMATCH_CODE})
 # The two codes without a rule module or page: (name, summary, explanation).
 SPECIAL_RULES = {
     SYNTAX_ERROR_CODE: (

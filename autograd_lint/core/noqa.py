@@ -14,7 +14,7 @@ import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .diagnostic import UNSUPPRESSIBLE, Diagnostic, Severity
+from .diagnostic import AUDIT_CODES, UNSUPPRESSIBLE, Diagnostic, Severity
 
 _CODES = r"[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*"
 _LINE_NOQA = re.compile(rf"#\s*noqa(?::[\s]?(?P<codes>{_CODES}))?", re.IGNORECASE)
@@ -201,7 +201,8 @@ def _noqa_findings(
             if not covered:
                 if not any(code.startswith(listed) for code in UNSUPPRESSIBLE | NOQA_RULES):
                     unknown.append(listed)
-            elif all(code in selected for code in covered) and not NOQA_RULES.intersection(covered):
+            elif all(code in selected for code in covered) and not (NOQA_RULES | AUDIT_CODES).intersection(covered):
+                # (the audit's codes are never reported by a lint run, so it cannot tell whether they are used)
                 unused.append(listed)  # every rule it names ran here and none reported on this line
         if unused or unknown:
             parts = [

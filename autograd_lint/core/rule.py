@@ -101,3 +101,8 @@ class FunctionRule(Rule[Subject]):
 class NoqaRule(Rule[None]):
     """A check of the noqa comments themselves. It needs no tree: `noqa.apply_noqa` computes it after the
     other rules ran, from their findings, so the engine never asks it to check a module."""
+
+
+class AuditRule(Rule[None]):
+    """A code `autograd-lint audit` reports from running a Function under torch (confirm/audit.py); the engine
+    never runs it, and it is in the registry for its selection, noqa, page and output formats."""

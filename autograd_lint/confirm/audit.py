@@ -1,0 +1,267 @@
+"""`autograd-lint audit`: every custom Function in the tree, flagged or not, gradchecked under torch.
+
+One harness per Function (confirm's sandbox and runner, its builders' synthesized inputs), running
+runtime/audit.py; a verdict per Function: `verified`, `wrong-gradient` (reported as AGL200
+gradient-mismatch at its backward), `ste` (a straight-through estimator by design) or `inconclusive`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import libcst as cst
+
+from ..config import Config
+from ..core.diagnostic import (
+    GRADIENT_MISMATCH_CODE,
+    GRADIENT_MISMATCH_NAME,
+    Diagnostic,
+    FileError,
+    Severity,
+)
+from ..core.module import ParsedModule
+from ..core.noqa import Suppressions, find_suppressions
+from ..core.syntax import dotted_name, walk
+from ..facts.function_model import FunctionClass, function_model
+from ..io.discovery import discover
+from ..io.module_names import module_name_for_path
+from ..io.reading import SourceError, read_module_source
+from ..torch_api import INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from .harness import CannotBuildHarness, Harness, _import_root, apply_builders, build_script, function_class_code
+from .runner import RunLimits, RunResult
+from .session import run_scripts
+
+AUDIT_VERDICTS = ("verified", "wrong-gradient", "ste", "inconclusive")
+# Calls in forward after which the output is piecewise constant in the input: a straight-through estimator's cue.
+STEP_OPS = ZERO_GRADIENT_OPS | INTEGER_CASTS | ORDERING_METHODS
+_ORDERING_OPERATORS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
+
+
+@dataclass(frozen=True)
+class AuditedFunction:
+    """One Function's verdict; `reproduction` is a standalone script for a wrong gradient."""
+
+    path: str
+    name: str
+    line: int  # where its backward is defined (1-based line and column)
+    column: int
+    end_line: int
+    end_column: int
+    verdict: str
+    detail: str
+    seconds: float = 0.0
+    wrong_input: str | None = None
+    max_abs: float | None = None
+    max_rel: float | None = None
+    reproduction: str | None = None
+
+
+@dataclass
+class AuditReport:
+    functions: list[AuditedFunction] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    files_checked: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {verdict: sum(f.verdict == verdict for f in self.functions) for verdict in AUDIT_VERDICTS}
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: str
+    module: ParsedModule
+    function_class: FunctionClass
+    position: tuple[int, int, int, int]
+
+
+def audit_paths(
+    paths: list[str],
+    config: Config,
+    limits: RunLimits,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
+    """A verdict for every Function with a forward and a backward in the Python files under `paths`."""
+    report = AuditReport()
+    targets: list[_Target] = []
+    for path in sorted(discover(paths, config, report.errors)):
+        if not path.endswith(".py"):
+            continue  # a stub has no code to run; a notebook's cells are not audited yet
+        try:
+            source = read_module_source(path)
+            module = ParsedModule(source.text, path, module_name_for_path(path))
+        except SourceError as error:
+            report.errors.append(FileError(path, str(error)))
+            continue
+        except cst.ParserSyntaxError:
+            continue  # the linter reports it (AGL000); there is nothing to run
+        report.files_checked += 1
+        for function_class in function_model(module):
+            backward = function_class.backward
+            if function_class.forward is None or backward is None or function_class.export_only:
+                continue
+            where = module.position(backward.node.name)
+            end = module.position(backward.node.name).end
+            targets.append(
+                _Target(
+                    path, module, function_class, (where.start.line, where.start.column + 1, end.line, end.column + 1)
+                )
+            )
+    scripts: list[tuple[_Target, str]] = []
+    for target in targets:
+        try:
+            scripts.append((target, _script(target.module, target.function_class)))
+        except CannotBuildHarness as reason:
+            report.functions.append(
+                _result(target, RunResult("inconclusive", f"harness could not be built: {reason}", 0.0))
+            )
+    run_scripts(
+        scripts, limits, jobs, lambda target, result: report.functions.append(_result(target, result)), progress
+    )
+    report.functions.sort(key=lambda f: (f.path, f.line, f.column, f.name))
+    return report
+
+
+def _script(module: ParsedModule, function_class: FunctionClass) -> str:
+    required, optional, definition = function_class_code(module, function_class)
+    forward, backward = function_class.forward, function_class.backward
+    assert forward is not None and backward is not None
+    names = [param.name.value for param in forward.data_params]
+    once = any(name.rsplit(".", 1)[-1] == "once_differentiable" for name in backward.decorators)
+    call = (
+        f"_agl_recipe.audit({function_class.name}.apply, _agl_builders, {names!r}, "
+        f"{_uses_step_ops(forward.node)!r}, {once!r})"
+    )
+    harness = Harness(required, "\n".join([definition, apply_builders(module, function_class), call]), optional)
+    return build_script(module, harness, "audit")
+
+
+def _uses_step_ops(function: cst.FunctionDef) -> bool:
+    """forward rounds, takes a sign, casts to an integer type or compares: piecewise constant somewhere."""
+    for node in walk(function.body):
+        if isinstance(node, cst.Call):
+            name = dotted_name(node.func) or ""
+            if name.rsplit(".", 1)[-1] in STEP_OPS:
+                return True
+        elif isinstance(node, cst.Comparison) and any(
+            isinstance(target.operator, _ORDERING_OPERATORS) for target in node.comparisons
+        ):
+            return True
+    return False
+
+
+def _result(target: _Target, result: RunResult) -> AuditedFunction:
+    line, column, end_line, end_column = target.position
+    # The runner's own verdict (forward rejected every input, a limit, an import error) is inconclusive.
+    inconclusive = AuditedFunction(
+        target.path,
+        target.function_class.name,
+        line,
+        column,
+        end_line,
+        end_column,
+        "inconclusive",
+        result.evidence,
+        result.seconds,
+    )
+    if result.verdict != "confirmed":
+        return inconclusive
+    try:
+        outcome = json.loads(result.evidence)
+        verdict, detail = str(outcome["verdict"]), str(outcome["detail"])
+    except (ValueError, TypeError, KeyError):
+        return replace(inconclusive, detail=f"unexpected answer: {result.evidence[:200]}")
+    if verdict not in AUDIT_VERDICTS:
+        return replace(inconclusive, detail=f"unexpected verdict {verdict!r}: {detail}")
+    found = replace(inconclusive, verdict=verdict, detail=f"{outcome.get('call', '')}: {detail}")
+    if verdict != "wrong-gradient":
+        return found
+    return replace(
+        found,
+        wrong_input=outcome.get("input"),
+        max_abs=outcome.get("max_abs"),
+        max_rel=outcome.get("max_rel"),
+        reproduction=_reproduction(target, outcome),
+    )
+
+
+def _reproduction(target: _Target, outcome: dict) -> str:
+    """A standalone script: the module imported as its tests would, the audit's exact inputs, gradcheck."""
+    name = target.function_class.name
+    root = _import_root(target.path) or os.path.dirname(os.path.abspath(target.path))
+    module_name = target.module.module_name or os.path.splitext(os.path.basename(target.path))[0]
+    check = "gradgradcheck" if outcome.get("order") == 2 else "gradcheck"
+    arguments = ",\n    ".join(outcome.get("arguments", []))
+    positions = outcome.get("inputs", [])
+    return (
+        f"# {name}.backward against torch.autograd.{check} ({target.path}), as `autograd-lint audit` ran it\n"
+        "import sys\n\n"
+        "import torch\n\n"
+        f"sys.path.insert(0, {root!r})\n"
+        f"from {module_name} import {name}\n\n"
+        f"arguments = [\n    {arguments},\n]\n\n\n"
+        "def function(*inputs):\n"
+        "    call = list(arguments)\n"
+        f"    for position, tensor in zip({positions!r}, inputs):\n"
+        "        call[position] = tensor.clone()\n"
+        f"    return {name}.apply(*call)\n\n\n"
+        f"inputs = tuple(arguments[p].requires_grad_() for p in {positions!r})\n"
+        f"torch.autograd.{check}(function, inputs)\n"
+    )
+
+
+def audit_diagnostics(report: AuditReport, config: Config) -> list[Diagnostic]:
+    """An AGL200 for each wrong gradient, where the selection (and per-file ignores) keep the code and no
+    noqa comment on the backward's line silences it."""
+    diagnostics = []
+    suppressions: dict[str, Suppressions | None] = {}
+    for function in report.functions:
+        if function.verdict != "wrong-gradient" or GRADIENT_MISMATCH_CODE not in config.codes_for(function.path):
+            continue
+        if function.path not in suppressions:
+            try:
+                suppressions[function.path] = find_suppressions(read_module_source(function.path).text)
+            except SourceError:
+                suppressions[function.path] = None
+        found = suppressions[function.path]
+        if found is not None and found.suppresses(GRADIENT_MISMATCH_CODE, function.line):
+            continue
+        diagnostics.append(_diagnostic(function))
+    return sorted(diagnostics, key=Diagnostic.sort_key)
+
+
+def _diagnostic(function: AuditedFunction) -> Diagnostic:
+    if function.max_abs is not None:
+        message = (
+            f"{function.name}.backward: wrong gradient for `{function.wrong_input}` "
+            f"(max abs error {function.max_abs:.3g}, relative {function.max_rel:.3g})"
+        )
+    else:
+        message = f"{function.name}.backward: its own gradient is wrong (gradgradcheck fails)"
+    explanation = (
+        f"The audit ran {function.detail}. Backward's result is not the derivative of forward, so every "
+        "gradient through this Function is silently wrong. Reproduce it with this script:\n\n"
+        f"{function.reproduction}"
+    )
+    return Diagnostic(
+        function.path,
+        function.line,
+        function.column,
+        GRADIENT_MISMATCH_CODE,
+        GRADIENT_MISMATCH_NAME,
+        Severity.ERROR,
+        message,
+        function.end_line,
+        function.end_column,
+        explanation,
+    )
+
+
+def audit_summary(report: AuditReport) -> str:
+    counts = report.counts()
+    total = len(report.functions)
+    parts = ", ".join(f"{counts[verdict]} {verdict}" for verdict in AUDIT_VERDICTS)
+    return f"Audited {total} Function{'' if total == 1 else 's'} in {report.files_checked} files: {parts}."

@@ -1,0 +1,246 @@
+"""The gradient audit's recipe (`autograd-lint audit`): gradcheck, in float64, of one Function on the inputs
+confirm's builders synthesize, then gradgradcheck unless backward is once-differentiable.
+
+The outcome travels as a `confirmed` report whose evidence is a JSON object (`verdict`: verified,
+wrong-gradient, ste or inconclusive, and the details); an `inconclusive` report (forward rejecting every
+synthesized input, a missing dependency, the runner's limits) is the runner's own.
+"""
+
+import json
+
+from .probes import report, run_forward, tensors_in
+
+EPSILON = 1e-6  # gradcheck's default finite-difference step
+ATOL, RTOL = 1e-5, 1e-3  # gradcheck's default tolerances
+# An input at least this share of whose elements move no output (their numerical Jacobian column is zero) is one
+# forward is piecewise constant in.
+PIECEWISE_CONSTANT_SHARE = 0.9
+
+
+def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
+    """Report the audit's outcome for `apply` (`Cls.apply`); `names` are forward's inputs (for the message),
+    `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
+    estimator is then possible), `once_differentiable` whether backward is decorated so."""
+    label, build, shape, _ = run_forward(apply, builders)[0]
+    args = _float64(build(shape))
+    outcome = _check(apply, args, names, step_ops_in_forward)
+    if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1:
+        # A kink hit by chance fails at one point only: the same inputs moved away from zero must fail too.
+        shifted = _check(apply, _shifted(args), names, step_ops_in_forward)
+        if shifted["verdict"] != "wrong-gradient":
+            outcome = {**shifted, "detail": shifted["detail"] + " (after a retry with inputs moved off a kink)"}
+            args = _shifted(args)
+    if outcome["verdict"] == "domain":
+        # NaN from log/sqrt/pow of negatives: the Function's domain is the positive numbers.
+        args = _positive(args)
+        outcome = _check(apply, args, names, step_ops_in_forward)
+        if outcome["verdict"] == "domain":
+            outcome = {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
+        else:
+            outcome["detail"] += " (with positive inputs: NaN on the synthesized ones)"
+    if outcome["verdict"] == "verified" and not once_differentiable:
+        outcome = _check_second_order(apply, args, outcome)
+    outcome["call"] = label
+    outcome["arguments"] = [_source_of(value) for value in args]
+    report("confirmed", json.dumps(outcome))
+
+
+def _float64(args):
+    import torch
+
+    return [
+        value.detach().to(torch.float64).requires_grad_(True)
+        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        else value
+        for value in args
+    ]
+
+
+def _mapped(args, change):
+    import torch
+
+    return [
+        change(value.detach()).requires_grad_(True)
+        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        else value
+        for value in args
+    ]
+
+
+def _shifted(args):
+    return _mapped(args, lambda x: x * 1.1 + 0.05 * x.sign())
+
+
+def _positive(args):
+    return _mapped(args, lambda x: x.abs() + 0.1)
+
+
+def _differentiable(apply, args, positions):
+    """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them.
+    Every tensor is cloned first, so that a forward that writes into its input (with mark_dirty) never
+    writes into a leaf, nor into the caller's tensor."""
+    import torch
+
+    def function(*inputs):
+        call = [value.clone() if isinstance(value, torch.Tensor) else value for value in args]
+        for position, tensor in zip(positions, inputs):
+            call[position] = tensor.clone()
+        outputs = tensors_in(apply(*call))
+        return tuple(o for o in outputs if o.is_floating_point() and o.requires_grad)
+
+    return function
+
+
+def _check(apply, args, names, step_ops_in_forward):
+    """One gradcheck: {"verdict", "detail", ...}; verdict `domain` asks the caller to retry with positive inputs."""
+    import torch
+
+    candidates = [i for i, v in enumerate(args) if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    inputs = [args[i] for i in candidates]
+    function = _differentiable(apply, args, candidates)
+    try:
+        outputs = function(*inputs)
+    except Exception as exc:  # noqa: BLE001 - the user's forward rejecting these inputs
+        return {"verdict": "inconclusive", "detail": f"forward failed: {type(exc).__name__}: {exc}"}
+    if not outputs:
+        return {"verdict": "inconclusive", "detail": "no output requires grad: nothing to check"}
+    if any(torch.isnan(o).any() for o in outputs):
+        return {"verdict": "domain", "detail": "NaN in forward"}
+    try:
+        grads = torch.autograd.grad(outputs, inputs, [torch.ones_like(o) for o in outputs], allow_unused=True)
+    except Exception as exc:  # noqa: BLE001 - backward raising is another rule's finding, not a wrong value
+        return {"verdict": "inconclusive", "detail": f"backward failed: {type(exc).__name__}: {exc}"}
+    # An input whose gradient backward declares as None is not differentiable by design (a scale, a mask).
+    positions = [p for p, g in zip(candidates, grads) if g is not None]
+    if not positions:
+        return {"verdict": "inconclusive", "detail": "backward returns no gradient for any input"}
+    inputs = [args[p] for p in positions]
+    function = _differentiable(apply, args, positions)
+    try:
+        analytical = torch.autograd.functional.jacobian(function, tuple(inputs))
+    except Exception as exc:  # noqa: BLE001
+        return {"verdict": "inconclusive", "detail": f"backward failed: {type(exc).__name__}: {exc}"}
+    numerical = _numerical_jacobian(function, inputs)
+    if any(torch.isnan(n).any() for n in numerical):
+        return {"verdict": "domain", "detail": "NaN in the numerical Jacobian"}
+    checked = ", ".join(_name(names, p) for p in positions)
+    mismatches = []
+    for index, position in enumerate(positions):
+        a = torch.cat([per_output[index].reshape(-1, inputs[index].numel()) for per_output in analytical])
+        n = numerical[index]
+        if torch.allclose(a, n, rtol=RTOL, atol=ATOL, equal_nan=False):
+            continue
+        error = (a - n).abs()
+        max_abs = float(error.max())
+        max_rel = float((error / n.abs().clamp_min(ATOL)).max())
+        # The share of the input's elements that do not move any output: the forward is flat there.
+        constant = float((n.abs() <= ATOL).all(dim=0).double().mean())
+        mismatches.append((position, max_abs, max_rel, constant, a))
+    if not mismatches:
+        try:
+            torch.autograd.gradcheck(function, tuple(inputs), eps=EPSILON, atol=ATOL, rtol=RTOL)
+        except Exception as exc:  # noqa: BLE001 - gradcheck's other checks (reentrancy, undefined grads)
+            return {"verdict": "inconclusive", "detail": f"gradcheck: {_first_line(exc)}"}
+        return {"verdict": "verified", "detail": f"gradcheck passed for {checked}", "inputs": positions}
+    if step_ops_in_forward and all(constant >= PIECEWISE_CONSTANT_SHARE for _, _, _, constant, _ in mismatches):
+        kinds = ", ".join(f"{_name(names, p)}: {_surrogate_kind(a)}" for p, _, _, _, a in mismatches)
+        return {
+            "verdict": "ste",
+            "detail": f"forward is piecewise constant in {kinds} backward (straight-through estimator)",
+            "inputs": positions,
+        }
+    position, max_abs, max_rel, _, _ = max(mismatches, key=lambda m: m[1])
+    return {
+        "verdict": "wrong-gradient",
+        "order": 1,
+        "input": _name(names, position),
+        "max_abs": max_abs,
+        "max_rel": max_rel,
+        "detail": f"the gradient of `{_name(names, position)}` differs from the numerical one",
+        "inputs": positions,
+        "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
+    }
+
+
+def _check_second_order(apply, args, outcome):
+    """gradgradcheck on the inputs gradcheck verified; a backward whose result is not differentiable is
+    left as it is (that is AGL010's finding, not a wrong value)."""
+    import torch
+    from torch.autograd.gradcheck import GradcheckError
+
+    positions = outcome["inputs"]
+    function = _differentiable(apply, args, positions)
+    try:
+        torch.autograd.gradgradcheck(function, tuple(args[p] for p in positions), eps=EPSILON, atol=ATOL, rtol=RTOL)
+    except GradcheckError as exc:
+        return {
+            "verdict": "wrong-gradient",
+            "order": 2,
+            "detail": f"gradgradcheck: {_first_line(exc)}",
+            "inputs": positions,
+        }
+    except Exception as exc:  # noqa: BLE001
+        return {**outcome, "detail": outcome["detail"] + f"; second order not checked: {_first_line(exc)}"}
+    return {**outcome, "detail": outcome["detail"] + " and gradgradcheck"}
+
+
+def _numerical_jacobian(function, inputs):
+    """Central differences, one matrix (outputs' elements x input's elements) per input. The inputs keep
+    requiring grad (so that the same outputs count as differentiable); only the nudges are unrecorded."""
+    import torch
+
+    base = [x.detach().clone().requires_grad_(True) for x in inputs]
+    matrices = []
+    for x in base:
+        columns = []
+        flat = x.view(-1)
+        for element in range(flat.numel()):
+            original = float(flat[element])
+            with torch.no_grad():
+                flat[element] = original + EPSILON
+            plus = _flat(function(*base))
+            with torch.no_grad():
+                flat[element] = original - EPSILON
+            minus = _flat(function(*base))
+            with torch.no_grad():
+                flat[element] = original
+            columns.append((plus - minus) / (2 * EPSILON))
+        matrices.append(torch.stack(columns, dim=1))
+    return matrices
+
+
+def _flat(outputs):
+    import torch
+
+    return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
+
+
+def _surrogate_kind(matrix):
+    import torch
+
+    if matrix.shape[0] == matrix.shape[1] and torch.count_nonzero(matrix - torch.diag(torch.diagonal(matrix))) == 0:
+        diagonal = torch.diagonal(matrix)
+        if bool(((diagonal - 1).abs() <= ATOL).all()):
+            return "identity"
+        if bool((((diagonal - 1).abs() <= ATOL) | (diagonal.abs() <= ATOL)).all()):
+            return "clipped identity"
+        return "elementwise surrogate"
+    return "surrogate"
+
+
+def _name(names, position):
+    return names[position] if position < len(names) else f"input {position}"
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _source_of(value):
+    """Python source that rebuilds `value` exactly (tensors as float64 literals), for the reproduction script."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"torch.tensor({value.detach().tolist()!r}, dtype={value.dtype})"
+    return repr(value)

@@ -1,0 +1,209 @@
+"""AGL200 gradient-mismatch: the audit's verdict for each snippet, from really running it under torch.
+
+The linter never reports AGL200 (`autograd-lint audit` does), so these tables are audited, all in one run:
+a VALID snippet reports nothing, an INVALID one exactly its `# AGL200:col` marker (at `def backward`).
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from snippets import marked_positions
+
+from autograd_lint.config import Config
+from autograd_lint.confirm.audit import audit_diagnostics, audit_paths
+from autograd_lint.confirm.runner import RunLimits
+from autograd_lint.report.pages import rule_page
+
+VALID = [
+    # correct, with a Python number among the inputs
+    """\
+        import torch
+
+
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, factor):
+                ctx.factor = factor
+                return x * factor
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * ctx.factor, None
+
+
+        def scaled(x):
+            return Scale.apply(x, 3.0)
+    """,
+    # a straight-through estimator: round in forward, identity backward
+    """\
+        import torch
+
+
+        class RoundSTE(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.round(x)
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad
+    """,
+    # sign with a clipped-identity backward
+    """\
+        import torch
+
+
+        class SignSTE(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.sign()
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return grad * (x.abs() <= 1).to(grad.dtype)
+    """,
+    # defined for positive inputs only: NaN on negative ones, retried with positive inputs
+    """\
+        import torch
+
+
+        class Log(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.log()
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return grad / x
+    """,
+    # forward rejects every synthesized input: inconclusive, never a finding
+    """\
+        import torch
+
+
+        class FiveD(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                if x.dim() != 5:
+                    raise ValueError("expected a 5-d input")
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad
+    """,
+]
+
+INVALID = [
+    # a missing factor
+    """\
+        import torch
+
+
+        class Cube(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x**3
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (x,) = ctx.saved_tensors
+                return grad * x**2
+    """,
+    # the incoming gradient is never multiplied in
+    """\
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (x,) = ctx.saved_tensors
+                return 2 * x
+    """,
+    # a sign error on one branch
+    """\
+        import torch
+
+
+        class Piecewise(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return torch.where(x > 0, x * x, -x)
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (x,) = ctx.saved_tensors
+                return grad * torch.where(x > 0, 2 * x, torch.ones_like(x))
+    """,
+]
+
+
+def _page_example(heading: str) -> str:
+    section = rule_page("AGL200").split(heading + "\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """(line, column) of every AGL200 per snippet file name, from one audit of every snippet."""
+    folder = tmp_path_factory.mktemp("agl200")
+    sources = {f"valid_{i}.py": s for i, s in enumerate(VALID)} | {f"invalid_{i}.py": s for i, s in enumerate(INVALID)}
+    sources |= {"page_bad.py": _page_example("## Bad"), "page_fix.py": _page_example("## Fix")}
+    for name, source in sources.items():
+        (folder / name).write_text(textwrap.dedent(source))
+    report = audit_paths([str(folder)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
+    found: dict[str, list[tuple[int, int]]] = {name: [] for name in sources}
+    for diagnostic in audit_diagnostics(report, Config()):
+        found[diagnostic.path.rsplit("/", 1)[-1]].append((diagnostic.line, diagnostic.column))
+    return found, {f.path.rsplit("/", 1)[-1]: f.verdict for f in report.functions}
+
+
+@pytest.mark.parametrize("index", range(len(VALID)))
+def test_valid_snippets_report_nothing(audited, index):
+    found, _ = audited
+    assert found[f"valid_{index}.py"] == []
+
+
+@pytest.mark.parametrize("index", range(len(INVALID)))
+def test_invalid_snippets_report_exactly(audited, index):
+    found, verdicts = audited
+    assert found[f"invalid_{index}.py"] == marked_positions("AGL200", INVALID[index])
+    assert verdicts[f"invalid_{index}.py"] == "wrong-gradient"
+
+
+def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
+    _, verdicts = audited
+    assert [verdicts[f"valid_{i}.py"] for i in range(len(VALID))] == [
+        "verified",
+        "ste",
+        "ste",
+        "verified",
+        "inconclusive",
+    ]
+
+
+def test_the_rule_pages_bad_example_is_a_wrong_gradient_at_its_marker_and_the_fix_is_verified(audited):
+    found, verdicts = audited
+    assert found["page_bad.py"] == [(line, 9) for line, *_ in _markers(_page_example("## Bad"))]
+    assert (verdicts["page_bad.py"], verdicts["page_fix.py"]) == ("wrong-gradient", "verified")
+
+
+def _markers(source: str):
+    from fixture_markers import expected_markers
+
+    return expected_markers(source)

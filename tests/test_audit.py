@@ -1,0 +1,202 @@
+"""`autograd-lint audit`: every custom Function gradchecked under real torch, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autograd_lint.cli import main
+from autograd_lint.config import Config
+from autograd_lint.confirm.audit import audit_paths
+from autograd_lint.confirm.runner import RunLimits
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IMPORTS = "import torch\n\n\n"
+MISSING_FACTOR = """\
+class MissingFactor(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * x * w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad * x * w, grad * x * x
+
+
+"""
+SCALE = """\
+class Scale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x * factor
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+"""
+ROUND_STE = """\
+class RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+"""
+FIVE_D = """\
+class FiveD(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        if x.dim() != 5:
+            raise ValueError("expected a 5-d input")
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+"""
+SCALE_CALLER = """\
+def scaled(x):
+    return Scale.apply(x, 3.0)
+"""
+OPS = IMPORTS + MISSING_FACTOR + SCALE + ROUND_STE + FIVE_D + SCALE_CALLER
+# Correct, with a Python number among its inputs (a literal at the call site).
+CLEAN = IMPORTS + SCALE + SCALE_CALLER
+WRONG = IMPORTS + MISSING_FACTOR
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audit")
+    (folder / "ops.py").write_text(OPS)
+    report = audit_paths([str(folder)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
+    return folder, {function.name: function for function in report.functions}, report
+
+
+def test_every_function_gets_one_verdict_at_its_backward(audited):
+    _, functions, report = audited
+    assert [(f.name, f.verdict, f.line, f.column) for f in report.functions] == [
+        ("MissingFactor", "wrong-gradient", 11, 9),
+        ("Scale", "verified", 23, 9),
+        ("RoundSTE", "ste", 33, 9),
+        ("FiveD", "inconclusive", 45, 9),
+    ]
+    assert report.counts() == {"verified": 1, "wrong-gradient": 1, "ste": 1, "inconclusive": 1}
+
+
+def test_a_missing_factor_names_the_input_and_the_errors(audited):
+    _, functions, _ = audited
+    wrong = functions["MissingFactor"]
+    assert wrong.wrong_input == "x"
+    # backward gives x*w where the derivative is 2*x*w: half of it missing, whatever the inputs.
+    assert wrong.max_rel == pytest.approx(0.5, abs=1e-6)
+    assert wrong.max_abs > 0.05
+    assert wrong.detail == "MissingFactor.apply(<tensor>, <tensor>): the gradient of `x` differs from the numerical one"
+
+
+def test_the_reproduction_script_reproduces_the_wrong_gradient_on_its_own(audited):
+    folder, functions, _ = audited
+    script = folder / "reproduce.py"
+    script.write_text(functions["MissingFactor"].reproduction)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=folder)
+    assert proc.returncode == 1
+    assert "GradcheckError: Jacobian mismatch for output 0 with respect to input 0" in proc.stderr
+
+
+def test_a_non_tensor_argument_is_not_differentiated_and_second_order_is_checked(audited):
+    _, functions, _ = audited
+    assert functions["Scale"].detail == "Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck"
+
+
+def test_a_rounding_straight_through_estimator_is_ste(audited):
+    _, functions, _ = audited
+    assert functions["RoundSTE"].detail == (
+        "RoundSTE.apply(<tensor>): forward is piecewise constant in x: identity backward (straight-through estimator)"
+    )
+
+
+def test_a_forward_that_rejects_the_synthesized_inputs_is_inconclusive_with_the_reason(audited):
+    _, functions, _ = audited
+    assert functions["FiveD"].detail == (
+        "forward failed on every synthesized input; last error: ValueError: expected a 5-d input"
+    )
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_cli_reports_a_wrong_gradient_in_json_and_exits_1(tmp_path, monkeypatch):
+    (tmp_path / "wrong.py").write_text(WRONG)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["audit", "--output-format", "json", "wrong.py"])
+    assert result.exit_code == 1, result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert (entry["code"], entry["name"], entry["path"], entry["line"], entry["column"]) == (
+        "AGL200",
+        "gradient-mismatch",
+        "wrong.py",
+        11,
+        9,
+    )
+    assert entry["message"].startswith("MissingFactor.backward: wrong gradient for `x` (max abs error ")
+    assert "torch.autograd.gradcheck(function, inputs)" in entry["explanation"]
+    assert result.stderr.splitlines()[-1] == (
+        "Audited 1 Function in 1 files: 0 verified, 1 wrong-gradient, 0 ste, 0 inconclusive."
+    )
+
+
+def test_cli_honours_ignore_and_noqa_for_agl200(tmp_path, monkeypatch):
+    silenced = WRONG.replace("def backward(ctx, grad):", "def backward(ctx, grad):  # noqa: AGL200")
+    (tmp_path / "silenced.py").write_text(silenced)
+    (tmp_path / "wrong.py").write_text(WRONG)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["audit", "-j", "2", "--ignore", "AGL200", "--show-progress", "."])
+    assert (result.exit_code, result.stdout) == (0, "")
+    # Not a terminal: --show-progress prints the counter as lines (the first and the last at least).
+    progress = [line for line in result.stderr.splitlines() if line.startswith("audit: ")]
+    assert progress[0].startswith("audit: 0/2 Functions audited, ") and progress[-1].startswith("audit: 2/2 ")
+    assert result.stderr.endswith("0 verified, 2 wrong-gradient, 0 ste, 0 inconclusive.\n")
+    result = invoke(["audit", "silenced.py"])
+    assert (result.exit_code, result.stdout) == (0, "")
+
+
+def test_cli_rejects_an_interpreter_that_cannot_run_harnesses(tmp_path):
+    result = invoke(["audit", "--python", "/nonexistent/python", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == "autograd-lint: error: audit cannot run with --python /nonexistent/python: no such file\n"
+
+
+def test_a_clean_module_exits_0_in_a_real_process(tmp_path):
+    (tmp_path / "clean.py").write_text(CLEAN)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "audit", "--show-verdicts", "clean.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "clean.py:11:9: Scale: verified: Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck",
+        "Audited 1 Function in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 0 inconclusive.",
+    ]
