@@ -26,12 +26,13 @@ def _generated():
 
 
 def _calls_to_lint(source: str) -> int:
-    """Python function calls made while linting `source` with every rule (the engine's own thread included)."""
+    """Function calls (Python and builtin) made while linting `source` with every rule (the engine's own
+    thread included)."""
     count = 0
 
     def profile(frame, event, argument):
         nonlocal count
-        if event == "call":
+        if event in ("call", "c_call"):
             count += 1
 
     threading.setprofile(profile)
@@ -48,5 +49,7 @@ def test_work_grows_linearly_with_the_number_of_function_classes_in_a_module():
     copies = _generated().copies
     lint_text(copies(2), "warm.py", list(RULES), "warm")  # rule modules imported, per-type tables filled
     small, large = _calls_to_lint(copies(40)), _calls_to_lint(copies(160))
-    # Four times the classes: about four times the calls. A per-class walk of the module gave 6.1 here.
-    assert large / small < 5, (small, large)
+    # Four times the classes: four times the calls, less the fixed part (3.996 today). The per-class walks
+    # of the module this test was written against gave 6.1 (the apply wrappers) and 4.21 (AGL015's lookup of
+    # `Class.function` through the module's statements).
+    assert large / small < 4.1, (small, large)
