@@ -453,10 +453,11 @@ def test_more_specific_ignore_wins_over_a_prefix_select(project):
         (Config(select=("AGL00",), ignore=("AGL001",)), [f"AGL00{n}" for n in range(2, 10)]),
         (Config(select=("AGL002",), ignore=("AGL002",)), []),  # equal specificity: the ignore wins
         (Config(select=("ALL",), ignore=("ALL",)), []),
-        (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007"]),  # an extend-select beats a shorter ignore
+        # an extend-select beats a shorter ignore; AGL200 (the audit's, default-selected) is outside AGL0
+        (Config(extend_select=("AGL007",), ignore=("AGL0",)), ["AGL007", "AGL200"]),
         (
             Config(ignore=("AGL0",), extend_select=("AGL",)),
-            ["AGL100", "AGL101"],
+            ["AGL100", "AGL101", "AGL200"],
         ),  # a longer ignore beats a shorter selector
     ],
 )
