@@ -1,10 +1,13 @@
 """Speed and memory of autograd-lint against flake8 and ruff, measured side by side in one run.
 
-    python benchmarks/compare.py [PATH] [--rounds N] [--jobs N]
+    python benchmarks/compare.py [PATH] [--rounds N] [--jobs N] [--repositories DIR] [--skip-peers]
 
 PATH defaults to torch's installed source. Each tool runs as a whole process (start-up included),
 several rounds, alternating, and the script prints medians, ratios, files/s and peak memory, then
-how the cold run grows over 1/4, 1/2 and all of the tree, and the one-small-file (pre-commit) case.
+how the cold run grows over 1/4, 1/2 and all of the tree, the one-small-file (pre-commit) case, how one
+generated module grows with its number of Function classes (benchmarks/generated.py: 1,000, 2,000 and 4,000
+copies; linear means 4x for 4x), and, with --repositories, the cold run over each repository folder in DIR
+(seconds per MB, to compare repositories of different sizes).
 """
 
 from __future__ import annotations
@@ -49,11 +52,101 @@ def tool(name: str) -> str | None:
     return str(path) if path.exists() else shutil.which(name)
 
 
+def compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, commands) -> None:
+    missing = [name for name, path in (("flake8", flake8), ("ruff", ruff)) if not path]
+    print(f"tree: {root}: {len(files)} files, {megabytes:.1f} MB; {args.rounds} rounds, -j {args.jobs}")
+    if missing:
+        print(f"not installed, not measured: {', '.join(missing)} (pip install {' '.join(missing)})")
+    subprocess.run(
+        commands["autograd-lint warm"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # fill the cache
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    memory: dict[str, float] = {name: 0.0 for name in commands}
+    for _ in range(args.rounds):
+        for name, command in commands.items():  # alternating, so drift hits every tool alike
+            seconds, peak = measure(command, work)
+            times[name].append(seconds)
+            memory[name] = max(memory[name], peak)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"\n{'tool':34} {'median s':>9} {'files/s':>9} {'peak MB':>8}")
+    for name in commands:
+        print(f"{name:34} {medians[name]:9.2f} {len(files) / medians[name]:9.0f} {memory[name]:8.0f}")
+    print()
+    cold, warm = medians["autograd-lint cold"], medians["autograd-lint warm"]
+    for name in commands:
+        if name.startswith("flake8"):
+            print(f"cold / {name}: {cold / medians[name]:.3f}  (goal <= 0.15)")
+        if name.startswith("ruff"):
+            print(f"warm / {name}: {warm / medians[name]:.2f}  (goal <= 1.5)")
+    print("\ncold run over part of the tree (linear growth expected):")
+    for fraction in (4, 2, 1):
+        subset = files[: len(files) // fraction]
+        seconds = statistics.median(
+            measure([lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), *subset], work)[0]
+            for _ in range(args.rounds)
+        )
+        size = sum(os.path.getsize(f) for f in subset) / 1e6
+        print(f"  1/{fraction}: {len(subset):5d} files {size:6.1f} MB {seconds:7.2f} s  {size / seconds:5.2f} MB/s")
+    small = min((f for f in files if os.path.getsize(f) > 2000), key=os.path.getsize)
+    print(f"\none small file ({os.path.getsize(small)} bytes), start-up included:")
+    ours = statistics.median(
+        measure([lint, "-q", "--exit-zero", "--no-cache", small], work)[0] for _ in range(args.rounds * 2)
+    )
+    line = f"  autograd-lint {ours:.2f} s"
+    if flake8:
+        theirs = statistics.median(
+            measure([flake8, "--select", "F", "--exit-zero", small], work)[0] for _ in range(args.rounds * 2)
+        )
+        line += f", flake8 {theirs:.2f} s, ratio {ours / theirs:.2f} (goal <= 0.8)"
+    print(line)
+
+
+def generated_growth(lint: str, work: str, rounds: int) -> None:
+    """One module of N copies of a small Function module (benchmarks/generated.py), N = 1,000, 2,000, 4,000."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from generated import copies
+
+    print("\none module of N copies of a 17-line Function module, --select ALL (linear: 4x for 4x N):")
+    first = None
+    for count in (1000, 2000, 4000):
+        path = os.path.join(work, f"copies_{count}.py")
+        Path(path).write_text(copies(count), encoding="utf-8")
+        runs = [
+            measure([lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", path], work) for _ in range(rounds)
+        ]
+        seconds = statistics.median(run[0] for run in runs)
+        peak = max(run[1] for run in runs)
+        first = first or seconds
+        size = os.path.getsize(path) / 1e6
+        print(f"  N={count:5d} {size:5.2f} MB {seconds:7.2f} s  x{seconds / first:4.2f}  peak {peak:5.0f} MB")
+
+
+def repositories(lint: str, work: str, folder: str, jobs: int) -> None:
+    """Each repository of `folder`, cold, every rule: seconds per MB of Python, so sizes compare."""
+    print(f"\nrepositories under {folder}, cold, --select ALL, -j {jobs}:")
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not os.path.isdir(path):
+            continue
+        files = python_files(path)
+        size = sum(os.path.getsize(f) for f in files) / 1e6
+        if not files:
+            continue
+        seconds, peak = measure(
+            [lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", "-j", str(jobs), path], work
+        )
+        print(
+            f"  {name:28} {len(files):5d} files {size:6.1f} MB {seconds:7.2f} s {seconds / size:6.2f} s/MB  peak {peak:5.0f} MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", nargs="?")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--repositories", help="a folder of repositories, one per subfolder, each timed cold")
+    parser.add_argument("--skip-peers", action="store_true", help="only the growth series and the repositories")
     args = parser.parse_args()
     root = os.path.abspath(args.path or default_tree())
     files = python_files(root)
@@ -87,52 +180,11 @@ def main() -> None:
             "-q",
             root,
         ]
-    missing = [name for name, path in (("flake8", flake8), ("ruff", ruff)) if not path]
-    print(f"tree: {root}: {len(files)} files, {megabytes:.1f} MB; {args.rounds} rounds, -j {args.jobs}")
-    if missing:
-        print(f"not installed, not measured: {', '.join(missing)} (pip install {' '.join(missing)})")
-    subprocess.run(
-        commands["autograd-lint warm"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )  # fill the cache
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    memory: dict[str, float] = {name: 0.0 for name in commands}
-    for _ in range(args.rounds):
-        for name, command in commands.items():  # alternating, so drift hits every tool alike
-            seconds, peak = measure(command, work)
-            times[name].append(seconds)
-            memory[name] = max(memory[name], peak)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"\n{'tool':34} {'median s':>9} {'files/s':>9} {'peak MB':>8}")
-    for name in commands:
-        print(f"{name:34} {medians[name]:9.2f} {len(files) / medians[name]:9.0f} {memory[name]:8.0f}")
-    print()
-    cold, warm = medians["autograd-lint cold"], medians["autograd-lint warm"]
-    for name in commands:
-        if name.startswith("flake8"):
-            print(f"cold / {name}: {cold / medians[name]:.3f}  (goal <= 0.25)")
-        if name.startswith("ruff"):
-            print(f"warm / {name}: {warm / medians[name]:.2f}  (goal <= 2)")
-    print("\ncold run over part of the tree (linear growth expected):")
-    for fraction in (4, 2, 1):
-        subset = files[: len(files) // fraction]
-        seconds = statistics.median(
-            measure([lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), *subset], work)[0]
-            for _ in range(args.rounds)
-        )
-        size = sum(os.path.getsize(f) for f in subset) / 1e6
-        print(f"  1/{fraction}: {len(subset):5d} files {size:6.1f} MB {seconds:7.2f} s  {size / seconds:5.2f} MB/s")
-    small = min((f for f in files if os.path.getsize(f) > 2000), key=os.path.getsize)
-    print(f"\none small file ({os.path.getsize(small)} bytes), start-up included:")
-    ours = statistics.median(
-        measure([lint, "-q", "--exit-zero", "--no-cache", small], work)[0] for _ in range(args.rounds * 2)
-    )
-    line = f"  autograd-lint {ours:.2f} s"
-    if flake8:
-        theirs = statistics.median(
-            measure([flake8, "--select", "F", "--exit-zero", small], work)[0] for _ in range(args.rounds * 2)
-        )
-        line += f", flake8 {theirs:.2f} s, ratio {ours / theirs:.2f} (goal <= 1)"
-    print(line)
+    if not args.skip_peers:
+        compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, commands)
+    generated_growth(lint, work, args.rounds)
+    if args.repositories:
+        repositories(lint, work, args.repositories, args.jobs)
     shutil.rmtree(work, ignore_errors=True)
 
 
