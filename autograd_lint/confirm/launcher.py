@@ -193,7 +193,9 @@ def _run_in_namespaces(config, status_fd, probe):
 
 
 def _descendants():
+    """(live descendants, zombie descendants) of this process, from /proc."""
     children: dict[int, list[int]] = {}
+    zombies: set[int] = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -202,14 +204,15 @@ def _descendants():
                 fields = handle.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(name))
+        children.setdefault(int(fields[1]), []).append(int(name))
+        if fields[0] == b"Z":
+            zombies.add(int(name))
     found, stack = [], [os.getpid()]
     while stack:
         for child in children.get(stack.pop(), ()):
             found.append(child)
             stack.append(child)
-    return found
+    return [pid for pid in found if pid not in zombies], [pid for pid in found if pid in zombies]
 
 
 def _reap_all():
@@ -222,13 +225,14 @@ def _reap_all():
 
 
 def _kill_descendants():
-    """SIGKILL every live descendant until none is left: the orphans of those killed come to us."""
+    """SIGKILL every live descendant until none is left, dead or alive: the orphans of those killed come to
+    us, and are reaped here, so that no pid of the harness's is still taken when the run is over."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         _reap_all()
-        alive = _descendants()
-        if not alive:
+        alive, unreaped = _descendants()
+        if not alive and not unreaped:
             return
         for pid in alive:
             try:
