@@ -176,7 +176,8 @@ def _result(target: _Target, result: RunResult) -> AuditedFunction:
         return replace(inconclusive, detail=f"unexpected answer: {result.evidence[:200]}")
     if verdict not in AUDIT_VERDICTS:
         return replace(inconclusive, detail=f"unexpected verdict {verdict!r}: {detail}")
-    found = replace(inconclusive, verdict=verdict, detail=f"{outcome.get('call', '')}: {detail}")
+    origin = f" (inputs: {outcome['origin']})" if outcome.get("origin") else ""
+    found = replace(inconclusive, verdict=verdict, detail=f"{outcome.get('call', '')}: {detail}{origin}")
     if verdict != "wrong-gradient":
         return found
     return replace(
