@@ -207,7 +207,8 @@ Declaration = dict[str, object]
 
 
 def argument_declarations(module: ParsedModule, function_class) -> tuple[list[list[Declaration]], str]:
-    """(per call shape of `Cls.apply`, one dict per positional argument; `call site` or `declared`).
+    """(per call shape of `Cls.apply`, one dict per positional argument; `call site` where a value written
+    at a call site is among them, else `declared`).
 
     A call site gives the literals written there and the literals bound to the names written there
     (`scale = 2.0`, in the calling function or at the module's top level); without call sites,
@@ -230,7 +231,8 @@ def argument_declarations(module: ParsedModule, function_class) -> tuple[list[li
         if shape not in shapes:
             shapes.append(shape)
     if shapes:
-        return shapes, "call site"
+        written = any(argument["value"] is not None for shape in shapes for argument in shape)
+        return shapes, "call site" if written else "declared"
     declared = [
         {**hint, "value": _literal(module, param.default) if param.default is not None else None}
         for param, hint in zip(params, hints)

@@ -245,7 +245,8 @@ def initial_state(call):
         else:
             dtype = arg.get("dtype") or arg.get("hint") and {"index": "long", "mask": "bool"}[arg["hint"]]
             dims = arg.get("dims")
-            state = {"kind": {"long": "index", "bool": "mask"}.get(dtype or "", "tensor"), "rank": 2}
+            kind = {"long": "index", "bool": "mask"}.get(dtype or "", "tensor")
+            state = {"kind": kind, "rank": 1 if kind == "index" else 2}
             if dims is not None:
                 state["rank"] = max(1, min(len(dims), MAX_RANK))
             args.append(state)
@@ -380,12 +381,12 @@ def _changed(state, positions, **changes):
     return new
 
 
-def culprits(exc, args):
+def culprits(exc, args, count):
     """Positions of the arguments the failing line of the code under test reads (by identity with its local
     variables, or by name), innermost frame outside torch and this runtime first; every position if none."""
     import linecache
 
-    everything = list(range(len(args or [])))
+    everything = list(range(count))
     if not args:
         return everything
     torch_folder = os.path.join("site-packages", "torch", "")
@@ -409,7 +410,7 @@ def guided_moves(state, exc, args):
     """Candidates that answer this error, most specific first (torch 2.x messages)."""
     text = str(exc)
     kinds = [arg["kind"] for arg in state["args"]]
-    suspects = culprits(exc, args)
+    suspects = culprits(exc, args, len(kinds))
     # Never retype the first tensor into an index or a mask: it is the data.
     retypable = [p for p in suspects if p > 0 and kinds[p] in ("tensor", "index", "mask")]
     tensors = [p for p in suspects if kinds[p] == "tensor"] or [p for p, k in enumerate(kinds) if k == "tensor"]
@@ -440,6 +441,17 @@ def guided_moves(state, exc, args):
         ranks = {int(n) for n in re.findall(r"(\d)(?:D|-dimensional)", text)}
         for rank in sorted({r for r in ranks if 1 <= r <= MAX_RANK}, reverse=True):
             moves += [_changed(state, [p], rank=rank) for p in tensors]
+    match = re.search(
+        r"number of sizes provided \((\d+)\) must be greater or equal to the number of dimensions in the tensor \((\d+)\)",
+        text,
+    )
+    if match:  # an expand written for a lower rank
+        fewer = int(match.group(2)) - int(match.group(1))
+        moves += [
+            _changed(state, [p], rank=max(1, state["args"][p].get("rank", 2) - fewer))
+            for p in suspects
+            if kinds[p] in ("tensor", "index")
+        ]
     match = re.search(r"shape '\[([-\d, ]+)\]' is invalid for input of size", text)
     if match:
         sizes = [int(s) for s in match.group(1).split(",") if s.strip()]
