@@ -1,7 +1,8 @@
 """Inputs that real Functions accept (confirm/harness.py's declarations, confirm/runtime/inputs.py's search),
 shared by confirm and the audit: an index used as `x[:, idx]`, a mask for `masked_fill`, a gain forward calls
-`.squeeze()` on, a 3-D input split into heads, jaxtyping shapes. Each used to leave confirm inconclusive
-(forward rejected every synthesized input); each now runs forward, under real torch.
+`.squeeze()` on, a 3-D input split into heads, jaxtyping shapes, a 5-D input only the module's own demo
+passes. Each used to leave confirm inconclusive (forward rejected every synthesized input); each now runs
+forward, under real torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from autograd_lint.api import lint_source
 from autograd_lint.config import Config
 from autograd_lint.confirm.audit import audit_paths
-from autograd_lint.confirm.harness import argument_declarations
+from autograd_lint.confirm.harness import argument_declarations, harvest_drivers
 from autograd_lint.confirm.runner import RunLimits
 from autograd_lint.confirm.runtime import inputs
 from autograd_lint.confirm.session import confirm_diagnostics
@@ -25,7 +26,7 @@ from autograd_lint.facts.function_model import function_model
 LIMITS = RunLimits(sys.executable, timeout=60)
 
 # Each backward forgets the gradient of its second input (AGL002): torch says so once forward has run.
-BUGGY = '"""Realistic Functions whose forward rejects plain float inputs; each backward forgets one gradient (AGL002)."""\nimport torch\nfrom torch import Tensor\n\ntry:\n    from jaxtyping import Float\nexcept ImportError:  # the annotations only document shapes here\n\n    class Float:\n        def __class_getitem__(cls, item):\n            return Tensor\n\n\nclass RowGather(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, idx):\n        ctx.save_for_backward(idx)\n        ctx.shape = x.shape\n        return x[:, idx]\n\n    @staticmethod\n    def backward(ctx, grad):\n        (idx,) = ctx.saved_tensors\n        grad_x = grad.new_zeros(ctx.shape).index_add_(1, idx, grad)\n        return grad_x\n\n\nclass MaskedScores(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, scores, keep):\n        ctx.save_for_backward(keep)\n        return scores.masked_fill(keep, 0.0)\n\n    @staticmethod\n    def backward(ctx, grad):\n        (keep,) = ctx.saved_tensors\n        return grad.masked_fill(keep, 0.0)\n\n\nclass ChannelGain(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, gain):\n        b, c, t = x.shape\n        g = gain.squeeze().view(1, c, 1)\n        ctx.save_for_backward(g)\n        return x * g\n\n    @staticmethod\n    def backward(ctx, grad):\n        (g,) = ctx.saved_tensors\n        return grad * g\n\n\nclass SplitHeads(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, heads):\n        b, n, d = x.shape\n        return x.view(b, n, heads, d // heads).transpose(1, 2).contiguous()\n\n    @staticmethod\n    def backward(ctx, grad):\n        b, h, n, e = grad.shape\n        return grad.transpose(1, 2).reshape(b, n, h * e)\n\n\nclass TokenProject(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x: Float[Tensor, "b n 4"], w: Float[Tensor, "4 k"]):\n        b, n, _ = x.shape\n        flat = x.reshape(b * n, 4)\n        ctx.save_for_backward(flat, w)\n        return (flat @ w).view(b, n, -1)\n\n    @staticmethod\n    def backward(ctx, grad):\n        flat, w = ctx.saved_tensors\n        return (grad.reshape(flat.shape[0], -1) @ w.t()).view(*grad.shape[:2], -1)\n\n\ndef gather_rows(x, idx):\n    return RowGather.apply(x, idx)\n\n\ndef masked(scores, keep):\n    return MaskedScores.apply(scores, keep)\n\n\ndef gain(x, g):\n    return ChannelGain.apply(x, g)\n\n\ndef split_heads(x):\n    return SplitHeads.apply(x, 2)\n\n\ndef project(x, w):\n    return TokenProject.apply(x, w)\n'
+BUGGY = '"""Realistic Functions whose forward rejects plain float inputs; each backward forgets one gradient (AGL002)."""\nimport torch\nfrom torch import Tensor\n\ntry:\n    from jaxtyping import Float\nexcept ImportError:  # the annotations only document shapes here\n\n    class Float:\n        def __class_getitem__(cls, item):\n            return Tensor\n\n\nclass RowGather(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, idx):\n        ctx.save_for_backward(idx)\n        ctx.shape = x.shape\n        return x[:, idx]\n\n    @staticmethod\n    def backward(ctx, grad):\n        (idx,) = ctx.saved_tensors\n        grad_x = grad.new_zeros(ctx.shape).index_add_(1, idx, grad)\n        return grad_x\n\n\nclass MaskedScores(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, scores, keep):\n        ctx.save_for_backward(keep)\n        return scores.masked_fill(keep, 0.0)\n\n    @staticmethod\n    def backward(ctx, grad):\n        (keep,) = ctx.saved_tensors\n        return grad.masked_fill(keep, 0.0)\n\n\nclass ChannelGain(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, gain):\n        b, c, t = x.shape\n        g = gain.squeeze().view(1, c, 1)\n        ctx.save_for_backward(g)\n        return x * g\n\n    @staticmethod\n    def backward(ctx, grad):\n        (g,) = ctx.saved_tensors\n        return grad * g\n\n\nclass SplitHeads(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, heads):\n        b, n, d = x.shape\n        return x.view(b, n, heads, d // heads).transpose(1, 2).contiguous()\n\n    @staticmethod\n    def backward(ctx, grad):\n        b, h, n, e = grad.shape\n        return grad.transpose(1, 2).reshape(b, n, h * e)\n\n\nclass TokenProject(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x: Float[Tensor, "b n 4"], w: Float[Tensor, "4 k"]):\n        b, n, _ = x.shape\n        flat = x.reshape(b * n, 4)\n        ctx.save_for_backward(flat, w)\n        return (flat @ w).view(b, n, -1)\n\n    @staticmethod\n    def backward(ctx, grad):\n        flat, w = ctx.saved_tensors\n        return (grad.reshape(flat.shape[0], -1) @ w.t()).view(*grad.shape[:2], -1)\n\n\ndef gather_rows(x, idx):\n    return RowGather.apply(x, idx)\n\n\ndef masked(scores, keep):\n    return MaskedScores.apply(scores, keep)\n\n\ndef gain(x, g):\n    return ChannelGain.apply(x, g)\n\n\ndef split_heads(x):\n    return SplitHeads.apply(x, 2)\n\n\ndef project(x, w):\n    return TokenProject.apply(x, w)\n\n\nclass Volume(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x, scale):\n        if x.dim() != 5:\n            raise ValueError("expected a 5-d input (N, C, D, H, W)")\n        ctx.scale = scale\n        return x * scale\n\n    @staticmethod\n    def backward(ctx, grad):\n        return grad * ctx.scale\n\n\ndef volume(x, scale):\n    return Volume.apply(x, scale)\n\n\ndef _demo():\n    x = torch.randn(1, 2, 3, 2, 2, requires_grad=True)\n    volume(x, 1.5).sum().backward()\n\n\nif __name__ == "__main__":\n    raise SystemExit("the __main__ block ran")\n'
 
 # The same Functions with complete backwards; ChannelGain's gradient for `gain` lacks the factor x.
 CORRECT = (
@@ -35,6 +36,7 @@ CORRECT = (
         "        ctx.save_for_backward(g)\n        return x * g",
         "        ctx.save_for_backward(g)\n        ctx.gain_shape = gain.shape\n        return x * g",
     )
+    .replace("        return grad * ctx.scale\n", "        return grad * ctx.scale, None\n")
     .replace("        return grad * g\n", "        return grad * g, grad.sum(dim=(0, 2)).view(ctx.gain_shape)\n")
     .replace(
         "        return grad.transpose(1, 2).reshape(b, n, h * e)\n",
@@ -103,6 +105,18 @@ def test_declarations_at_call_sites_resolve_names_bound_to_literals():
         ],
         "call site",
     )
+
+
+def test_drivers_are_the_modules_own_argument_free_callers_never_its_main_block():
+    module = ParsedModule(BUGGY, "ops.py")
+    (volume,) = [c for c in function_model(module) if c.name == "Volume"]
+    drivers, code = harvest_drivers(module, volume)
+    assert drivers == ["_demo"]
+    # What _demo needs beyond the class's own definitions: the wrapper and _demo itself.
+    assert [line for line in code.splitlines() if line.startswith("def ")] == ["def volume(x, scale):", "def _demo():"]
+    assert "__main__" not in code
+    (gather,) = [c for c in function_model(module) if c.name == "RowGather"]
+    assert harvest_drivers(module, gather) == ([], "")  # gather_rows needs arguments
 
 
 def _search(forward_code: str, call: list[dict]):
@@ -191,6 +205,8 @@ def test_confirm_runs_forward_on_searched_and_declared_inputs(modules):
         "ChannelGain": ("ChannelGain.apply(<tensor>, <tensor>)", "searched (3 tries)"),
         "SplitHeads": ("SplitHeads.apply(<tensor>, 2)", "searched (2 tries)"),
         "TokenProject": ("TokenProject.apply(<tensor>, <tensor>)", "declared"),  # the jaxtyping shapes
+        # No rank up to 4 fits: the arguments _demo() passes (its `__main__` block never runs).
+        "Volume": ("Volume.apply(<tensor [1, 2, 3, 2, 2] float32>, 1.5)", "harvested from _demo()"),
     }
     assert set(found) == set(expected_calls)
     for name, (call, origin) in expected_calls.items():
@@ -211,10 +227,15 @@ def test_the_audit_checks_gradients_on_the_same_inputs(modules):
         "ChannelGain": "wrong-gradient",
         "SplitHeads": "verified",
         "TokenProject": "verified",
+        "Volume": "verified",
     }
     assert verdicts["ChannelGain"][1] == (
         "ChannelGain.apply(<tensor>, <tensor>): the gradient of `gain` differs from the numerical one "
         "(inputs: searched (3 tries))"
+    )
+    assert verdicts["Volume"][1] == (
+        "Volume.apply(<tensor [1, 2, 3, 2, 2] float32>, 1.5): gradcheck passed for x and gradgradcheck "
+        "(inputs: harvested from _demo())"
     )
     assert verdicts["RowGather"][1] == (
         "RowGather.apply(<tensor>, <index>): gradcheck passed for x and gradgradcheck (inputs: searched (1 try))"

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import textwrap
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -104,7 +105,21 @@ def extract_definitions(
     """(`from __future__` lines, the top-level statements that define `names`, transitively)."""
     statements = [s for s in module.tree.body if not _is_main_guard(s)]
     info = [(s, _binds(s), _uses(s)) for s in statements]
-    needed = set(names) | set(optional)
+    chosen = _chosen_statements(info, set(names) | set(optional))
+    future = [code_of(s).strip() for s in statements if _is_future_import(s)]
+    code = _code_of_chosen(info, chosen)
+    missing = set(names) - {name for index in chosen for name in info[index][1]}
+    if missing:
+        raise CannotBuildHarness(f"no top-level definition of {', '.join(sorted(missing))} in the module")
+    return future, code
+
+
+_StatementInfo = Sequence[tuple[cst.CSTNode, set[str], set[str]]]  # (statement, names it binds, names it uses)
+
+
+def _chosen_statements(info: _StatementInfo, needed: set[str]) -> set[int]:
+    """Indexes of the statements that define `needed`, transitively, and configure what they define."""
+    needed = set(needed)
     chosen: set[int] = set()
     changed = True
     while changed:
@@ -118,16 +133,15 @@ def extract_definitions(
     for index, (statement, *_) in enumerate(info):
         if index not in chosen and _configures(statement, needed):
             chosen.add(index)
-    future = [code_of(s).strip() for s in statements if _is_future_import(s)]
-    code = "".join(
+    return chosen
+
+
+def _code_of_chosen(info: _StatementInfo, chosen: set[int]) -> str:
+    return "".join(
         code_of(statement)
         for index, (statement, _, _) in enumerate(info)
         if index in chosen and not _is_future_import(statement)
     )
-    missing = set(names) - {name for index in chosen for name in info[index][1]}
-    if missing:
-        raise CannotBuildHarness(f"no top-level definition of {', '.join(sorted(missing))} in the module")
-    return future, code
 
 
 def _is_main_guard(statement: cst.CSTNode) -> bool:
@@ -194,13 +208,53 @@ def apply_builders(module: ParsedModule, function_class) -> str:
     code declares about each argument (`argument_declarations`); the runtime (inputs.py) searches for
     inputs forward accepts when it rejects every declared one."""
     calls, origin = argument_declarations(module, function_class)
+    drivers, driver_code = harvest_drivers(module, function_class)
     return "\n".join(
         [
             f"from {RUNTIME_NAME} import inputs as _agl_inputs",
             f"_agl_builders = _agl_inputs.builders_for({function_class.name!r}, {function_class.name}.apply, "
-            f"{calls!r}, {origin!r})",
+            f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals())",
         ]
     )
+
+
+_DRIVER_NAME = re.compile(r"_*(test|demo|main|example|run|check|bench|smoke|sanity)", re.IGNORECASE)
+MAX_DRIVERS = 5
+
+
+def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], str]:
+    """(the module's own functions that reach `Cls.apply` and can be called without arguments: a test, a demo,
+    a main, ...; the code that defines them and what they use beyond the class's own definitions).
+
+    The runtime runs that code and those functions only in the forked child that looks for inputs, with
+    `.apply` intercepted, so whatever they do stays there; the `__main__` block is never among them.
+    """
+    if module.parents.get(function_class.node) is not module.tree:
+        return [], ""
+    statements = [s for s in module.tree.body if not _is_main_guard(s)]
+    definitions = [s for s in statements if isinstance(s, (cst.FunctionDef, cst.ClassDef))]
+    reaching = {function_class.name}
+    for _ in range(3):  # a wrapper, a module using it, a helper building the module
+        reaching |= {s.name.value for s in definitions if _uses(s) & reaching}
+    drivers = [
+        s.name.value
+        for s in definitions
+        if isinstance(s, cst.FunctionDef)
+        and _DRIVER_NAME.match(s.name.value)
+        and not _required_parameters(s)
+        and s.name.value != function_class.name
+        and _uses(s) & reaching
+    ][:MAX_DRIVERS]
+    if not drivers:
+        return [], ""
+    info = [(s, _binds(s), _uses(s)) for s in statements]
+    own = _chosen_statements(info, {function_class.name})
+    return drivers, _code_of_chosen(info, _chosen_statements(info, set(drivers)) - own)
+
+
+def _required_parameters(function: cst.FunctionDef) -> list[str]:
+    params = function.params
+    return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params) if p.default is None]
 
 
 Declaration = dict[str, object]

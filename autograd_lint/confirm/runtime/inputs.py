@@ -138,20 +138,27 @@ def mask_tensor(shape, seed=0):
     return mask.to(probes.DEVICE)
 
 
-# ---- searched -------------------------------------------------------------------------------------------------
+# ---- what the recipe gets -------------------------------------------------------------------------------------
 
 
-def builders_for(class_name, apply, calls, origin):
+def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", namespace=None):
     """The (label, build(shape) -> args) the recipe gets: the declared ones when forward accepts one of them,
-    else the search's find ahead of them. Sets the origin the verdict's evidence names (probes.inputs_origin):
-    `call site` or `declared`, else `searched (N tries)`."""
+    else the arguments the module's own code passes (`drivers`: functions of `namespace` that call the
+    Function, run with `.apply` intercepted), else the search's find, ahead of the declared ones. Sets the
+    origin the verdict's evidence names (probes.inputs_origin): `call site` or `declared`, `harvested from
+    f()`, or `searched (N tries)`."""
     builders = declared_builders(class_name, calls)
     probes.inputs_origin = origin
     if not calls or not _can_fork():
         return builders
-    answer = _in_child(lambda: _probe(apply, builders, calls[0]))
+    answer = _in_child(lambda: _probe(apply, builders, calls[0], drivers, driver_code, namespace or {}))
     if not answer or answer.get("found") == "declared":
         return builders
+    if answer.get("found") == "harvested":
+        recorded = _load(answer["arguments"])
+        probes.inputs_origin = f"harvested from {answer['driver']}()"
+        label = f"{class_name}.apply({', '.join(_value_shown(value) for value in recorded)})"
+        return [(label, lambda shape: [_fresh(value) for value in recorded]), *builders]
     tries = answer.get("tries", 0)
     if answer.get("found") != "searched":
         probes.inputs_origin = f"{origin}, then searched ({tries} tries): forward accepted none"
@@ -219,8 +226,9 @@ def _in_child(work):
         return None
 
 
-def _probe(apply, builders, call):
-    """In the child: "declared" if forward accepts a declared input, else the search's outcome."""
+def _probe(apply, builders, call, drivers, driver_code, namespace):
+    """In the child: "declared" if forward accepts a declared input, else what a driver passes, else the
+    search's outcome."""
     started = time.monotonic()
     for _label, build in builders:
         for shape in probes.INPUT_SHAPES:
@@ -231,7 +239,13 @@ def _probe(apply, builders, call):
                 return {"found": "declared"}
             except Exception:  # noqa: BLE001, S112 - the user's forward rejecting a declared input
                 continue
+    harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS)
+    if harvested is not None:
+        return harvested
     return search(apply, call, started + SEARCH_SECONDS)
+
+
+# ---- searched -------------------------------------------------------------------------------------------------
 
 
 def initial_state(call):
@@ -508,3 +522,100 @@ def guided_moves(state, exc, args):
     ):
         moves.append(dict(json.loads(json.dumps(state)), float32=not state["float32"]))
     return moves
+
+
+# ---- harvested ------------------------------------------------------------------------------------------------
+
+
+class _Recorded(BaseException):  # a BaseException, so that the driver's own `except Exception` lets it through
+    def __init__(self, args):
+        super().__init__()
+        self.arguments = args
+
+
+def harvest(apply, drivers, driver_code, namespace, deadline):
+    """{"found": "harvested", "driver", "arguments"} for the first driver (a test, a demo, a main the module
+    defines) that reaches `Cls.apply` with positional arguments forward then accepts; None if none does. The
+    driver stops at that call: `.apply` is replaced by a recorder for the run."""
+    function_class = getattr(apply, "__self__", None)
+    if function_class is None or not drivers:
+        return None
+    try:  # the drivers' definitions, beside the Function's (this child's namespace only)
+        exec(compile(driver_code, probes._COPY_PREFIX + "drivers>", "exec", dont_inherit=True), namespace)
+    except BaseException:  # noqa: BLE001 - a driver's import or definition failing: nothing to harvest
+        return None
+
+    def record(*args, **kwargs):
+        if kwargs:
+            raise TypeError("keyword arguments to apply are not recorded")
+        raise _Recorded([_snapshot(value) for value in args])
+
+    for name in drivers:
+        driver = namespace.get(name)
+        if not callable(driver) or time.monotonic() > deadline:
+            continue
+        own = vars(function_class).get("apply")
+        function_class.apply = record
+        try:
+            driver()
+            continue
+        except _Recorded as recorded:
+            arguments = recorded.arguments
+        except Exception:  # noqa: BLE001, S112 - a driver that fails before reaching apply
+            continue
+        finally:
+            if own is None:
+                del function_class.apply  # the inherited classmethod again
+            else:
+                function_class.apply = own
+        try:
+            apply(*[_fresh(value) for value in arguments])
+        except Exception:  # noqa: BLE001, S112 - the recorded call fails outside its driver
+            continue
+        return {"found": "harvested", "driver": name, "arguments": _dump(arguments)}
+    return None
+
+
+def _snapshot(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.detach().clone(), value.requires_grad)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return ("value", value, False)
+    raise TypeError(f"a {type(value).__name__} argument is not recorded")
+
+
+def _fresh(recorded):
+    kind, value, requires_grad = recorded
+    if kind != "tensor":
+        return value
+    copy = value.clone().to(probes.DEVICE)
+    return copy.requires_grad_(True) if requires_grad and copy.is_floating_point() else copy
+
+
+def _value_shown(recorded):
+    kind, value, _ = recorded
+    if kind != "tensor":
+        return repr(value)
+    return f"<tensor {list(value.shape)} {str(value.dtype).replace('torch.', '')}>"
+
+
+def _dump(arguments):
+    import base64
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(arguments, buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _load(text):
+    import base64
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(base64.b64decode(text)), weights_only=True)
