@@ -200,10 +200,10 @@ def test_confirm_runs_forward_on_searched_and_declared_inputs(modules):
     verdicts = confirm_diagnostics(diagnostics, LIMITS, jobs=2)
     found = {d.message.split(".")[0]: (r.verdict, r.evidence) for d, r in verdicts.items()}
     expected_calls = {
-        "RowGather": ("RowGather.apply(<tensor>, <index>)", "searched (1 try)"),
-        "MaskedScores": ("MaskedScores.apply(<tensor>, <mask>)", "searched (2 tries)"),
-        "ChannelGain": ("ChannelGain.apply(<tensor>, <tensor>)", "searched (3 tries)"),
-        "SplitHeads": ("SplitHeads.apply(<tensor>, 2)", "searched (2 tries)"),
+        "RowGather": ("RowGather.apply(<tensor [2, 3]>, <index [2]>)", "searched (1 try)"),
+        "MaskedScores": ("MaskedScores.apply(<tensor [2, 3]>, <mask [2, 3]>)", "searched (2 tries)"),
+        "ChannelGain": ("ChannelGain.apply(<tensor [2, 3, 4]>, <tensor [1, 3, 1]>)", "searched (3 tries)"),
+        "SplitHeads": ("SplitHeads.apply(<tensor [2, 3, 4]>, 2)", "searched (2 tries)"),
         "TokenProject": ("TokenProject.apply(<tensor>, <tensor>)", "declared"),  # the jaxtyping shapes
         # No rank up to 4 fits: the arguments _demo() passes (its `__main__` block never runs).
         "Volume": ("Volume.apply(<tensor [1, 2, 3, 2, 2] float32>, 1.5)", "harvested from _demo()"),
@@ -230,7 +230,7 @@ def test_the_audit_checks_gradients_on_the_same_inputs(modules):
         "Volume": "verified",
     }
     assert verdicts["ChannelGain"][1] == (
-        "ChannelGain.apply(<tensor>, <tensor>): the gradient of `gain` differs from the numerical one "
+        "ChannelGain.apply(<tensor [2, 3, 4]>, <tensor [1, 3, 1]>): the gradient of `gain` differs from the numerical one "
         "(inputs: searched (3 tries))"
     )
     assert verdicts["Volume"][1] == (
@@ -238,5 +238,5 @@ def test_the_audit_checks_gradients_on_the_same_inputs(modules):
         "(inputs: harvested from _demo())"
     )
     assert verdicts["RowGather"][1] == (
-        "RowGather.apply(<tensor>, <index>): gradcheck passed for x and gradgradcheck (inputs: searched (1 try))"
+        "RowGather.apply(<tensor [2, 3]>, <index [2]>): gradcheck passed for x and gradgradcheck (inputs: searched (1 try))"
     )

@@ -157,7 +157,7 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
     if answer.get("found") == "harvested":
         recorded = _load(answer["arguments"])
         probes.inputs_origin = f"harvested from {answer['driver']}()"
-        label = f"{class_name}.apply({', '.join(_value_shown(value) for value in recorded)})"
+        label = f"{class_name}.apply({', '.join(shown(_fresh(value)) for value in recorded)})"
         return [(label, lambda shape: [_fresh(value) for value in recorded]), *builders]
     tries = answer.get("tries", 0)
     if answer.get("found") != "searched":
@@ -165,7 +165,7 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
         return builders
     state = answer["state"]
     probes.inputs_origin = f"searched ({tries} {'try' if tries == 1 else 'tries'})"
-    label = f"{class_name}.apply({', '.join(_state_shown(state))})"
+    label = f"{class_name}.apply({', '.join(shown(value) for value in build_state(state))})"
     return [(label, lambda shape: build_state(state)), *builders]
 
 
@@ -364,21 +364,6 @@ def build_state(state):
                 tensor = tensor.detach().to(torch.float32).requires_grad_(True)
             args.append(tensor)
     return args
-
-
-def _state_shown(state):
-    shown = []
-    for arg in state["args"]:
-        kind = arg["kind"]
-        if kind == "literal":
-            shown.append(arg["value"])
-        elif kind == "none":
-            shown.append("None")
-        elif kind in _PYTHON_DEFAULTS:
-            shown.append(repr(arg.get("number", _PYTHON_DEFAULTS[kind] if kind != "int" else 2)))
-        else:
-            shown.append({"index": "<index>", "mask": "<mask>"}.get(kind, "<tensor>"))
-    return shown
 
 
 # ---- what torch's error says to change ---------------------------------------------------------------------
@@ -594,11 +579,16 @@ def _fresh(recorded):
     return copy.requires_grad_(True) if requires_grad and copy.is_floating_point() else copy
 
 
-def _value_shown(recorded):
-    kind, value, _ = recorded
-    if kind != "tensor":
+def shown(value):
+    """How a found argument reads in the evidence: `<tensor [2, 3]>`, `<index [2]>`, `<mask [2, 3]>` (with the
+    dtype where it is not the harness's float64 or long), or the value."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
         return repr(value)
-    return f"<tensor {list(value.shape)} {str(value.dtype).replace('torch.', '')}>"
+    kind = "mask" if value.dtype == torch.bool else "tensor" if value.is_floating_point() else "index"
+    usual = value.dtype in (torch.bool, torch.float64, torch.int64)
+    return f"<{kind} {list(value.shape)}{'' if usual else ' ' + str(value.dtype).replace('torch.', '')}>"
 
 
 def _dump(arguments):
