@@ -237,6 +237,8 @@ def _probe(apply, builders, call, drivers, driver_code, namespace):
             try:
                 apply(*build(shape))
                 return {"found": "declared"}
+            except ModuleNotFoundError:  # no input can help: the recipe names what to install
+                return {"found": "declared"}
             except Exception:  # noqa: BLE001, S112 - the user's forward rejecting a declared input
                 continue
     harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS)
