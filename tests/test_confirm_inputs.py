@@ -240,3 +240,34 @@ def test_the_audit_checks_gradients_on_the_same_inputs(modules):
     assert verdicts["RowGather"][1] == (
         "RowGather.apply(<tensor [2, 3]>, <index [2]>): gradcheck passed for x and gradgradcheck (inputs: searched (1 try))"
     )
+
+
+# forward accepts the declared (2, 3, 3) weight too (a batched matmul); backward's `flat.t() @ g` does not.
+BATCHED_PROJECT = """\
+import torch
+
+
+class Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight):
+        b, n, d = x.shape
+        ctx.save_for_backward(x, weight)
+        return (x.reshape(b * n, d) @ weight).view(b, n, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        flat = x.reshape(-1, x.shape[-1])
+        g = grad.reshape(flat.shape[0], -1)
+        return (g @ weight.t()).view(x.shape), flat.t() @ g
+"""
+
+
+def test_the_audit_searches_for_inputs_backward_accepts_too(tmp_path):
+    (tmp_path / "project.py").write_text(BATCHED_PROJECT)
+    (function,) = audit_paths([str(tmp_path)], Config(), LIMITS).functions
+    assert (function.verdict, function.detail) == (
+        "verified",
+        "Project.apply(<tensor [4, 4, 4]>, <tensor [4, 4]>): gradcheck passed for x, weight and gradgradcheck "
+        "(inputs: searched (3 tries))",
+    )

@@ -135,7 +135,9 @@ def _script(module: ParsedModule, function_class: FunctionClass) -> str:
         f"_agl_recipe.audit({function_class.name}.apply, _agl_builders, {names!r}, "
         f"{_uses_step_ops(forward.node)!r}, {once!r})"
     )
-    harness = Harness(required, "\n".join([definition, apply_builders(module, function_class), call]), optional)
+    harness = Harness(
+        required, "\n".join([definition, apply_builders(module, function_class, with_backward=True), call]), optional
+    )
     return build_script(module, harness, "audit")
 
 

@@ -203,17 +203,17 @@ def _import_root(path: str) -> str | None:
     return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
 
 
-def apply_builders(module: ParsedModule, function_class) -> str:
+def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
     """Code for `_agl_builders`: (label, build(shape) -> args) per call shape of `Cls.apply`, from what the
-    code declares about each argument (`argument_declarations`); the runtime (inputs.py) searches for
-    inputs forward accepts when it rejects every declared one."""
+    code declares about each argument (`argument_declarations`); the runtime (inputs.py) harvests or
+    searches for inputs forward accepts (and backward, `with_backward`) when it rejects every declared one."""
     calls, origin = argument_declarations(module, function_class)
     drivers, driver_code = harvest_drivers(module, function_class)
     return "\n".join(
         [
             f"from {RUNTIME_NAME} import inputs as _agl_inputs",
             f"_agl_builders = _agl_inputs.builders_for({function_class.name!r}, {function_class.name}.apply, "
-            f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals())",
+            f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals(), {with_backward!r})",
         ]
     )
 

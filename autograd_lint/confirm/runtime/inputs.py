@@ -141,17 +141,18 @@ def mask_tensor(shape, seed=0):
 # ---- what the recipe gets -------------------------------------------------------------------------------------
 
 
-def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", namespace=None):
+def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", namespace=None, with_backward=False):
     """The (label, build(shape) -> args) the recipe gets: the declared ones when forward accepts one of them,
     else the arguments the module's own code passes (`drivers`: functions of `namespace` that call the
     Function, run with `.apply` intercepted), else the search's find, ahead of the declared ones. Sets the
     origin the verdict's evidence names (probes.inputs_origin): `call site` or `declared`, `harvested from
-    f()`, or `searched (N tries)`."""
+    f()`, or `searched (N tries)`. With `with_backward` (the audit), inputs count as accepted only where
+    backward runs too."""
     builders = declared_builders(class_name, calls)
     probes.inputs_origin = origin
     if not calls or not _can_fork():
         return builders
-    answer = _in_child(lambda: _probe(apply, builders, calls[0], drivers, driver_code, namespace or {}))
+    answer = _in_child(lambda: _probe(apply, builders, calls[0], drivers, driver_code, namespace or {}, with_backward))
     if not answer or answer.get("found") == "declared":
         return builders
     if answer.get("found") == "harvested":
@@ -226,7 +227,7 @@ def _in_child(work):
         return None
 
 
-def _probe(apply, builders, call, drivers, driver_code, namespace):
+def _probe(apply, builders, call, drivers, driver_code, namespace, with_backward):
     """In the child: "declared" if forward accepts a declared input, else what a driver passes, else the
     search's outcome."""
     started = time.monotonic()
@@ -235,16 +236,23 @@ def _probe(apply, builders, call, drivers, driver_code, namespace):
             if time.monotonic() - started > SEARCH_SECONDS:
                 return {"found": None, "tries": 0}
             try:
-                apply(*build(shape))
+                _run(apply, build(shape), with_backward)
                 return {"found": "declared"}
             except ModuleNotFoundError:  # no input can help: the recipe names what to install
                 return {"found": "declared"}
             except Exception:  # noqa: BLE001, S112 - the user's forward rejecting a declared input
                 continue
-    harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS)
+    harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS, with_backward)
     if harvested is not None:
         return harvested
-    return search(apply, call, started + SEARCH_SECONDS)
+    return search(apply, call, started + SEARCH_SECONDS, with_backward)
+
+
+def _run(apply, args, with_backward):
+    """Forward on `args` (and backward from its outputs, `with_backward`); raises what they raise."""
+    output = apply(*args)
+    if with_backward:
+        probes.run_backward(output)
 
 
 # ---- searched -------------------------------------------------------------------------------------------------
@@ -269,7 +277,7 @@ def initial_state(call):
     return {"args": args, "aligned": False, "float32": False}
 
 
-def search(apply, call, deadline):
+def search(apply, call, deadline, with_backward=False):
     """{"found": "searched", "state", "tries"} for the first candidate forward accepts, else {"found": None,
     "tries", "error"}. Deterministic: the same candidates in the same order on every run."""
     chooser = random.Random(16)
@@ -286,7 +294,7 @@ def search(apply, call, deadline):
             args = None
             try:
                 args = build_state(state)
-                apply(*args)
+                _run(apply, args, with_backward)
                 return {"found": "searched", "state": state, "tries": tries}
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this candidate
                 error = f"{type(exc).__name__}: {exc}"
@@ -520,7 +528,7 @@ class _Recorded(BaseException):  # a BaseException, so that the driver's own `ex
         self.arguments = args
 
 
-def harvest(apply, drivers, driver_code, namespace, deadline):
+def harvest(apply, drivers, driver_code, namespace, deadline, with_backward=False):
     """{"found": "harvested", "driver", "arguments"} for the first driver (a test, a demo, a main the module
     defines) that reaches `Cls.apply` with positional arguments forward then accepts; None if none does. The
     driver stops at that call: `.apply` is replaced by a recorder for the run."""
@@ -556,7 +564,7 @@ def harvest(apply, drivers, driver_code, namespace, deadline):
             else:
                 function_class.apply = own
         try:
-            apply(*[_fresh(value) for value in arguments])
+            _run(apply, [_fresh(value) for value in arguments], with_backward)
         except Exception:  # noqa: BLE001, S112 - the recorded call fails outside its driver
             continue
         return {"found": "harvested", "driver": name, "arguments": _dump(arguments)}
