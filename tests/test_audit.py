@@ -108,7 +108,9 @@ def test_a_missing_factor_names_the_input_and_the_errors(audited):
     # backward gives x*w where the derivative is 2*x*w: half of it missing, whatever the inputs.
     assert wrong.max_rel == pytest.approx(0.5, abs=1e-6)
     assert wrong.max_abs > 0.05
-    assert wrong.detail == "MissingFactor.apply(<tensor>, <tensor>): the gradient of `x` differs from the numerical one"
+    assert wrong.detail == (
+        "MissingFactor.apply(<tensor>, <tensor>): the gradient of `x` differs from the numerical one (inputs: declared)"
+    )
 
 
 def test_the_reproduction_script_reproduces_the_wrong_gradient_on_its_own(audited):
@@ -122,13 +124,16 @@ def test_the_reproduction_script_reproduces_the_wrong_gradient_on_its_own(audite
 
 def test_a_non_tensor_argument_is_not_differentiated_and_second_order_is_checked(audited):
     _, functions, _ = audited
-    assert functions["Scale"].detail == "Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck"
+    assert functions["Scale"].detail == (
+        "Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck (inputs: call site)"
+    )
 
 
 def test_a_rounding_straight_through_estimator_is_ste(audited):
     _, functions, _ = audited
     assert functions["RoundSTE"].detail == (
         "RoundSTE.apply(<tensor>): forward is piecewise constant in x: identity backward (straight-through estimator)"
+        " (inputs: declared)"
     )
 
 
@@ -136,6 +141,7 @@ def test_a_forward_that_rejects_the_synthesized_inputs_is_inconclusive_with_the_
     _, functions, _ = audited
     assert functions["FiveD"].detail == (
         "forward failed on every synthesized input; last error: ValueError: expected a 5-d input"
+        " (inputs: declared, then searched (8 tries): forward accepted none)"
     )
 
 
@@ -197,6 +203,7 @@ def test_a_clean_module_exits_0_in_a_real_process(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "clean.py:11:9: Scale: verified: Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck",
+        "clean.py:11:9: Scale: verified: Scale.apply(<tensor>, 3.0): gradcheck passed for x and gradgradcheck"
+        " (inputs: call site)",
         "Audited 1 Function in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 0 inconclusive.",
     ]

@@ -50,9 +50,7 @@ KNOWN_INCONCLUSIVE = {
     # numpy is not a dependency of autograd-lint[confirm] (torch 2.13 does not need it either).
     ("agl010/buggy_spline_warp_numpy_helper.py", 36, "AGL010"): "No module named 'numpy'",
     # The harness guesses a float for an argument forward uses as a tensor only through a helper or an
-    # attribute call (`features.size()`, `weight.t()`, `F.linear(x, weight)`, dropout's input).
-    ("agl012/buggy_setup_context_feature_size.py", 21, "AGL012"): "forward failed on every synthesized input",
-    ("agl016/buggy_dropconnect_and_stochastic_binarize.py", 21, "AGL016"): "no call shape gave finite gradients",
+    # attribute call (`weight.t()`, `F.linear(x, weight)`); forward accepts a tensor there, backward fails.
     ("agl022/buggy_dense_gelu_block.py", 10, "AGL022"): "failed without autocast too",
     ("agl022/buggy_trainer_amp_context.py", 11, "AGL022"): "failed without autocast too",
 }

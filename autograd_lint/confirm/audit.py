@@ -135,7 +135,9 @@ def _script(module: ParsedModule, function_class: FunctionClass) -> str:
         f"_agl_recipe.audit({function_class.name}.apply, _agl_builders, {names!r}, "
         f"{_uses_step_ops(forward.node)!r}, {once!r})"
     )
-    harness = Harness(required, "\n".join([definition, apply_builders(module, function_class), call]), optional)
+    harness = Harness(
+        required, "\n".join([definition, apply_builders(module, function_class, with_backward=True), call]), optional
+    )
     return build_script(module, harness, "audit")
 
 
@@ -176,7 +178,8 @@ def _result(target: _Target, result: RunResult) -> AuditedFunction:
         return replace(inconclusive, detail=f"unexpected answer: {result.evidence[:200]}")
     if verdict not in AUDIT_VERDICTS:
         return replace(inconclusive, detail=f"unexpected verdict {verdict!r}: {detail}")
-    found = replace(inconclusive, verdict=verdict, detail=f"{outcome.get('call', '')}: {detail}")
+    origin = f" (inputs: {outcome['origin']})" if outcome.get("origin") else ""
+    found = replace(inconclusive, verdict=verdict, detail=f"{outcome.get('call', '')}: {detail}{origin}")
     if verdict != "wrong-gradient":
         return found
     return replace(

@@ -17,9 +17,11 @@ project resolve as they do for the project's own tests (importing the package ru
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import textwrap
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -103,7 +105,21 @@ def extract_definitions(
     """(`from __future__` lines, the top-level statements that define `names`, transitively)."""
     statements = [s for s in module.tree.body if not _is_main_guard(s)]
     info = [(s, _binds(s), _uses(s)) for s in statements]
-    needed = set(names) | set(optional)
+    chosen = _chosen_statements(info, set(names) | set(optional))
+    future = [code_of(s).strip() for s in statements if _is_future_import(s)]
+    code = _code_of_chosen(info, chosen)
+    missing = set(names) - {name for index in chosen for name in info[index][1]}
+    if missing:
+        raise CannotBuildHarness(f"no top-level definition of {', '.join(sorted(missing))} in the module")
+    return future, code
+
+
+_StatementInfo = Sequence[tuple[cst.CSTNode, set[str], set[str]]]  # (statement, names it binds, names it uses)
+
+
+def _chosen_statements(info: _StatementInfo, needed: set[str]) -> set[int]:
+    """Indexes of the statements that define `needed`, transitively, and configure what they define."""
+    needed = set(needed)
     chosen: set[int] = set()
     changed = True
     while changed:
@@ -117,16 +133,15 @@ def extract_definitions(
     for index, (statement, *_) in enumerate(info):
         if index not in chosen and _configures(statement, needed):
             chosen.add(index)
-    future = [code_of(s).strip() for s in statements if _is_future_import(s)]
-    code = "".join(
+    return chosen
+
+
+def _code_of_chosen(info: _StatementInfo, chosen: set[int]) -> str:
+    return "".join(
         code_of(statement)
         for index, (statement, _, _) in enumerate(info)
         if index in chosen and not _is_future_import(statement)
     )
-    missing = set(names) - {name for index in chosen for name in info[index][1]}
-    if missing:
-        raise CannotBuildHarness(f"no top-level definition of {', '.join(sorted(missing))} in the module")
-    return future, code
 
 
 def _is_main_guard(statement: cst.CSTNode) -> bool:
@@ -188,45 +203,205 @@ def _import_root(path: str) -> str | None:
     return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
 
 
-def apply_builders(module: ParsedModule, function_class) -> str:
-    """Code for `_agl_builders`: one (label, build(shape) -> args) per call shape of `Cls.apply`.
+def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
+    """Code for `_agl_builders`: (label, build(shape) -> args) per call shape of `Cls.apply`, from what the
+    code declares about each argument (`argument_declarations`); the runtime (inputs.py) harvests or
+    searches for inputs forward accepts (and backward, `with_backward`) when it rejects every declared one."""
+    calls, origin = argument_declarations(module, function_class)
+    drivers, driver_code = harvest_drivers(module, function_class)
+    return "\n".join(
+        [
+            f"from {RUNTIME_NAME} import inputs as _agl_inputs",
+            f"_agl_builders = _agl_inputs.builders_for({function_class.name!r}, {function_class.name}.apply, "
+            f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals(), {with_backward!r})",
+        ]
+    )
 
-    Arguments written as literals at a call site (`2.0`, `None`, `"mean"`) are passed as written;
-    everything else becomes a float64 leaf tensor. Without call sites: parameters' literal defaults,
-    tensors for the rest.
+
+_DRIVER_NAME = re.compile(r"_*(test|demo|main|example|run|check|bench|smoke|sanity)", re.IGNORECASE)
+MAX_DRIVERS = 5
+
+
+def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], str]:
+    """(the module's own functions that reach `Cls.apply` and can be called without arguments: a test, a demo,
+    a main, ...; the code that defines them and what they use beyond the class's own definitions).
+
+    The runtime runs that code and those functions only in the forked child that looks for inputs, with
+    `.apply` intercepted, so whatever they do stays there; the `__main__` block is never among them.
     """
-    shapes: list[list[str | None]] = []
+    if module.parents.get(function_class.node) is not module.tree:
+        return [], ""
+    statements = [s for s in module.tree.body if not _is_main_guard(s)]
+    definitions = [s for s in statements if isinstance(s, (cst.FunctionDef, cst.ClassDef))]
+    reaching = {function_class.name}
+    for _ in range(3):  # a wrapper, a module using it, a helper building the module
+        reaching |= {s.name.value for s in definitions if _uses(s) & reaching}
+    drivers = [
+        s.name.value
+        for s in definitions
+        if isinstance(s, cst.FunctionDef)
+        and _DRIVER_NAME.match(s.name.value)
+        and not _required_parameters(s)
+        and s.name.value != function_class.name
+        and _uses(s) & reaching
+    ][:MAX_DRIVERS]
+    if not drivers:
+        return [], ""
+    info = [(s, _binds(s), _uses(s)) for s in statements]
+    own = _chosen_statements(info, {function_class.name})
+    return drivers, _code_of_chosen(info, _chosen_statements(info, set(drivers)) - own)
+
+
+def _required_parameters(function: cst.FunctionDef) -> list[str]:
+    params = function.params
+    return [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params) if p.default is None]
+
+
+Declaration = dict[str, object]
+
+
+def argument_declarations(module: ParsedModule, function_class) -> tuple[list[list[Declaration]], str]:
+    """(per call shape of `Cls.apply`, one dict per positional argument; `call site` where a value written
+    at a call site is among them, else `declared`).
+
+    A call site gives the literals written there and the literals bound to the names written there
+    (`scale = 2.0`, in the calling function or at the module's top level); without call sites,
+    forward's literal defaults. Every argument also gets what forward's parameter says: its type hint
+    (`int`, `float`, `bool`, `Tensor`, `Optional[...]`, jaxtyping's `Float[Tensor, "b n d"]`) and, as a
+    weak hint the search starts from, a name that says index or mask.
+    """
+    forward = function_class.forward
+    params = forward.data_params if forward is not None else []
+    hints = [_parameter_hints(param) for param in params]
+    shapes: list[list[Declaration]] = []
     for call in function_class.apply_calls:
         if any(arg.star or arg.keyword is not None for arg in call.args):
             continue
-        shapes.append([_literal(module, arg.value) for arg in call.args])
-    if not shapes:
-        forward = function_class.forward
-        params = forward.data_params if forward is not None else []
-        shapes.append([_literal(module, p.default) if p.default is not None else None for p in params])
-    unique: list[list[str | None]] = []
-    for shape in shapes:
-        if shape not in unique:
-            unique.append(shape)
-    lines = ["_agl_builders = []"]
-    # Arguments after the first that are not literals may be tensors or Python numbers (a world
-    # size, a scale): each call shape is tried with tensors, then ints, then floats there.
-    for shape in unique:
-        for variant in ("tensor", "1", "0.5"):
-            if variant != "tensor" and not any(value is None for value in shape[1:]):
-                break
-            values = [
-                value if value is not None else ("tensor" if i == 0 or variant == "tensor" else variant)
-                for i, value in enumerate(shape)
-            ]
-            args = ", ".join(
-                f"_agl_probes.leaf_tensor(shape, {i})" if v == "tensor" else v for i, v in enumerate(values)
-            )
-            label = (
-                f"{function_class.name}.apply(" + ", ".join("<tensor>" if v == "tensor" else v for v in values) + ")"
-            )
-            lines.append(f"_agl_builders.append(({label!r}, lambda shape: [{args}]))")
-    return "\n".join(lines)
+        shape = []
+        for index, arg in enumerate(call.args):
+            argument = dict(hints[index]) if index < len(hints) else {}
+            argument.update(_call_site_value(module, call, arg.value))
+            shape.append(argument)
+        if shape not in shapes:
+            shapes.append(shape)
+    if shapes:
+        written = any(argument["value"] is not None for shape in shapes for argument in shape)
+        return shapes, "call site" if written else "declared"
+    declared = [
+        {**hint, "value": _literal(module, param.default) if param.default is not None else None}
+        for param, hint in zip(params, hints)
+    ]
+    return [declared], "declared"
+
+
+def _call_site_value(module: ParsedModule, call: cst.Call, expr: cst.BaseExpression) -> Declaration:
+    """`value`: the literal written at the call site, or bound to the name written there (by the calling
+    function or at the module's top level). A parameter of the calling function is its callers' to give:
+    its numeric default says only the kind of value (a keep probability of 0.9 is one value of many)."""
+    literal = _literal(module, expr)
+    if literal is not None or not isinstance(expr, cst.Name):
+        return {"value": literal}
+    caller = module.enclosing_function(call)
+    if caller is None or expr.value not in bindings(caller):
+        return {"value": module_constant(module, expr.value)}
+    for param in (*caller.params.params, *caller.params.kwonly_params):
+        if param.name.value == expr.value:
+            default = _literal(module, param.default) if param.default is not None else None
+            kind = type(ast.literal_eval(default)).__name__ if default is not None else None
+            if kind in _PYTHON_TYPES:
+                return {"value": None, "kind": kind}
+            return {"value": default}
+    return {"value": literal_binding(caller, expr.value)}
+
+
+def module_constant(module: ParsedModule, name: str) -> str | None:
+    """The literal a top-level `NAME = literal` binds `name` to, when it is the module's only binding of it."""
+    values = [
+        small.value
+        for statement in module.tree.body
+        if isinstance(statement, cst.SimpleStatementLine)
+        for small in statement.body
+        if isinstance(small, (cst.Assign, cst.AnnAssign))
+        and any(
+            isinstance(target, cst.Name) and target.value == name
+            for target in ([t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target])
+        )
+    ]
+    if len(values) != 1 or values[0] is None:
+        return None
+    return _literal(module, values[0])
+
+
+_INDEX_WORDS = frozenset({"index", "indices", "idx", "ids", "label", "labels"})
+_MASK_WORDS = frozenset({"mask", "masks"})
+_TENSOR_TYPES = {"Tensor": None, "LongTensor": "long", "IntTensor": "long", "BoolTensor": "bool"}
+_PYTHON_TYPES = {"int": "int", "float": "float", "bool": "bool"}
+# jaxtyping's dtype markers, by the dtype the harness builds for them.
+_JAXTYPING_DTYPES = {
+    **dict.fromkeys(("Float", "Float16", "Float32", "Float64", "Inexact", "Real", "Num", "Shaped"), "float"),
+    **dict.fromkeys(("Int", "Int8", "Int16", "Int32", "Int64", "Integer", "UInt", "Long"), "long"),
+    "Bool": "bool",
+}
+
+
+def _parameter_hints(param: cst.Param) -> Declaration:
+    """What forward's parameter says about its argument: `kind`, `dtype`, `dims` (jaxtyping), `hint`."""
+    found: Declaration = {}
+    words = set(param.name.value.lower().split("_"))
+    if words & _INDEX_WORDS:
+        found["hint"] = "index"
+    elif words & _MASK_WORDS:
+        found["hint"] = "mask"
+    if param.annotation is not None:
+        found.update(_annotation_hints(_without_optional(param.annotation.annotation)))
+    return found
+
+
+def _without_optional(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """`X` for `Optional[X]`, `X | None`, `Union[X, None]`."""
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
+        for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
+            if isinstance(other, cst.Name) and other.value == "None":
+                return _without_optional(side)
+    if isinstance(expr, cst.Subscript):
+        base = (dotted_name(expr.value) or "").rsplit(".", 1)[-1]
+        items = [e.slice.value for e in expr.slice if isinstance(e.slice, cst.Index)]
+        rest = [i for i in items if not (isinstance(i, cst.Name) and i.value == "None")]
+        if base in ("Optional", "Union") and len(rest) == 1:
+            return _without_optional(rest[0])
+    return expr
+
+
+def _annotation_hints(expr: cst.BaseExpression) -> Declaration:
+    if isinstance(expr, cst.Subscript):
+        base = (dotted_name(expr.value) or "").rsplit(".", 1)[-1]
+        items = [e.slice.value for e in expr.slice if isinstance(e.slice, cst.Index)]
+        if base in _JAXTYPING_DTYPES and len(items) == 2 and isinstance(items[1], cst.SimpleString):
+            return {
+                "kind": "tensor",
+                "dtype": _JAXTYPING_DTYPES[base],
+                "dims": _jaxtyping_dims(items[1].evaluated_value),
+            }
+        return {}
+    name = (dotted_name(expr) or "").rsplit(".", 1)[-1]
+    if name in _PYTHON_TYPES:
+        return {"kind": _PYTHON_TYPES[name]}
+    if name in _TENSOR_TYPES:
+        dtype = _TENSOR_TYPES[name]
+        return {"kind": "tensor", **({"dtype": dtype} if dtype else {})}
+    return {}
+
+
+def _jaxtyping_dims(text: str | bytes) -> list[str | int]:
+    """`"b n d"` -> ['b', 'n', 'd'], `"b 3"` -> ['b', 3]; variadic parts (`*batch`, `...`) and
+    broadcastable markers are taken as no dimension and as the named one."""
+    dims: list[str | int] = []
+    for token in str(text).split():
+        if token.startswith("*") or token == "...":
+            continue
+        token = token.lstrip("#_").split("=")[0] or "_"
+        dims.append(int(token) if token.isdigit() else token)
+    return dims
 
 
 def _literal(module: ParsedModule | None, expr: cst.BaseExpression | None) -> str | None:
@@ -235,8 +410,6 @@ def _literal(module: ParsedModule | None, expr: cst.BaseExpression | None) -> st
         return None
     text = code_of(expr).strip()
     try:
-        import ast
-
         ast.literal_eval(text)
         return text
     except (ValueError, SyntaxError, MemoryError, RecursionError):

@@ -8,10 +8,13 @@ synthesized input, a missing dependency, the runner's limits) is the runner's ow
 
 import json
 
+from . import probes
 from .probes import report, run_forward, tensors_in
 
 EPSILON = 1e-6  # gradcheck's default finite-difference step
 ATOL, RTOL = 1e-5, 1e-3  # gradcheck's default tolerances
+# Inputs forward accepts that are tried in turn while backward rejects them (a bias of the wrong rank).
+MAX_CANDIDATES = 6
 # An input at least this share of whose elements move no output (their numerical Jacobian column is zero) is one
 # forward is piecewise constant in.
 PIECEWISE_CONSTANT_SHARE = 0.9
@@ -21,9 +24,15 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
     """Report the audit's outcome for `apply` (`Cls.apply`); `names` are forward's inputs (for the message),
     `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
     estimator is then possible), `once_differentiable` whether backward is decorated so."""
-    label, build, shape, _ = run_forward(apply, builders)[0]
-    args = _float64(build(shape))
-    outcome = _check(apply, args, names, step_ops_in_forward)
+    tried = []
+    for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
+        args = _float64(build(shape))
+        tried.append((label, args, _check(apply, args, names, step_ops_in_forward)))
+        if not tried[-1][2]["detail"].startswith(("forward failed", "backward failed")):
+            break
+    else:  # every input forward accepted failed there or in backward: say so for the first one
+        tried = tried[:1]
+    label, args, outcome = tried[-1]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1:
         # A kink hit by chance fails at one point only: the same inputs moved away from zero must fail too.
         shifted = _check(apply, _shifted(args), names, step_ops_in_forward)
@@ -42,7 +51,8 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
         outcome = _check_second_order(apply, args, outcome)
     outcome["call"] = label
     outcome["arguments"] = [_source_of(value) for value in args]
-    report("confirmed", json.dumps(outcome))
+    outcome["origin"] = probes.inputs_origin
+    report("confirmed", json.dumps(outcome), with_origin=False)
 
 
 def _float64(args):

@@ -29,6 +29,9 @@ NEEDS_CUDA_ERRORS = (
 _channel = None
 _project_root = None
 _harness_script = None
+# Where the Function's inputs came from (`declared`, `call site`, `searched (N tries)`), set by inputs.py and
+# added to every verdict's evidence; None for harnesses that do not call a Function on synthesized inputs.
+inputs_origin: str | None = None
 _RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -79,8 +82,10 @@ def _caller_outside_torch():
     return "the code under test"
 
 
-def report(verdict, evidence):
+def report(verdict, evidence, with_origin=True):
     """The verdict, on the result channel `start` was given; the process ends at once, whatever called this.
+    The evidence ends with where the inputs came from, unless `with_origin` is false (the audit's JSON, a
+    missing dependency) or the code needs a GPU: no input changes that.
     Run by hand (`PYTHONPATH` naming a folder that holds a copy of this package as autograd_lint_runtime,
     see runner.install_runtime), a harness prints its verdict instead."""
     for stream in (sys.stdout, sys.stderr):
@@ -90,6 +95,8 @@ def report(verdict, evidence):
             pass
     if verdict == "inconclusive" and DEVICE == "cpu" and any(error in str(evidence) for error in NEEDS_CUDA_ERRORS):
         evidence = f"needs a CUDA device ({evidence})"
+    if with_origin and inputs_origin and not str(evidence).startswith("needs a CUDA device"):
+        evidence = f"{evidence} (inputs: {inputs_origin})"
     if _channel is None:
         print("verdict:", verdict, "-", evidence, flush=True)
         os._exit(0)
@@ -204,8 +211,8 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
             try:
                 args = build(shape)
                 output = apply(*args)
-            except ModuleNotFoundError as exc:  # no input shape can help: say what to install
-                report("inconclusive", missing_dependency(exc))
+            except ModuleNotFoundError as exc:  # no input can help: say what to install
+                report("inconclusive", missing_dependency(exc), with_origin=False)
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
                 continue
