@@ -25,6 +25,7 @@ from .builders import builder_for
 from .harness import CannotBuildHarness, build_script, runtime_prelude
 from .runner import CUDA_CANNOT_INITIALIZE, RunLimits, RunResult, allow_runs, cancel_all, run_harness
 from .verdict_cache import VerdictCache
+from .warm_worker import warm_workers
 
 # How often a long run calls `progress` while no harness finishes.
 PROGRESS_TICK_SECONDS = 2.0
@@ -183,12 +184,12 @@ def run_scripts(
     record: Callable[[_Item, RunResult], None],
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run each (item, harness script) under the runner, `jobs` at a time, handing `record` each item's result
-    as it ends; `progress(done, total)` is called before the first, whenever one ends, and every few seconds."""
+    """Run each (item, harness script) under the runner, `jobs` at a time, forked from a warm worker (see
+    warm_worker.py) unless it cannot start, handing `record` each item's result as it ends; `progress(done, total)` is called before the first, whenever one ends, and every few seconds."""
     allow_runs()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), warm_workers():
             running = {pool.submit(run_harness, script, limits): item for item, script in scripts}
             if progress is not None:
                 progress(0, len(scripts))
