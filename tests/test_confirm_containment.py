@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
+from autograd_lint.confirm import session
 from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import DEVICE_VARIABLE, KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
@@ -693,8 +694,8 @@ def test_warm_harnesses_each_get_their_own_limits_directory_and_environment(sand
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
     body = warm_body(REPORT_SELF.replace("json.dumps({", 'json.dumps({"lineage": lineage, '))
     with warm_workers():
-        first = run_harness(body, RunLimits(sys.executable, timeout=30, memory_mb=2048))
-        second = run_harness(body, RunLimits(sys.executable, timeout=10, memory_mb=1024))
+        first = session.run_harness(body, RunLimits(sys.executable, timeout=30, memory_mb=2048))
+        second = session.run_harness(body, RunLimits(sys.executable, timeout=10, memory_mb=1024))
     views = [json.loads(result.evidence) for result in (first, second)]
     # Forked from the same worker, each by a supervisor of its own.
     assert views[0]["lineage"][2] == views[1]["lineage"][2]
@@ -735,9 +736,9 @@ def test_warm_harness_limits_apply_in_the_fork_and_the_next_harness_still_runs(
 ):
     after = warm_body("_agl_probes.report('not-reproduced', json.dumps(lineage))\n")
     with warm_workers():
-        before = json.loads(run_harness(after, RunLimits(sys.executable, timeout=30)).evidence)
-        stopped = run_harness(body, RunLimits(sys.executable, **{"timeout": 30, **limits}))
-        following = run_harness(after, RunLimits(sys.executable, timeout=30))
+        before = json.loads(session.run_harness(after, RunLimits(sys.executable, timeout=30)).evidence)
+        stopped = session.run_harness(body, RunLimits(sys.executable, **{"timeout": 30, **limits}))
+        following = session.run_harness(after, RunLimits(sys.executable, timeout=30))
     assert stopped.verdict == "inconclusive" and stopped.evidence.startswith(evidence), stopped.evidence
     assert following.verdict == "not-reproduced", following.evidence
     assert json.loads(following.evidence)[2] == before[2]  # the same worker: the stopped harness was alone
@@ -753,9 +754,9 @@ def test_warm_harness_grandchildren_are_killed_when_it_ends_or_times_out(sandbox
     hangs = warm_body(SLEEPER.format(marker=marker) + "time.sleep(300)\n")
     try:
         with warm_workers():
-            ended = run_harness(reports, RunLimits(sys.executable, timeout=30))
+            ended = session.run_harness(reports, RunLimits(sys.executable, timeout=30))
             assert (ended.verdict, processes_mentioning(marker)) == ("not-reproduced", [])
-            timed_out = run_harness(hangs, RunLimits(sys.executable, timeout=3))
+            timed_out = session.run_harness(hangs, RunLimits(sys.executable, timeout=3))
             assert timed_out.evidence.startswith("timeout:") and processes_mentioning(marker) == []
     finally:
         kill_leftovers(tmp_path)
@@ -820,7 +821,8 @@ def test_a_killed_linter_takes_its_warm_worker_and_harnesses_with_it(sandbox, tm
     marker = str(tmp_path / "sleeper-marker")
     linter_source = (
         f"import sys, tempfile\ntempfile.tempdir = {str(temp_root)!r}\n"
-        "from autograd_lint.confirm.runner import RunLimits, run_harness\n"
+        "from autograd_lint.confirm.runner import RunLimits\n"
+        "from autograd_lint.confirm.session import run_harness\n"
         "from autograd_lint.confirm.warm_worker import warm_workers\n"
         f"body = {SLEEPER.format(marker=marker) + 'time.sleep(300)' + chr(10)!r}\n"
         "with warm_workers():\n    run_harness(body, RunLimits(sys.executable, timeout=300))\n"
@@ -848,7 +850,7 @@ def test_a_killed_linter_takes_its_warm_worker_and_harnesses_with_it(sandbox, tm
 def test_a_worker_that_cannot_start_leaves_each_harness_its_own_launcher(monkeypatch, private_tmp):
     monkeypatch.setenv(SANDBOX_SWITCH, "process")
     with warm_workers():
-        result = run_harness("pass\n", RunLimits("/nonexistent/python", timeout=10))
+        result = session.run_harness("pass\n", RunLimits("/nonexistent/python", timeout=10))
     assert (result.verdict, result.evidence) == (
         "inconclusive",
         "cannot start /nonexistent/python: No such file or directory",

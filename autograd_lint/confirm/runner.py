@@ -25,6 +25,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..core.diagnostic import VERDICTS
 from .sandbox import (
@@ -119,19 +120,23 @@ def stopped_when_cancelled(process: subprocess.Popen):
             _live.discard(process)
 
 
-def run_harness(script: str, limits: RunLimits) -> RunResult:
-    """Run one harness script: forked from the warm worker when one serves these limits (inside
-    `warm_worker.warm_workers()`), else under a launcher of its own."""
-    from .warm_worker import worker_for  # the warm worker is built on this module
+class Forker(Protocol):
+    """What runs a harness in a process forked from it (warm_worker.WarmWorker)."""
 
+    def run(self, workdir: str, script: str, limits: RunLimits, started: float) -> RunResult | None:
+        """The result of `script` run in `workdir`, or None if it could not take it (nothing of it ran)."""
+
+
+def run_harness(script: str, limits: RunLimits, forker: Forker | None = None) -> RunResult:
+    """Run one harness script in a temp directory of its own: forked by `forker` if there is one and it
+    takes it, else under a launcher of its own."""
     started = time.monotonic()
     if _cancelled.is_set():
         return CANCELLED
     workdir = tempfile.mkdtemp(prefix="autograd-lint-confirm-")
     try:
-        worker = worker_for(limits)
-        if worker is not None:
-            result = worker.run(workdir, script, limits, started)
+        if forker is not None:
+            result = forker.run(workdir, script, limits, started)
             if result is not None:
                 return result  # else the worker could not take it (nothing ran): it runs as without one
         return _run_in(workdir, script, limits, started)

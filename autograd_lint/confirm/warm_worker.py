@@ -60,7 +60,7 @@ from .runner import (
 from .sandbox import LAUNCHER, current_sandbox, first_json_line, launcher_command, linter_hidden
 
 WARM_WORKER_SWITCH = "AUTOGRAD_LINT_WARM_WORKER"  # "0": every harness under a launcher of its own
-START_TIMEOUT_SECONDS = 120.0  # a cold `import torch` on a loaded machine
+START_TIMEOUT_SECONDS = 60.0  # a cold `import torch` on a loaded machine, as for the preflight
 SEND_TIMEOUT_SECONDS = 5.0
 
 # Run as `python -I -c WORKER_MAIN control_fd launcher.py workdir` (workdir only names the worker in `ps`).
@@ -199,7 +199,10 @@ class WarmWorker:
         self._held = ExitStack()
         try:
             self._held.enter_context(linter_hidden())  # for as long as the worker lives
-            with open(os.path.join(self.workdir, "stdout"), "wb") as out, open(self._stderr_path, "wb") as err:
+            with (
+                open(os.path.join(self.workdir, "stdout"), "wb") as out,
+                open(os.path.join(self.workdir, "stderr"), "wb") as err,
+            ):
                 self.process = subprocess.Popen(
                     launcher_command(config),
                     cwd=self.workdir,
@@ -223,24 +226,18 @@ class WarmWorker:
             self.close()
             raise
 
-    @property
-    def _stderr_path(self) -> str:
-        return os.path.join(self.workdir, "stderr")
-
     def _wait_until_ready(self) -> str:
+        """torch's version, once the worker imported it; WorkerUnavailable if it cannot (then each harness
+        runs under a launcher of its own, which reports why in its verdict)."""
         self._control.settimeout(START_TIMEOUT_SECONDS)
         try:
             answer = first_json_line(self._control.recv(65536))
         except OSError as error:  # a timeout too
             answer = {"error": str(error) or type(error).__name__}
         self._control.settimeout(SEND_TIMEOUT_SECONDS)
-        if "ready" in answer:
-            return str(answer["ready"])
-        if "error" not in answer:  # it ended without a word: the launcher's status or its stderr says why
-            answer = first_json_line(os.read(self._status_read, 65536)) if self.process.poll() is not None else {}
-            tail = open(self._stderr_path, encoding="utf-8", errors="replace").read().strip().splitlines()
-            answer = {"error": answer.get("cannot_start") or answer.get("error") or (tail[-1] if tail else "no answer")}
-        raise WorkerUnavailable(str(answer["error"]))
+        if "ready" not in answer:
+            raise WorkerUnavailable(str(answer.get("error", "the worker ended before importing torch")))
+        return str(answer["ready"])
 
     def alive(self) -> bool:
         return not self.broken and self.process.poll() is None
