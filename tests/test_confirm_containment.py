@@ -30,7 +30,7 @@ from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import DEVICE_VARIABLE, KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
 from autograd_lint.confirm.session import confirm_diagnostics, run_scripts
-from autograd_lint.confirm.warm_worker import WARM_WORKER_SWITCH, WarmWorker, warm_workers
+from autograd_lint.confirm.warm_worker import WARM_WORKER_SWITCH, WarmWorker, warm_workers, worker_for
 
 REPO = Path(__file__).resolve().parent.parent
 # What a harness script starts with: the runtime imported and the result channel handed to it.
@@ -880,3 +880,21 @@ def test_verdicts_are_the_same_with_and_without_the_warm_worker(monkeypatch):
         d: (r.verdict, r.evidence) for d, r in cold.items()
     }
     assert {r.verdict for r in warm.values()} == {"confirmed"}
+
+
+def test_a_harness_that_kills_its_worker_ends_inconclusive_and_a_fresh_worker_serves_the_next(sandbox, private_tmp):
+    limits = RunLimits(sys.executable, timeout=30)
+    report = warm_body("_agl_probes.report('not-reproduced', 'served')\n")
+    with warm_workers():
+        first = worker_for(limits)
+        killed = session.run_harness(
+            warm_body("import signal, time\nos.kill(lineage[2], signal.SIGKILL)\ntime.sleep(60)\n"), limits
+        )
+        following = session.run_harness(report, limits)
+        assert worker_for(limits) not in (None, first)
+    assert (killed.verdict, killed.evidence) == (
+        "inconclusive",
+        "the harness's launcher or warm worker ended without a status",
+    )
+    assert (following.verdict, following.evidence) == ("not-reproduced", "served")
+    assert os.listdir(private_tmp) == []

@@ -487,7 +487,7 @@ def _failure_reason(status: dict, stderr: str, limits: RunLimits) -> str:
         return f"the code under test was killed by {name} before a verdict" + (f" ({last})" if last else "")
     code = status.get("exit")
     if code is None:
-        return "the harness's launcher ended without a status"
+        return "the harness's launcher or warm worker ended without a status"
     if code == _NO_VERDICT_EXIT and "the harness script ended without a verdict" in last:
         return "internal error: the harness script ended without a verdict"
     if code == _PIPE_GONE_EXIT and "the result pipe is gone" in last:
