@@ -550,15 +550,17 @@ def _confirm(
     from .confirm.sandbox import sandbox_description
     from .confirm.session import ConfirmEnvironmentError, check_environment, confirm_diagnostics
     from .confirm.verdict_cache import VerdictCache
+    from .confirm.warm_worker import warm_workers
 
-    try:
-        environment = check_environment(limits)
-    except ConfirmEnvironmentError as error:
-        _fail(str(error))
-    if announce:
-        click.echo(f"confirm: {environment.describe()}; sandbox: {sandbox_description()}", err=True)
-    cache = VerdictCache(cache_dir, environment.python, environment.torch_version, limits) if cache_dir else None
-    return confirm_diagnostics(diagnostics, limits, jobs, sources, progress, cache=cache)
+    with warm_workers():  # the preflight starts the worker the harnesses are forked from
+        try:
+            environment = check_environment(limits)
+        except ConfirmEnvironmentError as error:
+            _fail(str(error))
+        if announce:
+            click.echo(f"confirm: {environment.describe()}; sandbox: {sandbox_description()}", err=True)
+        cache = VerdictCache(cache_dir, environment.python, environment.torch_version, limits) if cache_dir else None
+        return confirm_diagnostics(diagnostics, limits, jobs, sources, progress, cache=cache)
 
 
 class _ConfirmProgress:
@@ -662,19 +664,21 @@ def audit(
     from .confirm.audit import audit_diagnostics, audit_paths, audit_summary
     from .confirm.runner import RunLimits
     from .confirm.session import ConfirmEnvironmentError, check_environment
+    from .confirm.warm_worker import warm_workers
 
     python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
     limits = RunLimits(python or sys.executable, timeout, memory)
-    try:
-        check_environment(limits)
-    except ConfirmEnvironmentError as error:
-        _fail(str(error).replace("confirm cannot run", "audit cannot run", 1))
-    terminal = sys.stderr.isatty()
-    progress = None
-    if show_progress or (terminal and not quiet):
-        counter = _ConfirmProgress(terminal, counted="Functions audited", prefix="audit")
-        progress = lambda done, total: counter(done, total, 0)  # noqa: E731
-    report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress)
+    with warm_workers():  # the preflight starts the worker the audit's harnesses are forked from
+        try:
+            check_environment(limits)
+        except ConfirmEnvironmentError as error:
+            _fail(str(error).replace("confirm cannot run", "audit cannot run", 1))
+        terminal = sys.stderr.isatty()
+        progress = None
+        if show_progress or (terminal and not quiet):
+            counter = _ConfirmProgress(terminal, counted="Functions audited", prefix="audit")
+            progress = lambda done, total: counter(done, total, 0)  # noqa: E731
+        report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress)
     for file_error in report.errors:
         _say("error", file_error)
     if show_verdicts:

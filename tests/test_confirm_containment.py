@@ -25,10 +25,12 @@ from pathlib import Path
 import pytest
 
 from autograd_lint import lint_source
+from autograd_lint.confirm import session
 from autograd_lint.confirm.harness import runtime_prelude
 from autograd_lint.confirm.runner import DEVICE_VARIABLE, KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
-from autograd_lint.confirm.session import confirm_diagnostics
+from autograd_lint.confirm.session import confirm_diagnostics, run_scripts
+from autograd_lint.confirm.warm_worker import WARM_WORKER_SWITCH, WarmWorker, warm_workers, worker_for
 
 REPO = Path(__file__).resolve().parent.parent
 # What a harness script starts with: the runtime imported and the result channel handed to it.
@@ -670,3 +672,229 @@ def test_the_smallest_limit_loads_torch_and_stops_what_exceeds_it(private_tmp):
     assert result.evidence.startswith(
         "memory limit: the harness needed more than 256 MB (RuntimeError: [enforce fail at"
     ), result.evidence
+
+
+# --- the warm worker: each harness forked from one process that imported torch ------------------------
+
+# The harness's pid, its supervisor's and the worker's (its grandparent): /proc/<pid>/status is readable
+# even for a non-dumpable process.
+LINEAGE = """
+def parent_of(pid):
+    with open(f"/proc/{pid}/status") as handle:
+        return int(next(line.split()[1] for line in handle if line.startswith("PPid:")))
+lineage = [os.getpid(), os.getppid(), parent_of(os.getppid())]
+"""
+
+
+def warm_body(body: str) -> str:
+    return PRELUDE + "import json, os\n" + LINEAGE + textwrap.dedent(body)
+
+
+def test_warm_harnesses_each_get_their_own_limits_directory_and_environment(sandbox, private_tmp, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    body = warm_body(REPORT_SELF.replace("json.dumps({", 'json.dumps({"lineage": lineage, '))
+    with warm_workers():
+        first = session.run_harness(body, RunLimits(sys.executable, timeout=30, memory_mb=2048))
+        second = session.run_harness(body, RunLimits(sys.executable, timeout=10, memory_mb=1024))
+    views = [json.loads(result.evidence) for result in (first, second)]
+    # Forked from the same worker, each by a supervisor of its own.
+    assert views[0]["lineage"][2] == views[1]["lineage"][2]
+    assert len({view["lineage"][0] for view in views} | {view["lineage"][1] for view in views}) == 4
+    assert [view["limits"]["RLIMIT_DATA"] for view in views] == [[2048 << 20] * 2, [1024 << 20] * 2]
+    assert [view["limits"]["RLIMIT_CPU"] for view in views] == [[35, 36], [15, 16]]
+    for view in views:
+        assert view["limits"]["RLIMIT_FSIZE"] == [OUTPUT_CAP_BYTES] * 2 and view["limits"]["RLIMIT_CORE"] == [0, 0]
+        assert view["home"] == view["cwd"] == view["tmp"] == view["environ"]["HOME"] == view["environ"]["TMPDIR"]
+        assert Path(view["cwd"]).name.startswith("autograd-lint-confirm-") and Path(view["cwd"]).parent == private_tmp
+        assert "AWS_SECRET_ACCESS_KEY" not in view["environ"] and view["environ"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert views[0]["cwd"] != views[1]["cwd"]
+    assert os.listdir(private_tmp) == []  # the harnesses' directories, and the worker's once the scope ended
+
+
+@pytest.mark.parametrize(
+    "body, limits, evidence",
+    [
+        (
+            "import resource\n_, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (1, hard))\nwhile True:\n    pass\n",
+            {"timeout": 60},
+            "CPU time limit exceeded",
+        ),
+        ("block = bytearray(8 << 30)\n", {"memory_mb": 1024}, "memory limit: the harness needed more than 1024 MB"),
+        (
+            "import torch\ntorch.empty(512 << 20, dtype=torch.uint8).fill_(1)\n",
+            {"memory_mb": 256},
+            "memory limit: the harness needed more than 256 MB (RuntimeError: [enforce fail at",
+        ),
+        ("import sys\nsys.stdout.write('x' * (4 << 20))\nsys.stdout.flush()\n", {}, "output limit"),
+        ("while True:\n    pass\n", {"timeout": 2}, "timeout: the harness ran longer than 2 s and was killed"),
+    ],
+    ids=["cpu", "memory", "memory-after-torch", "file-size", "timeout"],
+)
+def test_warm_harness_limits_apply_in_the_fork_and_the_next_harness_still_runs(
+    sandbox, private_tmp, body, limits, evidence
+):
+    after = warm_body("_agl_probes.report('not-reproduced', json.dumps(lineage))\n")
+    with warm_workers():
+        before = json.loads(session.run_harness(after, RunLimits(sys.executable, timeout=30)).evidence)
+        stopped = session.run_harness(body, RunLimits(sys.executable, **{"timeout": 30, **limits}))
+        following = session.run_harness(after, RunLimits(sys.executable, timeout=30))
+    assert stopped.verdict == "inconclusive" and stopped.evidence.startswith(evidence), stopped.evidence
+    assert following.verdict == "not-reproduced", following.evidence
+    assert json.loads(following.evidence)[2] == before[2]  # the same worker: the stopped harness was alone
+    assert os.listdir(private_tmp) == []
+
+
+SLEEPER = "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}])\n"
+
+
+def test_warm_harness_grandchildren_are_killed_when_it_ends_or_times_out(sandbox, private_tmp, tmp_path):
+    marker = str(tmp_path / "sleeper-marker")
+    reports = warm_body(SLEEPER.format(marker=marker) + "time.sleep(1)\n_agl_probes.report('not-reproduced', 'x')\n")
+    hangs = warm_body(SLEEPER.format(marker=marker) + "time.sleep(300)\n")
+    try:
+        with warm_workers():
+            ended = session.run_harness(reports, RunLimits(sys.executable, timeout=30))
+            assert (ended.verdict, processes_mentioning(marker)) == ("not-reproduced", [])
+            timed_out = session.run_harness(hangs, RunLimits(sys.executable, timeout=3))
+            assert timed_out.evidence.startswith("timeout:") and processes_mentioning(marker) == []
+    finally:
+        kill_leftovers(tmp_path)
+
+
+def test_warm_harness_cannot_reach_another_harness_secret_or_result_pipe(sandbox, private_tmp, tmp_path):
+    # Two harnesses of one worker at once: the second tries to read the first's memory, environment and
+    # descriptors (its secret pipe, its result pipe) and its supervisor's, through /proc.
+    pid_file, done = tmp_path / "first.pid", tmp_path / "second.done"
+    first = warm_body(f"""
+        import pathlib, time
+        pathlib.Path({str(pid_file) + ".part"!r}).write_text(str(os.getpid()))
+        os.rename({str(pid_file) + ".part"!r}, {str(pid_file)!r})
+        while not os.path.exists({str(done)!r}):
+            time.sleep(0.01)
+        _agl_probes.report("not-reproduced", "the first harness's own verdict")
+    """)
+    second = warm_body(f"""
+        import time
+        while not os.path.exists({str(pid_file)!r}):
+            time.sleep(0.01)
+        target = int(open({str(pid_file)!r}).read())
+        reached = {{}}
+        def attempt(name, how):
+            try:
+                how()
+                reached[name] = "reached"
+            except OSError as exc:
+                reached[name] = type(exc).__name__
+        for pid in (target, parent_of(target)):
+            attempt(f"{{pid}}/mem", lambda: open(f"/proc/{{pid}}/mem", "rb").close())
+            attempt(f"{{pid}}/environ", lambda: open(f"/proc/{{pid}}/environ", "rb").read())
+            # Its descriptors (the secret's and the result's pipes among them), each opened for writing;
+            # as root the listing works (the directory is root's), not the opening.
+            try:
+                descriptors = os.listdir(f"/proc/{{pid}}/fd")
+            except OSError as exc:
+                reached[f"{{pid}}/fd"], descriptors = type(exc).__name__, []
+            for fd in descriptors:
+                attempt(f"{{pid}}/fd/{{fd}}", lambda: os.open(f"/proc/{{pid}}/fd/{{fd}}", os.O_WRONLY))
+        open({str(done)!r}, "w").close()
+        _agl_probes.report("not-reproduced", json.dumps({{"same worker": lineage[2], "reached": reached}}))
+    """)
+    results = {}
+    run_scripts([("first", first), ("second", second)], RunLimits(sys.executable, timeout=60), 2, results.__setitem__)
+    assert (results["first"].verdict, results["first"].evidence) == (
+        "not-reproduced",
+        "the first harness's own verdict",
+    )
+    view = json.loads(results["second"].evidence)
+    reached = view["reached"]
+    assert set(reached.values()) == {"PermissionError"}, reached
+    assert {name.split("/", 1)[1] for name in reached} >= {"mem", "environ"}
+    assert len({name.split("/", 1)[0] for name in reached}) == 2  # the first harness and its supervisor
+    assert len(reached) >= 6  # their descriptors, or the listing of them
+    assert os.listdir(private_tmp) == []
+
+
+def test_a_killed_linter_takes_its_warm_worker_and_harnesses_with_it(sandbox, tmp_path):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    marker = str(tmp_path / "sleeper-marker")
+    linter_source = (
+        f"import sys, tempfile\ntempfile.tempdir = {str(temp_root)!r}\n"
+        "from autograd_lint.confirm.runner import RunLimits\n"
+        "from autograd_lint.confirm.session import run_harness\n"
+        "from autograd_lint.confirm.warm_worker import warm_workers\n"
+        f"body = {SLEEPER.format(marker=marker) + 'time.sleep(300)' + chr(10)!r}\n"
+        "with warm_workers():\n    run_harness(body, RunLimits(sys.executable, timeout=300))\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO), SANDBOX_SWITCH: sandbox}
+    linter = subprocess.Popen([sys.executable, "-c", linter_source], env=environment)
+    try:
+        deadline = time.monotonic() + 120
+        while not processes_mentioning(marker):
+            assert linter.poll() is None and time.monotonic() < deadline, "the harness did not start its sleeper"
+            time.sleep(0.1)
+        assert processes_mentioning(str(temp_root))  # the worker names its directory in its arguments
+        linter.kill()
+        linter.wait()
+        deadline = time.monotonic() + 30  # asynchronous: wait for the launcher's cleanup, not for a time
+        while (processes_mentioning(str(temp_root)) or processes_mentioning(marker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_mentioning(str(temp_root)) == [] and processes_mentioning(marker) == []
+    finally:
+        if linter.poll() is None:
+            linter.kill()
+        kill_leftovers(tmp_path)
+
+
+def test_a_worker_that_cannot_start_leaves_each_harness_its_own_launcher(monkeypatch, private_tmp):
+    monkeypatch.setenv(SANDBOX_SWITCH, "process")
+    with warm_workers():
+        result = session.run_harness("pass\n", RunLimits("/nonexistent/python", timeout=10))
+    assert (result.verdict, result.evidence) == (
+        "inconclusive",
+        "cannot start /nonexistent/python: No such file or directory",
+    )
+    assert os.listdir(private_tmp) == []
+
+
+VERDICT_FIXTURES = ["agl002/buggy_bias_omitted.py", "agl002/buggy_branch_return.py", "motivating/case_c_arity.py"]
+
+
+def test_verdicts_are_the_same_with_and_without_the_warm_worker(monkeypatch):
+    diagnostics = [
+        diagnostic
+        for name in VERDICT_FIXTURES
+        for diagnostic in lint_source((REPO / "fixtures" / name).read_text(), str(REPO / "fixtures" / name))
+    ]
+    forked = []
+    real_run = WarmWorker.run
+    monkeypatch.setattr(WarmWorker, "run", lambda self, *args: forked.append(args) or real_run(self, *args))
+    limits = RunLimits(sys.executable, timeout=60)
+    warm = confirm_diagnostics(diagnostics, limits, jobs=2)
+    assert len(forked) == len(diagnostics) >= 3
+    monkeypatch.setenv(WARM_WORKER_SWITCH, "0")
+    cold = confirm_diagnostics(diagnostics, limits, jobs=2)
+    assert len(forked) == len(diagnostics)  # none more: every harness ran under a launcher of its own
+    assert {d: (r.verdict, r.evidence) for d, r in warm.items()} == {
+        d: (r.verdict, r.evidence) for d, r in cold.items()
+    }
+    assert {r.verdict for r in warm.values()} == {"confirmed"}
+
+
+def test_a_harness_that_kills_its_worker_ends_inconclusive_and_a_fresh_worker_serves_the_next(sandbox, private_tmp):
+    limits = RunLimits(sys.executable, timeout=30)
+    report = warm_body("_agl_probes.report('not-reproduced', 'served')\n")
+    with warm_workers():
+        first = worker_for(limits)
+        killed = session.run_harness(
+            warm_body("import signal, time\nos.kill(lineage[2], signal.SIGKILL)\ntime.sleep(60)\n"), limits
+        )
+        following = session.run_harness(report, limits)
+        assert worker_for(limits) not in (None, first)
+    assert (killed.verdict, killed.evidence) == (
+        "inconclusive",
+        "the harness's launcher or warm worker ended without a status",
+    )
+    assert (following.verdict, following.evidence) == ("not-reproduced", "served")
+    assert os.listdir(private_tmp) == []

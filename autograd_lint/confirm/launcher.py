@@ -193,9 +193,8 @@ def _run_in_namespaces(config, status_fd, probe):
 
 
 def _descendants():
-    """(live descendants, zombie descendants) of this process, from /proc."""
-    children: dict[int, list[int]] = {}
-    zombies: set[int] = set()
+    """{pid: whether it is a zombie} for every descendant."""
+    children: dict[int, list[tuple[int, bool]]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -204,15 +203,13 @@ def _descendants():
                 fields = handle.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        children.setdefault(int(fields[1]), []).append(int(name))
-        if fields[0] == b"Z":
-            zombies.add(int(name))
-    found, stack = [], [os.getpid()]
+        children.setdefault(int(fields[1]), []).append((int(name), fields[0] == b"Z"))
+    found, stack = {}, [os.getpid()]
     while stack:
-        for child in children.get(stack.pop(), ()):
-            found.append(child)
+        for child, zombie in children.get(stack.pop(), ()):
+            found[child] = zombie
             stack.append(child)
-    return [pid for pid in found if pid not in zombies], [pid for pid in found if pid in zombies]
+    return found
 
 
 def _reap_all():
@@ -225,20 +222,21 @@ def _reap_all():
 
 
 def _kill_descendants():
-    """SIGKILL every live descendant until none is left, dead or alive: the orphans of those killed come to
-    us, and are reaped here, so that no pid of the harness's is still taken when the run is over."""
+    """SIGKILL every live descendant until none is left, reaped too: the orphans of those killed come to us
+    (a zombie left behind would be reparented to an init that may never reap it, and its pid stay taken)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         _reap_all()
-        alive, unreaped = _descendants()
-        if not alive and not unreaped:
+        descendants = _descendants()
+        if not descendants:
             return
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        for pid, zombie in descendants.items():
+            if not zombie:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
         time.sleep(0.001)
 
 

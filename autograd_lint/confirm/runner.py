@@ -21,8 +21,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..core.diagnostic import VERDICTS
 from .sandbox import (
@@ -99,19 +102,50 @@ def allow_runs() -> None:
 CANCELLED = RunResult("inconclusive", "cancelled: the run was interrupted", 0.0)
 
 
-def run_harness(script: str, limits: RunLimits) -> RunResult:
+def cancelled() -> bool:
+    return _cancelled.is_set()
+
+
+@contextmanager
+def stopped_when_cancelled(process: subprocess.Popen):
+    """While inside, `cancel_all` sends `process` (a launcher) SIGTERM."""
+    with _live_lock:
+        _live.add(process)
+    try:
+        if _cancelled.is_set():  # cancelled while it was starting: cancel_all did not see it
+            _signal(process, signal.SIGTERM)
+        yield
+    finally:
+        with _live_lock:
+            _live.discard(process)
+
+
+class Forker(Protocol):
+    """What runs a harness in a process forked from it (warm_worker.WarmWorker)."""
+
+    def run(self, workdir: str, script: str, limits: RunLimits, started: float) -> RunResult | None:
+        """The result of `script` run in `workdir`, or None if it could not take it (nothing of it ran)."""
+
+
+def run_harness(script: str, limits: RunLimits, forker: Forker | None = None) -> RunResult:
+    """Run one harness script in a temp directory of its own: forked by `forker` if there is one and it
+    takes it, else under a launcher of its own."""
     started = time.monotonic()
     if _cancelled.is_set():
         return CANCELLED
     workdir = tempfile.mkdtemp(prefix="autograd-lint-confirm-")
     try:
+        if forker is not None:
+            result = forker.run(workdir, script, limits, started)
+            if result is not None:
+                return result  # else the worker could not take it (nothing ran): it runs as without one
         return _run_in(workdir, script, limits, started)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass
-class _Pipes:
+class RunPipes:
     """The descriptors of one run: the secret (harness reads it first), the result and the launcher's status."""
 
     secret_read: int
@@ -121,7 +155,7 @@ class _Pipes:
     status_write: int
 
     @classmethod
-    def open(cls, secret: str) -> _Pipes:
+    def open(cls, secret: str) -> RunPipes:
         secret_read, secret_write = os.pipe()
         os.write(secret_write, secret.encode())
         os.close(secret_write)
@@ -143,30 +177,47 @@ def install_runtime(folder: str) -> None:
     """Copy the runtime package into `folder` as RUNTIME_NAME (only its sources, so that the harness sees
     exactly the recipes of the linter that built its script)."""
     shutil.copytree(
-        RUNTIME_SOURCE, os.path.join(folder, RUNTIME_NAME), ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        RUNTIME_SOURCE,
+        os.path.join(folder, RUNTIME_NAME),
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        dirs_exist_ok=True,
     )
 
 
-def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> RunResult:
-    script_path = os.path.join(workdir, "harness.py")
-    with open(script_path, "w", encoding="utf-8") as handle:
-        handle.write(script)
-    install_runtime(os.path.join(workdir, RUNTIME_FOLDER))
-    stdout_path, stderr_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
+def harness_environment(home: str, limits: RunLimits) -> dict[str, str]:
+    """The scrubbed environment a harness (or the warm worker that forks it) starts with."""
     environment = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
-    environment.update(
-        HOME=workdir, TMPDIR=workdir, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"
-    )
+    environment.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     environment[DEVICE_VARIABLE] = limits.device
     if limits.device == "cpu":
         # No GPU is visible: code that needs one fails the same way on every machine (and is reported as
         # needing a CUDA device), and no harness uses a GPU without the GPU memory cap.
         environment["CUDA_VISIBLE_DEVICES"] = ""
+    return environment
+
+
+def interpreter(limits: RunLimits) -> str:
+    """--python as the launcher is to run it: the launcher runs in a temp directory, so a relative path is
+    made absolute here (Python finds its virtual environment from argv[0])."""
+    return os.path.abspath(limits.python) if os.sep in limits.python else limits.python
+
+
+def write_harness(workdir: str, script: str) -> str:
+    """The script and the runtime package in the harness's temp directory; the script's path."""
+    script_path = os.path.join(workdir, "harness.py")
+    with open(script_path, "w", encoding="utf-8") as handle:
+        handle.write(script)
+    install_runtime(os.path.join(workdir, RUNTIME_FOLDER))
+    return script_path
+
+
+def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> RunResult:
+    script_path = write_harness(workdir, script)
+    stdout_path, stderr_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
+    environment = harness_environment(workdir, limits)
     secret = secrets.token_hex(16)
-    pipes = _Pipes.open(secret)
-    # The launcher runs in the temp directory: a relative --python is the user's, from here (and Python
-    # finds its virtual environment from argv[0]).
-    python = os.path.abspath(limits.python) if os.sep in limits.python else limits.python
+    pipes = RunPipes.open(secret)
+    python = interpreter(limits)
     harness_argv = [
         python,
         "-I",
@@ -175,7 +226,7 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
         script_path,
         str(pipes.secret_read),
         str(pipes.result_write),
-        *map(str, _rlimits(limits)),
+        *map(str, rlimits(limits)),
     ]
     config = {
         "mode": current_sandbox().mode,
@@ -201,23 +252,35 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
             except OSError as error:
                 return RunResult("inconclusive", f"cannot start the harness's launcher: {error.strerror or error}", 0.0)
             pipes.close_childs_ends()  # so that the pipes' end of file means the launcher and harness are gone
-            with _live_lock:
-                _live.add(process)
             try:
-                if _cancelled.is_set():  # cancelled while it was starting: cancel_all did not see it
-                    _signal(process, signal.SIGTERM)
-                result, status, timed_out = _collect(process, pipes, time.monotonic() + limits.timeout)
+                with stopped_when_cancelled(process):
+                    collected = collect(
+                        pipes, time.monotonic() + limits.timeout, lambda: _signal(process, signal.SIGTERM)
+                    )
             finally:
-                with _live_lock:
-                    _live.discard(process)
+                # The last resort, and the only cleanup in `group` mode: the launcher's process group. The
+                # launcher is not reaped yet, so its process group id cannot have been reused.
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                process.wait()
+            result = drain_result(pipes, collected.result)
         if _cancelled.is_set():
             return CANCELLED
     finally:
         pipes.close()
+    return outcome(result, collected.status, collected.timed_out, secret, stderr_path, limits, started)
+
+
+def outcome(
+    result: bytes, status: dict, timed_out: bool, secret: str, stderr_path: str, limits: RunLimits, started: float
+) -> RunResult:
+    """The run's result: the verdict that came with the secret, else why none came."""
     seconds = round(time.monotonic() - started, 2)
-    outcome = _verdict(result, secret)
-    if outcome is not None:
-        verdict, evidence = outcome
+    reported = _verdict(result, secret)
+    if reported is not None:
+        verdict, evidence = reported
         if verdict == "inconclusive" and _is_memory_failure(evidence):
             evidence = _memory_limit(limits, evidence)
         return RunResult(verdict, evidence, seconds)
@@ -227,21 +290,29 @@ def _run_in(workdir: str, script: str, limits: RunLimits, started: float) -> Run
     return RunResult("inconclusive", _failure_reason(status, _tail(stderr_path), limits), seconds)
 
 
-def _collect(process: subprocess.Popen, pipes: _Pipes, deadline: float) -> tuple[bytes, dict, bool]:
-    """(what came on the result pipe, the launcher's status, whether it ran out of time), once the launcher
-    and everything it started are gone."""
+@dataclass
+class Collected:
+    result: bytearray  # what came on the result pipe so far
+    status: dict  # the launcher's (or the warm worker's supervisor's) status line
+    timed_out: bool
+    ended: bool  # the status pipe was closed: whoever ran the harness is done with it
+
+
+def collect(pipes: RunPipes, deadline: float, stop: Callable[[], None]) -> Collected:
+    """What came from the run, once the status pipe is closed or STOP_GRACE_SECONDS after `stop` was called
+    (at the deadline, or when cancelled) if it is not: the caller then kills what is left."""
     received = {pipes.result_read: bytearray(), pipes.status_read: bytearray()}
     still_open = set(received)
     poller = select.poll()  # not select.select: descriptors past 1024 in a large parallel run
     for fd in received:
         poller.register(fd, select.POLLIN)
     timed_out = False
-    stop_by = None  # once the launcher was told to stop: when it is killed if it has not
+    stop_by = None  # once told to stop: when it is killed if it has not
     while pipes.status_read in still_open:
         now = time.monotonic()
         if stop_by is None and (now >= deadline or _cancelled.is_set()):
             timed_out = now >= deadline
-            _signal(process, signal.SIGTERM)
+            stop()
             stop_by = now + STOP_GRACE_SECONDS
         if stop_by is not None and now >= stop_by:
             break
@@ -250,18 +321,17 @@ def _collect(process: subprocess.Popen, pipes: _Pipes, deadline: float) -> tuple
         for fd, _ in poller.poll(max(wait, 0) * 1000):
             if not _read_into(fd, received[fd], still_open):
                 poller.unregister(fd)
-    # The last resort, and the only cleanup in `group` mode: the launcher's process group. The launcher
-    # is not reaped yet, so its process group id cannot have been reused.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-    # What the harness wrote before it died is in the pipe; a leftover writer must not block us.
+    status = first_json_line(bytes(received[pipes.status_read]))
+    return Collected(received[pipes.result_read], status, timed_out, pipes.status_read not in still_open)
+
+
+def drain_result(pipes: RunPipes, result: bytearray) -> bytes:
+    """`result` and what else the harness wrote before it died (a leftover writer must not block us)."""
     fcntl.fcntl(pipes.result_read, fcntl.F_SETFL, fcntl.fcntl(pipes.result_read, fcntl.F_GETFL) | os.O_NONBLOCK)
-    while pipes.result_read in still_open and _read_into(pipes.result_read, received[pipes.result_read], still_open):
+    still_open = {pipes.result_read}
+    while _read_into(pipes.result_read, result, still_open):
         pass
-    return bytes(received[pipes.result_read]), first_json_line(bytes(received[pipes.status_read])), timed_out
+    return bytes(result)
 
 
 def _read_into(fd: int, buffer: bytearray, still_open: set[int]) -> bool:
@@ -316,49 +386,50 @@ def _verdict(data: bytes, secret: str) -> tuple[str, str] | None:
 # The CPU limit's soft value sends SIGXCPU (reported as such), its hard one a second later SIGKILL.
 # `-I` keeps the user's site-packages out of sys.path and PYTHON* out. A harness script that ends
 # without a verdict is a recipe's bug: exit status 70 and a line on stderr say so.
-_BOOTSTRAP = """
+HARNESS_MAIN = """
 import os, resource, runpy, sys
-path, secret_fd, result_fd, memory, cpu, size = sys.argv[1], *map(int, sys.argv[2:7])
 EVIDENCE_CAP = %d
-secret = os.read(secret_fd, 64).decode()
-os.close(secret_fd)
-os.set_inheritable(result_fd, False)
-for limit, soft, hard in ((resource.RLIMIT_DATA, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
-                          (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
-    resource.setrlimit(limit, (soft, hard))
-def send(verdict, evidence, _fd=result_fd, _secret=secret):
-    import json
-    evidence = str(evidence)
-    if len(evidence) > EVIDENCE_CAP:
-        evidence = evidence[:EVIDENCE_CAP] + f" ... ({len(evidence) - EVIDENCE_CAP} more characters cut)"
-    data = memoryview((json.dumps({"secret": _secret, "verdict": verdict, "evidence": evidence}) + "\\n").encode())
-    while data:
-        data = data[os.write(_fd, data):]
-    os.close(_fd)
-del secret, secret_fd, result_fd
-if os.environ.get(%r) == "cuda":
-    try:
-        import torch
-        torch.cuda.set_per_process_memory_fraction(min(1.0, memory / torch.cuda.get_device_properties(0).total_memory))
-    except ImportError:
-        pass  # the harness itself reports a missing torch
-    except Exception as exc:
-        send("inconclusive", f"%s({type(exc).__name__}: {exc})")
-        os._exit(0)
-sys.argv = [path]
-sys.path.insert(0, os.path.join(os.path.dirname(path), %r))
-runpy.run_path(path, init_globals={"_agl_channel": send}, run_name="__autograd_lint_harness__")
-sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
-sys.stderr.flush()
-os._exit(70)
+def run_harness_here(path, secret_fd, result_fd, memory, cpu, size):
+    secret = os.read(secret_fd, 64).decode()
+    os.close(secret_fd)
+    os.set_inheritable(result_fd, False)
+    for limit, soft, hard in ((resource.RLIMIT_DATA, memory, memory), (resource.RLIMIT_CPU, cpu, cpu + 1),
+                              (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
+        resource.setrlimit(limit, (soft, hard))
+    def send(verdict, evidence, _fd=result_fd, _secret=secret):
+        import json
+        evidence = str(evidence)
+        if len(evidence) > EVIDENCE_CAP:
+            evidence = evidence[:EVIDENCE_CAP] + f" ... ({len(evidence) - EVIDENCE_CAP} more characters cut)"
+        data = memoryview((json.dumps({"secret": _secret, "verdict": verdict, "evidence": evidence}) + "\\n").encode())
+        while data:
+            data = data[os.write(_fd, data):]
+        os.close(_fd)
+    del secret, secret_fd, result_fd
+    if os.environ.get(%r) == "cuda":
+        try:
+            import torch
+            torch.cuda.set_per_process_memory_fraction(min(1.0, memory / torch.cuda.get_device_properties(0).total_memory))
+        except ImportError:
+            pass  # the harness itself reports a missing torch
+        except Exception as exc:
+            send("inconclusive", f"%s({type(exc).__name__}: {exc})")
+            os._exit(0)
+    sys.argv = [path]
+    sys.path.insert(0, os.path.join(os.path.dirname(path), %r))
+    runpy.run_path(path, init_globals={"_agl_channel": send}, run_name="__autograd_lint_harness__")
+    sys.stderr.write("autograd-lint: the harness script ended without a verdict\\n")
+    sys.stderr.flush()
+    os._exit(70)
 """
 CUDA_CANNOT_INITIALIZE = "needs a CUDA device: CUDA cannot be initialized "
-_BOOTSTRAP = _BOOTSTRAP % (EVIDENCE_CAP_CHARACTERS, DEVICE_VARIABLE, CUDA_CANNOT_INITIALIZE, RUNTIME_FOLDER)
+HARNESS_MAIN = HARNESS_MAIN % (EVIDENCE_CAP_CHARACTERS, DEVICE_VARIABLE, CUDA_CANNOT_INITIALIZE, RUNTIME_FOLDER)
+_BOOTSTRAP = HARNESS_MAIN + "run_harness_here(sys.argv[1], *map(int, sys.argv[2:7]))\n"
 _NO_VERDICT_EXIT = 70
 _PIPE_GONE_EXIT = 71  # runtime/probes.py's report, when sending the verdict fails
 
 
-def _rlimits(limits: RunLimits) -> tuple[int, int, int]:
+def rlimits(limits: RunLimits) -> tuple[int, int, int]:
     return limits.memory_mb * 1024 * 1024, int(limits.timeout) + 5, OUTPUT_CAP_BYTES
 
 
@@ -416,7 +487,7 @@ def _failure_reason(status: dict, stderr: str, limits: RunLimits) -> str:
         return f"the code under test was killed by {name} before a verdict" + (f" ({last})" if last else "")
     code = status.get("exit")
     if code is None:
-        return "the harness's launcher ended without a status"
+        return "the harness's launcher or warm worker ended without a status"
     if code == _NO_VERDICT_EXIT and "the harness script ended without a verdict" in last:
         return "internal error: the harness script ended without a verdict"
     if code == _PIPE_GONE_EXIT and "the result pipe is gone" in last:

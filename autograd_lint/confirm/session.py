@@ -21,10 +21,12 @@ from ..engine import run_rules
 from ..io.module_names import module_name_for_path
 from ..io.reading import ModuleSource, SourceError, module_source, read_module_source
 from ..rules import RULES
+from . import runner
 from .builders import builder_for
 from .harness import CannotBuildHarness, build_script, runtime_prelude
-from .runner import CUDA_CANNOT_INITIALIZE, RunLimits, RunResult, allow_runs, cancel_all, run_harness
+from .runner import CUDA_CANNOT_INITIALIZE, RunLimits, RunResult, allow_runs, cancel_all
 from .verdict_cache import VerdictCache
+from .warm_worker import warm_workers, worker_for
 
 # How often a long run calls `progress` while no harness finishes.
 PROGRESS_TICK_SECONDS = 2.0
@@ -176,6 +178,12 @@ def confirm_diagnostics(
 _Item = TypeVar("_Item")
 
 
+def run_harness(script: str, limits: RunLimits) -> RunResult:
+    """One harness: forked from the warm worker that serves these limits inside `warm_workers()` (started on
+    first use), else (outside it, turned off, or a worker that cannot start) under a launcher of its own."""
+    return runner.run_harness(script, limits, worker_for(limits))
+
+
 def run_scripts(
     scripts: list[tuple[_Item, str]],
     limits: RunLimits,
@@ -183,28 +191,29 @@ def run_scripts(
     record: Callable[[_Item, RunResult], None],
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run each (item, harness script) under the runner, `jobs` at a time, handing `record` each item's result
-    as it ends; `progress(done, total)` is called before the first, whenever one ends, and every few seconds."""
+    """Run each (item, harness script) under the runner, `jobs` at a time, forked from a warm worker (see
+    warm_worker.py) unless it cannot start, handing `record` each item's result as it ends; `progress(done, total)` is called before the first, whenever one ends, and every few seconds."""
     allow_runs()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    try:
-        with _terminate_as_interrupt():
-            running = {pool.submit(run_harness, script, limits): item for item, script in scripts}
-            if progress is not None:
-                progress(0, len(scripts))
-            while running:
-                finished, _ = wait(running, timeout=PROGRESS_TICK_SECONDS, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    record(running.pop(future), future.result())
+    with warm_workers():  # stopped once no harness runs any more
+        try:
+            with _terminate_as_interrupt():
+                running = {pool.submit(run_harness, script, limits): item for item, script in scripts}
                 if progress is not None:
-                    progress(len(scripts) - len(running), len(scripts))
-    except BaseException:
-        # Ctrl-C (or SIGTERM, or anything else): kill every harness now rather than wait for them, run
-        # no queued one, and let each worker thread remove its harness's temp directory before leaving.
-        cancel_all()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+                    progress(0, len(scripts))
+                while running:
+                    finished, _ = wait(running, timeout=PROGRESS_TICK_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(running.pop(future), future.result())
+                    if progress is not None:
+                        progress(len(scripts) - len(running), len(scripts))
+        except BaseException:
+            # Ctrl-C (or SIGTERM, or anything else): kill every harness now rather than wait for them, run
+            # no queued one, and let each worker thread remove its harness's temp directory before leaving.
+            cancel_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 class Terminated(KeyboardInterrupt):
