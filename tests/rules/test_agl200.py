@@ -99,6 +99,26 @@ VALID = [
             def backward(ctx, grad):
                 return grad
     """,
+    # a gradient-reversal layer (domain adaptation): identity forward, negated and scaled gradient by design
+    """\
+        import torch
+        from torch.autograd import Function
+
+
+        class GradientReverse(Function):
+            @staticmethod
+            def forward(ctx, x, alpha):
+                ctx.alpha = alpha
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad.neg() * ctx.alpha, None
+
+
+        def reverse(x):
+            return GradientReverse.apply(x, 0.5)
+    """,
 ]
 
 INVALID = [
@@ -194,6 +214,7 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "verified",
         "inconclusive",
+        "ste",
     ]
 
 

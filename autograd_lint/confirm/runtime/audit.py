@@ -145,21 +145,29 @@ def _check(apply, args, names, step_ops_in_forward):
         max_rel = float((error / n.abs().clamp_min(ATOL)).max())
         # The share of the input's elements that do not move any output: the forward is flat there.
         constant = float((n.abs() <= ATOL).all(dim=0).double().mean())
-        mismatches.append((position, max_abs, max_rel, constant, a))
+        mismatches.append((position, max_abs, max_rel, constant, a, n))
     if not mismatches:
         try:
             torch.autograd.gradcheck(function, tuple(inputs), eps=EPSILON, atol=ATOL, rtol=RTOL)
         except Exception as exc:  # noqa: BLE001 - gradcheck's other checks (reentrancy, undefined grads)
             return {"verdict": "inconclusive", "detail": f"gradcheck: {_first_line(exc)}"}
         return {"verdict": "verified", "detail": f"gradcheck passed for {checked}", "inputs": positions}
-    if step_ops_in_forward and all(constant >= PIECEWISE_CONSTANT_SHARE for _, _, _, constant, _ in mismatches):
-        kinds = ", ".join(f"{_name(names, p)}: {_surrogate_kind(a)}" for p, _, _, _, a in mismatches)
+    if step_ops_in_forward and all(constant >= PIECEWISE_CONSTANT_SHARE for _, _, _, constant, _, _ in mismatches):
+        kinds = ", ".join(f"{_name(names, p)}: {_surrogate_kind(a)}" for p, _, _, _, a, _ in mismatches)
         return {
             "verdict": "ste",
             "detail": f"forward is piecewise constant in {kinds} backward (straight-through estimator)",
             "inputs": positions,
         }
-    position, max_abs, max_rel, _, _ = max(mismatches, key=lambda m: m[1])
+    if all(_passes_through(n) for *_, n in mismatches):
+        shown = ", ".join(f"{_name(names, m[0])}: {_gradient_change(m[4])}" for m in mismatches)
+        return {
+            "verdict": "ste",
+            "detail": f"forward passes the input through and backward changes its gradient ({shown}): "
+            "a gradient-reversal or gradient-scaling layer by design",
+            "inputs": positions,
+        }
+    position, max_abs, max_rel, *_ = max(mismatches, key=lambda m: m[1])
     return {
         "verdict": "wrong-gradient",
         "order": 1,
@@ -223,6 +231,28 @@ def _flat(outputs):
     import torch
 
     return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
+
+
+def _passes_through(numerical):
+    """Whether forward returns this input unchanged (its numerical Jacobian is the identity). Such a Function
+    exists only to give the input another gradient: the gradient-reversal layer of domain adaptation
+    (`-alpha * grad`), a gradient multiplier or clipper. A factor missing from any other forward's derivative
+    is a wrong gradient, not this."""
+    import torch
+
+    size = numerical.shape[1]
+    return numerical.shape[0] == size and torch.allclose(numerical, torch.eye(size, dtype=numerical.dtype), atol=ATOL)
+
+
+def _gradient_change(analytical):
+    """How backward changes a passed-through input's gradient: `x-0.5` for a constant factor, else its kind."""
+    import torch
+
+    if analytical.shape[0] == analytical.shape[1]:
+        scale = float(torch.diagonal(analytical).mean())
+        if torch.allclose(analytical, scale * torch.eye(analytical.shape[0], dtype=analytical.dtype), atol=ATOL):
+            return f"x{scale:g}"
+    return _surrogate_kind(analytical)
 
 
 def _surrogate_kind(matrix):
