@@ -119,6 +119,23 @@ VALID = [
         def reverse(x):
             return GradientReverse.apply(x, 0.5)
     """,
+    # a gradient taken from a guide input that forward ignores (fairseq's LogSumExpMoE uses the posterior)
+    """\
+        import torch
+
+
+        class LogSumExpGuided(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, logp, posterior, dim=-1):
+                ctx.save_for_backward(posterior)
+                ctx.dim = dim
+                return torch.logsumexp(logp, dim=dim)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (posterior,) = ctx.saved_tensors
+                return grad_output.unsqueeze(ctx.dim) * posterior, None, None
+    """,
 ]
 
 INVALID = [
@@ -214,6 +231,7 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "verified",
         "inconclusive",
+        "ste",
         "ste",
     ]
 

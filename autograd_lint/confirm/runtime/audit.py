@@ -167,6 +167,14 @@ def _check(apply, args, names, step_ops_in_forward):
             "a gradient-reversal or gradient-scaling layer by design",
             "inputs": positions,
         }
+    guide = _input_only_backward_reads(apply, args, positions, inputs, analytical)
+    if guide is not None:
+        return {
+            "verdict": "ste",
+            "detail": f"backward reads `{_name(names, guide)}`, which forward's output does not depend on: "
+            "a surrogate gradient by design",
+            "inputs": positions,
+        }
     position, max_abs, max_rel, *_ = max(mismatches, key=lambda m: m[1])
     return {
         "verdict": "wrong-gradient",
@@ -231,6 +239,33 @@ def _flat(outputs):
     import torch
 
     return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
+
+
+def _input_only_backward_reads(apply, args, positions, inputs, analytical):
+    """The position of a tensor input that forward's output ignores but backward's gradients change with, if
+    there is one: a guide for the gradient passed in on purpose (`LogSumExpMoE(logp, posterior)` takes its
+    gradient from `posterior`), so the gradient differs from forward's derivative by design."""
+    import torch
+
+    outputs = _differentiable(apply, args, positions)(*inputs)
+    for guide, value in enumerate(args):
+        if guide in positions or not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        changed = list(args)
+        changed[guide] = value * -1.5 + 0.25
+        function = _differentiable(apply, changed, positions)
+        try:
+            same_output = all(torch.allclose(a, b) for a, b in zip(function(*inputs), outputs))
+            other = torch.autograd.functional.jacobian(function, tuple(inputs))
+        except Exception:  # noqa: BLE001 - forward rejecting the changed value: no guide found this way
+            continue
+        if same_output and not all(
+            torch.allclose(a, b)
+            for per_output, other_output in zip(analytical, other)
+            for a, b in zip(per_output, other_output)
+        ):
+            return guide
+    return None
 
 
 def _passes_through(numerical):
