@@ -145,8 +145,10 @@ def _uses_step_ops(function: cst.FunctionDef) -> bool:
     """forward rounds, takes a sign, casts to an integer type or compares: piecewise constant somewhere."""
     for node in walk(function.body):
         if isinstance(node, cst.Call):
-            name = dotted_name(node.func) or ""
-            if name.rsplit(".", 1)[-1] in STEP_OPS:
+            # `torch.round(x)`, `x.round()` and `(x / scale).round()` alike: the called name decides
+            func = node.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "")
+            if name in STEP_OPS:
                 return True
         elif isinstance(node, cst.Comparison) and any(
             isinstance(target.operator, _ORDERING_OPERATORS) for target in node.comparisons

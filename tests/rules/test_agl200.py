@@ -136,9 +136,43 @@ VALID = [
                 (posterior,) = ctx.saved_tensors
                 return grad_output.unsqueeze(ctx.dim) * posterior, None, None
     """,
+    # a quantizer whose scale follows the largest element, with a straight-through backward (DeepSpeed's)
+    """\
+        import torch
+
+
+        class SymQuantizer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, input, num_bits):
+                q_range = 2**num_bits
+                scale = 2 * input.abs().amax() / q_range
+                return (input / scale).round().clamp(-q_range // 2, q_range // 2 - 1) * scale
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output.clone(), None
+
+
+        def quantize(x):
+            return SymQuantizer.apply(x, 4)
+    """,
 ]
 
 INVALID = [
+    # a comparison in forward (leaky ReLU), yet forward is not flat: an identity backward is wrong
+    """\
+        import torch
+
+
+        class LeakyRelu(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return torch.where(x > 0, x, 0.1 * x)
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                return grad
+    """,
     # a missing factor
     """\
         import torch
@@ -231,6 +265,7 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "verified",
         "inconclusive",
+        "ste",
         "ste",
         "ste",
     ]
