@@ -156,6 +156,22 @@ VALID = [
         def quantize(x):
             return SymQuantizer.apply(x, 4)
     """,
+    # an auxiliary loss attached to the graph: forward ignores it, backward gives it a gradient (Megatron's)
+    """\
+        import torch
+
+
+        class AuxLossScaler(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, output, aux_loss):
+                ctx.save_for_backward(aux_loss)
+                return output
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (aux_loss,) = ctx.saved_tensors
+                return grad_output, torch.ones_like(aux_loss)
+    """,
 ]
 
 INVALID = [
@@ -265,6 +281,7 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "verified",
         "inconclusive",
+        "ste",
         "ste",
         "ste",
         "ste",

@@ -168,6 +168,14 @@ def _check(apply, args, names, step_ops_in_forward):
             "a gradient-reversal or gradient-scaling layer by design",
             "inputs": positions,
         }
+    if all(bool((n.abs() <= ATOL).all()) for *_, n in mismatches):
+        ignored = ", ".join(f"`{_name(names, m[0])}`" for m in mismatches)
+        return {
+            "verdict": "ste",
+            "detail": f"forward's output does not depend on {ignored} and backward gives it a gradient: "
+            "an auxiliary loss attached to the graph by design",
+            "inputs": positions,
+        }
     guide = _input_only_backward_reads(apply, args, positions, inputs, analytical)
     if guide is not None:
         return {
