@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -111,34 +112,54 @@ class _CheckCommand(click.Command):
         super().format_epilog(ctx, formatter)
 
 
+def _options(*options: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    """Several click options as one decorator, for the commands that share them."""
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+# Which rules report, and how the report is printed: the same for `check` and `audit`.
+selection_options = _options(
+    click.option(
+        "--select",
+        multiple=True,
+        help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).",
+    ),
+    click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection."),
+    click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable."),
+    click.option(
+        "--per-file-ignores",
+        multiple=True,
+        metavar="GLOB:CODES",
+        help="Disable CODES (comma-separated) in files matching GLOB; repeatable, added to the configured per-file-ignores.",
+    ),
+)
+report_options = _options(
+    click.option(
+        "--output-format",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="How to print diagnostics: text (concise), full (with the source), json, json-lines, sarif, github (workflow annotations), gitlab (code quality).",
+    ),
+    click.option(
+        "-o",
+        "--output-file",
+        type=click.Path(dir_okay=False, writable=True),
+        help="Write the report to this file instead of stdout (the summary stays on stderr).",
+    ),
+)
+
+
 @main.command("check", cls=_CheckCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option(
-    "--select",
-    multiple=True,
-    help="Rule codes or prefixes to enable, comma-separated (replaces the configured selection; ALL for every rule).",
-)
-@click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
-@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
-@click.option(
-    "--per-file-ignores",
-    multiple=True,
-    metavar="GLOB:CODES",
-    help="Disable CODES (comma-separated) in files matching GLOB; repeatable, added to the configured per-file-ignores.",
-)
-@click.option(
-    "--output-format",
-    type=click.Choice(FORMATS),
-    default="text",
-    show_default=True,
-    help="How to print diagnostics: text (concise), full (with the source), json, json-lines, sarif, github (workflow annotations), gitlab (code quality).",
-)
-@click.option(
-    "-o",
-    "--output-file",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write the report to this file instead of stdout (the summary stays on stderr).",
-)
+@selection_options
+@report_options
 @click.option(
     "--color",
     "color_mode",
@@ -611,14 +632,8 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 
 @main.command("audit", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (AGL200 must be among them to report).")
-@click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
-@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
-@click.option("--per-file-ignores", multiple=True, metavar="GLOB:CODES", help="Disable CODES in files matching GLOB.")
-@click.option(
-    "--output-format", type=click.Choice(FORMATS), default="text", show_default=True, help="How to print diagnostics."
-)
-@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@selection_options
+@report_options
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when a gradient is wrong (errors still exit 2).")
 @click.option("--show-verdicts", is_flag=True, help="Print every Function's verdict and its reason on stderr.")
 @click.option("--show-progress", is_flag=True, help="Print progress on stderr even when it is not a terminal.")
