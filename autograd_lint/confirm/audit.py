@@ -24,7 +24,7 @@ from ..core.diagnostic import (
 )
 from ..core.module import ParsedModule
 from ..core.noqa import Suppressions, find_suppressions
-from ..core.syntax import dotted_name, walk
+from ..core.syntax import ORDERING_OPERATORS, dotted_name, walk
 from ..facts.function_model import FunctionClass, function_model
 from ..io.discovery import discover
 from ..io.module_names import module_name_for_path
@@ -37,7 +37,6 @@ from .session import run_scripts
 AUDIT_VERDICTS = ("verified", "wrong-gradient", "ste", "inconclusive")
 # Calls in forward after which the output is piecewise constant in the input: a straight-through estimator's cue.
 STEP_OPS = ZERO_GRADIENT_OPS | INTEGER_CASTS | ORDERING_METHODS
-_ORDERING_OPERATORS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def _uses_step_ops(function: cst.FunctionDef) -> bool:
             if name in STEP_OPS:
                 return True
         elif isinstance(node, cst.Comparison) and any(
-            isinstance(target.operator, _ORDERING_OPERATORS) for target in node.comparisons
+            isinstance(target.operator, ORDERING_OPERATORS) for target in node.comparisons
         ):
             return True
     return False

@@ -106,6 +106,10 @@ _TOKEN_TYPES = (
 )
 
 
+# The comparison operators that order (`x > 0`, `x <= t`): what a threshold, a mask or a step is made of.
+ORDERING_OPERATORS = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
+
+
 def _is_node(value) -> bool:
     # isinstance against libcst's ABCs is slow on this hot path; decide once per type.
     kind = type(value)

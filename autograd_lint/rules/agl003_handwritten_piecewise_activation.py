@@ -14,7 +14,7 @@ from ..core.module import ParsedModule
 from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name, unwrap_casts
 from ..core.rule import Finding, NodeRule
 from ..core.scopes import bindings
-from ..core.syntax import dotted_name, literal_number, normalized_code, short_code, walk
+from ..core.syntax import ORDERING_OPERATORS, dotted_name, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
     feeds_only_non_differentiable,
     gradient_disabled,
@@ -43,7 +43,6 @@ MASK_MULTIPLIED = TextCue(
         )
     ),
 )
-ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 
 
 class HandwrittenPiecewiseActivation(NodeRule[cst.BaseExpression]):
@@ -134,7 +133,7 @@ def _compared_value(
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in CASTS:
         expr = expr.func.value
     if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1:
-        if isinstance(expr.comparisons[0].operator, ORDERING):
+        if isinstance(expr.comparisons[0].operator, ORDERING_OPERATORS):
             # The activation's input, not its threshold: `x > t` and `0 < x` both compare `x`.
             left, right = expr.left, expr.comparisons[0].comparator
             return (right, left, expr) if _is_setting(left) else (left, right, expr)

@@ -23,7 +23,7 @@ from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
 from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name
 from ..core.rule import Finding, NodeRule
-from ..core.syntax import assigned_names, dotted_name, short_code, walk
+from ..core.syntax import ORDERING_OPERATORS, assigned_names, dotted_name, short_code, walk
 from ..facts.function_model import function_model
 from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
 from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
@@ -32,7 +32,6 @@ ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIEN
 MASK_WRAPPERS = frozenset(
     {"float", "half", "double", "bfloat16", "to", "type_as", "type", "unsqueeze", "view", "expand_as", "int", "long"}
 )
-ORDERING = (cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual)
 # The views and casts an index goes through and stays an index (`idx.unsqueeze(-1)`, `idx.long()`).
 INDEX_KEEPING_METHODS = frozenset({"unsqueeze", "view", "reshape", "expand", "expand_as", "long", "to"})
 # Calls whose value is a constant factor (`torch.ones_like(w)`), not data.
@@ -281,7 +280,7 @@ class _Judge:
             operator, right = expr.comparisons[0].operator, expr.comparisons[0].comparator
             if isinstance(operator, cst.Equal):  # `(x == x.max(-1, keepdim=True).values)`: a one-hot
                 return any(_is_max(side) for side in (expr.left, right))
-            return isinstance(operator, ORDERING)
+            return isinstance(operator, ORDERING_OPERATORS)
         if (
             isinstance(expr, cst.Call)
             and isinstance(expr.func, cst.Attribute)

@@ -22,7 +22,7 @@ from ..core.module import ParsedModule
 from ..core.prefilter import TextCue
 from ..core.rule import Finding
 from ..core.scopes import bindings
-from ..core.syntax import is_none, short_code, walk
+from ..core.syntax import ORDERING_OPERATORS, is_none, short_code, walk
 from ..facts.function_model import FunctionClass, Method, function_model
 from ..torch_api import TENSOR_FUNCTION_MODULES
 from .base import FunctionClassRule
@@ -279,10 +279,7 @@ def _unsafe_use(module: ParsedModule, node: cst.CSTNode, grad: str) -> cst.CSTNo
     if isinstance(node, cst.Subscript) and _is_grad(node.value, grad):
         return node
     if isinstance(node, cst.Comparison) and _is_grad(node.left, grad):
-        if all(
-            isinstance(c.operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual))
-            for c in node.comparisons
-        ):
+        if all(isinstance(c.operator, ORDERING_OPERATORS) for c in node.comparisons):
             return node
     if isinstance(node, cst.Call) and any(_passes_grad(a, grad) for a in node.args):
         head = (module.qualified_name(node.func) or "").rpartition(".")[0]
