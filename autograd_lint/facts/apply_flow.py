@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from ..core.context import per_file
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import dotted_name, walk
@@ -84,7 +85,7 @@ def caller_writes(
             shift = _positional_count(arguments) - _positional_count(call.args)
             positions = tuple((p, p - shift) for p in range(max(shift, 0), _positional_count(arguments)))
             applied.append(_Applied(function_class, call, None, positions))
-        for applied_call in applied + list(_wrapper_calls(module, function_class)):
+        for applied_call in applied + list(_wrapper_calls(function_class)):
             call = applied_call.call
             scope = module.enclosing_function(call) or module.tree
             if function_model(module).enclosing(call) is not None or module.under_no_grad(call):
@@ -119,54 +120,34 @@ class _Applied:
         return dict(self.positions).get(position)
 
 
-def _wrapper_calls(module: ParsedModule, function_class: FunctionClass) -> Iterator[_Applied]:
-    """Calls of the module's top-level functions that only return `Fn.apply(...)` (`def exp(x): return Exp.apply(x)`)."""
-    wrappers = module.fact(_ApplyWrappers)
-    # Of two wrappers with one name, the later definition is the one called.
-    by_name: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
-    for apply_call in function_class.apply_calls:
-        wrapper = wrappers.by_apply_call.get(apply_call)
-        if wrapper is not None:
-            order, name, positions = wrapper
-            if order > by_name.get(name, (-1, ()))[0]:
-                by_name[name] = (order, positions)
-    calls = sorted((index, call, name) for name in by_name for index, call in wrappers.calls_by_name.get(name, ()))
-    for _, call, name in calls:  # in the module's order, as the callers are followed
-        yield _Applied(function_class, call, name, by_name[name][1])
+def _wrapper_calls(function_class: FunctionClass) -> Iterator[_Applied]:
+    """The Function model's wrapper calls whose wrapper only returns `Fn.apply(...)` (`def exp(x): return
+    Exp.apply(x)`): the caller's result is the Function's output, and the wrapper's parameters it passes on
+    unchanged are apply's arguments (`positions`)."""
+    for wrapper_call in function_class.wrapper_calls:
+        found = _wrapper_positions(wrapper_call.wrapper)
+        if found is not None and found[0] is wrapper_call.apply_call:
+            yield _Applied(function_class, wrapper_call.call, wrapper_call.wrapper.name.value, found[1])
 
 
-class _ApplyWrappers:
-    """The module's wrapper functions, found once per file (asking per Function class would walk the module
-    once per class): each wrapper's `.apply(...)` call with its name and the argument positions it passes on
-    unchanged, and the module's calls by plain name."""
-
-    def __init__(self, module: ParsedModule):
-        # apply call -> (the wrapper's place among the module's statements, its name, the positions)
-        self.by_apply_call: dict[cst.Call, tuple[int, str, tuple[tuple[int, int], ...]]] = {}
-        for order, statement in enumerate(module.tree.body):
-            if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (
-                None,
-                cst.MaybeSentinel.DEFAULT,
-            ):
-                continue
-            returns = [n for n in walk(statement.body, into_functions=False) if isinstance(n, cst.Return)]
-            if len(returns) != 1 or not isinstance(returns[0].value, cst.Call):
-                continue
-            params = [p.name.value for p in statement.params.params]
-            local = bindings(statement)
-            unchanged = {name for name in params if len(local.get(name, [])) == 1}
-            positions = tuple(
-                (position, params.index(name))
-                for position, name in _positional_names(returns[0].value).items()
-                if name in unchanged
-            )
-            self.by_apply_call[returns[0].value] = (order, statement.name.value, positions)
-        names = {name for _, name, _ in self.by_apply_call.values()}
-        self.calls_by_name: dict[str, list[tuple[int, cst.Call]]] = {}  # with each call's place in the module
-        if names:
-            for index, node in enumerate(module.parents):
-                if type(node) is cst.Call and type(node.func) is cst.Name and node.func.value in names:
-                    self.calls_by_name.setdefault(node.func.value, []).append((index, node))
+@per_file
+def _wrapper_positions(wrapper: cst.FunctionDef) -> tuple[cst.Call, tuple[tuple[int, int], ...]] | None:
+    """(the call the wrapper returns, (apply position, wrapper position) of each parameter it passes on
+    unchanged) for a wrapper without `*args` whose one `return` returns a call."""
+    if wrapper.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT):
+        return None
+    returns = [n for n in walk(wrapper.body, into_functions=False) if isinstance(n, cst.Return)]
+    if len(returns) != 1 or not isinstance(returns[0].value, cst.Call):
+        return None
+    params = [p.name.value for p in wrapper.params.params]
+    local = bindings(wrapper)
+    unchanged = {name for name in params if len(local.get(name, [])) == 1}
+    positions = tuple(
+        (position, params.index(name))
+        for position, name in _positional_names(returns[0].value).items()
+        if name in unchanged
+    )
+    return returns[0].value, positions
 
 
 def _through_data(write: InplaceWrite) -> bool:

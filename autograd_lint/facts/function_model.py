@@ -358,6 +358,18 @@ class FunctionModel:
         """The module's top-level functions by name."""
         return {s.name.value: s for s in self.module.tree.body if isinstance(s, cst.FunctionDef)}
 
+    @cached_property
+    def class_functions(self) -> dict[tuple[str, str], cst.FunctionDef]:
+        """(class name, function name) -> the function, for the module's top-level classes (the first, when
+        two share both names): what `Energy.force(x)` runs, or `Net(...)(x)` (its `forward`)."""
+        found: dict[tuple[str, str], cst.FunctionDef] = {}
+        for statement in self.module.tree.body:
+            if isinstance(statement, cst.ClassDef):
+                for item in statement.body.body:
+                    if isinstance(item, cst.FunctionDef):
+                        found.setdefault((statement.name.value, item.name.value), item)
+        return found
+
     def called_functions(self, method: Method) -> Iterator[tuple[cst.Call, cst.FunctionDef]]:
         """(call, definition) for each call in `method` (not in its nested functions) of a function
         whose code this module shows, one level deep: a function defined in `method` itself, a

@@ -108,18 +108,7 @@ def _class_function(module: ParsedModule, call: cst.Call) -> cst.FunctionDef | N
     func = call.func
     if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
         return None
-    return module.fact(_class_functions).get((func.value.value, func.attr.value))
-
-
-def _class_functions(module: ParsedModule) -> dict[tuple[str, str], cst.FunctionDef]:
-    """(class name, function name) -> the first such function in the module-level classes, in source order."""
-    found: dict[tuple[str, str], cst.FunctionDef] = {}
-    for statement in module.tree.body:
-        if isinstance(statement, cst.ClassDef):
-            for item in statement.body.body:
-                if isinstance(item, cst.FunctionDef):
-                    found.setdefault((statement.name.value, item.name.value), item)
-    return found
+    return function_model(module).class_functions.get((func.value.value, func.attr.value))
 
 
 def _called_function(module: ParsedModule, call: cst.Call, caller: cst.FunctionDef) -> cst.FunctionDef | None:

@@ -252,12 +252,7 @@ def _module_forward(module: ParsedModule, value: cst.CSTNode) -> cst.FunctionDef
     """`Net(...)` of a class defined in this module: its `forward` (what calling the instance runs)."""
     if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)):
         return None
-    for statement in module.tree.body:
-        if isinstance(statement, cst.ClassDef) and statement.name.value == value.func.value:
-            return next(
-                (s for s in statement.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None
-            )
-    return None
+    return function_model(module).class_functions.get((value.func.value, "forward"))
 
 
 def _applied_in(
