@@ -177,6 +177,11 @@ FRESH_TENSOR_FACTORIES = SHAPE_FACTORIES | LIKE_FACTORIES | DATA_FACTORIES | RAN
 TENSOR_FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "torch.fft")
 # Qualified names of the calls that run a backward pass.
 AUTOGRAD_GRADIENT_CALLS = frozenset({"torch.autograd.grad", "torch.autograd.backward"})
+# Qualified names of torch's Function base classes: a class deriving from one (or from such a class of
+# the same module) is a custom Function.
+TORCH_FUNCTION_BASES = frozenset(
+    {"torch.autograd.Function", "torch.autograd.function.Function", "torch.autograd.function.InplaceFunction"}
+)
 
 # --- Metadata ---
 

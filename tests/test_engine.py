@@ -3,6 +3,7 @@ is derived from the declarations; the analyses memoize per file; the README's wo
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 import types
@@ -14,7 +15,7 @@ import pytest
 from autograd_lint.core import context, syntax
 from autograd_lint.core.diagnostic import Severity
 from autograd_lint.core.module import ParsedModule
-from autograd_lint.core.prefilter import FUNCTION_CLASS, FilePrefilter, TextCue, calls
+from autograd_lint.core.prefilter import FUNCTION_CLASS, FilePrefilter, TextCue, calls, defines_function_subclass
 from autograd_lint.core.rule import Finding, FunctionRule, NodeRule, Rule
 from autograd_lint.core.scopes import bindings
 from autograd_lint.engine import lint_text, run_rules
@@ -184,6 +185,38 @@ def test_the_prefilter_is_derived_from_the_declarations():
     assert prefilter.admits(where)
     assert not FilePrefilter("y = torch.clamp(x, 0)\n", None).admits(where)
     assert not prefilter.admits(RULES["AGL002"])  # no Function class in the text
+
+
+# (source, whether the Function model finds a Function class there): the prefilter's AST check must say
+# yes wherever the model does, and no for the look-alikes that filled torch's parsed files.
+FUNCTION_CLASS_SPELLINGS = [
+    ("from torch.autograd import Function\nclass A(Function): pass\n", True),
+    ("import torch\nclass A(torch.autograd.Function): pass\n", True),
+    ("import torch.autograd as ag\nclass A(ag.function.InplaceFunction): pass\n", True),
+    ("from torch import autograd\nclass A(autograd.Function): pass\n", True),
+    ("from torch.autograd import Function as Fn\nclass A(Fn): pass\n", True),
+    ("import torch\nFn = torch.autograd.Function\nclass A(Fn): pass\n", True),
+    # a subclass written before its base, a class inside a function
+    ("import torch\nclass B(A): pass\nclass A(torch.autograd.Function): pass\n", True),
+    ("def f():\n    from torch.autograd import Function\n    class A(Function): pass\n", True),
+    ("from .function import Function\nclass A(Function): pass\n", True),  # resolved from the package
+    ("class UserFunctionVariable(BaseUserFunctionVariable): pass\n", False),
+    ("from torch.autograd import Function\nclass FunctionSchema: pass\n", False),
+    ("class A(Function): pass\n", False),  # a Function imported from nowhere: not torch's
+    ("import torch\nclass A(torch.nn.Module): pass\n", False),
+]
+
+
+@pytest.mark.parametrize(("source", "is_function_class"), FUNCTION_CLASS_SPELLINGS)
+def test_the_function_class_check_decides_as_the_model(source, is_function_class):
+    from autograd_lint.facts.function_model import function_model
+
+    module = ParsedModule(source, "pkg/mod.py", "pkg.mod")
+    with module.active():
+        found = bool(function_model(module))
+    relative_import_unresolved = source.startswith("from .")
+    assert found == (is_function_class and not relative_import_unresolved)
+    assert defines_function_subclass(ast.parse(source)) == is_function_class
 
 
 def test_a_cue_shared_by_rules_is_searched_once_per_file():

@@ -33,6 +33,15 @@ def test_prefilter_loses_nothing_on_the_fixtures():
     assert lint_paths([str(FIXTURES)]).diagnostics == lint_paths([str(FIXTURES)], prefilter=False).diagnostics
 
 
+def test_prefilter_loses_nothing_on_the_fixtures_with_every_rule():
+    from autograd_lint import Config
+
+    every_rule = Config(select=("ALL",))
+    filtered = lint_paths([str(FIXTURES)], every_rule)
+    assert filtered.diagnostics == lint_paths([str(FIXTURES)], every_rule, prefilter=False).diagnostics
+    assert {"AGL003", "AGL004", "AGL010"} <= {d.code for d in filtered.diagnostics}  # the opt-in rules ran
+
+
 def test_parallel_run_equals_serial_run_in_the_same_order():
     serial = lint_paths([str(FIXTURES)], jobs=1)
     parallel = lint_paths([str(FIXTURES)], jobs=2)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..torch_api import CASTS, ORDERING_METHODS
+from ..torch_api import CASTS, ORDERING_METHODS, TORCH_FUNCTION_BASES
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,82 @@ FUNCTION_CLASS = TextCue(
 
 
 def defines_function_subclass(tree: ast.AST) -> bool:
-    """FUNCTION_CLASS on the AST: a class with "Function" in a base, or an alias of a Function class."""
+    """Whether the Function model (`facts.function_model`) can find a Function class here, asked of CPython's
+    AST: a class with a base that resolves through the file's imports and module-level aliases to one of
+    `TORCH_FUNCTION_BASES`, or derives from such a class of the file. It decides as the model does, with
+    two looser steps so that it never says no where the model would say yes: a name imported twice counts
+    with each of its imports, and a name imported relatively (resolved there from the module's package)
+    may be anything."""
+    imports: dict[str, set[str]] = {}
+    relative: set[str] = set()
+    classes: list[ast.ClassDef] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and any("Function" in (terminal_name(base) or "") for base in node.bases):
-            return True
-        if isinstance(node, ast.Assign) and "Function" in (terminal_name(node.value) or ""):
-            return True  # `Fn = torch.autograd.Function`, then `class X(Fn)`
-        if isinstance(node, ast.ImportFrom) and any(alias.name == "Function" and alias.asname for alias in node.names):
-            return True  # `from torch.autograd import Function as AutogradFn`, then `class X(AutogradFn)`
-    return False
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                imports.setdefault(local, set()).add(alias.name if alias.asname else local)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                local = alias.asname or alias.name
+                if node.level:
+                    relative.add(local)
+                elif alias.name != "*":
+                    full = f"{node.module}.{alias.name}" if node.module else alias.name
+                    imports.setdefault(local, set()).add(full)
+        elif isinstance(node, ast.ClassDef):
+            classes.append(node)
+    if not classes:
+        return False
+
+    def resolutions(expr: ast.AST) -> set[str]:
+        dotted = _dotted(expr)
+        if dotted is None:
+            return set()
+        head, _, rest = dotted.partition(".")
+        if head not in imports:
+            return {dotted}
+        return {f"{full}.{rest}" if rest else full for full in imports[head]}
+
+    def may_be_torch_function(expr: ast.AST) -> bool:
+        dotted = _dotted(expr)
+        return dotted is not None and (
+            dotted.partition(".")[0] in relative or not resolutions(expr).isdisjoint(TORCH_FUNCTION_BASES)
+        )
+
+    if isinstance(tree, ast.Module):
+        for statement in tree.body:  # `Fn = torch.autograd.Function`, as the parsed module records them
+            if (
+                isinstance(statement, ast.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)
+                and isinstance(statement.value, (ast.Name, ast.Attribute))
+            ):
+                head = (_dotted(statement.value) or "").split(".")[0]
+                if head in relative:
+                    relative.add(statement.targets[0].id)
+                elif head in imports:
+                    imports.setdefault(statement.targets[0].id, set()).update(resolutions(statement.value))
+    local_functions: set[str] = set()
+    pending = classes
+    changed = True
+    while changed:  # to a fixed point, for subclasses of the file's own Functions in any order
+        changed = False
+        for class_def in list(pending):
+            if any(may_be_torch_function(base) or _dotted(base) in local_functions for base in class_def.bases):
+                local_functions.add(class_def.name)
+                pending.remove(class_def)
+                changed = True
+    return bool(local_functions)
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """`a.b.c` for a Name/Attribute chain, else None (`syntax.dotted_name` on CPython's AST)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
 
 
 # --- AST helpers for the rules' `candidate` checks ---

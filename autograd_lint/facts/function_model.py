@@ -16,15 +16,9 @@ import libcst as cst
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
 from ..core.syntax import assigned_names, decorator_names, function_params, walk
+from ..torch_api import TORCH_FUNCTION_BASES
 from .reachability import outputs_non_differentiable
 
-TORCH_FUNCTION_BASES = frozenset(
-    {
-        "torch.autograd.Function",
-        "torch.autograd.function.Function",
-        "torch.autograd.function.InplaceFunction",
-    }
-)
 BACKWARD_METHODS = ("backward", "vjp")
 SAVING_METHODS = ("forward", "setup_context")  # where ctx.save_for_backward and ctx attributes are set
 DERIVATIVE_METHODS = ("backward", "vjp", "jvp")

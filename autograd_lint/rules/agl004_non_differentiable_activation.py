@@ -41,12 +41,8 @@ CONSTANT_FILL_CALLS = frozenset(
 # How far a helper's result is followed up through the helpers that call it, to a forward.
 CALLER_DEPTH = 3
 
-_ACTIVATION_DEF = re.compile(
-    r"def\s+(forward|\w*(act|quant|binar|ternar|discret|sign|round|step|spik|threshold|heaviside)\w*)\s*\(",
-    re.IGNORECASE,
-)
+FORWARD_DEFINED = TextCue("a forward method", patterns=(re.compile(r"def\s+forward\s*\("),))
 _ZERO_GRADIENT_OP_NAMES = "(" + "|".join(sorted(ZERO_GRADIENT_OPS)) + ")"
-ACTIVATION_DEFINED = TextCue("a forward or an activation-like function", patterns=(_ACTIVATION_DEF,))
 # One pattern per kind of source (separate patterns search faster than one alternation).
 FLAGGED_OP = TextCue(
     "one of the ops this rule flags",
@@ -65,9 +61,6 @@ FLAGGED_OP = TextCue(
         )
     ),
 )
-ACTIVATION_NAME = re.compile(
-    r"(^|_)(act|activ\w*|\w*quant\w*|binari[sz]\w*|binary|bin_?act\w*|ternari[sz]\w*|ternary|discreti[sz]\w*|sign|signum|round\w*|step|spik\w*|threshold\w*|heaviside)($|_)"
-)
 
 
 class NonDifferentiableActivation(NodeRule[cst.FunctionDef]):
@@ -76,15 +69,14 @@ class NonDifferentiableActivation(NodeRule[cst.FunctionDef]):
     severity = Severity.ERROR
     summary = "a sign, rounding, step or integer cast feeds the output: its input gets zero or no gradient"
 
-    requires = (ACTIVATION_DEFINED, FLAGGED_OP)
+    requires = (FORWARD_DEFINED, FLAGGED_OP)
     node_types = (cst.FunctionDef,)
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
-        """With a forward in the file, any helper it may call is judged; without one, only
-        activation- or quantizer-like functions."""
-        has_forward = any(isinstance(node, ast.FunctionDef) and node.name == "forward" for node in ast.walk(tree))
-        return _activation_with_a_flagged_op(tree, (lambda name: True) if has_forward else _activation_like)
+        """A function the rule judges calls one of its ops, and some class has a `forward` method: every
+        finding is in such a forward or in a helper whose result one uses (`_training_use`)."""
+        return _defines_a_forward_method(tree) and _calls_a_flagged_op(tree)
 
     def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[cst.FunctionDef]]:
         function_classes = module.fact(_function_class_nodes)
@@ -462,32 +454,22 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
     return False
 
 
-def _activation_like(name: str) -> bool:
-    """`binarize`, `quantize_weight`, `SignActivation.forward`'s name, not `round` itself (an
-    implementation of the op) nor test, sample-input and reference helpers that mention an op."""
-    name = _snake_case(name)
-    if name == "forward":
-        return True
-    if name.rstrip("_") in ZERO_GRADIENT_OPS or name.startswith(NOT_ACTIVATIONS):
-        return False
-    return ACTIVATION_NAME.search(name) is not None
-
-
-NOT_ACTIVATIONS = ("test_", "sample_", "reference_", "ref_", "_ref", "error_inputs", "_test")
-
-
-def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
 # --- the prefilter's AST check ---
 
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
 
 
-def _activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
-    """A function the rule would judge (`activation_like(name)`) that calls one of its ops, also
-    under an alias (`from torch import sign as hard_sign`)."""
+def _defines_a_forward_method(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.ClassDef)
+        and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "forward" for s in node.body)
+        for node in ast.walk(tree)
+    )
+
+
+def _calls_a_flagged_op(tree: ast.AST) -> bool:
+    """A function that calls one of the rule's ops, also under an alias (`from torch import sign as
+    hard_sign`)."""
     aliases = frozenset(
         alias.asname
         for node in ast.walk(tree)
@@ -496,7 +478,7 @@ def _activation_with_a_flagged_op(tree: ast.AST, activation_like) -> bool:
         if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
     )
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and activation_like(node.name):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if any(_is_source_call(inner, aliases) for inner in ast.walk(node)):
                 return True
     return False
