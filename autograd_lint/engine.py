@@ -141,6 +141,7 @@ def _lint_parsed(
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
+    python_tree = tree if isinstance(tree, ast.Module) else None
     prefiltered = FilePrefilter(source, tree)
     for code in codes:
         # A rule that cannot be loaded, or whose prefilter raises, is one AGL999; the others run.
@@ -157,14 +158,14 @@ def _lint_parsed(
         return diagnostics
     try:
         try:
-            module = ParsedModule(source, path, module_name)
+            module = ParsedModule(source, path, module_name, python_tree)
         except cst.ParserSyntaxError:
             if python_error is not None or not _BLANK_CONTINUATION.search(source):
                 raise
             # A blank line that ends in a backslash: CPython joins it to the next line, libcst's
             # tokenizer rejects it. Without the backslash the line is blank and the code the same,
             # with every other line and column where it was.
-            module = ParsedModule(_BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name)
+            module = ParsedModule(_BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name, python_tree)
     except cst.ParserSyntaxError as error:
         if python_error is not None:
             return [python_error]  # CPython words and locates it better

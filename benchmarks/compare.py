@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py [PATH] [--rounds N] [--jobs N] [--repositories DIR] [--skip-peers]
 
-PATH defaults to torch's installed source. Each tool runs as a whole process (start-up included),
+PATH defaults to torch's installed source. autograd-lint runs every rule (`--select ALL`). Each tool runs as a whole process (start-up included),
 several rounds, alternating, and the script prints medians, ratios, files/s and peak memory, then
 how the cold run grows over 1/4, 1/2 and all of the tree, the one-small-file (pre-commit) case, how one
 generated module grows with its number of Function classes (benchmarks/generated.py: 1,000, 2,000 and 4,000
@@ -82,7 +82,9 @@ def compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, c
     for fraction in (4, 2, 1):
         subset = files[: len(files) // fraction]
         seconds = statistics.median(
-            measure([lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), *subset], work)[0]
+            measure([lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", "-j", str(args.jobs), *subset], work)[
+                0
+            ]
             for _ in range(args.rounds)
         )
         size = sum(os.path.getsize(f) for f in subset) / 1e6
@@ -90,7 +92,8 @@ def compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, c
     small = min((f for f in files if os.path.getsize(f) > 2000), key=os.path.getsize)
     print(f"\none small file ({os.path.getsize(small)} bytes), start-up included:")
     ours = statistics.median(
-        measure([lint, "-q", "--exit-zero", "--no-cache", small], work)[0] for _ in range(args.rounds * 2)
+        measure([lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", small], work)[0]
+        for _ in range(args.rounds * 2)
     )
     line = f"  autograd-lint {ours:.2f} s"
     if flake8:
@@ -156,8 +159,19 @@ def main() -> None:
     lint = tool("autograd-lint")
     flake8, ruff = tool("flake8"), tool("ruff")
     commands = {
-        "autograd-lint cold": [lint, "-q", "--exit-zero", "--no-cache", "-j", str(args.jobs), root],
-        "autograd-lint warm": [lint, "-q", "--exit-zero", "--cache-dir", cache, "-j", str(args.jobs), root],
+        "autograd-lint cold": [lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", "-j", str(args.jobs), root],
+        "autograd-lint warm": [
+            lint,
+            "-q",
+            "--exit-zero",
+            "--select",
+            "ALL",
+            "--cache-dir",
+            cache,
+            "-j",
+            str(args.jobs),
+            root,
+        ],
     }
     if flake8:
         commands[f"flake8 -j {args.jobs} --select F"] = [

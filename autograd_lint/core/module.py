@@ -6,14 +6,16 @@ what another already needed.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TypeVar
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
 from .context import FileContext, activated
 from .scopes import bindings
@@ -21,9 +23,11 @@ from .syntax import disables_grad, dotted_name, read_children, walk
 
 Fact = TypeVar("Fact")
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
 
 class ParsedModule:
-    def __init__(self, source: str, path: str, module_name: str | None = None):
+    def __init__(self, source: str, path: str, module_name: str | None = None, python_tree: ast.Module | None = None):
         self.source = source
         self.path = path
         self.module_name = module_name
@@ -33,6 +37,8 @@ class ParsedModule:
         self.classes: list[cst.ClassDef] = []
         self._facts: dict[Callable, object] = {}
         self.context = FileContext()
+        self._python_tree = python_tree  # CPython's AST of the same lines, when the caller has it
+        self._located_statements: dict[cst.CSTNode, tuple[Mapping[cst.CSTNode, CodeRange], int] | None] = {}
         self._index(self.tree)
 
     def _index(self, root: cst.CSTNode) -> None:
@@ -136,12 +142,84 @@ class ParsedModule:
         order = self._source_order
         return order.get(first, -1) < order.get(second, -1)
 
+    def position(self, node: cst.CSTNode) -> CodeRange:
+        """Where `node` is in the source. libcst computes positions by generating the code of a whole tree,
+        which for a large file costs more than parsing it, while a lint asks for a few nodes: so positions
+        are computed for the top-level statement around the node alone, and shifted to the line where that
+        statement's code starts (found through CPython's AST, and checked against the source text; the whole
+        module's positions when that check fails)."""
+        statement = self._top_level_statement(node)
+        located = self._statement_positions(statement) if statement is not None else None
+        if located is None:
+            return self._module_positions[node]
+        positions, line_offset = located
+        where = positions[node]
+        if not line_offset:
+            return where
+        return CodeRange(
+            CodePosition(where.start.line + line_offset, where.start.column),
+            CodePosition(where.end.line + line_offset, where.end.column),
+        )
+
     @cached_property
-    def _positions(self) -> Mapping[cst.CSTNode, CodeRange]:
+    def _module_positions(self) -> Mapping[cst.CSTNode, CodeRange]:
         return MetadataWrapper(self.tree, unsafe_skip_copy=True).resolve(PositionProvider)
 
-    def position(self, node: cst.CSTNode) -> CodeRange:
-        return self._positions[node]
+    def _top_level_statement(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        statement = None
+        for ancestor in (node, *self.ancestors(node)):
+            if ancestor is self.tree:
+                return statement
+            statement = ancestor
+        return None
+
+    def _statement_positions(self, statement: cst.CSTNode) -> tuple[Mapping[cst.CSTNode, CodeRange], int] | None:
+        if statement not in self._located_statements:
+            self._located_statements[statement] = self._locate(statement)
+        return self._located_statements[statement]
+
+    def _locate(self, statement: cst.CSTNode) -> tuple[Mapping[cst.CSTNode, CodeRange], int] | None:
+        first_line = self._statement_code_lines.get(statement)
+        if first_line is None:
+            return None
+        alone = self.tree.with_changes(body=[statement], header=[], footer=[])
+        line_start = self._line_offsets[first_line - 1] if first_line - 1 < len(self._line_offsets) else -1
+        if line_start < 0 or not self.source.startswith(alone.code, line_start):
+            return None
+        return MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider), first_line - 1
+
+    @cached_property
+    def _line_offsets(self) -> list[int]:
+        """Where each line starts in the source, with CPython's and libcst's line ends."""
+        return [0, *(match.end() for match in _LINE_END.finditer(self.source))]
+
+    @cached_property
+    def _statement_code_lines(self) -> dict[cst.CSTNode, int]:
+        """The line where each top-level statement's code (its leading blank and comment lines included)
+        starts, from CPython's statement lines: empty when the two parsers' statements do not pair up."""
+        if self._python_tree is None:
+            try:
+                self._python_tree = ast.parse(self.source)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return {}
+        python_statements = self._python_tree.body
+        lines: dict[cst.CSTNode, int] = {}
+        index = 0
+        for statement in self.tree.body:
+            count = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+            if index + count > len(python_statements):
+                return {}
+            first = python_statements[index]
+            index += count
+            content_line = first.lineno
+            leading = len(statement.leading_lines)
+            decorators = getattr(statement, "decorators", ())
+            python_decorators = getattr(first, "decorator_list", ())
+            if decorators and python_decorators:
+                content_line = python_decorators[0].lineno  # the `@`, on the line its expression starts
+                leading += len(decorators[0].leading_lines)
+            lines[statement] = content_line - leading
+        return lines if index == len(python_statements) else {}
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         parent = self.parents.get(node)
