@@ -68,13 +68,16 @@ def lint_paths(
     pending: list[tuple[str, bytes, tuple[str, ...], bool, bool]] = []
     keys: dict[str, str] = {}
     second_derivatives = SecondDerivativeScope()
+    # Whether a package takes second derivatives changes the selection only where nothing selects or
+    # deselects the rules that matter there: otherwise its files are not read for it.
+    scope_matters = config.selected_codes(True) != config.selected_codes(False)
     for path in discover(list(paths), config, result.errors):
         try:
             data = read_bytes(path)
         except SourceError as error:
             result.errors.append(FileError(path, str(error)))
             continue
-        codes = config.codes_for(path, second_derivatives.covers(path, data))
+        codes = config.codes_for(path, scope_matters and second_derivatives.covers(path, data))
         if cache is not None:
             keys[path] = cache.key(path, data, codes)
             cached = cache.get(path, keys[path])

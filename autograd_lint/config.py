@@ -101,6 +101,8 @@ class Config:
     root: str = field(default_factory=os.getcwd)
     source: str | None = None  # the pyproject.toml it came from
     documentation_url: str | None = None  # a rule page's URL, `{code}`/`{name}` filled in (JSON url, SARIF helpUri)
+    # selected_codes' answers (it is asked once per file): the selection with and without second derivatives
+    _selections: dict[bool, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Validated like the command line and the pyproject table, with the same one-line errors, so that
@@ -139,6 +141,11 @@ class Config:
         As in ruff, where a selector and an ignore both match a rule the more specific one wins
         (`--select AGL001 --ignore AGL00` keeps AGL001); at equal specificity the ignore wins.
         """
+        if second_derivatives not in self._selections:
+            self._selections[second_derivatives] = self._selection(second_derivatives)
+        return list(self._selections[second_derivatives])
+
+    def _selection(self, second_derivatives: bool) -> list[str]:
         base = set(default_selection()) if self.select is None else set()
         if self.select is None and second_derivatives:
             base |= SECOND_DERIVATIVE_RULES

@@ -117,3 +117,17 @@ def test_the_cli_default_run_and_select_all(package):
     ]
     every = subprocess.run(run + ["--select", "ALL", "."], cwd=package, capture_output=True, text=True)
     assert sorted(line.split(":")[0] for line in every.stdout.splitlines()) == ["pkg/ops/fused.py", "standalone.py"]
+
+
+def test_the_package_is_read_for_second_derivatives_only_when_the_selection_depends_on_it(package, monkeypatch):
+    from autograd_lint.facts import second_derivatives
+
+    read = []
+    original = second_derivatives._any_module_takes_them
+    monkeypatch.setattr(second_derivatives, "_any_module_takes_them", lambda root: read.append(root) or original(root))
+    monkeypatch.chdir(package)
+    lint_paths(["pkg/ops/fused.py"], Config(select=("ALL",)))
+    lint_paths(["pkg/ops/fused.py"], Config(select=("AGL002",)))
+    assert read == []  # an explicit selection is what it says: the package does not change it
+    lint_paths(["pkg/ops/fused.py"])
+    assert read == [str(package / "pkg")]
