@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 import threading
-from concurrent.futures import InvalidStateError, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from .config import Config, find_pyproject, load_config
@@ -112,6 +109,11 @@ _POOL_THRESHOLD = 8
 def _run(tasks: list, jobs: int):
     if jobs <= 1 or len(tasks) < _POOL_THRESHOLD:
         return map(_lint_task, tasks)
+    # Imported here: a run of a few files (pre-commit) never starts a pool, and start-up is most of its time.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     # Big files first so that no worker is left with a large one at the end.
     order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
@@ -146,6 +148,8 @@ def _quiet_pool_manager_on_interrupt() -> None:
     after our one-line message. The run is ending with the interrupt, so that error is dropped."""
     previous = threading.excepthook
 
+    from concurrent.futures import InvalidStateError
+
     def hook(args) -> None:
         if not isinstance(args.exc_value, InvalidStateError):
             previous(args)
@@ -158,6 +162,9 @@ def _ignore_interrupts() -> None:
 
 
 def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | None]:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             return pool.submit(_lint_task, task).result()

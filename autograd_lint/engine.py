@@ -1,7 +1,9 @@
 """Lint one source text: prefilter, parse once, walk once, hand each selected rule what it looks at, apply noqa.
 
 This is where the layers meet (the parsed file and the rule contract of `core/`, the Function model of
-`facts/`, the rules), so it sits above all of them; the API and the command line call it.
+`facts/`, the rules), so it sits above all of them; the API and the command line call it. It imports them
+(and libcst) only when a file is parsed: a run that parses nothing, pre-commit on files no rule is about,
+starts without them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
-
-import libcst as cst
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.diagnostic import (
     AUDIT_CODES,
@@ -29,16 +29,19 @@ from .core.diagnostic import (
     Diagnostic,
     Severity,
 )
-from .core.module import ParsedModule
 from .core.noqa import NOQA_RULES, apply_noqa
 from .core.prefilter import FilePrefilter
-from .core.rule import Finding, NodeRule, Rule
-from .core.syntax import walk
-from .facts.function_model import function_model
 from .io.notebook import Notebook
 from .io.reading import ModuleSource
 from .rules import RULES
-from .rules.base import FunctionClassRule
+from .rules.text_cues import TEXT_CUES
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+    from .core.module import ParsedModule
+    from .core.rule import Finding, NodeRule, Rule
+    from .rules.base import FunctionClassRule
 
 
 def lint_module(
@@ -146,9 +149,13 @@ def _lint_parsed(
     for code in codes:
         # A rule that cannot be loaded, or whose prefilter raises, is one AGL999; the others run.
         try:
-            rule_class = RULES[code]
             # A file no selected rule is admitted to is not parsed with libcst at all (the expensive step).
             # A file CPython rejects still is, to tell code for a newer Python from a real syntax error.
+            # The text cues are asked before the rule module is imported, so a run that parses nothing
+            # imports no rule (and so not libcst).
+            if prefilter and not prefiltered.admits_text(TEXT_CUES.get(code, ())):
+                continue
+            rule_class = RULES[code]
             if prefilter and not prefiltered.admits(rule_class):
                 continue
             rules.append(rule_class())
@@ -156,6 +163,11 @@ def _lint_parsed(
             diagnostics.append(_internal_error(path, f"rule {code} failed on this file", error, verbose))
     if not rules and python_error is None:
         return diagnostics
+    # Imported by the first file that is parsed: a run that parses nothing starts without libcst.
+    import libcst as cst
+
+    from .core.module import ParsedModule
+
     try:
         try:
             module = ParsedModule(source, path, module_name, python_tree)
@@ -231,6 +243,10 @@ class RuleOutcome:
 def run_rules(module: ParsedModule, rules: list[Rule]) -> dict[Rule, RuleOutcome]:
     """Each rule's findings on `module`, each rule given what it declared it looks at: the module, each node
     of its types (one walk of the tree for all of them), each Function class (one model for all of them)."""
+    from .core.rule import NodeRule
+    from .core.syntax import walk
+    from .rules.base import FunctionClassRule
+
     outcomes = {rule: RuleOutcome() for rule in rules}
     by_node_type: dict[type[cst.CSTNode], list[NodeRule]] = {}
     class_rules: list[FunctionClassRule] = []
@@ -253,6 +269,8 @@ def run_rules(module: ParsedModule, rules: list[Rule]) -> dict[Rule, RuleOutcome
 
 
 def _run_class_rules(module: ParsedModule, rules: list[FunctionClassRule], outcomes: dict[Rule, RuleOutcome]) -> None:
+    from .facts.function_model import function_model
+
     try:
         function_classes = list(function_model(module))
     except Exception as error:  # noqa: BLE001 - the model's bug costs the rules that need it, not the others

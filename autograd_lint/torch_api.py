@@ -20,10 +20,6 @@ common, when a second module needs it.
 
 from __future__ import annotations
 
-import libcst as cst
-
-from .core.syntax import dotted_name
-
 # --- Ops that stop the gradient ---
 
 # Ops whose derivative is zero almost everywhere (or undefined): what they feed stops training.
@@ -189,11 +185,3 @@ TORCH_FUNCTION_BASES = frozenset(
 METADATA_ATTRIBUTES = frozenset(
     {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse", "is_quantized"}
 )
-
-
-def is_integer_dtype(expr: cst.BaseExpression) -> bool:
-    """A dtype argument that makes an integer or bool tensor: `torch.int32`, `torch.long`,
-    `torch.bool`, `torch.LongTensor`, and Python's `int`/`bool` as torch reads them (`dtype=int`)."""
-    name = dotted_name(expr) or ""
-    head, _, last = name.rpartition(".")
-    return (head == "torch" and last in INTEGER_DTYPE_NAMES) or name in ("int", "bool")

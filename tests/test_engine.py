@@ -219,6 +219,14 @@ def test_the_function_class_check_decides_as_the_model(source, is_function_class
     assert defines_function_subclass(ast.parse(source)) == is_function_class
 
 
+def test_the_text_cues_read_before_a_rule_is_imported_are_the_rules_own():
+    from autograd_lint.rules.text_cues import TEXT_CUES
+
+    assert set(TEXT_CUES) == set(RULES)
+    stale = [code for code in RULES if TEXT_CUES[code] != RULES[code].text_cues()]
+    assert stale == [], "run `python -m autograd_lint.rules.text_cues` and `ruff format`"
+
+
 def test_a_cue_shared_by_rules_is_searched_once_per_file():
     searched = []
 

@@ -166,3 +166,35 @@ def test_cached_findings_carry_the_path_as_named_in_this_run(tmp_path, monkeypat
     absolute = lint_paths([str(tree)], cache_dir=cache)
     relative = lint_paths(["tree"], cache_dir=cache)
     assert [d.path for d in relative.diagnostics] == [os.path.relpath(d.path, tmp_path) for d in absolute.diagnostics]
+
+
+def test_a_run_that_parses_nothing_imports_no_rule_and_not_libcst(tmp_path):
+    """Start-up is most of a pre-commit run on a few files: the rules and libcst are imported only when a
+    file is parsed. Asked of a fresh interpreter, through the library and through the command line."""
+    import subprocess
+    import sys
+
+    plain = tmp_path / "plain.py"
+    plain.write_text("import os\n\n\ndef size(path):\n    return os.path.getsize(path)\n")
+    function = tmp_path / "function.py"
+    function.write_text((FIXTURES / "motivating" / "case_c_arity.py").read_text())
+    probe = (
+        "import sys, autograd_lint\n"
+        "result = autograd_lint.lint_paths([sys.argv[1]], autograd_lint.Config(select=('ALL',)))\n"
+        "loaded = sorted(m for m in sys.modules if m == 'libcst' or m.startswith('autograd_lint.rules.agl'))\n"
+        "print(result.files_checked, len(result.diagnostics), loaded)\n"
+    )
+    nothing = subprocess.run([sys.executable, "-c", probe, str(plain)], capture_output=True, text=True, check=True)
+    assert nothing.stdout.split(" ", 2)[:2] == ["1", "0"] and nothing.stdout.endswith("[]\n")
+    parsed = subprocess.run([sys.executable, "-c", probe, str(function)], capture_output=True, text=True, check=True)
+    assert "'libcst'" in parsed.stdout and "agl002" in parsed.stdout
+    cli = (
+        "import sys\n"
+        "from autograd_lint.cli import main\n"
+        "try:\n"
+        "    main(['check', '--no-cache', '--select', 'ALL', sys.argv[1]])\n"
+        "except SystemExit as end:\n"
+        "    print(end.code, 'libcst' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", cli, str(plain)], capture_output=True, text=True, check=True)
+    assert run.stdout.splitlines()[-1] == "0 False"

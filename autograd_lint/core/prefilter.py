@@ -176,8 +176,12 @@ class FilePrefilter:
         self._cues: dict[TextCue, bool] = {}
         self._candidates: dict[Callable[[ast.AST], bool], bool] = {}
 
+    def admits_text(self, cues: tuple[TextCue, ...]) -> bool:
+        """Whether the text has every cue: a rule's, read before the rule is imported (`rules.text_cues`)."""
+        return all(self._cue(cue) for cue in cues)
+
     def admits(self, rule: type[Prerequisites]) -> bool:
-        if not all(self._cue(cue) for cue in rule.text_cues()):
+        if not self.admits_text(rule.text_cues()):
             return False
         if self.tree is None:
             return True

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
+from ..torch_api import INTEGER_DTYPE_NAMES
 from .context import active_file
 
 _CODEGEN = cst.Module(body=[])
@@ -20,6 +21,14 @@ def dotted_name(expr: cst.BaseExpression) -> str | None:
         base = dotted_name(expr.value)
         return f"{base}.{expr.attr.value}" if base else None
     return None
+
+
+def is_integer_dtype(expr: cst.BaseExpression) -> bool:
+    """A dtype argument that makes an integer or bool tensor: `torch.int32`, `torch.long`,
+    `torch.bool`, `torch.LongTensor`, and Python's `int`/`bool` as torch reads them (`dtype=int`)."""
+    name = dotted_name(expr) or ""
+    head, _, last = name.rpartition(".")
+    return (head == "torch" and last in INTEGER_DTYPE_NAMES) or name in ("int", "bool")
 
 
 def code_of(node: cst.CSTNode) -> str:

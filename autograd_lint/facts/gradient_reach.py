@@ -44,7 +44,7 @@ import libcst as cst
 
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
-from ..core.syntax import assigned_names, children, code_of, dotted_name, normalized_code, walk
+from ..core.syntax import assigned_names, children, code_of, dotted_name, is_integer_dtype, normalized_code, walk
 from ..torch_api import (
     CASTS,
     FRESH_TENSOR_FACTORIES,
@@ -52,7 +52,6 @@ from ..torch_api import (
     POSITION_RESULT_OPS,
     REDUCTIONS,
     ZERO_GRADIENT_OPS,
-    is_integer_dtype,
 )
 from .function_model import function_model
 from .value_kinds import NON_TENSOR, annotation_kind

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import libcst as cst
 
-from ..core.syntax import dotted_name, is_none, walk
-from ..torch_api import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS, is_integer_dtype
+from ..core.syntax import dotted_name, is_integer_dtype, is_none, walk
+from ..torch_api import BOOL_RESULT_OPS, INDEX_RESULT_OPS, INTEGER_CASTS
 
 
 # What this module reads of `function_model.Method` and `function_model.FunctionClass`, which ask it whether

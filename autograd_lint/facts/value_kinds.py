@@ -19,8 +19,8 @@ import libcst as cst
 from ..core.context import per_file
 from ..core.module import ParsedModule
 from ..core.scopes import bindings
-from ..core.syntax import code_of, dotted_name, string_value, walk
-from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, TENSOR_FUNCTION_MODULES, is_integer_dtype
+from ..core.syntax import code_of, dotted_name, is_integer_dtype, string_value, walk
+from ..torch_api import ALIAS_ATTRIBUTES, INTEGER_RESULT_OPS, TENSOR_FUNCTION_MODULES
 from .function_model import FunctionClass, Method, function_model
 from .gradient_returns import TUPLE_RETURNING
 

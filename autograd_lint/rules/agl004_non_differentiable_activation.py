@@ -23,10 +23,10 @@ from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
 from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name
 from ..core.rule import Finding, NodeRule
-from ..core.syntax import ORDERING_OPERATORS, assigned_names, dotted_name, short_code, walk
+from ..core.syntax import ORDERING_OPERATORS, assigned_names, dotted_name, is_integer_dtype, short_code, walk
 from ..facts.function_model import function_model
 from ..facts.gradient_reach import ValueFlow, callers, gradient_disabled, is_integer_cast
-from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS, is_integer_dtype
+from ..torch_api import CASTS, INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 
 ZERO_GRADIENT_METHODS = ZERO_GRADIENT_OPS | {name + "_" for name in ZERO_GRADIENT_OPS}
 MASK_WRAPPERS = frozenset(
