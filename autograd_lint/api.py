@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sys
@@ -83,13 +84,13 @@ def lint_paths(
                 result.diagnostics.extend(cached)
                 continue
         pending.append((path, data, tuple(codes), verbose, prefilter))
-    for path, diagnostics, failure in _run(pending, jobs):
+    for path, diagnostics, failure, as_read in _run(pending, jobs):
         if failure is not None:
             result.errors.append(FileError(path, failure))
             continue
         result.files_checked += 1
         result.diagnostics.extend(diagnostics)
-        if cache is not None and not any(d.code == INTERNAL_ERROR_CODE for d in diagnostics):
+        if cache is not None and as_read and not any(d.code == INTERNAL_ERROR_CODE for d in diagnostics):
             cache.put(path, keys[path], diagnostics)
     result.diagnostics.sort(key=Diagnostic.sort_key)
     result.errors.sort(key=lambda e: e.path)
@@ -107,8 +108,12 @@ _POOL_THRESHOLD = 8
 
 
 def _run(tasks: list, jobs: int):
+    """(path, diagnostics, failure, whether the file linted had the bytes its task was made from) per task,
+    in order. With a pool, the list of tasks is emptied: the workers read their files themselves, because a
+    forked worker starts with everything this process holds, and the sources of a large tree held here made
+    every worker that much bigger."""
     if jobs <= 1 or len(tasks) < _POOL_THRESHOLD:
-        return map(_lint_task, tasks)
+        return (_lint_task(task)[:3] + (True,) for task in tasks)
     # Imported here: a run of a few files (pre-commit) never starts a pool, and start-up is most of its time.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -117,6 +122,10 @@ def _run(tasks: list, jobs: int):
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     # Big files first so that no worker is left with a large one at the end.
     order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
+    digests = [_digest(task[1]) for task in tasks]
+    unread = [(path, None, *rest) for path, _, *rest in tasks]
+    tasks.clear()
+    tasks = unread
     by_index: dict[int, tuple] = {}
     try:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
@@ -139,7 +148,11 @@ def _run(tasks: list, jobs: int):
         for index in order:
             if index not in by_index:
                 by_index[index] = _lint_task_isolated(tasks[index], context)
-    return [by_index[i] for i in range(len(tasks))]
+    return [by_index[i][:3] + (by_index[i][3] == digests[i],) for i in range(len(tasks))]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _quiet_pool_manager_on_interrupt() -> None:
@@ -161,7 +174,7 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | None]:
+def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | None, str | None]:
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -170,7 +183,7 @@ def _lint_task_isolated(task, context) -> tuple[str, list[Diagnostic], str | Non
             return pool.submit(_lint_task, task).result()
     except BrokenProcessPool:
         path = task[0]
-        return path, [_crash_diagnostic(path)], None
+        return path, [_crash_diagnostic(path)], None, None
 
 
 def _crash_diagnostic(path: str) -> Diagnostic:
@@ -179,16 +192,22 @@ def _crash_diagnostic(path: str) -> Diagnostic:
     return Diagnostic(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Severity.ERROR, message, 1, 1, explanation)
 
 
-def _lint_task(task) -> tuple[str, list[Diagnostic], str | None]:
+def _lint_task(task) -> tuple[str, list[Diagnostic], str | None, str | None]:
+    """(path, diagnostics, failure, the digest of the bytes read here when the task came without them)."""
     from .engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
 
     path, data, codes, verbose, prefilter = task
+    digest = None
     try:
+        if data is None:
+            data = read_bytes(path)
+            digest = _digest(data)
         module = module_source(path, data)
     except SourceError as error:
-        return path, [], str(error)
+        return path, [], str(error), digest
     try:
         module_name = module_name_for_path(path)
     except (OSError, ValueError):
         module_name = None
-    return path, lint_module(module, path, list(codes), module_name, verbose=verbose, prefilter=prefilter), None
+    diagnostics = lint_module(module, path, list(codes), module_name, verbose=verbose, prefilter=prefilter)
+    return path, diagnostics, None, digest

@@ -198,3 +198,47 @@ def test_a_run_that_parses_nothing_imports_no_rule_and_not_libcst(tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", cli, str(plain)], capture_output=True, text=True, check=True)
     assert run.stdout.splitlines()[-1] == "0 False"
+
+
+def test_nothing_of_a_linted_file_outlives_it():
+    """A cache that keeps the last file's answers keeps its whole tree: each worker then held two large
+    trees at once (the peak memory of a run over torch's source was 1.7 times its largest file's)."""
+    import gc
+
+    import libcst as cst
+
+    from autograd_lint.core.module import ParsedModule
+    from autograd_lint.engine import lint_text
+    from autograd_lint.rules import RULES
+
+    # an nn.Module whose forward calls a quantizer helper: the facts read its class and its callers
+    source = (FIXTURES / "mixed" / "buggy_binary_tanh.py").read_text()
+    assert {d.code for d in lint_text(source, "buggy_binary_tanh.py", list(RULES))} >= {"AGL004"}
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, ParsedModule)] == []
+    assert [o for o in gc.get_objects() if isinstance(o, cst.Module) and o.body] == []
+
+
+def test_a_file_edited_while_a_worker_lints_it_is_not_cached(tmp_path, monkeypatch):
+    """Workers read their files themselves; a result is cached only for the bytes its key was made from."""
+    from autograd_lint import api
+
+    tree = tmp_path / "tree"
+    for copy in ("one", "two", "three"):
+        shutil.copytree(FIXTURES / "motivating", tree / copy)
+    files = sorted(tree.rglob("*.py"))
+    assert len(files) >= 8  # enough for a process pool
+    edited = files[0]
+    parent = os.getpid()
+    read = api.read_bytes
+
+    def read_in_worker_after_an_edit(path):
+        data = read(path)
+        return data + b"\n# edited meanwhile\n" if os.getpid() != parent and path == str(edited) else data
+
+    monkeypatch.setattr(api, "read_bytes", read_in_worker_after_an_edit)
+    cache = tmp_path / "cache"
+    result = lint_paths([str(tree)], jobs=2, cache_dir=cache)
+    assert result.files_checked == len(files)
+    assert len(list(cache.rglob("*.json"))) == len(files) - 1
+    assert lint_paths([str(tree)], jobs=2).diagnostics == result.diagnostics

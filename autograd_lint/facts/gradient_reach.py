@@ -327,29 +327,27 @@ def callers(module: ParsedModule, function: cst.FunctionDef) -> list[cst.Call]:
     ]
 
 
-_CALL_INDEX: tuple[ParsedModule | None, dict[str, list[cst.Call]]] = (None, {})
-
-
 def _calls_by_name(module: ParsedModule) -> dict[str, list[cst.Call]]:
-    """The module's calls by the last name of their callee (`f` for `f(...)` and `self.f(...)`),
-    built once per module (an identity check, so a new module is never mistaken for the last)."""
-    global _CALL_INDEX
-    if _CALL_INDEX[0] is not module:
-        index: dict[str, list[cst.Call]] = {}
-        for node in module.parents:
-            if isinstance(node, cst.Call):
-                func = node.func
-                name = (
-                    func.value
-                    if isinstance(func, cst.Name)
-                    else func.attr.value
-                    if isinstance(func, cst.Attribute)
-                    else None
-                )
-                if name is not None:
-                    index.setdefault(name, []).append(node)
-        _CALL_INDEX = (module, index)
-    return _CALL_INDEX[1]
+    """The module's calls by the last name of their callee (`f` for `f(...)` and `self.f(...)`), built once per
+    file (`module.fact`)."""
+    return module.fact(_call_index)
+
+
+def _call_index(module: ParsedModule) -> dict[str, list[cst.Call]]:
+    index: dict[str, list[cst.Call]] = {}
+    for node in module.parents:
+        if isinstance(node, cst.Call):
+            func = node.func
+            name = (
+                func.value
+                if isinstance(func, cst.Name)
+                else func.attr.value
+                if isinstance(func, cst.Attribute)
+                else None
+            )
+            if name is not None:
+                index.setdefault(name, []).append(node)
+    return index
 
 
 def is_integer_cast(call: cst.CSTNode) -> bool:
@@ -380,23 +378,22 @@ def _is_float_cast(call: cst.CSTNode) -> bool:
     )
 
 
-_CLASS_FACTS: tuple[ParsedModule | None, dict] = (None, {})
-
-
 def _class_facts(module: ParsedModule, function: cst.FunctionDef) -> tuple[set[str], set[str], set[str], set[str]]:
     """For the class that owns `function` (empty sets for a module-level function): attributes
     assigned an nn.Parameter, attributes built by another call, all assigned attributes, and the
     lookup layers (`self.emb = nn.Embedding(...)`: their input is an index). Read once per class."""
-    global _CLASS_FACTS
     owner = module.grandparent(function)
     if not isinstance(owner, cst.ClassDef):
         return set(), set(), set(), set()
-    if _CLASS_FACTS[0] is not module:
-        _CLASS_FACTS = (module, {})
-    known = _CLASS_FACTS[1].get(owner)
-    if known is None:
-        known = _CLASS_FACTS[1][owner] = _read_class(module, owner)
-    return known
+    read = module.fact(_classes_read)
+    if owner not in read:
+        read[owner] = _read_class(module, owner)
+    return read[owner]
+
+
+def _classes_read(module: ParsedModule) -> dict[cst.ClassDef, tuple[set[str], set[str], set[str], set[str]]]:
+    """The file's classes `_class_facts` has read so far: filled on demand, dropped with the file."""
+    return {}
 
 
 def _read_class(module: ParsedModule, owner: cst.ClassDef) -> tuple[set[str], set[str], set[str], set[str]]:
