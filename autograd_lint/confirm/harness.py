@@ -64,8 +64,11 @@ class Harness:
 def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     """The harness script for `harness`, whose code calls the runtime module `recipe` (`agl002`) as `_agl_recipe`."""
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
-    project_root = _import_root(module.path)
+    namespace = _namespace_package(module)
+    project_root = _import_root(module.path, namespace)
     package = _package_of(module)
+    if package and namespace:
+        package = f"{namespace}.{package}"
     relative_path = os.path.relpath(os.path.abspath(module.path), project_root) if project_root else module.path
     # The copy is compiled apart so that a missing third-party import in it (or in a project module it
     # imports) is reported as such; linecache keeps its source readable for inspect (torch.jit.script).
@@ -195,12 +198,40 @@ def _configures(statement: cst.CSTNode, needed: set[str]) -> bool:
     return False
 
 
-def _import_root(path: str) -> str | None:
-    """The directory from which the module's own package imports resolve (above its top package)."""
+def _import_root(path: str, namespace: str | None = None) -> str | None:
+    """The directory from which the module's own package imports resolve: above its top package, and above
+    the folders of the namespace package (`_namespace_package`) that holds it."""
     if path.startswith("<") or path == "-":
         return None
     top_package = package_root(path)
-    return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
+    root = os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
+    for _ in (namespace or "").split(".") if namespace else ():
+        root = os.path.dirname(root)
+    return root
+
+
+def _namespace_package(module: ParsedModule) -> str | None:
+    """The namespace package (folders without an `__init__.py`) above the module's top package, as the
+    module's own absolute imports name it: `megatron` for megatron/core/ops.py that imports `megatron.core.x`
+    (a top package `core` inside a folder `megatron`); None when its imports start at the top package."""
+    if module.path.startswith("<") or module.path == "-":
+        return None
+    top_package = package_root(module.path)
+    if top_package is None:
+        return None
+    imported = set()
+    for node in walk(module.tree):
+        if isinstance(node, cst.Import):
+            imported |= {dotted_name(alias.name) or "" for alias in node.names}
+        elif isinstance(node, cst.ImportFrom) and not node.relative and node.module is not None:
+            imported.add(dotted_name(node.module) or "")
+    found, dotted, folder = None, os.path.basename(top_package), os.path.dirname(top_package)
+    while os.path.basename(folder) and not os.path.isfile(os.path.join(folder, "__init__.py")):
+        dotted = f"{os.path.basename(folder)}.{dotted}"
+        if not any(name == dotted or name.startswith(dotted + ".") for name in imported):
+            break
+        found, folder = dotted.rpartition(".")[0], os.path.dirname(folder)
+    return found
 
 
 def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
@@ -291,6 +322,8 @@ def argument_declarations(module: ParsedModule, function_class) -> tuple[list[li
         {**hint, "value": _literal(module, param.default) if param.default is not None else None}
         for param, hint in zip(params, hints)
     ]
+    if forward is not None and isinstance(forward.node.params.star_arg, cst.Param):
+        declared.append({"value": None})  # one argument for `*args`: often the tensors forward works on
     return [declared], "declared"
 
 

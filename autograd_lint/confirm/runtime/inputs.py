@@ -238,8 +238,10 @@ def _probe(apply, builders, call, drivers, driver_code, namespace, with_backward
             try:
                 _run(apply, build(shape), with_backward)
                 return {"found": "declared"}
-            except ModuleNotFoundError:  # no input can help: the recipe names what to install
-                return {"found": "declared"}
+            except ImportError as exc:
+                if probes.missing_module(exc) is not None:  # no input can help: the recipe names what to install
+                    return {"found": "declared"}
+                continue
             except Exception:  # noqa: BLE001, S112 - the user's forward rejecting a declared input
                 continue
     harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS, with_backward)
@@ -368,12 +370,27 @@ def build_state(state):
             args.append(index_tensor(shape, bound, position))
         elif kind == "mask":
             args.append(mask_tensor(tuple(arg["shape"]) if "shape" in arg else main, position))
+        elif kind == "callable":
+            args.append(doubling)
+        elif kind == "list":
+            args.append([])
         else:
             tensor = probes.leaf_tensor(_shape(state, arg), position)
             if state["float32"]:
                 tensor = tensor.detach().to(torch.float32).requires_grad_(True)
             args.append(tensor)
     return args
+
+
+def doubling(*args, **kwargs):
+    """The function a search candidate passes where forward calls an argument (a layer to run, a loss):
+    twice its first tensor argument, so that what forward computes from the result still depends on it."""
+    import torch
+
+    for value in args:
+        if isinstance(value, torch.Tensor):
+            return 2 * value
+    return args[0] if args else None
 
 
 # ---- what torch's error says to change ---------------------------------------------------------------------
@@ -501,6 +518,12 @@ def guided_moves(state, exc, args):
         rank = state["args"][tensors[0]].get("rank", 2) if tensors else 2
         moves += [_changed(state, [p], kind="tensor", rank=rank) for p in chosen]
         moves += [_changed(state, [p], kind="tensor", rank=1, shape=[1]) for p in chosen]
+    if re.search(r"'\w+' object is not callable", text):  # forward calls it: a function, even in first place
+        moves += [_changed(state, [p], kind="callable") for p in suspects if kinds[p] != "callable"]
+    if re.search(
+        r"unsupported operand type\(s\) for \+=: '\w+' and '(?:list|tuple)'|object has no attribute 'append'", text
+    ):
+        moves += [_changed(state, [p], kind="list") for p in suspects if p > 0 and kinds[p] != "list"]
     if re.search(
         r"cannot be interpreted as an integer|converted to an index|must be int, not Tensor|"
         r"Boolean value of Tensor with more than one|converted to Python scalars|cannot be converted to Scalar|"
@@ -594,6 +617,8 @@ def shown(value):
     dtype where it is not the harness's float64 or long), or the value."""
     import torch
 
+    if callable(value) and not isinstance(value, torch.Tensor):
+        return "<function>"
     if not isinstance(value, torch.Tensor):
         return repr(value)
     kind = "mask" if value.dtype == torch.bool else "tensor" if value.is_floating_point() else "index"

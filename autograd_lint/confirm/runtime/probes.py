@@ -10,6 +10,7 @@ rule's recipe; `confirm/builders/` writes the call to it.
 
 import math
 import os
+import re
 import sys
 
 # The device harnesses build their tensors on: the runner sets it in the harness's environment only
@@ -121,27 +122,58 @@ def run_definitions(source, path, namespace):
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for inspect.getsource
     try:
         exec(compile(source, filename, "exec", dont_inherit=True), namespace)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] == "torch":
+    except ImportError as exc:
+        if missing_module(exc) is None:
             raise
         report("inconclusive", missing_dependency(exc))
 
 
+def missing_module(exc):
+    """The module an ImportError says this interpreter lacks, other than torch (which the runner reports):
+    `x` for `No module named 'x'`, and `pkg._C` for `cannot import name '_C' from 'pkg'` where the package
+    has no such submodule (a compiled extension that was not built); None for another import error."""
+    import importlib.util
+
+    if isinstance(exc, ModuleNotFoundError):
+        name = exc.name or ""
+        return name if name and name.split(".")[0] != "torch" else None
+    attribute = re.match(r"cannot import name '(\w+)' from '([\w.]+)'", str(exc))
+    if attribute is None:
+        return None
+    name, package = attribute.group(1), sys.modules.get(attribute.group(2))
+    if package is None or not hasattr(package, "__path__") or package.__name__.split(".")[0] == "torch":
+        return None
+    submodule = f"{package.__name__}.{name}"
+    try:
+        found = importlib.util.find_spec(submodule)
+    except (ImportError, ValueError):
+        found = None
+    return submodule if found is None else None
+
+
 def missing_dependency(exc):
     """`missing dependency: No module named 'x' (imported by pkg/ops.py)`, naming the last file of the
-    project or of a library in the traceback (the user's module for its copied code); the harness script
-    and this package are not the importer."""
+    project or of a library in the traceback (the user's module for its copied code); the harness script,
+    this package and importlib (`import_module`) are not the importer."""
     importer, root = None, _project_root
     frame = exc.__traceback__
     while frame is not None:
         filename = frame.tb_frame.f_code.co_filename
         if filename.startswith(_COPY_PREFIX):
             importer = filename[len(_COPY_PREFIX) : -1]
-        elif not filename.startswith("<") and not _is_harness_code(filename):
+        elif not filename.startswith("<") and not _is_harness_code(filename) and not _is_importlib(filename):
             inside = root and os.path.abspath(filename).startswith(os.path.join(root, ""))
             importer = os.path.relpath(filename, root) if inside else filename
         frame = frame.tb_next
-    return f"missing dependency: {exc}" + (f" (imported by {importer})" if importer else "")
+    missing = missing_module(exc)
+    text = str(exc) if isinstance(exc, ModuleNotFoundError) or missing is None else f"No module named '{missing}'"
+    return f"missing dependency: {text}" + (f" (imported by {importer})" if importer else "")
+
+
+def _is_importlib(filename):
+    import importlib
+
+    return os.path.dirname(os.path.abspath(filename)) == os.path.dirname(os.path.abspath(importlib.__file__))
 
 
 def _is_harness_code(filename):
@@ -211,8 +243,11 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
             try:
                 args = build(shape)
                 output = apply(*args)
-            except ModuleNotFoundError as exc:  # no input can help: say what to install
-                report("inconclusive", missing_dependency(exc), with_origin=False)
+            except ImportError as exc:
+                if missing_module(exc) is not None:  # no input can help: say what to install
+                    report("inconclusive", missing_dependency(exc), with_origin=False)
+                error = f"{type(exc).__name__}: {exc}"
+                continue
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
                 continue

@@ -1,0 +1,205 @@
+"""Confirm on code shaped like real repositories' (benchmarks/confirm_real.py measures the real ones), under
+real torch, through the command line.
+
+A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
+inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder;
+an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) evaluates with stand-ins for its
+attributes; a forward that calls its argument and takes `*args` gets a function and a tensor from the search;
+an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autograd_lint.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROJECT = {
+    "pyproject.toml": "[tool.autograd-lint]\n",
+    "geom/__init__.py": "",
+    # `_C` is the package's compiled extension, never built here.
+    "geom/render.py": """
+        import torch
+
+        from geom import _C
+
+
+        class Blend(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return _C.blend(x)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # An object built from a tensor the harness cannot know: its attributes stand in.
+    "geom/axis.py": """
+        import torch
+
+
+        class Axis:
+            def __init__(self, data):
+                self.data = data
+
+            @property
+            def vec(self):
+                return self.data[..., 1:]
+
+            def direction(self):
+                length = self.vec.norm(dim=-1)
+                return torch.where(length[..., None] != 0, self.vec / length[..., None], self.vec * 0)
+        """,
+    # `nslib` has no __init__.py: a namespace package, imported by its full name.
+    "nslib/core/__init__.py": "",
+    "nslib/core/utils.py": "ONE = 1.0\n",
+    "nslib/core/ops.py": """
+        import torch
+
+        from nslib.core.utils import ONE
+
+
+        class ScaleGrad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale * ONE
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # Activation checkpointing: forward calls its first argument on the rest.
+    "tools/recompute.py": """
+        import torch
+
+
+        class Recompute(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, run_function, *args):
+                ctx.run_function = run_function
+                ctx.save_for_backward(*args)
+                with torch.no_grad():
+                    return run_function(*args)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                inputs = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+                with torch.enable_grad():
+                    output = ctx.run_function(*inputs)
+                grad_output.mul_(2)
+                torch.autograd.backward(output, grad_output)
+                return (None, *(t.grad for t in inputs))
+        """,
+    # Its first argument is a communicator object: on tensors backward fails, on numbers forward returns one.
+    "tools/broadcast.py": """
+        from torch.autograd import Function
+
+
+        class Broadcast(Function):
+            @staticmethod
+            def forward(ctx, comm, x, tag):
+                ctx.comm = comm
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.comm.world_size()
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    for name, text in PROJECT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def verdicts(project):
+    """{(path, line, code): confirm verdict} of one CliRunner run over the project."""
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["check", "--select", "ALL", "--confirm", "--no-cache", "--output-format", "json", "-j", "2", "."],
+            catch_exceptions=False,
+        )
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 1, result.stderr
+    return {(d["path"], d["line"], d["code"]): d["confirm"] for d in json.loads(result.stdout)}
+
+
+def test_a_compiled_extension_the_package_lacks_is_a_missing_dependency(verdicts):
+    assert verdicts[("geom/render.py", 14, "AGL002")]["verdict"] == "inconclusive"
+    assert verdicts[("geom/render.py", 14, "AGL002")]["evidence"] == (
+        "missing dependency: No module named 'geom._C' (imported by geom/render.py)"
+    )
+
+
+def test_a_package_inside_a_namespace_package_imports_by_its_full_name(verdicts):
+    assert verdicts[("nslib/core/ops.py", 14, "AGL002")] | {"seconds": 0} == {
+        "verdict": "confirmed",
+        "evidence": "ScaleGrad.apply(<tensor>, <tensor>) then backward raised RuntimeError: function "
+        "ScaleGradBackward returned an incorrect number of gradients (expected 2, got 1) (inputs: declared)",
+        "seconds": 0,
+    }
+
+
+def test_a_where_on_attributes_of_an_object_the_harness_cannot_build_is_confirmed(verdicts):
+    assert verdicts[("geom/axis.py", 14, "AGL023")]["verdict"] == "confirmed"
+    assert verdicts[("geom/axis.py", 14, "AGL023")]["evidence"].endswith(
+        "finite output but NaN gradient at x=0: NaN (selected branch: 0)"
+    )
+
+
+def test_a_forward_that_calls_its_argument_gets_a_function_and_its_varargs_a_tensor(verdicts):
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["verdict"] == "confirmed"
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["evidence"].startswith(
+        "Recompute.apply(<function>, <tensor [2, 3]>), then backward with an explicit upstream gradient"
+    )
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["evidence"].endswith("(inputs: searched (2 tries))")
+
+
+def test_an_arity_harness_whose_backward_never_ran_is_inconclusive(verdicts):
+    assert verdicts[("tools/broadcast.py", 12, "AGL002")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/broadcast.py", 12, "AGL002")]["evidence"] == (
+        "backward never ran to the end: Broadcast.apply(<tensor>, <tensor>, <tensor>): backward raised "
+        "AttributeError: 'Tensor' object has no attribute 'world_size'; Broadcast.apply(<tensor>, 1, 1): no output "
+        "requires grad; Broadcast.apply(<tensor>, 0.5, 0.5): no output requires grad (inputs: declared)"
+    )
+
+
+def test_a_namespace_package_and_a_missing_extension_in_a_real_process(project):
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--confirm", "--no-cache", "--output-format", "json", "geom", "nslib"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert proc.returncode == 1, proc.stderr
+    found = {(d["path"], d["code"]): d["confirm"]["verdict"] for d in json.loads(proc.stdout)}
+    assert found == {
+        ("geom/render.py", "AGL002"): "inconclusive",
+        ("geom/axis.py", "AGL023"): "confirmed",
+        ("nslib/core/ops.py", "AGL002"): "confirmed",
+    }
