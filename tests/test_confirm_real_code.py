@@ -3,8 +3,8 @@ real torch, through the command line.
 
 A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
 inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder;
-an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) evaluates with stand-ins for its
-attributes; a forward that calls its argument and takes `*args` gets a function and a tensor from the search;
+an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
+evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search;
 an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`.
 """
 
@@ -60,6 +60,17 @@ PROJECT = {
             def direction(self):
                 length = self.vec.norm(dim=-1)
                 return torch.where(length[..., None] != 0, self.vec / length[..., None], self.vec * 0)
+        """,
+    # Locals the harness cannot know (`data`, `low`) reshaped against the guarded one: they stand in as one value.
+    "geom/histogram.py": """
+        import torch
+
+
+        def normalize(data, eps=1e-8):
+            low, _ = data.min(dim=-1)
+            high, _ = data.max(dim=-1)
+            spread = (high - low).unsqueeze(-1)
+            return torch.where(spread > eps, (data - low.unsqueeze(-1)) / spread, 0)
         """,
     # `nslib` has no __init__.py: a namespace package, imported by its full name.
     "nslib/core/__init__.py": "",
@@ -170,6 +181,13 @@ def test_a_where_on_attributes_of_an_object_the_harness_cannot_build_is_confirme
     )
 
 
+def test_a_where_on_locals_the_harness_cannot_know_is_confirmed_per_probe_point(verdicts):
+    assert verdicts[("geom/histogram.py", 8, "AGL023")]["verdict"] == "confirmed"
+    assert verdicts[("geom/histogram.py", 8, "AGL023")]["evidence"].endswith(
+        "finite output but NaN gradient at x=0: NaN (selected branch: 0)"
+    )
+
+
 def test_a_forward_that_calls_its_argument_gets_a_function_and_its_varargs_a_tensor(verdicts):
     assert verdicts[("tools/recompute.py", 17, "AGL008")]["verdict"] == "confirmed"
     assert verdicts[("tools/recompute.py", 17, "AGL008")]["evidence"].startswith(
@@ -201,5 +219,6 @@ def test_a_namespace_package_and_a_missing_extension_in_a_real_process(project):
     assert found == {
         ("geom/render.py", "AGL002"): "inconclusive",
         ("geom/axis.py", "AGL023"): "confirmed",
+        ("geom/histogram.py", "AGL023"): "confirmed",
         ("nslib/core/ops.py", "AGL002"): "confirmed",
     }
