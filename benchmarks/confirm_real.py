@@ -11,8 +11,8 @@ verdict are linted from its root with every rule and `--confirm --python PY`, an
 diagnostic is looked up with its confirm verdict.
 
 Prints, per rule and in total: the true findings, how many are confirmed, not reproduced, inconclusive
-by reason (needs CUDA or a compiled extension, missing dependency, forward failed on the synthesized
-inputs, harness not built, other) and not reported any more; then the confirm rate over the findings that
+by reason (needs CUDA or a compiled extension, needs a torch.distributed process group, missing
+dependency, forward failed on the synthesized inputs, harness not built, other) and not reported any more; then the confirm rate over the findings that
 need no CUDA (the true findings less those needing CUDA or a compiled extension); then every finding not
 confirmed, with its evidence. Exits 0; it measures, it does not gate. Not part of the test suite: it needs
 the repositories and the environment.
@@ -38,6 +38,7 @@ OUTCOMES = (
     "confirmed",
     "not-reproduced",
     "needs CUDA/extension",
+    "needs process group",
     "missing dependency",
     "forward failed",
     "harness not built",
@@ -117,6 +118,8 @@ def outcome(result: dict | None, folder: Path, extensions: set[str]) -> str:
         return verdict
     if evidence.startswith("needs a CUDA device"):
         return CUDA_OUTCOME
+    if evidence.startswith("needs a torch.distributed process group"):
+        return "needs process group"
     if evidence.startswith("missing dependency"):
         missing = _MISSING_MODULE.search(evidence)
         if missing and is_compiled(missing.group(1), folder, extensions):
@@ -178,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             if found != "confirmed":
                 left.append((folder.name, verdict, found, result["evidence"] if result else ""))
 
-    short = {"not-reproduced": "not-rep", CUDA_OUTCOME: "cuda/ext", "missing dependency": "missing"}
+    short = {
+        "not-reproduced": "not-rep",
+        CUDA_OUTCOME: "cuda/ext",
+        "needs process group": "group",
+        "missing dependency": "missing",
+    }
     headers = ["rule", "TP", *(short.get(o, o.split()[0]) for o in OUTCOMES), "rate (no CUDA)"]
     print("\t".join(headers))
     total = Counter()
@@ -189,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\t".join(["total", str(total["TP"]), *(str(total[o]) for o in OUTCOMES), rate(total)]))
     print(
         f"\nconfirmed {total['confirmed']} of {total['TP'] - total[CUDA_OUTCOME]} true findings that need no CUDA "
-        f"({rate(total)}); {total[CUDA_OUTCOME]} need CUDA or a compiled extension"
+        f"({rate(total)}); {total[CUDA_OUTCOME]} need CUDA or a compiled extension; of those that do not, "
+        f"{total['needs process group']} need a torch.distributed process group"
     )
     if left:
         print(f"\nnot confirmed ({len(left)}):")

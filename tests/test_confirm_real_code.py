@@ -5,7 +5,8 @@ A compiled extension the package does not have (`from pkg import _C`) is a missi
 inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder;
 an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
 evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search;
-an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`.
+an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; a collective with no process
+group to run in says so.
 """
 
 from __future__ import annotations
@@ -113,20 +114,36 @@ PROJECT = {
                 torch.autograd.backward(output, grad_output)
                 return (None, *(t.grad for t in inputs))
         """,
-    # Its first argument is a communicator object: on tensors backward fails, on numbers forward returns one.
+    # Its first argument is a settings object: on tensors backward fails, on numbers forward returns one.
     "tools/broadcast.py": """
         from torch.autograd import Function
 
 
         class Broadcast(Function):
             @staticmethod
-            def forward(ctx, comm, x, tag):
-                ctx.comm = comm
+            def forward(ctx, options, x, tag):
+                ctx.options = options
                 return x
 
             @staticmethod
             def backward(ctx, grad_output):
-                return grad_output * ctx.comm.world_size()
+                return grad_output * ctx.options.gain()
+        """,
+    # A collective on its argument: the harness has no process group to give.
+    "tools/allreduce.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class AllReduce(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, process_group):
+                dist.all_reduce(x, group=process_group)
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output, None
         """,
 }
 
@@ -200,8 +217,17 @@ def test_an_arity_harness_whose_backward_never_ran_is_inconclusive(verdicts):
     assert verdicts[("tools/broadcast.py", 12, "AGL002")]["verdict"] == "inconclusive"
     assert verdicts[("tools/broadcast.py", 12, "AGL002")]["evidence"] == (
         "backward never ran to the end: Broadcast.apply(<tensor>, <tensor>, <tensor>): backward raised "
-        "AttributeError: 'Tensor' object has no attribute 'world_size'; Broadcast.apply(<tensor>, 1, 1): no output "
+        "AttributeError: 'Tensor' object has no attribute 'gain'; Broadcast.apply(<tensor>, 1, 1): no output "
         "requires grad; Broadcast.apply(<tensor>, 0.5, 0.5): no output requires grad (inputs: declared)"
+    )
+
+
+def test_a_collective_without_a_process_group_says_so(verdicts):
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["evidence"] == (
+        "needs a torch.distributed process group (forward failed on every synthesized input; last error: "
+        "AttributeError: 'float' object has no attribute 'allreduce') "
+        "(inputs: declared, then searched (30 tries): forward accepted none)"
     )
 
 

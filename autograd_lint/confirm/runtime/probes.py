@@ -25,6 +25,12 @@ NEEDS_CUDA_ERRORS = (
     "0 active drivers",  # Triton launching a kernel without a GPU
     "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
 )
+# What code that runs collectives raises where it gets no process group: the harness has none to give (its
+# network namespace has no interface for gloo, and one process cannot show what a collective changes).
+NEEDS_PROCESS_GROUP = re.compile(
+    r"Default process group has not been initialized|has no attribute "
+    r"'\w*(?:all_?reduce|all_?gather|reduce_scatter|world_size|process_group|parallel_group)\w*'"
+)
 
 # Set by `start`, before the user's definitions run.
 _channel = None
@@ -96,6 +102,8 @@ def report(verdict, evidence, with_origin=True):
             pass
     if verdict == "inconclusive" and DEVICE == "cpu" and any(error in str(evidence) for error in NEEDS_CUDA_ERRORS):
         evidence = f"needs a CUDA device ({evidence})"
+    elif verdict == "inconclusive" and NEEDS_PROCESS_GROUP.search(str(evidence)):
+        evidence = f"needs a torch.distributed process group ({evidence})"
     if with_origin and inputs_origin and not str(evidence).startswith("needs a CUDA device"):
         evidence = f"{evidence} (inputs: {inputs_origin})"
     if _channel is None:
