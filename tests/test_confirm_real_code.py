@@ -4,7 +4,8 @@ real torch, through the command line.
 A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
 inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder;
 an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
-evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search;
+evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search; a state
+object only the module's functional wrapper builds comes from calling the wrapper on tensors;
 an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; a collective with no process
 group to run in says so.
 """
@@ -129,6 +130,37 @@ PROJECT = {
             def backward(ctx, grad_output):
                 return grad_output * ctx.options.gain()
         """,
+    # Only its functional wrapper knows the state object it takes.
+    "tools/quant.py": """
+        from dataclasses import dataclass
+
+        import torch
+
+
+        @dataclass
+        class QuantState:
+            scale: float = 0.5
+
+
+        class QuantMatmul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b, state):
+                weight = b * state.scale
+                ctx.a = a
+                ctx.state = state
+                ctx.save_for_backward(weight)
+                return a @ weight.t()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (weight,) = ctx.saved_tensors
+                return grad_output @ weight, (grad_output.t() @ ctx.a) * ctx.state.scale, None
+
+
+        def quant_matmul(a, b, state=None):
+            state = state or QuantState()
+            return QuantMatmul.apply(a, b, state)
+        """,
     # A collective on its argument: the harness has no process group to give.
     "tools/allreduce.py": """
         import torch
@@ -220,6 +252,13 @@ def test_an_arity_harness_whose_backward_never_ran_is_inconclusive(verdicts):
         "AttributeError: 'Tensor' object has no attribute 'gain'; Broadcast.apply(<tensor>, 1, 1): no output "
         "requires grad; Broadcast.apply(<tensor>, 0.5, 0.5): no output requires grad (inputs: declared)"
     )
+
+
+def test_a_state_object_only_the_wrapper_builds_is_harvested_by_calling_the_wrapper(verdicts):
+    verdict = verdicts[("tools/quant.py", 15, "AGL007")]
+    assert verdict["verdict"] == "confirmed"
+    assert verdict["evidence"].startswith("QuantMatmul.apply(<tensor [4, 4]>, <tensor [4, 4]>, <QuantState>): ")
+    assert verdict["evidence"].endswith("(inputs: harvested from quant_matmul(<tensor>, <tensor>))")
 
 
 def test_a_collective_without_a_process_group_says_so(verdicts):

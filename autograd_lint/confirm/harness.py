@@ -251,14 +251,17 @@ def apply_builders(module: ParsedModule, function_class, with_backward: bool = F
 
 _DRIVER_NAME = re.compile(r"_*(test|demo|main|example|run|check|bench|smoke|sanity)", re.IGNORECASE)
 MAX_DRIVERS = 5
+MAX_WRAPPER_TENSORS = 4
 
 
-def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], str]:
-    """(the module's own functions that reach `Cls.apply` and can be called without arguments: a test, a demo,
-    a main, ...; the code that defines them and what they use beyond the class's own definitions).
+def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[tuple[str, int]], str]:
+    """(the module's own functions that reach `Cls.apply`, each with the number of tensors to call it with:
+    0 for those called without arguments (a test, a demo, a main, ...), then the functional wrappers that
+    call it themselves with their required parameters all tensors (`def matmul(A, B, state=None)`); the
+    code that defines them and what they use beyond the class's own definitions).
 
-    The runtime runs that code and those functions only in the forked child that looks for inputs, with
-    `.apply` intercepted, so whatever they do stays there; the `__main__` block is never among them.
+    The runtime runs that code and those functions with `.apply` intercepted, first in the forked child that
+    looks for inputs, so whatever they do there stays there; the `__main__` block is never among them.
     """
     if module.parents.get(function_class.node) is not module.tree:
         return [], ""
@@ -267,20 +270,25 @@ def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], st
     reaching = {function_class.name}
     for _ in range(3):  # a wrapper, a module using it, a helper building the module
         reaching |= {s.name.value for s in definitions if _uses(s) & reaching}
+    functions = [s for s in definitions if isinstance(s, cst.FunctionDef) and s.name.value != function_class.name]
     drivers = [
-        s.name.value
-        for s in definitions
-        if isinstance(s, cst.FunctionDef)
-        and _DRIVER_NAME.match(s.name.value)
-        and not _required_parameters(s)
-        and s.name.value != function_class.name
-        and _uses(s) & reaching
-    ][:MAX_DRIVERS]
+        (s.name.value, 0)
+        for s in functions
+        if _DRIVER_NAME.match(s.name.value) and not _required_parameters(s) and _uses(s) & reaching
+    ]
+    drivers += [
+        (s.name.value, len(_required_parameters(s)))
+        for s in functions
+        if 0 < len(_required_parameters(s)) <= MAX_WRAPPER_TENSORS
+        and not s.params.kwonly_params
+        and function_class.name in _uses(s)
+    ]
+    drivers = drivers[:MAX_DRIVERS]
     if not drivers:
         return [], ""
     info = [(s, _binds(s), _uses(s)) for s in statements]
     own = _chosen_statements(info, {function_class.name})
-    return drivers, _code_of_chosen(info, _chosen_statements(info, set(drivers)) - own)
+    return drivers, _code_of_chosen(info, _chosen_statements(info, {name for name, _ in drivers}) - own)
 
 
 def _required_parameters(function: cst.FunctionDef) -> list[str]:

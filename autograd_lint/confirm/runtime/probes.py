@@ -24,12 +24,13 @@ NEEDS_CUDA_ERRORS = (
     "no CUDA-capable device is detected",
     "0 active drivers",  # Triton launching a kernel without a GPU
     "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
+    "with arguments from the 'CPU' backend",  # an extension's operator with no CPU kernel
 )
 # What code that runs collectives raises where it gets no process group: the harness has none to give (its
 # network namespace has no interface for gloo, and one process cannot show what a collective changes).
 NEEDS_PROCESS_GROUP = re.compile(
-    r"Default process group has not been initialized|has no attribute "
-    r"'\w*(?:all_?reduce|all_?gather|reduce_scatter|world_size|process_group|parallel_group)\w*'"
+    r"process group|init_process_group|group should not be None|has no attribute "
+    r"'\w*(?:all_?reduce|all_?gather|all_to_all|reduce_scatter|world_size|process_group|parallel_group)\w*'"
 )
 
 # Set by `start`, before the user's definitions run.
@@ -245,7 +246,7 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
     """Every (label, args, output) for which forward runs: each call variant with the first input
     shape it accepts (with `every_shape`, each shape it accepts). Inconclusive if forward fits no
     variant at all."""
-    runs, error = [], None
+    runs, error, needs_cuda = [], None, None
     for label, build in builders:
         for shape in shapes or INPUT_SHAPES:
             try:
@@ -258,10 +259,12 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
                 continue
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
+                if needs_cuda is None and any(text in error for text in NEEDS_CUDA_ERRORS):
+                    needs_cuda = error  # the input that got furthest: what it lacks is a GPU, not another input
                 continue
             runs.append((label, build, shape, output))
             if not every_shape:
                 break
     if not runs:
-        report("inconclusive", f"forward failed on every synthesized input; last error: {error}")
+        report("inconclusive", f"forward failed on every synthesized input; last error: {needs_cuda or error}")
     return runs
