@@ -2,7 +2,8 @@
 real torch, through the command line.
 
 A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
-inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder;
+inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder,
+and a folder without `__init__.py` is a package where the module's imports say so;
 an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
 evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search; a state
 object only the module's functional wrapper builds comes from calling the wrapper on tensors;
@@ -92,6 +93,40 @@ PROJECT = {
             @staticmethod
             def backward(ctx, grad_output):
                 return grad_output * ctx.scale
+        """,
+    # `experimental/` has no __init__.py either, inside the package: its module imports the package by name.
+    "nslib/core/experimental/attn.py": """
+        import torch
+
+        from nslib.core.utils import ONE
+
+
+        class Attn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale * ONE
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # No __init__.py at all: the relative import says that `ops` is a package.
+    "plugins/ops/helpers.py": "SCALE = 2.0\n",
+    "plugins/ops/fused.py": """
+        import torch
+
+        from .helpers import SCALE
+
+
+        class Fused(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, y):
+                return x * SCALE + y
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * SCALE
         """,
     # Activation checkpointing: forward calls its first argument on the rest.
     "tools/recompute.py": """
@@ -223,6 +258,15 @@ def test_a_package_inside_a_namespace_package_imports_by_its_full_name(verdicts)
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "function"), [("nslib/core/experimental/attn.py", "Attn"), ("plugins/ops/fused.py", "Fused")]
+)
+def test_a_module_in_a_folder_without_init_imports_as_its_imports_say(verdicts, path, function):
+    (verdict,) = [v for (where, _, code), v in verdicts.items() if where == path and code == "AGL002"]
+    assert verdict["verdict"] == "confirmed"
+    assert verdict["evidence"].startswith(f"{function}.apply(<tensor>, <tensor>) then backward raised RuntimeError: ")
+
+
 def test_a_where_on_attributes_of_an_object_the_harness_cannot_build_is_confirmed(verdicts):
     assert verdicts[("geom/axis.py", 14, "AGL023")]["verdict"] == "confirmed"
     assert verdicts[("geom/axis.py", 14, "AGL023")]["evidence"].endswith(
@@ -286,4 +330,5 @@ def test_a_namespace_package_and_a_missing_extension_in_a_real_process(project):
         ("geom/axis.py", "AGL023"): "confirmed",
         ("geom/histogram.py", "AGL023"): "confirmed",
         ("nslib/core/ops.py", "AGL002"): "confirmed",
+        ("nslib/core/experimental/attn.py", "AGL002"): "confirmed",
     }

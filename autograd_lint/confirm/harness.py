@@ -64,11 +64,7 @@ class Harness:
 def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     """The harness script for `harness`, whose code calls the runtime module `recipe` (`agl002`) as `_agl_recipe`."""
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
-    namespace = _namespace_package(module)
-    project_root = _import_root(module.path, namespace)
-    package = _package_of(module)
-    if package and namespace:
-        package = f"{namespace}.{package}"
+    project_root, package = import_location(module)
     relative_path = os.path.relpath(os.path.abspath(module.path), project_root) if project_root else module.path
     # The copy is compiled apart so that a missing third-party import in it (or in a project module it
     # imports) is reported as such; linecache keeps its source readable for inspect (torch.jit.script).
@@ -91,15 +87,6 @@ def runtime_prelude(recipe: str | None = None, project_root: str | None = None) 
     `probes.start`, with the project root to put first on sys.path."""
     imports = f"from {RUNTIME_NAME} import probes as _agl_probes" + (f", {recipe} as _agl_recipe" if recipe else "")
     return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__)'
-
-
-def _package_of(module: ParsedModule) -> str | None:
-    """The package the module's relative imports are relative to (`pkg` for pkg/ops.py and pkg/__init__.py)."""
-    if not module.module_name:
-        return None
-    if os.path.basename(module.path) == "__init__.py":
-        return module.module_name
-    return module.module_name.rpartition(".")[0] or None
 
 
 def extract_definitions(
@@ -198,40 +185,74 @@ def _configures(statement: cst.CSTNode, needed: set[str]) -> bool:
     return False
 
 
-def _import_root(path: str, namespace: str | None = None) -> str | None:
-    """The directory from which the module's own package imports resolve: above its top package, and above
-    the folders of the namespace package (`_namespace_package`) that holds it."""
+def _import_root(path: str) -> str | None:
+    """The directory from which the module's own package imports resolve (above its top package)."""
     if path.startswith("<") or path == "-":
         return None
     top_package = package_root(path)
-    root = os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
-    for _ in (namespace or "").split(".") if namespace else ():
+    return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
+
+
+def import_location(module: ParsedModule) -> tuple[str | None, str | None]:
+    """(the folder to put first on sys.path, the package the module's relative imports are relative to).
+
+    Above the module's top package, as pytest inserts it; higher where the module's own imports say that
+    its package sits in a namespace package (folders without an `__init__.py`): above the folder its
+    absolute import of the project starts with (`megatron` for `from megatron.core.utils import x`, when
+    that module exists there), or as many folders up as its relative imports climb (`from .kernels import
+    f` in ops/indexer.py: `ops` is a package).
+    """
+    root = _import_root(module.path)
+    if root is None:
+        return None, None
+    folder = os.path.dirname(os.path.abspath(module.path))
+    absolute, climb = _imports_of(module)
+    for ancestor in _ancestors(folder):
+        parent, name = os.path.dirname(ancestor), os.path.basename(ancestor)
+        if _is_at_or_above(parent, root) and any(
+            _resolves_under(parent, dotted) for dotted in absolute if dotted.split(".")[0] == name
+        ):
+            root = parent
+            break
+    depth = 0 if folder == root else len(os.path.relpath(folder, root).split(os.sep))
+    for _ in range(climb - depth):  # `from ..x import y` needs the two folders above the module to be packages
         root = os.path.dirname(root)
-    return root
+    dotted = os.path.relpath(folder, root).replace(os.sep, ".") if folder != root else ""
+    return root, dotted or None
 
 
-def _namespace_package(module: ParsedModule) -> str | None:
-    """The namespace package (folders without an `__init__.py`) above the module's top package, as the
-    module's own absolute imports name it: `megatron` for megatron/core/ops.py that imports `megatron.core.x`
-    (a top package `core` inside a folder `megatron`); None when its imports start at the top package."""
-    if module.path.startswith("<") or module.path == "-":
-        return None
-    top_package = package_root(module.path)
-    if top_package is None:
-        return None
-    imported = set()
+def _imports_of(module: ParsedModule) -> tuple[set[str], int]:
+    """(the dotted names the module imports absolutely, the most levels a relative import of it climbs)."""
+    absolute: set[str] = set()
+    climb = 0
     for node in walk(module.tree):
         if isinstance(node, cst.Import):
-            imported |= {dotted_name(alias.name) or "" for alias in node.names}
-        elif isinstance(node, cst.ImportFrom) and not node.relative and node.module is not None:
-            imported.add(dotted_name(node.module) or "")
-    found, dotted, folder = None, os.path.basename(top_package), os.path.dirname(top_package)
-    while os.path.basename(folder) and not os.path.isfile(os.path.join(folder, "__init__.py")):
-        dotted = f"{os.path.basename(folder)}.{dotted}"
-        if not any(name == dotted or name.startswith(dotted + ".") for name in imported):
-            break
-        found, folder = dotted.rpartition(".")[0], os.path.dirname(folder)
+            absolute |= {dotted_name(alias.name) or "" for alias in node.names}
+        elif isinstance(node, cst.ImportFrom):
+            if node.relative:
+                climb = max(climb, len(node.relative))
+            elif node.module is not None:
+                absolute.add(dotted_name(node.module) or "")
+    return absolute, climb
+
+
+def _ancestors(folder: str) -> list[str]:
+    found = []
+    while os.path.dirname(folder) != folder:
+        found.append(folder)
+        folder = os.path.dirname(folder)
     return found
+
+
+def _is_at_or_above(folder: str, root: str) -> bool:
+    """Whether `folder` is `root` or a folder above it."""
+    return root == folder or root.startswith(os.path.join(folder, ""))
+
+
+def _resolves_under(base: str, dotted: str) -> bool:
+    """Whether `import dotted` finds a module or package in `base` (the longest prefix that is a file)."""
+    path = os.path.join(base, *dotted.split("."))
+    return os.path.isfile(path + ".py") or os.path.isdir(path)
 
 
 def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
