@@ -3,7 +3,8 @@ real torch, through the command line.
 
 A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
 inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder,
-and a folder without `__init__.py` is a package where the module's imports say so;
+a folder without `__init__.py` is a package where the module's imports say so, and the project's folder
+(its pyproject.toml) is on sys.path too;
 an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
 evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search; a state
 object only the module's functional wrapper builds comes from calling the wrapper on tensors;
@@ -127,6 +128,23 @@ PROJECT = {
             @staticmethod
             def backward(ctx, grad_output):
                 return grad_output * SCALE
+        """,
+    # A script beside the package imports it by name, as it would run from the project's folder.
+    "geom/const.py": "GAIN = 1.0\n",
+    "experiments/gain.py": """
+        import torch
+
+        from geom.const import GAIN
+
+
+        class Gain(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, y):
+                return x * GAIN + y
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * GAIN
         """,
     # Activation checkpointing: forward calls its first argument on the rest.
     "tools/recompute.py": """
@@ -259,7 +277,8 @@ def test_a_package_inside_a_namespace_package_imports_by_its_full_name(verdicts)
 
 
 @pytest.mark.parametrize(
-    ("path", "function"), [("nslib/core/experimental/attn.py", "Attn"), ("plugins/ops/fused.py", "Fused")]
+    ("path", "function"),
+    [("nslib/core/experimental/attn.py", "Attn"), ("plugins/ops/fused.py", "Fused"), ("experiments/gain.py", "Gain")],
 )
 def test_a_module_in_a_folder_without_init_imports_as_its_imports_say(verdicts, path, function):
     (verdict,) = [v for (where, _, code), v in verdicts.items() if where == path and code == "AGL002"]

@@ -71,7 +71,7 @@ def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     definitions = "\n".join([*future, user_code])
     parts = [
         *future,
-        runtime_prelude(recipe, project_root),
+        runtime_prelude(recipe, project_root, _project_folder(project_root)),
         f"__package__ = {package!r}" if package else "",
         "# ---- the user's definitions (copied, not imported) ----",
         f"_agl_probes.run_definitions({definitions!r}, {relative_path!r}, globals())",
@@ -81,12 +81,30 @@ def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     return "\n".join(part for part in parts if part) + "\n"
 
 
-def runtime_prelude(recipe: str | None = None, project_root: str | None = None) -> str:
+def runtime_prelude(
+    recipe: str | None = None, project_root: str | None = None, project_folder: str | None = None
+) -> str:
     """The lines every harness script starts with: the runtime imported, the result channel the runner's
     bootstrap put in the script's namespace taken out of it (before any code under test runs) and handed to
-    `probes.start`, with the project root to put first on sys.path."""
+    `probes.start`, with the project root to put first on sys.path (and the project's folder after it)."""
     imports = f"from {RUNTIME_NAME} import probes as _agl_probes" + (f", {recipe} as _agl_recipe" if recipe else "")
-    return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__)'
+    folder = f", {project_folder!r}" if project_folder else ""
+    return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__{folder})'
+
+
+_PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def _project_folder(root: str | None) -> str | None:
+    """The nearest folder at or above `root` with a pyproject.toml, setup.py or setup.cfg, when it is not
+    `root` itself: where `python -m pytest`, run there, makes the project's other top packages importable
+    (a sibling module that imports the project by name, `projects/X` importing the repository's package)."""
+    if root is None:
+        return None
+    for folder in _ancestors(root):
+        if any(os.path.isfile(os.path.join(folder, name)) for name in _PROJECT_FILES):
+            return folder if folder != root else None
+    return None
 
 
 def extract_definitions(

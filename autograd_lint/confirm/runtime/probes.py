@@ -43,13 +43,16 @@ inputs_origin: str | None = None
 _RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
-def start(channel, project_root=None, harness_script=None):
+def start(channel, project_root=None, harness_script=None, project_folder=None):
     """Take the result channel the runner's bootstrap handed to the harness script as `_agl_channel` (the
     script pops it out of its namespace and passes it here, before the user's code runs), and put the
-    project root first on sys.path, so that the copied code imports the project as its own tests do."""
+    project root first on sys.path (the project's folder, where its pyproject.toml is, after it), so that the
+    copied code imports the project as its own tests do."""
     global _channel, _project_root, _harness_script
     _channel, _project_root = channel, project_root
     _harness_script = os.path.abspath(harness_script) if harness_script else None
+    if project_folder:
+        sys.path.insert(0, project_folder)
     if project_root:
         sys.path.insert(0, project_root)
     _use_device()
