@@ -441,5 +441,7 @@ def test_the_harness_runs_the_copy_in_its_package_with_the_project_root_first_on
         source = (project / path).read_text()
         (diagnostic,) = lint_source(source, path)
         script = _script_for(ParsedModule(source, path, module_name_for_path(path)), diagnostic).splitlines()
-        assert f'_agl_probes.start(globals().pop("_agl_channel", None), {str(root)!r}, __file__)' in script
+        # The project's folder (its pyproject.toml) follows, as `python -m pytest` run there would have it.
+        start = f'_agl_probes.start(globals().pop("_agl_channel", None), {str(root)!r}, __file__, {str(project)!r})'
+        assert start in script
         assert [line for line in script if line.startswith("__package__")] == ([package_line] if package_line else [])

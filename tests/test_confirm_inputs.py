@@ -107,16 +107,20 @@ def test_declarations_at_call_sites_resolve_names_bound_to_literals():
     )
 
 
-def test_drivers_are_the_modules_own_argument_free_callers_never_its_main_block():
+def test_drivers_are_the_modules_own_argument_free_callers_and_wrappers_never_its_main_block():
     module = ParsedModule(BUGGY, "ops.py")
     (volume,) = [c for c in function_model(module) if c.name == "Volume"]
     drivers, code = harvest_drivers(module, volume)
-    assert drivers == ["_demo"]
+    assert drivers == [("_demo", 0), ("volume", 2)]  # the demo first, then the wrapper called with 2 tensors
     # What _demo needs beyond the class's own definitions: the wrapper and _demo itself.
     assert [line for line in code.splitlines() if line.startswith("def ")] == ["def volume(x, scale):", "def _demo():"]
     assert "__main__" not in code
     (gather,) = [c for c in function_model(module) if c.name == "RowGather"]
-    assert harvest_drivers(module, gather) == ([], "")  # gather_rows needs arguments
+    # A wrapper needs arguments: it gets tensors, as many as its required parameters.
+    assert harvest_drivers(module, gather) == (
+        [("gather_rows", 2)],
+        "\n\ndef gather_rows(x, idx):\n    return RowGather.apply(x, idx)\n",
+    )
 
 
 def _search(forward_code: str, call: list[dict]):

@@ -52,10 +52,23 @@ def expression_function(
         parent = module.parents.get(function)
         owner = module.parents.get(parent) if parent is not None else None
         if isinstance(owner, cst.ClassDef) and module.parents.get(owner) is module.tree:
-            arguments = literal_call_arguments(module, owner.name.value) or ""
-            local_values.append(f"    self = {owner.name.value}({arguments})")
-            required.add(owner.name.value)
-            free = free - {"self"}
+            arguments = literal_call_arguments(module, owner.name.value)
+            if arguments is not None or stand_in is None or not _needs_arguments(owner):
+                local_values.append(f"    self = {owner.name.value}({arguments or ''})")
+                required.add(owner.name.value)
+                free = free - {"self"}
+    unknown = {
+        name
+        for name in free - module_level - BUILTIN_NAMES
+        if (literal_binding(function, name) if function is not None else None) is None
+    }
+    if unknown and stand_in is not None:
+        # `self.q.real`, `plane.offset`: the attribute of a value only known at run time stands in as one value.
+        # One value (shape [1]), so that it broadcasts against the probe whatever the expression's shapes.
+        scalar = cst.parse_expression(f"{probe_name}.new_tensor([0.75])")
+        rewritten = _transformed(rewritten, _OpaqueAttributes(unknown, scalar))
+        free = {n.value for n in walk(rewritten) if isinstance(n, cst.Name) and not _is_attribute_name(rewritten, n)}
+        free -= {probe_name}
     for name in sorted(free - module_level - BUILTIN_NAMES):
         value = literal_binding(function, name) if function is not None else None
         if value is None and stand_in is None:
@@ -63,6 +76,55 @@ def expression_function(
         local_values.append(f"    {name} = {value if value is not None else stand_in}")
     code = "\n".join([f"def {function_name}({probe_name}):", *local_values, f"    return {code_of(rewritten).strip()}"])
     return code, required, free & module_level
+
+
+def _needs_arguments(owner: cst.ClassDef) -> bool:
+    """Whether the class's own `__init__` has a required parameter besides `self`."""
+    for statement in owner.body.body:
+        if isinstance(statement, cst.FunctionDef) and statement.name.value == "__init__":
+            params = statement.params
+            return any(p.default is None for p in (*params.posonly_params, *params.params)[1:]) or any(
+                p.default is None for p in params.kwonly_params
+            )
+    return False
+
+
+# What a tensor stand-in has itself: `x.device` of an unknown `x` stays as written.
+_TENSOR_ATTRIBUTES = frozenset({"device", "dtype", "shape", "ndim", "real", "imag", "data", "T", "mT"})
+
+
+class _OpaqueAttributes(cst.CSTTransformer):
+    """Replace each attribute chain on a value only known at run time (`self.q.vec`, `plane.normal.data`)
+    with a stand-in tensor; `x.device` and the like stay, the stand-in has them, and so does a method
+    called on the value itself (`min_val.unsqueeze(-1)`: the value is a stand-in tensor too)."""
+
+    def __init__(self, names: set[str], stand_in: cst.BaseExpression):
+        self.names, self.stand_in = names, stand_in
+        self.methods: set[cst.Attribute] = set()
+
+    def visit_Call(self, node):
+        if isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Name):
+            self.methods.add(node.func)
+
+    def _opaque(self, node: cst.Attribute) -> bool:
+        if node in self.methods:
+            return False
+        first = node
+        while isinstance(first.value, cst.Attribute):
+            first = first.value
+        return (
+            isinstance(first.value, cst.Name)
+            and first.value.value in self.names
+            and first.attr.value not in _TENSOR_ATTRIBUTES
+        )
+
+    def visit_Attribute(self, node):
+        return not self._opaque(node)  # the outermost chain is replaced whole
+
+    def leave_Attribute(self, original, updated):
+        if self._opaque(original):
+            return self.stand_in.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated
 
 
 def _transformed(expression: cst.BaseExpression, transformer: cst.CSTTransformer) -> cst.BaseExpression:

@@ -64,15 +64,14 @@ class Harness:
 def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     """The harness script for `harness`, whose code calls the runtime module `recipe` (`agl002`) as `_agl_recipe`."""
     future, user_code = extract_definitions(module, harness.names, harness.optional_names)
-    project_root = _import_root(module.path)
-    package = _package_of(module)
+    project_root, package = import_location(module)
     relative_path = os.path.relpath(os.path.abspath(module.path), project_root) if project_root else module.path
     # The copy is compiled apart so that a missing third-party import in it (or in a project module it
     # imports) is reported as such; linecache keeps its source readable for inspect (torch.jit.script).
     definitions = "\n".join([*future, user_code])
     parts = [
         *future,
-        runtime_prelude(recipe, project_root),
+        runtime_prelude(recipe, project_root, _project_folder(project_root)),
         f"__package__ = {package!r}" if package else "",
         "# ---- the user's definitions (copied, not imported) ----",
         f"_agl_probes.run_definitions({definitions!r}, {relative_path!r}, globals())",
@@ -82,21 +81,30 @@ def build_script(module: ParsedModule, harness: Harness, recipe: str) -> str:
     return "\n".join(part for part in parts if part) + "\n"
 
 
-def runtime_prelude(recipe: str | None = None, project_root: str | None = None) -> str:
+def runtime_prelude(
+    recipe: str | None = None, project_root: str | None = None, project_folder: str | None = None
+) -> str:
     """The lines every harness script starts with: the runtime imported, the result channel the runner's
     bootstrap put in the script's namespace taken out of it (before any code under test runs) and handed to
-    `probes.start`, with the project root to put first on sys.path."""
+    `probes.start`, with the project root to put first on sys.path (and the project's folder after it)."""
     imports = f"from {RUNTIME_NAME} import probes as _agl_probes" + (f", {recipe} as _agl_recipe" if recipe else "")
-    return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__)'
+    folder = f", {project_folder!r}" if project_folder else ""
+    return f'{imports}\n_agl_probes.start(globals().pop("_agl_channel", None), {project_root!r}, __file__{folder})'
 
 
-def _package_of(module: ParsedModule) -> str | None:
-    """The package the module's relative imports are relative to (`pkg` for pkg/ops.py and pkg/__init__.py)."""
-    if not module.module_name:
+_PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def _project_folder(root: str | None) -> str | None:
+    """The nearest folder at or above `root` with a pyproject.toml, setup.py or setup.cfg, when it is not
+    `root` itself: where `python -m pytest`, run there, makes the project's other top packages importable
+    (a sibling module that imports the project by name, `projects/X` importing the repository's package)."""
+    if root is None:
         return None
-    if os.path.basename(module.path) == "__init__.py":
-        return module.module_name
-    return module.module_name.rpartition(".")[0] or None
+    for folder in _ancestors(root):
+        if any(os.path.isfile(os.path.join(folder, name)) for name in _PROJECT_FILES):
+            return folder if folder != root else None
+    return None
 
 
 def extract_definitions(
@@ -203,6 +211,68 @@ def _import_root(path: str) -> str | None:
     return os.path.dirname(top_package) if top_package else os.path.dirname(os.path.abspath(path))
 
 
+def import_location(module: ParsedModule) -> tuple[str | None, str | None]:
+    """(the folder to put first on sys.path, the package the module's relative imports are relative to).
+
+    Above the module's top package, as pytest inserts it; higher where the module's own imports say that
+    its package sits in a namespace package (folders without an `__init__.py`): above the folder its
+    absolute import of the project starts with (`megatron` for `from megatron.core.utils import x`, when
+    that module exists there), or as many folders up as its relative imports climb (`from .kernels import
+    f` in ops/indexer.py: `ops` is a package).
+    """
+    root = _import_root(module.path)
+    if root is None:
+        return None, None
+    folder = os.path.dirname(os.path.abspath(module.path))
+    absolute, climb = _imports_of(module)
+    for ancestor in _ancestors(folder):
+        parent, name = os.path.dirname(ancestor), os.path.basename(ancestor)
+        if _is_at_or_above(parent, root) and any(
+            _resolves_under(parent, dotted) for dotted in absolute if dotted.split(".")[0] == name
+        ):
+            root = parent
+            break
+    depth = 0 if folder == root else len(os.path.relpath(folder, root).split(os.sep))
+    for _ in range(climb - depth):  # `from ..x import y` needs the two folders above the module to be packages
+        root = os.path.dirname(root)
+    dotted = os.path.relpath(folder, root).replace(os.sep, ".") if folder != root else ""
+    return root, dotted or None
+
+
+def _imports_of(module: ParsedModule) -> tuple[set[str], int]:
+    """(the dotted names the module imports absolutely, the most levels a relative import of it climbs)."""
+    absolute: set[str] = set()
+    climb = 0
+    for node in walk(module.tree):
+        if isinstance(node, cst.Import):
+            absolute |= {dotted_name(alias.name) or "" for alias in node.names}
+        elif isinstance(node, cst.ImportFrom):
+            if node.relative:
+                climb = max(climb, len(node.relative))
+            elif node.module is not None:
+                absolute.add(dotted_name(node.module) or "")
+    return absolute, climb
+
+
+def _ancestors(folder: str) -> list[str]:
+    found = []
+    while os.path.dirname(folder) != folder:
+        found.append(folder)
+        folder = os.path.dirname(folder)
+    return found
+
+
+def _is_at_or_above(folder: str, root: str) -> bool:
+    """Whether `folder` is `root` or a folder above it."""
+    return root == folder or root.startswith(os.path.join(folder, ""))
+
+
+def _resolves_under(base: str, dotted: str) -> bool:
+    """Whether `import dotted` finds a module or package in `base` (the longest prefix that is a file)."""
+    path = os.path.join(base, *dotted.split("."))
+    return os.path.isfile(path + ".py") or os.path.isdir(path)
+
+
 def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
     """Code for `_agl_builders`: (label, build(shape) -> args) per call shape of `Cls.apply`, from what the
     code declares about each argument (`argument_declarations`); the runtime (inputs.py) harvests or
@@ -220,14 +290,17 @@ def apply_builders(module: ParsedModule, function_class, with_backward: bool = F
 
 _DRIVER_NAME = re.compile(r"_*(test|demo|main|example|run|check|bench|smoke|sanity)", re.IGNORECASE)
 MAX_DRIVERS = 5
+MAX_WRAPPER_TENSORS = 4
 
 
-def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], str]:
-    """(the module's own functions that reach `Cls.apply` and can be called without arguments: a test, a demo,
-    a main, ...; the code that defines them and what they use beyond the class's own definitions).
+def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[tuple[str, int]], str]:
+    """(the module's own functions that reach `Cls.apply`, each with the number of tensors to call it with:
+    0 for those called without arguments (a test, a demo, a main, ...), then the functional wrappers that
+    call it themselves with their required parameters all tensors (`def matmul(A, B, state=None)`); the
+    code that defines them and what they use beyond the class's own definitions).
 
-    The runtime runs that code and those functions only in the forked child that looks for inputs, with
-    `.apply` intercepted, so whatever they do stays there; the `__main__` block is never among them.
+    The runtime runs that code and those functions with `.apply` intercepted, first in the forked child that
+    looks for inputs, so whatever they do there stays there; the `__main__` block is never among them.
     """
     if module.parents.get(function_class.node) is not module.tree:
         return [], ""
@@ -236,20 +309,25 @@ def harvest_drivers(module: ParsedModule, function_class) -> tuple[list[str], st
     reaching = {function_class.name}
     for _ in range(3):  # a wrapper, a module using it, a helper building the module
         reaching |= {s.name.value for s in definitions if _uses(s) & reaching}
+    functions = [s for s in definitions if isinstance(s, cst.FunctionDef) and s.name.value != function_class.name]
     drivers = [
-        s.name.value
-        for s in definitions
-        if isinstance(s, cst.FunctionDef)
-        and _DRIVER_NAME.match(s.name.value)
-        and not _required_parameters(s)
-        and s.name.value != function_class.name
-        and _uses(s) & reaching
-    ][:MAX_DRIVERS]
+        (s.name.value, 0)
+        for s in functions
+        if _DRIVER_NAME.match(s.name.value) and not _required_parameters(s) and _uses(s) & reaching
+    ]
+    drivers += [
+        (s.name.value, len(_required_parameters(s)))
+        for s in functions
+        if 0 < len(_required_parameters(s)) <= MAX_WRAPPER_TENSORS
+        and not s.params.kwonly_params
+        and function_class.name in _uses(s)
+    ]
+    drivers = drivers[:MAX_DRIVERS]
     if not drivers:
         return [], ""
     info = [(s, _binds(s), _uses(s)) for s in statements]
     own = _chosen_statements(info, {function_class.name})
-    return drivers, _code_of_chosen(info, _chosen_statements(info, set(drivers)) - own)
+    return drivers, _code_of_chosen(info, _chosen_statements(info, {name for name, _ in drivers}) - own)
 
 
 def _required_parameters(function: cst.FunctionDef) -> list[str]:
@@ -291,6 +369,8 @@ def argument_declarations(module: ParsedModule, function_class) -> tuple[list[li
         {**hint, "value": _literal(module, param.default) if param.default is not None else None}
         for param, hint in zip(params, hints)
     ]
+    if forward is not None and isinstance(forward.node.params.star_arg, cst.Param):
+        declared.append({"value": None})  # one argument for `*args`: often the tensors forward works on
     return [declared], "declared"
 
 

@@ -27,7 +27,7 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     call = selection.call.deep_replace(selection.condition, condition)
     expression = cst.Tuple([cst.Element(e) for e in (call, condition, selection.when_true, selection.when_false)])
     code, required, optional = expression_function(
-        module, selection.call, expression, found.variable, "_agl_where_parts", stand_in="torch.full_like(_agl_x, 0.75)"
+        module, selection.call, expression, found.variable, "_agl_where_parts", stand_in="_agl_x.new_tensor([0.75])"
     )
     probe = [-1000.0, -100.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 100.0, 1000.0]
     if guard.threshold != UNKNOWN_THRESHOLD:

@@ -14,6 +14,12 @@ def check_where(parts, probe, shown):
     import torch
 
     x = torch.tensor(probe, dtype=torch.float64, requires_grad=True)
+
+    def elementwise(value):
+        # One value per probe point: `theta[..., None]` gives the probe's values with a trailing axis.
+        value = torch.as_tensor(value)
+        return value.reshape(x.shape) if value.numel() == x.numel() else value.broadcast_to(x.shape)
+
     try:
         y, cond, when_true, when_false = parts(x)
         y = torch.as_tensor(y)
@@ -30,12 +36,12 @@ def check_where(parts, probe, shown):
         value = torch.as_tensor(value, dtype=torch.float64)
         if not value.requires_grad:
             return torch.zeros_like(x)
-        (grad,) = torch.autograd.grad(value.broadcast_to(x.shape).sum(), x, allow_unused=True, retain_graph=True)
+        (grad,) = torch.autograd.grad(elementwise(value).sum(), x, allow_unused=True, retain_graph=True)
         return torch.zeros_like(x) if grad is None else grad
 
-    cond = torch.as_tensor(cond).broadcast_to(x.shape)
+    cond = elementwise(cond)
     correct = torch.where(cond, branch_grad(when_true), branch_grad(when_false))
-    values = y.detach().broadcast_to(x.shape)
+    values = elementwise(y.detach())
     bad = [
         (p, c)
         for p, g, c, v in zip(probe, where_grad.tolist(), correct.tolist(), values.tolist())

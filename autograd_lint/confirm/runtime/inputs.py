@@ -156,10 +156,17 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
     if not answer or answer.get("found") == "declared":
         return builders
     if answer.get("found") == "harvested":
-        recorded = _load(answer["arguments"])
-        probes.inputs_origin = f"harvested from {answer['driver']}()"
-        label = f"{class_name}.apply({', '.join(shown(_fresh(value)) for value in recorded)})"
-        return [(label, lambda shape: [_fresh(value) for value in recorded]), *builders]
+        driver, tensors = answer["driver"], answer["tensors"]
+        probes.inputs_origin = f"harvested from {driver}({', '.join(['<tensor>'] * tensors)})"
+        if answer["arguments"] is not None:
+            recorded = _load(answer["arguments"])
+            label = f"{class_name}.apply({', '.join(shown(_fresh(value)) for value in recorded)})"
+            return [(label, lambda shape: [_fresh(value) for value in recorded]), *builders]
+        # Arguments that are not tensors or numbers (a state object the wrapper builds) do not cross from the
+        # child: the wrapper runs again here, up to `.apply`, for each build.
+        run = _replayer(apply, namespace or {}, driver_code, driver, tensors)
+        label = f"{class_name}.apply({', '.join(shown(value) for value in run())})"
+        return [(label, lambda shape: run()), *builders]
     tries = answer.get("tries", 0)
     if answer.get("found") != "searched":
         probes.inputs_origin = f"{origin}, then searched ({tries} tries): forward accepted none"
@@ -238,8 +245,10 @@ def _probe(apply, builders, call, drivers, driver_code, namespace, with_backward
             try:
                 _run(apply, build(shape), with_backward)
                 return {"found": "declared"}
-            except ModuleNotFoundError:  # no input can help: the recipe names what to install
-                return {"found": "declared"}
+            except ImportError as exc:
+                if probes.missing_module(exc) is not None:  # no input can help: the recipe names what to install
+                    return {"found": "declared"}
+                continue
             except Exception:  # noqa: BLE001, S112 - the user's forward rejecting a declared input
                 continue
     harvested = harvest(apply, drivers, driver_code, namespace, started + SEARCH_SECONDS, with_backward)
@@ -368,12 +377,27 @@ def build_state(state):
             args.append(index_tensor(shape, bound, position))
         elif kind == "mask":
             args.append(mask_tensor(tuple(arg["shape"]) if "shape" in arg else main, position))
+        elif kind == "callable":
+            args.append(doubling)
+        elif kind == "list":
+            args.append([])
         else:
             tensor = probes.leaf_tensor(_shape(state, arg), position)
             if state["float32"]:
                 tensor = tensor.detach().to(torch.float32).requires_grad_(True)
             args.append(tensor)
     return args
+
+
+def doubling(*args, **kwargs):
+    """The function a search candidate passes where forward calls an argument (a layer to run, a loss):
+    twice its first tensor argument, so that what forward computes from the result still depends on it."""
+    import torch
+
+    for value in args:
+        if isinstance(value, torch.Tensor):
+            return 2 * value
+    return args[0] if args else None
 
 
 # ---- what torch's error says to change ---------------------------------------------------------------------
@@ -501,6 +525,12 @@ def guided_moves(state, exc, args):
         rank = state["args"][tensors[0]].get("rank", 2) if tensors else 2
         moves += [_changed(state, [p], kind="tensor", rank=rank) for p in chosen]
         moves += [_changed(state, [p], kind="tensor", rank=1, shape=[1]) for p in chosen]
+    if re.search(r"'\w+' object is not callable", text):  # forward calls it: a function, even in first place
+        moves += [_changed(state, [p], kind="callable") for p in suspects if kinds[p] != "callable"]
+    if re.search(
+        r"unsupported operand type\(s\) for \+=: '\w+' and '(?:list|tuple)'|object has no attribute 'append'", text
+    ):
+        moves += [_changed(state, [p], kind="list") for p in suspects if p > 0 and kinds[p] != "list"]
     if re.search(
         r"cannot be interpreted as an integer|converted to an index|must be int, not Tensor|"
         r"Boolean value of Tensor with more than one|converted to Python scalars|cannot be converted to Scalar|"
@@ -529,9 +559,10 @@ class _Recorded(BaseException):  # a BaseException, so that the driver's own `ex
 
 
 def harvest(apply, drivers, driver_code, namespace, deadline, with_backward=False):
-    """{"found": "harvested", "driver", "arguments"} for the first driver (a test, a demo, a main the module
-    defines) that reaches `Cls.apply` with positional arguments forward then accepts; None if none does. The
-    driver stops at that call: `.apply` is replaced by a recorder for the run."""
+    """{"found": "harvested", "driver", "tensors", "arguments"} for the first driver (a test, a demo, a main
+    the module defines, or a wrapper called with `tensors` tensors) that reaches `Cls.apply` with positional
+    arguments forward then accepts; None if none does. The driver stops at that call: `.apply` is replaced by
+    a recorder for the run. `arguments` is None where one of them is an object, which cannot be sent."""
     function_class = getattr(apply, "__self__", None)
     if function_class is None or not drivers:
         return None
@@ -540,35 +571,58 @@ def harvest(apply, drivers, driver_code, namespace, deadline, with_backward=Fals
     except BaseException:  # noqa: BLE001 - a driver's import or definition failing: nothing to harvest
         return None
 
-    def record(*args, **kwargs):
-        if kwargs:
-            raise TypeError("keyword arguments to apply are not recorded")
-        raise _Recorded([_snapshot(value) for value in args])
-
-    for name in drivers:
+    for name, tensors in drivers:
         driver = namespace.get(name)
         if not callable(driver) or time.monotonic() > deadline:
             continue
-        own = vars(function_class).get("apply")
-        function_class.apply = record
         try:
-            driver()
-            continue
-        except _Recorded as recorded:
-            arguments = recorded.arguments
+            arguments = _recorded_call(function_class, driver, tensors)
         except Exception:  # noqa: BLE001, S112 - a driver that fails before reaching apply
             continue
-        finally:
-            if own is None:
-                del function_class.apply  # the inherited classmethod again
-            else:
-                function_class.apply = own
+        if arguments is None:
+            continue
+        try:  # taken before forward runs on them: what the driver passed
+            snapshot = [_snapshot(value) for value in arguments]
+        except TypeError:  # an object argument: the parent runs the driver again (_replayer)
+            snapshot = None
         try:
-            _run(apply, [_fresh(value) for value in arguments], with_backward)
+            _run(apply, arguments if snapshot is None else [_fresh(value) for value in snapshot], with_backward)
         except Exception:  # noqa: BLE001, S112 - the recorded call fails outside its driver
             continue
-        return {"found": "harvested", "driver": name, "arguments": _dump(arguments)}
+        dumped = None if snapshot is None else _dump(snapshot)
+        return {"found": "harvested", "driver": name, "tensors": tensors, "arguments": dumped}
     return None
+
+
+def _recorded_call(function_class, driver, tensors):
+    """The positional arguments `driver` (called with `tensors` float leaf tensors of one shape) passes to
+    `function_class.apply`, which is replaced for the call; None if it returns without calling it."""
+
+    def record(*args, **kwargs):
+        if kwargs:
+            raise TypeError("keyword arguments to apply are not recorded")
+        raise _Recorded(list(args))
+
+    own = vars(function_class).get("apply")
+    function_class.apply = record
+    try:
+        driver(*[probes.leaf_tensor((ALIGNED_SIZE, ALIGNED_SIZE), seed) for seed in range(tensors)])
+    except _Recorded as recorded:
+        return recorded.arguments
+    finally:
+        if own is None:
+            del function_class.apply  # the inherited classmethod again
+        else:
+            function_class.apply = own
+    return None
+
+
+def _replayer(apply, namespace, driver_code, name, tensors):
+    """A function that runs the driver `name` in this process up to `.apply` and returns the arguments it
+    passes (fresh objects on each call)."""
+    exec(compile(driver_code, probes._COPY_PREFIX + "drivers>", "exec", dont_inherit=True), namespace)
+    function_class = apply.__self__
+    return lambda: _recorded_call(function_class, namespace[name], tensors)
 
 
 def _snapshot(value):
@@ -594,8 +648,12 @@ def shown(value):
     dtype where it is not the harness's float64 or long), or the value."""
     import torch
 
-    if not isinstance(value, torch.Tensor):
+    if callable(value) and not isinstance(value, torch.Tensor):
+        return "<function>"
+    if value is None or isinstance(value, (bool, int, float, str, list, tuple)):
         return repr(value)
+    if not isinstance(value, torch.Tensor):
+        return f"<{type(value).__name__}>"  # an object a driver built
     kind = "mask" if value.dtype == torch.bool else "tensor" if value.is_floating_point() else "index"
     usual = value.dtype in (torch.bool, torch.float64, torch.int64)
     return f"<{kind} {list(value.shape)}{'' if usual else ' ' + str(value.dtype).replace('torch.', '')}>"

@@ -10,6 +10,7 @@ rule's recipe; `confirm/builders/` writes the call to it.
 
 import math
 import os
+import re
 import sys
 
 # The device harnesses build their tensors on: the runner sets it in the harness's environment only
@@ -23,6 +24,13 @@ NEEDS_CUDA_ERRORS = (
     "no CUDA-capable device is detected",
     "0 active drivers",  # Triton launching a kernel without a GPU
     "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
+    "with arguments from the 'CPU' backend",  # an extension's operator with no CPU kernel
+)
+# What code that runs collectives raises where it gets no process group: the harness has none to give (its
+# network namespace has no interface for gloo, and one process cannot show what a collective changes).
+NEEDS_PROCESS_GROUP = re.compile(
+    r"process group|init_process_group|group should not be None|has no attribute "
+    r"'\w*(?:all_?reduce|all_?gather|all_to_all|reduce_scatter|world_size|process_group|parallel_group)\w*'"
 )
 
 # Set by `start`, before the user's definitions run.
@@ -35,13 +43,16 @@ inputs_origin: str | None = None
 _RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
-def start(channel, project_root=None, harness_script=None):
+def start(channel, project_root=None, harness_script=None, project_folder=None):
     """Take the result channel the runner's bootstrap handed to the harness script as `_agl_channel` (the
     script pops it out of its namespace and passes it here, before the user's code runs), and put the
-    project root first on sys.path, so that the copied code imports the project as its own tests do."""
+    project root first on sys.path (the project's folder, where its pyproject.toml is, after it), so that the
+    copied code imports the project as its own tests do."""
     global _channel, _project_root, _harness_script
     _channel, _project_root = channel, project_root
     _harness_script = os.path.abspath(harness_script) if harness_script else None
+    if project_folder:
+        sys.path.insert(0, project_folder)
     if project_root:
         sys.path.insert(0, project_root)
     _use_device()
@@ -95,6 +106,8 @@ def report(verdict, evidence, with_origin=True):
             pass
     if verdict == "inconclusive" and DEVICE == "cpu" and any(error in str(evidence) for error in NEEDS_CUDA_ERRORS):
         evidence = f"needs a CUDA device ({evidence})"
+    elif verdict == "inconclusive" and NEEDS_PROCESS_GROUP.search(str(evidence)):
+        evidence = f"needs a torch.distributed process group ({evidence})"
     if with_origin and inputs_origin and not str(evidence).startswith("needs a CUDA device"):
         evidence = f"{evidence} (inputs: {inputs_origin})"
     if _channel is None:
@@ -121,27 +134,58 @@ def run_definitions(source, path, namespace):
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for inspect.getsource
     try:
         exec(compile(source, filename, "exec", dont_inherit=True), namespace)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] == "torch":
+    except ImportError as exc:
+        if missing_module(exc) is None:
             raise
         report("inconclusive", missing_dependency(exc))
 
 
+def missing_module(exc):
+    """The module an ImportError says this interpreter lacks, other than torch (which the runner reports):
+    `x` for `No module named 'x'`, and `pkg._C` for `cannot import name '_C' from 'pkg'` where the package
+    has no such submodule (a compiled extension that was not built); None for another import error."""
+    import importlib.util
+
+    if isinstance(exc, ModuleNotFoundError):
+        name = exc.name or ""
+        return name if name and name.split(".")[0] != "torch" else None
+    attribute = re.match(r"cannot import name '(\w+)' from '([\w.]+)'", str(exc))
+    if attribute is None:
+        return None
+    name, package = attribute.group(1), sys.modules.get(attribute.group(2))
+    if package is None or not hasattr(package, "__path__") or package.__name__.split(".")[0] == "torch":
+        return None
+    submodule = f"{package.__name__}.{name}"
+    try:
+        found = importlib.util.find_spec(submodule)
+    except (ImportError, ValueError):
+        found = None
+    return submodule if found is None else None
+
+
 def missing_dependency(exc):
     """`missing dependency: No module named 'x' (imported by pkg/ops.py)`, naming the last file of the
-    project or of a library in the traceback (the user's module for its copied code); the harness script
-    and this package are not the importer."""
+    project or of a library in the traceback (the user's module for its copied code); the harness script,
+    this package and importlib (`import_module`) are not the importer."""
     importer, root = None, _project_root
     frame = exc.__traceback__
     while frame is not None:
         filename = frame.tb_frame.f_code.co_filename
         if filename.startswith(_COPY_PREFIX):
             importer = filename[len(_COPY_PREFIX) : -1]
-        elif not filename.startswith("<") and not _is_harness_code(filename):
+        elif not filename.startswith("<") and not _is_harness_code(filename) and not _is_importlib(filename):
             inside = root and os.path.abspath(filename).startswith(os.path.join(root, ""))
             importer = os.path.relpath(filename, root) if inside else filename
         frame = frame.tb_next
-    return f"missing dependency: {exc}" + (f" (imported by {importer})" if importer else "")
+    missing = missing_module(exc)
+    text = str(exc) if isinstance(exc, ModuleNotFoundError) or missing is None else f"No module named '{missing}'"
+    return f"missing dependency: {text}" + (f" (imported by {importer})" if importer else "")
+
+
+def _is_importlib(filename):
+    import importlib
+
+    return os.path.dirname(os.path.abspath(filename)) == os.path.dirname(os.path.abspath(importlib.__file__))
 
 
 def _is_harness_code(filename):
@@ -205,20 +249,25 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
     """Every (label, args, output) for which forward runs: each call variant with the first input
     shape it accepts (with `every_shape`, each shape it accepts). Inconclusive if forward fits no
     variant at all."""
-    runs, error = [], None
+    runs, error, needs_cuda = [], None, None
     for label, build in builders:
         for shape in shapes or INPUT_SHAPES:
             try:
                 args = build(shape)
                 output = apply(*args)
-            except ModuleNotFoundError as exc:  # no input can help: say what to install
-                report("inconclusive", missing_dependency(exc), with_origin=False)
+            except ImportError as exc:
+                if missing_module(exc) is not None:  # no input can help: say what to install
+                    report("inconclusive", missing_dependency(exc), with_origin=False)
+                error = f"{type(exc).__name__}: {exc}"
+                continue
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
                 error = f"{type(exc).__name__}: {exc}"
+                if needs_cuda is None and any(text in error for text in NEEDS_CUDA_ERRORS):
+                    needs_cuda = error  # the input that got furthest: what it lacks is a GPU, not another input
                 continue
             runs.append((label, build, shape, output))
             if not every_shape:
                 break
     if not runs:
-        report("inconclusive", f"forward failed on every synthesized input; last error: {error}")
+        report("inconclusive", f"forward failed on every synthesized input; last error: {needs_cuda or error}")
     return runs

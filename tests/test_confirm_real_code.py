@@ -1,0 +1,353 @@
+"""Confirm on code shaped like real repositories' (benchmarks/confirm_real.py measures the real ones), under
+real torch, through the command line.
+
+A compiled extension the package does not have (`from pkg import _C`) is a missing dependency; a top package
+inside a namespace package (`nslib/core/` imported as `nslib.core`) imports from above the namespace folder,
+a folder without `__init__.py` is a package where the module's imports say so, and the project's folder
+(its pyproject.toml) is on sys.path too;
+an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
+evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search; a state
+object only the module's functional wrapper builds comes from calling the wrapper on tensors;
+an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; a collective with no process
+group to run in says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autograd_lint.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROJECT = {
+    "pyproject.toml": "[tool.autograd-lint]\n",
+    "geom/__init__.py": "",
+    # `_C` is the package's compiled extension, never built here.
+    "geom/render.py": """
+        import torch
+
+        from geom import _C
+
+
+        class Blend(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                return _C.blend(x)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # An object built from a tensor the harness cannot know: its attributes stand in.
+    "geom/axis.py": """
+        import torch
+
+
+        class Axis:
+            def __init__(self, data):
+                self.data = data
+
+            @property
+            def vec(self):
+                return self.data[..., 1:]
+
+            def direction(self):
+                length = self.vec.norm(dim=-1)
+                return torch.where(length[..., None] != 0, self.vec / length[..., None], self.vec * 0)
+        """,
+    # Locals the harness cannot know (`data`, `low`) reshaped against the guarded one: they stand in as one value.
+    "geom/histogram.py": """
+        import torch
+
+
+        def normalize(data, eps=1e-8):
+            low, _ = data.min(dim=-1)
+            high, _ = data.max(dim=-1)
+            spread = (high - low).unsqueeze(-1)
+            return torch.where(spread > eps, (data - low.unsqueeze(-1)) / spread, 0)
+        """,
+    # `nslib` has no __init__.py: a namespace package, imported by its full name.
+    "nslib/core/__init__.py": "",
+    "nslib/core/utils.py": "ONE = 1.0\n",
+    "nslib/core/ops.py": """
+        import torch
+
+        from nslib.core.utils import ONE
+
+
+        class ScaleGrad(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale * ONE
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # `experimental/` has no __init__.py either, inside the package: its module imports the package by name.
+    "nslib/core/experimental/attn.py": """
+        import torch
+
+        from nslib.core.utils import ONE
+
+
+        class Attn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale * ONE
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.scale
+        """,
+    # No __init__.py at all: the relative import says that `ops` is a package.
+    "plugins/ops/helpers.py": "SCALE = 2.0\n",
+    "plugins/ops/fused.py": """
+        import torch
+
+        from .helpers import SCALE
+
+
+        class Fused(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, y):
+                return x * SCALE + y
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * SCALE
+        """,
+    # A script beside the package imports it by name, as it would run from the project's folder.
+    "geom/const.py": "GAIN = 1.0\n",
+    "experiments/gain.py": """
+        import torch
+
+        from geom.const import GAIN
+
+
+        class Gain(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, y):
+                return x * GAIN + y
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * GAIN
+        """,
+    # Activation checkpointing: forward calls its first argument on the rest.
+    "tools/recompute.py": """
+        import torch
+
+
+        class Recompute(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, run_function, *args):
+                ctx.run_function = run_function
+                ctx.save_for_backward(*args)
+                with torch.no_grad():
+                    return run_function(*args)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                inputs = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+                with torch.enable_grad():
+                    output = ctx.run_function(*inputs)
+                grad_output.mul_(2)
+                torch.autograd.backward(output, grad_output)
+                return (None, *(t.grad for t in inputs))
+        """,
+    # Its first argument is a settings object: on tensors backward fails, on numbers forward returns one.
+    "tools/broadcast.py": """
+        from torch.autograd import Function
+
+
+        class Broadcast(Function):
+            @staticmethod
+            def forward(ctx, options, x, tag):
+                ctx.options = options
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output * ctx.options.gain()
+        """,
+    # Only its functional wrapper knows the state object it takes.
+    "tools/quant.py": """
+        from dataclasses import dataclass
+
+        import torch
+
+
+        @dataclass
+        class QuantState:
+            scale: float = 0.5
+
+
+        class QuantMatmul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b, state):
+                weight = b * state.scale
+                ctx.a = a
+                ctx.state = state
+                ctx.save_for_backward(weight)
+                return a @ weight.t()
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (weight,) = ctx.saved_tensors
+                return grad_output @ weight, (grad_output.t() @ ctx.a) * ctx.state.scale, None
+
+
+        def quant_matmul(a, b, state=None):
+            state = state or QuantState()
+            return QuantMatmul.apply(a, b, state)
+        """,
+    # A collective on its argument: the harness has no process group to give.
+    "tools/allreduce.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class AllReduce(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, process_group):
+                dist.all_reduce(x, group=process_group)
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output, None
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    for name, text in PROJECT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def verdicts(project):
+    """{(path, line, code): confirm verdict} of one CliRunner run over the project."""
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["check", "--select", "ALL", "--confirm", "--no-cache", "--output-format", "json", "-j", "2", "."],
+            catch_exceptions=False,
+        )
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 1, result.stderr
+    return {(d["path"], d["line"], d["code"]): d["confirm"] for d in json.loads(result.stdout)}
+
+
+def test_a_compiled_extension_the_package_lacks_is_a_missing_dependency(verdicts):
+    assert verdicts[("geom/render.py", 14, "AGL002")]["verdict"] == "inconclusive"
+    assert verdicts[("geom/render.py", 14, "AGL002")]["evidence"] == (
+        "missing dependency: No module named 'geom._C' (imported by geom/render.py)"
+    )
+
+
+def test_a_package_inside_a_namespace_package_imports_by_its_full_name(verdicts):
+    assert verdicts[("nslib/core/ops.py", 14, "AGL002")] | {"seconds": 0} == {
+        "verdict": "confirmed",
+        "evidence": "ScaleGrad.apply(<tensor>, <tensor>) then backward raised RuntimeError: function "
+        "ScaleGradBackward returned an incorrect number of gradients (expected 2, got 1) (inputs: declared)",
+        "seconds": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "function"),
+    [("nslib/core/experimental/attn.py", "Attn"), ("plugins/ops/fused.py", "Fused"), ("experiments/gain.py", "Gain")],
+)
+def test_a_module_in_a_folder_without_init_imports_as_its_imports_say(verdicts, path, function):
+    (verdict,) = [v for (where, _, code), v in verdicts.items() if where == path and code == "AGL002"]
+    assert verdict["verdict"] == "confirmed"
+    assert verdict["evidence"].startswith(f"{function}.apply(<tensor>, <tensor>) then backward raised RuntimeError: ")
+
+
+def test_a_where_on_attributes_of_an_object_the_harness_cannot_build_is_confirmed(verdicts):
+    assert verdicts[("geom/axis.py", 14, "AGL023")]["verdict"] == "confirmed"
+    assert verdicts[("geom/axis.py", 14, "AGL023")]["evidence"].endswith(
+        "finite output but NaN gradient at x=0: NaN (selected branch: 0)"
+    )
+
+
+def test_a_where_on_locals_the_harness_cannot_know_is_confirmed_per_probe_point(verdicts):
+    assert verdicts[("geom/histogram.py", 8, "AGL023")]["verdict"] == "confirmed"
+    assert verdicts[("geom/histogram.py", 8, "AGL023")]["evidence"].endswith(
+        "finite output but NaN gradient at x=0: NaN (selected branch: 0)"
+    )
+
+
+def test_a_forward_that_calls_its_argument_gets_a_function_and_its_varargs_a_tensor(verdicts):
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["verdict"] == "confirmed"
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["evidence"].startswith(
+        "Recompute.apply(<function>, <tensor [2, 3]>), then backward with an explicit upstream gradient"
+    )
+    assert verdicts[("tools/recompute.py", 17, "AGL008")]["evidence"].endswith("(inputs: searched (2 tries))")
+
+
+def test_an_arity_harness_whose_backward_never_ran_is_inconclusive(verdicts):
+    assert verdicts[("tools/broadcast.py", 12, "AGL002")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/broadcast.py", 12, "AGL002")]["evidence"] == (
+        "backward never ran to the end: Broadcast.apply(<tensor>, <tensor>, <tensor>): backward raised "
+        "AttributeError: 'Tensor' object has no attribute 'gain'; Broadcast.apply(<tensor>, 1, 1): no output "
+        "requires grad; Broadcast.apply(<tensor>, 0.5, 0.5): no output requires grad (inputs: declared)"
+    )
+
+
+def test_a_state_object_only_the_wrapper_builds_is_harvested_by_calling_the_wrapper(verdicts):
+    verdict = verdicts[("tools/quant.py", 15, "AGL007")]
+    assert verdict["verdict"] == "confirmed"
+    assert verdict["evidence"].startswith("QuantMatmul.apply(<tensor [4, 4]>, <tensor [4, 4]>, <QuantState>): ")
+    assert verdict["evidence"].endswith("(inputs: harvested from quant_matmul(<tensor>, <tensor>))")
+
+
+def test_a_collective_without_a_process_group_says_so(verdicts):
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["evidence"] == (
+        "needs a torch.distributed process group (forward failed on every synthesized input; last error: "
+        "AttributeError: 'float' object has no attribute 'allreduce') "
+        "(inputs: declared, then searched (30 tries): forward accepted none)"
+    )
+
+
+def test_a_namespace_package_and_a_missing_extension_in_a_real_process(project):
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograd_lint", "--confirm", "--no-cache", "--output-format", "json", "geom", "nslib"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert proc.returncode == 1, proc.stderr
+    found = {(d["path"], d["code"]): d["confirm"]["verdict"] for d in json.loads(proc.stdout)}
+    assert found == {
+        ("geom/render.py", "AGL002"): "inconclusive",
+        ("geom/axis.py", "AGL023"): "confirmed",
+        ("geom/histogram.py", "AGL023"): "confirmed",
+        ("nslib/core/ops.py", "AGL002"): "confirmed",
+        ("nslib/core/experimental/attn.py", "AGL002"): "confirmed",
+    }
