@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_markers import expected_audit_verdicts
 
 from autograd_lint.cli import main
 from autograd_lint.config import Config
@@ -17,6 +18,8 @@ from autograd_lint.confirm.audit import audit_paths
 from autograd_lint.confirm.runner import RunLimits
 
 ROOT = Path(__file__).resolve().parent.parent
+# Realistic modules (helpers, module wrappers, demos) whose Functions carry the verdict the audit must give.
+AUDIT_FIXTURES = ROOT / "fixtures" / "audit"
 
 IMPORTS = "import torch\n\n\n"
 MISSING_FACTOR = """\
@@ -207,3 +210,41 @@ def test_a_clean_module_exits_0_in_a_real_process(tmp_path):
         " (inputs: call site)",
         "Audited 1 Function in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 0 inconclusive.",
     ]
+
+
+@pytest.fixture(scope="module")
+def fixture_verdicts():
+    report = audit_paths([str(AUDIT_FIXTURES)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
+    return {(Path(f.path).name, f.name): (f.verdict, f.detail) for f in report.functions}
+
+
+AUDIT_FIXTURE_FILES = sorted(AUDIT_FIXTURES.glob("*.py"))
+
+
+def test_every_audit_fixture_function_carries_its_verdict():
+    expected = {path.name: expected_audit_verdicts(path.read_text()) for path in AUDIT_FIXTURE_FILES}
+    every = {verdict for verdicts in expected.values() for verdict in verdicts.values()}
+    assert every == {"verified", "wrong-gradient", "ste"}
+    assert sum(len(verdicts) for verdicts in expected.values()) >= 45
+
+
+@pytest.mark.parametrize("path", AUDIT_FIXTURE_FILES, ids=lambda p: p.name)
+def test_audit_fixtures_get_the_verdicts_their_markers_name(fixture_verdicts, path):
+    expected = expected_audit_verdicts(path.read_text())
+    got = {name: verdict for (file, name), (verdict, _) in fixture_verdicts.items() if file == path.name}
+    assert got.keys() == expected.keys(), "every audited Function is marked, every marked one audited"
+    wrong = {
+        name: (expected[name], fixture_verdicts[path.name, name]) for name in expected if got[name] != expected[name]
+    }
+    assert wrong == {}
+
+
+def test_an_undifferentiated_input_the_code_does_not_show_is_retried_as_a_number(fixture_verdicts):
+    # RMSNorm's eps comes from `self.eps`: synthesized as a tensor it broadcasts per element and forward's
+    # math is no longer the one backward differentiates.
+    verdict, detail = fixture_verdicts["audit_reductions.py", "RMSNormFunction"]
+    assert (verdict, detail) == (
+        "verified",
+        "RMSNormFunction.apply(<tensor>, <tensor>, <tensor>): gradcheck passed for x, weight (with `eps` a number,"
+        " not a synthesized tensor) and gradgradcheck (inputs: declared)",
+    )

@@ -156,6 +156,42 @@ VALID = [
         def quantize(x):
             return SymQuantizer.apply(x, 4)
     """,
+    # a binary quantizer scaled by the mean magnitude, identity backward (DeepSpeed's, XNOR-Net's): forward's
+    # numerical Jacobian is the dense rank-1 derivative of the shared scale, with no element's own part
+    """\
+        import torch
+
+
+        class BinaryQuantizer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                alpha = x.abs().mean()
+                return torch.sign(x) * alpha
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output
+    """,
+    # a ternary quantizer: threshold 0.7 * mean |x|, scaled by the mean magnitude of the kept elements,
+    # clipped-identity backward
+    """\
+        import torch
+
+
+        class TernaryQuantizer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                delta = 0.7 * x.abs().mean()
+                kept = (x.abs() > delta).to(x.dtype)
+                alpha = (x.abs() * kept).sum() / kept.sum()
+                return torch.sign(x) * kept * alpha
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (x,) = ctx.saved_tensors
+                return grad_output * (x.abs() <= 1).to(grad_output.dtype)
+    """,
     # an auxiliary loss attached to the graph: forward ignores it, backward gives it a gradient (Megatron's)
     """\
         import torch
@@ -281,6 +317,8 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "verified",
         "inconclusive",
+        "ste",
+        "ste",
         "ste",
         "ste",
         "ste",

@@ -17,18 +17,24 @@ ATOL, RTOL = 1e-5, 1e-3  # gradcheck's default tolerances
 MAX_CANDIDATES = 6
 # An input at least this share of whose elements move no output (their numerical Jacobian column is zero) is one
 # forward is piecewise constant in.
-MOSTLY_FLAT_DIAGONAL = 0.5  # with an identity-like backward: forward's own derivative zero on this share
 PIECEWISE_CONSTANT_SHARE = 0.9
+# A numerical Jacobian of at most this rank per element is a shared scale's only (sign(x) * mean|x|): no
+# element's own derivative is in it.
+LOW_RANK_SHARE = 0.5
+# What a synthesized tensor backward does not differentiate is replaced with when it may be a number (an eps, a
+# scale): neither 0 nor 1, so that a factor it should bring still shows.
+UNDIFFERENTIATED_NUMBER = 0.5
+RNG_SEED = 0  # every forward call starts from it, so that a random forward draws the same mask each time
 
 
 def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
     """Report the audit's outcome for `apply` (`Cls.apply`); `names` are forward's inputs (for the message),
     `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
     estimator is then possible), `once_differentiable` whether backward is decorated so."""
+    apply = _on_copies(apply)
     tried = []
     for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
-        args = _float64(build(shape))
-        tried.append((label, args, _check(apply, args, names, step_ops_in_forward)))
+        tried.append((label, *_check_in_domain(apply, _float64(build(shape)), names, step_ops_in_forward)))
         if not tried[-1][2]["detail"].startswith(("forward failed", "backward failed")):
             break
     else:  # every input forward accepted failed there or in backward: say so for the first one
@@ -37,23 +43,63 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1:
         # A kink hit by chance fails at one point only: the same inputs moved away from zero must fail too.
         shifted = _check(apply, _shifted(args), names, step_ops_in_forward)
-        if shifted["verdict"] != "wrong-gradient":
+        if shifted["verdict"] not in ("wrong-gradient", "domain"):
             outcome = {**shifted, "detail": shifted["detail"] + " (after a retry with inputs moved off a kink)"}
             args = _shifted(args)
-    if outcome["verdict"] == "domain":
-        # NaN from log/sqrt/pow of negatives: the Function's domain is the positive numbers.
-        args = _positive(args)
-        outcome = _check(apply, args, names, step_ops_in_forward)
-        if outcome["verdict"] == "domain":
-            outcome = {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
-        else:
-            outcome["detail"] += " (with positive inputs: NaN on the synthesized ones)"
+    synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
+    if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
+        args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
     if outcome["verdict"] == "verified" and not once_differentiable:
         outcome = _check_second_order(apply, args, outcome)
     outcome["call"] = label
     outcome["arguments"] = [_source_of(value) for value in args]
     outcome["origin"] = probes.inputs_origin
     report("confirmed", json.dumps(outcome), with_origin=False)
+
+
+def _check_in_domain(apply, args, names, step_ops_in_forward):
+    """(the inputs checked, the outcome): NaN from log/sqrt/pow of negatives means the Function's domain is
+    the positive numbers, so those inputs are tried made positive."""
+    outcome = _check(apply, args, names, step_ops_in_forward)
+    if outcome["verdict"] != "domain":
+        return args, outcome
+    args = _positive(args)
+    outcome = _check(apply, args, names, step_ops_in_forward)
+    if outcome["verdict"] == "domain":
+        return args, {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
+    return args, {**outcome, "detail": outcome["detail"] + " (with positive inputs: NaN on the synthesized ones)"}
+
+
+def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
+    """A synthesized float tensor that backward gives no gradient for may stand for a Python number the code
+    does not show (`self.eps`, a scale): broadcast against the input it changes forward's math, so that a
+    right backward seems wrong. The wrong gradient stands unless it disappears with such inputs numbers."""
+    differentiated = set(outcome.get("inputs", []))
+    positions = [p for p, v in enumerate(args) if _is_float_tensor(v) and p not in differentiated]
+    if not positions:
+        return args, outcome
+    numbers = [UNDIFFERENTIATED_NUMBER if p in positions else v for p, v in enumerate(args)]
+    retried = _check(apply, numbers, names, step_ops_in_forward)
+    if retried["verdict"] not in ("verified", "ste"):
+        return args, outcome
+    shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
+    return numbers, {**retried, "detail": retried["detail"] + f" (with {shown} a number, not a synthesized tensor)"}
+
+
+def _on_copies(apply):
+    """`apply` called on copies of the float tensors that require grad: a forward that writes into its input
+    (with mark_dirty) may not write into a leaf, and the caller's tensor stays as it was."""
+
+    def call(*args):
+        return apply(*[value.clone() if _is_float_tensor(value) and value.requires_grad else value for value in args])
+
+    return call
+
+
+def _is_float_tensor(value):
+    import torch
+
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
 
 
 def _float64(args):
@@ -96,7 +142,9 @@ def _differentiable(apply, args, positions):
         call = [value.clone() if isinstance(value, torch.Tensor) else value for value in args]
         for position, tensor in zip(positions, inputs):
             call[position] = tensor.clone()
-        outputs = tensors_in(apply(*call))
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if probes.DEVICE == "cuda" else []):
+            torch.manual_seed(RNG_SEED)
+            outputs = tensors_in(apply(*call))
         return tuple(o for o in outputs if o.is_floating_point() and o.requires_grad)
 
     return function
@@ -280,16 +328,17 @@ def _input_only_backward_reads(apply, args, positions, inputs, analytical):
 def _straight_through(constant, analytical, numerical):
     """Whether backward's gradient for one input is a straight-through estimator's (forward has step ops):
     forward is flat in almost every element, or backward is an identity or clipped identity while forward's
-    own derivative is zero on most of the diagonal (a quantizer whose scale follows the largest element moves
-    with that one element only, so on a few synthesized elements it is not flat in 90 % of them)."""
+    derivative is only that of a scale many elements share: a quantizer `sign(x) * mean|x|` (XNOR-Net,
+    DeepSpeed's binary and ternary ones), per row or per tensor, or one whose scale follows the largest
+    element. That derivative has rank at most the number of scales, never an element's own (diagonal) part."""
     import torch
 
     if constant >= PIECEWISE_CONSTANT_SHARE:
         return True
     if _surrogate_kind(analytical) not in ("identity", "clipped identity") or numerical.shape[0] != numerical.shape[1]:
         return False
-    flat = (torch.diagonal(numerical).abs() <= ATOL).double().mean()
-    return bool(flat >= MOSTLY_FLAT_DIAGONAL)
+    rank = int(torch.linalg.matrix_rank(numerical, atol=ATOL, rtol=RTOL))
+    return rank <= LOW_RANK_SHARE * numerical.shape[1]
 
 
 def _passes_through(numerical):
