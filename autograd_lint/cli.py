@@ -154,6 +154,14 @@ report_options = _options(
         help="Write the report to this file instead of stdout (the summary stays on stderr).",
     ),
 )
+# Where harnesses run their tensors: the same for confirm (`check --confirm`) and `audit`.
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="Device harnesses build their tensors on; with cpu they see no GPU.",
+)
 
 
 @main.command("check", cls=_CheckCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -254,13 +262,7 @@ report_options = _options(
     show_default=True,
     help="Memory (data segment) limit of one harness, in MB; with --device cuda, its GPU memory's too.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="cpu",
-    show_default=True,
-    help="Device confirm harnesses build their tensors on; with cpu they see no GPU.",
-)
+@device_option
 @click.option(
     "-j",
     "--jobs",
@@ -644,8 +646,13 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per Function.")
 @click.option(
-    "--memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Memory limit per harness, MB."
+    "--memory",
+    type=click.IntRange(min=256),
+    default=4096,
+    show_default=True,
+    help="Memory (data segment) limit per harness, MB; with --device cuda, its GPU memory's too.",
 )
+@device_option
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: CPUs]."
 )
@@ -665,6 +672,7 @@ def audit(
     python_path,
     timeout,
     memory,
+    device,
     jobs,
 ) -> None:
     """Gradcheck every custom Function under torch; a wrong gradient is AGL200.
@@ -682,7 +690,7 @@ def audit(
     from .confirm.warm_worker import warm_workers
 
     python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
-    limits = RunLimits(python or sys.executable, timeout, memory)
+    limits = RunLimits(python or sys.executable, timeout, memory, device)
     with warm_workers():  # the preflight starts the worker the audit's harnesses are forked from
         try:
             check_environment(limits)

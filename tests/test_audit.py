@@ -248,3 +248,62 @@ def test_an_undifferentiated_input_the_code_does_not_show_is_retried_as_a_number
         "RMSNormFunction.apply(<tensor>, <tensor>, <tensor>): gradcheck passed for x, weight (with `eps` a number,"
         " not a synthesized tensor) and gradgradcheck (inputs: declared)",
     )
+
+
+DEVICE_FUNCTIONS = """\
+import os
+
+import torch
+
+
+class OnGpu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return (x.cuda() * 2).cpu()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+class SeesNoGpu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        if os.environ.get("CUDA_VISIBLE_DEVICES") != "" or os.environ.get("AUTOGRAD_LINT_DEVICE") != "cpu":
+            raise RuntimeError("a GPU is visible")
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+"""
+
+
+def test_cli_device_cpu_hides_the_gpu_and_a_function_needing_cuda_is_inconclusive(tmp_path, monkeypatch):
+    (tmp_path / "gpu.py").write_text(DEVICE_FUNCTIONS)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["audit", "-j", "2", "--device", "cpu", "--show-verdicts", "gpu.py"])
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr.splitlines() == [
+        "gpu.py:12:9: OnGpu: inconclusive: needs a CUDA device (gpu.py:8 initializes CUDA; confirm ran on the CPU)",
+        "gpu.py:24:9: SeesNoGpu: verified: SeesNoGpu.apply(<tensor>): gradcheck passed for x and gradgradcheck"
+        " (inputs: declared)",
+        "Audited 2 Functions in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 1 inconclusive.",
+    ]
+
+
+def test_cli_device_cuda_reaches_the_child_that_cannot_initialize_cuda_here(tmp_path, monkeypatch):
+    import torch
+
+    from autograd_lint.confirm import audit as audit_module
+
+    # This torch is a CPU build: the preflight runs under the harnesses' limits with the device asked for.
+    assert torch.version.cuda is None
+    monkeypatch.setattr(audit_module, "run_scripts", lambda *args, **kwargs: pytest.fail("a harness ran"))
+    (tmp_path / "gpu.py").write_text(DEVICE_FUNCTIONS)
+    result = invoke(["audit", "--device", "cuda", str(tmp_path)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"autograd-lint: error: audit cannot run with --device cuda: {sys.executable} cannot initialize CUDA "
+        "(AssertionError: Torch not compiled with CUDA enabled)\n"
+    )

@@ -192,6 +192,76 @@ VALID = [
                 (x,) = ctx.saved_tensors
                 return grad_output * (x.abs() <= 1).to(grad_output.dtype)
     """,
+    # a jvp (forward mode) checked with gradcheck(check_forward_ad=True): right
+    """\
+        import torch
+
+
+        class ExpJvp(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x.exp()
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                (x,) = inputs
+                ctx.save_for_backward(output)
+                ctx.save_for_forward(output)
+
+            @staticmethod
+            def backward(ctx, grad):
+                (out,) = ctx.saved_tensors
+                return grad * out
+
+            @staticmethod
+            def jvp(ctx, x_t):
+                (out,) = ctx.saved_tensors
+                return x_t * out
+    """,
+    # a vmap staticmethod checked against a loop over the batch: right
+    """\
+        import torch
+
+
+        class SquareVmap(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+
+            @staticmethod
+            def vmap(info, in_dims, x):
+                return SquareVmap.apply(x), in_dims[0]
+    """,
+    # generate_vmap_rule = True: the generated rule checked the same way
+    """\
+        import torch
+
+
+        class SquareGenerated(torch.autograd.Function):
+            generate_vmap_rule = True
+
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+    """,
     # an auxiliary loss attached to the graph: forward ignores it, backward gives it a gradient (Megatron's)
     """\
         import torch
@@ -273,6 +343,54 @@ INVALID = [
                 (x,) = ctx.saved_tensors
                 return grad * torch.where(x > 0, 2 * x, torch.ones_like(x))
     """,
+    # a jvp with an extra factor 2: backward is right, forward mode is not
+    """\
+        import torch
+
+
+        class ExpWrongJvp(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x.exp()
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(output)
+                ctx.save_for_forward(output)
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (out,) = ctx.saved_tensors
+                return grad * out
+
+            @staticmethod
+            def jvp(ctx, x_t):
+                (out,) = ctx.saved_tensors
+                return 2 * x_t * out
+    """,
+    # a vmap staticmethod that mixes the batch elements (sums over the batch dim)
+    """\
+        import torch
+
+
+        class SquareWrongVmap(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+
+            @staticmethod
+            def vmap(info, in_dims, x):
+                return x * x.sum(0, keepdim=True), in_dims[0]
+    """,
 ]
 
 
@@ -293,24 +411,24 @@ def audited(tmp_path_factory):
     found: dict[str, list[tuple[int, int]]] = {name: [] for name in sources}
     for diagnostic in audit_diagnostics(report, Config()):
         found[diagnostic.path.rsplit("/", 1)[-1]].append((diagnostic.line, diagnostic.column))
-    return found, {f.path.rsplit("/", 1)[-1]: f.verdict for f in report.functions}
+    return found, {f.path.rsplit("/", 1)[-1]: f.verdict for f in report.functions}, report
 
 
 @pytest.mark.parametrize("index", range(len(VALID)))
 def test_valid_snippets_report_nothing(audited, index):
-    found, _ = audited
+    found, *_ = audited
     assert found[f"valid_{index}.py"] == []
 
 
 @pytest.mark.parametrize("index", range(len(INVALID)))
 def test_invalid_snippets_report_exactly(audited, index):
-    found, verdicts = audited
+    found, verdicts, _ = audited
     assert found[f"invalid_{index}.py"] == marked_positions("AGL200", INVALID[index])
     assert verdicts[f"invalid_{index}.py"] == "wrong-gradient"
 
 
 def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
-    _, verdicts = audited
+    _, verdicts, _ = audited
     assert [verdicts[f"valid_{i}.py"] for i in range(len(VALID))] == [
         "verified",
         "ste",
@@ -322,12 +440,15 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "ste",
         "ste",
+        "verified",
+        "verified",
+        "verified",
         "ste",
     ]
 
 
 def test_the_rule_pages_bad_example_is_a_wrong_gradient_at_its_marker_and_the_fix_is_verified(audited):
-    found, verdicts = audited
+    found, verdicts, _ = audited
     assert found["page_bad.py"] == [(line, 9) for line, *_ in _markers(_page_example("## Bad"))]
     assert (verdicts["page_bad.py"], verdicts["page_fix.py"]) == ("wrong-gradient", "verified")
 
@@ -336,3 +457,23 @@ def _markers(source: str):
     from fixture_markers import expected_markers
 
     return expected_markers(source)
+
+
+def test_forward_mode_and_vmap_rules_are_checked_where_declared(audited):
+    *_, report = audited
+    details = {f.name: f.detail for f in report.functions}
+    assert details["ExpJvp"].endswith(
+        ": gradcheck passed for x, forward mode (jvp) and gradgradcheck (inputs: declared)"
+    )
+    assert details["SquareVmap"].endswith(": gradcheck passed for x, vmap and gradgradcheck (inputs: declared)")
+    assert details["ExpWrongJvp"] == (
+        "ExpWrongJvp.apply(<tensor>): forward-mode check of jvp: GradcheckError: Jacobian computed with forward mode"
+        " mismatch for output 0 with respect to input 0, (inputs: declared)"
+    )
+    assert details["SquareWrongVmap"].startswith(
+        "SquareWrongVmap.apply(<tensor>): vmap check: output 0 under torch.func.vmap differs from forward run per"
+        " batch element (max abs error "
+    )
+    messages = {d.message for d in audit_diagnostics(report, Config())}
+    assert "ExpWrongJvp.jvp: forward-mode gradient differs from the numerical one" in messages
+    assert "SquareWrongVmap: its vmap rule gives other values than forward per batch element" in messages

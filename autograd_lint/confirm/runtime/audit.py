@@ -27,10 +27,11 @@ UNDIFFERENTIATED_NUMBER = 0.5
 RNG_SEED = 0  # every forward call starts from it, so that a random forward draws the same mask each time
 
 
-def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
+def audit(apply, builders, names, step_ops_in_forward, once_differentiable, declared_checks=()):
     """Report the audit's outcome for `apply` (`Cls.apply`); `names` are forward's inputs (for the message),
     `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
-    estimator is then possible), `once_differentiable` whether backward is decorated so."""
+    estimator is then possible), `once_differentiable` whether backward is decorated so, `declared_checks`
+    what the class's declarations ask for beyond gradcheck: `jvp` (forward mode), `vmap`."""
     apply = _on_copies(apply)
     tried = []
     for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
@@ -49,6 +50,10 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
         args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "verified" and "jvp" in declared_checks:
+        outcome = _check_forward_mode(apply, args, outcome)
+    if outcome["verdict"] == "verified" and "vmap" in declared_checks:
+        outcome = _check_vmap(apply, args, outcome)
     if outcome["verdict"] == "verified" and not once_differentiable:
         outcome = _check_second_order(apply, args, outcome)
     outcome["call"] = label
@@ -132,10 +137,11 @@ def _positive(args):
     return _mapped(args, lambda x: x.abs() + 0.1)
 
 
-def _differentiable(apply, args, positions):
-    """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them.
-    Every tensor is cloned first, so that a forward that writes into its input (with mark_dirty) never
-    writes into a leaf, nor into the caller's tensor."""
+def _differentiable(apply, args, positions, kept=None):
+    """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them
+    (or those at the positions `kept`: under forward-mode AD no output requires grad). Every tensor is
+    cloned first, so that a forward that writes into its input (with mark_dirty) never writes into a leaf,
+    nor into the caller's tensor."""
     import torch
 
     def function(*inputs):
@@ -145,6 +151,8 @@ def _differentiable(apply, args, positions):
         with torch.random.fork_rng(devices=[torch.cuda.current_device()] if probes.DEVICE == "cuda" else []):
             torch.manual_seed(RNG_SEED)
             outputs = tensors_in(apply(*call))
+        if kept is not None:
+            return tuple(outputs[index] for index in kept)
         return tuple(o for o in outputs if o.is_floating_point() and o.requires_grad)
 
     return function
@@ -243,6 +251,75 @@ def _check(apply, args, names, step_ops_in_forward):
         "inputs": positions,
         "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
     }
+
+
+def _check_forward_mode(apply, args, outcome):
+    """gradcheck of the declared jvp (forward-mode AD) against the numerical derivative."""
+    import torch
+    from torch.autograd.gradcheck import GradcheckError
+
+    positions = outcome["inputs"]
+    inputs = tuple(args[p] for p in positions)
+    outputs = tensors_in(apply(*args))
+    kept = [index for index, o in enumerate(outputs) if o.is_floating_point() and o.requires_grad]
+    function = _differentiable(apply, args, positions, kept)
+    try:
+        torch.autograd.gradcheck(
+            function, inputs, eps=EPSILON, atol=ATOL, rtol=RTOL, check_forward_ad=True, check_backward_ad=False
+        )
+    except GradcheckError as exc:
+        return {
+            "verdict": "wrong-gradient",
+            "order": 1,
+            "check": "jvp",
+            "detail": f"forward-mode check of jvp: {_first_line(exc)}",
+            "inputs": positions,
+        }
+    except Exception as exc:  # noqa: BLE001 - jvp raising, forward AD unsupported by an op forward uses
+        return {**outcome, "detail": outcome["detail"] + f"; jvp not checked: {_first_line(exc)}"}
+    return {**outcome, "detail": outcome["detail"] + ", forward mode (jvp)"}
+
+
+VMAP_SCALES = (1.0, 0.8, 1.25)  # the batch vmap runs over: the inputs, scaled (a positive input stays positive)
+
+
+def _check_vmap(apply, args, outcome):
+    """`torch.func.vmap` over a batch of the differentiated inputs against forward run on each in a loop:
+    the declared vmap staticmethod (or the generated rule) must give what the loop gives."""
+    import torch
+
+    positions = outcome["inputs"]
+
+    def single(*inputs):
+        call = [value.detach().clone() if isinstance(value, torch.Tensor) else value for value in args]
+        for position, tensor in zip(positions, inputs):
+            call[position] = tensor
+        return tuple(tensors_in(apply(*call)))
+
+    variants = [[args[p].detach() * scale for p in positions] for scale in VMAP_SCALES]
+    try:
+        looped = [single(*variant) for variant in variants]
+        mapped = torch.func.vmap(single)(*[torch.stack(batch) for batch in zip(*variants)])
+    except Exception as exc:  # noqa: BLE001 - a forward vmap cannot run (data-dependent control flow, .item())
+        return {**outcome, "detail": outcome["detail"] + f"; vmap not checked: {_first_line(exc)}"}
+    for index, got in enumerate(mapped):
+        expected = torch.stack([outputs[index] for outputs in looped])
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+            shown = (
+                f"shape {list(got.shape)}, expected {list(expected.shape)}"
+                if got.shape != expected.shape
+                else f"max abs error {float((got - expected).abs().max()):.3g}"
+            )
+            return {
+                "verdict": "wrong-gradient",
+                "order": 1,
+                "check": "vmap",
+                "scales": VMAP_SCALES,
+                "detail": f"vmap check: output {index} under torch.func.vmap differs from forward run per "
+                f"batch element ({shown})",
+                "inputs": positions,
+            }
+    return {**outcome, "detail": outcome["detail"] + ", vmap"}
 
 
 def _check_second_order(apply, args, outcome):
