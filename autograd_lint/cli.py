@@ -656,6 +656,13 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: CPUs]."
 )
+@click.option("--no-cache", is_flag=True, help="Audit every Function again, ignoring and not writing the cache.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help=f"Where verdicts are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].",
+)
 def audit(
     paths,
     select,
@@ -674,6 +681,8 @@ def audit(
     memory,
     device,
     jobs,
+    no_cache,
+    cache_dir,
 ) -> None:
     """Gradcheck every custom Function under torch; a wrong gradient is AGL200.
 
@@ -687,21 +696,26 @@ def audit(
     from .confirm.audit import audit_diagnostics, audit_paths, audit_summary
     from .confirm.runner import RunLimits
     from .confirm.session import ConfirmEnvironmentError, check_environment
+    from .confirm.verdict_cache import VerdictCache
     from .confirm.warm_worker import warm_workers
 
     python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
     limits = RunLimits(python or sys.executable, timeout, memory, device)
     with warm_workers():  # the preflight starts the worker the audit's harnesses are forked from
         try:
-            check_environment(limits)
+            environment = check_environment(limits)
         except ConfirmEnvironmentError as error:
             _fail(str(error).replace("confirm cannot run", "audit cannot run", 1))
+        cache = None
+        if not no_cache:
+            directory = cache_dir or os.path.join(config.root, DEFAULT_CACHE)
+            cache = VerdictCache(directory, environment.python, environment.torch_version, limits)
         terminal = sys.stderr.isatty()
         progress = None
         if show_progress or (terminal and not quiet):
             counter = _ConfirmProgress(terminal, counted="Functions audited", prefix="audit")
             progress = lambda done, total: counter(done, total, 0)  # noqa: E731
-        report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress)
+        report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress, cache)
     for file_error in report.errors:
         _say("error", file_error)
     if show_verdicts:

@@ -307,3 +307,34 @@ def test_cli_device_cuda_reaches_the_child_that_cannot_initialize_cuda_here(tmp_
         f"autograd-lint: error: audit cannot run with --device cuda: {sys.executable} cannot initialize CUDA "
         "(AssertionError: Torch not compiled with CUDA enabled)\n"
     )
+
+
+def test_cli_caches_verdicts_so_an_unchanged_function_is_not_audited_again(tmp_path, monkeypatch):
+    from autograd_lint.confirm import session
+
+    (tmp_path / "ops.py").write_text(OPS)
+    monkeypatch.chdir(tmp_path)
+    first = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    assert first.exit_code == 1
+    ran = []
+    real_run_harness = session.run_harness
+    monkeypatch.setattr(
+        session, "run_harness", lambda script, limits: ran.append(script) or real_run_harness(script, limits)
+    )
+    audited = lambda: [script for script in ran if "_agl_recipe.audit(" in script]  # noqa: E731 - not the preflight
+    second = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    # FiveD is inconclusive (its forward rejects every input): such a verdict is never kept, so it runs again.
+    assert len(audited()) == 1 and "FiveD.apply" in audited()[0]
+    assert (second.exit_code, second.stdout, second.stderr) == (first.exit_code, first.stdout, first.stderr)
+    (tmp_path / "ops.py").write_text(
+        OPS.replace("return grad * x * w, grad * x * x", "return 2 * grad * x * w, grad * x * x")
+    )
+    ran.clear()
+    third = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    assert third.exit_code == 0
+    assert "ops.py:11:9: MissingFactor: verified: " in third.stderr
+    # The file changed, and with it the project digest every Function's key holds: all four run again.
+    assert len(audited()) == 4
+    ran.clear()
+    invoke(["audit", "--no-cache", "ops.py"])
+    assert len(audited()) == 4

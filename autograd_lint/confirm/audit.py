@@ -34,6 +34,7 @@ from ..torch_api import INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 from .harness import CannotBuildHarness, Harness, _import_root, apply_builders, build_script, function_class_code
 from .runner import RunLimits, RunResult
 from .session import run_scripts
+from .verdict_cache import VerdictCache
 
 AUDIT_VERDICTS = ("verified", "wrong-gradient", "ste", "inconclusive")
 # Calls in forward after which the output is piecewise constant in the input: a straight-through estimator's cue.
@@ -84,8 +85,11 @@ def audit_paths(
     limits: RunLimits,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    cache: VerdictCache | None = None,
 ) -> AuditReport:
-    """A verdict for every Function with a forward and a backward in the Python files under `paths`."""
+    """A verdict for every Function with a forward and a backward in the Python files under `paths`; with
+    `cache`, a Function whose harness (its code, the recipe) and project sources are unchanged since a run
+    that gave it a verdict gets that verdict again without running (`progress` counts the others)."""
     report = AuditReport()
     targets: list[_Target] = []
     for path in sorted(discover(paths, config, report.errors)):
@@ -119,9 +123,22 @@ def audit_paths(
             report.functions.append(
                 _result(target, RunResult("inconclusive", f"harness could not be built: {reason}", 0.0))
             )
-    run_scripts(
-        scripts, limits, jobs, lambda target, result: report.functions.append(_result(target, result)), progress
-    )
+    to_run: list[tuple[tuple[_Target, str | None], str]] = []
+    for target, script in scripts:
+        key = cache.key(script, target.path) if cache is not None else None
+        cached = cache.get(key) if cache is not None and key is not None else None
+        if cached is not None:
+            report.functions.append(_result(target, cached))
+        else:
+            to_run.append(((target, key), script))
+
+    def record(item: tuple[_Target, str | None], result: RunResult) -> None:
+        target, key = item
+        report.functions.append(_result(target, result))
+        if cache is not None and key is not None:
+            cache.put(key, result)
+
+    run_scripts(to_run, limits, jobs, record, progress)
     report.functions.sort(key=lambda f: (f.path, f.line, f.column, f.name))
     return report
 
