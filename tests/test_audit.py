@@ -338,3 +338,12 @@ def test_cli_caches_verdicts_so_an_unchanged_function_is_not_audited_again(tmp_p
     ran.clear()
     invoke(["audit", "--no-cache", "ops.py"])
     assert len(audited()) == 4
+
+
+def test_a_sampling_forward_is_a_straight_through_estimator_not_an_auxiliary_loss(fixture_verdicts):
+    # Seeded alike, forward is flat in x at gradcheck's step, yet a large change of x changes what it samples.
+    assert fixture_verdicts["audit_quantizers.py", "StochasticBinarize"] == (
+        "ste",
+        "StochasticBinarize.apply(<tensor>): forward is piecewise constant in x: elementwise surrogate backward"
+        " (it samples or steps: a straight-through estimator) (inputs: declared)",
+    )

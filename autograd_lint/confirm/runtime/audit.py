@@ -44,7 +44,7 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1:
         # A kink hit by chance fails at one point only: the same inputs moved away from zero must fail too.
         shifted = _check(apply, _shifted(args), names, step_ops_in_forward)
-        if shifted["verdict"] not in ("wrong-gradient", "domain"):
+        if shifted["verdict"] in ("verified", "ste"):
             outcome = {**shifted, "detail": shifted["detail"] + " (after a retry with inputs moved off a kink)"}
             args = _shifted(args)
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
@@ -226,6 +226,14 @@ def _check(apply, args, names, step_ops_in_forward):
         }
     if all(bool((n.abs() <= ATOL).all()) for *_, n in mismatches):
         ignored = ", ".join(f"`{_name(names, m[0])}`" for m in mismatches)
+        if all(_moves_output(function, inputs, positions.index(m[0])) for m in mismatches):
+            kinds = ", ".join(f"{_name(names, m[0])}: {_surrogate_kind(m[4])}" for m in mismatches)
+            return {
+                "verdict": "ste",
+                "detail": f"forward is piecewise constant in {kinds} backward (it samples or steps: a "
+                "straight-through estimator)",
+                "inputs": positions,
+            }
         return {
             "verdict": "ste",
             "detail": f"forward's output does not depend on {ignored} and backward gives it a gradient: "
@@ -373,6 +381,19 @@ def _flat(outputs):
     import torch
 
     return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
+
+
+def _moves_output(function, inputs, index):
+    """Whether forward's output changes when input `index` changes by a lot, though not by gradcheck's
+    step: forward samples or steps on it (a stochastic binarization), rather than ignoring it."""
+    import torch
+
+    changed = list(inputs)
+    changed[index] = (inputs[index].detach() * -1.5 + 0.25).requires_grad_(True)
+    try:
+        return not all(torch.equal(a, b) for a, b in zip(function(*inputs), function(*changed)))
+    except Exception:  # noqa: BLE001 - forward rejecting the changed value: no sign it depends on it
+        return False
 
 
 def _input_only_backward_reads(apply, args, positions, inputs, analytical):
