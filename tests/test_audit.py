@@ -345,5 +345,5 @@ def test_a_sampling_forward_is_a_straight_through_estimator_not_an_auxiliary_los
     assert fixture_verdicts["audit_quantizers.py", "StochasticBinarize"] == (
         "ste",
         "StochasticBinarize.apply(<tensor>): forward is piecewise constant in x: elementwise surrogate backward"
-        " (it samples or steps: a straight-through estimator) (inputs: declared)",
+        " (straight-through estimator) (inputs: declared)",
     )
