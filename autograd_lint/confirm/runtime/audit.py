@@ -32,7 +32,7 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
     estimator is then possible), `once_differentiable` whether backward is decorated so, `declared_checks`
     what the class's declarations ask for beyond gradcheck: `jvp` (forward mode), `vmap`."""
-    apply = _on_copies(apply)
+    apply = _OnCopies(apply)
     tried = []
     for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
         tried.append((label, *_check_in_domain(apply, _float64(build(shape)), names, step_ops_in_forward)))
@@ -91,14 +91,18 @@ def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
     return numbers, {**retried, "detail": retried["detail"] + f" (with {shown} a number, not a synthesized tensor)"}
 
 
-def _on_copies(apply):
+class _OnCopies:
     """`apply` called on copies of the float tensors that require grad: a forward that writes into its input
     (with mark_dirty) may not write into a leaf, and the caller's tensor stays as it was."""
 
-    def call(*args):
-        return apply(*[value.clone() if _is_float_tensor(value) and value.requires_grad else value for value in args])
+    def __init__(self, apply):
+        self.apply = apply
+        self.function_class = getattr(apply, "__self__", None)  # the class whose apply this is (`Cls.apply`)
 
-    return call
+    def __call__(self, *args):
+        return self.apply(
+            *[value.clone() if _is_float_tensor(value) and value.requires_grad else value for value in args]
+        )
 
 
 def _is_float_tensor(value):
@@ -212,8 +216,10 @@ def _check(apply, args, names, step_ops_in_forward):
     flat = all(bool((n.abs() <= ATOL).all()) for *_, n in mismatches)
     # Flat at gradcheck's step, yet moved by a large change of the input: forward samples or steps on it.
     samples = flat and all(_moves_output(function, inputs, positions.index(m[0])) for m in mismatches)
-    if samples or (
-        step_ops_in_forward and all(_straight_through(constant, a, n) for _, _, _, constant, a, n in mismatches)
+    if (
+        samples
+        or (step_ops_in_forward and all(_straight_through(constant, a, n) for _, _, _, constant, a, n in mismatches))
+        or (step_ops_in_forward and _rounding_as_identity(apply, args, positions, analytical))
     ):
         kinds = ", ".join(f"{_name(names, p)}: {_surrogate_kind(a)}" for p, _, _, _, a, _ in mismatches)
         return {
@@ -221,7 +227,9 @@ def _check(apply, args, names, step_ops_in_forward):
             "detail": f"forward is piecewise constant in {kinds} backward (straight-through estimator)",
             "inputs": positions,
         }
-    if all(_passes_through(n) for *_, n in mismatches):
+    if all(_passes_through(n) for *_, n in mismatches) and all(
+        _passes_through_other_shapes(function, inputs, positions.index(m[0])) for m in mismatches
+    ):
         shown = ", ".join(f"{_name(names, m[0])}: {_gradient_change(m[4])}" for m in mismatches)
         return {
             "verdict": "ste",
@@ -338,6 +346,12 @@ def _check_second_order(apply, args, outcome):
     try:
         torch.autograd.gradgradcheck(function, tuple(args[p] for p in positions), eps=EPSILON, atol=ATOL, rtol=RTOL)
     except GradcheckError as exc:
+        if _saves_intermediates(apply, args, positions):
+            return {
+                **outcome,
+                "detail": outcome["detail"] + "; second order not checked: forward saves an intermediate tensor "
+                "for backward, which double backward cannot differentiate through",
+            }
         return {
             "verdict": "wrong-gradient",
             "order": 2,
@@ -347,6 +361,31 @@ def _check_second_order(apply, args, outcome):
     except Exception as exc:  # noqa: BLE001
         return {**outcome, "detail": outcome["detail"] + f"; second order not checked: {_first_line(exc)}"}
     return {**outcome, "detail": outcome["detail"] + " and gradgradcheck"}
+
+
+def _saves_intermediates(apply, args, positions):
+    """Whether forward keeps for backward (with save_for_backward or as a ctx attribute) a float tensor that is
+    neither an input nor an output: computed where autograd does not record, it has no path to the inputs,
+    so double backward misses whatever backward derives from it (a LayerNorm's saved mean and rstd). That
+    is how torch's custom Functions work unless forward returns it as an output, not a wrong value."""
+    call = [
+        value.detach().clone().requires_grad_(position in positions) if _is_float_tensor(value) else value
+        for position, value in enumerate(args)
+    ]
+    # Inputs not differentiated are saved as they are; the differentiated ones and the outputs require grad.
+    undifferentiated = {v.data_ptr() for p, v in enumerate(call) if _is_float_tensor(v) and p not in positions}
+    try:
+        nodes = {o.grad_fn for o in tensors_in(apply(*call)) if o.grad_fn is not None}
+    except Exception:  # noqa: BLE001
+        return False
+    kept = []
+    for node in nodes:
+        try:
+            kept += list(getattr(node, "saved_tensors", ()))
+        except RuntimeError:  # freed or never saved
+            pass
+        kept += tensors_in(list(getattr(node, "__dict__", {}).values()))
+    return any(_is_float_tensor(t) and not t.requires_grad and t.data_ptr() not in undifferentiated for t in kept)
 
 
 def _numerical_jacobian(function, inputs):
@@ -378,6 +417,79 @@ def _flat(outputs):
     import torch
 
     return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
+
+
+# What a straight-through estimator takes as the identity in forward when it differentiates it.
+ROUNDING_OPS = ("round", "floor", "ceil", "trunc", "sign")
+
+
+def _rounding_as_identity(apply, args, positions, analytical):
+    """Whether backward's Jacobian is that of forward run with every round/floor/ceil/trunc/sign taken as the
+    identity in the derivative (`x + (round(x) - x).detach()`): the straight-through estimator of a
+    quantizer whose other inputs get their gradient through it too (LSQ's learned step size)."""
+    import torch
+
+    function_class = getattr(apply, "function_class", None)
+    if function_class is None:
+        return False
+    patched = [(owner, name, getattr(owner, name)) for owner in (torch, torch.Tensor) for name in ROUNDING_OPS]
+
+    def surrogate(*inputs):
+        call = [value.detach().clone() if isinstance(value, torch.Tensor) else value for value in args]
+        for position, tensor in zip(positions, inputs):
+            call[position] = tensor
+        context = _ForwardContext()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RNG_SEED)
+            new_style = function_class.setup_context is not torch.autograd.Function.setup_context
+            outputs = tensors_in(function_class.forward(*call) if new_style else function_class.forward(context, *call))
+        return tuple(
+            o
+            for o in outputs
+            if o.is_floating_point() and o.requires_grad and all(o is not n for n in context.non_differentiable)
+        )
+
+    def straight_through(original):
+        return lambda x, *rest, **options: x + (original(x, *rest, **options) - x).detach()
+
+    try:
+        for owner, name, original in patched:
+            setattr(owner, name, straight_through(original))
+        with torch.enable_grad():
+            expected = torch.autograd.functional.jacobian(surrogate, tuple(args[p] for p in positions))
+    except Exception:  # noqa: BLE001 - a forward that cannot run outside apply: no surrogate to compare with
+        return False
+    finally:
+        for owner, name, original in patched:
+            setattr(owner, name, original)
+    return len(expected) == len(analytical) and all(
+        torch.allclose(a, e, rtol=RTOL, atol=ATOL)
+        for per_output, expected_output in zip(analytical, expected)
+        for a, e in zip(per_output, expected_output)
+    )
+
+
+class _ForwardContext:
+    """What an old-style forward may call on ctx, when it is run outside apply."""
+
+    def __init__(self):
+        self.non_differentiable: tuple = ()
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self.non_differentiable = tensors
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+    def save_for_forward(self, *tensors):
+        pass
 
 
 def _moves_output(function, inputs, index):
@@ -445,6 +557,24 @@ def _passes_through(numerical):
 
     size = numerical.shape[1]
     return numerical.shape[0] == size and torch.allclose(numerical, torch.eye(size, dtype=numerical.dtype), atol=ATOL)
+
+
+def _passes_through_other_shapes(function, inputs, index):
+    """Whether forward also returns input `index` unchanged when its last dimension is twice as long (and
+    rejecting that shape leaves it undecided): a gradient-reversal layer passes any input through, while a
+    reduction over groups the synthesized shape happened to make of one element each does not."""
+    import torch
+
+    original = inputs[index].detach()
+    if original.dim() == 0:
+        return True
+    longer = list(inputs)
+    longer[index] = torch.cat([original, original * 0.5 + 0.125], dim=-1).requires_grad_(True)
+    try:
+        outputs = function(*longer)
+    except Exception:  # noqa: BLE001 - forward rejecting the longer input: nothing learned
+        return True
+    return any(o.shape == longer[index].shape and torch.equal(o.detach(), longer[index].detach()) for o in outputs)
 
 
 def _gradient_change(analytical):
