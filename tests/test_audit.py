@@ -358,3 +358,19 @@ def test_a_double_backward_through_an_intermediate_saved_in_forward_is_not_a_wro
         "gradcheck passed for logits; second order not checked: forward saves an intermediate tensor for backward,"
         " which double backward cannot differentiate through (inputs: harvested from _demo_ce_ok())"
     )
+
+
+def test_a_low_rank_derivative_counts_as_a_shared_scale_only_when_outputs_move_with_other_elements():
+    import torch
+
+    from autograd_lint.confirm.runtime.audit import _straight_through
+
+    x = torch.tensor([0.7, -0.4, 1.1, -0.9, 0.3, -1.2], dtype=torch.float64)
+    identity = torch.eye(6, dtype=torch.float64)
+    # sign(x) * mean|x|: every output moves with every element, rank 1.
+    shared_scale = torch.outer(x.sign(), x.sign()) / 6
+    assert _straight_through(0.0, identity, shared_scale)
+    # A ReLU's derivative with a backward that inverts its mask: as low in rank, but diagonal.
+    relu = torch.diag((x > 0).to(torch.float64))
+    inverted = torch.diag((x <= 0).to(torch.float64))
+    assert not _straight_through(0.0, inverted, relu)
