@@ -7,6 +7,7 @@ synthesized input, a missing dependency, the runner's limits) is the runner's ow
 """
 
 import json
+from contextlib import contextmanager
 
 from . import probes
 from .probes import report, run_forward, tensors_in
@@ -141,6 +142,16 @@ def _positive(args):
     return _mapped(args, lambda x: x.abs() + 0.1)
 
 
+@contextmanager
+def _seeded():
+    """Every forward call draws the same random numbers (on the device too), and leaves the RNG as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if probes.DEVICE == "cuda" else []):
+        torch.manual_seed(RNG_SEED)
+        yield
+
+
 def _differentiable(apply, args, positions, kept=None):
     """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them
     (or those at the positions `kept`: under forward-mode AD no output requires grad). Every tensor is
@@ -152,8 +163,7 @@ def _differentiable(apply, args, positions, kept=None):
         call = [value.clone() if isinstance(value, torch.Tensor) else value for value in args]
         for position, tensor in zip(positions, inputs):
             call[position] = tensor.clone()
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if probes.DEVICE == "cuda" else []):
-            torch.manual_seed(RNG_SEED)
+        with _seeded():
             outputs = tensors_in(apply(*call))
         if kept is not None:
             return tuple(outputs[index] for index in kept)
@@ -439,8 +449,7 @@ def _rounding_as_identity(apply, args, positions, analytical):
         for position, tensor in zip(positions, inputs):
             call[position] = tensor
         context = _ForwardContext()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RNG_SEED)
+        with _seeded():
             new_style = function_class.setup_context is not torch.autograd.Function.setup_context
             outputs = tensors_in(function_class.forward(*call) if new_style else function_class.forward(context, *call))
         return tuple(
