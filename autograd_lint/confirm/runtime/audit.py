@@ -79,7 +79,7 @@ def _check_in_domain(apply, args, names, step_ops_in_forward):
 def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
     """A synthesized float tensor that backward gives no gradient for may stand for a Python number the code
     does not show (`self.eps`, a scale): broadcast against the input it changes forward's math, so that a
-    right backward seems wrong. The wrong gradient stands unless it disappears with such inputs numbers."""
+    right backward seems wrong. The wrong gradient stands unless it disappears with those inputs made numbers."""
     differentiated = set(outcome.get("inputs", []))
     positions = [p for p, v in enumerate(args) if _is_float_tensor(v) and p not in differentiated]
     if not positions:
