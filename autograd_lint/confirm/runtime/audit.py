@@ -25,6 +25,7 @@ LOW_RANK_SHARE = 0.5
 # What a synthesized tensor backward does not differentiate is replaced with when it may be a number (an eps, a
 # scale): neither 0 nor 1, so that a factor it should bring still shows.
 UNDIFFERENTIATED_NUMBER = 0.5
+GRAD_OUTPUT_SCALE = 2.5  # the incoming gradient backward must scale its result with (neither 0 nor 1)
 RNG_SEED = 0  # every forward call starts from it, so that a random forward draws the same mask each time
 
 
@@ -218,6 +219,26 @@ def _check(apply, args, names, step_ops_in_forward):
         constant = float((n.abs() <= ATOL).all(dim=0).double().mean())
         mismatches.append((position, max_abs, max_rel, constant, a, n))
     if not mismatches:
+        unscaled = _not_scaling_with_grad_output(function, inputs)
+        if unscaled is not None:
+            index, max_abs, max_rel = unscaled
+            if all(_passes_through(n) for n in numerical):
+                return {
+                    "verdict": "ste",
+                    "detail": f"forward passes the input through and backward changes its gradient "
+                    f"({_name(names, positions[index])}: not in proportion, a gradient clipper): by design",
+                    "inputs": positions,
+                }
+            return {
+                "verdict": "wrong-gradient",
+                "order": 1,
+                "input": _name(names, positions[index]),
+                "max_abs": max_abs,
+                "max_rel": max_rel,
+                "detail": f"the gradient of `{_name(names, positions[index])}` does not scale with the incoming "
+                f"gradient (backward given {GRAD_OUTPUT_SCALE} times the gradient)",
+                "inputs": positions,
+            }
         try:
             torch.autograd.gradcheck(function, tuple(inputs), eps=EPSILON, atol=ATOL, rtol=RTOL)
         except Exception as exc:  # noqa: BLE001 - gradcheck's other checks (reentrancy, undefined grads)
@@ -274,6 +295,26 @@ def _check(apply, args, names, step_ops_in_forward):
         "inputs": positions,
         "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
     }
+
+
+def _not_scaling_with_grad_output(function, inputs):
+    """(input index, max abs error, max relative error) where backward's gradient, given GRAD_OUTPUT_SCALE
+    times the incoming gradient, is not that many times its gradient for ones; None if it is everywhere.
+    A Jacobian compared row by row meets incoming gradients of 1 only, which a backward that forgets to
+    multiply by it gets right for a scalar output (a loss)."""
+    import torch
+
+    def gradients(scale):
+        outputs = function(*inputs)
+        grads = torch.autograd.grad(outputs, inputs, [torch.full_like(o, scale) for o in outputs], allow_unused=True)
+        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(inputs, grads)]
+
+    for index, (once, scaled) in enumerate(zip(gradients(1.0), gradients(GRAD_OUTPUT_SCALE))):
+        expected = GRAD_OUTPUT_SCALE * once
+        if not torch.allclose(scaled, expected, rtol=RTOL, atol=ATOL):
+            error = (scaled - expected).abs()
+            return index, float(error.max()), float((error / expected.abs().clamp_min(ATOL)).max())
+    return None
 
 
 def _check_forward_mode(apply, args, outcome):
