@@ -35,9 +35,15 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     estimator is then possible), `once_differentiable` whether backward is decorated so, `declared_checks`
     what the class's declarations ask for beyond gradcheck: `jvp` (forward mode), `vmap`."""
     apply = _OnCopies(apply)
+    # A forward that rejects negative inputs (`if (rate <= 0).any(): raise`) accepts them made positive.
+    positive = [(label, lambda shape, build=build: _positive(build(shape))) for label, build in builders]
+    positive_builds = {build for _, build in positive}
     tried = []
-    for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
-        tried.append((label, *_check_in_domain(apply, _float64(build(shape)), names, step_ops_in_forward)))
+    for label, build, shape, _ in run_forward(apply, builders + positive, every_shape=True)[:MAX_CANDIDATES]:
+        args, outcome = _check_in_domain(apply, _float64(build(shape)), names, step_ops_in_forward)
+        if build in positive_builds:
+            outcome = {**outcome, "detail": outcome["detail"] + " (with positive inputs: forward rejects the others)"}
+        tried.append((label, args, outcome))
         if not tried[-1][2]["detail"].startswith(("forward failed", "backward failed")):
             break
     else:  # every input forward accepted failed there or in backward: say so for the first one
