@@ -57,7 +57,7 @@ class AuditedFunction:
     wrong_input: str | None = None
     max_abs: float | None = None
     max_rel: float | None = None
-    check: str | None = None  # the declared rule found wrong beyond backward: `jvp` or `vmap`
+    check: str | None = None  # what failed beyond backward's values: `jvp`, `vmap`, `reentrant` (random backward)
     reproduction: str | None = None
 
 
@@ -290,6 +290,8 @@ def _diagnostic(function: AuditedFunction) -> Diagnostic:
         )
     elif function.check == "jvp":
         message = f"{function.name}.jvp: forward-mode gradient differs from the numerical one"
+    elif function.check == "reentrant":
+        message = f"{function.name}.backward: gives another gradient each time for the same inputs"
     elif function.check == "vmap":
         message = f"{function.name}: its vmap rule gives other values than forward per batch element"
     else:

@@ -391,6 +391,20 @@ INVALID = [
             def vmap(info, in_dims, x):
                 return x * x.sum(0, keepdim=True), in_dims[0]
     """,
+    # backward draws random numbers of its own (AGL016): the values are close, but no two runs agree
+    """\
+        import torch
+
+
+        class NoisyBackward(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                return grad * 2 + 1e-7 * torch.randn_like(grad)
+    """,
 ]
 
 
@@ -477,3 +491,13 @@ def test_forward_mode_and_vmap_rules_are_checked_where_declared(audited):
     messages = {d.message for d in audit_diagnostics(report, Config())}
     assert "ExpWrongJvp.jvp: forward-mode gradient differs from the numerical one" in messages
     assert "SquareWrongVmap: its vmap rule gives other values than forward per batch element" in messages
+
+
+def test_a_backward_giving_another_gradient_each_run_is_reported_as_not_reentrant(audited):
+    *_, report = audited
+    (function,) = [f for f in report.functions if f.name == "NoisyBackward"]
+    assert function.detail.startswith(
+        "NoisyBackward.apply(<tensor>): gradcheck: GradcheckError: Backward is not reentrant"
+    )
+    (diagnostic,) = [d for d in audit_diagnostics(report, Config()) if d.message.startswith("NoisyBackward")]
+    assert diagnostic.message == "NoisyBackward.backward: gives another gradient each time for the same inputs"
