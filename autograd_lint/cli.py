@@ -154,6 +154,14 @@ report_options = _options(
         help="Write the report to this file instead of stdout (the summary stays on stderr).",
     ),
 )
+# Where harnesses run their tensors: the same for confirm (`check --confirm`) and `audit`.
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="Device harnesses build their tensors on; with cpu they see no GPU.",
+)
 
 
 @main.command("check", cls=_CheckCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -254,13 +262,7 @@ report_options = _options(
     show_default=True,
     help="Memory (data segment) limit of one harness, in MB; with --device cuda, its GPU memory's too.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="cpu",
-    show_default=True,
-    help="Device confirm harnesses build their tensors on; with cpu they see no GPU.",
-)
+@device_option
 @click.option(
     "-j",
     "--jobs",
@@ -644,10 +646,22 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per Function.")
 @click.option(
-    "--memory", type=click.IntRange(min=256), default=4096, show_default=True, help="Memory limit per harness, MB."
+    "--memory",
+    type=click.IntRange(min=256),
+    default=4096,
+    show_default=True,
+    help="Memory (data segment) limit per harness, MB; with --device cuda, its GPU memory's too.",
 )
+@device_option
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: CPUs]."
+)
+@click.option("--no-cache", is_flag=True, help="Audit every Function again, ignoring and not writing the cache.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help=f"Where verdicts are cached [default: {DEFAULT_CACHE} next to the pyproject.toml, or in the current directory].",
 )
 def audit(
     paths,
@@ -665,7 +679,10 @@ def audit(
     python_path,
     timeout,
     memory,
+    device,
     jobs,
+    no_cache,
+    cache_dir,
 ) -> None:
     """Gradcheck every custom Function under torch; a wrong gradient is AGL200.
 
@@ -679,21 +696,26 @@ def audit(
     from .confirm.audit import audit_diagnostics, audit_paths, audit_summary
     from .confirm.runner import RunLimits
     from .confirm.session import ConfirmEnvironmentError, check_environment
+    from .confirm.verdict_cache import VerdictCache
     from .confirm.warm_worker import warm_workers
 
     python = os.path.abspath(python_path) if python_path and os.sep in python_path else python_path
-    limits = RunLimits(python or sys.executable, timeout, memory)
+    limits = RunLimits(python or sys.executable, timeout, memory, device)
     with warm_workers():  # the preflight starts the worker the audit's harnesses are forked from
         try:
-            check_environment(limits)
+            environment = check_environment(limits)
         except ConfirmEnvironmentError as error:
             _fail(str(error).replace("confirm cannot run", "audit cannot run", 1))
+        cache = None
+        if not no_cache:
+            directory = cache_dir or os.path.join(config.root, DEFAULT_CACHE)
+            cache = VerdictCache(directory, environment.python, environment.torch_version, limits)
         terminal = sys.stderr.isatty()
         progress = None
         if show_progress or (terminal and not quiet):
             counter = _ConfirmProgress(terminal, counted="Functions audited", prefix="audit")
             progress = lambda done, total: counter(done, total, 0)  # noqa: E731
-        report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress)
+        report = audit_paths(list(paths) or ["."], config, limits, jobs or os.cpu_count() or 1, progress, cache)
     for file_error in report.errors:
         _say("error", file_error)
     if show_verdicts:

@@ -21,3 +21,16 @@ def expected_markers(source: str) -> list[tuple[int, str, int | None]]:
                 code, _, column = marker.partition(":")
                 found.append((number, code, int(column) if column else None))
     return sorted(found, key=lambda m: (m[0], m[1], m[2] or 0))
+
+
+AUDIT_MARKER = re.compile(r"^class (?P<name>\w+)\b.*#\s*audit:\s*(?P<verdict>[a-z-]+)\s*$")
+
+
+def expected_audit_verdicts(source: str) -> dict[str, str]:
+    """The verdict `autograd-lint audit` must give each Function, by class name: a trailing
+    `# audit: wrong-gradient` (or verified, ste, inconclusive) on the line of its top-level `class`."""
+    return {
+        match.group("name"): match.group("verdict")
+        for match in (AUDIT_MARKER.match(line) for line in source.splitlines())
+        if match
+    }

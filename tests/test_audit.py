@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_markers import expected_audit_verdicts
 
 from autograd_lint.cli import main
 from autograd_lint.config import Config
@@ -17,6 +18,8 @@ from autograd_lint.confirm.audit import audit_paths
 from autograd_lint.confirm.runner import RunLimits
 
 ROOT = Path(__file__).resolve().parent.parent
+# Realistic modules (helpers, module wrappers, demos) whose Functions carry the verdict the audit must give.
+AUDIT_FIXTURES = ROOT / "fixtures" / "audit"
 
 IMPORTS = "import torch\n\n\n"
 MISSING_FACTOR = """\
@@ -207,3 +210,167 @@ def test_a_clean_module_exits_0_in_a_real_process(tmp_path):
         " (inputs: call site)",
         "Audited 1 Function in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 0 inconclusive.",
     ]
+
+
+@pytest.fixture(scope="module")
+def fixture_verdicts():
+    report = audit_paths([str(AUDIT_FIXTURES)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
+    return {(Path(f.path).name, f.name): (f.verdict, f.detail) for f in report.functions}
+
+
+AUDIT_FIXTURE_FILES = sorted(AUDIT_FIXTURES.glob("*.py"))
+
+
+def test_every_audit_fixture_function_carries_its_verdict():
+    expected = {path.name: expected_audit_verdicts(path.read_text()) for path in AUDIT_FIXTURE_FILES}
+    every = {verdict for verdicts in expected.values() for verdict in verdicts.values()}
+    assert every == {"verified", "wrong-gradient", "ste"}
+    assert sum(len(verdicts) for verdicts in expected.values()) >= 60
+
+
+@pytest.mark.parametrize("path", AUDIT_FIXTURE_FILES, ids=lambda p: p.name)
+def test_audit_fixtures_get_the_verdicts_their_markers_name(fixture_verdicts, path):
+    expected = expected_audit_verdicts(path.read_text())
+    got = {name: verdict for (file, name), (verdict, _) in fixture_verdicts.items() if file == path.name}
+    assert got.keys() == expected.keys(), "every audited Function is marked, every marked one audited"
+    wrong = {
+        name: (expected[name], fixture_verdicts[path.name, name]) for name in expected if got[name] != expected[name]
+    }
+    assert wrong == {}
+
+
+def test_an_undifferentiated_input_the_code_does_not_show_is_retried_as_a_number(fixture_verdicts):
+    # RMSNorm's eps comes from `self.eps`: synthesized as a tensor it broadcasts per element and forward's
+    # math is no longer the one backward differentiates.
+    verdict, detail = fixture_verdicts["audit_reductions.py", "RMSNormFunction"]
+    assert (verdict, detail) == (
+        "verified",
+        "RMSNormFunction.apply(<tensor>, <tensor>, <tensor>): gradcheck passed for x, weight (with `eps` a number,"
+        " not a synthesized tensor) and gradgradcheck (inputs: declared)",
+    )
+
+
+DEVICE_FUNCTIONS = """\
+import os
+
+import torch
+
+
+class OnGpu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return (x.cuda() * 2).cpu()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+class SeesNoGpu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        if os.environ.get("CUDA_VISIBLE_DEVICES") != "" or os.environ.get("AUTOGRAD_LINT_DEVICE") != "cpu":
+            raise RuntimeError("a GPU is visible")
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+"""
+
+
+def test_cli_device_cpu_hides_the_gpu_and_a_function_needing_cuda_is_inconclusive(tmp_path, monkeypatch):
+    (tmp_path / "gpu.py").write_text(DEVICE_FUNCTIONS)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["audit", "-j", "2", "--device", "cpu", "--show-verdicts", "gpu.py"])
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr.splitlines() == [
+        "gpu.py:12:9: OnGpu: inconclusive: needs a CUDA device (gpu.py:8 initializes CUDA; confirm ran on the CPU)",
+        "gpu.py:24:9: SeesNoGpu: verified: SeesNoGpu.apply(<tensor>): gradcheck passed for x and gradgradcheck"
+        " (inputs: declared)",
+        "Audited 2 Functions in 1 files: 1 verified, 0 wrong-gradient, 0 ste, 1 inconclusive.",
+    ]
+
+
+def test_cli_device_cuda_reaches_the_child_that_cannot_initialize_cuda_here(tmp_path, monkeypatch):
+    import torch
+
+    from autograd_lint.confirm import audit as audit_module
+
+    # This torch is a CPU build: the preflight runs under the harnesses' limits with the device asked for.
+    assert torch.version.cuda is None
+    monkeypatch.setattr(audit_module, "run_scripts", lambda *args, **kwargs: pytest.fail("a harness ran"))
+    (tmp_path / "gpu.py").write_text(DEVICE_FUNCTIONS)
+    result = invoke(["audit", "--device", "cuda", str(tmp_path)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"autograd-lint: error: audit cannot run with --device cuda: {sys.executable} cannot initialize CUDA "
+        "(AssertionError: Torch not compiled with CUDA enabled)\n"
+    )
+
+
+def test_cli_caches_verdicts_so_an_unchanged_function_is_not_audited_again(tmp_path, monkeypatch):
+    from autograd_lint.confirm import session
+
+    (tmp_path / "ops.py").write_text(OPS)
+    monkeypatch.chdir(tmp_path)
+    first = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    assert first.exit_code == 1
+    ran = []
+    real_run_harness = session.run_harness
+    monkeypatch.setattr(
+        session, "run_harness", lambda script, limits: ran.append(script) or real_run_harness(script, limits)
+    )
+    audited = lambda: [script for script in ran if "_agl_recipe.audit(" in script]  # noqa: E731 - not the preflight
+    second = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    # FiveD is inconclusive (its forward rejects every input): such a verdict is never kept, so it runs again.
+    assert len(audited()) == 1 and "FiveD.apply" in audited()[0]
+    assert (second.exit_code, second.stdout, second.stderr) == (first.exit_code, first.stdout, first.stderr)
+    (tmp_path / "ops.py").write_text(
+        OPS.replace("return grad * x * w, grad * x * x", "return 2 * grad * x * w, grad * x * x")
+    )
+    ran.clear()
+    third = invoke(["audit", "-j", "2", "--show-verdicts", "ops.py"])
+    assert third.exit_code == 0
+    assert "ops.py:11:9: MissingFactor: verified: " in third.stderr
+    # The file changed, and with it the project digest every Function's key holds: all four run again.
+    assert len(audited()) == 4
+    ran.clear()
+    invoke(["audit", "--no-cache", "ops.py"])
+    assert len(audited()) == 4
+
+
+def test_a_sampling_forward_is_a_straight_through_estimator_not_an_auxiliary_loss(fixture_verdicts):
+    # Seeded alike, forward is flat in x at gradcheck's step, yet a large change of x changes what it samples.
+    assert fixture_verdicts["audit_quantizers.py", "StochasticBinarize"] == (
+        "ste",
+        "StochasticBinarize.apply(<tensor>): forward is piecewise constant in x: elementwise surrogate backward"
+        " (straight-through estimator) (inputs: declared)",
+    )
+
+
+def test_a_double_backward_through_an_intermediate_saved_in_forward_is_not_a_wrong_gradient(fixture_verdicts):
+    # log_probs is computed in forward, where autograd does not record: gradgradcheck fails, as it does for
+    # every custom Function saving an intermediate, but backward's values are right.
+    verdict, detail = fixture_verdicts["audit_losses.py", "CrossEntropy"]
+    assert verdict == "verified"
+    assert detail.endswith(
+        "gradcheck passed for logits; second order not checked: forward saves an intermediate tensor for backward,"
+        " which double backward cannot differentiate through (inputs: harvested from _demo_ce_ok())"
+    )
+
+
+def test_a_low_rank_derivative_counts_as_a_shared_scale_only_when_outputs_move_with_other_elements():
+    import torch
+
+    from autograd_lint.confirm.runtime.audit import _straight_through
+
+    x = torch.tensor([0.7, -0.4, 1.1, -0.9, 0.3, -1.2], dtype=torch.float64)
+    identity = torch.eye(6, dtype=torch.float64)
+    # sign(x) * mean|x|: every output moves with every element, rank 1.
+    shared_scale = torch.outer(x.sign(), x.sign()) / 6
+    assert _straight_through(0.0, identity, shared_scale)
+    # A ReLU's derivative with a backward that inverts its mask: as low in rank, but diagonal.
+    relu = torch.diag((x > 0).to(torch.float64))
+    inverted = torch.diag((x <= 0).to(torch.float64))
+    assert not _straight_through(0.0, inverted, relu)

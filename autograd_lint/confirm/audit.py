@@ -29,10 +29,12 @@ from ..facts.function_model import FunctionClass, function_model
 from ..io.discovery import discover
 from ..io.module_names import module_name_for_path
 from ..io.reading import SourceError, read_module_source
+from ..rules.agl024_functorch_incompatible import _has_generate_vmap_rule as generates_vmap_rule
 from ..torch_api import INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
 from .harness import CannotBuildHarness, Harness, _import_root, apply_builders, build_script, function_class_code
 from .runner import RunLimits, RunResult
 from .session import run_scripts
+from .verdict_cache import VerdictCache
 
 AUDIT_VERDICTS = ("verified", "wrong-gradient", "ste", "inconclusive")
 # Calls in forward after which the output is piecewise constant in the input: a straight-through estimator's cue.
@@ -55,6 +57,7 @@ class AuditedFunction:
     wrong_input: str | None = None
     max_abs: float | None = None
     max_rel: float | None = None
+    check: str | None = None  # what failed beyond backward's values: `jvp`, `vmap`, `reentrant` (random backward)
     reproduction: str | None = None
 
 
@@ -82,8 +85,11 @@ def audit_paths(
     limits: RunLimits,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    cache: VerdictCache | None = None,
 ) -> AuditReport:
-    """A verdict for every Function with a forward and a backward in the Python files under `paths`."""
+    """A verdict for every Function with a forward and a backward in the Python files under `paths`; with
+    `cache`, a Function whose harness (its code, the recipe) and project sources are unchanged since a run
+    that gave it a verdict gets that verdict again without running (`progress` counts the others)."""
     report = AuditReport()
     targets: list[_Target] = []
     for path in sorted(discover(paths, config, report.errors)):
@@ -117,9 +123,22 @@ def audit_paths(
             report.functions.append(
                 _result(target, RunResult("inconclusive", f"harness could not be built: {reason}", 0.0))
             )
-    run_scripts(
-        scripts, limits, jobs, lambda target, result: report.functions.append(_result(target, result)), progress
-    )
+    to_run: list[tuple[tuple[_Target, str | None], str]] = []
+    for target, script in scripts:
+        key = cache.key(script, target.path) if cache is not None else None
+        cached = cache.get(key) if cache is not None and key is not None else None
+        if cached is not None:
+            report.functions.append(_result(target, cached))
+        else:
+            to_run.append(((target, key), script))
+
+    def record(item: tuple[_Target, str | None], result: RunResult) -> None:
+        target, key = item
+        report.functions.append(_result(target, result))
+        if cache is not None and key is not None:
+            cache.put(key, result)
+
+    run_scripts(to_run, limits, jobs, record, progress)
     report.functions.sort(key=lambda f: (f.path, f.line, f.column, f.name))
     return report
 
@@ -132,12 +151,22 @@ def _script(module: ParsedModule, function_class: FunctionClass) -> str:
     once = any(name.rsplit(".", 1)[-1] == "once_differentiable" for name in backward.decorators)
     call = (
         f"_agl_recipe.audit({function_class.name}.apply, _agl_builders, {names!r}, "
-        f"{_uses_step_ops(forward.node)!r}, {once!r})"
+        f"{_uses_step_ops(forward.node)!r}, {once!r}, {_declared_checks(function_class)!r})"
     )
     harness = Harness(
         required, "\n".join([definition, apply_builders(module, function_class, with_backward=True), call]), optional
     )
     return build_script(module, harness, "audit")
+
+
+def _declared_checks(function_class: FunctionClass) -> list[str]:
+    """The checks beyond gradcheck what the class declares asks for: `jvp` (forward mode) when it defines
+    jvp, `vmap` when it defines a vmap staticmethod or sets `generate_vmap_rule = True` (read as AGL024 reads
+    it, on the class or a base)."""
+    checks = ["jvp"] if function_class.method("jvp") is not None else []
+    if function_class.method("vmap") is not None or generates_vmap_rule(function_class):
+        checks.append("vmap")
+    return checks
 
 
 def _uses_step_ops(function: cst.FunctionDef) -> bool:
@@ -188,6 +217,7 @@ def _result(target: _Target, result: RunResult) -> AuditedFunction:
         wrong_input=outcome.get("input"),
         max_abs=outcome.get("max_abs"),
         max_rel=outcome.get("max_rel"),
+        check=outcome.get("check"),
         reproduction=_reproduction(target, outcome),
     )
 
@@ -200,8 +230,23 @@ def _reproduction(target: _Target, outcome: dict) -> str:
     check = "gradgradcheck" if outcome.get("order") == 2 else "gradcheck"
     arguments = ",\n    ".join(outcome.get("arguments", []))
     positions = outcome.get("inputs", [])
+    run = f"torch.autograd.{check}(function, inputs)\n"
+    against = f"{name}.backward against torch.autograd.{check}"
+    if outcome.get("check") == "jvp":
+        run = "torch.autograd.gradcheck(function, inputs, check_forward_ad=True, check_backward_ad=False)\n"
+        against = f"{name}.jvp against torch.autograd.gradcheck(check_forward_ad=True)"
+    elif outcome.get("check") == "vmap":
+        run = (
+            f"batch = [torch.stack([x * scale for scale in {tuple(outcome.get('scales', ()))!r}]) for x in inputs]\n"
+            "mapped = torch.func.vmap(function)(*batch)\n"
+            "looped = [function(*row) for row in zip(*batch)]\n"
+            "for index, got in enumerate(mapped if isinstance(mapped, tuple) else (mapped,)):\n"
+            "    expected = torch.stack([o[index] if isinstance(o, tuple) else o for o in looped])\n"
+            "    torch.testing.assert_close(got, expected)\n"
+        )
+        against = f"{name} under torch.func.vmap against a loop over the batch"
     return (
-        f"# {name}.backward against torch.autograd.{check} ({target.path}), as `autograd-lint audit` ran it\n"
+        f"# {against} ({target.path}), as `autograd-lint audit` ran it\n"
         "import sys\n\n"
         "import torch\n\n"
         f"sys.path.insert(0, {root!r})\n"
@@ -213,7 +258,7 @@ def _reproduction(target: _Target, outcome: dict) -> str:
         "        call[position] = tensor.clone()\n"
         f"    return {name}.apply(*call)\n\n\n"
         f"inputs = tuple(arguments[p].requires_grad_() for p in {positions!r})\n"
-        f"torch.autograd.{check}(function, inputs)\n"
+        f"{run}"
     )
 
 
@@ -243,12 +288,26 @@ def _diagnostic(function: AuditedFunction) -> Diagnostic:
             f"{function.name}.backward: wrong gradient for `{function.wrong_input}` "
             f"(max abs error {function.max_abs:.3g}, relative {function.max_rel:.3g})"
         )
+    elif function.check == "jvp":
+        message = f"{function.name}.jvp: forward-mode gradient differs from the numerical one"
+    elif function.check == "reentrant":
+        message = f"{function.name}.backward: gives another gradient each time for the same inputs"
+    elif function.check == "vmap":
+        message = f"{function.name}: its vmap rule gives other values than forward per batch element"
     else:
         message = f"{function.name}.backward: its own gradient is wrong (gradgradcheck fails)"
+    consequence = {
+        "jvp": "The jvp's result is not the derivative of forward, so every forward-mode gradient (torch.func.jvp, "
+        "jacfwd) through this Function is silently wrong.",
+        "vmap": "Under torch.func.vmap (and so jacrev, per-sample gradients) this Function computes something "
+        "else than forward does, silently.",
+    }.get(
+        function.check or "",
+        "Backward's result is not the derivative of forward, so every gradient through this Function is "
+        "silently wrong.",
+    )
     explanation = (
-        f"The audit ran {function.detail}. Backward's result is not the derivative of forward, so every "
-        "gradient through this Function is silently wrong. Reproduce it with this script:\n\n"
-        f"{function.reproduction}"
+        f"The audit ran {function.detail}. {consequence} Reproduce it with this script:\n\n{function.reproduction}"
     )
     return Diagnostic(
         function.path,

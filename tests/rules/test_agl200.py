@@ -156,6 +156,112 @@ VALID = [
         def quantize(x):
             return SymQuantizer.apply(x, 4)
     """,
+    # a binary quantizer scaled by the mean magnitude, identity backward (DeepSpeed's, XNOR-Net's): forward's
+    # numerical Jacobian is the dense rank-1 derivative of the shared scale, with no element's own part
+    """\
+        import torch
+
+
+        class BinaryQuantizer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                alpha = x.abs().mean()
+                return torch.sign(x) * alpha
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output
+    """,
+    # a ternary quantizer: threshold 0.7 * mean |x|, scaled by the mean magnitude of the kept elements,
+    # clipped-identity backward
+    """\
+        import torch
+
+
+        class TernaryQuantizer(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                delta = 0.7 * x.abs().mean()
+                kept = (x.abs() > delta).to(x.dtype)
+                alpha = (x.abs() * kept).sum() / kept.sum()
+                return torch.sign(x) * kept * alpha
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                (x,) = ctx.saved_tensors
+                return grad_output * (x.abs() <= 1).to(grad_output.dtype)
+    """,
+    # a jvp (forward mode) checked with gradcheck(check_forward_ad=True): right
+    """\
+        import torch
+
+
+        class ExpJvp(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x.exp()
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                (x,) = inputs
+                ctx.save_for_backward(output)
+                ctx.save_for_forward(output)
+
+            @staticmethod
+            def backward(ctx, grad):
+                (out,) = ctx.saved_tensors
+                return grad * out
+
+            @staticmethod
+            def jvp(ctx, x_t):
+                (out,) = ctx.saved_tensors
+                return x_t * out
+    """,
+    # a vmap staticmethod checked against a loop over the batch: right
+    """\
+        import torch
+
+
+        class SquareVmap(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+
+            @staticmethod
+            def vmap(info, in_dims, x):
+                return SquareVmap.apply(x), in_dims[0]
+    """,
+    # generate_vmap_rule = True: the generated rule checked the same way
+    """\
+        import torch
+
+
+        class SquareGenerated(torch.autograd.Function):
+            generate_vmap_rule = True
+
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+    """,
     # an auxiliary loss attached to the graph: forward ignores it, backward gives it a gradient (Megatron's)
     """\
         import torch
@@ -237,6 +343,68 @@ INVALID = [
                 (x,) = ctx.saved_tensors
                 return grad * torch.where(x > 0, 2 * x, torch.ones_like(x))
     """,
+    # a jvp with an extra factor 2: backward is right, forward mode is not
+    """\
+        import torch
+
+
+        class ExpWrongJvp(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x.exp()
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(output)
+                ctx.save_for_forward(output)
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (out,) = ctx.saved_tensors
+                return grad * out
+
+            @staticmethod
+            def jvp(ctx, x_t):
+                (out,) = ctx.saved_tensors
+                return 2 * x_t * out
+    """,
+    # a vmap staticmethod that mixes the batch elements (sums over the batch dim)
+    """\
+        import torch
+
+
+        class SquareWrongVmap(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return x * x
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                (x,) = ctx.saved_tensors
+                return 2 * grad * x
+
+            @staticmethod
+            def vmap(info, in_dims, x):
+                return x * x.sum(0, keepdim=True), in_dims[0]
+    """,
+    # backward draws random numbers of its own (AGL016): the values are close, but no two runs agree
+    """\
+        import torch
+
+
+        class NoisyBackward(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, grad):  # AGL200:9
+                return grad * 2 + 1e-7 * torch.randn_like(grad)
+    """,
 ]
 
 
@@ -257,24 +425,24 @@ def audited(tmp_path_factory):
     found: dict[str, list[tuple[int, int]]] = {name: [] for name in sources}
     for diagnostic in audit_diagnostics(report, Config()):
         found[diagnostic.path.rsplit("/", 1)[-1]].append((diagnostic.line, diagnostic.column))
-    return found, {f.path.rsplit("/", 1)[-1]: f.verdict for f in report.functions}
+    return found, {f.path.rsplit("/", 1)[-1]: f.verdict for f in report.functions}, report
 
 
 @pytest.mark.parametrize("index", range(len(VALID)))
 def test_valid_snippets_report_nothing(audited, index):
-    found, _ = audited
+    found, *_ = audited
     assert found[f"valid_{index}.py"] == []
 
 
 @pytest.mark.parametrize("index", range(len(INVALID)))
 def test_invalid_snippets_report_exactly(audited, index):
-    found, verdicts = audited
+    found, verdicts, _ = audited
     assert found[f"invalid_{index}.py"] == marked_positions("AGL200", INVALID[index])
     assert verdicts[f"invalid_{index}.py"] == "wrong-gradient"
 
 
 def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
-    _, verdicts = audited
+    _, verdicts, _ = audited
     assert [verdicts[f"valid_{i}.py"] for i in range(len(VALID))] == [
         "verified",
         "ste",
@@ -285,11 +453,16 @@ def test_valid_snippets_get_the_verdict_they_are_there_for(audited):
         "ste",
         "ste",
         "ste",
+        "ste",
+        "verified",
+        "verified",
+        "verified",
+        "ste",
     ]
 
 
 def test_the_rule_pages_bad_example_is_a_wrong_gradient_at_its_marker_and_the_fix_is_verified(audited):
-    found, verdicts = audited
+    found, verdicts, _ = audited
     assert found["page_bad.py"] == [(line, 9) for line, *_ in _markers(_page_example("## Bad"))]
     assert (verdicts["page_bad.py"], verdicts["page_fix.py"]) == ("wrong-gradient", "verified")
 
@@ -298,3 +471,33 @@ def _markers(source: str):
     from fixture_markers import expected_markers
 
     return expected_markers(source)
+
+
+def test_forward_mode_and_vmap_rules_are_checked_where_declared(audited):
+    *_, report = audited
+    details = {f.name: f.detail for f in report.functions}
+    assert details["ExpJvp"].endswith(
+        ": gradcheck passed for x, forward mode (jvp) and gradgradcheck (inputs: declared)"
+    )
+    assert details["SquareVmap"].endswith(": gradcheck passed for x, vmap and gradgradcheck (inputs: declared)")
+    assert details["ExpWrongJvp"] == (
+        "ExpWrongJvp.apply(<tensor>): forward-mode check of jvp: GradcheckError: Jacobian computed with forward mode"
+        " mismatch for output 0 with respect to input 0, (inputs: declared)"
+    )
+    assert details["SquareWrongVmap"].startswith(
+        "SquareWrongVmap.apply(<tensor>): vmap check: output 0 under torch.func.vmap differs from forward run per"
+        " batch element (max abs error "
+    )
+    messages = {d.message for d in audit_diagnostics(report, Config())}
+    assert "ExpWrongJvp.jvp: forward-mode gradient differs from the numerical one" in messages
+    assert "SquareWrongVmap: its vmap rule gives other values than forward per batch element" in messages
+
+
+def test_a_backward_giving_another_gradient_each_run_is_reported_as_not_reentrant(audited):
+    *_, report = audited
+    (function,) = [f for f in report.functions if f.name == "NoisyBackward"]
+    assert function.detail.startswith(
+        "NoisyBackward.apply(<tensor>): gradcheck: GradcheckError: Backward is not reentrant"
+    )
+    (diagnostic,) = [d for d in audit_diagnostics(report, Config()) if d.message.startswith("NoisyBackward")]
+    assert diagnostic.message == "NoisyBackward.backward: gives another gradient each time for the same inputs"

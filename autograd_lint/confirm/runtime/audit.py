@@ -7,6 +7,7 @@ synthesized input, a missing dependency, the runner's limits) is the runner's ow
 """
 
 import json
+from contextlib import contextmanager
 
 from . import probes
 from .probes import report, run_forward, tensors_in
@@ -17,18 +18,37 @@ ATOL, RTOL = 1e-5, 1e-3  # gradcheck's default tolerances
 MAX_CANDIDATES = 6
 # An input at least this share of whose elements move no output (their numerical Jacobian column is zero) is one
 # forward is piecewise constant in.
-MOSTLY_FLAT_DIAGONAL = 0.5  # with an identity-like backward: forward's own derivative zero on this share
 PIECEWISE_CONSTANT_SHARE = 0.9
+# A numerical Jacobian of at most this rank per element is a shared scale's only (sign(x) * mean|x|): no
+# element's own derivative is in it.
+LOW_RANK_SHARE = 0.5
+# What a synthesized tensor backward does not differentiate is replaced with when it may be a number (an eps, a
+# scale): neither 0 nor 1, so that a factor it should bring still shows.
+UNDIFFERENTIATED_NUMBER = 0.5
+GRAD_OUTPUT_SCALE = 2.5  # the incoming gradient backward must scale its result with (neither 0 nor 1)
+RNG_SEED = 0
+# How far two backward runs on the same inputs may differ (a GPU's atomic adds in another order), far below a
+# gradient drawn from other random numbers.
+NONDETERMINISM_TOLERANCE = (
+    1e-10  # every forward call starts from it, so that a random forward draws the same mask each time
+)
 
 
-def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
+def audit(apply, builders, names, step_ops_in_forward, once_differentiable, declared_checks=()):
     """Report the audit's outcome for `apply` (`Cls.apply`); `names` are forward's inputs (for the message),
     `step_ops_in_forward` whether forward's text uses round/sign/floor/comparisons (a straight-through
-    estimator is then possible), `once_differentiable` whether backward is decorated so."""
+    estimator is then possible), `once_differentiable` whether backward is decorated so, `declared_checks`
+    what the class's declarations ask for beyond gradcheck: `jvp` (forward mode), `vmap`."""
+    apply = _OnCopies(apply)
+    # A forward that rejects negative inputs (`if (rate <= 0).any(): raise`) accepts them made positive.
+    positive = [(label, lambda shape, build=build: _positive(build(shape))) for label, build in builders]
+    positive_builds = {build for _, build in positive}
     tried = []
-    for label, build, shape, _ in run_forward(apply, builders, every_shape=True)[:MAX_CANDIDATES]:
-        args = _float64(build(shape))
-        tried.append((label, args, _check(apply, args, names, step_ops_in_forward)))
+    for label, build, shape, _ in run_forward(apply, builders + positive, every_shape=True)[:MAX_CANDIDATES]:
+        args, outcome = _check_in_domain(apply, _float64(build(shape)), names, step_ops_in_forward)
+        if build in positive_builds:
+            outcome = {**outcome, "detail": outcome["detail"] + " (with positive inputs: forward rejects the others)"}
+        tried.append((label, args, outcome))
         if not tried[-1][2]["detail"].startswith(("forward failed", "backward failed")):
             break
     else:  # every input forward accepted failed there or in backward: say so for the first one
@@ -37,23 +57,71 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable):
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1:
         # A kink hit by chance fails at one point only: the same inputs moved away from zero must fail too.
         shifted = _check(apply, _shifted(args), names, step_ops_in_forward)
-        if shifted["verdict"] != "wrong-gradient":
+        if shifted["verdict"] == "verified":
             outcome = {**shifted, "detail": shifted["detail"] + " (after a retry with inputs moved off a kink)"}
             args = _shifted(args)
-    if outcome["verdict"] == "domain":
-        # NaN from log/sqrt/pow of negatives: the Function's domain is the positive numbers.
-        args = _positive(args)
-        outcome = _check(apply, args, names, step_ops_in_forward)
-        if outcome["verdict"] == "domain":
-            outcome = {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
-        else:
-            outcome["detail"] += " (with positive inputs: NaN on the synthesized ones)"
+    synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
+    if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
+        args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "verified" and "jvp" in declared_checks:
+        outcome = _check_forward_mode(apply, args, outcome)
+    if outcome["verdict"] == "verified" and "vmap" in declared_checks:
+        outcome = _check_vmap(apply, args, outcome)
     if outcome["verdict"] == "verified" and not once_differentiable:
         outcome = _check_second_order(apply, args, outcome)
     outcome["call"] = label
     outcome["arguments"] = [_source_of(value) for value in args]
     outcome["origin"] = probes.inputs_origin
     report("confirmed", json.dumps(outcome), with_origin=False)
+
+
+def _check_in_domain(apply, args, names, step_ops_in_forward):
+    """(the inputs checked, the outcome): NaN from log/sqrt/pow of negatives means the Function's domain is
+    the positive numbers, so those inputs are tried made positive."""
+    outcome = _check(apply, args, names, step_ops_in_forward)
+    if outcome["verdict"] != "domain":
+        return args, outcome
+    args = _positive(args)
+    outcome = _check(apply, args, names, step_ops_in_forward)
+    if outcome["verdict"] == "domain":
+        return args, {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
+    return args, {**outcome, "detail": outcome["detail"] + " (with positive inputs: NaN on the synthesized ones)"}
+
+
+def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
+    """A synthesized float tensor that backward gives no gradient for may stand for a Python number the code
+    does not show (`self.eps`, a scale): broadcast against the input it changes forward's math, so that a
+    right backward seems wrong. The wrong gradient stands unless it disappears with those inputs made numbers."""
+    differentiated = set(outcome.get("inputs", []))
+    positions = [p for p, v in enumerate(args) if _is_float_tensor(v) and p not in differentiated]
+    if not positions:
+        return args, outcome
+    numbers = [UNDIFFERENTIATED_NUMBER if p in positions else v for p, v in enumerate(args)]
+    retried = _check(apply, numbers, names, step_ops_in_forward)
+    if retried["verdict"] not in ("verified", "ste"):
+        return args, outcome
+    shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
+    return numbers, {**retried, "detail": retried["detail"] + f" (with {shown} a number, not a synthesized tensor)"}
+
+
+class _OnCopies:
+    """`apply` called on copies of the float tensors that require grad: a forward that writes into its input
+    (with mark_dirty) may not write into a leaf, and the caller's tensor stays as it was."""
+
+    def __init__(self, apply):
+        self.apply = apply
+        self.function_class = getattr(apply, "__self__", None)  # the class whose apply this is (`Cls.apply`)
+
+    def __call__(self, *args):
+        return self.apply(
+            *[value.clone() if _is_float_tensor(value) and value.requires_grad else value for value in args]
+        )
+
+
+def _is_float_tensor(value):
+    import torch
+
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
 
 
 def _float64(args):
@@ -86,17 +154,31 @@ def _positive(args):
     return _mapped(args, lambda x: x.abs() + 0.1)
 
 
-def _differentiable(apply, args, positions):
-    """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them.
-    Every tensor is cloned first, so that a forward that writes into its input (with mark_dirty) never
-    writes into a leaf, nor into the caller's tensor."""
+@contextmanager
+def _seeded():
+    """Every forward call draws the same random numbers (on the device too), and leaves the RNG as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if probes.DEVICE == "cuda" else []):
+        torch.manual_seed(RNG_SEED)
+        yield
+
+
+def _differentiable(apply, args, positions, kept=None):
+    """f(*inputs at `positions`) -> the float outputs that require grad, as gradcheck differentiates them
+    (or those at the positions `kept`: under forward-mode AD no output requires grad). Every tensor is
+    cloned first, so that a forward that writes into its input (with mark_dirty) never writes into a leaf,
+    nor into the caller's tensor."""
     import torch
 
     def function(*inputs):
         call = [value.clone() if isinstance(value, torch.Tensor) else value for value in args]
         for position, tensor in zip(positions, inputs):
             call[position] = tensor.clone()
-        outputs = tensors_in(apply(*call))
+        with _seeded():
+            outputs = tensors_in(apply(*call))
+        if kept is not None:
+            return tuple(outputs[index] for index in kept)
         return tuple(o for o in outputs if o.is_floating_point() and o.requires_grad)
 
     return function
@@ -148,19 +230,59 @@ def _check(apply, args, names, step_ops_in_forward):
         constant = float((n.abs() <= ATOL).all(dim=0).double().mean())
         mismatches.append((position, max_abs, max_rel, constant, a, n))
     if not mismatches:
+        unscaled = _not_scaling_with_grad_output(function, inputs)
+        if unscaled is not None:
+            index, max_abs, max_rel = unscaled
+            if all(_passes_through(n) for n in numerical):
+                return {
+                    "verdict": "ste",
+                    "detail": f"forward passes the input through and backward changes its gradient "
+                    f"({_name(names, positions[index])}: not in proportion, a gradient clipper): by design",
+                    "inputs": positions,
+                }
+            return {
+                "verdict": "wrong-gradient",
+                "order": 1,
+                "input": _name(names, positions[index]),
+                "max_abs": max_abs,
+                "max_rel": max_rel,
+                "detail": f"the gradient of `{_name(names, positions[index])}` does not scale with the incoming "
+                f"gradient (backward given {GRAD_OUTPUT_SCALE} times the gradient)",
+                "inputs": positions,
+            }
         try:
-            torch.autograd.gradcheck(function, tuple(inputs), eps=EPSILON, atol=ATOL, rtol=RTOL)
+            torch.autograd.gradcheck(
+                function, tuple(inputs), eps=EPSILON, atol=ATOL, rtol=RTOL, nondet_tol=NONDETERMINISM_TOLERANCE
+            )
         except Exception as exc:  # noqa: BLE001 - gradcheck's other checks (reentrancy, undefined grads)
+            if "Backward is not reentrant" in str(exc):
+                # Backward draws its own random numbers (a dropout mask drawn again): each run another gradient.
+                return {
+                    "verdict": "wrong-gradient",
+                    "order": 1,
+                    "check": "reentrant",
+                    "detail": f"gradcheck: {_first_line(exc)}",
+                    "inputs": positions,
+                }
             return {"verdict": "inconclusive", "detail": f"gradcheck: {_first_line(exc)}"}
         return {"verdict": "verified", "detail": f"gradcheck passed for {checked}", "inputs": positions}
-    if step_ops_in_forward and all(_straight_through(constant, a, n) for _, _, _, constant, a, n in mismatches):
+    flat = all(bool((n.abs() <= ATOL).all()) for *_, n in mismatches)
+    # Flat at gradcheck's step, yet moved by a large change of the input: forward samples or steps on it.
+    samples = flat and all(_moves_output(function, inputs, positions.index(m[0])) for m in mismatches)
+    if (
+        samples
+        or (step_ops_in_forward and all(_straight_through(constant, a, n) for _, _, _, constant, a, n in mismatches))
+        or (step_ops_in_forward and _rounding_as_identity(apply, args, positions, analytical))
+    ):
         kinds = ", ".join(f"{_name(names, p)}: {_surrogate_kind(a)}" for p, _, _, _, a, _ in mismatches)
         return {
             "verdict": "ste",
             "detail": f"forward is piecewise constant in {kinds} backward (straight-through estimator)",
             "inputs": positions,
         }
-    if all(_passes_through(n) for *_, n in mismatches):
+    if all(_passes_through(n) for *_, n in mismatches) and all(
+        _passes_through_other_shapes(function, inputs, positions.index(m[0])) for m in mismatches
+    ):
         shown = ", ".join(f"{_name(names, m[0])}: {_gradient_change(m[4])}" for m in mismatches)
         return {
             "verdict": "ste",
@@ -168,7 +290,7 @@ def _check(apply, args, names, step_ops_in_forward):
             "a gradient-reversal or gradient-scaling layer by design",
             "inputs": positions,
         }
-    if all(bool((n.abs() <= ATOL).all()) for *_, n in mismatches):
+    if flat:
         ignored = ", ".join(f"`{_name(names, m[0])}`" for m in mismatches)
         return {
             "verdict": "ste",
@@ -197,6 +319,95 @@ def _check(apply, args, names, step_ops_in_forward):
     }
 
 
+def _not_scaling_with_grad_output(function, inputs):
+    """(input index, max abs error, max relative error) where backward's gradient, given GRAD_OUTPUT_SCALE
+    times the incoming gradient, is not that many times its gradient for ones; None if it is everywhere.
+    A Jacobian compared row by row meets incoming gradients of 1 only, which a backward that forgets to
+    multiply by it gets right for a scalar output (a loss)."""
+    import torch
+
+    def gradients(scale):
+        outputs = function(*inputs)
+        grads = torch.autograd.grad(outputs, inputs, [torch.full_like(o, scale) for o in outputs], allow_unused=True)
+        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(inputs, grads)]
+
+    for index, (once, scaled) in enumerate(zip(gradients(1.0), gradients(GRAD_OUTPUT_SCALE))):
+        expected = GRAD_OUTPUT_SCALE * once
+        if not torch.allclose(scaled, expected, rtol=RTOL, atol=ATOL):
+            error = (scaled - expected).abs()
+            return index, float(error.max()), float((error / expected.abs().clamp_min(ATOL)).max())
+    return None
+
+
+def _check_forward_mode(apply, args, outcome):
+    """gradcheck of the declared jvp (forward-mode AD) against the numerical derivative."""
+    import torch
+    from torch.autograd.gradcheck import GradcheckError
+
+    positions = outcome["inputs"]
+    inputs = tuple(args[p] for p in positions)
+    outputs = tensors_in(apply(*args))
+    kept = [index for index, o in enumerate(outputs) if o.is_floating_point() and o.requires_grad]
+    function = _differentiable(apply, args, positions, kept)
+    try:
+        torch.autograd.gradcheck(
+            function, inputs, eps=EPSILON, atol=ATOL, rtol=RTOL, check_forward_ad=True, check_backward_ad=False
+        )
+    except GradcheckError as exc:
+        return {
+            "verdict": "wrong-gradient",
+            "order": 1,
+            "check": "jvp",
+            "detail": f"forward-mode check of jvp: {_first_line(exc)}",
+            "inputs": positions,
+        }
+    except Exception as exc:  # noqa: BLE001 - jvp raising, forward AD unsupported by an op forward uses
+        return {**outcome, "detail": outcome["detail"] + f"; jvp not checked: {_first_line(exc)}"}
+    return {**outcome, "detail": outcome["detail"] + ", forward mode (jvp)"}
+
+
+VMAP_SCALES = (1.0, 0.8, 1.25)  # the batch vmap runs over: the inputs, scaled (a positive input stays positive)
+
+
+def _check_vmap(apply, args, outcome):
+    """`torch.func.vmap` over a batch of the differentiated inputs against forward run on each in a loop:
+    the declared vmap staticmethod (or the generated rule) must give what the loop gives."""
+    import torch
+
+    positions = outcome["inputs"]
+
+    def single(*inputs):
+        call = [value.detach().clone() if isinstance(value, torch.Tensor) else value for value in args]
+        for position, tensor in zip(positions, inputs):
+            call[position] = tensor
+        return tuple(tensors_in(apply(*call)))
+
+    variants = [[args[p].detach() * scale for p in positions] for scale in VMAP_SCALES]
+    try:
+        looped = [single(*variant) for variant in variants]
+        mapped = torch.func.vmap(single)(*[torch.stack(batch) for batch in zip(*variants)])
+    except Exception as exc:  # noqa: BLE001 - a forward vmap cannot run (data-dependent control flow, .item())
+        return {**outcome, "detail": outcome["detail"] + f"; vmap not checked: {_first_line(exc)}"}
+    for index, got in enumerate(mapped):
+        expected = torch.stack([outputs[index] for outputs in looped])
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+            shown = (
+                f"shape {list(got.shape)}, expected {list(expected.shape)}"
+                if got.shape != expected.shape
+                else f"max abs error {float((got - expected).abs().max()):.3g}"
+            )
+            return {
+                "verdict": "wrong-gradient",
+                "order": 1,
+                "check": "vmap",
+                "scales": VMAP_SCALES,
+                "detail": f"vmap check: output {index} under torch.func.vmap differs from forward run per "
+                f"batch element ({shown})",
+                "inputs": positions,
+            }
+    return {**outcome, "detail": outcome["detail"] + ", vmap"}
+
+
 def _check_second_order(apply, args, outcome):
     """gradgradcheck on the inputs gradcheck verified; a backward whose result is not differentiable is
     left as it is (that is AGL010's finding, not a wrong value)."""
@@ -208,6 +419,12 @@ def _check_second_order(apply, args, outcome):
     try:
         torch.autograd.gradgradcheck(function, tuple(args[p] for p in positions), eps=EPSILON, atol=ATOL, rtol=RTOL)
     except GradcheckError as exc:
+        if _saves_intermediates(apply, args, positions):
+            return {
+                **outcome,
+                "detail": outcome["detail"] + "; second order not checked: forward saves an intermediate tensor "
+                "for backward, which double backward cannot differentiate through",
+            }
         return {
             "verdict": "wrong-gradient",
             "order": 2,
@@ -217,6 +434,31 @@ def _check_second_order(apply, args, outcome):
     except Exception as exc:  # noqa: BLE001
         return {**outcome, "detail": outcome["detail"] + f"; second order not checked: {_first_line(exc)}"}
     return {**outcome, "detail": outcome["detail"] + " and gradgradcheck"}
+
+
+def _saves_intermediates(apply, args, positions):
+    """Whether forward keeps for backward (with save_for_backward or as a ctx attribute) a float tensor that is
+    neither an input nor an output: computed where autograd does not record, it has no path to the inputs,
+    so double backward misses whatever backward derives from it (a LayerNorm's saved mean and rstd). That
+    is how torch's custom Functions work unless forward returns it as an output, not a wrong value."""
+    call = [
+        value.detach().clone().requires_grad_(position in positions) if _is_float_tensor(value) else value
+        for position, value in enumerate(args)
+    ]
+    # Inputs not differentiated are saved as they are; the differentiated ones and the outputs require grad.
+    undifferentiated = {v.data_ptr() for p, v in enumerate(call) if _is_float_tensor(v) and p not in positions}
+    try:
+        nodes = {o.grad_fn for o in tensors_in(apply(*call)) if o.grad_fn is not None}
+    except Exception:  # noqa: BLE001
+        return False
+    kept = []
+    for node in nodes:
+        try:
+            kept += list(getattr(node, "saved_tensors", ()))
+        except RuntimeError:  # freed or never saved
+            pass
+        kept += tensors_in(list(getattr(node, "__dict__", {}).values()))
+    return any(_is_float_tensor(t) and not t.requires_grad and t.data_ptr() not in undifferentiated for t in kept)
 
 
 def _numerical_jacobian(function, inputs):
@@ -250,6 +492,91 @@ def _flat(outputs):
     return torch.cat([o.detach().reshape(-1).to(torch.float64) for o in outputs])
 
 
+# What a straight-through estimator takes as the identity in forward when it differentiates it.
+ROUNDING_OPS = ("round", "floor", "ceil", "trunc", "sign")
+
+
+def _rounding_as_identity(apply, args, positions, analytical):
+    """Whether backward's Jacobian is that of forward run with every round/floor/ceil/trunc/sign taken as the
+    identity in the derivative (`x + (round(x) - x).detach()`): the straight-through estimator of a
+    quantizer whose other inputs get their gradient through it too (LSQ's learned step size)."""
+    import torch
+
+    function_class = getattr(apply, "function_class", None)
+    if function_class is None:
+        return False
+    patched = [(owner, name, getattr(owner, name)) for owner in (torch, torch.Tensor) for name in ROUNDING_OPS]
+
+    def surrogate(*inputs):
+        call = [value.detach().clone() if isinstance(value, torch.Tensor) else value for value in args]
+        for position, tensor in zip(positions, inputs):
+            call[position] = tensor
+        context = _ForwardContext()
+        with _seeded():
+            new_style = function_class.setup_context is not torch.autograd.Function.setup_context
+            outputs = tensors_in(function_class.forward(*call) if new_style else function_class.forward(context, *call))
+        return tuple(
+            o
+            for o in outputs
+            if o.is_floating_point() and o.requires_grad and all(o is not n for n in context.non_differentiable)
+        )
+
+    def straight_through(original):
+        return lambda x, *rest, **options: x + (original(x, *rest, **options) - x).detach()
+
+    try:
+        for owner, name, original in patched:
+            setattr(owner, name, straight_through(original))
+        with torch.enable_grad():
+            expected = torch.autograd.functional.jacobian(surrogate, tuple(args[p] for p in positions))
+    except Exception:  # noqa: BLE001 - a forward that cannot run outside apply: no surrogate to compare with
+        return False
+    finally:
+        for owner, name, original in patched:
+            setattr(owner, name, original)
+    return len(expected) == len(analytical) and all(
+        torch.allclose(a, e, rtol=RTOL, atol=ATOL)
+        for per_output, expected_output in zip(analytical, expected)
+        for a, e in zip(per_output, expected_output)
+    )
+
+
+class _ForwardContext:
+    """What an old-style forward may call on ctx, when it is run outside apply."""
+
+    def __init__(self):
+        self.non_differentiable: tuple = ()
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self.non_differentiable = tensors
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+    def save_for_forward(self, *tensors):
+        pass
+
+
+def _moves_output(function, inputs, index):
+    """Whether forward's output changes when input `index` changes by a lot, though not by gradcheck's
+    step: forward samples or steps on it (a stochastic binarization), rather than ignoring it."""
+    import torch
+
+    changed = list(inputs)
+    changed[index] = (inputs[index].detach() * -1.5 + 0.25).requires_grad_(True)
+    try:
+        return not all(torch.equal(a, b) for a, b in zip(function(*inputs), function(*changed)))
+    except Exception:  # noqa: BLE001 - forward rejecting the changed value: no sign it depends on it
+        return False
+
+
 def _input_only_backward_reads(apply, args, positions, inputs, analytical):
     """The position of a tensor input that forward's output ignores but backward's gradients change with, if
     there is one: a guide for the gradient passed in on purpose (`LogSumExpMoE(logp, posterior)` takes its
@@ -280,16 +607,22 @@ def _input_only_backward_reads(apply, args, positions, inputs, analytical):
 def _straight_through(constant, analytical, numerical):
     """Whether backward's gradient for one input is a straight-through estimator's (forward has step ops):
     forward is flat in almost every element, or backward is an identity or clipped identity while forward's
-    own derivative is zero on most of the diagonal (a quantizer whose scale follows the largest element moves
-    with that one element only, so on a few synthesized elements it is not flat in 90 % of them)."""
+    derivative is only that of a scale many elements share: a quantizer `sign(x) * mean|x|` (XNOR-Net,
+    DeepSpeed's binary and ternary ones), per row or per tensor, or one whose scale follows the largest
+    element. That derivative has rank at most the number of scales, never an element's own (diagonal) part."""
     import torch
 
     if constant >= PIECEWISE_CONSTANT_SHARE:
         return True
     if _surrogate_kind(analytical) not in ("identity", "clipped identity") or numerical.shape[0] != numerical.shape[1]:
         return False
-    flat = (torch.diagonal(numerical).abs() <= ATOL).double().mean()
-    return bool(flat >= MOSTLY_FLAT_DIAGONAL)
+    rank = int(torch.linalg.matrix_rank(numerical, atol=ATOL, rtol=RTOL))
+    # An elementwise forward (a ReLU whose backward inverts the mask) is diagonal: low rank where it is flat,
+    # but each output moves with its own element only, not with a shared scale.
+    moving = numerical.abs() > ATOL
+    rows = moving.any(dim=1)
+    shared = (moving & ~torch.eye(numerical.shape[0], dtype=torch.bool)).any(dim=1)
+    return rank <= LOW_RANK_SHARE * numerical.shape[1] and bool(shared.sum() * 2 >= rows.sum() > 0)
 
 
 def _passes_through(numerical):
@@ -301,6 +634,24 @@ def _passes_through(numerical):
 
     size = numerical.shape[1]
     return numerical.shape[0] == size and torch.allclose(numerical, torch.eye(size, dtype=numerical.dtype), atol=ATOL)
+
+
+def _passes_through_other_shapes(function, inputs, index):
+    """Whether forward also returns input `index` unchanged when its last dimension is twice as long (and
+    rejecting that shape leaves it undecided): a gradient-reversal layer passes any input through, while a
+    reduction over groups the synthesized shape happened to make of one element each does not."""
+    import torch
+
+    original = inputs[index].detach()
+    if original.dim() == 0:
+        return True
+    longer = list(inputs)
+    longer[index] = torch.cat([original, original * 0.5 + 0.125], dim=-1).requires_grad_(True)
+    try:
+        outputs = function(*longer)
+    except Exception:  # noqa: BLE001 - forward rejecting the longer input: nothing learned
+        return True
+    return any(o.shape == longer[index].shape and torch.equal(o.detach(), longer[index].detach()) for o in outputs)
 
 
 def _gradient_change(analytical):
