@@ -23,8 +23,8 @@ SOURCES = {
     ),
     "CRLF line ends, no final newline": "".join(BLOCK.format(n=n) for n in range(6)).replace("\n", "\r\n")[:-2],
     "two-space indentation after a block-free piece": "import os\nimport sys\n\n\n"
-    + "".join("class C{n}:\n  def m(self):\n    return {n}\n".format(n=n) for n in range(6)),
-    "tabs": "".join("def t{n}():\n\tif True:\n\t\treturn {n}\n".format(n=n) for n in range(6)),
+    + "".join(f"class C{n}:\n  def m(self):\n    return {n}\n" for n in range(6)),
+    "tabs": "".join(f"def t{n}():\n\tif True:\n\t\treturn {n}\n" for n in range(6)),
     "mixed line ends": "a = 1\r\n" + "".join(BLOCK.format(n=n) for n in range(6)),
     "simple suites and else blocks": "".join(f"if x{n}: pass\nelse:\n    y = {n}\n" for n in range(6)),
     "continuations and form feeds": "".join(f"v{n} = (1 +\n      2) + \\\n    3\n\x0c\n" for n in range(6)),
