@@ -24,7 +24,7 @@ from .config import (
     parse_per_file_ignores,
     validate_codes,
 )
-from .confirm.runner import DEVICES
+from .confirm import DEVICES
 from .core.diagnostic import INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, FileError
 from .io.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
 from .io.discovery import discover

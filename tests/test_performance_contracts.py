@@ -194,10 +194,10 @@ def test_a_run_that_parses_nothing_imports_no_rule_and_not_libcst(tmp_path):
         "try:\n"
         "    main(['check', '--no-cache', '--select', 'ALL', sys.argv[1]])\n"
         "except SystemExit as end:\n"
-        "    print(end.code, 'libcst' in sys.modules)\n"
+        "    print(end.code, 'libcst' in sys.modules, 'autograd_lint.confirm.runner' in sys.modules)\n"
     )
     run = subprocess.run([sys.executable, "-c", cli, str(plain)], capture_output=True, text=True, check=True)
-    assert run.stdout.splitlines()[-1] == "0 False"
+    assert run.stdout.splitlines()[-1] == "0 False False"  # nor the confirm machinery
 
 
 def test_nothing_of_a_linted_file_outlives_it():

@@ -4,3 +4,7 @@
 import confirm), `runtime/` is the code the harness imports (one recipe module per rule), `session` runs
 them under `runner`.
 """
+
+# The devices harnesses can build their tensors on (`--device`). Here, not in `runner`, so that the command
+# line's options are built without importing the confirm machinery.
+DEVICES = ("cpu", "cuda")

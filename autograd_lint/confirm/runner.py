@@ -51,7 +51,6 @@ KEPT_ENVIRONMENT = (
     "PYTHONHASHSEED",
     "CUDA_VISIBLE_DEVICES",  # which GPUs --device cuda may use; with --device cpu the harness sees none
 )
-DEVICES = ("cpu", "cuda")
 # The device harnesses build their tensors on (read by the bootstrap and runtime/probes.py), set only in
 # the harness's environment.
 DEVICE_VARIABLE = "AUTOGRAD_LINT_DEVICE"
