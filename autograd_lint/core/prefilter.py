@@ -25,18 +25,27 @@ class TextCue:
     description: str
     substrings: tuple[str, ...] = ()
     patterns: tuple[re.Pattern[str], ...] = ()
+    # Words one of which every match of `patterns` contains: looked for first, as a substring search is many
+    # times faster than a pattern that does not start with a literal.
+    guards: tuple[str, ...] = ()
 
     def found_in(self, text: str) -> bool:
         # Separate patterns: one alternation of them all is several times slower to search.
-        return any(substring in text for substring in self.substrings) or any(
-            pattern.search(text) for pattern in self.patterns
-        )
+        if any(substring in text for substring in self.substrings):
+            return True
+        if self.guards and not any(guard in text for guard in self.guards):
+            return False
+        return any(pattern.search(text) for pattern in self.patterns)
 
 
 def calls(*names: str) -> TextCue:
     """A call of one of these functions or methods (`where(`, `x.masked_fill (`), by name."""
     alternatives = "|".join(re.escape(name) for name in sorted(names))
-    return TextCue(f"a call of {', '.join(sorted(names))}", patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),))
+    return TextCue(
+        f"a call of {', '.join(sorted(names))}",
+        patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),),
+        guards=tuple(sorted(names)),
+    )
 
 
 # A Function subclass is declared with "Function" in its bases (or subclasses one that is), or through a
@@ -44,6 +53,7 @@ def calls(*names: str) -> TextCue:
 FUNCTION_CLASS = TextCue(
     "a Function subclass",
     patterns=(re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w"),),
+    guards=("Function",),
 )
 
 

@@ -40,10 +40,11 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                 ),
                 re.compile("^[ \\t]*return[ \\t]+\\(?[ \\t]*[\\w.\\[\\]]+[ \\t]*[<>]=?[ \\t]*[\\w.(-]", 40),
             ),
+            guards=(),
         ),
     ),
     "AGL004": (
-        TextCue("a forward method", substrings=(), patterns=(re.compile("def\\s+forward\\s*\\(", 32),)),
+        TextCue("a forward method", substrings=(), patterns=(re.compile("def\\s+forward\\s*\\(", 32),), guards=()),
         TextCue(
             "one of the ops this rule flags",
             substrings=(),
@@ -60,6 +61,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                 re.compile("([<>]|==)[^\\n]*\\)\\s*\\.(float|half|double|bfloat16|to|type_as|type)\\(", 40),
                 re.compile("\\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\\(", 40),
             ),
+            guards=(),
         ),
     ),
     "AGL005": (FUNCTION_CLASS,),
@@ -78,6 +80,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                     32,
                 ),
             ),
+            guards=(),
         ),
     ),
     "AGL011": (FUNCTION_CLASS,),
@@ -88,7 +91,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
     "AGL016": (FUNCTION_CLASS,),
     "AGL017": (
         FUNCTION_CLASS,
-        TextCue("set_materialize_grads", substrings=("set_materialize_grads",), patterns=()),
+        TextCue("set_materialize_grads", substrings=("set_materialize_grads",), patterns=(), guards=()),
     ),
     "AGL018": (FUNCTION_CLASS,),
     "AGL019": (FUNCTION_CLASS,),
@@ -96,13 +99,14 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
     "AGL021": (FUNCTION_CLASS,),
     "AGL022": (
         FUNCTION_CLASS,
-        TextCue("autocast or custom_bwd", substrings=("autocast", "custom_bwd"), patterns=()),
+        TextCue("autocast or custom_bwd", substrings=("autocast", "custom_bwd"), patterns=(), guards=()),
     ),
     "AGL023": (
         TextCue(
             "a call of masked_fill, masked_fill_, where",
             substrings=(),
             patterns=(re.compile("\\b(?:masked_fill|masked_fill_|where)\\s*\\(", 32),),
+            guards=("masked_fill", "masked_fill_", "where"),
         ),
         TextCue(
             "an unsafe op, a division or a power",
@@ -113,6 +117,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                     32,
                 ),
             ),
+            guards=(),
         ),
     ),
     "AGL024": (
@@ -123,6 +128,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
             patterns=(
                 re.compile("torch\\.func\\b|functorch|vmap|make_dual|from\\s+torch\\s+import[^)]*?\\bfunc\\b", 32),
             ),
+            guards=(),
         ),
     ),
     "AGL100": (),
@@ -151,7 +157,7 @@ def _cue(cue: TextCue) -> str:
     if cue == FUNCTION_CLASS:
         return "FUNCTION_CLASS"
     patterns = "".join(f"re.compile({pattern.pattern!r}, {pattern.flags}), " for pattern in cue.patterns)
-    return f"TextCue({cue.description!r}, substrings={cue.substrings!r}, patterns=({patterns}))"
+    return f"TextCue({cue.description!r}, substrings={cue.substrings!r}, patterns=({patterns}), guards={cue.guards!r})"
 
 
 if __name__ == "__main__":

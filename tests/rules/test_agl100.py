@@ -18,6 +18,11 @@ def test_unused_noqa_on_a_line_without_findings():
     assert checked("x = 1\ny = 2  # noqa: AGL002 - kept from an old version\n", select="AGL0,AGL100") == [
         ("AGL100", 2, 8, 22, "unused `noqa` directive (unused: `AGL002`)"),
     ]
+    # in a file without any finding, however the code is spelled
+    assert checked("y = 2  # NOQA: agl002\n", select="AGL0,AGL100") == [
+        ("AGL100", 1, 8, 22, "unused `noqa` directive (unused: `AGL002`)"),
+    ]
+    assert checked("y = 2  # noqa: F401\nz = 3  # noqa\n", select="ALL") == []
 
 
 def test_a_used_noqa_is_not_reported():
