@@ -39,12 +39,12 @@ def python_files(root: str) -> list[str]:
     return found
 
 
-def measure(command: list[str], cwd: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB of the process and the children it waited for)."""
+def measure(command: list[str], cwd: str) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB of the process and the children it waited for, their CPU seconds)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, _, usage = os.wait4(process.pid, 0)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def tool(name: str) -> str | None:
@@ -61,13 +61,16 @@ def compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, c
         commands["autograd-lint warm"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )  # fill the cache
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     memory: dict[str, float] = {name: 0.0 for name in commands}
     for _ in range(args.rounds):
         for name, command in commands.items():  # alternating, so drift hits every tool alike
-            seconds, peak = measure(command, work)
+            seconds, peak, cpu_seconds = measure(command, work)
             times[name].append(seconds)
+            cpu[name].append(cpu_seconds)
             memory[name] = max(memory[name], peak)
     medians = {name: statistics.median(values) for name, values in times.items()}
+    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
     print(f"\n{'tool':34} {'median s':>9} {'files/s':>9} {'peak MB':>8}")
     for name in commands:
         print(f"{name:34} {medians[name]:9.2f} {len(files) / medians[name]:9.0f} {memory[name]:8.0f}")
@@ -76,6 +79,8 @@ def compare_with_peers(args, root, files, megabytes, work, lint, flake8, ruff, c
     for name in commands:
         if name.startswith("flake8"):
             print(f"cold / {name}: {cold / medians[name]:.3f}  (goal <= 0.15)")
+            # CPU seconds are steadier than wall time where other work shares the machine
+            print(f"  in CPU seconds: {cpu_medians['autograd-lint cold'] / cpu_medians[name]:.3f}")
         if name.startswith("ruff"):
             print(f"warm / {name}: {warm / medians[name]:.2f}  (goal <= 1.5)")
     print("\ncold run over part of the tree (linear growth expected):")
@@ -135,7 +140,7 @@ def repositories(lint: str, work: str, folder: str, jobs: int) -> None:
         size = sum(os.path.getsize(f) for f in files) / 1e6
         if not files:
             continue
-        seconds, peak = measure(
+        seconds, peak, _ = measure(
             [lint, "-q", "--exit-zero", "--no-cache", "--select", "ALL", "-j", str(jobs), path], work
         )
         print(
