@@ -215,7 +215,7 @@ PROJECT = {
             state = state or QuantState()
             return QuantMatmul.apply(a, b, state)
         """,
-    # A collective on its argument, in place: in the one-process group it changes nothing.
+    # A collective on its argument, in place: in the one-process group it keeps the values, not the version.
     "tools/allreduce.py": """
         import torch
         import torch.distributed as dist
@@ -231,17 +231,18 @@ PROJECT = {
             def backward(ctx, grad_output):
                 return grad_output, None
         """,
-    # An average over ranks, in place on the input, its group an argument: the harness gives the one-process group.
-    "tools/mean_reduce.py": """
+    # A reduction skipped where the group has one process, as real code does: nothing to reproduce there.
+    "tools/bypass_reduce.py": """
         import torch
         import torch.distributed as dist
 
 
-        class MeanAllReduce(torch.autograd.Function):
+        class ReduceFromParallelRegion(torch.autograd.Function):
             @staticmethod
-            def forward(ctx, x, process_group):
-                x.div_(dist.get_world_size(process_group))
-                dist.all_reduce(x, group=process_group)
+            def forward(ctx, x, group):
+                if dist.get_world_size(group) == 1:
+                    return x
+                dist.all_reduce(x, group=group)
                 return x
 
             @staticmethod
@@ -362,19 +363,19 @@ def test_a_state_object_only_the_wrapper_builds_is_harvested_by_calling_the_wrap
     assert verdict["evidence"].endswith("(inputs: harvested from quant_matmul(<tensor>, <tensor>))")
 
 
-def test_a_collective_that_changes_nothing_in_one_process_is_not_called_not_reproduced(verdicts):
-    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "inconclusive"
+def test_a_collective_on_a_process_group_argument_writes_its_input(verdicts):
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "confirmed"
     assert verdicts[("tools/allreduce.py", 8, "AGL009")]["evidence"] == (
-        "not reproduced in a one-process group (world size 1), where collectives change no values: "
-        "AllReduce.apply(<tensor>, <process group>): every input unchanged (inputs: declared)"
+        "AllReduce.apply(<tensor>, <process group>): input `x` (a leaf requiring grad) kept its values, "
+        "_version 0 -> 1, and forward never called ctx.mark_dirty on it (inputs: declared)"
     )
 
 
-def test_a_process_group_argument_gets_the_one_process_group(verdicts):
-    assert verdicts[("tools/mean_reduce.py", 8, "AGL009")]["verdict"] == "confirmed"
-    assert verdicts[("tools/mean_reduce.py", 8, "AGL009")]["evidence"] == (
-        "MeanAllReduce.apply(<tensor>, <process group>): input `x` (a leaf requiring grad) kept its values, "
-        "_version 0 -> 1, and forward never called ctx.mark_dirty on it (inputs: declared)"
+def test_what_a_one_process_group_does_not_reproduce_is_inconclusive(verdicts):
+    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["evidence"] == (
+        "not reproduced in a one-process group (world size 1), where collectives change no values: "
+        "ReduceFromParallelRegion.apply(<tensor>, <process group>): every input unchanged (inputs: declared)"
     )
 
 

@@ -116,6 +116,54 @@ def _start_group_on_demand():
         return lookup()
 
     distributed_c10d._get_default_group = default_group  # what every group=None collective and query calls
+    _collectives_count_their_writes(dist, distributed_c10d)
+
+
+# torch.distributed's collectives that write their first argument (a tensor, or a list of tensors) in place.
+WRITING_COLLECTIVES = (
+    "all_reduce",
+    "broadcast",
+    "reduce",
+    "all_gather",
+    "all_gather_into_tensor",
+    "_all_gather_base",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "_reduce_scatter_base",
+    "all_to_all",
+    "all_to_all_single",
+    "scatter",
+    "recv",
+    "irecv",
+)
+
+
+def _collectives_count_their_writes(*modules):
+    """Each collective advances the version counter of the tensors it writes, as torch's in-place operators
+    do (their schemas mark them written; gloo's eager path leaves the counter alone): in the one-process group
+    an all_reduce keeps the values, and only the counter shows that forward wrote its input, or a tensor
+    saved for backward."""
+    import functools
+    import inspect
+
+    import torch
+
+    for name in WRITING_COLLECTIVES:
+        collective = getattr(modules[0], name, None)
+        if collective is None:
+            continue
+        written_name = next(iter(inspect.signature(collective).parameters))
+
+        def counted(*args, _collective=collective, _written_name=written_name, **kwargs):
+            result = _collective(*args, **kwargs)
+            for tensor in tensors_in(args[0] if args else kwargs.get(_written_name)):
+                torch.autograd.graph.increment_version(tensor)
+            return result
+
+        functools.update_wrapper(counted, collective)
+        for module in modules:
+            if getattr(module, name, None) is collective:
+                setattr(module, name, counted)
 
 
 def _end_group():
