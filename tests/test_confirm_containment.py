@@ -573,9 +573,37 @@ def test_network(sandbox, private_tmp):
             _agl_probes.report("not-reproduced", outcome)
         """)
     if sandbox == "namespaces":
-        assert result.evidence == "OSError: [Errno 101] Network is unreachable"
+        assert result.evidence == "ConnectionRefusedError: [Errno 111] Connection refused"  # its own loopback
     else:
         assert result.evidence == "connected"  # the process fallback does not cut the network (README)
+
+
+def test_a_namespace_harness_has_loopback_and_nothing_else(monkeypatch, private_tmp):
+    """Loopback is up (a one-process torch.distributed group binds 127.0.0.1), the only interface there is,
+    and an address outside is unreachable."""
+    monkeypatch.setenv(SANDBOX_SWITCH, "namespaces")
+    result = run_body("""
+        import json, socket
+        with socket.socket() as server, socket.socket() as client:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            client.connect(server.getsockname())
+            server.accept()[0].sendall(b"loopback")
+            received = client.recv(8).decode()
+        try:
+            socket.create_connection(("192.0.2.1", 80), timeout=10).close()  # TEST-NET-1
+            outside = "connected"
+        except OSError as exc:
+            outside = str(exc)
+        _agl_probes.report("not-reproduced", json.dumps({
+            "received": received, "interfaces": [name for _, name in socket.if_nameindex()], "outside": outside,
+        }))
+    """)
+    assert json.loads(result.evidence) == {
+        "received": "loopback",
+        "interfaces": ["lo"],
+        "outside": "[Errno 101] Network is unreachable",
+    }
 
 
 def test_namespace_harness_has_no_capability_and_keeps_its_proc(monkeypatch, private_tmp):

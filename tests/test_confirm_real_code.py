@@ -8,8 +8,9 @@ a folder without `__init__.py` is a package where the module's imports say so, a
 an AGL023 `torch.where` on an object the harness cannot build (`self.vec`) or on locals it cannot know
 evaluates with one-value stand-ins for them; a forward that calls its argument and takes `*args` gets a function and a tensor from the search; a state
 object only the module's functional wrapper builds comes from calling the wrapper on tensors;
-an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; a collective with no process
-group to run in says so.
+an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; collectives run in a
+one-process gloo group (started where torch is asked for its default group, or given to a process-group
+argument), and what does not reproduce there is inconclusive, as collectives change no values in it.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ PROJECT = {
             state = state or QuantState()
             return QuantMatmul.apply(a, b, state)
         """,
-    # A collective on its argument: the harness has no process group to give.
+    # A collective on its argument, in place: in the one-process group it keeps the values, not the version.
     "tools/allreduce.py": """
         import torch
         import torch.distributed as dist
@@ -229,6 +230,44 @@ PROJECT = {
             @staticmethod
             def backward(ctx, grad_output):
                 return grad_output, None
+        """,
+    # A reduction skipped where the group has one process, as real code does: nothing to reproduce there.
+    "tools/bypass_reduce.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class ReduceFromParallelRegion(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, group):
+                if dist.get_world_size(group) == 1:
+                    return x
+                dist.all_reduce(x, group=group)
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output, None
+        """,
+    # Collectives on torch's default group, in forward and in a backward one gradient short.
+    "tools/scaled_reduce.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class ScaledAllReduce(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.scale = scale
+                out = x * scale
+                dist.all_reduce(out)
+                return out
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                grad = grad_output * ctx.scale
+                dist.all_reduce(grad)
+                return grad
         """,
 }
 
@@ -324,12 +363,27 @@ def test_a_state_object_only_the_wrapper_builds_is_harvested_by_calling_the_wrap
     assert verdict["evidence"].endswith("(inputs: harvested from quant_matmul(<tensor>, <tensor>))")
 
 
-def test_a_collective_without_a_process_group_says_so(verdicts):
-    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "inconclusive"
+def test_a_collective_on_a_process_group_argument_writes_its_input(verdicts):
+    assert verdicts[("tools/allreduce.py", 8, "AGL009")]["verdict"] == "confirmed"
     assert verdicts[("tools/allreduce.py", 8, "AGL009")]["evidence"] == (
-        "needs a torch.distributed process group (forward failed on every synthesized input; last error: "
-        "AttributeError: 'float' object has no attribute 'allreduce') "
-        "(inputs: declared, then searched (30 tries): forward accepted none)"
+        "AllReduce.apply(<tensor>, <process group>): input `x` (a leaf requiring grad) kept its values, "
+        "_version 0 -> 1, and forward never called ctx.mark_dirty on it (inputs: declared)"
+    )
+
+
+def test_what_a_one_process_group_does_not_reproduce_is_inconclusive(verdicts):
+    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["evidence"] == (
+        "not reproduced in a one-process group (world size 1), where collectives change no values: "
+        "ReduceFromParallelRegion.apply(<tensor>, <process group>): every input unchanged (inputs: declared)"
+    )
+
+
+def test_collectives_on_the_default_group_start_the_one_process_group(verdicts):
+    assert verdicts[("tools/scaled_reduce.py", 17, "AGL002")]["verdict"] == "confirmed"
+    assert verdicts[("tools/scaled_reduce.py", 17, "AGL002")]["evidence"] == (
+        "ScaledAllReduce.apply(<tensor>, <tensor>) then backward raised RuntimeError: function "
+        "ScaledAllReduceBackward returned an incorrect number of gradients (expected 2, got 1) (inputs: declared)"
     )
 
 

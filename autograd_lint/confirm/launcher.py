@@ -3,7 +3,8 @@
 It starts with the scrubbed environment and the harness's temp directory as its working directory,
 so that nothing of the linter's is one `/proc/<ppid>` away, and it owns the harness's cleanup:
 
-- `namespaces`: new user, mount, network and PID namespaces. Its child is the namespace's init (PID 1):
+- `namespaces`: new user, mount, network and PID namespaces (the network one with its loopback interface
+  up and no other). Its child is the namespace's init (PID 1):
   it mounts a /proc that shows only the namespace, drops every capability (the harness runs as the
   linter's user, with no privilege inside the namespace either, so it cannot unmount that /proc), then
   starts the harness and waits for it. When init exits, the kernel kills every process left in the
@@ -34,6 +35,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECUREBITS = 1, 4, 24, 28
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 36, 38, 47, 4
 SECBIT_NOROOT, SECBIT_NOROOT_LOCKED = 1, 2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -134,8 +136,22 @@ def _enter_namespaces():
     _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
     _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
     _call("making mounts private", _linux_libc().mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None))
+    _bring_up_loopback()
     # Only now: a non-dumpable process's /proc/self files belong to root, so it could not write the maps.
     _prctl("dumpable", PR_SET_DUMPABLE, 0)
+
+
+def _bring_up_loopback():
+    """`lo` up in the new network namespace, its only interface: code under test that starts a one-process
+    torch.distributed group (gloo binds 127.0.0.1) can run, and nothing outside the namespace is reachable."""
+    import fcntl  # Linux only: the other modes never come here
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)  # struct ifreq: the name, then ifr_flags (40 bytes in all)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
 
 
 def _drop_privileges():

@@ -4,7 +4,8 @@
 dict per argument and per call shape: `value` (the literal written at an `.apply` call site, or bound to
 the name written there, or forward's default), `kind` (from a type hint: tensor, int, float, bool),
 `dtype` and `dims` (from a jaxtyping annotation, `Float[Tensor, "b n d"]`), `hint` (index or mask, from
-the name or an integer/bool hint).
+the name or an integer/bool hint). An argument forward names or annotates as a process group gets the
+harness's one-process group (probes.one_process_group) where nothing else is written for it.
 
 *Searched*: when forward rejects every declared input, a bounded, seeded search over dtype (float, long,
 bool), rank (1..4) and sizes, with relations between the arguments (one batch size, index values below
@@ -60,6 +61,8 @@ def _shown(arg):
     if arg.get("value") is not None:
         return arg["value"]
     kind = arg.get("kind")
+    if kind == "process_group":
+        return "<process group>"
     if kind in ("int", "float", "bool"):
         return repr(_PYTHON_DEFAULTS[kind])
     dtype = arg.get("dtype")
@@ -80,6 +83,8 @@ def _declared_build(call):
         for position, arg in enumerate(call):
             if arg.get("value") is not None:
                 args.append(ast.literal_eval(arg["value"]))
+            elif arg.get("kind") == "process_group":
+                args.append(probes.one_process_group())
             elif arg.get("kind") in _PYTHON_DEFAULTS:
                 args.append(_PYTHON_DEFAULTS[arg["kind"]])
             elif arg.get("dtype") == "long":
@@ -148,6 +153,7 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
     origin the verdict's evidence names (probes.inputs_origin): `call site` or `declared`, `harvested from
     f()`, or `searched (N tries)`. With `with_backward` (the audit), inputs count as accepted only where
     backward runs too."""
+    calls = _with_process_groups(apply, calls)
     builders = declared_builders(class_name, calls)
     probes.inputs_origin = origin
     if not calls or not _can_fork():
@@ -177,8 +183,37 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
     return [(label, lambda shape: build_state(state)), *builders]
 
 
+def _with_process_groups(apply, calls):
+    """`calls` with forward's process-group arguments (named `group`, `process_group`, `pg`, `..._group`, or
+    annotated ProcessGroup) given the one-process group, in place of None or nothing."""
+    import inspect
+
+    try:
+        function_class = apply.__self__
+        parameters = list(inspect.signature(function_class.forward).parameters.values())
+    except (AttributeError, TypeError, ValueError):
+        return calls
+    if "setup_context" not in vars(function_class):
+        parameters = parameters[1:]  # ctx
+    positions = {
+        i
+        for i, parameter in enumerate(parameters)
+        if re.fullmatch(r"pg|group|process_group|\w+_group", parameter.name)
+        or "ProcessGroup" in str(parameter.annotation)
+    }
+    return [
+        [
+            {"kind": "process_group"} if i in positions and arg.get("value") in (None, "None") else arg
+            for i, arg in enumerate(call)
+        ]
+        for call in calls
+    ]
+
+
 def _can_fork():
     if not hasattr(os, "fork"):
+        return False
+    if probes.group_started:  # gloo's threads do not survive a fork: the child's collectives would hang
         return False
     if probes.DEVICE != "cpu":
         import torch

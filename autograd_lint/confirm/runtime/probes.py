@@ -26,8 +26,9 @@ NEEDS_CUDA_ERRORS = (
     "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
     "with arguments from the 'CPU' backend",  # an extension's operator with no CPU kernel
 )
-# What code that runs collectives raises where it gets no process group: the harness has none to give (its
-# network namespace has no interface for gloo, and one process cannot show what a collective changes).
+# What code that runs collectives raises where it gets no process group it can use: torch's default group is
+# started on demand (`one_process_group`), but a library's own state (DeepSpeed's `deepspeed.comm`, Megatron's
+# parallel_state) or an argument the harness could not tell is a group is not.
 NEEDS_PROCESS_GROUP = re.compile(
     r"process group|init_process_group|group should not be None|has no attribute "
     r"'\w*(?:all_?reduce|all_?gather|all_to_all|reduce_scatter|world_size|process_group|parallel_group)\w*'"
@@ -40,6 +41,8 @@ _harness_script = None
 # Where the Function's inputs came from (`declared`, `call site`, `searched (N tries)`), set by inputs.py and
 # added to every verdict's evidence; None for harnesses that do not call a Function on synthesized inputs.
 inputs_origin: str | None = None
+# Whether this process started the one-process group (`one_process_group`).
+group_started = False
 _RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -56,6 +59,7 @@ def start(channel, project_root=None, harness_script=None, project_folder=None):
     if project_root:
         sys.path.insert(0, project_root)
     _use_device()
+    _start_group_on_demand()
 
 
 def _use_device():
@@ -76,6 +80,101 @@ def _use_device():
         )
 
     torch.cuda._lazy_init = refuse_cuda  # what every path to CUDA (.cuda(), device="cuda", torch.cuda.*) calls
+
+
+def one_process_group():
+    """torch.distributed's default group, started if none is: gloo, rank 0 of 1, an in-memory store (no
+    rendezvous). Its collectives really run (in-place writes, the autograd of the collective ops), as
+    identities: the in-place, arity and view bugs around them show, what a collective changes across ranks
+    does not. Gloo binds 127.0.0.1: the namespace sandbox's loopback is up for it."""
+    global group_started
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        group_started = True
+    return dist.group.WORLD
+
+
+def _start_group_on_demand():
+    """Where code under test asks torch for the default process group and none was started (torch would
+    raise `Default process group has not been initialized, please make sure to call init_process_group.`),
+    the one-process group is started and the call goes on: in forward, backward or the input search alike,
+    with no rerun. A process that never asks never starts one."""
+    try:
+        import torch.distributed as dist
+        from torch.distributed import distributed_c10d
+    except ImportError:
+        return
+    lookup = getattr(distributed_c10d, "_get_default_group", None)
+    if not dist.is_available() or lookup is None:
+        return
+
+    def default_group():
+        if not dist.is_initialized():
+            one_process_group()
+        return lookup()
+
+    distributed_c10d._get_default_group = default_group  # what every group=None collective and query calls
+    _collectives_count_their_writes(dist, distributed_c10d)
+
+
+# torch.distributed's collectives that write their first argument (a tensor, or a list of tensors) in place.
+WRITING_COLLECTIVES = (
+    "all_reduce",
+    "broadcast",
+    "reduce",
+    "all_gather",
+    "all_gather_into_tensor",
+    "_all_gather_base",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "_reduce_scatter_base",
+    "all_to_all",
+    "all_to_all_single",
+    "scatter",
+    "recv",
+    "irecv",
+)
+
+
+def _collectives_count_their_writes(*modules):
+    """Each collective advances the version counter of the tensors it writes, as torch's in-place operators
+    do (their schemas mark them written; gloo's eager path leaves the counter alone): in the one-process group
+    an all_reduce keeps the values, and only the counter shows that forward wrote its input, or a tensor
+    saved for backward."""
+    import functools
+    import inspect
+
+    import torch
+
+    for name in WRITING_COLLECTIVES:
+        collective = getattr(modules[0], name, None)
+        if collective is None:
+            continue
+        written_name = next(iter(inspect.signature(collective).parameters))
+
+        def counted(*args, _collective=collective, _written_name=written_name, **kwargs):
+            result = _collective(*args, **kwargs)
+            for tensor in tensors_in(args[0] if args else kwargs.get(_written_name)):
+                torch.autograd.graph.increment_version(tensor)
+            return result
+
+        functools.update_wrapper(counted, collective)
+        for module in modules:
+            if getattr(module, name, None) is collective:
+                setattr(module, name, counted)
+
+
+def _end_group():
+    """Destroy the one-process group this process started (the verdict is known, the process ends)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001, S110 - code under test that left the group unusable: the process ends anyway
+        pass
 
 
 def _caller_outside_torch():
@@ -108,6 +207,13 @@ def report(verdict, evidence, with_origin=True):
         evidence = f"needs a CUDA device ({evidence})"
     elif verdict == "inconclusive" and NEEDS_PROCESS_GROUP.search(str(evidence)):
         evidence = f"needs a torch.distributed process group ({evidence})"
+    if group_started:
+        _end_group()
+        if verdict == "not-reproduced":  # across ranks, the collectives it ran could have changed values
+            verdict = "inconclusive"
+            evidence = (
+                f"not reproduced in a one-process group (world size 1), where collectives change no values: {evidence}"
+            )
     if with_origin and inputs_origin and not str(evidence).startswith("needs a CUDA device"):
         evidence = f"{evidence} (inputs: {inputs_origin})"
     if _channel is None:
