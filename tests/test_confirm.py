@@ -264,7 +264,10 @@ def test_harness_never_contains_the_main_block():
     (diagnostic,) = lint_source(source, str(path), EVERY_RULE)
     script = _script_for(ParsedModule(source, str(path)), diagnostic)
     assert "__main__" not in script.split("# ---- the user's definitions")[1]
-    assert "class GradDecay" in script and "def grad_decay" not in script
+    definitions, recipe = script.split("# ---- the user's definitions")[1].split("# ---- the recipe")
+    # the Function is defined; its wrapper is not, it is only handed to the input harvest as a driver
+    assert "class GradDecay" in definitions and "def grad_decay" not in definitions
+    assert "[('grad_decay', 2)]" in recipe
 
 
 # --- the runtime package and the builder registry ----------------------------------------------------
