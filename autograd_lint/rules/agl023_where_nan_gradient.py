@@ -246,57 +246,58 @@ def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
 
 
 class _ScopeFacts:
-    """What the prefilter needs from one scope: a torch `where` call, compared texts, unsafe-op arguments."""
+    """What the prefilter needs from one scope: a torch `where` call, compared operands, unsafe-op arguments.
+    Expressions are kept as nodes and turned into source text only for a scope with a `where`: most scopes
+    have none, and `ast.unparse` of every compared and assigned value was most of this check's time."""
 
     def __init__(self) -> None:
         self.has_where = False
-        self.compared: set[str] = set()
-        self.arguments: set[str] = set()
-        self.called: dict[str, set[str]] = {}  # `f(x)` -> {"x"}: arguments of calls by a plain name
-        self.assigned: dict[str, set[str]] = {}  # `bx = beta * x` -> {"beta * x", ...}: what a guarded local holds
+        self.compared: list[ast.expr] = []
+        self.arguments: list[ast.expr] = []
+        self.called: dict[str, list[ast.expr]] = {}  # `f(x)` -> [x]: arguments of calls by a plain name
+        self.assigned: dict[str, list[ast.expr]] = {}  # `bx = beta * x` -> [beta * x]: what a guarded local holds
 
     def merge(self, other: _ScopeFacts) -> None:
         self.has_where |= other.has_where
-        self.compared |= other.compared
-        self.arguments |= other.arguments
-        for name, texts in other.called.items():
-            self.called.setdefault(name, set()).update(texts)
-        for name, texts in other.assigned.items():
-            self.assigned.setdefault(name, set()).update(texts)
+        self.compared += other.compared
+        self.arguments += other.arguments
+        for name, values in other.called.items():
+            self.called.setdefault(name, []).extend(values)
+        for name, values in other.assigned.items():
+            self.assigned.setdefault(name, []).extend(values)
 
     def may_report(self) -> bool:
         if not self.has_where:
             return False
-        compared, pending = set(self.compared), list(self.compared)
+        compared = _ast_operand_texts(self.compared)
+        pending = list(compared)
         while pending:  # the rule follows a guarded local to its value (`_unwrapping`)
-            for text in self.assigned.get(pending.pop(), ()):
+            for text in _ast_operand_texts(self.assigned.get(pending.pop(), [])):
                 if text not in compared:
                     compared.add(text)
                     pending.append(text)
-        return not compared.isdisjoint(self.arguments)
+        return not compared.isdisjoint(_ast_argument_texts(self.arguments))
 
     def add(self, node: ast.AST) -> None:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            self.assigned.setdefault(node.targets[0].id, set()).update(_ast_operand_texts([node.value]))
+            self.assigned.setdefault(node.targets[0].id, []).append(node.value)
         elif isinstance(node, ast.Compare):
-            self.compared.update(_ast_operand_texts([node.left, *node.comparators]))
+            self.compared += [node.left, *node.comparators]
         elif isinstance(node, ast.Call):
             name = _ast_terminal(node.func)
             operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
             if name in SELECTIONS:
                 self.has_where = self.has_where or not _is_array_library_call(node.func)
             elif name in COMPARISON_METHODS:
-                self.compared.update(_ast_operand_texts(operands))
+                self.compared += operands
             elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                self.arguments.update(_ast_argument_texts(operands))
+                self.arguments += operands
             elif isinstance(node.func, ast.Name) and name is not None:
-                self.called.setdefault(name, set()).update(
-                    _ast_argument_texts([*node.args, *(k.value for k in node.keywords)])
-                )
+                self.called.setdefault(name, []).extend([*node.args, *(k.value for k in node.keywords)])
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            self.arguments.update(_ast_argument_texts([node.right]))
+            self.arguments.append(node.right)
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            self.arguments.update(_ast_argument_texts([node.left]))
+            self.arguments.append(node.left)
 
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -327,7 +328,7 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
     }
     for scope_facts in facts.values():
         for name in unsafe_helpers & scope_facts.called.keys():
-            scope_facts.arguments |= scope_facts.called[name]
+            scope_facts.arguments += scope_facts.called[name]
     return any(f.may_report() for f in facts.values())
 
 
