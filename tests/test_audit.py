@@ -374,3 +374,48 @@ def test_a_low_rank_derivative_counts_as_a_shared_scale_only_when_outputs_move_w
     relu = torch.diag((x > 0).to(torch.float64))
     inverted = torch.diag((x <= 0).to(torch.float64))
     assert not _straight_through(0.0, inverted, relu)
+
+
+UNCHECKABLE = """\
+import torch
+import torch.distributed as dist
+
+
+class AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class NewEmptyTensorOp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, new_shape):
+        ctx.shape = x.shape
+        return x.new_empty(new_shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return NewEmptyTensorOp.apply(grad, ctx.shape), None
+"""
+
+
+def test_gradients_a_run_cannot_show_are_inconclusive_not_verdicts(tmp_path):
+    # In a one-process group every collective is an identity; `new_empty` (an op for tensors without
+    # elements) returns memory nothing wrote, which no gradient describes.
+    (tmp_path / "ops.py").write_text(UNCHECKABLE)
+    report = audit_paths([str(tmp_path)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
+    verdicts = {f.name: (f.verdict, f.detail) for f in report.functions}
+    assert verdicts["AllReduceSum"][0] == "inconclusive"
+    assert "ran in a one-process group (world size 1), where collectives change no values: verified there" in (
+        verdicts["AllReduceSum"][1]
+    )
+    assert verdicts["NewEmptyTensorOp"][0] == "inconclusive"
+    assert "memory nothing wrote (new_empty, torch.empty)" in verdicts["NewEmptyTensorOp"][1]

@@ -63,12 +63,25 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
         args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "wrong-gradient" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
+        outcome = {
+            "verdict": "inconclusive",
+            "detail": "forward's output or backward's gradient is memory nothing wrote (new_empty, torch.empty): "
+            f"no gradient to check on these inputs ({outcome['detail']})",
+        }
     if outcome["verdict"] == "verified" and "jvp" in declared_checks:
         outcome = _check_forward_mode(apply, args, outcome)
     if outcome["verdict"] == "verified" and "vmap" in declared_checks:
         outcome = _check_vmap(apply, args, outcome)
     if outcome["verdict"] == "verified" and not once_differentiable:
         outcome = _check_second_order(apply, args, outcome)
+    if probes.group_started and outcome["verdict"] in ("verified", "wrong-gradient"):
+        # At world size 1 every collective is an identity: gradients there say nothing of a real group's.
+        outcome = {
+            "verdict": "inconclusive",
+            "detail": f"ran in a one-process group (world size 1), where collectives change no values: "
+            f"{outcome['verdict']} there ({outcome['detail']})",
+        }
     outcome["call"] = label
     outcome["arguments"] = [_source_of(value) for value in args]
     outcome["origin"] = probes.inputs_origin
@@ -317,6 +330,34 @@ def _check(apply, args, names, step_ops_in_forward):
         "inputs": positions,
         "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
     }
+
+
+def _reads_uninitialized_memory(apply, args, positions):
+    """Whether forward's outputs or backward's gradients hold memory nothing wrote (`x.new_empty(shape)`, an
+    op meant for empty tensors): with torch's deterministic mode filling such memory with NaN, they hold NaN,
+    where the inputs hold none. Such values are garbage that differs from run to run, not a gradient."""
+    import torch
+
+    if not positions:
+        return False
+    inputs = [args[p] for p in positions]
+    function = _differentiable(apply, args, positions)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
+    try:
+        outputs = function(*inputs)
+        if any(torch.isnan(o).any() for o in outputs):
+            return True
+        grads = torch.autograd.grad(outputs, inputs, [torch.ones_like(o) for o in outputs], allow_unused=True)
+        return any(g is not None and bool(torch.isnan(g).any()) for g in grads)
+    except Exception:  # noqa: BLE001 - an op deterministic mode refuses: no answer, the verdict stands
+        return False
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
 def _not_scaling_with_grad_output(function, inputs):
