@@ -215,8 +215,8 @@ def test_nothing_of_a_linted_file_outlives_it():
     source = (FIXTURES / "mixed" / "buggy_binary_tanh.py").read_text()
     assert {d.code for d in lint_text(source, "buggy_binary_tanh.py", list(RULES))} >= {"AGL004"}
     gc.collect()
-    assert [o for o in gc.get_objects() if isinstance(o, ParsedModule)] == []
-    assert [o for o in gc.get_objects() if isinstance(o, cst.Module) and o.body] == []
+    assert [o for o in gc.get_objects() if type(o) is ParsedModule] == []
+    assert [o for o in gc.get_objects() if type(o) is cst.Module and o.body] == []
 
 
 def test_a_file_edited_while_a_worker_lints_it_is_not_cached(tmp_path, monkeypatch):
