@@ -413,9 +413,8 @@ def test_gradients_a_run_cannot_show_are_inconclusive_not_verdicts(tmp_path):
     (tmp_path / "ops.py").write_text(UNCHECKABLE)
     report = audit_paths([str(tmp_path)], Config(), RunLimits(sys.executable, timeout=60), jobs=2)
     verdicts = {f.name: (f.verdict, f.detail) for f in report.functions}
-    assert verdicts["AllReduceSum"][0] == "inconclusive"
-    assert "ran in a one-process group (world size 1), where collectives change no values: verified there" in (
-        verdicts["AllReduceSum"][1]
-    )
+    verdict, detail = verdicts["AllReduceSum"]
+    assert verdict == "inconclusive"
+    assert "ran in a one-process group (world size 1), where collectives change no values: verified there" in detail
     assert verdicts["NewEmptyTensorOp"][0] == "inconclusive"
     assert "memory nothing wrote (new_empty, torch.empty)" in verdicts["NewEmptyTensorOp"][1]
