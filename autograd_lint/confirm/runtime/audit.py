@@ -63,11 +63,12 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
         args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
-    if outcome["verdict"] == "wrong-gradient" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
+    # Whatever the garbage happened to hold decided the verdict (zeros look flat, a repeat looks reentrant).
+    if outcome["verdict"] != "inconclusive" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
         outcome = {
             "verdict": "inconclusive",
             "detail": "forward's output or backward's gradient is memory nothing wrote (new_empty, torch.empty): "
-            f"no gradient to check on these inputs ({outcome['detail']})",
+            f"no gradient to check on these inputs ({outcome['verdict']}: {outcome['detail']})",
         }
     if outcome["verdict"] == "verified" and "jvp" in declared_checks:
         outcome = _check_forward_mode(apply, args, outcome)
