@@ -154,7 +154,20 @@ report_options = _options(
         help="Write the report to this file instead of stdout (the summary stays on stderr).",
     ),
 )
+
+
 # Where harnesses run their tensors: the same for confirm (`check --confirm`) and `audit`.
+def harness_memory_option(name: str):
+    """check's `--confirm-memory` and audit's `--memory`: one limit, spelled as each command spells its options."""
+    return click.option(
+        name,
+        type=click.IntRange(min=256),
+        default=4096,
+        show_default=True,
+        help="Memory (data segment) limit of one harness, in MB; with --device cuda, its GPU memory's too.",
+    )
+
+
 device_option = click.option(
     "--device",
     type=click.Choice(DEVICES),
@@ -255,13 +268,7 @@ device_option = click.option(
     show_default=True,
     help="Seconds one harness may run before it is killed.",
 )
-@click.option(
-    "--confirm-memory",
-    type=click.IntRange(min=256),
-    default=4096,
-    show_default=True,
-    help="Memory (data segment) limit of one harness, in MB; with --device cuda, its GPU memory's too.",
-)
+@harness_memory_option("--confirm-memory")
 @device_option
 @click.option(
     "-j",
@@ -645,13 +652,7 @@ def _lint_stdin(display_path: str, config: Config, result: LintResult, verbose: 
     "--python", "python_path", type=click.Path(dir_okay=False), help="Interpreter (with torch) that runs harnesses."
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per Function.")
-@click.option(
-    "--memory",
-    type=click.IntRange(min=256),
-    default=4096,
-    show_default=True,
-    help="Memory (data segment) limit per harness, MB; with --device cuda, its GPU memory's too.",
-)
+@harness_memory_option("--memory")
 @device_option
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Harnesses run in parallel [default: CPUs]."

@@ -317,10 +317,9 @@ def _release_freed_memory() -> None:
     global _malloc_trim
     if _malloc_trim is None:
         import ctypes
-        import ctypes.util
 
-        library = ctypes.util.find_library("c")
-        _malloc_trim = getattr(ctypes.CDLL(library), "malloc_trim", False) if library else False
+        # the symbols the process already has (its C library among them): no search for a library file
+        _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)
     if _malloc_trim:
         _malloc_trim(0)
 

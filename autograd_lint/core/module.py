@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -18,12 +17,11 @@ import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, MetadataWrapper, PositionProvider
 
 from .context import FileContext, activated
+from .lines import line_starts
 from .scopes import bindings
 from .syntax import disables_grad, dotted_name, read_children, walk
 
 Fact = TypeVar("Fact")
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class ParsedModule:
@@ -191,7 +189,7 @@ class ParsedModule:
     @cached_property
     def _line_offsets(self) -> list[int]:
         """Where each line starts in the source, with CPython's and libcst's line ends."""
-        return [0, *(match.end() for match in _LINE_END.finditer(self.source))]
+        return line_starts(self.source)
 
     @cached_property
     def _statement_code_lines(self) -> dict[cst.CSTNode, int]:
@@ -289,13 +287,13 @@ def parse_in_pieces(
     whose piece fails to parse, is parsed whole."""
     if python_tree is None or len(source) < pieces_from or len(python_tree.body) < 2:
         return cst.parse_module(source)
-    line_starts = [0, *(match.end() for match in _LINE_END.finditer(source))]
+    starts = line_starts(source)
     cuts = [0]  # the first piece starts with the file, its header comments included
     previous_end = python_tree.body[0].end_lineno or 0
     for statement in python_tree.body[1:]:
         first_line = min([statement.lineno, *(d.lineno for d in getattr(statement, "decorator_list", ()))])
-        if first_line > previous_end and first_line - 1 < len(line_starts):
-            offset = line_starts[first_line - 1]
+        if first_line > previous_end and first_line - 1 < len(starts):
+            offset = starts[first_line - 1]
             if offset - cuts[-1] >= piece_size:
                 cuts.append(offset)
         previous_end = max(previous_end, statement.end_lineno or statement.lineno)

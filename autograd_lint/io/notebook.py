@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..core.lines import LINE_BREAK
+
 NOTEBOOK_SUFFIX = ".ipynb"
 _MODULE_LINE = re.compile(r"\bline (\d+)\b")
 
@@ -288,7 +290,6 @@ def _raw_position(file_line: int, file_column: int, raw: str, offset: int) -> tu
 
 # --- IPython syntax ------------------------------------------------------------------------------------
 
-_NEWLINE = re.compile(r"\r\n|\r|\n")
 _NEWLINE_KEEP = re.compile(r"(\r\n|\r|\n)")
 # Cell magics whose body is Python run in the notebook's namespace; every other one (%%bash, %%html,
 # %%writefile, ...) makes the cell something else, and the cell is skipped.
@@ -311,7 +312,7 @@ _AUTOMAGIC = re.compile(rf"(?:{'|'.join(sorted(_AUTOMAGICS))})(?:[ \t]|$)")
 def _cell_code(source: str) -> tuple[list[str], tuple[int, int, str] | None] | None:
     """(the lines the linter reads, their syntax error or None), or None for a cell that is not Python
     (`%%bash`). A cell that is Python as written is taken as written: IPython syntax is never Python."""
-    lines = _NEWLINE.split(source)
+    lines = LINE_BREAK.split(source)
     if lines and lines[-1] == "":
         lines.pop()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)

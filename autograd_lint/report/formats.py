@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.diagnostic import SPECIAL_RULES, Diagnostic, FileError, Severity
+from ..core.lines import LINE_BREAK
 from ..io.discovery import git_root
 from ..io.reading import ModuleSource, SourceError, module_source, read_bytes
 from ..rules import OPT_IN, RULES
@@ -26,8 +27,6 @@ from .pages import rule_page
 TOOL_NAME = "autograd-lint"
 INFORMATION_URI = "https://pypi.org/project/autograd-lint/"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Sources:
                     self._modules[path] = ModuleSource("")
             # Python's line breaks only: str.splitlines also breaks at form feeds and C1 controls, which
             # would shift every line after them away from the line numbers the parser reports.
-            lines = _LINE_BREAK.split(self._modules[path].shown_text(cell))
+            lines = LINE_BREAK.split(self._modules[path].shown_text(cell))
             self._lines[(path, cell)] = lines[:-1] if lines and not lines[-1] else lines
         return self._lines[(path, cell)]
 

@@ -76,7 +76,7 @@ class NonDifferentiableActivation(NodeRule[cst.FunctionDef]):
     def candidate(cls, tree: ast.AST) -> bool:
         """A function the rule judges calls one of its ops, and some class has a `forward` method: every
         finding is in such a forward or in a helper whose result one uses (`_training_use`)."""
-        return _defines_a_forward_method(tree) and _calls_a_flagged_op(tree)
+        return _forward_method_and_a_flagged_call(tree)
 
     def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[cst.FunctionDef]]:
         function_classes = module.fact(_function_class_nodes)
@@ -459,29 +459,31 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
 
 
-def _defines_a_forward_method(tree: ast.AST) -> bool:
-    return any(
-        isinstance(node, ast.ClassDef)
-        and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "forward" for s in node.body)
-        for node in ast.walk(tree)
-    )
-
-
-def _calls_a_flagged_op(tree: ast.AST) -> bool:
-    """A function that calls one of the rule's ops, also under an alias (`from torch import sign as
-    hard_sign`)."""
-    aliases = frozenset(
-        alias.asname
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
-        for alias in node.names
-        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
-    )
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if any(_is_source_call(inner, aliases) for inner in ast.walk(node)):
-                return True
-    return False
+def _forward_method_and_a_flagged_call(tree: ast.AST) -> bool:
+    """Some class has a `forward` method, and some function calls one of the rule's ops, also under an alias
+    (`from torch import sign as hard_sign`): one walk of the tree."""
+    aliases: set[str] = set()
+    calls_in_functions: list[ast.Call] = []
+    has_forward = False
+    pending: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while pending:
+        node, in_function = pending.pop()
+        if isinstance(node, ast.Call) and in_function:
+            calls_in_functions.append(node)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch"):
+            aliases.update(
+                alias.asname
+                for alias in node.names
+                if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
+            )
+        elif isinstance(node, ast.ClassDef) and not has_forward:
+            has_forward = any(
+                isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "forward" for s in node.body
+            )
+        inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        pending.extend((child, inside) for child in ast.iter_child_nodes(node))
+    frozen = frozenset(aliases)
+    return has_forward and any(_is_source_call(call, frozen) for call in calls_in_functions)
 
 
 def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
