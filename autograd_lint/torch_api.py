@@ -34,6 +34,12 @@ FLOAT_CASTS = frozenset({"float", "half", "double", "bfloat16"})
 DTYPE_CASTS = frozenset({"to", "type", "type_as"})
 # Every cast that may keep a float value (the dtype argument of `.to`/`.type` decides).
 CASTS = FLOAT_CASTS | DTYPE_CASTS
+# Tensor methods that cast to a half-precision float: from float64 they round away all but 11 (8) bits.
+HALF_PRECISION_CASTS = frozenset({"half", "bfloat16"})
+# dtypes a `.to(...)`/`.type(...)` rounds a float64 value to: the integers, bool and the 16- and 8-bit floats.
+ROUNDING_DTYPES = frozenset(
+    {"int8", "uint8", "int16", "short", "int32", "int", "int64", "long", "bool", "float16", "half", "bfloat16"}
+)
 
 # --- Dtypes ---
 

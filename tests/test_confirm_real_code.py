@@ -10,7 +10,9 @@ evaluates with one-value stand-ins for them; a forward that calls its argument a
 object only the module's functional wrapper builds comes from calling the wrapper on tensors;
 an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; collectives run in a
 one-process gloo group (started where torch is asked for its default group, or given to a process-group
-argument), and what does not reproduce there is inconclusive, as collectives change no values in it.
+argument), and what does not reproduce there is inconclusive, as collectives change no values in it; a
+model-parallel state argument (`mpu`) gets a stand-in that answers from that group; a forward that calls a GPU
+API its device abstraction leaves None on the CPU needs a CUDA device, whatever the inputs.
 """
 
 from __future__ import annotations
@@ -269,6 +271,60 @@ PROJECT = {
                 dist.all_reduce(grad)
                 return grad
         """,
+    # A model-parallel state argument (Megatron's `mpu` convention): at world size 1 backward returns early,
+    # one gradient for four inputs.
+    "tools/domino.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class CopyToModelParallelRegion(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, mpu, input_, handles, handle_id):
+                ctx.mpu = mpu
+                ctx.handles = handles
+                ctx.handle_id = handle_id
+                return input_
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                if ctx.mpu.get_tensor_model_parallel_world_size() == 1:
+                    return grad_output
+                handle = dist.all_reduce(grad_output, group=ctx.mpu.get_tensor_model_parallel_group(), async_op=True)
+                ctx.handles[ctx.handle_id] = handle
+                return None, grad_output, None, None
+        """,
+    # A device abstraction whose CPU flavour has no streams (DeepSpeed's CPU accelerator: `Stream = None`).
+    "tools/accelerator.py": """
+        class CpuAccelerator:
+            Stream = None
+
+            def current_device_name(self):
+                return "cpu"
+
+
+        def get_accelerator():
+            return CpuAccelerator()
+        """,
+    "tools/offload.py": """
+        import torch
+
+        from tools.accelerator import get_accelerator
+
+
+        class OffloadedLinear(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, weight):
+                stream = get_accelerator().Stream(device=get_accelerator().current_device_name())
+                ctx.stream = stream
+                ctx.save_for_backward(x, weight)
+                return x @ weight
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                x, weight = ctx.saved_tensors
+                return grad_output @ weight.t()
+        """,
 }
 
 
@@ -404,4 +460,25 @@ def test_a_namespace_package_and_a_missing_extension_in_a_real_process(project):
         ("geom/histogram.py", "AGL023"): "confirmed",
         ("nslib/core/ops.py", "AGL002"): "confirmed",
         ("nslib/core/experimental/attn.py", "AGL002"): "confirmed",
+    }
+
+
+def test_a_model_parallel_state_argument_gets_a_stand_in_answering_from_the_one_process_group(verdicts):
+    assert verdicts[("tools/domino.py", 16, "AGL002")] | {"seconds": 0} == {
+        "verdict": "confirmed",
+        "evidence": "CopyToModelParallelRegion.apply(<parallel state>, <tensor>, <tensor>, <tensor>) then backward "
+        "raised RuntimeError: function CopyToModelParallelRegionBackward returned an incorrect number of gradients "
+        "(expected 4, got 1) (inputs: declared)",
+        "seconds": 0,
+    }
+
+
+def test_a_gpu_api_a_cpu_only_run_lacks_needs_a_cuda_device(verdicts):
+    assert verdicts[("tools/offload.py", 17, "AGL002")] | {"seconds": 0} == {
+        "verdict": "inconclusive",
+        "evidence": "needs a CUDA device (forward failed on every synthesized input; last error: TypeError: "
+        "'NoneType' object is not callable at tools/offload.py:9 "
+        "`stream = get_accelerator().Stream(device=get_accelerator().current_device_name())`: "
+        "a GPU API that is None on the CPU)",
+        "seconds": 0,
     }

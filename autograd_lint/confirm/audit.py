@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -30,7 +31,14 @@ from ..io.discovery import discover
 from ..io.module_names import module_name_for_path
 from ..io.reading import SourceError, read_module_source
 from ..rules.agl024_functorch_incompatible import _has_generate_vmap_rule as generates_vmap_rule
-from ..torch_api import INTEGER_CASTS, ORDERING_METHODS, ZERO_GRADIENT_OPS
+from ..torch_api import (
+    DTYPE_CASTS,
+    HALF_PRECISION_CASTS,
+    INTEGER_CASTS,
+    ORDERING_METHODS,
+    ROUNDING_DTYPES,
+    ZERO_GRADIENT_OPS,
+)
 from .harness import CannotBuildHarness, Harness, _import_root, apply_builders, build_script, function_class_code
 from .runner import RunLimits, RunResult
 from .session import run_scripts
@@ -38,7 +46,10 @@ from .verdict_cache import VerdictCache
 
 AUDIT_VERDICTS = ("verified", "wrong-gradient", "ste", "inconclusive")
 # Calls in forward after which the output is piecewise constant in the input: a straight-through estimator's cue.
-STEP_OPS = ZERO_GRADIENT_OPS | INTEGER_CASTS | ORDERING_METHODS
+STEP_OPS = ZERO_GRADIENT_OPS | INTEGER_CASTS | HALF_PRECISION_CASTS | ORDERING_METHODS
+# A called function whose name says it quantizes (`int8_vectorwise_quant`, `quantize_per_tensor`, `fake_quant`),
+# and not only dequantizes: it rounds, wherever its code is.
+_QUANTIZER_NAME = re.compile(r"(?<!de)quant", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -170,19 +181,25 @@ def _declared_checks(function_class: FunctionClass) -> list[str]:
 
 
 def _uses_step_ops(function: cst.FunctionDef) -> bool:
-    """forward rounds, takes a sign, casts to an integer type or compares: piecewise constant somewhere."""
+    """forward rounds, takes a sign, casts to an integer or half-precision type, calls a quantizer or compares:
+    piecewise constant somewhere."""
     for node in walk(function.body):
         if isinstance(node, cst.Call):
             # `torch.round(x)`, `x.round()` and `(x / scale).round()` alike: the called name decides
             func = node.func
-            name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "")
-            if name in STEP_OPS:
+            name = func.attr.value if isinstance(func, cst.Attribute) else (dotted_name(func) or "").split(".")[-1]
+            if name in STEP_OPS or _QUANTIZER_NAME.search(name) or (name in DTYPE_CASTS and _to_rounding_dtype(node)):
                 return True
         elif isinstance(node, cst.Comparison) and any(
             isinstance(target.operator, ORDERING_OPERATORS) for target in node.comparisons
         ):
             return True
     return False
+
+
+def _to_rounding_dtype(cast: cst.Call) -> bool:
+    """`x.to(torch.int8)`, `x.to(dtype=torch.float16)`, `x.type(torch.bfloat16)`."""
+    return any((dotted_name(argument.value) or "").split(".")[-1] in ROUNDING_DTYPES for argument in cast.args)
 
 
 def _result(target: _Target, result: RunResult) -> AuditedFunction:

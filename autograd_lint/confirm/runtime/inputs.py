@@ -63,6 +63,8 @@ def _shown(arg):
     kind = arg.get("kind")
     if kind == "process_group":
         return "<process group>"
+    if kind == "parallel_state":
+        return "<parallel state>"
     if kind in ("int", "float", "bool"):
         return repr(_PYTHON_DEFAULTS[kind])
     dtype = arg.get("dtype")
@@ -85,6 +87,8 @@ def _declared_build(call):
                 args.append(ast.literal_eval(arg["value"]))
             elif arg.get("kind") == "process_group":
                 args.append(probes.one_process_group())
+            elif arg.get("kind") == "parallel_state":
+                args.append(probes.ParallelState())
             elif arg.get("kind") in _PYTHON_DEFAULTS:
                 args.append(_PYTHON_DEFAULTS[arg["kind"]])
             elif arg.get("dtype") == "long":
@@ -185,7 +189,9 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
 
 def _with_process_groups(apply, calls):
     """`calls` with forward's process-group arguments (named `group`, `process_group`, `pg`, `..._group`, or
-    annotated ProcessGroup) given the one-process group, in place of None or nothing."""
+    annotated ProcessGroup) given the one-process group, in place of None or nothing, and its model-parallel
+    state arguments (`mpu`, `parallel_state`, `..._mpu`) a stand-in answering from that group, in place of
+    anything but a literal."""
     import inspect
 
     try:
@@ -195,19 +201,22 @@ def _with_process_groups(apply, calls):
         return calls
     if "setup_context" not in vars(function_class):
         parameters = parameters[1:]  # ctx
-    positions = {
+    groups = {
         i
         for i, parameter in enumerate(parameters)
         if re.fullmatch(r"pg|group|process_group|\w+_group", parameter.name)
         or "ProcessGroup" in str(parameter.annotation)
     }
-    return [
-        [
-            {"kind": "process_group"} if i in positions and arg.get("value") in (None, "None") else arg
-            for i, arg in enumerate(call)
-        ]
-        for call in calls
-    ]
+    states = {i for i, parameter in enumerate(parameters) if re.fullmatch(r"\w*mpu|\w*parallel_state", parameter.name)}
+
+    def given(i, arg):
+        if i in groups and arg.get("value") in (None, "None"):
+            return {"kind": "process_group"}
+        if i in states and arg.get("value") in (None, "None"):
+            return {"kind": "parallel_state"}
+        return arg
+
+    return [[given(i, arg) for i, arg in enumerate(call)] for call in calls]
 
 
 def _can_fork():
@@ -302,13 +311,17 @@ def _run(apply, args, with_backward):
 # ---- searched -------------------------------------------------------------------------------------------------
 
 
+# Arguments the search never retypes: what the parameter's name says they are.
+_FIXED_KINDS = ("process_group", "parallel_state")
+
+
 def initial_state(call):
     """The search's first candidate: the declared arguments, with name hints (an index, a mask) taken."""
     args = []
     for arg in call:
         if arg.get("value") is not None:
             args.append({"kind": "literal", "value": arg["value"]})
-        elif arg.get("kind") in ("int", "float", "bool"):
+        elif arg.get("kind") in ("int", "float", "bool", *_FIXED_KINDS):
             args.append({"kind": arg["kind"]})
         else:
             dtype = arg.get("dtype") or arg.get("hint") and {"index": "long", "mask": "bool"}[arg["hint"]]
@@ -342,6 +355,8 @@ def search(apply, call, deadline, with_backward=False):
                 return {"found": "searched", "state": state, "tries": tries}
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this candidate
                 error = f"{type(exc).__name__}: {exc}"
+                if probes.gpu_api_missing(exc):
+                    break  # no input gives a CPU-only run the GPU API forward calls
                 pending = [*guided_moves(state, exc, args), *pending]
         state = None
         while pending and state is None:
@@ -363,13 +378,13 @@ def search(apply, call, deadline, with_backward=False):
 def _random_state(call, chooser):
     state = initial_state(call)
     for arg in state["args"]:
-        if arg["kind"] == "literal":
+        if arg["kind"] in ("literal", *_FIXED_KINDS):
             continue
         arg.clear()
         arg["kind"] = chooser.choice(("tensor", "tensor", "tensor", "index", "mask", "int", "float"))
         if arg["kind"] in ("tensor", "index", "mask"):
             arg["rank"] = chooser.randint(1, MAX_RANK)
-    if state["args"] and state["args"][0]["kind"] != "literal":
+    if state["args"] and state["args"][0]["kind"] not in ("literal", *_FIXED_KINDS):
         state["args"][0] = {"kind": "tensor", "rank": chooser.randint(1, MAX_RANK)}
     state["aligned"] = chooser.random() < 0.5
     return state
@@ -404,6 +419,10 @@ def build_state(state):
             args.append(ast.literal_eval(arg["value"]))
         elif kind == "none":
             args.append(None)
+        elif kind == "process_group":
+            args.append(probes.one_process_group())
+        elif kind == "parallel_state":
+            args.append(probes.ParallelState())
         elif kind in _PYTHON_DEFAULTS:
             args.append(arg.get("number", _PYTHON_DEFAULTS[kind] if kind != "int" else 2))
         elif kind == "index":
@@ -478,7 +497,7 @@ def guided_moves(state, exc, args):
     """Candidates that answer this error, most specific first (torch 2.x messages)."""
     text = str(exc)
     kinds = [arg["kind"] for arg in state["args"]]
-    suspects = culprits(exc, args, len(kinds))
+    suspects = [p for p in culprits(exc, args, len(kinds)) if kinds[p] not in _FIXED_KINDS]
     # Never retype the first tensor into an index or a mask: it is the data.
     retypable = [p for p in suspects if p > 0 and kinds[p] in ("tensor", "index", "mask")]
     tensors = [p for p in suspects if kinds[p] == "tensor"] or [p for p, k in enumerate(kinds) if k == "tensor"]

@@ -25,7 +25,9 @@ NEEDS_CUDA_ERRORS = (
     "0 active drivers",  # Triton launching a kernel without a GPU
     "cannot be accessed from Triton",  # a CPU tensor handed to a Triton kernel
     "with arguments from the 'CPU' backend",  # an extension's operator with no CPU kernel
+    "a GPU API that is None on the CPU",  # GPU_API_MISSING (gpu_api_missing)
 )
+GPU_API_MISSING = NEEDS_CUDA_ERRORS[-1]
 # What code that runs collectives raises where it gets no process group it can use: torch's default group is
 # started on demand (`one_process_group`), but a library's own state (DeepSpeed's `deepspeed.comm`, Megatron's
 # parallel_state) or an argument the harness could not tell is a group is not.
@@ -94,6 +96,27 @@ def one_process_group():
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         group_started = True
     return dist.group.WORLD
+
+
+class ParallelState:
+    """Stands in for a model-parallel state object, the convention Megatron's `mpu`/parallel_state set and
+    DeepSpeed and others follow: every `get_..._group()` is the one-process group, every
+    `get_..._world_size()` 1 and every `get_..._rank()` 0, so that code run at world size 1 takes the path it
+    takes on one device."""
+
+    def __getattr__(self, name):
+        if not name.startswith("get_"):
+            raise AttributeError(name)
+        if name.endswith(("_group", "_groups")):
+            return lambda *args, **kwargs: one_process_group()
+        if "world_size" in name:
+            return lambda *args, **kwargs: 1
+        if "rank" in name:
+            return lambda *args, **kwargs: 0
+        raise AttributeError(name)
+
+    def __repr__(self):
+        return "<parallel state>"
 
 
 def _start_group_on_demand():
@@ -175,6 +198,36 @@ def _end_group():
             dist.destroy_process_group()
     except Exception:  # noqa: BLE001, S110 - code under test that left the group unusable: the process ends anyway
         pass
+
+
+# A device abstraction's GPU-only member (DeepSpeed's CPU accelerator has `Stream = None`), called or read on
+# the failing line of the code under test.
+_GPU_API = re.compile(r"\b(?:cuda\w*|Stream|Event|current_stream|default_stream|synchronize|get_accelerator)\b")
+_NONE_USED = re.compile(r"'NoneType' object (?:is not callable|has no attribute)")
+
+
+def gpu_api_missing(exc):
+    """For an exception that says a GPU API is None on this CPU-only run, the error with the failing line of
+    the code under test (its text marked GPU_API_MISSING, which `report` turns into `needs a CUDA device`);
+    None otherwise. No input can help such a forward."""
+    import linecache
+    import traceback
+
+    if DEVICE != "cpu" or not _NONE_USED.search(str(exc)):
+        return None
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not _is_harness_code(frame.filename) and os.path.join("site-packages", "torch", "") not in frame.filename
+    ]
+    if not frames:
+        return None
+    frame = frames[-1]
+    line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
+    if not _GPU_API.search(line):
+        return None
+    where = frame.filename[len(_COPY_PREFIX) : -1] if frame.filename.startswith(_COPY_PREFIX) else frame.filename
+    return f"{type(exc).__name__}: {exc} at {where}:{frame.lineno} `{line}`: {GPU_API_MISSING}"
 
 
 def _caller_outside_torch():
@@ -367,7 +420,7 @@ def run_forward(apply, builders, shapes=None, every_shape=False):
                 error = f"{type(exc).__name__}: {exc}"
                 continue
             except Exception as exc:  # noqa: BLE001 - the user's forward rejecting this input
-                error = f"{type(exc).__name__}: {exc}"
+                error = gpu_api_missing(exc) or f"{type(exc).__name__}: {exc}"
                 if needs_cuda is None and any(text in error for text in NEEDS_CUDA_ERRORS):
                     needs_cuda = error  # the input that got furthest: what it lacks is a GPU, not another input
                 continue
