@@ -27,7 +27,14 @@ import pytest
 from autograd_lint import lint_source
 from autograd_lint.confirm import session
 from autograd_lint.confirm.harness import runtime_prelude
-from autograd_lint.confirm.runner import DEVICE_VARIABLE, KEPT_ENVIRONMENT, OUTPUT_CAP_BYTES, RunLimits, run_harness
+from autograd_lint.confirm.runner import (
+    DEVICE_VARIABLE,
+    KEPT_ENVIRONMENT,
+    OUTPUT_CAP_BYTES,
+    WORLD_SIZE_VARIABLE,
+    RunLimits,
+    run_harness,
+)
 from autograd_lint.confirm.sandbox import NAMESPACES, SANDBOX_SWITCH, current_sandbox, sandbox_description
 from autograd_lint.confirm.session import confirm_diagnostics, run_scripts
 from autograd_lint.confirm.warm_worker import WARM_WORKER_SWITCH, WarmWorker, warm_workers, worker_for
@@ -106,6 +113,7 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     assert "AWS_SECRET_ACCESS_KEY" not in environ and "GITHUB_TOKEN" not in environ and "PYTHONPATH" not in environ
     allowed = set(KEPT_ENVIRONMENT) | {
         DEVICE_VARIABLE,
+        WORLD_SIZE_VARIABLE,
         "HOME",
         "TMPDIR",
         "PYTHONDONTWRITEBYTECODE",
@@ -116,7 +124,7 @@ def test_environment_is_scrubbed(sandbox, private_tmp, monkeypatch):
     assert set(environ) <= allowed, sorted(set(environ) - allowed)
     assert environ["PATH"] == os.environ["PATH"]
     # The default device: the harness builds its tensors on the CPU and sees no GPU.
-    assert (environ[DEVICE_VARIABLE], environ["CUDA_VISIBLE_DEVICES"]) == ("cpu", "")
+    assert (environ[DEVICE_VARIABLE], environ["CUDA_VISIBLE_DEVICES"], environ[WORLD_SIZE_VARIABLE]) == ("cpu", "", "1")
     # HOME, the temp directory and the working directory are the harness's own temp directory.
     assert view["home"] == view["cwd"] == view["tmp"] == environ["HOME"] == environ["TMPDIR"]
     assert Path(view["cwd"]).name.startswith("autograd-lint-confirm-")
@@ -459,6 +467,25 @@ def test_a_daemonized_grandchild_does_not_outlive_the_harness(sandbox, private_t
         if sandbox == "process":  # the pid it wrote is its pid here (in a PID namespace it is not)
             with pytest.raises(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), 0)
+    finally:
+        kill_leftovers(private_tmp)
+
+
+def test_the_twin_rank_of_a_two_process_group_does_not_outlive_the_harness(sandbox, private_tmp):
+    # Rank 1 is a fork of the harness (probes.harness_group): here it hangs where rank 0 reports.
+    body = """
+        import time
+        import torch.distributed as dist
+        _agl_probes.harness_group()
+        if dist.get_rank() == 1:
+            time.sleep(300)
+        _agl_probes.report("confirmed", f"rank {dist.get_rank()} of {dist.get_world_size()}")
+    """
+    limits = RunLimits(sys.executable, timeout=60, world_size=2)
+    try:
+        result = run_harness(PRELUDE + textwrap.dedent(body), limits)
+        assert (result.verdict, result.evidence) == ("confirmed", "rank 0 of 2")
+        assert harness_processes(private_tmp) == []
     finally:
         kill_leftovers(private_tmp)
 

@@ -10,7 +10,8 @@ evaluates with one-value stand-ins for them; a forward that calls its argument a
 object only the module's functional wrapper builds comes from calling the wrapper on tensors;
 an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`; collectives run in a
 one-process gloo group (started where torch is asked for its default group, or given to a process-group
-argument), and what does not reproduce there is inconclusive, as collectives change no values in it; a
+argument), and what does not reproduce there runs again in a two-process group (a forked twin as rank 1), where
+collectives change values; what neither shows is inconclusive with both runs; a
 model-parallel state argument (`mpu`) gets a stand-in that answers from that group; a forward that calls a GPU
 API its device abstraction leaves None on the CPU needs a CUDA device, whatever the inputs.
 """
@@ -233,7 +234,7 @@ PROJECT = {
             def backward(ctx, grad_output):
                 return grad_output, None
         """,
-    # A reduction skipped where the group has one process, as real code does: nothing to reproduce there.
+    # A reduction skipped where the group has one process, as real code does: it shows in two.
     "tools/bypass_reduce.py": """
         import torch
         import torch.distributed as dist
@@ -243,6 +244,24 @@ PROJECT = {
             @staticmethod
             def forward(ctx, x, group):
                 if dist.get_world_size(group) == 1:
+                    return x
+                dist.all_reduce(x, group=group)
+                return x
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output, None
+        """,
+    # A reduction only groups of more than two processes run: no group the harness starts shows it.
+    "tools/large_groups_only.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        class ReduceInLargeGroups(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, group):
+                if dist.get_world_size(group) <= 2:
                     return x
                 dist.all_reduce(x, group=group)
                 return x
@@ -427,11 +446,24 @@ def test_a_collective_on_a_process_group_argument_writes_its_input(verdicts):
     )
 
 
-def test_what_a_one_process_group_does_not_reproduce_is_inconclusive(verdicts):
-    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["verdict"] == "inconclusive"
+def test_a_reduction_skipped_at_world_size_1_is_confirmed_in_a_two_process_group(verdicts):
+    assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["verdict"] == "confirmed"
     assert verdicts[("tools/bypass_reduce.py", 10, "AGL009")]["evidence"] == (
+        "in a two-process group (world size 2): ReduceFromParallelRegion.apply(<tensor>, <process group>): "
+        "input `x` (a leaf requiring grad) went from [-1.22, -0.9578, 0.7094, 1.171, -0.895, 1.041, ...] to "
+        "[-2.44, -1.916, 1.419, 2.341, -1.79, 2.082, ...] where it changed, _version 0 -> 1, and forward never "
+        "called ctx.mark_dirty on it (inputs: declared)"
+    )
+
+
+def test_what_neither_group_reproduces_is_inconclusive_with_both_runs(verdicts):
+    assert verdicts[("tools/large_groups_only.py", 10, "AGL009")]["verdict"] == "inconclusive"
+    assert verdicts[("tools/large_groups_only.py", 10, "AGL009")]["evidence"] == (
         "not reproduced in a one-process group (world size 1), where collectives change no values: "
-        "ReduceFromParallelRegion.apply(<tensor>, <process group>): every input unchanged (inputs: declared)"
+        "ReduceInLargeGroups.apply(<tensor>, <process group>): every input unchanged (inputs: declared); "
+        "at world size 2: inconclusive: not reproduced in a two-process group either (world size 2, the same "
+        "inputs on both ranks): ReduceInLargeGroups.apply(<tensor>, <process group>): every input unchanged "
+        "(inputs: declared)"
     )
 
 

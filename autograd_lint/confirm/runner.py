@@ -54,6 +54,8 @@ KEPT_ENVIRONMENT = (
 # The device harnesses build their tensors on (read by the bootstrap and runtime/probes.py), set only in
 # the harness's environment.
 DEVICE_VARIABLE = "AUTOGRAD_LINT_DEVICE"
+# The ranks of the gloo group a harness starts where code asks for one (runtime/probes.py's harness_group).
+WORLD_SIZE_VARIABLE = "AUTOGRAD_LINT_WORLD_SIZE"
 STOP_GRACE_SECONDS = 5.0  # how long a launcher may take to kill what it started before it is killed itself
 # The package harness scripts import (runtime/), copied into each harness's temp directory under a name of its
 # own: the --python interpreter may lack autograd-lint, or have another version of it installed.
@@ -68,6 +70,7 @@ class RunLimits:
     timeout: float = 20.0
     memory_mb: int = 4096  # the data segment's limit, and with device "cuda" the GPU memory's too
     device: str = "cpu"
+    world_size: int = 1  # of the process group a harness starts where code asks for one
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ def harness_environment(home: str, limits: RunLimits) -> dict[str, str]:
     environment = {key: os.environ[key] for key in KEPT_ENVIRONMENT if key in os.environ}
     environment.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     environment[DEVICE_VARIABLE] = limits.device
+    environment[WORLD_SIZE_VARIABLE] = str(limits.world_size)
     if limits.device == "cpu":
         # No GPU is visible: code that needs one fails the same way on every machine (and is reported as
         # needing a CUDA device), and no harness uses a GPU without the GPU memory cap.

@@ -25,6 +25,7 @@ from . import runner
 from .builders import builder_for
 from .harness import CannotBuildHarness, build_script, runtime_prelude
 from .runner import CUDA_CANNOT_INITIALIZE, RunLimits, RunResult, allow_runs, cancel_all
+from .runtime.probes import NOT_REPRODUCED_IN_ONE_PROCESS
 from .verdict_cache import VerdictCache
 from .warm_worker import warm_workers, worker_for
 
@@ -180,8 +181,18 @@ _Item = TypeVar("_Item")
 
 def run_harness(script: str, limits: RunLimits) -> RunResult:
     """One harness: forked from the warm worker that serves these limits inside `warm_workers()` (started on
-    first use), else (outside it, turned off, or a worker that cannot start) under a launcher of its own."""
-    return runner.run_harness(script, limits, worker_for(limits))
+    first use), else (outside it, turned off, or a worker that cannot start) under a launcher of its own.
+    A finding not reproduced in a one-process group, where collectives are identities, runs again in a
+    two-process one, where they change values (a reduction skipped at world size 1, as real code does)."""
+    result = runner.run_harness(script, limits, worker_for(limits))
+    if limits.world_size != 1 or not result.evidence.startswith(NOT_REPRODUCED_IN_ONE_PROCESS):
+        return result
+    two_ranks = replace(limits, world_size=2)
+    again = runner.run_harness(script, two_ranks, worker_for(two_ranks))
+    seconds = result.seconds + again.seconds
+    if again.verdict == "confirmed":
+        return RunResult(again.verdict, f"in a two-process group (world size 2): {again.evidence}", seconds)
+    return RunResult(result.verdict, f"{result.evidence}; at world size 2: {again.verdict}: {again.evidence}", seconds)
 
 
 def run_scripts(

@@ -1,7 +1,7 @@
 """The warm worker: torch imported once, each harness in a process forked from it.
 
-A worker serves one (interpreter, device, sandbox mode) for as long as a `warm_workers()` scope lasts (a
-confirm or audit run). It is started exactly as a harness is, under a launcher (launcher.py: its own
+A worker serves one (interpreter, device, world size, sandbox mode) for as long as a `warm_workers()` scope
+lasts (a confirm or audit run). It is started exactly as a harness is, under a launcher (launcher.py: its own
 namespaces, or a subreaper), with the scrubbed environment, so the launcher's guarantees hold for it and for
 everything it forks: when the worker ends, the linter dies or is interrupted, everything is killed.
 
@@ -318,8 +318,8 @@ class WarmWorker:
 
 _scope_lock = threading.Lock()
 _scope_depth = 0
-_workers: dict[tuple[str, str, str], WarmWorker | None] = {}  # None: it cannot start, run without one
-_starting: dict[tuple[str, str, str], threading.Lock] = {}
+_workers: dict[tuple[str, str, int, str], WarmWorker | None] = {}  # None: it cannot start, run without one
+_starting: dict[tuple[str, str, int, str], threading.Lock] = {}
 
 
 def warm_enabled() -> bool:
@@ -351,7 +351,7 @@ def worker_for(limits: RunLimits) -> WarmWorker | None:
     when turned off, or when it cannot start."""
     if not warm_enabled():
         return None
-    key = (limits.python, limits.device, current_sandbox().mode)
+    key = (limits.python, limits.device, limits.world_size, current_sandbox().mode)
     with _scope_lock:
         if _scope_depth == 0:
             return None

@@ -5,7 +5,7 @@ dict per argument and per call shape: `value` (the literal written at an `.apply
 the name written there, or forward's default), `kind` (from a type hint: tensor, int, float, bool),
 `dtype` and `dims` (from a jaxtyping annotation, `Float[Tensor, "b n d"]`), `hint` (index or mask, from
 the name or an integer/bool hint). An argument forward names or annotates as a process group gets the
-harness's one-process group (probes.one_process_group) where nothing else is written for it.
+harness's process group (probes.harness_group) where nothing else is written for it.
 
 *Searched*: when forward rejects every declared input, a bounded, seeded search over dtype (float, long,
 bool), rank (1..4) and sizes, with relations between the arguments (one batch size, index values below
@@ -86,7 +86,7 @@ def _declared_build(call):
             if arg.get("value") is not None:
                 args.append(ast.literal_eval(arg["value"]))
             elif arg.get("kind") == "process_group":
-                args.append(probes.one_process_group())
+                args.append(probes.harness_group())
             elif arg.get("kind") == "parallel_state":
                 args.append(probes.ParallelState())
             elif arg.get("kind") in _PYTHON_DEFAULTS:
@@ -189,7 +189,7 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
 
 def _with_process_groups(apply, calls):
     """`calls` with forward's process-group arguments (named `group`, `process_group`, `pg`, `..._group`, or
-    annotated ProcessGroup) given the one-process group, in place of None or nothing, and its model-parallel
+    annotated ProcessGroup) given the harness's group, in place of None or nothing, and its model-parallel
     state arguments (`mpu`, `parallel_state`, `..._mpu`) a stand-in answering from that group, in place of
     anything but a literal."""
     import inspect
@@ -420,7 +420,7 @@ def build_state(state):
         elif kind == "none":
             args.append(None)
         elif kind == "process_group":
-            args.append(probes.one_process_group())
+            args.append(probes.harness_group())
         elif kind == "parallel_state":
             args.append(probes.ParallelState())
         elif kind in _PYTHON_DEFAULTS:

@@ -29,11 +29,16 @@ NEEDS_CUDA_ERRORS = (
 )
 GPU_API_MISSING = NEEDS_CUDA_ERRORS[-1]
 # What code that runs collectives raises where it gets no process group it can use: torch's default group is
-# started on demand (`one_process_group`), but a library's own state (DeepSpeed's `deepspeed.comm`, Megatron's
+# started on demand (`harness_group`), but a library's own state (DeepSpeed's `deepspeed.comm`, Megatron's
 # parallel_state) or an argument the harness could not tell is a group is not.
 NEEDS_PROCESS_GROUP = re.compile(
     r"process group|init_process_group|group should not be None|has no attribute "
     r"'\w*(?:all_?reduce|all_?gather|all_to_all|reduce_scatter|world_size|process_group|parallel_group)\w*'"
+)
+
+# The evidence of a finding not reproduced in a one-process group begins so: the runner reruns it at world size 2.
+NOT_REPRODUCED_IN_ONE_PROCESS = (
+    "not reproduced in a one-process group (world size 1), where collectives change no values: "
 )
 
 # Set by `start`, before the user's definitions run.
@@ -43,8 +48,15 @@ _harness_script = None
 # Where the Function's inputs came from (`declared`, `call site`, `searched (N tries)`), set by inputs.py and
 # added to every verdict's evidence; None for harnesses that do not call a Function on synthesized inputs.
 inputs_origin: str | None = None
-# Whether this process started the one-process group (`one_process_group`).
+# Whether this process started the harness's group (`harness_group`).
 group_started = False
+# The ranks of that group (the runner's --world size for this harness): 1, or 2 where a finding did not
+# reproduce at 1 (runner.WORLD_SIZE_VARIABLE).
+WORLD_SIZE = int(os.environ.get("AUTOGRAD_LINT_WORLD_SIZE", "1"))  # runner.WORLD_SIZE_VARIABLE
+# A collective that waits longer on the other rank (it took another path) fails rather than hang the harness.
+GROUP_TIMEOUT_SECONDS = 5
+# In the other rank of a two-process group, a copy of this process that reports nothing (`harness_group`).
+is_twin = False
 _RUNTIME_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -84,35 +96,68 @@ def _use_device():
     torch.cuda._lazy_init = refuse_cuda  # what every path to CUDA (.cuda(), device="cuda", torch.cuda.*) calls
 
 
-def one_process_group():
-    """torch.distributed's default group, started if none is: gloo, rank 0 of 1, an in-memory store (no
-    rendezvous). Its collectives really run (in-place writes, the autograd of the collective ops), as
-    identities: the in-place, arity and view bugs around them show, what a collective changes across ranks
-    does not. Gloo binds 127.0.0.1: the namespace sandbox's loopback is up for it."""
-    global group_started
+def harness_group():
+    """torch.distributed's default group, started if none is: gloo, of WORLD_SIZE ranks. At world size 1 this
+    process is the only rank, with an in-memory store (no rendezvous): its collectives really run (in-place
+    writes, the autograd of the collective ops), as identities, so the in-place, arity and view bugs around
+    them show, not what a collective changes across ranks. At world size 2 (the runner's rerun of a finding
+    that did not reproduce at 1) this process forks its twin at this point, which goes on as rank 1 with
+    the same state and the same inputs, so that both call the same collectives and each reduction changes
+    the values; only rank 0 reports. Gloo binds 127.0.0.1: the namespace sandbox's loopback is up for it."""
+    global group_started, is_twin
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        timeout = timedelta(seconds=GROUP_TIMEOUT_SECONDS)
+        if WORLD_SIZE == 1:
+            dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+        else:
+            folder = os.environ.get("TMPDIR") or os.getcwd()
+            store_path = os.path.join(folder, f"autograd-lint-group-{os.getpid()}")
+            rank = 1 if os.fork() == 0 else 0
+            if rank == 1:
+                _become_twin()
+            store = dist.FileStore(store_path, WORLD_SIZE)
+            dist.init_process_group("gloo", store=store, rank=rank, world_size=WORLD_SIZE, timeout=timeout)
         group_started = True
     return dist.group.WORLD
 
 
+def _become_twin():
+    """In the forked rank 1: no output, and no descriptor of rank 0's (the result pipe among them), so that
+    the runner hears from rank 0 alone and knows its end when rank 0's pipe closes."""
+    global is_twin
+    is_twin = True
+    quiet = os.open(os.devnull, os.O_RDWR)
+    for stream in (0, 1, 2):
+        os.dup2(quiet, stream)
+    os.closerange(3, _highest_descriptor() + 1)
+
+
+def _highest_descriptor():
+    try:
+        return max(int(name) for name in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return 1023
+
+
 class ParallelState:
     """Stands in for a model-parallel state object, the convention Megatron's `mpu`/parallel_state set and
-    DeepSpeed and others follow: every `get_..._group()` is the one-process group, every
-    `get_..._world_size()` 1 and every `get_..._rank()` 0, so that code run at world size 1 takes the path it
-    takes on one device."""
+    DeepSpeed and others follow: every `get_..._group()` is the harness's group, and every
+    `get_..._world_size()` and `get_..._rank()` its size and this process's rank, so that code takes the path
+    it takes on one device (world size 1) or on two."""
 
     def __getattr__(self, name):
         if not name.startswith("get_"):
             raise AttributeError(name)
         if name.endswith(("_group", "_groups")):
-            return lambda *args, **kwargs: one_process_group()
+            return lambda *args, **kwargs: harness_group()
         if "world_size" in name:
-            return lambda *args, **kwargs: 1
+            return lambda *args, **kwargs: harness_group().size()
         if "rank" in name:
-            return lambda *args, **kwargs: 0
+            return lambda *args, **kwargs: harness_group().rank()
         raise AttributeError(name)
 
     def __repr__(self):
@@ -135,7 +180,7 @@ def _start_group_on_demand():
 
     def default_group():
         if not dist.is_initialized():
-            one_process_group()
+            harness_group()
         return lookup()
 
     distributed_c10d._get_default_group = default_group  # what every group=None collective and query calls
@@ -260,12 +305,16 @@ def report(verdict, evidence, with_origin=True):
         evidence = f"needs a CUDA device ({evidence})"
     elif verdict == "inconclusive" and NEEDS_PROCESS_GROUP.search(str(evidence)):
         evidence = f"needs a torch.distributed process group ({evidence})"
+    if is_twin:
+        os._exit(0)  # rank 0 reports
     if group_started:
         _end_group()
         if verdict == "not-reproduced":  # across ranks, the collectives it ran could have changed values
             verdict = "inconclusive"
             evidence = (
-                f"not reproduced in a one-process group (world size 1), where collectives change no values: {evidence}"
+                f"{NOT_REPRODUCED_IN_ONE_PROCESS}{evidence}"
+                if WORLD_SIZE == 1
+                else f"not reproduced in a two-process group either (world size 2, the same inputs on both ranks): {evidence}"
             )
     if with_origin and inputs_origin and not str(evidence).startswith("needs a CUDA device"):
         evidence = f"{evidence} (inputs: {inputs_origin})"
