@@ -12,7 +12,8 @@ an AGL002 harness whose backward never ran is inconclusive, not `not-reproduced`
 one-process gloo group (started where torch is asked for its default group, or given to a process-group
 argument), and what does not reproduce there runs again in a two-process group (a forked twin as rank 1), where
 collectives change values; what neither shows is inconclusive with both runs; a
-model-parallel state argument (`mpu`) gets a stand-in that answers from that group; a forward that calls a GPU
+model-parallel state argument (`mpu`) gets a stand-in that answers from that group, and so do a library's module
+globals left None until its initializer runs (a communication backend, model-parallel state); a forward that calls a GPU
 API its device abstraction leaves None on the CPU needs a CUDA device, whatever the inputs.
 """
 
@@ -313,6 +314,82 @@ PROJECT = {
                 ctx.handles[ctx.handle_id] = handle
                 return None, grad_output, None, None
         """,
+    # A library's communication facade (as DeepSpeed's deepspeed.comm): its backend is None until the library's
+    # initializer runs, and its reduce-op enum is its own.
+    "commlib/__init__.py": "",
+    "commlib/comm.py": """
+        import enum
+
+
+        class ReduceOp(enum.Enum):
+            SUM = 0
+            MAX = 3
+
+
+        backend = None
+
+
+        def init_distributed():
+            global backend
+            raise RuntimeError("needs a launcher")
+
+
+        def get_world_size(group=None):
+            assert backend is not None, "backend not set, call init_distributed()"
+            return backend.get_world_size(group)
+
+
+        def inference_all_reduce(tensor, op=ReduceOp.SUM, group=None):
+            return backend.inference_all_reduce(tensor, op, group)
+        """,
+    "tools/row_parallel.py": """
+        import torch
+
+        from commlib import comm as dist
+
+
+        class RowParallel(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, group, input_):
+                dist.inference_all_reduce(input_, group=group)
+                return input_
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return None, grad_output
+        """,
+    # Model-parallel state kept in a module global, None until a setup function runs; the reduction is skipped
+    # on one process.
+    "tools/compression.py": """
+        import torch
+
+        from commlib import comm as dist
+
+        g_mpu = None
+
+
+        def setup(mpu):
+            global g_mpu
+            g_mpu = mpu
+
+
+        def _reduce(input_):
+            group = g_mpu.get_model_parallel_group()
+            if dist.get_world_size(group=group) == 1:
+                return input_
+            dist.inference_all_reduce(input_, group=group)
+            return input_
+
+
+        class ReduceFromModelParallelRegion(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, input_):
+                return _reduce(input_)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return grad_output
+        """,
     # A device abstraction whose CPU flavour has no streams (DeepSpeed's CPU accelerator: `Stream = None`).
     "tools/accelerator.py": """
         class CpuAccelerator:
@@ -514,3 +591,20 @@ def test_a_gpu_api_a_cpu_only_run_lacks_needs_a_cuda_device(verdicts):
         "a GPU API that is None on the CPU)",
         "seconds": 0,
     }
+
+
+def test_a_librarys_unset_communication_backend_stands_in_as_torch_distributed(verdicts):
+    assert verdicts[("tools/row_parallel.py", 9, "AGL009")] | {"seconds": 0} == {
+        "verdict": "confirmed",
+        "evidence": "RowParallel.apply(<process group>, <tensor>): input `input_` (a leaf requiring grad) kept its "
+        "values, _version 0 -> 1, and forward never called ctx.mark_dirty on it (inputs: declared)",
+        "seconds": 0,
+    }
+
+
+def test_an_unset_model_parallel_global_stands_in_and_its_reduction_shows_in_two_processes(verdicts):
+    assert verdicts[("tools/compression.py", 24, "AGL009")]["verdict"] == "confirmed"
+    assert verdicts[("tools/compression.py", 24, "AGL009")]["evidence"].startswith(
+        "in a two-process group (world size 2): ReduceFromModelParallelRegion.apply(<tensor>): input `input_` (a leaf "
+        "requiring grad) went from [-1.22, -0.9578, 0.7094, 1.171, -0.895, 1.041, ...] to [-2.44, -1.916, 1.419, "
+    )

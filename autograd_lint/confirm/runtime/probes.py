@@ -29,8 +29,9 @@ NEEDS_CUDA_ERRORS = (
 )
 GPU_API_MISSING = NEEDS_CUDA_ERRORS[-1]
 # What code that runs collectives raises where it gets no process group it can use: torch's default group is
-# started on demand (`harness_group`), but a library's own state (DeepSpeed's `deepspeed.comm`, Megatron's
-# parallel_state) or an argument the harness could not tell is a group is not.
+# started on demand (`harness_group`), and a library's unset backend or parallel state gets a stand-in
+# (`_fill_unset_distributed_slots`), but state its initializer builds otherwise (Megatron's parallel_state
+# module asserts it was initialized) or an argument the harness could not tell is a group does not.
 NEEDS_PROCESS_GROUP = re.compile(
     r"process group|init_process_group|group should not be None|has no attribute "
     r"'\w*(?:all_?reduce|all_?gather|all_to_all|reduce_scatter|world_size|process_group|parallel_group)\w*'"
@@ -48,6 +49,8 @@ _harness_script = None
 # Where the Function's inputs came from (`declared`, `call site`, `searched (N tries)`), set by inputs.py and
 # added to every verdict's evidence; None for harnesses that do not call a Function on synthesized inputs.
 inputs_origin: str | None = None
+# What `start` found imported: `_fill_unset_distributed_slots` looks only at what the code under test imported.
+_modules_before_the_code_under_test: set = set()
 # Whether this process started the harness's group (`harness_group`).
 group_started = False
 # The ranks of that group (the runner's --world size for this harness): 1, or 2 where a finding did not
@@ -74,6 +77,7 @@ def start(channel, project_root=None, harness_script=None, project_folder=None):
         sys.path.insert(0, project_root)
     _use_device()
     _start_group_on_demand()
+    _modules_before_the_code_under_test.update(sys.modules)  # torch's own imports among them (sympy, ...)
 
 
 def _use_device():
@@ -150,7 +154,7 @@ class ParallelState:
     it takes on one device (world size 1) or on two."""
 
     def __getattr__(self, name):
-        if not name.startswith("get_"):
+        if not PARALLEL_STATE_QUERY.fullmatch(name):
             raise AttributeError(name)
         if name.endswith(("_group", "_groups")):
             return lambda *args, **kwargs: harness_group()
@@ -346,6 +350,118 @@ def run_definitions(source, path, namespace):
         if missing_module(exc) is None:
             raise
         report("inconclusive", missing_dependency(exc))
+    _fill_unset_distributed_slots(namespace)
+
+
+def _fill_unset_distributed_slots(namespace):
+    """Module globals that a library leaves None until its distributed initializer runs, and that its
+    functions call collectives or parallel-state queries on, get stand-ins working on the harness's group:
+    DeepSpeed's `deepspeed.comm` keeps its backend in `cdb` (set by `deepspeed.init_distributed()`), its
+    compression layers their model-parallel state in `g_mpu`. Read from the functions' bytecode (a load of
+    the global, then of the attribute), in the copied module and the modules it imported, never torch's or
+    the standard library's. Only where no initializer ran: a global that holds a value is left alone."""
+    import dis
+    import sysconfig
+
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if not dist.is_available():
+        return
+    skipped = tuple(
+        os.path.join(os.path.abspath(folder), "")
+        for folder in {
+            sysconfig.get_paths()["stdlib"],
+            os.path.dirname(os.path.dirname(dist.__file__)),
+            _RUNTIME_FOLDER,
+        }
+    )
+
+    def scanned(name, module):
+        file = getattr(module, "__file__", None)  # None for built-in modules and namespace packages
+        if name in _modules_before_the_code_under_test or not isinstance(file, str):
+            return False
+        return not os.path.abspath(file).startswith(skipped)
+
+    namespaces = [namespace] + [vars(module) for name, module in list(sys.modules.items()) if scanned(name, module)]
+    for globals_ in namespaces:
+        unset = {name for name, value in globals_.items() if value is None and not name.startswith("__")}
+        if not unset:
+            continue
+        read: dict[str, set[str]] = {}  # slot -> the attributes functions of this module read from it
+        for value in list(globals_.values()):
+            code = getattr(value, "__code__", None)
+            if code is None or getattr(value, "__globals__", None) is not globals_:
+                continue
+            for slot, attribute in _attributes_of_globals(code, dis):
+                if slot in unset:
+                    read.setdefault(slot, set()).add(attribute)
+        for slot, attributes in read.items():
+            if sum(_collective(attribute, dist) is not None for attribute in attributes) >= 2:
+                globals_[slot] = DistributedBackend()
+            elif any(PARALLEL_STATE_QUERY.fullmatch(attribute) for attribute in attributes):
+                globals_[slot] = ParallelState()
+
+
+def _attributes_of_globals(code, dis):
+    """(global, attribute) for each `global.attribute` in `code` and the functions nested in it."""
+    previous = None
+    for instruction in dis.get_instructions(code):
+        if previous is not None and instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            yield previous, instruction.argval
+        previous = instruction.argval if instruction.opname == "LOAD_GLOBAL" else None
+    for constant in code.co_consts:
+        if hasattr(constant, "co_code"):
+            yield from _attributes_of_globals(constant, dis)
+
+
+# What a model-parallel state object answers (ParallelState).
+PARALLEL_STATE_QUERY = re.compile(r"get_\w*(?:_group|_groups|world_size|rank)")
+
+
+def _collective(name, dist):
+    """torch.distributed's function `name` stands for: itself, or the one it ends with (DeepSpeed's
+    `inference_all_reduce` is an all_reduce); None if none."""
+    if not name.startswith("_") and callable(getattr(dist, name, None)):
+        return name
+    ends = [
+        api
+        for api in dir(dist)
+        if not api.startswith("_") and name.endswith("_" + api) and callable(getattr(dist, api))
+    ]
+    return max(ends, key=len) if ends else None
+
+
+class DistributedBackend:
+    """Stands in for a library's communication backend object left unset (`_fill_unset_distributed_slots`):
+    each method is torch.distributed's function of that name, or of the name it ends with, on the harness's
+    group (started on demand), with a library's own reduce-op enum (`ReduceOp.SUM`) read as torch's."""
+
+    def __getattr__(self, name):
+        import enum
+
+        import torch.distributed as dist
+
+        target = _collective(name, dist)
+        if target is None:
+            raise AttributeError(name)
+        function = getattr(dist, target)
+
+        def as_torch(value):
+            if isinstance(value, enum.Enum) and hasattr(dist.ReduceOp, value.name):
+                return getattr(dist.ReduceOp, value.name)
+            return value
+
+        def call(*args, **kwargs):
+            if target not in ("is_initialized", "is_available"):
+                harness_group()
+            return function(*map(as_torch, args), **{key: as_torch(value) for key, value in kwargs.items()})
+
+        return call
+
+    def __repr__(self):
+        return "<distributed backend>"
 
 
 def missing_module(exc):
