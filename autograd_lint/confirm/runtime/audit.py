@@ -96,15 +96,27 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
 
 def _check_in_domain(apply, args, names, step_ops_in_forward):
     """(the inputs checked, the outcome): NaN from log/sqrt/pow of negatives means the Function's domain is
-    the positive numbers, so those inputs are tried made positive."""
+    the positive numbers, so those inputs are tried made positive; NaN there too (`log(1 - p)`, `acos(x)`)
+    means probabilities or cosines, so they are tried in (0, 1)."""
     outcome = _check(apply, args, names, step_ops_in_forward)
     if outcome["verdict"] != "domain":
         return args, outcome
-    args = _positive(args)
-    outcome = _check(apply, args, names, step_ops_in_forward)
+    positive = _positive(args)
+    outcome = _check(apply, positive, names, step_ops_in_forward)
+    if outcome["verdict"] != "domain":
+        return positive, {
+            **outcome,
+            "detail": outcome["detail"] + " (with positive inputs: NaN on the synthesized ones)",
+        }
+    unit = _in_unit_interval(args)
+    outcome = _check(apply, unit, names, step_ops_in_forward)
     if outcome["verdict"] == "domain":
-        return args, {"verdict": "inconclusive", "detail": "NaN in forward, also with positive inputs"}
-    return args, {**outcome, "detail": outcome["detail"] + " (with positive inputs: NaN on the synthesized ones)"}
+        return args, {
+            "verdict": "inconclusive",
+            "detail": "NaN in forward, also with positive inputs and inputs in (0, 1)",
+        }
+    detail = outcome["detail"] + " (with inputs in (0, 1): NaN on the synthesized and the positive ones)"
+    return unit, {**outcome, "detail": detail}
 
 
 def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
@@ -171,6 +183,11 @@ def _shifted(args):
 
 def _positive(args):
     return _mapped(args, lambda x: x.abs() + 0.1)
+
+
+def _in_unit_interval(args):
+    """Each value moved into (0.05, 0.95), in the same order: probabilities away from 0 and 1."""
+    return _mapped(args, lambda x: 0.05 + 0.9 * x.sigmoid())
 
 
 @contextmanager
