@@ -68,6 +68,8 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
         args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "verified":
+        args, outcome = _with_integers_not_one(apply, args, outcome, names, step_ops_in_forward)
     # Whatever the garbage happened to hold decided the verdict (zeros look flat, a repeat looks reentrant).
     if outcome["verdict"] != "inconclusive" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
         outcome = {
@@ -133,6 +135,21 @@ def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
         return args, outcome
     shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
     return numbers, {**retried, "detail": retried["detail"] + f" (with {shown} a number, not a synthesized tensor)"}
+
+
+def _with_integers_not_one(apply, args, outcome, names, step_ops_in_forward):
+    """An integer argument of 1 (a synthesized scale, a repeat count, a group size) hides a factor backward
+    forgot to multiply by: the verified inputs are checked again with those integers 2, and a wrong gradient
+    there is the verdict (one that forward rejects, or that fails otherwise, changes nothing)."""
+    positions = [p for p, v in enumerate(args) if type(v) is int and v == 1]
+    if not positions:
+        return args, outcome
+    twos = [2 if p in positions else v for p, v in enumerate(args)]
+    retried = _check(apply, _float64(twos), names, step_ops_in_forward)
+    if retried["verdict"] != "wrong-gradient":
+        return args, outcome
+    shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
+    return _float64(twos), {**retried, "detail": retried["detail"] + f" (with {shown} 2: at 1 it hid the error)"}
 
 
 class _OnCopies:
