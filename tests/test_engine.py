@@ -15,7 +15,14 @@ import pytest
 from autograd_lint.core import context, syntax
 from autograd_lint.core.diagnostic import Severity
 from autograd_lint.core.module import ParsedModule
-from autograd_lint.core.prefilter import FUNCTION_CLASS, FilePrefilter, TextCue, calls, defines_function_subclass
+from autograd_lint.core.prefilter import (
+    FUNCTION_CLASS,
+    FilePrefilter,
+    TextCue,
+    calls,
+    defines_function_subclass,
+    required_words,
+)
 from autograd_lint.core.rule import Finding, FunctionRule, NodeRule, Rule
 from autograd_lint.core.scopes import bindings
 from autograd_lint.engine import lint_text, run_rules
@@ -227,6 +234,48 @@ def test_the_text_cues_read_before_a_rule_is_imported_are_the_rules_own():
     assert stale == [], "run `python -m autograd_lint.rules.text_cues` and `ruff format`"
 
 
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        (r"\b(?:where|masked_fill)\s*\(", ("masked_fill", "where")),
+        (r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w", ("Function",)),
+        (r"def\s+forward\s*\(", ("forward",)),
+        (r"a(?:long|short)b", ("long", "short")),  # the most selective: its shortest word the longest
+        (r"(?:ab)+c", ("ab",)),  # a part repeated at least once must occur
+        (r"x?(?:ab)*y", ("y",)),  # optional and starred parts require nothing
+        (r"(?i)where", ()),  # case-insensitive: no word the text must hold as written
+        (r"[^a]\w+", ()),
+        (r"[<>]=", ("<", ">")),
+    ],
+)
+def test_the_words_every_match_of_a_pattern_contains(pattern, words):
+    assert required_words(re.compile(pattern)) == words
+
+
+def test_every_match_of_a_cue_contains_one_of_its_guards():
+    # The guards are a necessary condition: a file none of them is in cannot match (fixtures and the package
+    # itself hold many matches of every cue).
+    from autograd_lint.rules.text_cues import TEXT_CUES
+
+    root = README.parent
+    texts = [
+        path.read_text(encoding="utf-8")
+        for folder in ("fixtures", "autograd_lint")
+        for path in (root / folder).rglob("*.py")
+    ]
+    cues = {cue for cues in TEXT_CUES.values() for cue in cues} | {FUNCTION_CLASS}
+    matches = [
+        (match.group(0), guards)
+        for cue in cues
+        for pattern, guards in zip(cue.patterns, cue.pattern_guards)
+        if guards
+        for text in texts
+        for match in pattern.finditer(text)
+    ]
+    assert len(matches) > 1000
+    assert [found for found, guards in matches if not any(guard in found for guard in guards)] == []
+
+
 def test_a_cue_shared_by_rules_is_searched_once_per_file():
     searched = []
 
@@ -235,7 +284,7 @@ def test_a_cue_shared_by_rules_is_searched_once_per_file():
             searched.append(text)
             return None
 
-    cue = TextCue("counted", patterns=(CountingPattern(),))  # type: ignore[arg-type]
+    cue = TextCue("counted", patterns=(CountingPattern(),), pattern_guards=((),))  # type: ignore[arg-type]
 
     class First(Rule[None]):
         requires = (cue,)

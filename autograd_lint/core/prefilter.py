@@ -25,27 +25,78 @@ class TextCue:
     description: str
     substrings: tuple[str, ...] = ()
     patterns: tuple[re.Pattern[str], ...] = ()
-    # Words one of which every match of `patterns` contains: looked for first, as a substring search is many
-    # times faster than a pattern that does not start with a literal.
-    guards: tuple[str, ...] = ()
+    # Per pattern, words one of which every match of it contains (`required_words`): looked for first, as a
+    # substring search is many times faster than a pattern that does not start with a literal. Derived from
+    # the patterns unless given (the generated table gives them, so that start-up parses no pattern).
+    pattern_guards: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.pattern_guards) != len(self.patterns):
+            object.__setattr__(self, "pattern_guards", tuple(required_words(pattern) for pattern in self.patterns))
 
     def found_in(self, text: str) -> bool:
         # Separate patterns: one alternation of them all is several times slower to search.
         if any(substring in text for substring in self.substrings):
             return True
-        if self.guards and not any(guard in text for guard in self.guards):
-            return False
-        return any(pattern.search(text) for pattern in self.patterns)
+        return any(
+            (not guards or any(guard in text for guard in guards)) and pattern.search(text)
+            for pattern, guards in zip(self.patterns, self.pattern_guards)
+        )
+
+
+def required_words(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Words one of which every match of `pattern` contains, the most selective such set read from its syntax
+    (a run of literal characters, the alternatives of a group, a repeated part that must occur); () when no
+    such set can be told (case-insensitive patterns, only classes and wildcards)."""
+    if pattern.flags & re.IGNORECASE:
+        return ()
+    try:
+        from re import _parser as parser  # type: ignore[attr-defined]
+    except ImportError:  # Python 3.10
+        import sre_parse as parser
+    return _required(parser.parse(pattern.pattern, pattern.flags)) or ()
+
+
+def _required(items: object) -> tuple[str, ...] | None:
+    best: tuple[str, ...] | None = None
+    run: list[str] = []
+
+    def consider(candidate: tuple[str, ...] | None) -> None:
+        nonlocal best
+        # The most selective: its shortest word the longest.
+        if candidate and all(candidate) and (best is None or min(map(len, candidate)) > min(map(len, best))):
+            best = candidate
+
+    def end_run() -> None:
+        if run:
+            consider(("".join(run),))
+            run.clear()
+
+    for operator, argument in items:  # type: ignore[attr-defined]
+        kind = operator.name
+        if kind == "LITERAL":
+            run.append(chr(argument))
+            continue
+        end_run()
+        if kind == "SUBPATTERN" and not argument[1] & re.IGNORECASE:
+            consider(_required(argument[-1]))
+        elif kind == "BRANCH":
+            branches = [_required(branch) for branch in argument[1]]
+            if all(branches):
+                consider(tuple(sorted({word for branch in branches for word in branch or ()})))
+        elif kind in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and argument[0] >= 1:
+            consider(_required(argument[2]))
+        elif kind == "IN" and all(member.name == "LITERAL" for member, _ in argument):
+            consider(tuple(chr(code) for _, code in argument))
+        # Anything else (a lookaround, a boundary, a class, a wildcard) requires no particular word.
+    end_run()
+    return best
 
 
 def calls(*names: str) -> TextCue:
     """A call of one of these functions or methods (`where(`, `x.masked_fill (`), by name."""
     alternatives = "|".join(re.escape(name) for name in sorted(names))
-    return TextCue(
-        f"a call of {', '.join(sorted(names))}",
-        patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),),
-        guards=tuple(sorted(names)),
-    )
+    return TextCue(f"a call of {', '.join(sorted(names))}", patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),))
 
 
 # A Function subclass is declared with "Function" in its bases (or subclasses one that is), or through a
@@ -53,7 +104,6 @@ def calls(*names: str) -> TextCue:
 FUNCTION_CLASS = TextCue(
     "a Function subclass",
     patterns=(re.compile(r"class\s+\w+\s*\([^)]*Function|=\s*[\w.]*Function\b|\bFunction\s+as\s+\w"),),
-    guards=("Function",),
 )
 
 

@@ -40,11 +40,24 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                 ),
                 re.compile("^[ \\t]*return[ \\t]+\\(?[ \\t]*[\\w.\\[\\]]+[ \\t]*[<>]=?[ \\t]*[\\w.(-]", 40),
             ),
-            guards=(),
+            pattern_guards=(
+                ("*",),
+                ("(",),
+                ("ge", "greater", "greater_equal", "gt", "le", "less", "less_equal", "lt"),
+                ("mul",),
+                ("=",),
+                ("ge", "greater", "greater_equal", "gt", "le", "less", "less_equal", "lt"),
+                ("return",),
+            ),
         ),
     ),
     "AGL004": (
-        TextCue("a forward method", substrings=(), patterns=(re.compile("def\\s+forward\\s*\\(", 32),), guards=()),
+        TextCue(
+            "a forward method",
+            substrings=(),
+            patterns=(re.compile("def\\s+forward\\s*\\(", 32),),
+            pattern_guards=(("forward",),),
+        ),
         TextCue(
             "one of the ops this rule flags",
             substrings=(),
@@ -61,7 +74,17 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                 re.compile("([<>]|==)[^\\n]*\\)\\s*\\.(float|half|double|bfloat16|to|type_as|type)\\(", 40),
                 re.compile("\\.(gt|ge|lt|le|greater|less|greater_equal|less_equal)\\(", 40),
             ),
-            guards=(),
+            pattern_guards=(
+                ("ceil", "fix", "floor", "heaviside", "round", "sgn", "sign", "trunc"),
+                ("import",),
+                ("one_hot",),
+                ("where",),
+                ("scatter",),
+                ("bool", "byte", "char", "int", "long", "short"),
+                ("Tensor", "bool", "int", "long", "short"),
+                ("bfloat16", "double", "float", "half", "to", "type", "type_as"),
+                ("ge", "greater", "greater_equal", "gt", "le", "less", "less_equal", "lt"),
+            ),
         ),
     ),
     "AGL005": (FUNCTION_CLASS,),
@@ -80,7 +103,23 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                     32,
                 ),
             ),
-            guards=(),
+            pattern_guards=(
+                (
+                    ".",
+                    "]",
+                    "_",
+                    "data",
+                    "detach",
+                    "inference_mode",
+                    "item",
+                    "load",
+                    "no_grad",
+                    "numpy",
+                    "save_for_backward",
+                    "set_grad_enabled",
+                    "tolist",
+                ),
+            ),
         ),
     ),
     "AGL011": (FUNCTION_CLASS,),
@@ -91,7 +130,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
     "AGL016": (FUNCTION_CLASS,),
     "AGL017": (
         FUNCTION_CLASS,
-        TextCue("set_materialize_grads", substrings=("set_materialize_grads",), patterns=(), guards=()),
+        TextCue("set_materialize_grads", substrings=("set_materialize_grads",), patterns=(), pattern_guards=()),
     ),
     "AGL018": (FUNCTION_CLASS,),
     "AGL019": (FUNCTION_CLASS,),
@@ -99,14 +138,14 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
     "AGL021": (FUNCTION_CLASS,),
     "AGL022": (
         FUNCTION_CLASS,
-        TextCue("autocast or custom_bwd", substrings=("autocast", "custom_bwd"), patterns=(), guards=()),
+        TextCue("autocast or custom_bwd", substrings=("autocast", "custom_bwd"), patterns=(), pattern_guards=()),
     ),
     "AGL023": (
         TextCue(
             "a call of masked_fill, masked_fill_, where",
             substrings=(),
             patterns=(re.compile("\\b(?:masked_fill|masked_fill_|where)\\s*\\(", 32),),
-            guards=("masked_fill", "masked_fill_", "where"),
+            pattern_guards=(("masked_fill", "masked_fill_", "where"),),
         ),
         TextCue(
             "an unsafe op, a division or a power",
@@ -117,7 +156,29 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                     32,
                 ),
             ),
-            guards=(),
+            pattern_guards=(
+                (
+                    "**",
+                    "/",
+                    "acos",
+                    "arccos",
+                    "arcsin",
+                    "arctanh",
+                    "asin",
+                    "atanh",
+                    "exp",
+                    "exp2",
+                    "expm1",
+                    "log",
+                    "log10",
+                    "log1p",
+                    "log2",
+                    "pow",
+                    "reciprocal",
+                    "rsqrt",
+                    "sqrt",
+                ),
+            ),
         ),
     ),
     "AGL024": (
@@ -128,7 +189,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
             patterns=(
                 re.compile("torch\\.func\\b|functorch|vmap|make_dual|from\\s+torch\\s+import[^)]*?\\bfunc\\b", 32),
             ),
-            guards=(),
+            pattern_guards=(("functorch", "import", "make_dual", "torch.func", "vmap"),),
         ),
     ),
     "AGL100": (),
@@ -157,7 +218,10 @@ def _cue(cue: TextCue) -> str:
     if cue == FUNCTION_CLASS:
         return "FUNCTION_CLASS"
     patterns = "".join(f"re.compile({pattern.pattern!r}, {pattern.flags}), " for pattern in cue.patterns)
-    return f"TextCue({cue.description!r}, substrings={cue.substrings!r}, patterns=({patterns}), guards={cue.guards!r})"
+    return (
+        f"TextCue({cue.description!r}, substrings={cue.substrings!r}, patterns=({patterns}), "
+        f"pattern_guards={cue.pattern_guards!r})"
+    )
 
 
 if __name__ == "__main__":
