@@ -167,6 +167,13 @@ def _search(forward_code: str, call: list[dict]):
             [{}, {"hint": "mask"}],
             ["tensor", "mask"],
         ),
+        # Graph-batching offsets added in place to local indices (`idx += offsets[:, None]`), then used to index:
+        # the written index needs the rank of the sum, the offsets an integer dtype, the sum a range x has.
+        (
+            "    x, idx, offsets = args\n    idx += offsets.unsqueeze(1)\n    return x.index_select(0, idx.reshape(-1))\n",
+            [{}, {"hint": "index"}, {}],
+            ["tensor", "index", "index"],
+        ),
         # Index values must stay below the size of the dimension gather reads.
         (
             "    x, idx = args\n    return x.gather(1, idx.unsqueeze(1).expand(-1, x.shape[1]))\n",

@@ -394,6 +394,45 @@ PROJECT = {
                 crop.scatter_(2, (argmax + ctx.start).unsqueeze(2), grad.unsqueeze(2))
                 return grad.new_zeros(ctx.shape).index_add_(0, batch_idx, crop), None, None, None
         """,
+    # A bool mask the caller flips after apply saved it; local indices shifted in place by graph offsets.
+    "graph/masks.py": """
+        import torch
+
+
+        class MaskedScores(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, scores, attn_mask):
+                ctx.save_for_backward(attn_mask)
+                return scores.masked_fill(~attn_mask, -1e4)
+
+            @staticmethod
+            def backward(ctx, g):
+                (attn_mask,) = ctx.saved_tensors
+                return g * attn_mask, None
+
+
+        def causal_scores(scores):
+            t = scores.shape[-1]
+            mask = torch.ones(t, t, dtype=torch.bool).tril()
+            out = MaskedScores.apply(scores, mask)
+            mask.logical_not_()
+            return out, mask
+
+
+        class OffsetGather(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, local_idx, offsets):
+                local_idx += offsets.unsqueeze(1)
+                flat = local_idx.reshape(-1)
+                ctx.save_for_backward(flat)
+                ctx.n = x.shape[0]
+                return x.index_select(0, flat)
+
+            @staticmethod
+            def backward(ctx, g):
+                (flat,) = ctx.saved_tensors
+                return g.new_zeros(ctx.n, g.shape[1]).index_add_(0, flat, g), None, None
+        """,
     # einsum names its operand by position; forward accepts a 1-D index that backward cannot use.
     "graph/pairs.py": """
         import torch
@@ -631,5 +670,26 @@ def test_held_out_shapes_einsum_operands_and_inputs_backward_accepts(verdicts):
         "verdict": "confirmed",
         "evidence": "RelPosBias.apply(<tensor [4, 4]>, <index [4, 4]>) then backward raised RuntimeError: function "
         "RelPosBiasBackward returned an incorrect number of gradients (expected 2, got 1) (inputs: searched (8 tries))",
+        "seconds": 0,
+    }
+
+
+def test_held_out_shapes_a_saved_bool_mask_and_indices_shifted_in_place(verdicts):
+    # The mask stays bool when the recipe makes the argument a non-leaf (it was `* 1`, a long tensor).
+    verdict = verdicts[("graph/masks.py", 20, "AGL019")]
+    assert verdict["verdict"] == "confirmed"
+    assert verdict["evidence"].startswith(
+        "MaskedScores.apply(<tensor [4, 4]>, <mask [4, 4]>), then `mask.logical_not_()` on argument 1, then backward "
+        "raised RuntimeError: one of the variables needed for gradient computation has been modified by an inplace "
+        "operation: [CPUBoolType [4, 4]] is at version 1; expected version 0 instead."
+    )
+    assert verdict["evidence"].endswith(
+        "with a .clone() at the call the same sequence runs (inputs: harvested from causal_scores(<tensor>))"
+    )
+    assert verdicts[("graph/masks.py", 27, "AGL009")] | {"seconds": 0} == {
+        "verdict": "confirmed",
+        "evidence": "OffsetGather.apply(<tensor [4, 4]>, <index [4, 4]>, <index [4]>): input `local_idx` (of dtype "
+        "int64) went from [1, 0, 1, 0, 1, 0, ...] to [2, 1, 2, 1, 2, 1, ...] where it changed, _version 0 -> 1, and "
+        "forward never called ctx.mark_dirty on it (inputs: searched (6 tries))",
         "seconds": 0,
     }

@@ -419,6 +419,8 @@ def build_state(state):
     main = _main_shape(state)
     float_shapes = [_shape(state, arg) for arg in state["args"] if arg["kind"] == "tensor"]
     bound = min((size for shape in float_shapes for size in shape), default=2)
+    if state.get("small_index"):  # index arithmetic (`idx + offset`) must stay in range too
+        bound = min(bound, 2)
     args = []
     for position, arg in enumerate(state["args"]):
         kind = arg["kind"]
@@ -545,6 +547,25 @@ def guided_moves(state, exc, args):
         if operand < len(named) and kinds[named[operand]] == "tensor":
             moves.append(_changed(state, [named[operand]], rank=rank))
         moves += [_changed(state, [p], rank=rank) for p in tensors]
+    match = re.search(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]", text)
+    if match and args:  # an in-place op whose other operand has more dims than the tensor it writes
+        written = [int(n) for n in match.group(1).split(",") if n.strip()]
+        wanted = min(len(match.group(2).split(",")), MAX_RANK)
+        shaped = [p for p in suspects if kinds[p] in ("tensor", "index") and hasattr(args[p], "shape")]
+        targets = [p for p in shaped if list(args[p].shape) == written]
+        others = [p for p in shaped if p not in targets and args[p].dim() > 1]
+        moves += [_changed(state, [p], rank=args[p].dim() - 1) for p in others]
+        moves += [_changed(state, [p], rank=wanted) for p in targets]
+    if re.search(r"result type (?:Float|Double) can't be cast to the desired output type (?:Long|Int)", text):
+        moves += [
+            _changed(state, [p], kind="index", rank=state["args"][p].get("rank", 2))
+            for p in retypable
+            if kinds[p] == "tensor"
+        ]
+    if re.search(
+        r"index out of range in self|is out of bounds for dimension|out of bounds for size", text
+    ) and not state.get("small_index"):
+        moves.append(dict(json.loads(json.dumps(state)), small_index=True))
     match = re.search(r"values to unpack \(expected (\d+)", text)
     if match:
         moves += [_changed(state, [p], rank=min(int(match.group(1)), MAX_RANK)) for p in tensors]
