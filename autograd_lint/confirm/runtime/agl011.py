@@ -45,7 +45,9 @@ def _non_tensor_at(builders, position):
         def checked(shape):
             args = build(shape)
             if len(args) >= position and isinstance(args[position - 1], torch.Tensor):
-                raise TypeError(f"a tensor at position {position}")
+                raise TypeError(
+                    f"these inputs put a tensor at position {position}, where the finding is about a non-tensor"
+                )
             return args
 
         return checked
