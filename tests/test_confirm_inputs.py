@@ -107,6 +107,23 @@ def test_declarations_at_call_sites_resolve_names_bound_to_literals():
     )
 
 
+def test_a_none_default_the_caller_replaces_is_not_what_reaches_apply():
+    source = (
+        "import torch\n"
+        "class Segment(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x, ids, n):\n"
+        "        pass\n"
+        "def segment(x, ids, n=None, out=None):\n"
+        "    if n is None:\n"
+        "        n = int(ids.max()) + 1\n"
+        "    return Segment.apply(x, ids, n) if out is None else Segment.apply(x, ids, out)\n"
+    )
+    calls, _ = _declarations(source, "Segment")
+    # `n` is computed when left out; `out` is passed as it came, None included.
+    assert [call[2] for call in calls] == [{"value": None}, {"value": "None"}]
+
+
 def test_drivers_are_the_modules_own_argument_free_callers_and_wrappers_never_its_main_block():
     module = ParsedModule(BUGGY, "ops.py")
     (volume,) = [c for c in function_model(module) if c.name == "Volume"]
@@ -143,6 +160,19 @@ def _search(forward_code: str, call: list[dict]):
             "    x, heads = args\n    b, n, d = x.shape\n    return x.view(b, n, heads, d // heads)\n",
             [{}, {"value": "2"}],
             ["tensor", "literal"],
+        ),
+        # A padding mask over the leading dims: (B, T) for a (B, T, C) input, unsqueezed by forward.
+        (
+            "    x, pad = args\n    return x.masked_fill(pad.unsqueeze(-1), 0.0)\n",
+            [{}, {"hint": "mask"}],
+            ["tensor", "mask"],
+        ),
+        # Graph-batching offsets added in place to local indices (`idx += offsets[:, None]`), then used to index:
+        # the written index needs the rank of the sum, the offsets an integer dtype, the sum a range x has.
+        (
+            "    x, idx, offsets = args\n    idx += offsets.unsqueeze(1)\n    return x.index_select(0, idx.reshape(-1))\n",
+            [{}, {"hint": "index"}, {}],
+            ["tensor", "index", "index"],
         ),
         # Index values must stay below the size of the dimension gather reads.
         (
@@ -181,12 +211,37 @@ def test_the_search_gives_up_within_its_bound_with_the_last_error():
             [{"kind": "tensor", "rank": 3}, {"kind": "float"}],
             {"kind": "tensor", "rank": 3},
         ),
+        # Held-out modules: `x.shape[1]` of a 1-D tensor, index_select's dtype, a count passed to new_zeros.
+        ("tuple index out of range", [{"kind": "tensor", "rank": 1}], {"kind": "tensor", "rank": 2}),
+        (
+            "index_select(): Expected dtype int32 or int64 for index",
+            [{"kind": "tensor", "rank": 2}] * 2,
+            {"kind": "index", "rank": 1},
+        ),
+        (
+            "new_zeros() takes 1 positional argument but 2 were given",
+            [{"kind": "tensor", "rank": 2}] * 2,
+            {"kind": "int"},
+        ),
     ],
 )
 def test_torchs_error_says_what_to_change(error, state, first):
     moves = inputs.guided_moves({"args": state, "aligned": False, "float32": False}, RuntimeError(error), None)
     changed = [move["args"][i] for move in moves[:1] for i in range(len(state)) if move["args"][i] != state[i]]
     assert changed == [first]
+
+
+def test_an_empty_range_gets_distinct_ascending_ints():
+    # `x[:, :, start:end]` with start == end == 2 reduced over an empty dimension.
+    state = {
+        "args": [{"kind": "tensor", "rank": 4}, {"kind": "int"}, {"kind": "int"}],
+        "aligned": False,
+        "float32": False,
+    }
+    error = IndexError("max(): Expected reduction dim 2 to have non-zero size.")
+    (move,) = inputs.guided_moves(state, error, None)
+    assert move["args"][1:] == [{"kind": "int", "number": 1}, {"kind": "int", "number": 2}]
+    assert inputs.build_state(move)[1:] == [1, 2]
 
 
 @pytest.fixture(scope="module")

@@ -273,18 +273,25 @@ def _resolves_under(base: str, dotted: str) -> bool:
     return os.path.isfile(path + ".py") or os.path.isdir(path)
 
 
-def apply_builders(module: ParsedModule, function_class, with_backward: bool = False) -> str:
+def apply_builders(module: ParsedModule, function_class, with_backward: bool | tuple[str, ...] = False) -> str:
     """Code for `_agl_builders`: (label, build(shape) -> args) per call shape of `Cls.apply`, from what the
     code declares about each argument (`argument_declarations`); the runtime (inputs.py) harvests or
-    searches for inputs forward accepts (and backward, `with_backward`) when it rejects every declared one."""
+    searches for inputs forward accepts (and backward, `with_backward`: True, or the messages of the errors
+    backward may raise, the recipe's evidence) when it rejects every declared one."""
+    return "\n".join([INPUTS_IMPORT, f"_agl_builders = {shared_inputs(module, function_class, with_backward)}"])
+
+
+INPUTS_IMPORT = f"from {RUNTIME_NAME} import inputs as _agl_inputs"
+
+
+def shared_inputs(module: ParsedModule, function_class, with_backward: bool | tuple[str, ...] = False) -> str:
+    """The expression `apply_builders` assigns (after INPUTS_IMPORT): the runtime's declared, harvested or
+    searched inputs."""
     calls, origin = argument_declarations(module, function_class)
     drivers, driver_code = harvest_drivers(module, function_class)
-    return "\n".join(
-        [
-            f"from {RUNTIME_NAME} import inputs as _agl_inputs",
-            f"_agl_builders = _agl_inputs.builders_for({function_class.name!r}, {function_class.name}.apply, "
-            f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals(), {with_backward!r})",
-        ]
+    return (
+        f"_agl_inputs.builders_for({function_class.name!r}, {function_class.name}.apply, "
+        f"{calls!r}, {origin!r}, {drivers!r}, {driver_code!r}, globals(), {with_backward!r})"
     )
 
 
@@ -390,8 +397,23 @@ def _call_site_value(module: ParsedModule, call: cst.Call, expr: cst.BaseExpress
             kind = type(ast.literal_eval(default)).__name__ if default is not None else None
             if kind in _PYTHON_TYPES:
                 return {"value": None, "kind": kind}
+            if default == "None" and _rebinds(caller, expr.value):
+                return {"value": None}  # `if n is None: n = ...`: the default is not what reaches apply
             return {"value": default}
     return {"value": literal_binding(caller, expr.value)}
+
+
+def _rebinds(function: cst.FunctionDef, name: str) -> bool:
+    """Whether `function`'s body assigns `name` (one of its parameters) a new value."""
+    return any(
+        isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign))
+        and any(
+            n.value == name
+            for target in (node.targets if isinstance(node, cst.Assign) else [node])
+            for n in assigned_names(target.target)
+        )
+        for node in walk(function.body, into_functions=False)
+    )
 
 
 def module_constant(module: ParsedModule, name: str) -> str | None:

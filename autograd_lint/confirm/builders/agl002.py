@@ -21,7 +21,8 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
     main = "\n".join(
         [
             definition,
-            apply_builders(module, function_class),
+            # Inputs whose backward fails on a shape (forward accepted a rank backward cannot handle) show nothing.
+            apply_builders(module, function_class, with_backward=TORCH_MESSAGES),
             f"_agl_recipe.check_arity({function_class.name}.apply, _agl_builders, {TORCH_MESSAGES!r})",
         ]
     )

@@ -7,7 +7,7 @@ from ...core.rule import Finding
 from ...facts.function_model import FunctionClass
 from ..harness import CannotBuildHarness, Harness, finding_subject, recipe_harness
 
-EVIDENCE = r"input \S+ \(a leaf requiring grad\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"
+EVIDENCE = r"input \S+ \((a leaf requiring grad|of dtype \w+)\) (went from \[[^\]]*\] to \[[^\]]*\] where it changed|changed shape|kept its values), _version \d+ -> \d+, and forward never called ctx\.mark_dirty on it"
 
 
 def build(module: ParsedModule, finding: Finding) -> Harness:

@@ -7,7 +7,7 @@ from ...core.rule import Finding
 from ...facts.function_model import FunctionClass
 from ...facts.value_kinds import UNKNOWN
 from ...rules.agl011_grad_for_non_tensor_input import NOT_A_TENSOR, NonTensorGradient
-from ..harness import CannotBuildHarness, Harness, finding_subject, function_class_code
+from ..harness import INPUTS_IMPORT, CannotBuildHarness, Harness, finding_subject, function_class_code, shared_inputs
 
 EVIDENCE = r"then backward raised RuntimeError: function \w+Backward returned a gradient different than None at position \d+, but the corresponding forward input was not a Variable"
 
@@ -16,7 +16,9 @@ MAX_BUILDERS = 8  # call shapes tried at most
 
 def build(module: ParsedModule, finding: Finding) -> Harness:
     """Apply with the non-tensor exactly as a call site passes it, run backward; torch's own
-    "returned a gradient different than None at position p" with the reported p is the proof."""
+    "returned a gradient different than None at position p" with the reported p is the proof. When forward
+    rejects those inputs (an index, a mask, a batched shape), the shared inputs (declared, harvested or
+    searched) that keep a non-tensor at that position."""
     subject = finding_subject(finding, NonTensorGradient)
     function_class = subject.function_class
     required, optional, definition = function_class_code(module, function_class)
@@ -24,8 +26,9 @@ def build(module: ParsedModule, finding: Finding) -> Harness:
         [
             definition,
             _builders(function_class, subject),
+            INPUTS_IMPORT,
             f"_agl_recipe.check_non_tensor_grad({function_class.name}, _agl_builders, {subject.position + 1}, "
-            f"{[p + 1 for p in subject.reported_before]!r})",
+            f"{[p + 1 for p in subject.reported_before]!r}, lambda: {shared_inputs(module, function_class)})",
         ]
     )
     return Harness(required, main, optional)

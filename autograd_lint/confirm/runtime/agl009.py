@@ -52,9 +52,10 @@ def check_input_inplace(apply, builders, names):
                     )
                 if change or now._version != version:
                     name = f"`{names[i]}`" if i < len(names) else str(i)
+                    kind = "a leaf requiring grad" if now.requires_grad else f"of dtype {str(now.dtype)[6:]}"
                     report(
                         "confirmed",
-                        f"{label}: input {name} (a leaf requiring grad) {change or 'kept its values'}, "
+                        f"{label}: input {name} ({kind}) {change or 'kept its values'}, "
                         f"_version {version} -> {now._version}, and forward never called ctx.mark_dirty on it",
                     )
             observed.append(f"{label}: every input unchanged")

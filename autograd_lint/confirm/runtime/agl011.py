@@ -4,7 +4,7 @@ it, run backward; torch's own "different than None at position p" with the repor
 
 from typing import Any
 
-from .probes import report, run_backward, run_forward
+from .probes import INPUT_SHAPES, report, run_backward, run_forward
 
 
 def _masked_apply(function, positions):
@@ -25,9 +25,42 @@ def _masked_apply(function, positions):
     return spy.apply
 
 
-def check_non_tensor_grad(function, builders, position, reported_before):
-    """Run forward and backward for each call shape; confirmed when torch names this position."""
+def _forward_runs(apply, builders):
+    for _, build in builders:
+        for shape in INPUT_SHAPES:
+            try:
+                apply(*build(shape))
+                return True
+            except Exception:  # noqa: BLE001, S112 - the user's forward rejecting this input
+                continue
+    return False
+
+
+def _non_tensor_at(builders, position):
+    """`builders` whose arguments keep a non-tensor at `position` (1-based): a tensor there is not the case
+    the finding is about, so those builds fail."""
+    import torch
+
+    def keeping(build):
+        def checked(shape):
+            args = build(shape)
+            if len(args) >= position and isinstance(args[position - 1], torch.Tensor):
+                raise TypeError(
+                    f"these inputs put a tensor at position {position}, where the finding is about a non-tensor"
+                )
+            return args
+
+        return checked
+
+    return [(label, keeping(build)) for label, build in builders]
+
+
+def check_non_tensor_grad(function, builders, position, reported_before, shared_inputs=None):
+    """Run forward and backward for each call shape (the shared inputs where forward rejects every one);
+    confirmed when torch names this position."""
     wanted = f"returned a gradient different than None at position {position},"
+    if shared_inputs is not None and not _forward_runs(function.apply, builders):
+        builders = _non_tensor_at(shared_inputs(), position)
     observed = []
     passes = [()] + ([tuple(reported_before)] if reported_before else [])
     for masked in passes:

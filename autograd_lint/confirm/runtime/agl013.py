@@ -5,9 +5,13 @@ gradients are the proof.
 
 from .probes import report, run_backward, run_forward, show_values, tensors_in
 
+ACCUMULATE = "accumulate"
 
-def _save_twice_run(apply, build, shape, accumulate):
-    """(calls' tensor counts, len(grad_fn.saved_tensors), leaf grads or the backward error)."""
+
+def _save_twice_run(apply, build, shape, keep=None):
+    """(calls' tensor counts, len(grad_fn.saved_tensors), leaf grads or the backward error), with every call
+    saving as written (`keep` None), all the calls' tensors saved together (ACCUMULATE), or only call
+    number `keep` (0-based) saving."""
     import torch
     from torch.autograd.function import FunctionCtx
 
@@ -16,9 +20,11 @@ def _save_twice_run(apply, build, shape, accumulate):
 
     def save(ctx, *tensors):
         counts.append(len(tensors))
-        if accumulate:  # what one call with all the tensors would have saved
+        if keep == ACCUMULATE:  # what one call with all the tensors would have saved
             tensors = getattr(ctx, "_agl_saved", ()) + tensors
             ctx._agl_saved = tensors
+        elif keep is not None and len(counts) - 1 != keep:
+            return
         original(ctx, *tensors)
 
     FunctionCtx.save_for_backward = save  # type: ignore[method-assign]  # patched on purpose
@@ -40,15 +46,22 @@ def _save_twice_run(apply, build, shape, accumulate):
 def check_save_twice(apply, builders):
     observed = []
     for label, build, shape, _ in run_forward(apply, builders):
-        counts, saved, written = _save_twice_run(apply, build, shape, accumulate=False)
+        counts, saved, written = _save_twice_run(apply, build, shape)
         if len(counts) < 2:
             observed.append(f"{label}: forward called save_for_backward {len(counts)} time(s) on this input")
             continue
-        _, _, fixed = _save_twice_run(apply, build, shape, accumulate=True)
+        _, _, fixed = _save_twice_run(apply, build, shape, ACCUMULATE)
         calls = " + ".join(str(c) for c in counts)
         lost = f"{label}: forward called save_for_backward {len(counts)} times ({calls} tensors) and grad_fn.saved_tensors holds {saved}"
         if isinstance(written, str) and not isinstance(fixed, str):
             report("confirmed", f"{lost}; backward raised {written} (with all tensors saved in one call it runs)")
+        if isinstance(written, str):  # backward written for what an earlier call saved, which the last replaced
+            for call in range(len(counts) - 1):
+                if not isinstance(_save_twice_run(apply, build, shape, call)[2], str):
+                    report(
+                        "confirmed",
+                        f"{lost}; backward raised {written} (with only call {call + 1}'s tensors saved it runs)",
+                    )
         if (
             isinstance(written, str)
             and saved is not None

@@ -48,7 +48,7 @@ def check_saved_inplace(apply, builders, position, name, replay, namespace):
                 if position is not None:
                     if position >= len(args) or not isinstance(args[position], torch.Tensor):
                         raise LookupError(f"argument {position} is not a tensor in {label}")
-                    args[position] = args[position] * 1
+                    args[position] = args[position].clone()  # same dtype (a mask stays bool), not a leaf
                     target = args[position]
                     passed = [a.clone() if clone and i == position else a for i, a in enumerate(args)]
                     output = apply(*passed)

@@ -156,7 +156,7 @@ def builders_for(class_name, apply, calls, origin, drivers=(), driver_code="", n
     Function, run with `.apply` intercepted), else the search's find, ahead of the declared ones. Sets the
     origin the verdict's evidence names (probes.inputs_origin): `call site` or `declared`, `harvested from
     f()`, or `searched (N tries)`. With `with_backward` (the audit), inputs count as accepted only where
-    backward runs too."""
+    backward runs too, or (a tuple of texts) raises an error with one of those texts."""
     calls = _with_process_groups(apply, calls)
     builders = declared_builders(class_name, calls)
     probes.inputs_origin = origin
@@ -302,10 +302,16 @@ def _probe(apply, builders, call, drivers, driver_code, namespace, with_backward
 
 
 def _run(apply, args, with_backward):
-    """Forward on `args` (and backward from its outputs, `with_backward`); raises what they raise."""
+    """Forward on `args` (and backward from its outputs, `with_backward`); raises what they raise, but for a
+    backward error whose message has one of the texts `with_backward` lists (what the recipe looks for)."""
     output = apply(*args)
-    if with_backward:
+    if not with_backward:
+        return
+    try:
         probes.run_backward(output)
+    except Exception as exc:
+        if with_backward is True or not any(text in str(exc) for text in with_backward):
+            raise
 
 
 # ---- searched -------------------------------------------------------------------------------------------------
@@ -406,12 +412,15 @@ def _main_shape(state):
 
 def build_state(state):
     """The arguments a search candidate stands for: float tensors (leaves), index tensors whose values are
-    below the smallest size of the float tensors, masks shaped like the first float tensor, Python values."""
+    below the smallest size of the float tensors, masks shaped like the first float tensor (or like its
+    `leading` dims), Python values."""
     import torch
 
     main = _main_shape(state)
     float_shapes = [_shape(state, arg) for arg in state["args"] if arg["kind"] == "tensor"]
     bound = min((size for shape in float_shapes for size in shape), default=2)
+    if state.get("small_index"):  # index arithmetic (`idx + offset`) must stay in range too
+        bound = min(bound, 2)
     args = []
     for position, arg in enumerate(state["args"]):
         kind = arg["kind"]
@@ -430,7 +439,8 @@ def build_state(state):
             shape = tuple(arg["shape"]) if "shape" in arg else (main[:rank] if rank <= len(main) else main)
             args.append(index_tensor(shape, bound, position))
         elif kind == "mask":
-            args.append(mask_tensor(tuple(arg["shape"]) if "shape" in arg else main, position))
+            shape = tuple(arg["shape"]) if "shape" in arg else main[: arg.get("leading", len(main))]
+            args.append(mask_tensor(shape, position))
         elif kind == "callable":
             args.append(doubling)
         elif kind == "list":
@@ -471,26 +481,34 @@ def _changed(state, positions, **changes):
 def culprits(exc, args, count):
     """Positions of the arguments the failing line of the code under test reads (by identity with its local
     variables, or by name), innermost frame outside torch and this runtime first; every position if none."""
+    return sorted(read_in_order(exc, args)) or list(range(count))
+
+
+def read_in_order(exc, args):
+    """The positions of the arguments the failing line of the code under test reads (innermost frame outside
+    torch and this runtime), in the order the line names them; [] if it names none."""
     import linecache
 
-    everything = list(range(count))
     if not args:
-        return everything
+        return []
     torch_folder = os.path.join("site-packages", "torch", "")
     frame = exc.__traceback__
-    found = []
+    found: list = []
     while frame is not None:
         code = frame.tb_frame.f_code
         filename = code.co_filename
         if torch_folder not in filename and os.path.dirname(os.path.abspath(filename)) != probes._RUNTIME_FOLDER:
             line = linecache.getline(filename, frame.tb_lineno)
-            names = set(re.findall(r"[A-Za-z_]\w*", line))
             local = frame.tb_frame.f_locals
-            hits = [p for p, a in enumerate(args) if any(n in local and local[n] is a for n in names)]
+            hits: list = []
+            for name in re.findall(r"[A-Za-z_]\w*", line):
+                for p, a in enumerate(args):
+                    if name in local and local[name] is a and p not in hits:
+                        hits.append(p)
             if hits:
                 found = hits
         frame = frame.tb_next
-    return found or everything
+    return found
 
 
 def guided_moves(state, exc, args):
@@ -506,7 +524,7 @@ def guided_moves(state, exc, args):
         moves += [_changed(state, [p], kind="mask") for p in retypable if kinds[p] != "mask"]
     if re.search(
         r"scalar type Long|dtype int64|indices must be long|tensors used as indices|'indices' to have|"
-        r"index tensor|Expected .*Long|must be an integer tensor|Int or Long",
+        r"index tensor|Expected .*Long|must be an integer tensor|Int or Long|int32 or int64|int32/int64",
         text,
         re.I,
     ):
@@ -515,6 +533,39 @@ def guided_moves(state, exc, args):
     if match:
         low = [p for p in tensors if state["args"][p].get("rank", 2) == int(match.group(1))] or tensors
         moves += [_changed(state, [p], rank=min(int(match.group(1)) + 1, MAX_RANK)) for p in low]
+    if "tuple index out of range" in text:  # `x.shape[k]` past a tensor's rank
+        moves += [_changed(state, [p], rank=min(state["args"][p].get("rank", 2) + 1, MAX_RANK)) for p in tensors]
+    match = re.search(
+        r"number of subscripts in the equation \((\d+)\) does not match the number of dimensions \(\d+\) "
+        r"for operand (\d+)",
+        text,
+    )
+    if match:  # einsum's operand K: the K-th argument the line names, else each tensor it reads
+        rank = min(int(match.group(1)), MAX_RANK)
+        named = read_in_order(exc, args)
+        operand = int(match.group(2))
+        if operand < len(named) and kinds[named[operand]] == "tensor":
+            moves.append(_changed(state, [named[operand]], rank=rank))
+        moves += [_changed(state, [p], rank=rank) for p in tensors]
+    match = re.search(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]", text)
+    if match and args:  # an in-place op whose other operand has more dims than the tensor it writes
+        written = [int(n) for n in match.group(1).split(",") if n.strip()]
+        wanted = min(len(match.group(2).split(",")), MAX_RANK)
+        shaped = [p for p in suspects if kinds[p] in ("tensor", "index") and hasattr(args[p], "shape")]
+        targets = [p for p in shaped if list(args[p].shape) == written]
+        others = [p for p in shaped if p not in targets and args[p].dim() > 1]
+        moves += [_changed(state, [p], rank=args[p].dim() - 1) for p in others]
+        moves += [_changed(state, [p], rank=wanted) for p in targets]
+    if re.search(r"result type (?:Float|Double) can't be cast to the desired output type (?:Long|Int)", text):
+        moves += [
+            _changed(state, [p], kind="index", rank=state["args"][p].get("rank", 2))
+            for p in retypable
+            if kinds[p] == "tensor"
+        ]
+    if re.search(
+        r"index out of range in self|is out of bounds for dimension|out of bounds for size", text
+    ) and not state.get("small_index"):
+        moves.append(dict(json.loads(json.dumps(state)), small_index=True))
     match = re.search(r"values to unpack \(expected (\d+)", text)
     if match:
         moves += [_changed(state, [p], rank=min(int(match.group(1)), MAX_RANK)) for p in tensors]
@@ -547,10 +598,14 @@ def guided_moves(state, exc, args):
     if re.search(
         r"must match the size|cannot be multiplied|size mismatch|Sizes of tensors must match|inconsistent|"
         r"same (?:shape|size)|shape mismatch|is invalid for input of size|expected size|cannot be broadcast|"
-        r"does not match|doesn't match|not broadcastable",
+        r"does not match|doesn't match|not broadcastable|does not broadcast",
         text,
         re.I,
     ):
+        main_rank = len(_main_shape(state))
+        masks = [p for p, k in enumerate(kinds) if k == "mask" and "leading" not in state["args"][p]]
+        if masks and main_rank > 1:  # a padding mask over the leading dims, (B, T) of (B, T, C)
+            moves.append(_changed(state, masks, leading=main_rank - 1))
         ranks = {state["args"][p].get("rank", 2) for p in tensors}
         aligned = dict(json.loads(json.dumps(state)), aligned=True)
         moves.append(aligned)
@@ -588,11 +643,19 @@ def guided_moves(state, exc, args):
     if re.search(
         r"cannot be interpreted as an integer|converted to an index|must be int, not Tensor|"
         r"Boolean value of Tensor with more than one|converted to Python scalars|cannot be converted to Scalar|"
-        r"integer argument expected",
+        r"integer argument expected|must be tuple of ints|takes \d+ positional arguments? but \d+ were given",
         text,
     ):
         numbers = [p for p in suspects if p > 0 and kinds[p] in ("tensor", "index", "mask", "float")]
         moves += [_changed(state, [p], kind="int") for p in numbers]
+    if re.search(r"to have non-zero size|of 0 elements|zero-size|must be non-empty|empty tensor", text, re.I):
+        # Equal numbers make empty ranges (`x[:, start:end]`): distinct ascending ones, 1, 2, ...
+        numbers = [p for p, k in enumerate(kinds) if k == "int"]
+        ascending = json.loads(json.dumps(state))
+        for order, p in enumerate(numbers):
+            ascending["args"][p]["number"] = order + 1
+        if numbers:
+            moves.append(ascending)
     if re.search(
         r"scalar type (?:Float|Double) but found|same dtype|should be the same|Double and Float|"
         r"type \(double\) and bias type \(float\)|expected both vectors to have same dtype",
