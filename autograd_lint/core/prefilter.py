@@ -107,6 +107,30 @@ FUNCTION_CLASS = TextCue(
 )
 
 
+def python_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a CPython AST (depth first): what `ast.walk` yields, about twice as fast."""
+    found: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(reversed(python_children(node)))
+    return found
+
+
+def python_children(node: ast.AST) -> list[ast.AST]:
+    """A CPython AST node's children, in order: what `ast.iter_child_nodes` yields, without its generators."""
+    children: list[ast.AST] = []
+    node_type = ast.AST
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, node_type):
+            children.append(value)
+        elif type(value) is list:
+            children.extend(item for item in value if isinstance(item, node_type))
+    return children
+
+
 def defines_function_subclass(tree: ast.AST) -> bool:
     """Whether the Function model (`facts.function_model`) can find a Function class here, asked of CPython's
     AST: a class with a base that resolves through the file's imports and module-level aliases to one of
@@ -117,7 +141,7 @@ def defines_function_subclass(tree: ast.AST) -> bool:
     imports: dict[str, set[str]] = {}
     relative: set[str] = set()
     classes: list[ast.ClassDef] = []
-    for node in ast.walk(tree):
+    for node in python_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 local = alias.asname or alias.name.split(".")[0]

@@ -11,7 +11,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name, unwrap_casts
+from ..core.prefilter import TextCue, is_ordering_comparison, python_nodes, terminal_name, unwrap_casts
 from ..core.rule import Finding, NodeRule
 from ..core.scopes import bindings
 from ..core.syntax import ORDERING_OPERATORS, dotted_name, literal_number, normalized_code, short_code, walk
@@ -391,7 +391,7 @@ def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> 
 
 
 def _multiplies_a_comparison(tree: ast.AST) -> bool:
-    nodes = list(ast.walk(tree))
+    nodes = python_nodes(tree)
     compared_names = {
         target.id
         for node in nodes
@@ -400,20 +400,24 @@ def _multiplies_a_comparison(tree: ast.AST) -> bool:
         if isinstance(target, ast.Name)
     }
 
-    # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask.
-    mask_helpers = {
-        node.name
-        for node in getattr(tree, "body", [])
-        if isinstance(node, ast.FunctionDef)
-        and any(
+    # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask. Read only for a product
+    # with a call of a module function (rare), as it walks each such function again.
+    module_functions = {node.name: node for node in getattr(tree, "body", []) if isinstance(node, ast.FunctionDef)}
+
+    def returns_a_comparison(name: str) -> bool:
+        return any(
             isinstance(r, ast.Return) and r.value is not None and is_ordering_comparison(unwrap_casts(r.value))
-            for r in ast.walk(node)
+            for r in python_nodes(module_functions[name])
         )
-    }
 
     def comparison_like(factor: ast.AST) -> bool:
         factor = unwrap_casts(factor)
-        if isinstance(factor, ast.Call) and isinstance(factor.func, ast.Name) and factor.func.id in mask_helpers:
+        if (
+            isinstance(factor, ast.Call)
+            and isinstance(factor.func, ast.Name)
+            and factor.func.id in module_functions
+            and returns_a_comparison(factor.func.id)
+        ):
             return True
         return is_ordering_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
 

@@ -13,7 +13,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, calls
+from ..core.prefilter import TextCue, calls, python_children
 from ..core.rule import Finding, NodeRule
 from ..core.syntax import children, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
@@ -317,7 +317,7 @@ def _any_scope_may_report(tree: ast.AST) -> bool:
             order.append(node)
             scope = node
         facts[scope].add(node)
-        stack.extend((child, scope) for child in ast.iter_child_nodes(node))
+        stack.extend((child, scope) for child in python_children(node))
     for function in reversed(order):  # inner functions come after the ones containing them
         if outer[function] is not tree:
             facts[outer[function]].merge(facts[function])
