@@ -418,3 +418,50 @@ def test_gradients_a_run_cannot_show_are_inconclusive_not_verdicts(tmp_path):
     assert "ran in a one-process group (world size 1), where collectives change no values: verified there" in detail
     assert verdicts["NewEmptyTensorOp"][0] == "inconclusive"
     assert "memory nothing wrote (new_empty, torch.empty)" in verdicts["NewEmptyTensorOp"][1]
+
+
+# A library whose model-parallel state is None by design (one process) and a communication backend that stays
+# None until its initializer runs: the audit gives the backend a stand-in, never the library's None state.
+PARALLEL_LIBRARY = """\
+mpu = None
+backend = None
+
+
+def tensor_parallel_size():
+    if mpu is None:
+        return 1
+    return mpu.get_tensor_model_parallel_world_size()
+
+
+def all_reduce(tensor, group=None):
+    return backend.all_reduce(tensor, group=group)
+
+
+def get_world_size(group=None):
+    return backend.get_world_size(group)
+"""
+
+PARALLEL_OPS = """\
+import torch
+
+import parallel_library
+
+
+class SplitAcrossRanks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        size = parallel_library.tensor_parallel_size()
+        ctx.size = size
+        return x * size
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.size
+"""
+
+
+def test_a_librarys_parallel_state_that_is_none_by_design_is_left_alone(tmp_path):
+    (tmp_path / "parallel_library.py").write_text(PARALLEL_LIBRARY)
+    (tmp_path / "ops.py").write_text(PARALLEL_OPS)
+    report = audit_paths([str(tmp_path / "ops.py")], Config(), RunLimits(sys.executable, timeout=60), jobs=1)
+    assert [(f.name, f.verdict) for f in report.functions] == [("SplitAcrossRanks", "verified")]

@@ -398,10 +398,14 @@ def _fill_unset_distributed_slots(namespace):
                 if slot in unset:
                     read.setdefault(slot, set()).add(attribute)
         for slot, attributes in read.items():
-            if sum(_collective(attribute, dist) is not None for attribute in attributes) >= 2:
+            # A model-parallel state object asks for a named group (`get_tensor_model_parallel_world_size`); a
+            # backend has torch's own names. A library's parallel state may be None by design (DeepSpeed's
+            # `groups.mpu`: None means one process), so only the module under test's gets a stand-in.
+            if any(PARALLEL_STATE_QUERY.fullmatch(a) and _collective(a, dist) is None for a in attributes):
+                if globals_ is namespace:
+                    globals_[slot] = ParallelState()
+            elif sum(_collective(attribute, dist) is not None for attribute in attributes) >= 2:
                 globals_[slot] = DistributedBackend()
-            elif any(PARALLEL_STATE_QUERY.fullmatch(attribute) for attribute in attributes):
-                globals_[slot] = ParallelState()
 
 
 def _attributes_of_globals(code, dis):
@@ -423,13 +427,14 @@ PARALLEL_STATE_QUERY = re.compile(r"get_\w*(?:_group|_groups|world_size|rank)")
 def _collective(name, dist):
     """torch.distributed's function `name` stands for: itself, or the one it ends with (DeepSpeed's
     `inference_all_reduce` is an all_reduce); None if none."""
-    if not name.startswith("_") and callable(getattr(dist, name, None)):
+
+    def is_function(api):  # not a class (`dist.group`, `dist.ReduceOp`)
+        value = getattr(dist, api, None)
+        return not api.startswith("_") and callable(value) and not isinstance(value, type)
+
+    if is_function(name):
         return name
-    ends = [
-        api
-        for api in dir(dist)
-        if not api.startswith("_") and name.endswith("_" + api) and callable(getattr(dist, api))
-    ]
+    ends = [api for api in dir(dist) if name.endswith("_" + api) and is_function(api)]
     return max(ends, key=len) if ends else None
 
 
