@@ -398,14 +398,14 @@ def _fill_unset_distributed_slots(namespace):
                 if slot in unset:
                     read.setdefault(slot, set()).add(attribute)
         for slot, attributes in read.items():
-            # A model-parallel state object asks for a named group (`get_tensor_model_parallel_world_size`); a
-            # backend has torch's own names. A library's parallel state may be None by design (DeepSpeed's
-            # `groups.mpu`: None means one process), so only the module under test's gets a stand-in.
-            if any(PARALLEL_STATE_QUERY.fullmatch(a) and _collective(a, dist) is None for a in attributes):
-                if globals_ is namespace:
-                    globals_[slot] = ParallelState()
-            elif sum(_collective(attribute, dist) is not None for attribute in attributes) >= 2:
+            # A backend is called by torch's own names (`all_reduce`, `get_world_size`); a model-parallel state
+            # object answers named groups (`get_tensor_model_parallel_world_size`). A library's parallel state
+            # may be None by design (DeepSpeed's `groups.mpu`: None means one process), so only the module
+            # under test's gets a stand-in.
+            if sum(_collective(attribute, dist) is not None for attribute in attributes) >= 2:
                 globals_[slot] = DistributedBackend()
+            elif globals_ is namespace and any(PARALLEL_STATE_QUERY.fullmatch(a) for a in attributes):
+                globals_[slot] = ParallelState()
 
 
 def _attributes_of_globals(code, dis):
