@@ -33,6 +33,7 @@ from .core.noqa import NOQA_RULES, apply_noqa
 from .core.prefilter import FilePrefilter
 from .io.notebook import Notebook
 from .io.reading import ModuleSource
+from .regions import DEFAULT_LIMITS, RegionLimits, RegionPlan, plan_regions
 from .rules import RULES
 from .rules.text_cues import TEXT_CUES
 
@@ -52,9 +53,10 @@ def lint_module(
     verbose: bool = False,
     prefilter: bool = True,
 ) -> list[Diagnostic]:
-    """The diagnostics of one file's module: its text, or a notebook's linted cells joined, reported in
-    cells. Never raises, like `lint_text`."""
-    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter)
+    """The diagnostics of one file's module: its text, or a notebook's linted cells joined (always whole),
+    reported in cells. Never raises, like `lint_text`."""
+    regions = DEFAULT_LIMITS if source.notebook is None else None
+    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter, regions)
     if source.notebook is None:
         return diagnostics
     return _in_cells(source.notebook, path, diagnostics)
@@ -94,17 +96,48 @@ def lint_text(
     module_name: str | None = None,
     verbose: bool = False,
     prefilter: bool = True,
+    regions: RegionLimits | None = DEFAULT_LIMITS,
 ) -> list[Diagnostic]:
     """The diagnostics of one source text. Never raises: whatever goes wrong inside the linter becomes
-    an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs."""
+    an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs.
+    A long text is linted in regions (`autograd_lint.regions`; None: never), with the same diagnostics."""
     try:
         with _cycle_collector_paused():
-            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter)
+            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter, regions)
     except Exception as error:  # noqa: BLE001 - a linter bug must cost this file's check, never the run
         return [_internal_error(path, "linting this file failed", error, verbose)]
 
 
 def _lint(
+    source: str,
+    path: str,
+    codes: list[str],
+    module_name: str | None,
+    verbose: bool,
+    prefilter: bool,
+    regions: RegionLimits | None,
+) -> list[Diagnostic]:
+    # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
+    # operators) is deeper than the default limit allows them: this thread's stack is large, and
+    # the caller restores the limit.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
+    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
+    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
+    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
+    plan = plan_regions(source, regions) if regions is not None else None
+    found = _lint_regions(plan, path, rule_codes, module_name, verbose, prefilter) if plan is not None else None
+    if found is None:
+        found = _lint_whole(source, path, rule_codes, module_name, verbose, prefilter)
+    try:
+        return apply_noqa(source, path, found, codes, RULES)
+    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
+        return sorted(
+            found + [_internal_error(path, "reading noqa comments failed", error, verbose)],
+            key=Diagnostic.sort_key,
+        )
+
+
+def _lint_whole(
     source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool
 ) -> list[Diagnostic]:
     # Ask CPython first, at the interpreter's own recursion limit and from a fresh stack (the same
@@ -115,21 +148,34 @@ def _lint(
     tree, python_error, fatal = _python_parse(source, path)
     if fatal and python_error is not None:
         return [python_error]
-    # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
-    # operators) is deeper than the default limit allows them: this thread's stack is large, and
-    # the caller restores the limit.
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
-    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
-    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
-    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
-    diagnostics = _lint_parsed(source, path, rule_codes, module_name, verbose, prefilter, tree, python_error)
-    try:
-        return apply_noqa(source, path, diagnostics, codes, RULES)
-    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
-        return sorted(
-            diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)],
-            key=Diagnostic.sort_key,
+    return _lint_parsed(source, path, codes, module_name, verbose, prefilter, tree, python_error)
+
+
+def _lint_regions(
+    plan: RegionPlan, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool
+) -> list[Diagnostic] | None:
+    """The diagnostics of the file the regions were cut from, each region parsed, linted and freed before the
+    next; None, for the whole file to be linted instead, when a region could not be parsed or a rule failed
+    on one (its AGL999 is the whole file's to report)."""
+    from .core.module import ParsedModule
+
+    file_imports = ParsedModule(plan.import_source, path, module_name).imports
+    found: list[Diagnostic] = []
+    for region in plan.regions:
+        tree, python_error, _ = _python_parse(region.source, path)
+        if python_error is not None:
+            return None
+        diagnostics = _lint_parsed(
+            region.source, path, codes, module_name, verbose, prefilter, tree, None, file_imports, region.file_lines
         )
+        if any(d.code in (INTERNAL_ERROR_CODE, SYNTAX_ERROR_CODE) for d in diagnostics):
+            return None
+        found += [d for d in diagnostics if region.owns(d.line)]  # a context statement's are its owner's
+        del tree, diagnostics
+        # the region's tree is left in reference cycles (see _cycle_collector_paused): freed before the next
+        gc.collect()
+        _release_freed_memory()
+    return found
 
 
 def _lint_parsed(
@@ -141,6 +187,8 @@ def _lint_parsed(
     prefilter: bool,
     tree: ast.AST | None,
     python_error: Diagnostic | None,
+    file_imports: dict[str, str] | None = None,
+    file_lines: list[int] | None = None,
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
@@ -170,14 +218,16 @@ def _lint_parsed(
 
     try:
         try:
-            module = ParsedModule(source, path, module_name, python_tree)
+            module = ParsedModule(source, path, module_name, python_tree, file_imports, file_lines)
         except cst.ParserSyntaxError:
             if python_error is not None or not _BLANK_CONTINUATION.search(source):
                 raise
             # A blank line that ends in a backslash: CPython joins it to the next line, libcst's
             # tokenizer rejects it. Without the backslash the line is blank and the code the same,
             # with every other line and column where it was.
-            module = ParsedModule(_BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name, python_tree)
+            module = ParsedModule(
+                _BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name, python_tree, file_imports, file_lines
+            )
     except cst.ParserSyntaxError as error:
         if python_error is not None:
             return [python_error]  # CPython words and locates it better

@@ -25,7 +25,18 @@ Fact = TypeVar("Fact")
 
 
 class ParsedModule:
-    def __init__(self, source: str, path: str, module_name: str | None = None, python_tree: ast.Module | None = None):
+    def __init__(
+        self,
+        source: str,
+        path: str,
+        module_name: str | None = None,
+        python_tree: ast.Module | None = None,
+        file_imports: dict[str, str] | None = None,
+        file_lines: list[int] | None = None,
+    ):
+        """`source` may be a region of a larger file (`autograd_lint.regions`): then `file_imports` is the
+        whole file's import table, which the region's own imports would not give, and `file_lines[i]` the
+        file's line of the region's line i + 1, which `position` reports."""
         self.source = source
         self.path = path
         self.module_name = module_name
@@ -37,7 +48,10 @@ class ParsedModule:
         self.context = FileContext()
         self._python_tree = python_tree  # CPython's AST of the same lines, when the caller has it
         self._located_statements: dict[cst.CSTNode, tuple[Mapping[cst.CSTNode, CodeRange], int] | None] = {}
+        self._file_lines = file_lines
         self._index(self.tree)
+        if file_imports is not None:
+            self.imports = dict(file_imports)
 
     def _index(self, root: cst.CSTNode) -> None:
         parents = self.parents
@@ -141,6 +155,17 @@ class ParsedModule:
         return order.get(first, -1) < order.get(second, -1)
 
     def position(self, node: cst.CSTNode) -> CodeRange:
+        """Where `node` is in the file: in its source, or for a region, at the file's lines."""
+        where = self._source_position(node)
+        lines = self._file_lines
+        if lines is None:
+            return where
+        return CodeRange(
+            CodePosition(lines[where.start.line - 1], where.start.column),
+            CodePosition(lines[min(where.end.line, len(lines)) - 1], where.end.column),
+        )
+
+    def _source_position(self, node: cst.CSTNode) -> CodeRange:
         """Where `node` is in the source. libcst computes positions by generating the code of a whole tree,
         which for a large file costs more than parsing it, while a lint asks for a few nodes: so positions
         are computed for the top-level statement around the node alone, and shifted to the line where that

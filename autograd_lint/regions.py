@@ -1,0 +1,424 @@
+"""A large file cut into regions that can be linted one at a time, each reporting exactly what the whole
+file's lint reports in its statements.
+
+libcst's tree of a file, its parents and the rules' facts take about 250 bytes of memory per byte of
+source (a 13 MB file: 3.3 GB), and some analyses look at every node of the module for each class. A region
+is a group of the file's top-level statements that share nothing with the others through what the rules
+and facts look up across statements, all of which goes by name: a module-level binding (a name bound
+outside functions, a class or function name at any depth, a name bound to `Cls.apply` or a partial of
+it), a method or nested function and its calls (`self.f(...)`, `f(...)`), the module's import table. From
+CPython's AST, statements are connected to the statements that bind a name they mention and those that
+mention a name they bind; the connected groups, packed in source order up to `REGION_SIZE` characters,
+are the regions.
+
+Imports would connect everything (every statement mentions `torch`): a region gets, as context, a copy
+of the import statement that binds each name it mentions, when every top-level binding of that name is
+the same import text; a context statement's own diagnostics are its owner region's to report. The
+module's import table (`ParsedModule.imports`: the file's imports at any depth and its module-level
+aliases, the last one of a name winning) is the whole file's in every region.
+
+What the rules read beyond these, and how it is kept:
+- the first top-level statement that calls `.apply` outside functions (`runtime_writes`: module-level
+  writes after it run at training time): context in every region with statements after it;
+- the whole text (`set_materialize_grads` anywhere, AGL011), the module's first autocast region (AGL022)
+  and its first second derivative (AGL010): a file whose text mentions them is linted whole;
+- `global` statements, star imports, `globals()`/`locals()`/`vars()`/`exec`/`eval`/`__import__` and
+  `__all__`: the file is linted whole;
+- positions, `comes_before` and the order of classes: each region keeps the file's statements in order,
+  with their columns, and its positions are mapped back to the file's lines (`ParsedModule.file_lines`);
+- the path, the module name and the package on disk: the file's, for every region.
+A region whose parse or lint fails, or a component that is most of the file, makes the engine lint the
+file whole, as it does every file under `REGIONS_FROM` characters.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core.lines import line_starts
+from .facts.second_derivatives import takes_second_derivatives
+
+
+@dataclass(frozen=True)
+class RegionLimits:
+    # A file at least this long is linted in regions. Below it the whole tree costs little (a 256 KB module:
+    # about 80 MB at its peak, 2 s) and cutting it saves nothing.
+    regions_from: int = 256_000
+    # Components are packed into regions of about this many characters: small enough that a region's tree
+    # is a few tens of MB, large enough that the regions' parses, prefilters and import copies cost little.
+    region_size: int = 64_000
+    # A file with a component larger than this share of it is linted whole: cutting off the rest saves little.
+    largest_share: float = 0.5
+
+
+DEFAULT_LIMITS = RegionLimits()
+
+# Text the rules read from the whole module rather than from the statements around a finding.
+_WHOLE_MODULE_TEXT = re.compile(r"set_materialize_grads|autocast")
+# Names whose use may read or write module-level names without naming them.
+_DYNAMIC_NAMES = frozenset({"globals", "locals", "vars", "exec", "eval", "__import__"})
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (*_DEFINITIONS, ast.Lambda)  # what libcst's scopes are (`core.syntax.walk`)
+
+
+@dataclass
+class Region:
+    """Statements of one file linted together: `source` is their text (and their context's), whole lines in
+    the file's order; `file_lines[i]` is the file's line of the region's line i + 1; diagnostics on a line
+    in `own_lines` ranges (first, last) are the region's to report."""
+
+    source: str
+    file_lines: list[int]
+    own_lines: list[tuple[int, int]]
+
+    def owns(self, line: int) -> bool:
+        index = bisect_right(self.own_lines, (line, float("inf"))) - 1
+        return index >= 0 and self.own_lines[index][0] <= line <= self.own_lines[index][1]
+
+
+@dataclass
+class RegionPlan:
+    regions: list[Region]
+    import_source: str  # the file's import statements and module-level aliases, for its import table
+
+
+@dataclass
+class _Unit:
+    """One or more top-level statements that share lines (`import a; x = 1`), with the comment and blank
+    lines before them: the smallest piece of a file that is cut out whole."""
+
+    text_start: int  # the first line of its text (leading comments included)
+    first: int  # the line its code starts on (its first decorator)
+    end: int
+    uses: set[str] = field(default_factory=set)  # names mentioned anywhere in it
+    binds: set[str] = field(default_factory=set)  # names it binds at module level, not by an import
+    imports: set[str] = field(default_factory=set)  # names it binds at module level by an import
+    defines: set[str] = field(default_factory=set)  # classes and functions at any depth, apply aliases
+    inner_functions: set[str] = field(default_factory=set)  # methods and nested functions
+    method_calls: set[str] = field(default_factory=set)  # `self.f` and `cls.f`
+    import_texts: list[str] = field(default_factory=list)  # its import statements at any depth, in order
+    alias_texts: list[str] = field(default_factory=list)  # its `name = dotted.name` statements
+    applies_at_top: bool = False  # calls `.apply` where runtime_writes looks for the first such statement
+    dynamic: bool = False
+
+
+def plan_regions(source: str, limits: RegionLimits = DEFAULT_LIMITS) -> RegionPlan | None:
+    """The regions of `source`, or None when the file is to be linted whole: shorter than `limits` say, with
+    a syntax error, or where the regions could not promise the whole file's diagnostics."""
+    if len(source) < limits.regions_from:
+        return None
+    if _WHOLE_MODULE_TEXT.search(source) or takes_second_derivatives(source):
+        return None
+    starts = line_starts(source)
+    units = _units(source, starts)
+    if units is None or len(units) < 2 or any(unit.dynamic for unit in units):
+        return None
+    regions = _pack(units, _connect(units, source, starts), source, starts, limits)
+    if regions is None or len(regions) < 2:
+        return None
+    return RegionPlan(regions, _import_source(units))
+
+
+# Where a top-level statement may start: a line that starts with code at column 0.
+_CODE_AT_COLUMN_0 = re.compile(r"^[^\s#)\]}]", re.MULTILINE)
+# CPython's AST of the whole file takes about 150 bytes per byte of source (2 GB for 13 MB): the file is
+# parsed in chunks of about this many characters, each read and dropped before the next.
+_CHUNK_SIZE = 64_000
+
+
+def _units(source: str, starts: list[int]) -> list[_Unit] | None:
+    """The file's units, read from CPython's AST of one chunk at a time; None when a chunk cannot be parsed
+    (a syntax error, reported by the whole file's lint). A chunk ends where a line starts with code at
+    column 0. That line starts a top-level statement exactly when the chunk before it parses: a chunk cut
+    inside a string, a bracket or a continued line does not, and one cut before an `else:` makes the next
+    chunk fail; either is parsed again with more lines."""
+    candidates = [match.start() for match in _CODE_AT_COLUMN_0.finditer(source)]
+    candidates.append(len(source))
+    units: list[_Unit] = []
+    begin = 0
+    while begin < len(source):
+        size = _CHUNK_SIZE
+        while True:
+            index = bisect_right(candidates, begin + size - 1)
+            end = candidates[min(index, len(candidates) - 1)]
+            try:
+                tree = ast.parse(source[begin:end])
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                if end >= len(source):
+                    return None
+                size *= 2
+                continue
+            break
+        line_offset = bisect_right(starts, begin) - 1  # lines before the chunk
+        _add_units(units, tree, source[begin:end], line_offset)
+        begin = end
+    if not units:
+        return None
+    units[-1].end = max(units[-1].end, len(starts))  # the file's last comment lines go with its last statement
+    return units
+
+
+def _add_units(units: list[_Unit], tree: ast.Module, text: str, line_offset: int) -> None:
+    starts = line_starts(text)
+    for statement in tree.body:
+        first = line_offset + min([statement.lineno, *(d.lineno for d in getattr(statement, "decorator_list", ()))])
+        end = line_offset + (statement.end_lineno or statement.lineno)
+        if units and first <= units[-1].end:
+            unit = units[-1]
+            unit.end = max(unit.end, end)
+        else:
+            unit = _Unit(units[-1].end + 1 if units else 1, first, end)
+            units.append(unit)
+        _read(statement, unit, text, starts)
+
+
+def _read(statement: ast.stmt, unit: _Unit, text: str, starts: list[int]) -> None:
+    """What `statement` mentions and binds, into `unit`."""
+    # (node, inside a function, class or lambda: not at module level, past one that is not the statement:
+    # where runtime_writes' walk of a top-level statement stops looking for `.apply`)
+    if (
+        type(statement) is ast.Assign
+        and len(statement.targets) == 1
+        and type(statement.targets[0]) is ast.Name
+        and type(statement.value) in (ast.Name, ast.Attribute)
+    ):
+        unit.alias_texts.append(_segment(statement, text, starts))
+    stack: list[tuple[Any, bool, bool]] = [(statement, False, False)]
+    while stack:
+        node, nested, past_scope = stack.pop()
+        kind = type(node)
+        if kind is ast.Name:
+            unit.uses.add(node.id)
+            if not nested and not isinstance(node.ctx, ast.Load):
+                unit.binds.add(node.id)
+            if node.id in _DYNAMIC_NAMES:
+                unit.dynamic = True
+        elif kind is ast.Attribute:
+            value = node.value
+            if type(value) is ast.Name and value.id in ("self", "cls"):
+                unit.method_calls.add(node.attr)
+        elif kind is ast.Call:
+            func = node.func
+            if not past_scope and type(func) is ast.Attribute and func.attr == "apply":
+                unit.applies_at_top = True
+        elif kind is ast.Import or kind is ast.ImportFrom:
+            for alias in node.names:
+                if alias.name == "*":
+                    unit.dynamic = True
+                local = alias.asname or alias.name.split(".")[0]
+                unit.uses.add(local)
+                if not nested:
+                    unit.imports.add(local)
+            unit.import_texts.append(_segment(node, text, starts))
+        elif kind in _DEFINITIONS:
+            if not nested:
+                unit.binds.add(node.name)
+            elif kind is ast.ClassDef:
+                unit.defines.add(node.name)  # the Function model finds classes by name at any depth
+            else:
+                unit.inner_functions.add(node.name)
+        elif kind is ast.Global:
+            unit.dynamic = True
+        elif kind is ast.ExceptHandler or kind is ast.MatchAs or kind is ast.MatchStar:
+            if node.name:
+                unit.uses.add(node.name)
+                if not nested:
+                    unit.binds.add(node.name)
+        elif kind is ast.MatchMapping and node.rest:
+            unit.uses.add(node.rest)
+            if not nested:
+                unit.binds.add(node.rest)
+        if (kind is ast.Assign or kind is ast.AnnAssign) and node.value is not None and _applies(node.value):
+            for target in node.targets if kind is ast.Assign else [node.target]:
+                for name in ast.walk(target):
+                    if type(name) is ast.Name:
+                        unit.defines.add(name.id)  # `f = Cls.apply`: calls of `f` anywhere apply Cls
+        scope = kind in _SCOPES
+        child_flags = (nested or scope, past_scope or (scope and node is not statement))
+        children = list(ast.iter_child_nodes(node))
+        for child in reversed(children):  # popped in source order: the import table's order
+            stack.append((child, *child_flags))
+
+
+def _applies(value: ast.expr) -> bool:
+    """`Cls.apply` or a call of something named `partial` (`partial(Cls.apply, a)`)."""
+    if type(value) is ast.Attribute:
+        return value.attr == "apply"
+    if type(value) is ast.Call:
+        func = value.func
+        name = func.attr if type(func) is ast.Attribute else func.id if type(func) is ast.Name else ""
+        return name == "partial"
+    return False
+
+
+class _Components:
+    """Union-find over the units."""
+
+    def __init__(self, count: int):
+        self.parent = list(range(count))
+
+    def find(self, index: int) -> int:
+        root = index
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[index] != root:
+            self.parent[index], index = root, self.parent[index]
+        return root
+
+    def join(self, indices: list[int]) -> None:
+        roots = {self.find(index) for index in indices}
+        if len(roots) > 1:
+            first, *others = sorted(roots)
+            for other in others:
+                self.parent[other] = first
+
+
+@dataclass
+class _Connections:
+    components: list[list[int]]  # unit indices of each component, in source order
+    context_names: dict[str, list[int]]  # an import-bound name mentioned by others: the units that bind it
+
+
+def _connect(units: list[_Unit], source: str, starts: list[int]) -> _Connections:
+    keys: dict[str, list[int]] = {}  # a name bound at module level, a class's name, an apply alias: its units
+    import_binders: dict[str, list[int]] = {}
+    for index, unit in enumerate(units):
+        for name in unit.binds | unit.defines:
+            keys.setdefault(name, []).append(index)
+        for name in unit.imports:
+            import_binders.setdefault(name, []).append(index)
+    context_names: dict[str, list[int]] = {}
+    for name, binders in import_binders.items():
+        if name in keys:
+            keys[name].extend(binders)
+        elif len({_code(units[i], source, starts) for i in binders}) == 1:
+            context_names[name] = binders  # every binding the same import: a copy serves every use
+        else:
+            keys[name] = list(binders)
+    inner: dict[str, list[int]] = {}  # methods and nested functions: their definitions
+    for index, unit in enumerate(units):
+        for name in unit.inner_functions:
+            inner.setdefault(name, []).append(index)
+    callers: dict[str, list[int]] = {}
+    for index, unit in enumerate(units):
+        for name in unit.uses:
+            if name in keys:
+                keys[name].append(index)
+            if name in inner:
+                callers.setdefault(name, []).append(index)
+        for name in unit.method_calls:
+            if name in inner:
+                callers.setdefault(name, []).append(index)
+    components = _Components(len(units))
+    for members in keys.values():
+        components.join(members)
+    for name, calling in callers.items():
+        components.join(calling + inner[name])  # `callers()`: calls of a method or nested function by name
+    grouped: dict[int, list[int]] = {}
+    for index in range(len(units)):
+        grouped.setdefault(components.find(index), []).append(index)
+    return _Connections(sorted(grouped.values()), context_names)
+
+
+def _code(unit: _Unit, source: str, starts: list[int]) -> str:
+    return source[starts[unit.first - 1] : _line_end(unit.end, source, starts)]
+
+
+def _line_end(line: int, source: str, starts: list[int]) -> int:
+    return starts[line] if line < len(starts) else len(source)
+
+
+def _text_size(unit: _Unit, source: str, starts: list[int]) -> int:
+    return _line_end(unit.end, source, starts) - starts[unit.text_start - 1]
+
+
+def _pack(
+    units: list[_Unit], connections: _Connections, source: str, starts: list[int], limits: RegionLimits
+) -> list[Region] | None:
+    sizes = [_text_size(unit, source, starts) for unit in units]
+    largest = max(sum(sizes[i] for i in component) for component in connections.components)
+    if largest > limits.largest_share * len(source):
+        return None
+    first_apply = next((index for index, unit in enumerate(units) if unit.applies_at_top), None)
+    groups: list[list[int]] = [[]]
+    filled = 0
+    for component in connections.components:
+        size = sum(sizes[i] for i in component)
+        if groups[-1] and filled + size > limits.region_size:
+            groups.append([])
+            filled = 0
+        groups[-1].extend(component)
+        filled += size
+    regions = []
+    for own in groups:
+        own.sort()
+        regions.append(_region(units, own, _context(units, own, connections, first_apply), source, starts))
+    return regions
+
+
+def _context(units: list[_Unit], own: list[int], connections: _Connections, first_apply: int | None) -> set[int]:
+    """The units a region's own units need beside them: for each import-bound name they mention, the
+    nearest binding before its first mention (the first binding when none precedes); and the file's first
+    top-level `.apply` statement, when the region has statements after it."""
+    owned = set(own)
+    context: set[int] = set()
+    first_use: dict[str, int] = {}
+    for index in own:
+        for name in units[index].uses:
+            if name in connections.context_names and name not in first_use:
+                first_use[name] = index
+    for name, index in first_use.items():
+        binders = connections.context_names[name]
+        before = bisect_right(binders, index) - 1
+        if before >= 0 and binders[before] in owned:
+            continue
+        context.add(binders[max(before, 0)])
+    if first_apply is not None and first_apply not in owned and own[-1] > first_apply:
+        context.add(first_apply)
+    return context - owned
+
+
+def _region(units: list[_Unit], own: list[int], context: set[int], source: str, starts: list[int]) -> Region:
+    pieces: list[str] = []
+    file_lines: list[int] = []
+    own_lines: list[tuple[int, int]] = []
+    owned = set(own)
+    for index in sorted(owned | context):
+        unit = units[index]
+        pieces.append(source[starts[unit.text_start - 1] : _line_end(unit.end, source, starts)])
+        file_lines.extend(range(unit.text_start, unit.end + 1))
+        if index in owned:
+            own_lines.append((unit.text_start, unit.end))
+    return Region("".join(pieces), file_lines, own_lines)
+
+
+def _import_source(units: list[_Unit]) -> str:
+    """The file's import statements at any depth, then its module-level `name = dotted.name` assignments, one
+    a line: what `ParsedModule` builds its import table from, in the same order. Of identical import
+    statements the last is kept: each name's last binding is the one the table holds."""
+    texts = [text for unit in units for text in unit.import_texts]
+    last = {text: index for index, text in enumerate(texts)}
+    lines = [text for index, text in enumerate(texts) if last[text] == index]
+    lines += [text for unit in units for text in unit.alias_texts]
+    return "".join(line + "\n" for line in lines)
+
+
+def _segment(node: ast.stmt, source: str, starts: list[int]) -> str:
+    """`node`'s source text (CPython's columns count UTF-8 bytes)."""
+    return source[
+        _offset(node.lineno, node.col_offset, source, starts) : _offset(
+            node.end_lineno or node.lineno, node.end_col_offset or 0, source, starts
+        )
+    ]
+
+
+def _offset(line: int, byte_column: int, source: str, starts: list[int]) -> int:
+    start = starts[line - 1]
+    text = source[start : _line_end(line, source, starts)]
+    if text.isascii():
+        return start + byte_column
+    return start + len(text.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
