@@ -16,7 +16,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.diagnostic import (
@@ -52,11 +52,12 @@ def lint_module(
     module_name: str | None = None,
     verbose: bool = False,
     prefilter: bool = True,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
     """The diagnostics of one file's module: its text, or a notebook's linted cells joined (always whole),
     reported in cells. Never raises, like `lint_text`."""
     regions = DEFAULT_LIMITS if source.notebook is None else None
-    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter, regions)
+    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter, regions, jobs)
     if source.notebook is None:
         return diagnostics
     return _in_cells(source.notebook, path, diagnostics)
@@ -97,13 +98,15 @@ def lint_text(
     verbose: bool = False,
     prefilter: bool = True,
     regions: RegionLimits | None = DEFAULT_LIMITS,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
     """The diagnostics of one source text. Never raises: whatever goes wrong inside the linter becomes
     an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs.
-    A long text is linted in regions (`autograd_lint.regions`; None: never), with the same diagnostics."""
+    A long text is linted in regions (`autograd_lint.regions`; None: never), with the same diagnostics,
+    in `jobs` processes."""
     try:
         with _cycle_collector_paused():
-            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter, regions)
+            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter, regions, jobs)
     except Exception as error:  # noqa: BLE001 - a linter bug must cost this file's check, never the run
         return [_internal_error(path, "linting this file failed", error, verbose)]
 
@@ -116,6 +119,7 @@ def _lint(
     verbose: bool,
     prefilter: bool,
     regions: RegionLimits | None,
+    jobs: int,
 ) -> list[Diagnostic]:
     # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
     # operators) is deeper than the default limit allows them: this thread's stack is large, and
@@ -125,7 +129,9 @@ def _lint(
     # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
     rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
     plan = plan_regions(source, regions) if regions is not None else None
-    found = _lint_regions(plan, path, rule_codes, module_name, verbose, prefilter) if plan is not None else None
+    found = None
+    if plan is not None:
+        found = _lint_regions(_RegionJob(plan, path, rule_codes, module_name, verbose, prefilter), jobs)
     if found is None:
         found = _lint_whole(source, path, rule_codes, module_name, verbose, prefilter)
     try:
@@ -151,31 +157,86 @@ def _lint_whole(
     return _lint_parsed(source, path, codes, module_name, verbose, prefilter, tree, python_error)
 
 
-def _lint_regions(
-    plan: RegionPlan, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool
-) -> list[Diagnostic] | None:
-    """The diagnostics of the file the regions were cut from, each region parsed, linted and freed before the
-    next; None, for the whole file to be linted instead, when a region could not be parsed or a rule failed
-    on one (its AGL999 is the whole file's to report)."""
-    from .core.module import ParsedModule
+@dataclass
+class _RegionJob:
+    plan: RegionPlan
+    path: str
+    codes: list[str]
+    module_name: str | None
+    verbose: bool
+    prefilter: bool
+    file_imports: dict[str, str] = field(default_factory=dict)
 
-    file_imports = ParsedModule(plan.import_source, path, module_name).imports
-    found: list[Diagnostic] = []
-    for region in plan.regions:
-        tree, python_error, _ = _python_parse(region.source, path)
+    def lint(self, index: int) -> list[Diagnostic] | None:
+        """The diagnostics of region `index` in its own statements; None when it could not be parsed or a
+        rule failed on it (the whole file's lint reports that)."""
+        region = self.plan.regions[index]
+        tree, python_error, _ = _python_parse(region.source, self.path)
         if python_error is not None:
             return None
         diagnostics = _lint_parsed(
-            region.source, path, codes, module_name, verbose, prefilter, tree, None, file_imports, region.file_lines
+            region.source,
+            self.path,
+            self.codes,
+            self.module_name,
+            self.verbose,
+            self.prefilter,
+            tree,
+            None,
+            self.file_imports,
+            region.file_lines,
         )
-        if any(d.code in (INTERNAL_ERROR_CODE, SYNTAX_ERROR_CODE) for d in diagnostics):
-            return None
-        found += [d for d in diagnostics if region.owns(d.line)]  # a context statement's are its owner's
-        del tree, diagnostics
+        del tree
         # the region's tree is left in reference cycles (see _cycle_collector_paused): freed before the next
         gc.collect()
         _release_freed_memory()
-    return found
+        if any(d.code in (INTERNAL_ERROR_CODE, SYNTAX_ERROR_CODE) for d in diagnostics):
+            return None
+        return [d for d in diagnostics if region.owns(d.line)]  # a context statement's are its owner's
+
+
+def _lint_regions(job: _RegionJob, jobs: int) -> list[Diagnostic] | None:
+    """The diagnostics of the file the regions were cut from, each region parsed, linted and freed before the
+    next, in `jobs` forked processes; None, for the whole file to be linted instead, when a region could not
+    promise the whole file's diagnostics."""
+    from .core.module import ParsedModule
+
+    job.file_imports = ParsedModule(job.plan.import_source, job.path, job.module_name).imports
+    count = len(job.plan.regions)
+    if jobs > 1 and count > 1 and sys.platform.startswith("linux"):
+        results = _in_forked_processes(job, min(jobs, count))
+    else:
+        results = [job.lint(index) for index in range(count)]
+    if results is None or any(result is None for result in results):
+        return None
+    return [d for result in results for d in result or ()]
+
+
+_forked_job: _RegionJob | None = None  # what forked processes lint: inherited, never pickled
+
+
+def _in_forked_processes(job: _RegionJob, processes: int) -> list[list[Diagnostic] | None] | None:
+    """Each region's result, the regions shared among `processes` processes forked from this one (they
+    inherit the plan); None when one of them died (a crash in native code): the whole file is linted here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _forked_job
+    _forked_job = job
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            return list(pool.map(_lint_forked_region, range(len(job.plan.regions))))
+    except BrokenProcessPool:
+        return None
+    finally:
+        _forked_job = None
+
+
+def _lint_forked_region(index: int) -> list[Diagnostic] | None:
+    assert _forked_job is not None  # set before the fork
+    return _forked_job.lint(index)
 
 
 def _lint_parsed(

@@ -134,6 +134,39 @@ def test_evidence_in_other_statements_is_reported_the_same_in_regions():
     }
 
 
+def test_regions_linted_in_forked_processes_report_the_same(monkeypatch):
+    """`-j 2` on one long file: its regions are shared among forked processes (engine._in_forked_processes)."""
+    import autograd_lint.engine as engine
+
+    whole, regions = both_ways(MODULE)
+    results = []
+    original = engine._in_forked_processes
+    monkeypatch.setattr(engine, "_in_forked_processes", lambda *args: results.append(original(*args)) or results[0])
+    assert lint_text(MODULE, "m.py", CODES, "m", regions=SMALL, jobs=2) == regions == whole
+    assert len(results[0]) == len(plan_regions(MODULE, SMALL).regions)
+
+
+def test_a_region_process_that_dies_leaves_the_file_to_the_whole_lint(monkeypatch):
+    import os
+
+    import autograd_lint.engine as engine
+
+    original = engine._RegionJob.lint
+
+    def dies_on_the_second(job, index):
+        if index == 1:
+            os._exit(1)  # as a crash in native code would
+        return original(job, index)
+
+    monkeypatch.setattr(engine._RegionJob, "lint", dies_on_the_second)
+    whole = lint_text(MODULE, "m.py", CODES, "m", regions=None)
+    linted_whole = []
+    original_whole = engine._lint_whole
+    monkeypatch.setattr(engine, "_lint_whole", lambda *args: linted_whole.append(1) or original_whole(*args))
+    assert lint_text(MODULE, "m.py", CODES, "m", regions=SMALL, jobs=2) == whole
+    assert linted_whole == [1]
+
+
 def test_a_context_import_is_not_reported_twice():
     """AGL005 on the legacy import is the owner region's; the copies of it in others are context."""
     source = "from torch.autograd import Function\n\n\n" + "".join(FUNCTION.format(name=f"F{n}") for n in range(6))
