@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,7 +33,7 @@ from .core.noqa import NOQA_RULES, apply_noqa
 from .core.prefilter import FilePrefilter
 from .io.notebook import Notebook
 from .io.reading import ModuleSource
-from .regions import DEFAULT_LIMITS, RegionLimits, RegionPlan, plan_regions
+from .regions import DEFAULT_LIMITS, FORKS, RegionLimits, RegionPlan, forked_map, plan_regions
 from .rules import RULES
 from .rules.text_cues import TEXT_CUES
 
@@ -128,7 +128,7 @@ def _lint(
     # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
     # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
     rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
-    plan = plan_regions(source, regions) if regions is not None else None
+    plan = plan_regions(source, regions, jobs) if regions is not None else None
     found = None
     if plan is not None:
         found = _lint_regions(_RegionJob(plan, path, rule_codes, module_name, verbose, prefilter), jobs)
@@ -198,45 +198,18 @@ class _RegionJob:
 def _lint_regions(job: _RegionJob, jobs: int) -> list[Diagnostic] | None:
     """The diagnostics of the file the regions were cut from, each region parsed, linted and freed before the
     next, in `jobs` forked processes; None, for the whole file to be linted instead, when a region could not
-    promise the whole file's diagnostics."""
+    promise the whole file's diagnostics, or a region process died (a crash in native code)."""
     from .core.module import ParsedModule
 
     job.file_imports = ParsedModule(job.plan.import_source, job.path, job.module_name).imports
     count = len(job.plan.regions)
-    if jobs > 1 and count > 1 and sys.platform.startswith("linux"):
-        results = _in_forked_processes(job, min(jobs, count))
+    if jobs > 1 and FORKS:
+        results = forked_map(job.lint, count, min(jobs, count))
     else:
         results = [job.lint(index) for index in range(count)]
     if results is None or any(result is None for result in results):
         return None
     return [d for result in results for d in result or ()]
-
-
-_forked_job: _RegionJob | None = None  # what forked processes lint: inherited, never pickled
-
-
-def _in_forked_processes(job: _RegionJob, processes: int) -> list[list[Diagnostic] | None] | None:
-    """Each region's result, the regions shared among `processes` processes forked from this one (they
-    inherit the plan); None when one of them died (a crash in native code): the whole file is linted here."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    global _forked_job
-    _forked_job = job
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-            return list(pool.map(_lint_forked_region, range(len(job.plan.regions))))
-    except BrokenProcessPool:
-        return None
-    finally:
-        _forked_job = None
-
-
-def _lint_forked_region(index: int) -> list[Diagnostic] | None:
-    assert _forked_job is not None  # set before the fork
-    return _forked_job.lint(index)
 
 
 def _lint_parsed(
@@ -249,7 +222,7 @@ def _lint_parsed(
     tree: ast.AST | None,
     python_error: Diagnostic | None,
     file_imports: dict[str, str] | None = None,
-    file_lines: list[int] | None = None,
+    file_lines: Sequence[int] | None = None,
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
@@ -309,27 +282,33 @@ def _lint_parsed(
         return [
             _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")
         ]
-    for rule, outcome in run_rules(module, rules).items():
-        for finding in outcome.findings:
-            where = module.position(finding.node)
-            diagnostics.append(
-                Diagnostic(
-                    path=path,
-                    line=where.start.line,
-                    column=where.start.column + 1,
-                    code=rule.code,
-                    name=rule.name,
-                    severity=rule.severity,
-                    message=finding.message,
-                    end_line=where.end.line,
-                    end_column=where.end.column + 1,
-                    explanation=finding.explanation,
+    try:
+        outcomes = run_rules(module, rules)
+        for rule, outcome in outcomes.items():
+            for finding in outcome.findings:
+                where = module.position(finding.node)
+                diagnostics.append(
+                    Diagnostic(
+                        path=path,
+                        line=where.start.line,
+                        column=where.start.column + 1,
+                        code=rule.code,
+                        name=rule.name,
+                        severity=rule.severity,
+                        message=finding.message,
+                        end_line=where.end.line,
+                        end_column=where.end.column + 1,
+                        explanation=finding.explanation,
+                    )
                 )
-            )
-        if outcome.error is not None:
-            # What the rule found before it failed is kept: its findings are real, and the AGL999
-            # says the rest of the file was not checked by it.
-            diagnostics.append(_internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose))
+            if outcome.error is not None:
+                # What the rule found before it failed is kept: its findings are real, and the AGL999
+                # says the rest of the file was not checked by it.
+                diagnostics.append(
+                    _internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose)
+                )
+    finally:
+        module.release()
     return diagnostics
 
 

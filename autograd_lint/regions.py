@@ -34,10 +34,14 @@ file whole, as it does every file under `REGIONS_FROM` characters.
 from __future__ import annotations
 
 import ast
+import gc
 import re
+import sys
+from array import array
 from bisect import bisect_right
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .core.lines import line_starts
 from .facts.second_derivatives import takes_second_derivatives
@@ -56,6 +60,7 @@ class RegionLimits:
 
 
 DEFAULT_LIMITS = RegionLimits()
+Result = TypeVar("Result")
 
 # Text the rules read from the whole module rather than from the statements around a finding.
 _WHOLE_MODULE_TEXT = re.compile(r"set_materialize_grads|autocast")
@@ -72,7 +77,7 @@ class Region:
     in `own_lines` ranges (first, last) are the region's to report."""
 
     source: str
-    file_lines: list[int]
+    file_lines: array[int]  # compact: a long file has a million lines
     own_lines: list[tuple[int, int]]
 
     def owns(self, line: int) -> bool:
@@ -86,7 +91,7 @@ class RegionPlan:
     import_source: str  # the file's import statements and module-level aliases, for its import table
 
 
-@dataclass
+@dataclass(slots=True)
 class _Unit:
     """One or more top-level statements that share lines (`import a; x = 1`), with the comment and blank
     lines before them: the smallest piece of a file that is cut out whole."""
@@ -94,28 +99,56 @@ class _Unit:
     text_start: int  # the first line of its text (leading comments included)
     first: int  # the line its code starts on (its first decorator)
     end: int
-    uses: set[str] = field(default_factory=set)  # names mentioned anywhere in it
-    binds: set[str] = field(default_factory=set)  # names it binds at module level, not by an import
-    imports: set[str] = field(default_factory=set)  # names it binds at module level by an import
-    defines: set[str] = field(default_factory=set)  # classes and functions at any depth, apply aliases
-    inner_functions: set[str] = field(default_factory=set)  # methods and nested functions
-    method_calls: set[str] = field(default_factory=set)  # `self.f` and `cls.f`
-    import_texts: list[str] = field(default_factory=list)  # its import statements at any depth, in order
-    alias_texts: list[str] = field(default_factory=list)  # its `name = dotted.name` statements
-    applies_at_top: bool = False  # calls `.apply` where runtime_writes looks for the first such statement
-    dynamic: bool = False
+    names: _Names
 
 
-def plan_regions(source: str, limits: RegionLimits = DEFAULT_LIMITS) -> RegionPlan | None:
+class _Reading:
+    """What a unit's statements mention and bind, while they are read."""
+
+    def __init__(self) -> None:
+        self.uses: set[str] = set()  # names mentioned anywhere in it
+        self.binds: set[str] = set()  # names it binds at module level, not by an import
+        self.imports: set[str] = set()  # names it binds at module level by an import
+        self.defines: set[str] = set()  # class names at any depth, apply aliases
+        self.inner_functions: set[str] = set()  # methods and nested functions
+        self.method_calls: set[str] = set()  # `self.f` and `cls.f`
+        self.import_texts: list[str] = []  # its import statements at any depth, in order
+        self.alias_texts: list[str] = []  # its `name = dotted.name` statements
+        self.applies_at_top = False  # calls `.apply` where runtime_writes looks for the first such statement
+        self.dynamic = False
+
+
+class _Names:
+    """A `_Reading` once read: a file has one per statement, so its empty collections are one shared one."""
+
+    __slots__ = tuple(vars(_Reading()))
+
+    def __init__(self, read: _Reading) -> None:
+        self.uses, self.binds, self.imports = _packed(read.uses), _packed(read.binds), _packed(read.imports)
+        self.defines, self.inner_functions = _packed(read.defines), _packed(read.inner_functions)
+        self.method_calls = _packed(read.method_calls)
+        self.import_texts, self.alias_texts = tuple(read.import_texts), tuple(read.alias_texts)
+        self.applies_at_top, self.dynamic = read.applies_at_top, read.dynamic
+
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _packed(names: set[str]) -> frozenset[str]:
+    return frozenset(names) or _NOTHING
+
+
+def plan_regions(source: str, limits: RegionLimits = DEFAULT_LIMITS, jobs: int = 1) -> RegionPlan | None:
     """The regions of `source`, or None when the file is to be linted whole: shorter than `limits` say, with
-    a syntax error, or where the regions could not promise the whole file's diagnostics."""
+    a syntax error, or where the regions could not promise the whole file's diagnostics. With `jobs` > 1
+    the file is read in that many processes."""
     if len(source) < limits.regions_from:
         return None
     if _WHOLE_MODULE_TEXT.search(source) or takes_second_derivatives(source):
         return None
     starts = line_starts(source)
-    units = _units(source, starts)
-    if units is None or len(units) < 2 or any(unit.dynamic for unit in units):
+    units = _file_units(source, starts, jobs)
+    if units is None or len(units) < 2 or any(unit.names.dynamic for unit in units):
         return None
     regions = _pack(units, _connect(units, source, starts), source, starts, limits)
     if regions is None or len(regions) < 2:
@@ -130,17 +163,45 @@ _CODE_AT_COLUMN_0 = re.compile(r"^[^\s#)\]}]", re.MULTILINE)
 _CHUNK_SIZE = 64_000
 
 
-def _units(source: str, starts: list[int]) -> list[_Unit] | None:
-    """The file's units, read from CPython's AST of one chunk at a time; None when a chunk cannot be parsed
-    (a syntax error, reported by the whole file's lint). A chunk ends where a line starts with code at
-    column 0. That line starts a top-level statement exactly when the chunk before it parses: a chunk cut
-    inside a string, a bracket or a continued line does not, and one cut before an `else:` makes the next
-    chunk fail; either is parsed again with more lines."""
-    candidates = [match.start() for match in _CODE_AT_COLUMN_0.finditer(source)]
-    candidates.append(len(source))
+def _file_units(source: str, starts: list[int], jobs: int) -> list[_Unit] | None:
+    """The file's units, its spans read in `jobs` forked processes (each span ends where a line starts with
+    code at column 0: the span before it proves that line starts a statement by parsing up to it, and
+    the span after it by parsing from it); read here, in one span, when one of them could not be."""
+    units: list[_Unit] | None = None
+    if jobs > 1 and FORKS:
+        cuts = [0]
+        for part in range(1, jobs):
+            cut = _CODE_AT_COLUMN_0.search(source, max(cuts[-1] + 1, len(source) * part // jobs))
+            if cut is not None and cut.start() < len(source):
+                cuts.append(cut.start())
+        spans = list(zip(cuts, [*cuts[1:], len(source)]))
+        if len(spans) > 1:
+            read = forked_map(lambda index: _units(source, starts, *spans[index]), len(spans), len(spans))
+            if read is not None and all(span is not None for span in read):
+                units = []
+                for span in read:
+                    assert span is not None
+                    if units and span:
+                        span[0].text_start = units[-1].end + 1
+                    units += span
+    if units is None:
+        units = _units(source, starts, 0, len(source))
+    if not units:
+        return None
+    units[-1].end = max(units[-1].end, len(starts))  # the file's last comment lines go with its last statement
+    return units
+
+
+def _units(source: str, starts: list[int], begin: int, stop: int) -> list[_Unit] | None:
+    """The units of `source[begin:stop]`, read from CPython's AST of one chunk at a time; None when a chunk
+    cannot be parsed (a syntax error, reported by the whole file's lint). A chunk ends where a line starts
+    with code at column 0. That line starts a top-level statement exactly when the chunk before it parses:
+    a chunk cut inside a string, a bracket or a continued line does not, and one cut before an `else:` makes
+    the next chunk fail; either is parsed again with more lines."""
+    candidates = [match.start() for match in _CODE_AT_COLUMN_0.finditer(source, begin, stop)]
+    candidates.append(stop)
     units: list[_Unit] = []
-    begin = 0
-    while begin < len(source):
+    while begin < stop:
         size = _CHUNK_SIZE
         while True:
             index = bisect_right(candidates, begin + size - 1)
@@ -148,7 +209,7 @@ def _units(source: str, starts: list[int]) -> list[_Unit] | None:
             try:
                 tree = ast.parse(source[begin:end])
             except (SyntaxError, ValueError, RecursionError, MemoryError):
-                if end >= len(source):
+                if end >= stop:
                     return None
                 size *= 2
                 continue
@@ -156,28 +217,58 @@ def _units(source: str, starts: list[int]) -> list[_Unit] | None:
         line_offset = bisect_right(starts, begin) - 1  # lines before the chunk
         _add_units(units, tree, source[begin:end], line_offset)
         begin = end
-    if not units:
-        return None
-    units[-1].end = max(units[-1].end, len(starts))  # the file's last comment lines go with its last statement
     return units
+
+
+FORKS = sys.platform.startswith("linux")  # where processes are forked (elsewhere spawned, without the plan)
+_forked_function: Callable[[int], Any] | None = None  # what forked processes run: inherited, never pickled
+
+
+def forked_map(function: Callable[[int], Result], count: int, processes: int) -> list[Result] | None:
+    """`function(index)` for each index below `count`, in `processes` processes forked from this one (they
+    inherit what `function` reads: it is never pickled, its results are); None when one of them died (a
+    crash in native code). Only where FORKS."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _forked_function
+    _forked_function = function
+    try:
+        context = multiprocessing.get_context("fork")
+        # what a process inherits stays: the collector passes after each region need not walk it
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=gc.freeze) as pool:
+            return list(pool.map(_run_forked, range(count)))
+    except BrokenProcessPool:
+        return None
+    finally:
+        _forked_function = None
+
+
+def _run_forked(index: int) -> Any:
+    assert _forked_function is not None  # set before the fork
+    return _forked_function(index)
 
 
 def _add_units(units: list[_Unit], tree: ast.Module, text: str, line_offset: int) -> None:
     starts = line_starts(text)
+    groups: list[tuple[int, int, list[ast.stmt]]] = []  # (first line, last line, statements sharing lines)
     for statement in tree.body:
         first = line_offset + min([statement.lineno, *(d.lineno for d in getattr(statement, "decorator_list", ()))])
         end = line_offset + (statement.end_lineno or statement.lineno)
-        if units and first <= units[-1].end:
-            unit = units[-1]
-            unit.end = max(unit.end, end)
+        if groups and first <= groups[-1][1]:
+            groups[-1] = (groups[-1][0], max(groups[-1][1], end), [*groups[-1][2], statement])
         else:
-            unit = _Unit(units[-1].end + 1 if units else 1, first, end)
-            units.append(unit)
-        _read(statement, unit, text, starts)
+            groups.append((first, end, [statement]))
+    for first, end, statements in groups:
+        reading = _Reading()
+        for statement in statements:
+            _read(statement, reading, text, starts)
+        units.append(_Unit(units[-1].end + 1 if units else 1, first, end, _Names(reading)))
 
 
-def _read(statement: ast.stmt, unit: _Unit, text: str, starts: list[int]) -> None:
-    """What `statement` mentions and binds, into `unit`."""
+def _read(statement: ast.stmt, names: _Reading, text: str, starts: list[int]) -> None:
+    """What `statement` mentions and binds, into `names`."""
     # (node, inside a function, class or lambda: not at module level, past one that is not the statement:
     # where runtime_writes' walk of a top-level statement stops looking for `.apply`)
     if (
@@ -186,57 +277,57 @@ def _read(statement: ast.stmt, unit: _Unit, text: str, starts: list[int]) -> Non
         and type(statement.targets[0]) is ast.Name
         and type(statement.value) in (ast.Name, ast.Attribute)
     ):
-        unit.alias_texts.append(_segment(statement, text, starts))
+        names.alias_texts.append(_segment(statement, text, starts))
     stack: list[tuple[Any, bool, bool]] = [(statement, False, False)]
     while stack:
         node, nested, past_scope = stack.pop()
         kind = type(node)
         if kind is ast.Name:
-            unit.uses.add(node.id)
+            names.uses.add(node.id)
             if not nested and not isinstance(node.ctx, ast.Load):
-                unit.binds.add(node.id)
+                names.binds.add(node.id)
             if node.id in _DYNAMIC_NAMES:
-                unit.dynamic = True
+                names.dynamic = True
         elif kind is ast.Attribute:
             value = node.value
             if type(value) is ast.Name and value.id in ("self", "cls"):
-                unit.method_calls.add(node.attr)
+                names.method_calls.add(node.attr)
         elif kind is ast.Call:
             func = node.func
             if not past_scope and type(func) is ast.Attribute and func.attr == "apply":
-                unit.applies_at_top = True
+                names.applies_at_top = True
         elif kind is ast.Import or kind is ast.ImportFrom:
             for alias in node.names:
                 if alias.name == "*":
-                    unit.dynamic = True
+                    names.dynamic = True
                 local = alias.asname or alias.name.split(".")[0]
-                unit.uses.add(local)
+                names.uses.add(local)
                 if not nested:
-                    unit.imports.add(local)
-            unit.import_texts.append(_segment(node, text, starts))
+                    names.imports.add(local)
+            names.import_texts.append(_segment(node, text, starts))
         elif kind in _DEFINITIONS:
             if not nested:
-                unit.binds.add(node.name)
+                names.binds.add(node.name)
             elif kind is ast.ClassDef:
-                unit.defines.add(node.name)  # the Function model finds classes by name at any depth
+                names.defines.add(node.name)  # the Function model finds classes by name at any depth
             else:
-                unit.inner_functions.add(node.name)
+                names.inner_functions.add(node.name)
         elif kind is ast.Global:
-            unit.dynamic = True
+            names.dynamic = True
         elif kind is ast.ExceptHandler or kind is ast.MatchAs or kind is ast.MatchStar:
             if node.name:
-                unit.uses.add(node.name)
+                names.uses.add(node.name)
                 if not nested:
-                    unit.binds.add(node.name)
+                    names.binds.add(node.name)
         elif kind is ast.MatchMapping and node.rest:
-            unit.uses.add(node.rest)
+            names.uses.add(node.rest)
             if not nested:
-                unit.binds.add(node.rest)
+                names.binds.add(node.rest)
         if (kind is ast.Assign or kind is ast.AnnAssign) and node.value is not None and _applies(node.value):
             for target in node.targets if kind is ast.Assign else [node.target]:
                 for name in ast.walk(target):
                     if type(name) is ast.Name:
-                        unit.defines.add(name.id)  # `f = Cls.apply`: calls of `f` anywhere apply Cls
+                        names.defines.add(name.id)  # `f = Cls.apply`: calls of `f` anywhere apply Cls
         scope = kind in _SCOPES
         child_flags = (nested or scope, past_scope or (scope and node is not statement))
         children = list(ast.iter_child_nodes(node))
@@ -287,9 +378,9 @@ def _connect(units: list[_Unit], source: str, starts: list[int]) -> _Connections
     keys: dict[str, list[int]] = {}  # a name bound at module level, a class's name, an apply alias: its units
     import_binders: dict[str, list[int]] = {}
     for index, unit in enumerate(units):
-        for name in unit.binds | unit.defines:
+        for name in unit.names.binds | unit.names.defines:
             keys.setdefault(name, []).append(index)
-        for name in unit.imports:
+        for name in unit.names.imports:
             import_binders.setdefault(name, []).append(index)
     context_names: dict[str, list[int]] = {}
     for name, binders in import_binders.items():
@@ -301,16 +392,16 @@ def _connect(units: list[_Unit], source: str, starts: list[int]) -> _Connections
             keys[name] = list(binders)
     inner: dict[str, list[int]] = {}  # methods and nested functions: their definitions
     for index, unit in enumerate(units):
-        for name in unit.inner_functions:
+        for name in unit.names.inner_functions:
             inner.setdefault(name, []).append(index)
     callers: dict[str, list[int]] = {}
     for index, unit in enumerate(units):
-        for name in unit.uses:
+        for name in unit.names.uses:
             if name in keys:
                 keys[name].append(index)
             if name in inner:
                 callers.setdefault(name, []).append(index)
-        for name in unit.method_calls:
+        for name in unit.names.method_calls:
             if name in inner:
                 callers.setdefault(name, []).append(index)
     components = _Components(len(units))
@@ -343,7 +434,7 @@ def _pack(
     largest = max(sum(sizes[i] for i in component) for component in connections.components)
     if largest > limits.largest_share * len(source):
         return None
-    first_apply = next((index for index, unit in enumerate(units) if unit.applies_at_top), None)
+    first_apply = next((index for index, unit in enumerate(units) if unit.names.applies_at_top), None)
     groups: list[list[int]] = [[]]
     filled = 0
     for component in connections.components:
@@ -368,7 +459,7 @@ def _context(units: list[_Unit], own: list[int], connections: _Connections, firs
     context: set[int] = set()
     first_use: dict[str, int] = {}
     for index in own:
-        for name in units[index].uses:
+        for name in units[index].names.uses:
             if name in connections.context_names and name not in first_use:
                 first_use[name] = index
     for name, index in first_use.items():
@@ -384,7 +475,7 @@ def _context(units: list[_Unit], own: list[int], connections: _Connections, firs
 
 def _region(units: list[_Unit], own: list[int], context: set[int], source: str, starts: list[int]) -> Region:
     pieces: list[str] = []
-    file_lines: list[int] = []
+    file_lines = array("l")
     own_lines: list[tuple[int, int]] = []
     owned = set(own)
     for index in sorted(owned | context):
@@ -400,10 +491,10 @@ def _import_source(units: list[_Unit]) -> str:
     """The file's import statements at any depth, then its module-level `name = dotted.name` assignments, one
     a line: what `ParsedModule` builds its import table from, in the same order. Of identical import
     statements the last is kept: each name's last binding is the one the table holds."""
-    texts = [text for unit in units for text in unit.import_texts]
+    texts = [text for unit in units for text in unit.names.import_texts]
     last = {text: index for index, text in enumerate(texts)}
     lines = [text for index, text in enumerate(texts) if last[text] == index]
-    lines += [text for unit in units for text in unit.alias_texts]
+    lines += [text for unit in units for text in unit.names.alias_texts]
     return "".join(line + "\n" for line in lines)
 
 

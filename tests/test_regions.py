@@ -135,15 +135,38 @@ def test_evidence_in_other_statements_is_reported_the_same_in_regions():
 
 
 def test_regions_linted_in_forked_processes_report_the_same(monkeypatch):
-    """`-j 2` on one long file: its regions are shared among forked processes (engine._in_forked_processes)."""
+    """`-j 2` on one long file: its regions are shared among forked processes (regions.forked_map)."""
     import autograd_lint.engine as engine
 
     whole, regions = both_ways(MODULE)
     results = []
-    original = engine._in_forked_processes
-    monkeypatch.setattr(engine, "_in_forked_processes", lambda *args: results.append(original(*args)) or results[0])
+    original = engine.forked_map
+    monkeypatch.setattr(engine, "forked_map", lambda *args: results.append(original(*args)) or results[0])
     assert lint_text(MODULE, "m.py", CODES, "m", regions=SMALL, jobs=2) == regions == whole
     assert len(results[0]) == len(plan_regions(MODULE, SMALL).regions)
+
+
+@pytest.mark.parametrize(
+    "middle",
+    [
+        "",
+        # the middle of the file inside a string whose lines start at column 0: a span cut there does not parse
+        'TEXT = """\n' + "".join(f"line{n} = {n}\n" for n in range(40)) + '"""\n\n\n',
+        # or before an `else:`
+        "if torch:\n" + "".join(f"    pass{n} = {n}\n" for n in range(40)) + "else:\n    pass\n\n\n",
+    ],
+    ids=["statements", "inside a string", "before else"],
+)
+def test_a_file_read_in_forked_processes_is_planned_the_same(middle):
+    half = len(MODULE) // 2
+    cut = MODULE.index("\n\n\n", half) + 3
+    source = MODULE[:cut] + middle + MODULE[cut:]
+    one, two = plan_regions(source, SMALL), plan_regions(source, SMALL, jobs=2)
+    assert one is not None and two is not None
+    assert [(r.source, list(r.file_lines), r.own_lines) for r in one.regions] == [
+        (r.source, list(r.file_lines), r.own_lines) for r in two.regions
+    ]
+    assert one.import_source == two.import_source
 
 
 def test_a_region_process_that_dies_leaves_the_file_to_the_whole_lint(monkeypatch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TypeVar
@@ -32,7 +32,7 @@ class ParsedModule:
         module_name: str | None = None,
         python_tree: ast.Module | None = None,
         file_imports: dict[str, str] | None = None,
-        file_lines: list[int] | None = None,
+        file_lines: Sequence[int] | None = None,
     ):
         """`source` may be a region of a larger file (`autograd_lint.regions`): then `file_imports` is the
         whole file's import table, which the region's own imports would not give, and `file_lines[i]` the
@@ -285,6 +285,15 @@ class ParsedModule:
             if isinstance(ancestor, cst.FunctionDef) and any(disables_grad(d.decorator) for d in ancestor.decorators):
                 return True
         return False
+
+    def release(self) -> None:
+        """Let go of the tree and everything computed about it, once the lint is done with this file. The facts
+        hold the module and the module its facts: without this, only a pass of the cyclic collector over
+        every node frees them (a long file's regions each paid one)."""
+        self._facts.clear()
+        self.context.answers.clear()
+        self.context.children.clear()
+        self.__dict__.clear()
 
     def fact(self, build: Callable[[ParsedModule], Fact]) -> Fact:
         """What `build` computes from this file (`facts.function_model.FunctionModel`, for one), built on the
