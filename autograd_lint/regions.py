@@ -1,15 +1,16 @@
-"""A large file cut into regions that can be linted one at a time, each reporting exactly what the whole
-file's lint reports in its statements.
+"""A long file cut into regions that are linted one at a time, each reporting exactly what the whole file's
+lint reports in its statements.
 
 libcst's tree of a file, its parents and the rules' facts take about 250 bytes of memory per byte of
-source (a 13 MB file: 3.3 GB), and some analyses look at every node of the module for each class. A region
-is a group of the file's top-level statements that share nothing with the others through what the rules
-and facts look up across statements, all of which goes by name: a module-level binding (a name bound
-outside functions, a class or function name at any depth, a name bound to `Cls.apply` or a partial of
-it), a method or nested function and its calls (`self.f(...)`, `f(...)`), the module's import table. From
-CPython's AST, statements are connected to the statements that bind a name they mention and those that
-mention a name they bind; the connected groups, packed in source order up to `REGION_SIZE` characters,
-are the regions.
+source (a 13 MB file: 3.3 GB), and CPython's AST of it another 150. A region is a group of the file's
+top-level statements that share nothing with the others through what the rules and facts look up across
+statements, all of which goes by name: a module-level binding (a name bound outside functions and classes,
+a top-level function or class), a class name at any depth (the Function model finds classes by name), a
+name bound to `Cls.apply` or a partial of it anywhere (calls of it apply the class), a method or nested
+function and its calls (`self.f(...)`, `cls.f(...)`, `f(...)`: `gradient_reach.callers`), the module's import
+table. From CPython's AST, read in chunks, statements are connected to the statements that bind a name
+they mention and those that mention a name they bind; the connected groups, packed in source order into
+regions of about `RegionLimits.region_size` characters, are the regions.
 
 Imports would connect everything (every statement mentions `torch`): a region gets, as context, a copy
 of the import statement that binds each name it mentions, when every top-level binding of that name is
@@ -17,18 +18,18 @@ the same import text; a context statement's own diagnostics are its owner region
 module's import table (`ParsedModule.imports`: the file's imports at any depth and its module-level
 aliases, the last one of a name winning) is the whole file's in every region.
 
-What the rules read beyond these, and how it is kept:
-- the first top-level statement that calls `.apply` outside functions (`runtime_writes`: module-level
+What the rules read beyond the statements around a finding, and how it is kept:
+- the first top-level statement that calls `.apply` outside nested scopes (`runtime_writes`: module-level
   writes after it run at training time): context in every region with statements after it;
 - the whole text (`set_materialize_grads` anywhere, AGL011), the module's first autocast region (AGL022)
   and its first second derivative (AGL010): a file whose text mentions them is linted whole;
-- `global` statements, star imports, `globals()`/`locals()`/`vars()`/`exec`/`eval`/`__import__` and
-  `__all__`: the file is linted whole;
+- `global` statements, star imports, `globals()`/`locals()`/`vars()`/`exec`/`eval`/`__import__`: what they
+  bind or read cannot be told, the file is linted whole;
 - positions, `comes_before` and the order of classes: each region keeps the file's statements in order,
   with their columns, and its positions are mapped back to the file's lines (`ParsedModule.file_lines`);
 - the path, the module name and the package on disk: the file's, for every region.
-A region whose parse or lint fails, or a component that is most of the file, makes the engine lint the
-file whole, as it does every file under `REGIONS_FROM` characters.
+A file with a syntax error, or one component that is most of it, is linted whole, as is every file under
+`RegionLimits.regions_from` characters; so is one on which a region's parse or a rule fails (the engine).
 """
 
 from __future__ import annotations
@@ -329,10 +330,23 @@ def _read(statement: ast.stmt, names: _Reading, text: str, starts: list[int]) ->
                     if type(name) is ast.Name:
                         names.defines.add(name.id)  # `f = Cls.apply`: calls of `f` anywhere apply Cls
         scope = kind in _SCOPES
-        child_flags = (nested or scope, past_scope or (scope and node is not statement))
-        children = list(ast.iter_child_nodes(node))
-        for child in reversed(children):  # popped in source order: the import table's order
-            stack.append((child, *child_flags))
+        child_nested, child_past_scope = nested or scope, past_scope or (scope and node is not statement)
+        fields = _NODE_FIELDS.get(kind)
+        if fields is None:
+            fields = _NODE_FIELDS[kind] = tuple(f for f in reversed(kind._fields) if f not in _LEAF_FIELDS)
+        for field_name in fields:  # pushed last to first: popped in source order, the import table's order
+            value = getattr(node, field_name)
+            if type(value) is list:
+                for child in reversed(value):
+                    if isinstance(child, ast.AST):
+                        stack.append((child, child_nested, child_past_scope))
+            elif isinstance(value, ast.AST):
+                stack.append((value, child_nested, child_past_scope))
+
+
+# Fields that hold no name: a Name's load or store context, an operator.
+_LEAF_FIELDS = frozenset({"ctx", "op", "ops"})
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}  # per node type, its other fields, last to first
 
 
 def _applies(value: ast.expr) -> bool:
