@@ -162,6 +162,9 @@ _CODE_AT_COLUMN_0 = re.compile(r"^[^\s#)\]}]", re.MULTILINE)
 # CPython's AST of the whole file takes about 150 bytes per byte of source (2 GB for 13 MB): the file is
 # parsed in chunks of about this many characters, each read and dropped before the next.
 _CHUNK_SIZE = 64_000
+# A chunk that does not parse is parsed again twice as long, up to this: a statement longer than that (a
+# 10 MB string of data) costs the plan little, and the file is linted whole.
+_LONGEST_CHUNK = 16 * _CHUNK_SIZE
 
 
 def _file_units(source: str, starts: list[int], jobs: int) -> list[_Unit] | None:
@@ -210,8 +213,8 @@ def _units(source: str, starts: list[int], begin: int, stop: int) -> list[_Unit]
             try:
                 tree = ast.parse(source[begin:end])
             except (SyntaxError, ValueError, RecursionError, MemoryError):
-                if end >= stop:
-                    return None
+                if end >= stop or size >= _LONGEST_CHUNK:
+                    return None  # a syntax error, or a statement so long that the file is better linted whole
                 size *= 2
                 continue
             break

@@ -255,6 +255,24 @@ def test_what_rules_read_from_the_whole_text_makes_the_file_linted_whole(text):
     assert plan_regions(source, SMALL) is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "create_graph = True",
+        "gradgradcheck",
+        "hessian (f, x)",
+        "vhp(",
+        "jacrev(jacrev(",
+        "grad (\n  torch.func.grad(f)",
+    ],
+)
+def test_the_quick_look_for_second_derivatives_misses_none(text):
+    """`takes_second_derivatives` looks for words every match contains before its slow pattern."""
+    from autograd_lint.facts.second_derivatives import _SECOND_DERIVATIVE, takes_second_derivatives
+
+    assert _SECOND_DERIVATIVE.search(text) is not None and takes_second_derivatives("x = 1\n" + text)
+
+
 def test_a_syntax_error_is_reported_by_the_whole_file():
     source = MODULE + "\n\ndef broken(:\n    pass\n"
     assert plan_regions(source, SMALL) is None
