@@ -149,7 +149,7 @@ def plan_regions(source: str, limits: RegionLimits = DEFAULT_LIMITS, jobs: int =
         return None
     starts = line_starts(source)
     units = _file_units(source, starts, jobs)
-    if units is None or len(units) < 2 or any(unit.names.dynamic for unit in units):
+    if units is None or len(units) < 2:
         return None
     regions = _pack(units, _connect(units, source, starts), source, starts, limits)
     if regions is None or len(regions) < 2:
@@ -198,7 +198,8 @@ def _file_units(source: str, starts: list[int], jobs: int) -> list[_Unit] | None
 
 def _units(source: str, starts: list[int], begin: int, stop: int) -> list[_Unit] | None:
     """The units of `source[begin:stop]`, read from CPython's AST of one chunk at a time; None when a chunk
-    cannot be parsed (a syntax error, reported by the whole file's lint). A chunk ends where a line starts
+    cannot be parsed (a syntax error, reported by the whole file's lint) or a statement binds or reads
+    names it does not name (`global`, a star import, `globals()`). A chunk ends where a line starts
     with code at column 0. That line starts a top-level statement exactly when the chunk before it parses:
     a chunk cut inside a string, a bracket or a continued line does not, and one cut before an `else:` makes
     the next chunk fail; either is parsed again with more lines."""
@@ -219,7 +220,10 @@ def _units(source: str, starts: list[int], begin: int, stop: int) -> list[_Unit]
                 continue
             break
         line_offset = bisect_right(starts, begin) - 1  # lines before the chunk
+        read_before = len(units)
         _add_units(units, tree, source[begin:end], line_offset)
+        if any(unit.names.dynamic for unit in units[read_before:]):
+            return None  # nothing to cut: the file is linted whole
         begin = end
     return units
 
