@@ -187,7 +187,7 @@ class _RegionJob:
             region.file_lines,
         )
         del tree
-        # the region's tree is left in reference cycles (see _cycle_collector_paused): freed before the next
+        # what ParsedModule.release() left in reference cycles is freed before the next region is parsed
         gc.collect()
         _release_freed_memory()
         if any(d.code in (INTERNAL_ERROR_CODE, SYNTAX_ERROR_CODE) for d in diagnostics):
@@ -282,33 +282,28 @@ def _lint_parsed(
         return [
             _point(path, 1, 1, SYNTAX_ERROR_CODE, SYNTAX_ERROR_NAME, "SyntaxError: file is nested too deeply to parse")
         ]
-    try:
-        outcomes = run_rules(module, rules)
-        for rule, outcome in outcomes.items():
-            for finding in outcome.findings:
-                where = module.position(finding.node)
-                diagnostics.append(
-                    Diagnostic(
-                        path=path,
-                        line=where.start.line,
-                        column=where.start.column + 1,
-                        code=rule.code,
-                        name=rule.name,
-                        severity=rule.severity,
-                        message=finding.message,
-                        end_line=where.end.line,
-                        end_column=where.end.column + 1,
-                        explanation=finding.explanation,
-                    )
+    for rule, outcome in run_rules(module, rules).items():
+        for finding in outcome.findings:
+            where = module.position(finding.node)
+            diagnostics.append(
+                Diagnostic(
+                    path=path,
+                    line=where.start.line,
+                    column=where.start.column + 1,
+                    code=rule.code,
+                    name=rule.name,
+                    severity=rule.severity,
+                    message=finding.message,
+                    end_line=where.end.line,
+                    end_column=where.end.column + 1,
+                    explanation=finding.explanation,
                 )
-            if outcome.error is not None:
-                # What the rule found before it failed is kept: its findings are real, and the AGL999
-                # says the rest of the file was not checked by it.
-                diagnostics.append(
-                    _internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose)
-                )
-    finally:
-        module.release()
+            )
+        if outcome.error is not None:
+            # What the rule found before it failed is kept: its findings are real, and the AGL999
+            # says the rest of the file was not checked by it.
+            diagnostics.append(_internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose))
+    module.release()
     return diagnostics
 
 
