@@ -54,7 +54,7 @@ def lint_paths(
 
     `config=None` uses the project's configuration as the command line does: `[tool.autograd-lint]` of
     the nearest pyproject.toml at or above the current directory (raises ConfigError for a bad one);
-    `Config()` is the built-in defaults whatever is configured. `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
+    `Config()` is the built-in defaults whatever is configured. `jobs` > 1 lints files (or, among few files, a long file's regions) in that many processes (same results, same order); with `cache_dir`,
     files whose bytes, path, linter version and rule selection are unchanged are not linted again.
     `prefilter=False` parses every file, even those no rule's text trigger matches (for testing
     that the triggers lose nothing).
