@@ -149,7 +149,10 @@ def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
     for changed, what in ((numbers, "a number"), (masks, "a bool mask")):
         retried = _check(apply, changed, names, step_ops_in_forward)
         if retried["verdict"] in ("verified", "ste"):
-            return changed, {**retried, "detail": retried["detail"] + f" (with {shown} {what}, not a float tensor)"}
+            return changed, {
+                **retried,
+                "detail": retried["detail"] + f" (with {shown} {what}, not a synthesized tensor)",
+            }
     return args, outcome
 
 
