@@ -250,6 +250,35 @@ def test_an_undifferentiated_input_the_code_does_not_show_is_retried_as_a_number
     )
 
 
+@pytest.mark.parametrize(
+    ("file", "name", "verdict", "why"),
+    [
+        # Each recheck that the synthesized inputs needed, named in the verdict's detail.
+        (
+            "audit_activations.py",
+            "SharpSoftplusForgetsBeta",
+            "wrong-gradient",
+            "(with `beta` 2: at 1 it hid the error)",
+        ),
+        ("audit_indexing.py", "EmbeddingAssignsGrad", "wrong-gradient", "(with `indices` repeating values"),
+        ("audit_indexing.py", "ScatterRowsInto", "verified", "gradcheck passed for base, src and gradgradcheck"),
+        ("audit_linear_layers.py", "Im2ColAssignsOverlaps", "wrong-gradient", "(with the last dimension 6: at 3"),
+        ("audit_losses.py", "MaskedMSELoss", "verified", "(with `mask` a bool mask, not a synthesized tensor)"),
+        (
+            "audit_losses.py",
+            "ClampedBinaryCrossEntropy",
+            "verified",
+            "(with inputs in (0, 1): forward clamps the synthesized ones into its domain)",
+        ),
+        ("audit_losses.py", "FocalLossRecomputed", "verified", "backward's result is not differentiable"),
+        ("audit_reductions.py", "LayerNormWeightIgnoresIncoming", "wrong-gradient", "the gradient of `weight`"),
+    ],
+)
+def test_what_synthesized_inputs_hide_is_rechecked(fixture_verdicts, file, name, verdict, why):
+    got, detail = fixture_verdicts[file, name]
+    assert (got, why in detail) == (verdict, True), detail
+
+
 DEVICE_FUNCTIONS = """\
 import os
 

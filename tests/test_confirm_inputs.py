@@ -223,6 +223,12 @@ def test_the_search_gives_up_within_its_bound_with_the_last_error():
             [{"kind": "tensor", "rank": 2}] * 2,
             {"kind": "int"},
         ),
+        (  # the audit's backward: a LayerNorm's weight gradient has the shape the weight was meant to have
+            "Function LayerNormBackward returned an invalid gradient at index 1 - got [3] but expected shape "
+            "compatible with [3, 3]",
+            [{"kind": "tensor", "rank": 2}] * 3,
+            {"kind": "tensor", "rank": 1, "shape": [3]},
+        ),
     ],
 )
 def test_torchs_error_says_what_to_change(error, state, first):

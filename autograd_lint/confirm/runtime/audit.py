@@ -27,6 +27,12 @@ LOW_RANK_SHARE = 0.5
 SMOOTHING_STEP = 0.25
 SMOOTHING_DIRECTIONS = 3
 SMOOTHED_RTOL = 0.1
+# A central difference at least this many times backward's largest gradient (and 1) crossed a rounding step.
+JUMP_FACTOR = 10
+# _with_longer_last_dimension: the largest first float tensor it doubles the last dimension of.
+LONGER_CHECK_MAX_ELEMENTS = 64
+# The share of the entries where backward and central differences differ that must be flat or jumps.
+QUANTIZED_SHARE = 0.5
 # What a synthesized tensor backward does not differentiate is replaced with when it may be a number (an eps, a
 # scale): neither 0 nor 1, so that a factor it should bring still shows.
 UNDIFFERENTIATED_NUMBER = 0.5
@@ -68,8 +74,14 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     synthesized = not (probes.inputs_origin or "").startswith("harvested") or label != builders[0][0]
     if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
         args, outcome = _with_numbers(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "wrong-gradient" and outcome.get("order") == 1 and synthesized:
+        args, outcome = _in_clamped_domain(apply, args, outcome, names, step_ops_in_forward)
     if outcome["verdict"] == "verified":
-        args, outcome = _with_integers_not_one(apply, args, outcome, names, step_ops_in_forward)
+        args, outcome = _with_ones_changed(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "verified" and synthesized:
+        args, outcome = _with_repeated_indices(apply, args, outcome, names, step_ops_in_forward)
+    if outcome["verdict"] == "verified" and synthesized:
+        args, outcome = _with_longer_last_dimension(apply, args, outcome, names, step_ops_in_forward)
     # Whatever the garbage happened to hold decided the verdict (zeros look flat, a repeat looks reentrant).
     if outcome["verdict"] != "inconclusive" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
         outcome = {
@@ -123,33 +135,147 @@ def _check_in_domain(apply, args, names, step_ops_in_forward):
 
 def _with_numbers(apply, args, outcome, names, step_ops_in_forward):
     """A synthesized float tensor that backward gives no gradient for may stand for a Python number the code
-    does not show (`self.eps`, a scale): broadcast against the input it changes forward's math, so that a
-    right backward seems wrong. The wrong gradient stands unless it disappears with those inputs made numbers."""
+    does not show (`self.eps`, a scale), or for a bool mask (`(pred - target) * mask`, whose backward may
+    leave out a factor mask * mask that only a 0/1 mask makes 1): it changes forward's math, so that a right
+    backward seems wrong. The wrong gradient stands unless it disappears with those inputs made numbers, or
+    made masks."""
     differentiated = set(outcome.get("inputs", []))
     positions = [p for p, v in enumerate(args) if _is_float_tensor(v) and p not in differentiated]
     if not positions:
         return args, outcome
-    numbers = [UNDIFFERENTIATED_NUMBER if p in positions else v for p, v in enumerate(args)]
-    retried = _check(apply, numbers, names, step_ops_in_forward)
-    if retried["verdict"] not in ("verified", "ste"):
-        return args, outcome
     shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
-    return numbers, {**retried, "detail": retried["detail"] + f" (with {shown} a number, not a synthesized tensor)"}
+    numbers = [UNDIFFERENTIATED_NUMBER if p in positions else v for p, v in enumerate(args)]
+    masks = [v.detach() > 0 if p in positions else v for p, v in enumerate(args)]
+    for changed, what in ((numbers, "a number"), (masks, "a bool mask")):
+        retried = _check(apply, changed, names, step_ops_in_forward)
+        if retried["verdict"] in ("verified", "ste"):
+            return changed, {
+                **retried,
+                "detail": retried["detail"] + f" (with {shown} {what}, not a synthesized tensor)",
+            }
+    return args, outcome
 
 
-def _with_integers_not_one(apply, args, outcome, names, step_ops_in_forward):
-    """An integer argument of 1 (a synthesized scale, a repeat count, a group size) hides a factor backward
-    forgot to multiply by: the verified inputs are checked again with those integers 2, and a wrong gradient
-    there is the verdict (one that forward rejects, or that fails otherwise, changes nothing)."""
-    positions = [p for p, v in enumerate(args) if type(v) is int and v == 1]
+def _with_ones_changed(apply, args, outcome, names, step_ops_in_forward):
+    """A number argument of 1 (a synthesized scale, a repeat count, a group size, a default `beta=1.0`) hides a
+    factor backward forgot to multiply by: the verified inputs are checked again with those numbers 2, and a
+    wrong gradient there is the verdict (one that forward rejects, or that fails otherwise, changes nothing)."""
+    positions = [p for p, v in enumerate(args) if type(v) in (int, float) and v == 1]
     if not positions:
         return args, outcome
-    twos = [2 if p in positions else v for p, v in enumerate(args)]
+    twos = [type(v)(2) if p in positions else v for p, v in enumerate(args)]
     retried = _check(apply, _float64(twos), names, step_ops_in_forward)
     if retried["verdict"] != "wrong-gradient":
         return args, outcome
     shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
     return _float64(twos), {**retried, "detail": retried["detail"] + f" (with {shown} 2: at 1 it hid the error)"}
+
+
+def _with_repeated_indices(apply, args, outcome, names, step_ops_in_forward):
+    """Synthesized index tensors whose values are all distinct hide a backward that writes where it should add
+    (`grad[idx] = g` for an embedding lookup, instead of `index_add_`): the verified inputs are checked again
+    with each such index's values repeated in pairs. A wrong gradient there is the verdict only where forward
+    reads every element it is given: a forward that writes at the indices (`out[idx] = src`) ignores the
+    elements a repeated index overwrites, and its backward, right for distinct indices, cannot be right there."""
+    import torch
+
+    positions = [
+        p
+        for p, v in enumerate(args)
+        if isinstance(v, torch.Tensor)
+        and not v.is_floating_point()
+        and v.dtype != torch.bool
+        and v.numel() > 1
+        and v.unique().numel() == v.numel()
+    ]
+    if not positions:
+        return args, outcome
+    repeated = list(args)
+    for p in positions:
+        flat = args[p].reshape(-1).clone()
+        flat[1::2] = flat[0::2][: flat[1::2].numel()]
+        repeated[p] = flat.reshape(args[p].shape)
+    retried = _check(apply, repeated, names, step_ops_in_forward)
+    if retried["verdict"] != "wrong-gradient" or retried.get("order") != 1 or retried.get("at_ignored_elements"):
+        return args, outcome
+    shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
+    detail = retried["detail"] + f" (with {shown} repeating values: with distinct ones it hid the error)"
+    return repeated, {**retried, "detail": detail}
+
+
+def _with_longer_last_dimension(apply, args, outcome, names, step_ops_in_forward):
+    """A synthesized shape may make a window, a group or an overlap trivial (an unfold whose kernel spans the
+    whole input, so that a backward that assigns where windows overlap never meets an overlap): the verified
+    inputs are checked again with the float tensors that share the first one's last dimension twice as long
+    there (for a small first tensor only: a large one's windows are not trivial, and doubling it costs). A wrong gradient there is the verdict; forward or backward rejecting that shape changes nothing."""
+    import torch
+
+    floats = [v for v in args if _is_float_tensor(v) and v.dim() > 0]
+    if not floats or floats[0].numel() > LONGER_CHECK_MAX_ELEMENTS:
+        return args, outcome
+    size = floats[0].shape[-1]
+    longer = [
+        torch.cat([v.detach(), v.detach() * 0.5 + 0.125], dim=-1).requires_grad_(True)
+        if _is_float_tensor(v) and v.dim() > 0 and v.shape[-1] == size
+        else v
+        for v in args
+    ]
+    retried = _check(apply, longer, names, step_ops_in_forward)
+    if retried["verdict"] != "wrong-gradient" or retried.get("order") != 1:
+        return args, outcome
+    retried_shifted = _check(apply, _shifted(longer), names, step_ops_in_forward)
+    if retried_shifted["verdict"] != "wrong-gradient":
+        return args, outcome
+    detail = retried["detail"] + f" (with the last dimension {2 * size}: at {size} it hid the error)"
+    return longer, {**retried, "detail": detail}
+
+
+# What a forward clamps its input into its domain with (`p.clamp(eps, 1 - eps)` before a log).
+CLAMP_OPS = ("clamp", "clamp_min", "clamp_max", "clip")
+
+
+def _in_clamped_domain(apply, args, outcome, names, step_ops_in_forward):
+    """A forward that clamps its input into a domain (`torch.log(p.clamp(eps, 1 - eps))`, a sqrt of
+    `x.clamp_min(eps)`) with a backward that ignores the clamp is right inside that domain: when forward run
+    with the clamps taken away gives NaN or infinity on these inputs, they are outside it, and the wrong
+    gradient stands only if it stays with inputs in (0, 1) and with positive inputs too (and is shown there).
+    A clamp that is the math itself (a ReLU's `clamp(min=0)`) leaves forward finite without it, so its wrong
+    gradient stands."""
+    if not _clamps_into_domain(apply, args):
+        return args, outcome
+    wrong_inside = None  # the evidence from inside the domain, where nothing is clamped flat
+    # Inputs in (0, 1) are inside a probability's domain and a positive number's alike: tried first.
+    for moved, where in ((_in_unit_interval(args), "inputs in (0, 1)"), (_positive(args), "positive inputs")):
+        retried = _check(apply, moved, names, step_ops_in_forward)
+        detail = retried["detail"] + f" (with {where}: forward clamps the synthesized ones into its domain)"
+        if retried["verdict"] in ("verified", "ste"):
+            return moved, {**retried, "detail": detail}
+        if retried["verdict"] == "wrong-gradient" and wrong_inside is None:
+            wrong_inside = moved, {**retried, "detail": detail}
+    return wrong_inside or (args, outcome)
+
+
+def _clamps_into_domain(apply, args):
+    import torch
+
+    patched = [(owner, name, getattr(owner, name)) for owner in (torch, torch.Tensor) for name in CLAMP_OPS]
+    patched += [(torch.Tensor, name + "_", getattr(torch.Tensor, name + "_")) for name in CLAMP_OPS]
+    try:
+        with torch.no_grad():
+            clamped = tensors_in(apply(*args))
+        for owner, name, _ in patched:
+            setattr(owner, name, lambda x, *rest, **options: x)
+        with torch.no_grad():
+            unclamped = tensors_in(apply(*args))
+    except Exception:  # noqa: BLE001 - forward failing without its clamps: no sign of a domain
+        return False
+    finally:
+        for owner, name, original in patched:
+            setattr(owner, name, original)
+    return any(
+        o.is_floating_point() and bool(torch.isfinite(c).all()) and not bool(torch.isfinite(o).all())
+        for c, o in zip(clamped, unclamped)
+    )
 
 
 class _OnCopies:
@@ -328,6 +454,7 @@ def _check(apply, args, names, step_ops_in_forward):
         or (step_ops_in_forward and _rounding_as_identity(apply, args, positions, analytical))
         or (
             step_ops_in_forward
+            and all(_flat_or_jumps_where_differing(m[4], m[5]) for m in mismatches)
             and all(_agrees_smoothed(function, inputs, positions.index(m[0]), m[4]) for m in mismatches)
         )
     ):
@@ -377,7 +504,16 @@ def _check(apply, args, names, step_ops_in_forward):
         "detail": f"the gradient of `{_name(names, position)}` differs from the numerical one",
         "inputs": positions,
         "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
+        "at_ignored_elements": all(_only_where_ignored(a, n) for *_, a, n in mismatches),
     }
+
+
+def _only_where_ignored(analytical, numerical):
+    """Whether backward's gradient differs from the numerical one only for elements that move no output
+    (their numerical column is zero): elements forward drops, such as those a write overwrites."""
+    differs = ((analytical - numerical).abs() > ATOL + RTOL * numerical.abs()).any(dim=0)
+    ignored = (numerical.abs() <= ATOL).all(dim=0)
+    return bool((differs & ~ignored).sum() == 0)
 
 
 def _reads_uninitialized_memory(apply, args, positions):
@@ -508,6 +644,12 @@ def _check_second_order(apply, args, outcome):
     try:
         torch.autograd.gradgradcheck(function, tuple(args[p] for p in positions), eps=EPSILON, atol=ATOL, rtol=RTOL)
     except GradcheckError as exc:
+        if not _backward_is_differentiable(function, tuple(args[p] for p in positions)):
+            return {
+                **outcome,
+                "detail": outcome["detail"] + "; second order not checked: backward's result is not "
+                "differentiable (it leaves autograd)",
+            }
         if _saves_intermediates(apply, args, positions):
             return {
                 **outcome,
@@ -523,6 +665,26 @@ def _check_second_order(apply, args, outcome):
     except Exception as exc:  # noqa: BLE001
         return {**outcome, "detail": outcome["detail"] + f"; second order not checked: {_first_line(exc)}"}
     return {**outcome, "detail": outcome["detail"] + " and gradgradcheck"}
+
+
+def _backward_is_differentiable(function, inputs):
+    """Whether any gradient backward returns under create_graph requires grad: one computed outside autograd
+    (`torch.autograd.grad` without create_graph, a no_grad block, numpy) is not, and double backward through
+    it is not defined: AGL010's finding, not a wrong value."""
+    import torch
+
+    try:
+        outputs = function(*inputs)
+        grads = torch.autograd.grad(
+            outputs,
+            inputs,
+            [torch.ones_like(o, requires_grad=True) for o in outputs],
+            create_graph=True,
+            allow_unused=True,
+        )
+    except Exception:  # noqa: BLE001 - backward failing under create_graph: let gradgradcheck's error stand
+        return True
+    return any(g is not None and g.requires_grad for g in grads)
 
 
 def _saves_intermediates(apply, args, positions):
@@ -610,8 +772,14 @@ def _rounding_as_identity(apply, args, positions, analytical):
             if o.is_floating_point() and o.requires_grad and all(o is not n for n in context.non_differentiable)
         )
 
+    rounded = []
+
     def straight_through(original):
-        return lambda x, *rest, **options: x + (original(x, *rest, **options) - x).detach()
+        def identity_in_derivative(x, *rest, **options):
+            rounded.append(True)
+            return x + (original(x, *rest, **options) - x).detach()
+
+        return identity_in_derivative
 
     try:
         for owner, name, original in patched:
@@ -623,11 +791,26 @@ def _rounding_as_identity(apply, args, positions, analytical):
     finally:
         for owner, name, original in patched:
             setattr(owner, name, original)
-    return len(expected) == len(analytical) and all(
-        torch.allclose(a, e, rtol=RTOL, atol=ATOL)
+    if len(expected) != len(analytical):
+        return False
+    # Where forward really rounds, a constant factor on an input's whole gradient is a surrogate's choice too
+    # (LSQ scales its step size's gradient by 1 / sqrt(numel * Qp)).
+    return all(
+        torch.allclose(a, e, rtol=RTOL, atol=ATOL) or (bool(rounded) and _scaled_copy(a, e))
         for per_output, expected_output in zip(analytical, expected)
         for a, e in zip(per_output, expected_output)
     )
+
+
+def _scaled_copy(analytical, expected):
+    """Whether `analytical` is `expected` times one positive constant (and `expected` is not zero)."""
+    import torch
+
+    norm = float((expected * expected).sum())
+    if norm <= ATOL * ATOL:
+        return False
+    factor = float((analytical * expected).sum()) / norm
+    return factor > 0 and torch.allclose(analytical, factor * expected, rtol=RTOL, atol=ATOL)
 
 
 class _ForwardContext:
@@ -682,6 +865,18 @@ def _agrees_smoothed(function, inputs, index, analytical):
         ):
             return False
     return True
+
+
+def _flat_or_jumps_where_differing(analytical, numerical):
+    """Whether forward is flat (a zero central difference) or jumps (one far larger than backward's largest
+    gradient) at most of the entries where backward's gradient differs from the numerical one, as a quantizer's
+    rounding is (the others: the shared scale it rounds to, which moves smoothly). A forward smooth wherever they
+    differ (a leaky ReLU's negative slope with the wrong sign) is no quantizer there, however small that slope
+    is next to the other gradients."""
+    differs = (analytical - numerical).abs() > ATOL + RTOL * numerical.abs()
+    jump = JUMP_FACTOR * max(1.0, float(analytical.abs().max()))
+    at = numerical[differs].abs()
+    return at.numel() > 0 and float(((at <= ATOL) | (at >= jump)).double().mean()) >= QUANTIZED_SHARE
 
 
 def _moves_output(function, inputs, index):

@@ -529,6 +529,12 @@ def guided_moves(state, exc, args):
         re.I,
     ):
         moves += [_changed(state, [p], kind="index", rank=1) for p in retypable if kinds[p] != "index"]
+    match = re.search(r"returned an invalid gradient at index (\d+) - got \[([\d, ]*)\] but expected shape", text)
+    if match and int(match.group(1)) < len(kinds) and kinds[int(match.group(1))] in ("tensor", "index"):
+        # Backward's gradient has the shape the input was meant to have (a LayerNorm's weight: the last dim).
+        sizes = [int(n) for n in match.group(2).split(",") if n.strip()]
+        if sizes and len(sizes) <= MAX_RANK:
+            moves.append(_changed(state, [int(match.group(1))], kind="tensor", rank=len(sizes), shape=sizes))
     match = re.search(r"too many indices for tensor of dimension (\d+)", text)
     if match:
         low = [p for p in tensors if state["args"][p].get("rank", 2) == int(match.group(1))] or tensors
