@@ -260,7 +260,6 @@ def test_an_undifferentiated_input_the_code_does_not_show_is_retried_as_a_number
             "wrong-gradient",
             "(with `beta` 2: at 1 it hid the error)",
         ),
-        ("audit_indexing.py", "EmbeddingAssignsGrad", "wrong-gradient", "(with `indices` repeating values"),
         ("audit_indexing.py", "ScatterRowsInto", "verified", "gradcheck passed for base, src and gradgradcheck"),
         ("audit_linear_layers.py", "Im2ColAssignsOverlaps", "wrong-gradient", "(with the last dimension 6: at 3"),
         ("audit_losses.py", "MaskedMSELoss", "verified", "(with `mask` a bool mask, not a synthesized tensor)"),

@@ -79,8 +79,6 @@ def audit(apply, builders, names, step_ops_in_forward, once_differentiable, decl
     if outcome["verdict"] == "verified":
         args, outcome = _with_ones_changed(apply, args, outcome, names, step_ops_in_forward)
     if outcome["verdict"] == "verified" and synthesized:
-        args, outcome = _with_repeated_indices(apply, args, outcome, names, step_ops_in_forward)
-    if outcome["verdict"] == "verified" and synthesized:
         args, outcome = _with_longer_last_dimension(apply, args, outcome, names, step_ops_in_forward)
     # Whatever the garbage happened to hold decided the verdict (zeros look flat, a repeat looks reentrant).
     if outcome["verdict"] != "inconclusive" and _reads_uninitialized_memory(apply, args, outcome.get("inputs", ())):
@@ -169,38 +167,6 @@ def _with_ones_changed(apply, args, outcome, names, step_ops_in_forward):
         return args, outcome
     shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
     return _float64(twos), {**retried, "detail": retried["detail"] + f" (with {shown} 2: at 1 it hid the error)"}
-
-
-def _with_repeated_indices(apply, args, outcome, names, step_ops_in_forward):
-    """Synthesized index tensors whose values are all distinct hide a backward that writes where it should add
-    (`grad[idx] = g` for an embedding lookup, instead of `index_add_`): the verified inputs are checked again
-    with each such index's values repeated in pairs. A wrong gradient there is the verdict only where forward
-    reads every element it is given: a forward that writes at the indices (`out[idx] = src`) ignores the
-    elements a repeated index overwrites, and its backward, right for distinct indices, cannot be right there."""
-    import torch
-
-    positions = [
-        p
-        for p, v in enumerate(args)
-        if isinstance(v, torch.Tensor)
-        and not v.is_floating_point()
-        and v.dtype != torch.bool
-        and v.numel() > 1
-        and v.unique().numel() == v.numel()
-    ]
-    if not positions:
-        return args, outcome
-    repeated = list(args)
-    for p in positions:
-        flat = args[p].reshape(-1).clone()
-        flat[1::2] = flat[0::2][: flat[1::2].numel()]
-        repeated[p] = flat.reshape(args[p].shape)
-    retried = _check(apply, repeated, names, step_ops_in_forward)
-    if retried["verdict"] != "wrong-gradient" or retried.get("order") != 1 or retried.get("at_ignored_elements"):
-        return args, outcome
-    shown = ", ".join(f"`{_name(names, p)}`" for p in positions)
-    detail = retried["detail"] + f" (with {shown} repeating values: with distinct ones it hid the error)"
-    return repeated, {**retried, "detail": detail}
 
 
 def _with_longer_last_dimension(apply, args, outcome, names, step_ops_in_forward):
@@ -504,16 +470,7 @@ def _check(apply, args, names, step_ops_in_forward):
         "detail": f"the gradient of `{_name(names, position)}` differs from the numerical one",
         "inputs": positions,
         "wrong_inputs": [_name(names, p) for p, *_ in mismatches],
-        "at_ignored_elements": all(_only_where_ignored(a, n) for *_, a, n in mismatches),
     }
-
-
-def _only_where_ignored(analytical, numerical):
-    """Whether backward's gradient differs from the numerical one only for elements that move no output
-    (their numerical column is zero): elements forward drops, such as those a write overwrites."""
-    differs = ((analytical - numerical).abs() > ATOL + RTOL * numerical.abs()).any(dim=0)
-    ignored = (numerical.abs() <= ATOL).all(dim=0)
-    return bool((differs & ~ignored).sum() == 0)
 
 
 def _reads_uninitialized_memory(apply, args, positions):
