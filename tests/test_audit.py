@@ -444,8 +444,8 @@ def test_gradients_a_run_cannot_show_are_inconclusive_not_verdicts(tmp_path):
     verdict, detail = verdicts["AllReduceSum"]
     assert verdict == "inconclusive"
     assert "ran in a one-process group (world size 1), where collectives change no values: verified there" in detail
+    # Which check first trips over the garbage depends on what the memory held: never a verdict.
     assert verdicts["NewEmptyTensorOp"][0] == "inconclusive"
-    assert "memory nothing wrote (new_empty, torch.empty)" in verdicts["NewEmptyTensorOp"][1]
 
 
 # A library whose model-parallel state is None by design (one process) and a communication backend that stays
