@@ -54,7 +54,7 @@ def lint_paths(
 
     `config=None` uses the project's configuration as the command line does: `[tool.autograd-lint]` of
     the nearest pyproject.toml at or above the current directory (raises ConfigError for a bad one);
-    `Config()` is the built-in defaults whatever is configured. `jobs` > 1 lints files in that many processes (same results, same order); with `cache_dir`,
+    `Config()` is the built-in defaults whatever is configured. `jobs` > 1 lints files (or, among few files, a long file's regions) in that many processes (same results, same order); with `cache_dir`,
     files whose bytes, path, linter version and rule selection are unchanged are not linted again.
     `prefilter=False` parses every file, even those no rule's text trigger matches (for testing
     that the triggers lose nothing).
@@ -113,7 +113,8 @@ def _run(tasks: list, jobs: int):
     forked worker starts with everything this process holds, and the sources of a large tree held here made
     every worker that much bigger."""
     if jobs <= 1 or len(tasks) < _POOL_THRESHOLD:
-        return (_lint_task(task)[:3] + (True,) for task in tasks)
+        # a long file among few is linted in regions in `jobs` processes (engine.lint_text)
+        return (_lint_task(task, jobs)[:3] + (True,) for task in tasks)
     # Imported here: a run of a few files (pre-commit) never starts a pool, and start-up is most of its time.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -192,7 +193,7 @@ def _crash_diagnostic(path: str) -> Diagnostic:
     return Diagnostic(path, 1, 1, INTERNAL_ERROR_CODE, INTERNAL_ERROR_NAME, Severity.ERROR, message, 1, 1, explanation)
 
 
-def _lint_task(task) -> tuple[str, list[Diagnostic], str | None, str | None]:
+def _lint_task(task, jobs: int = 1) -> tuple[str, list[Diagnostic], str | None, str | None]:
     """(path, diagnostics, failure, the digest of the bytes read here when the task came without them)."""
     from .engine import lint_module  # libcst is loaded only when something is parsed (not on a warm run)
 
@@ -209,5 +210,5 @@ def _lint_task(task) -> tuple[str, list[Diagnostic], str | None, str | None]:
         module_name = module_name_for_path(path)
     except (OSError, ValueError):
         module_name = None
-    diagnostics = lint_module(module, path, list(codes), module_name, verbose=verbose, prefilter=prefilter)
+    diagnostics = lint_module(module, path, list(codes), module_name, verbose=verbose, prefilter=prefilter, jobs=jobs)
     return path, diagnostics, None, digest

@@ -14,9 +14,9 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.diagnostic import (
@@ -33,6 +33,7 @@ from .core.noqa import NOQA_RULES, apply_noqa
 from .core.prefilter import FilePrefilter
 from .io.notebook import Notebook
 from .io.reading import ModuleSource
+from .regions import DEFAULT_LIMITS, FORKS, RegionLimits, RegionPlan, forked_map, plan_regions
 from .rules import RULES
 from .rules.text_cues import TEXT_CUES
 
@@ -51,10 +52,12 @@ def lint_module(
     module_name: str | None = None,
     verbose: bool = False,
     prefilter: bool = True,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
-    """The diagnostics of one file's module: its text, or a notebook's linted cells joined, reported in
-    cells. Never raises, like `lint_text`."""
-    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter)
+    """The diagnostics of one file's module: its text, or a notebook's linted cells joined (always whole),
+    reported in cells. Never raises, like `lint_text`."""
+    regions = DEFAULT_LIMITS if source.notebook is None else None
+    diagnostics = lint_text(source.text, path, codes, module_name, verbose, prefilter, regions, jobs)
     if source.notebook is None:
         return diagnostics
     return _in_cells(source.notebook, path, diagnostics)
@@ -94,17 +97,53 @@ def lint_text(
     module_name: str | None = None,
     verbose: bool = False,
     prefilter: bool = True,
+    regions: RegionLimits | None = DEFAULT_LIMITS,
+    jobs: int = 1,
 ) -> list[Diagnostic]:
     """The diagnostics of one source text. Never raises: whatever goes wrong inside the linter becomes
-    an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs."""
+    an AGL999 diagnostic for the rule (or the file) it happened in, and everything else still runs.
+    A long text is linted in regions (`autograd_lint.regions`; None: never), with the same diagnostics,
+    in `jobs` processes."""
     try:
         with _cycle_collector_paused():
-            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter)
+            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter, regions, jobs)
     except Exception as error:  # noqa: BLE001 - a linter bug must cost this file's check, never the run
         return [_internal_error(path, "linting this file failed", error, verbose)]
 
 
 def _lint(
+    source: str,
+    path: str,
+    codes: list[str],
+    module_name: str | None,
+    verbose: bool,
+    prefilter: bool,
+    regions: RegionLimits | None,
+    jobs: int,
+) -> list[Diagnostic]:
+    # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
+    # operators) is deeper than the default limit allows them: this thread's stack is large, and
+    # the caller restores the limit.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
+    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
+    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
+    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
+    plan = plan_regions(source, regions, jobs) if regions is not None else None
+    found = None
+    if plan is not None:
+        found = _lint_regions(_RegionJob(plan, path, rule_codes, module_name, verbose, prefilter), jobs)
+    if found is None:
+        found = _lint_whole(source, path, rule_codes, module_name, verbose, prefilter)
+    try:
+        return apply_noqa(source, path, found, codes, RULES)
+    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
+        return sorted(
+            found + [_internal_error(path, "reading noqa comments failed", error, verbose)],
+            key=Diagnostic.sort_key,
+        )
+
+
+def _lint_whole(
     source: str, path: str, codes: list[str], module_name: str | None, verbose: bool, prefilter: bool
 ) -> list[Diagnostic]:
     # Ask CPython first, at the interpreter's own recursion limit and from a fresh stack (the same
@@ -115,21 +154,62 @@ def _lint(
     tree, python_error, fatal = _python_parse(source, path)
     if fatal and python_error is not None:
         return [python_error]
-    # libcst and the rules recurse over the tree, and what CPython accepts (a chain of ~3,000 binary
-    # operators) is deeper than the default limit allows them: this thread's stack is large, and
-    # the caller restores the limit.
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
-    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
-    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
-    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
-    diagnostics = _lint_parsed(source, path, rule_codes, module_name, verbose, prefilter, tree, python_error)
-    try:
-        return apply_noqa(source, path, diagnostics, codes, RULES)
-    except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
-        return sorted(
-            diagnostics + [_internal_error(path, "reading noqa comments failed", error, verbose)],
-            key=Diagnostic.sort_key,
+    return _lint_parsed(source, path, codes, module_name, verbose, prefilter, tree, python_error)
+
+
+@dataclass
+class _RegionJob:
+    plan: RegionPlan
+    path: str
+    codes: list[str]
+    module_name: str | None
+    verbose: bool
+    prefilter: bool
+    file_imports: dict[str, str] = field(default_factory=dict)
+
+    def lint(self, index: int) -> list[Diagnostic] | None:
+        """The diagnostics of region `index` in its own statements; None when it could not be parsed or a
+        rule failed on it (the whole file's lint reports that)."""
+        region = self.plan.regions[index]
+        tree, python_error, _ = _python_parse(region.source, self.path)
+        if python_error is not None:
+            return None
+        diagnostics = _lint_parsed(
+            region.source,
+            self.path,
+            self.codes,
+            self.module_name,
+            self.verbose,
+            self.prefilter,
+            tree,
+            None,
+            self.file_imports,
+            region.file_lines,
         )
+        del tree
+        # what ParsedModule.release() left in reference cycles is freed before the next region is parsed
+        gc.collect()
+        _release_freed_memory()
+        if any(d.code in (INTERNAL_ERROR_CODE, SYNTAX_ERROR_CODE) for d in diagnostics):
+            return None
+        return [d for d in diagnostics if region.owns(d.line)]  # a context statement's are its owner's
+
+
+def _lint_regions(job: _RegionJob, jobs: int) -> list[Diagnostic] | None:
+    """The diagnostics of the file the regions were cut from, each region parsed, linted and freed before the
+    next, in `jobs` forked processes; None, for the whole file to be linted instead, when a region could not
+    promise the whole file's diagnostics, or a region process died (a crash in native code)."""
+    from .core.module import ParsedModule
+
+    job.file_imports = ParsedModule(job.plan.import_source, job.path, job.module_name).imports
+    count = len(job.plan.regions)
+    if jobs > 1 and FORKS:
+        results = forked_map(job.lint, count, min(jobs, count))
+    else:
+        results = [job.lint(index) for index in range(count)]
+    if results is None or any(result is None for result in results):
+        return None
+    return [d for result in results for d in result or ()]
 
 
 def _lint_parsed(
@@ -141,6 +221,8 @@ def _lint_parsed(
     prefilter: bool,
     tree: ast.AST | None,
     python_error: Diagnostic | None,
+    file_imports: dict[str, str] | None = None,
+    file_lines: Sequence[int] | None = None,
 ) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     rules: list[Rule] = []
@@ -170,14 +252,16 @@ def _lint_parsed(
 
     try:
         try:
-            module = ParsedModule(source, path, module_name, python_tree)
+            module = ParsedModule(source, path, module_name, python_tree, file_imports, file_lines)
         except cst.ParserSyntaxError:
             if python_error is not None or not _BLANK_CONTINUATION.search(source):
                 raise
             # A blank line that ends in a backslash: CPython joins it to the next line, libcst's
             # tokenizer rejects it. Without the backslash the line is blank and the code the same,
             # with every other line and column where it was.
-            module = ParsedModule(_BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name, python_tree)
+            module = ParsedModule(
+                _BLANK_CONTINUATION.sub(r"\1 ", source), path, module_name, python_tree, file_imports, file_lines
+            )
     except cst.ParserSyntaxError as error:
         if python_error is not None:
             return [python_error]  # CPython words and locates it better
@@ -219,6 +303,9 @@ def _lint_parsed(
             # What the rule found before it failed is kept: its findings are real, and the AGL999
             # says the rest of the file was not checked by it.
             diagnostics.append(_internal_error(path, f"rule {rule.code} failed on this file", outcome.error, verbose))
+    global _trees_released
+    module.release()
+    _trees_released += 1
     return diagnostics
 
 
@@ -290,17 +377,19 @@ def _cycle_collector_paused() -> Iterator[None]:
     freed, while each of the collector's full passes walks all of them: on one large file those passes made
     the run grow with the square of its size (4x the file, 5.9x the time; 3.8x without them)."""
     was_enabled = gc.isenabled()
+    released_before = _trees_released
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
             gc.enable()
-            # A parsed file's tree is left in reference cycles (its facts point back at the parsed file), so
-            # only the collector frees it, and its rare full pass came after the next large file was parsed
-            # beside it: a worker held two or three trees at once. Collected now, while it is the only large
-            # thing in memory; a file that was not parsed leaves too little behind to be worth a pass.
-            if gc.get_count()[0] > _GARBAGE_WORTH_COLLECTING:
+            # What a parsed file leaves in reference cycles (ParsedModule.release breaks the facts' own) only
+            # the collector frees, and its rare full pass came after the next large file was parsed beside
+            # it: a worker held two or three trees at once. Collected now, while it is the only large thing in
+            # memory, and the freed memory given back; a file that was not parsed leaves too little behind
+            # to be worth a pass.
+            if _trees_released != released_before or gc.get_count()[0] > _GARBAGE_WORTH_COLLECTING:
                 gc.collect()
                 _release_freed_memory()
 
@@ -308,6 +397,7 @@ def _cycle_collector_paused() -> Iterator[None]:
 # Objects the collector tracks, allocated and not freed while one file was linted: a parsed file leaves
 # hundreds of thousands, CPython's syntax check alone a few.
 _GARBAGE_WORTH_COLLECTING = 20_000
+_trees_released = 0  # parsed files let go of (one deep call at a time: see _on_deep_stack)
 
 
 def _release_freed_memory() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TypeVar
@@ -25,7 +25,18 @@ Fact = TypeVar("Fact")
 
 
 class ParsedModule:
-    def __init__(self, source: str, path: str, module_name: str | None = None, python_tree: ast.Module | None = None):
+    def __init__(
+        self,
+        source: str,
+        path: str,
+        module_name: str | None = None,
+        python_tree: ast.Module | None = None,
+        file_imports: dict[str, str] | None = None,
+        file_lines: Sequence[int] | None = None,
+    ):
+        """`source` may be a region of a larger file (`autograd_lint.regions`): then `file_imports` is the
+        whole file's import table, which the region's own imports would not give, and `file_lines[i]` the
+        file's line of the region's line i + 1, which `position` reports."""
         self.source = source
         self.path = path
         self.module_name = module_name
@@ -37,7 +48,10 @@ class ParsedModule:
         self.context = FileContext()
         self._python_tree = python_tree  # CPython's AST of the same lines, when the caller has it
         self._located_statements: dict[cst.CSTNode, tuple[Mapping[cst.CSTNode, CodeRange], int] | None] = {}
+        self._file_lines = file_lines
         self._index(self.tree)
+        if file_imports is not None:
+            self.imports = dict(file_imports)
 
     def _index(self, root: cst.CSTNode) -> None:
         parents = self.parents
@@ -141,6 +155,17 @@ class ParsedModule:
         return order.get(first, -1) < order.get(second, -1)
 
     def position(self, node: cst.CSTNode) -> CodeRange:
+        """Where `node` is in the file: in its source, or for a region, at the file's lines."""
+        where = self._source_position(node)
+        lines = self._file_lines
+        if lines is None:
+            return where
+        return CodeRange(
+            CodePosition(lines[where.start.line - 1], where.start.column),
+            CodePosition(lines[min(where.end.line, len(lines)) - 1], where.end.column),
+        )
+
+    def _source_position(self, node: cst.CSTNode) -> CodeRange:
         """Where `node` is in the source. libcst computes positions by generating the code of a whole tree,
         which for a large file costs more than parsing it, while a lint asks for a few nodes: so positions
         are computed for the top-level statement around the node alone, and shifted to the line where that
@@ -260,6 +285,15 @@ class ParsedModule:
             if isinstance(ancestor, cst.FunctionDef) and any(disables_grad(d.decorator) for d in ancestor.decorators):
                 return True
         return False
+
+    def release(self) -> None:
+        """Let go of the tree and everything computed about it, once the lint is done with this file. The facts
+        hold the module and the module its facts: without this, only a pass of the cyclic collector over
+        every node frees them (a long file's regions each paid one)."""
+        self._facts.clear()
+        self.context.answers.clear()
+        self.context.children.clear()
+        self.__dict__.clear()
 
     def fact(self, build: Callable[[ParsedModule], Fact]) -> Fact:
         """What `build` computes from this file (`facts.function_model.FunctionModel`, for one), built on the

@@ -17,9 +17,19 @@ _SECOND_DERIVATIVE = re.compile(
 )
 
 
+# What every match contains, looked for first: the pattern itself tries each alternative at every position
+# (1.7 s on a 10 MB file), these are searched for as words.
+_WORDS_IN_A_MATCH = ("create_graph", "gradgradcheck", "hessian", "hvp", "vvp", "vhp", "jacrev", "jacfwd")
+_GRAD_CALL = re.compile(r"grad\s*\(")
+
+
+def _may_match(text: str) -> bool:
+    return any(word in text for word in _WORDS_IN_A_MATCH) or _GRAD_CALL.search(text) is not None
+
+
 def takes_second_derivatives(source: str | bytes) -> bool:
     text = source.decode("latin-1") if isinstance(source, bytes) else source
-    return _SECOND_DERIVATIVE.search(text) is not None
+    return _may_match(text) and _SECOND_DERIVATIVE.search(text) is not None
 
 
 def second_derivative_uses(source: str):
@@ -27,7 +37,7 @@ def second_derivative_uses(source: str):
     (`create_graph=True`, `gradgradcheck`, `hessian(`, nested `jacrev(jacrev(`), in order. Only the
     literal `create_graph=True` counts: `create_graph=create_graph` passes a caller's choice on, and
     that caller (in the package, if it takes second derivatives) writes True."""
-    return [match.start() for match in _SECOND_DERIVATIVE.finditer(source)]
+    return [match.start() for match in _SECOND_DERIVATIVE.finditer(source)] if _may_match(source) else []
 
 
 def package_root(path: str) -> str | None:
