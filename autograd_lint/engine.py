@@ -128,7 +128,10 @@ def _lint(
     # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
     # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
     rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
-    plan = plan_regions(source, regions, jobs) if regions is not None else None
+    plan = None
+    if regions is not None:
+        with _callers_recursion_limit():  # the plan reads CPython's AST, whose verdict is the caller's
+            plan = plan_regions(source, regions, jobs)
     found = None
     if plan is not None:
         found = _lint_regions(_RegionJob(plan, path, rule_codes, module_name, verbose, prefilter), jobs)
@@ -429,10 +432,25 @@ def _internal_error(path: str, what: str, error: BaseException, verbose: bool) -
 
 # libcst and the rules walk trees recursively. A thread with a 256 MiB stack (reserved, not used)
 # and a recursion limit of 30,000 handles the deepest trees CPython's own parser accepts. The limit
-# is raised by the thread once CPython has parsed, and restored when it ends.
+# is raised by the thread and restored when it ends; CPython's own parses run at the caller's limit,
+# so that what the interpreter would reject is a syntax error here too.
 _DEEP_STACK_BYTES = 256 * 1024 * 1024
 _DEEP_RECURSION_LIMIT = 30_000
 _deep_lock = threading.Lock()
+_callers_limit: int | None = None  # the recursion limit lint_text was called with, while a deep call runs
+
+
+@contextmanager
+def _callers_recursion_limit() -> Iterator[None]:
+    raised = sys.getrecursionlimit()
+    if _callers_limit is None or _callers_limit >= raised:
+        yield
+        return
+    sys.setrecursionlimit(_callers_limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(raised)
 
 
 _Result = TypeVar("_Result")
@@ -448,8 +466,9 @@ def _on_deep_stack(function: Callable[..., _Result], *args: object) -> _Result:
             outcome["error"] = error
 
     worker = threading.Thread(target=run, name="autograd-lint-deep", daemon=True)
+    global _callers_limit
     with _deep_lock:  # the stack size and the recursion limit are per process: one deep call at a time
-        previous_limit = sys.getrecursionlimit()
+        previous_limit = _callers_limit = sys.getrecursionlimit()
         try:
             previous_stack = threading.stack_size(_DEEP_STACK_BYTES)  # applies to threads started from now
             try:
@@ -459,6 +478,7 @@ def _on_deep_stack(function: Callable[..., _Result], *args: object) -> _Result:
             worker.join()
         finally:
             sys.setrecursionlimit(previous_limit)
+            _callers_limit = None
     if "error" in outcome:
         raise outcome["error"]
     value: _Result = outcome["value"]
@@ -469,7 +489,8 @@ def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | 
     """(CPython's AST, its syntax error, whether that error is fatal: something libcst must not be
     asked to parse)."""
     try:
-        return ast.parse(source), None, False
+        with _callers_recursion_limit():
+            return ast.parse(source), None, False
     except SyntaxError as error:
         fatal = "too many nested" in (error.msg or "") or "null bytes" in (error.msg or "")
         diagnostic = _point(
