@@ -123,6 +123,7 @@ def _run(tasks: list, jobs: int):
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     # Big files first so that no worker is left with a large one at the end.
     order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
+    batches = _batches(order, [len(task[1]) for task in tasks], jobs)
     digests = [_digest(task[1]) for task in tasks]
     unread = [(path, None, *rest) for path, _, *rest in tasks]
     tasks.clear()
@@ -131,9 +132,10 @@ def _run(tasks: list, jobs: int):
     try:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
             try:
-                results = pool.map(_lint_task, [tasks[i] for i in order], chunksize=max(1, len(tasks) // (jobs * 16)))
-                for index, result in zip(order, results):
-                    by_index[index] = result
+                results = pool.map(_lint_batch, [[tasks[i] for i in batch] for batch in batches])
+                for batch, batch_results in zip(batches, results):
+                    for index, result in zip(batch, batch_results):
+                        by_index[index] = result
             except KeyboardInterrupt:
                 # Stop now, not after the queued files: end the workers (they ignore SIGINT, so that
                 # only this process reports the interrupt).
@@ -150,6 +152,27 @@ def _run(tasks: list, jobs: int):
             if index not in by_index:
                 by_index[index] = _lint_task_isolated(tasks[index], context)
     return [by_index[i][:3] + (by_index[i][3] == digests[i],) for i in range(len(tasks))]
+
+
+def _batches(order: list[int], sizes: list[int], jobs: int) -> list[list[int]]:
+    """The tasks in `order`, cut into batches a worker takes one at a time, each of about 1/(64 jobs) of the
+    bytes: a long file is a batch of its own, short ones go many to a batch (a task handed over alone costs
+    more than a short file's lint). Batches of as many files each put the largest files of a tree in the first
+    one: over torch's source, 60 % of the work went to one worker while the other ran out of files."""
+    batch_bytes = max(sum(sizes) // (jobs * 64), 1)
+    batches: list[list[int]] = [[]]
+    filled = 0
+    for index in order:
+        if batches[-1] and filled >= batch_bytes:
+            batches.append([])
+            filled = 0
+        batches[-1].append(index)
+        filled += sizes[index]
+    return batches
+
+
+def _lint_batch(tasks: list) -> list[tuple[str, list[Diagnostic], str | None, str | None]]:
+    return [_lint_task(task) for task in tasks]
 
 
 def _digest(data: bytes) -> str:

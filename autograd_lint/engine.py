@@ -106,8 +106,20 @@ def lint_text(
     A long text is linted in regions (`autograd_lint.regions`; None: never), with the same diagnostics,
     in `jobs` processes."""
     try:
+        # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
+        # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
+        rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
+        prefiltered = FilePrefilter(source, None)
+        if prefilter and not any(prefiltered.admits_text(TEXT_CUES.get(code, ())) for code in rule_codes):
+            # No rule's text cues are here (most files): when Python accepts the file there is nothing to say
+            # but what the noqa checks find, and no tree is built, so no deep stack is needed either (starting
+            # its thread cost three times what the rest of such a file's lint does).
+            if _python_accepts(source):
+                return _with_noqa(source, path, [], codes, verbose)
         with _cycle_collector_paused():
-            return _on_deep_stack(_lint, source, path, codes, module_name, verbose, prefilter, regions, jobs)
+            return _on_deep_stack(
+                _lint, source, path, codes, rule_codes, prefiltered, module_name, verbose, prefilter, regions, jobs
+            )
     except Exception as error:  # noqa: BLE001 - a linter bug must cost this file's check, never the run
         return [_internal_error(path, "linting this file failed", error, verbose)]
 
@@ -116,6 +128,8 @@ def _lint(
     source: str,
     path: str,
     codes: list[str],
+    rule_codes: list[str],
+    prefiltered: FilePrefilter,
     module_name: str | None,
     verbose: bool,
     prefilter: bool,
@@ -126,24 +140,19 @@ def _lint(
     # operators) is deeper than the default limit allows them: this thread's stack is large, and
     # the caller restores the limit.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _DEEP_RECURSION_LIMIT))
-    # The noqa checks (AGL100, AGL101) are not tree rules: they judge the comments once every rule has run.
-    # The audit's codes come from running the code under torch (`autograd-lint audit`), never from here.
-    rule_codes = [code for code in codes if code not in NOQA_RULES and code not in AUDIT_CODES]
-    prefiltered = FilePrefilter(source, None)
-    found: list[Diagnostic] | None = None
-    if prefilter and not any(prefiltered.admits_text(TEXT_CUES.get(code, ())) for code in rule_codes):
-        # No rule's text cues are here (most files): when Python accepts the file there is nothing to say but
-        # what the noqa checks find, and neither CPython's tree nor libcst's is needed.
-        if _python_accepts(source):
-            found = []
     plan = None
-    if found is None and regions is not None:
+    if regions is not None:
         with _callers_recursion_limit():  # the plan reads CPython's AST, whose verdict is the caller's
             plan = plan_regions(source, regions, jobs)
+    found = None
     if plan is not None:
         found = _lint_regions(_RegionJob(plan, path, rule_codes, module_name, verbose, prefilter), jobs)
     if found is None:
         found = _lint_whole(source, path, rule_codes, module_name, verbose, prefilter, prefiltered)
+    return _with_noqa(source, path, found, codes, verbose)
+
+
+def _with_noqa(source: str, path: str, found: list[Diagnostic], codes: list[str], verbose: bool) -> list[Diagnostic]:
     try:
         return apply_noqa(source, path, found, codes, RULES)
     except Exception as error:  # noqa: BLE001 - without noqa, report everything rather than nothing
@@ -463,13 +472,12 @@ _callers_limit: int | None = None  # the recursion limit lint_text was called wi
 
 
 @contextmanager
-def _callers_recursion_limit(lowered_by: int = 0) -> Iterator[None]:
+def _callers_recursion_limit() -> Iterator[None]:
     raised = sys.getrecursionlimit()
-    limit = (raised if _callers_limit is None else _callers_limit) - lowered_by
-    if limit >= raised:
+    if _callers_limit is None or _callers_limit >= raised:
         yield
         return
-    sys.setrecursionlimit(limit)
+    sys.setrecursionlimit(_callers_limit)
     try:
         yield
     finally:
@@ -532,14 +540,20 @@ def _python_parse(source: str, path: str) -> tuple[ast.AST | None, Diagnostic | 
 
 def _python_accepts(source: str) -> bool:
     """Whether CPython accepts `source`, asked of its symbol-table pass: the parser `_python_parse` uses, with
-    the same errors, without building the Python objects of the tree (60 % of ast.parse's time). Its own
-    further checks (a duplicate argument) and its recursion limit, here one frame below ast.parse's (it
-    accepted one level more), can only make it stricter: a file it rejects is parsed, and judged, as before."""
-    try:
-        with _callers_recursion_limit(lowered_by=1):
+    the same errors, without building the Python objects of the tree (60 % of ast.parse's time). Asked from
+    the caller's stack at its recursion limit less one (it accepted one level of nesting more than ast.parse
+    from the same place, and the caller's stack is deeper than a deep call's): its own further checks (a
+    duplicate argument) and its limit can only make it stricter, and a file it rejects is parsed, and
+    judged, as before."""
+    with _deep_lock:  # the recursion limit is per process: not while a deep call has it raised
+        limit = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(limit - 1)
             symtable.symtable(source, "<file>", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-        return False
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            return False
+        finally:
+            sys.setrecursionlimit(limit)
     return True
 
 
