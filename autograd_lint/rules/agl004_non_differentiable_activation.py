@@ -21,7 +21,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, is_ordering_comparison, terminal_name
+from ..core.prefilter import TextCue, is_ordering_comparison, python_nodes, terminal_name
 from ..core.rule import Finding, NodeRule
 from ..core.syntax import ORDERING_OPERATORS, assigned_names, dotted_name, is_integer_dtype, short_code, walk
 from ..facts.function_model import function_model
@@ -74,9 +74,9 @@ class NonDifferentiableActivation(NodeRule[cst.FunctionDef]):
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
-        """A function the rule judges calls one of its ops, and some class has a `forward` method: every
-        finding is in such a forward or in a helper whose result one uses (`_training_use`)."""
-        return _forward_method_and_a_flagged_call(tree)
+        """A forward calls one of the rule's ops, itself or through the functions it calls: every finding is in
+        a forward or in a helper whose result one uses (`_training_use`)."""
+        return _forward_reaches_a_flagged_call(tree)
 
     def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[cst.FunctionDef]]:
         function_classes = module.fact(_function_class_nodes)
@@ -459,31 +459,49 @@ def _produces_integers(expr: cst.BaseExpression, dtype_params: set[str]) -> bool
 INTEGER_DTYPE = re.compile(r"^(u?int(8|16|32|64)?|long|short|bool|\w*Tensor)$")
 
 
-def _forward_method_and_a_flagged_call(tree: ast.AST) -> bool:
-    """Some class has a `forward` method, and some function calls one of the rule's ops, also under an alias
-    (`from torch import sign as hard_sign`): one walk of the tree."""
-    aliases: set[str] = set()
-    calls_in_functions: list[ast.Call] = []
-    has_forward = False
-    pending: list[tuple[ast.AST, bool]] = [(tree, False)]
-    while pending:
-        node, in_function = pending.pop()
-        if isinstance(node, ast.Call) and in_function:
-            calls_in_functions.append(node)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch"):
-            aliases.update(
-                alias.asname
-                for alias in node.names
-                if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
-            )
-        elif isinstance(node, ast.ClassDef) and not has_forward:
-            has_forward = any(
-                isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "forward" for s in node.body
-            )
-        inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        pending.extend((child, inside) for child in ast.iter_child_nodes(node))
-    frozen = frozenset(aliases)
-    return has_forward and any(_is_source_call(call, frozen) for call in calls_in_functions)
+def _forward_reaches_a_flagged_call(tree: ast.AST) -> bool:
+    """A class's `forward` method calls one of the rule's ops (also under an alias: `from torch import sign as
+    hard_sign`), or calls by name a function that does, through at most `CALLER_DEPTH` calls: where every
+    finding is (in a forward, or in a helper whose result one uses, `_training_use`). Looser than the rule:
+    a call counts wherever it is in a function, nested functions included, and calls match by name alone."""
+    nodes = python_nodes(tree)
+    aliases = frozenset(
+        alias.asname
+        for node in nodes
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch")
+        for alias in node.names
+        if alias.asname and (alias.name.rstrip("_") in ZERO_GRADIENT_OPS or alias.name == "one_hot")
+    )
+    forwards: list[ast.AST] = [
+        statement
+        for node in nodes
+        if isinstance(node, ast.ClassDef)
+        for statement in node.body
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and statement.name == "forward"
+    ]
+    if not forwards:
+        return False
+    functions: dict[str, list[ast.AST]] = {}
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions.setdefault(node.name, []).append(node)
+    reached: set[ast.AST] = set()
+    level = forwards
+    for _ in range(CALLER_DEPTH + 1):  # the forwards, then the functions they call, to CALLER_DEPTH calls away
+        called: set[str] = set()
+        for function in level:
+            if function in reached:
+                continue
+            reached.add(function)
+            for node in python_nodes(function):
+                if isinstance(node, ast.Call):
+                    if _is_source_call(node, aliases):
+                        return True
+                    name = terminal_name(node.func)
+                    if name is not None:
+                        called.add(name)
+        level = [function for name in called for function in functions.get(name, ())]
+    return False
 
 
 def _is_source_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
