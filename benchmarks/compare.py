@@ -6,7 +6,7 @@ PATH defaults to torch's installed source. autograd-lint runs every rule (`--sel
 several rounds, alternating, and the script prints medians, ratios, files/s and peak memory, then
 how the cold run grows over 1/4, 1/2 and all of the tree, the one-small-file (pre-commit) case, how one
 generated module grows with its number of Function classes (benchmarks/generated.py: 1,000, 2,000 and 4,000
-copies; linear means 4x for 4x), and, with --repositories, the cold run over each repository folder in DIR
+copies; linear means 4x for 4x; then 40,000 copies, 9.5 MB, once), and, with --repositories, the cold run over each repository folder in DIR
 (seconds per MB, to compare repositories of different sizes).
 """
 
@@ -121,7 +121,10 @@ def generated_growth(lint: str, work: str, rounds: int) -> None:
 
     print("\none module of N copies of a 17-line Function module, --select ALL (linear: 4x for 4x N):")
     first = None
-    for count in (1000, 2000, 4000):
+    for count in (1000, 2000, 4000, 40000):
+        if count == 40000:
+            print("  (goal for N=40,000, 9.5 MB: under 60 s and 1 GB; one round)")
+            rounds = 1
         path = os.path.join(work, f"copies_{count}.py")
         Path(path).write_text(copies(count), encoding="utf-8")
         runs = [
