@@ -210,6 +210,7 @@ def test_interrupted_confirm_kills_harnesses_and_removes_temp_dirs(sandbox, tmp_
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: the terminal's Ctrl-C goes to the whole group
+        preexec_fn=deliver_interrupts,
     )
     try:
         deadline = time.monotonic() + 180
@@ -953,3 +954,9 @@ def test_a_harness_that_kills_its_worker_ends_inconclusive_and_a_fresh_worker_se
     )
     assert (following.verdict, following.evidence) == ("not-reproduced", "served")
     assert os.listdir(private_tmp) == []
+
+
+def deliver_interrupts() -> None:
+    """In the linter's process before it starts: SIGINT handled as a terminal delivers it. A test run started in
+    the background (`nohup pytest ... &`) hands its children SIGINT ignored, which Python then keeps ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

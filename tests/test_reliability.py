@@ -470,6 +470,7 @@ def test_ctrl_c_while_linting_is_one_line_and_exit_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=deliver_interrupts,
     )
     try:
         import time
@@ -532,3 +533,9 @@ def test_output_is_identical_across_runs_jobs_and_file_order(tmp_path):
         outputs[label] = proc.stdout
     assert len(json.loads(outputs["serial"])) >= 10
     assert {label: output == outputs["serial"] for label, output in outputs.items()} == dict.fromkeys(runs, True)
+
+
+def deliver_interrupts() -> None:
+    """In the linter's process before it starts: SIGINT handled as a terminal delivers it. A test run started in
+    the background (`nohup pytest ... &`) hands its children SIGINT ignored, which Python then keeps ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
