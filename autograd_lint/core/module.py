@@ -24,6 +24,13 @@ from .syntax import disables_grad, dotted_name, read_children, walk
 Fact = TypeVar("Fact")
 
 
+# Positions: a (libcst positions of a statement's code generated alone, the line offset to the file, the column
+# shift of each generated line or None for none).
+_Located = tuple[Mapping[cst.CSTNode, CodeRange], int, list[int] | None]
+# A top-level class this many lines long has its methods' positions computed one method at a time.
+_LONG_STATEMENT_LINES = 1_000
+
+
 class ParsedModule:
     def __init__(
         self,
@@ -47,7 +54,7 @@ class ParsedModule:
         self._facts: dict[Callable, object] = {}
         self.context = FileContext()
         self._python_tree = python_tree  # CPython's AST of the same lines, when the caller has it
-        self._located_statements: dict[cst.CSTNode, tuple[Mapping[cst.CSTNode, CodeRange], int] | None] = {}
+        self._located_statements: dict[cst.CSTNode, _Located | None] = {}
         self._file_lines = file_lines
         self._index(self.tree)
         if file_imports is not None:
@@ -172,17 +179,49 @@ class ParsedModule:
         statement's code starts (found through CPython's AST, and checked against the source text; the whole
         module's positions when that check fails)."""
         statement = self._top_level_statement(node)
-        located = self._statement_positions(statement) if statement is not None else None
+        located = None
+        if statement is not None:
+            method = self._method_in_a_long_class(node, statement)
+            if method is not None:
+                located = self._statement_positions(method)
+            if located is None:
+                located = self._statement_positions(statement)
         if located is None:
             return self._module_positions[node]
-        positions, line_offset = located
+        positions, line_offset, shifts = located
         where = positions[node]
-        if not line_offset:
+        if not line_offset and shifts is None:
             return where
+        start_shift = shifts[where.start.line - 1] if shifts else 0
+        end_shift = shifts[min(where.end.line, len(shifts)) - 1] if shifts else 0
         return CodeRange(
-            CodePosition(where.start.line + line_offset, where.start.column),
-            CodePosition(where.end.line + line_offset, where.end.column),
+            CodePosition(where.start.line + line_offset, where.start.column + start_shift),
+            CodePosition(where.end.line + line_offset, where.end.column + end_shift),
         )
+
+    def _method_in_a_long_class(self, node: cst.CSTNode, statement: cst.CSTNode) -> cst.FunctionDef | None:
+        """The method `node` is in, when it is in a top-level class so long that generating its code for a few
+        positions costs more than parsing it (torch's 450 KB test class): a function directly in the body of
+        that class, or of classes nested there. None otherwise."""
+        if not isinstance(statement, cst.ClassDef):
+            return None
+        first, after = self._statement_code_lines.get(statement), self._statement_code_lines_after.get(statement)
+        if first is None or after is None or after - first < _LONG_STATEMENT_LINES:
+            return None
+        chain = [a for a in (node, *self.ancestors(node)) if isinstance(a, (cst.ClassDef, cst.FunctionDef))]
+        chain.reverse()  # from the top-level class down
+        for index, definition in enumerate(chain):
+            if isinstance(definition, cst.FunctionDef):
+                return definition if index and self._path_is_plain(chain[: index + 1]) else None
+        return None
+
+    def _path_is_plain(self, chain: Sequence[cst.CSTNode]) -> bool:
+        """Whether each definition of `chain` is a statement directly in the body of the class before it."""
+        for outer, inner in zip(chain, chain[1:]):
+            block = self.parents.get(inner)
+            if not isinstance(outer, cst.ClassDef) or block is not outer.body:
+                return False
+        return True
 
     @cached_property
     def _module_positions(self) -> Mapping[cst.CSTNode, CodeRange]:
@@ -196,12 +235,14 @@ class ParsedModule:
             statement = ancestor
         return None
 
-    def _statement_positions(self, statement: cst.CSTNode) -> tuple[Mapping[cst.CSTNode, CodeRange], int] | None:
+    def _statement_positions(self, statement: cst.CSTNode) -> _Located | None:
         if statement not in self._located_statements:
-            self._located_statements[statement] = self._locate(statement)
+            self._located_statements[statement] = (
+                self._locate(statement) if self.parents.get(statement) is self.tree else self._locate_method(statement)
+            )
         return self._located_statements[statement]
 
-    def _locate(self, statement: cst.CSTNode) -> tuple[Mapping[cst.CSTNode, CodeRange], int] | None:
+    def _locate(self, statement: cst.CSTNode) -> _Located | None:
         first_line = self._statement_code_lines.get(statement)
         if first_line is None:
             return None
@@ -209,7 +250,72 @@ class ParsedModule:
         line_start = self._line_offsets[first_line - 1] if first_line - 1 < len(self._line_offsets) else -1
         if line_start < 0 or not self.source.startswith(alone.code, line_start):
             return None
-        return MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider), first_line - 1
+        return MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider), first_line - 1, None
+
+    def _locate_method(self, method: cst.CSTNode) -> _Located | None:
+        """Positions of a method's nodes from its code generated alone, at module level: each generated line must
+        be the file's line less the method's indentation (code, comments) or the very same (the lines a string
+        or a bracket continues on, which libcst writes as they are); their columns are shifted by what was
+        left off. None when any line differs, or the method cannot be paired with CPython's."""
+        python_method = self._python_definition(method)
+        if python_method is None:
+            return None
+        content_line: int = getattr(python_method, "lineno", 0)
+        leading = len(getattr(method, "leading_lines", ()))
+        decorators = getattr(method, "decorators", ())
+        python_decorators = getattr(python_method, "decorator_list", ())
+        if decorators and python_decorators:
+            content_line = python_decorators[0].lineno
+            leading += len(decorators[0].leading_lines)
+        first_line = content_line - leading
+        offsets = self._line_offsets
+        alone = self.tree.with_changes(body=[method], header=[], footer=[])
+        code = alone.code
+        generated = [code[start:end] for start, end in zip(line_starts(code), [*line_starts(code)[1:], len(code)])]
+        if first_line < 1 or content_line > len(offsets) or first_line - 1 + len(generated) > len(offsets):
+            return None
+
+        def file_line(number: int) -> str:  # 1-based, with its line end
+            return self.source[offsets[number - 1] : offsets[number] if number < len(offsets) else len(self.source)]
+
+        content = file_line(content_line)
+        indentation = content[: len(content) - len(content.lstrip(" \t"))]
+        shifts = []
+        for index, line in enumerate(generated):
+            in_file = file_line(first_line + index)
+            if in_file == indentation + line or (not line.strip("\r\n") and in_file.strip(" \t\r\n") == ""):
+                shifts.append(len(indentation) if line.strip("\r\n") else 0)
+            elif in_file == line:
+                shifts.append(0)
+            else:
+                return None
+        return MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider), first_line - 1, shifts
+
+    def _python_definition(self, definition: cst.CSTNode) -> ast.AST | None:
+        """CPython's node of a definition nested in top-level classes (`_method_in_a_long_class`): the statements
+        of each body are paired in order, as `_statement_code_lines` pairs the module's."""
+        path = [definition]
+        while self.parents.get(path[0]) is not self.tree:
+            block = self.parents.get(path[0])
+            owner = self.parents.get(block) if block is not None else None
+            if not isinstance(owner, cst.ClassDef):
+                return None
+            path.insert(0, owner)
+        python_node = self._python_statements.get(path[0])
+        for outer, inner in zip(path, path[1:]):
+            if python_node is None or not isinstance(outer, cst.ClassDef):
+                return None
+            index = 0
+            for statement in outer.body.body:
+                if statement is inner:
+                    break
+                index += len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+            body = getattr(python_node, "body", [])
+            python_node = body[index] if index < len(body) else None
+        expected = (ast.ClassDef,) if isinstance(definition, cst.ClassDef) else (ast.FunctionDef, ast.AsyncFunctionDef)
+        if not isinstance(python_node, expected) or python_node.name != definition.name.value:  # type: ignore[attr-defined]
+            return None
+        return python_node
 
     @cached_property
     def _line_offsets(self) -> list[int]:
@@ -220,29 +326,46 @@ class ParsedModule:
     def _statement_code_lines(self) -> dict[cst.CSTNode, int]:
         """The line where each top-level statement's code (its leading blank and comment lines included)
         starts, from CPython's statement lines: empty when the two parsers' statements do not pair up."""
-        if self._python_tree is None:
-            try:
-                self._python_tree = ast.parse(self.source)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                return {}
-        python_statements = self._python_tree.body
         lines: dict[cst.CSTNode, int] = {}
-        index = 0
-        for statement in self.tree.body:
-            count = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
-            if index + count > len(python_statements):
-                return {}
-            first = python_statements[index]
-            index += count
+        for statement, first in self._python_statements.items():
             content_line = first.lineno
-            leading = len(statement.leading_lines)
+            leading = len(getattr(statement, "leading_lines", ()))
             decorators = getattr(statement, "decorators", ())
             python_decorators = getattr(first, "decorator_list", ())
             if decorators and python_decorators:
                 content_line = python_decorators[0].lineno  # the `@`, on the line its expression starts
                 leading += len(decorators[0].leading_lines)
             lines[statement] = content_line - leading
-        return lines if index == len(python_statements) else {}
+        return lines
+
+    @cached_property
+    def _statement_code_lines_after(self) -> dict[cst.CSTNode, int]:
+        """For each top-level statement, the line the next one's code starts on (past the file's end for the last)."""
+        starts = list(self._statement_code_lines.items())
+        after = {statement: line for (statement, _), (_, line) in zip(starts, starts[1:])}
+        if starts:
+            after[starts[-1][0]] = len(self._line_offsets) + 1
+        return after
+
+    @cached_property
+    def _python_statements(self) -> dict[cst.CSTNode, ast.stmt]:
+        """Each top-level statement's first CPython statement (a line of `a; b` is two): empty when the two
+        parsers' statements do not pair up."""
+        if self._python_tree is None:
+            try:
+                self._python_tree = ast.parse(self.source)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return {}
+        python_statements = self._python_tree.body
+        paired: dict[cst.CSTNode, ast.stmt] = {}
+        index = 0
+        for statement in self.tree.body:
+            count = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+            if index + count > len(python_statements):
+                return {}
+            paired[statement] = python_statements[index]
+            index += count
+        return paired if index == len(python_statements) else {}
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         parent = self.parents.get(node)
