@@ -410,11 +410,9 @@ def _cycle_collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-            # What a parsed file leaves in reference cycles (ParsedModule.release breaks the facts' own) only
-            # the collector frees, and its rare full pass came after the next large file was parsed beside
-            # it: a worker held two or three trees at once. Collected now, while it is the only large thing in
-            # memory, and the freed memory given back; a file that was not parsed leaves too little behind
-            # to be worth a pass.
+            # Left to the collector's own rare passes, a parsed file's leftovers were freed after the next large
+            # file was parsed beside them (a worker held two or three trees at once): freed now, while they are
+            # the only large thing in memory; a file that was not parsed leaves too little to be worth a pass.
             if _trees_released != released_before or gc.get_count()[0] > _GARBAGE_WORTH_COLLECTING:
                 _free_what_the_lint_left()
 

@@ -31,6 +31,24 @@ _Located = tuple[Mapping[cst.CSTNode, CodeRange], int, list[int] | None]
 _LONG_STATEMENT_LINES = 1_000
 
 
+def _python_statement_count(statement: cst.CSTNode) -> int:
+    """How many of CPython's statements a libcst statement is (a line of `a; b` is two)."""
+    return len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+
+
+def _code_lines(statement: cst.CSTNode, python_statement: ast.AST) -> tuple[int, int]:
+    """(the line where a statement's code starts, its leading blank and comment lines included; the line of its
+    first code: the `@` of its first decorator, on the line its expression starts), from CPython's lines."""
+    content_line: int = getattr(python_statement, "lineno", 0)
+    leading = len(getattr(statement, "leading_lines", ()))
+    decorators = getattr(statement, "decorators", ())
+    python_decorators = getattr(python_statement, "decorator_list", ())
+    if decorators and python_decorators:
+        content_line = python_decorators[0].lineno
+        leading += len(decorators[0].leading_lines)
+    return content_line - leading, content_line
+
+
 class ParsedModule:
     def __init__(
         self,
@@ -260,14 +278,7 @@ class ParsedModule:
         python_method = self._python_definition(method)
         if python_method is None:
             return None
-        content_line: int = getattr(python_method, "lineno", 0)
-        leading = len(getattr(method, "leading_lines", ()))
-        decorators = getattr(method, "decorators", ())
-        python_decorators = getattr(python_method, "decorator_list", ())
-        if decorators and python_decorators:
-            content_line = python_decorators[0].lineno
-            leading += len(decorators[0].leading_lines)
-        first_line = content_line - leading
+        first_line, content_line = _code_lines(method, python_method)
         offsets = self._line_offsets
         alone = self.tree.with_changes(body=[method], header=[], footer=[])
         code = alone.code
@@ -309,7 +320,7 @@ class ParsedModule:
             for statement in outer.body.body:
                 if statement is inner:
                     break
-                index += len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+                index += _python_statement_count(statement)
             body = getattr(python_node, "body", [])
             python_node = body[index] if index < len(body) else None
         expected = (ast.ClassDef,) if isinstance(definition, cst.ClassDef) else (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -328,14 +339,7 @@ class ParsedModule:
         starts, from CPython's statement lines: empty when the two parsers' statements do not pair up."""
         lines: dict[cst.CSTNode, int] = {}
         for statement, first in self._python_statements.items():
-            content_line = first.lineno
-            leading = len(getattr(statement, "leading_lines", ()))
-            decorators = getattr(statement, "decorators", ())
-            python_decorators = getattr(first, "decorator_list", ())
-            if decorators and python_decorators:
-                content_line = python_decorators[0].lineno  # the `@`, on the line its expression starts
-                leading += len(decorators[0].leading_lines)
-            lines[statement] = content_line - leading
+            lines[statement] = _code_lines(statement, first)[0]
         return lines
 
     @cached_property
@@ -360,7 +364,7 @@ class ParsedModule:
         paired: dict[cst.CSTNode, ast.stmt] = {}
         index = 0
         for statement in self.tree.body:
-            count = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+            count = _python_statement_count(statement)
             if index + count > len(python_statements):
                 return {}
             paired[statement] = python_statements[index]

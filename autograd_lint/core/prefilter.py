@@ -13,7 +13,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..torch_api import CASTS, ORDERING_METHODS, TORCH_FUNCTION_BASES
 
@@ -195,12 +195,7 @@ def _element_end(text: str, index: int) -> int:
 
 def _stays_on_one_line(text: str, flags: int) -> bool:
     """Whether no match of the pattern can take in a line break (what it asserts around itself may look past one)."""
-    try:
-        from re import _constants as constants  # type: ignore[attr-defined]
-        from re import _parser as parser  # type: ignore[attr-defined]
-    except ImportError:  # Python 3.10
-        import sre_constants as constants
-        import sre_parse as parser
+    parser, constants = _regex_parser()
     newline = ord("\n")
     line_breaking = {constants.CATEGORY_SPACE, constants.CATEGORY_NOT_DIGIT, constants.CATEGORY_NOT_WORD}
     line_breaking |= {constants.CATEGORY_LINEBREAK}
@@ -257,34 +252,31 @@ def _stays_on_one_line(text: str, flags: int) -> bool:
 
 
 def _top_level_alternatives(pattern: str) -> list[str]:
-    """`pattern` cut at each `|` outside brackets, groups and escapes: alternatives any of which matching is the
-    pattern matching (a pattern that starts with inline flags is kept whole)."""
+    """`pattern` cut at each `|` outside brackets, groups and escapes (read element by element, as `_line_lead`
+    reads them): alternatives any of which matching is the pattern matching (a pattern that starts with inline
+    flags is kept whole)."""
     if pattern.startswith("(?") and pattern[2:3].isalpha():
         return [pattern]
-    branches, depth, start, index, in_class = [], 0, 0, 0, False
+    branches, start, index = [], 0, 0
     while index < len(pattern):
-        character = pattern[index]
-        if character == "\\":
-            index += 2
-            continue
-        if in_class:
-            in_class = character != "]"
-        elif character == "[":
-            in_class = True
-            if pattern[index + 1 : index + 2] == "^":
-                index += 1
-            if pattern[index + 1 : index + 2] == "]":
-                index += 1  # a leading ] is a member
-        elif character == "(":
-            depth += 1
-        elif character == ")":
-            depth -= 1
-        elif character == "|" and depth == 0:
+        end = _element_end(pattern, index)
+        if pattern[index] == "|":
             branches.append(pattern[start:index])
-            start = index + 1
-        index += 1
+            start = end
+        index = end
     branches.append(pattern[start:])
     return branches
+
+
+def _regex_parser() -> tuple[Any, Any]:
+    """Python's regular-expression parser and its constants (`re._parser`; `sre_parse` before 3.11)."""
+    try:
+        from re import _constants as constants  # type: ignore[attr-defined]
+        from re import _parser as parser  # type: ignore[attr-defined]
+    except ImportError:  # Python 3.10
+        import sre_constants as constants
+        import sre_parse as parser
+    return parser, constants
 
 
 def required_words(pattern: re.Pattern[str]) -> tuple[str, ...]:
@@ -293,10 +285,7 @@ def required_words(pattern: re.Pattern[str]) -> tuple[str, ...]:
     such set can be told (case-insensitive patterns, only classes and wildcards)."""
     if pattern.flags & re.IGNORECASE:
         return ()
-    try:
-        from re import _parser as parser  # type: ignore[attr-defined]
-    except ImportError:  # Python 3.10
-        import sre_parse as parser
+    parser, _ = _regex_parser()
     return _required(parser.parse(pattern.pattern, pattern.flags)) or ()
 
 
