@@ -499,6 +499,19 @@ def terminal_name(node: ast.AST) -> str | None:
     return None
 
 
+def number_literal(node: ast.AST) -> float | None:
+    """The value of a number literal, signs included, as `core.syntax.literal_number` reads libcst's; None for
+    anything else, a bool or a complex among them."""
+    negative = False
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        negative ^= isinstance(node.op, ast.USub)
+        node = node.operand
+    value = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return -float(value) if negative else float(value)
+    return None
+
+
 ORDERING = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
 

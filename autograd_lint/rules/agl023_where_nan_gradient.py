@@ -13,7 +13,7 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, calls, python_children
+from ..core.prefilter import TextCue, calls, number_literal, python_children, terminal_name
 from ..core.rule import Finding, NodeRule
 from ..core.syntax import children, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
@@ -87,6 +87,9 @@ UNKNOWN_THRESHOLD = 1e-12  # `x > eps`, `x > self.threshold`: taken as a small n
 SINGULAR_POINTS = {"zero": (0.0,), "nonpositive": (0.0,), "negative": (0.0,), "minus_one": (-1.0,), "unit": (-1.0, 1.0)}
 NEAR = 1e-3  # `x.abs() < 1e-6` guards 0
 CLAMPS = frozenset({"clamp", "clip", "clamp_min", "clamp_max", "clamp_", "clamp_min_"})
+# What keeps an op's singular point from the values under it (`x.where(x > 0, 1.0)`, `x.nan_to_num()`):
+# the rule does not look inside.
+SANITIZERS = frozenset({"where", "masked_fill", "nan_to_num", "maximum", "minimum", "fmax", "fmin"})
 _UNSAFE_WORDS = "|".join(sorted(UNSAFE_CALLS))
 SELECTIONS = frozenset({"where", "masked_fill", "masked_fill_"})
 UNSAFE_OP = TextCue(
@@ -205,13 +208,13 @@ class WhereNanGradient(NodeRule[UnsafeWhere]):
 
     @classmethod
     def candidate(cls, tree: ast.AST) -> bool:
-        """In one scope (a function with what it contains, or the module outside functions): a
-        selection call (`where`, `masked_fill`), and an unsafe op whose argument (up to `-`, a
-        scale, a shape op and a clamp) is also compared there (up to `abs`). The rule follows guards
-        and branches through one function's locals only, so a file whose `where`s and unsafe ops
-        live in different functions (the big test and codegen modules) is never parsed with libcst
-        for this rule."""
-        return _any_scope_may_report(tree)
+        """A selection call (`where`, `masked_fill`) whose arguments, with the values of the locals
+        they name, compare an operand (up to `abs`) that is also the argument of an unsafe op there
+        (up to `-`, a scale, a shape op and a clamp), or of a module function's that applies one. The
+        rule finds the guard in the condition and the op in a branch through one function's locals,
+        so a file whose `where`s and unsafe ops are apart (most test and codegen modules) is never
+        parsed with libcst for this rule."""
+        return _any_selection_may_report(tree)
 
     def check_node(self, node: cst.CSTNode, module: ParsedModule) -> Iterator[Finding[UnsafeWhere]]:
         if not isinstance(node, cst.Call) or _terminal_name(node.func) not in SELECTIONS:
@@ -245,91 +248,222 @@ def _no_gradient_reaches(module: ParsedModule, found: UnsafeWhere) -> bool:
     return not (_terminal_name(call.func) or "").endswith("_") and feeds_only_non_differentiable(module, call)
 
 
-class _ScopeFacts:
-    """What the prefilter needs from one scope: a torch `where` call, compared operands, unsafe-op arguments.
-    Expressions are kept as nodes and turned into source text only for a scope with a `where`: most scopes
-    have none, and `ast.unparse` of every compared and assigned value was most of this check's time."""
-
-    def __init__(self) -> None:
-        self.has_where = False
-        self.compared: list[ast.expr] = []
-        self.arguments: list[ast.expr] = []
-        self.called: dict[str, list[ast.expr]] = {}  # `f(x)` -> [x]: arguments of calls by a plain name
-        self.assigned: dict[str, list[ast.expr]] = {}  # `bx = beta * x` -> [beta * x]: what a guarded local holds
-
-    def merge(self, other: _ScopeFacts) -> None:
-        self.has_where |= other.has_where
-        self.compared += other.compared
-        self.arguments += other.arguments
-        for name, values in other.called.items():
-            self.called.setdefault(name, []).extend(values)
-        for name, values in other.assigned.items():
-            self.assigned.setdefault(name, []).extend(values)
-
-    def may_report(self) -> bool:
-        if not self.has_where:
-            return False
-        compared = _ast_operand_texts(self.compared)
-        pending = list(compared)
-        while pending:  # the rule follows a guarded local to its value (`_unwrapping`)
-            for text in _ast_operand_texts(self.assigned.get(pending.pop(), [])):
-                if text not in compared:
-                    compared.add(text)
-                    pending.append(text)
-        return not compared.isdisjoint(_ast_argument_texts(self.arguments))
-
-    def add(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            self.assigned.setdefault(node.targets[0].id, []).append(node.value)
-        elif isinstance(node, ast.Compare):
-            self.compared += [node.left, *node.comparators]
-        elif isinstance(node, ast.Call):
-            name = _ast_terminal(node.func)
-            operands = [*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])]
-            if name in SELECTIONS:
-                self.has_where = self.has_where or not _is_array_library_call(node.func)
-            elif name in COMPARISON_METHODS:
-                self.compared += operands
-            elif name in UNSAFE_CALLS or name in ("pow", "div", "true_divide", "divide"):
-                self.arguments += operands
-            elif isinstance(node.func, ast.Name) and name is not None:
-                self.called.setdefault(name, []).extend([*node.args, *(k.value for k in node.keywords)])
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            self.arguments.append(node.right)
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            self.arguments.append(node.left)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-
-
-def _any_scope_may_report(tree: ast.AST) -> bool:
-    """One pass over the tree. A function's (or lambda's) facts include those of the functions nested
-    in it; the module's scope is what lies outside every function."""
-    facts: dict[ast.AST, _ScopeFacts] = {tree: _ScopeFacts()}
-    outer: dict[ast.AST, ast.AST] = {}
-    order: list[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda] = []
-    stack = [(tree, tree)]
+def _any_selection_may_report(tree: ast.AST) -> bool:
+    """One pass over the tree for the selections, each function's assignments, the imports and the kinds of
+    unsafe op each module-level function applies; then, for each selection, its guards and its branches."""
+    top_level = {id(s) for s in getattr(tree, "body", ()) if isinstance(s, _DEFINITIONS)}
+    assignments: dict[ast.AST | None, dict[str, list[ast.expr]]] = {}
+    imported: dict[str, set[str]] = {}  # local name -> the modules or names it is imported as
+    selections: list[tuple[ast.Call, ast.AST | None]] = []
+    helper_kinds: dict[str, set[str]] = {}  # module-level function -> kinds of the unsafe ops in it
+    helper_calls: dict[str, set[str]] = {}  # module-level function -> the functions it calls by name
+    # (node, the innermost function it belongs to, the module-level function it lies in)
+    stack: list[tuple[ast.AST, ast.AST | None, str | None]] = [(tree, None, None)]
     while stack:
-        node, scope = stack.pop()
-        if node is not scope and isinstance(node, _SCOPES):
-            facts[node], outer[node] = _ScopeFacts(), scope
-            order.append(node)
-            scope = node
-        facts[scope].add(node)
-        stack.extend((child, scope) for child in python_children(node))
-    for function in reversed(order):  # inner functions come after the ones containing them
-        if outer[function] is not tree:
-            facts[outer[function]].merge(facts[function])
-    # A call of one of the module's functions that contains an unsafe op (`safe_log(x)`) passes its
-    # arguments to that op, for all the prefilter can tell.
-    unsafe_helpers = {
-        f.name for f in order if outer[f] is tree and not isinstance(f, ast.Lambda) and facts[f].arguments
-    }
-    for scope_facts in facts.values():
-        for name in unsafe_helpers & scope_facts.called.keys():
-            scope_facts.arguments += scope_facts.called[name]
-    return any(f.may_report() for f in facts.values())
+        node, function, helper = stack.pop()
+        if isinstance(node, _DEFINITIONS):
+            # decorators, defaults and annotations are evaluated in the enclosing scope, the body in its own
+            inner_helper = node.name if id(node) in top_level else helper
+            stack.extend((child, node, inner_helper) for child in reversed(node.body))
+            body = {id(statement) for statement in node.body}
+            stack.extend((child, function, helper) for child in python_children(node) if id(child) not in body)
+            continue
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            assignments.setdefault(function, {}).setdefault(node.targets[0].id, []).append(node.value)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                full = alias.name if alias.asname or isinstance(node, ast.ImportFrom) else local
+                imported.setdefault(local, set()).add(full)
+        elif isinstance(node, ast.Call) and terminal_name(node.func) in SELECTIONS:
+            selections.append((node, function))
+        elif helper is not None:
+            helper_kinds.setdefault(helper, set()).update(kind for _, kind in _ast_unsafe(node))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                helper_calls.setdefault(helper, set()).add(node.func.id)
+        stack.extend((child, function, helper) for child in python_children(node))
+    changed = True
+    while changed:  # a helper that returns another's result (`def safe_log(x): return _log(x)`) applies its ops
+        changed = False
+        for helper, called in helper_calls.items():
+            for kinds in [helper_kinds.get(name, set()) for name in called]:
+                if not kinds <= helper_kinds.setdefault(helper, set()):
+                    helper_kinds[helper] |= kinds
+                    changed = True
+    module_names = assignments.get(None, {})
+    unsafe_helpers = {name: kinds for name, kinds in helper_kinds.items() if kinds}
+    return any(
+        _selects(call, imported, module_names)
+        and _selection_may_report(call, assignments.get(function, {}) if function is not None else {}, unsafe_helpers)
+        for call, function in selections
+    )
+
+
+def _selects(call: ast.Call, imported: dict[str, set[str]], module_names: dict[str, list[ast.expr]]) -> bool:
+    """Whether a call may be one of `_selection`'s: every parameter given, nothing unpacked; the three-argument
+    form is torch's function (`torch.where`, `th.where`, `where` imported from torch), the two-argument
+    form a tensor's method."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return False
+    count = len(call.args) + len(call.keywords)
+    func = call.func
+    if isinstance(func, ast.Name):
+        return count == 3 and func.id in ("where", "masked_fill")
+    if not isinstance(func, ast.Attribute) or _is_array_library_call(func):
+        return False
+    if count == 2:
+        return True
+    # A receiver imported as some other module (`tl.where(c, a, b)` with `import triton.language as tl`)
+    # is not torch; one the file does not import may still be, through the whole file's imports.
+    receiver = func.value
+    return (
+        count == 3
+        and func.attr in ("where", "masked_fill")
+        and isinstance(receiver, ast.Name)
+        and (
+            receiver.id not in imported
+            or "torch" in imported[receiver.id]
+            or receiver.id in module_names  # `th = torch`
+        )
+    )
+
+
+def _selection_may_report(
+    call: ast.Call, assigned: dict[str, list[ast.expr]], unsafe_helpers: dict[str, set[str]]
+) -> bool:
+    """Whether a guard in what may be the selection's condition compares an operand (up to `abs` and the
+    locals it names) that an unsafe op in what may be one of its branches applies to (up to `-`, a scale, a
+    shape op and a clamp), at a threshold that guards the op's singular point. Any argument may be the
+    condition and any argument or the receiver a branch: keywords and forms are sorted out by the rule."""
+    arguments = [*call.args, *(k.value for k in call.keywords)]
+    receiver = [call.func.value] if isinstance(call.func, ast.Attribute) else []
+    guards = [
+        (_ast_guarded_texts(operand, assigned), threshold) for operand, threshold in _ast_guards(arguments, assigned)
+    ]
+    if not guards:
+        return False
+    for operand, kind in _ast_branch_unsafe([*arguments, *receiver], assigned, unsafe_helpers):
+        texts = _ast_argument_texts([operand])
+        for guarded, threshold in guards:
+            if (_guards_the_singular_point(kind, threshold) or _guards_the_singular_point(kind, -threshold)) and (
+                not guarded.isdisjoint(texts)
+            ):
+                return True
+    return False
+
+
+def _ast_guards(conditions: list[ast.expr], assigned: dict[str, list[ast.expr]]) -> list[tuple[ast.expr, float]]:
+    """(compared operand, threshold) of each comparison `_guards` may find in a condition: through the locals
+    it names, element-keeping reshapes and casts, negations, `&`, `|`, `logical_and` and `logical_or`."""
+    pairs: list[tuple[ast.expr, ast.expr]] = []
+    stack: list[ast.AST] = list(conditions)
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ast.Name):
+            stack.extend(assigned.get(node.id, ()))
+        elif isinstance(node, ast.Subscript):
+            stack.append(node.value)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Invert, ast.Not)):
+            stack.append(node.operand)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+            stack += [node.left, node.right]
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], _AST_OPERATORS):
+            pairs.append((node.left, node.comparators[0]))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name, receiver = node.func.attr, node.func.value
+            positional = [a.value if isinstance(a, ast.Starred) else a for a in node.args]
+            if name in VALUE_PRESERVING or name == "bool" or name in ("logical_and", "logical_or"):
+                stack += [receiver, *positional]
+            elif name in COMPARISON_METHODS and len(positional) == 2:  # `torch.gt(x, 0)`
+                pairs.append((positional[0], positional[1]))
+            elif name in COMPARISON_METHODS and len(positional) == 1:  # `x.gt(0)`
+                pairs.append((receiver, positional[0]))
+    guards = []
+    for left, right in pairs:  # as `_guard` reads them
+        threshold, other = number_literal(right), number_literal(left)
+        if threshold is None and other is not None:
+            left, right, threshold = right, left, other
+        if threshold is None and _threshold_like_text("".join(ast.unparse(right).split())):
+            threshold = UNKNOWN_THRESHOLD
+        if threshold is not None:
+            guards.append((left, threshold))
+    return guards
+
+
+def _ast_guarded_texts(operand: ast.expr, assigned: dict[str, list[ast.expr]]) -> set[str]:
+    """Source of a guarded operand, of what `abs` and reshapes wrap in it, and of the values of the locals it
+    names (`_absolute_of`, `_unwrapping`)."""
+    texts = _ast_operand_texts([operand])
+    pending = list(texts)
+    while pending:
+        for text in _ast_operand_texts(assigned.get(pending.pop(), [])):
+            if text not in texts:
+                texts.add(text)
+                pending.append(text)
+    return texts
+
+
+def _ast_branch_unsafe(
+    branches: list[ast.expr], assigned: dict[str, list[ast.expr]], unsafe_helpers: dict[str, set[str]]
+) -> list[tuple[ast.expr, str]]:
+    """(argument, kind) of each unsafe op `_unsafe_operations` may find in a branch: through the locals it
+    names, not into lambdas nor sanitizers; a call of a module function that applies one (`safe_log(x)`)
+    may apply it to any of the call's arguments."""
+    found: list[tuple[ast.expr, str]] = []
+    stack: list[ast.AST] = list(branches)
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, ast.Lambda):
+            continue
+        seen.add(id(node))
+        if isinstance(node, ast.Name):
+            stack.extend(assigned.get(node.id, ()))
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SANITIZERS:
+            continue
+        found += _ast_unsafe(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in unsafe_helpers:
+            arguments = [*node.args, *(k.value for k in node.keywords)]
+            found += [(argument, kind) for argument in arguments for kind in unsafe_helpers[node.func.id]]
+        stack.extend(python_children(node))
+    return found
+
+
+def _ast_unsafe(node: ast.AST) -> list[tuple[ast.expr, str]]:
+    """(argument, kind) of what `_unsafe` may find in a node. Without the imports, `a.log()`'s receiver may be a
+    namespace or a tensor: both readings are taken (`torch.log(x)`, `x.log()`)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return [(node.right, "zero")]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        kind = _power_kind(number_literal(node.right))
+        return [(node.left, kind)] if kind else []
+    if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Name, ast.Attribute)):
+        return []
+    positional = [a.value if isinstance(a, ast.Starred) else a for a in node.args]
+    readings = [(positional[0], positional[1:])] if positional else []  # a function's
+    if isinstance(node.func, ast.Attribute):
+        readings.append((node.func.value, positional))  # a method's
+    name = terminal_name(node.func)
+    found = []
+    for operand, rest in readings:
+        if name in UNSAFE_CALLS and not rest:
+            found.append((operand, UNSAFE_CALLS[name]))
+        elif name == "pow" and len(rest) == 1 and (kind := _power_kind(number_literal(rest[0]))):
+            found.append((operand, kind))
+        elif name in DIVISIONS and rest:
+            found.append((rest[0], "zero"))
+    return found
+
+
+_AST_OPERATORS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE, ast.Eq, ast.NotEq)
 
 
 def _is_array_library_call(func: ast.expr) -> bool:
@@ -341,10 +475,6 @@ def _is_array_library_call(func: ast.expr) -> bool:
     )
 
 
-def _ast_terminal(func: ast.AST) -> str | None:
-    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-
-
 def _ast_operand_texts(nodes: list[ast.expr]) -> set[str]:
     """Source of compared operands, and of `x` for `x.abs()` / `torch.abs(x)` and for what
     `_unwrapping` sees through (`n.unsqueeze(-1)`, `n[..., None]`, `n.float()`)."""
@@ -353,7 +483,7 @@ def _ast_operand_texts(nodes: list[ast.expr]) -> set[str]:
     while stack:
         node = stack.pop()
         texts.add(ast.unparse(node))
-        if isinstance(node, ast.Call) and _ast_terminal(node.func) == "abs":
+        if isinstance(node, ast.Call) and terminal_name(node.func) == "abs":
             stack.extend([*node.args, *([node.func.value] if isinstance(node.func, ast.Attribute) else [])])
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in VALUE_PRESERVING:
             stack.append(node.func.value)
@@ -592,9 +722,12 @@ def _comparison(
 
 
 def _threshold_like(expr: cst.BaseExpression) -> bool:
+    return _threshold_like_text(normalized_code(expr))
+
+
+def _threshold_like_text(code: str) -> bool:
     """A name or attribute that reads as a small constant: `eps`, `self.threshold`, `EPS`, `tol`."""
-    text = normalized_code(expr).lower()
-    last = re.split(r"[.\\[]", text)[-1]
+    last = re.split(r"[.\\[]", code.lower())[-1]
     return any(word in last for word in ("eps", "tol", "thresh", "tiny", "min_value", "epsilon"))
 
 
@@ -643,7 +776,7 @@ def _sanitizes(node: cst.CSTNode) -> bool:
     if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)):
         return False
     name = node.func.attr.value
-    if name in ("where", "masked_fill", "nan_to_num", "maximum", "minimum", "fmax", "fmin"):
+    if name in SANITIZERS:
         return True
     # `x.clamp(min=0)` still puts 0 under a log or sqrt; any other bound keeps it away.
     return name in CLAMPS and not _zero_lower_bound(node)
@@ -700,7 +833,7 @@ def _unsafe(module: ParsedModule, node: cst.BaseExpression) -> tuple[cst.BaseExp
         if name in UNSAFE_CALLS and not rest:
             return operand, UNSAFE_CALLS[name]
         if name == "pow" and len(rest) == 1:
-            kind = _power_kind(rest[0])
+            kind = _power_kind(literal_number(rest[0]))
             return (operand, kind) if kind else None
         if name in DIVISIONS and rest:
             return rest[0], "zero"
@@ -709,7 +842,7 @@ def _unsafe(module: ParsedModule, node: cst.BaseExpression) -> tuple[cst.BaseExp
         if isinstance(node.operator, cst.Divide):
             return node.right, "zero"
         if isinstance(node.operator, cst.Power):
-            kind = _power_kind(node.right)
+            kind = _power_kind(literal_number(node.right))
             return (node.left, kind) if kind else None
     return None
 
@@ -739,8 +872,8 @@ def _helper_unsafe(
                     yield (value if sign > 0 else cst.UnaryOperation(cst.Minus(), value)), kind, operation
 
 
-def _power_kind(exponent: cst.BaseExpression) -> str | None:
-    value = literal_number(exponent)
+def _power_kind(value: float | None) -> str | None:
+    """The kind of `x ** value`, for an exponent that is a number literal; None for a safe or unknown one."""
     if value is None or (value >= 0 and value == int(value)):
         return None
     if value < 0:

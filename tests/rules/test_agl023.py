@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 
 import pytest
@@ -9,6 +10,8 @@ from snippets import marked_positions, reported_positions
 from test_confirm import run_recipe
 
 from autograd_lint import Config, lint_source
+from autograd_lint.engine import lint_text
+from autograd_lint.rules.agl023_where_nan_gradient import WhereNanGradient
 
 
 def agl023(body: str) -> list[tuple[int, int]]:
@@ -167,6 +170,11 @@ def test_no_gradient_through_the_where_is_silent(source):
             "import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef f(x):\n    return torch.where(x > 0, _log(x), 0.0)\n",
             (7, 31),
         ),
+        (  # a helper that returns another helper's result
+            "import torch\n\ndef _log(v):\n    return torch.log(v)\n\ndef safe_log(v):\n    return _log(v)\n\n"
+            "def f(x):\n    return torch.where(x > 0, safe_log(x), 0.0)\n",
+            (10, 31),
+        ),
         (
             "import torch\n\ndef _inv(v, eps=0.0):\n    return 1.0 / (v + eps)\n\ndef f(x):\n    return torch.where(x != 0, _inv(x), 0.0)\n",
             None,
@@ -193,6 +201,27 @@ def test_guard_on_a_local_holding_a_scaled_input_alone_in_its_file():
     # nothing else in the file passes the prefilter: it must follow `bx` to `beta * x` itself
     source = "import torch\n\ndef f(x, beta=2.0):\n    bx = beta * x\n    return torch.where(bx > 20, x, torch.log1p(torch.exp(beta * x)) / beta)\n"
     assert [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))] == [(5, 48)]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the threshold is not the op's singular point: a switch between two formulas
+        "import torch\n\ndef f(x):\n    return torch.where(x > 5.0, torch.log(x), 0.0)\n",
+        # triton's three-argument where, not torch's
+        "import triton.language as tl\n\ndef f(w, n):\n    return tl.where(n == 0.0, 0.0, w / n)\n",
+        # the comparison is an operand of a reduction, not a guard
+        "import torch\n\ndef f(x, y):\n    return torch.where(torch.max(torch.ge(x, 0), y), torch.log(x), 0.0)\n",
+        # the unsafe op and the guard are in one function but not in one selection
+        "import torch\n\ndef f(x, z):\n    y = torch.log(x)\n    m = x > 0\n    return torch.where(m, z, 0.0), y\n",
+        # the guard compares a variable the op does not read
+        "import torch\n\ndef f(x, n):\n    return torch.where(n > 0, torch.log(x), 0.0)\n",
+    ],
+)
+def test_the_prefilter_passes_over_what_the_rule_cannot_report(source):
+    """These files are not parsed with libcst for AGL023, and the rule, made to look, agrees."""
+    assert not WhereNanGradient.candidate(ast.parse(source))
+    assert lint_text(source, "case.py", ["AGL023"], prefilter=False) == []
 
 
 def test_numpy_where_is_not_torch():
