@@ -266,6 +266,32 @@ def test_a_linted_files_tree_is_freed_by_the_lint_itself():
         gc.enable()
 
 
+def test_a_trees_nodes_are_walked_once_for_every_candidate_and_go_with_the_tree(monkeypatch):
+    """The rules whose candidates walk all of a file's nodes (AGL003's products, AGL023's selections, AGL004's
+    calls) share one walk of its tree; the walk is kept no longer than the tree."""
+    import ast
+    import weakref
+
+    from autograd_lint.core import prefilter
+    from autograd_lint.engine import lint_text
+
+    walked: list[ast.AST] = []
+    walk = prefilter._walked_nodes
+    monkeypatch.setattr(prefilter, "_walked_nodes", lambda tree: walked.append(tree) or walk(tree))
+    source = "import torch\n\ndef f(x):\n    y = x * (x > 0)\n    return torch.where(x > 0, torch.log(x), 0.0), y\n"
+    assert {d.code for d in lint_text(source, "m.py", ["AGL003", "AGL023"])} == {"AGL003", "AGL023"}
+    assert [type(tree) for tree in walked] == [ast.Module]
+
+    walked.clear()
+    tree = ast.parse(source)
+    nodes = prefilter.python_nodes(tree)
+    assert nodes[0] is tree and prefilter.python_nodes(tree) == nodes == walk(tree)
+    assert walked == [tree]
+    kept = weakref.ref(tree)
+    del tree, nodes, walked[:]
+    assert kept() is None
+
+
 def chain(count: int) -> str:
     return "x = " + " + ".join(["a"] * count) + "\n"
 

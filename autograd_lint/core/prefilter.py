@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -354,9 +355,21 @@ def _walked_fields(kind: type) -> tuple[str, ...]:
     return fields
 
 
+# Each walked tree's nodes, for the next rule's candidate that walks it. Kept without the tree itself, which
+# the nodes below it do not reference: an entry goes when its tree does.
+_NODES_BELOW: weakref.WeakKeyDictionary[ast.AST, list[ast.AST]] = weakref.WeakKeyDictionary()
+
+
 def python_nodes(tree: ast.AST) -> list[ast.AST]:
     """Every node of a CPython AST but the leaves of `_LEAF_FIELDS`, depth first in source order: what `ast.walk`
-    yields less those, 2.4x faster than a walk by `python_children`."""
+    yields less those, 2.4x faster than a walk by `python_children`, and walked once per tree."""
+    below = _NODES_BELOW.get(tree)
+    if below is None:
+        below = _NODES_BELOW[tree] = _walked_nodes(tree)[1:]
+    return [tree, *below]
+
+
+def _walked_nodes(tree: ast.AST) -> list[ast.AST]:
     found: list[ast.AST] = []
     stack = [tree]
     node_type = ast.AST
@@ -388,7 +401,7 @@ def python_children(node: ast.AST) -> list[ast.AST]:
 
 # The fields of a statement, an except clause or a match case that hold statements (a lambda's or an if
 # expression's `body` holds an expression: only lists are followed).
-_STATEMENT_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+STATEMENT_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
 def python_statements(tree: ast.AST) -> list[ast.AST]:
@@ -400,7 +413,7 @@ def python_statements(tree: ast.AST) -> list[ast.AST]:
         node = stack.pop()
         found.append(node)
         children: list[ast.AST] = []
-        for field in _STATEMENT_FIELDS:
+        for field in STATEMENT_FIELDS:
             value = getattr(node, field, None)
             if type(value) is list:
                 children.extend(value)

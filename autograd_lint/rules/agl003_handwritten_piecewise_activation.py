@@ -26,6 +26,7 @@ from ..torch_api import CASTS, LESS_METHODS, ORDERING_METHODS
 _COMPARISON = r"[^()\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\n]*"
 _CAST = r"(?:\s*\.\s*(?:float|half|double|bfloat16|to|type_as|type)\([^()\n]*(?:\([^()\n]*\))?[^()\n]*\))?"
 _COMPARISON_METHOD = r"\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\("
+_MULTIPLICATIONS = frozenset({"mul", "mul_", "multiply"})  # `x.mul(mask)`, `torch.mul(x, mask)`
 # Separate patterns: one alternation of all of them is several times slower to search.
 # The flagged expression is assumed to keep each of these on one physical line, as formatters write it.
 MASK_MULTIPLIED = TextCue(
@@ -97,7 +98,7 @@ def _factors(node: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
 
 
 def _is_mul_call(module: ParsedModule, call: cst.Call) -> bool:
-    if not (isinstance(call.func, cst.Attribute) and call.func.attr.value in ("mul", "mul_", "multiply")):
+    if not (isinstance(call.func, cst.Attribute) and call.func.attr.value in _MULTIPLICATIONS):
         return False
     qualified = module.qualified_name(call.func) or ""
     positional = [a for a in call.args if a.keyword is None]
@@ -391,14 +392,21 @@ def _is_relu_mask(comparison: cst.BaseExpression, value: cst.BaseExpression) -> 
 
 
 def _multiplies_a_comparison(tree: ast.AST) -> bool:
-    nodes = python_nodes(tree)
-    compared_names = {
-        target.id
-        for node in nodes
-        if isinstance(node, ast.Assign) and is_ordering_comparison(node.value)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+    # One pass sorts the nodes by exact type (a set lookup each: most of a tree is neither): the products, and
+    # the names assigned a comparison, which a product anywhere may read.
+    compared_names: set[str] = set()
+    products: list[ast.AST] = []
+    for node in python_nodes(tree):
+        if type(node) not in _READ_KINDS:
+            continue
+        if isinstance(node, ast.Assign):
+            if is_ordering_comparison(node.value):
+                compared_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+            if isinstance(node.op, ast.Mult):
+                products.append(node)
+        elif isinstance(node, ast.Call) and terminal_name(node.func) in _MULTIPLICATIONS:
+            products.append(node)
 
     # Module functions that return a (cast) comparison: `positive_mask(h)` is a mask. Read only for a product
     # with a call of a module function (rare), as it walks each such function again.
@@ -421,17 +429,20 @@ def _multiplies_a_comparison(tree: ast.AST) -> bool:
             return True
         return is_ordering_comparison(factor) or (isinstance(factor, ast.Name) and factor.id in compared_names)
 
-    for node in nodes:
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+    for node in products:
+        if isinstance(node, ast.BinOp):
             if any(comparison_like(f) for f in _ast_factors(node)):
                 return True
-        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult):
+        elif isinstance(node, ast.AugAssign):
             if comparison_like(node.value):
                 return True
-        elif isinstance(node, ast.Call) and terminal_name(node.func) in ("mul", "mul_", "multiply"):
+        elif isinstance(node, ast.Call):
             if any(comparison_like(a) for a in node.args):
                 return True
     return False
+
+
+_READ_KINDS = frozenset({ast.Assign, ast.BinOp, ast.AugAssign, ast.Call})
 
 
 def _ast_factors(node: ast.AST):

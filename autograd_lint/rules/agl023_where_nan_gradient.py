@@ -4,6 +4,7 @@ unselected side's infinite derivative times where's zero gradient is NaN."""
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
 from collections.abc import Iterator
@@ -13,7 +14,15 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, calls, number_literal, python_children, terminal_name
+from ..core.prefilter import (
+    STATEMENT_FIELDS,
+    TextCue,
+    calls,
+    number_literal,
+    python_children,
+    python_nodes,
+    terminal_name,
+)
 from ..core.rule import Finding, NodeRule
 from ..core.syntax import children, literal_number, normalized_code, short_code, walk
 from ..facts.gradient_reach import (
@@ -252,54 +261,110 @@ _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _any_selection_may_report(tree: ast.AST) -> bool:
-    """One pass over the tree for the selections, each function's assignments, the imports and the kinds of
-    unsafe op each module-level function applies; then, for each selection, its guards and its branches."""
-    top_level = {id(s) for s in getattr(tree, "body", ()) if isinstance(s, _DEFINITIONS)}
-    assignments: dict[ast.AST | None, dict[str, list[ast.expr]]] = {}
-    imported: dict[str, set[str]] = {}  # local name -> the modules or names it is imported as
-    selections: list[tuple[ast.Call, ast.AST | None]] = []
-    helper_kinds: dict[str, set[str]] = {}  # module-level function -> kinds of the unsafe ops in it
-    helper_calls: dict[str, set[str]] = {}  # module-level function -> the functions it calls by name
-    # (node, the innermost function it belongs to, the module-level function it lies in)
-    stack: list[tuple[ast.AST, ast.AST | None, str | None]] = [(tree, None, None)]
-    while stack:
-        node, function, helper = stack.pop()
-        if isinstance(node, _DEFINITIONS):
-            # decorators, defaults and annotations are evaluated in the enclosing scope, the body in its own
-            inner_helper = node.name if id(node) in top_level else helper
-            stack.extend((child, node, inner_helper) for child in reversed(node.body))
-            body = {id(statement) for statement in node.body}
-            stack.extend((child, function, helper) for child in python_children(node) if id(child) not in body)
-            continue
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            assignments.setdefault(function, {}).setdefault(node.targets[0].id, []).append(node.value)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                local = alias.asname or alias.name.split(".")[0]
-                full = alias.name if alias.asname or isinstance(node, ast.ImportFrom) else local
-                imported.setdefault(local, set()).add(full)
-        elif isinstance(node, ast.Call) and terminal_name(node.func) in SELECTIONS:
-            selections.append((node, function))
-        elif helper is not None:
-            helper_kinds.setdefault(helper, set()).update(kind for _, kind in _ast_unsafe(node))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                helper_calls.setdefault(helper, set()).add(node.func.id)
-        stack.extend((child, function, helper) for child in python_children(node))
-    changed = True
-    while changed:  # a helper that returns another's result (`def safe_log(x): return _log(x)`) applies its ops
-        changed = False
-        for helper, called in helper_calls.items():
-            for kinds in [helper_kinds.get(name, set()) for name in called]:
-                if not kinds <= helper_kinds.setdefault(helper, set()):
-                    helper_kinds[helper] |= kinds
-                    changed = True
-    module_names = assignments.get(None, {})
-    unsafe_helpers = {name: kinds for name, kinds in helper_kinds.items() if kinds}
+    """The selections are found in one walk of the tree's nodes; what the rule reads around them (the locals of
+    the function each one is in, the imports, the module's functions) in a walk of its statements, and the
+    module functions' unsafe ops only for those a selection's branch calls."""
+    selections = [n for n in python_nodes(tree) if isinstance(n, ast.Call) and terminal_name(n.func) in SELECTIONS]
+    if not selections:
+        return False
+    scopes = _Scopes(tree)
+    helpers = _UnsafeHelpers(scopes.module_functions)
     return any(
-        _selects(call, imported, module_names)
-        and _selection_may_report(call, assignments.get(function, {}) if function is not None else {}, unsafe_helpers)
-        for call, function in selections
+        _selects(call, scopes.imported, scopes.assignments.get(None, {}))
+        and _selection_may_report(call, scopes.locals_around(call), helpers)
+        for call in selections
     )
+
+
+class _Scopes:
+    """From a tree's statements: each function's single-name assignments, the imports, the module's functions,
+    and where each function's body lies (a node inside it and in no function nested there is one of its
+    locals' readers)."""
+
+    def __init__(self, tree: ast.AST):
+        self.assignments: dict[ast.AST | None, dict[str, list[ast.expr]]] = {}
+        self.imported: dict[str, set[str]] = {}  # local name -> the modules or names it is imported as
+        self.module_functions: dict[str, list[ast.AST]] = {}
+        bodies: list[tuple[tuple[int, int], tuple[int, int], ast.AST]] = []
+        top_level = {id(statement) for statement in getattr(tree, "body", ())}
+        stack: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]
+        while stack:
+            node, function = stack.pop()
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                self.assignments.setdefault(function, {}).setdefault(node.targets[0].id, []).append(node.value)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    local = alias.asname or alias.name.split(".")[0]
+                    full = alias.name if alias.asname or isinstance(node, ast.ImportFrom) else local
+                    self.imported.setdefault(local, set()).add(full)
+            elif isinstance(node, _DEFINITIONS):
+                if id(node) in top_level:
+                    self.module_functions.setdefault(node.name, []).append(node)
+                last = node.body[-1]
+                bodies.append((_start(node.body[0]), (last.end_lineno or 0, last.end_col_offset or 0), node))
+                function = node  # its body; its decorators, defaults and annotations are the enclosing scope's
+            for field in STATEMENT_FIELDS:
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    stack.extend((child, function) for child in reversed(value))
+        bodies.sort(key=lambda body: body[0])
+        self._bodies = bodies
+        self._starts = [body[0] for body in bodies]
+
+    def locals_around(self, node: ast.expr) -> dict[str, list[ast.expr]]:
+        """The assignments of the innermost function whose body holds `node`; none at module level (the rule
+        follows a function's locals only)."""
+        position = (node.lineno, node.col_offset)
+        for index in range(bisect.bisect_right(self._starts, position) - 1, -1, -1):
+            _, end, function = self._bodies[index]
+            if position <= end:  # bodies nest or are apart: the latest one that holds it is the innermost
+                return self.assignments.get(function, {})
+        return {}
+
+
+def _start(statement: ast.stmt) -> tuple[int, int]:
+    """Where a statement's text starts: at its first decorator, for a decorated definition."""
+    decorators = getattr(statement, "decorator_list", None)
+    first = decorators[0] if decorators else statement
+    return (first.lineno, first.col_offset)
+
+
+class _UnsafeHelpers:
+    """The kinds of unsafe op a module function applies, itself or through the module functions it calls by name
+    (`def safe_log(x): return _log(x)`): read for the functions a selection's branch calls, once each."""
+
+    def __init__(self, functions: dict[str, list[ast.AST]]):
+        self._functions = functions
+        self._own: dict[str, tuple[set[str], set[str]]] = {}  # name -> (kinds of its own ops, what it calls)
+        self._kinds: dict[str, set[str]] = {}
+
+    def kinds(self, name: str) -> set[str]:
+        found = self._kinds.get(name)
+        if found is None:
+            found, reached, pending = set(), set(), [name]
+            while pending:
+                current = pending.pop()
+                if current in reached or current not in self._functions:
+                    continue
+                reached.add(current)
+                kinds, called = self._own_facts(current)
+                found |= kinds
+                pending.extend(called)
+            self._kinds[name] = found
+        return found
+
+    def _own_facts(self, name: str) -> tuple[set[str], set[str]]:
+        facts = self._own.get(name)
+        if facts is None:
+            kinds: set[str] = set()
+            called: set[str] = set()
+            for function in self._functions[name]:
+                for node in python_nodes(function):
+                    kinds.update(kind for _, kind in _ast_unsafe(node))
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                        called.add(node.func.id)
+            facts = self._own[name] = (kinds, called)
+        return facts
 
 
 def _selects(call: ast.Call, imported: dict[str, set[str]], module_names: dict[str, list[ast.expr]]) -> bool:
@@ -331,9 +396,7 @@ def _selects(call: ast.Call, imported: dict[str, set[str]], module_names: dict[s
     )
 
 
-def _selection_may_report(
-    call: ast.Call, assigned: dict[str, list[ast.expr]], unsafe_helpers: dict[str, set[str]]
-) -> bool:
+def _selection_may_report(call: ast.Call, assigned: dict[str, list[ast.expr]], helpers: _UnsafeHelpers) -> bool:
     """Whether a guard in what may be the selection's condition compares an operand (up to `abs` and the
     locals it names) that an unsafe op in what may be one of its branches applies to (up to `-`, a scale, a
     shape op and a clamp), at a threshold that guards the op's singular point. Any argument may be the
@@ -345,7 +408,7 @@ def _selection_may_report(
     ]
     if not guards:
         return False
-    for operand, kind in _ast_branch_unsafe([*arguments, *receiver], assigned, unsafe_helpers):
+    for operand, kind in _ast_branch_unsafe([*arguments, *receiver], assigned, helpers):
         texts = _ast_argument_texts([operand])
         for guarded, threshold in guards:
             if (_guards_the_singular_point(kind, threshold) or _guards_the_singular_point(kind, -threshold)) and (
@@ -411,7 +474,7 @@ def _ast_guarded_texts(operand: ast.expr, assigned: dict[str, list[ast.expr]]) -
 
 
 def _ast_branch_unsafe(
-    branches: list[ast.expr], assigned: dict[str, list[ast.expr]], unsafe_helpers: dict[str, set[str]]
+    branches: list[ast.expr], assigned: dict[str, list[ast.expr]], helpers: _UnsafeHelpers
 ) -> list[tuple[ast.expr, str]]:
     """(argument, kind) of each unsafe op `_unsafe_operations` may find in a branch: through the locals it
     names, not into lambdas nor sanitizers; a call of a module function that applies one (`safe_log(x)`)
@@ -430,9 +493,9 @@ def _ast_branch_unsafe(
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SANITIZERS:
             continue
         found += _ast_unsafe(node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in unsafe_helpers:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (kinds := helpers.kinds(node.func.id)):
             arguments = [*node.args, *(k.value for k in node.keywords)]
-            found += [(argument, kind) for argument in arguments for kind in unsafe_helpers[node.func.id]]
+            found += [(argument, kind) for argument in arguments for kind in kinds]
         stack.extend(python_children(node))
     return found
 

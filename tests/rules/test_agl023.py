@@ -216,12 +216,24 @@ def test_guard_on_a_local_holding_a_scaled_input_alone_in_its_file():
         "import torch\n\ndef f(x, z):\n    y = torch.log(x)\n    m = x > 0\n    return torch.where(m, z, 0.0), y\n",
         # the guard compares a variable the op does not read
         "import torch\n\ndef f(x, n):\n    return torch.where(n > 0, torch.log(x), 0.0)\n",
+        # the mask is a local of the enclosing function: the rule follows the selection's own function's locals
+        "import torch\n\ndef f(x):\n    m = x > 0\n\n    def g(x):\n        return torch.where(m, torch.log(x), 0.0)\n\n"
+        "    return g(x)\n",
     ],
 )
 def test_the_prefilter_passes_over_what_the_rule_cannot_report(source):
     """These files are not parsed with libcst for AGL023, and the rule, made to look, agrees."""
     assert not WhereNanGradient.candidate(ast.parse(source))
     assert lint_text(source, "case.py", ["AGL023"], prefilter=False) == []
+
+
+def test_a_selection_in_a_nested_function_reads_that_functions_locals():
+    source = (
+        "import torch\n\ndef f(x):\n    m = x < 0\n\n    def g(x):\n        m = x > 0\n"
+        "        return torch.where(m, torch.log(x), 0.0)\n\n    return g(x), m\n"
+    )
+    assert WhereNanGradient.candidate(ast.parse(source))
+    assert [(d.line, d.column) for d in lint_source(source, "case.py", Config(select=("AGL023",)))] == [(8, 31)]
 
 
 def test_numpy_where_is_not_torch():
