@@ -87,8 +87,8 @@ def _ignored(path: str, is_directory: bool, chain: _IgnoreChain) -> bool:
     verdict = None
     absolute = os.path.abspath(path)
     for base, spec in chain:
-        relative = os.path.relpath(absolute, base).replace(os.sep, "/")
-        if relative.startswith(".."):
+        relative = _below(absolute, base)
+        if relative is None:
             continue
         result = spec.check_file(relative + "/" if is_directory else relative)
         if result.include is None:
@@ -98,6 +98,17 @@ def _ignored(path: str, is_directory: bool, chain: _IgnoreChain) -> bool:
             continue  # the same pattern matched the parent: inherited
         verdict = result.include
     return bool(verdict)
+
+
+def _below(absolute: str, base: str) -> str | None:
+    """`absolute` relative to `base`, with slashes, when it lies at or below it; both absolute and normalized
+    (`os.path.relpath` did the same, at a tenth of the walk's time)."""
+    if absolute == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if not os.path.normcase(absolute).startswith(os.path.normcase(prefix)):
+        return None
+    return absolute[len(prefix) :].replace(os.sep, "/")
 
 
 def _read_ignore_file(base: str, file: str) -> _IgnoreChain:
