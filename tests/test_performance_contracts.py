@@ -329,7 +329,7 @@ def test_the_quick_syntax_check_reports_what_the_full_parse_reports():
 def test_a_cues_fast_searches_find_what_its_patterns_find():
     """Every cue gives the same answer through its derived searches as through its patterns, on the fixtures,
     the package and texts written at each search's edges."""
-    from autograd_lint.core.prefilter import FUNCTION_CLASS
+    from autograd_lint.core.prefilter import FOLLOW_UPS, FUNCTION_CLASS
     from autograd_lint.rules.text_cues import TEXT_CUES
 
     root = FIXTURES.parent
@@ -361,13 +361,23 @@ def test_a_cues_fast_searches_find_what_its_patterns_find():
         "torch.sign(x)",
         "a\nmask = x > 0",
         "mask = x > 0",
+        "mask = x > 0\ny = x * mask\n",
+        "mask = (\n    x > 0\n)\ny = mask.float() * x\n",
+        "def positive(h):\n    return h > 0\n\n\ndef f(x):\n    return x * positive(x)\n",
     ]
     cues = {id(cue): cue for cues in TEXT_CUES.values() for cue in cues} | {id(FUNCTION_CLASS): FUNCTION_CLASS}
+
+    def found_by_the_patterns(cue, text):
+        return any(s in text for s in cue.substrings) or any(
+            pattern.search(text) and (not follow_up or FOLLOW_UPS[follow_up](text, pattern.finditer(text)))
+            for pattern, follow_up in zip(cue.patterns, cue.follow_ups)
+        )
+
     differing = [
         (cue.description, text[:60])
         for cue in cues.values()
         for text in texts
-        if cue.found_in(text) != (any(s in text for s in cue.substrings) or any(p.search(text) for p in cue.patterns))
+        if cue.found_in(text) != found_by_the_patterns(cue, text)
     ]
     assert differing == []
     found = [cue.found_in(text) for cue in cues.values() for text in texts]

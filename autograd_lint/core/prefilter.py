@@ -10,9 +10,10 @@ loses nothing; each is asked once per file however many rules share it.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,10 +31,15 @@ class TextCue:
     # substring search is many times faster than a pattern that does not start with a literal. Derived from
     # the patterns unless given (the generated table gives them, so that start-up parses no pattern).
     pattern_guards: tuple[tuple[str, ...], ...] = ()
+    # Per pattern, the name of a `FOLLOW_UPS` check its matches must also pass ("": none), for a pattern too loose
+    # on its own: `mask = x > 0` is in many files, a product with `mask` in few.
+    follow_ups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.pattern_guards) != len(self.patterns):
             object.__setattr__(self, "pattern_guards", tuple(required_words(pattern) for pattern in self.patterns))
+        if len(self.follow_ups) != len(self.patterns):
+            object.__setattr__(self, "follow_ups", ("",) * len(self.patterns))
 
     def found_in(self, text: str) -> bool:
         if any(substring in text for substring in self.substrings):
@@ -49,9 +55,9 @@ class TextCue:
         searches = self.__dict__.get("_derived_searches")
         if searches is None:
             searches = [
-                derived
-                for pattern, guards in zip(self.patterns, self.pattern_guards)
-                for derived in fast_searches(pattern, guards)
+                (search if not follow_up else _followed(search, pattern, FOLLOW_UPS[follow_up]), words)
+                for pattern, guards, follow_up in zip(self.patterns, self.pattern_guards, self.follow_ups)
+                for search, words in fast_searches(pattern, guards)
             ]
             object.__setattr__(self, "_derived_searches", searches)
         return searches
@@ -125,17 +131,39 @@ def _line_search(whole: re.Pattern[str], lead: re.Pattern[str]) -> Callable[[str
     (`^[ \\t]*return...`: a regular expression tries a line-start anchor at every position of the text)."""
 
     def search(searched: str) -> bool:
-        position = 0
-        while (found := lead.search(searched, position)) is not None:
-            line_start = searched.rfind("\n", 0, found.start()) + 1
-            if whole.match(searched, line_start) is not None:
-                return True
-            position = searched.find("\n", found.start()) + 1
-            if position == 0:
-                return False
-        return False
+        return next(_line_matches(whole, lead, searched), None) is not None
 
     return search
+
+
+def _line_matches(whole: re.Pattern[str], lead: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """`whole.finditer(text)` for a pattern anchored at a line's start that stays on the line: at most one match
+    a line, on the lines `lead` is found on (see `_line_search`)."""
+    position = 0
+    while (found := lead.search(text, position)) is not None:
+        line_start = text.rfind("\n", 0, found.start()) + 1
+        match = whole.match(text, line_start)
+        if match is not None:
+            yield match
+        position = text.find("\n", found.start()) + 1
+        if position == 0:
+            return
+
+
+def _followed(
+    search: Callable[[str], bool], pattern: re.Pattern[str], follow_up: Callable[[str, Iterator[re.Match[str]]], bool]
+) -> Callable[[str], bool]:
+    """`search`, then, where it finds the pattern, `follow_up` of the text and every match of the pattern in it."""
+    lead = _line_lead(pattern.pattern, pattern.flags)
+    lead_pattern = re.compile(lead, pattern.flags) if lead is not None else None
+
+    def followed(text: str) -> bool:
+        if not search(text):
+            return False
+        matches = _line_matches(pattern, lead_pattern, text) if lead_pattern is not None else pattern.finditer(text)
+        return follow_up(text, matches)
+
+    return followed
 
 
 # One element of a pattern's text: an escape, a class, a group (its nesting skipped by `_element_end`) or a
@@ -330,6 +358,91 @@ def calls(*names: str) -> TextCue:
     """A call of one of these functions or methods (`where(`, `x.masked_fill (`), by name."""
     alternatives = "|".join(re.escape(name) for name in sorted(names))
     return TextCue(f"a call of {', '.join(sorted(names))}", patterns=(re.compile(rf"\b(?:{alternatives})\s*\("),))
+
+
+# --- follow-ups: what a cue's pattern is worth only with (`TextCue.follow_ups`) ---
+
+# What may stand between a product's `*` and the factor after it (whitespace, a comment, a line continued by a
+# backslash, opening parentheses) or a factor and the `*` after it (closing ones). A comment is read to its line's
+# end: read in pieces, a run of `#` could be cut in exponentially many ways.
+_COMMENT = r"#[^\n]*(?![^\n])"
+_GAP_AFTER = r"(?:\s|\\|" + _COMMENT + r"|\()*"
+_GAP_BEFORE = r"(?:\s|\\|" + _COMMENT + r"|\))*"
+# A call's parentheses, nested three deep (deeper ones are taken as balanced: see `_is_a_factor`).
+_PARENTHESES = r"\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)"
+_AFTER_STAR = re.compile(r"\*=?" + _GAP_AFTER + r"(\w+)")  # `x * mask`, `x *= (mask`, `x * positive(h)`
+# After a name: its call's parentheses, methods called on it (`.float()`, `.to(x)`), then `*`
+_BEFORE_STAR = re.compile(
+    r"(?:\s*" + _PARENTHESES + r")?(?:\s*\.\s*\w+\s*" + _PARENTHESES + r")*" + _GAP_BEFORE + r"\*"
+)
+_MULTIPLY_CALL = re.compile(r"mul(?:_|tiply)?\s*(?=\()")  # `x.mul(mask)`, `torch.mul(x, mask)`, `multiply(`
+_CALL_ARGUMENTS = re.compile(_PARENTHESES)
+_WORD = re.compile(r"\w+")
+# `<`, `>`, `<=`, `>=` (not `->`, `<<`, `>>`), or a comparison method
+_A_COMPARISON = re.compile(r"(?<![-<>=!])[<>]=?(?![<>])|\.(?:" + "|".join(sorted(ORDERING_METHODS)) + r")\s*\(")
+_ASSIGNED_NAMES = re.compile(r"(\w+)[ \t]*=(?!=)")  # `a = b = x > 0`: a and b (and keywords: more is safe)
+_MODULE_FUNCTION = re.compile(r"^def[ \t]+(\w+)", re.MULTILINE)
+_MODULE_FUNCTION_LEAD = re.compile(r"def[ \t]+(\w+)", re.MULTILINE)  # searched by its literal start
+
+
+def _is_a_factor(text: str, names: set[str]) -> bool:
+    """Whether one of `names` may be a factor of a product in `text` (itself, called, or with methods called on
+    it): right after `*` or `*=`, right before a `*`, or in the arguments of `mul` or `multiply`."""
+    if not names:
+        return False
+    if any(found.group(1) in names for found in _AFTER_STAR.finditer(text)):
+        return True
+    for call in _MULTIPLY_CALL.finditer(text):
+        arguments = _CALL_ARGUMENTS.match(text, call.end())
+        if arguments is None or not names.isdisjoint(_WORD.findall(arguments.group())):
+            return True  # (arguments nested deeper than the pattern reads may hold any name)
+    return any(
+        _BEFORE_STAR.match(text, found.end()) is not None
+        for name in names
+        for found in re.finditer(re.escape(name) + r"\b", text)
+    )
+
+
+def _assigned_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
+    """Matches at a line's start that assign a name (`mask = x > 0`, `a = b = x > 0`): one of the names is a
+    factor."""
+    return _is_a_factor(text, {name for match in matches for name in _ASSIGNED_NAMES.findall(match.group())})
+
+
+def _compared_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
+    """Matches that assign a value opened by a parenthesis on their line's end (`mask = (`): one of the names
+    whose value (up to its closing parenthesis) compares is a factor."""
+    names = set()
+    for match in matches:
+        value = _CALL_ARGUMENTS.match(text, match.group().index("(", match.group().index("=")) + match.start())
+        if value is None or _A_COMPARISON.search(value.group()):  # (nested deeper than read: it may compare)
+            names.update(_ASSIGNED_NAMES.findall(match.group()))
+    return _is_a_factor(text, names)
+
+
+def _module_function_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
+    """Matches in module functions (`return x > 0`): one of those functions is a factor. A match's function is
+    the last one defined at column 0 before it (a string's line starting `def` in between would hide it)."""
+    functions = [
+        (found.start(), found.group(1)) for found in _line_matches(_MODULE_FUNCTION, _MODULE_FUNCTION_LEAD, text)
+    ]
+    starts = [start for start, _ in functions]
+    names = set()
+    for match in matches:
+        index = bisect.bisect_right(starts, match.start()) - 1
+        if index >= 0:
+            names.add(functions[index][1])
+    return _is_a_factor(text, names)
+
+
+NAME_IS_A_FACTOR = "the assigned name is a factor of a product"
+COMPARED_NAME_IS_A_FACTOR = "the name assigned a comparison is a factor of a product"
+FUNCTION_IS_A_FACTOR = "the module function is a factor of a product"
+FOLLOW_UPS: dict[str, Callable[[str, Iterator[re.Match[str]]], bool]] = {
+    NAME_IS_A_FACTOR: _assigned_name_is_a_factor,
+    COMPARED_NAME_IS_A_FACTOR: _compared_name_is_a_factor,
+    FUNCTION_IS_A_FACTOR: _module_function_is_a_factor,
+}
 
 
 # A Function subclass is declared with "Function" in its bases (or subclasses one that is), or through a

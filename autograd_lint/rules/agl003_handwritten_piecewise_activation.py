@@ -11,7 +11,16 @@ import libcst as cst
 
 from ..core.diagnostic import Severity
 from ..core.module import ParsedModule
-from ..core.prefilter import TextCue, is_ordering_comparison, python_nodes, terminal_name, unwrap_casts
+from ..core.prefilter import (
+    COMPARED_NAME_IS_A_FACTOR,
+    FUNCTION_IS_A_FACTOR,
+    NAME_IS_A_FACTOR,
+    TextCue,
+    is_ordering_comparison,
+    python_nodes,
+    terminal_name,
+    unwrap_casts,
+)
 from ..core.rule import Finding, NodeRule
 from ..core.scopes import bindings
 from ..core.syntax import ORDERING_OPERATORS, dotted_name, literal_number, normalized_code, short_code, walk
@@ -30,18 +39,28 @@ _MULTIPLICATIONS = frozenset({"mul", "mul_", "multiply"})  # `x.mul(mask)`, `tor
 # Separate patterns: one alternation of all of them is several times slower to search.
 # The flagged expression is assumed to keep each of these on one physical line, as formatters write it.
 MASK_MULTIPLIED = TextCue(
-    "a comparison next to a multiplication or assigned to a name",
+    "a comparison next to a multiplication, or assigned to a name or returned by a function that is a factor",
     patterns=tuple(
         re.compile(pattern, re.MULTILINE)
         for pattern in (
             r"\*=?\s*\(" + _COMPARISON + r"\)",
             r"\(" + _COMPARISON + r"\)" + _CAST + r"\s*\*",
             _COMPARISON_METHOD + r"[^\n]*\*|\*[^\n]*" + _COMPARISON_METHOD,
-            r"mul_?\([^\n]*(?:[<>]|" + _COMPARISON_METHOD + r")|multiply\(",
-            r"^[ \t]*\w+[ \t]*=[ \t]*\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",
-            r"^[ \t]*\w+[ \t]*=[ \t]*[\w.\[\]]+" + _COMPARISON_METHOD,
+            # `<` or `>`, not the arrow of a return annotation (`def mul(self, other) -> Tensor`)
+            r"mul_?\([^\n]*(?:<|(?<!-)>|" + _COMPARISON_METHOD + r")|multiply\(",
+            # a comparison on an assignment's line, a factor where the follow-up finds the name in a product
+            r"^[ \t]*\w+[ \t]*=(?!=)[^\n]*?(?<![-<>=!])[<>]=?(?![<>])",
+            r"^[ \t]*\w+[ \t]*=(?!=)[^\n]*?" + _COMPARISON_METHOD,
+            # a parenthesized value continued on the next lines (`mask = (`), which may be a comparison
+            r"^[ \t]*\w+[ \t]*=[ \t]*\((?:[^()\n]|\([^()\n]*\))*$",
             r"^[ \t]*return[ \t]+\(?[ \t]*[\w.\[\]]+[ \t]*[<>]=?[ \t]*[\w.(-]",  # a helper returning a mask
         )
+    ),
+    # `mask = x > 0` counts where `mask` is a factor of a product, `mask = (` where its value compares and it is
+    # one, `return x > 0` where its function is one
+    follow_ups=(
+        *("", "", "", ""),
+        *(NAME_IS_A_FACTOR, NAME_IS_A_FACTOR, COMPARED_NAME_IS_A_FACTOR, FUNCTION_IS_A_FACTOR),
     ),
 )
 

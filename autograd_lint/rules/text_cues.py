@@ -17,7 +17,7 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
     "AGL002": (FUNCTION_CLASS,),
     "AGL003": (
         TextCue(
-            "a comparison next to a multiplication or assigned to a name",
+            "a comparison next to a multiplication, or assigned to a name or returned by a function that is a factor",
             substrings=(),
             patterns=(
                 re.compile("\\*=?\\s*\\([^()\\n]*?(?<![-<>=!])[<>]=?(?![<>])[^()\\n]*\\)", 40),
@@ -30,14 +30,14 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                     40,
                 ),
                 re.compile(
-                    "mul_?\\([^\\n]*(?:[<>]|\\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\\()|multiply\\(",
+                    "mul_?\\([^\\n]*(?:<|(?<!-)>|\\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\\()|multiply\\(",
                     40,
                 ),
-                re.compile("^[ \\t]*\\w+[ \\t]*=[ \\t]*\\(?[ \\t]*[\\w.\\[\\]]+[ \\t]*[<>]=?[ \\t]*[\\w.(-]", 40),
+                re.compile("^[ \\t]*\\w+[ \\t]*=(?!=)[^\\n]*?(?<![-<>=!])[<>]=?(?![<>])", 40),
                 re.compile(
-                    "^[ \\t]*\\w+[ \\t]*=[ \\t]*[\\w.\\[\\]]+\\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\\(",
-                    40,
+                    "^[ \\t]*\\w+[ \\t]*=(?!=)[^\\n]*?\\.(?:gt|ge|lt|le|greater|less|greater_equal|less_equal)\\(", 40
                 ),
+                re.compile("^[ \\t]*\\w+[ \\t]*=[ \\t]*\\((?:[^()\\n]|\\([^()\\n]*\\))*$", 40),
                 re.compile("^[ \\t]*return[ \\t]+\\(?[ \\t]*[\\w.\\[\\]]+[ \\t]*[<>]=?[ \\t]*[\\w.(-]", 40),
             ),
             pattern_guards=(
@@ -47,7 +47,18 @@ TEXT_CUES: dict[str, tuple[TextCue, ...]] = {
                 ("mul",),
                 ("=",),
                 ("ge", "greater", "greater_equal", "gt", "le", "less", "less_equal", "lt"),
+                ("=",),
                 ("return",),
+            ),
+            follow_ups=(
+                "",
+                "",
+                "",
+                "",
+                "the assigned name is a factor of a product",
+                "the assigned name is a factor of a product",
+                "the name assigned a comparison is a factor of a product",
+                "the module function is a factor of a product",
             ),
         ),
     ),
@@ -218,9 +229,10 @@ def _cue(cue: TextCue) -> str:
     if cue == FUNCTION_CLASS:
         return "FUNCTION_CLASS"
     patterns = "".join(f"re.compile({pattern.pattern!r}, {pattern.flags}), " for pattern in cue.patterns)
+    follow_ups = f", follow_ups={cue.follow_ups!r}" if any(cue.follow_ups) else ""
     return (
         f"TextCue({cue.description!r}, substrings={cue.substrings!r}, patterns=({patterns}), "
-        f"pattern_guards={cue.pattern_guards!r})"
+        f"pattern_guards={cue.pattern_guards!r}{follow_ups})"
     )
 
 

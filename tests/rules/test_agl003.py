@@ -122,6 +122,51 @@ def test_message_for_a_threshold_suggests_where():
     assert diagnostic.explanation.endswith("Use torch.where(x > t, x, 0.0).")
 
 
+@pytest.mark.parametrize(
+    "body, multiplied",
+    [
+        ("mask = x > 0\ny = x * mask", True),
+        ("mask = (x > 0)\ny = mask.float() * x", True),
+        ("mask = x.gt(0)\ny = x.mul(mask)", True),
+        ("a = b = x > 0\ny = b * x", True),
+        ("mask = x > 0\ny = x * (  # keep the sign\n    mask\n)", True),
+        ("mask = (\n    x\n    > 0\n)\ny = x * mask", True),
+        ("keep = torch.rand_like(x).ge(0.5)\ny = torch.mul(x, keep)", True),
+        ("mask = x > 0\ny = torch.where(mask, x, 0.0)", False),
+        ("total = (\n    x\n    + 1\n)\ny = x * total", False),
+        ("if x > 0:\n    y = 2 * x", False),
+        ("y = x * 2  " + "#" * 80 + "\nmask = x > 0", False),  # a run of `#`: read in linear time
+    ],
+)
+def test_a_comparison_counts_where_it_is_multiplied(body, multiplied):
+    """The text cue: a comparison assigned to a name counts where the name is a factor of a product (the prefilter
+    parses no other file for the rule); wherever the rule, made to look, reports, the cue is there."""
+    from autograd_lint.engine import lint_text
+    from autograd_lint.rules.text_cues import TEXT_CUES
+
+    source = "import torch\n\n\ndef f(x):\n" + textwrap.indent(body, "    ") + "\n    return y\n"
+    [cue] = TEXT_CUES["AGL003"]
+    assert cue.found_in(source) == multiplied
+    reported = lint_text(source, "case.py", ["AGL003"], prefilter=False)
+    assert not reported or multiplied
+
+
+@pytest.mark.parametrize(
+    "source, multiplied",
+    [
+        ("def positive(h):\n    return h > 0\n\n\ndef f(x):\n    return x * positive(x)\n", True),
+        ("def positive(h):\n    return (h > 0).float()\n\n\ndef f(x):\n    return positive(x).to(x) * x\n", True),
+        ("def positive(h):\n    return h > 0\n\n\ndef f(x):\n    return x + positive(x)\n", False),
+        ("def positive(h):\n    return h > 0\n\n\ndef f(x, positive_x):\n    return x * positive_x\n", False),
+    ],
+)
+def test_a_returned_comparison_counts_where_its_function_is_multiplied(source, multiplied):
+    from autograd_lint.rules.text_cues import TEXT_CUES
+
+    [cue] = TEXT_CUES["AGL003"]
+    assert cue.found_in("import torch\n\n\n" + source) == multiplied
+
+
 def test_mask_from_a_helper_of_the_module():
     source = """
         import torch
