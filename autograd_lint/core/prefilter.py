@@ -370,19 +370,17 @@ _GAP_AFTER = r"(?:\s|\\|" + _COMMENT + r"|\()*"
 _GAP_BEFORE = r"(?:\s|\\|" + _COMMENT + r"|\))*"
 # A call's parentheses, nested three deep (deeper ones are taken as balanced: see `_is_a_factor`).
 _PARENTHESES = r"\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)"
-_AFTER_STAR = re.compile(r"\*=?" + _GAP_AFTER + r"(\w+)")  # `x * mask`, `x *= (mask`, `x * positive(h)`
+# Pattern texts, compiled on first use (`re` keeps them): a run that reads no such cue compiles none of them.
+_AFTER_STAR = r"\*=?" + _GAP_AFTER + r"(\w+)"  # `x * mask`, `x *= (mask`, `x * positive(h)`
 # After a name: its call's parentheses, methods called on it (`.float()`, `.to(x)`), then `*`
-_BEFORE_STAR = re.compile(
-    r"(?:\s*" + _PARENTHESES + r")?(?:\s*\.\s*\w+\s*" + _PARENTHESES + r")*" + _GAP_BEFORE + r"\*"
-)
-_MULTIPLY_CALL = re.compile(r"mul(?:_|tiply)?\s*(?=\()")  # `x.mul(mask)`, `torch.mul(x, mask)`, `multiply(`
-_CALL_ARGUMENTS = re.compile(_PARENTHESES)
-_WORD = re.compile(r"\w+")
+_BEFORE_STAR = r"(?:\s*" + _PARENTHESES + r")?(?:\s*\.\s*\w+\s*" + _PARENTHESES + r")*" + _GAP_BEFORE + r"\*"
+_MULTIPLY_CALL = r"mul(?:_|tiply)?\s*(?=\()"  # `x.mul(mask)`, `torch.mul(x, mask)`, `multiply(`
+_WORD = r"\w+"
 # `<`, `>`, `<=`, `>=` (not `->`, `<<`, `>>`), or a comparison method
-_A_COMPARISON = re.compile(r"(?<![-<>=!])[<>]=?(?![<>])|\.(?:" + "|".join(sorted(ORDERING_METHODS)) + r")\s*\(")
-_ASSIGNED_NAMES = re.compile(r"(\w+)[ \t]*=(?!=)")  # `a = b = x > 0`: a and b (and keywords: more is safe)
-_MODULE_FUNCTION = re.compile(r"^def[ \t]+(\w+)", re.MULTILINE)
-_MODULE_FUNCTION_LEAD = re.compile(r"def[ \t]+(\w+)", re.MULTILINE)  # searched by its literal start
+_A_COMPARISON = r"(?<![-<>=!])[<>]=?(?![<>])|\.(?:" + "|".join(sorted(ORDERING_METHODS)) + r")\s*\("
+_ASSIGNED_NAMES = r"(\w+)[ \t]*=(?!=)"  # `a = b = x > 0`: a and b (and keywords: more is safe)
+_MODULE_FUNCTION = r"^def[ \t]+(\w+)"
+_MODULE_FUNCTION_LEAD = r"def[ \t]+(\w+)"  # searched by its literal start
 
 
 def _is_a_factor(text: str, names: set[str]) -> bool:
@@ -390,14 +388,15 @@ def _is_a_factor(text: str, names: set[str]) -> bool:
     it): right after `*` or `*=`, right before a `*`, or in the arguments of `mul` or `multiply`."""
     if not names:
         return False
-    if any(found.group(1) in names for found in _AFTER_STAR.finditer(text)):
+    if any(found.group(1) in names for found in re.finditer(_AFTER_STAR, text)):
         return True
-    for call in _MULTIPLY_CALL.finditer(text):
-        arguments = _CALL_ARGUMENTS.match(text, call.end())
-        if arguments is None or not names.isdisjoint(_WORD.findall(arguments.group())):
+    for call in re.finditer(_MULTIPLY_CALL, text):
+        arguments = re.compile(_PARENTHESES).match(text, call.end())
+        if arguments is None or not names.isdisjoint(re.findall(_WORD, arguments.group())):
             return True  # (arguments nested deeper than the pattern reads may hold any name)
+    before_star = re.compile(_BEFORE_STAR)
     return any(
-        _BEFORE_STAR.match(text, found.end()) is not None
+        before_star.match(text, found.end()) is not None
         for name in names
         for found in re.finditer(re.escape(name) + r"\b", text)
     )
@@ -406,7 +405,7 @@ def _is_a_factor(text: str, names: set[str]) -> bool:
 def _assigned_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
     """Matches at a line's start that assign a name (`mask = x > 0`, `a = b = x > 0`): one of the names is a
     factor."""
-    return _is_a_factor(text, {name for match in matches for name in _ASSIGNED_NAMES.findall(match.group())})
+    return _is_a_factor(text, {name for match in matches for name in re.findall(_ASSIGNED_NAMES, match.group())})
 
 
 def _compared_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
@@ -414,9 +413,9 @@ def _compared_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> b
     whose value (up to its closing parenthesis) compares is a factor."""
     names = set()
     for match in matches:
-        value = _CALL_ARGUMENTS.match(text, match.group().index("(", match.group().index("=")) + match.start())
-        if value is None or _A_COMPARISON.search(value.group()):  # (nested deeper than read: it may compare)
-            names.update(_ASSIGNED_NAMES.findall(match.group()))
+        value = re.compile(_PARENTHESES).match(text, match.group().index("(", match.group().index("=")) + match.start())
+        if value is None or re.search(_A_COMPARISON, value.group()):  # (nested deeper than read: it may compare)
+            names.update(re.findall(_ASSIGNED_NAMES, match.group()))
     return _is_a_factor(text, names)
 
 
@@ -424,7 +423,8 @@ def _module_function_is_a_factor(text: str, matches: Iterator[re.Match[str]]) ->
     """Matches in module functions (`return x > 0`): one of those functions is a factor. A match's function is
     the last one defined at column 0 before it (a string's line starting `def` in between would hide it)."""
     functions = [
-        (found.start(), found.group(1)) for found in _line_matches(_MODULE_FUNCTION, _MODULE_FUNCTION_LEAD, text)
+        (found.start(), found.group(1))
+        for found in _line_matches(re.compile(_MODULE_FUNCTION, re.MULTILINE), re.compile(_MODULE_FUNCTION_LEAD), text)
     ]
     starts = [start for start, _ in functions]
     names = set()
