@@ -409,8 +409,8 @@ def _assigned_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> b
 
 
 def _compared_name_is_a_factor(text: str, matches: Iterator[re.Match[str]]) -> bool:
-    """Matches that assign a value opened by a parenthesis on their line's end (`mask = (`): one of the names
-    whose value (up to its closing parenthesis) compares is a factor."""
+    """Matches that assign a parenthesized value their line does not close (`mask = (`): one of the names whose
+    value (up to its closing parenthesis, on a later line) compares is a factor."""
     names = set()
     for match in matches:
         value = re.compile(_PARENTHESES).match(text, match.group().index("(", match.group().index("=")) + match.start())
