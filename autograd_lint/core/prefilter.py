@@ -534,6 +534,22 @@ def python_statements(tree: ast.AST) -> list[ast.AST]:
     return found
 
 
+def record_python_import(node: ast.Import | ast.ImportFrom, imports: dict[str, set[str]], relative: set[str]) -> None:
+    """What an import statement of CPython's AST binds: local name -> the dotted names it may stand for (a name
+    imported twice keeps both), and in `relative` the names imported relatively (which may be anything)."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            local = alias.asname or alias.name.split(".")[0]
+            imports.setdefault(local, set()).add(alias.name if alias.asname else local)
+        return
+    for alias in node.names:
+        local = alias.asname or alias.name
+        if node.level:
+            relative.add(local)
+        elif alias.name != "*":
+            imports.setdefault(local, set()).add(f"{node.module}.{alias.name}" if node.module else alias.name)
+
+
 def defines_function_subclass(tree: ast.AST) -> bool:
     """Whether the Function model (`facts.function_model`) can find a Function class here, asked of CPython's
     AST: a class with a base that resolves through the file's imports and module-level aliases to one of
@@ -545,18 +561,8 @@ def defines_function_subclass(tree: ast.AST) -> bool:
     relative: set[str] = set()
     classes: list[ast.ClassDef] = []
     for node in python_statements(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                local = alias.asname or alias.name.split(".")[0]
-                imports.setdefault(local, set()).add(alias.name if alias.asname else local)
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                local = alias.asname or alias.name
-                if node.level:
-                    relative.add(local)
-                elif alias.name != "*":
-                    full = f"{node.module}.{alias.name}" if node.module else alias.name
-                    imports.setdefault(local, set()).add(full)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            record_python_import(node, imports, relative)
         elif isinstance(node, ast.ClassDef):
             classes.append(node)
     if not classes:

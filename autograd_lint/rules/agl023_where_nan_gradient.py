@@ -21,6 +21,7 @@ from ..core.prefilter import (
     number_literal,
     python_children,
     python_nodes,
+    record_python_import,
     terminal_name,
 )
 from ..core.rule import Finding, NodeRule
@@ -270,8 +271,7 @@ def _any_selection_may_report(tree: ast.AST) -> bool:
     scopes = _Scopes(tree)
     helpers = _UnsafeHelpers(scopes.module_functions)
     return any(
-        _selects(call, scopes.imported, scopes.assignments.get(None, {}))
-        and _selection_may_report(call, scopes.locals_around(call), helpers)
+        _selects(call, scopes) and _selection_may_report(call, scopes.locals_around(call), helpers)
         for call in selections
     )
 
@@ -283,7 +283,8 @@ class _Scopes:
 
     def __init__(self, tree: ast.AST):
         self.assignments: dict[ast.AST | None, dict[str, list[ast.expr]]] = {}
-        self.imported: dict[str, set[str]] = {}  # local name -> the modules or names it is imported as
+        self.imported: dict[str, set[str]] = {}  # local name -> the dotted names it may stand for
+        self.imported_relatively: set[str] = set()
         self.module_functions: dict[str, list[ast.AST]] = {}
         bodies: list[tuple[tuple[int, int], tuple[int, int], ast.AST]] = []
         top_level = {id(statement) for statement in getattr(tree, "body", ())}
@@ -293,10 +294,7 @@ class _Scopes:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 self.assignments.setdefault(function, {}).setdefault(node.targets[0].id, []).append(node.value)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                for alias in node.names:
-                    local = alias.asname or alias.name.split(".")[0]
-                    full = alias.name if alias.asname or isinstance(node, ast.ImportFrom) else local
-                    self.imported.setdefault(local, set()).add(full)
+                record_python_import(node, self.imported, self.imported_relatively)
             elif isinstance(node, _DEFINITIONS):
                 if id(node) in top_level:
                     self.module_functions.setdefault(node.name, []).append(node)
@@ -367,7 +365,7 @@ class _UnsafeHelpers:
         return facts
 
 
-def _selects(call: ast.Call, imported: dict[str, set[str]], module_names: dict[str, list[ast.expr]]) -> bool:
+def _selects(call: ast.Call, scopes: _Scopes) -> bool:
     """Whether a call may be one of `_selection`'s: every parameter given, nothing unpacked; the three-argument
     form is torch's function (`torch.where`, `th.where`, `where` imported from torch), the two-argument
     form a tensor's method."""
@@ -381,17 +379,19 @@ def _selects(call: ast.Call, imported: dict[str, set[str]], module_names: dict[s
         return False
     if count == 2:
         return True
-    # A receiver imported as some other module (`tl.where(c, a, b)` with `import triton.language as tl`)
-    # is not torch; one the file does not import may still be, through the whole file's imports.
+    # A receiver imported as some other module (`tl.where(c, a, b)` with `import triton.language as tl`, or
+    # from the file's own package) is not torch; one the file does not import may still be, through the whole
+    # file's imports.
     receiver = func.value
+    name = receiver.id if isinstance(receiver, ast.Name) else None
     return (
         count == 3
         and func.attr in ("where", "masked_fill")
-        and isinstance(receiver, ast.Name)
+        and name is not None
         and (
-            receiver.id not in imported
-            or "torch" in imported[receiver.id]
-            or receiver.id in module_names  # `th = torch`
+            (name not in scopes.imported and name not in scopes.imported_relatively)
+            or "torch" in scopes.imported.get(name, ())
+            or name in scopes.assignments.get(None, {})  # `th = torch`
         )
     )
 

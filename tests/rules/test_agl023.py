@@ -210,6 +210,7 @@ def test_guard_on_a_local_holding_a_scaled_input_alone_in_its_file():
         "import torch\n\ndef f(x):\n    return torch.where(x > 5.0, torch.log(x), 0.0)\n",
         # triton's three-argument where, not torch's
         "import triton.language as tl\n\ndef f(w, n):\n    return tl.where(n == 0.0, 0.0, w / n)\n",
+        "from .compat import tl\n\ndef f(w, n):\n    return tl.where(n == 0.0, 0.0, w / n)\n",
         # the comparison is an operand of a reduction, not a guard
         "import torch\n\ndef f(x, y):\n    return torch.where(torch.max(torch.ge(x, 0), y), torch.log(x), 0.0)\n",
         # the unsafe op and the guard are in one function but not in one selection
